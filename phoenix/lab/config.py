@@ -1,0 +1,109 @@
+"""Where the lab lives and which addresses and ports it uses.
+
+Every value can be overridden from the environment (PHOENIX_LAB_*), so two labs or a lab on a
+machine whose networks differ can be configured without touching the code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    state_dir: Path
+    subnet: ipaddress.IPv4Network
+    bridge: str
+    do_port: int
+    cf_port: int
+    artifact_port: int
+    apt_port: int
+    dns_port: int
+    mirror: str
+
+    @property
+    def bridge_ip(self) -> str:
+        return str(next(self.subnet.hosts()))
+
+    @property
+    def do_endpoint(self) -> str:
+        return f"http://{self.bridge_ip}:{self.do_port}"
+
+    @property
+    def cf_base_url(self) -> str:
+        return f"http://{self.bridge_ip}:{self.cf_port}/client/v4"
+
+    @property
+    def artifact_url(self) -> str:
+        return f"http://{self.bridge_ip}:{self.artifact_port}"
+
+    @property
+    def apt_proxy(self) -> str:
+        return f"http://{self.bridge_ip}:{self.apt_port}"
+
+    # Files inside the state folder: one place names them all.
+    @property
+    def objects_file(self) -> Path:
+        return self.state_dir / "objects.json"
+
+    @property
+    def do_token_file(self) -> Path:
+        return self.state_dir / "secrets" / "do-token"
+
+    @property
+    def cf_token_file(self) -> Path:
+        return self.state_dir / "secrets" / "cf-token"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.state_dir / "secrets" / "id_ed25519"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.state_dir / "image"
+
+    @property
+    def droplets_dir(self) -> Path:
+        return self.state_dir / "droplets"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+
+def host_mirror() -> str:
+    """The Debian mirror in this machine's own apt sources (the one that resolves here)."""
+    candidates = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
+    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            for word in words:
+                if word.startswith("http") and "/debian" in word and "security" not in word:
+                    return word.rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
+def load(environ: dict[str, str] | None = None) -> LabConfig:
+    env = os.environ if environ is None else environ
+    return LabConfig(
+        state_dir=Path(env.get("PHOENIX_LAB_DIR", "/var/lib/phoenix-lab")),
+        subnet=ipaddress.IPv4Network(env.get("PHOENIX_LAB_SUBNET", "10.213.77.0/24")),
+        bridge=env.get("PHOENIX_LAB_BRIDGE", "phx-br0"),
+        do_port=int(env.get("PHOENIX_LAB_DO_PORT", "8780")),
+        cf_port=int(env.get("PHOENIX_LAB_CF_PORT", "8781")),
+        artifact_port=int(env.get("PHOENIX_LAB_ARTIFACT_PORT", "8782")),
+        apt_port=int(env.get("PHOENIX_LAB_APT_PORT", "3142")),
+        dns_port=int(env.get("PHOENIX_LAB_DNS_PORT", "53")),
+        mirror=env.get("PHOENIX_LAB_MIRROR") or host_mirror(),
+    )
