@@ -1,0 +1,73 @@
+"""The lab's apt proxy: an apt-cacher-ng instance of its own (config, port, cache folder).
+
+Its Debian backend is the mirror in this machine's apt sources: the package's default
+backend does not resolve here. A second install of a package is served from the cache.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from phoenix.errors import PhoenixError
+from phoenix.lab import procs
+from phoenix.lab.config import LabConfig
+from phoenix.lab.objects import Ledger
+
+NAME = "apt-cacher-ng"
+
+
+def _conf(config: LabConfig) -> str:
+    base = config.state_dir / "apt-cacher-ng"
+    mirror = config.mirror.rstrip("/")
+    security = mirror.rsplit("/", 1)[0] + "/debian-security"
+    return "\n".join([
+        "# Written by phoenix lab: the lab's own apt proxy.",
+        f"CacheDir: {base / 'cache'}",
+        f"LogDir: {base / 'log'}",
+        "SupportDir: /usr/lib/apt-cacher-ng",
+        f"Port: {config.apt_port}",
+        f"BindAddress: {config.bridge_ip}",
+        f"Remap-debrep: file:deb_mirror*.gz /debian ; {mirror}/",
+        f"Remap-secdeb: security.debian.org deb.debian.org/debian-security ; {security}/",
+        "ReportPage: acng-report.html",
+        "ExThreshold: 4",
+        "PassThroughPattern: ^$",
+        "",
+    ])
+
+
+def start(config: LabConfig, ledger: Ledger) -> None:
+    record = ledger.read()["processes"].get(NAME)
+    if record and procs.alive(record):
+        return
+    base = config.state_dir / "apt-cacher-ng"
+    for sub in ("conf", "cache", "log"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    (base / "conf" / "acng.conf").write_text(_conf(config))
+    ensure_port_free(config.bridge_ip, config.apt_port, "the apt proxy")
+    procs.spawn(ledger, NAME, ["apt-cacher-ng", "-c", str(base / "conf"), "ForeGround=1"],
+                log=base / "log" / "stdout.log")
+    wait_port(config.bridge_ip, config.apt_port, what="apt-cacher-ng", log=base / "log")
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PhoenixError(f"port {host}:{port} for {what} is already taken ({exc.strerror});"
+                               " free it or choose another with PHOENIX_LAB_*_PORT") from None
+
+
+def wait_port(host: str, port: int, *, what: str, timeout: float = 15, log=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise PhoenixError(f"{what} did not answer on {host}:{port} within {timeout:.0f} s"
+                       + (f"; see {log}" if log else ""))

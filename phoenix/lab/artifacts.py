@@ -1,0 +1,86 @@
+"""The lab's artifact server content: what production would download from elsewhere.
+
+- gitea/<version>/gitea-<version>-linux-amd64: the Gitea stand-in, laid out like dl.gitea.com;
+- hermes/hermes-<version>.tar.gz: the hermes backend and wizard stand-ins;
+- timmy-config.git: the synthetic config repository, clonable over plain HTTP (a "mirror").
+`index.json` records each URL and sha256, which group_data/lab.py reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from importlib import resources
+from pathlib import Path
+
+from phoenix.lab.config import LabConfig
+
+HERMES_VERSION = "0.0.0-lab"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def standin(name: str) -> bytes:
+    return (resources.files("phoenix.lab") / "standins" / name).read_bytes()
+
+
+def _gitea_version() -> str:
+    for line in standin("gitea").decode().splitlines():
+        if line.startswith("GITEA_VERSION"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError("the Gitea stand-in names no GITEA_VERSION")
+
+
+def _write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _hermes_bundle() -> bytes:
+    """A deterministic tarball: same stand-ins, same bytes, same sha256."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in ("hermes-backend", "hermes-wizard"):
+            data = standin(name)
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    import gzip
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+def publish(config: LabConfig) -> dict:
+    from phoenix.lab import fixtures
+
+    root = config.artifacts_dir
+    base = config.artifact_url
+    version = _gitea_version()
+    gitea = root / "gitea" / version / f"gitea-{version}-linux-amd64"
+    _write_if_changed(gitea, standin("gitea"), 0o755)
+    hermes = root / "hermes" / f"hermes-{HERMES_VERSION}.tar.gz"
+    _write_if_changed(hermes, _hermes_bundle())
+    repo = root / "timmy-config.git"
+    shutil.rmtree(repo, ignore_errors=True)  # deterministic: rebuilt to the same commit
+    commit = fixtures.make_timmy_config(repo)
+    index = {
+        "gitea": {"version": version, "url": f"{base}/{gitea.relative_to(root)}",
+                  "sha256": sha256(gitea)},
+        "hermes": {"version": HERMES_VERSION, "url": f"{base}/{hermes.relative_to(root)}",
+                   "sha256": sha256(hermes)},
+        "timmy_config": {"url": f"{base}/timmy-config.git", "commit": commit,
+                         "branch": "main"},
+    }
+    _write_if_changed(root / "index.json", json.dumps(index, indent=2).encode())
+    return index

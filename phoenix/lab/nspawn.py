@@ -1,0 +1,234 @@
+"""Real lab droplets: Debian 12 booted with `systemd-nspawn -b` in their own network namespace.
+
+A droplet is an overlay of the cached image (its own upper layer keeps its disk across power
+off/on), an SSH host key of its own (or the one given in user_data, as cloud-init would
+install it on DigitalOcean), the creator's authorized keys, and an address on the lab bridge.
+Every object is written to the ledger before it is made, so `phoenix lab down` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from phoenix.errors import PhoenixError
+from phoenix.lab import image, net, procs
+from phoenix.lab.config import LabConfig
+from phoenix.lab.drivers import Droplet, DriverError
+from phoenix.lab.objects import Ledger
+from phoenix.lab.sh import run
+
+BOOT_TIMEOUT = 60.0
+FIRST_DROPLET_HOST = 10   # .10 … .199 for droplets
+LAST_DROPLET_HOST = 199   # .200 … .250 are the reserved-IP pool
+
+
+def parse_user_data(user_data: str | None) -> dict:
+    """cloud-config as cloud-init reads it; the JSON form of YAML is enough for Phoenix."""
+    if not user_data:
+        return {}
+    body = user_data.split("\n", 1)[1] if user_data.startswith("#cloud-config") else user_data
+    try:
+        return json.loads(body)
+    except ValueError:
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError:
+            return {}
+        return yaml.safe_load(body) or {}
+
+
+def wait_ssh(ip: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((ip, 22), timeout=0.5) as sock:
+                sock.settimeout(2)
+                if sock.recv(4).startswith(b"SSH-"):
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def console_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no console log)"
+
+
+class NspawnDriver:
+    def __init__(self, config: LabConfig, ledger: Ledger) -> None:
+        self.config = config
+        self.ledger = ledger
+
+    # ---- records -------------------------------------------------------------------------
+    def _record(self, droplet_id: int) -> dict | None:
+        return self.ledger.read()["droplets"].get(str(droplet_id))
+
+    def _update(self, droplet_id: int, **changes) -> None:
+        with self.ledger.edit() as data:
+            record = data["droplets"].get(str(droplet_id))
+            if record is not None:
+                record.update(changes)
+
+    @staticmethod
+    def _droplet(record: dict) -> Droplet:
+        status = record["status"]
+        proc = record.get("process")
+        if status == "active" and not (proc and procs.alive(proc)):
+            status = "off"  # its container died under it
+        return Droplet(id=record["id"], name=record["name"], region=record["region"],
+                       size=record["size"], image=record["image"], tags=record["tags"],
+                       status=status, ip=record["ip"] if status != "new" else None,
+                       extra_ips=record.get("extra_ips", []), created_at=record["created_at"])
+
+    def dir(self, droplet_id: int) -> Path:
+        return self.config.droplets_dir / str(droplet_id)
+
+    # ---- the driver interface -------------------------------------------------------------
+    def create(self, *, name, region, size, image, tags, ssh_keys, user_data) -> Droplet:
+        if not (image_ok := self.config.image_dir / "rootfs").is_dir():
+            raise DriverError(f"the lab image is missing ({image_ok}); run `phoenix lab up`")
+        with self.ledger.edit() as data:
+            droplet_id = data.get("next_id", 1001)
+            data["next_id"] = droplet_id + 1
+            used = {r["ip"] for r in data["droplets"].values()}
+            ip = next((str(self.config.subnet.network_address + n)
+                       for n in range(FIRST_DROPLET_HOST, LAST_DROPLET_HOST + 1)
+                       if str(self.config.subnet.network_address + n) not in used), None)
+            if ip is None:
+                raise DriverError("the lab subnet has no free droplet address left")
+            record = {"id": droplet_id, "name": name, "region": region, "size": size,
+                      "image": image, "tags": list(tags), "status": "new", "ip": ip,
+                      "extra_ips": [], "dir": str(self.dir(droplet_id)),
+                      "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            data["droplets"][str(droplet_id)] = record
+        threading.Thread(target=self._build_and_boot, name=f"droplet-{droplet_id}",
+                         args=(droplet_id, ssh_keys, user_data), daemon=True).start()
+        return self._droplet(record)
+
+    def _build_and_boot(self, droplet_id: int, ssh_keys: list[str], user_data: str | None):
+        try:
+            self.prepare(droplet_id, ssh_keys=ssh_keys, user_data=user_data)
+            self.boot(droplet_id)
+        except Exception as exc:  # recorded: the API shows the droplet never went active
+            self._update(droplet_id, error=str(exc))
+
+    def prepare(self, droplet_id: int, *, ssh_keys: list[str], user_data: str | None) -> None:
+        """The droplet's disk: an overlay on the image with its keys and hostname."""
+        record = self._record(droplet_id)
+        base = self.dir(droplet_id)
+        root = base / "root"
+        for sub in ("upper", "work", "root"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        self.ledger.add("mounts", str(root))
+        if not root.is_mount():
+            run(["mount", "-t", "overlay", "overlay", "-o",
+                 f"lowerdir={image.rootfs(self.config)},upperdir={base / 'upper'},"
+                 f"workdir={base / 'work'}", str(root)])
+        (root / "etc/hostname").write_text(record["name"] + "\n")
+        cloud = parse_user_data(user_data)
+        keys = list(ssh_keys) + list(cloud.get("ssh_authorized_keys", []))
+        ssh_dir = root / "root/.ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        (ssh_dir / "authorized_keys").write_text("".join(k.strip() + "\n" for k in keys))
+        (ssh_dir / "authorized_keys").chmod(0o600)
+        given = cloud.get("ssh_keys", {})
+        for kind in ("ed25519", "ecdsa", "rsa"):
+            if f"{kind}_private" in given:
+                private = root / f"etc/ssh/ssh_host_{kind}_key"
+                private.write_text(given[f"{kind}_private"].strip() + "\n")
+                private.chmod(0o600)
+                (root / f"etc/ssh/ssh_host_{kind}_key.pub").write_text(
+                    given[f"{kind}_public"].strip() + "\n")
+        if not any((root / "etc/ssh").glob("ssh_host_*_key")):
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{record['name']}",
+                 "-f", str(root / "etc/ssh/ssh_host_ed25519_key")])
+
+    def boot(self, droplet_id: int) -> None:
+        record = self._record(droplet_id)
+        base = self.dir(droplet_id)
+        ns = net.create_netns(self.config, self.ledger, droplet_id, record["ip"])
+        for ip in record.get("extra_ips", []):
+            net.add_address(self.config, droplet_id, ip)
+        console = base / "console.log"
+        proc = procs.spawn(self.ledger, f"droplet-{droplet_id}", [
+            "systemd-nspawn", "--quiet", "-D", str(base / "root"), "-b",
+            "--register=no", "--keep-unit", f"--machine=phx-{droplet_id}",
+            f"--hostname={record['name']}", f"--network-namespace-path=/run/netns/{ns}",
+            "--resolv-conf=off", "--timezone=off", "--console=read-only",
+        ], log=console)
+        self._update(droplet_id, process=proc)
+        if not wait_ssh(record["ip"], BOOT_TIMEOUT):
+            raise PhoenixError(
+                f"droplet {record['name']} ({record['ip']}) did not answer SSH within "
+                f"{BOOT_TIMEOUT:.0f} s; last console lines:\n{console_tail(console)}")
+        self._update(droplet_id, status="active", error=None)
+
+    def get(self, droplet_id: int) -> Droplet | None:
+        record = self._record(droplet_id)
+        return None if record is None else self._droplet(record)
+
+    def list(self) -> list[Droplet]:
+        return [self._droplet(r) for r in self.ledger.read()["droplets"].values()]
+
+    def _require(self, droplet_id: int) -> dict:
+        record = self._record(droplet_id)
+        if record is None:
+            raise DriverError(f"droplet {droplet_id} does not exist")
+        return record
+
+    def power_off(self, droplet_id: int) -> None:
+        self._require(droplet_id)
+        procs.stop(self.ledger, f"droplet-{droplet_id}", timeout=30)
+        self._update(droplet_id, status="off", process=None)
+
+    def power_on(self, droplet_id: int) -> None:
+        record = self._require(droplet_id)
+        proc = record.get("process")
+        if record["status"] == "active" and proc and procs.alive(proc):
+            return
+        self.boot(droplet_id)
+
+    def destroy(self, droplet_id: int) -> None:
+        self._require(droplet_id)
+        destroy_droplet(self.config, self.ledger, droplet_id)
+
+    def add_address(self, droplet_id: int, ip: str) -> None:
+        record = self._require(droplet_id)
+        if ip not in record["extra_ips"]:
+            self._update(droplet_id, extra_ips=record["extra_ips"] + [ip])
+        if record["status"] == "active":
+            net.add_address(self.config, droplet_id, ip)
+
+    def remove_address(self, droplet_id: int, ip: str) -> None:
+        record = self._record(droplet_id)
+        if record is None:
+            return
+        self._update(droplet_id, extra_ips=[x for x in record["extra_ips"] if x != ip])
+        net.remove_address(self.config, droplet_id, ip)
+
+
+def destroy_droplet(config: LabConfig, ledger: Ledger, droplet_id: int) -> None:
+    """Remove everything of one droplet; safe to repeat, and on half-made droplets."""
+    procs.stop(ledger, f"droplet-{droplet_id}", timeout=30)
+    base = config.droplets_dir / str(droplet_id)
+    root = base / "root"
+    if root.is_mount():
+        run(["umount", str(root)], check=False)
+        if root.is_mount():
+            run(["umount", "-l", str(root)], check=False)
+    ledger.discard("mounts", str(root))
+    net.delete_netns(droplet_id)
+    ledger.discard("netns", net.netns_name(droplet_id))
+    ledger.discard("links", net.veth_name(droplet_id))
+    shutil.rmtree(base, ignore_errors=True)
+    with ledger.edit() as data:
+        data["droplets"].pop(str(droplet_id), None)

@@ -1,0 +1,75 @@
+"""Long-lived lab processes: started detached, recorded in the ledger, stopped by record.
+
+Processes started from a shell that ends may be killed with it, so the lab starts its own
+with `setsid`. A record holds the PID and its kernel start time, so a PID that was reused
+by an unrelated process after a crash is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+from phoenix.lab.objects import Ledger
+
+
+def start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def alive(record: dict) -> bool:
+    return start_time(record["pid"]) == record["start"]
+
+
+def spawn(ledger: Ledger, name: str, cmd: Sequence[str], *, log: Path,
+          env: dict[str, str] | None = None) -> dict:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env, close_fds=True)
+    record = {"pid": proc.pid, "start": start_time(proc.pid), "cmd": list(cmd)}
+    with ledger.edit() as data:
+        data["processes"][name] = record
+    return record
+
+
+def stop(ledger: Ledger, name: str, *, timeout: float = 15) -> None:
+    record = ledger.read()["processes"].get(name)
+    if record is not None:
+        stop_record(record, timeout=timeout)
+    with ledger.edit() as data:
+        data["processes"].pop(name, None)
+
+
+def stop_record(record: dict, *, timeout: float = 15) -> None:
+    """SIGTERM, wait, then SIGKILL; a process that is already gone is fine."""
+    if not alive(record):
+        return
+    pid = record["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(record):
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    while alive(record):
+        _reap(pid)
+        time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

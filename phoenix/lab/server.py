@@ -1,0 +1,71 @@
+"""The lab server process: DigitalOcean API, Cloudflare API, DNS and artifacts on the bridge.
+
+Started detached by `phoenix lab up` (`python -m phoenix.lab.server`), stopped by `lab down`.
+Droplets it creates outlive it (they are recorded in the ledger), so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import signal
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from phoenix.lab import cfapi, doapi
+from phoenix.lab.config import LabConfig, load
+from phoenix.lab.dnsserver import DNSServer
+from phoenix.lab.nspawn import LAST_DROPLET_HOST, NspawnDriver
+from phoenix.lab.objects import Ledger
+
+
+def reserved_pool(config: LabConfig) -> list[str]:
+    net = config.subnet
+    return [str(net.network_address + n) for n in range(LAST_DROPLET_HOST + 1, 251)
+            if net.network_address + n in net]
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def main() -> None:
+    config = load()
+    ledger = Ledger(config.objects_file)
+    do_token = config.do_token_file.read_text().strip()
+    cf_token = config.cf_token_file.read_text().strip()
+    zones_file = config.state_dir / "dns-zones.json"
+
+    driver = NspawnDriver(config, ledger)
+    do = doapi.make_server(driver, token=do_token, host=config.bridge_ip, port=config.do_port,
+                           reserved_ips=reserved_pool(config))
+    zones = cfapi.Zones.load(zones_file) if zones_file.exists() else cfapi.Zones()
+    zones.autosave(zones_file)
+    cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
+                           port=config.cf_port)
+    dns = DNSServer(zones, config.bridge_ip, config.dns_port)
+    config.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    files = ThreadingHTTPServer(
+        (config.bridge_ip, config.artifact_port),
+        functools.partial(_QuietFiles, directory=str(config.artifacts_dir)))
+    files.daemon_threads = True
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    do.start()
+    cf.start()
+    dns.start()
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    print(f"lab server on {config.bridge_ip}: DO :{config.do_port} CF :{config.cf_port} "
+          f"DNS :{config.dns_port}/udp artifacts :{config.artifact_port}", flush=True)
+    stop.wait()
+    for server in (do, cf):
+        server.stop()
+    dns.stop()
+    files.shutdown()
+
+
+if __name__ == "__main__":
+    main()
