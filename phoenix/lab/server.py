@@ -39,7 +39,7 @@ def main() -> None:
 
     driver = NspawnDriver(config, ledger)
     do = doapi.make_server(driver, token=do_token, host=config.bridge_ip, port=config.do_port,
-                           reserved_ips=reserved_pool(config))
+                           reserved_ips=reserved_pool(config), network=str(config.subnet))
     zones = cfapi.Zones.load(zones_file) if zones_file.exists() else cfapi.Zones()
     zones.autosave(zones_file)
     cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
