@@ -22,6 +22,7 @@ def env_exports(config: LabConfig) -> str:
         "PHOENIX_SSH_KEY": q(str(config.ssh_key)),
         "PHOENIX_DNS_RESOLVER": q(f"{config.bridge_ip}:{config.dns_port}"),
         "PHOENIX_ARTIFACTS": q(config.artifact_url),
+        "PHOENIX_SECRETS_DIR": q(str(config.state_dir / "secrets")),
     }
     return "\n".join(f"export {k}={v}" for k, v in lines.items())
 

@@ -20,6 +20,7 @@ from phoenix.lab.config import LabConfig
 from phoenix.lab.nspawn import destroy_droplet
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import missing_tools, run
+from phoenix.secrets import write_secret
 
 SERVER = "lab-server"
 
@@ -37,18 +38,17 @@ def ledger_for(config: LabConfig) -> Ledger:
     return Ledger(config.objects_file)
 
 
-def write_secret(path, value: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
-
-
 def ensure_secrets(config: LabConfig) -> None:
     """Lab tokens and the operator's SSH key, made once, readable by root only."""
     for path in (config.do_token_file, config.cf_token_file):
         if not path.exists():
             write_secret(path, "lab-" + secrets.token_hex(24))
+    # The operator secrets a deploy reads (phoenix/secrets.py), made up for the lab.
+    for name in ("gitea_secret_key", "gitea_internal_token", "restic_password",
+                 "gitea_api_token"):
+        path = config.state_dir / "secrets" / name
+        if not path.exists():
+            write_secret(path, secrets.token_hex(32))
     if not config.ssh_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-lab-operator",
              "-f", str(config.ssh_key)])

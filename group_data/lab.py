@@ -1,0 +1,27 @@
+# The lab: artifacts come from the lab's artifact server (stand-ins, pinned by the sha256 the
+# lab computed), secrets from the lab's secrets folder, DNS from the lab's resolver.
+import json as _json
+
+from phoenix.lab.config import load as _load
+
+_config = _load()
+_index = _json.loads((_config.artifacts_dir / "index.json").read_text())
+
+secrets_dir = str(_config.state_dir / "secrets")
+
+gitea_version = _index["gitea"]["version"]
+gitea_binary_url = _index["gitea"]["url"]
+gitea_sha256 = _index["gitea"]["sha256"]
+gitea_root_url = f"http://forge.lab.test:3000/"
+gitea_domain = "forge.lab.test"
+
+hermes_bundle_url = _index["hermes"]["url"]
+hermes_bundle_sha256 = _index["hermes"]["sha256"]
+
+timmy_config_url = _index["timmy_config"]["url"]
+timmy_config_commit = _index["timmy_config"]["commit"]
+
+restore_source = str(_config.state_dir / "backups" / "lab-gitea-backup.tar.gz")
+
+dns_records = ["forge.lab.test"]
+dns_resolvers = [f"{_config.bridge_ip}:{_config.dns_port}"]

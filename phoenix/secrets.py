@@ -1,0 +1,46 @@
+"""Operator secrets: read from files outside the repo (or the environment), never logged.
+
+A secret NAME is looked up as the environment variable PHOENIX_<NAME> (upper case), then as
+the file <secrets dir>/<name>, where the folder is PHOENIX_SECRETS_DIR or the host data's
+`secrets_dir`. A file readable by group or others is refused: a secret must stay 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from phoenix.errors import PhoenixError
+
+
+def secrets_dir(default: str | None = None) -> Path:
+    return Path(os.environ.get("PHOENIX_SECRETS_DIR") or default
+                or "~/.config/phoenix/secrets").expanduser()
+
+
+def read_secret(name: str, *, folder: str | None = None) -> str:
+    env = os.environ.get(f"PHOENIX_{name.upper()}")
+    if env:
+        return env
+    path = secrets_dir(folder) / name
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise PhoenixError(f"secret {name} is missing: set PHOENIX_{name.upper()} or write it "
+                           f"to {path} (mode 0600)") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PhoenixError(f"secret file {path} is readable by others (mode "
+                           f"{stat.S_IMODE(mode):04o}); chmod 600 it")
+    value = path.read_text().strip()
+    if not value:
+        raise PhoenixError(f"secret file {path} is empty")
+    return value
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Create or replace a secret file with mode 0600 from the start (no window at 0644)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
