@@ -25,6 +25,19 @@ def reserved_pool(config: LabConfig) -> list[str]:
             if net.network_address + n in net]
 
 
+LAB_ZONE = "lab.test"
+LAB_RECORD = "forge.lab.test"
+
+
+def seed_zone(zones: "cfapi.Zones", config: LabConfig) -> None:
+    """The lab's forge name, first pointing at an unused lab address (no forge yet)."""
+    zone = zones.find_zone(LAB_ZONE) or zones.add_zone(LAB_ZONE)
+    if not any(r["name"] == LAB_RECORD for r in zones.records(zone["id"])):
+        zones.create(zone["id"], {"type": "A", "name": LAB_RECORD, "ttl": 3600,
+                                  "content": str(config.subnet.network_address + 254),
+                                  "proxied": False})
+
+
 class _QuietFiles(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -40,8 +53,8 @@ def main() -> None:
     driver = NspawnDriver(config, ledger)
     do = doapi.make_server(driver, token=do_token, host=config.bridge_ip, port=config.do_port,
                            reserved_ips=reserved_pool(config), network=str(config.subnet))
-    zones = cfapi.Zones.load(zones_file) if zones_file.exists() else cfapi.Zones()
-    zones.autosave(zones_file)
+    zones = cfapi.Zones.load(zones_file)
+    seed_zone(zones, config)
     cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
                            port=config.cf_port)
     dns = DNSServer(zones, config.bridge_ip, config.dns_port)

@@ -1,0 +1,213 @@
+"""Runbook step 8: move the forge's DNS names to the new server, and back if it must.
+
+`cutover` records each A record's current value in `saved` before it changes anything, and
+never overwrites a value saved by an earlier run: `saved` always holds the address to go back
+to. `rollback` writes those values back exactly. `wait_for_propagation` asks the name servers
+until they all answer the new address. All Cloudflare failures become a `PhoenixError` that
+says what to do, and never contains the token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import cloudflare
+
+from phoenix.errors import PhoenixError
+from phoenix.lab.dnsserver import DNSQueryError, resolve_a
+
+
+def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
+                timeout: float = 10) -> cloudflare.Cloudflare:
+    """A client that authenticates with `token` only (base_url None: the real Cloudflare)."""
+    if not token or not token.strip():
+        raise PhoenixError("CLOUDFLARE_API_TOKEN is empty: create an API token with "
+                           "Zone:Read and DNS:Edit on the forge's zone and export it.")
+    client = cloudflare.Cloudflare(api_token=token.strip(), base_url=base_url,
+                                   max_retries=max_retries, timeout=timeout)
+    # The SDK prefers CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY from the environment over the
+    # token when they are set; Phoenix means the token it was given.
+    client.api_email = client.api_key = client.user_service_key = None
+    return client
+
+
+@contextmanager
+def _cloudflare_errors(client: cloudflare.Cloudflare, doing: str) -> Iterator[None]:
+    """Turn SDK exceptions into one actionable line (the token scrubbed, to be sure)."""
+    base_url = str(client.base_url).rstrip("/")
+    try:
+        yield
+    except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as exc:
+        message = (f"Cloudflare rejected the API token (CLOUDFLARE_API_TOKEN) while {doing} "
+                   f"({_reason(exc)}): check that the token is current and has Zone:Read "
+                   f"and DNS:Edit on this zone.")
+        raise PhoenixError(_scrub(message, client)) from exc
+    except cloudflare.NotFoundError as exc:
+        raise PhoenixError(_scrub(f"Cloudflare found nothing while {doing} ({_reason(exc)}): "
+                                  "check the name and that the record still exists.",
+                                  client)) from exc
+    except cloudflare.RateLimitError as exc:
+        raise PhoenixError(f"Cloudflare kept answering 429 (rate limited) while {doing}, "
+                           f"also after {client.max_retries} retries: wait a few minutes and "
+                           "run the step again; it resumes where it stopped.") from exc
+    except cloudflare.APIConnectionError as exc:  # includes APITimeoutError
+        raise PhoenixError(f"The Cloudflare API at {base_url} is unreachable while {doing} "
+                           f"({_cause(exc)}): check the network, or CLOUDFLARE_BASE_URL if "
+                           "it is set.") from exc
+    except cloudflare.APIStatusError as exc:
+        raise PhoenixError(_scrub(f"Cloudflare answered {exc.status_code} while {doing}: "
+                                  f"{_reason(exc)}.", client)) from exc
+
+
+def _reason(exc: cloudflare.APIStatusError) -> str:
+    """Cloudflare's own error lines ("code: message"), or the HTTP status."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    errors = [f"{e.get('code')}: {e.get('message')}" for e in body.get("errors") or []
+              if isinstance(e, dict)]
+    return "; ".join(errors) or f"HTTP {exc.status_code}"
+
+
+def _cause(exc: Exception) -> str:
+    cause = exc.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__
+
+
+def _scrub(message: str, client: cloudflare.Cloudflare) -> str:
+    token = client.api_token
+    return message.replace(token, "<token>") if token else message
+
+
+def _fqdn(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+def _find_zone(client: cloudflare.Cloudflare, fqdn: str) -> Any:
+    """The zone `fqdn` lives in: the longest zone name it ends with (git.example.com may
+    be a zone of its own, delegated from example.com)."""
+    labels = fqdn.split(".")
+    for start in range(len(labels) - 1):
+        candidate = ".".join(labels[start:])
+        with _cloudflare_errors(client, f"looking up the Cloudflare zone of {fqdn}"):
+            zones = client.zones.list(name=candidate).result  # one page: see NOTES.md
+        if zones:
+            return zones[0]
+    raise PhoenixError(f"No Cloudflare zone this token can see holds {fqdn}: check the "
+                       "record name, and that the token has Zone:Read on its zone.")
+
+
+def _find_record(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> Any:
+    with _cloudflare_errors(client, f"looking up the A record of {fqdn}"):
+        records = client.dns.records.list(zone_id=zone.id, name={"exact": fqdn}, type="A",
+                                          per_page=100).result
+    if not records:
+        raise PhoenixError(f"{fqdn} has no A record in the Cloudflare zone {zone.name}: "
+                           "create it (any address) or fix the record name.")
+    if len(records) > 1:
+        addresses = ", ".join(sorted(r.content for r in records))
+        raise PhoenixError(f"{fqdn} has {len(records)} A records ({addresses}); cutover "
+                           "moves a name with exactly one: remove the extra ones first.")
+    return records[0]
+
+
+def _value(record: Any) -> dict:
+    return {"content": record.content, "ttl": int(record.ttl), "proxied": bool(record.proxied)}
+
+
+def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
+            client: cloudflare.Cloudflare, saved: dict,
+            on_saved: Callable[[dict], None] | None = None) -> dict:
+    """Point each name in `records` at `new_ip` with `ttl`.
+
+    `saved` ({fqdn: {zone_id, record_id, content, ttl, proxied}}) gains the current value of
+    every record first; an entry already there is kept, as it holds the address from before
+    the first cutover. `on_saved(saved)` runs once every record is saved and before the first
+    change, so the caller can write its state file. Returns {fqdn: {changed, before, after}}.
+    A record already at `new_ip` and `ttl` is left alone (proxied records keep ttl 1,
+    "automatic", whatever is asked: that is Cloudflare's rule).
+    """
+    try:
+        ipaddress.IPv4Address(new_ip)
+    except ValueError:
+        raise PhoenixError(f"{new_ip!r} is not an IPv4 address; cutover needs the new "
+                           "server's public IPv4 address.") from None
+    if ttl != 1 and not 60 <= ttl <= 86400:
+        raise PhoenixError(f"TTL {ttl} is not allowed by Cloudflare: use 1 (automatic) or "
+                           "60..86400 seconds.")
+    found = []
+    for fqdn in dict.fromkeys(_fqdn(name) for name in records):  # every lookup first
+        zone = _find_zone(client, fqdn)
+        found.append((fqdn, zone, _find_record(client, zone, fqdn)))
+    for fqdn, zone, record in found:
+        saved.setdefault(fqdn, {"zone_id": zone.id, "record_id": record.id, **_value(record)})
+    if on_saved is not None:
+        on_saved(saved)
+    result = {}
+    for fqdn, zone, record in found:
+        before = _value(record)
+        done = before["content"] == new_ip and (before["ttl"] == ttl or before["proxied"])
+        after = before
+        if not done:
+            with _cloudflare_errors(client, f"pointing {fqdn} at {new_ip}"):
+                edited = client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn,
+                                                 type="A", ttl=ttl, content=new_ip,
+                                                 proxied=before["proxied"])
+            after = _value(edited)
+        result[fqdn] = {"changed": not done, "before": before, "after": after}
+    return result
+
+
+def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
+    """Put every saved value back (content, ttl and proxied); returns one entry per record:
+    {name, changed, content, ttl, proxied}. Records already back are left alone."""
+    done = []
+    for fqdn, value in saved.items():
+        want = {key: value[key] for key in ("content", "ttl", "proxied")}
+        with _cloudflare_errors(client, f"reading the A record of {fqdn} to roll it back"):
+            current = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
+        changed = current is None or _value(current) != want
+        if changed:
+            with _cloudflare_errors(client, f"pointing {fqdn} back at {want['content']}"):
+                client.dns.records.edit(value["record_id"], zone_id=value["zone_id"],
+                                        name=fqdn, type="A", **want)
+        done.append({"name": fqdn, "changed": changed, **want})
+    return done
+
+
+def wait_for_propagation(records: list[str], ip: str, *, resolvers: list[tuple[str, int]],
+                         timeout: float = 600, interval: float = 5,
+                         progress: Callable[[str], None] | None = None) -> None:
+    """Return once every resolver (address, port) answers exactly `ip` for every record."""
+    deadline = time.monotonic() + timeout
+    pending = {(_fqdn(name), resolver): "has not been asked" for name in records
+               for resolver in resolvers}
+    total = len(pending)
+    while True:
+        for fqdn, (server, port) in list(pending):
+            remaining = max(0.1, min(2.0, deadline - time.monotonic()))
+            try:
+                answer = resolve_a(fqdn, server, port, timeout=remaining)
+            except DNSQueryError as exc:
+                pending[fqdn, (server, port)] = f"fails ({exc})"
+                continue
+            if answer == [ip]:
+                del pending[fqdn, (server, port)]
+            else:
+                pending[fqdn, (server, port)] = f"answers {', '.join(answer) or 'no address'}"
+        if not pending:
+            if progress is not None:
+                progress(f"{total}/{total} answers show {ip}")
+            return
+        (fqdn, (server, port)), seen = next(iter(pending.items()))
+        if progress is not None:
+            progress(f"{total - len(pending)}/{total} answers show {ip}; {fqdn} at "
+                     f"{server}:{port} {seen}")
+        if time.monotonic() + interval > deadline:
+            late = "; ".join(f"{name} at {srv}:{prt} {what}"
+                             for (name, (srv, prt)), what in pending.items())
+            raise PhoenixError(f"DNS has not moved to {ip} after {timeout:g} s: {late}. "
+                               "Check the record in Cloudflare, or wait longer (the old TTL "
+                               "may still be running out) and run the check again.")
+        time.sleep(interval)

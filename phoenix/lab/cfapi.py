@@ -1,0 +1,422 @@
+"""The lab's Cloudflare API v4: the DNS subset Phoenix uses, for the official `cloudflare` SDK.
+
+`Zones` is the in-memory record store (thread-safe, optionally saved to a JSON file after
+each change); the API server and the lab's DNS server (`phoenix.lab.dnsserver`) both read it,
+so a change made through the API is what a DNS query answers next.
+
+Behaviour copied from Cloudflare because clients depend on it: the `{success, errors,
+messages, result}` envelope, pages that run out (the SDK iterates until an empty page),
+`name=` / `name.exact=` filters, ttl 1 ("automatic") forced on proxied records, 403 code
+10000 for a token it does not know, 404 code 81044 for a missing record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import os
+import threading
+import uuid
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from phoenix.lab.httpd import JSONServer, Request, Response
+
+BASE = "/client/v4"
+TYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "NS")
+PROXIABLE = ("A", "AAAA", "CNAME")
+FIELDS = ("name", "type", "content", "ttl", "proxied", "comment", "tags")
+
+
+class CFError(Exception):
+    """An answer Cloudflare would give instead of a result."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _fqdn(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+def in_zone(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+class Zones:
+    """Zones and their records. Every method returns copies, so callers cannot bypass the lock.
+
+    Shape of a zone: {"id", "name", "status", ...}; of a record: the Cloudflare record JSON
+    (id, zone_id, zone_name, name, type, content, proxied, proxiable, ttl, comment, tags,
+    created_on, modified_on). With a `path`, the store is written there after every change;
+    `Zones(seed, path=p)` starts over from `seed`, `Zones.load(p)` carries on from the file.
+    """
+
+    def __init__(self, zones: dict[str, list[dict]] | None = None, *,
+                 path: Path | None = None) -> None:
+        self._lock = threading.RLock()
+        self._zones: dict[str, dict] = {}  # zone id -> zone
+        self._records: dict[str, dict[str, dict]] = {}  # zone id -> record id -> record
+        self.path = None  # no saving while seeding
+        for name, records in (zones or {}).items():
+            zone = self.add_zone(name)
+            for record in records:
+                self.create(zone["id"], record)
+        self.path = path
+        if path is not None:
+            self.save()
+
+    # Persistence -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> "Zones":
+        """The store saved at `path` (empty if there is none yet), saving back after changes."""
+        store = cls()
+        if path.exists():
+            data = json.loads(path.read_text())
+            for zone in data["zones"]:
+                records = zone.pop("records")
+                store._zones[zone["id"]] = zone
+                store._records[zone["id"]] = {r["id"]: r for r in records}
+        store.path = path
+        return store
+
+    def save(self, path: Path | None = None) -> None:
+        target = path or self.path
+        if target is None:
+            raise ValueError("no path to save the zones to")
+        with self._lock:
+            data = {"zones": [dict(zone, records=list(self._records[zid].values()))
+                              for zid, zone in self._zones.items()]}
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, target)  # a crash never leaves half a file
+
+    def _changed(self) -> None:
+        if self.path is not None:
+            self.save()
+
+    # Zones -------------------------------------------------------------------------------
+
+    def add_zone(self, name: str) -> dict:
+        name = _fqdn(name)
+        # The id is derived from the name, so a re-seeded lab keeps the same zone ids.
+        zone_id = hashlib.md5(name.encode()).hexdigest()
+        with self._lock:
+            if zone_id not in self._zones:
+                now = _now()
+                self._zones[zone_id] = {
+                    "id": zone_id, "name": name, "status": "active", "paused": False,
+                    "type": "full", "development_mode": 0,
+                    "name_servers": ["ns1.lab.phoenix.invalid", "ns2.lab.phoenix.invalid"],
+                    "original_name_servers": None, "account": {"id": "lab", "name": "lab"},
+                    "owner": {"id": None, "type": "user", "email": None},
+                    "plan": {"id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "name": "Free Website"},
+                    "meta": {}, "permissions": ["#dns_records:edit", "#zone:read"],
+                    "created_on": now, "modified_on": now, "activated_on": now,
+                }
+                self._records[zone_id] = {}
+                self._changed()
+            return dict(self._zones[zone_id])
+
+    def zone_list(self) -> list[dict]:
+        with self._lock:
+            return [dict(z) for z in self._zones.values()]
+
+    def zone(self, zone_id: str) -> dict:
+        with self._lock:
+            if zone_id not in self._zones:
+                raise CFError(404, 7003, f"Could not route to /zones/{zone_id}, perhaps your "
+                                         "object identifier is invalid?")
+            return dict(self._zones[zone_id])
+
+    def find_zone(self, name: str) -> dict | None:
+        """The zone `name` belongs to: the longest zone name it ends with."""
+        name = _fqdn(name)
+        with self._lock:
+            matches = [z for z in self._zones.values() if in_zone(name, z["name"])]
+            return dict(max(matches, key=lambda z: len(z["name"]))) if matches else None
+
+    # Records -----------------------------------------------------------------------------
+
+    def records(self, zone_id: str) -> list[dict]:
+        with self._lock:
+            self.zone(zone_id)
+            return [_copy(r) for r in self._records[zone_id].values()]
+
+    def record(self, zone_id: str, record_id: str) -> dict:
+        with self._lock:
+            self.zone(zone_id)
+            record = self._records[zone_id].get(record_id)
+            if record is None:
+                raise CFError(404, 81044, "Record does not exist.")
+            return _copy(record)
+
+    def lookup(self, name: str) -> tuple[dict, list[dict]] | None:
+        """(zone, records named `name`) for the DNS server; None when no zone holds the name."""
+        name = _fqdn(name)
+        with self._lock:
+            zone = self.find_zone(name)
+            if zone is None:
+                return None
+            return zone, [_copy(r) for r in self._records[zone["id"]].values()
+                          if r["name"] == name]
+
+    def create(self, zone_id: str, fields: Any) -> dict:
+        with self._lock:
+            zone = self.zone(zone_id)
+            now = _now()
+            record = {"id": uuid.uuid4().hex, "zone_id": zone_id, "zone_name": zone["name"],
+                      "ttl": 1, "proxied": False, "comment": None, "tags": [],
+                      "created_on": now, "modified_on": now}
+            self._write(zone, record, fields, required=("name", "type", "content"))
+            return _copy(record)
+
+    def update(self, zone_id: str, record_id: str, fields: Any, *, replace: bool) -> dict:
+        """PATCH (`replace=False`: change the given fields) or PUT (overwrite the record)."""
+        with self._lock:
+            zone = self.zone(zone_id)
+            record = _copy(self._records[zone_id].get(record_id) or {})
+            if not record:
+                raise CFError(404, 81044, "Record does not exist.")
+            if replace:
+                record.update(ttl=1, proxied=False, comment=None, tags=[])
+            record["modified_on"] = _now()
+            self._write(zone, record, fields,
+                        required=("name", "type", "content") if replace else ())
+            return _copy(record)
+
+    def delete(self, zone_id: str, record_id: str) -> None:
+        with self._lock:
+            self.record(zone_id, record_id)
+            del self._records[zone_id][record_id]
+            self._changed()
+
+    def _write(self, zone: dict, record: dict, fields: Any, *, required: tuple) -> None:
+        """Validate `fields` over `record` as Cloudflare does, then store the result."""
+        if not isinstance(fields, dict):
+            raise CFError(400, 9207, "Request body is invalid.")
+        missing = [key for key in required if fields.get(key) in (None, "")]
+        if missing:
+            raise CFError(400, 1004, f"DNS Validation Error: {', '.join(missing)} required")
+        record.update({k: fields[k] for k in FIELDS if k in fields and fields[k] is not None})
+        if not isinstance(record.get("name"), str) or not record["name"].strip():
+            raise CFError(400, 1004, "DNS Validation Error: DNS name is invalid.")
+        name = _fqdn(record["name"])
+        if name == "@":
+            name = zone["name"]
+        elif not in_zone(name, zone["name"]):
+            name = f"{name}.{zone['name']}"  # Cloudflare reads a bare label as zone-relative
+        rtype, content, ttl = record.get("type"), record.get("content"), record.get("ttl")
+        if rtype not in TYPES:
+            raise CFError(400, 1004, f"DNS Validation Error: type must be one of {TYPES}")
+        if not isinstance(content, str) or not content:
+            raise CFError(400, 1004, "DNS Validation Error: content is required")
+        if rtype == "A" and not _is_ip(content, 4):
+            raise CFError(400, 9005, "Content for A record must be a valid IPv4 address.")
+        if rtype == "AAAA" and not _is_ip(content, 6):
+            raise CFError(400, 9005, "Content for AAAA record must be a valid IPv6 address.")
+        if type(ttl) is not int or not (ttl == 1 or 60 <= ttl <= 86400):
+            raise CFError(400, 9021, "Invalid TTL. Must be between 60 and 86400 seconds, "
+                                     "or 1 for Automatic.")
+        if type(record["proxied"]) is not bool:
+            raise CFError(400, 9003, "Invalid 'proxied' value, must be a boolean")
+        if record["proxied"] and rtype not in PROXIABLE:
+            raise CFError(400, 9004, "This record type cannot be proxied.")
+        for other in self._records[zone["id"]].values():
+            if other["id"] == record["id"] or other["name"] != name:
+                continue
+            if other["type"] == rtype and other["content"] == content:
+                raise CFError(400, 81058, "An identical record already exists.")
+            if "CNAME" in (rtype, other["type"]):
+                raise CFError(400, 81053, "A CNAME record cannot share its name with another "
+                                          "record.")
+        record.update(name=name, proxiable=rtype in PROXIABLE,
+                      ttl=1 if record["proxied"] else ttl)  # proxied records are always auto
+        self._records[zone["id"]][record["id"]] = record
+        self._changed()
+
+
+def _copy(record: dict) -> dict:
+    return dict(record, tags=list(record.get("tags") or []))
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+# The API -----------------------------------------------------------------------------------
+
+
+def _ok(result: Any, status: int = 200, **extra: Any) -> Response:
+    return status, {"success": True, "errors": [], "messages": [], "result": result, **extra}
+
+
+def _fail(status: int, code: int, message: str,
+          headers: dict[str, str] | None = None) -> Response:
+    body = {"success": False, "errors": [{"code": code, "message": message}], "messages": [],
+            "result": None}
+    return status, body, headers or {}
+
+
+def _page(request: Request, items: list[dict], *, default: int, maximum: int) -> Response:
+    """One page of `items`; a page past the end is empty, which is what stops the SDK."""
+    try:
+        page = max(1, int(float(request.arg("page", "1"))))
+        per_page = min(maximum, max(5, int(float(request.arg("per_page", str(default))))))
+    except ValueError:
+        raise CFError(400, 1004, "page and per_page must be numbers") from None
+    chunk = items[(page - 1) * per_page:page * per_page]
+    info = {"page": page, "per_page": per_page, "count": len(chunk),
+            "total_count": len(items), "total_pages": math.ceil(len(items) / per_page)}
+    return _ok(chunk, result_info=info)
+
+
+def _matches(value: str, op: str, wanted: str) -> bool:
+    value, wanted = value.lower(), wanted.lower()
+    return {"exact": value == wanted, "equal": value == wanted,
+            "not_equal": value != wanted, "contains": wanted in value,
+            "startswith": value.startswith(wanted), "starts_with": value.startswith(wanted),
+            "endswith": value.endswith(wanted), "ends_with": value.endswith(wanted)}[op]
+
+
+class CloudflareAPI:
+    """Routes and test switches of one lab Cloudflare API."""
+
+    def __init__(self, zones: Zones, token: str) -> None:
+        self.zones = zones
+        self._token = token.encode()
+        self._lock = threading.Lock()
+        self._limited = 0
+        self._retry_after = 1.0
+        self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=1000)
+
+    def rate_limit_next(self, n: int, *, retry_after: float = 1.0) -> None:
+        """Answer the next `n` requests with 429 and `Retry-After: retry_after` (seconds)."""
+        with self._lock:
+            self._limited, self._retry_after = n, retry_after
+
+    def routes(self) -> list[tuple[str, str, Any]]:
+        z, r = r"(?P<zone_id>[^/]+)", r"(?P<record_id>[^/]+)"
+        table = [
+            ("GET", "/user/tokens/verify", self.verify),
+            ("GET", "/zones", self.list_zones),
+            ("GET", f"/zones/{z}", self.get_zone),
+            ("GET", f"/zones/{z}/dns_records", self.list_records),
+            ("POST", f"/zones/{z}/dns_records", self.create_record),
+            ("GET", f"/zones/{z}/dns_records/{r}", self.get_record),
+            ("PATCH", f"/zones/{z}/dns_records/{r}", self.edit_record),
+            ("PUT", f"/zones/{z}/dns_records/{r}", self.update_record),
+            ("DELETE", f"/zones/{z}/dns_records/{r}", self.delete_record),
+        ]
+        return [(method, BASE + path, self._errors(handler)) for method, path, handler in table]
+
+    def before(self, request: Request) -> Response | None:
+        self.requests.append((request.method, request.path, request.query))
+        with self._lock:
+            if self._limited > 0:
+                self._limited -= 1
+                seconds = f"{self._retry_after:g}"
+                return _fail(429, 971, "Please wait and consider throttling your request "
+                                       "speed", {"Retry-After": seconds})
+        if request.bearer is None:
+            return _fail(401, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization "
+                                    "headers")
+        if not hmac.compare_digest(request.bearer.encode(), self._token):
+            return _fail(403, 10000, "Authentication error")
+        return None
+
+    @staticmethod
+    def _errors(handler: Any) -> Any:
+        def wrapped(request: Request) -> Response:
+            try:
+                return handler(request)
+            except CFError as exc:
+                return _fail(exc.status, exc.code, exc.message)
+        return wrapped
+
+    def verify(self, request: Request) -> Response:
+        return _ok({"id": "lab-token", "status": "active"})
+
+    def list_zones(self, request: Request) -> Response:
+        zones = self.zones.zone_list()
+        wanted = request.arg("name")
+        if wanted:
+            op, _, value = wanted.partition(":") if ":" in wanted else ("equal", "", wanted)
+            if op not in ("equal", "not_equal", "contains", "starts_with", "ends_with"):
+                raise CFError(400, 1004, f"unknown name filter operator {op!r}")
+            zones = [zone for zone in zones if _matches(zone["name"], op, value)]
+        if request.arg("status"):
+            zones = [zone for zone in zones if zone["status"] == request.arg("status")]
+        return _page(request, sorted(zones, key=lambda zone: zone["name"]),
+                     default=20, maximum=50)
+
+    def get_zone(self, request: Request) -> Response:
+        return _ok(self.zones.zone(request.params["zone_id"]))
+
+    def list_records(self, request: Request) -> Response:
+        records = self.zones.records(request.params["zone_id"])
+        if request.arg("match", "all") != "all":
+            raise CFError(400, 1004, "the lab supports match=all only")
+        for key, values in request.query.items():
+            field, _, op = key.partition(".")
+            if field in ("name", "content") and (op or "exact") in (
+                    "exact", "contains", "startswith", "endswith"):
+                wanted = _fqdn(values[0]) if field == "name" else values[0]
+                records = [r for r in records if _matches(r[field], op or "exact", wanted)]
+            elif key == "type":
+                records = [r for r in records if r["type"] == values[0].upper()]
+            elif key == "proxied":
+                records = [r for r in records if r["proxied"] == (values[0] == "true")]
+        return _page(request, records, default=100, maximum=5_000_000)
+
+    def create_record(self, request: Request) -> Response:
+        return _ok(self.zones.create(request.params["zone_id"], request.body))
+
+    def get_record(self, request: Request) -> Response:
+        return _ok(self.zones.record(request.params["zone_id"], request.params["record_id"]))
+
+    def edit_record(self, request: Request) -> Response:
+        return _ok(self.zones.update(request.params["zone_id"], request.params["record_id"],
+                                     request.body, replace=False))
+
+    def update_record(self, request: Request) -> Response:
+        return _ok(self.zones.update(request.params["zone_id"], request.params["record_id"],
+                                     request.body, replace=True))
+
+    def delete_record(self, request: Request) -> Response:
+        self.zones.delete(request.params["zone_id"], request.params["record_id"])
+        return _ok({"id": request.params["record_id"]})
+
+
+def make_server(*, token: str, zones: Zones | dict[str, list[dict]] | None = None,
+                host: str = "127.0.0.1", port: int = 0) -> JSONServer:
+    """A Cloudflare API at http://host:port/client/v4, not started yet.
+
+    `zones` maps zone names to records ({"name", "type", "content", "ttl", "proxied"}), or is
+    a `Zones` store shared with the DNS server. The server carries `.zones` (the store) and
+    `.api` (the `CloudflareAPI`, whose `rate_limit_next(n)` is the 429 switch).
+    """
+    store = zones if isinstance(zones, Zones) else Zones(zones)
+    api = CloudflareAPI(store, token)
+    server = JSONServer(host, port, api.routes(), before=api.before)
+    # JSONServer sends headers and body in two writes; with Nagle's algorithm on, each answer
+    # then waits ~40 ms for the client's delayed ACK. The handler class is this server's own.
+    server.httpd.RequestHandlerClass.disable_nagle_algorithm = True
+    server.zones = store  # type: ignore[attr-defined]
+    server.api = api  # type: ignore[attr-defined]
+    return server

@@ -1,0 +1,286 @@
+"""Cutover, rollback and the propagation check, against the lab Cloudflare API and DNS server
+(real `cloudflare` SDK, loopback only)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from phoenix.dns import cutover, make_client, rollback, wait_for_propagation
+from phoenix.errors import PhoenixError
+from phoenix.lab.cfapi import Zones, make_server
+from phoenix.lab.dnsserver import (NOERROR, NXDOMAIN, REFUSED, DNSQueryError, DNSServer,
+                                   query_a, resolve_a)
+
+TOKEN = "cf-secret-token-5f2b9c0d7e"
+OLD, NEW, NEWER = "192.0.2.10", "198.51.100.20", "198.51.100.30"
+
+
+def seed() -> dict[str, list[dict]]:
+    return {
+        "example.com": [
+            {"name": "git.example.com", "type": "A", "content": OLD, "ttl": 3600,
+             "comment": "the forge", "tags": ["role:forge"]},
+            {"name": "ci.example.com", "type": "A", "content": "192.0.2.11", "ttl": 1},
+            {"name": "pages.example.com", "type": "A", "content": "192.0.2.12",
+             "proxied": True},
+            {"name": "docs.example.com", "type": "CNAME", "content": "git.example.com"},
+            # shadowed by the lab.example.com zone: cutover must not touch it
+            {"name": "git.lab.example.com", "type": "A", "content": "192.0.2.99", "ttl": 600},
+        ],
+        "lab.example.com": [
+            {"name": "git.lab.example.com", "type": "A", "content": "192.0.2.13", "ttl": 600},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def servers():
+    api = make_server(token=TOKEN).start()
+    dns = DNSServer(api.zones).start()
+    yield api, dns
+    dns.stop()
+    api.stop()
+
+
+@pytest.fixture
+def lab(servers):
+    """Both servers on one fresh store; `lab.dns_port`, `lab.zones`, `lab.client()`."""
+    api, dns = servers
+    zones = Zones(seed())
+    api.zones = api.api.zones = dns.zones = zones
+    api.api.requests.clear()
+    api.api.rate_limit_next(0)
+
+    class Lab:
+        base_url = f"http://127.0.0.1:{api.port}/client/v4"
+        dns_port = dns.port
+        server = api
+
+        def __init__(self) -> None:
+            self.zones = zones
+
+        def client(self, token: str = TOKEN, **kwargs):
+            return make_client(token=token, base_url=self.base_url, **kwargs)
+
+        def record(self, name: str) -> dict:
+            zone, records = zones.lookup(name)
+            (record,) = [r for r in records if r["type"] == "A"]
+            return record
+
+        def patches(self) -> int:
+            return sum(method == "PATCH" for method, _, _ in api.api.requests)
+
+    return Lab()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def without_modified_on(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "modified_on"}
+
+
+# cutover ---------------------------------------------------------------------------------------
+
+
+def test_cutover_points_records_at_new_ip_and_dns_answers_with_ttl_300(lab):
+    saved: dict = {}
+    result = cutover(records=["git.example.com", "ci.example.com."], new_ip=NEW,
+                     client=lab.client(), saved=saved)
+    assert {name: r["changed"] for name, r in result.items()} == \
+        {"git.example.com": True, "ci.example.com": True}
+    assert result["git.example.com"]["after"] == {"content": NEW, "ttl": 300, "proxied": False}
+    for name in ("git.example.com", "ci.example.com"):
+        answer = query_a(name, "127.0.0.1", lab.dns_port, timeout=1)
+        assert (answer.rcode, answer.records, answer.authoritative) == \
+            (NOERROR, [(NEW, 300)], True)
+    git = lab.record("git.example.com")
+    assert saved["git.example.com"] == {"zone_id": git["zone_id"], "record_id": git["id"],
+                                        "content": OLD, "ttl": 3600, "proxied": False}
+    assert saved["ci.example.com"]["ttl"] == 1
+
+
+def test_cutover_twice_keeps_the_original_saved_value(lab):
+    saved: dict = {}
+    cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(), saved=saved)
+    first = {name: dict(value) for name, value in saved.items()}
+    patches = lab.patches()
+    again = cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(), saved=saved)
+    assert again["git.example.com"]["changed"] is False
+    assert lab.patches() == patches  # nothing was sent
+    cutover(records=["git.example.com"], new_ip=NEWER, client=lab.client(), saved=saved)
+    assert saved == first
+    assert saved["git.example.com"]["content"] == OLD
+    assert resolve_a("git.example.com", "127.0.0.1", lab.dns_port, timeout=1) == [NEWER]
+
+
+def test_cutover_saves_everything_before_it_changes_anything(lab):
+    seen = []
+
+    def on_saved(saved: dict) -> None:
+        seen.append((dict(saved), lab.record("git.example.com")["content"]))
+
+    cutover(records=["git.example.com", "ci.example.com"], new_ip=NEW, client=lab.client(),
+            saved={}, on_saved=on_saved)
+    ((saved, content_then),) = seen
+    assert set(saved) == {"git.example.com", "ci.example.com"}
+    assert content_then == OLD
+
+
+def test_cutover_uses_the_longest_matching_zone(lab):
+    cutover(records=["git.lab.example.com"], new_ip=NEW, client=lab.client(), saved={})
+    assert resolve_a("git.lab.example.com", "127.0.0.1", lab.dns_port, timeout=1) == [NEW]
+    shadowed = [r for r in lab.zones.records(lab.zones.find_zone("example.com")["id"])
+                if r["name"] == "git.lab.example.com"]
+    assert [r["content"] for r in shadowed] == ["192.0.2.99"]
+
+
+def test_missing_record_is_named_and_nothing_changes(lab):
+    saved: dict = {}
+    with pytest.raises(PhoenixError, match="nothere.example.com") as caught:
+        cutover(records=["git.example.com", "nothere.example.com"], new_ip=NEW,
+                client=lab.client(), saved=saved)
+    assert "no A record" in str(caught.value)
+    assert saved == {} and lab.patches() == 0
+    assert lab.record("git.example.com")["content"] == OLD
+
+
+def test_name_outside_every_zone_is_named(lab):
+    with pytest.raises(PhoenixError, match=r"git\.example\.net"):
+        cutover(records=["git.example.net"], new_ip=NEW, client=lab.client(), saved={})
+
+
+def test_bad_new_ip_is_refused_before_any_request(lab):
+    with pytest.raises(PhoenixError, match="not an IPv4 address"):
+        cutover(records=["git.example.com"], new_ip="2001:db8::1", client=lab.client(),
+                saved={})
+    assert not lab.server.api.requests
+
+
+# rollback --------------------------------------------------------------------------------------
+
+
+def test_rollback_restores_every_field_exactly(lab):
+    names = ["git.example.com", "ci.example.com", "pages.example.com"]
+    before = {name: lab.record(name) for name in names}
+    saved: dict = {}
+    cutover(records=names, new_ip=NEW, client=lab.client(), saved=saved)
+    assert {lab.record(name)["content"] for name in names} == {NEW}
+
+    done = rollback(client=lab.client(), saved=saved)
+    assert [(d["name"], d["changed"]) for d in done] == [(name, True) for name in names]
+    for name in names:
+        assert without_modified_on(lab.record(name)) == without_modified_on(before[name])
+    answer = query_a("git.example.com", "127.0.0.1", lab.dns_port, timeout=1)
+    assert answer.records == [(OLD, 3600)]
+    assert not any(d["changed"] for d in rollback(client=lab.client(), saved=saved))
+
+
+# errors ----------------------------------------------------------------------------------------
+
+
+def test_wrong_token_is_a_clear_error_without_the_token(lab):
+    wrong = "wrong-token-a1b2c3d4e5"
+    with pytest.raises(PhoenixError) as caught:
+        cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(wrong), saved={})
+    message = str(caught.value)
+    assert "rejected the API token (CLOUDFLARE_API_TOKEN)" in message
+    assert wrong not in message and TOKEN not in message
+
+
+def test_unreachable_api_fails_fast_and_names_the_url(lab):
+    base_url = f"http://127.0.0.1:{closed_port()}/client/v4"
+    client = make_client(token=TOKEN, base_url=base_url, max_retries=0, timeout=2)
+    start = time.monotonic()
+    with pytest.raises(PhoenixError) as caught:
+        rollback(client=client, saved={"git.example.com": {
+            "zone_id": "z", "record_id": "r", "content": OLD, "ttl": 3600, "proxied": False}})
+    assert time.monotonic() - start < 2
+    assert base_url in str(caught.value) and "unreachable" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
+def test_one_429_is_retried_by_the_sdk(lab):
+    lab.server.api.rate_limit_next(1, retry_after=0.05)
+    saved: dict = {}
+    cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(max_retries=2),
+            saved=saved)
+    assert lab.record("git.example.com")["content"] == NEW
+    assert saved["git.example.com"]["content"] == OLD
+
+
+def test_rate_limit_beyond_the_retries_is_a_clear_error(lab):
+    lab.server.api.rate_limit_next(10, retry_after=0.01)
+    with pytest.raises(PhoenixError, match="rate limited"):
+        cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(max_retries=1),
+                saved={})
+
+
+def test_the_token_wins_over_global_key_variables(lab, monkeypatch):
+    # The SDK would send X-Auth-Email/X-Auth-Key from these instead of the token.
+    monkeypatch.setenv("CLOUDFLARE_EMAIL", "someone@example.com")
+    monkeypatch.setenv("CLOUDFLARE_API_KEY", "global-key")
+    result = cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(), saved={})
+    assert result["git.example.com"]["changed"]
+
+
+def test_empty_token_is_refused(lab):
+    with pytest.raises(PhoenixError, match="CLOUDFLARE_API_TOKEN is empty"):
+        make_client(token=" ", base_url=lab.base_url)
+
+
+# propagation -----------------------------------------------------------------------------------
+
+
+def test_wait_for_propagation_returns_once_every_resolver_answers(lab):
+    cutover(records=["git.example.com", "ci.example.com"], new_ip=NEW, client=lab.client(),
+            saved={})
+    second = DNSServer(lab.zones).start()
+    lines: list[str] = []
+    try:
+        wait_for_propagation(["git.example.com", "ci.example.com"], NEW,
+                             resolvers=[("127.0.0.1", lab.dns_port), ("127.0.0.1", second.port)],
+                             timeout=2, interval=0.05, progress=lines.append)
+    finally:
+        second.stop()
+    assert lines[-1] == f"4/4 answers show {NEW}"
+
+
+def test_wait_for_propagation_times_out_naming_record_and_answer(lab):
+    start = time.monotonic()
+    with pytest.raises(PhoenixError) as caught:
+        wait_for_propagation(["git.example.com"], NEW, resolvers=[("127.0.0.1", lab.dns_port)],
+                             timeout=0.3, interval=0.05)
+    assert time.monotonic() - start < 1.5
+    assert "git.example.com" in str(caught.value) and OLD in str(caught.value)
+
+
+# the lab DNS server ----------------------------------------------------------------------------
+
+
+def test_dns_server_negative_answers(lab):
+    assert query_a("nothere.example.com", "127.0.0.1", lab.dns_port, 1).rcode == NXDOMAIN
+    assert query_a("example.net", "127.0.0.1", lab.dns_port, 1).rcode == REFUSED
+    nodata = query_a("docs.example.com", "127.0.0.1", lab.dns_port, 1)  # CNAME only
+    assert (nodata.rcode, nodata.records) == (NOERROR, [])
+    assert resolve_a("nothere.example.com", "127.0.0.1", lab.dns_port, 1) == []
+    with pytest.raises(DNSQueryError, match="REFUSED"):
+        resolve_a("example.net", "127.0.0.1", lab.dns_port, 1)
+
+
+def test_dns_server_serves_automatic_ttl_as_300_and_ignores_case(lab):
+    assert query_a("CI.Example.COM", "127.0.0.1", lab.dns_port, 1).records == \
+        [("192.0.2.11", 300)]
+
+
+def test_resolve_a_against_nothing_fails_fast(lab):
+    start = time.monotonic()
+    with pytest.raises(DNSQueryError):
+        resolve_a("git.example.com", "127.0.0.1", closed_port(), timeout=0.5)
+    assert time.monotonic() - start < 1
