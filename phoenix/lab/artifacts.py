@@ -83,4 +83,22 @@ def publish(config: LabConfig) -> dict:
                          "branch": "main"},
     }
     _write_if_changed(root / "index.json", json.dumps(index, indent=2).encode())
+    _lab_backup(config)
     return index
+
+
+def _lab_backup(config: LabConfig) -> None:
+    """The backup a lab recovery restores (group_data/lab.py `restore_source`), made once."""
+    from phoenix.lab import fixtures
+
+    archive = config.state_dir / "backups" / "lab-gitea-backup.tar.gz"
+    if archive.exists():
+        return
+    folder = config.state_dir / "backups" / "lab-gitea-backup"
+    shutil.rmtree(folder, ignore_errors=True)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    fixtures.make_gitea_backup(folder)
+    tmp = archive.with_suffix(".tmp")
+    fixtures.make_backup_archive(folder, tmp)
+    tmp.rename(archive)
+    shutil.rmtree(folder)
