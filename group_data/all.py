@@ -70,3 +70,11 @@ ssh_password_authentication = False
 dns_records = ["forge.alexanderwhitestone.com"]
 dns_ttl = 300
 dns_resolvers = ["1.1.1.1:53"]
+
+# ---- provision (runbook step 1) -----------------------------------------------------------
+provision_region = "nyc1"
+provision_size = "s-2vcpu-4gb"
+provision_image = "debian-12-x64"
+provision_tags = ["phoenix"]         # plus phoenix-<role>, by which a re-run finds its droplet
+provision_ssh_key_name = "phoenix-operator"
+provision_timeout = 300              # seconds until active and answering SSH

@@ -19,7 +19,7 @@ def seed() -> dict[str, list[dict]]:
               "content": f"10.0.{i // 250}.{i % 250 + 1}"} for i in range(120)]
     return {
         "example.com": [
-            {"name": "git.example.com", "type": "A", "content": "192.0.2.10", "ttl": 3600},
+            {"name": "git.example.com", "type": "A", "content": "10.213.78.10", "ttl": 3600},
             {"name": "www", "type": "CNAME", "content": "git.example.com", "proxied": True},
             *hosts,
         ],
@@ -87,7 +87,7 @@ def test_result_info_describes_the_page(client, zone_id):
 def test_name_exact_filter_returns_only_that_name(client, server, zone_id):
     found = client.dns.records.list(zone_id=zone_id, name={"exact": "GIT.example.com"},
                                     type="A").result
-    assert [(r.name, r.content, r.ttl) for r in found] == [("git.example.com", "192.0.2.10", 3600)]
+    assert [(r.name, r.content, r.ttl) for r in found] == [("git.example.com", "10.213.78.10", 3600)]
     assert record_calls(server)[-1]["name.exact"] == ["GIT.example.com"]
     plain = client.dns.records.list(zone_id=zone_id, extra_query={"name": "git.example.com"})
     assert [r.name for r in plain.result] == ["git.example.com"]
@@ -98,10 +98,10 @@ def test_name_exact_filter_returns_only_that_name(client, server, zone_id):
 def test_edit_needs_name_type_and_ttl(client, zone_id):
     record = client.dns.records.list(zone_id=zone_id, name={"exact": "git.example.com"}).result[0]
     with pytest.raises(TypeError):
-        client.dns.records.edit(record.id, zone_id=zone_id, content="192.0.2.99")
+        client.dns.records.edit(record.id, zone_id=zone_id, content="10.213.78.99")
     edited = client.dns.records.edit(record.id, zone_id=zone_id, name="git.example.com",
-                                     type="A", ttl=300, content="192.0.2.99")
-    assert (edited.content, edited.ttl, edited.proxied) == ("192.0.2.99", 300, False)
+                                     type="A", ttl=300, content="10.213.78.99")
+    assert (edited.content, edited.ttl, edited.proxied) == ("10.213.78.99", 300, False)
 
 
 @pytest.mark.parametrize("change, code", [
@@ -112,24 +112,24 @@ def test_edit_needs_name_type_and_ttl(client, zone_id):
 ])
 def test_invalid_records_are_refused(client, zone_id, change, code):
     record = client.dns.records.list(zone_id=zone_id, name={"exact": "git.example.com"}).result[0]
-    fields = {"name": "git.example.com", "type": "A", "ttl": 300, "content": "192.0.2.1"}
+    fields = {"name": "git.example.com", "type": "A", "ttl": 300, "content": "10.213.78.1"}
     with pytest.raises(cloudflare.BadRequestError) as caught:
         client.dns.records.edit(record.id, zone_id=zone_id, **{**fields, **change})
     assert caught.value.body["errors"][0]["code"] == code
     after = client.dns.records.get(record.id, zone_id=zone_id)
-    assert (after.content, after.ttl) == ("192.0.2.10", 3600)  # nothing half-applied
+    assert (after.content, after.ttl) == ("10.213.78.10", 3600)  # nothing half-applied
 
 
 def test_create_update_delete(client, zone_id):
     made = client.dns.records.create(zone_id=zone_id, name="new", type="A",
-                                     content="192.0.2.50", ttl=600)
+                                     content="10.213.78.50", ttl=600)
     assert (made.name, made.ttl) == ("new.example.com", 600)
     with pytest.raises(cloudflare.BadRequestError):  # identical record
         client.dns.records.create(zone_id=zone_id, name="new.example.com", type="A",
-                                  content="192.0.2.50", ttl=600)
+                                  content="10.213.78.50", ttl=600)
     put = client.dns.records.update(made.id, zone_id=zone_id, name="new.example.com",
-                                    type="A", content="192.0.2.51", ttl=600, proxied=True)
-    assert (put.content, put.ttl, put.proxied) == ("192.0.2.51", 1, True)  # proxied: auto TTL
+                                    type="A", content="10.213.78.51", ttl=600, proxied=True)
+    assert (put.content, put.ttl, put.proxied) == ("10.213.78.51", 1, True)  # proxied: auto TTL
     client.dns.records.delete(made.id, zone_id=zone_id)
     with pytest.raises(cloudflare.NotFoundError) as caught:
         client.dns.records.get(made.id, zone_id=zone_id)
@@ -164,17 +164,17 @@ def test_store_is_saved_and_loaded(tmp_path, client, server, zone_id):
     path = tmp_path / "zones.json"
     server.zones.path = path
     made = client.dns.records.create(zone_id=zone_id, name="saved", type="A",
-                                     content="192.0.2.77", ttl=60)
+                                     content="10.213.78.77", ttl=60)
     loaded = Zones.load(path)
     assert loaded.record(zone_id, made.id) == server.zones.record(zone_id, made.id)
-    assert loaded.lookup("saved.example.com")[1][0]["content"] == "192.0.2.77"
+    assert loaded.lookup("saved.example.com")[1][0]["content"] == "10.213.78.77"
 
 
 def test_concurrent_creates_all_land(client, server, zone_id):
     def create(worker: int) -> None:
         for i in range(10):
             client.dns.records.create(zone_id=zone_id, name=f"w{worker}-{i}", type="A",
-                                      content="192.0.2.1", ttl=60)
+                                      content="10.213.78.1", ttl=60)
 
     threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
     for thread in threads:

@@ -15,7 +15,7 @@ from phoenix.lab.dnsserver import (NOERROR, NXDOMAIN, REFUSED, DNSQueryError, DN
                                    query_a, resolve_a)
 
 TOKEN = "cf-secret-token-5f2b9c0d7e"
-OLD, NEW, NEWER = "192.0.2.10", "198.51.100.20", "198.51.100.30"
+OLD, NEW, NEWER = "10.213.78.10", "10.213.79.20", "10.213.79.30"
 
 
 def seed() -> dict[str, list[dict]]:
@@ -23,15 +23,15 @@ def seed() -> dict[str, list[dict]]:
         "example.com": [
             {"name": "git.example.com", "type": "A", "content": OLD, "ttl": 3600,
              "comment": "the forge", "tags": ["role:forge"]},
-            {"name": "ci.example.com", "type": "A", "content": "192.0.2.11", "ttl": 1},
-            {"name": "pages.example.com", "type": "A", "content": "192.0.2.12",
+            {"name": "ci.example.com", "type": "A", "content": "10.213.78.11", "ttl": 1},
+            {"name": "pages.example.com", "type": "A", "content": "10.213.78.12",
              "proxied": True},
             {"name": "docs.example.com", "type": "CNAME", "content": "git.example.com"},
             # shadowed by the lab.example.com zone: cutover must not touch it
-            {"name": "git.lab.example.com", "type": "A", "content": "192.0.2.99", "ttl": 600},
+            {"name": "git.lab.example.com", "type": "A", "content": "10.213.78.99", "ttl": 600},
         ],
         "lab.example.com": [
-            {"name": "git.lab.example.com", "type": "A", "content": "192.0.2.13", "ttl": 600},
+            {"name": "git.lab.example.com", "type": "A", "content": "10.213.78.13", "ttl": 600},
         ],
     }
 
@@ -138,7 +138,7 @@ def test_cutover_uses_the_longest_matching_zone(lab):
     assert resolve_a("git.lab.example.com", "127.0.0.1", lab.dns_port, timeout=1) == [NEW]
     shadowed = [r for r in lab.zones.records(lab.zones.find_zone("example.com")["id"])
                 if r["name"] == "git.lab.example.com"]
-    assert [r["content"] for r in shadowed] == ["192.0.2.99"]
+    assert [r["content"] for r in shadowed] == ["10.213.78.99"]
 
 
 def test_missing_record_is_named_and_nothing_changes(lab):
@@ -276,7 +276,7 @@ def test_dns_server_negative_answers(lab):
 
 def test_dns_server_serves_automatic_ttl_as_300_and_ignores_case(lab):
     assert query_a("CI.Example.COM", "127.0.0.1", lab.dns_port, 1).records == \
-        [("192.0.2.11", 300)]
+        [("10.213.78.11", 300)]
 
 
 def test_resolve_a_against_nothing_fails_fast(lab):

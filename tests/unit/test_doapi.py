@@ -19,7 +19,7 @@ PLAIN = {"enforce_https": False}  # the lab speaks plain http; pydo refuses it o
 PUBKEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f "
           "operator@phoenix")
 PUBKEY_MD5 = "0f:a2:0a:d7:38:3e:65:45:08:6b:63:84:1c:ff:dc:ba"
-RESERVED = ["192.0.2.10", "192.0.2.11"]
+RESERVED = ["10.213.78.10", "10.213.78.11"]
 
 
 class RecordingDriver(MemoryDriver):
