@@ -60,3 +60,8 @@ def pyinfra_data(target: Target) -> dict:
 def known_hosts_line(host: str, public_key: str) -> str:
     kind, blob = public_key.split()[:2]
     return f"{host} {kind} {blob}\n"
+
+
+def public_half(private_key: Path) -> Path:
+    """The .pub beside a private key (ssh-keygen appends, it does not replace a suffix)."""
+    return private_key.with_name(private_key.name + ".pub")

@@ -60,12 +60,13 @@ def do_client(lab):
 def droplet_factory(lab, do_client):
     """Create lab droplets through pydo; every one is destroyed at the end of the test."""
     from phoenix.do import public_ip
+    from phoenix.sshconf import public_half
 
     made: list[int] = []
 
     def make(name: str, *, tags=("phoenix-test",), user_data: str | None = None,
              wait: bool = True) -> dict:
-        key = lab.ssh_key.with_suffix(".pub").read_text()
+        key = public_half(lab.ssh_key).read_text()
         fingerprint = do_client.ensure_key("phoenix-lab-operator", key)
         body = {"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
                 "image": "debian-12-x64", "ssh_keys": [fingerprint], "tags": list(tags)}

@@ -1,0 +1,110 @@
+"""`phoenix provision` with the real pydo client against the lab's API (memory driver)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from phoenix.do import DO
+from phoenix.errors import PhoenixError
+from phoenix.lab.doapi import make_server
+from phoenix.lab.drivers import MemoryDriver
+from phoenix.provision import provision
+from phoenix.settings import load
+from phoenix.sshconf import public_half
+from phoenix.state import State
+
+TOKEN = "lab-provision-token"
+
+
+@pytest.fixture
+def server():
+    srv = make_server(MemoryDriver(), token=TOKEN).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def key(tmp_path):
+    path = tmp_path / "operator"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def client(server, token=TOKEN, retries=3) -> DO:
+    return DO(token=token, endpoint=f"http://127.0.0.1:{server.port}", retries=retries)
+
+
+def run(server, tmp_path, key, *, token=TOKEN, **overrides):
+    settings = {**load(None), "provision_timeout": 10, **overrides}
+    state = State("recovery", tmp_path / "state")
+    droplet = provision(role="recovery", settings=settings, client=client(server, token),
+                        state=state, key=key, check_ssh=False)
+    return droplet, state
+
+
+def test_provision_twice_makes_one_droplet(server, tmp_path, key):
+    first, state = run(server, tmp_path, key)
+    second, _ = run(server, tmp_path, key)
+    assert first["id"] == second["id"]
+    assert [d.name for d in server.driver.list()] == ["forge-recovery"]
+    assert first["ip"]
+
+
+def test_provision_pins_the_host_key_it_handed_over(server, tmp_path, key):
+    droplet, state = run(server, tmp_path, key)
+    public = public_half(state.host_key).read_text().split()[:2]
+    line = state.known_hosts.read_text().split()
+    assert line == [droplet["ip"], *public]
+    assert oct(state.path.stat().st_mode & 0o777) == "0o600"
+    assert oct(state.host_key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_droplet_is_tagged_by_role(server, tmp_path, key):
+    run(server, tmp_path, key)
+    (droplet,) = server.driver.list()
+    assert "phoenix-recovery" in droplet.tags and "phoenix" in droplet.tags
+
+
+def test_wrong_token_is_a_clear_error_without_the_token(server, tmp_path, key):
+    with pytest.raises(PhoenixError) as err:
+        run(server, tmp_path, key, token="not-the-token-xyz")
+    assert "DIGITALOCEAN_TOKEN" in str(err.value)
+    assert "not-the-token-xyz" not in str(err.value)
+    assert server.driver.list() == []
+
+
+def test_bad_region_is_refused_with_the_reason(server, tmp_path, key):
+    with pytest.raises(PhoenixError, match="refused.*(?i:region)"):
+        run(server, tmp_path, key, provision_region="mars1")
+    assert server.driver.list() == []
+
+
+def test_rate_limit_is_retried_then_succeeds(server, tmp_path, key):
+    server.fail_next(1, status=429, retry_after=1)
+    droplet, _ = run(server, tmp_path, key)
+    assert droplet["ip"] and len(server.driver.list()) == 1
+
+
+def test_rate_limit_that_persists_says_so(server, tmp_path, key):
+    server.fail_next(50, status=429, retry_after=0)
+    with pytest.raises(PhoenixError, match="rate limit"):
+        settings = {**load(None), "provision_timeout": 10}
+        provision(role="recovery", settings=settings, client=client(server, retries=0),
+                  state=State("recovery", tmp_path / "s"), key=key, check_ssh=False)
+
+
+def test_unreachable_api_fails_fast_and_clearly(tmp_path, key):
+    import socket
+
+    with socket.socket() as sock:  # a port on loopback that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(PhoenixError, match="cannot reach"):
+        provision(role="recovery", settings={**load(None), "provision_timeout": 5},
+                  client=DO(token=TOKEN, endpoint=f"http://127.0.0.1:{port}", retries=0),
+                  state=State("recovery", tmp_path / "s"), key=key, check_ssh=False)
+    assert time.monotonic() - started < 10
