@@ -75,6 +75,57 @@ def lab_ssh(name: str, command: tuple[str, ...]) -> None:
     os.execvp(argv[0], argv)
 
 
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _role(standby: bool) -> str:
+    return "standby" if standby else "recovery"
+
+
+@cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
+@click.option("--standby", is_flag=True, help="Provision for inventories/standby.py.")
+def provision(standby: bool) -> None:
+    from phoenix import provision as prov
+    from phoenix.settings import load
+    from phoenix.state import State
+
+    role = _role(standby)
+    droplet = prov.provision(role=role, settings=load(), client=prov.do_client(),
+                             state=State(role), key=prov.operator_key(), progress=_say)
+    click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
+
+
+@cli.command(help="Point the forge's DNS records (or a reserved IP) at the new droplet.")
+@click.option("--standby", is_flag=True, help="Cut over to the standby instead.")
+@click.option("--reserved-ip", is_flag=True, help="Move the DigitalOcean reserved IP instead.")
+@click.option("--force", is_flag=True, help="Cut over even if validation has not passed.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
+def cutover(standby: bool, reserved_ip: bool, force: bool, no_wait: bool) -> None:
+    from phoenix import cutover as cut
+    from phoenix.provision import do_client
+    from phoenix.settings import load
+    from phoenix.state import State
+
+    cut.cutover(settings=load(), state=State(_role(standby)),
+                do=do_client() if reserved_ip else None, reserved_ip=reserved_ip,
+                force=force, say=_say, wait=not no_wait)
+
+
+@cli.command(help="Put the saved DNS values (or reserved IP) back; power the new droplet off.")
+@click.option("--standby", is_flag=True)
+@click.option("--keep-running", is_flag=True, help="Do not power the new droplet off.")
+def rollback(standby: bool, keep_running: bool) -> None:
+    from phoenix import cutover as cut
+    from phoenix.provision import do_client
+    from phoenix.state import State
+
+    state = State(_role(standby))
+    needs_do = bool(state.data.get("reserved_ip_saved")) or not keep_running
+    cut.rollback(state=state, do=do_client() if needs_do else None, say=_say,
+                 power_off=not keep_running)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

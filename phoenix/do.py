@@ -116,6 +116,26 @@ class DO:
                          body=body)["ssh_key"]["fingerprint"]
 
 
+    # ---- reserved IPs -------------------------------------------------------------------
+    def reserved_ip(self, ip: str) -> dict:
+        body = self.call(f"get reserved IP {ip}", self.client.reserved_ips.get, reserved_ip=ip)
+        if "reserved_ip" not in body:
+            raise PhoenixError(f"reserved IP {ip} does not exist in this account")
+        return body["reserved_ip"]
+
+    def assign_reserved_ip(self, ip: str, droplet_id: int | None) -> None:
+        """Point `ip` at `droplet_id` (None: unassign it)."""
+        body = {"type": "assign", "droplet_id": droplet_id} if droplet_id else \
+            {"type": "unassign"}
+        what = f"assign reserved IP {ip} to droplet {droplet_id}" if droplet_id else \
+            f"unassign reserved IP {ip}"
+        action = self.call(what, self.client.reserved_ips_actions.post, reserved_ip=ip,
+                           body=body)
+        if "action" not in action:
+            raise PhoenixError(f"DigitalOcean refused to {what}: {action.get('message')}")
+        self.wait_action(action["action"], what=what)
+
+
 def public_ip(droplet: dict) -> str | None:
     for net in droplet.get("networks", {}).get("v4", []):
         if net.get("type") == "public":
