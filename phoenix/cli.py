@@ -126,6 +126,32 @@ def rollback(standby: bool, keep_running: bool) -> None:
                  power_off=not keep_running)
 
 
+@cli.command(help="Prove the recovered host, step by step of the runbook (pytest-testinfra).")
+@click.option("--standby", is_flag=True, help="Validate the standby instead.")
+@click.option("--junit", type=click.Path(), default=None, help="Where to write JUnit XML.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def validate(standby: bool, junit: str | None, as_json: bool) -> None:
+    from pathlib import Path
+
+    from phoenix.inventory import target_for
+    from phoenix.settings import env_name
+    from phoenix.state import State
+    from phoenix.validate import run_validation
+
+    role = _role(standby)
+    state = State(role)
+    junit_path = Path(junit) if junit else state.folder / f"{role}.validation.xml"
+    junit_path.parent.mkdir(parents=True, exist_ok=True)
+    result = run_validation(target=target_for(role), settings_env=env_name(), junit=junit_path)
+    if state.droplet:
+        state.data["validation"] = {"passed": result.passed, "droplet_id": state.droplet["id"],
+                                    "junit": str(junit_path)}
+        state.save()
+    click.echo(result.to_json() if as_json else result.render())
+    if not result.passed:
+        raise PhoenixError(f"validation failed on {target_for(role).host}; see {junit_path}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

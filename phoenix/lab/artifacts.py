@@ -98,6 +98,10 @@ def _lab_backup(config: LabConfig) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     archive.parent.mkdir(parents=True, exist_ok=True)
     fixtures.make_gitea_backup(folder)
+    # The lab operator's Gitea token (validation step 9, the drill's writes), sealed in.
+    token = (config.state_dir / "secrets" / "gitea_api_token").read_text().strip()
+    fixtures.add_api_token(folder / "gitea.db", fixtures.USER_NAMES[0], token)
+    fixtures.write_manifest(folder)
     tmp = archive.with_suffix(".tmp")
     fixtures.make_backup_archive(folder, tmp)
     tmp.rename(archive)
