@@ -152,6 +152,23 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
         raise PhoenixError(f"validation failed on {target_for(role).host}; see {junit_path}")
 
 
+@cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
+@click.option("--standby", is_flag=True, help="Recover onto the standby role.")
+@click.option("--reserved-ip", is_flag=True, help="Cut over with the reserved IP, not DNS.")
+@click.option("--no-cutover", is_flag=True, help="Stop after validation.")
+@click.option("--dry", is_flag=True, help="Print the plan and change nothing.")
+def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool) -> None:
+    from phoenix import recover as rec
+
+    role = _role(standby)
+    if dry:
+        for n, line in enumerate(rec.plan(role), 1):
+            click.echo(f"{n}. {line}")
+        return
+    report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say)
+    click.echo(report.table())
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
