@@ -1,0 +1,435 @@
+"""The lab stand-ins (Gitea, hermes backend, wizard), run as real processes on loopback."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from phoenix.lab import fixtures
+
+STANDINS = fixtures.STANDINS
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+ME = pwd.getpwuid(os.getuid()).pw_name
+TOKEN = "lab-" + uuid.uuid4().hex  # made here, never printed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "notify_socket")}
+    env.update(extra)
+    return env
+
+
+def run(name: str, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, str(STANDINS / name), *args], capture_output=True, text=True,
+                          env=env or clean_env(), timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def notify_socket(address: str | None = None):
+    """A systemd-style notify socket; yields (NOTIFY_SOCKET value, socket)."""
+    tmp = None
+    if address is None:
+        tmp = tempfile.mkdtemp(prefix="phx-", dir="/tmp")
+        address = os.path.join(tmp, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + address[1:] if address.startswith("@") else address)
+    sock.settimeout(10)
+    try:
+        yield address, sock
+    finally:
+        sock.close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def started(name: str, *args: str, env: dict[str, str] | None = None):
+    """Start a stand-in, wait for its READY=1, yield the process; SIGTERM it at the end."""
+    with notify_socket("@phoenix-test-" + uuid.uuid4().hex) as (address, sock):
+        proc = subprocess.Popen([PYTHON, str(STANDINS / name), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**(env or clean_env()), "NOTIFY_SOCKET": address})
+        try:
+            try:
+                message = sock.recv(4096).decode()
+            except TimeoutError:
+                proc.kill()
+                pytest.fail(f"{name} never said READY=1: {proc.communicate()[1]}")
+            assert "READY=1" in message.splitlines()
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def http(method: str, url: str, body: dict | None = None, token: str | None = None):
+    """(status, parsed JSON body, headers) of one request."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null"), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null"), exc.headers
+
+
+# --- Gitea -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def backup(tmp_path_factory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("backup") / "gitea-backup"
+    return folder, fixtures.make_gitea_backup(folder)
+
+
+class Forge:
+    """A restored backup and an app.ini pointing at it, as the deploy lays them out."""
+
+    def __init__(self, root: Path, backup: Path | None = None) -> None:
+        self.root = root
+        self.data = root / "data"
+        if backup is not None:
+            shutil.copytree(backup, self.data)
+        self.db = self.data / "gitea.db"
+        self.repos = self.data / "repositories"
+        self.ssh = root / "ssh"
+        self.ini = root / "app.ini"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.write_ini()
+
+    def write_ini(self, *, run_user: str = ME, allow_root: bool = os.getuid() == 0,
+                  install_lock: bool = True, db: Path | None = None) -> None:
+        unsafe = "I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true\n" if allow_root else ""
+        self.ini.write_text(
+            f"APP_NAME = Timmy forge (lab)\nRUN_USER = {run_user}\nRUN_MODE = prod\n{unsafe}"
+            f"WORK_PATH = {self.root}\n\n"
+            f"[server]\nHTTP_ADDR = 127.0.0.1\nHTTP_PORT = {self.port}\n"
+            f"ROOT_URL = {self.url}/\nSSH_ROOT_PATH = {self.ssh}\n\n"
+            f"[database]\nDB_TYPE = sqlite3\nPATH = {db or self.db}\n\n"
+            f"[repository]\nROOT = {self.repos}\n\n"
+            f"[security]\nINSTALL_LOCK = {'true' if install_lock else 'false'}\n")
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = None):
+        return http(method, f"{self.url}/api/v1{path}", body, token)
+
+
+@pytest.fixture
+def forge(tmp_path, backup) -> Forge:
+    return Forge(tmp_path, backup[0])
+
+
+def test_gitea_version_flag():
+    for flag in ("--version", "-v"):
+        result = subprocess.run([str(STANDINS / "gitea"), flag], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0
+        assert result.stdout.startswith("Gitea version 1.22.3 built with GNU Make")
+
+
+def test_gitea_serves_the_restored_backup(forge, backup):
+    counts = backup[1]["counts"]
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    with started("gitea", "web", "--config", str(forge.ini)):
+        assert forge.api("GET", "/version")[:2] == (200, {"version": "1.22.3"})
+        status, found, headers = forge.api("GET", "/repos/search?limit=50")
+        assert status == 200 and found["ok"] is True
+        assert len(found["data"]) == counts["repositories"] == int(headers["X-Total-Count"])
+        status, repo, _ = forge.api("GET", "/repos/Timmy_Foundation/timmy-config")
+        assert status == 200 and repo["full_name"] == "Timmy_Foundation/timmy-config"
+        assert forge.api("GET", "/users/ezra")[1]["login"] == "ezra"
+        assert forge.api("GET", "/repos/nobody/nothing")[0] == 404
+        assert http("GET", f"{forge.url}/api/healthz")[0] == 200
+        status, _, headers = forge.api("GET",
+                                       "/repos/Timmy_Foundation/timmy-config/issues?state=all")
+        assert status == 200 and int(headers["X-Total-Count"]) == 4
+
+        new = {"title": "Recovery Test", "body": "Automated post-recovery validation."}
+        path = "/repos/Timmy_Foundation/timmy-config/issues"
+        assert forge.api("POST", path, new)[0] == 401
+        assert forge.api("POST", path, new, token="lab-not-a-token")[0] == 401
+        status, issue, _ = forge.api("POST", path, new, token=TOKEN)
+        assert status == 201 and issue["number"] == 5 and issue["state"] == "open"
+        status, closed, _ = forge.api("PATCH", f"{path}/5", {"state": "closed"}, token=TOKEN)
+        assert status == 201 and closed["state"] == "closed"
+        assert forge.api("GET", f"{path}/5")[1]["state"] == "closed"
+
+    with sqlite3.connect(forge.db) as conn:
+        row = conn.execute('SELECT name, is_closed FROM issue WHERE repo_id = 1 AND "index" = 5'
+                           ).fetchone()
+        repo_row = conn.execute("SELECT num_issues, num_closed_issues FROM repository "
+                                "WHERE id = 1").fetchone()
+    assert row == ("Recovery Test", 1)
+    assert repo_row == (5, 2)
+
+
+def test_issue_written_through_the_api_survives_backup_and_restore(forge, tmp_path):
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        status, issue, _ = forge.api("POST", "/repos/timmy/the-nexus/issues",
+                                     {"title": "Written before the disaster"}, token=TOKEN)
+        assert status == 201
+    fixtures.write_manifest(forge.data)
+    fixtures.make_backup_archive(forge.data, tmp_path / "backup.tar.gz")
+
+    new_host = tmp_path / "new-host"
+    with tarfile.open(tmp_path / "backup.tar.gz") as tar:
+        tar.extractall(new_host / "data", filter="data")
+    assert fixtures.verify_backup(new_host / "data")["issues"] == 13
+    forge2 = Forge(new_host)
+    with started("gitea", "web", "-c", str(forge2.ini)):
+        status, again, _ = forge2.api("GET", f"/repos/timmy/the-nexus/issues/{issue['number']}")
+        assert status == 200 and again["title"] == "Written before the disaster"
+
+
+def test_gitea_notifies_systemd_on_a_socket_path(forge):
+    with notify_socket() as (address, sock):
+        proc = subprocess.Popen([PYTHON, str(STANDINS / "gitea"), "web", "-c", str(forge.ini)],
+                                env=clean_env(NOTIFY_SOCKET=address), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            assert sock.recv(4096).decode().splitlines()[0] == "READY=1"
+            assert forge.api("GET", "/version")[0] == 200  # ready means listening
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+            assert sock.recv(4096) == b"STOPPING=1"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_gitea_refuses_a_user_other_than_run_user(forge):
+    forge.write_ini(run_user="phoenix-nobody")
+    result = run("gitea", "web", "--config", str(forge.ini))
+    assert result.returncode == 1
+    assert f"Expect user 'phoenix-nobody' but current user is: {ME}" in result.stderr
+    result = run("gitea", "admin", "regenerate", "hooks", "--config", str(forge.ini))
+    assert result.returncode == 1 and "Expect user 'phoenix-nobody'" in result.stderr
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the root refusal needs root")
+def test_gitea_refuses_root_like_the_real_one(forge):
+    forge.write_ini(run_user="root", allow_root=False)
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1 and "not supposed to be run as root" in result.stderr
+
+
+def test_gitea_refuses_without_install_lock(forge):
+    forge.write_ini(install_lock=False)
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1 and "INSTALL_LOCK" in result.stderr
+
+
+def test_gitea_refuses_a_missing_database(forge):
+    forge.write_ini(db=forge.root / "nowhere" / "gitea.db")
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+def test_gitea_refuses_a_corrupt_database(forge):
+    fixtures.corrupt_database(forge.db)
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1
+    assert "integrity_check" in result.stderr and str(forge.db) in result.stderr
+    assert run("gitea", "doctor", "check", "-c", str(forge.ini)).returncode == 1
+
+
+def test_gitea_refuses_a_missing_config(tmp_path):
+    result = run("gitea", "web", "-c", str(tmp_path / "app.ini"))
+    assert result.returncode == 1 and "Unable to load config file" in result.stderr
+
+
+def test_regenerate_hooks_is_idempotent(forge):
+    hook = forge.repos / "timmy_foundation" / "timmy-config.git" / "hooks" / "post-receive.d" / \
+        "gitea"
+    assert fixtures.OLD_GITEA_BIN in hook.read_text()  # the dead forge's path, from the backup
+
+    def snapshot() -> dict:
+        return {str(p): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+                for p in sorted(forge.repos.glob("*/*.git/hooks/**/*")) if p.is_file()}
+
+    first = run("gitea", "admin", "regenerate", "hooks", "--config", str(forge.ini))
+    assert first.returncode == 0, first.stderr
+    assert f"--config='{forge.ini}' post-receive" in hook.read_text()
+    assert fixtures.OLD_GITEA_BIN not in hook.read_text()
+    for repo in forge.repos.glob("*/*.git"):
+        assert os.access(repo / "hooks" / "post-receive", os.X_OK)
+    before = snapshot()
+    second = run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini))
+    assert second.returncode == 0 and "(0 files changed)" in second.stdout
+    assert snapshot() == before
+
+    # a push now runs the regenerated hooks, which call this gitea's `hook` command
+    env = clean_env(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
+                    GIT_AUTHOR_NAME="Lab", GIT_AUTHOR_EMAIL="lab@phoenix.invalid",
+                    GIT_COMMITTER_NAME="Lab", GIT_COMMITTER_EMAIL="lab@phoenix.invalid",
+                    PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    bare, work = forge.repos / "timmy" / "the-nexus.git", forge.root / "work"
+    for args in (["clone", "-q", str(bare), str(work)],
+                 ["-C", str(work), "commit", "-q", "--allow-empty", "-m", "after restore"],
+                 ["-C", str(work), "push", "-q", "origin", "main"]):
+        result = subprocess.run(["git", *args], capture_output=True, text=True, env=env,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+
+
+def test_regenerate_keys_writes_authorized_keys(forge):
+    forge.ssh.mkdir(mode=0o700)
+    (forge.ssh / "authorized_keys").write_text("ssh-ed25519 AAAAkeep operator@laptop\n")
+    result = run("gitea", "admin", "regenerate", "keys", "--config", str(forge.ini))
+    assert result.returncode == 0, result.stderr
+    keys = forge.ssh / "authorized_keys"
+    text = keys.read_text()
+    assert text.startswith("ssh-ed25519 AAAAkeep operator@laptop\n")  # not Gitea's: kept
+    assert text.count("# gitea public key") == 3 and "serv key-1" in text
+    assert keys.stat().st_mode & 0o777 == 0o600
+    assert run("gitea", "admin", "regenerate", "keys", "-c", str(forge.ini)).returncode == 0
+    assert keys.read_text() == text
+
+
+def test_gitea_doctor_check(forge):
+    result = run("gitea", "doctor", "check", "--config", str(forge.ini))
+    assert result.returncode == 0 and "ok" in result.stdout
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_runbook_step9_issue_create_and_close_with_gitea_api_sh(forge, tmp_path):
+    """The runbook's own validation (gitea-api.sh from timmy-config) against the stand-in."""
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    script = tmp_path / "gitea-api.sh"
+    script.write_text(fixtures.GITEA_API_SH)
+    script.chmod(0o755)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    env = clean_env(GITEA_URL=forge.url, GITEA_TOKEN_FILE=str(token_file))
+    with started("gitea", "web", "-c", str(forge.ini)):
+        created = subprocess.run([str(script), "issue", "create", "timmy-config", "Recovery Test",
+                                  "can be closed"], capture_output=True, text=True, env=env,
+                                 check=False)
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.strip() == "Issue #5 created"
+        closed = subprocess.run([str(script), "issue", "close", "timmy-config", "5"],
+                                capture_output=True, text=True, env=env, check=False)
+        assert closed.stdout.strip() == "Issue #5 closed", closed.stderr
+        token_file.write_text("lab-wrong\n")
+        refused = subprocess.run([str(script), "issue", "create", "timmy-config", "x"],
+                                 capture_output=True, text=True, env=env, check=False)
+        assert refused.returncode != 0
+    assert TOKEN not in created.stdout + created.stderr + closed.stdout + closed.stderr
+
+
+# --- hermes backend and wizards --------------------------------------------------------------
+
+def test_backend_health_on_its_port():
+    port = free_port()
+    with started("hermes-backend", env=clean_env(HERMES_BACKEND_PORT=str(port))) as proc:
+        status, body, _ = http("GET", f"http://127.0.0.1:{port}/health")
+        assert status == 200 and body["status"] == "ok" and body["service"] == "hermes-backend"
+        assert http("GET", f"http://127.0.0.1:{port}/nope")[0] == 404
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_backend_reads_its_port_from_timmy_config(tmp_path):
+    port = free_port()
+    (tmp_path / "config.yaml").write_text(
+        fixtures.CONFIG_YAML.replace("port: 8645", f"port: {port}"))
+    with started("hermes-backend", "--host", "127.0.0.1", "--config",
+                 str(tmp_path / "config.yaml")):
+        assert http("GET", f"http://127.0.0.1:{port}/health")[0] == 200
+
+
+def test_wizard_writes_fresh_heartbeats_and_nothing_else(tmp_path):
+    home, beats = tmp_path / "home", tmp_path / "state" / "fleet-health"
+    home.mkdir()
+    env = clean_env(HOME=str(home))
+    with started("hermes-wizard", "ezra", "--heartbeat-dir", str(beats), "--interval", "0.2",
+                 env=env) as proc:
+        first = json.loads((beats / "ezra.json").read_text())
+        assert first["wizard"] == "ezra" and first["pid"] == proc.pid
+        assert abs(first["ts"] - time.time()) < 5 and first["iso"].startswith("20")
+        deadline = time.time() + 5
+        while json.loads((beats / "ezra.json").read_text())["ts"] == first["ts"]:
+            assert time.time() < deadline, "the heartbeat was not renewed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert sorted(p.name for p in beats.iterdir()) == ["ezra.json"]  # no temp files left
+    assert list(home.iterdir()) == []
+
+
+def test_wizard_defaults_and_env_overrides(tmp_path):
+    result = run("hermes-wizard", "allegro", "--once", env=clean_env(HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / ".local/timmy/fleet-health/allegro.json").is_file()
+    elsewhere = tmp_path / "beats"
+    result = run("hermes-wizard", "bezalel", "--once",
+                 env=clean_env(HOME=str(tmp_path), HERMES_HEARTBEAT_DIR=str(elsewhere)))
+    assert result.returncode == 0 and (elsewhere / "bezalel.json").is_file()
+
+
+def test_wizard_says_when_it_cannot_write(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run("hermes-wizard", "ezra", "--once", "--heartbeat-dir", str(tmp_path / "file/x"))
+    assert result.returncode == 1 and "cannot write heartbeat" in result.stderr
+
+
+# --- what every shipped script promises ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gitea", "hermes-backend", "hermes-wizard",
+                                  "phoenix-backup-verify"])
+def test_shipped_scripts_are_self_contained(name):
+    path = STANDINS / name
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "#!/usr/bin/python3" and os.access(path, os.X_OK)
+    head = " ".join(lines[1:3])
+    assert "STAND-IN for" in head or "NOT a stand-in" in head
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        else:
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            assert top == "__future__" or top in sys.stdlib_module_names, f"{name}: {module}"
