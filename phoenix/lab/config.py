@@ -23,6 +23,7 @@ class LabConfig:
     apt_port: int
     dns_port: int
     mirror: str
+    tag: str  # prefix of the lab's namespaces and veths: two labs can run side by side
 
     @property
     def bridge_ip(self) -> str:
@@ -106,4 +107,5 @@ def load(environ: dict[str, str] | None = None) -> LabConfig:
         apt_port=int(env.get("PHOENIX_LAB_APT_PORT", "3142")),
         dns_port=int(env.get("PHOENIX_LAB_DNS_PORT", "53")),
         mirror=env.get("PHOENIX_LAB_MIRROR") or host_mirror(),
+        tag=env.get("PHOENIX_LAB_TAG", "phx"),
     )

@@ -68,20 +68,20 @@ def ensure_bridge(config: LabConfig, ledger: Ledger) -> None:
     run(["ip", "link", "set", config.bridge, "up"])
 
 
-def netns_name(droplet_id: int) -> str:
-    return f"phx-{droplet_id}"
+def netns_name(config: LabConfig, droplet_id: int) -> str:
+    return f"{config.tag}-{droplet_id}"
 
 
-def veth_name(droplet_id: int) -> str:
-    return f"phxv{droplet_id}"
+def veth_name(config: LabConfig, droplet_id: int) -> str:
+    return f"{config.tag}v{droplet_id}"
 
 
 def create_netns(config: LabConfig, ledger: Ledger, droplet_id: int, ip: str) -> str:
     """A namespace whose eth0 has `ip` on the bridge; the bridge is its default route."""
-    ns, veth = netns_name(droplet_id), veth_name(droplet_id)
+    ns, veth = netns_name(config, droplet_id), veth_name(config, droplet_id)
     ledger.add("netns", ns)
     ledger.add("links", veth)
-    delete_netns(droplet_id)  # a half-made one from an interrupted run
+    delete_netns(config, droplet_id)  # a half-made one from an interrupted run
     run(["ip", "netns", "add", ns])
     run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
     run(["ip", "link", "set", veth, "master", config.bridge, "up"])
@@ -92,8 +92,8 @@ def create_netns(config: LabConfig, ledger: Ledger, droplet_id: int, ip: str) ->
     return ns
 
 
-def delete_netns(droplet_id: int) -> None:
-    ns, veth = netns_name(droplet_id), veth_name(droplet_id)
+def delete_netns(config: LabConfig, droplet_id: int) -> None:
+    ns, veth = netns_name(config, droplet_id), veth_name(config, droplet_id)
     if link_exists(veth):
         run(["ip", "link", "del", veth], check=False)
     if Path(f"/run/netns/{ns}").exists():
@@ -101,13 +101,13 @@ def delete_netns(droplet_id: int) -> None:
 
 
 def add_address(config: LabConfig, droplet_id: int, ip: str) -> None:
-    ns = netns_name(droplet_id)
+    ns = netns_name(config, droplet_id)
     have = run(["ip", "-n", ns, "-4", "addr", "show", "dev", "eth0"]).stdout
     if f"inet {ip}/" not in have:
         run(["ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", "eth0"])
 
 
 def remove_address(config: LabConfig, droplet_id: int, ip: str) -> None:
-    ns = netns_name(droplet_id)
+    ns = netns_name(config, droplet_id)
     if Path(f"/run/netns/{ns}").exists():
         run(["ip", "-n", ns, "addr", "del", f"{ip}/32", "dev", "eth0"], check=False)

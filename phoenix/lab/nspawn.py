@@ -161,7 +161,7 @@ class NspawnDriver:
         console = base / "console.log"
         proc = procs.spawn(self.ledger, f"droplet-{droplet_id}", [
             "systemd-nspawn", "--quiet", "-D", str(base / "root"), "-b",
-            "--register=no", "--keep-unit", f"--machine=phx-{droplet_id}",
+            "--register=no", "--keep-unit", f"--machine={self.config.tag}-{droplet_id}",
             f"--hostname={record['name']}", f"--network-namespace-path=/run/netns/{ns}",
             "--resolv-conf=off", "--timezone=off", "--console=read-only",
         ], log=console)
@@ -226,9 +226,9 @@ def destroy_droplet(config: LabConfig, ledger: Ledger, droplet_id: int) -> None:
         if root.is_mount():
             run(["umount", "-l", str(root)], check=False)
     ledger.discard("mounts", str(root))
-    net.delete_netns(droplet_id)
-    ledger.discard("netns", net.netns_name(droplet_id))
-    ledger.discard("links", net.veth_name(droplet_id))
+    net.delete_netns(config, droplet_id)
+    ledger.discard("netns", net.netns_name(config, droplet_id))
+    ledger.discard("links", net.veth_name(config, droplet_id))
     shutil.rmtree(base, ignore_errors=True)
     with ledger.edit() as data:
         data["droplets"].pop(str(droplet_id), None)

@@ -57,7 +57,7 @@ def test_destroy_removes_the_droplet(lab, droplet_factory, do_client):
     assert do_client.get(droplet["id"]) is None
     assert not (lab.droplets_dir / str(droplet["id"])).exists()
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert f"phx-{droplet['id']}" not in netns
+    assert f"{lab.tag}-{droplet['id']}" not in netns
 
 
 def test_lab_down_leaves_the_machine_as_before(lab):
