@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-ROLES = ("recovery", "standby")
+ROLES = ("recovery", "standby", "primary")  # primary: the forge a drill destroys
 
 
 def state_dir() -> Path:
