@@ -1,0 +1,74 @@
+"""Small readers of host state shared by the validation modules (testinfra `host` in, plain
+values out), so each test reads as the runbook check it makes."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.machinery
+import importlib.util
+import shlex
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# Phoenix's backup verifier, which the deploy ships to hosts: its COUNT_QUERIES define the counts.
+VERIFIER = REPO / "files" / "phoenix-backup-verify"
+# The title marks the issues step 9 creates, so the restored counts can leave them out.
+VALIDATION_ISSUE_TITLE = "Phoenix post-recovery validation (runbook step 9)"
+ROOT = "__root__"  # app.ini's keys before the first [section], such as RUN_USER
+
+
+def mode(f) -> str:
+    return f"{f.mode:04o}"
+
+
+def out(host, command: str) -> str:
+    """stdout of a command that must succeed; its stderr in the failure otherwise."""
+    result = host.run(command)
+    assert result.rc == 0, f"`{command}` failed on the host (exit {result.rc}): " \
+                           f"{(result.stderr or result.stdout).strip()[:300]}"
+    return result.stdout
+
+
+def unit_property(host, unit: str, prop: str) -> str:
+    return host.run(f"systemctl show -p {prop} --value {shlex.quote(unit)}").stdout.strip()
+
+
+def unit_loaded(host, unit: str) -> bool:
+    return unit_property(host, unit, "LoadState") == "loaded"
+
+
+def main_process_user(host, unit: str) -> str | None:
+    """The user the unit's main process runs as now, or None when it is not running."""
+    pid = unit_property(host, unit, "MainPID")
+    if not pid or pid == "0":
+        return None
+    return host.run(f"ps -o user= -p {pid}").stdout.strip() or None
+
+
+def host_now(host) -> float:
+    return float(out(host, "date +%s.%N").strip())
+
+
+def read_ini(text: str) -> configparser.ConfigParser:
+    """app.ini as Gitea reads it: keys before the first [section] go to section ROOT."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False,
+                                       default_section="__none__")
+    parser.read_string(f"[{ROOT}]\n" + text)
+    return parser
+
+
+def ini_get(ini: configparser.ConfigParser, section: str, key: str) -> str:
+    if not ini.has_section(section):
+        return ""
+    return ini.get(section, key, fallback="").strip().strip('"').strip("`")
+
+
+def verifier():
+    """Phoenix's on-host backup verifier as a module: its COUNT_QUERIES define the counts."""
+    loader = importlib.machinery.SourceFileLoader("phoenix_backup_verify", str(VERIFIER))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+

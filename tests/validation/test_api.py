@@ -1,0 +1,39 @@
+"""Runbook step 9: an issue created through the Gitea API and closed again, from the
+operator's side (the runbook's gitea-api.sh issue create / issue close)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from .helpers import VALIDATION_ISSUE_TITLE
+
+
+def _call(method: str, url: str, token: str, **kwargs) -> requests.Response:
+    try:
+        return requests.request(method, url, timeout=15,
+                                headers={"Authorization": f"token {token}"}, **kwargs)
+    except requests.RequestException as exc:
+        pytest.fail(f"Gitea does not answer from here: {method} {url.split('/api/')[0]} failed "
+                    f"({type(exc).__name__})")
+
+
+def test_step9_issue_create_and_close_through_api(gitea_url, gitea_token, settings):
+    api = f"{gitea_url}/api/v1"
+    me = _call("GET", f"{api}/user", gitea_token)
+    if me.status_code in (401, 403):
+        pytest.skip(f"the Gitea API token is not valid on this Gitea (GET /user answered "
+                    f"{me.status_code}): step 9 needs a token of the restored forge")
+    assert me.status_code == 200, f"GET {api}/user answered {me.status_code}, expected 200"
+    repo = settings["validate_issue_repo"]
+    created = _call("POST", f"{api}/repos/{repo}/issues", gitea_token,
+                    json={"title": VALIDATION_ISSUE_TITLE,
+                          "body": "Automated post-recovery validation; closed by the same run."})
+    assert created.status_code == 201, \
+        f"creating an issue in {repo} answered {created.status_code}, expected 201: " \
+        f"{created.text[:200]} (validate_issue_repo; does the token's user have write access?)"
+    number = created.json()["number"]
+    closed = _call("PATCH", f"{api}/repos/{repo}/issues/{number}", gitea_token,
+                   json={"state": "closed"})
+    assert closed.status_code == 201 and closed.json().get("state") == "closed", \
+        f"closing test issue #{number} in {repo} answered {closed.status_code}: close it by hand"

@@ -1,0 +1,147 @@
+"""Runbook step 4: Gitea installed at the pinned version, restored, running, answering."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+import requests
+
+from .helpers import VALIDATION_ISSUE_TITLE, mode, out, unit_property, verifier
+
+UNIT = "gitea"
+
+
+def _binary(host) -> str:
+    """The program the gitea unit starts (its ExecStart), so the check follows the unit."""
+    exec_start = unit_property(host, UNIT, "ExecStart")
+    match = re.search(r"path=(\S+)", exec_start)
+    assert match, "the gitea unit has no ExecStart: is gitea.service installed? (runbook step 4)"
+    return match.group(1)
+
+
+def test_step4_gitea_binary_is_pinned_version(host, settings):
+    binary = _binary(host)
+    result = host.run(f"{shlex.quote(binary)} --version")
+    assert result.rc == 0, f"{binary} --version failed (exit {result.rc}): " \
+                           f"{result.stderr.strip()[:200]}"
+    match = re.search(r"version (\S+)", result.stdout)
+    found = match.group(1) if match else result.stdout.strip()[:60]
+    assert found == settings["gitea_version"], \
+        f"{binary} is Gitea {found}, expected {settings['gitea_version']} (gitea_version)"
+
+
+def test_step4_app_ini_run_user_is_gitea_user(host, settings, gitea_paths, app_ini_path):
+    run_user, want = gitea_paths["run_user"], settings["gitea_user"]
+    assert run_user == want, f"RUN_USER in {app_ini_path} is {run_user or 'not set'}, " \
+                             f"expected {want} (gitea_user)"
+    unit_user = unit_property(host, UNIT, "User") or "root"
+    assert unit_user == run_user, f"the gitea unit runs as {unit_user} but app.ini says " \
+                                  f"RUN_USER = {run_user}: Gitea will refuse to start"
+
+
+def test_step4_gitea_folders_owned_by_run_user(host, settings, gitea_paths):
+    """The work, data, custom and repository folders are the run user's and closed to others
+    (they hold private repositories); the config folder is closed to others too."""
+    user = settings["gitea_user"]
+    problems = []
+    for key in ("work", "data", "custom", "repos"):
+        f = host.file(gitea_paths[key])
+        if not f.is_directory:
+            problems.append(f"{gitea_paths[key]} is missing")
+        elif f.user != user:
+            problems.append(f"{gitea_paths[key]} is owned by {f.user}, expected {user}")
+        elif f.mode & 0o007:
+            problems.append(f"{gitea_paths[key]} is mode {mode(f)}: open to every user on the "
+                            "host, expected no access for others (0750)")
+    config = host.file(settings["gitea_config_dir"])
+    if not config.is_directory or config.mode & 0o007:
+        problems.append(f"{settings['gitea_config_dir']} is missing or open to others")
+    home = host.file(settings["gitea_home"])
+    if not home.is_directory or home.user != user:
+        problems.append(f"{settings['gitea_home']} (gitea_home) is missing or not owned by "
+                        f"{user}")
+    wrong = out(host, f"find {shlex.quote(gitea_paths['repos'])} "
+                      f"! -user {shlex.quote(user)} -print 2>/dev/null | head -3 || true").split()
+    if wrong:
+        problems.append(f"files in the repositories not owned by {user}, e.g. {wrong[0]} "
+                        f"(runbook step 4: chown -R {user}:{user})")
+    assert not problems, "; ".join(problems)
+
+
+def test_step4_gitea_db_owned_by_run_user_0600(host, settings, gitea_paths):
+    db = host.file(gitea_paths["db"])
+    assert db.is_file, f"{gitea_paths['db']} is missing: the Gitea database was not restored"
+    assert db.user == settings["gitea_user"], \
+        f"gitea.db is owned by {db.user}, expected {settings['gitea_user']} " \
+        f"(chown {settings['gitea_user']}: {gitea_paths['db']})"
+    assert db.mode == 0o600, f"gitea.db is mode {mode(db)}, expected 0600 " \
+                             f"(chmod 600 {gitea_paths['db']})"
+
+
+def _query_copy(host, db: str, sql: str) -> list[str]:
+    """Run sqlite3 on a copy of the live database: never a lock on it, never a root-owned
+    -wal/-shm beside it."""
+    script = ('set -e; t=$(mktemp -d); trap \'rm -rf "$t"\' EXIT; '
+              f'cp {shlex.quote(db)} "$t/db"; '
+              f'for s in -wal; do [ -f {shlex.quote(db)}$s ] && cp {shlex.quote(db)}$s "$t/db$s"; '
+              'done; '
+              f'sqlite3 -readonly "$t/db" {shlex.quote(sql)}')
+    return out(host, f"bash -c {shlex.quote(script)}").splitlines()
+
+
+def test_step4_gitea_db_integrity_ok(host, gitea_paths):
+    rows = _query_copy(host, gitea_paths["db"], "PRAGMA integrity_check;")
+    assert rows == ["ok"], f"gitea.db failed PRAGMA integrity_check: {'; '.join(rows[:3])} " \
+                           "(restore it again from the backup)"
+
+
+def test_step4_gitea_service_active_and_enabled(host):
+    gitea = host.service(UNIT)
+    assert gitea.is_running, "the gitea service is not running (systemctl status gitea; " \
+                             "journalctl -u gitea)"
+    assert gitea.is_enabled, "the gitea service is not enabled: it will not start at boot"
+
+
+def test_step4_gitea_listening_on_http_port(host, settings):
+    port = settings["gitea_http_port"]
+    listening = [s for s in host.socket.get_listening_sockets() if s.startswith("tcp://")]
+    assert any(s.rsplit(":", 1)[1] == str(port) for s in listening), \
+        f"nothing listens on TCP port {port} (gitea_http_port): is gitea running? " \
+        f"(listening: {', '.join(sorted(s[6:] for s in listening))})"
+
+
+def test_step4_gitea_api_version_200_from_operator(gitea_url, settings):
+    url = f"{gitea_url}/api/v1/version"
+    try:
+        response = requests.get(url, timeout=10)
+    except requests.RequestException as exc:
+        pytest.fail(f"Gitea does not answer from here: GET {url} failed "
+                    f"({type(exc).__name__}); check the service and the firewall")
+    assert response.status_code == 200, f"GET {url} answered {response.status_code}, expected 200"
+    version = response.json().get("version")
+    assert version == settings["gitea_version"], \
+        f"Gitea answers version {version}, expected {settings['gitea_version']}"
+
+
+def test_step4_restored_data_matches_backup_manifest(host, gitea_paths, manifest):
+    queries = verifier().COUNT_QUERIES
+    own = ("SELECT COUNT(*) FROM issue WHERE COALESCE(is_pull, 0) = 0 AND name = '"
+           + VALIDATION_ISSUE_TITLE.replace("'", "''") + "'")
+    rows = _query_copy(host, gitea_paths["db"],
+                       "; ".join([*queries.values(), own]) + ";")
+    *counts, own_issues = (int(r) for r in rows)
+    found = dict(zip(queries, counts, strict=True))
+    found["issues"] -= own_issues  # the issues step 9 made are not restored data
+    wanted = manifest["counts"]
+    wrong = [f"{found[k]} {k}, the backup has {wanted[k]}"
+             for k in ("repositories", "users", "issues", "organizations")
+             if k in wanted and found.get(k) != wanted[k]]
+    on_disk = out(host, f"find {shlex.quote(gitea_paths['repos'])} -mindepth 2 -maxdepth 2 "
+                        "-type d -name '*.git' 2>/dev/null | wc -l").strip()
+    if "repositories" in wanted and int(on_disk or 0) != wanted["repositories"]:
+        wrong.append(f"{on_disk} repositories on disk in {gitea_paths['repos']}, "
+                     f"the backup has {wanted['repositories']}")
+    assert not wrong, f"the restored Gitea does not hold the backup's data: {'; '.join(wrong)}" \
+                      f" (backup of {manifest.get('created', 'unknown date')})"

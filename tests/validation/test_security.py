@@ -1,0 +1,85 @@
+"""The security baseline the runbook leaves out: key-only SSH, secrets closed to others,
+services not running as root where they need not."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from .helpers import main_process_user, mode, out, unit_loaded, unit_property
+
+# PermitRootLogin values that refuse a root password ("without-password" is the old name).
+ROOT_KEY_ONLY = {"prohibit-password", "without-password", "forced-commands-only", "no"}
+
+
+@pytest.fixture(scope="module")
+def sshd(host) -> dict[str, str]:
+    """sshd's effective settings (`sshd -T`): what it enforces, drop-ins included."""
+    lines = out(host, "sshd -T 2>/dev/null || /usr/sbin/sshd -T").splitlines()
+    return dict(line.split(" ", 1) for line in lines if " " in line)
+
+
+def test_security_sshd_no_password_login(sshd, settings):
+    if settings["ssh_password_authentication"]:
+        pytest.skip("ssh_password_authentication is True in group_data: passwords allowed")
+    on = [key for key in ("passwordauthentication", "kbdinteractiveauthentication")
+          if sshd.get(key, "yes") != "no"]
+    assert not on, f"sshd accepts password logins ({', '.join(f'{k} yes' for k in on)} in " \
+                   "`sshd -T`): look for a drop-in in /etc/ssh/sshd_config.d that turns it on"
+
+
+def test_security_sshd_root_login_key_only(sshd):
+    value = sshd.get("permitrootlogin", "yes")
+    assert value in ROOT_KEY_ONLY, f"sshd has permitrootlogin {value}: root may log in with " \
+                                   "a password; expected prohibit-password"
+
+
+def _secret_files(host, settings) -> list[str]:
+    """The host's secret files: app.ini (SECRET_KEY, INTERNAL_TOKEN), and when there is a
+    backup job, its folder's files (restic password, store key, credentials) but the store's
+    public known_hosts."""
+    paths = [f"{settings['gitea_config_dir']}/app.ini"]
+    folder = settings.get("backup_config_dir")
+    if folder and host.file(folder).is_directory:
+        paths += sorted(out(host, f"find {shlex.quote(folder)} -type f "
+                                  "! -name known_hosts").split())
+    return [p for p in paths if host.file(p).exists]
+
+
+def test_security_no_secret_readable_by_others(host, settings):
+    files = _secret_files(host, settings)
+    assert files, f"{settings['gitea_config_dir']}/app.ini is missing: nothing to check"
+    problems = []
+    for path in files:
+        f = host.file(path)
+        if f.mode & 0o007:
+            problems.append(f"{path} is mode {mode(f)}: readable by every user on the host "
+                            f"(chmod o-rwx {path})")
+    assert not problems, "; ".join(problems)
+
+
+def _not_root(host, unit: str, expected: str) -> list[str]:
+    if not unit_loaded(host, unit):
+        return [f"{unit} has no unit, so its user cannot be checked"]
+    problems = []
+    configured = unit_property(host, unit, "User") or "root"
+    if configured != expected:
+        problems.append(f"{unit} is configured to run as {configured}, expected {expected}")
+    running = main_process_user(host, unit)
+    if running and running != expected:
+        problems.append(f"{unit} is running as {running}, expected {expected}")
+    return problems
+
+
+def test_security_gitea_not_running_as_root(host, settings):
+    problems = _not_root(host, "gitea", settings["gitea_user"])
+    assert not problems, "; ".join(problems)
+
+
+def test_security_hermes_not_running_as_root(host, settings):
+    problems = _not_root(host, "hermes-backend", settings["hermes_user"])
+    for wizard in settings["wizard_names"]:
+        if unit_loaded(host, f"hermes-{wizard}"):  # a missing one fails in step 6
+            problems += _not_root(host, f"hermes-{wizard}", settings["hermes_user"])
+    assert not problems, "; ".join(problems)
