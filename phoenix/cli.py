@@ -169,6 +169,63 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool) -> No
     click.echo(report.table())
 
 
+@cli.group(help="Offsite backups with restic: init, verify, now, list.")
+def backup() -> None:
+    pass
+
+
+def _store():
+    from phoenix.backup import store_from_settings
+    from phoenix.settings import load
+
+    return store_from_settings(load())
+
+
+@backup.command("init", help="Create the restic repository unless it exists.")
+def backup_init() -> None:
+    from phoenix import backup as bk
+
+    click.echo("repository created" if bk.init(_store()) else "repository already there")
+
+
+@backup.command("verify", help="restic check with a read subset, then a test restore.")
+@click.option("--subset", default=None, help="Share of packs to read, e.g. 10% (default from "
+              "group_data backup_verify_subset).")
+@click.option("--snapshot", default="latest")
+def backup_verify(subset: str | None, snapshot: str) -> None:
+    from phoenix import backup as bk
+    from phoenix.settings import load
+
+    result = bk.verify(_store(), snapshot=snapshot,
+                       read_data_subset=subset or load().get("backup_verify_subset", "5%"))
+    click.echo(result.summary())
+
+
+@backup.command("now", help="Take a snapshot on a still-reachable forge (runbook step 4).")
+@click.option("--role", default="primary", type=click.Choice(["primary", "recovery", "standby"]),
+              help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
+def backup_now(role: str) -> None:
+    from phoenix import backup as bk
+    from phoenix.inventory import target_for
+    from phoenix.settings import load
+
+    click.echo(bk.now(target_for(role), settings=load()))
+
+
+@backup.command("list", help="The snapshots, oldest first.")
+@click.option("--json", "as_json", is_flag=True)
+def backup_list(as_json: bool) -> None:
+    from phoenix import backup as bk
+
+    snaps = bk.list_snapshots(_store())
+    if as_json:
+        click.echo(json.dumps(snaps, indent=2))
+        return
+    for snap in snaps:
+        click.echo(f"{snap['short_id']}  {snap['time']}  {snap['host']}  "
+                   f"{' '.join(snap.get('tags') or [])}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
