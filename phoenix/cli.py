@@ -226,6 +226,17 @@ def backup_list(as_json: bool) -> None:
                    f"{' '.join(snap.get('tags') or [])}")
 
 
+@cli.command(help="A whole disaster and recovery in the lab (root): RTO, RPO, data lost.")
+@click.option("--standby", is_flag=True, help="Promote a warm standby instead of provisioning.")
+@click.option("--keep-lab", is_flag=True, help="Leave the lab and the drill's droplets up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def drill(standby: bool, keep_lab: bool, as_json: bool) -> None:
+    from phoenix import drill as drl
+
+    report = drl.drill(standby=standby, say=_say, keep_lab=keep_lab)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -24,6 +24,7 @@ from phoenix.sshconf import Target, ssh_command
 from phoenix.state import State
 
 Say = Callable[[str], None]
+OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 
 
 def lab_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
@@ -79,3 +80,130 @@ def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> l
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) -> Report:
+    """The whole disaster, in the lab; returns the report (also written beside the state)."""
+    from phoenix import backup as bk
+    from phoenix import cutover as cut
+    from phoenix import provision as prov
+    from phoenix.do import DO
+    from phoenix.lab import lab as lablib
+    from phoenix.lab import offsite
+    from phoenix.recover import recover
+    from phoenix.secrets import read_secret
+    from phoenix.settings import load
+
+    config = labconfig.load()
+    was_up = lablib.status(config)["up"]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    workdir = config.state_dir / "drills" / stamp
+    report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})")
+    setup: dict[str, str] = {}
+    made: list[tuple[str, int]] = []
+    saved_env = dict(os.environ)
+
+    def timed_setup(what: str, fn: Callable[[], object]) -> object:
+        say(f"-- {what}")
+        started = time.monotonic()
+        result = fn()
+        setup[what] = f"{time.monotonic() - started:.1f} s"
+        return result
+
+    try:
+        timed_setup("lab up", lambda: lablib.up(config, log=say))
+        os.environ.update(lab_environment(config, workdir))
+        do = DO(token=os.environ["DIGITALOCEAN_TOKEN"], endpoint=config.do_endpoint)
+        os.environ["PHOENIX_LAB_OFFSITE"] = OFFSITE
+        store_box = timed_setup("offsite store", lambda: offsite.ensure(config, do, name=OFFSITE))
+        made.append(("offsite", store_box.droplet_id))
+        settings = load("lab")
+        bk.init(bk.store_from_settings(settings))
+        key = prov.operator_key()
+        port = settings["gitea_http_port"]
+        token = read_secret("gitea_api_token", folder=settings["secrets_dir"])
+
+        primary = State("primary")
+        timed_setup("primary provision", lambda: prov.provision(
+            role="primary", settings=settings, client=do, state=primary, key=key, progress=say))
+        made.append(("primary", primary.droplet["id"]))
+        timed_setup("primary converge", lambda: run_deploy(
+            "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log"))
+        cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
+                    say=say)
+        if standby:
+            spare = State("standby")
+            timed_setup("standby provision", lambda: prov.provision(
+                role="standby", settings=settings, client=do, state=spare, key=key,
+                progress=say))
+            made.append(("standby", spare.droplet["id"]))
+
+        forge = Forge(f"http://{primary.address}:{port}", token=token)
+        ptarget = prov.target(primary)
+        written = write_data(forge, ptarget, settings, label="before-snapshot")
+        before = snapshot(forge)
+        snap_id = timed_setup("backup (offsite snapshot)",
+                              lambda: bk.now(ptarget, settings=settings))
+        snapshot_at = time.time()
+        if standby:
+            timed_setup("standby converge (warm, restores the snapshot)", lambda: run_deploy(
+                "inventories/standby.py", log=workdir / "standby.deploy.log",
+                data={"restore_source": f"restic:{snap_id}"}))
+        late = write_data(forge, ptarget, settings, label="after-snapshot")
+        after = snapshot(forge)
+
+        say("-- the disaster: the primary is destroyed")
+        disaster_at = time.time()
+        do.destroy(primary.droplet["id"])
+        made.remove(("primary", primary.droplet["id"]))
+        role = "standby" if standby else "recovery"
+        rec = recover(role=role, say=say, report_dir=workdir, provision_step=not standby,
+                      deploy_data={"restore_source": "restic:latest", "restore_force": "True"}
+                      if standby else {"restore_source": "restic:latest"})
+        report.steps = rec.steps
+        state = State(role)
+        if not standby:
+            made.append(("recovery", state.droplet["id"]))
+
+        recovered = snapshot(Forge(f"http://{state.address}:{port}", token=token))
+        lost = compare(before, recovered)
+        missing_late = compare(after, recovered)
+        report.extra.update({
+            "rto_seconds": round(time.time() - disaster_at, 1),
+            "rpo_seconds": round(disaster_at - snapshot_at, 1),
+            "snapshot": snap_id,
+            "written_before_snapshot": len(written),
+            "data_lost_up_to_snapshot": lost or "none",
+            "written_after_snapshot_and_lost": missing_late,
+            "setup": setup,
+        })
+        if lost:
+            raise PhoenixError("data written before the snapshot is missing after the "
+                               "recovery: " + "; ".join(lost))
+        return report
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        report.save(workdir, "drill.report")
+        if not keep_lab:
+            _clean_up(config, made, was_up, say)
+
+
+def _clean_up(config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: bool,
+              say: Say) -> None:
+    from phoenix.lab import lab as lablib
+    from phoenix.lab.lab import ledger_for
+    from phoenix.lab.nspawn import destroy_droplet
+
+    from phoenix.lab import offsite
+
+    store = offsite.load(config, OFFSITE)
+    if store is not None:
+        offsite.forget(config, store)
+    if not was_up:
+        lablib.down(config)
+        say("lab down")
+        return
+    for what, droplet_id in made:  # the lab was up before: leave it, minus what we made
+        destroy_droplet(config, ledger_for(config), droplet_id)
+        say(f"destroyed the drill's {what} droplet {droplet_id}")

@@ -127,7 +127,10 @@ def plan(role: str) -> list[str]:
 
 
 def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: bool = False,
-            say: Say = print, report_dir: Path | None = None) -> Report:
+            say: Say = print, report_dir: Path | None = None,
+            deploy_data: dict | None = None, provision_step: bool = True) -> Report:
+    """The recovery; `deploy_data` overrides group_data for the deploy (e.g. the restore
+    source), `provision_step=False` uses the role's droplet as it is (a standby)."""
     from phoenix import cutover as cut
     from phoenix import provision as prov
     from phoenix.inventory import target_for
@@ -162,8 +165,9 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         return ", ".join(result)
 
     try:
-        report.timed("provision", provision, say)
-        report.timed("deploy", lambda: run_deploy(f"inventories/{role}.py",
+        if provision_step:
+            report.timed("provision", provision, say)
+        report.timed("deploy", lambda: run_deploy(f"inventories/{role}.py", data=deploy_data,
                                                    log=folder / f"{role}.deploy.log"), say)
         report.timed("validate", validate, say)
         if not skip_cutover:

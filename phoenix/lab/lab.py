@@ -112,6 +112,8 @@ def down(config: LabConfig, *, purge: bool = False) -> float:
                 data[kind] = []
             data["processes"] = {}
             data["droplets"] = {}
+    # Records of droplets that no longer exist (the offsite stores) would mislead a deploy.
+    shutil.rmtree(config.state_dir / "offsite", ignore_errors=True)
     if purge and config.state_dir.exists():
         shutil.rmtree(config.state_dir)
     return time.monotonic() - started
