@@ -7,17 +7,26 @@
 # gitea_internal_token, restic_password… PHOENIX_SECRETS_DIR overrides this folder.
 secrets_dir = "~/.config/phoenix/secrets"
 
+# ---- phoenix on the host ------------------------------------------------------------------
+phoenix_state_dir = "/var/lib/phoenix"   # markers of what the deploy did, downloads (root 0700)
+
 # ---- base (runbook step 2) ----------------------------------------------------------------
 base_packages = ["python3", "python3-pip", "python3-venv", "git", "curl", "wget", "jq",
                  "sqlite3", "cron", "restic", "unattended-upgrades", "ca-certificates"]
 base_docker_enabled = False          # Matrix Conduit only; Debian's docker.io, never curl | sh
-base_unattended_upgrades = True
+base_docker_packages = ["docker.io"]
+base_unattended_upgrades = True      # security updates from Debian-Security, daily
+base_apt_cache_time = 86400          # seconds; apt lists younger than this are not refreshed
+base_install_recommends = False      # the named packages only (python3-pip would pull gcc…)
 
 # ---- layout (runbook step 2) --------------------------------------------------------------
 layout_wizard_root = "/root/wizards"
 layout_hermes_home = "/root/.hermes"
 layout_hermes_dirs = ["bin", "skins", "playbooks", "memories", "cron"]
 layout_log_dir = "/var/log/ansible"
+layout_wizard_mode = "0750"          # root's per-wizard folders (config, state)
+layout_hermes_mode = "0755"          # what timmy-config's deploy.sh also creates them with
+layout_log_mode = "0750"
 
 # ---- timmy-config (runbook step 3) --------------------------------------------------------
 # Never only the forge itself: a mirror URL, or the operator's checkout sent as a git bundle.
@@ -26,25 +35,40 @@ timmy_config_bundle = None           # a local path to a `git bundle`; wins over
 timmy_config_branch = "main"
 timmy_config_commit = None           # pin a commit; None follows the branch
 timmy_config_dest = "/root/timmy-config"
+timmy_config_home = "/root"          # deploy.sh overlays $HOME/.hermes (layout_hermes_home)
 
 # ---- gitea (runbook step 4) ---------------------------------------------------------------
 gitea_version = "1.22.3"
 gitea_binary_url = "https://dl.gitea.com/gitea/1.22.3/gitea-1.22.3-linux-amd64"
 gitea_sha256 = "CHANGE-ME-to-the-published-sha256-of-the-binary"
 gitea_user = "gitea"                 # the runbook's `chown gitea:gitea`; RUN_USER in app.ini
+gitea_group = "gitea"
+gitea_binary_path = "/usr/local/bin/gitea"
 gitea_home = "/home/gitea"
 gitea_work_dir = "/var/lib/gitea"
 gitea_config_dir = "/etc/gitea"
+gitea_db_path = "/var/lib/gitea/data/gitea.db"
+gitea_repo_root = "/var/lib/gitea/data/gitea-repositories"
+gitea_http_addr = "0.0.0.0"
 gitea_http_port = 3000
+gitea_ssh_port = 22                  # git over the system sshd, as the gitea user
+gitea_log_level = "Info"
+gitea_disable_registration = True    # a recovered private forge must not open sign-up
+# Never start on an empty data folder: real Gitea would create a fresh database and hide a
+# failed restore. False only for a brand-new forge that has no backup to restore.
+gitea_start_requires_database = True
 gitea_domain = "forge.alexanderwhitestone.com"
 gitea_root_url = "https://forge.alexanderwhitestone.com/"
 gitea_ready_timeout = 60             # seconds to wait for /api/v1/version after a start
 
 # ---- restore (runbook step 4) -------------------------------------------------------------
-# A backup folder or .tar.gz with manifest.json on the operator's machine; None skips restore.
+# A backup .tar.gz on the operator's machine (gitea.db, repositories/, custom/, manifest.json
+# at its top: phoenix.lab.fixtures.make_backup_archive's layout); None skips restore.
 restore_source = None
 restore_force = False                # restore over existing data (which is first set aside)
-restore_staging_dir = "/var/lib/phoenix/restore"
+restore_staging_dir = "/var/lib/phoenix/restore"   # per backup: <sha256 of the archive>/
+restore_aside_dir = "/var/lib/gitea-aside"   # data found before a restore: <UTC time>/, kept
+restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"   # from files/
 
 # ---- hermes programs (runbook steps 5-6) --------------------------------------------------
 hermes_bundle_url = "https://releases.example.invalid/hermes/hermes-1.0.0.tar.gz"
@@ -58,6 +82,18 @@ wizard_names = ["ezra", "allegro", "bezalel"]
 wizard_heartbeat_dir = "/var/lib/hermes/.local/timmy/fleet-health"  # ~hermes, as the runbook
 wizard_heartbeat_interval = 30       # seconds
 wizard_heartbeat_max_age = 180       # validation: a heartbeat older than this is stale
+# systemd sandboxing of the backend and wizard units: what the programs tolerate (they write
+# only their heartbeat folder and listen on TCP). `systemd-analyze security` rates it.
+hermes_hardening = [
+    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+    "PrivateDevices=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
+    "ProtectHostname=yes", "RestrictNamespaces=yes", "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes", "LockPersonality=yes", "MemoryDenyWriteExecute=yes",
+    "SystemCallArchitectures=native", "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged @resources", "CapabilityBoundingSet=",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "UMask=0027",
+]
 
 # ---- cron (runbook step 6) ----------------------------------------------------------------
 cron_source_dir = "cron"             # inside timmy-config: its source of truth
@@ -65,6 +101,11 @@ cron_file = "/etc/cron.d/timmy-config"
 
 # ---- ssh ----------------------------------------------------------------------------------
 ssh_password_authentication = False
+ssh_permit_root_login = "prohibit-password"   # keys only, as the deploy itself logs in
+ssh_dropin_path = "/etc/ssh/sshd_config.d/01-phoenix.conf"  # first match wins in sshd_config
+
+# ---- validation (runbook steps 7 and 9) ---------------------------------------------------
+validate_issue_repo = "Timmy_Foundation/timmy-config"  # step 9 opens and closes an issue here
 
 # ---- dns (runbook step 8) -----------------------------------------------------------------
 dns_records = ["forge.alexanderwhitestone.com"]
@@ -78,3 +119,27 @@ provision_image = "debian-12-x64"
 provision_tags = ["phoenix"]         # plus phoenix-<role>, by which a re-run finds its droplet
 provision_ssh_key_name = "phoenix-operator"
 provision_timeout = 300              # seconds until active and answering SSH
+
+# ---- backups (issue 6) --------------------------------------------------------------------
+# The forge's own job (files/phoenix-backup), hourly, to an offsite restic repository. Secrets:
+# restic_password; backup_ssh_key (sftp: the forge's key on the store); for s3,
+# backup_s3_access_key_id and backup_s3_secret_access_key. None: no backup job (the deploy
+# says so); a warm standby should keep it None, or its stale data becomes "latest".
+backup_repository = None             # "sftp:restic@store.example:/srv/restic/forge" or "s3:…"
+backup_known_hosts = []              # sftp: the store's pinned host key lines ("HOST TYPE KEY")
+backup_host = "forge"                # restic --host: one line of snapshots across rebuilt droplets
+backup_tag = "phoenix"
+backup_schedule = "hourly"           # systemd OnCalendar
+backup_randomized_delay = 300        # seconds, so that many forges do not hit one store at once
+backup_timeout = 3600                # seconds before systemd stops a stuck run
+backup_keep_hourly = 24              # restic forget --prune after every run
+backup_keep_daily = 7
+backup_keep_weekly = 4
+backup_paths = ["/root/.hermes/memories"]   # folders saved besides Gitea, below files/ in a snapshot
+backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and known_hosts (0700)
+backup_job_path = "/usr/local/sbin/phoenix-backup"
+backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads
+backup_status_file = "/var/lib/phoenix/backup/last-success.json"   # time + snapshot id
+backup_cache_dir = "/var/cache/phoenix-backup"
+backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --read-data-subset
+backup_connect_timeout = 10          # seconds for the store's sshd to answer

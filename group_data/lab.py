@@ -25,3 +25,15 @@ restore_source = str(_config.state_dir / "backups" / "lab-gitea-backup.tar.gz")
 
 dns_records = ["forge.lab.test"]
 dns_resolvers = [f"{_config.bridge_ip}:{_config.dns_port}"]
+
+# The lab backup's own repositories (phoenix.lab.fixtures): the org's first one, writable by
+# the lab operator's token (its user is an admin of the restored forge).
+validate_issue_repo = "Timmy_Foundation/timmy-config"
+
+# Backups go to the lab's offsite store when it exists (phoenix.lab.offsite; its name is
+# PHOENIX_LAB_OFFSITE, default offsite-1); without one the forge has no backup job.
+from phoenix.lab import offsite as _offsite
+
+_store = _offsite.load(_config)
+backup_repository = _store.repository if _store else None
+backup_known_hosts = _store.known_hosts if _store else []

@@ -59,6 +59,16 @@ def do_client(lab):
 @pytest.fixture
 def droplet_factory(lab, do_client):
     """Create lab droplets through pydo; every one is destroyed at the end of the test."""
+    yield from _droplet_maker(lab, do_client)
+
+
+@pytest.fixture(scope="module")
+def module_droplet_factory(lab, do_client):
+    """The same for droplets a whole module shares (a converged forge): destroyed after it."""
+    yield from _droplet_maker(lab, do_client)
+
+
+def _droplet_maker(lab, do_client):
     from phoenix.do import public_ip
     from phoenix.sshconf import public_half
 

@@ -5,7 +5,7 @@ same commit hashes and the same manifest, on any machine with the same git and S
 Runs on the operator/lab machine: the standard library and the `git` command line.
 
 The backup manifest and its check are not defined here: they live in the on-host verifier
-`standins/phoenix-backup-verify` (shipped to hosts), which this module loads and runs.
+`files/phoenix-backup-verify` (the deploy ships it to hosts), which this module loads and runs.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from types import ModuleType
 from phoenix.errors import PhoenixError
 
 STANDINS = Path(__file__).with_name("standins")
+# Not a stand-in: Phoenix's own on-host verifier, which the deploy ships from the repo's files/.
+VERIFIER = Path(__file__).resolve().parents[2] / "files" / "phoenix-backup-verify"
 GITEA_VERSION = "1.22.3"
 GITEA_DB_VERSION = 299
 EPOCH = 1714000000  # 2024-04-24T23:06:40Z: every fixture date counts from here
@@ -56,9 +58,9 @@ class BackupError(PhoenixError):
 # --- the stand-ins as modules ----------------------------------------------------------------
 
 @functools.cache
-def _standin_module(name: str) -> ModuleType:
+def _standin_module(name: str, folder: Path = STANDINS) -> ModuleType:
     """Load a stand-in script (no .py suffix) as a module, so its code runs here too."""
-    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), str(STANDINS / name))
+    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), str(folder / name))
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
@@ -66,7 +68,7 @@ def _standin_module(name: str) -> ModuleType:
 
 
 def _verifier() -> ModuleType:
-    return _standin_module("phoenix-backup-verify")
+    return _standin_module(VERIFIER.name, VERIFIER.parent)
 
 
 # --- git -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from phoenix.errors import PhoenixError
 from phoenix.lab import fixtures
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-VERIFY = fixtures.STANDINS / "phoenix-backup-verify"
+VERIFY = fixtures.VERIFIER
 
 
 def git_env(**extra: str) -> dict[str, str]:

@@ -1,0 +1,29 @@
+"""Rebuild the forge VPS (runbook steps 2-7): `pyinfra INVENTORY deploy.py`.
+
+Orchestration only: every step is a @deploy function in tasks/, its settings in group_data/.
+Each converges, so the whole deploy is safe to re-run at any point, also after a cut-off run.
+"""
+
+from tasks.backend import run_backend
+from tasks.backups import configure_backups
+from tasks.base import install_base
+from tasks.cron import install_cron
+from tasks.gitea import install_gitea
+from tasks.hermes import install_hermes
+from tasks.layout import make_layout
+from tasks.restore import restore_gitea
+from tasks.ssh import harden_ssh
+from tasks.timmy_config import deploy_timmy_config
+from tasks.wizards import run_wizards
+
+install_base()
+make_layout()
+deploy_timmy_config()
+install_gitea()
+restore_gitea()
+install_hermes()
+run_backend()
+run_wizards()
+install_cron()
+harden_ssh()
+configure_backups()

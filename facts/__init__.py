@@ -1,0 +1,1 @@
+"""Custom pyinfra facts: the host state Phoenix's tasks compare against."""

@@ -1,0 +1,173 @@
+"""The lab's offsite store: a droplet whose sshd serves a restic repository over SFTP.
+
+It is made through the lab's DigitalOcean API like any droplet, its host key handed over in
+user_data (as phoenix.provision does), so the first connection is already checked. A `restic`
+user may only speak SFTP (ForceCommand internal-sftp); its authorized keys are the forge's
+backup key and the operator's key. The store's address and pinned key are recorded in
+<lab>/offsite/<name>.json, which group_data/lab.py reads (PHOENIX_LAB_OFFSITE picks the name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from phoenix.do import DO, public_ip
+from phoenix.errors import PhoenixError
+from phoenix.lab.config import LabConfig
+from phoenix.lab.sh import run
+from phoenix.provision import user_data, wait_ssh
+from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
+
+DEFAULT_NAME = "offsite-1"
+TAG = "phoenix-offsite"
+USER = "restic"
+HOME = "/srv/restic"
+
+SETUP = """\
+set -eu
+id {user} >/dev/null 2>&1 || useradd --system --home-dir {home} --shell /usr/sbin/nologin {user}
+install -d -o {user} -g {user} -m 0700 {home} {home}/.ssh
+cat > {home}/.ssh/authorized_keys.new
+chown {user}:{user} {home}/.ssh/authorized_keys.new
+chmod 0600 {home}/.ssh/authorized_keys.new
+mv -f {home}/.ssh/authorized_keys.new {home}/.ssh/authorized_keys
+cat > /etc/ssh/sshd_config.d/10-offsite-store.conf.new <<'EOF'
+# The lab's offsite store (phoenix.lab.offsite): {user} speaks SFTP and nothing else.
+Match User {user}
+    ForceCommand internal-sftp
+    AllowTcpForwarding no
+    X11Forwarding no
+    PermitTTY no
+EOF
+if ! cmp -s /etc/ssh/sshd_config.d/10-offsite-store.conf.new \\
+        /etc/ssh/sshd_config.d/10-offsite-store.conf; then
+    mv -f /etc/ssh/sshd_config.d/10-offsite-store.conf.new \\
+        /etc/ssh/sshd_config.d/10-offsite-store.conf
+    sshd -t
+    systemctl reload ssh
+else
+    rm -f /etc/ssh/sshd_config.d/10-offsite-store.conf.new
+fi
+"""
+
+
+@dataclass(frozen=True)
+class Offsite:
+    name: str
+    droplet_id: int
+    ip: str
+    host_public_key: str
+    user: str = USER
+    path: str = f"{HOME}/forge"
+
+    @property
+    def repository(self) -> str:
+        return f"sftp:{self.user}@{self.ip}:{self.path}"
+
+    @property
+    def known_hosts(self) -> list[str]:
+        return [known_hosts_line(self.ip, self.host_public_key).strip()]
+
+    def settings(self) -> dict:
+        """The group_data keys that point a forge at this store."""
+        return {"backup_repository": self.repository, "backup_known_hosts": self.known_hosts}
+
+
+def _folder(config: LabConfig) -> Path:
+    path = config.state_dir / "offsite"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def record_path(config: LabConfig, name: str = DEFAULT_NAME) -> Path:
+    return config.state_dir / "offsite" / f"{name}.json"
+
+
+def load(config: LabConfig, name: str | None = None) -> Offsite | None:
+    """The recorded store `name` (default PHOENIX_LAB_OFFSITE, then offsite-1), or None."""
+    path = record_path(config, name or os.environ.get("PHOENIX_LAB_OFFSITE") or DEFAULT_NAME)
+    if not path.exists():
+        return None
+    return Offsite(**json.loads(path.read_text()))
+
+
+def backup_key(config: LabConfig) -> Path:
+    """The forge's backup key pair, the operator secret `backup_ssh_key` of the lab (made once)."""
+    path = config.state_dir / "secrets" / "backup_ssh_key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-forge-backup",
+             "-f", str(path)])
+    return path
+
+
+def _host_key(config: LabConfig, name: str) -> tuple[str, str]:
+    private = _folder(config) / f"{name}.host_ed25519"
+    if not private.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host",
+             "-f", str(private)])
+    return private.read_text(), public_half(private).read_text()
+
+
+def root_target(config: LabConfig, offsite: Offsite) -> Target:
+    """The store's root over SSH, as the operator, its host key pinned."""
+    known = _folder(config) / f"{offsite.name}.known_hosts"
+    known.write_text("".join(line + "\n" for line in offsite.known_hosts))
+    return Target(host=offsite.ip, key=config.ssh_key, known_hosts=known)
+
+
+def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | None = None,
+           progress: Callable[[str], None] = lambda _: None) -> Offsite:
+    """Find or create the store `name` and make its `restic` SFTP user; idempotent."""
+    if not name.startswith("offsite-"):
+        raise PhoenixError(f"an offsite store's name starts with offsite- (not {name!r})")
+    private, public = _host_key(config, name)
+    found = [d for d in do.droplets(tag=TAG) if d["name"] == name]
+    if len(found) > 1:
+        raise PhoenixError(f"more than one lab droplet is named {name}; destroy the extra ones")
+    if found:
+        droplet = found[0]
+    else:
+        fingerprint = do.ensure_key("phoenix-lab-operator", public_half(config.ssh_key).read_text())
+        progress(f"creating the offsite store {name}")
+        droplet = do.create({"name": name, "region": "nyc1", "size": "s-1vcpu-1gb",
+                             "image": "debian-12-x64", "ssh_keys": [fingerprint],
+                             "tags": ["phoenix-test", TAG], "user_data": user_data(private, public)})
+    droplet = do.wait_active(droplet["id"], timeout=120)
+    offsite = Offsite(name=name, droplet_id=droplet["id"], ip=public_ip(droplet),
+                      host_public_key=public.strip(), path=path or f"{HOME}/forge")
+    target = root_target(config, offsite)
+    wait_ssh(target, timeout=60, progress=progress)
+    keys = [public_half(backup_key(config)).read_text().strip(),
+            public_half(config.ssh_key).read_text().strip()]
+    script = SETUP.format(user=USER, home=HOME)
+    proc = subprocess.run(ssh_command(target, f"bash -c {shlex.quote(script)}"),
+                          input="".join(k + "\n" for k in keys), capture_output=True, text=True,
+                          timeout=120, check=False)
+    if proc.returncode != 0:
+        raise PhoenixError(f"setting up the offsite store {name} failed: {proc.stderr.strip()}")
+    record = record_path(config, name)
+    _folder(config)
+    record.write_text(json.dumps(asdict(offsite), indent=2, sort_keys=True) + "\n")
+    return offsite
+
+
+def destroy(config: LabConfig, do: DO, offsite: Offsite) -> None:
+    """Destroy the store's droplet (its repository with it) and forget its record."""
+    if do.get(offsite.droplet_id) is not None:
+        do.destroy(offsite.droplet_id)
+    forget(config, offsite)
+
+
+def forget(config: LabConfig, offsite: Offsite) -> None:
+    """Drop the store's record and keys (its droplet is gone or going)."""
+    record_path(config, offsite.name).unlink(missing_ok=True)
+    for suffix in (".known_hosts", ".host_ed25519", ".host_ed25519.pub"):
+        (_folder(config) / f"{offsite.name}{suffix}").unlink(missing_ok=True)
+

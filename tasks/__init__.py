@@ -1,0 +1,1 @@
+"""One module per concern, each with one public @deploy function that deploy.py calls."""

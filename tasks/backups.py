@@ -1,0 +1,172 @@
+"""Backups that survive the VPS (issue 6): the runbook's unversioned backup_databases.sh as
+code. files/phoenix-backup runs hourly from a systemd timer and sends a sealed, consistent copy
+of the forge to the offsite restic repository `backup_repository`.
+
+The same job stages a restic snapshot for the restore task (`restore_source = "restic:…"`):
+see stage_restic_snapshot, which the restore task calls before it verifies and restores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from phoenix import backup
+from phoenix.errors import PhoenixError
+from phoenix.secrets import read_secret
+from phoenix.sshconf import Target
+from tasks._ops import secret_file
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
+FILES = REPO / "files"
+UNIT_SETTINGS = ("backup_schedule", "backup_randomized_delay", "backup_timeout",
+                 "backup_job_path")
+
+
+def _secret(name: str) -> str:
+    try:
+        return read_secret(name, folder=host.data.secrets_dir)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
+
+
+def _paths() -> dict[str, str]:
+    folder = host.data.backup_config_dir
+    return {name: posixpath.join(folder, name) for name in
+            ("config.json", "password", "id_backup", "known_hosts", "credentials.env")}
+
+
+def _job_config(paths: dict[str, str]) -> dict:
+    """What files/phoenix-backup reads: no secret in it, only where the secrets are."""
+    data = host.data
+    repository = data.backup_repository
+    config = {
+        "repository": repository, "password_file": paths["password"],
+        "host": data.backup_host, "tag": data.backup_tag,
+        "keep": {"hourly": int(data.backup_keep_hourly), "daily": int(data.backup_keep_daily),
+                 "weekly": int(data.backup_keep_weekly)},
+        "gitea": {"db_path": data.gitea_db_path, "repo_root": data.gitea_repo_root,
+                  "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
+                  "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
+                  "version": data.gitea_version},
+        "paths": list(data.backup_paths), "staging_dir": data.backup_staging_dir,
+        "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
+        "verifier": data.restore_verifier_path,
+    }
+    if repository.startswith("sftp:"):
+        store = backup.SFTP.match(repository) or backup.SFTP_URL.match(repository)
+        if not store:
+            raise DeployError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
+        groups = store.groupdict()
+        target = Target(host=groups["host"], user=groups.get("user") or "root",
+                        port=int(groups.get("port") or 22), key=Path(paths["id_backup"]),
+                        known_hosts=Path(paths["known_hosts"]),
+                        connect_timeout=data.backup_connect_timeout)
+        config["sftp_command"] = backup.sftp_command(target)
+    elif repository.startswith("s3:"):
+        config["credentials_file"] = paths["credentials.env"]
+    return config
+
+
+def _install_job() -> None:
+    """The job, its configuration and its secrets (what both the timer and a restore need)."""
+    data = host.data
+    paths = _paths()
+    config = _job_config(paths)
+    apt.packages(name="Ensure restic is installed", packages=["restic"])
+    files.directory(name="Ensure the backup job's folder exists, root's alone",
+                    path=data.backup_config_dir, user="root", group="root", mode="0700")
+    files.put(name="Ensure the backup job is installed", src=str(FILES / "phoenix-backup"),
+              dest=data.backup_job_path, user="root", group="root", mode="0755")
+    files.put(name="Ensure the backup verifier is installed",
+              src=str(FILES / "phoenix-backup-verify"), dest=data.restore_verifier_path,
+              user="root", group="root", mode="0755")
+    secret_file(name="Ensure the restic repository password is in place (0600)",
+                content=_secret("restic_password") + "\n", dest=paths["password"],
+                user="root", group="root", mode="0600")
+    if "sftp_command" in config:
+        known = backup.known_hosts_lines(data.backup_known_hosts)
+        if not known:
+            raise DeployError("backup_known_hosts is empty: pin the store's host key; Phoenix "
+                              "never trusts a host key on first use")
+        secret_file(name="Ensure the forge's SSH key for the backup store is in place (0600)",
+                    content=_secret("backup_ssh_key").strip() + "\n",
+                    dest=paths["id_backup"], user="root", group="root", mode="0600")
+        files.put(name="Ensure the backup store's host key is pinned",
+                  src=io.StringIO("".join(line + "\n" for line in known)),
+                  dest=paths["known_hosts"], user="root", group="root", mode="0644")
+    if "credentials_file" in config:
+        content = (f"AWS_ACCESS_KEY_ID={_secret('backup_s3_access_key_id')}\n"
+                   f"AWS_SECRET_ACCESS_KEY={_secret('backup_s3_secret_access_key')}\n")
+        secret_file(name="Ensure the S3 credentials of the backup are in place (0600)",
+                    content=content, dest=paths["credentials.env"],
+                    user="root", group="root", mode="0600")
+    files.put(name="Ensure the backup job's configuration is current",
+              src=io.StringIO(json.dumps(config, indent=1, sort_keys=True) + "\n"),
+              dest=paths["config.json"], user="root", group="root", mode="0600")
+
+
+@deploy("Back the forge up offsite, hourly")
+def configure_backups() -> None:
+    data = host.data
+    if not data.backup_repository:
+        host.noop("backup_repository is not set: this host has no backup job")
+        return
+    _install_job()
+    settings = {key: data.get(key) for key in UNIT_SETTINGS}
+    config_path = _paths()["config.json"]
+    service = files.template(
+        name="Ensure the backup job's unit is current",
+        src=str(TEMPLATES / "phoenix-backup.service.j2"),
+        dest="/etc/systemd/system/phoenix-backup.service",
+        user="root", group="root", mode="0644", config_path=config_path, **settings)
+    timer = files.template(
+        name="Ensure the backup timer's unit is current",
+        src=str(TEMPLATES / "phoenix-backup.timer.j2"),
+        dest="/etc/systemd/system/phoenix-backup.timer",
+        user="root", group="root", mode="0644", **settings)
+    systemd.daemon_reload(name="Reload systemd for the changed backup units",
+                          _if=any_changed(service, timer))
+    systemd.service(name=f"Ensure the backup runs {data.backup_schedule}",
+                    service="phoenix-backup.timer", running=True, enabled=True)
+    systemd.service(name="Restart the backup timer for its new schedule",
+                    service="phoenix-backup.timer", restarted=True, _if=timer.did_change)
+
+
+# --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------
+
+def identify_snapshot(source: str) -> tuple[str, str, str]:
+    """For restore_source "restic:latest" / "restic:<id>", on the operator's side: (a label for
+    messages, the concrete snapshot id, the sha256 of its manifest.json). "latest" is resolved
+    once, here, so that the whole converge restores one snapshot."""
+    ref = backup.restore_ref(source)
+    try:
+        store = backup.store_from_settings(host.data)
+        snapshot_id = backup.resolve_snapshot(store, ref)
+        manifest = backup.read_manifest(store, snapshot_id)
+    except PhoenixError as exc:
+        raise DeployError(f"restore_source {source}: {exc}") from None
+    return f"restic snapshot {snapshot_id[:8]}", snapshot_id, hashlib.sha256(manifest).hexdigest()
+
+
+def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
+    """Operations that make `dest` on the host the Gitea folder of `snapshot_id`, restored by
+    restic from the offsite store (its app.ini and extra folders beside it, in `dest`.files).
+    Call it only when a restore is due, as the restore task does: like an archive's unpack, it
+    stages afresh each time. Verifying the folder is the caller's next step."""
+    _install_job()
+    server.shell(
+        name=f"Stage restic snapshot {snapshot_id[:8]} from the offsite store",
+        commands=[StringCommand(QuoteString(host.data.backup_job_path), "--config",
+                                QuoteString(_paths()["config.json"]), "restore",
+                                QuoteString(snapshot_id), QuoteString(dest))],
+    )

@@ -1,0 +1,67 @@
+"""Runbook step 2: the base packages, unattended security upgrades, Docker behind a switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import apt, files, server, systemd
+
+from facts.dpkg import DpkgInterrupted
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+NONINTERACTIVE = "DEBIAN_FRONTEND=noninteractive"
+# Packages dpkg must reinstall: half-installed (H), or flagged reinst-required (R).
+HALF_INSTALLED = ("dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' "
+                  "| awk '$1 ~ /^(.H|..R)/ {print $2}'")
+
+
+@deploy("Install the base system")
+def install_base() -> None:
+    # A converge killed during `apt-get install` leaves dpkg interrupted, and every apt call
+    # fails until it is finished: finish it first (a no-op on a sound host). A package cut
+    # off while unpacking needs a reinstall: the first pass fails on it (hence `|| true`),
+    # the reinstall mends it, and the last pass must then succeed.
+    if host.get_fact(DpkgInterrupted):
+        server.shell(
+            name="Finish the dpkg run that a cut-off converge left interrupted",
+            commands=[f"{NONINTERACTIVE} dpkg --configure -a || true",
+                      f"pkgs=$({HALF_INSTALLED}); [ -z \"$pkgs\" ] || "
+                      f"{NONINTERACTIVE} apt-get install -y -q --reinstall $pkgs",
+                      f"{NONINTERACTIVE} apt-get install -f -y -q",
+                      f"{NONINTERACTIVE} dpkg --configure -a"],
+        )
+
+    # Debian does not stamp successful updates, which apt's cache_time reads: stamp them,
+    # also the daily ones of unattended-upgrades, so a converge skips a fresh `apt update`.
+    files.put(
+        name="Ensure apt records each successful update",
+        src=str(FILES / "apt" / "15update-stamp"),
+        dest="/etc/apt/apt.conf.d/15update-stamp",
+        user="root", group="root", mode="0644",
+    )
+    packages = list(host.data.base_packages)
+    if host.data.base_docker_enabled:
+        packages += host.data.base_docker_packages
+    apt.packages(
+        name="Ensure the base packages are installed",
+        packages=packages,
+        update=True,
+        cache_time=host.data.base_apt_cache_time,
+        no_recommends=not host.data.base_install_recommends,
+    )
+
+    if host.data.base_unattended_upgrades:
+        files.put(
+            name="Ensure security upgrades are applied unattended, daily",
+            src=str(FILES / "apt" / "20auto-upgrades"),
+            dest="/etc/apt/apt.conf.d/20auto-upgrades",
+            user="root", group="root", mode="0644",
+        )
+
+    if host.data.base_docker_enabled:
+        systemd.service(
+            name="Ensure Docker is running and enabled",
+            service="docker.service", running=True, enabled=True,
+        )

@@ -1,0 +1,83 @@
+"""Runbook step 4, install half: Gitea's user, folders, pinned binary, app.ini and unit.
+
+Gitea is started here only once its database exists (the unit's condition): on a fresh host
+the restore task puts the data in place and starts it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import DeployError, deploy
+from pyinfra.api.util import get_template
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from phoenix.errors import PhoenixError
+from phoenix.secrets import read_secret
+from tasks._ops import secret_file, verified_file
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SETTINGS = ("gitea_user", "gitea_group", "gitea_home", "gitea_work_dir", "gitea_config_dir",
+            "gitea_binary_path", "gitea_db_path", "gitea_repo_root", "gitea_domain",
+            "gitea_root_url", "gitea_http_addr", "gitea_http_port", "gitea_ssh_port",
+            "gitea_log_level", "gitea_disable_registration", "gitea_start_requires_database")
+
+
+def _settings() -> dict:
+    return {key: host.data.get(key) for key in SETTINGS}
+
+
+def _app_ini() -> str:
+    """app.ini with the operator's secrets, rendered here and sent over SFTP only."""
+    try:
+        secrets = {"secret_key": read_secret("gitea_secret_key", folder=host.data.secrets_dir),
+                   "internal_token": read_secret("gitea_internal_token",
+                                                 folder=host.data.secrets_dir)}
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
+    return get_template(str(TEMPLATES / "app.ini.j2")).render(**_settings(), **secrets)
+
+
+@deploy("Install Gitea")
+def install_gitea() -> None:
+    data = host.data
+    user, group = data.gitea_user, data.gitea_group
+    server.group(name=f"Ensure the {group} group exists", group=group, system=True)
+    server.user(
+        name=f"Ensure the {user} system user exists (Gitea's RUN_USER)",
+        user=user, group=group, home=data.gitea_home, shell="/bin/bash",
+        system=True, create_home=True,
+    )
+    for path in (data.gitea_work_dir, *(posixpath.join(data.gitea_work_dir, sub)
+                                        for sub in ("custom", "data", "log")),
+                 data.gitea_repo_root):
+        files.directory(name=f"Ensure {path} exists, {user}'s alone",
+                        path=path, user=user, group=group, mode="0750")
+    files.directory(name=f"Ensure {data.gitea_config_dir} exists, readable by {group} only",
+                    path=data.gitea_config_dir, user="root", group=group, mode="0750")
+
+    binary = verified_file(
+        name=f"Ensure the Gitea {data.gitea_version} binary is installed, its sha256 checked",
+        src=data.gitea_binary_url, dest=data.gitea_binary_path, sha256=data.gitea_sha256,
+        staging_dir=posixpath.join(data.phoenix_state_dir, "downloads"),
+        setting="gitea_sha256", mode="0755",
+    )
+    app_ini = secret_file(
+        name="Ensure app.ini is current (INSTALL_LOCK, the operator's secrets)",
+        content=_app_ini(), dest=posixpath.join(data.gitea_config_dir, "app.ini"),
+        user="root", group=group, mode="0640",
+    )
+    unit = files.template(
+        name="Ensure the Gitea unit is current",
+        src=str(TEMPLATES / "gitea.service.j2"), dest="/etc/systemd/system/gitea.service",
+        user="root", group="root", mode="0644", **_settings(),
+    )
+    systemd.daemon_reload(name="Reload systemd for the changed Gitea unit", _if=unit.did_change)
+    systemd.service(name="Ensure Gitea is running and enabled", service="gitea.service",
+                    running=True, enabled=True)
+    systemd.service(name="Restart Gitea for a new binary, app.ini or unit",
+                    service="gitea.service", restarted=True,
+                    _if=any_changed(binary, app_ini, unit))

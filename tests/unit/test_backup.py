@@ -1,0 +1,297 @@
+"""Backups with restic, against a local repository in tmp_path (no root, no network).
+
+The on-host job (files/phoenix-backup) runs here on a synthetic forge; the operator's side
+(phoenix.backup) then lists, checks and restores what it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from phoenix import backup
+from phoenix.errors import PhoenixError
+from phoenix.lab.fixtures import make_gitea_backup
+from phoenix.settings import REPO
+from phoenix.sshconf import Target
+
+pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def forge(tmp_path_factory) -> Path:
+    """A forge's data on disk: gitea.db, repositories/, custom/, app.ini, a memories folder."""
+    root = tmp_path_factory.mktemp("forge")
+    make_gitea_backup(root / "gitea")
+    (root / "gitea" / "manifest.json").unlink()   # live data has no manifest
+    (root / "etc").mkdir()
+    (root / "etc" / "app.ini").write_text("[server]\nDOMAIN = forge.lab.test\n")
+    (root / "memories").mkdir()
+    (root / "memories" / "fleet.yaml").write_text("wizards: [ezra, allegro, bezalel]\n")
+    return root
+
+
+def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
+    (tmp / "password").write_text(PASSWORD + "\n")
+    (tmp / "password").chmod(0o600)
+    config = {
+        "repository": str(repository), "password_file": str(tmp / "password"),
+        "host": "forge", "tag": "phoenix", "keep": keep or {"hourly": 24, "daily": 7},
+        "gitea": {"db_path": str(forge / "gitea" / "gitea.db"),
+                  "repo_root": str(forge / "gitea" / "repositories"),
+                  "custom_dir": str(forge / "gitea" / "custom"),
+                  "app_ini": str(forge / "etc" / "app.ini"), "version": "1.22.3"},
+        "paths": [str(forge / "memories"), str(forge / "not-there")],
+        "staging_dir": str(tmp / "staging"), "status_file": str(tmp / "status.json"),
+        "cache_dir": str(tmp / "cache"),
+        "verifier": str(REPO / "files" / "phoenix-backup-verify"),
+    }
+    path = tmp / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path) -> backup.Store:
+    return backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
+
+
+def run_job(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(backup.JOB), "--config", str(config), *(args or ("run",))],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+# --- restic's failures, one clear line each -----------------------------------------------------
+
+def test_init_creates_the_repository_once(store):
+    assert backup.init(store) is True
+    assert backup.init(store) is False
+    assert backup.list_snapshots(store) == []
+
+
+def test_no_repository_says_to_init(store):
+    with pytest.raises(PhoenixError, match=r"no restic repository at .*phoenix backup init"):
+        backup.list_snapshots(store)
+
+
+def test_wrong_password_is_named(store):
+    backup.init(store)
+    wrong = backup.Store(repository=store.repository, password="not the password")
+    with pytest.raises(PhoenixError, match="wrong password .*restic_password") as info:
+        backup.list_snapshots(wrong)
+    assert "not the password" not in str(info.value)
+    with pytest.raises(PhoenixError, match="wrong password"):
+        backup.init(wrong)  # an existing repository is never created again
+
+
+def test_locked_repository_is_named(store, tmp_path):
+    backup.init(store)
+    (tmp_path / "pw").write_text(PASSWORD)
+    env = {**os.environ, "RESTIC_REPOSITORY": store.repository,
+           "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"), "RESTIC_CACHE_DIR": str(tmp_path / "c")}
+    holder = subprocess.Popen(["restic", "backup", "--stdin", "-q"], env=env,
+                              stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not any((Path(store.repository) / "locks").iterdir()):
+            assert time.monotonic() < deadline, "restic took no lock"
+            time.sleep(0.1)
+        with pytest.raises(PhoenixError, match="is locked by another run.*restic unlock"):
+            backup.check(store)
+    finally:
+        holder.stdin.write(b"x")
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
+@pytest.mark.parametrize("code, stderr, kind", [
+    (10, "", "no-repository"), (11, "", "locked"), (12, "", "wrong-password"),
+    (1, "Fatal: wrong password or no key found\n", "wrong-password"),
+    (1, ("Fatal: unable to open config file: stat /x/config: no such file or directory\n"
+         "Is there a repository at the following location?\n/x\n"), "no-repository"),
+    (1, "unable to create lock in backend: repository is already locked by PID 7\n", "locked"),
+    (1, "Host key verification failed.\n", "host-key"),
+    (1, "ssh: connect to host 10.0.0.9 port 22: Connection refused\n", "unreachable"),
+    (1, "Fatal: something else\n", None),
+])
+def test_restic_failures_are_classified(code, stderr, kind):
+    assert backup.job_module().classify(code, stderr) == kind
+
+
+def test_unreachable_store_is_named(tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gfA8OebOyCAeCnYp63FRzOtI7"
+                     "nbr7Ae2gtdPRymZa\n")
+    target = Target(host="127.0.0.1", port=1, key=tmp_path / "none", known_hosts=known,
+                    user="restic", connect_timeout=2)
+    store = backup.Store(repository="sftp:restic@127.0.0.1:/srv/restic/forge",
+                         password=PASSWORD, ssh=target)
+    with pytest.raises(PhoenixError, match="cannot reach the store of sftp:restic@127.0.0.1"):
+        backup.list_snapshots(store)
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+def test_sftp_store_pins_the_host_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHOENIX_RESTIC_PASSWORD", PASSWORD)
+    settings = {"backup_repository": "sftp:restic@10.213.77.5:/srv/restic/forge",
+                "backup_known_hosts": ["10.213.77.5 ssh-ed25519 AAAAkey"],
+                "ssh_key": str(tmp_path / "id_ed25519"), "backup_host": "forge"}
+    store = backup.store_from_settings(settings, known_hosts=tmp_path / "kh")
+    assert (store.ssh.host, store.ssh.user, store.ssh.port) == ("10.213.77.5", "restic", 22)
+    assert (tmp_path / "kh").read_text() == "10.213.77.5 ssh-ed25519 AAAAkey\n"
+    command = backup.sftp_command(store.ssh)
+    assert "StrictHostKeyChecking=yes" in command and f"UserKnownHostsFile={tmp_path}/kh" in command
+    assert command.endswith("restic@10.213.77.5 -s sftp")
+    assert PASSWORD not in repr(store)
+
+
+def test_sftp_store_without_a_pinned_key_is_refused(monkeypatch):
+    monkeypatch.setenv("PHOENIX_RESTIC_PASSWORD", PASSWORD)
+    with pytest.raises(PhoenixError, match="backup_known_hosts is empty"):
+        backup.store_from_settings({"backup_repository": "sftp:restic@h:/r"})
+    with pytest.raises(PhoenixError, match="backup_repository is not set"):
+        backup.store_from_settings({"backup_repository": None})
+
+
+def test_restore_source_names_a_snapshot():
+    assert backup.restore_ref("restic:latest") == "latest"
+    assert backup.restore_ref("restic:") == "latest"
+    assert backup.restore_ref("restic:1a2b3c4d") == "1a2b3c4d"
+    assert backup.restore_ref("/var/backups/gitea.tar.gz") is None
+    assert backup.restore_ref(None) is None
+
+
+def test_snapshot_list_is_parsed_oldest_first():
+    rows = [{"id": "b" * 64, "short_id": "bbbbbbbb", "time": "2026-01-02T00:00:00Z",
+             "hostname": "forge", "paths": ["/s"], "tags": ["phoenix"]},
+            {"id": "a" * 64, "time": "2026-01-01T00:00:00Z", "hostname": "forge",
+             "paths": ["/s"]}]
+    parsed = backup.parse_snapshots(rows)
+    assert [s["short_id"] for s in parsed] == ["aaaaaaaa", "bbbbbbbb"]
+    assert parsed[0] == {"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-01-01T00:00:00Z",
+                         "host": "forge", "paths": ["/s"], "tags": []}
+
+
+# --- the job and the checks -----------------------------------------------------------------------
+
+def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository))
+    proc = run_job(config)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert "not-there is missing" in proc.stderr
+    snapshots = backup.list_snapshots(store)
+    assert [s["id"] for s in snapshots] == [status["snapshot_id"]]
+    assert backup.latest_snapshot_id(store) == status["snapshot_id"]
+    assert backup.resolve_snapshot(store, status["snapshot_id"][:8]) == status["snapshot_id"]
+
+    result = backup.verify(store, read_data_subset="100%")
+    assert result.snapshot_id == status["snapshot_id"]
+    assert result.counts == status["counts"] and result.counts["repositories"] == 3
+
+    staged = tmp_path / "restored" / "gitea"
+    staged.parent.mkdir()
+    assert run_job(config, "restore", status["snapshot_id"], str(staged)).returncode == 0
+    assert (staged / "manifest.json").exists()
+    assert (Path(f"{staged}.files") / str(forge / "memories" / "fleet.yaml").lstrip("/")
+            ).read_text() == "wizards: [ezra, allegro, bezalel]\n"
+    assert (Path(f"{staged}.files") / str(forge / "etc" / "app.ini").lstrip("/")).exists()
+
+
+def test_a_second_run_adds_little_and_retention_prunes(store, forge, tmp_path):
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository), hourly=2)
+    for _ in range(3):
+        assert run_job(config).returncode == 0
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["data_added"] < 20_000, status   # the manifest, the database copy, trees
+    # keep-hourly 2 keeps the newest snapshot of each of the last 2 hours: all three runs
+    # fall in one hour, so one is left.
+    assert [s["id"] for s in backup.list_snapshots(store)] == [status["snapshot_id"]]
+
+
+def test_a_damaged_pack_fails_verify_and_is_named(store, forge, tmp_path):
+    backup.init(store)
+    assert run_job(job_config(tmp_path, forge, Path(store.repository))).returncode == 0
+    pack = max((p for p in (Path(store.repository) / "data").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    pack.chmod(0o600)
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    with pytest.raises(backup.BackupCheckError, match=f"pack {pack.name}") as info:
+        backup.verify(store, read_data_subset="100%")
+    assert info.value.packs == [pack.name]
+
+
+def test_a_corrupt_live_database_fails_the_job_and_sends_nothing(store, forge, tmp_path):
+    backup.init(store)
+    broken = tmp_path / "broken"
+    shutil.copytree(forge, broken)
+    from phoenix.lab.fixtures import corrupt_database
+    corrupt_database(broken / "gitea" / "gitea.db")
+    proc = run_job(job_config(tmp_path, broken, Path(store.repository)))
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stderr and "gitea.db" in proc.stderr
+    assert backup.list_snapshots(store) == []
+
+
+def test_job_without_a_repository_fails_with_its_reason(tmp_path, forge):
+    proc = run_job(job_config(tmp_path, forge, tmp_path / "nowhere"))
+    assert proc.returncode == 1
+    assert "no restic repository at" in proc.stderr
+    assert not (tmp_path / "status.json").exists()
+
+
+# --- the consistent copy ------------------------------------------------------------------------
+
+def test_mirror_keeps_unchanged_files_and_links_git_objects(tmp_path):
+    job = backup.job_module()
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "r.git" / "objects" / "ab").mkdir(parents=True)
+    (src / "r.git" / "objects" / "ab" / "cdef").write_bytes(b"object")
+    (src / "r.git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (src / "gone").write_text("x")
+    job.mirror(str(src), str(dest))
+    head = (dest / "r.git" / "HEAD").stat().st_ino
+    assert (dest / "r.git" / "objects" / "ab" / "cdef").stat().st_ino == \
+        (src / "r.git" / "objects" / "ab" / "cdef").stat().st_ino
+    (src / "gone").unlink()
+    assert job.mirror(str(src), str(dest)) == 0
+    assert (dest / "r.git" / "HEAD").stat().st_ino == head
+    assert not (dest / "gone").exists()
+    (src / "r.git" / "HEAD").write_text("ref: refs/heads/dev\n")
+    assert job.mirror(str(src), str(dest)) == 1
+    assert (dest / "r.git" / "HEAD").read_text() == "ref: refs/heads/dev\n"
+    assert (src / "r.git" / "objects" / "ab" / "cdef").read_bytes() == b"object"
+
+
+def test_database_copy_is_consistent_while_a_writer_is_busy(tmp_path):
+    job = backup.job_module()
+    db = tmp_path / "live.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    conn.commit()
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN")
+    writer.execute("INSERT INTO t VALUES (-1)")   # not committed: must not be in the copy
+    timer = threading.Timer(0.5, lambda: writer.execute("COMMIT"))
+    timer.start()
+    job.copy_database(str(db), str(tmp_path / "copy.db"))
+    timer.join()
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("SELECT COUNT(*) FROM t").fetchone()[0] in (1000, 1001)
