@@ -10,6 +10,7 @@ The report gives the RTO per step and in total, the RPO, and the data lost.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -60,10 +61,12 @@ def push_commit(target: Target, settings: dict, repo: str, message: str) -> None
     """A commit pushed into a bare repository on the forge, as its run user, through git."""
     bare = f"{settings['gitea_repo_root']}/{repo.lower()}.git"
     user = settings["gitea_user"]
-    script = (f"set -e; w=$(mktemp -d); git clone -q {bare} $w/w; cd $w/w; "
+    q = shlex.quote
+    script = (f"set -e; w=$(mktemp -d); trap 'rm -rf \"$w\"' EXIT; cd \"$w\"; "
+              f"git clone -q {q(bare)} w; cd w; "
               f"git -c user.name=drill -c user.email=drill@forge.lab.invalid commit -q "
-              f"--allow-empty -m '{message}'; git push -q origin HEAD; rm -rf $w")
-    ssh(target, f"runuser -u {user} -- bash -c \"{script}\"")
+              f"--allow-empty -m {q(message)}; git push -q origin HEAD")
+    ssh(target, f"runuser -u {q(user)} -- bash -c {q(script)}")
 
 
 def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> list[str]:

@@ -17,16 +17,23 @@ from typing import Sequence
 from phoenix.lab.objects import Ledger
 
 
-def start_time(pid: int) -> str | None:
+def _stat(pid: int) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def start_time(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if fields else None
 
 
 def alive(record: dict) -> bool:
-    return start_time(record["pid"]) == record["start"]
+    """Running, and the same process as recorded; an exited one not yet reaped by its parent
+    (a zombie, e.g. a container the lab server started) is not alive."""
+    fields = _stat(record["pid"])
+    return bool(fields) and fields[19] == record["start"] and fields[0] not in ("Z", "X")
 
 
 def spawn(ledger: Ledger, name: str, cmd: Sequence[str], *, log: Path,

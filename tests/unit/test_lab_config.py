@@ -81,3 +81,21 @@ def test_cloud_config_in_json_form_is_read():
 
 def test_host_mirror_comes_from_this_machines_apt_sources():
     assert config.host_mirror().startswith("http")
+
+
+def test_an_exited_process_not_yet_reaped_is_not_alive():
+    """A container the lab server started and that halted stays a zombie until the server
+    reaps it: stopping it must not wait for that forever."""
+    import time
+
+    from phoenix.lab import procs
+
+    child = subprocess.Popen(["true"])
+    record = {"pid": child.pid, "start": procs.start_time(child.pid)}
+    deadline = time.monotonic() + 5
+    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not procs.alive(record)
+    procs.stop_record(record, timeout=1)  # returns at once
+    child.wait()
