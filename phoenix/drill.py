@@ -25,6 +25,7 @@ from phoenix.sshconf import Target, ssh_command
 from phoenix.state import State
 
 Say = Callable[[str], None]
+ROLES = ("primary", "standby", "recovery")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 
 
@@ -78,7 +79,22 @@ def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> l
         written.append(f"{name}#{issue['number']}")
     push_commit(target, settings, repos[0], f"{label}: a commit on the primary")
     written.append(f"{repos[0]}@{label}")
+    note = f"{settings['layout_hermes_home']}/memories/drill-{label}.yaml"
+    ssh(target, f"printf 'note: {label}\\n' > {shlex.quote(note)}")
+    written.append(note)
     return written
+
+
+def memories(target: Target, settings: dict) -> dict[str, str]:
+    """sha256 of every file in the hermes memories, by path."""
+    folder = shlex.quote(f"{settings['layout_hermes_home']}/memories")
+    out = ssh(target, f"cd {folder} && find . -type f -print0 | sort -z | xargs -0r sha256sum")
+    return {line.split(None, 1)[1]: line.split()[0] for line in out.splitlines()}
+
+
+def compare_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return [f"memories/{path[2:]} {'is missing' if path not in after else 'differs'}"
+            for path, digest in sorted(before.items()) if after.get(path) != digest]
 
 
 def _now() -> str:
@@ -117,6 +133,10 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         timed_setup("lab up", lambda: lablib.up(config, log=say))
         os.environ.update(lab_environment(config, workdir))
         do = DO(token=os.environ["DIGITALOCEAN_TOKEN"], endpoint=config.do_endpoint)
+        for role in ROLES:  # a drill cut off earlier may have left its droplets behind
+            for droplet in do.droplets(tag=f"phoenix-{role}"):
+                say(f"destroying {droplet['name']} ({droplet['id']}), left by an earlier drill")
+                do.destroy(droplet["id"])
         os.environ["PHOENIX_LAB_OFFSITE"] = OFFSITE
         store_box = timed_setup("offsite store", lambda: offsite.ensure(config, do, name=OFFSITE))
         made.append(("offsite", store_box.droplet_id))
@@ -129,7 +149,6 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         primary = State("primary")
         timed_setup("primary provision", lambda: prov.provision(
             role="primary", settings=settings, client=do, state=primary, key=key, progress=say))
-        made.append(("primary", primary.droplet["id"]))
         timed_setup("primary converge", lambda: run_deploy(
             "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log"))
         cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
@@ -139,12 +158,12 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             timed_setup("standby provision", lambda: prov.provision(
                 role="standby", settings=settings, client=do, state=spare, key=key,
                 progress=say))
-            made.append(("standby", spare.droplet["id"]))
 
         forge = Forge(f"http://{primary.address}:{port}", token=token)
         ptarget = prov.target(primary)
         written = write_data(forge, ptarget, settings, label="before-snapshot")
         before = snapshot(forge)
+        notes_before = memories(ptarget, settings)
         snap_id = timed_setup("backup (offsite snapshot)",
                               lambda: bk.now(ptarget, settings=settings))
         snapshot_at = time.time()
@@ -154,25 +173,25 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
                 data={"restore_source": f"restic:{snap_id}"}))
         late = write_data(forge, ptarget, settings, label="after-snapshot")
         after = snapshot(forge)
+        notes_after = memories(ptarget, settings)
 
         say("-- the disaster: the primary is destroyed")
         disaster_at = time.time()
         do.destroy(primary.droplet["id"])
-        made.remove(("primary", primary.droplet["id"]))
         role = "standby" if standby else "recovery"
         rec = recover(role=role, say=say, report_dir=workdir, provision_step=not standby,
                       deploy_data={"restore_source": "restic:latest", "restore_force": "True"}
                       if standby else {"restore_source": "restic:latest"})
+        rto = time.time() - disaster_at
         report.steps = rec.steps
         state = State(role)
-        if not standby:
-            made.append(("recovery", state.droplet["id"]))
 
         recovered = snapshot(Forge(f"http://{state.address}:{port}", token=token))
-        lost = compare(before, recovered)
-        missing_late = compare(after, recovered)
+        notes_recovered = memories(prov.target(state), settings)
+        lost = compare(before, recovered) + compare_files(notes_before, notes_recovered)
+        missing_late = compare(after, recovered) + compare_files(notes_after, notes_recovered)
         report.extra.update({
-            "rto_seconds": round(time.time() - disaster_at, 1),
+            "rto_seconds": round(rto, 1),
             "rpo_seconds": round(disaster_at - snapshot_at, 1),
             "snapshot": snap_id,
             "written_before_snapshot": len(written),
@@ -189,6 +208,10 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         os.environ.update(saved_env)
         report.save(workdir, "drill.report")
         if not keep_lab:
+            for role in ROLES:  # whatever the drill provisioned, also when it failed midway
+                droplet = State(role, workdir).droplet
+                if droplet and droplet.get("id"):
+                    made.append((role, droplet["id"]))
             _clean_up(config, made, was_up, say)
 
 
@@ -207,6 +230,8 @@ def _clean_up(config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: 
         lablib.down(config)
         say("lab down")
         return
+    ledger = ledger_for(config)
     for what, droplet_id in made:  # the lab was up before: leave it, minus what we made
-        destroy_droplet(config, ledger_for(config), droplet_id)
-        say(f"destroyed the drill's {what} droplet {droplet_id}")
+        if str(droplet_id) in ledger.read()["droplets"]:
+            destroy_droplet(config, ledger, droplet_id)
+            say(f"destroyed the drill's {what} droplet {droplet_id}")

@@ -59,6 +59,15 @@ def _set_aside(paths: list[str], aside_root: str) -> StringCommand:
         "||", "exit", "1;", "echo", '"set aside: $p -> $aside$p";', "fi;", "done")
 
 
+def _set_aside_one(path: str, aside_root: str) -> StringCommand:
+    """Move one (shell-quoted) path that exists to ASIDE/<UTC time>/<its path>."""
+    return StringCommand(
+        "{", StringCommand("aside=", q(aside_root), "/$(date -u +%Y%m%dT%H%M%SZ);",
+                           _separator=""),
+        "if", "[", "-e", path, "];", "then", "mkdir", "-p", f'"$aside$(dirname {path})"',
+        "&&", "mv", path, f'"$aside"{path};', "fi;", "}")
+
+
 def _put_in_place(src: str, dest: str, user: str, group: str, mode: str) -> StringCommand:
     """Move a staged folder to dest (an empty folder there is replaced), owned by the user."""
     owner = f"{user}:{group}"
@@ -167,6 +176,20 @@ def restore_gitea() -> None:
             _put_in_place(posixpath.join(unpacked, "custom"), custom, user, group, "0750"),
         ],
     )
+    if restore_ref(data.restore_source) and data.backup_paths:
+        # A snapshot also holds the folders of backup_paths (the hermes memories) below
+        # <unpacked>.files/<their path>: each goes back where it was, what is there set aside.
+        extra = [p.rstrip("/") for p in data.backup_paths]
+        server.shell(
+            name="Put the backup's other folders (backup_paths) back in place",
+            commands=[StringCommand(
+                "for", "p", "in", *[q(p) for p in extra], ";", "do",
+                StringCommand("src=", q(unpacked + ".files"), '"$p";', _separator=""),
+                "[", "-e", '"$src"', "]", "||", "continue;",
+                _set_aside_one('"$p"', data.restore_aside_dir), "||", "exit", "1;",
+                "mkdir", "-p", '"$(dirname "$p")"', "&&", "mv", "-T", '"$src"', '"$p"',
+                "||", "exit", "1;", "done")],
+        )
     systemd.service(name="Start Gitea on the restored data", service="gitea.service",
                     running=True, restarted=True)
     address = "127.0.0.1" if data.gitea_http_addr in ("0.0.0.0", "::") else data.gitea_http_addr

@@ -100,11 +100,17 @@ class NspawnDriver:
             droplet_id = data.get("next_id", 1001)
             data["next_id"] = droplet_id + 1
             used = {r["ip"] for r in data["droplets"].values()}
-            ip = next((str(self.config.subnet.network_address + n)
-                       for n in range(FIRST_DROPLET_HOST, LAST_DROPLET_HOST + 1)
-                       if str(self.config.subnet.network_address + n) not in used), None)
-            if ip is None:
+            # Round robin from the last one given, as a cloud does: a new droplet does not
+            # get the address of the one just destroyed (a DNS cutover must really move).
+            span = LAST_DROPLET_HOST - FIRST_DROPLET_HOST + 1
+            start = data.get("last_host", FIRST_DROPLET_HOST - 1) + 1 - FIRST_DROPLET_HOST
+            hosts = [FIRST_DROPLET_HOST + (start + k) % span for k in range(span)]
+            pick = next((n for n in hosts
+                         if str(self.config.subnet.network_address + n) not in used), None)
+            if pick is None:
                 raise DriverError("the lab subnet has no free droplet address left")
+            data["last_host"] = pick
+            ip = str(self.config.subnet.network_address + pick)
             record = {"id": droplet_id, "name": name, "region": region, "size": size,
                       "image": image, "tags": list(tags), "status": "new", "ip": ip,
                       "extra_ips": [], "dir": str(self.dir(droplet_id)),
