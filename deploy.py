@@ -13,6 +13,7 @@ from tasks.hermes import install_hermes
 from tasks.layout import make_layout
 from tasks.restore import restore_gitea
 from tasks.ssh import harden_ssh
+from tasks.standby import keep_warm
 from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
@@ -27,3 +28,4 @@ run_wizards()
 install_cron()
 harden_ssh()
 configure_backups()
+keep_warm()

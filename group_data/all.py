@@ -143,3 +143,9 @@ backup_status_file = "/var/lib/phoenix/backup/last-success.json"   # time + snap
 backup_cache_dir = "/var/cache/phoenix-backup"
 backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --read-data-subset
 backup_connect_timeout = 10          # seconds for the store's sshd to answer
+backup_timer_enabled = True          # False on a warm standby: its data is not the forge's
+
+# ---- warm standby (group_data/standby.py turns it on) -------------------------------------
+standby_warm = False                 # restore and verify the latest snapshot on a schedule
+standby_prestage_dir = "/var/lib/phoenix/standby"   # <snapshot id>/, consumed by a promotion
+standby_refresh_schedule = "*:0/15"  # systemd OnCalendar: every 15 minutes

@@ -7,6 +7,7 @@ holding the host's pinned key) describe the host instead.
 
 from phoenix.inventory import hosts_for
 
-recovery, _groups = hosts_for("recovery")
+_hosts, _groups = hosts_for("recovery")
 if "lab" in _groups:
-    lab = recovery  # the lab's overrides (group_data/lab.py) apply too
+    lab = _hosts  # defined first: pyinfra lets the later group's data win, the role's here
+recovery = _hosts

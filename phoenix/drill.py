@@ -26,7 +26,11 @@ from phoenix.state import State
 
 Say = Callable[[str], None]
 ROLES = ("primary", "standby", "recovery")
-OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
+OFFSITE = "offsite-drill"
+# A warm standby becomes the forge: the latest snapshot over its older copy (which is set
+# aside), and from now on it takes the backups.
+PROMOTE = {"restore_source": "restic:latest", "restore_force": "True",
+           "backup_timer_enabled": "True"}  # its own store: a drill never touches another test's backups
 
 
 def lab_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
@@ -168,10 +172,19 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
                               lambda: bk.now(ptarget, settings=settings))
         snapshot_at = time.time()
         if standby:
+            # The standby is built from that snapshot; the forge lives on and is backed up
+            # again, and the standby's schedule stages the newer snapshot ahead of time.
             timed_setup("standby converge (warm, restores the snapshot)", lambda: run_deploy(
                 "inventories/standby.py", log=workdir / "standby.deploy.log",
                 data={"restore_source": f"restic:{snap_id}"}))
-        late = write_data(forge, ptarget, settings, label="after-snapshot")
+            written += write_data(forge, ptarget, settings, label="between-snapshots")
+            before = snapshot(forge)
+            notes_before = memories(ptarget, settings)
+            snap_id = timed_setup("second backup", lambda: bk.now(ptarget, settings=settings))
+            snapshot_at = time.time()
+            timed_setup("standby refresh (its timer's job)", lambda: ssh(
+                prov.target(spare), "systemctl start phoenix-standby-refresh.service"))
+        write_data(forge, ptarget, settings, label="after-snapshot")
         after = snapshot(forge)
         notes_after = memories(ptarget, settings)
 
@@ -180,8 +193,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         do.destroy(primary.droplet["id"])
         role = "standby" if standby else "recovery"
         rec = recover(role=role, say=say, report_dir=workdir, provision_step=not standby,
-                      deploy_data={"restore_source": "restic:latest", "restore_force": "True"}
-                      if standby else {"restore_source": "restic:latest"})
+                      deploy_data=PROMOTE if standby else {"restore_source": "restic:latest"})
         rto = time.time() - disaster_at
         report.steps = rec.steps
         state = State(role)

@@ -45,6 +45,11 @@ def _paths() -> dict[str, str]:
             ("config.json", "password", "id_backup", "known_hosts", "credentials.env")}
 
 
+def config_path() -> str:
+    """Where the job's config.json is on the host (the standby refresh reads it too)."""
+    return _paths()["config.json"]
+
+
 def _job_config(paths: dict[str, str]) -> dict:
     """What files/phoenix-backup reads: no secret in it, only where the secrets are."""
     data = host.data
@@ -61,6 +66,7 @@ def _job_config(paths: dict[str, str]) -> dict:
         "paths": list(data.backup_paths), "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
         "verifier": data.restore_verifier_path,
+        "prestage_dir": data.standby_prestage_dir if data.standby_warm else None,
     }
     if repository.startswith("sftp:"):
         store = backup.SFTP.match(repository) or backup.SFTP_URL.match(repository)
@@ -136,10 +142,13 @@ def configure_backups() -> None:
         user="root", group="root", mode="0644", **settings)
     systemd.daemon_reload(name="Reload systemd for the changed backup units",
                           _if=any_changed(service, timer))
-    systemd.service(name=f"Ensure the backup runs {data.backup_schedule}",
-                    service="phoenix-backup.timer", running=True, enabled=True)
+    on = bool(data.backup_timer_enabled)
+    systemd.service(name=f"Ensure the backup runs {data.backup_schedule}" if on else
+                    "Ensure this host takes no backups (a standby's data is not the forge's)",
+                    service="phoenix-backup.timer", running=on, enabled=on)
     systemd.service(name="Restart the backup timer for its new schedule",
-                    service="phoenix-backup.timer", restarted=True, _if=timer.did_change)
+                    service="phoenix-backup.timer", restarted=True,
+                    _if=lambda: on and timer.did_change())
 
 
 # --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------

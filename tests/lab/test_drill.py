@@ -29,3 +29,15 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     assert saved.with_suffix(".md").read_text().startswith("# phoenix drill")
     assert set(ledger_for(lab).read()["droplets"]) == before
     assert offsite.load(lab, OFFSITE) is None
+
+
+def test_standby_drill_promotes_the_warm_standby(lab):
+    before = set(ledger_for(lab).read()["droplets"])
+    data = drill(standby=True, say=print).to_dict()
+
+    # No provisioning on the clock: the standby was there, warm; it is promoted.
+    assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover"]
+    assert all(s["ok"] for s in data["steps"]), data["steps"]
+    assert data["data_lost_up_to_snapshot"] == "none"
+    assert "standby refresh (its timer's job)" in data["setup"]
+    assert set(ledger_for(lab).read()["droplets"]) == before

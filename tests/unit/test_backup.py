@@ -295,3 +295,35 @@ def test_database_copy_is_consistent_while_a_writer_is_busy(tmp_path):
     copy = sqlite3.connect(tmp_path / "copy.db")
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert copy.execute("SELECT COUNT(*) FROM t").fetchone()[0] in (1000, 1001)
+
+
+def test_a_warm_standby_prestages_the_latest_snapshot_and_a_restore_takes_it(
+        store, forge, tmp_path):
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository))
+    assert run_job(config).returncode == 0
+    snapshot = json.loads((tmp_path / "status.json").read_text())["snapshot_id"]
+    warm = tmp_path / "warm"
+    data = json.loads(config.read_text())
+    data["prestage_dir"] = str(warm)
+    config.write_text(json.dumps(data))
+
+    proc = run_job(config, "prestage")
+    assert proc.returncode == 0, proc.stderr
+    assert (warm / snapshot / "manifest.json").exists() and (warm / f"{snapshot}.verified").exists()
+    assert run_job(config, "prestage").returncode == 0  # again: nothing to fetch, still there
+
+    # The repository goes away: the restore of that snapshot must come from the warm copy.
+    shutil.rmtree(store.repository)
+    dest = tmp_path / "promoted" / "gitea"
+    dest.parent.mkdir()
+    proc = run_job(config, "restore", snapshot, str(dest))
+    assert proc.returncode == 0, proc.stderr
+    assert "from the warm copy" in proc.stderr
+    assert (dest / "gitea.db").exists() and not (warm / snapshot).exists()
+
+
+def test_prestage_on_a_host_that_is_no_standby_says_so(store, forge, tmp_path):
+    config = job_config(tmp_path, forge, Path(store.repository))
+    proc = run_job(config, "prestage")
+    assert proc.returncode == 1 and "not a warm standby" in proc.stderr

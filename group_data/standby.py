@@ -1,0 +1,7 @@
+# A warm standby: the same deploy as a recovery, restoring the latest offsite snapshot at
+# converge time and keeping the newest one restored and verified on a schedule, so that a
+# promotion (`phoenix drill --standby`, or the deploy with restore_force) only moves folders.
+# It takes no backups itself: until it is promoted, its data is a copy, not the forge.
+restore_source = "restic:latest"
+backup_timer_enabled = False
+standby_warm = True

@@ -1,0 +1,46 @@
+"""A warm standby keeps the latest offsite snapshot restored and verified, on a schedule.
+
+The refresh is the backup job's `prestage` (files/phoenix-backup): the snapshot goes to
+standby_prestage_dir/<id>, is verified there, and a promotion's restore of that snapshot
+takes it from there instead of the store. Off unless `standby_warm` (group_data/standby.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, systemd
+
+from tasks.backups import config_path
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+UNIT = "phoenix-standby-refresh"
+
+
+@deploy("Keep a warm standby's copy of the latest backup")
+def keep_warm() -> None:
+    data = host.data
+    if not data.standby_warm:
+        host.noop("not a warm standby")
+        return
+    if not data.backup_repository:
+        host.noop("a warm standby needs backup_repository to read snapshots from")
+        return
+    settings = {key: data.get(key) for key in ("standby_prestage_dir", "backup_job_path",
+                                               "backup_timeout", "standby_refresh_schedule")}
+    service = files.template(
+        name="Ensure the standby refresh unit is current",
+        src=str(TEMPLATES / f"{UNIT}.service.j2"), dest=f"/etc/systemd/system/{UNIT}.service",
+        user="root", group="root", mode="0644", config_path=config_path(), **settings)
+    timer = files.template(
+        name="Ensure the standby refresh timer is current",
+        src=str(TEMPLATES / f"{UNIT}.timer.j2"), dest=f"/etc/systemd/system/{UNIT}.timer",
+        user="root", group="root", mode="0644", **settings)
+    systemd.daemon_reload(name="Reload systemd for the changed standby units",
+                          _if=lambda: service.did_change() or timer.did_change())
+    systemd.service(name=f"Ensure the standby refreshes {data.standby_refresh_schedule}",
+                    service=f"{UNIT}.timer", running=True, enabled=True)
+    systemd.service(name="Restart the standby timer for its new schedule",
+                    service=f"{UNIT}.timer", restarted=True, _if=timer.did_change)
