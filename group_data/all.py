@@ -149,3 +149,5 @@ backup_timer_enabled = True          # False on a warm standby: its data is not 
 standby_warm = False                 # restore and verify the latest snapshot on a schedule
 standby_prestage_dir = "/var/lib/phoenix/standby"   # <snapshot id>/, consumed by a promotion
 standby_refresh_schedule = "*:0/15"  # systemd OnCalendar: every 15 minutes
+cutover_reserved_ip = None           # `phoenix cutover --reserved-ip`: the DO reserved IP to move
+dns_propagation_timeout = 900        # seconds cutover waits for every resolver to agree
