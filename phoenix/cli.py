@@ -153,7 +153,8 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
 
 
 @cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
-@click.option("--standby", is_flag=True, help="Recover onto the standby role.")
+@click.option("--standby", is_flag=True,
+              help="Promote the warm standby: the latest snapshot over its copy, then cut over.")
 @click.option("--reserved-ip", is_flag=True, help="Cut over with the reserved IP, not DNS.")
 @click.option("--no-cutover", is_flag=True, help="Stop after validation.")
 @click.option("--dry", is_flag=True, help="Print the plan and change nothing.")
@@ -165,7 +166,8 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool) -> No
         for n, line in enumerate(rec.plan(role), 1):
             click.echo(f"{n}. {line}")
         return
-    report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say)
+    report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say,
+                         deploy_data=rec.PROMOTE if standby else None)
     click.echo(report.table())
 
 

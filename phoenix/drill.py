@@ -20,17 +20,14 @@ from typing import Callable
 from phoenix.errors import PhoenixError
 from phoenix.forge import Forge, compare, snapshot
 from phoenix.lab import config as labconfig
-from phoenix.recover import Report, run_deploy
+from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.sshconf import Target, ssh_command
 from phoenix.state import State
 
 Say = Callable[[str], None]
 ROLES = ("primary", "standby", "recovery")
 OFFSITE = "offsite-drill"
-# A warm standby becomes the forge: the latest snapshot over its older copy (which is set
-# aside), and from now on it takes the backups.
-PROMOTE = {"restore_source": "restic:latest", "restore_force": "True",
-           "backup_timer_enabled": "True"}  # its own store: a drill never touches another test's backups
+  # its own store: a drill never touches another test's backups
 
 
 def lab_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:

@@ -21,6 +21,11 @@ from phoenix.settings import REPO, env_name
 
 Say = Callable[[str], None]
 
+# A warm standby becomes the forge: the latest snapshot over its older copy (which is set
+# aside), and from now on it takes the backups.
+PROMOTE = {"restore_source": "restic:latest", "restore_force": "True",
+           "backup_timer_enabled": "True"}
+
 # What the manual runbook says each part takes (minutes), for the report.
 RUNBOOK_MINUTES = {
     "provision": (None, "step 1 (no estimate given)"),
