@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import cloudflare
 
 from phoenix.errors import PhoenixError
-from phoenix.lab.dnsserver import DNSQueryError, resolve_a
+from phoenix.dnswire import DNSQueryError, resolve_a
 
 
 def make_client(*, token: str, base_url: str | None, max_retries: int = 3,

@@ -7,7 +7,6 @@ Droplets it creates outlive it (they are recorded in the ledger), so a restart l
 from __future__ import annotations
 
 import functools
-import ipaddress
 import signal
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer

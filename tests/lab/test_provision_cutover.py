@@ -8,7 +8,7 @@ import pytest
 
 from phoenix import cutover as cut
 from phoenix.errors import PhoenixError
-from phoenix.lab.dnsserver import query_a, resolve_a
+from phoenix.dnswire import query_a, resolve_a
 from phoenix.lab.server import LAB_RECORD
 from phoenix.provision import provision, target, wait_ssh
 from phoenix.settings import load

@@ -11,8 +11,8 @@ import pytest
 from phoenix.dns import cutover, make_client, rollback, wait_for_propagation
 from phoenix.errors import PhoenixError
 from phoenix.lab.cfapi import Zones, make_server
-from phoenix.lab.dnsserver import (NOERROR, NXDOMAIN, REFUSED, DNSQueryError, DNSServer,
-                                   query_a, resolve_a)
+from phoenix.dnswire import NOERROR, NXDOMAIN, REFUSED, DNSQueryError, query_a, resolve_a
+from phoenix.lab.dnsserver import DNSServer
 
 TOKEN = "cf-secret-token-5f2b9c0d7e"
 OLD, NEW, NEWER = "10.213.78.10", "10.213.79.20", "10.213.79.30"

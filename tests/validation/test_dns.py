@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from phoenix.cutover import resolvers
-from phoenix.lab.dnsserver import DNSQueryError, query_a
+from phoenix.dnswire import DNSQueryError, query_a
 
 
 def pytest_generate_tests(metafunc):
