@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.lab_bench import BENCH_ENV  # noqa: E402  (after the path is set)
+from benchmarks.lab_bench import fresh_bench_lab, print_table  # noqa: E402  (path set above)
 
 
 def converge(name: str) -> float:
@@ -35,16 +35,12 @@ def main() -> None:
     parser.add_argument("--keep-image", action="store_true",
                         help="keep the bench lab's image and apt cache (the cold run is warm)")
     args = parser.parse_args()
-    os.environ.update(BENCH_ENV)
+    config = fresh_bench_lab(keep_image=args.keep_image)
     from phoenix.do import DO
     from phoenix.drill import drill
-    from phoenix.lab import config as labconfig
     from phoenix.lab import lab as lablib
     from phoenix.sshconf import public_half
 
-    config = labconfig.load()
-    if not args.keep_image:
-        lablib.down(config, purge=True)
     rows: list[tuple[str, str]] = []
     try:
         lablib.up(config, log=lambda m: None)
@@ -70,10 +66,7 @@ def main() -> None:
                          f"{report['data_lost_up_to_snapshot']}"))
     finally:
         lablib.down(config, purge=not args.keep_image)
-    width = max(len(k) for k, _ in rows)
-    print(f"{'figure':<{width}}  value")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -43,22 +43,37 @@ def pss_kib(pids: list[int]) -> int:
     return total
 
 
+def fresh_bench_lab(*, keep_image: bool):
+    """The bench lab's settings, its state purged first unless keep_image (caches start cold)."""
+    os.environ.update(BENCH_ENV)
+    from phoenix.lab import config as labconfig
+    from phoenix.lab import lab as lablib
+
+    config = labconfig.load()
+    if not keep_image:
+        lablib.down(config, purge=True)
+    return config
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"{'figure':<{width}}  value")
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--droplets", type=int, default=5)
     parser.add_argument("--keep-image", action="store_true",
                         help="reuse a cached bench image (then the build is not cold)")
     args = parser.parse_args()
-    os.environ.update(BENCH_ENV)
+    config = fresh_bench_lab(keep_image=args.keep_image)
     from phoenix.do import DO
-    from phoenix.lab import config as labconfig
     from phoenix.lab import lab as lablib
     from phoenix.lab.nspawn import wait_ssh
     from phoenix.sshconf import public_half
 
-    config = labconfig.load()
-    if not args.keep_image:
-        lablib.down(config, purge=True)
     rows: list[tuple[str, str]] = []
     started = time.monotonic()
     timings = lablib.up(config, log=lambda m: None)
@@ -97,10 +112,7 @@ def main() -> None:
         rows.append((f"lab down ({args.droplets} droplets)", f"{seconds:.1f} s"))
         if not args.keep_image:
             shutil.rmtree(config.state_dir, ignore_errors=True)
-    width = max(len(k) for k, _ in rows)
-    print(f"{'figure':<{width}}  value")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":
