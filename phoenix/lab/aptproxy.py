@@ -27,6 +27,8 @@ def _conf(config: LabConfig) -> str:
         f"LogDir: {base / 'log'}",
         "SupportDir: /usr/lib/apt-cacher-ng",
         f"Port: {config.apt_port}",
+        # Its own control socket: the packaged default is shared by every instance.
+        f"SocketPath: {base / 'socket'}",
         f"BindAddress: {config.bridge_ip}",
         f"Remap-debrep: file:deb_mirror*.gz /debian ; {mirror}/",
         f"Remap-secdeb: security.debian.org deb.debian.org/debian-security ; {security}/",

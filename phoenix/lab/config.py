@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,17 +96,28 @@ def host_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+DEFAULT_TAG = "phx"
+
+
 def load(environ: dict[str, str] | None = None) -> LabConfig:
+    """The lab's settings. The tag names the lab: its bridge, namespaces, veths and (for any
+    tag but the default) its state folder all derive from it, so `PHOENIX_LAB_TAG` plus a
+    subnet and ports of its own are enough for a second lab that never touches the first."""
     env = os.environ if environ is None else environ
+    tag = env.get("PHOENIX_LAB_TAG", DEFAULT_TAG)
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", tag):
+        raise ValueError(f"PHOENIX_LAB_TAG {tag!r}: 1-8 lowercase letters and digits, "
+                         "starting with a letter (it prefixes interface names)")
+    default_dir = "/var/lib/phoenix-lab" + ("" if tag == DEFAULT_TAG else f"-{tag}")
     return LabConfig(
-        state_dir=Path(env.get("PHOENIX_LAB_DIR", "/var/lib/phoenix-lab")),
+        state_dir=Path(env.get("PHOENIX_LAB_DIR", default_dir)),
         subnet=ipaddress.IPv4Network(env.get("PHOENIX_LAB_SUBNET", "10.213.77.0/24")),
-        bridge=env.get("PHOENIX_LAB_BRIDGE", "phx-br0"),
+        bridge=env.get("PHOENIX_LAB_BRIDGE", f"{tag}-br0"),
         do_port=int(env.get("PHOENIX_LAB_DO_PORT", "8780")),
         cf_port=int(env.get("PHOENIX_LAB_CF_PORT", "8781")),
         artifact_port=int(env.get("PHOENIX_LAB_ARTIFACT_PORT", "8782")),
         apt_port=int(env.get("PHOENIX_LAB_APT_PORT", "3142")),
         dns_port=int(env.get("PHOENIX_LAB_DNS_PORT", "53")),
         mirror=env.get("PHOENIX_LAB_MIRROR") or host_mirror(),
-        tag=env.get("PHOENIX_LAB_TAG", "phx"),
+        tag=tag,
     )

@@ -58,9 +58,18 @@ def link_exists(name: str) -> bool:
 
 
 def ensure_bridge(config: LabConfig, ledger: Ledger) -> None:
+    """The lab's bridge, made by this lab; one that exists but is not in this lab's ledger
+    belongs to someone else (another lab, the machine) and is never adopted: `lab down`
+    would delete it under its owner."""
+    exists = link_exists(config.bridge)
+    if exists and config.bridge not in ledger.read()["links"]:
+        raise PhoenixError(
+            f"bridge {config.bridge} already exists and is not this lab's "
+            f"(not in {config.objects_file}); give this lab its own PHOENIX_LAB_TAG "
+            "(or PHOENIX_LAB_BRIDGE), or remove the bridge if it is a leftover")
     check_subnet(config)
-    ledger.add("links", config.bridge)
-    if not link_exists(config.bridge):
+    if not exists:
+        ledger.add("links", config.bridge)
         run(["ip", "link", "add", config.bridge, "type", "bridge"])
     addr = f"{config.bridge_ip}/{config.subnet.prefixlen}"
     if addr not in run(["ip", "-4", "addr", "show", config.bridge]).stdout:

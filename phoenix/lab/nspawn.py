@@ -169,6 +169,10 @@ class NspawnDriver:
             "systemd-nspawn", "--quiet", "-D", str(base / "root"), "-b",
             "--register=no", "--keep-unit", f"--machine={self.config.tag}-{droplet_id}",
             f"--hostname={record['name']}", f"--network-namespace-path=/run/netns/{ns}",
+            # Beside the path, --private-network keeps CAP_NET_ADMIN (and a writable
+            # /proc/sys/net) inside the droplet's own namespace, as on a real droplet:
+            # without it nftables cannot load a firewall.
+            "--private-network",
             "--resolv-conf=off", "--timezone=off", "--console=read-only",
         ], log=console)
         self._update(droplet_id, process=proc)
