@@ -28,6 +28,7 @@ BENCH_ENV = {
     "PHOENIX_LAB_CF_PORT": "8881",
     "PHOENIX_LAB_ARTIFACT_PORT": "8882",
     "PHOENIX_LAB_APT_PORT": "3242",
+    "PHOENIX_LAB_SHARE_FROM": "none",  # its own image and apt cache: the build is cold
 }
 
 

@@ -18,6 +18,7 @@ base_docker_packages = ["docker.io"]
 base_unattended_upgrades = True      # security updates from Debian-Security, daily
 base_apt_cache_time = 86400          # seconds; apt lists younger than this are not refreshed
 base_install_recommends = False      # the named packages only (python3-pip would pull gcc…)
+base_boot_wait_seconds = 300         # a new droplet's cloud-init and first-boot apt runs
 
 # ---- layout (runbook step 2) --------------------------------------------------------------
 layout_wizard_root = "/root/wizards"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra import host, logger
+from pyinfra.api import DeployError, deploy
 from pyinfra.operations import apt, files, server, systemd
 
+from facts.boot import BootSettled
 from facts.dpkg import DpkgInterrupted
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -17,8 +18,27 @@ HALF_INSTALLED = ("dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' "
                   "| awk '$1 ~ /^(.H|..R)/ {print $2}'")
 
 
+def wait_for_boot() -> None:
+    """A fresh droplet is still busy for its first minute: cloud-init (keys, user_data) and
+    the monitoring agent's install hold the dpkg lock, and apt fails at once on a held lock.
+    Wait for both, bounded, and stop with a line that says who holds what."""
+    seconds = host.data.base_boot_wait_seconds
+    settled = host.get_fact(BootSettled, timeout=seconds)
+    if settled["cloud_init"] == "running":
+        raise DeployError(f"{host.name}: cloud-init is still running after {seconds} s; see "
+                          "`cloud-init status --long` and /var/log/cloud-init.log there")
+    if settled["cloud_init"] == "error":
+        logger.warning(f"{host.name}: cloud-init finished with errors (`cloud-init status "
+                       "--long` there); going on, the deploy sets up what it needs itself")
+    if settled["locks_held"]:
+        raise DeployError(f"{host.name}: the package lock is still held after {seconds} s: "
+                          + "; ".join(settled["locks_held"])
+                          + ". Wait for that process or stop it, then run the deploy again")
+
+
 @deploy("Install the base system")
 def install_base() -> None:
+    wait_for_boot()
     # A converge killed during `apt-get install` leaves dpkg interrupted, and every apt call
     # fails until it is finished: finish it first (a no-op on a sound host). A package cut
     # off while unpacking needs a reinstall: the first pass fails on it (hence `|| true`),
@@ -32,6 +52,13 @@ def install_base() -> None:
                       f"{NONINTERACTIVE} apt-get install -f -y -q",
                       f"{NONINTERACTIVE} dpkg --configure -a"],
         )
+
+    files.put(
+        name="Ensure apt waits for the dpkg lock instead of failing",
+        src=str(FILES / "apt" / "05lock-timeout"),
+        dest="/etc/apt/apt.conf.d/05lock-timeout",
+        user="root", group="root", mode="0644",
+    )
 
     # Debian does not stamp successful updates, which apt's cache_time reads: stamp them,
     # also the daily ones of unattended-upgrades, so a converge skips a fresh `apt update`.

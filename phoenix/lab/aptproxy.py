@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import procs
 from phoenix.lab.config import LabConfig
 from phoenix.lab.objects import Ledger
+from phoenix.lab.sh import run
 
 NAME = "apt-cacher-ng"
 
@@ -46,11 +48,28 @@ def start(config: LabConfig, ledger: Ledger) -> None:
     base = config.state_dir / "apt-cacher-ng"
     for sub in ("conf", "cache", "log"):
         (base / sub).mkdir(parents=True, exist_ok=True)
+    _share_cache(config, ledger, base / "cache")
     (base / "conf" / "acng.conf").write_text(_conf(config))
     ensure_port_free(config.bridge_ip, config.apt_port, "the apt proxy")
     procs.spawn(ledger, NAME, ["apt-cacher-ng", "-c", str(base / "conf"), "ForeGround=1"],
                 log=base / "log" / "stdout.log")
     wait_port(config.bridge_ip, config.apt_port, what="apt-cacher-ng", log=base / "log")
+
+
+def _share_cache(config: LabConfig, ledger: Ledger, cache: Path) -> None:
+    """A second lab reads the first lab's package cache through an overlay: what it fetches
+    itself lands in its own upper layer, the shared cache is never written."""
+    if config.share_from is None or cache.is_mount():
+        return
+    shared = config.share_from / "apt-cacher-ng" / "cache"
+    if not shared.is_dir():
+        return
+    upper, work = cache.with_name("cache-upper"), cache.with_name("cache-work")
+    upper.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
+    ledger.add("mounts", str(cache))
+    run(["mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir={shared},upperdir={upper},workdir={work}", str(cache)])
 
 
 def ensure_port_free(host: str, port: int, what: str) -> None:

@@ -14,7 +14,7 @@ def env_exports(config: LabConfig) -> str:
     """Exports for a shell; tokens are read from their files at eval time, never printed."""
     q = shlex.quote
     lines = {
-        "PHOENIX_LAB_DIR": q(str(config.state_dir)),
+        **{k: q(v) for k, v in config.to_env().items()},
         "DIGITALOCEAN_ENDPOINT": q(config.do_endpoint),
         "DIGITALOCEAN_TOKEN": f'"$(cat {q(str(config.do_token_file))})"',
         "CLOUDFLARE_BASE_URL": q(config.cf_base_url),

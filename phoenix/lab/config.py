@@ -25,6 +25,8 @@ class LabConfig:
     dns_port: int
     mirror: str
     tag: str  # prefix of the lab's namespaces and veths: two labs can run side by side
+    # Another lab's state folder whose image and apt cache this lab reads (never writes).
+    share_from: Path | None = None
 
     @property
     def bridge_ip(self) -> str:
@@ -45,6 +47,19 @@ class LabConfig:
     @property
     def apt_proxy(self) -> str:
         return f"http://{self.bridge_ip}:{self.apt_port}"
+
+    def to_env(self) -> dict[str, str]:
+        """The PHOENIX_LAB_* variables that make `load()` give this same lab again (for the
+        lab's own server process, and `phoenix lab env`)."""
+        return {
+            "PHOENIX_LAB_TAG": self.tag, "PHOENIX_LAB_DIR": str(self.state_dir),
+            "PHOENIX_LAB_SUBNET": str(self.subnet), "PHOENIX_LAB_BRIDGE": self.bridge,
+            "PHOENIX_LAB_DO_PORT": str(self.do_port), "PHOENIX_LAB_CF_PORT": str(self.cf_port),
+            "PHOENIX_LAB_ARTIFACT_PORT": str(self.artifact_port),
+            "PHOENIX_LAB_APT_PORT": str(self.apt_port), "PHOENIX_LAB_DNS_PORT": str(self.dns_port),
+            "PHOENIX_LAB_MIRROR": self.mirror,
+            "PHOENIX_LAB_SHARE_FROM": str(self.share_from or "none"),
+        }
 
     # Files inside the state folder: one place names them all.
     @property
@@ -120,4 +135,16 @@ def load(environ: dict[str, str] | None = None) -> LabConfig:
         dns_port=int(env.get("PHOENIX_LAB_DNS_PORT", "53")),
         mirror=env.get("PHOENIX_LAB_MIRROR") or host_mirror(),
         tag=tag,
+        share_from=_share_from(env, tag, default_dir),
     )
+
+
+def _share_from(env, tag: str, own_dir: str) -> Path | None:
+    """A second lab reads the default lab's caches (image, packages) unless told otherwise
+    (PHOENIX_LAB_SHARE_FROM=none, or another lab's folder)."""
+    value = env.get("PHOENIX_LAB_SHARE_FROM")
+    if value is None:
+        value = "" if tag == DEFAULT_TAG else "/var/lib/phoenix-lab"
+    if value.lower() in ("", "none") or Path(value) == Path(env.get("PHOENIX_LAB_DIR", own_dir)):
+        return None
+    return Path(value)

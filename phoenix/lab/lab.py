@@ -62,8 +62,7 @@ def up(config: LabConfig, *, log=print) -> dict:
     ensure_secrets(config)
     net.ensure_bridge(config, ledger)
     aptproxy.start(config, ledger)
-    in_use = bool(ledger.read()["droplets"])
-    timings["image_build_s"] = image.ensure(config, in_use=in_use, log=log)
+    timings["image_build_s"] = image.ensure(config, log=log)
     from phoenix.lab import artifacts
     artifacts.publish(config)
     start_server(config, ledger)
@@ -78,7 +77,7 @@ def start_server(config: LabConfig, ledger: Ledger) -> None:
                        (config.cf_port, "the Cloudflare API"),
                        (config.artifact_port, "the artifact server")):
         aptproxy.ensure_port_free(config.bridge_ip, port, what)
-    env = {**os.environ, "PHOENIX_LAB_DIR": str(config.state_dir)}
+    env = {**os.environ, **config.to_env()}
     log = config.state_dir / "logs" / "server.log"
     procs.spawn(ledger, SERVER, [sys.executable, "-m", "phoenix.lab.server"], log=log, env=env)
     for port, what in ((config.do_port, "the lab's DigitalOcean API"),
@@ -92,6 +91,13 @@ def down(config: LabConfig, *, purge: bool = False) -> float:
     started = time.monotonic()
     if os.geteuid() != 0:
         raise PhoenixError("the lab needs root to remove its objects")
+    if purge:
+        for shared in (config.image_dir / "rootfs", config.state_dir / "apt-cacher-ng" / "cache"):
+            users = [m for m in image.mounted_over(shared)
+                     if not m.startswith(str(config.state_dir) + "/")]
+            if users:
+                raise PhoenixError(f"cannot purge: another lab reads {shared} (mounted at "
+                                   f"{users[0]}); take that lab down first")
     ledger = ledger_for(config)
     if config.objects_file.exists():
         procs.stop(ledger, SERVER)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import image, net, procs
+from phoenix.lab import image as lab_image  # `image` is also the DO image slug argument
 from phoenix.lab.config import LabConfig
 from phoenix.lab.drivers import Droplet, DriverError
 from phoenix.lab.objects import Ledger
@@ -26,21 +27,6 @@ from phoenix.lab.sh import run
 BOOT_TIMEOUT = 60.0
 FIRST_DROPLET_HOST = 10   # .10 … .199 for droplets
 LAST_DROPLET_HOST = 199   # .200 … .250 are the reserved-IP pool
-
-
-def parse_user_data(user_data: str | None) -> dict:
-    """cloud-config as cloud-init reads it; the JSON form of YAML is enough for Phoenix."""
-    if not user_data:
-        return {}
-    body = user_data.split("\n", 1)[1] if user_data.startswith("#cloud-config") else user_data
-    try:
-        return json.loads(body)
-    except ValueError:
-        try:
-            import yaml  # type: ignore[import-untyped]
-        except ImportError:
-            return {}
-        return yaml.safe_load(body) or {}
 
 
 def wait_ssh(ip: str, timeout: float) -> bool:
@@ -94,7 +80,7 @@ class NspawnDriver:
 
     # ---- the driver interface -------------------------------------------------------------
     def create(self, *, name, region, size, image, tags, ssh_keys, user_data) -> Droplet:
-        if not (image_ok := self.config.image_dir / "rootfs").is_dir():
+        if not (image_ok := lab_image.rootfs(self.config)).is_dir():
             raise DriverError(f"the lab image is missing ({image_ok}); run `phoenix lab up`")
         with self.ledger.edit() as data:
             droplet_id = data.get("next_id", 1001)
@@ -128,7 +114,11 @@ class NspawnDriver:
             self._update(droplet_id, error=str(exc))
 
     def prepare(self, droplet_id: int, *, ssh_keys: list[str], user_data: str | None) -> None:
-        """The droplet's disk: an overlay on the image with its keys and hostname."""
+        """The droplet's disk (an overlay on the image) and its cloud-init seed.
+
+        What DigitalOcean's hypervisor gives a droplet the lab writes into its own layer: the
+        network's resolver, the apt proxy, and where its metadata (the NoCloud seed) is.
+        Keys, hostname and user_data reach it only through cloud-init, as on DigitalOcean."""
         record = self._record(droplet_id)
         base = self.dir(droplet_id)
         root = base / "root"
@@ -139,24 +129,14 @@ class NspawnDriver:
             run(["mount", "-t", "overlay", "overlay", "-o",
                  f"lowerdir={image.rootfs(self.config)},upperdir={base / 'upper'},"
                  f"workdir={base / 'work'}", str(root)])
-        (root / "etc/hostname").write_text(record["name"] + "\n")
-        cloud = parse_user_data(user_data)
-        keys = list(ssh_keys) + list(cloud.get("ssh_authorized_keys", []))
-        ssh_dir = root / "root/.ssh"
-        ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        (ssh_dir / "authorized_keys").write_text("".join(k.strip() + "\n" for k in keys))
-        (ssh_dir / "authorized_keys").chmod(0o600)
-        given = cloud.get("ssh_keys", {})
-        for kind in ("ed25519", "ecdsa", "rsa"):
-            if f"{kind}_private" in given:
-                private = root / f"etc/ssh/ssh_host_{kind}_key"
-                private.write_text(given[f"{kind}_private"].strip() + "\n")
-                private.chmod(0o600)
-                (root / f"etc/ssh/ssh_host_{kind}_key.pub").write_text(
-                    given[f"{kind}_public"].strip() + "\n")
-        if not any((root / "etc/ssh").glob("ssh_host_*_key")):
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{record['name']}",
-                 "-f", str(root / "etc/ssh/ssh_host_ed25519_key")])
+        seed = write_seed(self.config, record, ssh_keys=ssh_keys, user_data=user_data)
+        (root / "etc/cloud/cloud.cfg.d/05-phoenix-lab-seed.cfg").write_text(
+            "# phoenix lab: this droplet's metadata (DigitalOcean's would be link-local)\n"
+            f"datasource:\n  NoCloud:\n    seedfrom: {seed}\n")
+        (root / "etc/resolv.conf").write_text(f"nameserver {self.config.bridge_ip}\n")
+        (root / "etc/apt/apt.conf.d/01phoenix-lab-proxy").write_text(
+            "// The lab's apt proxy (phoenix lab): droplets reach Debian only through it.\n"
+            f'Acquire::http::Proxy "{self.config.apt_proxy}";\n')
 
     def boot(self, droplet_id: int) -> None:
         record = self._record(droplet_id)
@@ -226,9 +206,35 @@ class NspawnDriver:
         net.remove_address(self.config, droplet_id, ip)
 
 
+def seed_dir(config: LabConfig, droplet_id: int) -> Path:
+    return config.artifacts_dir / "seed" / str(droplet_id)
+
+
+def write_seed(config: LabConfig, record: dict, *, ssh_keys: list[str],
+               user_data: str | None) -> str:
+    """The droplet's NoCloud seed on the artifact server, in the shape of DigitalOcean's
+    metadata: meta-data (instance id, hostname, the account keys given at create), user-data
+    as sent, and vendor-data as DigitalOcean's (root logins, no default user). Served only
+    to the droplet's own address (`phoenix.lab.server`), as a metadata service is."""
+    folder = seed_dir(config, record["id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    meta = {"instance-id": f"i-{record['id']}", "local-hostname": record["name"],
+            "public-keys": [k.strip() for k in ssh_keys]}
+    vendor = {"disable_root": False, "users": []}
+    for name, text in (("meta-data", json.dumps(meta, indent=2) + "\n"),
+                       ("user-data", user_data or ""),
+                       ("vendor-data", "#cloud-config\n" + json.dumps(vendor) + "\n")):
+        path = folder / name
+        path.touch(mode=0o600)
+        path.write_text(text)
+    return f"{config.artifact_url}/seed/{record['id']}/"
+
+
 def destroy_droplet(config: LabConfig, ledger: Ledger, droplet_id: int) -> None:
     """Remove everything of one droplet; safe to repeat, and on half-made droplets."""
     procs.stop(ledger, f"droplet-{droplet_id}", timeout=30)
+    shutil.rmtree(seed_dir(config, droplet_id), ignore_errors=True)
     base = config.droplets_dir / str(droplet_id)
     root = base / "root"
     if root.is_mount():

@@ -38,8 +38,21 @@ def seed_zone(zones: "cfapi.Zones", config: LabConfig) -> None:
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):
+    ledger: Ledger  # set per server: whose address may read which droplet's seed
+
     def log_message(self, *args) -> None:
         pass
+
+    def send_head(self):
+        """A droplet's seed (its metadata: user_data holds its host key) only to itself, as
+        DigitalOcean's link-local metadata service answers only the droplet asking."""
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if parts[0] == "seed":
+            record = self.ledger.read()["droplets"].get(parts[1] if len(parts) > 1 else "")
+            if record is None or record.get("ip") != self.client_address[0]:
+                self.send_error(403, "metadata is served to its own droplet only")
+                return None
+        return super().send_head()
 
 
 def main() -> None:
@@ -60,7 +73,8 @@ def main() -> None:
     config.artifacts_dir.mkdir(parents=True, exist_ok=True)
     files = ThreadingHTTPServer(
         (config.bridge_ip, config.artifact_port),
-        functools.partial(_QuietFiles, directory=str(config.artifacts_dir)))
+        functools.partial(type("Files", (_QuietFiles,), {"ledger": ledger}),
+                          directory=str(config.artifacts_dir)))
     files.daemon_threads = True
 
     stop = threading.Event()

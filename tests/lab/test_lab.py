@@ -20,19 +20,47 @@ def test_droplet_boots_real_systemd_and_sshd(lab, droplet_factory):
     droplet = droplet_factory("lab-boot")
     assert droplet["status"] == "active"
     assert public_ip(droplet).startswith(str(lab.subnet.network_address)[:-1])
-    result = ssh(lab, "lab-boot", "systemctl is-system-running --wait; hostname")
-    assert result.stdout.split()[0] in ("running", "degraded"), result.stdout + result.stderr
-    assert result.stdout.split()[1] == "lab-boot"
+    result = ssh(lab, "lab-boot", "systemctl is-system-running --wait; hostname; "
+                 "cloud-init status --wait | tail -1; cloud-init query v1.instance_id")
+    assert result.stdout.split()[0] == "running", result.stdout + result.stderr
+    assert result.stdout.split()[1:] == ["lab-boot", "status:", "done",
+                                         f"i-{droplet['id']}"], result.stdout
 
 
-def test_droplet_installs_packages_through_the_lab_proxy(lab, droplet_factory):
+def test_cloud_init_takes_the_host_key_and_metadata_is_private(lab, droplet_factory, tmp_path):
+    """The host key given in user_data is the one sshd serves (cloud-init put it there), and
+    the seed holding it answers its own droplet only (as a link-local metadata service)."""
+    from phoenix.provision import user_data
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)
+    private, public = (tmp_path / "k").read_text(), (tmp_path / "k.pub").read_text()
+    droplet = droplet_factory("lab-ci", user_data=user_data(private, public))
+    other = droplet_factory("lab-ci-other")
+    scan = subprocess.run(["ssh-keyscan", "-t", "ed25519", public_ip(droplet)],
+                          capture_output=True, text=True, timeout=30).stdout
+    assert public.split()[1] in scan
+    fetch = ("python3 -c 'import sys, urllib.request as u\ntry: print(u.urlopen(sys.argv[1])"
+             ".status)\nexcept Exception as e: print(e.code)' ")
+    url = f"{lab.artifact_url}/seed/{droplet['id']}/user-data"
+    assert ssh(lab, "lab-ci", fetch + url).stdout.strip() == "200"
+    assert ssh(lab, "lab-ci-other", fetch + url).stdout.strip() == "403"
+    assert other["id"] != droplet["id"]
+
+
+def test_droplet_installs_packages_through_the_lab_proxy_and_runs_a_firewall(lab,
+                                                                             droplet_factory):
+    """nftables from Debian through the lab's proxy, and a table loaded: the droplet has
+    CAP_NET_ADMIN in its own namespace, as a real droplet has. apt waits for the first-boot
+    agent install's dpkg lock (DPkg::Lock::Timeout), as on DigitalOcean."""
     droplet_factory("lab-apt")
     result = ssh(lab, "lab-apt", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                 "apt-get install -y -qq tree >/dev/null && tree --version")
+                 "apt-get install -y -qq -o DPkg::Lock::Timeout=120 nftables >/dev/null && "
+                 "nft add table inet phoenix_test && nft list ruleset")
     assert result.returncode == 0, result.stderr
-    assert "tree v" in result.stdout
+    assert "table inet phoenix_test" in result.stdout
     log = (lab.state_dir / "apt-cacher-ng" / "log" / "apt-cacher.log").read_text()
-    assert "/tree_" in log, "the package did not come through the lab's apt proxy"
+    assert "/nftables_" in log, "the package did not come through the lab's apt proxy"
 
 
 def test_power_off_and_on_keeps_the_disk(lab, droplet_factory, do_client):

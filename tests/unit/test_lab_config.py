@@ -7,12 +7,12 @@ import ipaddress
 import json
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import aptproxy, config, image, net
-from phoenix.lab.nspawn import parse_user_data
 from phoenix.lab.objects import Ledger
 
 
@@ -69,14 +69,68 @@ def test_image_is_rebuilt_when_its_recipe_changes(tmp_path):
     assert image.is_current(cfg)
     other = dataclasses.replace(cfg, mirror="http://mirror.lab.invalid/debian")
     assert not image.is_current(other)
-    with pytest.raises(PhoenixError, match="droplets still use the old image"):
-        image.ensure(other, in_use=True)
 
 
-def test_cloud_config_in_json_form_is_read():
-    data = parse_user_data('#cloud-config\n{"ssh_keys": {"ed25519_public": "ssh-ed25519 AAA"}}')
-    assert data["ssh_keys"]["ed25519_public"] == "ssh-ed25519 AAA"
-    assert parse_user_data(None) == {}
+def test_an_image_that_droplets_boot_from_is_never_replaced(tmp_path, monkeypatch):
+    cfg = config.load({"PHOENIX_LAB_DIR": str(tmp_path)})
+    (cfg.image_dir / "rootfs").mkdir(parents=True)
+    monkeypatch.setattr(image, "mounted_over", lambda path: ["/var/lib/other-lab/d/1/root"])
+    with pytest.raises(PhoenixError, match="1 droplet.*still use the old image"):
+        image.ensure(cfg)
+    assert (cfg.image_dir / "rootfs").is_dir()
+
+
+def test_overlay_mounts_over_an_image_are_found(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "overlay /a/root overlay rw,lowerdir=/img/rootfs,upperdir=/a/upper,workdir=/a/w 0 0\n"
+        "overlay /b/root overlay rw,lowerdir=/img/rootfs2,upperdir=/b/upper,workdir=/b/w 0 0\n"
+        "proc /proc proc rw 0 0\n")
+    assert image.mounted_over(Path("/img/rootfs"), mounts_file=str(mounts)) == ["/a/root"]
+
+
+def test_the_tag_names_a_second_lab_and_it_reads_the_first_ones_caches():
+    first, second = config.load({}), config.load({"PHOENIX_LAB_TAG": "h2"})
+    assert (first.bridge, second.bridge) == ("phx-br0", "h2-br0")
+    assert second.state_dir != first.state_dir
+    assert first.share_from is None and second.share_from == first.state_dir
+    alone = config.load({"PHOENIX_LAB_TAG": "h2", "PHOENIX_LAB_SHARE_FROM": "none"})
+    assert alone.share_from is None
+    with pytest.raises(ValueError, match="PHOENIX_LAB_TAG"):
+        config.load({"PHOENIX_LAB_TAG": "Phoenix-Lab-2"})
+
+
+def test_a_lab_is_loaded_again_from_its_own_variables():
+    second = config.load({"PHOENIX_LAB_TAG": "h2", "PHOENIX_LAB_SUBNET": "10.213.177.0/24",
+                          "PHOENIX_LAB_DO_PORT": "8790"})
+    assert config.load(second.to_env()) == second
+
+
+def test_a_bridge_that_is_not_this_labs_is_refused_and_left_alone(tmp_path, monkeypatch):
+    cfg = config.load({"PHOENIX_LAB_DIR": str(tmp_path)})
+    made = []
+    monkeypatch.setattr(net, "link_exists", lambda name: True)
+    monkeypatch.setattr(net, "run", lambda cmd, **kw: made.append(cmd))
+    ledger = Ledger(cfg.objects_file)
+    with pytest.raises(PhoenixError, match=f"bridge {cfg.bridge} already exists and is not"):
+        net.ensure_bridge(cfg, ledger)
+    assert made == [] and ledger.read()["links"] == []
+
+
+def test_the_seed_has_digitaloceans_metadata_shape_and_is_private(tmp_path):
+    from phoenix.lab.nspawn import write_seed
+
+    cfg = config.load({"PHOENIX_LAB_DIR": str(tmp_path)})
+    url = write_seed(cfg, {"id": 1001, "name": "forge-1"}, ssh_keys=["ssh-ed25519 AAA op\n"],
+                     user_data="#cloud-config\n{}")
+    assert url == f"{cfg.artifact_url}/seed/1001/"
+    folder = cfg.artifacts_dir / "seed" / "1001"
+    meta = json.loads((folder / "meta-data").read_text())
+    assert meta == {"instance-id": "i-1001", "local-hostname": "forge-1",
+                    "public-keys": ["ssh-ed25519 AAA op"]}
+    assert (folder / "user-data").read_text() == "#cloud-config\n{}"
+    assert "disable_root" in (folder / "vendor-data").read_text()
+    assert oct((folder / "user-data").stat().st_mode & 0o777) == "0o600"
 
 
 def test_host_mirror_comes_from_this_machines_apt_sources():
