@@ -24,7 +24,7 @@ from phoenix.lab.drivers import Droplet, DriverError
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
 
-BOOT_TIMEOUT = 60.0
+BOOT_TIMEOUT = 180.0  # cloud-init's first boot on a loaded 2-core machine
 FIRST_DROPLET_HOST = 10   # .10 … .199 for droplets
 LAST_DROPLET_HOST = 199   # .200 … .250 are the reserved-IP pool
 
@@ -111,6 +111,7 @@ class NspawnDriver:
             self.prepare(droplet_id, ssh_keys=ssh_keys, user_data=user_data)
             self.boot(droplet_id)
         except Exception as exc:  # recorded: the API shows the droplet never went active
+            print(f"droplet {droplet_id} failed to build or boot: {exc}", flush=True)
             self._update(droplet_id, error=str(exc))
 
     def prepare(self, droplet_id: int, *, ssh_keys: list[str], user_data: str | None) -> None:
