@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -255,6 +256,65 @@ def test_gitea_refuses_without_install_lock(forge):
     forge.write_ini(install_lock=False)
     result = run("gitea", "web", "-c", str(forge.ini))
     assert result.returncode == 1 and "INSTALL_LOCK" in result.stderr
+
+
+def run_with_readonly_ini(forge: Forge, *args: str) -> subprocess.CompletedProcess:
+    """The stand-in with app.ini unwritable, as Phoenix's unit leaves it (root:gitea 0640 under
+    ProtectSystem=full): a read-only bind mount for root (who ignores modes), 0440 otherwise."""
+    argv = [PYTHON, str(STANDINS / "gitea"), *args, "-c", str(forge.ini)]
+    if os.getuid() == 0:
+        if not shutil.which("unshare"):
+            pytest.fail("unshare (util-linux) is needed to test a read-only app.ini as root")
+        folder = shlex.quote(str(forge.ini.parent))
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && "
+                f"exec {shlex.join(argv)}"]
+    else:
+        forge.ini.chmod(0o440)
+    return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=20,
+                          check=False)
+
+
+def test_gitea_dies_without_a_jwt_secret_it_cannot_save(forge):
+    """Today's app.ini shape (SECRET_KEY, INTERNAL_TOKEN, no [oauth2] JWT_SECRET), unwritable:
+    modules/setting/oauth2.go's log.Fatal, before anything listens."""
+    text = forge.ini.read_text() + "SECRET_KEY = s3cret\nINTERNAL_TOKEN = tok3n\n"
+    forge.ini.write_text(text)
+    result = run_with_readonly_ini(forge, "web")
+    assert result.returncode == 1
+    assert "[F] save oauth2.JWT_SECRET failed" in result.stderr
+    assert "Listen:" not in result.stdout
+    assert forge.ini.read_text() == text  # nothing written
+
+
+def test_gitea_dies_without_an_internal_token_or_lfs_secret_it_cannot_save(forge):
+    jwt = "A" * 43
+    base = forge.ini.read_text() + f"\n[oauth2]\nJWT_SECRET = {jwt}\n"
+    forge.ini.write_text(base)
+    result = run_with_readonly_ini(forge, "web")
+    assert result.returncode == 1 and "[F] Error saving internal token" in result.stderr
+    forge.ini.chmod(0o640)
+    forge.ini.write_text(base.replace("INSTALL_LOCK = true",
+                                      "INSTALL_LOCK = true\nINTERNAL_TOKEN = tok3n")
+                         .replace("[server]", "[server]\nLFS_START_SERVER = true\n"
+                                              "LFS_JWT_SECRET = too-short"))
+    result = run_with_readonly_ini(forge, "web")
+    assert result.returncode == 1 and "[F] error saving to custom config" in result.stderr
+    forge.ini.chmod(0o640)
+    text = forge.ini.read_text().replace("too-short", "B" * 43)
+    forge.ini.write_text(text)
+    with started("gitea", "web", "-c", str(forge.ini)):  # every secret valid: it runs
+        assert forge.api("GET", "/version")[0] == 200
+    assert forge.ini.read_text() == text
+
+
+def test_gitea_saves_the_secrets_it_generates_when_it_can(forge):
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert forge.api("GET", "/version")[0] == 200
+    saved = fixtures._standin_module("gitea").read_ini(str(forge.ini))
+    jwt = saved.get("oauth2", "JWT_SECRET")
+    assert fixtures._standin_module("gitea").jwt_secret_ok(jwt) and len(jwt) == 43
+    assert saved.get("security", "INTERNAL_TOKEN").count(".") == 2   # a JWT, as Gitea makes
 
 
 def test_gitea_refuses_a_missing_database(forge):
