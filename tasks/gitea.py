@@ -15,9 +15,11 @@ from pyinfra.api.util import get_template
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from phoenix import appini
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import secret_file, verified_file
+from tasks.restore import backup_app_ini
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SETTINGS = ("gitea_user", "gitea_group", "gitea_home", "gitea_work_dir", "gitea_config_dir",
@@ -30,15 +32,36 @@ def _settings() -> dict:
     return {key: host.data.get(key) for key in SETTINGS}
 
 
-def _app_ini() -> str:
-    """app.ini with the operator's secrets, rendered here and sent over SFTP only."""
+def _operator_secret(name: str) -> str | None:
     try:
-        secrets = {"secret_key": read_secret("gitea_secret_key", folder=host.data.secrets_dir),
-                   "internal_token": read_secret("gitea_internal_token",
-                                                 folder=host.data.secrets_dir)}
+        return read_secret(name, folder=host.data.secrets_dir)
     except PhoenixError as exc:
+        if "is missing" in str(exc):
+            return None
         raise DeployError(str(exc)) from None
-    return get_template(str(TEMPLATES / "app.ini.j2")).render(**_settings(), **secrets)
+
+
+def _app_ini() -> str:
+    """app.ini rendered here and sent over SFTP only: Phoenix's settings merged over the
+    backup's app.ini, the forge's identity (SECRET_KEY, INTERNAL_TOKEN, JWT_SECRET,
+    LFS_JWT_SECRET) from the backup, else from the operator's secrets (phoenix/appini.py)."""
+    found = backup_app_ini()
+    old = appini.parse(found[1]) if found else {}
+    try:
+        chosen = appini.resolve_identity(
+            backup=appini.identity(old), operator=_operator_secret, lfs=appini.lfs_on(old),
+            where=found[0] if found else "the backup")
+    except PhoenixError as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
+    text = get_template(str(TEMPLATES / "app.ini.j2")).render(
+        **_settings(), secret_key=chosen["gitea_secret_key"],
+        internal_token=chosen["gitea_internal_token"], jwt_secret=chosen["gitea_jwt_secret"])
+    if not old:
+        return text
+    merged = appini.merge(appini.parse(text), old)
+    if "gitea_lfs_jwt_secret" in chosen and appini.lfs_on(old):
+        merged["server"]["LFS_JWT_SECRET"] = chosen["gitea_lfs_jwt_secret"]
+    return appini.render(merged, appini.header_of(text))
 
 
 @deploy("Install Gitea")

@@ -23,10 +23,51 @@ from pyinfra.operations import files, server, systemd
 
 from facts.markers import Marker
 from phoenix.backup import restore_ref
+from phoenix.errors import PhoenixError
 from tasks.backups import identify_snapshot, stage_restic_snapshot
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
+
+
+_IDENTIFIED: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+
+def identify_source(source: str) -> tuple[str, str, str]:
+    """(label, stage id, manifest sha256) of restore_source, read once per host and source on
+    the operator's side, so that the Gitea task (app.ini) and the restore agree on one backup
+    even when "restic:latest" moves meanwhile."""
+    key = (host.name, str(source))
+    if key not in _IDENTIFIED:
+        if restore_ref(source):
+            _IDENTIFIED[key] = identify_snapshot(source)
+        else:
+            archive, stage_id, manifest_sha = _identify(source)
+            _IDENTIFIED[key] = (archive.name, stage_id, manifest_sha)
+    return _IDENTIFIED[key]
+
+
+def backup_app_ini() -> tuple[str, str] | None:
+    """(label, text) of the app.ini inside restore_source's Gitea folder; None without a
+    source, or for a backup that holds none (the runbook's own backups: gitea.db only)."""
+    source = host.data.restore_source
+    if not source:
+        return None
+    label, stage_id, _ = identify_source(source)
+    if restore_ref(source):
+        from phoenix import backup
+
+        try:
+            raw = backup.read_file(backup.store_from_settings(host.data), stage_id, "app.ini")
+        except PhoenixError as exc:
+            raise DeployError(f"restore_source {source}: {exc}") from None
+        return (label, raw.decode()) if raw is not None else None
+    with tarfile.open(Path(source).expanduser(), "r:gz") as tar:
+        try:
+            member = tar.extractfile("app.ini")
+        except KeyError:
+            return None
+        return (label, member.read().decode()) if member else None
 
 
 def _identify(source: str) -> tuple[Path, str, str]:
@@ -106,12 +147,13 @@ def restore_gitea() -> None:
         host.noop("no restore_source: nothing to restore")
         return
 
-    if restore_ref(data.restore_source):  # "restic:<id>|latest", resolved here to one id
-        label, stage_id, manifest_sha = identify_snapshot(data.restore_source)
+    # "restic:<id>|latest" is resolved here to one id, the same the Gitea task's app.ini used
+    label, stage_id, manifest_sha = identify_source(data.restore_source)
+    if restore_ref(data.restore_source):
         source = label
     else:
-        archive, stage_id, manifest_sha = _identify(data.restore_source)
-        label, source = archive.name, str(archive)
+        archive = Path(data.restore_source).expanduser()
+        source = str(archive)
     state_dir = data.restore_staging_dir
     restored_marker = posixpath.join(state_dir, "restored")
     pending_marker = posixpath.join(state_dir, "pending")

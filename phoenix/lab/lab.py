@@ -7,6 +7,7 @@ the image and the apt cache stay as caches unless `purge` is asked for.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -49,6 +50,9 @@ def ensure_secrets(config: LabConfig) -> None:
         path = config.state_dir / "secrets" / name
         if not path.exists():
             write_secret(path, secrets.token_hex(32))
+    jwt = config.state_dir / "secrets" / "gitea_jwt_secret"   # Gitea's format: 32 bytes base64url
+    if not jwt.exists():
+        write_secret(jwt, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
     if not config.ssh_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-lab-operator",
              "-f", str(config.ssh_key)])

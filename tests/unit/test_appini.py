@@ -1,0 +1,91 @@
+"""The forge's identity carried from the backup's app.ini (phoenix/appini.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from phoenix import appini
+from phoenix.errors import PhoenixError
+
+JWT = "x" * 43
+OLD = f"""\
+APP_NAME = The old forge
+RUN_USER = git
+WORK_PATH = /home/git/gitea
+
+[server]
+DOMAIN = forge.example
+LFS_START_SERVER = true
+LFS_JWT_SECRET = {"L" * 43}
+LFS_CONTENT_PATH = /home/git/gitea/lfs
+
+[security]
+INSTALL_LOCK = true
+SECRET_KEY = old-secret
+INTERNAL_TOKEN = old-token
+
+[oauth2]
+JWT_SECRET = {JWT}
+
+[mailer]
+ENABLED = true
+SMTP_ADDR = smtp.example
+
+[webhook]
+ALLOWED_HOST_LIST = ci.example
+"""
+PHOENIX = """\
+; written by Phoenix
+RUN_USER = gitea
+WORK_PATH = /var/lib/gitea
+
+[server]
+DOMAIN = forge.lab.test
+
+[security]
+INSTALL_LOCK = true
+SECRET_KEY = new
+"""
+
+
+def test_merge_keeps_old_settings_and_drops_old_paths():
+    merged = appini.merge(appini.parse(PHOENIX), appini.parse(OLD))
+    assert merged[""]["RUN_USER"] == "gitea" and merged[""]["WORK_PATH"] == "/var/lib/gitea"
+    assert merged["server"]["DOMAIN"] == "forge.lab.test"
+    assert "LFS_CONTENT_PATH" not in merged["server"]
+    assert merged["mailer"] == {"ENABLED": "true", "SMTP_ADDR": "smtp.example"}
+    assert merged["webhook"]["ALLOWED_HOST_LIST"] == "ci.example"
+    text = appini.render(merged, appini.header_of(PHOENIX))
+    assert text.startswith("; written by Phoenix\nRUN_USER = gitea\n")
+    assert appini.parse(text) == merged
+
+
+def test_identity_comes_from_the_backup():
+    old = appini.parse(OLD)
+    chosen = appini.resolve_identity(backup=appini.identity(old), operator=lambda _: None,
+                                     lfs=appini.lfs_on(old), where="snapshot abc")
+    assert chosen == {"gitea_secret_key": "old-secret", "gitea_internal_token": "old-token",
+                      "gitea_jwt_secret": JWT, "gitea_lfs_jwt_secret": "L" * 43}
+
+
+def test_a_differing_operator_secret_names_the_key_not_the_value():
+    old = appini.parse(OLD)
+    mine = {"gitea_secret_key": "operators-own-value"}
+    with pytest.raises(PhoenixError) as info:
+        appini.resolve_identity(backup=appini.identity(old), operator=mine.get, lfs=True,
+                                where="snapshot abc")
+    message = str(info.value)
+    assert "gitea_secret_key" in message and "SECRET_KEY" in message
+    assert "operators-own-value" not in message and "old-secret" not in message
+
+
+def test_without_a_backup_the_operator_secrets_are_required_and_checked():
+    mine = {"gitea_secret_key": "k", "gitea_internal_token": "t"}
+    with pytest.raises(PhoenixError, match="JWT_SECRET .*gitea_jwt_secret"):
+        appini.resolve_identity(backup={}, operator=mine.get, lfs=False, where="the backup")
+    mine["gitea_jwt_secret"] = "0123456789abcdef" * 4   # hex: Gitea would replace it
+    with pytest.raises(PhoenixError, match="not 32 bytes of unpadded base64url"):
+        appini.resolve_identity(backup={}, operator=mine.get, lfs=False, where="the backup")
+    mine["gitea_jwt_secret"] = JWT
+    assert appini.resolve_identity(backup={}, operator=mine.get, lfs=False,
+                                   where="the backup")["gitea_jwt_secret"] == JWT
