@@ -136,6 +136,8 @@ backup_timeout = 3600                # seconds before systemd stops a stuck run
 backup_keep_hourly = 24              # restic forget --prune after every run
 backup_keep_daily = 7
 backup_keep_weekly = 4
+# Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):
+backup_gitea_exclude = ["sessions", "queues", "indexers", "tmp"]
 backup_paths = ["/root/.hermes/memories"]   # folders saved besides Gitea, below files/ in a snapshot
 backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and known_hosts (0700)
 backup_job_path = "/usr/local/sbin/phoenix-backup"

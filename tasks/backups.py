@@ -50,8 +50,9 @@ def config_path() -> str:
     return _paths()["config.json"]
 
 
-def _job_config(paths: dict[str, str]) -> dict:
-    """What files/phoenix-backup reads: no secret in it, only where the secrets are."""
+def _job_config(paths: dict[str, str], gitea: dict | None = None) -> dict:
+    """What files/phoenix-backup reads: no secret in it, only where the secrets are. `gitea`:
+    where the forge keeps its files, when it is not where Phoenix puts them (an adopted one)."""
     data = host.data
     repository = data.backup_repository
     config = {
@@ -59,15 +60,18 @@ def _job_config(paths: dict[str, str]) -> dict:
         "host": data.backup_host, "tag": data.backup_tag,
         "keep": {"hourly": int(data.backup_keep_hourly), "daily": int(data.backup_keep_daily),
                  "weekly": int(data.backup_keep_weekly)},
-        "gitea": {"db_path": data.gitea_db_path, "repo_root": data.gitea_repo_root,
-                  "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
-                  "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
-                  "version": data.gitea_version},
+        "gitea": gitea or {
+            "db_path": data.gitea_db_path, "repo_root": data.gitea_repo_root,
+            "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
+            "data_dir": posixpath.join(data.gitea_work_dir, "data"),
+            "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
+            "version": data.gitea_version},
         "paths": list(data.backup_paths), "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
         "verifier": data.restore_verifier_path,
         "prestage_dir": data.standby_prestage_dir if data.standby_warm else None,
     }
+    config["gitea"] = {**config["gitea"], "exclude": list(data.backup_gitea_exclude)}
     if repository.startswith("sftp:"):
         store = backup.SFTP.match(repository) or backup.SFTP_URL.match(repository)
         if not store:
@@ -83,11 +87,11 @@ def _job_config(paths: dict[str, str]) -> dict:
     return config
 
 
-def _install_job() -> None:
+def _install_job(gitea: dict | None = None) -> None:
     """The job, its configuration and its secrets (what both the timer and a restore need)."""
     data = host.data
     paths = _paths()
-    config = _job_config(paths)
+    config = _job_config(paths, gitea)
     apt.packages(name="Ensure restic is installed", packages=["restic"])
     files.directory(name="Ensure the backup job's folder exists, root's alone",
                     path=data.backup_config_dir, user="root", group="root", mode="0700")
@@ -122,12 +126,14 @@ def _install_job() -> None:
 
 
 @deploy("Back the forge up offsite, hourly")
-def configure_backups() -> None:
+def configure_backups(gitea: dict | None = None) -> None:
+    """`gitea`: the forge's own paths (db_path, repo_root, custom_dir, data_dir, app_ini,
+    version) for a forge Phoenix did not build (tasks/adopt.py); else Phoenix's."""
     data = host.data
     if not data.backup_repository:
         host.noop("backup_repository is not set: this host has no backup job")
         return
-    _install_job()
+    _install_job(gitea)
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
     service = files.template(

@@ -1,8 +1,8 @@
 """Runbook step 4, restore half: Gitea's data from a backup archive, verified before anything
 is stopped or touched, restored once, and never over data without being asked.
 
-The archive (gitea.db, repositories/, custom/, manifest.json at its top, as
-phoenix.lab.fixtures.make_backup_archive writes it) is staged in a folder named by its sha256
+The archive (gitea.db, repositories/, custom/, and data/ and app.ini when the forge's own job
+made it; manifest.json at its top, as phoenix.lab.fixtures.make_backup_archive writes it) is staged in a folder named by its sha256
 and checked there by files/phoenix-backup-verify: every checksum, and PRAGMA integrity_check
 on a copy of gitea.db. A marker records the manifest restored, read back by a fact, so a
 second converge restores nothing.
@@ -217,6 +217,19 @@ def restore_gitea() -> None:
                           user, group, "0750"),
             _put_in_place(posixpath.join(unpacked, "custom"), custom, user, group, "0750"),
         ],
+    )
+    app_data = posixpath.join(data.gitea_work_dir, "data")
+    server.shell(  # attachments, avatars, LFS, packages, jwt/…: each beside gitea.db
+        name="Put the backup's Gitea data folder (attachments, avatars, LFS…) in place",
+        commands=[StringCommand(
+            StringCommand("src=", q(posixpath.join(unpacked, "data")), ";", _separator=""),
+            StringCommand("data=", q(app_data), ";", _separator=""),
+            "[", "-d", '"$src"', "]", "||", "exit", "0;",
+            "for", "e", "in", '"$src"/*', '"$src"/.[!.]*;', "do",
+            "[", "-e", '"$e"', "]", "||", "continue;", 'n=$(basename "$e");',
+            _set_aside_one('"$data/$n"', data.restore_aside_dir), "||", "exit", "1;",
+            "mv", "-T", '"$e"', '"$data/$n"', "&&",
+            "chown", "-R", q(f"{user}:{group}"), '"$data/$n"', "||", "exit", "1;", "done")],
     )
     if restore_ref(data.restore_source) and data.backup_paths:
         # A snapshot also holds the folders of backup_paths (the hermes memories) below

@@ -11,6 +11,7 @@ The backup manifest and its check are not defined here: they live in the on-host
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -427,6 +428,16 @@ CREATE TABLE `public_key` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
  `content` TEXT NOT NULL, `mode` INTEGER DEFAULT 2 NOT NULL, `type` INTEGER DEFAULT 1 NOT NULL,
  `login_source_id` INTEGER DEFAULT 0 NOT NULL, `created_unix` INTEGER NULL,
  `updated_unix` INTEGER NULL, `verified` INTEGER DEFAULT 0 NOT NULL);
+CREATE TABLE `attachment` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `uuid` TEXT NULL,
+ `repo_id` INTEGER NULL, `issue_id` INTEGER NULL, `release_id` INTEGER NULL,
+ `uploader_id` INTEGER DEFAULT 0 NULL, `comment_id` INTEGER NULL, `name` TEXT NULL,
+ `download_count` INTEGER DEFAULT 0 NULL, `size` INTEGER DEFAULT 0 NULL,
+ `created_unix` INTEGER NULL);
+CREATE UNIQUE INDEX `UQE_attachment_uuid` ON `attachment` (`uuid`);
+CREATE TABLE `lfs_meta_object` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+ `oid` TEXT NOT NULL, `size` INTEGER NOT NULL, `repository_id` INTEGER NOT NULL,
+ `created_unix` INTEGER NULL, `updated_unix` INTEGER NULL);
+CREATE UNIQUE INDEX `UQE_lfs_meta_object_s` ON `lfs_meta_object` (`oid`, `repository_id`);
 CREATE INDEX `IDX_public_key_owner_id` ON `public_key` (`owner_id`);
 CREATE INDEX `IDX_public_key_fingerprint` ON `public_key` (`fingerprint`);
 """
@@ -600,6 +611,37 @@ def verify_backup(folder: Path) -> dict:
         return verifier.verify(str(folder))["counts"]
     except verifier.BackupError as exc:
         raise BackupError(f"backup {folder} failed verification: {exc}", path=exc.path) from None
+
+
+def add_attachment(data_dir: Path, db_path: Path, *, repo_id: int, issue_id: int, name: str,
+                   content: bytes) -> str:
+    """An issue attachment as Gitea 1.22 keeps it: a row in `attachment` and its file at
+    data/attachments/<u[0]>/<u[1]>/<uuid>; returns the uuid (derived from the content)."""
+    digest = hashlib.sha256(content).hexdigest()
+    uuid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+    path = Path(data_dir) / "attachments" / uuid[0] / uuid[1] / uuid
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute("INSERT INTO attachment (uuid, repo_id, issue_id, release_id, uploader_id, "
+                     "comment_id, name, download_count, size, created_unix) "
+                     "VALUES (?, ?, ?, 0, 1, 0, ?, 0, ?, ?)",
+                     (uuid, repo_id, issue_id, name, len(content), EPOCH))
+    return uuid
+
+
+def add_lfs_object(data_dir: Path, db_path: Path, *, repo_id: int, content: bytes) -> str:
+    """An LFS object as Gitea 1.22 keeps it: a `lfs_meta_object` row and the content at
+    data/lfs/<oid[0:2]>/<oid[2:4]>/<oid[4:]>; returns the oid (sha256 of the content)."""
+    oid = hashlib.sha256(content).hexdigest()
+    path = Path(data_dir) / "lfs" / oid[0:2] / oid[2:4] / oid[4:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute("INSERT INTO lfs_meta_object (oid, size, repository_id, created_unix, "
+                     "updated_unix) VALUES (?, ?, ?, ?, ?)",
+                     (oid, len(content), repo_id, EPOCH, EPOCH))
+    return oid
 
 
 def add_api_token(db_path: Path, user: str, token: str, *, name: str | None = None,

@@ -19,7 +19,7 @@ import pytest
 
 from phoenix import backup
 from phoenix.errors import PhoenixError
-from phoenix.lab.fixtures import make_gitea_backup
+from phoenix.lab.fixtures import add_attachment, add_lfs_object, make_gitea_backup
 from phoenix.settings import REPO
 from phoenix.sshconf import Target
 
@@ -34,6 +34,15 @@ def forge(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("forge")
     make_gitea_backup(root / "gitea")
     (root / "gitea" / "manifest.json").unlink()   # live data has no manifest
+    data, db = root / "gitea" / "data", root / "gitea" / "gitea.db"
+    add_attachment(data, db, repo_id=1, issue_id=1, name="log.txt", content=b"an attachment\n")
+    add_lfs_object(data, db, repo_id=1, content=b"an LFS object" * 100)
+    for rel, content in (("avatars/1", b"png"), ("jwt/private.pem", b"key"),
+                         ("sessions/a/b/session", b"rebuilt"), ("indexers/issues.bleve/x", b"x")):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(content)
+    subprocess.run(["git", "init", "-q", "--bare", str(root / "gitea" / "repositories" / "timmy"
+                                                       / "the-nexus.wiki.git")], check=True)
     (root / "etc").mkdir()
     (root / "etc" / "app.ini").write_text("[server]\nDOMAIN = forge.lab.test\n")
     (root / "memories").mkdir()
@@ -50,6 +59,7 @@ def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
         "gitea": {"db_path": str(forge / "gitea" / "gitea.db"),
                   "repo_root": str(forge / "gitea" / "repositories"),
                   "custom_dir": str(forge / "gitea" / "custom"),
+                  "data_dir": str(forge / "gitea" / "data"),
                   "app_ini": str(forge / "etc" / "app.ini"), "version": "1.22.3"},
         "paths": [str(forge / "memories"), str(forge / "not-there")],
         "staging_dir": str(tmp / "staging"), "status_file": str(tmp / "status.json"),
@@ -207,7 +217,57 @@ def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
     assert (staged / "manifest.json").exists()
     assert (Path(f"{staged}.files") / str(forge / "memories" / "fleet.yaml").lstrip("/")
             ).read_text() == "wizards: [ezra, allegro, bezalel]\n"
-    assert (Path(f"{staged}.files") / str(forge / "etc" / "app.ini").lstrip("/")).exists()
+    assert (staged / "app.ini").read_text() == (forge / "etc" / "app.ini").read_text()
+    # All of Gitea's data but what it rebuilds; attachments, avatars, LFS counted
+    assert (staged / "data" / "jwt" / "private.pem").read_bytes() == b"key"
+    assert not (staged / "data" / "sessions").exists()
+    assert not (staged / "data" / "indexers").exists()
+    assert {k: status["counts"][k] for k in ("attachments", "avatars", "lfs_objects", "wikis")
+            } == {"attachments": 1, "avatars": 1, "lfs_objects": 1, "wikis": 1}
+    assert status["counts"]["repositories"] == 3      # the wiki is not a repository
+
+
+def test_the_seal_records_what_the_live_forge_lacks_and_verify_reports_it(tmp_path):
+    verifier = backup._host_script(backup.VERIFIER)
+    folder = tmp_path / "gitea"
+    make_gitea_backup(folder)
+    uuid = add_attachment(folder / "data", folder / "gitea.db", repo_id=1, issue_id=1,
+                          name="gone.txt", content=b"lost before the backup")
+    for path in (folder / "data").rglob(uuid):
+        path.unlink()
+    shutil.rmtree(folder / "repositories" / "timmy" / "the-nexus.git")
+    (folder / "repositories" / "stray" / "orphan.git").mkdir(parents=True)
+    (folder / "repositories" / "stray" / "orphan.git" / "HEAD").write_text("ref: x\n")
+    manifest = verifier.write_manifest(str(folder), gitea_version="1.22.3")
+    assert manifest["cross_check"]["attachments_without_file"] == [uuid]
+    assert manifest["cross_check"]["repositories_without_folder"] == ["timmy/the-nexus"]
+    assert manifest["cross_check"]["folders_without_repository"] == ["stray/orphan"]
+    report = verifier.verify(str(folder))
+    assert report["cross_check"]["repositories_without_folder"] == ["timmy/the-nexus"]
+    # A repository that was there when sealed and is gone now fails, naming it
+    manifest["cross_check"]["repositories_without_folder"] = []
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(verifier.BackupError, match="repositories without folder: timmy/the-nexus"):
+        verifier.verify(str(folder))
+
+
+def test_mirror_copies_refs_before_objects_and_leaves_out_what_is_excluded(tmp_path):
+    job = backup.job_module()
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    for rel in ("r.git/objects/ab/cdef", "r.git/refs/heads/main", "r.git/HEAD", "sessions/s"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    order = []
+    real = job._replace_with
+    job._replace_with = lambda a, b, st, link: (order.append(os.path.relpath(a, src)),
+                                                real(a, b, st, link=link))
+    try:
+        job.mirror(str(src), str(dest), frozenset({"sessions"}))
+    finally:
+        job._replace_with = real
+    assert order.index("r.git/refs/heads/main") < order.index("r.git/objects/ab/cdef")
+    assert order.index("r.git/HEAD") < order.index("r.git/objects/ab/cdef")
+    assert not (dest / "sessions").exists()
 
 
 def test_a_second_run_adds_little_and_retention_prunes(store, forge, tmp_path):
