@@ -148,6 +148,9 @@ backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --r
 backup_connect_timeout = 10          # seconds for the store's sshd to answer
 backup_timer_enabled = True          # False on a warm standby: its data is not the forge's
 
+# ---- adopt (issue 12): the forge that runs today, backed up as it is ------------------------
+adopt_gitea_unit = "gitea.service"   # the unit whose ExecStart says where Gitea and app.ini are
+
 # ---- warm standby (group_data/standby.py turns it on) -------------------------------------
 standby_warm = False                 # restore and verify the latest snapshot on a schedule
 standby_prestage_dir = "/var/lib/phoenix/standby"   # <snapshot id>/, consumed by a promotion

@@ -171,6 +171,16 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool) -> No
     click.echo(report.table())
 
 
+@cli.command(help="Back up the forge that runs today as it is (its backup job only), take a "
+             "snapshot, prove it restores, and check the forge was left unchanged.")
+def adopt() -> None:
+    from phoenix import adopt as adp
+    from phoenix.state import state_dir
+
+    report = adp.adopt(say=_say, report_dir=state_dir() / "adopt")
+    click.echo(report.table())
+
+
 @cli.group(help="Offsite backups with restic: init, verify, now, list.")
 def backup() -> None:
     pass

@@ -106,9 +106,9 @@ class Report:
 
 
 def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
-               env: dict | None = None) -> str:
+               env: dict | None = None, deploy: str = "deploy.py") -> str:
     """`pyinfra -y INVENTORY deploy.py`; the output goes to `log`, its tail into the error."""
-    cmd = [sys.executable, "-m", "pyinfra", "-y", inventory, "deploy.py"]
+    cmd = [sys.executable, "-m", "pyinfra", "-y", inventory, deploy]
     for key, value in (data or {}).items():
         cmd += ["--data", f"{key}={value}"]
     log.parent.mkdir(parents=True, exist_ok=True)

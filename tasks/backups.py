@@ -50,7 +50,8 @@ def config_path() -> str:
     return _paths()["config.json"]
 
 
-def _job_config(paths: dict[str, str], gitea: dict | None = None) -> dict:
+def _job_config(paths: dict[str, str], gitea: dict | None = None,
+                extra_paths: list[str] | None = None) -> dict:
     """What files/phoenix-backup reads: no secret in it, only where the secrets are. `gitea`:
     where the forge keeps its files, when it is not where Phoenix puts them (an adopted one)."""
     data = host.data
@@ -66,7 +67,7 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None) -> dict:
             "data_dir": posixpath.join(data.gitea_work_dir, "data"),
             "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
             "version": data.gitea_version},
-        "paths": list(data.backup_paths), "staging_dir": data.backup_staging_dir,
+        "paths": list(data.backup_paths) + list(extra_paths or []), "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
         "verifier": data.restore_verifier_path,
         "prestage_dir": data.standby_prestage_dir if data.standby_warm else None,
@@ -87,11 +88,11 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None) -> dict:
     return config
 
 
-def _install_job(gitea: dict | None = None) -> None:
+def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None) -> None:
     """The job, its configuration and its secrets (what both the timer and a restore need)."""
     data = host.data
     paths = _paths()
-    config = _job_config(paths, gitea)
+    config = _job_config(paths, gitea, extra_paths)
     apt.packages(name="Ensure restic is installed", packages=["restic"])
     files.directory(name="Ensure the backup job's folder exists, root's alone",
                     path=data.backup_config_dir, user="root", group="root", mode="0700")
@@ -126,14 +127,15 @@ def _install_job(gitea: dict | None = None) -> None:
 
 
 @deploy("Back the forge up offsite, hourly")
-def configure_backups(gitea: dict | None = None) -> None:
+def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None = None) -> None:
     """`gitea`: the forge's own paths (db_path, repo_root, custom_dir, data_dir, app_ini,
-    version) for a forge Phoenix did not build (tasks/adopt.py); else Phoenix's."""
+    version) for a forge Phoenix did not build (tasks/adopt.py), else Phoenix's; `extra_paths`:
+    folders saved besides backup_paths (its storage outside the data folder)."""
     data = host.data
     if not data.backup_repository:
         host.noop("backup_repository is not set: this host has no backup job")
         return
-    _install_job(gitea)
+    _install_job(gitea, extra_paths)
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
     service = files.template(
