@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from phoenix.discover import GiteaInstall, config_path, describe
 from phoenix.errors import PhoenixError

@@ -101,7 +101,7 @@ def merge(phoenix: Ini, old: Ini) -> Ini:
         merged[section] = dict(keys)
     for section, keys in old.items():
         drop = HOST_PATHS.get(section, set())
-        if section.startswith("storage.") or section.startswith("queue."):
+        if section.startswith(("storage.", "queue.")):
             drop = drop | {"PATH", "DATADIR", "CONN_STR"}
         target = merged.setdefault(section, {})
         for key, val in keys.items():

@@ -17,7 +17,9 @@ import gzip
 import hashlib
 import importlib.machinery
 import importlib.util
+import io
 import os
+import shutil
 import sqlite3
 import subprocess
 import tarfile
@@ -705,3 +707,101 @@ def make_backup_archive(folder: Path, archive: Path) -> str:
             else:
                 tar.addfile(info)
     return hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+# --- the runbook's forge, set up by hand (issue 12: what `phoenix adopt` finds) ---------------
+
+# Data in /var/lib/gitea (runbook step 4); app.ini where Gitea's own installer writes it
+# (custom/conf), owned and writable by the run user; Gitea's recommended unit, its own.
+RUNBOOK_APP_INI = "/var/lib/gitea/custom/conf/app.ini"
+RUNBOOK_UNIT = """\
+[Unit]
+Description=Gitea (set up by hand, as the runbook's forge was)
+After=network.target
+
+[Service]
+Type=notify
+User=gitea
+Group=gitea
+WorkingDirectory=/var/lib/gitea
+ExecStart=/usr/local/bin/gitea web -c /var/lib/gitea/custom/conf/app.ini
+Restart=always
+Environment=USER=gitea HOME=/home/gitea GITEA_WORK_DIR=/var/lib/gitea
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def make_runbook_forge(root: Path, *, identity: dict[str, str], token: str) -> dict[str, str]:
+    """The files of a forge set up the runbook's way, not by Phoenix, below `root` (to unpack
+    at / on a droplet): the Gitea stand-in, its own unit, app.ini with `identity` (SECRET_KEY,
+    INTERNAL_TOKEN, JWT_SECRET, LFS_JWT_SECRET; LFS on), the lab backup's data with an
+    attachment, an LFS object, an avatar, jwt/ and a session, and `token` for the API.
+    Returns {path below the data folder: sha256} of the attachment and the LFS object."""
+    root = Path(root)
+    work = root / "var/lib/gitea"
+    data, db = work / "data", work / "data" / "gitea.db"
+    with tempfile.TemporaryDirectory(prefix="phoenix-fixture-") as tmp:
+        made = Path(tmp) / "gitea"
+        make_gitea_backup(made)
+        data.mkdir(parents=True)
+        os.replace(made / "gitea.db", db)
+        shutil.move(made / "repositories", data / "gitea-repositories")
+        shutil.move(made / "custom", work / "custom")
+    add_api_token(db, USER_NAMES[0], token)
+    attachment = add_attachment(data, db, repo_id=1, issue_id=1, name="drill.log",
+                                content=b"the attachment of issue 1\n" * 50)
+    oid = add_lfs_object(data, db, repo_id=1, content=hashlib.sha512(b"lfs").digest() * 4000)
+    for rel, content in (("avatars/1", b"\x89PNG avatar"), ("jwt/private.pem", b"oauth2 key"),
+                         ("sessions/9/a/9a1", b"a session")):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(content)
+    ini = root / RUNBOOK_APP_INI.lstrip("/")
+    ini.parent.mkdir(parents=True, exist_ok=True)
+    ini.write_text(
+        "APP_NAME = Timmy Foundation forge\nRUN_USER = gitea\nRUN_MODE = prod\n"
+        "WORK_PATH = /var/lib/gitea\n\n[server]\nDOMAIN = forge.lab.test\n"
+        "HTTP_ADDR = 0.0.0.0\nHTTP_PORT = 3000\nROOT_URL = http://forge.lab.test:3000/\n"
+        "APP_DATA_PATH = /var/lib/gitea/data\nLFS_START_SERVER = true\n"
+        f"LFS_JWT_SECRET = {identity['LFS_JWT_SECRET']}\n\n"
+        "[database]\nDB_TYPE = sqlite3\nPATH = /var/lib/gitea/data/gitea.db\n\n"
+        "[repository]\nROOT = /var/lib/gitea/data/gitea-repositories\n\n"
+        f"[security]\nINSTALL_LOCK = true\nSECRET_KEY = {identity['SECRET_KEY']}\n"
+        f"INTERNAL_TOKEN = {identity['INTERNAL_TOKEN']}\n\n"
+        f"[oauth2]\nJWT_SECRET = {identity['JWT_SECRET']}\n\n"
+        "[mailer]\nENABLED = true\nSMTP_ADDR = smtp.forge.lab.test\n\n"
+        "[webhook]\nALLOWED_HOST_LIST = ci.forge.lab.test\n")
+    ini.chmod(0o640)
+    binary = root / "usr/local/bin/gitea"
+    binary.parent.mkdir(parents=True)
+    shutil.copy(STANDINS / "gitea", binary)
+    binary.chmod(0o755)
+    unit = root / "etc/systemd/system/gitea.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text(RUNBOOK_UNIT)
+    found = {f"attachments/{attachment[0]}/{attachment[1]}/{attachment}": None,
+             f"lfs/{oid[0:2]}/{oid[2:4]}/{oid[4:]}": None}
+    return {rel: hashlib.sha256((data / rel).read_bytes()).hexdigest() for rel in found}
+
+
+# What a droplet runs to put make_runbook_forge's tar.gz (on stdin) in place and start Gitea.
+RUNBOOK_SETUP = """\
+set -eu
+getent group gitea >/dev/null || groupadd --system gitea
+id gitea >/dev/null 2>&1 || useradd --system --gid gitea --home-dir /home/gitea \\
+    --create-home --shell /bin/bash gitea
+tar -xzf - -C /
+chown -R gitea:gitea /var/lib/gitea
+systemctl daemon-reload
+systemctl enable --now gitea.service   # Type=notify: back once Gitea listens
+"""
+
+
+def tar_gz(root: Path) -> bytes:
+    """The folder's content as tar.gz bytes, paths relative to it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(Path(root).iterdir()):
+            tar.add(path, arcname=path.name)
+    return buffer.getvalue()

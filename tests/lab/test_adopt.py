@@ -1,0 +1,203 @@
+"""Adopting the forge that runs today (issue 12), for real: a droplet set up the runbook's way,
+not by Phoenix (the stand-in Gitea in its own paths, its own unit, data with an attachment, an
+avatar and an LFS object, LFS on), is adopted with nothing of it changed, gets a verified
+offsite snapshot, and a new droplet recovered from that snapshot has its attachment, its LFS
+object and its identity (SECRET_KEY, INTERNAL_TOKEN, JWT_SECRET, LFS_JWT_SECRET).
+
+Droplets: offsite-adt (the store), adopt-rb (the runbook's forge), adopt-new (the recovery);
+each is destroyed when its fixture ends, also on failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from phoenix import backup
+from phoenix.lab import fixtures, offsite
+from phoenix.lab.client import droplet_target
+from phoenix.settings import REPO, load
+from phoenix.sshconf import public_half, ssh_command
+
+pytestmark = pytest.mark.lab
+
+STORE = "offsite-adt"
+FORGE = "adopt-rb"
+NEW = "adopt-new"
+TOKEN = "lab-" + uuid.uuid4().hex   # made here, never printed
+INI = fixtures.RUNBOOK_APP_INI
+STATE = ("systemctl show -p MainPID --value gitea.service; find /usr/local/bin/gitea "
+         "/var/lib/gitea /etc/systemd/system/gitea.service -type f | sort | xargs sha256sum")
+
+
+def jwt_secret() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+def ssh(lab, name: str, command: str, *, stdin: bytes | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_command(droplet_target(lab, name), command), input=stdin,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def out(lab, name: str, command: str) -> str:
+    proc = ssh(lab, name, command)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return proc.stdout.decode()
+
+
+def make_droplet(lab, do_client, name: str) -> dict:
+    fingerprint = do_client.ensure_key("phoenix-lab-operator",
+                                       public_half(lab.ssh_key).read_text())
+    droplet = do_client.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
+                                "image": "debian-12-x64", "ssh_keys": [fingerprint],
+                                "tags": ["phoenix-test", "phoenix-adopt"]})
+    return do_client.wait_active(droplet["id"], timeout=90)
+
+
+def destroy(do_client, droplet: dict | None) -> None:
+    if droplet and do_client.get(droplet["id"]) is not None:
+        do_client.destroy(droplet["id"])
+
+
+def adopt_env(lab, tmp: Path) -> dict[str, str]:
+    target = droplet_target(lab, FORGE)
+    return {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_OFFSITE": STORE,
+            "PHOENIX_HOST": target.host, "PHOENIX_KNOWN_HOSTS": str(target.known_hosts),
+            "PHOENIX_SSH_KEY": str(lab.ssh_key), "PHOENIX_STATE_DIR": str(tmp),
+            "PHOENIX_SECRETS_DIR": str(lab.state_dir / "secrets")}
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store(lab, do_client, tmp_path_factory):
+    made = None
+    try:
+        made = offsite.ensure(lab, do_client, name=STORE)
+        settings = {**load("lab"), **made.settings()}
+        opened = backup.store_from_settings(settings, key=lab.ssh_key,
+                                            known_hosts=tmp_path_factory.mktemp("kh") / "store")
+        backup.init(opened)
+        yield opened
+    finally:
+        if made is not None:
+            offsite.destroy(lab, do_client, made)
+
+
+@pytest.fixture(scope="module")
+def forge(lab, do_client, store, tmp_path_factory):
+    """The runbook's forge, running; (its identity, the files to find again)."""
+    tmp = tmp_path_factory.mktemp("runbook-forge")
+    identity = {"SECRET_KEY": secrets.token_hex(20), "INTERNAL_TOKEN": secrets.token_hex(30),
+                "JWT_SECRET": jwt_secret(), "LFS_JWT_SECRET": jwt_secret()}
+    files = fixtures.make_runbook_forge(tmp / "root", identity=identity, token=TOKEN)
+    archive = fixtures.tar_gz(tmp / "root")
+    droplet = None
+    try:
+        droplet = make_droplet(lab, do_client, FORGE)
+        proc = ssh(lab, FORGE, "bash -c " + shlex.quote(fixtures.RUNBOOK_SETUP), stdin=archive)
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        yield identity, files
+    finally:
+        destroy(do_client, droplet)
+
+
+@pytest.fixture(scope="module")
+def adopted(lab, forge, tmp_path_factory):
+    """`phoenix adopt` on the runbook's forge: (its report, the forge's state before and
+    after)."""
+    tmp = tmp_path_factory.mktemp("adopt")
+    before = out(lab, FORGE, STATE)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "phoenix", "adopt"], cwd=REPO,
+                          env=adopt_env(lab, tmp), capture_output=True, text=True,
+                          timeout=1800, check=False)
+    print(f"phoenix adopt: {time.monotonic() - started:.1f} s\n{proc.stdout}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp / "adopt" / "adopt.report.json").read_text())
+    return report, before, out(lab, FORGE, STATE), tmp
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+def test_adopt_leaves_the_forge_as_it_was_and_backs_it_up(lab, adopted, store):
+    report, before, after, tmp = adopted
+    assert after == before          # same MainPID (never restarted), every file's sha256
+    assert [s["name"] for s in report["steps"] if s["ok"]] == [
+        "discover", "deploy (backup job)", "first snapshot", "test restore", "forge unchanged"]
+    assert report["forge"]["config"] == INI and report["forge"]["run_user"] == "gitea"
+    assert report["snapshot"] in [s["id"] for s in backup.list_snapshots(store)]
+    counts = report["counts"]
+    assert (counts["attachments"], counts["lfs_objects"], counts["avatars"]) == (1, 1, 1)
+    timer = out(lab, FORGE, "systemctl is-enabled phoenix-backup.timer; "
+                            "systemctl is-active phoenix-backup.timer").split()
+    assert timer == ["enabled", "active"]
+    # A second run of the adopt deploy changes nothing
+    proc = subprocess.run([sys.executable, "-m", "pyinfra", "--dry", "--json",
+                           "inventories/forge.py", "adopt.py"], cwd=REPO,
+                          env=adopt_env(lab, tmp), capture_output=True, text=True,
+                          timeout=900, check=False)
+    plan = json.loads(proc.stdout[proc.stdout.index("{"):])["plan"]
+    assert [op["name"] for op in plan if op["hosts_with_change"]] == []
+
+
+def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
+        lab, do_client, forge, adopted, tmp_path):
+    identity, files = forge
+    snapshot = adopted[0]["snapshot"]
+    droplet = None
+    try:
+        droplet = make_droplet(lab, do_client, NEW)
+        source = f"restore_source=restic:{snapshot}"
+        env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": NEW,
+               "PHOENIX_LAB_OFFSITE": STORE}
+        argv = [sys.executable, "-m", "pyinfra", "-y", f"--data={source}"]
+        # The lab operator's own Gitea secrets differ from the forge's: stopped, untouched.
+        proc = subprocess.run([*argv, "inventories/lab.py", "deploy.py"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=1800, check=False)
+        assert proc.returncode != 0
+        said = proc.stdout + proc.stderr
+        assert "gitea_secret_key differs from [security] SECRET_KEY" in said
+        assert identity["SECRET_KEY"] not in said
+        assert out(lab, NEW, "test -e /var/lib/gitea; echo $?").strip() == "1"
+        # Without them, the backup's identity is carried over.
+        mine = tmp_path / "secrets"
+        mine.mkdir(mode=0o700)
+        for name in ("restic_password", "backup_ssh_key", "gitea_api_token"):
+            shutil.copy(lab.state_dir / "secrets" / name, mine / name)
+        proc = subprocess.run([*argv, f"--data=secrets_dir={mine}", "inventories/lab.py",
+                               "deploy.py"], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=1800, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        ini = fixtures._standin_module("gitea").read_ini  # the stand-in's reading of app.ini
+        path = tmp_path / "app.ini"
+        path.write_text(out(lab, NEW, "cat /etc/gitea/app.ini"))
+        got = ini(str(path))
+        assert {"SECRET_KEY": got.get("security", "SECRET_KEY"),
+                "INTERNAL_TOKEN": got.get("security", "INTERNAL_TOKEN"),
+                "JWT_SECRET": got.get("oauth2", "JWT_SECRET"),
+                "LFS_JWT_SECRET": got.get("server", "LFS_JWT_SECRET")} == identity
+        assert got.get("mailer", "SMTP_ADDR") == "smtp.forge.lab.test"
+        assert got.get("webhook", "ALLOWED_HOST_LIST") == "ci.forge.lab.test"
+        sums = out(lab, NEW, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
+        assert dict(reversed(line.split()) for line in sums.splitlines()) == files
+        assert out(lab, NEW, "systemctl is-active gitea").strip() == "active"
+        ip = droplet_target(lab, NEW).host
+        issue = requests.get(f"http://{ip}:3000/api/v1/repos/Timmy_Foundation/timmy-config/"
+                             "issues/1", headers={"Authorization": f"token {TOKEN}"}, timeout=10)
+        assert issue.status_code == 200
+    finally:
+        destroy(do_client, droplet)
