@@ -266,9 +266,9 @@ def run_with_readonly_ini(forge: Forge, *args: str) -> subprocess.CompletedProce
         if not shutil.which("unshare"):
             pytest.fail("unshare (util-linux) is needed to test a read-only app.ini as root")
         folder = shlex.quote(str(forge.ini.parent))
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && "
-                f"exec {shlex.join(argv)}"]
+        script = (f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && "
+                  f"exec {shlex.join(argv)}")
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
     else:
         forge.ini.chmod(0o440)
     return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=20,

@@ -8,7 +8,9 @@ import shlex
 import pytest
 import requests
 
-from .helpers import VALIDATION_ISSUE_TITLE, mode, out, unit_property, verifier
+from phoenix.appini import jwt_secret_ok
+
+from .helpers import VALIDATION_ISSUE_TITLE, ini_get, mode, out, unit_property, verifier
 
 UNIT = "gitea"
 
@@ -39,6 +41,25 @@ def test_step4_app_ini_run_user_is_gitea_user(host, settings, gitea_paths, app_i
     unit_user = unit_property(host, UNIT, "User") or "root"
     assert unit_user == run_user, f"the gitea unit runs as {unit_user} but app.ini says " \
                                   f"RUN_USER = {run_user}: Gitea will refuse to start"
+
+
+def test_step4_app_ini_holds_the_secrets_gitea_would_die_generating(app_ini, app_ini_path):
+    """Gitea 1.22 generates a missing or invalid JWT_SECRET, INTERNAL_TOKEN or (with LFS on)
+    LFS_JWT_SECRET and saves it to app.ini; it dies when it cannot (root:gitea 0640 here), and
+    a new SECRET_KEY would break every user's 2FA: all must be the forge's own, in app.ini."""
+    missing = []
+    for section, key in (("security", "SECRET_KEY"), ("security", "INTERNAL_TOKEN")):
+        if not (ini_get(app_ini, section, key) or ini_get(app_ini, section, key + "_URI")):
+            missing.append(f"[{section}] {key} is not set")
+    oauth2 = ini_get(app_ini, "oauth2", "ENABLE").lower() not in ("false", "0")
+    if oauth2 and not jwt_secret_ok(ini_get(app_ini, "oauth2", "JWT_SECRET")):
+        missing.append("[oauth2] JWT_SECRET is missing or not 32 bytes of base64url")
+    lfs = ini_get(app_ini, "server", "LFS_START_SERVER").lower() in ("true", "1")
+    if lfs and not jwt_secret_ok(ini_get(app_ini, "server", "LFS_JWT_SECRET")):
+        missing.append("[server] LFS_JWT_SECRET is missing or not 32 bytes of base64url")
+    assert not missing, f"{app_ini_path}: {'; '.join(missing)}: Gitea would generate it and " \
+                        "die saving app.ini (modules/setting/oauth2.go); render it from the " \
+                        "backup's app.ini (phoenix/appini.py)"
 
 
 def test_step4_gitea_folders_owned_by_run_user(host, settings, gitea_paths):
