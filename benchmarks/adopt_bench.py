@@ -118,20 +118,22 @@ def main() -> None:
 
         plain = f"sftp:{store.user}@{store.ip}:/srv/restic/plain-{os.getpid()}"
         job = "/usr/local/sbin/phoenix-backup --config /etc/phoenix-backup/config.json restic"
-        remote(target, f"{job} -r {plain} init")
+        remote(target, f"{job} init -r {plain}")   # restic takes -r after its command too
         started = time.monotonic()
-        remote(target, f"{job} -r {plain} backup -q /var/lib/gitea")
+        remote(target, f"{job} backup -r {plain} -q /var/lib/gitea")
         plain_seconds = time.monotonic() - started
         plain_repo = size(f"/srv/restic/plain-{os.getpid()}")
 
         print(f"\nforge {human(forge_bytes)} (/var/lib/gitea), store: lab SFTP, "
               f"restic {remote(target, 'restic version').split()[1]}")
-        print(f"{'':34} {'seconds':>8} {'repository':>12}")
-        print(f"{'phoenix adopt (all steps)':34} {adopt_seconds:8.1f} {human(adopt_repo):>12}")
+        print(f"{'':34} {'seconds':>8} {'repository MiB':>15}")
+        print(f"{'phoenix adopt (all steps)':34} {adopt_seconds:8.1f} {adopt_repo / 2**20:15.1f}")
         for step in report["steps"]:
             print(f"{'  ' + step['name']:34} {step['seconds']:8.1f}")
         print(f"{'plain restic backup /var/lib/gitea':34} {plain_seconds:8.1f} "
-              f"{human(plain_repo):>12}")
+              f"{plain_repo / 2**20:15.1f}")
+        files = int(remote(target, "find /var/lib/gitea -type f | wc -l"))
+        print(f"forge: {forge_bytes} bytes in {files} files; snapshot counts {report['counts']}")
     finally:
         if droplet is not None:
             do.destroy(droplet["id"])
