@@ -59,12 +59,12 @@ def out(lab, name: str, command: str) -> str:
 
 
 def make_droplet(lab, do_client, name: str) -> dict:
+    """Created, not yet waited for: the caller holds it for destroy() before it waits."""
     fingerprint = do_client.ensure_key("phoenix-lab-operator",
                                        public_half(lab.ssh_key).read_text())
-    droplet = do_client.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
-                                "image": "debian-12-x64", "ssh_keys": [fingerprint],
-                                "tags": ["phoenix-test", "phoenix-adopt"]})
-    return do_client.wait_active(droplet["id"], timeout=90)
+    return do_client.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
+                             "image": "debian-12-x64", "ssh_keys": [fingerprint],
+                             "tags": ["phoenix-test", "phoenix-adopt"]})
 
 
 def destroy(do_client, droplet: dict | None) -> None:
@@ -108,6 +108,7 @@ def forge(lab, do_client, store, tmp_path_factory):
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, FORGE)
+        do_client.wait_active(droplet["id"], timeout=90)
         proc = ssh(lab, FORGE, "bash -c " + shlex.quote(fixtures.RUNBOOK_SETUP), stdin=archive)
         assert proc.returncode == 0, proc.stderr.decode()[-3000:]
         yield identity, files
@@ -161,6 +162,7 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, NEW)
+        do_client.wait_active(droplet["id"], timeout=90)
         source = f"restore_source=restic:{snapshot}"
         env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": NEW,
                "PHOENIX_LAB_OFFSITE": STORE}
