@@ -78,7 +78,7 @@ def main() -> None:
         droplet = do.create({"name": NAME, "region": "nyc1", "size": "s-2vcpu-4gb",
                              "image": "debian-12-x64", "ssh_keys": [fingerprint],
                              "tags": ["phoenix-test"]})
-        do.wait_active(droplet["id"], timeout=120)
+        do.wait_active(droplet["id"], timeout=240)
         target = droplet_target(lab, NAME)
         with tempfile.TemporaryDirectory(prefix="phoenix-adopt-bench-") as tmp:
             jwt = [base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")

@@ -108,7 +108,7 @@ def forge(lab, do_client, store, tmp_path_factory):
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, FORGE)
-        do_client.wait_active(droplet["id"], timeout=90)
+        do_client.wait_active(droplet["id"], timeout=240)  # nspawn.BOOT_TIMEOUT
         proc = ssh(lab, FORGE, "bash -c " + shlex.quote(fixtures.RUNBOOK_SETUP), stdin=archive)
         assert proc.returncode == 0, proc.stderr.decode()[-3000:]
         yield identity, files
@@ -162,7 +162,7 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, NEW)
-        do_client.wait_active(droplet["id"], timeout=90)
+        do_client.wait_active(droplet["id"], timeout=240)  # nspawn.BOOT_TIMEOUT
         source = f"restore_source=restic:{snapshot}"
         env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": NEW,
                "PHOENIX_LAB_OFFSITE": STORE}
