@@ -13,6 +13,7 @@ from facts.gitea import GiteaUnit, GiteaVersion
 from phoenix.discover import GiteaInstall, config_path, describe
 from phoenix.errors import PhoenixError
 from tasks.backups import configure_backups
+from tasks.base import wait_for_boot
 
 
 def discover() -> GiteaInstall:
@@ -34,6 +35,7 @@ def adopt_forge() -> None:
     if not host.data.backup_repository:
         raise DeployError("backup_repository is not set: adopting a forge means backing it up; "
                           "say where the offsite restic repository is (group_data)")
+    wait_for_boot()   # a fact: it waits for cloud-init and the dpkg lock, and changes nothing
     forge = discover()
     if forge.outside_data:
         host.noop("storage outside the data folder is saved below files/ of each snapshot: "

@@ -94,7 +94,9 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
     data = host.data
     paths = _paths()
     config = _job_config(paths, gitea, extra_paths)
-    apt.packages(name="Ensure restic is installed", packages=["restic"])
+    # On a forge Phoenix did not build (adopt), apt-daily may hold the lock: wait, as base does
+    apt.packages(name="Ensure restic is installed", packages=["restic"],
+                 extra_install_args="-o DPkg::Lock::Timeout=180")
     files.directory(name="Ensure the backup job's folder exists, root's alone",
                     path=data.backup_config_dir, user="root", group="root", mode="0700")
     files.put(name="Ensure the backup job is installed", src=str(FILES / "phoenix-backup"),
