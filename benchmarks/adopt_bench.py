@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     lab = labconfig.load()
     do = DO(token=lab.do_token_file.read_text().strip(), endpoint=lab.do_endpoint)
-    droplet, store = None, None
+    droplet, store, state = None, None, None
     try:
         store = offsite.ensure(lab, do, name=STORE)
         fingerprint = do.ensure_key("phoenix-lab-operator", public_half(lab.ssh_key).read_text())
@@ -135,6 +136,8 @@ def main() -> None:
         files = int(remote(target, "find /var/lib/gitea -type f | wc -l"))
         print(f"forge: {forge_bytes} bytes in {files} files; snapshot counts {report['counts']}")
     finally:
+        if state is not None:
+            shutil.rmtree(state, ignore_errors=True)
         if droplet is not None:
             do.destroy(droplet["id"])
         if store is not None:
