@@ -4,8 +4,9 @@
 
 # ---- secrets ------------------------------------------------------------------------------
 # Files read on the operator's machine (see phoenix/secrets.py): gitea_secret_key,
-# gitea_internal_token, restic_password… PHOENIX_SECRETS_DIR overrides this folder.
-secrets_dir = "~/.config/phoenix/secrets"
+# gitea_internal_token, restic_password… PHOENIX_SECRETS_DIR overrides this folder; None is
+# $XDG_CONFIG_HOME/phoenix/secrets (~/.config/phoenix/secrets when XDG_CONFIG_HOME is unset).
+secrets_dir = None
 
 # ---- phoenix on the host ------------------------------------------------------------------
 phoenix_state_dir = "/var/lib/phoenix"   # markers of what the deploy did, downloads (root 0700)

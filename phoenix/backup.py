@@ -195,6 +195,17 @@ def failure(store: Store, what: str, returncode: int, stderr: str) -> PhoenixErr
     return PhoenixError(message)
 
 
+# Which store and which password are Phoenix's to say (group_data and the restic_password
+# secret): the operator's own values for those would point restic elsewhere.
+RESTIC_OWN = {"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD",
+              "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"}
+
+
+def operator_restic_env() -> dict[str, str]:
+    """The operator's RESTIC_* settings (cache dir, compression, limits, pack size…), kept."""
+    return {k: v for k, v in os.environ.items() if k.startswith("RESTIC_") and k not in RESTIC_OWN}
+
+
 def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
                ) -> subprocess.CompletedProcess:
     """Run restic on `store` and return what it did, failed or not."""
@@ -205,9 +216,10 @@ def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
     cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "phoenix"
     with _password_file(store.password) as password_file:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-               "HOME": os.environ.get("HOME", "/root"), "RESTIC_REPOSITORY": store.repository,
-               "RESTIC_PASSWORD_FILE": password_file,
-               "RESTIC_CACHE_DIR": str(cache / "restic"), **store.env}
+               "HOME": os.environ.get("HOME", "/root"),
+               "RESTIC_CACHE_DIR": str(cache / "restic"), **operator_restic_env(),
+               "RESTIC_REPOSITORY": store.repository, "RESTIC_PASSWORD_FILE": password_file,
+               **store.env}
         try:
             return subprocess.run(argv, env=env, capture_output=True, text=True,
                                   timeout=timeout, check=False)

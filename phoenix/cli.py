@@ -8,13 +8,41 @@ import sys
 
 import click
 
+from phoenix import __version__
 from phoenix.errors import PhoenixError
 from phoenix.lab import config as labconfig
 
+ENVIRONMENT = """\b
+Environment (Phoenix's own name first; the usual tools' names are accepted too):
+  PHOENIX_PROJECT             the project folder (as --project)
+  PHOENIX_ENV                 group_data override file to use (lab, recovery, standby)
+  DIGITALOCEAN_TOKEN          DigitalOcean API token (or DIGITALOCEAN_ACCESS_TOKEN, doctl's)
+  DIGITALOCEAN_ENDPOINT       DigitalOcean API URL (or DIGITALOCEAN_API_URL)
+  CLOUDFLARE_API_TOKEN        Cloudflare token: Zone:Read + DNS:Edit
+  CLOUDFLARE_BASE_URL         Cloudflare API URL (the lab's, for a drill)
+  PHOENIX_SSH_KEY             the operator's SSH key (default ~/.ssh/id_ed25519)
+  PHOENIX_STATE_DIR           state files (default $XDG_STATE_HOME/phoenix,
+                              else ~/.local/state/phoenix)
+  PHOENIX_SECRETS_DIR         secret files, 0600 (default $XDG_CONFIG_HOME/phoenix/secrets,
+                              else ~/.config/phoenix/secrets)
+  PHOENIX_<SECRET>            one secret, e.g. PHOENIX_RESTIC_PASSWORD
+  PHOENIX_HOST, PHOENIX_KNOWN_HOSTS  a host without a state file (its pinned key)
+  RESTIC_*                    passed to restic (repository and password stay Phoenix's)
+  XDG_CACHE_HOME              restic's cache (default ~/.cache)
+  PHOENIX_LAB_*               the lab's folder, subnet, bridge and ports (see README)
+"""
 
-@click.group(help="Rebuild the forge VPS from code, prove it, and move DNS to it.")
-def cli() -> None:
-    pass
+
+@click.group(help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
+             epilog=ENVIRONMENT, context_settings={"max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="phoenix",
+                      message="%(prog)s %(version)s")
+@click.option("--project", type=click.Path(file_okay=False), default=None,
+              help="The project folder (deploy.py, group_data/); default: the current one "
+                   "or one above it.")
+def cli(project: str | None) -> None:
+    if project:  # read by phoenix.settings.project(), also in the pyinfra/pytest it starts
+        os.environ["PHOENIX_PROJECT"] = os.path.abspath(project)
 
 
 @cli.group(help="The lab: a DigitalOcean region on this machine (needs root).")

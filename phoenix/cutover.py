@@ -12,6 +12,8 @@ import os
 from typing import Callable
 
 from phoenix import dns
+from phoenix.console import waiter
+from phoenix.dnswire import parse_server
 from phoenix.do import DO
 from phoenix.errors import PhoenixError
 from phoenix.state import State
@@ -20,11 +22,7 @@ Say = Callable[[str], None]
 
 
 def resolvers(settings: dict) -> list[tuple[str, int]]:
-    out = []
-    for item in settings["dns_resolvers"]:
-        host, _, port = item.partition(":")
-        out.append((host, int(port or 53)))
-    return out
+    return [parse_server(item) for item in settings["dns_resolvers"]]
 
 
 def cf_client() -> "dns.cloudflare.Cloudflare":
@@ -61,7 +59,7 @@ def cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, f
         dns.wait_for_propagation(settings["dns_records"], state.address,
                                  resolvers=resolvers(settings),
                                  timeout=settings.get("dns_propagation_timeout", 900),
-                                 interval=2, progress=say)
+                                 interval=2, progress=waiter(say))
         say(f"every resolver answers {state.address}")
     return result
 

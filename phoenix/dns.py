@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import cloudflare
 
 from phoenix.errors import PhoenixError
-from phoenix.dnswire import DNSQueryError, resolve_a
+from phoenix.dnswire import DNSQueryError, address_text, resolve_a
 
 
 def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
@@ -203,9 +203,9 @@ def wait_for_propagation(records: list[str], ip: str, *, resolvers: list[tuple[s
         (fqdn, (server, port)), seen = next(iter(pending.items()))
         if progress is not None:
             progress(f"{total - len(pending)}/{total} answers show {ip}; {fqdn} at "
-                     f"{server}:{port} {seen}")
+                     f"{address_text(server, port)} {seen}")
         if time.monotonic() + interval > deadline:
-            late = "; ".join(f"{name} at {srv}:{prt} {what}"
+            late = "; ".join(f"{name} at {address_text(srv, prt)} {what}"
                              for (name, (srv, prt)), what in pending.items())
             raise PhoenixError(f"DNS has not moved to {ip} after {timeout:g} s: {late}. "
                                "Check the record in Cloudflare, or wait longer (the old TTL "

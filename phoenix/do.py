@@ -30,7 +30,7 @@ class DO:
             return fn(**kwargs, **self._kw)
         except ClientAuthenticationError:
             raise PhoenixError(f"DigitalOcean rejected the API token while trying to {what} "
-                               "(check DIGITALOCEAN_TOKEN)") from None
+                               "(check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)") from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise PhoenixError(f"cannot reach the DigitalOcean API at {self.endpoint} to "
                                f"{what}: {type(exc).__name__}") from None
@@ -39,7 +39,7 @@ class DO:
             message = _message(exc)
             if status == 401:
                 raise PhoenixError(f"DigitalOcean rejected the API token while trying to {what}"
-                                   " (check DIGITALOCEAN_TOKEN)") from None
+                                   " (check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)") from None
             if status == 422:
                 raise PhoenixError(f"DigitalOcean refused to {what}: {message}") from None
             if status == 429:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from phoenix.console import waiter
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
@@ -32,11 +33,14 @@ def operator_key() -> Path:
 
 
 def do_client() -> DO:
-    token = os.environ.get("DIGITALOCEAN_TOKEN")
+    """Phoenix's names first, then the ones doctl and the Terraform provider read."""
+    token = os.environ.get("DIGITALOCEAN_TOKEN") or os.environ.get("DIGITALOCEAN_ACCESS_TOKEN")
     if not token:
-        raise PhoenixError("DIGITALOCEAN_TOKEN is not set")
-    return DO(token=token,
-              endpoint=os.environ.get("DIGITALOCEAN_ENDPOINT") or "https://api.digitalocean.com")
+        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
+                           "DIGITALOCEAN_ACCESS_TOKEN)")
+    endpoint = (os.environ.get("DIGITALOCEAN_ENDPOINT") or os.environ.get("DIGITALOCEAN_API_URL")
+                or "https://api.digitalocean.com")
+    return DO(token=token, endpoint=endpoint)
 
 
 def ensure_host_key(state: State) -> tuple[str, str]:
@@ -75,10 +79,9 @@ def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
         state.save()  # a crash from here on finds this droplet again
     else:
         progress(f"droplet {name} ({droplet['id']}) exists already; reusing it")
-    started = time.monotonic()
+    wait = waiter(progress)
     droplet = client.wait_active(droplet["id"], timeout=settings["provision_timeout"],
-                                 progress=lambda s: progress(
-                                     f"droplet {name} is {s} ({time.monotonic() - started:.0f} s)"))
+                                 progress=lambda s: wait(f"droplet {name} is {s}"))
     ip = public_ip(droplet)
     state.known_hosts.write_text(known_hosts_line(ip, public))
     state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": ip,
@@ -86,7 +89,7 @@ def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
     state.data["ssh_key"] = str(key)
     state.save()
     if check_ssh:
-        wait_ssh(target(state), timeout=settings["provision_timeout"], progress=progress)
+        wait_ssh(target(state), timeout=settings["provision_timeout"], progress=wait)
     return state.data["droplet"]
 
 

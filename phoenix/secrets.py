@@ -1,8 +1,8 @@
 """Operator secrets: read from files outside the repo (or the environment), never logged.
 
 A secret NAME is looked up as the environment variable PHOENIX_<NAME> (upper case), then as
-the file <secrets dir>/<name>, where the folder is PHOENIX_SECRETS_DIR or the host data's
-`secrets_dir`. A file readable by group or others is refused: a secret must stay 0600.
+the file <secrets dir>/<name>, where the folder is PHOENIX_SECRETS_DIR, else the host data's
+`secrets_dir`, else $XDG_CONFIG_HOME/phoenix/secrets (~/.config/phoenix/secrets). A file readable by group or others is refused: a secret must stay 0600.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from phoenix.errors import PhoenixError
 
 
 def secrets_dir(default: str | None = None) -> Path:
-    return Path(os.environ.get("PHOENIX_SECRETS_DIR") or default
-                or "~/.config/phoenix/secrets").expanduser()
+    named = os.environ.get("PHOENIX_SECRETS_DIR") or default
+    if named:
+        return Path(named).expanduser()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser()
+    return config / "phoenix" / "secrets"
 
 
 def read_secret(name: str, *, folder: str | None = None) -> str:

@@ -2,6 +2,11 @@
 
 `load("lab")` gives group_data/all.py updated with group_data/lab.py; the environment name
 comes from PHOENIX_ENV when not given (unset: production defaults only).
+
+Those files live in the *project folder* (deploy.py, group_data/, tasks/, files/, templates/),
+not in the installed package: `phoenix --project DIR` or PHOENIX_PROJECT names it, else the
+current folder or one above it, else the checkout this package was imported from.
+`REPO` is that folder, looked up when first asked for (a module attribute, PEP 562).
 """
 
 from __future__ import annotations
@@ -14,8 +19,39 @@ from typing import Any
 
 from phoenix.errors import PhoenixError
 
-REPO = Path(__file__).resolve().parents[1]
-GROUP_DATA = REPO / "group_data"
+MARKERS = ("deploy.py", "group_data/all.py")
+
+
+def _is_project(folder: Path) -> bool:
+    return all((folder / marker).is_file() for marker in MARKERS)
+
+
+def project() -> Path:
+    """The project folder; a PhoenixError that says how to name one when there is none."""
+    named = os.environ.get("PHOENIX_PROJECT")
+    if named:
+        folder = Path(named).expanduser().resolve()
+        if not _is_project(folder):
+            raise PhoenixError(f"{folder} is not a Phoenix project folder (no deploy.py and "
+                               "group_data/all.py); check --project / PHOENIX_PROJECT")
+        return folder
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if _is_project(folder):
+            return folder
+    checkout = Path(__file__).resolve().parents[1]  # an editable install or a PYTHONPATH
+    if _is_project(checkout):
+        return checkout
+    raise PhoenixError(f"no Phoenix project folder at or above {here}: cd into your clone "
+                       "(deploy.py, group_data/) or name it with --project / PHOENIX_PROJECT")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REPO":
+        return project()
+    if name == "GROUP_DATA":
+        return project() / "group_data"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _public(namespace: dict[str, Any]) -> dict[str, Any]:
@@ -28,10 +64,11 @@ def env_name(env: str | None = None) -> str | None:
 
 
 def load(env: str | None = None) -> dict[str, Any]:
-    data = _public(runpy.run_path(str(GROUP_DATA / "all.py")))
+    group_data = project() / "group_data"
+    data = _public(runpy.run_path(str(group_data / "all.py")))
     name = env_name(env)
     if name:
-        path = GROUP_DATA / f"{name}.py"
+        path = group_data / f"{name}.py"
         if not path.exists():
             raise PhoenixError(f"no settings for environment {name!r} ({path} is missing)")
         try:

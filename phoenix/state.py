@@ -1,6 +1,7 @@
 """The one state file per role (recovery, standby): what provision made, what cutover saved.
 
-Lives in PHOENIX_STATE_DIR (default ~/.local/state/phoenix): <role>.json, the pinned
+Lives in PHOENIX_STATE_DIR (default $XDG_STATE_HOME/phoenix, else ~/.local/state/phoenix):
+<role>.json, the pinned
 <role>.known_hosts, and the droplet's SSH host key pair (<role>.host_ed25519, 0600).
 Written atomically, 0600, so a crash never leaves half a state and nobody else reads it.
 """
@@ -16,7 +17,10 @@ ROLES = ("recovery", "standby", "primary")  # primary: the forge a drill destroy
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("PHOENIX_STATE_DIR") or "~/.local/state/phoenix").expanduser()
+    named = os.environ.get("PHOENIX_STATE_DIR")
+    if named:
+        return Path(named).expanduser()
+    return Path(os.environ.get("XDG_STATE_HOME") or "~/.local/state").expanduser() / "phoenix"
 
 
 class State:

@@ -1,9 +1,10 @@
-"""A tiny authoritative DNS server for the lab (the wire format is phoenix/dnswire.py).
+"""A small authoritative DNS server for the lab: it stands in for Cloudflare's name servers.
 
-The server answers A queries over UDP from the `Zones` store behind the lab's Cloudflare API,
-with each record's TTL (Cloudflare's "automatic", ttl 1, is served as 300): NXDOMAIN for an
-unknown name inside a zone, NODATA for a known name without A records, REFUSED for a name
-outside every zone.
+It answers from the `Zones` store behind the lab's Cloudflare API, over UDP and TCP (RFC 7766:
+a client that gets a truncated UDP answer asks again over TCP), A and AAAA records with each
+record's TTL (Cloudflare's "automatic", ttl 1, is served as 300): NXDOMAIN for an unknown name
+inside a zone, NODATA (with the zone's SOA) for a known name without such records, REFUSED
+for a name outside every zone. Messages are parsed and built with dnspython.
 """
 
 from __future__ import annotations
@@ -13,119 +14,182 @@ import socket
 import struct
 import threading
 
-from phoenix.dnswire import (AUTO_TTL, CLASS_IN, FORMERR, NEGATIVE_TTL, NOERROR, NOTIMP,
-                             NXDOMAIN, REFUSED, SERVFAIL, TYPE_A, TYPE_ANY, TYPE_SOA,
-                             decode_name, encode_name)
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from phoenix.dnswire import AUTO_TTL, NEGATIVE_TTL
 from phoenix.lab.cfapi import Zones
 
-# The server --------------------------------------------------------------------------------
+UDP_LIMIT = 512  # without EDNS (RFC 1035 4.2.1); larger answers are truncated over UDP
+SERVED = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
 
 
-def _soa(zone: str) -> bytes:
-    """The zone's SOA as an authority RR: negative answers carry it so resolvers cache them."""
-    rdata = (encode_name(f"ns1.{zone}") + encode_name(f"hostmaster.{zone}")
-             + struct.pack("!IIIII", 1, 10800, 3600, 604800, NEGATIVE_TTL))
-    return (encode_name(zone) + struct.pack("!HHIH", TYPE_SOA, CLASS_IN, NEGATIVE_TTL,
-                                            len(rdata)) + rdata)
+def _soa(zone: str) -> dns.rrset.RRset:
+    """The zone's SOA: negative answers carry it in the authority section (RFC 2308)."""
+    return dns.rrset.from_text(zone + ".", NEGATIVE_TTL, "IN", "SOA",
+                               f"ns1.{zone}. hostmaster.{zone}. 1 10800 3600 604800 "
+                               f"{NEGATIVE_TTL}")
 
 
-def answer(zones: Zones, query: bytes) -> bytes | None:
-    """The response to one query packet (None: too broken to answer at all)."""
-    if len(query) < 12:
-        return None
-    qid, flags, qdcount = struct.unpack_from("!HHH", query)
-    if flags & 0x8000:
-        return None  # a response: never answer those (no reflection loops)
-    rd = flags & 0x0100
-    opcode = flags & 0x7800
-
-    def reply(rcode: int, question: bytes = b"", answers: list[bytes] = (),
-              authority: list[bytes] = (), aa: bool = False) -> bytes:
-        out_flags = 0x8000 | opcode | rd | (0x0400 if aa else 0) | rcode
-        header = struct.pack("!HHHHHH", qid, out_flags, 1 if question else 0, len(answers),
-                             len(authority), 0)
-        packet = header + question + b"".join(answers) + b"".join(authority)
-        if len(packet) > 512:  # plain UDP limit: say so, the client may retry over TCP
-            header = struct.pack("!HHHHHH", qid, out_flags | 0x0200, 1, 0, 0, 0)
-            packet = header + question
-        return packet
-
-    if opcode != 0:
-        return reply(NOTIMP)
-    if qdcount != 1:
-        return reply(FORMERR)
-    try:
-        qname, end = decode_name(query, 12)
-        qtype, qclass = struct.unpack_from("!HH", query, end)
-    except (ValueError, struct.error):
-        return reply(FORMERR)
-    question = query[12:end + 4]  # echoed as sent (keeps the client's 0x20 letter case)
-    found = zones.lookup(qname) if qclass == CLASS_IN else None
+def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
+    """The answer to one parsed query."""
+    response = dns.message.make_response(request)
+    response.flags &= ~dns.flags.RA  # authoritative only, never recursive
+    if request.opcode() != dns.opcode.QUERY:
+        response.set_rcode(dns.rcode.NOTIMP)
+        return response
+    if len(request.question) != 1:
+        response.set_rcode(dns.rcode.FORMERR)
+        return response
+    question = request.question[0]
+    qname = question.name.to_text(omit_final_dot=True)
+    found = zones.lookup(qname) if question.rdclass == dns.rdataclass.IN else None
     if found is None:
-        return reply(REFUSED, question)
+        response.set_rcode(dns.rcode.REFUSED)
+        return response
     zone, records = found
-    if not records and qname.rstrip(".").lower() != zone["name"]:
-        return reply(NXDOMAIN, question, authority=[_soa(zone["name"])], aa=True)
-    answers = []
-    if qtype in (TYPE_A, TYPE_ANY):
-        for record in records:
-            if record["type"] == "A":
-                ttl = AUTO_TTL if record["ttl"] == 1 else record["ttl"]
-                answers.append(struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, ttl, 4)
-                               + socket.inet_aton(record["content"]))
-    if qtype == TYPE_SOA and qname.rstrip(".").lower() == zone["name"]:
-        answers.append(_soa(zone["name"]))
-    authority = [] if answers else [_soa(zone["name"])]
-    return reply(NOERROR, question, answers, authority, aa=True)
+    response.flags |= dns.flags.AA
+    apex = qname.lower() == zone["name"]
+    if not records and not apex:
+        response.set_rcode(dns.rcode.NXDOMAIN)
+        response.authority.append(_soa(zone["name"]))
+        return response
+    wanted = [SERVED[question.rdtype]] if question.rdtype in SERVED else \
+        list(SERVED.values()) if question.rdtype == dns.rdatatype.ANY else []
+    for rtype in wanted:
+        matching = [r for r in records if r["type"] == rtype]
+        if matching:
+            ttl = min(AUTO_TTL if r["ttl"] == 1 else r["ttl"] for r in matching)
+            # the name as asked (keeps the client's 0x20 letter case)
+            response.answer.append(dns.rrset.from_text_list(
+                question.name, ttl, "IN", rtype, [r["content"] for r in matching]))
+    if question.rdtype == dns.rdatatype.SOA and apex:
+        response.answer.append(_soa(zone["name"]))
+    if not response.answer:
+        response.authority.append(_soa(zone["name"]))
+    return response
+
+
+def answer(zones: Zones, packet: bytes, *, limit: int | None = UDP_LIMIT) -> bytes | None:
+    """The wire response to one query packet (None: too broken to answer at all). Over UDP
+    (`limit`) an answer that does not fit is sent truncated: the question and TC only."""
+    try:
+        request = dns.message.from_wire(packet)
+    except dns.message.ShortHeader:
+        return None
+    except dns.exception.DNSException:
+        if len(packet) < 12 or packet[2] & 0x80:
+            return None
+        qid = struct.unpack_from("!H", packet)[0]  # FORMERR with the id, as BIND does
+        return struct.pack("!HHHHHH", qid, 0x8000 | dns.rcode.FORMERR, 0, 0, 0, 0)
+    if request.flags & dns.flags.QR:
+        return None  # a response: never answer those (no reflection loops)
+    response = respond(zones, request)
+    size = max(limit, request.payload) if limit is not None else 65535
+    try:
+        return response.to_wire(max_size=size)
+    except dns.exception.TooBig:
+        response.answer.clear()
+        response.authority.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire(max_size=size)
 
 
 class DNSServer:
-    """Serves `zones` over UDP on host:port (port 0: any free port, see `.port`) in a thread."""
+    """Serves `zones` on host:port over UDP and TCP (port 0: any free port, the same for
+    both, see `.port`) in threads."""
 
     def __init__(self, zones: Zones, host: str = "127.0.0.1", port: int = 0) -> None:
         self.zones = zones
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_DGRAM)
-        self._sock.bind((host, port))
-        self._sock.settimeout(0.2)  # how often the loop looks at the stop flag
+        self._udp = socket.socket(family, socket.SOCK_DGRAM)
+        self._tcp = socket.socket(family, socket.SOCK_STREAM)
+        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._udp.bind((host, port))
+        self._tcp.bind((host, self._udp.getsockname()[1]))
+        self._tcp.listen(16)
+        self._udp.settimeout(0.2)  # how often the loops look at the stop flag
+        self._tcp.settimeout(0.2)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def port(self) -> int:
-        return self._sock.getsockname()[1]
+        return self._udp.getsockname()[1]
 
-    def _serve(self) -> None:
+    def _safe_answer(self, packet: bytes, limit: int | None) -> bytes | None:
+        try:
+            return answer(self.zones, packet, limit=limit)
+        except Exception:  # a bug must not kill the server: tell the client instead
+            return packet[:2] + struct.pack("!H", 0x8000 | dns.rcode.SERVFAIL) + bytes(8)
+
+    def _serve_udp(self) -> None:
         while not self._stop.is_set():
             try:
-                query, client = self._sock.recvfrom(4096)
-            except socket.timeout:
+                packet, client = self._udp.recvfrom(4096)
+            except (socket.timeout, OSError):
                 continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                continue
-            try:
-                response = answer(self.zones, query)
-            except Exception:  # a bug must not kill the server: tell the client instead
-                response = query[:2] + struct.pack("!H", 0x8000 | SERVFAIL) + bytes(8)
+            response = self._safe_answer(packet, UDP_LIMIT)
             if response is not None:
                 try:
-                    self._sock.sendto(response, client)
+                    self._udp.sendto(response, client)
                 except OSError:
                     pass
 
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._tcp.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._tcp_client, args=(conn,), daemon=True).start()
+
+    def _tcp_client(self, conn: socket.socket) -> None:
+        """Length-prefixed messages (RFC 1035 4.2.2) until the client closes or idles 5 s."""
+        conn.settimeout(5)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    head = _read(conn, 2)
+                    if head is None:
+                        return
+                    packet = _read(conn, struct.unpack("!H", head)[0])
+                    if packet is None:
+                        return
+                    response = self._safe_answer(packet, None)
+                    if response is None:
+                        return
+                    conn.sendall(struct.pack("!H", len(response)) + response)
+                except OSError:
+                    return
+
     def start(self) -> "DNSServer":
-        self._thread = threading.Thread(target=self._serve, name="lab-dns", daemon=True)
-        self._thread.start()
+        for target, name in ((self._serve_udp, "lab-dns-udp"), (self._serve_tcp, "lab-dns-tcp")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        try:  # wake the loop now instead of at its next timeout
-            self._sock.sendto(b"", self._sock.getsockname())
-        except OSError:
-            pass
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        self._sock.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self._udp.close()
+        self._tcp.close()
+
+
+def _read(conn: socket.socket, count: int) -> bytes | None:
+    data = b""
+    while len(data) < count:
+        chunk = conn.recv(count - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

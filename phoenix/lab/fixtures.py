@@ -31,8 +31,6 @@ from types import ModuleType
 from phoenix.errors import PhoenixError
 
 STANDINS = Path(__file__).with_name("standins")
-# Not a stand-in: Phoenix's own on-host verifier, which the deploy ships from the repo's files/.
-VERIFIER = Path(__file__).resolve().parents[2] / "files" / "phoenix-backup-verify"
 GITEA_VERSION = "1.22.3"
 GITEA_DB_VERSION = 299
 EPOCH = 1714000000  # 2024-04-24T23:06:40Z: every fixture date counts from here
@@ -70,8 +68,22 @@ def _standin_module(name: str, folder: Path = STANDINS) -> ModuleType:
     return module
 
 
+def verifier_path() -> Path:
+    """Not a stand-in: Phoenix's own on-host verifier, shipped from the project's files/."""
+    from phoenix.settings import project
+
+    return project() / "files" / "phoenix-backup-verify"
+
+
+def __getattr__(name: str) -> Path:  # VERIFIER, looked up when first asked for (PEP 562)
+    if name == "VERIFIER":
+        return verifier_path()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _verifier() -> ModuleType:
-    return _standin_module(VERIFIER.name, VERIFIER.parent)
+    path = verifier_path()
+    return _standin_module(path.name, path.parent)
 
 
 # --- git -------------------------------------------------------------------------------------

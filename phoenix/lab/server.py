@@ -85,7 +85,7 @@ def main() -> None:
     dns.start()
     threading.Thread(target=files.serve_forever, daemon=True).start()
     print(f"lab server on {config.bridge_ip}: DO :{config.do_port} CF :{config.cf_port} "
-          f"DNS :{config.dns_port}/udp artifacts :{config.artifact_port}", flush=True)
+          f"DNS :{config.dns_port}/udp+tcp artifacts :{config.artifact_port}", flush=True)
     stop.wait()
     for server in (do, cf):
         server.stop()

@@ -5,17 +5,27 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+from phoenix import __version__
+from phoenix.backup import operator_restic_env
+from phoenix.provision import do_client
+from phoenix.secrets import secrets_dir
+from phoenix.state import state_dir
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def phoenix(*args: str, env: dict | None = None, tmp=None) -> subprocess.CompletedProcess:
+def phoenix(*args: str, env: dict | None = None, tmp=None, cwd=None
+            ) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DIGITALOCEAN", "CLOUDFLARE", "PHOENIX"))}
+            if not k.startswith(("DIGITALOCEAN", "CLOUDFLARE", "PHOENIX", "XDG_"))}
     if tmp is not None:
         base["PHOENIX_STATE_DIR"] = str(tmp / "state")
         base["HOME"] = str(tmp)
     return subprocess.run([sys.executable, "-c", "from phoenix.cli import main; main()", *args],
                           capture_output=True, text=True, env={**base, **(env or {})},
-                          timeout=60)
+                          timeout=60, cwd=cwd)
 
 
 def test_help_lists_the_commands():
@@ -27,7 +37,7 @@ def test_help_lists_the_commands():
 def test_provision_without_a_token_says_so(tmp_path):
     result = phoenix("provision", tmp=tmp_path)
     assert result.returncode == 1
-    assert "DIGITALOCEAN_TOKEN is not set" in result.stderr
+    assert "set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -57,3 +67,58 @@ def test_unknown_environment_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "no settings for environment 'nowhere'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_and_the_environment_are_in_the_help():
+    assert phoenix("--version").stdout.strip() == f"phoenix {__version__}"
+    out = phoenix("--help").stdout
+    for name in ("DIGITALOCEAN_ACCESS_TOKEN", "DIGITALOCEAN_API_URL", "CLOUDFLARE_API_TOKEN",
+                 "PHOENIX_PROJECT", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "RESTIC_*"):
+        assert name in out
+
+
+def test_outside_a_project_folder_is_one_line_naming_the_way_out(tmp_path):
+    # PYTHONPATH keeps the package importable; the folder is not a project and neither is /
+    result = phoenix("--project", str(tmp_path), "recover", "--dry", cwd=tmp_path,
+                     env={"PYTHONPATH": str(REPO)})
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"phoenix: {tmp_path} is not a Phoenix project folder")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_project_folder_is_found_from_below_it(tmp_path):
+    result = phoenix("recover", "--dry", cwd=REPO / "tasks", env={"PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "provision" in result.stdout
+
+
+def test_doctl_names_for_the_digitalocean_token_and_url(monkeypatch):
+    for name in ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DIGITALOCEAN_ACCESS_TOKEN", "doctl-token")
+    monkeypatch.setenv("DIGITALOCEAN_API_URL", "http://127.0.0.1:9/")
+    client = do_client()
+    assert client.endpoint == "http://127.0.0.1:9/"
+    monkeypatch.setenv("DIGITALOCEAN_ENDPOINT", "http://127.0.0.1:8/")
+    assert do_client().endpoint == "http://127.0.0.1:8/"  # Phoenix's own name first
+
+
+def test_xdg_folders_are_honoured(tmp_path, monkeypatch):
+    for name in ("PHOENIX_STATE_DIR", "PHOENIX_SECRETS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert state_dir() == tmp_path / "state" / "phoenix"
+    assert secrets_dir() == tmp_path / "config" / "phoenix" / "secrets"
+    monkeypatch.setenv("PHOENIX_STATE_DIR", str(tmp_path / "mine"))
+    assert state_dir() == tmp_path / "mine"
+
+
+def test_the_operators_restic_settings_pass_but_not_the_store_or_password(monkeypatch):
+    monkeypatch.setenv("RESTIC_COMPRESSION", "max")
+    monkeypatch.setenv("RESTIC_PACK_SIZE", "64")
+    monkeypatch.setenv("RESTIC_REPOSITORY", "/somewhere/else")
+    monkeypatch.setenv("RESTIC_PASSWORD", "not-this-one")
+    env = operator_restic_env()
+    assert env["RESTIC_COMPRESSION"] == "max" and env["RESTIC_PACK_SIZE"] == "64"
+    assert "RESTIC_REPOSITORY" not in env and "RESTIC_PASSWORD" not in env

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from phoenix.dns import cutover, make_client, rollback, wait_for_propagation
 from phoenix.errors import PhoenixError
 from phoenix.lab.cfapi import Zones, make_server
-from phoenix.dnswire import NOERROR, NXDOMAIN, REFUSED, DNSQueryError, query_a, resolve_a
+from phoenix.dnswire import (NOERROR, NXDOMAIN, REFUSED, DNSQueryError, parse_server, query_a,
+                             resolve, resolve_a)
 from phoenix.lab.dnsserver import DNSServer
 
 TOKEN = "cf-secret-token-5f2b9c0d7e"
@@ -284,3 +286,61 @@ def test_resolve_a_against_nothing_fails_fast(lab):
     with pytest.raises(DNSQueryError):
         resolve_a("git.example.com", "127.0.0.1", closed_port(), timeout=0.5)
     assert time.monotonic() - start < 1
+
+
+def test_an_answer_too_big_for_udp_comes_over_tcp(lab):
+    zone = lab.zones.find_zone("example.com")
+    many = [f"10.213.80.{n}" for n in range(1, 41)]  # 40 A records: > 512 bytes
+    for address in many:
+        lab.zones.create(zone["id"], {"type": "A", "name": "big.example.com", "ttl": 600,
+                                      "content": address})
+    answer = query_a("big.example.com", "127.0.0.1", lab.dns_port, timeout=1)
+    assert answer.tcp and answer.addresses == sorted(many)
+
+
+def test_aaaa_records_are_served_and_asked_for(lab):
+    zone = lab.zones.find_zone("example.com")
+    lab.zones.create(zone["id"], {"type": "AAAA", "name": "git.example.com", "ttl": 600,
+                                  "content": "2001:db8::7"})
+    assert resolve("git.example.com", "127.0.0.1", lab.dns_port, 1, rdtype="AAAA") == \
+        ["2001:db8::7"]
+    assert resolve_a("git.example.com", "127.0.0.1", lab.dns_port, 1) == [OLD]
+
+
+def test_an_ipv6_resolver_is_asked_over_ipv6(lab):
+    try:
+        server = DNSServer(lab.zones, host="::1").start()
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    try:
+        host, port = parse_server(f"[::1]:{server.port}")
+        assert resolve_a("git.example.com", host, port, 1) == [OLD]
+    finally:
+        server.stop()
+
+
+def test_resolver_addresses_are_parsed_with_and_without_ports():
+    assert parse_server("1.1.1.1") == ("1.1.1.1", 53)
+    assert parse_server("10.0.0.1:5353") == ("10.0.0.1", 5353)
+    assert parse_server("2606:4700::1111") == ("2606:4700::1111", 53)
+    assert parse_server("[2606:4700::1111]:5353") == ("2606:4700::1111", 5353)
+    for bad in ("dns.example.com", "[::1", "1.1.1.1:x", "1.1.1.1:70000"):
+        with pytest.raises(PhoenixError, match="resolver"):
+            parse_server(bad)
+
+
+def test_a_malformed_reply_is_reported_as_such_not_as_a_timeout():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+
+        def reply_garbage() -> None:
+            packet, client = sock.recvfrom(512)
+            sock.sendto(packet[:2] + b"\x81\x80\x00\x01\x00\x01\x00", client)  # cut short
+
+        thread = threading.Thread(target=reply_garbage, daemon=True)
+        thread.start()
+        start = time.monotonic()
+        with pytest.raises(DNSQueryError, match="malformed"):
+            query_a("git.example.com", "127.0.0.1", sock.getsockname()[1], timeout=2)
+        assert time.monotonic() - start < 1
+        thread.join(timeout=1)
