@@ -3,14 +3,23 @@ PYTHON ?= python3
 APT_PACKAGES = systemd-container debootstrap apt-cacher-ng iproute2 openssh-client git \
                sqlite3 restic dnsutils
 
-.PHONY: deps test test-unit test-lab drill bench lab-down
+.PHONY: deps lock lint test test-unit test-lab drill bench lab-down
 
-deps:  ## the Debian packages and the Python package (needs root for apt)
+deps:  ## the Debian packages, exactly the locked Python packages (hashes checked), then Phoenix
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(PYTHON) -m pip install -q --no-deps -e .
 
-test: deps  ## unit tests, then lab tests (root; skipped without it)
+lock:  ## re-resolve requirements.lock from pyproject.toml's bounds (PyPI, with hashes)
+	uv pip compile pyproject.toml --extra test --extra lint --generate-hashes \
+		--python-version 3.11 --index-url https://pypi.org/simple -o requirements.lock
+
+lint:  ## ruff and mypy over the code that runs (rules and reasons in pyproject.toml)
+	$(PYTHON) -m ruff check phoenix tasks facts
+	$(PYTHON) -m mypy
+
+test: deps lint  ## lint, unit tests, then lab tests (root; skipped without it)
 	$(PYTHON) -m pytest
 
 test-unit:
@@ -20,10 +29,10 @@ test-lab:
 	$(PYTHON) -m pytest tests/lab
 
 drill: deps  ## the whole disaster and recovery in the lab, with its report
-	phoenix drill
+	$(PYTHON) -m phoenix drill
 
 bench: deps
 	$(PYTHON) benchmarks/run.py
 
 lab-down:
-	phoenix lab down
+	$(PYTHON) -m phoenix lab down

@@ -9,7 +9,7 @@ back and powers the new droplet off with its disk kept, for forensics.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from phoenix import dns
 from phoenix.console import waiter
@@ -25,7 +25,7 @@ def resolvers(settings: dict) -> list[tuple[str, int]]:
     return [parse_server(item) for item in settings["dns_resolvers"]]
 
 
-def cf_client() -> "dns.cloudflare.Cloudflare":
+def cf_client() -> dns.cloudflare.Cloudflare:
     token = os.environ.get("CLOUDFLARE_API_TOKEN", "")
     return dns.make_client(token=token, base_url=os.environ.get("CLOUDFLARE_BASE_URL") or None)
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cloudflare
 
-from phoenix.errors import PhoenixError
 from phoenix.dnswire import DNSQueryError, address_text, resolve_a
+from phoenix.errors import PhoenixError
 
 
 def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
@@ -106,7 +107,7 @@ def _find_record(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> Any:
         raise PhoenixError(f"{fqdn} has no A record in the Cloudflare zone {zone.name}: "
                            "create it (any address) or fix the record name.")
     if len(records) > 1:
-        addresses = ", ".join(sorted(r.content for r in records))
+        addresses = ", ".join(sorted(str(r.content) for r in records))
         raise PhoenixError(f"{fqdn} has {len(records)} A records ({addresses}); cutover "
                            "moves a name with exactly one: remove the extra ones first.")
     return records[0]

@@ -7,11 +7,16 @@ passes enforce_https=False). Tokens come from the caller, never from here, never
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pydo
-from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
-                                   ServiceRequestError, ServiceResponseError)
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from phoenix.errors import PhoenixError
 
@@ -39,7 +44,8 @@ class DO:
             message = _message(exc)
             if status == 401:
                 raise PhoenixError(f"DigitalOcean rejected the API token while trying to {what}"
-                                   " (check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)") from None
+                                   " (check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)"
+                                   ) from None
             if status == 422:
                 raise PhoenixError(f"DigitalOcean refused to {what}: {message}") from None
             if status == 429:
@@ -145,7 +151,7 @@ def public_ip(droplet: dict) -> str | None:
 
 def _message(exc: HttpResponseError) -> str:
     try:
-        body = exc.response.json()
+        body = exc.response.json() if exc.response is not None else {}  # type: ignore[attr-defined]  # azure's response protocol omits json()
         return body.get("message") or str(body)
-    except Exception:
+    except (ValueError, AttributeError, TypeError):  # no JSON body, or not an object
         return (exc.message or str(exc)).splitlines()[0]

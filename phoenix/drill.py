@@ -13,9 +13,10 @@ import os
 import shlex
 import subprocess
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 from phoenix.errors import PhoenixError
 from phoenix.forge import Forge, compare, snapshot
@@ -25,6 +26,7 @@ from phoenix.sshconf import Target, ssh_command
 from phoenix.state import State
 
 Say = Callable[[str], None]
+T = TypeVar("T")
 ROLES = ("primary", "standby", "recovery")
 OFFSITE = "offsite-drill"
   # its own store: a drill never touches another test's backups
@@ -99,7 +101,7 @@ def compare_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) -> Report:
@@ -116,14 +118,14 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
 
     config = labconfig.load()
     was_up = lablib.status(config)["up"]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = config.state_dir / "drills" / stamp
     report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})")
     setup: dict[str, str] = {}
     made: list[tuple[str, int]] = []
     saved_env = dict(os.environ)
 
-    def timed_setup(what: str, fn: Callable[[], object]) -> object:
+    def timed_setup(what: str, fn: Callable[[], T]) -> T:
         say(f"-- {what}")
         started = time.monotonic()
         result = fn()
@@ -227,10 +229,9 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
 def _clean_up(config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: bool,
               say: Say) -> None:
     from phoenix.lab import lab as lablib
+    from phoenix.lab import offsite
     from phoenix.lab.lab import ledger_for
     from phoenix.lab.nspawn import destroy_droplet
-
-    from phoenix.lab import offsite
 
     store = offsite.load(config, OFFSITE)
     if store is not None:

@@ -12,8 +12,8 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from phoenix.console import waiter
 from phoenix.do import DO, public_ip
@@ -83,6 +83,7 @@ def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
     droplet = client.wait_active(droplet["id"], timeout=settings["provision_timeout"],
                                  progress=lambda s: wait(f"droplet {name} is {s}"))
     ip = public_ip(droplet)
+    assert ip, "wait_active returns only a droplet with a public address"
     state.known_hosts.write_text(known_hosts_line(ip, public))
     state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": ip,
                              "region": settings["provision_region"]}

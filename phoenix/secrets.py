@@ -2,7 +2,8 @@
 
 A secret NAME is looked up as the environment variable PHOENIX_<NAME> (upper case), then as
 the file <secrets dir>/<name>, where the folder is PHOENIX_SECRETS_DIR, else the host data's
-`secrets_dir`, else $XDG_CONFIG_HOME/phoenix/secrets (~/.config/phoenix/secrets). A file readable by group or others is refused: a secret must stay 0600.
+`secrets_dir`, else $XDG_CONFIG_HOME/phoenix/secrets (~/.config/phoenix/secrets). A file
+readable by group or others is refused: a secret must stay 0600.
 """
 
 from __future__ import annotations

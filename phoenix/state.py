@@ -45,8 +45,9 @@ class State:
         os.replace(tmp, self.path)
 
     @property
-    def droplet(self) -> dict | None:
-        return self.data.get("droplet")
+    def droplet(self) -> dict[str, Any]:
+        """What provision recorded ({} before it ran: falsy, like no droplet)."""
+        return self.data.get("droplet") or {}
 
     @property
     def address(self) -> str | None:

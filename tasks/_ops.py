@@ -14,15 +14,20 @@ import posixpath
 import re
 
 from pyinfra import host
-from pyinfra.api import (FileUploadCommand, OperationValueError, QuoteString, StringCommand,
-                         operation)
+from pyinfra.api import (
+    FileUploadCommand,
+    OperationValueError,
+    QuoteString,
+    StringCommand,
+    operation,
+)
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util.files import chmod, chown, ensure_mode_int
 
 
 def _owner_and_mode(dest: str, user: str, group: str, mode: str):
     """The chown/chmod needed to bring an existing file to user:group and mode."""
-    info = host.get_fact(File, path=dest) or {}
+    info: dict = host.get_fact(File, path=dest) or {}  # type: ignore[arg-type]  # pyinfra's File fact is typed as a union
     if (info.get("user"), info.get("group")) != (user, group):
         yield chown(dest, user, group)
     if info.get("mode") != ensure_mode_int(mode):

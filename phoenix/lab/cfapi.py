@@ -21,7 +21,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class CFError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _fqdn(name: str) -> str:
@@ -79,7 +79,7 @@ class Zones:
     # Persistence -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path) -> "Zones":
+    def load(cls, path: Path) -> Zones:
         """The store saved at `path` (empty if there is none yet), saving back after changes."""
         store = cls()
         if path.exists():

@@ -134,7 +134,7 @@ class DNSServer:
         while not self._stop.is_set():
             try:
                 packet, client = self._udp.recvfrom(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             response = self._safe_answer(packet, UDP_LIMIT)
             if response is not None:
@@ -147,7 +147,7 @@ class DNSServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._tcp.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             threading.Thread(target=self._tcp_client, args=(conn,), daemon=True).start()
 
@@ -170,7 +170,7 @@ class DNSServer:
                 except OSError:
                     return
 
-    def start(self) -> "DNSServer":
+    def start(self) -> DNSServer:
         for target, name in ((self._serve_udp, "lab-dns-udp"), (self._serve_tcp, "lab-dns-tcp")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

@@ -21,8 +21,9 @@ import struct
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 from phoenix.lab.drivers import Driver, DriverError, Droplet
@@ -85,7 +86,7 @@ def _key_blob(public_key: str) -> bytes:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error(status: int, message: str) -> Response:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 Response = tuple[int, Any] | tuple[int, Any, dict[str, str]]
@@ -103,7 +104,7 @@ class JSONServer:
         h.end_headers()
         h.wfile.write(data)
 
-    def start(self) -> "JSONServer":
+    def start(self) -> JSONServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
                                         daemon=True)
         self._thread.start()

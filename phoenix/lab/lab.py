@@ -108,7 +108,7 @@ def down(config: LabConfig, *, purge: bool = False) -> float:
         for droplet_id in list(ledger.read()["droplets"]):
             destroy_droplet(config, ledger, int(droplet_id))
         data = ledger.read()
-        for name, record in data["processes"].items():
+        for record in data["processes"].values():
             procs.stop_record(record)
         for mount in data["mounts"]:
             subprocess.run(["umount", "-l", mount], capture_output=True)

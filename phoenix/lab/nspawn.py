@@ -13,14 +13,14 @@ import shutil
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import image, net, procs
 from phoenix.lab import image as lab_image  # `image` is also the DO image slug argument
 from phoenix.lab.config import LabConfig
-from phoenix.lab.drivers import Droplet, DriverError
+from phoenix.lab.drivers import DriverError, Droplet
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
 
@@ -100,7 +100,7 @@ class NspawnDriver:
             record = {"id": droplet_id, "name": name, "region": region, "size": size,
                       "image": image, "tags": list(tags), "status": "new", "ip": ip,
                       "extra_ips": [], "dir": str(self.dir(droplet_id)),
-                      "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                      "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
             data["droplets"][str(droplet_id)] = record
         threading.Thread(target=self._build_and_boot, name=f"droplet-{droplet_id}",
                          args=(droplet_id, ssh_keys, user_data), daemon=True).start()

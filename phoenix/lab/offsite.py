@@ -138,7 +138,8 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
         progress(f"creating the offsite store {name}")
         droplet = do.create({"name": name, "region": "nyc1", "size": "s-1vcpu-1gb",
                              "image": "debian-12-x64", "ssh_keys": [fingerprint],
-                             "tags": ["phoenix-test", TAG], "user_data": user_data(private, public)})
+                             "tags": ["phoenix-test", TAG],
+                             "user_data": user_data(private, public)})
     droplet = do.wait_active(droplet["id"], timeout=120)
     offsite = Offsite(name=name, droplet_id=droplet["id"], ip=public_ip(droplet),
                       host_public_key=public.strip(), path=path or f"{HOME}/forge")

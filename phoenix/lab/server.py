@@ -28,7 +28,7 @@ LAB_ZONE = "lab.test"
 LAB_RECORD = "forge.lab.test"
 
 
-def seed_zone(zones: "cfapi.Zones", config: LabConfig) -> None:
+def seed_zone(zones: cfapi.Zones, config: LabConfig) -> None:
     """The lab's forge name, first pointing at an unused lab address (no forge yet)."""
     zone = zones.find_zone(LAB_ZONE) or zones.add_zone(LAB_ZONE)
     if not any(r["name"] == LAB_RECORD for r in zones.records(zone["id"])):
