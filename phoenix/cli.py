@@ -9,6 +9,7 @@ import sys
 import click
 
 from phoenix import __version__
+from phoenix.console import Console
 from phoenix.errors import PhoenixError
 from phoenix.lab import config as labconfig
 
@@ -42,7 +43,10 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
                    "or one above it.")
 def cli(project: str | None) -> None:
     if project:  # read by phoenix.settings.project(), also in the pyinfra/pytest it starts
+        from phoenix.settings import project as project_folder
+
         os.environ["PHOENIX_PROJECT"] = os.path.abspath(project)
+        project_folder()  # a folder that is not a project: say so now
 
 
 @cli.group(help="The lab: a DigitalOcean region on this machine (needs root).")
@@ -103,8 +107,7 @@ def lab_ssh(name: str, command: tuple[str, ...]) -> None:
     os.execvp(argv[0], argv)
 
 
-def _say(message: str) -> None:
-    click.echo(message, err=True)
+_say = Console()  # progress on stderr: waits and the deploy's operations update in place
 
 
 def _role(standby: bool) -> str:
@@ -185,18 +188,24 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
               help="Promote the warm standby: the latest snapshot over its copy, then cut over.")
 @click.option("--reserved-ip", is_flag=True, help="Cut over with the reserved IP, not DNS.")
 @click.option("--no-cutover", is_flag=True, help="Stop after validation.")
-@click.option("--dry", is_flag=True, help="Print the plan and change nothing.")
-def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool) -> None:
+@click.option("--dry", is_flag=True, help="Print the plan and change nothing; with a droplet "
+              "already there, also what the deploy would change (pyinfra --dry --diff).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
+def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool,
+            as_json: bool) -> None:
     from phoenix import recover as rec
+    from phoenix.settings import project
 
+    project()  # group_data, deploy.py: nothing to recover with outside a project folder
     role = _role(standby)
     if dry:
         for n, line in enumerate(rec.plan(role), 1):
             click.echo(f"{n}. {line}")
+        rec.dry_deploy(role, say=click.echo, data=rec.PROMOTE if standby else None)
         return
     report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say,
                          deploy_data=rec.PROMOTE if standby else None)
-    click.echo(report.table())
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
 @cli.command(help="Back up the forge that runs today as it is (its backup job only), take a "

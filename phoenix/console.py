@@ -44,6 +44,13 @@ class Console:
         self._status = message
         self.stream.flush()
 
+    def done(self, message: str) -> None:
+        """A line that takes the place of the status line (a wait's outcome)."""
+        if self._open:
+            self.stream.write("\r\033[K")
+            self._open = False
+        self.say(message)
+
     def _close(self) -> None:
         if self._open:
             self.stream.write("\n")  # the last state of the wait stays on screen

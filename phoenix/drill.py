@@ -121,7 +121,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = config.state_dir / "drills" / stamp
     report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})")
-    setup: dict[str, str] = {}
+    setup: dict[str, float] = {}  # seconds
     made: list[tuple[str, int]] = []
     saved_env = dict(os.environ)
 
@@ -129,7 +129,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         say(f"-- {what}")
         started = time.monotonic()
         result = fn()
-        setup[what] = f"{time.monotonic() - started:.1f} s"
+        setup[what] = round(time.monotonic() - started, 1)
         return result
 
     try:
@@ -153,7 +153,8 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         timed_setup("primary provision", lambda: prov.provision(
             role="primary", settings=settings, client=do, state=primary, key=key, progress=say))
         timed_setup("primary converge", lambda: run_deploy(
-            "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log"))
+            "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log",
+            say=say))
         cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
                     say=say)
         if standby:
@@ -175,7 +176,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             # again, and the standby's schedule stages the newer snapshot ahead of time.
             timed_setup("standby converge (warm, restores the snapshot)", lambda: run_deploy(
                 "inventories/standby.py", log=workdir / "standby.deploy.log",
-                data={"restore_source": f"restic:{snap_id}"}))
+                data={"restore_source": f"restic:{snap_id}"}, say=say))
             written += write_data(forge, ptarget, settings, label="between-snapshots")
             before = snapshot(forge)
             notes_before = memories(ptarget, settings)

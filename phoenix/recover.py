@@ -7,119 +7,96 @@ puts the measured time of each step beside the runbook's estimate for the same w
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
 from pathlib import Path
 
+from phoenix.console import Console, waiter
 from phoenix.errors import PhoenixError
-from phoenix.settings import REPO, env_name
+from phoenix.report import Report, Say
+from phoenix.settings import env_name, project
 
-Say = Callable[[str], None]
+__all__ = ["PROMOTE", "Report", "plan", "recover", "run_deploy"]
 
 # A warm standby becomes the forge: the latest snapshot over its older copy (which is set
 # aside), and from now on it takes the backups.
 PROMOTE = {"restore_source": "restic:latest", "restore_force": "True",
            "backup_timer_enabled": "True"}
 
-# What the manual runbook says each part takes (minutes), for the report.
-RUNBOOK_MINUTES = {
-    "provision": (None, "step 1 (no estimate given)"),
-    "deploy": (65, "steps 2-6: 15 + 5 + 20 + 10 + 15 min"),
-    "validate": (15, "steps 7 and 9: checks after a 15 min wait"),
-    "cutover": (20, "step 8: 5 min + ~15 min propagation"),
-}
+# A line of pyinfra's output: an operation starts, or a host reports how it ended.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_START = re.compile(r"^--> Starting (?:[\w ,]+ )?operation: (?P<name>.*?)(?: \(.*\))?$")
+_RESULT = re.compile(r"^\s+\[(?P<host>[^\]]+)\] (?P<what>Success|No changes|Error)")
+_PHASE = re.compile(r"^--> (?P<what>[A-Z][\w ]+)\.\.\.$")
 
 
-@dataclass
-class Step:
-    name: str
-    seconds: float = 0.0
-    ok: bool = False
-    detail: str = ""
+class DeployStream:
+    """Turns pyinfra's output into what the operator follows: the operation running now (a
+    status line on a terminal) and one line per operation as it ends, with a tally."""
 
+    def __init__(self, say: Say, *, raw: bool = False) -> None:
+        self.say, self.raw = say, raw
+        self.wait = waiter(say)
+        self.done = say.done if isinstance(say, Console) else say
+        self.current = ""
+        self.tally = {"changed": 0, "unchanged": 0, "failed": 0}
 
-@dataclass
-class Report:
-    title: str
-    steps: list[Step] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
+    def feed(self, raw: str) -> None:
+        line = _ANSI.sub("", raw.rstrip("\n"))
+        if self.raw:  # a dry run: pyinfra's proposed changes and diffs, as they are
+            self.say(line)
+        elif match := _START.match(line):
+            self.current = match["name"]
+            self.wait(f"   … {self.current}")
+        elif (match := _RESULT.match(line)) and self.current:
+            kind = {"Success": "changed", "No changes": "unchanged"}.get(match["what"], "failed")
+            self.tally[kind] += 1
+            mark = {"changed": "changed  ", "unchanged": "ok       ", "failed": "FAILED   "}
+            self.done(f"   {mark[kind]}{self.current}")
+        elif match := _PHASE.match(line):
+            self.wait(f"   {match['what'].lower()}")
 
-    @property
-    def total(self) -> float:
-        return sum(s.seconds for s in self.steps)
-
-    def timed(self, name: str, fn: Callable[[], str | None], say: Say) -> None:
-        step = Step(name)
-        self.steps.append(step)
-        say(f"== {name}")
-        started = time.monotonic()
-        try:
-            step.detail = fn() or ""
-            step.ok = True
-        finally:
-            step.seconds = time.monotonic() - started
-            say(f"== {name}: {'ok' if step.ok else 'FAILED'} in {step.seconds:.1f} s")
-
-    def table(self) -> str:
-        rows = [f"{'step':<22} {'measured':>10}  {'runbook':>9}  detail"]
-        for s in self.steps:
-            minutes, _ = RUNBOOK_MINUTES.get(s.name, (None, ""))
-            book = f"{minutes} min" if minutes else "-"
-            rows.append(f"{s.name:<22} {s.seconds:>9.1f}s  {book:>9}  "
-                        f"{'' if s.ok else 'FAILED '}{s.detail}")
-        rows.append(f"{'total':<22} {self.total:>9.1f}s  {'4-8 h':>9}")
-        for key, value in self.extra.items():
-            rows.append(f"{key}: {value}")
-        return "\n".join(rows)
-
-    def to_dict(self) -> dict:
-        return {"title": self.title, "total_seconds": round(self.total, 1),
-                "steps": [{"name": s.name, "seconds": round(s.seconds, 1), "ok": s.ok,
-                           "detail": s.detail,
-                           "runbook_minutes": RUNBOOK_MINUTES.get(s.name, (None,))[0]}
-                          for s in self.steps], **self.extra}
-
-    def markdown(self) -> str:
-        lines = [f"# {self.title}", "", "| step | measured | runbook estimate | detail |",
-                 "|---|---:|---|---|"]
-        for s in self.steps:
-            minutes, why = RUNBOOK_MINUTES.get(s.name, (None, ""))
-            lines.append(f"| {s.name} | {s.seconds:.1f} s | "
-                         f"{f'{minutes} min ({why})' if minutes else why or '-'} | "
-                         f"{'' if s.ok else '**FAILED** '}{s.detail} |")
-        lines.append(f"| **total** | **{self.total:.1f} s** | 4–8 h | |")
-        for key, value in self.extra.items():
-            lines += ["", f"**{key}**: {value}"]
-        return "\n".join(lines) + "\n"
-
-    def save(self, folder: Path, stem: str) -> tuple[Path, Path]:
-        folder.mkdir(parents=True, exist_ok=True)
-        js, md = folder / f"{stem}.json", folder / f"{stem}.md"
-        js.write_text(json.dumps(self.to_dict(), indent=2))
-        md.write_text(self.markdown())
-        return js, md
+    def summary(self) -> str:
+        t = self.tally
+        return (f"{sum(t.values())} operations: {t['changed']} changed, "
+                f"{t['unchanged']} unchanged" + (f", {t['failed']} failed" if t["failed"] else ""))
 
 
 def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
-               env: dict | None = None, deploy: str = "deploy.py") -> str:
-    """`pyinfra -y INVENTORY deploy.py`; the output goes to `log`, its tail into the error."""
-    cmd = [sys.executable, "-m", "pyinfra", "-y", inventory, deploy]
+               env: dict | None = None, say: Say | None = None, dry: bool = False,
+               timeout: float = 3600, deploy: str = "deploy.py") -> str:
+    """`pyinfra -y INVENTORY DEPLOY` (`dry`: `--dry --diff`, nothing changes): the whole
+    output goes to `log`, each operation to `say` as it runs, the log's tail into the error."""
+    cmd = [sys.executable, "-m", "pyinfra", "-y", *(["--dry", "--diff"] if dry else []),
+           inventory, deploy]
     for key, value in (data or {}).items():
         cmd += ["--data", f"{key}={value}"]
     log.parent.mkdir(parents=True, exist_ok=True)
+    stream = DeployStream(say or (lambda _: None), raw=dry)
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, **(env or {})}, timeout=3600)
-    if proc.returncode != 0:
+        proc = subprocess.Popen(cmd, cwd=project(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                env={**os.environ, **(env or {})})
+        timer = threading.Timer(timeout, proc.kill)  # a hung deploy ends, and says so below
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                stream.feed(line)
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+    if returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-12:]
-        raise PhoenixError("the deploy failed (pyinfra exit "
-                           f"{proc.returncode}); last lines of {log}:\n" + "\n".join(tail))
-    return f"log {log}"
+        why = f"killed after {timeout:.0f} s" if returncode == -9 else f"pyinfra exit {returncode}"
+        raise PhoenixError(f"the deploy failed ({why}); last lines of {log}:\n"
+                           + "\n".join(tail))
+    return f"log {log}" if dry else f"{stream.summary()}; log {log}"
 
 
 def plan(role: str) -> list[str]:
@@ -129,6 +106,22 @@ def plan(role: str) -> list[str]:
             "backend, wizards, cron, ssh, backups)",
             "validate: the testinfra suite, per runbook step",
             "cutover: DNS A records (cloudflare) or reserved IP, old values saved"]
+
+
+def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:
+    """What the deploy would change on the role's droplet, when there is one (pyinfra --dry
+    --diff: facts are read over SSH, nothing is changed); otherwise say why there is no diff."""
+    from phoenix.state import State
+
+    state = State(role)
+    if not state.address and not os.environ.get("PHOENIX_HOST"):
+        say(f"no {role} droplet yet ({state.path}): the deploy's changes can be listed once "
+            "`phoenix provision` has made it")
+        return
+    say(f"what the deploy would change on {state.address or os.environ['PHOENIX_HOST']} "
+        "(pyinfra --dry --diff):")
+    run_deploy(f"inventories/{role}.py", log=state.folder / f"{role}.dry.log", data=data,
+               say=say, dry=True)
 
 
 def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: bool = False,
@@ -162,7 +155,8 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         say(result.render())
         if not result.passed:
             raise PhoenixError("validation failed; the cutover did not happen")
-        return f"{result.counts}"
+        c = result.counts
+        return f"{c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
 
     def cutover() -> str:
         result = cut.cutover(settings=settings, state=state, do=do, reserved_ip=reserved_ip,
@@ -173,7 +167,8 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         if provision_step:
             report.timed("provision", provision, say)
         report.timed("deploy", lambda: run_deploy(f"inventories/{role}.py", data=deploy_data,
-                                                   log=folder / f"{role}.deploy.log"), say)
+                                                   log=folder / f"{role}.deploy.log", say=say),
+                     say)
         report.timed("validate", validate, say)
         if not skip_cutover:
             report.timed("cutover", cutover, say)

@@ -1,0 +1,229 @@
+"""The timed report of a recovery or a drill: terminal table, JSON, Markdown and a picture.
+
+One unit everywhere: durations are h:mm:ss in what people read and seconds in the JSON. Every
+measured figure is labelled with where it was measured (the lab: droplets on one machine, a
+local package mirror; or production), next to the manual runbook's estimate for a real VPS.
+The Markdown carries a Mermaid gantt of the steps; `save` also writes an SVG of measured vs
+runbook time per step (log scale: seconds and hours on one axis), drawn by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+Say = Callable[[str], None]
+
+# What the manual runbook says each part takes (seconds), and where it says so.
+RUNBOOK = {
+    "provision": (None, "step 1 (no estimate given)"),
+    "deploy": (65 * 60, "steps 2-6: 15 + 5 + 20 + 10 + 15 min"),
+    "validate": (15 * 60, "steps 7 and 9: checks after a 15 min wait"),
+    "cutover": (20 * 60, "step 8: 5 min + ~15 min propagation"),
+}
+RUNBOOK_TOTAL = (4 * 3600, 8 * 3600)  # "4-8 hours" for the whole manual recovery
+# Readable names for the figures a drill adds (keys of Report.extra).
+LABELS = {
+    "rto_seconds": "RTO: from the disaster to DNS on the new droplet",
+    "rpo_seconds": "RPO: from the last snapshot to the disaster",
+    "snapshot": "snapshot restored",
+    "written_before_snapshot": "items written before the snapshot",
+    "data_lost_up_to_snapshot": "data lost up to the snapshot",
+    "written_after_snapshot_and_lost": "written after the snapshot, so lost (the RPO)",
+    "setup": "drill setup (not part of the RTO)",
+}
+
+
+def hms(seconds: float | None) -> str:
+    """12.3 → '0:00:12', 3900 → '1:05:00'; None → '-'."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def text(value: Any) -> str:
+    """A value as a person reads it: lists joined, nothing as 'none', never a Python repr."""
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, list | tuple):
+        return "; ".join(text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {text(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float = 0.0
+    ok: bool = False
+    detail: str = ""
+    start: float = 0.0  # seconds after the report's first step began
+
+
+@dataclass
+class Report:
+    title: str
+    steps: list[Step] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    where: str = "lab"  # where the figures were measured: "lab" or "production"
+    _origin: float | None = None
+
+    @property
+    def total(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+    @property
+    def measured(self) -> str:
+        return "lab measured" if self.where == "lab" else "measured"
+
+    def timed(self, name: str, fn: Callable[[], str | None], say: Say) -> None:
+        now = time.monotonic()
+        if self._origin is None:
+            self._origin = now
+        step = Step(name, start=now - self._origin)
+        self.steps.append(step)
+        say(f"== {name}")
+        try:
+            step.detail = fn() or ""
+            step.ok = True
+        finally:
+            step.seconds = time.monotonic() - now
+            say(f"== {name}: {'ok' if step.ok else 'FAILED'} in {hms(step.seconds)}")
+
+    def _extras(self) -> list[tuple[str, str]]:
+        rows = []
+        for key, value in self.extra.items():
+            label = LABELS.get(key, key.replace("_", " "))
+            if key.endswith("_seconds"):
+                shown = f"{hms(value)} ({self.where})"
+            elif isinstance(value, dict):
+                shown = ", ".join(f"{k} {hms(v) if isinstance(v, int | float) else text(v)}"
+                                  for k, v in value.items())
+            else:
+                shown = text(value)
+            rows.append((label, shown))
+        return rows
+
+    def _legend(self) -> str:
+        if self.where == "lab":
+            return ("measured: this lab (systemd-nspawn droplets on one machine, packages from "
+                    "a local mirror); runbook: the manual estimate for a real VPS. "
+                    "Durations in h:mm:ss.")
+        return "runbook: the manual estimate. Durations in h:mm:ss."
+
+    def table(self) -> str:
+        rows = [self.title, f"{'step':<12} {self.measured:>12}  {'runbook':>9}  detail"]
+        for s in self.steps:
+            book = hms(RUNBOOK.get(s.name, (None,))[0])
+            rows.append(f"{s.name:<12} {hms(s.seconds):>12}  {book:>9}"
+                        f"  {'' if s.ok else 'FAILED '}{s.detail}")
+        low, high = RUNBOOK_TOTAL
+        rows.append(f"{'total':<12} {hms(self.total):>12}  {hms(low)}-{hms(high)}")
+        rows += [f"{label}: {shown}" for label, shown in self._extras()]
+        rows.append(self._legend())
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        """Seconds throughout; `measured_in` says where."""
+        return {"title": self.title, "measured_in": self.where,
+                "total_seconds": round(self.total, 1),
+                "runbook_total_seconds": list(RUNBOOK_TOTAL),
+                "steps": [{"name": s.name, "seconds": round(s.seconds, 1), "ok": s.ok,
+                           "start_seconds": round(s.start, 1), "detail": s.detail,
+                           "runbook_seconds": RUNBOOK.get(s.name, (None,))[0],
+                           "runbook_says": RUNBOOK.get(s.name, (None, ""))[1]}
+                          for s in self.steps], **self.extra}
+
+    def mermaid(self) -> str:
+        """A gantt of the measured steps, and of the runbook's estimates beside them."""
+        lines = ["```mermaid", "gantt", f"    title {self.title}", "    dateFormat X",
+                 "    axisFormat %H:%M:%S", f"    section {self.measured}"]
+        for n, s in enumerate(self.steps):
+            status = "done" if s.ok else "crit"
+            lines.append(f"    {s.name} {hms(s.seconds)} :{status}, m{n}, {round(s.start)}, "
+                         f"{max(1, round(s.seconds))}s")
+        lines.append("    section runbook estimate")
+        at = 0
+        for n, s in enumerate(self.steps):
+            book = RUNBOOK.get(s.name, (None,))[0]
+            if book:
+                lines.append(f"    {s.name} {hms(book)} :r{n}, {at}, {book}s")
+                at += book
+        lines.append("```")
+        return "\n".join(lines)
+
+    def markdown(self, picture: str | None = None) -> str:
+        lines = [f"# {self.title}", "", f"| step | {self.measured} | runbook estimate | detail |",
+                 "|---|---:|---|---|"]
+        for s in self.steps:
+            book, why = RUNBOOK.get(s.name, (None, ""))
+            lines.append(f"| {s.name} | {hms(s.seconds)} | "
+                         f"{f'{hms(book)} ({why})' if book else why or '-'} | "
+                         f"{'' if s.ok else '**FAILED** '}{s.detail} |")
+        low, high = RUNBOOK_TOTAL
+        lines.append(f"| **total** | **{hms(self.total)}** | {hms(low)}–{hms(high)} | |")
+        lines += ["", *(f"- **{label}**: {shown}" for label, shown in self._extras())]
+        lines += ["", self._legend(), "", "## Timeline", "", self.mermaid()]
+        if picture:
+            lines += ["", f"![measured vs runbook time per step]({picture})"]
+        return "\n".join(lines) + "\n"
+
+    def svg(self) -> str:
+        """Horizontal bars per step, measured vs runbook, on a log time axis."""
+        ticks = [(1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h"),
+                 (8 * 3600, "8 h")]
+        left, width, row, top = 110, 560, 44, 50
+        lo, hi = math.log10(1), math.log10(8 * 3600)
+
+        def x(seconds: float) -> float:
+            return left + width * (math.log10(max(seconds, 1)) - lo) / (hi - lo)
+
+        rows = [*((s.name, s.seconds, RUNBOOK.get(s.name, (None,))[0]) for s in self.steps),
+                ("total", self.total, RUNBOOK_TOTAL[0])]
+        height = top + row * len(rows) + 50
+        out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" '
+               f'height="{height}" font-family="sans-serif" font-size="12">',
+               '<rect width="100%" height="100%" fill="white"/>',
+               f'<text x="{left}" y="20" font-size="14" font-weight="bold">'
+               f'{escape(self.title)}</text>',
+               f'<rect x="{left}" y="28" width="12" height="10" fill="#2b7bb9"/>'
+               f'<text x="{left + 16}" y="37">{self.measured}</text>'
+               f'<rect x="{left + 130}" y="28" width="12" height="10" fill="#c9c9c9"/>'
+               f'<text x="{left + 146}" y="37">runbook estimate (log scale)</text>']
+        for tick, label in ticks:
+            out.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
+                       f'y2="{height - 40}" stroke="#e4e4e4"/>'
+                       f'<text x="{x(tick):.1f}" y="{height - 26}" text-anchor="middle">'
+                       f'{label}</text>')
+        for n, (name, seconds, book) in enumerate(rows):
+            y = top + n * row
+            out.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{escape(name)}'
+                       '</text>')
+            out.append(f'<rect x="{left}" y="{y + 4}" width="{x(seconds) - left:.1f}" '
+                       f'height="14" fill="#2b7bb9"/><text x="{x(seconds) + 4:.1f}" '
+                       f'y="{y + 15}">{hms(seconds)}</text>')
+            if book:
+                out.append(f'<rect x="{left}" y="{y + 20}" width="{x(book) - left:.1f}" '
+                           f'height="14" fill="#c9c9c9"/><text x="{x(book) + 4:.1f}" '
+                           f'y="{y + 31}">{hms(book)}</text>')
+        out.append("</svg>")
+        return "\n".join(out) + "\n"
+
+    def save(self, folder: Path, stem: str) -> tuple[Path, Path]:
+        """stem.json, stem.md and stem.svg (the picture the Markdown shows)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        js, md, svg = (folder / f"{stem}.{ext}" for ext in ("json", "md", "svg"))
+        js.write_text(json.dumps(self.to_dict(), indent=2))
+        svg.write_text(self.svg())
+        md.write_text(self.markdown(picture=svg.name))
+        return js, md

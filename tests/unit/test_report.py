@@ -1,0 +1,114 @@
+"""What the operator reads: the report in one unit without reprs, the timeline and picture,
+waits as one line on a terminal, and pyinfra's operations followed as they run."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+
+from phoenix.console import Console
+from phoenix.recover import DeployStream
+from phoenix.report import Report, Step, hms
+
+
+def drill_report() -> Report:
+    report = Report("phoenix drill (test)")
+    report.steps = [Step("provision", 12.4, True, "forge-recovery 10.0.0.5", 0.0),
+                    Step("deploy", 48.9, True, "120 operations", 12.4),
+                    Step("validate", 9.5, True, "41 passed, 0 failed, 2 skipped", 61.3),
+                    Step("cutover", 2.2, False, "timed out", 70.8)]
+    report.extra.update({"rto_seconds": 80.2, "rpo_seconds": 31.0, "snapshot": "ab12cd34",
+                         "data_lost_up_to_snapshot": "none",
+                         "written_after_snapshot_and_lost": ["org/repo#7", "memories/x.yaml"],
+                         "setup": {"lab up": 3.1, "primary converge": 51.0}})
+    return report
+
+
+def test_durations_read_as_hours_minutes_seconds():
+    assert [hms(s) for s in (0.4, 12.4, 65 * 60, 4 * 3600 + 1.6)] == \
+        ["0:00:00", "0:00:12", "1:05:00", "4:00:02"]
+
+
+def test_the_terminal_report_has_one_unit_no_reprs_and_says_lab():
+    table = drill_report().table()
+    assert "[" not in table and "{" not in table and "'" not in table
+    assert not re.search(r"\d\s?(s|min|h)\b", table.split("measured: this lab")[0])
+    assert "lab measured" in table and "measured: this lab" in table
+    assert "0:00:49" in table and "1:05:00" in table          # deploy: lab vs runbook
+    assert "org/repo#7; memories/x.yaml" in table and "lab up 0:00:03" in table
+    assert "FAILED timed out" in table
+
+
+def test_json_is_in_seconds_and_says_where_it_was_measured():
+    data = json.loads(json.dumps(drill_report().to_dict()))
+    assert data["measured_in"] == "lab"
+    deploy = data["steps"][1]
+    assert (deploy["seconds"], deploy["runbook_seconds"], deploy["start_seconds"]) == \
+        (48.9, 3900, 12.4)
+    assert data["runbook_total_seconds"] == [14400, 28800]
+
+
+def test_markdown_timeline_and_picture_are_saved_together(tmp_path):
+    drill_report().save(tmp_path, "drill.report")
+    markdown = (tmp_path / "drill.report.md").read_text()
+    gantt = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert gantt.startswith("gantt\n") and "dateFormat X" in gantt
+    assert "deploy 0:00:49 :done, m1, 12, 49s" in gantt
+    assert "cutover 0:00:02 :crit, m3, 71, 2s" in gantt
+    assert "deploy 1:05:00 :r1, 0, 3900s" in gantt
+    assert "](drill.report.svg)" in markdown
+    svg = ET.parse(tmp_path / "drill.report.svg").getroot()
+    bars = [r for r in svg.iter("{http://www.w3.org/2000/svg}rect")
+            if r.get("fill") in ("#2b7bb9", "#c9c9c9") and r.get("height") == "14"]
+    assert len(bars) == 5 + 4  # measured: 4 steps + total; runbook: 3 estimates + total
+    # drawn to scale: the runbook's total bar is longer than the lab's
+    measured_total, book_total = (float(b.get("width")) for b in bars[-2:])
+    assert book_total > measured_total > 0
+
+
+def test_a_wait_is_one_updating_line_on_a_terminal():
+    out = io.StringIO()
+    console = Console(out, tty=True)
+    for _ in range(3):
+        console.wait("droplet forge-recovery is new")
+    console.say("== provision: ok")
+    text = out.getvalue()
+    assert text.count("\n") == 2 and text.count("\r\x1b[K") == 3
+    assert "droplet forge-recovery is new · 0 s" in text
+
+
+def test_a_wait_prints_plain_lines_only_on_change_elsewhere():
+    out = io.StringIO()
+    console = Console(out, tty=False)
+    for status in ("new", "new", "new", "active"):
+        console.wait(f"droplet is {status}")
+    assert out.getvalue().splitlines() == ["droplet is new", "droplet is active"]
+
+
+PYINFRA = """\
+--> Loading config...
+--> Loading inventory...
+--> Connecting to hosts...
+    [10.213.96.5] Connected
+--> Beginning operation run...
+--> Starting operation: Base | Ensure the base packages are installed
+    [10.213.96.5] Success
+--> Starting operation: Layout | Ensure /srv/forge exists
+    [10.213.96.5] No changes
+--> Starting operation: Gitea | Ensure gitea is running (restarted=True)
+    [10.213.96.5] Error: executed 1 commands
+"""
+
+
+def test_the_deploy_is_followed_operation_by_operation():
+    out = io.StringIO()
+    stream = DeployStream(Console(out, tty=False))
+    for line in PYINFRA.splitlines(keepends=True):
+        stream.feed(line)
+    lines = out.getvalue().splitlines()
+    assert "   changed  Base | Ensure the base packages are installed" in lines
+    assert "   ok       Layout | Ensure /srv/forge exists" in lines
+    assert "   FAILED   Gitea | Ensure gitea is running" in lines
+    assert stream.summary() == "3 operations: 1 changed, 1 unchanged, 1 failed"
