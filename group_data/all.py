@@ -112,7 +112,7 @@ validate_issue_repo = "Timmy_Foundation/timmy-config"  # step 9 opens and closes
 # ---- dns (runbook step 8) -----------------------------------------------------------------
 dns_records = ["forge.alexanderwhitestone.com"]
 dns_ttl = 300
-dns_resolvers = ["1.1.1.1:53"]  # each addr, addr:port or [v6addr]:port (IPv6 only if this machine has it)
+dns_resolvers = ["1.1.1.1:53"]  # addr, addr:port or [v6addr]:port
 
 # ---- provision (runbook step 1) -----------------------------------------------------------
 provision_region = "nyc1"
