@@ -93,7 +93,8 @@ def compare(before: dict, after: dict) -> list[str]:
         for issue in repo["issues"]:
             got = have.get(issue[0])
             if got is None:
-                lost.append(f"{name} issue #{issue[0]} ({issue[1]!r}) is missing")
+                lost.append(f"{name} issue #{issue[0]} “{issue[1]}” is missing")
             elif tuple(got) != tuple(issue):
-                lost.append(f"{name} issue #{issue[0]}: {tuple(issue)} before, {tuple(got)} after")
+                lost.append(f"{name} issue #{issue[0]}: “{issue[1]}” ({issue[2]}) before, "
+                            f"“{got[1]}” ({got[2]}) after")
     return lost

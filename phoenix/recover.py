@@ -96,7 +96,7 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
         why = f"killed after {timeout:.0f} s" if returncode == -9 else f"pyinfra exit {returncode}"
         raise PhoenixError(f"the deploy failed ({why}); last lines of {log}:\n"
                            + "\n".join(tail))
-    return f"log {log}" if dry else f"{stream.summary()}; log {log}"
+    return f"log {log}" if dry else f"{stream.summary()}; log {log.name}"
 
 
 def plan(role: str) -> list[str]:

@@ -48,6 +48,11 @@ def hms(seconds: float | None) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def clock(seconds: float) -> str:
+    """An offset as a zero-padded clock time, as Mermaid's `dateFormat HH:mm:ss` parses it."""
+    return hms(seconds).zfill(8)
+
+
 def text(value: Any) -> str:
     """A value as a person reads it: lists joined, nothing as 'none', never a Python repr."""
     if value is None or value == [] or value == {}:
@@ -76,6 +81,7 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     where: str = "lab"  # where the figures were measured: "lab" or "production"
+    folder: Path | None = None  # where `save` wrote it
     _origin: float | None = None
 
     @property
@@ -131,6 +137,8 @@ class Report:
         rows.append(f"{'total':<12} {hms(self.total):>12}  {hms(low)}-{hms(high)}")
         rows += [f"{label}: {shown}" for label, shown in self._extras()]
         rows.append(self._legend())
+        if self.folder:
+            rows.append(f"report, timeline and logs in {self.folder}")
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -145,19 +153,21 @@ class Report:
                           for s in self.steps], **self.extra}
 
     def mermaid(self) -> str:
-        """A gantt of the measured steps, and of the runbook's estimates beside them."""
-        lines = ["```mermaid", "gantt", f"    title {self.title}", "    dateFormat X",
-                 "    axisFormat %H:%M:%S", f"    section {self.measured}"]
+        """A gantt of the measured steps, and of the runbook's estimates beside them; times
+        are offsets from the start written as clock times (HH:mm:ss, one day at most)."""
+        lines = ["```mermaid", "gantt", f"    title {self.title.replace(':', ' ')}",
+                 "    dateFormat HH:mm:ss", "    axisFormat %H:%M:%S",
+                 f"    section {self.measured}"]
         for n, s in enumerate(self.steps):
             status = "done" if s.ok else "crit"
-            lines.append(f"    {s.name} {hms(s.seconds)} :{status}, m{n}, {round(s.start)}, "
+            lines.append(f"    {s.name} :{status}, m{n}, {clock(s.start)}, "
                          f"{max(1, round(s.seconds))}s")
         lines.append("    section runbook estimate")
         at = 0
         for n, s in enumerate(self.steps):
             book = RUNBOOK.get(s.name, (None,))[0]
             if book:
-                lines.append(f"    {s.name} {hms(book)} :r{n}, {at}, {book}s")
+                lines.append(f"    {s.name} :r{n}, {clock(at)}, {book}s")
                 at += book
         lines.append("```")
         return "\n".join(lines)
@@ -180,16 +190,16 @@ class Report:
 
     def svg(self) -> str:
         """Horizontal bars per step, measured vs runbook, on a log time axis."""
-        ticks = [(1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h"),
-                 (8 * 3600, "8 h")]
+        ticks = [(t, hms(t)) for t in (1, 10, 60, 600, 3600, 8 * 3600)]
         left, width, row, top = 110, 560, 44, 50
         lo, hi = math.log10(1), math.log10(8 * 3600)
 
         def x(seconds: float) -> float:
             return left + width * (math.log10(max(seconds, 1)) - lo) / (hi - lo)
 
-        rows = [*((s.name, s.seconds, RUNBOOK.get(s.name, (None,))[0]) for s in self.steps),
-                ("total", self.total, RUNBOOK_TOTAL[0])]
+        rows = [*((s.name, s.seconds, RUNBOOK.get(s.name, (None,))[0], None)
+                  for s in self.steps),
+                ("total", self.total, RUNBOOK_TOTAL[0], RUNBOOK_TOTAL[1])]
         height = top + row * len(rows) + 50
         out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" '
                f'height="{height}" font-family="sans-serif" font-size="12">',
@@ -199,13 +209,15 @@ class Report:
                f'<rect x="{left}" y="28" width="12" height="10" fill="#2b7bb9"/>'
                f'<text x="{left + 16}" y="37">{self.measured}</text>'
                f'<rect x="{left + 130}" y="28" width="12" height="10" fill="#c9c9c9"/>'
-               f'<text x="{left + 146}" y="37">runbook estimate (log scale)</text>']
+               f'<text x="{left + 146}" y="37">runbook estimate</text>'
+               f'<text x="{left + width}" y="{height - 8}" text-anchor="end" fill="#666">'
+               'h:mm:ss, log scale</text>']
         for tick, label in ticks:
             out.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
                        f'y2="{height - 40}" stroke="#e4e4e4"/>'
                        f'<text x="{x(tick):.1f}" y="{height - 26}" text-anchor="middle">'
                        f'{label}</text>')
-        for n, (name, seconds, book) in enumerate(rows):
+        for n, (name, seconds, book, upto) in enumerate(rows):
             y = top + n * row
             out.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{escape(name)}'
                        '</text>')
@@ -215,7 +227,7 @@ class Report:
             if book:
                 out.append(f'<rect x="{left}" y="{y + 20}" width="{x(book) - left:.1f}" '
                            f'height="14" fill="#c9c9c9"/><text x="{x(book) + 4:.1f}" '
-                           f'y="{y + 31}">{hms(book)}</text>')
+                           f'y="{y + 31}">{hms(book)}{"-" + hms(upto) if upto else ""}</text>')
         out.append("</svg>")
         return "\n".join(out) + "\n"
 
@@ -226,4 +238,5 @@ class Report:
         js.write_text(json.dumps(self.to_dict(), indent=2))
         svg.write_text(self.svg())
         md.write_text(self.markdown(picture=svg.name))
+        self.folder = folder
         return js, md

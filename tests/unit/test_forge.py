@@ -39,7 +39,7 @@ def test_compare_reports_an_issue_written_after_the_snapshot_as_missing(host):
     after = snapshot(forge)
     assert compare(before, after) == []
     lost = compare(after, before)
-    assert lost == [f"{name} issue #{created['number']} ('written after the backup') is missing"]
+    assert lost == [f"{name} issue #{created['number']} “written after the backup” is missing"]
 
 
 def test_a_wrong_token_is_a_clear_error(host):
