@@ -70,7 +70,8 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
                timeout: float = 3600, deploy: str = "deploy.py") -> str:
     """`pyinfra -y INVENTORY DEPLOY` (`dry`: `--dry --diff`, nothing changes): the whole
     output goes to `log`, each operation to `say` as it runs, the log's tail into the error."""
-    cmd = [sys.executable, "-m", "pyinfra", "-y", *(["--dry", "--diff"] if dry else []),
+    # -y would skip change detection, which is all a dry run is for
+    cmd = [sys.executable, "-m", "pyinfra", *(["--dry", "--diff"] if dry else ["-y"]),
            inventory, deploy]
     for key, value in (data or {}).items():
         cmd += ["--data", f"{key}={value}"]

@@ -61,6 +61,22 @@ def test_provision_again_reuses_the_droplet(provisioned, lab):
     assert len([d for d in do.droplets(tag="phoenix-recovery")]) == 1
 
 
+def test_recover_dry_shows_the_deploys_changes_and_makes_none(provisioned, monkeypatch):
+    from phoenix.recover import dry_deploy
+
+    _, state, droplet, _ = provisioned
+    monkeypatch.setenv("PHOENIX_STATE_DIR", str(state.folder))
+    monkeypatch.setenv("PHOENIX_ENV", "lab")
+    lines: list[str] = []
+    dry_deploy("recovery", say=lines.append)
+    assert lines[0].startswith(f"what the deploy would change on {droplet['ip']}")
+    assert "--> Detected changes:" in lines
+    assert any("Ensure the base packages are installed" in line for line in lines)
+    unchanged = subprocess.run(ssh_command(target(state), "test -e /etc/gitea/app.ini"),
+                               capture_output=True, timeout=30)
+    assert unchanged.returncode == 1  # nothing was deployed
+
+
 def test_cutover_then_rollback_moves_dns_and_back(provisioned, lab, monkeypatch):
     do, state, droplet, settings = provisioned
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", lab.cf_token_file.read_text().strip())
