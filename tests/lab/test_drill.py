@@ -26,7 +26,9 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     # The report is on disk in both forms, and the lab is as the drill found it.
     saved = sorted(lab.state_dir.glob("drills/*/drill.report.json"))[-1]
     assert json.loads(saved.read_text())["data_lost_up_to_snapshot"] == "none"
-    assert saved.with_suffix(".md").read_text().startswith("# phoenix drill")
+    markdown = saved.with_suffix(".md").read_text()
+    assert markdown.startswith("# phoenix drill") and "```mermaid\ngantt\n" in markdown
+    assert saved.with_suffix(".svg").read_text().startswith("<svg")  # the picture, beside it
     assert set(ledger_for(lab).read()["droplets"]) == before
     assert offsite.load(lab, OFFSITE) is None
 
