@@ -58,6 +58,15 @@ class Console:
                 self._open = False
         self.say(message)
 
+    def clear(self) -> None:
+        """The wait is over and says nothing worth keeping: its line goes."""
+        with self._lock:
+            if self._open:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+                self._open = False
+            self._since = None
+
     def _draw(self) -> None:
         elapsed = time.monotonic() - (self._since or time.monotonic())
         self.stream.write(f"\r\033[K{self._status} · {elapsed:.0f} s")

@@ -59,6 +59,10 @@ class DeployStream:
         elif match := _PHASE.match(line):
             self.wait(f"   {match['what'].lower()}")
 
+    def close(self) -> None:
+        if isinstance(self.say, Console):
+            self.say.clear()  # "disconnecting from hosts" is not worth a line
+
     def summary(self) -> str:
         t = self.tally
         return (f"{sum(t.values())} operations: {t['changed']} changed, "
@@ -92,6 +96,7 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
             returncode = proc.wait()
         finally:
             timer.cancel()
+            stream.close()
     if returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-12:]
         why = f"killed after {timeout:.0f} s" if returncode == -9 else f"pyinfra exit {returncode}"

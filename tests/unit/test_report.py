@@ -114,3 +114,13 @@ def test_the_deploy_is_followed_operation_by_operation():
     assert "   ok       Layout | Ensure /srv/forge exists" in lines
     assert "   FAILED   Gitea | Ensure gitea is running" in lines
     assert stream.summary() == "3 operations: 1 changed, 1 unchanged, 1 failed"
+
+
+def test_the_deploys_last_status_goes_when_it_ends():
+    out = io.StringIO()
+    console = Console(out, tty=True)
+    stream = DeployStream(console)
+    stream.feed("--> Disconnecting from hosts...\n")
+    stream.close()
+    console.say("== deploy: ok")
+    assert out.getvalue().endswith("\r\x1b[K== deploy: ok\n")
