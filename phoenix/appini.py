@@ -144,8 +144,9 @@ def resolve_identity(*, backup: Mapping[str, str], operator: Callable[[str], str
                 f"{where}: the forge's data depends on the backup's value. Remove {name} (and "
                 f"PHOENIX_{name.upper()}) to carry the backup's over, or restore another backup;"
                 " nothing was changed")
-        if theirs or mine:
-            chosen[name] = theirs or mine
+        value = theirs or mine
+        if value:
+            chosen[name] = value
             if key.endswith("JWT_SECRET") and not jwt_secret_ok(chosen[name]):
                 raise PhoenixError(
                     f"[{section}] {key} from {'the backup' if theirs else name} is not 32 bytes "

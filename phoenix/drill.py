@@ -120,7 +120,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
     was_up = lablib.status(config)["up"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = config.state_dir / "drills" / stamp
-    report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})")
+    report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})", where="lab")
     setup: dict[str, float] = {}  # seconds
     made: list[tuple[str, int]] = []
     saved_env = dict(os.environ)

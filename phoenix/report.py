@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +81,9 @@ class Report:
     title: str
     steps: list[Step] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
-    where: str = "lab"  # where the figures were measured: "lab" or "production"
+    # where the figures were measured: "lab" (PHOENIX_ENV=lab) or "production"
+    where: str = field(default_factory=lambda: "lab" if os.environ.get("PHOENIX_ENV") == "lab"
+                       else "production")
     folder: Path | None = None  # where `save` wrote it
     _origin: float | None = None
 

@@ -2,10 +2,10 @@
 is stopped or touched, restored once, and never over data without being asked.
 
 The archive (gitea.db, repositories/, custom/, and data/ and app.ini when the forge's own job
-made it; manifest.json at its top, as phoenix.lab.fixtures.make_backup_archive writes it) is staged in a folder named by its sha256
-and checked there by files/phoenix-backup-verify: every checksum, and PRAGMA integrity_check
-on a copy of gitea.db. A marker records the manifest restored, read back by a fact, so a
-second converge restores nothing.
+made it; manifest.json at its top, as phoenix.lab.fixtures.make_backup_archive writes it) is
+staged in a folder named by its sha256 and checked there by files/phoenix-backup-verify: every
+checksum, and PRAGMA integrity_check on a copy of gitea.db. A marker records the manifest
+restored, read back by a fact, so a second converge restores nothing.
 """
 
 from __future__ import annotations
