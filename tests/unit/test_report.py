@@ -14,7 +14,7 @@ from phoenix.report import Report, Step, hms
 
 
 def drill_report() -> Report:
-    report = Report("phoenix drill (test)")
+    report = Report("phoenix drill (test)", where="lab")
     report.steps = [Step("provision", 12.4, True, "forge-recovery 10.0.0.5", 0.0),
                     Step("deploy", 48.9, True, "120 operations", 12.4),
                     Step("validate", 9.5, True, "41 passed, 0 failed, 2 skipped", 61.3),
@@ -39,6 +39,15 @@ def test_the_terminal_report_has_one_unit_no_reprs_and_says_lab():
     assert "0:00:49" in table and "1:05:00" in table          # deploy: lab vs runbook
     assert "org/repo#7; memories/x.yaml" in table and "lab up 0:00:03" in table
     assert "FAILED timed out" in table
+
+
+def test_a_report_outside_the_lab_does_not_say_lab(monkeypatch):
+    monkeypatch.delenv("PHOENIX_ENV", raising=False)
+    report = Report("phoenix recover (recovery)")
+    report.steps = [Step("deploy", 300.0, True, "", 0.0)]
+    assert report.where == "production" and "lab" not in report.table()
+    monkeypatch.setenv("PHOENIX_ENV", "lab")
+    assert Report("phoenix recover (recovery)").where == "lab"
 
 
 def test_json_is_in_seconds_and_says_where_it_was_measured():
