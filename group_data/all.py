@@ -75,6 +75,7 @@ restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"   # from files/
 # Nous Research's Hermes Agent (PyPI `hermes-agent`), from files/hermes-requirements.txt (every
 # wheel pinned by sha256) into <hermes_install_dir>/venv-<lock sha256 prefix>.
 hermes_version = "0.19.0"            # what the lock file pins (for messages)
+hermes_requirements = "files/hermes-requirements.txt"   # relative to this repository
 hermes_install_dir = "/opt/hermes"
 hermes_index_url = "https://pypi.org/simple"
 hermes_find_links = None             # a wheelhouse URL instead of an index (the lab's)
@@ -108,6 +109,7 @@ hermes_hardening = [
     "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     "UMask=0077",
 ]
+hermes_max_exposure = 2.5            # validation: `systemd-analyze security` of each unit
 
 # ---- cron (runbook step 6) ----------------------------------------------------------------
 cron_source_dir = "cron"             # inside timmy-config: its source of truth

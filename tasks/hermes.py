@@ -26,11 +26,19 @@ from tasks._ops import secret_file
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
-LOCK = REPO / "files" / "hermes-requirements.txt"
+
+
+def _lock() -> Path:
+    """The hash-locked requirements file (hermes_requirements; relative to the repository)."""
+    path = REPO / Path(host.data.hermes_requirements).expanduser()
+    if not path.is_file():
+        raise DeployError(f"hermes_requirements {path} does not exist: point it at a "
+                          "requirements file with --hash lines (files/hermes-requirements.txt)")
+    return path
 
 
 def _lock_sha256() -> str:
-    return hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    return hashlib.sha256(_lock().read_bytes()).hexdigest()
 
 
 def venv_dir() -> str:
@@ -80,7 +88,7 @@ def install_hermes() -> None:
     venv = venv_dir()
     lock = posixpath.join(data.hermes_install_dir, f"requirements-{digest[:16]}.txt")
     files.put(name="Ensure the hash-locked Hermes requirements are on the host",
-              src=str(LOCK), dest=lock, user="root", group="root", mode="0644")
+              src=str(_lock()), dest=lock, user="root", group="root", mode="0644")
     marker = posixpath.join(venv, ".phoenix-installed")
     refusal = (f"installing hermes-agent {data.hermes_version} from {lock} failed (a wheel "
                f"missing or not matching its pinned sha256?): the running houses keep their "
@@ -91,7 +99,7 @@ def install_hermes() -> None:
         name=f"Install hermes-agent {data.hermes_version} into {venv} (hashes required)",
         commands=[StringCommand(
             "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", q(venv), "&&",
-            "PIP_NO_CACHE_DIR=1", q(f"{venv}/bin/pip"), "install", "--quiet", "--isolated",
+            q(f"{venv}/bin/pip"), "install", "--quiet", "--isolated", "--no-cache-dir",
             "--disable-pip-version-check", "--require-hashes", "--only-binary=:all:",
             *_index_args(), "-r", q(lock), "&&",
             "echo", digest, ">", q(marker),
