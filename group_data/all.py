@@ -151,7 +151,15 @@ backup_timeout = 3600                # seconds before systemd stops a stuck run
 backup_keep_hourly = 24              # restic forget --prune after every run
 backup_keep_daily = 7
 backup_keep_weekly = 4
-backup_paths = ["/root/.hermes/memories"]   # folders saved besides Gitea, below files/ in a snapshot
+# Folders saved besides Gitea, below files/ in a snapshot; a SQLite database in them goes
+# through SQLite's online backup API. /var/lib/hermes: every house's state (sessions,
+# memories, skills, cron jobs, state.db, kanban.db, response_store.db…), hermes_root.
+backup_paths = ["/root/.hermes/memories", "/var/lib/hermes"]
+# Left out of those folders (regexes on the path below each; a folder as "name/"): the
+# houses' .env (secrets, which the deploy writes again), a live gateway's runtime files, and
+# logs (Hermes's shutdown diagnostics hold a `ps` of the whole host).
+backup_skip = [r"(^|/)\.env$", r"(^|/)gateway\.(pid|lock)$", r"(^|/)gateway_state\.json$",
+               r"\.lock$", r"(^|/)state/gateway\.heartbeat$", r"(^|/)logs/$"]
 backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and known_hosts (0700)
 backup_job_path = "/usr/local/sbin/phoenix-backup"
 backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads

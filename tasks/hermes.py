@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.facts.files import FindFiles
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -123,6 +124,15 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool) -> No
     user, home, venv = data.hermes_user, house_home(name), venv_dir()
     files.directory(name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
                     path=home, user=user, group=user, mode="0700")
+    # A restored house comes with the old host's numeric owners; asked when it runs, after
+    # the restore of this converge.
+    server.shell(
+        name=f"Ensure everything in the HERMES_HOME of {name} is {user}'s",
+        commands=[StringCommand("chown", "-R", "--no-dereference", f"{user}:{user}",
+                                QuoteString(home))],
+        _if=lambda: bool(host.get_fact(FindFiles, path=home,
+                                       args=["!", "-user", user, "-print", "-quit"])),
+    )
     config = files.template(
         name=f"Ensure the Hermes config.yaml of {name} is current",
         src=str(TEMPLATES / "hermes-config.yaml.j2"), dest=posixpath.join(home, "config.yaml"),
