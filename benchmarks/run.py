@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for script in ("lab_bench.py", "converge_bench.py", "fleet_bench.py", "backup_bench.py"):
+for script in ("lab_bench.py", "converge_bench.py", "fleet_bench.py", "backup_bench.py",
+               "hermes_bench.py"):
     print(f"\n## {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=False)
