@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
-from pyinfra.facts.files import FindFiles
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from facts.markers import Marker
+from facts.owners import NotOwnedBy
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import secret_file
@@ -130,8 +130,7 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool) -> No
         name=f"Ensure everything in the HERMES_HOME of {name} is {user}'s",
         commands=[StringCommand("chown", "-R", "--no-dereference", f"{user}:{user}",
                                 QuoteString(home))],
-        _if=lambda: bool(host.get_fact(FindFiles, path=home,
-                                       args=["!", "-user", user, "-print", "-quit"])),
+        _if=lambda: host.get_fact(NotOwnedBy, path=home, user=user) is not None,
     )
     config = files.template(
         name=f"Ensure the Hermes config.yaml of {name} is current",
