@@ -128,8 +128,8 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool) -> No
     # the restore of this converge.
     server.shell(
         name=f"Ensure everything in the HERMES_HOME of {name} is {user}'s",
-        commands=[StringCommand("chown", "-R", "--no-dereference", f"{user}:{user}",
-                                QuoteString(home))],
+        commands=[StringCommand("chown", "-R", "--no-dereference",
+                                QuoteString(f"{user}:{user}"), QuoteString(home))],
         _if=lambda: host.get_fact(NotOwnedBy, path=home, user=user) is not None,
     )
     config = files.template(

@@ -173,7 +173,8 @@ def test_the_backend_thinks_through_the_lab_model(lab, forge):
     calls = [json.loads(line) for line in
              (lab.state_dir / "logs" / "model.log").read_text().splitlines()]
     assert any(nonce in call.get("nonces", []) and call["status"] == 200 for call in calls)
-    refused = ssh(lab, name, "true | " + chat.replace(" -sS ", " -s -o /dev/null -w '%{http_code}' "))
+    status_only = chat.replace(" -sS ", " -s -o /dev/null -w '%{http_code}' ")
+    refused = ssh(lab, name, "true | " + status_only)
     assert refused == "401"
 
 
