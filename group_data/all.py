@@ -72,30 +72,45 @@ restore_staging_dir = "/var/lib/phoenix/restore"   # per backup: <sha256 of the 
 restore_aside_dir = "/var/lib/gitea-aside"   # data found before a restore: <UTC time>/, kept
 restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"   # from files/
 
-# ---- hermes programs (runbook steps 5-6) --------------------------------------------------
-hermes_bundle_url = "https://releases.example.invalid/hermes/hermes-1.0.0.tar.gz"
-hermes_bundle_sha256 = "CHANGE-ME"
+# ---- hermes agent (runbook steps 5-6) ------------------------------------------------------
+# Nous Research's Hermes Agent (PyPI `hermes-agent`), from files/hermes-requirements.txt (every
+# wheel pinned by sha256) into <hermes_install_dir>/venv-<lock sha256 prefix>.
+hermes_version = "0.19.0"            # what the lock file pins (for messages)
+hermes_requirements = "files/hermes-requirements.txt"   # relative to this repository
 hermes_install_dir = "/opt/hermes"
+hermes_index_url = "https://pypi.org/simple"
+hermes_find_links = None             # a wheelhouse URL instead of an index (the lab's)
 hermes_user = "hermes"               # the backend and wizards need no root
-hermes_home = "/var/lib/hermes"
+hermes_root = "/var/lib/hermes"      # ~hermes; each house's HERMES_HOME is <root>/<house>
+hermes_tirith_enabled = True         # Hermes's command scanner (downloads tirith from GitHub)
+hermes_watchdog_seconds = 120        # systemd kills and restarts a gateway whose loop hangs
+# The model provider (OpenAI-compatible): its key is the secret hermes_model_api_key.
+hermes_model_base_url = "https://openrouter.ai/api/v1"
+hermes_model_name = "CHANGE-ME-to-the-model-the-houses-use"
+hermes_model_context_length = 131072  # Hermes refuses a model below 64000
+# The backend: the gateway's API server (/health, /v1/*), its key the secret
+# hermes_api_server_key. 8645 is the runbook's port (Hermes's own default is 8642).
+backend_house = "backend"            # its HERMES_HOME: <hermes_root>/backend
+backend_host = "127.0.0.1"           # local callers only; nothing outside needs it
 backend_port = 8645
 backend_health_path = "/health"
 wizard_names = ["ezra", "allegro", "bezalel"]
-wizard_heartbeat_dir = "/var/lib/hermes/.local/timmy/fleet-health"  # ~hermes, as the runbook
-wizard_heartbeat_interval = 30       # seconds
-wizard_heartbeat_max_age = 180       # validation: a heartbeat older than this is stale
-# systemd sandboxing of the backend and wizard units: what the programs tolerate (they write
-# only their heartbeat folder and listen on TCP). `systemd-analyze security` rates it.
+hermes_heartbeat_max_age = 120       # validation: state/gateway.heartbeat beats every 30 s
+# systemd sandboxing of the backend and wizard units: what the gateway tolerates (it writes
+# only its HERMES_HOME and listens on TCP). `systemd-analyze security` rates it 1.5 in the lab.
+# Not `~@privileged`: Hermes 0.19 makes a call of that set at start and dies of SIGSYS.
 hermes_hardening = [
     "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
     "PrivateDevices=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
     "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
-    "ProtectHostname=yes", "RestrictNamespaces=yes", "RestrictRealtime=yes",
-    "RestrictSUIDSGID=yes", "LockPersonality=yes", "MemoryDenyWriteExecute=yes",
-    "SystemCallArchitectures=native", "SystemCallFilter=@system-service",
-    "SystemCallFilter=~@privileged @resources", "CapabilityBoundingSet=",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "UMask=0027",
+    "ProtectHostname=yes", "ProtectProc=invisible", "RestrictNamespaces=yes",
+    "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes", "RemoveIPC=yes", "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service", "SystemCallFilter=~@resources",
+    "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "UMask=0077",
 ]
+hermes_max_exposure = 2.5            # validation: `systemd-analyze security` of each unit
 
 # ---- cron (runbook step 6) ----------------------------------------------------------------
 cron_source_dir = "cron"             # inside timmy-config: its source of truth
@@ -139,7 +154,15 @@ backup_keep_daily = 7
 backup_keep_weekly = 4
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):
 backup_gitea_exclude = ["sessions", "queues", "indexers", "tmp"]
-backup_paths = ["/root/.hermes/memories"]   # folders saved besides Gitea, below files/ in a snapshot
+# Folders saved besides Gitea, below files/ in a snapshot; a SQLite database in them goes
+# through SQLite's online backup API. /var/lib/hermes: every house's state (sessions,
+# memories, skills, cron jobs, state.db, kanban.db, response_store.db…), hermes_root.
+backup_paths = ["/root/.hermes/memories", "/var/lib/hermes"]
+# Left out of those folders (regexes on the path below each; a folder as "name/"): the
+# houses' .env (secrets, which the deploy writes again), a live gateway's runtime files, and
+# logs (Hermes's shutdown diagnostics hold a `ps` of the whole host).
+backup_skip = [r"(^|/)\.env$", r"(^|/)gateway\.(pid|lock)$", r"(^|/)gateway_state\.json$",
+               r"\.lock$", r"(^|/)state/gateway\.heartbeat$", r"(^|/)logs/$"]
 backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and known_hosts (0700)
 backup_job_path = "/usr/local/sbin/phoenix-backup"
 backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads

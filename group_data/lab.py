@@ -15,8 +15,12 @@ gitea_sha256 = _index["gitea"]["sha256"]
 gitea_root_url = f"http://forge.lab.test:3000/"
 gitea_domain = "forge.lab.test"
 
-hermes_bundle_url = _index["hermes"]["url"]
-hermes_bundle_sha256 = _index["hermes"]["sha256"]
+# Hermes Agent from the lab's wheelhouse (the same wheels, hashes checked), its model the
+# lab's stand-in (phoenix/lab/model.py) beside the artifacts; no GitHub here for tirith.
+hermes_find_links = _index["hermes"]["wheelhouse"]
+hermes_model_base_url = _index["model"]["base_url"]
+hermes_model_name = _index["model"]["name"]
+hermes_tirith_enabled = False
 
 timmy_config_url = _index["timmy_config"]["url"]
 timmy_config_commit = _index["timmy_config"]["commit"]

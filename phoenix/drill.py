@@ -9,6 +9,7 @@ The report gives the RTO per step and in total, the RPO, and the data lost.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -74,7 +75,8 @@ def push_commit(target: Target, settings: dict, repo: str, message: str) -> None
 
 
 def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> list[str]:
-    """Issues in every repository and a commit in the first: what users do on a forge."""
+    """Issues in every repository and a commit in the first: what users do on a forge; a
+    note in the memories and a chat with the backend: what the agents keep."""
     written = []
     repos = sorted(r["full_name"] for r in forge.repos())
     for name in repos:
@@ -85,19 +87,46 @@ def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> l
     note = f"{settings['layout_hermes_home']}/memories/drill-{label}.yaml"
     ssh(target, f"printf 'note: {label}\\n' > {shlex.quote(note)}")
     written.append(note)
+    memory = f"{settings['hermes_root']}/{settings['wizard_names'][0]}/memories/drill-{label}.md"
+    ssh(target, f"printf 'drill: {label}\\n' > {shlex.quote(memory)} && "
+                f"chown {shlex.quote(settings['hermes_user'])}: {shlex.quote(memory)}")
+    written.append(memory)
+    chat(target, settings, f"drill {label}: remember this session")
+    written.append(f"a chat through the backend ({label})")
     return written
 
 
+def chat(target: Target, settings: dict, text: str) -> str:
+    """One chat through the backend's API server (Hermes stores it as a session); the key is
+    read from the backend's .env on the host and reaches curl on stdin only."""
+    env = shlex.quote(f"{settings['hermes_root']}/{settings['backend_house']}/.env")
+    body = json.dumps({"model": "hermes-agent", "messages": [{"role": "user", "content": text}]})
+    url = f"http://{settings['backend_host']}:{settings['backend_port']}/v1/chat/completions"
+    return ssh(target, f"sed -n 's/^API_SERVER_KEY=//p' {env} | {{ read -r k; "
+                       "printf 'header = \"Authorization: Bearer %s\"\\n' \"$k\"; } | "
+                       f"curl -fsS -m 180 -K - -H 'Content-Type: application/json' "
+                       f"-d {shlex.quote(body)} {shlex.quote(url)}", timeout=240)
+
+
 def memories(target: Target, settings: dict) -> dict[str, str]:
-    """sha256 of every file in the hermes memories, by path."""
-    folder = shlex.quote(f"{settings['layout_hermes_home']}/memories")
-    out = ssh(target, f"cd {folder} && find . -type f -print0 | sort -z | xargs -0r sha256sum")
-    return {line.split(None, 1)[1]: line.split()[0] for line in out.splitlines()}
+    """What the forge keeps besides Gitea, by name: the sha256 of every file in the hermes
+    memories (the runbook's ~/.hermes and each Hermes house's), and each house's sessions
+    (its state.db, read as Hermes wrote it)."""
+    root = settings["hermes_root"].rstrip("/")
+    folders = f"{shlex.quote(settings['layout_hermes_home'] + '/memories')} {root}/*/memories"
+    out = ssh(target, f"find {folders} -type f -print0 2>/dev/null | sort -z | "
+                      "xargs -0r sha256sum")
+    kept = {line.split(None, 1)[1]: line.split()[0] for line in out.splitlines()}
+    for house in [settings["backend_house"], *settings["wizard_names"]]:
+        db = shlex.quote(f"{root}/{house}/state.db")
+        ids = ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} 'SELECT id FROM sessions'")
+        kept.update({f"session {sid} of {house}": "kept" for sid in ids.split()})
+    return kept
 
 
 def compare_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return [f"memories/{path[2:]} {'is missing' if path not in after else 'differs'}"
-            for path, digest in sorted(before.items()) if after.get(path) != digest]
+    return [f"{name} {'is missing' if name not in after else 'differs'}"
+            for name, digest in sorted(before.items()) if after.get(name) != digest]
 
 
 def _now() -> str:

@@ -1,55 +1,166 @@
-"""Runbook steps 5-6, shared part: the hermes user and programs (backend and wizards).
+"""Runbook steps 5-6, shared part: Hermes Agent (PyPI `hermes-agent`) in its own virtualenv,
+and the houses it runs as (the backend and each wizard: one HERMES_HOME and one unit each).
 
-The bundle is pinned by sha256 and unpacked once into releases/<sha256 prefix>. The units
-name that folder in ExecStart=, so a new bundle changes the units, which restarts them.
+The virtualenv is installed from files/hermes-requirements.txt with `--require-hashes` into a
+folder named after the lock file's sha256: a wheel with a wrong hash stops the install before
+anything else moves (the running units keep their own virtualenv), and a new lock makes a new
+folder, which changes the units' ExecStart= and so restarts them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, deploy
-from pyinfra.facts.files import Directory
-from pyinfra.operations import files, server
+from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
 
-from tasks._ops import verified_file
+from facts.markers import Marker
+from facts.owners import NotOwnedBy
+from phoenix.errors import PhoenixError
+from phoenix.secrets import read_secret
+from tasks._ops import secret_file
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
 
 
-def release_dir() -> str:
-    """Where this bundle's programs live once unpacked (bin/hermes-backend, bin/hermes-wizard)."""
-    sha = str(host.data.hermes_bundle_sha256).strip().lower()
-    return posixpath.join(host.data.hermes_install_dir, "releases", sha[:16])
+def _lock() -> Path:
+    """The hash-locked requirements file (hermes_requirements; relative to the repository)."""
+    path = REPO / Path(host.data.hermes_requirements).expanduser()
+    if not path.is_file():
+        raise DeployError(f"hermes_requirements {path} does not exist: point it at a "
+                          "requirements file with --hash lines (files/hermes-requirements.txt)")
+    return path
 
 
-@deploy("Install the hermes programs")
+def _lock_sha256() -> str:
+    return hashlib.sha256(_lock().read_bytes()).hexdigest()
+
+
+def venv_dir() -> str:
+    """The virtualenv of this lock file (bin/hermes)."""
+    return posixpath.join(host.data.hermes_install_dir, f"venv-{_lock_sha256()[:16]}")
+
+
+def house_home(name: str) -> str:
+    """The HERMES_HOME of a house (`backend` or a wizard's name)."""
+    return posixpath.join(host.data.hermes_root, name)
+
+
+def _secret(name: str) -> str:
+    try:
+        return read_secret(name, folder=host.data.secrets_dir)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
+
+
+def _index_args() -> list[str]:
+    data = host.data
+    if data.hermes_find_links:  # the lab: its wheelhouse only (the hashes still checked)
+        args = ["--no-index", "--find-links", QuoteString(data.hermes_find_links)]
+        url = urlsplit(data.hermes_find_links)
+        if url.scheme == "http":  # pip ignores a plain-http source unless told to trust it
+            args += ["--trusted-host", QuoteString(url.hostname)]
+        return args
+    return ["--index-url", QuoteString(data.hermes_index_url)]
+
+
+@deploy("Install Hermes Agent")
 def install_hermes() -> None:
     data = host.data
     user = data.hermes_user
     server.group(name=f"Ensure the {user} group exists", group=user, system=True)
     server.user(
         name=f"Ensure the {user} system user exists (the backend and wizards run as it)",
-        user=user, group=user, home=data.hermes_home, shell="/usr/sbin/nologin",
-        system=True, create_home=True,
+        user=user, group=user, home=data.hermes_root, shell="/usr/sbin/nologin",
+        system=True, create_home=False,
     )
-    files.directory(name=f"Ensure {data.hermes_home} exists, {user}'s own",
-                    path=data.hermes_home, user=user, group=user, mode="0750")
+    files.directory(name=f"Ensure {data.hermes_root} exists, {user}'s own",
+                    path=data.hermes_root, user=user, group=user, mode="0750")
+    files.directory(name=f"Ensure {data.hermes_install_dir} exists",
+                    path=data.hermes_install_dir, user="root", group="root", mode="0755")
 
-    bundle = posixpath.join(data.phoenix_state_dir, "downloads", "hermes-bundle.tar.gz")
-    verified_file(
-        name="Ensure the hermes bundle is downloaded, its sha256 checked",
-        src=data.hermes_bundle_url, dest=bundle, sha256=data.hermes_bundle_sha256,
-        staging_dir=posixpath.join(data.phoenix_state_dir, "downloads"),
-        setting="hermes_bundle_sha256", mode="0600",
+    digest = _lock_sha256()
+    venv = venv_dir()
+    lock = posixpath.join(data.hermes_install_dir, f"requirements-{digest[:16]}.txt")
+    files.put(name="Ensure the hash-locked Hermes requirements are on the host",
+              src=str(_lock()), dest=lock, user="root", group="root", mode="0644")
+    marker = posixpath.join(venv, ".phoenix-installed")
+    refusal = (f"installing hermes-agent {data.hermes_version} from {lock} failed (a wheel "
+               f"missing or not matching its pinned sha256?): the running houses keep their "
+               f"virtualenv; see pip's message above")
+    q = QuoteString
+    # Imperative by nature (pip); gated on the marker written only after a complete install.
+    server.shell(
+        name=f"Install hermes-agent {data.hermes_version} into {venv} (hashes required)",
+        commands=[StringCommand(
+            "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", q(venv), "&&",
+            q(f"{venv}/bin/pip"), "install", "--quiet", "--isolated", "--no-cache-dir",
+            "--disable-pip-version-check", "--require-hashes", "--only-binary=:all:",
+            *_index_args(), "-r", q(lock), "&&",
+            "echo", digest, ">", q(marker),
+            "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}")],
+        _if=lambda: host.get_fact(Marker, path=marker) != digest,
     )
-    release = release_dir()
-    if not host.get_fact(Directory, path=release):  # only this operation makes it
-        server.shell(
-            name=f"Unpack the hermes bundle into {release}",
-            commands=[StringCommand("rm", "-rf", QuoteString(release + ".tmp"), "&&",
-                                    "mkdir", "-p", QuoteString(release + ".tmp"), "&&",
-                                    "tar", "-xzf", QuoteString(bundle), "--no-same-owner",
-                                    "-C", QuoteString(release + ".tmp"), "&&",
-                                    "chmod", "-R", "go-w", QuoteString(release + ".tmp"), "&&",
-                                    "mv", QuoteString(release + ".tmp"), QuoteString(release))],
-        )
+
+
+def _env_file(*, api_server: bool) -> str:
+    """A house's .env: its secrets only (the model provider's key, the API server's key)."""
+    lines = [f"PHOENIX_MODEL_API_KEY={_secret('hermes_model_api_key')}"]
+    if api_server:
+        lines.append(f"API_SERVER_KEY={_secret('hermes_api_server_key')}")
+    return "\n".join(lines) + "\n"
+
+
+def run_house(name: str, *, unit: str, description: str, api_server: bool) -> None:
+    """One Hermes house: its HERMES_HOME, config.yaml, .env, unit; running, enabled, and
+    restarted when any of them changed. Call it inside a @deploy."""
+    data = host.data
+    user, home, venv = data.hermes_user, house_home(name), venv_dir()
+    files.directory(name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
+                    path=home, user=user, group=user, mode="0700")
+    # A restored house comes with the old host's numeric owners; asked when it runs, after
+    # the restore of this converge.
+    server.shell(
+        name=f"Ensure everything in the HERMES_HOME of {name} is {user}'s",
+        commands=[StringCommand("chown", "-R", "--no-dereference",
+                                QuoteString(f"{user}:{user}"), QuoteString(home))],
+        _if=lambda: host.get_fact(NotOwnedBy, path=home, user=user) is not None,
+    )
+    config = files.template(
+        name=f"Ensure the Hermes config.yaml of {name} is current",
+        src=str(TEMPLATES / "hermes-config.yaml.j2"), dest=posixpath.join(home, "config.yaml"),
+        user=user, group=user, mode="0600", house=name,
+        model_base_url=data.hermes_model_base_url, model_name=data.hermes_model_name,
+        model_context_length=data.hermes_model_context_length,
+        watchdog=data.hermes_watchdog_seconds,
+    )
+    env = secret_file(name=f"Ensure the .env of {name} holds its secrets (0600)",
+                      content=_env_file(api_server=api_server),
+                      dest=posixpath.join(home, ".env"), user=user, group=user, mode="0600")
+    environment = {"TIRITH_ENABLED": "true" if data.hermes_tirith_enabled else "false"}
+    if api_server:
+        environment.update(API_SERVER_ENABLED="true", API_SERVER_HOST=data.backend_host,
+                           API_SERVER_PORT=str(data.backend_port))
+    service = files.template(
+        name=f"Ensure the {unit} unit is current",
+        src=str(TEMPLATES / "hermes-house.service.j2"),
+        dest=f"/etc/systemd/system/{unit}.service", user="root", group="root", mode="0644",
+        description=description, venv=venv, home=home, hermes_user=user,
+        environment=environment, watchdog=data.hermes_watchdog_seconds,
+        hermes_hardening=data.hermes_hardening,
+    )
+    systemd.daemon_reload(name=f"Reload systemd for the changed {unit} unit",
+                          _if=service.did_change)
+    started = systemd.service(name=f"Ensure {unit} is running and enabled",
+                              service=f"{unit}.service", running=True, enabled=True)
+    changed = any_changed(service, config, env)
+    # Not again right after a first start: a gateway takes seconds to come up.
+    systemd.service(name=f"Restart {unit} for its new unit, config or secrets",
+                    service=f"{unit}.service", restarted=True,
+                    _if=lambda: changed() and not started.did_change())

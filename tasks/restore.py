@@ -235,9 +235,14 @@ def restore_gitea() -> None:
         # A snapshot also holds the folders of backup_paths (the hermes memories) below
         # <unpacked>.files/<their path>: each goes back where it was, what is there set aside.
         extra = [p.rstrip("/") for p in data.backup_paths]
+        # The Hermes houses must not write into their state while it is swapped under them;
+        # their task starts them again (absent units on a fresh host: nothing to stop).
+        houses = ["hermes-backend.service",
+                  *[f"hermes-{w}.service" for w in data.wizard_names]]
         server.shell(
             name="Put the backup's other folders (backup_paths) back in place",
-            commands=[StringCommand(
+            commands=[StringCommand("systemctl", "stop", *houses, "2>/dev/null", "||", "true"),
+                      StringCommand(
                 "for", "p", "in", *[q(p) for p in extra], ";", "do",
                 StringCommand("src=", q(unpacked + ".files"), '"$p";', _separator=""),
                 "[", "-e", '"$src"', "]", "||", "continue;",

@@ -1,24 +1,22 @@
 """The lab's artifact server content: what production would download from elsewhere.
 
 - gitea/<version>/gitea-<version>-linux-amd64: the Gitea stand-in, laid out like dl.gitea.com;
-- hermes/hermes-<version>.tar.gz: the hermes backend and wizard stand-ins;
+- wheelhouse/: the wheels of files/hermes-requirements.txt (Hermes Agent, from PyPI, cached);
 - timmy-config.git: the synthetic config repository, clonable over plain HTTP (a "mirror").
-`index.json` records each URL and sha256, which group_data/lab.py reads.
+`index.json` records each URL and sha256, and the lab model's address (phoenix/lab/model.py,
+served beside the artifacts under /v1/), which group_data/lab.py reads.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import tarfile
 from importlib import resources
 from pathlib import Path
 
+from phoenix.lab import model, wheelhouse
 from phoenix.lab.config import LabConfig
-
-HERMES_VERSION = "0.0.0-lab"
 
 
 def sha256(path: Path) -> str:
@@ -47,21 +45,7 @@ def _write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _hermes_bundle() -> bytes:
-    """A deterministic tarball: same stand-ins, same bytes, same sha256."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name in ("hermes-backend", "hermes-wizard"):
-            data = standin(name)
-            info = tarfile.TarInfo(f"bin/{name}")
-            info.size, info.mode, info.mtime = len(data), 0o755, 0
-            info.uname = info.gname = "root"
-            tar.addfile(info, io.BytesIO(data))
-    import gzip
-    return gzip.compress(buf.getvalue(), mtime=0)
-
-
-def publish(config: LabConfig) -> dict:
+def publish(config: LabConfig, *, log=print) -> dict:
     from phoenix.lab import fixtures
 
     root = config.artifacts_dir
@@ -69,16 +53,17 @@ def publish(config: LabConfig) -> dict:
     version = _gitea_version()
     gitea = root / "gitea" / version / f"gitea-{version}-linux-amd64"
     _write_if_changed(gitea, standin("gitea"), 0o755)
-    hermes = root / "hermes" / f"hermes-{HERMES_VERSION}.tar.gz"
-    _write_if_changed(hermes, _hermes_bundle())
+    shutil.rmtree(root / "hermes", ignore_errors=True)  # the stand-ins' bundle, gone
+    wheelhouse.publish(root / "wheelhouse", log=log)
     repo = root / "timmy-config.git"
     shutil.rmtree(repo, ignore_errors=True)  # deterministic: rebuilt to the same commit
     commit = fixtures.make_timmy_config(repo)
     index = {
         "gitea": {"version": version, "url": f"{base}/{gitea.relative_to(root)}",
                   "sha256": sha256(gitea)},
-        "hermes": {"version": HERMES_VERSION, "url": f"{base}/{hermes.relative_to(root)}",
-                   "sha256": sha256(hermes)},
+        "hermes": {"wheelhouse": f"{base}/wheelhouse/",
+                   "lock_sha256": wheelhouse.lock_sha256()},
+        "model": {"base_url": f"{base}/v1", "name": model.MODEL_ID},
         "timmy_config": {"url": f"{base}/timmy-config.git", "commit": commit,
                          "branch": "main"},
     }

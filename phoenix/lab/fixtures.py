@@ -226,7 +226,7 @@ wizards:
   - allegro
   - bezalel
 fleet_health:
-  dir: ~/.local/timmy/fleet-health
+  houses: /var/lib/hermes
   interval: 30
   max_age: 120
 gitea:
@@ -245,25 +245,27 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 FLEET_HEALTH_SH = """\
 #!/usr/bin/env bash
-# LAB STAND-IN for timmy-config bin/fleet-health.sh: the age of each wizard's heartbeat.
+# LAB STAND-IN for timmy-config bin/fleet-health.sh: the age of each Hermes house's heartbeat
+# (HERMES_HOME/state/gateway.heartbeat, which the gateway's event loop rewrites every 30 s).
 # Exit 1 when a heartbeat is older than FLEET_HEALTH_MAX_AGE seconds (120) or none exists.
 set -euo pipefail
-dir="${HERMES_HEARTBEAT_DIR:-$HOME/.local/timmy/fleet-health}"
+houses="${HERMES_HOUSES:-/var/lib/hermes}"
 max_age="${FLEET_HEALTH_MAX_AGE:-120}"
 now=$(date +%s)
 status=0
 shopt -s nullglob
-beats=("$dir"/*.json)
+beats=("$houses"/*/state/gateway.heartbeat)
 if [ "${#beats[@]}" -eq 0 ]; then
-  echo "fleet-health: no heartbeats in $dir"
+  echo "fleet-health: no heartbeats in $houses/*/state"
   exit 1
 fi
 for beat in "${beats[@]}"; do
+  house=$(basename "$(dirname "$(dirname "$beat")")")
   age=$((now - $(stat -c %Y "$beat")))
   if [ "$age" -le "$max_age" ]; then
-    echo "fleet-health: $(basename "$beat" .json) ok (${age}s)"
+    echo "fleet-health: $house ok (${age}s)"
   else
-    echo "fleet-health: $(basename "$beat" .json) STALE (${age}s)"
+    echo "fleet-health: $house STALE (${age}s)"
     status=1
   fi
 done

@@ -46,7 +46,7 @@ def ensure_secrets(config: LabConfig) -> None:
             write_secret(path, "lab-" + secrets.token_hex(24))
     # The operator secrets a deploy reads (phoenix/secrets.py), made up for the lab.
     for name in ("gitea_secret_key", "gitea_internal_token", "restic_password",
-                 "gitea_api_token"):
+                 "gitea_api_token", "hermes_model_api_key", "hermes_api_server_key"):
         path = config.state_dir / "secrets" / name
         if not path.exists():
             write_secret(path, secrets.token_hex(32))
@@ -68,7 +68,7 @@ def up(config: LabConfig, *, log=print) -> dict:
     aptproxy.start(config, ledger)
     timings["image_build_s"] = image.ensure(config, log=log)
     from phoenix.lab import artifacts
-    artifacts.publish(config)
+    artifacts.publish(config, log=log)
     start_server(config, ledger)
     return timings
 

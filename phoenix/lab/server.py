@@ -1,4 +1,5 @@
-"""The lab server process: DigitalOcean API, Cloudflare API, DNS and artifacts on the bridge.
+"""The lab server process: DigitalOcean API, Cloudflare API, DNS, artifacts and the model
+stand-in (under /v1/ on the artifact port) on the bridge.
 
 Started detached by `phoenix lab up` (`python -m phoenix.lab.server`), stopped by `lab down`.
 Droplets it creates outlive it (they are recorded in the ledger), so a restart loses nothing.
@@ -12,6 +13,7 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from phoenix.lab import cfapi, doapi
+from phoenix.lab.model import Model
 from phoenix.lab.config import LabConfig, load
 from phoenix.lab.dnsserver import DNSServer
 from phoenix.lab.nspawn import LAST_DROPLET_HOST, NspawnDriver
@@ -37,8 +39,11 @@ def seed_zone(zones: cfapi.Zones, config: LabConfig) -> None:
                                   "proxied": False})
 
 
-class _QuietFiles(SimpleHTTPRequestHandler):
+class _Artifacts(SimpleHTTPRequestHandler):
+    """The artifact files, and the lab model's /v1/ endpoints."""
+
     ledger: Ledger  # set per server: whose address may read which droplet's seed
+    model: Model    # set per server: the lab's model stand-in
 
     def log_message(self, *args) -> None:
         pass
@@ -53,6 +58,16 @@ class _QuietFiles(SimpleHTTPRequestHandler):
                 self.send_error(403, "metadata is served to its own droplet only")
                 return None
         return super().send_head()
+
+    def do_GET(self) -> None:
+        if self.model.handles(self.path):
+            return self.model.serve(self)
+        return super().do_GET()
+
+    def do_POST(self) -> None:
+        if self.model.handles(self.path):
+            return self.model.serve(self)
+        self.send_error(405, "the artifact server takes no uploads")
 
 
 def main() -> None:
@@ -71,9 +86,11 @@ def main() -> None:
                            port=config.cf_port)
     dns = DNSServer(zones, config.bridge_ip, config.dns_port)
     config.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    model = Model(key=(config.state_dir / "secrets" / "hermes_model_api_key").read_text().strip(),
+                  log=config.state_dir / "logs" / "model.log")
     files = ThreadingHTTPServer(
         (config.bridge_ip, config.artifact_port),
-        functools.partial(type("Files", (_QuietFiles,), {"ledger": ledger}),
+        functools.partial(type("Files", (_Artifacts,), {"ledger": ledger, "model": model}),
                           directory=str(config.artifacts_dir)))
     files.daemon_threads = True
 

@@ -149,3 +149,64 @@ def test_a_converge_cut_off_inside_apt_is_finished_by_the_next(lab, droplet_fact
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert ssh(lab, name, "dpkg --audit; ls -A /var/lib/dpkg/updates") == ""
     assert ssh(lab, name, "systemctl is-active " + " ".join(UNITS)).split() == ["active"] * 5
+
+
+# ---- Hermes Agent -------------------------------------------------------------------------
+
+HERMES_STATE = ("ls -d /opt/hermes/venv-*; systemctl show -p MainPID -p ExecStart "
+                "hermes-backend hermes-ezra")
+
+
+def test_the_backend_thinks_through_the_lab_model(lab, forge):
+    """A chat through the backend's API server reaches the lab model and comes back with its
+    nonce; the model's log shows the call; without the key the backend answers 401."""
+    name, _ip, _seconds = forge
+    nonce = f"phoenix-nonce-{os.urandom(8).hex()}"
+    body = json.dumps({"model": "hermes-agent",
+                       "messages": [{"role": "user", "content": f"Say {nonce}"}]})
+    key = ("sed -n 's/^API_SERVER_KEY=//p' /var/lib/hermes/backend/.env | { read -r k; "
+           "printf 'header = \"Authorization: Bearer %s\"\\n' \"$k\"; } | ")
+    chat = f"curl -sS -m 180 -K - -H 'Content-Type: application/json' -d '{body}' " \
+           "http://127.0.0.1:8645/v1/chat/completions"
+    answer = json.loads(ssh(lab, name, key + chat, timeout=240))
+    assert answer["choices"][0]["message"]["content"] == f"lab-model heard {nonce}"
+    calls = [json.loads(line) for line in
+             (lab.state_dir / "logs" / "model.log").read_text().splitlines()]
+    assert any(nonce in call.get("nonces", []) and call["status"] == 200 for call in calls)
+    status_only = chat.replace(" -sS ", " -s -o /dev/null -w '%{http_code}' ")
+    refused = ssh(lab, name, "true | " + status_only)
+    assert refused == "401"
+
+
+def test_a_wrong_wheel_hash_replaces_nothing(lab, forge, tmp_path):
+    name, _ip, _seconds = forge
+    good = (REPO / "files" / "hermes-requirements.txt").read_text()
+    first = good.index("\n    --hash=sha256:") + len("\n    --hash=sha256:")
+    bad = tmp_path / "bad-requirements.txt"
+    bad.write_text(good[:first] + ("0" if good[first] != "0" else "1") + good[first + 1:])
+    before = ssh(lab, name, HERMES_STATE)
+    result = converge(name, hermes_requirements=bad)
+    assert result.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in result.stderr + result.stdout, result.stderr[-3000:]
+    assert "the running houses keep their virtualenv" in result.stderr, result.stderr[-3000:]
+    assert ssh(lab, name, HERMES_STATE) == before  # no new virtualenv, same processes
+
+
+def test_a_missing_hermes_secret_is_named_in_one_line(lab, forge, tmp_path):
+    name, _ip, _seconds = forge
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    for path in (lab.state_dir / "secrets").iterdir():
+        if path.is_file() and path.name != "hermes_api_server_key":
+            (secrets / path.name).write_bytes(path.read_bytes())
+            (secrets / path.name).chmod(0o600)
+    before = ssh(lab, name, HERMES_STATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploy.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PHOENIX_LAB_DROPLETS": name, "PHOENIX_SECRETS_DIR": str(secrets)})
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "secret hermes_api_server_key is missing" in output, output[-3000:]
+    assert "Traceback" not in output
+    assert ssh(lab, name, HERMES_STATE) == before

@@ -147,12 +147,18 @@ def _cron_restore(t, s):
     on_host(t, f"mv /root/val-cron.saved {s['cron_file']}")
 
 
+def _beat(s, wizard):
+    return f"{s['hermes_root']}/{wizard}/state/gateway.heartbeat"
+
+
 def _heartbeat_stale(t, s):
-    """The wizard hangs (SIGSTOP: systemd still calls it active), its last beat an hour old."""
+    """The wizard hangs (SIGSTOP: systemd still calls it active, until its watchdog runs out),
+    its last beat an hour old."""
     wizard = s["wizard_names"][0]
-    beat = f"{s['wizard_heartbeat_dir']}/{wizard}.json"
-    script = ("import json, sys, time; p = sys.argv[1]; d = json.load(open(p)); "
-              "d['ts'] = time.time() - 3600; json.dump(d, open(p, 'w'))")
+    beat = _beat(s, wizard)
+    script = ("import datetime, json, sys; p = sys.argv[1]; d = json.load(open(p)); "
+              "d['updated_at'] = (datetime.datetime.now(datetime.timezone.utc) - "
+              "datetime.timedelta(hours=1)).isoformat(); json.dump(d, open(p, 'w'))")
     on_host(t, f"kill -STOP $(systemctl show -p MainPID --value hermes-{wizard}) && sleep 0.5 && "
                f"python3 -c {shlex.quote(script)} {beat} && touch -d '1 hour ago' {beat}")
     return wizard
@@ -162,6 +168,24 @@ def _heartbeat_resume(t, s):
     wizard = s["wizard_names"][0]
     on_host(t, f"kill -CONT $(systemctl show -p MainPID --value hermes-{wizard}) && "
                f"systemctl restart hermes-{wizard}")
+
+
+def _config_path(s):
+    return f"{s['hermes_root']}/{s['wizard_names'][1]}/config.yaml"
+
+
+def _config_break(t, s):
+    """A hand edit leaves the house's config.yaml unparsable; the house is restarted on it."""
+    path, unit = _config_path(s), f"hermes-{s['wizard_names'][1]}"
+    on_host(t, f"cp -p {path} /root/val-config.saved && "
+               f"printf 'model: [unclosed\\n  provider: custom\\n' > {path} && "
+               f"systemctl restart --no-block {unit} && sleep 5")
+    return ""
+
+
+def _config_restore(t, s):
+    on_host(t, f"mv /root/val-config.saved {_config_path(s)} && "
+               f"systemctl restart hermes-{s['wizard_names'][1]}")
 
 
 DROPIN = "/etc/ssh/sshd_config.d/00-val-break.conf"
@@ -197,7 +221,15 @@ BREAKS = [
                  ["gitea.db is mode 0644, expected 0600"]}),
     Break("wizard-unit-removed", _unit_remove, _unit_restore,
           fails={"test_step6_wizard_active_and_enabled[{w1}]": ["hermes-{w1}.service is missing"]},
-          may_fail={"test_step7_wizard_heartbeat_fresh[{w1}]"}),
+          may_fail={"test_step7_wizard_heartbeat_fresh[{w1}]",
+                    "test_step6_house_config_loads[{w1}]"}),
+    # Hermes only warns about such a file and runs on without its model or its watchdog
+    # setting, so it never says READY=1 either: the unit hangs in "activating".
+    Break("house-config-broken", _config_break, _config_restore,
+          fails={"test_step6_house_config_loads[{w1}]":
+                 ["config.yaml is broken", "while parsing", "journal ends"]},
+          may_fail={"test_step6_wizard_active_and_enabled[{w1}]",
+                    "test_step7_wizard_heartbeat_fresh[{w1}]"}),
     Break("cron-line-deleted", _cron_delete, _cron_restore,
           fails={"test_step6_cron_entries_installed": ["not installed"]}),
     Break("heartbeat-stale", _heartbeat_stale, _heartbeat_resume,

@@ -338,6 +338,38 @@ def test_mirror_keeps_unchanged_files_and_links_git_objects(tmp_path):
     assert (src / "r.git" / "objects" / "ab" / "cdef").read_bytes() == b"object"
 
 
+def test_mirror_copies_live_sqlite_through_the_backup_api_and_leaves_out_skips(tmp_path):
+    """A Hermes house: state.db in WAL mode with rows only in its -wal file, secrets and
+    runtime files that must not be in a backup."""
+    job = backup.job_module()
+    src, dest = tmp_path / "hermes", tmp_path / "dest"
+    (src / "ezra" / "logs").mkdir(parents=True)
+    (src / "ezra" / "memories").mkdir()
+    live = sqlite3.connect(src / "ezra" / "state.db")
+    live.execute("PRAGMA journal_mode=WAL")
+    live.execute("PRAGMA wal_autocheckpoint=0")
+    live.execute("CREATE TABLE sessions (id TEXT)")
+    live.execute("INSERT INTO sessions VALUES ('api-1')")
+    live.commit()  # in state.db-wal only: a plain copy of state.db would miss it
+    assert (src / "ezra" / "state.db-wal").stat().st_size > 0
+    (src / "ezra" / ".env").write_text("PHOENIX_MODEL_API_KEY=secret\n")
+    (src / "ezra" / "logs" / "gateway.log").write_text("log\n")
+    (src / "ezra" / "memories" / "MEMORY.md").write_text("remember\n")
+    (src / "ezra" / "notes-wal").write_text("not a database's\n")
+    skip = [r"(^|/)\.env$", r"(^|/)logs/"]
+    job.mirror(str(src), str(dest), skip=skip, sqlite=True)
+    copy = sqlite3.connect(dest / "ezra" / "state.db")
+    assert copy.execute("SELECT id FROM sessions").fetchall() == [("api-1",)]
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    copy.close()
+    names = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
+    assert names == ["ezra", "ezra/memories", "ezra/memories/MEMORY.md", "ezra/notes-wal",
+                     "ezra/state.db"]
+    job.mirror(str(src), str(dest), skip=skip, sqlite=True)  # a second run keeps them
+    assert (dest / "ezra" / "notes-wal").exists() and (dest / "ezra" / "state.db").exists()
+    live.close()
+
+
 def test_database_copy_is_consistent_while_a_writer_is_busy(tmp_path):
     job = backup.job_module()
     db = tmp_path / "live.db"

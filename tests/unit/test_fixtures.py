@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -147,17 +148,24 @@ def test_deploy_sh_lays_out_hermes_home_idempotently(clone, tmp_path):
         (clone / "bin" / "fleet-health.sh").read_bytes()
 
 
-def test_fleet_health_reads_the_wizards_heartbeats(clone, tmp_path):
-    beats = tmp_path / "beats"
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HERMES_HEARTBEAT_DIR": str(beats)}
-    assert subprocess.run([str(clone / "bin/fleet-health.sh")], env=env,
-                          capture_output=True, check=False).returncode == 1  # no heartbeat at all
-    for name in ("ezra", "allegro", "bezalel"):
-        subprocess.run([PYTHON, str(fixtures.STANDINS / "hermes-wizard"), name, "--once"],
-                       env=env, check=True, capture_output=True)
-    result = subprocess.run([str(clone / "bin/fleet-health.sh")], env=env, capture_output=True,
-                            text=True, check=False)
+def test_fleet_health_reads_the_houses_heartbeats(clone, tmp_path):
+    houses = tmp_path / "hermes"
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HERMES_HOUSES": str(houses)}
+
+    def fleet_health() -> subprocess.CompletedProcess:
+        return subprocess.run([str(clone / "bin/fleet-health.sh")], env=env,
+                              capture_output=True, text=True, check=False)
+
+    assert fleet_health().returncode == 1  # no heartbeat at all
+    for name in ("ezra", "allegro", "bezalel"):  # as Hermes's gateway writes them
+        (houses / name / "state").mkdir(parents=True)
+        (houses / name / "state" / "gateway.heartbeat").write_text('{"pid": 1}')
+    result = fleet_health()
     assert result.returncode == 0 and result.stdout.count(" ok ") == 3
+    stale = houses / "allegro" / "state" / "gateway.heartbeat"
+    os.utime(stale, (time.time() - 600, time.time() - 600))
+    result = fleet_health()
+    assert result.returncode == 1 and "allegro STALE" in result.stdout
 
 
 # --- the Gitea backup ------------------------------------------------------------------------

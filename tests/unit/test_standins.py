@@ -1,4 +1,4 @@
-"""The lab stand-ins (Gitea, hermes backend, wizard), run as real processes on loopback."""
+"""The lab stand-ins (Gitea), run as real processes on loopback."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -416,66 +415,9 @@ def test_runbook_step9_issue_create_and_close_with_gitea_api_sh(forge, tmp_path)
     assert TOKEN not in created.stdout + created.stderr + closed.stdout + closed.stderr
 
 
-# --- hermes backend and wizards --------------------------------------------------------------
-
-def test_backend_health_on_its_port():
-    port = free_port()
-    with started("hermes-backend", env=clean_env(HERMES_BACKEND_PORT=str(port))) as proc:
-        status, body, _ = http("GET", f"http://127.0.0.1:{port}/health")
-        assert status == 200 and body["status"] == "ok" and body["service"] == "hermes-backend"
-        assert http("GET", f"http://127.0.0.1:{port}/nope")[0] == 404
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-
-
-def test_backend_reads_its_port_from_timmy_config(tmp_path):
-    port = free_port()
-    (tmp_path / "config.yaml").write_text(
-        fixtures.CONFIG_YAML.replace("port: 8645", f"port: {port}"))
-    with started("hermes-backend", "--host", "127.0.0.1", "--config",
-                 str(tmp_path / "config.yaml")):
-        assert http("GET", f"http://127.0.0.1:{port}/health")[0] == 200
-
-
-def test_wizard_writes_fresh_heartbeats_and_nothing_else(tmp_path):
-    home, beats = tmp_path / "home", tmp_path / "state" / "fleet-health"
-    home.mkdir()
-    env = clean_env(HOME=str(home))
-    with started("hermes-wizard", "ezra", "--heartbeat-dir", str(beats), "--interval", "0.2",
-                 env=env) as proc:
-        first = json.loads((beats / "ezra.json").read_text())
-        assert first["wizard"] == "ezra" and first["pid"] == proc.pid
-        assert abs(first["ts"] - time.time()) < 5 and first["iso"].startswith("20")
-        deadline = time.time() + 5
-        while json.loads((beats / "ezra.json").read_text())["ts"] == first["ts"]:
-            assert time.time() < deadline, "the heartbeat was not renewed"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    assert sorted(p.name for p in beats.iterdir()) == ["ezra.json"]  # no temp files left
-    assert list(home.iterdir()) == []
-
-
-def test_wizard_defaults_and_env_overrides(tmp_path):
-    result = run("hermes-wizard", "allegro", "--once", env=clean_env(HOME=str(tmp_path)))
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / ".local/timmy/fleet-health/allegro.json").is_file()
-    elsewhere = tmp_path / "beats"
-    result = run("hermes-wizard", "bezalel", "--once",
-                 env=clean_env(HOME=str(tmp_path), HERMES_HEARTBEAT_DIR=str(elsewhere)))
-    assert result.returncode == 0 and (elsewhere / "bezalel.json").is_file()
-
-
-def test_wizard_says_when_it_cannot_write(tmp_path):
-    (tmp_path / "file").write_text("")
-    result = run("hermes-wizard", "ezra", "--once", "--heartbeat-dir", str(tmp_path / "file/x"))
-    assert result.returncode == 1 and "cannot write heartbeat" in result.stderr
-
-
 # --- what every shipped script promises ------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["gitea", "hermes-backend", "hermes-wizard",
-                                  "phoenix-backup-verify"])
+@pytest.mark.parametrize("name", ["gitea", "phoenix-backup-verify"])
 def test_shipped_scripts_are_self_contained(name):
     path = fixtures.VERIFIER if name == fixtures.VERIFIER.name else STANDINS / name
     text = path.read_text()

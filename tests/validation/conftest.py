@@ -33,9 +33,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`wizard` is each of group_data's wizard_names: one test per wizard house."""
+    """`wizard` is each of group_data's wizard_names: one test per wizard house; `house` is
+    each Hermes house, the backend's first."""
     if "wizard" in metafunc.fixturenames:
         metafunc.parametrize("wizard", load()["wizard_names"])
+    if "house" in metafunc.fixturenames:
+        settings = load()
+        metafunc.parametrize("house", [settings["backend_house"], *settings["wizard_names"]])
 
 
 # ---- settings and the operator's side -------------------------------------------------------

@@ -36,10 +36,12 @@ def test_security_sshd_root_login_key_only(sshd):
 
 
 def _secret_files(host, settings) -> list[str]:
-    """The host's secret files: app.ini (SECRET_KEY, INTERNAL_TOKEN), and when there is a
-    backup job, its folder's files (restic password, store key, credentials) but the store's
-    public known_hosts."""
+    """The host's secret files: app.ini (SECRET_KEY, INTERNAL_TOKEN), each Hermes house's .env
+    (the model's and the API server's keys), and when there is a backup job, its folder's
+    files (restic password, store key, credentials) but the store's public known_hosts."""
     paths = [f"{settings['gitea_config_dir']}/app.ini"]
+    paths += [f"{settings['hermes_root'].rstrip('/')}/{house}/.env"
+              for house in [settings["backend_house"], *settings["wizard_names"]]]
     folder = settings.get("backup_config_dir")
     if folder and host.file(folder).is_directory:
         paths += sorted(out(host, f"find {shlex.quote(folder)} -type f "
@@ -82,4 +84,20 @@ def test_security_hermes_not_running_as_root(host, settings):
     for wizard in settings["wizard_names"]:
         if unit_loaded(host, f"hermes-{wizard}"):  # a missing one fails in step 6
             problems += _not_root(host, f"hermes-{wizard}", settings["hermes_user"])
+    assert not problems, "; ".join(problems)
+
+
+def test_security_hermes_units_sandboxed(host, settings):
+    """`systemd-analyze security`: each Hermes unit's exposure at most hermes_max_exposure."""
+    limit, problems = settings["hermes_max_exposure"], []
+    for house in [settings["backend_house"], *settings["wizard_names"]]:
+        unit = "hermes-backend" if house == settings["backend_house"] else f"hermes-{house}"
+        if not unit_loaded(host, unit):
+            continue  # a missing one fails in step 5/6
+        last = out(host, f"systemd-analyze security {unit} --no-pager").strip().splitlines()[-1]
+        words = [w for w in last.split() if w.replace(".", "", 1).isdigit()]
+        exposure = float(words[-1]) if words else 10.0
+        if exposure > limit:
+            problems.append(f"{unit} has exposure {exposure} (`systemd-analyze security "
+                            f"{unit}`), expected at most {limit}: its sandboxing was loosened")
     assert not problems, "; ".join(problems)

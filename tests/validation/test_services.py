@@ -1,31 +1,91 @@
-"""Runbook steps 5-7: the hermes backend and the wizard houses run, answer and beat."""
+"""Runbook steps 5-7: Hermes Agent's backend and wizard houses run, answer, think and beat."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import secrets
 import shlex
+
+import pytest
 
 from .helpers import host_now, out, unit_loaded
 
 BACKEND = "hermes-backend"
 
 
+def _unit(settings, house: str) -> str:
+    return BACKEND if house == settings["backend_house"] else f"hermes-{house}"
+
+
+def _home(settings, house: str) -> str:
+    return f"{settings['hermes_root'].rstrip('/')}/{house}"
+
+
+def _journal(host, unit: str, lines: int = 20) -> str:
+    tail = host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager -o cat")
+    return "\n".join("    " + line for line in tail.stdout.strip().splitlines()[-lines:])
+
+
 def _active_and_enabled(host, unit: str, why: str) -> None:
     service = host.service(unit)
-    assert service.is_running, f"{unit} is not running ({why}; systemctl status {unit})"
+    assert service.is_running, f"{unit} is not running ({why}); its journal ends:\n" \
+                               f"{_journal(host, unit)}"
     assert service.is_enabled, f"{unit} is not enabled: it will not start at boot"
 
 
+def _backend_url(settings, path: str) -> str:
+    return f"http://{settings['backend_host']}:{settings['backend_port']}{path}"
+
+
+def _call(host, settings, path: str, body: dict | None, *, key: bool) -> tuple[str, str]:
+    """(HTTP status, body) of a call to the backend made on the host; with `key`, the API
+    server's key is read from the backend's .env there and reaches curl on stdin only."""
+    env = shlex.quote(f"{_home(settings, settings['backend_house'])}/.env")
+    header = (f"sed -n 's/^API_SERVER_KEY=//p' {env} | {{ read -r k; "
+              "printf 'header = \"Authorization: Bearer %s\"\\n' \"$k\"; } | "
+              if key else "true | ")
+    data = f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))} " \
+        if body is not None else ""
+    result = host.run(f"{header}curl -sS -m 180 -K - -w '\\n%{{http_code}}' {data}"
+                      f"{shlex.quote(_backend_url(settings, path))}")
+    text, _, code = result.stdout.rpartition("\n")
+    return code.strip(), text
+
+
 def test_step5_backend_active_and_enabled(host):
-    _active_and_enabled(host, BACKEND, "the hermes FastAPI backend")
+    _active_and_enabled(host, BACKEND, "Hermes Agent's gateway and API server")
 
 
 def test_step5_backend_health_200(host, settings):
-    url = f"http://127.0.0.1:{settings['backend_port']}{settings['backend_health_path']}"
-    code = host.run(f"curl -s -o /dev/null -m 10 -w '%{{http_code}}' {shlex.quote(url)}")
-    assert code.stdout.strip() == "200", \
-        f"GET {url} on the host answered {code.stdout.strip() or 'nothing'}, expected 200 " \
-        f"(is {BACKEND} listening on backend_port {settings['backend_port']}?)"
+    code, body = _call(host, settings, settings["backend_health_path"], None, key=False)
+    assert code == "200", \
+        f"GET {_backend_url(settings, settings['backend_health_path'])} on the host " \
+        f"answered {code or 'nothing'}, expected 200 (is {BACKEND} listening on " \
+        f"backend_port {settings['backend_port']}?); its journal ends:\n{_journal(host, BACKEND)}"
+    assert json.loads(body).get("platform") == "hermes-agent", f"not Hermes answering: {body}"
+
+
+def test_step5_backend_refuses_a_call_without_its_key(host, settings):
+    code, body = _call(host, settings, "/v1/chat/completions",
+                       {"model": "hermes-agent", "messages": []}, key=False)
+    assert code == "401", f"the backend answered {code} to a chat without API_SERVER_KEY, " \
+                          f"expected 401: is its API server open to anyone? {body[:200]}"
+
+
+def test_step5_backend_model_round_trip(host, settings):
+    """One real chat through the backend to the model provider: the answer must carry this
+    request's nonce, which only a model that read the request can give back."""
+    nonce = f"phoenix-nonce-{secrets.token_hex(8)}"
+    code, body = _call(host, settings, "/v1/chat/completions", {
+        "model": "hermes-agent",
+        "messages": [{"role": "user", "content": f"Reply with exactly this and nothing "
+                                                 f"else: {nonce}"}]}, key=True)
+    assert code == "200", f"a chat through the backend answered {code}, expected 200: " \
+                          f"{body[:300]}; its journal ends:\n{_journal(host, BACKEND)}"
+    answer = json.loads(body)["choices"][0]["message"]["content"] or ""
+    assert nonce in answer, f"the backend's answer does not carry the nonce {nonce}: " \
+                            f"{answer[:200]!r} (is its model the configured provider?)"
 
 
 def test_step6_wizard_active_and_enabled(host, wizard):
@@ -35,16 +95,37 @@ def test_step6_wizard_active_and_enabled(host, wizard):
     _active_and_enabled(host, unit, f"the {wizard} wizard house")
 
 
+def test_step6_house_config_loads(host, settings, house):
+    """Hermes only warns about a config.yaml it cannot parse, and runs on without its model:
+    read it as Hermes does (PyYAML in its virtualenv) and require a model."""
+    unit, path = _unit(settings, house), f"{_home(settings, house)}/config.yaml"
+    if not unit_loaded(host, unit):
+        pytest.skip(f"{unit} is missing (step 5/6 says so)")
+    env = dict(word.split("=", 1) for word in shlex.split(
+        out(host, f"systemctl show -p Environment --value {unit}")) if "=" in word)
+    python = f"{env.get('VIRTUAL_ENV', '/nonexistent')}/bin/python"
+    check = ("import sys, yaml\n"
+             "try:\n    c = yaml.safe_load(open(sys.argv[1]))\n"
+             "except Exception as e:\n    sys.exit(' '.join(str(e).split()))\n"
+             "if not (isinstance(c, dict) and isinstance(c.get('model'), dict)\n"
+             "        and c['model'].get('provider')):\n    sys.exit('it names no model.provider')")
+    result = host.run(f"{shlex.quote(python)} -c {shlex.quote(check)} {shlex.quote(path)}")
+    assert result.rc == 0, f"{house}'s {path} is broken ({result.stderr.strip()[-300:]}), so " \
+                           f"Hermes runs without it; {unit}'s journal ends:\n{_journal(host, unit)}"
+
+
 def test_step7_wizard_heartbeat_fresh(host, settings, wizard):
-    path = f"{settings['wizard_heartbeat_dir']}/{wizard}.json"
+    """The heartbeat Hermes's gateway writes from its event loop every 30 s."""
+    path = f"{_home(settings, wizard)}/state/gateway.heartbeat"
     f = host.file(path)
-    assert f.is_file, f"{wizard} has never written a heartbeat ({path} is missing)"
+    assert f.is_file, f"{wizard}'s gateway has never written its heartbeat ({path} is missing)"
     try:
-        stamp = float(json.loads(f.content_string)["ts"])
+        stamp = datetime.datetime.fromisoformat(
+            json.loads(f.content_string)["updated_at"]).timestamp()
     except (ValueError, KeyError, TypeError):
         stamp = float(out(host, f"stat -c %Y {shlex.quote(path)}"))
     age = host_now(host) - stamp
-    limit = settings["wizard_heartbeat_max_age"]
+    limit = settings["hermes_heartbeat_max_age"]
     assert age <= limit, f"the heartbeat of {wizard} is {age:.0f} s old, expected under " \
-                         f"{limit} s (wizard_heartbeat_max_age): is hermes-{wizard} hung? " \
+                         f"{limit} s (hermes_heartbeat_max_age): is hermes-{wizard} hung? " \
                          f"({path})"
