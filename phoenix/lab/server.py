@@ -13,9 +13,9 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from phoenix.lab import cfapi, doapi
-from phoenix.lab.model import Model
 from phoenix.lab.config import LabConfig, load
 from phoenix.lab.dnsserver import DNSServer
+from phoenix.lab.model import Model
 from phoenix.lab.nspawn import LAST_DROPLET_HOST, NspawnDriver
 from phoenix.lab.objects import Ledger
 
