@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phoenix.lab.httpd import JSONServer, Request, Response
+from phoenix.lab.httpd import Fault, JSONServer, Request, Response
 
 BASE = "/client/v4"
 TYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "NS")
@@ -300,15 +300,26 @@ class CloudflareAPI:
     def __init__(self, zones: Zones, token: str) -> None:
         self.zones = zones
         self._token = token.encode()
-        self._lock = threading.Lock()
-        self._limited = 0
-        self._retry_after = 1.0
+        self.server: JSONServer | None = None  # set by make_server: its fault switch
         self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=1000)
 
     def rate_limit_next(self, n: int, *, retry_after: float = 1.0) -> None:
         """Answer the next `n` requests with 429 and `Retry-After: retry_after` (seconds)."""
-        with self._lock:
-            self._limited, self._retry_after = n, retry_after
+        assert self.server is not None
+        self.server.clear_faults()
+        if n:
+            self.server.inject(Fault(status=429, retry_after=retry_after, count=n))
+
+    @staticmethod
+    def fault_answer(status: int, fault: Fault) -> Response:
+        """Cloudflare's envelope for an injected failure (429: its rate-limit code 971)."""
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None \
+            else {}
+        if status == 429:
+            return _fail(429, 971, "Please wait and consider throttling your request speed",
+                         headers)
+        return _fail(status, 10000 + status if status >= 500 else 1000,
+                     "Injected failure (lab fault switch).", headers)
 
     def routes(self) -> list[tuple[str, str, Any]]:
         z, r = r"(?P<zone_id>[^/]+)", r"(?P<record_id>[^/]+)"
@@ -327,12 +338,6 @@ class CloudflareAPI:
 
     def before(self, request: Request) -> Response | None:
         self.requests.append((request.method, request.path, request.query))
-        with self._lock:
-            if self._limited > 0:
-                self._limited -= 1
-                seconds = f"{self._retry_after:g}"
-                return _fail(429, 971, "Please wait and consider throttling your request "
-                                       "speed", {"Retry-After": seconds})
         if request.bearer is None:
             return _fail(401, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization "
                                     "headers")
@@ -413,7 +418,9 @@ def make_server(*, token: str, zones: Zones | dict[str, list[dict]] | None = Non
     """
     store = zones if isinstance(zones, Zones) else Zones(zones)
     api = CloudflareAPI(store, token)
-    server = JSONServer(host, port, api.routes(), before=api.before)
+    server = JSONServer(host, port, api.routes(), before=api.before,
+                        fault_answer=api.fault_answer, control_token=token)
+    api.server = server
     # JSONServer sends headers and body in two writes; with Nagle's algorithm on, each answer
     # then waits ~40 ms for the client's delayed ACK. The handler class is this server's own.
     server.httpd.RequestHandlerClass.disable_nagle_algorithm = True

@@ -3,8 +3,9 @@
 Droplets live in a `Driver` (memory records for unit tests, nspawn containers in the lab);
 everything DigitalOcean keeps besides droplets (account keys, reserved IPs, actions, tags) lives
 here. Shapes, status codes and error bodies follow DigitalOcean's, so the code under test
-cannot tell the difference. `DOServer.fail_next` makes the next answers 429 or 5xx, so that
-clients' retries can be tested.
+cannot tell the difference; `contracts/digitalocean/openapi.json` (DigitalOcean's OpenAPI
+description, tightened) holds them to it in the tests. The fault switch (`inject`, or
+`fail_next` for the next answers) answers with DigitalOcean's error shape and headers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 from phoenix.lab.drivers import Driver, DriverError, Droplet
-from phoenix.lab.httpd import Handler, JSONServer, Request, Response
+from phoenix.lab.httpd import Fault, Handler, JSONServer, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,6 @@ class DOServer(JSONServer):
         self._actions: dict[int, dict] = {}
         self._busy: set[tuple[str, Any]] = set()  # resources with an action in progress
         self._tags: dict[str, None] = {}
-        self._fail: tuple[int, int, int | None] = (0, 0, None)
         self._window = (time.time(), 0)  # rate-limit window start, requests in it
         d, ip, act = r"(?P<droplet_id>\d+)", r"(?P<ip>[0-9.]+)", r"(?P<action_id>\d+)"
         routes: list[tuple[str, str, Handler]] = [
@@ -171,7 +171,8 @@ class DOServer(JSONServer):
             ("POST", "/v2/tags", self._tags_create),
             ("GET", "/v2/tags/(?P<tag>[^/]+)", self._tags_get),
         ]
-        super().__init__(host, port, [(m, p, self._guarded(h)) for m, p, h in routes])
+        super().__init__(host, port, [(m, p, self._guarded(h)) for m, p, h in routes],
+                         fault_answer=self._fault_answer, control_token=token)
 
     # -- test switch, auth, rate-limit headers --------------------------------------------
 
@@ -181,23 +182,24 @@ class DOServer(JSONServer):
         `retry_after` becomes a Retry-After header (None: no header). Note that azure-core,
         under pydo, retries any method on any 4xx/5xx that carries Retry-After.
         """
+        self.clear_faults()
+        if n:
+            self.inject(Fault(status=status, retry_after=retry_after, count=n))
+
+    def _fault_answer(self, status: int, fault: Fault) -> Response:
         with self._lock:
-            self._fail = (n, status, retry_after)
+            headers = self._count_request()
+        if status == 429:
+            headers["ratelimit-remaining"] = "0"
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        message = ERROR_MESSAGES.get(status, "Injected failure (lab fault switch).")
+        return (*_error(status, message), headers)
 
     def _guarded(self, handler: Handler) -> Handler:
         def answer(request: Request) -> Response:
             with self._lock:
                 headers = self._count_request()
-                left, status, retry_after = self._fail
-                if left:
-                    self._fail = (left - 1, status, retry_after)
-            if left:
-                if status == 429:
-                    headers["ratelimit-remaining"] = "0"
-                if retry_after is not None:
-                    headers["Retry-After"] = str(retry_after)
-                message = ERROR_MESSAGES.get(status, "Injected failure (lab test switch).")
-                return (*_error(status, message), headers)
             if not hmac.compare_digest((request.bearer or "").encode(), self._token.encode()):
                 return (*_error(401, "Unable to authenticate you"), headers)
             try:

@@ -3,15 +3,25 @@
 A server is a list of routes `(method, regex, handler)`; a handler takes a `Request` and
 returns `(status, body)` or `(status, body, headers)`, where body is JSON-able (or None for
 an empty body). Runs threaded, so a slow client does not hold the others up.
+
+The fault switch: `inject(Fault(...))` makes matching requests fail before they are served
+(nothing happened) or after (it happened, then the answer was lost): with an error status
+(the provider's own error shape, from `fault_answer`), after a stall (a client timeout), or
+with no answer at all (the connection closed). With a `control_token`, the same switch is
+reachable over HTTP at /_lab/faults (GET: the faults and their hits, POST: add one, DELETE:
+clear), so tests can drive the lab server process. `recorder`, when set, sees every
+exchange (the contract tests validate them).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,13 +49,69 @@ class Request:
 
 
 Handler = Callable[[Request], Response]
+FAULTS_PATH = "/_lab/faults"
+
+
+@dataclass
+class Fault:
+    """A failure for the next `count` requests whose method and path match.
+
+    `when`: "before" (the request is not served) or "after" (served, then the answer is
+    lost). `status`: the answer given instead (0: none, the connection is closed);
+    `retry_after` adds a Retry-After header; `delay` stalls that many seconds first (longer
+    than the client's read timeout, it is a timeout).
+    """
+
+    path: str = ""  # regex searched in the URL path; "" = any
+    method: str = ""  # "" = any
+    when: str = "before"
+    status: int = 503
+    retry_after: float | None = None
+    delay: float = 0.0
+    count: int = 1
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.when not in ("before", "after"):
+            raise ValueError(f"fault.when must be 'before' or 'after', not {self.when!r}")
+        re.compile(self.path)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.hits < self.count and self.method.upper() in ("", method)
+                and re.search(self.path, path) is not None)
+
+
+@dataclass
+class Exchange:
+    """One request and the answer it got, as the recorder sees it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    status: int
+    headers: dict[str, str]
+    answer: Any
+    fault: Fault | None
+
+
+def _generic_fault_answer(status: int, fault: Fault) -> Response:
+    headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+    return status, {"message": "Injected failure (lab fault switch)."}, headers
 
 
 class JSONServer:
     def __init__(self, host: str, port: int, routes: list[tuple[str, str, Handler]],
-                 *, before: Callable[[Request], Response | None] | None = None) -> None:
+                 *, before: Callable[[Request], Response | None] | None = None,
+                 fault_answer: Callable[[int, Fault], Response] = _generic_fault_answer,
+                 control_token: str | None = None) -> None:
         self.routes = [(m, re.compile(p + r"/?$"), h) for m, p, h in routes]
         self.before = before
+        self.fault_answer = fault_answer
+        self.faults: list[Fault] = []
+        self._faults_lock = threading.Lock()
+        self._control_token = control_token
+        self.recorder: Callable[[Exchange], None] | None = None
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -68,6 +134,46 @@ class JSONServer:
     def port(self) -> int:
         return self.httpd.server_address[1]
 
+    # -- the fault switch ------------------------------------------------------------------
+
+    def inject(self, fault: Fault) -> Fault:
+        with self._faults_lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> list[Fault]:
+        with self._faults_lock:
+            gone, self.faults = self.faults, []
+        return gone
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._faults_lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def _control(self, h: BaseHTTPRequestHandler, body: Any) -> None:
+        given = h.headers.get("Authorization", "")[7:].encode()
+        if not hmac.compare_digest(given, (self._control_token or "").encode()):
+            self._send(h, 401, {"message": "the fault switch needs the lab's API token"}, {})
+            return
+        if h.command == "POST":
+            names = {f.name for f in fields(Fault)} - {"hits"}
+            try:
+                if not isinstance(body, dict) or set(body) - names:
+                    raise ValueError(f"a fault takes {', '.join(sorted(names))}")
+                self.inject(Fault(**body))
+            except (TypeError, ValueError, re.error) as exc:
+                self._send(h, 400, {"message": f"bad fault: {exc}"}, {})
+                return
+        elif h.command == "DELETE":
+            self.clear_faults()
+        with self._faults_lock:
+            listed = [asdict(f) for f in self.faults]
+        self._send(h, 200, {"faults": listed}, {})
+
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         url = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
@@ -77,17 +183,33 @@ class JSONServer:
         except ValueError:
             self._send(h, 400, {"message": "request body is not JSON"}, {})
             return
+        if self._control_token and url.path == FAULTS_PATH:
+            self._control(h, body)
+            return
+        query = parse_qs(url.query)
         for method, pattern, handler in self.routes:
             match = pattern.match(url.path)
             if match and method == h.command:
-                request = Request(h.command, url.path, parse_qs(url.query), h.headers, body,
+                request = Request(h.command, url.path, query, h.headers, body,
                                   match.groupdict())
-                try:
-                    result = (self.before and self.before(request)) or handler(request)
-                except Exception as exc:  # a bug in the stand-in must answer, not hang
-                    result = (500, {"message": f"{type(exc).__name__}: {exc}"})
+                fault = self._take_fault(h.command, url.path)
+                if fault is None or fault.when == "after":
+                    try:
+                        result = (self.before and self.before(request)) or handler(request)
+                    except Exception as exc:  # a bug in the stand-in must answer, not hang
+                        result = (500, {"message": f"{type(exc).__name__}: {exc}"})
+                if fault is not None:
+                    time.sleep(fault.delay)
+                    if fault.status == 0:  # no answer: the client sees the connection drop
+                        h.close_connection = True
+                        return
+                    result = self.fault_answer(fault.status, fault)
                 status, payload, *rest = result
-                self._send(h, status, payload, rest[0] if rest else {})
+                headers = rest[0] if rest else {}
+                if self.recorder is not None:
+                    self.recorder(Exchange(h.command, url.path, query, body, status,
+                                           headers, payload, fault))
+                self._send(h, status, payload, headers)
                 return
         self._send(h, 404, {"id": "not_found", "message": "no such endpoint"}, {})
 
@@ -95,14 +217,17 @@ class JSONServer:
     def _send(h: BaseHTTPRequestHandler, status: int, payload: Any,
               headers: dict[str, str]) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
-        h.send_response(status)
-        if payload is not None:
-            h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            h.send_header(key, value)
-        h.end_headers()
-        h.wfile.write(data)
+        try:
+            h.send_response(status)
+            if payload is not None:
+                h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            for key, value in headers.items():
+                h.send_header(key, value)
+            h.end_headers()
+            h.wfile.write(data)
+        except OSError:  # the client gave up (a timeout it was meant to have)
+            h.close_connection = True
 
     def start(self) -> JSONServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
