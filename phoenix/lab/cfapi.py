@@ -121,7 +121,7 @@ class Zones:
                     "type": "full", "development_mode": 0,
                     "name_servers": ["ns1.lab.phoenix.invalid", "ns2.lab.phoenix.invalid"],
                     "original_name_servers": None, "account": {"id": "lab", "name": "lab"},
-                    "owner": {"id": None, "type": "user", "email": None},
+                    "owner": {"id": None, "type": "user", "name": None},
                     "plan": {"id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "name": "Free Website"},
                     "meta": {}, "permissions": ["#dns_records:edit", "#zone:read"],
                     "created_on": now, "modified_on": now, "activated_on": now,
@@ -262,6 +262,13 @@ def _is_ip(text: str, version: int) -> bool:
 # The API -----------------------------------------------------------------------------------
 
 
+def _shown(record: dict) -> dict:
+    """A record as the API shows it: Cloudflare dropped zone_id/zone_name from record
+    answers (the SDK's models have neither) and always sends `meta`."""
+    shown = {k: v for k, v in record.items() if k not in ("zone_id", "zone_name")}
+    return {**shown, "meta": {}}
+
+
 def _ok(result: Any, status: int = 200, **extra: Any) -> Response:
     return status, {"success": True, "errors": [], "messages": [], "result": result, **extra}
 
@@ -387,21 +394,24 @@ class CloudflareAPI:
                 records = [r for r in records if r["type"] == values[0].upper()]
             elif key == "proxied":
                 records = [r for r in records if r["proxied"] == (values[0] == "true")]
-        return _page(request, records, default=100, maximum=5_000_000)
+        return _page(request, [_shown(r) for r in records], default=100, maximum=5_000_000)
 
     def create_record(self, request: Request) -> Response:
-        return _ok(self.zones.create(request.params["zone_id"], request.body))
+        return _ok(_shown(self.zones.create(request.params["zone_id"], request.body)))
 
     def get_record(self, request: Request) -> Response:
-        return _ok(self.zones.record(request.params["zone_id"], request.params["record_id"]))
+        return _ok(_shown(self.zones.record(request.params["zone_id"],
+                                            request.params["record_id"])))
 
     def edit_record(self, request: Request) -> Response:
-        return _ok(self.zones.update(request.params["zone_id"], request.params["record_id"],
-                                     request.body, replace=False))
+        return _ok(_shown(self.zones.update(request.params["zone_id"],
+                                            request.params["record_id"], request.body,
+                                            replace=False)))
 
     def update_record(self, request: Request) -> Response:
-        return _ok(self.zones.update(request.params["zone_id"], request.params["record_id"],
-                                     request.body, replace=True))
+        return _ok(_shown(self.zones.update(request.params["zone_id"],
+                                            request.params["record_id"], request.body,
+                                            replace=True)))
 
     def delete_record(self, request: Request) -> Response:
         self.zones.delete(request.params["zone_id"], request.params["record_id"])

@@ -45,6 +45,7 @@ IMAGES = {"debian-12-x64": {"id": 152227015, "name": "12 x64", "distribution": "
 KEY_TYPES = {"ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
              "sk-ecdsa-sha2-nistp256@openssh.com"}
+PROJECT_ID = "4e1bfbc3-dc3e-41f2-a18f-1b4d7ba71679"  # the account's default project
 RATE_LIMIT = 5000  # requests an hour, as DigitalOcean allows
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$")
 TAG = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
@@ -208,6 +209,8 @@ class DOServer(JSONServer):
                 status, body, extra = *_error(exc.status, str(exc)), []
             except DriverError as exc:
                 status, body, extra = *_error(422, str(exc)), []
+            if status == 204:  # DigitalOcean labels its empty answers JSON all the same
+                headers["content-type"] = "application/json; charset=utf-8"
             return status, body, {**headers, **(extra[0] if extra else {})}
         return answer
 
