@@ -518,7 +518,7 @@ class DOServer(JSONServer):
         with self._lock:
             locked = ("reserved_ip", ip) in self._busy
         return {"ip": ip, "droplet": droplet, "region": _region_json(record["region"]),
-                "locked": locked, "project_id": None}
+                "locked": locked, "project_id": PROJECT_ID}
 
     def _reserved_list(self, request: Request) -> Response:
         with self._lock:
