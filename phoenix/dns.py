@@ -127,7 +127,9 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
     the first cutover. `on_saved(saved)` runs once every record is saved and before the first
     change, so the caller can write its state file. Returns {fqdn: {changed, before, after}}.
     A record already at `new_ip` and `ttl` is left alone (proxied records keep ttl 1,
-    "automatic", whatever is asked: that is Cloudflare's rule).
+    "automatic", whatever is asked: that is Cloudflare's rule). When an edit fails, the
+    records this run changed (that one included: its answer may have been lost after the
+    change) are put back before the error is raised, so no name is left half moved.
     """
     try:
         ipaddress.IPv4Address(new_ip)
@@ -146,18 +148,42 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
     if on_saved is not None:
         on_saved(saved)
     result = {}
+    touched: list[tuple[str, Any, Any]] = []
     for fqdn, zone, record in found:
         before = _value(record)
         done = before["content"] == new_ip and (before["ttl"] == ttl or before["proxied"])
         after = before
         if not done:
-            with _cloudflare_errors(client, f"pointing {fqdn} at {new_ip}"):
-                edited = client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn,
-                                                 type="A", ttl=ttl, content=new_ip,
-                                                 proxied=before["proxied"])
+            touched.append((fqdn, zone, record))
+            try:
+                with _cloudflare_errors(client, f"pointing {fqdn} at {new_ip}"):
+                    edited = client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn,
+                                                     type="A", ttl=ttl, content=new_ip,
+                                                     proxied=before["proxied"])
+            except PhoenixError as exc:
+                raise PhoenixError(f"{exc} {_put_back(client, touched)}") from None
             after = _value(edited)
         result[fqdn] = {"changed": not done, "before": before, "after": after}
     return result
+
+
+def _put_back(client: cloudflare.Cloudflare, touched: list[tuple[str, Any, Any]]) -> str:
+    """Undo this run's edits (each record to the value it had); says what came of it."""
+    back, stuck = [], []
+    for fqdn, zone, record in touched:
+        value = _value(record)
+        try:
+            with _cloudflare_errors(client, f"pointing {fqdn} back at {value['content']}"):
+                client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn, type="A",
+                                        **value)
+            back.append(f"{fqdn} ({value['content']})")
+        except PhoenixError:
+            stuck.append(fqdn)
+    if stuck:
+        return (f"Could not put {', '.join(stuck)} back: run `phoenix rollback` (the old "
+                "values are saved), then the cutover again.")
+    return (f"Put back {', '.join(back)}: no name moved; run the cutover again once "
+            "Cloudflare answers.")
 
 
 def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:

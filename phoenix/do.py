@@ -2,6 +2,12 @@
 
 The endpoint is configurable (the lab serves plain http, which pydo refuses unless each call
 passes enforce_https=False). Tokens come from the caller, never from here, never printed.
+
+Reads are retried by the SDK (azure-core: 429, 5xx, timeouts). Posts that make something
+(a droplet, a key, an action) are not: azure-core repeats a POST after a 500/503/504, and
+when that error came after DigitalOcean did the work, the repeat makes a second droplet or
+is refused as "pending". They are sent once (again only after a 429, which did nothing), and
+after any other failure Phoenix looks at what exists instead of asking twice.
 """
 
 from __future__ import annotations
@@ -21,10 +27,20 @@ from azure.core.exceptions import (
 from phoenix.errors import PhoenixError
 
 
+class RateLimited(PhoenixError):
+    """DigitalOcean answered 429: nothing was done; `retry_after` seconds to wait."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DO:
     def __init__(self, *, token: str, endpoint: str = "https://api.digitalocean.com",
                  retries: int = 3, timeout: float = 20) -> None:
         self.endpoint = endpoint
+        self.retries = retries
+        self.poll = 0.5  # seconds between looks at an action or a locked resource
         self._kw: dict[str, Any] = {"enforce_https": endpoint.startswith("https://")}
         self.client = pydo.Client(token=token, endpoint=endpoint, retry_total=retries,
                                   retry_backoff_factor=0.5, connection_timeout=timeout,
@@ -49,8 +65,9 @@ class DO:
             if status == 422:
                 raise PhoenixError(f"DigitalOcean refused to {what}: {message}") from None
             if status == 429:
-                raise PhoenixError(f"DigitalOcean rate limit hit while trying to {what}, even "
-                                   "after retries; wait a minute and run again") from None
+                raise RateLimited(f"DigitalOcean rate limit hit while trying to {what}, even "
+                                  "after retries; wait a minute and run again",
+                                  _retry_after(exc)) from None
             raise PhoenixError(f"DigitalOcean API error {status} while trying to {what}: "
                                f"{message}") from None
 
@@ -69,25 +86,70 @@ class DO:
                          droplet_id=droplet_id)
         return body.get("droplet")  # pydo returns the 404 body instead of raising
 
+    def post_once(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """A POST sent once, and again only after a 429 (which did nothing), as the SDK
+        would: after any other failure the caller must look at what exists first."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self.call(what, fn, retry_total=0, **kwargs)
+            except RateLimited as exc:
+                if attempt == self.retries:
+                    raise
+                time.sleep(min(exc.retry_after, 60))
+        raise AssertionError("unreachable")
+
     def create(self, body: dict) -> dict:
-        return self.call(f"create droplet {body.get('name')}", self.client.droplets.create,
-                         body=body)["droplet"]
+        """Create a droplet; a failure may still have made it (the caller looks by tag)."""
+        return self.post_once(f"create droplet {body.get('name')}",
+                              self.client.droplets.create, body=body)["droplet"]
 
     def destroy(self, droplet_id: int) -> None:
-        self.call(f"destroy droplet {droplet_id}", self.client.droplets.destroy,
-                  droplet_id=droplet_id)
+        """Destroy a droplet; one already gone (a repeat after a lost answer) is fine."""
+        try:
+            self.call(f"destroy droplet {droplet_id}", self.client.droplets.destroy,
+                      droplet_id=droplet_id)
+        except PhoenixError:
+            if self.get(droplet_id) is not None:
+                raise
 
-    def action(self, droplet_id: int, kind: str, *, timeout: float = 120) -> dict:
-        action = self.call(f"{kind} droplet {droplet_id}", self.client.droplet_actions.post,
-                           droplet_id=droplet_id, body={"type": kind})["action"]
-        return self.wait_action(action, what=f"{kind} of droplet {droplet_id}", timeout=timeout)
+    def act_once(self, what: str, post: Callable[[], dict], *, state: Callable[[], dict],
+                 done: Callable[[dict], bool], timeout: float) -> None:
+        """Post an action and follow it. After a failed or lost answer, wait while the
+        resource is locked (an action of ours may be running) and post again only if it is
+        not already done: one action, never two."""
+        try:
+            action = post()
+        except PhoenixError:
+            deadline = time.monotonic() + timeout
+            current = state()
+            while current.get("locked") and time.monotonic() < deadline:
+                time.sleep(self.poll)
+                current = state()
+            if done(current):
+                return
+            action = post()  # nothing happened: once more; its error is the one to show
+        self.wait_action(action, what=what, timeout=timeout)
+
+    def action(self, droplet_id: int, kind: str, *, timeout: float = 120) -> None:
+        """A droplet action (power_off, power_on) that ends in the state it names."""
+        what = f"{kind} of droplet {droplet_id}"
+        goal = {"power_off": "off", "shutdown": "off", "power_on": "active"}.get(kind)
+
+        def post() -> dict:
+            return self.post_once(f"{kind} droplet {droplet_id}",
+                                  self.client.droplet_actions.post, droplet_id=droplet_id,
+                                  body={"type": kind})["action"]
+
+        self.act_once(what, post, state=lambda: self.get(droplet_id) or {},
+                      done=lambda d: goal is not None and d.get("status") == goal,
+                      timeout=timeout)
 
     def wait_action(self, action: dict, *, what: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while action["status"] == "in-progress":
             if time.monotonic() > deadline:
                 raise PhoenixError(f"{what} did not complete within {timeout:.0f} s")
-            time.sleep(0.5)
+            time.sleep(self.poll)
             action = self.call(f"follow {what}", self.client.actions.get,
                                action_id=action["id"])["action"]
         if action["status"] != "completed":
@@ -113,14 +175,27 @@ class DO:
     # ---- keys ---------------------------------------------------------------------------
     def ensure_key(self, name: str, public_key: str) -> str:
         """Register the operator's key unless it is there; returns its fingerprint."""
-        keys = self.call("list SSH keys", self.client.ssh_keys.list, per_page=200)
-        for key in keys.get("ssh_keys", []):
-            if key["public_key"].split()[:2] == public_key.split()[:2]:
-                return key["fingerprint"]
-        body = {"name": name, "public_key": public_key.strip()}
-        return self.call("register the SSH key", self.client.ssh_keys.create,
-                         body=body)["ssh_key"]["fingerprint"]
+        def registered() -> str | None:
+            keys = self.call("list SSH keys", self.client.ssh_keys.list, per_page=200)
+            for key in keys.get("ssh_keys", []):
+                if key["public_key"].split()[:2] == public_key.split()[:2]:
+                    return key["fingerprint"]
+            return None
 
+        found = registered()
+        if found:
+            return found
+        body = {"name": name, "public_key": public_key.strip()}
+        try:
+            return self.post_once("register the SSH key", self.client.ssh_keys.create,
+                                  body=body)["ssh_key"]["fingerprint"]
+        except PhoenixError:
+            found = registered()  # the answer may have been lost after the key was made
+            if found:
+                return found
+            # Not made: asking again is safe (DigitalOcean refuses a key it already has).
+            return self.post_once("register the SSH key", self.client.ssh_keys.create,
+                                  body=body)["ssh_key"]["fingerprint"]
 
     # ---- reserved IPs -------------------------------------------------------------------
     def reserved_ip(self, ip: str) -> dict:
@@ -135,11 +210,17 @@ class DO:
             {"type": "unassign"}
         what = f"assign reserved IP {ip} to droplet {droplet_id}" if droplet_id else \
             f"unassign reserved IP {ip}"
-        action = self.call(what, self.client.reserved_ips_actions.post, reserved_ip=ip,
-                           body=body)
-        if "action" not in action:
-            raise PhoenixError(f"DigitalOcean refused to {what}: {action.get('message')}")
-        self.wait_action(action["action"], what=what)
+
+        def post() -> dict:
+            answer = self.post_once(what, self.client.reserved_ips_actions.post,
+                                    reserved_ip=ip, body=body)
+            if "action" not in answer:
+                raise PhoenixError(f"DigitalOcean refused to {what}: {answer.get('message')}")
+            return answer["action"]
+
+        self.act_once(what, post, state=lambda: self.reserved_ip(ip),
+                      done=lambda r: (r.get("droplet") or {}).get("id") == droplet_id,
+                      timeout=120)
 
 
 def public_ip(droplet: dict) -> str | None:
@@ -147,6 +228,13 @@ def public_ip(droplet: dict) -> str | None:
         if net.get("type") == "public":
             return net["ip_address"]
     return None
+
+
+def _retry_after(exc: HttpResponseError) -> float:
+    try:
+        return float(exc.response.headers.get("Retry-After") or 1)
+    except (AttributeError, ValueError):
+        return 1.0
 
 
 def _message(exc: HttpResponseError) -> str:

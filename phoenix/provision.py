@@ -1,8 +1,9 @@
 """`phoenix provision`: a replacement droplet through pydo, its SSH host key pinned (step 1).
 
-Idempotent: a re-run finds the droplet by its role tag and name instead of making another
-(pydo itself retries a POST after a 5xx, so "create again" is never the recovery from an
-error). The host key pair is made here and handed over in user_data (cloud-config
+Idempotent: a re-run finds the droplet by its role tag and name instead of making another.
+The create is sent once (no SDK retry: azure-core repeats a POST after a 5xx), and after a
+failed or lost answer provision looks for the droplet by tag before it says anything: the
+droplet may exist although the answer never came. The host key pair is made here and handed over in user_data (cloud-config
 `ssh_keys`), so the first SSH connection is already checked against a known key.
 """
 
@@ -69,12 +70,20 @@ def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
         fingerprint = client.ensure_key(settings["provision_ssh_key_name"],
                                         public_half(key).read_text())
         progress(f"creating droplet {name} in {settings['provision_region']}")
-        droplet = client.create({
-            "name": name, "region": settings["provision_region"],
-            "size": settings["provision_size"], "image": settings["provision_image"],
-            "ssh_keys": [fingerprint], "tags": [*settings["provision_tags"], role_tag],
-            "user_data": user_data(private, public), "monitoring": True,
-        })
+        try:
+            droplet = client.create({
+                "name": name, "region": settings["provision_region"],
+                "size": settings["provision_size"], "image": settings["provision_image"],
+                "ssh_keys": [fingerprint], "tags": [*settings["provision_tags"], role_tag],
+                "user_data": user_data(private, public), "monitoring": True,
+            })
+        except PhoenixError as exc:
+            droplet = _find(client, name=name, tag=role_tag, state=state)
+            if droplet is None:
+                raise PhoenixError(f"{exc} (no droplet {name} was made; run "
+                                   "`phoenix provision` again)") from None
+            progress(f"the answer to the create was lost, but droplet {name} "
+                     f"({droplet['id']}) exists: using it")
         state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": None}
         state.save()  # a crash from here on finds this droplet again
     else:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import shlex
 
+import requests
+
 from phoenix.errors import PhoenixError
 from phoenix.lab.config import LabConfig
+from phoenix.lab.httpd import FAULTS_PATH
 from phoenix.lab.objects import Ledger
 from phoenix.sshconf import Target, known_hosts_line
 
@@ -46,3 +49,19 @@ def droplet_target(config: LabConfig, name_or_id: str) -> Target:
     known = config.droplets_dir / str(record["id"]) / "known_hosts"
     known.write_text("".join(known_hosts_line(record["ip"], k.read_text()) for k in keys))
     return Target(host=record["ip"], key=config.ssh_key, known_hosts=known)
+
+
+def faults(config: LabConfig, api: str, *, add: dict | None = None,
+           clear: bool = False) -> list[dict]:
+    """The fault switch of the lab server's `api` ("do" or "cf"): add a fault (the fields
+    of `phoenix.lab.httpd.Fault`) or clear them all; returns the faults and their hits."""
+    port, token_file = {"do": (config.do_port, config.do_token_file),
+                        "cf": (config.cf_port, config.cf_token_file)}[api]
+    url = f"http://{config.bridge_ip}:{port}{FAULTS_PATH}"
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    method = "DELETE" if clear else "POST" if add is not None else "GET"
+    answer = requests.request(method, url, json=add, headers=headers, timeout=10)
+    if answer.status_code != 200:
+        raise PhoenixError(f"the lab's {api} fault switch answered {answer.status_code}: "
+                           f"{answer.text.strip()}")
+    return answer.json()["faults"]

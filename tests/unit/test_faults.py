@@ -1,0 +1,105 @@
+"""Faults on every DigitalOcean call Phoenix makes, against the lab API (memory driver).
+
+One scenario (provision, a reserved-IP cutover, rollback with power-off, destroy) runs with
+one fault on one call: a 429 with Retry-After, a 503 before serving, a 503 or a timeout or
+a dropped connection after serving (the work done, the answer lost). Each ends recovered,
+or with one clear line after which a re-run recovers; never a second droplet, never an IP
+or a droplet left half moved. The same faults through the lab server process are in
+tests/lab/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from phoenix import cutover as cut
+from phoenix.do import DO
+from phoenix.errors import PhoenixError
+from phoenix.lab.doapi import make_server
+from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.httpd import Fault
+from phoenix.provision import provision
+from phoenix.settings import load
+from phoenix.state import State
+
+TOKEN = "lab-faults"
+IP = "10.9.0.200"
+CALLS = {  # what Phoenix calls: (method, path regex)
+    "list droplets": ("GET", r"^/v2/droplets$"),
+    "list keys": ("GET", r"^/v2/account/keys$"),
+    "register key": ("POST", r"^/v2/account/keys$"),
+    "create droplet": ("POST", r"^/v2/droplets$"),
+    "get droplet": ("GET", r"^/v2/droplets/\d+$"),
+    "get reserved IP": ("GET", r"^/v2/reserved_ips/[\d.]+$"),
+    "assign reserved IP": ("POST", r"^/v2/reserved_ips/[\d.]+/actions$"),
+    "follow action": ("GET", r"^/v2/actions/\d+$"),
+    "power off": ("POST", r"^/v2/droplets/\d+/actions$"),
+    "destroy droplet": ("DELETE", r"^/v2/droplets/\d+$"),
+}
+KINDS = {
+    "429": dict(status=429, retry_after=0.2),
+    "503 before": dict(status=503),
+    "503 after": dict(status=503, when="after"),
+    "timeout after": dict(status=0, when="after", delay=0.8),
+    "drop after": dict(status=0, when="after"),
+}
+# Where a failure is the right end: nothing was made, the line says so and a re-run works.
+CLEAR_LINE = {("create droplet", "503 before")}
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory):
+    path = tmp_path_factory.mktemp("key") / "operator"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def scenario(do: DO, state: State, key, settings: dict, server) -> None:
+    droplet = provision(role="recovery", settings=settings, client=do, state=state, key=key,
+                        check_ssh=False)
+    state.data["validation"] = {"passed": True, "droplet_id": droplet["id"]}
+    cut.cutover(settings=settings, state=state, do=do, reserved_ip=True, force=False,
+                say=lambda _: None)
+    assert server._reserved[IP]["droplet_id"] == droplet["id"]
+    cut.rollback(state=state, do=do, say=lambda _: None)
+
+
+# A read is the same whether it failed before or after serving: three kinds are enough.
+CASES = [(call, kind) for call, (method, _) in CALLS.items() for kind in KINDS
+         if method != "GET" or kind in ("429", "503 before", "timeout after")]
+
+
+@pytest.mark.parametrize("call,kind", CASES)
+def test_a_fault_ends_recovered_or_in_one_clear_line(call, kind, key, tmp_path):
+    server = make_server(MemoryDriver(), token=TOKEN, reserved_ips=[IP]).start()
+    try:
+        server._reserved[IP] = {"region": "nyc1", "droplet_id": None}
+        do = DO(token=TOKEN, endpoint=f"http://127.0.0.1:{server.port}", retries=3,
+                timeout=0.5)
+        do.client._config.retry_policy.backoff_factor = 0.05  # the lab answers at once
+        do.poll = 0.05
+        settings = {**load(None), "provision_timeout": 10, "cutover_reserved_ip": IP}
+        state = State("recovery", tmp_path / "state")
+        method, path = CALLS[call]
+        fault = server.inject(Fault(method=method, path=path, **KINDS[kind]))
+        try:
+            scenario(do, state, key, settings, server)
+            failed = None
+        except PhoenixError as exc:
+            failed = str(exc)
+        if (call, kind) in CLEAR_LINE:
+            assert failed and "\n" not in failed and "run `phoenix provision` again" in failed
+            assert server.driver.list() == []
+            scenario(do, state, key, settings, server)  # the re-run the line asks for
+        else:
+            assert failed is None
+        droplets = server.driver.list()
+        assert len(droplets) == 1 and droplets[0].status == "off"
+        assert server._reserved[IP]["droplet_id"] is None  # back where it was
+        do.destroy(droplets[0].id)
+        assert server.driver.list() == []
+        assert fault.hits == 1, f"the {call} fault was never hit"
+    finally:
+        server.stop()
