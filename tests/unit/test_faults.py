@@ -103,3 +103,74 @@ def test_a_fault_ends_recovered_or_in_one_clear_line(call, kind, key, tmp_path):
         assert fault.hits == 1, f"the {call} fault was never hit"
     finally:
         server.stop()
+
+
+# -- Cloudflare ------------------------------------------------------------------------------
+
+ZONE = {"example.com": [
+    {"name": "git.example.com", "type": "A", "content": "192.0.2.10", "ttl": 3600},
+    {"name": "forge.example.com", "type": "A", "content": "192.0.2.11", "ttl": 3600}]}
+NAMES = ["git.example.com", "forge.example.com"]
+CF_CALLS = {
+    "find zone": ("GET", r"/zones$"),
+    "find record": ("GET", r"/dns_records$"),
+    "edit record": ("PATCH", r"/dns_records/\w+$"),
+    "read record to roll back": ("GET", r"/dns_records/\w+$"),
+}
+
+
+def _contents(server) -> dict:
+    zone = server.zones.find_zone("example.com")
+    return {r["name"]: r["content"] for r in server.zones.records(zone["id"])}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("call", CF_CALLS)
+def test_a_cloudflare_fault_is_retried_to_the_end(call, kind):
+    from phoenix import dns
+    from phoenix.lab import cfapi
+
+    server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
+    try:
+        client = dns.make_client(token=TOKEN, base_url=f"http://127.0.0.1:{server.port}"
+                                 "/client/v4", timeout=0.5)
+        method, path = CF_CALLS[call]
+        fault = server.inject(Fault(method=method, path=path, **KINDS[kind]))
+        saved: dict = {}
+        dns.cutover(records=NAMES, new_ip="198.51.100.7", client=client, saved=saved)
+        assert set(_contents(server).values()) == {"198.51.100.7"}
+        dns.rollback(client=client, saved=saved)
+        assert _contents(server) == {"git.example.com": "192.0.2.10",
+                                     "forge.example.com": "192.0.2.11"}
+        assert fault.hits == 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_cutover_whose_second_edit_fails_moves_nothing(when):
+    from phoenix import dns
+    from phoenix.lab import cfapi
+
+    server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
+    try:
+        client = dns.make_client(token=TOKEN, base_url=f"http://127.0.0.1:{server.port}"
+                                 "/client/v4", max_retries=1)
+        zone = server.zones.find_zone("example.com")
+        second = [r for r in server.zones.records(zone["id"])
+                  if r["name"] == "forge.example.com"][0]
+        server.inject(Fault(method="PATCH", path=second["id"], when=when, status=500,
+                            count=2))  # the first try and its retry
+        saved: dict = {}
+        with pytest.raises(PhoenixError) as caught:
+            dns.cutover(records=NAMES, new_ip="198.51.100.7", client=client, saved=saved)
+        message = str(caught.value)
+        assert "\n" not in message and "pointing forge.example.com at 198.51.100.7" in message
+        assert "Put back git.example.com (192.0.2.10), forge.example.com (192.0.2.11)" \
+            in message
+        old = {"git.example.com": "192.0.2.10", "forge.example.com": "192.0.2.11"}
+        assert _contents(server) == old
+        assert [r["changed"] for r in dns.rollback(client=client, saved=saved)] == [False] * 2
+        assert _contents(server) == old
+    finally:
+        server.stop()
