@@ -26,6 +26,9 @@ def ssh_options(target: Target) -> list[str]:
             "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={target.known_hosts}",
             "-o", f"ConnectTimeout={target.connect_timeout}",
+            # A peer gone silent (a store or droplet off the network) ends the session in
+            # ~45 s with a clear "Timeout, server not responding", not a hang of minutes.
+            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
             "-o", "LogLevel=ERROR"]
 
 
@@ -45,6 +48,8 @@ def ssh_config(target: Target, alias: str | None = None) -> str:
         "  StrictHostKeyChecking yes",
         f"  UserKnownHostsFile {target.known_hosts}",
         f"  ConnectTimeout {target.connect_timeout}",
+        "  ServerAliveInterval 15",
+        "  ServerAliveCountMax 3",
         "  LogLevel ERROR",
         "",
     ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -98,3 +99,18 @@ def _droplet_maker(lab, do_client):
             from phoenix.lab.nspawn import destroy_droplet
 
             destroy_droplet(lab, ledger_for(lab), droplet_id)
+
+
+@contextlib.contextmanager
+def network_cut(lab, droplet_id: int):
+    """The droplet loses its network (its veth on the bridge down) until the block ends."""
+    import subprocess
+
+    from phoenix.lab.net import veth_name
+
+    link = veth_name(lab, droplet_id)
+    subprocess.run(["ip", "link", "set", link, "down"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)

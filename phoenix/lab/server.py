@@ -8,13 +8,17 @@ Droplets it creates outlive it (they are recorded in the ledger), so a restart l
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import threading
+from dataclasses import asdict
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from phoenix.lab import cfapi, doapi
 from phoenix.lab.config import LabConfig, load
 from phoenix.lab.dnsserver import DNSServer
+from phoenix.lab.httpd import Exchange
 from phoenix.lab.model import Model
 from phoenix.lab.nspawn import LAST_DROPLET_HOST, NspawnDriver
 from phoenix.lab.objects import Ledger
@@ -37,6 +41,29 @@ def seed_zone(zones: cfapi.Zones, config: LabConfig) -> None:
         zones.create(zone["id"], {"type": "A", "name": LAB_RECORD, "ttl": 3600,
                                   "content": str(config.subnet.network_address + 254),
                                   "proxied": False})
+
+
+EXCHANGE_LIMIT = 50 * 2**20  # bytes of record per API and server run; past it, no more
+
+
+def exchanges_file(config: LabConfig, api: str) -> Path:
+    """Where the lab server records every exchange of `api` ("do", "cf") as JSON lines, for
+    the contract tests to validate (tests/lab/test_faults.py)."""
+    return config.state_dir / "logs" / f"exchanges-{api}.jsonl"
+
+
+def jsonl_recorder(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # one server run's exchanges
+    lock = threading.Lock()
+
+    def record(exchange: Exchange) -> None:
+        line = json.dumps(asdict(exchange), default=str) + "\n"
+        with lock:
+            if not path.exists() or path.stat().st_size < EXCHANGE_LIMIT:
+                with path.open("a", encoding="utf-8") as out:
+                    out.write(line)
+    return record
 
 
 class _Artifacts(SimpleHTTPRequestHandler):
@@ -84,6 +111,8 @@ def main() -> None:
     seed_zone(zones, config)
     cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
                            port=config.cf_port)
+    do.recorder = jsonl_recorder(exchanges_file(config, "do"))
+    cf.recorder = jsonl_recorder(exchanges_file(config, "cf"))
     dns = DNSServer(zones, config.bridge_ip, config.dns_port)
     config.artifacts_dir.mkdir(parents=True, exist_ok=True)
     model = Model(key=(config.state_dir / "secrets" / "hermes_model_api_key").read_text().strip(),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from phoenix.lab import offsite
 from phoenix.lab.client import droplet_target
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
+from tests.conftest import network_cut
 
 pytestmark = pytest.mark.lab
 
@@ -264,3 +267,36 @@ def test_retention_prunes_as_configured(lab, store, forge):
     assert names == ["B", "C", "D"]
     assert [s["id"] for s in left if not any(t.startswith("old-") for t in s["tags"])] == [newest]
     assert len(backup.list_snapshots(opened)) >= 1   # the forge's own line is untouched
+
+
+def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_completes(
+        lab, store, forge):
+    """Issue 19: the store drops off the network while restic talks to it."""
+    target, _ = forge
+    made, opened, settings = store
+    before = {s["id"] for s in backup.list_snapshots(opened)}
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["snapshot"] = backup.now(target, settings=settings, timeout=600)
+        except PhoenixError as exc:
+            outcome["error"] = str(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while subprocess.run(["pgrep", "-f", f"restic .*@{made.ip}:"],  # seen from the host
+                         capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline and worker.is_alive(), f"no restic ran: {outcome}"
+        time.sleep(0.02)
+    started = time.monotonic()
+    with network_cut(lab, made.droplet_id):
+        worker.join(timeout=300)
+    print(f"the job ended {time.monotonic() - started:.0f} s after the store went: {outcome}")
+    assert not worker.is_alive()
+    assert "\n" not in outcome["error"] and "cannot reach the store" in outcome["error"]
+    assert before <= {s["id"] for s in backup.list_snapshots(opened)}
+    snapshot = backup.now(target, settings=settings)  # the store is back: the next run
+    assert snapshot in [s["id"] for s in backup.list_snapshots(opened)]
+    assert backup.verify(opened, read_data_subset="10%").snapshot_id == snapshot

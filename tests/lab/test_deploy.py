@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,8 +18,9 @@ import pytest
 
 from phoenix.do import public_ip
 from phoenix.lab import fixtures
-from phoenix.lab.client import droplet_target
+from phoenix.lab.client import droplet_record, droplet_target
 from phoenix.sshconf import ssh_command
+from tests.conftest import network_cut
 
 pytestmark = pytest.mark.lab
 
@@ -104,6 +106,30 @@ def test_a_second_converge_changes_nothing(forge):
     results = json.loads(again.stdout)["results"]
     assert results["totals"]["success"] == 0, [op["name"] for op in results["operations"]
                                                 if op["success"]]
+
+
+def test_a_converge_that_loses_the_network_for_20_s_ends_recovered(lab, forge):
+    """Issue 19: the droplet's network gone for 20 s while a converge has work in flight
+    (the Gitea binary to fetch and restart). It finishes, or fails and the next converge
+    finishes; either way a converge after that changes nothing."""
+    name, ip, _seconds = forge
+    ssh(lab, name, "rm -f /usr/local/bin/gitea")
+    results: list[subprocess.CompletedProcess] = []
+    worker = threading.Thread(target=lambda: results.append(converge(name)))
+    worker.start()
+    time.sleep(5)
+    with network_cut(lab, droplet_record(lab, name)["id"]):
+        time.sleep(20)
+    worker.join(timeout=900)
+    first = results[0]
+    print(f"converge through a 20 s network loss: exit {first.returncode}")
+    if first.returncode != 0:
+        again = converge(name)
+        assert again.returncode == 0, again.stderr[-3000:]
+    assert api(ip, "version")[1]["version"] == fixtures.GITEA_VERSION
+    plan = converge(name, dry=True)
+    assert [op["name"] for op in json.loads(plan.stdout)["plan"]
+            if op["hosts_with_change"]] == []
 
 
 def test_a_corrupt_backup_stops_before_gitea_is_touched(lab, forge, tmp_path):
