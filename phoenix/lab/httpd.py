@@ -9,7 +9,7 @@ The fault switch: `inject(Fault(...))` makes matching requests fail before they 
 (the provider's own error shape, from `fault_answer`), after a stall (a client timeout), or
 with no answer at all (the connection closed). With a `control_token`, the same switch is
 reachable over HTTP at /_lab/faults (GET: the faults and their hits, POST: add one, DELETE:
-clear), so tests can drive the lab server process. `recorder`, when set, sees every
+clear, answering the faults it cleared), so tests can drive the lab server process. `recorder`, when set, sees every
 exchange (the contract tests validate them).
 """
 
@@ -168,10 +168,11 @@ class JSONServer:
             except (TypeError, ValueError, re.error) as exc:
                 self._send(h, 400, {"message": f"bad fault: {exc}"}, {})
                 return
-        elif h.command == "DELETE":
-            self.clear_faults()
-        with self._faults_lock:
-            listed = [asdict(f) for f in self.faults]
+        if h.command == "DELETE":  # the faults that were there, with their hits
+            listed = [asdict(f) for f in self.clear_faults()]
+        else:
+            with self._faults_lock:
+                listed = [asdict(f) for f in self.faults]
         self._send(h, 200, {"faults": listed}, {})
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
