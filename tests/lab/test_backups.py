@@ -285,11 +285,13 @@ def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_comple
 
     worker = threading.Thread(target=run)
     worker.start()
+    # Mid-backup: once restic holds its lock in the store (seen from the host, on the store
+    # droplet's disk), so the run that dies leaves that lock behind.
+    locks = lab.droplets_dir / str(made.droplet_id) / "root" / made.path.lstrip("/") / "locks"
     deadline = time.monotonic() + 120
-    while subprocess.run(["pgrep", "-f", f"restic .*@{made.ip}:"],  # seen from the host
-                         capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline and worker.is_alive(), f"no restic ran: {outcome}"
-        time.sleep(0.02)
+    while not (locks.is_dir() and any(locks.iterdir())):
+        assert time.monotonic() < deadline and worker.is_alive(), f"no restic lock: {outcome}"
+        time.sleep(0.01)
     started = time.monotonic()
     with network_cut(lab, made.droplet_id):
         worker.join(timeout=300)
@@ -297,6 +299,9 @@ def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_comple
     assert not worker.is_alive()
     assert "\n" not in outcome["error"] and "cannot reach the store" in outcome["error"]
     assert before <= {s["id"] for s in backup.list_snapshots(opened)}
+    assert any(locks.iterdir())  # the cut-off run's lock is still in the store
+    time.sleep(3)  # the bridge relearns the store's address
     snapshot = backup.now(target, settings=settings)  # the store is back: the next run
+    assert not any(locks.iterdir())
     assert snapshot in [s["id"] for s in backup.list_snapshots(opened)]
     assert backup.verify(opened, read_data_subset="10%").snapshot_id == snapshot
