@@ -123,7 +123,8 @@ def test_a_converge_that_loses_the_network_for_20_s_ends_recovered(lab, forge):
     worker.join(timeout=900)
     first = results[0]
     print(f"converge through a 20 s network loss: exit {first.returncode}")
-    if first.returncode != 0:
+    if first.returncode != 0:  # what stopped it, for the record
+        print("\n".join(first.stderr.strip().splitlines()[-12:]))
         again = converge(name)
         assert again.returncode == 0, again.stderr[-3000:]
     assert api(ip, "version")[1]["version"] == fixtures.GITEA_VERSION
