@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from cloudflare.types.dns import RecordDeleteResponse, RecordResponse
+from cloudflare.types.user import TokenVerifyResponse
+from cloudflare.types.zones import Zone
 from openapi_schema_validator import OAS30Validator
 from openapi_schema_validator._format import oas30_format_checker
 
+from phoenix.lab import cfapi
 from phoenix.lab.httpd import Exchange
 
 DO_SPEC = Path(__file__).resolve().parents[1] / "contracts" / "digitalocean" / "openapi.json"
@@ -174,4 +178,36 @@ def cf_envelope_problems(body: Any, status: int, where: str) -> list[str]:
             problems.append(f"{where}: an error answer with a result")
     elif body.get("success") is not True:
         problems.append(f"{where}: a {status} answer without success: true")
+    return problems
+
+
+def record_model(data: dict) -> type:
+    for model in RecordResponse.__args__:
+        annotation = model.model_fields["type"].annotation
+        if data.get("type") in getattr(annotation, "__args__", ()):
+            return model
+    raise AssertionError(f"no SDK record model for type {data.get('type')!r}")
+
+
+def cf_problems(exchanges: list[Exchange]) -> list[str]:
+    """What in the Cloudflare exchanges breaks the envelope or the SDK's models."""
+    problems = []
+    for ex in exchanges:
+        where = f"{ex.method} {ex.path} -> {ex.status}"
+        problems += cf_envelope_problems(ex.answer, ex.status, where)
+        result = ex.answer.get("result") if isinstance(ex.answer, dict) else None
+        if ex.status >= 400 or result is None:
+            continue
+        path = ex.path.removeprefix(cfapi.BASE)
+        items = result if isinstance(result, list) else [result]
+        for i, item in enumerate(items):
+            if path == "/user/tokens/verify":
+                model = TokenVerifyResponse
+            elif path.startswith("/zones") and "/dns_records" not in path:
+                model = Zone
+            elif ex.method == "DELETE":
+                model = RecordDeleteResponse
+            else:
+                model = record_model(item)
+            problems += model_problems(model, item, f"{where} result[{i}]")
     return problems

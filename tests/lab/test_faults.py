@@ -18,8 +18,8 @@ import pytest
 
 from phoenix import cutover as cut
 from phoenix import dns
-from phoenix.do import DO
 from phoenix.dnswire import resolve_a
+from phoenix.do import DO
 from phoenix.errors import PhoenixError
 from phoenix.lab.client import faults
 from phoenix.lab.httpd import Exchange, Fault
@@ -27,8 +27,7 @@ from phoenix.lab.server import LAB_RECORD, LAB_ZONE, exchanges_file
 from phoenix.provision import provision
 from phoenix.settings import load
 from phoenix.state import State
-from tests.contracts import DOContract
-from tests.unit.test_contracts import cf_problems
+from tests.contracts import DOContract, cf_problems
 
 pytestmark = pytest.mark.lab
 
@@ -100,7 +99,7 @@ def test_reserved_ip_cutover_and_rollback_survive_lost_answers(lab, provisioned)
         raw.reserved_ips.delete(reserved_ip=ip, enforce_https=False)
 
 
-def _cf(lab, timeout: float = 10) -> "dns.cloudflare.Cloudflare":
+def _cf(lab, timeout: float = 10) -> dns.cloudflare.Cloudflare:
     return dns.make_client(token=lab.cf_token_file.read_text().strip(),
                            base_url=lab.cf_base_url, timeout=timeout)
 
@@ -123,7 +122,7 @@ def test_dns_cutover_survives_rate_limits_and_timeouts(lab, provisioned):
 
 
 def test_a_cutover_whose_second_edit_fails_moves_no_name(lab, provisioned):
-    _, state, droplet, _, _ = provisioned
+    _, _, droplet, _, _ = provisioned
     client, server = _cf(lab), (lab.bridge_ip, lab.dns_port)
     zone = client.zones.list(name=LAB_ZONE).result[0]
     second = client.dns.records.create(zone_id=zone.id, name=SECOND, type="A", ttl=300,

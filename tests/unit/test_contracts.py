@@ -13,9 +13,6 @@ import subprocess
 import cloudflare
 import pydo
 import pytest
-from cloudflare.types.dns import RecordDeleteResponse, RecordResponse
-from cloudflare.types.user import TokenVerifyResponse
-from cloudflare.types.zones import Zone
 
 from phoenix import cutover as cut
 from phoenix import dns
@@ -28,7 +25,7 @@ from phoenix.lab.httpd import Fault
 from phoenix.provision import provision
 from phoenix.settings import load
 from phoenix.state import State
-from tests.contracts import DOContract, cf_envelope_problems, model_problems
+from tests.contracts import DOContract, cf_problems, model_problems, record_model
 
 DO_TOKEN, CF_TOKEN = "lab-contract-do", "lab-contract-cf"
 
@@ -71,7 +68,7 @@ def test_every_do_exchange_keeps_the_contract(do_server, contract, tmp_path):
     actions = raw.actions.list(**kw)["actions"]
     raw.droplet_actions.list(droplet_id=droplet["id"], **kw)
     raw.droplet_actions.get(droplet_id=droplet["id"], action_id=actions[0]["id"], **kw)
-    assign = [a for a in actions if a["type"] == "assign_ip"][0]
+    assign = next(a for a in actions if a["type"] == "assign_ip")
     raw.reserved_ips_actions.get(reserved_ip="10.9.0.200", action_id=assign["id"], **kw)
     raw.reserved_ips.list(**kw)
     raw.tags.create(body={"name": "contract"}, **kw)
@@ -134,37 +131,6 @@ def cf_server():
     server.stop()
 
 
-def _record_model(data: dict) -> type:
-    for model in RecordResponse.__args__:
-        annotation = model.model_fields["type"].annotation
-        if data.get("type") in getattr(annotation, "__args__", ()):
-            return model
-    raise AssertionError(f"no SDK record model for type {data.get('type')!r}")
-
-
-def cf_problems(exchanges) -> list[str]:
-    problems = []
-    for ex in exchanges:
-        where = f"{ex.method} {ex.path} -> {ex.status}"
-        problems += cf_envelope_problems(ex.answer, ex.status, where)
-        result = ex.answer.get("result") if isinstance(ex.answer, dict) else None
-        if ex.status >= 400 or result is None:
-            continue
-        path = ex.path.removeprefix(cfapi.BASE)
-        items = result if isinstance(result, list) else [result]
-        for i, item in enumerate(items):
-            if path == "/user/tokens/verify":
-                model = TokenVerifyResponse
-            elif path.startswith("/zones") and "/dns_records" not in path:
-                model = Zone
-            elif ex.method == "DELETE":
-                model = RecordDeleteResponse
-            else:
-                model = _record_model(item)
-            problems += model_problems(model, item, f"{where} result[{i}]")
-    return problems
-
-
 def test_every_cloudflare_exchange_keeps_the_sdk_models(cf_server, monkeypatch):
     base = f"http://127.0.0.1:{cf_server.port}/client/v4"
     client = dns.make_client(token=CF_TOKEN, base_url=base, max_retries=0)
@@ -205,9 +171,9 @@ def test_the_cloudflare_check_refuses_an_invented_field():
     record = {"id": "1" * 32, "name": "a.example.com", "type": "A", "content": "192.0.2.1",
               "ttl": 1, "proxied": False, "proxiable": True, "meta": {},
               "created_on": "2026-01-01T00:00:00Z", "modified_on": "2026-01-01T00:00:00Z"}
-    assert model_problems(_record_model(record), record, "r") == []
-    assert model_problems(_record_model(record), {**record, "locked": False}, "r") == [
+    assert model_problems(record_model(record), record, "r") == []
+    assert model_problems(record_model(record), {**record, "locked": False}, "r") == [
         "r.locked: not a field of cloudflare.types.dns.record_response.ARecord"]
-    assert "required" in model_problems(_record_model(record),
+    assert "required" in model_problems(record_model(record),
                                         {k: v for k, v in record.items() if k != "meta"},
                                         "r")[0]

@@ -39,11 +39,11 @@ CALLS = {  # what Phoenix calls: (method, path regex)
     "destroy droplet": ("DELETE", r"^/v2/droplets/\d+$"),
 }
 KINDS = {
-    "429": dict(status=429, retry_after=0.2),
-    "503 before": dict(status=503),
-    "503 after": dict(status=503, when="after"),
-    "timeout after": dict(status=0, when="after", delay=0.8),
-    "drop after": dict(status=0, when="after"),
+    "429": {"status": 429, "retry_after": 0.2},
+    "503 before": {"status": 503},
+    "503 after": {"status": 503, "when": "after"},
+    "timeout after": {"status": 0, "when": "after", "delay": 0.8},
+    "drop after": {"status": 0, "when": "after"},
 }
 # Where a failure is the right end: nothing was made, the line says so and a re-run works.
 CLEAR_LINE = {("create droplet", "503 before")}
@@ -168,8 +168,8 @@ def test_a_cutover_whose_second_edit_fails_moves_nothing(when, quick_cloudflare_
         client = dns.make_client(token=TOKEN, base_url=f"http://127.0.0.1:{server.port}"
                                  "/client/v4", max_retries=1)
         zone = server.zones.find_zone("example.com")
-        second = [r for r in server.zones.records(zone["id"])
-                  if r["name"] == "forge.example.com"][0]
+        second = next(r for r in server.zones.records(zone["id"])
+                  if r["name"] == "forge.example.com")
         server.inject(Fault(method="PATCH", path=second["id"], when=when, status=500,
                             count=2))  # the first try and its retry
         saved: dict = {}
