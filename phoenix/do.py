@@ -231,9 +231,10 @@ def public_ip(droplet: dict) -> str | None:
 
 
 def _retry_after(exc: HttpResponseError) -> float:
+    headers = getattr(exc.response, "headers", None) or {}
     try:
-        return float(exc.response.headers.get("Retry-After") or 1)
-    except (AttributeError, ValueError):
+        return float(headers.get("Retry-After") or 1)
+    except ValueError:
         return 1.0
 
 

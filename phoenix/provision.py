@@ -3,8 +3,9 @@
 Idempotent: a re-run finds the droplet by its role tag and name instead of making another.
 The create is sent once (no SDK retry: azure-core repeats a POST after a 5xx), and after a
 failed or lost answer provision looks for the droplet by tag before it says anything: the
-droplet may exist although the answer never came. The host key pair is made here and handed over in user_data (cloud-config
-`ssh_keys`), so the first SSH connection is already checked against a known key.
+droplet may exist although the answer never came. The host key pair is made here and handed
+over in user_data (cloud-config `ssh_keys`), so the first SSH connection is already checked
+against a known key.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The fault switch: `inject(Fault(...))` makes matching requests fail before they 
 (the provider's own error shape, from `fault_answer`), after a stall (a client timeout), or
 with no answer at all (the connection closed). With a `control_token`, the same switch is
 reachable over HTTP at /_lab/faults (GET: the faults and their hits, POST: add one, DELETE:
-clear, answering the faults it cleared), so tests can drive the lab server process. `recorder`, when set, sees every
-exchange (the contract tests validate them).
+clear, answering the faults it cleared), so tests can drive the lab server process.
+`recorder`, when set, sees every exchange (the contract tests validate them).
 """
 
 from __future__ import annotations
