@@ -62,7 +62,8 @@ def _secret(name: str) -> str:
 def _index_args() -> list[str | QuoteString]:
     data = host.data
     if data.hermes_find_links:  # the lab: its wheelhouse only (the hashes still checked)
-        args: list[str | QuoteString] = ["--no-index", "--find-links", QuoteString(data.hermes_find_links)]
+        args: list[str | QuoteString] = ["--no-index", "--find-links",
+                                         QuoteString(data.hermes_find_links)]
         url = urlsplit(data.hermes_find_links)
         if url.scheme == "http":  # pip ignores a plain-http source unless told to trust it
             args += ["--trusted-host", QuoteString(url.hostname)]
