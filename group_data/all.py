@@ -149,9 +149,17 @@ backup_tag = "phoenix"
 backup_schedule = "hourly"           # systemd OnCalendar
 backup_randomized_delay = 300        # seconds, so that many forges do not hit one store at once
 backup_timeout = 3600                # seconds before systemd stops a stuck run
-backup_keep_hourly = 24              # restic forget --prune after every run
-backup_keep_daily = 7
-backup_keep_weekly = 4
+backup_keep_hourly = 24              # retention: the store's daily restic forget --prune
+backup_keep_daily = 7                # (files/phoenix-offsite-store), or `phoenix backup prune`;
+backup_keep_weekly = 4               # the forge's own job prunes only without append-only
+# Issue 17: an sftp store is written through its append-only endpoint. The forge's key (also
+# the standby's and the recovery host's) is forced there to `rclone serve restic --stdio
+# --append-only`: read and add, never delete or overwrite. The operator's key (SFTP) inits and
+# prunes. False: plain SFTP and the forge prunes, as before (a store that cannot run rclone).
+backup_append_only = True
+backup_prune_schedule = "daily"      # the store's retention timer (systemd OnCalendar)
+backup_keys_expected = 1             # `phoenix backup verify` fails on more keys (one added by
+                                     # a compromised forge: `restic key add` stays possible)
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):
 backup_gitea_exclude = ["sessions", "queues", "indexers", "tmp"]
 # Folders saved besides Gitea, below files/ in a snapshot; a SQLite database in them goes

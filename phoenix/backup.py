@@ -1,8 +1,14 @@
-"""Backups offsite with restic, the operator's side: init, verify, now, list (issue 6).
+"""Backups offsite with restic, the operator's side: init, verify, now, list, prune (issues 6
+and 17).
 
 The forge's hourly job (files/phoenix-backup) writes snapshots to `backup_repository`; from
 here the operator creates that repository, proves a snapshot restores, takes a last snapshot
-from a forge that still answers (runbook step 4, "if accessible"), and lists what there is.
+from a forge that still answers (runbook step 4, "if accessible"), lists what there is, and
+prunes. An sftp store is append-only for the forge (backup_append_only): the forge's key
+reaches only `rclone serve restic --stdio --append-only` there, which `verify` proves by
+trying, with that key, what a compromised forge would (delete a pack, remove a key, forget a
+snapshot, overwrite a file) and requiring rclone's refusal. Pruning is the store's timer or
+the operator's, through the operator's own key.
 
 restic reads the password from a 0600 file that lives only while it runs (never argv or the
 environment); an SFTP store is reached with the operator's key and its host key pinned
@@ -87,7 +93,8 @@ class Store:
 
 @dataclass
 class VerifyResult:
-    """What `verify` proved: the check's read subset, and the restored snapshot's contents."""
+    """What `verify` proved: the check's read subset, the restored snapshot's contents, and
+    which forbidden operations the store refused the forge's key (append-only)."""
     snapshot_id: str
     snapshot_time: str
     read_data_subset: str
@@ -95,16 +102,22 @@ class VerifyResult:
     files: int
     check_seconds: float
     restore_seconds: float
+    refused: list[str] = field(default_factory=list)
+    keys: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def summary(self) -> str:
         counts = ", ".join(f"{v} {k}" for k, v in self.counts.items())
-        return (f"snapshot {self.snapshot_id[:8]} ({self.snapshot_time[:19]}) restores and "
+        line = (f"snapshot {self.snapshot_id[:8]} ({self.snapshot_time[:19]}) restores and "
                 f"verifies: {self.files} files, {counts}; check read {self.read_data_subset} "
                 f"of the packs in {self.check_seconds:.1f} s, restore test "
                 f"{self.restore_seconds:.1f} s")
+        if self.refused:
+            line += ("; append-only: the store refused the forge's key to "
+                     + ", ".join(self.refused) + f"; {self.keys} key(s) in the repository")
+        return line
 
 
 # --- the store from settings -------------------------------------------------------------------
@@ -168,6 +181,52 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
 def sftp_command(target: Target) -> str:
     """restic's sftp.command: the one SSH settings builder's ssh, strict host key checking."""
     return shlex.join(ssh_command(target, "-s", "sftp"))
+
+
+def append_only(settings: Mapping[str, Any]) -> bool:
+    """Whether hosts reach the store through its append-only endpoint (sftp stores only)."""
+    return bool(settings.get("backup_append_only")) and \
+        str(settings.get("backup_repository") or "").startswith("sftp:")
+
+
+def channel_config(repository: str, target: Target, *, append_only: bool) -> dict[str, str]:
+    """How the job on a host (forge, standby, recovery) reaches the sftp store `repository`
+    with `target` (the host's key, the pinned host key): keys of its config.json.
+
+    Append-only: restic's rclone backend, whose program is ssh to the store; the store runs
+    the key's forced command (`rclone serve restic --stdio --append-only REPO`) whatever
+    restic asks for, so the path here only names the store in messages."""
+    match = SFTP.match(repository) or SFTP_URL.match(repository)
+    if not match:
+        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
+    if not append_only:
+        return {"sftp_command": sftp_command(target)}
+    return {"repository": f"rclone:{match['path']}",
+            "rclone_program": shlex.join(ssh_command(target)),
+            "location": f"{repository} (append-only)"}
+
+
+@contextlib.contextmanager
+def forge_channel(settings: Mapping[str, Any]) -> Iterator[Target]:
+    """The forge's own way into the store, on the operator's machine: the backup_ssh_key
+    secret (which the deploy puts on the forge) in a 0600 file that lives only meanwhile,
+    and the store's pinned host key."""
+    repository = str(settings.get("backup_repository") or "")
+    match = SFTP.match(repository) or SFTP_URL.match(repository)
+    if not match:
+        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
+    key = read_secret("backup_ssh_key", folder=settings.get("secrets_dir"))
+    with tempfile.TemporaryDirectory(prefix="phoenix-forge-key-") as tmp:  # 0700
+        path = os.path.join(tmp, "id_backup")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key.strip() + "\n")
+        known = Path(tmp) / "known_hosts"
+        known.write_text("".join(line + "\n" for line in
+                                 known_hosts_lines(settings.get("backup_known_hosts"))))
+        yield Target(host=match["host"], user=match["user"] or "root", key=Path(path),
+                     known_hosts=known, port=int(match.groupdict().get("port") or 22),
+                     connect_timeout=int(settings.get("backup_connect_timeout") or 10))
 
 
 # --- running restic ----------------------------------------------------------------------------
@@ -339,11 +398,58 @@ def check(store: Store, *, read_data_subset: str = "5%") -> float:
     return time.monotonic() - started
 
 
+def list_keys(store: Store) -> list[dict]:
+    """The repository's keys: {current, id (short), userName, hostName, created}."""
+    return _json(restic(store, "key", "list", "--json", what="list the repository's keys",
+                        timeout=300)) or []
+
+
+def check_keys(store: Store, *, expected: int) -> int:
+    """The number of keys; more than `expected` is an error that names the others. The forge
+    may add a key (append-only allows adding): that gives nothing its password does not (the
+    same master key), and it can remove none; but an unknown key is a sign, and restic tries
+    only the first 20 keys, so a flood of them could hide the operator's."""
+    keys = list_keys(store)
+    if len(keys) > expected:
+        others = ", ".join(f"{k['id']} ({k.get('userName')}@{k.get('hostName')}, "
+                           f"{k.get('created')})" for k in keys if not k.get("current"))
+        raise BackupCheckError(
+            f"the repository {store.location} has {len(keys)} keys, {expected} expected "
+            f"(backup_keys_expected): {others}. A key you did not add may come from a "
+            f"compromised forge: remove it with your own key (`restic -r {store.location} "
+            "key remove ID`; the forge cannot remove keys)")
+    return len(keys)
+
+
+def keep_args(keep: Mapping[str, Any]) -> list[str]:
+    """restic forget's --keep-* arguments from {hourly: 24, daily: 7, …} (zeros left out)."""
+    return [arg for name in ("hourly", "daily", "weekly", "monthly")
+            if int(keep.get(name) or 0) for arg in (f"--keep-{name}", str(int(keep[name])))]
+
+
+def prune(store: Store, *, keep: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
+    """The retention policy applied with the operator's own key (the forge cannot delete):
+    `restic forget --keep-… --prune` on the forge's snapshot line; returns (kept, removed)."""
+    policy = keep_args(keep)
+    if not policy:
+        raise PhoenixError("the keep-* policy keeps nothing (backup_keep_*): refusing to forget "
+                           "every snapshot")
+    before = list_snapshots(store)
+    restic(store, "forget", "--host", store.host, "--tag", store.tag, *policy, "--prune",
+           what="prune the repository")
+    kept = list_snapshots(store)
+    left = {s["id"] for s in kept}
+    return kept, [s for s in before if s["id"] not in left]
+
+
 def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "latest",
-           workdir: Path | None = None) -> VerifyResult:
+           workdir: Path | None = None, forge: Target | None = None,
+           keys_expected: int | None = None) -> VerifyResult:
     """Prove the backups restore: `restic check` with a read-data subset, then the snapshot
     (default the newest) restored into a temporary folder and checked by the same verifier a
-    restore runs (every checksum, the refs, PRAGMA integrity_check, the counts)."""
+    restore runs (every checksum, the refs, PRAGMA integrity_check, the counts). With `forge`
+    (the forge's own key into the store), prove too that the store refuses it every deletion
+    and overwrite (phoenix.appendonly); with `keys_expected`, that no key was added."""
     verifier = _host_script(VERIFIER)
     check_seconds = check(store, read_data_subset=read_data_subset)
     snapshot_id = resolve_snapshot(store, snapshot)
@@ -366,10 +472,16 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
         except verifier.BackupError as exc:
             raise BackupCheckError(f"snapshot {snapshot_id[:8]} restores, but fails its "
                                    f"verification: {exc}", path=exc.path) from None
+    restore_seconds = time.monotonic() - started
+    refused: list[str] = []
+    if forge is not None:
+        from phoenix import appendonly
+        refused = appendonly.prove(forge)
+    keys = check_keys(store, expected=keys_expected) if keys_expected else 0
     return VerifyResult(snapshot_id=snapshot_id, snapshot_time=info["time"],
                         read_data_subset=read_data_subset, counts=report["counts"],
                         files=report["files"], check_seconds=check_seconds,
-                        restore_seconds=time.monotonic() - started)
+                        restore_seconds=restore_seconds, refused=refused, keys=keys)
 
 
 def now(target: Target, *, settings: Mapping[str, Any], timeout: float = 3600) -> str:

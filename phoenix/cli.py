@@ -218,7 +218,7 @@ def adopt() -> None:
     click.echo(report.table())
 
 
-@cli.group(help="Offsite backups with restic: init, verify, now, list.")
+@cli.group(help="Offsite backups with restic: init, verify, now, list, prune.")
 def backup() -> None:
     pass
 
@@ -242,12 +242,32 @@ def backup_init() -> None:
               "group_data backup_verify_subset).")
 @click.option("--snapshot", default="latest")
 def backup_verify(subset: str | None, snapshot: str) -> None:
+    import contextlib
+
     from phoenix import backup as bk
     from phoenix.settings import load
 
-    result = bk.verify(_store(), snapshot=snapshot,
-                       read_data_subset=subset or load().get("backup_verify_subset", "5%"))
+    settings = load()
+    # Append-only stores: also try, with the forge's own key, what a compromised forge would.
+    with (bk.forge_channel(settings) if bk.append_only(settings)
+          else contextlib.nullcontext()) as forge:
+        result = bk.verify(_store(), snapshot=snapshot, forge=forge,
+                           read_data_subset=subset or settings.get("backup_verify_subset", "5%"),
+                           keys_expected=settings.get("backup_keys_expected"))
     click.echo(result.summary())
+
+
+@backup.command("prune", help="Apply the keep-* policy (restic forget --prune) with your key; "
+                "the store's timer does it daily, the forge cannot.")
+def backup_prune() -> None:
+    from phoenix import backup as bk
+    from phoenix.settings import load
+
+    settings = load()
+    keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
+    kept, removed = bk.prune(_store(), keep=keep)
+    click.echo(f"kept {len(kept)} snapshot(s), removed {len(removed)}"
+               + "".join(f"\n  removed {s['short_id']}  {s['time'][:19]}" for s in removed))
 
 
 @backup.command("now", help="Take a snapshot on a still-reachable forge (runbook step 4).")

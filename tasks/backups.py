@@ -84,7 +84,10 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
                         port=int(groups.get("port") or 22), key=Path(paths["id_backup"]),
                         known_hosts=Path(paths["known_hosts"]),
                         connect_timeout=data.backup_connect_timeout)
-        config["sftp_command"] = backup.sftp_command(target)
+        append_only = backup.append_only(data)
+        config.update(backup.channel_config(repository, target, append_only=append_only))
+        if append_only:  # retention is the store's (or the operator's): this key cannot delete
+            del config["keep"]
     elif repository.startswith("s3:"):
         config["credentials_file"] = paths["credentials.env"]
     return config

@@ -1,10 +1,15 @@
-"""The lab's offsite store: a droplet whose sshd serves a restic repository over SFTP.
+"""The lab's offsite store: a droplet that keeps the forge's restic repository, append-only.
 
 It is made through the lab's DigitalOcean API like any droplet, its host key handed over in
-user_data (as phoenix.provision does), so the first connection is already checked. A `restic`
-user may only speak SFTP (ForceCommand internal-sftp); its authorized keys are the forge's
-backup key and the operator's key. The store's address and pinned key are recorded in
-<lab>/offsite/<name>.json, which group_data/lab.py reads (PHOENIX_LAB_OFFSITE picks the name).
+user_data (as phoenix.provision does), so the first connection is already checked. The store's
+own side is files/phoenix-offsite-store (the same script a production store runs): a `restic`
+user whose keys are each pinned to one command, in a root-owned file. The forge's backup key
+(also the standby's and the recovery host's) may only run `rclone serve restic --stdio
+--append-only` on the repository; the operator's key speaks SFTP (init, prune, repairs).
+Retention is the store's own timer (restic forget --prune on the local folder, with the keep-*
+policy of group_data), so the forge never needs, nor has, the right to delete. The store's
+address and pinned key are recorded in <lab>/offsite/<name>.json, which group_data/lab.py
+reads (PHOENIX_LAB_OFFSITE picks the name).
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ import json
 import os
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.lab.config import LabConfig
 from phoenix.lab.sh import run
 from phoenix.provision import user_data, wait_ssh
+from phoenix.secrets import read_secret
+from phoenix.settings import REPO
 from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
 
 DEFAULT_NAME = "offsite-1"
@@ -29,32 +37,7 @@ TAG = "phoenix-offsite"
 USER = "restic"
 HOME = "/srv/restic"
 
-SETUP = """\
-set -eu
-id {user} >/dev/null 2>&1 || useradd --system --home-dir {home} --shell /usr/sbin/nologin {user}
-install -d -o {user} -g {user} -m 0700 {home} {home}/.ssh
-cat > {home}/.ssh/authorized_keys.new
-chown {user}:{user} {home}/.ssh/authorized_keys.new
-chmod 0600 {home}/.ssh/authorized_keys.new
-mv -f {home}/.ssh/authorized_keys.new {home}/.ssh/authorized_keys
-cat > /etc/ssh/sshd_config.d/10-offsite-store.conf.new <<'EOF'
-# The lab's offsite store (phoenix.lab.offsite): {user} speaks SFTP and nothing else.
-Match User {user}
-    ForceCommand internal-sftp
-    AllowTcpForwarding no
-    X11Forwarding no
-    PermitTTY no
-EOF
-if ! cmp -s /etc/ssh/sshd_config.d/10-offsite-store.conf.new \\
-        /etc/ssh/sshd_config.d/10-offsite-store.conf; then
-    mv -f /etc/ssh/sshd_config.d/10-offsite-store.conf.new \\
-        /etc/ssh/sshd_config.d/10-offsite-store.conf
-    sshd -t
-    systemctl reload ssh
-else
-    rm -f /etc/ssh/sshd_config.d/10-offsite-store.conf.new
-fi
-"""
+STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
 
 
 @dataclass(frozen=True)
@@ -122,9 +105,31 @@ def root_target(config: LabConfig, offsite: Offsite) -> Target:
     return Target(host=offsite.ip, key=config.ssh_key, known_hosts=known)
 
 
+def store_spec(config: LabConfig, offsite: Offsite, settings: Mapping[str, Any] | None = None
+               ) -> dict:
+    """What files/phoenix-offsite-store makes of the store: the forge's key append-only, the
+    operator's SFTP, and the retention timer with the keep-* policy of `settings` (default:
+    group_data for the lab). Holds the repository password: never print it."""
+    if settings is None:
+        from phoenix.settings import load
+        settings = load("lab")
+    keep = {k: int(settings.get(f"backup_keep_{k}") or 0) for k in ("hourly", "daily", "weekly")}
+    return {
+        "user": offsite.user, "home": HOME, "repository": offsite.path,
+        "append_keys": [public_half(backup_key(config)).read_text().strip()],
+        "full_keys": [public_half(config.ssh_key).read_text().strip()],
+        "password": read_secret("restic_password", folder=str(config.state_dir / "secrets")),
+        "prune": {"host": settings.get("backup_host") or "forge",
+                  "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
+                  "schedule": settings.get("backup_prune_schedule") or "daily"},
+    }
+
+
 def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | None = None,
+           settings: Mapping[str, Any] | None = None,
            progress: Callable[[str], None] = lambda _: None) -> Offsite:
-    """Find or create the store `name` and make its `restic` SFTP user; idempotent."""
+    """Find or create the store `name` and make it an append-only store with its own
+    retention (files/phoenix-offsite-store); idempotent."""
     if not name.startswith("offsite-"):
         raise PhoenixError(f"an offsite store's name starts with offsite- (not {name!r})")
     private, public = _host_key(config, name)
@@ -145,14 +150,14 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
                       host_public_key=public.strip(), path=path or f"{HOME}/forge")
     target = root_target(config, offsite)
     wait_ssh(target, timeout=60, progress=progress)
-    keys = [public_half(backup_key(config)).read_text().strip(),
-            public_half(config.ssh_key).read_text().strip()]
-    script = SETUP.format(user=USER, home=HOME)
-    proc = subprocess.run(ssh_command(target, f"bash -c {shlex.quote(script)}"),
-                          input="".join(k + "\n" for k in keys), capture_output=True, text=True,
-                          timeout=120, check=False)
+    spec = store_spec(config, offsite, settings)
+    script = STORE_SCRIPT.read_text()
+    proc = subprocess.run(ssh_command(target, f"python3 -c {shlex.quote(script)}"),
+                          input=json.dumps(spec), capture_output=True, text=True,
+                          timeout=600, check=False)
     if proc.returncode != 0:
-        raise PhoenixError(f"setting up the offsite store {name} failed: {proc.stderr.strip()}")
+        raise PhoenixError(f"setting up the offsite store {name} failed: "
+                           f"{proc.stderr.strip()[-400:]}")
     record = record_path(config, name)
     _folder(config)
     record.write_text(json.dumps(asdict(offsite), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,143 @@
+"""The append-only endpoint (issue 17), on this machine: restic's rclone backend talking to a
+real `rclone serve restic --stdio --append-only` on a local repository (no ssh, no root).
+
+The forced command of the store is stood in for by `sh -c 'exec rclone … REPO'`, which
+ignores the arguments restic appends, as sshd does with a key's forced command.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from phoenix import appendonly, backup
+from phoenix.errors import PhoenixError
+from phoenix.sshconf import Target
+from tests.unit.test_backup import PASSWORD, forge, job_config, run_job  # noqa: F401
+
+pytestmark = pytest.mark.skipif(shutil.which("restic") is None or shutil.which("rclone") is None,
+                                reason="restic and rclone are needed (make deps installs them)")
+
+
+def serve(repo: Path, *, append_only: bool = True) -> list[str]:
+    """What the store's forced command runs, as a local program."""
+    flag = "--append-only " if append_only else ""
+    return ["sh", "-c", f"exec rclone serve restic --stdio {flag}--config /dev/null -q "
+            f"{shlex.quote(str(repo))}", "forced"]
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    store = backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
+    backup.init(store)
+    return tmp_path / "repo"
+
+
+def test_the_job_writes_and_restores_through_the_append_only_endpoint(repo, forge, tmp_path):
+    config = job_config(tmp_path, forge, repo)
+    data = json.loads(config.read_text())
+    data.pop("keep")
+    data.update({"repository": "rclone:/srv/restic/forge", "location": "the store (append-only)",
+                 "rclone_program": shlex.join(serve(repo))})
+    config.write_text(json.dumps(data))
+    proc = run_job(config)
+    assert proc.returncode == 0, proc.stderr
+    snapshot = json.loads(proc.stdout)["snapshot_id"]
+    assert "saved to the store (append-only)" in proc.stderr
+    local = backup.Store(repository=str(repo), password=PASSWORD)
+    assert [s["id"] for s in backup.list_snapshots(local)] == [snapshot]
+    restored = run_job(config, "restore", snapshot, str(tmp_path / "restored"))
+    assert restored.returncode == 0, restored.stderr
+    assert (tmp_path / "restored" / "gitea.db").is_file()
+
+
+def test_every_forbidden_operation_is_refused_by_an_append_only_endpoint(repo):
+    found = appendonly.refusals(serve(repo))
+    assert found == {what: 403 for what, _, _ in appendonly.PROBES}
+    assert len(list((repo / "keys").iterdir())) == 1   # nothing was removed
+
+
+def test_a_plain_endpoint_is_caught_and_named(repo, monkeypatch):
+    before = (repo / "config").read_bytes()
+    found = appendonly.refusals(serve(repo, append_only=False))
+    # Allowed, but harmless: the deletions name files that do not exist, the config is
+    # written with its own bytes.
+    assert found["delete a pack"] == 404 and found["overwrite the repository's config"] == 200
+    assert (repo / "config").read_bytes() == before
+    monkeypatch.setattr(appendonly, "ssh_command", lambda *_: serve(repo, append_only=False))
+    target = Target(host="store.example", key=Path("k"), known_hosts=Path("kh"))
+    with pytest.raises(PhoenixError, match="not append-only for the forge's key: it could "
+                                           "delete a pack"):
+        appendonly.prove(target)
+
+
+def test_a_key_that_runs_any_command_is_no_endpoint(tmp_path):
+    with pytest.raises(PhoenixError, match="no append-only endpoint answered the forge's key"):
+        appendonly.refusals(["sh", "-c", "exit 0"])
+
+
+def test_operator_prune_applies_the_policy(repo, tmp_path):
+    store = backup.Store(repository=str(repo), password=PASSWORD)
+    (tmp_path / "d").mkdir()
+    for when in ("2020-01-13 09:00:00", "2020-01-14 09:00:00", "2020-01-15 10:00:00"):
+        backup.restic(store, "backup", "-q", "--host", "forge", "--tag", "phoenix", "--time",
+                      when, str(tmp_path / "d"), what="backup")
+    with pytest.raises(PhoenixError, match="keeps nothing"):
+        backup.prune(store, keep={"daily": 0})
+    kept, removed = backup.prune(store, keep={"daily": 2})
+    assert [s["time"][:10] for s in kept] == ["2020-01-14", "2020-01-15"]
+    assert [s["time"][:10] for s in removed] == ["2020-01-13"]
+
+
+def test_an_added_key_fails_the_key_check(repo, tmp_path):
+    store = backup.Store(repository=str(repo), password=PASSWORD)
+    assert backup.check_keys(store, expected=1) == 1
+    (tmp_path / "new").write_text("another password\n")
+    backup.restic(store, "key", "add", "--new-password-file", str(tmp_path / "new"),
+                  what="add a key")
+    with pytest.raises(backup.BackupCheckError, match="has 2 keys, 1 expected"):
+        backup.check_keys(store, expected=1)
+
+
+def test_channel_config_pins_the_forge_to_the_endpoint(tmp_path):
+    target = Target(host="10.0.0.5", user="restic", key=tmp_path / "id", known_hosts=tmp_path / "kh")
+    repository = "sftp:restic@10.0.0.5:/srv/restic/forge"
+    config = backup.channel_config(repository, target, append_only=True)
+    assert config["repository"] == "rclone:/srv/restic/forge"
+    argv = shlex.split(config["rclone_program"])
+    assert argv[0] == "ssh" and argv[-1] == "restic@10.0.0.5"
+    assert "StrictHostKeyChecking=yes" in argv and "sftp_command" not in config
+    assert set(backup.channel_config(repository, target, append_only=False)) == {"sftp_command"}
+    assert backup.append_only({"backup_append_only": True, "backup_repository": repository})
+    assert not backup.append_only({"backup_append_only": True, "backup_repository": "s3:x/y"})
+    # restic's rclone.args: what a channel asks for (the forced command wins on a store)
+    job = backup.job_module()
+    assert job.restic_argv({**config}, "snapshots")[1:5] == [
+        "-o", f"rclone.program={config['rclone_program']}", "-o",
+        "rclone.args=serve restic --stdio --append-only"]
+
+
+def test_store_setup_pins_each_key_to_one_command():
+    script = backup._host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    keys = script.authorized_keys({"repository": "/srv/restic/forge",
+                                   "append_keys": ["ssh-ed25519 AAAAforge forge"],
+                                   "full_keys": ["ssh-ed25519 AAAAop op"]}).splitlines()
+    assert keys[1] == ('restrict,command="/usr/bin/rclone serve restic --stdio --append-only '
+                       '--config /dev/null -q /srv/restic/forge" ssh-ed25519 AAAAforge forge')
+    assert keys[2] == 'restrict,command="internal-sftp" ssh-ed25519 AAAAop op'
+    with pytest.raises(SystemExit, match="not an SSH public key"):
+        script.authorized_keys({"repository": "/r", "append_keys": ["garbage"]})
+    service, timer = script.prune_units({"repository": "/srv/restic/forge", "user": "restic"},
+                                        {"host": "forge", "tag": "phoenix",
+                                         "keep": {"hourly": 24, "daily": 7}})
+    assert ("ExecStart=/usr/bin/restic forget --host forge --tag phoenix --keep-hourly 24 "
+            "--keep-daily 7 --prune") in service
+    assert "User=restic" in service and "OnCalendar=daily" in timer
+    with pytest.raises(SystemExit, match="keeps nothing"):
+        script.prune_units({"repository": "/r", "user": "restic"},
+                           {"host": "f", "tag": "t", "keep": {}})
