@@ -206,6 +206,48 @@ def channel_config(repository: str, target: Target, *, append_only: bool) -> dic
             "location": f"{repository} (append-only)"}
 
 
+STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
+
+
+def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str,
+               password: str) -> dict:
+    """What files/phoenix-offsite-store makes of the store of `backup_repository`: the forge's
+    public key append-only, the operator's SFTP, the retention timer with the keep-* policy.
+    Holds the repository password: never print it."""
+    repository = str(settings.get("backup_repository") or "")
+    match = SFTP.match(repository) or SFTP_URL.match(repository)
+    if not match:
+        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH: only "
+                           "an sftp store can be made append-only here")
+    path = match["path"] if match["path"].startswith("/") else "/" + match["path"]
+    keep = {k: int(settings.get(f"backup_keep_{k}") or 0) for k in ("hourly", "daily", "weekly")}
+    return {
+        "user": match["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
+        "repository": path, "append_keys": [forge_key.strip()],
+        "full_keys": [operator_key.strip()], "password": password,
+        "prune": {"host": settings.get("backup_host") or "forge",
+                  "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
+                  "schedule": settings.get("backup_prune_schedule") or "daily"},
+    }
+
+
+def setup_store(root: Target, spec: Mapping[str, Any], *, timeout: float = 900) -> list[str]:
+    """Run files/phoenix-offsite-store as root on the store (the spec on stdin, never argv);
+    returns what it changed."""
+    script = STORE_SCRIPT.read_text()
+    try:
+        proc = subprocess.run(ssh_command(root, f"python3 -c {shlex.quote(script)}"),
+                              input=json.dumps(dict(spec)), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise PhoenixError(f"setting up the store {root.host} did not finish within "
+                           f"{timeout:.0f} s") from None
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
+        raise PhoenixError(f"setting up the store {root.host} failed: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["changed"]
+
+
 @contextlib.contextmanager
 def forge_channel(settings: Mapping[str, Any]) -> Iterator[Target]:
     """The forge's own way into the store, on the operator's machine: the backup_ssh_key

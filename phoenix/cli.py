@@ -257,6 +257,38 @@ def backup_verify(subset: str | None, snapshot: str) -> None:
     click.echo(result.summary())
 
 
+@backup.command("store-setup", help="Make the store append-only for the forge, with its own "
+                "retention timer (as root over ssh; files/phoenix-offsite-store).")
+@click.option("--root-user", default="root", help="Who runs the setup on the store.")
+def backup_store_setup(root_user: str) -> None:
+    import subprocess
+    from dataclasses import replace
+
+    from phoenix import backup as bk
+    from phoenix.provision import operator_key
+    from phoenix.secrets import read_secret
+    from phoenix.settings import load
+    from phoenix.sshconf import public_half
+
+    settings = load()
+    store = _store()
+    if store.ssh is None:
+        raise PhoenixError("store-setup needs an sftp backup_repository (the store's sshd)")
+    with bk.forge_channel(settings) as forge:
+        proc = subprocess.run(["ssh-keygen", "-y", "-f", str(forge.key)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            raise PhoenixError("the backup_ssh_key secret is not an SSH private key: "
+                               + (proc.stderr.strip() or "ssh-keygen -y failed"))
+        spec = bk.store_spec(settings, forge_key=proc.stdout,
+                             operator_key=public_half(operator_key()).read_text(),
+                             password=read_secret("restic_password",
+                                                  folder=settings.get("secrets_dir")))
+    changed = bk.setup_store(replace(store.ssh, user=root_user), spec)
+    click.echo(f"store {store.ssh.host} is append-only for the forge; "
+               + (f"changed: {', '.join(changed)}" if changed else "nothing to change"))
+
+
 @backup.command("prune", help="Apply the keep-* policy (restic forget --prune) with your key; "
                 "the store's timer does it daily, the forge cannot.")
 def backup_prune() -> None:

@@ -111,7 +111,7 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
     secret_file(name="Ensure the restic repository password is in place (0600)",
                 content=_secret("restic_password") + "\n", dest=paths["password"],
                 user="root", group="root", mode="0600")
-    if "sftp_command" in config:
+    if "sftp_command" in config or "rclone_program" in config:  # the store over ssh
         known = backup.known_hosts_lines(data.backup_known_hosts)
         if not known:
             raise DeployError("backup_known_hosts is empty: pin the store's host key; Phoenix "

@@ -16,29 +16,25 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from phoenix.backup import setup_store
+from phoenix.backup import store_spec as store_spec_for
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.lab.config import LabConfig
 from phoenix.lab.sh import run
 from phoenix.provision import user_data, wait_ssh
 from phoenix.secrets import read_secret
-from phoenix.settings import REPO
-from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
+from phoenix.sshconf import Target, known_hosts_line, public_half
 
 DEFAULT_NAME = "offsite-1"
 TAG = "phoenix-offsite"
 USER = "restic"
 HOME = "/srv/restic"
-
-STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
-
 
 @dataclass(frozen=True)
 class Offsite:
@@ -107,22 +103,17 @@ def root_target(config: LabConfig, offsite: Offsite) -> Target:
 
 def store_spec(config: LabConfig, offsite: Offsite, settings: Mapping[str, Any] | None = None
                ) -> dict:
-    """What files/phoenix-offsite-store makes of the store: the forge's key append-only, the
-    operator's SFTP, and the retention timer with the keep-* policy of `settings` (default:
-    group_data for the lab). Holds the repository password: never print it."""
+    """The spec of files/phoenix-offsite-store for this store: the lab's forge key, the lab
+    operator's key, the lab's restic password, the keep-* policy of `settings` (default:
+    group_data for the lab)."""
     if settings is None:
         from phoenix.settings import load
         settings = load("lab")
-    keep = {k: int(settings.get(f"backup_keep_{k}") or 0) for k in ("hourly", "daily", "weekly")}
-    return {
-        "user": offsite.user, "home": HOME, "repository": offsite.path,
-        "append_keys": [public_half(backup_key(config)).read_text().strip()],
-        "full_keys": [public_half(config.ssh_key).read_text().strip()],
-        "password": read_secret("restic_password", folder=str(config.state_dir / "secrets")),
-        "prune": {"host": settings.get("backup_host") or "forge",
-                  "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
-                  "schedule": settings.get("backup_prune_schedule") or "daily"},
-    }
+    return store_spec_for(
+        {**settings, **offsite.settings()},
+        forge_key=public_half(backup_key(config)).read_text(),
+        operator_key=public_half(config.ssh_key).read_text(),
+        password=read_secret("restic_password", folder=str(config.state_dir / "secrets")))
 
 
 def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | None = None,
@@ -150,14 +141,10 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
                       host_public_key=public.strip(), path=path or f"{HOME}/forge")
     target = root_target(config, offsite)
     wait_ssh(target, timeout=60, progress=progress)
-    spec = store_spec(config, offsite, settings)
-    script = STORE_SCRIPT.read_text()
-    proc = subprocess.run(ssh_command(target, f"python3 -c {shlex.quote(script)}"),
-                          input=json.dumps(spec), capture_output=True, text=True,
-                          timeout=600, check=False)
-    if proc.returncode != 0:
-        raise PhoenixError(f"setting up the offsite store {name} failed: "
-                           f"{proc.stderr.strip()[-400:]}")
+    try:
+        setup_store(target, store_spec(config, offsite, settings), timeout=600)
+    except PhoenixError as exc:
+        raise PhoenixError(f"the offsite store {name}: {exc}") from None
     record = record_path(config, name)
     _folder(config)
     record.write_text(json.dumps(asdict(offsite), indent=2, sort_keys=True) + "\n")

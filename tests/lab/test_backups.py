@@ -1,5 +1,6 @@
-"""Backups that survive the VPS, for real (issue 6): a converged forge droplet backs up to the
-lab's offsite SFTP store, and a new droplet is restored from that store.
+"""Backups that survive the VPS, for real (issues 6 and 17): a converged forge droplet backs up
+to the lab's offsite store through its append-only endpoint, a new droplet is restored from
+that store, and the forge's own credentials cannot erase anything there.
 
 Droplets: offsite-bkt (the store), bk-forge-t1 (the forge), bk-forge-t2 and bk-forge-t3 (the
 restores); each is destroyed when its fixture ends, also on failure.
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import threading
 import time
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from phoenix import backup
+from phoenix import appendonly, backup
 from phoenix.errors import PhoenixError
 from phoenix.lab import offsite
 from phoenix.lab.client import droplet_target
@@ -177,6 +180,10 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
         verified = json.loads(ssh_cat(new, f"{staged}/verified.json"))
         assert verified["counts"] == counts
         assert ssh_cat(new, note) == "survives: yes\n"  # the memories are back in place
+        # The recovery host reached the store as the forge does: append-only, never more.
+        job = json.loads(ssh_cat(new, settings["backup_config_dir"] + "/config.json"))
+        assert job["repository"].startswith("rclone:") and "rclone_program" in job
+        assert "sftp_command" not in job and "keep" not in job
         assert changes_left("bk-forge-t2", tmp_path, source) == []
     finally:
         destroy(do_client, droplet)
@@ -212,60 +219,141 @@ def test_a_wrong_password_is_a_clear_error(lab, store, forge):
 def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, tmp_path):
     made, opened, _ = store
     root = offsite.root_target(lab, made)
-    copy = "/srv/restic/damaged"
+    # The forge's key reaches only its repository: damage it there (one byte in the middle of
+    # every pack, so that whatever the snapshot needs is damaged), and put it back after.
+    flip = ("import sys; p = sys.argv[1]; d = bytearray(open(p, 'rb').read()); "
+            "d[len(d) // 2] ^= 0xFF; open(p, 'wb').write(bytes(d))")
     proc = subprocess.run(ssh_command(root, (
-        f"rm -rf {copy} && cp -a {made.path} {copy} && "
-        f"pack=$(find {copy}/data -type f -printf '%s %p\\n' | sort -n | tail -1 | cut -d' ' -f2) "
-        f"&& python3 -c 'import sys; p = sys.argv[1]; d = bytearray(open(p, \"rb\").read()); "
-        f"d[len(d) // 2] ^= 0xFF; open(p, \"wb\").write(bytes(d))' \"$pack\" && basename \"$pack\"")),
+        f"rm -rf /root/data.orig && cp -a {made.path}/data /root/data.orig && "
+        f"find {made.path}/data -type f -exec python3 -c {shlex.quote(flip)} {{}} \\; && "
+        f"find {made.path}/data -type f -printf '%f\\n'")),
         capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    pack = proc.stdout.strip()
-    damaged = backup.Store(repository=f"sftp:{made.user}@{made.ip}:{copy}",
-                           password=opened.password, ssh=opened.ssh)
-    with pytest.raises(backup.BackupCheckError, match=f"pack {pack}") as info:
-        backup.verify(damaged, read_data_subset="100%")
-    assert info.value.packs == [pack]
-
-    # A restore from it stops before Gitea is touched: no database on the new droplet.
+    damaged = set(proc.stdout.split())
     droplet = None
     try:
+        with pytest.raises(backup.BackupCheckError, match="is damaged: pack [0-9a-f]{64}") as info:
+            backup.verify(opened, read_data_subset="100%")
+        assert info.value.packs and set(info.value.packs) <= damaged
+
+        # A restore from it stops before Gitea is touched: no database on the new droplet.
         droplet = make_droplet(lab, do_client, "bk-forge-t3")
         do_client.wait_active(droplet["id"], timeout=90)
-        snapshot = backup.latest_snapshot_id(damaged)
-        result = converge("bk-forge-t3", tmp_path, f"backup_repository={damaged.repository}",
-                          f"restore_source=restic:{snapshot}")
+        snapshot = backup.latest_snapshot_id(opened)
+        result = converge("bk-forge-t3", tmp_path, f"restore_source=restic:{snapshot}")
         assert result.returncode != 0
         assert "Stage restic snapshot" in result.stdout + result.stderr
         check = ssh(lab, "bk-forge-t3", "test -e /var/lib/gitea/data/gitea.db; echo $?")
         assert check.stdout.strip() == "1"
     finally:
         destroy(do_client, droplet)
+        put_back = subprocess.run(ssh_command(root, (
+            f"rm -rf {made.path}/data && mv /root/data.orig {made.path}/data")),
+            capture_output=True, text=True, timeout=120, check=False)
+        assert put_back.returncode == 0, put_back.stderr
 
 
-def test_retention_prunes_as_configured(lab, store, forge):
-    target, tmp = forge
-    _, opened, settings = store
+def forge_restic(lab, args: str, *, password_file: str | None = None
+                 ) -> subprocess.CompletedProcess:
+    """restic on the forge with the forge's own credentials (its job's config: the key, the
+    channel, the password), as whoever has root there would run it."""
+    settings = load("lab")
+    job = f"{settings['backup_job_path']} --config {settings['backup_config_dir']}/config.json"
+    flag = f"--password-file {password_file} " if password_file else ""
+    return ssh(lab, FORGE, f"{job} restic {flag}{args}", timeout=600)
+
+
+def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
+    made, opened, settings = store
+    target, _ = forge
+    backup.now(target, settings=settings)
+    before = backup.list_snapshots(opened, all_hosts=True)
+    assert len(before) >= 2
+
+    # restic forget --prune: every deletion refused (403), nothing forgotten.
+    forgot = forge_restic(lab, "forget --host forge --tag phoenix --keep-last 1 --prune")
+    assert forgot.returncode != 0 and "403" in forgot.stderr, forgot.stderr[-800:]
+
+    # Add a key (allowed: append-only), then remove the operator's with it: refused.
+    operator_key = next(k["id"] for k in backup.list_keys(opened) if k["current"])
+    assert ssh(lab, FORGE, "echo attacker-password > /root/np && chmod 600 /root/np"
+               ).returncode == 0
+    added = forge_restic(lab, "key add --new-password-file /root/np")
+    assert added.returncode == 0, added.stderr[-500:]
+    removed = forge_restic(lab, f"key remove {operator_key}", password_file="/root/np")
+    assert removed.returncode != 0 and "403" in removed.stderr, removed.stderr[-800:]
+
+    # Over the same channel, by hand: delete a pack, overwrite it. And ssh asking for a shell
+    # command (from the forge, with its key) gets the forced command instead.
+    with backup.forge_channel(settings) as key:
+        channel = appendonly.Channel(ssh_command(key, appendonly.UNFORCED))
+        try:
+            status, listing = channel.request("GET", "/data/")
+            pack = json.loads(listing)[0]
+            assert status == 200 and re.fullmatch(r"[0-9a-f]{64}", pack)
+            assert channel.request("DELETE", f"/data/{pack}")[0] == 403
+            assert channel.request("POST", f"/data/{pack}", b"garbage")[0] == 403
+        finally:
+            channel.close()
+    erase = ssh(lab, FORGE, f"ssh -i {settings['backup_config_dir']}/id_backup "
+                f"-o UserKnownHostsFile={settings['backup_config_dir']}/known_hosts "
+                f"-o BatchMode=yes {made.user}@{made.ip} 'echo SHELL-OPEN; rm -rf {made.path}' "
+                "</dev/null")
+    assert "SHELL-OPEN" not in erase.stdout
+
+    # Every snapshot is still there, and restores; the data is whole.
+    after = backup.list_snapshots(opened, all_hosts=True)
+    assert [s["id"] for s in after] == [s["id"] for s in before]
+    for n, snap in enumerate(s for s in after if s["host"] == "forge"):
+        result = backup.verify(opened, snapshot=snap["id"],
+                               read_data_subset="100%" if n == 0 else "1%")
+        assert result.files > 0 and result.counts["repositories"] >= 1
+
+    # verify proves the property, and names the key the forge added; the operator removes it.
+    with backup.forge_channel(settings) as key:
+        with pytest.raises(backup.BackupCheckError, match="has 2 keys, 1 expected"):
+            backup.verify(opened, forge=key, keys_expected=1)
+        extra = next(k["id"] for k in backup.list_keys(opened) if not k["current"])
+        backup.restic(opened, "key", "remove", extra, what="remove the forge's key")
+        result = backup.verify(opened, forge=key, keys_expected=1)
+    assert result.refused == [what for what, _, _ in appendonly.PROBES] and result.keys == 1
+    assert "append-only: the store refused the forge's key to delete a pack" in result.summary()
+
+
+def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store, forge):
+    made, opened, settings = store
     # A snapshot line of its own (backup_host), so that the other tests' snapshots, taken in
-    # whichever hour, do not change which ones the policy keeps.
+    # whichever hour, do not change which ones the policy keeps. Written with the forge's own
+    # channel: adding is what it may do.
     line = replace(opened, host="bk-retention")
     staging = settings["backup_staging_dir"]
-    job = f"{settings['backup_job_path']} --config {settings['backup_config_dir']}/config.json"
     for name, when in OLD_TIMES.items():  # backdated snapshots of the same folder
-        proc = ssh(lab, FORGE, f"cd {staging} && {job} restic backup -q --host {line.host} "
-                               f"--tag phoenix --tag old-{name} --time '{when}' .")
+        proc = forge_restic(lab, f"backup -q --host {line.host} --tag phoenix --tag old-{name} "
+                                 f"--time '{when}' {staging}")
         assert proc.returncode == 0, proc.stderr
-    configured = (f"backup_host={line.host}", "backup_keep_hourly=3", "backup_keep_daily=3",
-                  "backup_keep_weekly=0")
-    proc = converge(FORGE, tmp, *configured)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    newest = backup.now(target, settings=settings)
+    newest = forge_restic(lab, f"backup -q --host {line.host} --tag phoenix {staging}")
+    assert newest.returncode == 0, newest.stderr
+    # The store's own timer, its policy from group_data (here set for this line).
+    policy = {**settings, "backup_host": line.host, "backup_keep_hourly": 3,
+              "backup_keep_daily": 3, "backup_keep_weekly": 0}
+    try:
+        offsite.ensure(lab, do_client, name=STORE, settings=policy)
+        pruned = subprocess.run(ssh_command(offsite.root_target(lab, made),
+                                            "systemctl start phoenix-offsite-prune.service"),
+                                capture_output=True, text=True, timeout=600, check=False)
+        assert pruned.returncode == 0, pruned.stderr
+    finally:
+        offsite.ensure(lab, do_client, name=STORE)   # the lab's own policy again
     left = backup.list_snapshots(line)
     names = sorted(t[4:] for s in left for t in s["tags"] if t.startswith("old-"))
     # hourly 3: now's hour (the newest), 11h (C), 10h (B, not the older A of the same hour);
     # daily 3: today, the 15th (C), the 14th (D); the 13th (E) is a fourth day: pruned.
     assert names == ["B", "C", "D"]
-    assert [s["id"] for s in left if not any(t.startswith("old-") for t in s["tags"])] == [newest]
+    assert len(left) == 4
+    # The operator's prune, with its own key: daily 1 leaves the newest.
+    kept, removed = backup.prune(line, keep={"daily": 1})
+    assert len(kept) == 1 and not any(t.startswith("old-") for t in kept[0]["tags"])
+    assert len(removed) == 3
     assert len(backup.list_snapshots(opened)) >= 1   # the forge's own line is untouched
 
 

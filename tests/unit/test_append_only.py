@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,10 @@ import pytest
 from phoenix import appendonly, backup
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
-from tests.unit.test_backup import PASSWORD, forge, job_config, run_job  # noqa: F401
+from tests.unit import test_backup
+from tests.unit.test_backup import PASSWORD, job_config, run_job
+
+forge = test_backup.forge   # the same synthetic forge (a fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None or shutil.which("rclone") is None,
                                 reason="restic and rclone are needed (make deps installs them)")
@@ -27,8 +29,8 @@ pytestmark = pytest.mark.skipif(shutil.which("restic") is None or shutil.which("
 def serve(repo: Path, *, append_only: bool = True) -> list[str]:
     """What the store's forced command runs, as a local program."""
     flag = "--append-only " if append_only else ""
-    return ["sh", "-c", f"exec rclone serve restic --stdio {flag}--config /dev/null -q "
-            f"{shlex.quote(str(repo))}", "forced"]
+    return ["sh", "-c", (f"exec rclone serve restic --stdio {flag}--config /dev/null -q "
+                         f"{shlex.quote(str(repo))}"), "forced"]
 
 
 @pytest.fixture

@@ -122,3 +122,11 @@ def test_the_operators_restic_settings_pass_but_not_the_store_or_password(monkey
     env = operator_restic_env()
     assert env["RESTIC_COMPRESSION"] == "max" and env["RESTIC_PACK_SIZE"] == "64"
     assert "RESTIC_REPOSITORY" not in env and "RESTIC_PASSWORD" not in env
+
+
+def test_backup_prune_and_store_setup_without_a_store_say_what_to_set(tmp_path):
+    for command in ("prune", "store-setup"):
+        result = phoenix("backup", command, tmp=tmp_path)
+        assert result.returncode == 1
+        assert "backup_repository is not set" in result.stderr
+        assert "Traceback" not in result.stderr
