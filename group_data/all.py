@@ -158,6 +158,9 @@ backup_keep_weekly = 4               # the forge's own job prunes only without a
 # prunes. False: plain SFTP and the forge prunes, as before (a store that cannot run rclone).
 backup_append_only = True
 backup_prune_schedule = "daily"      # the store's retention timer (systemd OnCalendar)
+backup_prune_time_tolerance = 7200   # seconds; a snapshot dated further from its arrival on
+                                     # the store (forged dates could make keep-* forget the
+                                     # real ones) stops the store's prune until you look
 backup_keys_expected = 1             # `phoenix backup verify` fails on more keys (one added by
                                      # a compromised forge: `restic key add` stays possible)
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):

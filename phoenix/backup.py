@@ -227,7 +227,8 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
         "full_keys": [operator_key.strip()], "password": password,
         "prune": {"host": settings.get("backup_host") or "forge",
                   "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
-                  "schedule": settings.get("backup_prune_schedule") or "daily"},
+                  "schedule": settings.get("backup_prune_schedule") or "daily",
+                  "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200)},
     }
 
 

@@ -259,8 +259,8 @@ def forge_restic(lab, args: str, *, password_file: str | None = None
     channel, the password), as whoever has root there would run it."""
     settings = load("lab")
     job = f"{settings['backup_job_path']} --config {settings['backup_config_dir']}/config.json"
-    flag = f"--password-file {password_file} " if password_file else ""
-    return ssh(lab, FORGE, f"{job} restic {flag}{args}", timeout=600)
+    flag = f" --password-file {password_file}" if password_file else ""
+    return ssh(lab, FORGE, f"{job} restic {args}{flag}", timeout=600)
 
 
 def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
@@ -333,14 +333,27 @@ def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store,
         assert proc.returncode == 0, proc.stderr
     newest = forge_restic(lab, f"backup -q --host {line.host} --tag phoenix {staging}")
     assert newest.returncode == 0, newest.stderr
-    # The store's own timer, its policy from group_data (here set for this line).
+    # The store's own timer, its policy from group_data (here set for this line). Backdated
+    # snapshots are what a forge forging dates would add: the store's guard refuses to prune.
     policy = {**settings, "backup_host": line.host, "backup_keep_hourly": 3,
               "backup_keep_daily": 3, "backup_keep_weekly": 0}
+    root = offsite.root_target(lab, made)
+    prune_now = "systemctl start phoenix-offsite-prune.service"
     try:
         offsite.ensure(lab, do_client, name=STORE, settings=policy)
-        pruned = subprocess.run(ssh_command(offsite.root_target(lab, made),
-                                            "systemctl start phoenix-offsite-prune.service"),
-                                capture_output=True, text=True, timeout=600, check=False)
+        refused = subprocess.run(ssh_command(root, prune_now), capture_output=True, text=True,
+                                 timeout=600, check=False)
+        assert refused.returncode != 0
+        journal = subprocess.run(ssh_command(root, "journalctl -u phoenix-offsite-prune -o cat "
+                                             "--no-pager | grep 'prune guard'"),
+                                 capture_output=True, text=True, timeout=60, check=False).stdout
+        assert "not pruning: 5 snapshot(s)" in journal, journal
+        assert len(backup.list_snapshots(line)) == 6
+        # Told that these dates are wanted (a tolerance past them), the timer's job prunes.
+        offsite.ensure(lab, do_client, name=STORE, settings={
+            **policy, "backup_prune_time_tolerance": 10 * 365 * 86400})
+        pruned = subprocess.run(ssh_command(root, prune_now), capture_output=True, text=True,
+                                timeout=600, check=False)
         assert pruned.returncode == 0, pruned.stderr
     finally:
         offsite.ensure(lab, do_client, name=STORE)   # the lab's own policy again

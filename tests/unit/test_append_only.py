@@ -8,8 +8,11 @@ ignores the arguments restic appends, as sshd does with a key's forced command.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,6 +143,35 @@ def test_store_setup_pins_each_key_to_one_command():
     assert ("ExecStart=/usr/bin/restic forget --host forge --tag phoenix --keep-hourly 24 "
             "--keep-daily 7 --prune") in service
     assert "User=restic" in service and "OnCalendar=daily" in timer
+    assert f"ExecStartPre={script.GUARD_PATH} 7200" in service
     with pytest.raises(SystemExit, match="keeps nothing"):
         script.prune_units({"repository": "/r", "user": "restic"},
                            {"host": "f", "tag": "t", "keep": {}})
+
+
+def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
+    """A forge could add snapshots dated later in each hour/day than the real ones, so that
+    keep-* keeps those and forgets the real ones: the store's guard stops the prune."""
+    script = backup._host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    (tmp_path / "guard").write_text(script.GUARD)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RESTIC_REPOSITORY": str(repo),
+           "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"),
+           "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    channel = ["restic", "-r", "rclone:forge", "-o", f"rclone.program={shlex.join(serve(repo))}"]
+
+    def guard() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(tmp_path / "guard"), "7200"], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def forge_backup(*args: str) -> None:
+        subprocess.run([*channel, "backup", "-q", *args, str(tmp_path / "d")], env=env,
+                       check=True, capture_output=True, timeout=120)
+
+    forge_backup()
+    assert guard().returncode == 0
+    forge_backup("--time", "2030-01-01 23:59:00")   # through the append-only endpoint
+    refused = guard()
+    assert refused.returncode == 1
+    assert "not pruning: 1 snapshot(s)" in refused.stderr and "claims 2030-01-01" in refused.stderr
