@@ -32,6 +32,7 @@ PROBES = [  # (what a compromised forge would do, method, path); the config's PO
     ("forget a snapshot", "DELETE", f"/snapshots/{ZERO}"),
     ("overwrite the repository's config", "POST", "/config"),
 ]
+REST_V2 = "application/vnd.x.restic.rest.v2"   # what restic asks for (rclone needs it to list)
 # Run if the key is NOT forced to the endpoint: exits at once, so the channel closes unread.
 UNFORCED = "exit 0"
 
@@ -66,7 +67,7 @@ class Channel:
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         sid = self.conn.get_next_available_stream_id()
         headers = [(":method", method), (":path", path), (":scheme", "http"),
-                   (":authority", "restic")]
+                   (":authority", "restic"), ("accept", REST_V2)]
         if body is not None:
             headers.append(("content-length", str(len(body))))
         self.conn.send_headers(sid, headers, end_stream=body is None)

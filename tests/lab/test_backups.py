@@ -289,7 +289,7 @@ def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
         channel = appendonly.Channel(ssh_command(key, appendonly.UNFORCED))
         try:
             status, listing = channel.request("GET", "/data/")
-            pack = json.loads(listing)[0]
+            pack = json.loads(listing)[0]["name"]
             assert status == 200 and re.fullmatch(r"[0-9a-f]{64}", pack)
             assert channel.request("DELETE", f"/data/{pack}")[0] == 403
             assert channel.request("POST", f"/data/{pack}", b"garbage")[0] == 403
