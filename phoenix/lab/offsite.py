@@ -136,11 +136,11 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
                              "image": "debian-12-x64", "ssh_keys": [fingerprint],
                              "tags": ["phoenix-test", TAG],
                              "user_data": user_data(private, public)})
-    droplet = do.wait_active(droplet["id"], timeout=120)
+    droplet = do.wait_active(droplet["id"], timeout=240)  # cloud-init on a loaded machine
     offsite = Offsite(name=name, droplet_id=droplet["id"], ip=public_ip(droplet),
                       host_public_key=public.strip(), path=path or f"{HOME}/forge")
     target = root_target(config, offsite)
-    wait_ssh(target, timeout=60, progress=progress)
+    wait_ssh(target, timeout=120, progress=progress)
     try:
         setup_store(target, store_spec(config, offsite, settings), timeout=600)
     except PhoenixError as exc:

@@ -112,7 +112,7 @@ def forge(lab, do_client, store, tmp_path_factory):
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, FORGE)
-        do_client.wait_active(droplet["id"], timeout=90)
+        do_client.wait_active(droplet["id"], timeout=240)
         proc = converge(FORGE, tmp)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         yield droplet_target(lab, FORGE), tmp
@@ -169,7 +169,7 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, "bk-forge-t2")
-        do_client.wait_active(droplet["id"], timeout=90)
+        do_client.wait_active(droplet["id"], timeout=240)
         source = f"restore_source=restic:{snapshot[:12]}"
         proc = converge("bk-forge-t2", tmp_path, source)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -238,7 +238,7 @@ def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, 
 
         # A restore from it stops before Gitea is touched: no database on the new droplet.
         droplet = make_droplet(lab, do_client, "bk-forge-t3")
-        do_client.wait_active(droplet["id"], timeout=90)
+        do_client.wait_active(droplet["id"], timeout=240)
         snapshot = backup.latest_snapshot_id(opened)
         result = converge("bk-forge-t3", tmp_path, f"restore_source=restic:{snapshot}")
         assert result.returncode != 0
