@@ -4,9 +4,10 @@ and the size of its first snapshot beside a plain `restic backup` of the same fo
 The forge is the runbook's (phoenix.lab.fixtures.make_runbook_forge: the stand-in Gitea, its
 own unit, app.ini in custom/conf, an attachment and an LFS object) grown on the droplet to
 --size-mib with backup_bench's random packs and loose objects (the same 1 GiB forge). Both
-repositories live on the lab's offsite SFTP store; the plain one is `restic backup
-/var/lib/gitea` run on the forge with the job's own restic settings. Prints a table; it does
-not pass or fail on time. Root, the lab up.
+adopt's repository lives on the lab's offsite store (append-only for the forge); the plain one
+is `restic backup /var/lib/gitea` into a local repository on the forge (the forge's key
+reaches no other repository on the store), so its time has no network in it. Prints a
+table; it does not pass or fail on time. Root, the lab up.
 
     python3 benchmarks/adopt_bench.py [--size-mib 1024]
 """
@@ -117,21 +118,25 @@ def main() -> None:
         report = json.loads((state / "adopt" / "adopt.report.json").read_text())
         adopt_repo = size(store.path)
 
-        plain = f"sftp:{store.user}@{store.ip}:/srv/restic/plain-{os.getpid()}"
-        job = "/usr/local/sbin/phoenix-backup --config /etc/phoenix-backup/config.json restic"
-        remote(target, f"{job} init -r {plain}")   # restic takes -r after its command too
+        # The forge's key reaches only its own repository on the store (append-only, issue
+        # 17): the plain backup goes to a local repository on the forge, with the job's
+        # password. Its size is the comparison; its time has no network in it.
+        plain = f"/var/tmp/phoenix-plain-{os.getpid()}"
+        restic = ("RESTIC_PASSWORD_FILE=/etc/phoenix-backup/password "
+                  f"RESTIC_CACHE_DIR=/var/cache/phoenix-backup restic -r {plain}")
+        remote(target, f"{restic} init -q")
         started = time.monotonic()
-        remote(target, f"{job} backup -r {plain} -q /var/lib/gitea")
+        remote(target, f"{restic} backup -q /var/lib/gitea")
         plain_seconds = time.monotonic() - started
-        plain_repo = size(f"/srv/restic/plain-{os.getpid()}")
+        plain_repo = int(remote(target, f"du -sb {plain}").split()[0])
 
-        print(f"\nforge {human(forge_bytes)} (/var/lib/gitea), store: lab SFTP, "
+        print(f"\nforge {human(forge_bytes)} (/var/lib/gitea), store: lab, append-only, "
               f"restic {remote(target, 'restic version').split()[1]}")
         print(f"{'':34} {'seconds':>8} {'repository MiB':>15}")
         print(f"{'phoenix adopt (all steps)':34} {adopt_seconds:8.1f} {adopt_repo / 2**20:15.1f}")
         for step in report["steps"]:
             print(f"{'  ' + step['name']:34} {step['seconds']:8.1f}")
-        print(f"{'plain restic backup /var/lib/gitea':34} {plain_seconds:8.1f} "
+        print(f"{'plain restic backup, local repo':34} {plain_seconds:8.1f} "
               f"{plain_repo / 2**20:15.1f}")
         files = int(remote(target, "find /var/lib/gitea -type f | wc -l"))
         print(f"forge: {forge_bytes} bytes in {files} files; snapshot counts {report['counts']}")
