@@ -533,7 +533,7 @@ def now(target: Target, *, settings: Mapping[str, Any], timeout: float = 3600) -
     unit = "phoenix-backup.service"
     status_file = settings.get("backup_status_file") or "/var/lib/phoenix/backup/last-success.json"
     remote = (f"systemctl cat {unit} >/dev/null 2>&1 || {{ echo 'no {unit} on this host' >&2; "
-              f"exit 3; }}; systemctl start {unit} || {{ journalctl -u {unit} -n 5 -o cat "
+              f"exit 3; }}; systemctl start {unit} || {{ journalctl -u {unit} -n 40 -o cat "
               f"--no-pager >&2; exit 4; }}; cat {shlex.quote(status_file)}")
     try:
         proc = subprocess.run(ssh_command(target, remote), capture_output=True, text=True,
@@ -545,8 +545,11 @@ def now(target: Target, *, settings: Mapping[str, Any], timeout: float = 3600) -
         raise PhoenixError(f"{target.host} has no Phoenix backup job ({unit}): converge it with "
                            "the deploy (tasks/backups.py) first")
     if proc.returncode == 4:
-        lines = [line.split("phoenix-backup: ", 1)[1].removeprefix("FAILED: ")
-                 for line in proc.stderr.splitlines() if "phoenix-backup: " in line]
+        # The job's own FAILED line; systemd may add its own lines after it (seen in nspawn:
+        # "Failed to kill control group"), hence 40 lines and the FAILED ones first.
+        said = [line.split("phoenix-backup: ", 1)[1] for line in proc.stderr.splitlines()
+                if "phoenix-backup: " in line]
+        lines = [line.removeprefix("FAILED: ") for line in said if line.startswith("FAILED: ")]
         raise PhoenixError(f"the backup job failed on {target.host}: "
                            + (lines[-1] if lines else proc.stderr.strip()[-300:])
                            + f" (journalctl -u {unit} there)")
