@@ -232,7 +232,7 @@ def lab_transports(tmp: Path, base: dict, name: str, cleanup: list) -> list:
     sftp_path = "/srv/restic/bench-sftp"
     cleanup.append(lambda: subprocess.run(ssh_command(
         root, f"rm -rf {sftp_path} {made.path}"), check=False))
-    (tmp / "known_hosts").write_text("".join(l + "\n" for l in made.known_hosts))
+    (tmp / "known_hosts").write_text("".join(line + "\n" for line in made.known_hosts))
     # The operator's key has SFTP on the store: today's transport, byte for byte.
     sftp = Target(host=made.ip, user=made.user, key=lab.ssh_key, known_hosts=tmp / "known_hosts")
     forge_key = Target(host=made.ip, user=made.user, key=offsite.backup_key(lab),
@@ -267,7 +267,8 @@ def human(n: int) -> str:
 
 
 def restic_version() -> str:
-    return subprocess.run(["restic", "version"], capture_output=True, text=True, check=False).stdout.split()[1]
+    return subprocess.run(["restic", "version"], capture_output=True, text=True,
+                          check=False).stdout.split()[1]
 
 
 if __name__ == "__main__":

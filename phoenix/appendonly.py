@@ -17,6 +17,7 @@ import os
 import select
 import subprocess
 import time
+from typing import IO, cast
 
 import h2.config
 import h2.connection
@@ -44,6 +45,10 @@ class Channel:
         self.timeout = timeout
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
+        # Pipes, as asked for above (Popen types them Optional).
+        self.stdin, self.stdout, self.stderr = cast(
+            "tuple[IO[bytes], IO[bytes], IO[bytes]]",
+            (self.proc.stdin, self.proc.stdout, self.proc.stderr))
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         self._flush()
@@ -52,15 +57,15 @@ class Channel:
         data = self.conn.data_to_send()
         if data:
             try:
-                self.proc.stdin.write(data)
-                self.proc.stdin.flush()
+                self.stdin.write(data)
+                self.stdin.flush()
             except BrokenPipeError:
                 raise self._closed() from None
 
     def _closed(self) -> PhoenixError:
         self.proc.kill()
         self.proc.wait()
-        err = self.proc.stderr.read().decode(errors="replace").strip()
+        err = self.stderr.read().decode(errors="replace").strip()
         last = err.splitlines()[-1] if err else f"it closed (exit {self.proc.returncode})"
         return PhoenixError(f"no append-only endpoint answered the forge's key: {last}")
 
@@ -76,7 +81,7 @@ class Channel:
         self._flush()
         status, data = 0, b""
         deadline = time.monotonic() + self.timeout
-        fd = self.proc.stdout.fileno()
+        fd = self.stdout.fileno()
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
@@ -104,7 +109,7 @@ class Channel:
         try:
             self.conn.close_connection()
             self._flush()
-            self.proc.stdin.close()
+            self.stdin.close()
         except (OSError, PhoenixError):
             pass
         try:

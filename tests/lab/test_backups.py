@@ -51,7 +51,8 @@ def converge(name: str, tmp: Path, *data: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": name,
            "PHOENIX_LAB_OFFSITE": STORE}
     argv = ["pyinfra", "-y", *[f"--data={d}" for d in data], "inventories/lab.py", *files]
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+                          check=False)
 
 
 def changes_left(name: str, tmp: Path, *data: str) -> list[str]:

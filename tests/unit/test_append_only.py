@@ -110,7 +110,8 @@ def test_an_added_key_fails_the_key_check(repo, tmp_path):
 
 
 def test_channel_config_pins_the_forge_to_the_endpoint(tmp_path):
-    target = Target(host="10.0.0.5", user="restic", key=tmp_path / "id", known_hosts=tmp_path / "kh")
+    target = Target(host="10.0.0.5", user="restic", key=tmp_path / "id",
+                    known_hosts=tmp_path / "kh")
     repository = "sftp:restic@10.0.0.5:/srv/restic/forge"
     config = backup.channel_config(repository, target, append_only=True)
     assert config["repository"] == "rclone:/srv/restic/forge"
