@@ -1,27 +1,36 @@
 """`phoenix provision`: a replacement droplet through pydo, its SSH host key pinned (step 1).
 
-Idempotent: a re-run finds the droplet by its role tag and name instead of making another.
-The create is sent once (no SDK retry: azure-core repeats a POST after a 5xx), and after a
-failed or lost answer provision looks for the droplet by tag before it says anything: the
-droplet may exist although the answer never came. The host key pair is made here and handed
-over in user_data (cloud-config `ssh_keys`), so the first SSH connection is already checked
-against a known key.
+Each recovery is an *attempt* with its own droplet: named like the runbook's
+`forge-recovery-YYYYMMDD` (`-2`, `-3`… for a second one that day) and tagged with a tag of its
+own, both written to the state file before the create call. A re-run of a cut-off attempt
+finds its droplet by that tag instead of making another; once the droplet has gone live (cut
+over or promoted) the next provision starts a new attempt, so it never reuses the production
+droplet. The create call is sent once (no SDK retry: a 5xx after DigitalOcean made the droplet
+would make a second one); after any error the droplet is looked up by the attempt's tag.
+
+The host key pair is made here and handed over in user_data (cloud-config `ssh_keys`), so
+the first SSH connection is already checked against a known key; over that first pinned
+session the droplet makes a new key, so the one readable in the droplet's metadata for its
+whole life is dead, and the local copy of the handed-over private key is deleted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from phoenix.console import waiter
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
-from phoenix.state import State
+from phoenix.state import State, now
 
 Progress = Callable[[str], None]
 
@@ -61,30 +70,87 @@ def user_data(private: str, public: str) -> str:
     })
 
 
+def droplet_name(client: DO, role: str, day: datetime | None = None) -> str:
+    """`forge-<role>-YYYYMMDD`, or with `-2`, `-3`… when that name is taken."""
+    base = f"forge-{role}-{(day or datetime.now(timezone.utc)):%Y%m%d}"
+    for n in range(1, 100):
+        name = base if n == 1 else f"{base}-{n}"
+        if not client.droplets(name=name):
+            return name
+    raise PhoenixError(f"99 droplets are named {base}-*; destroy the ones no longer needed")
+
+
+def _new_attempt(client: DO, role: str, state: State, progress: Progress) -> dict:
+    name = droplet_name(client, role)
+    attempt = {"name": name, "tag": f"phoenix-attempt-{secrets.token_hex(6)}",
+               "started": now()}
+    state.begin_attempt(attempt)  # recorded before the create call: a lost answer is findable
+    private, public = ensure_host_key(state)
+    state.data["attempt"]["host_public"] = public.strip()
+    state.save()
+    progress(f"new {role} attempt: droplet {name}, tag {attempt['tag']}")
+    return state.data["attempt"]
+
+
+def _by_tag(client: DO, tag: str) -> dict | None:
+    found = client.droplets(tag=tag)
+    if len(found) > 1:
+        ids = ", ".join(str(d["id"]) for d in found)
+        raise PhoenixError(f"more than one droplet has the attempt tag {tag} ({ids}); destroy "
+                           "the extra ones (same host key) before running again")
+    return found[0] if found else None
+
+
+def _current(client: DO, role: str, state: State, progress: Progress) -> tuple[dict, dict | None]:
+    """The attempt to work on, and its droplet if it exists already."""
+    attempt = state.data.get("attempt")
+    if attempt and not state.finished:
+        droplet = _by_tag(client, attempt["tag"])
+        if droplet is not None:
+            return attempt, droplet
+        if not state.droplet and state.host_key.exists():
+            return attempt, None  # cut off before (or during) the create: not made, or lost
+        progress(f"droplet {attempt['name']} of the last attempt is gone; starting anew")
+    elif attempt:
+        progress(f"{attempt['name']} went live; this provision makes a new droplet")
+    return _new_attempt(client, role, state, progress), None
+
+
 def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
               progress: Progress = lambda _: None, check_ssh: bool = True) -> dict:
-    name = f"forge-{role}"
-    role_tag = f"phoenix-{role}"
-    private, public = ensure_host_key(state)
-    droplet = _find(client, name=name, tag=role_tag, state=state)
+    with state.locked():
+        return _provision(role=role, settings=settings, client=client, state=state, key=key,
+                          progress=progress, check_ssh=check_ssh)
+
+
+def _provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
+               progress: Progress, check_ssh: bool) -> dict:
+    attempt, droplet = _current(client, role, state, progress)
+    name, tag = attempt["name"], attempt["tag"]
     if droplet is None:
         fingerprint = client.ensure_key(settings["provision_ssh_key_name"],
                                         public_half(key).read_text())
         progress(f"creating droplet {name} in {settings['provision_region']}")
+        private, public = ensure_host_key(state)
         try:
             droplet = client.create({
                 "name": name, "region": settings["provision_region"],
                 "size": settings["provision_size"], "image": settings["provision_image"],
-                "ssh_keys": [fingerprint], "tags": [*settings["provision_tags"], role_tag],
+                "ssh_keys": [fingerprint],
+                "tags": [*settings["provision_tags"], f"phoenix-{role}", tag],
                 "user_data": user_data(private, public), "monitoring": True,
             })
         except PhoenixError as exc:
-            droplet = _find(client, name=name, tag=role_tag, state=state)
+            try:
+                droplet = _by_tag(client, tag)
+            except PhoenixError as lookup:
+                raise PhoenixError(f"{exc}; and looking the droplet up by its tag {tag} failed "
+                                   f"too ({lookup}): run `phoenix provision` again, it looks "
+                                   "the droplet up before it creates one") from None
             if droplet is None:
-                raise PhoenixError(f"{exc} (no droplet {name} was made; run "
-                                   "`phoenix provision` again)") from None
-            progress(f"the answer to the create was lost, but droplet {name} "
-                     f"({droplet['id']}) exists: using it")
+                raise
+            progress(f"the create call failed ({exc}), but droplet {droplet['id']} with tag "
+                     f"{tag} was made: using it")
         state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": None}
         state.save()  # a crash from here on finds this droplet again
     else:
@@ -94,23 +160,57 @@ def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
                                  progress=lambda s: wait(f"droplet {name} is {s}"))
     ip = public_ip(droplet)
     assert ip, "wait_active returns only a droplet with a public address"
-    state.known_hosts.write_text(known_hosts_line(ip, public))
-    state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": ip,
+    rotated = (state.data.get("host_key") or {}).get("public")
+    state.known_hosts.write_text(known_hosts_line(ip, rotated or attempt["host_public"]))
+    state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": ip, "tag": tag,
                              "region": settings["provision_region"]}
     state.data["ssh_key"] = str(key)
     state.save()
     if check_ssh:
         wait_ssh(target(state), timeout=settings["provision_timeout"], progress=wait)
+        if not rotated:
+            rotate_host_key(state, progress=progress)
     return state.data["droplet"]
 
 
-def _find(client: DO, *, name: str, tag: str, state: State) -> dict | None:
-    found = [d for d in client.droplets(tag=tag) if d["name"] == name]
-    if len(found) > 1:
-        ids = ", ".join(str(d["id"]) for d in found)
-        raise PhoenixError(f"more than one droplet is named {name} with tag {tag} ({ids}); "
-                           "destroy the extra ones first")
-    return found[0] if found else None
+NEW_KEY = "/etc/ssh/ssh_host_ed25519_key.phoenix-new"
+
+
+def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str:
+    """Over the pinned session: a new ed25519 host key on the droplet, pinned here, the
+    handed-over one (readable in the droplet's metadata) retired there and deleted here."""
+    t = target(state)
+    old = state.data["attempt"]["host_public"]
+    new = _ssh(t, f"set -e; umask 077; rm -f {NEW_KEY} {NEW_KEY}.pub; "
+                  f"ssh-keygen -q -t ed25519 -N '' -C '' -f {NEW_KEY}; cat {NEW_KEY}.pub").strip()
+    # Both keys are accepted while sshd switches, so no moment pins neither.
+    state.known_hosts.write_text(known_hosts_line(t.host, old) + known_hosts_line(t.host, new))
+    _ssh(t, f"set -e; chmod 0644 {NEW_KEY}.pub; "
+            f"mv -f {NEW_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub; "
+            f"mv -f {NEW_KEY} /etc/ssh/ssh_host_ed25519_key; "
+            "sshd -t; systemctl reload ssh")
+    only_new = state.known_hosts.with_suffix(".rotating")
+    only_new.write_text(known_hosts_line(t.host, new))
+    try:
+        wait_ssh(replace(t, known_hosts=only_new), timeout=30, progress=progress)
+        os.replace(only_new, state.known_hosts)
+    finally:
+        only_new.unlink(missing_ok=True)
+    for path in (state.host_key, public_half(state.host_key)):
+        path.unlink(missing_ok=True)
+    state.data["host_key"] = {"public": new, "rotated": now()}
+    state.save()
+    progress(f"{t.host}: host key rotated; the one in its user_data no longer opens a session")
+    return new
+
+
+def _ssh(t: Target, command: str) -> str:
+    proc = subprocess.run(ssh_command(t, command), capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise PhoenixError(f"on {t.host}: `{command.split(';')[-1].strip()}` failed: "
+                           f"{proc.stderr.strip()[-300:]}")
+    return proc.stdout
 
 
 def target(state: State) -> Target:

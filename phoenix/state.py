@@ -1,19 +1,35 @@
 """The one state file per role (recovery, standby): what provision made, what cutover saved.
 
 Lives in PHOENIX_STATE_DIR (default $XDG_STATE_HOME/phoenix, else ~/.local/state/phoenix):
-<role>.json, the pinned
-<role>.known_hosts, and the droplet's SSH host key pair (<role>.host_ed25519, 0600).
-Written atomically, 0600, so a crash never leaves half a state and nobody else reads it.
+<role>.json, the pinned <role>.known_hosts, and the droplet's SSH host key pair
+(<role>.host_ed25519, 0600) until it is rotated. Written atomically, 0600, so a crash never
+leaves half a state and nobody else reads it. A command that changes it holds <role>.lock
+(`State.locked()`), so two phoenix commands never write one role's state at the same time; a
+file that is not JSON is a one-line error, never a traceback.
+
+One state file describes one droplet (one *attempt*): `begin_attempt` starts the next one and
+moves what belonged to the last (its validation verdict, the DNS values it saved) into
+`history`, so that nothing of an earlier recovery is taken for this one's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from phoenix.errors import PhoenixError
 
 ROLES = ("recovery", "standby", "primary")  # primary: the forge a drill destroys
+# What belongs to one droplet: dropped (kept in history) when the next attempt begins.
+PER_DROPLET = ("droplet", "attempt", "validation", "dns_saved", "reserved_ip_saved",
+               "cutover", "promoted", "fenced", "host_key")
+
+_held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth): reentrant in-process
 
 
 def state_dir() -> Path:
@@ -23,6 +39,10 @@ def state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or "~/.local/state").expanduser() / "phoenix"
 
 
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class State:
     def __init__(self, role: str, folder: Path | None = None) -> None:
         if role not in ROLES:
@@ -30,11 +50,53 @@ class State:
         self.role = role
         self.folder = folder or state_dir()
         self.path = self.folder / f"{role}.json"
+        self.lock_path = self.folder / f"{role}.lock"
         self.known_hosts = self.folder / f"{role}.known_hosts"
         self.host_key = self.folder / f"{role}.host_ed25519"
         self.data: dict[str, Any] = {}
-        if self.path.exists():
-            self.data = json.loads(self.path.read_text())
+        self.reload()
+
+    def reload(self) -> None:
+        if not self.path.exists():
+            self.data = {}
+            return
+        try:
+            data = json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PhoenixError(f"the state file {self.path} is not valid JSON ({exc}); move it "
+                               "aside and look at it before running again") from None
+        if not isinstance(data, dict):
+            raise PhoenixError(f"the state file {self.path} does not hold a JSON object; move "
+                               "it aside and look at it before running again")
+        self.data = data
+
+    @contextmanager
+    def locked(self) -> Iterator["State"]:
+        """Hold <role>.lock (reentrant in this process) and re-read the file under it."""
+        fd, depth = _held.get(self.lock_path, (-1, 0))
+        if depth == 0:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise PhoenixError(f"another phoenix command (pid {holder}) is using the "
+                                   f"{self.role} state {self.path}; wait for it to finish")
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        _held[self.lock_path] = (fd, depth + 1)
+        try:
+            self.reload()
+            yield self
+        finally:
+            fd, depth = _held.pop(self.lock_path)
+            if depth > 1:
+                _held[self.lock_path] = (fd, depth - 1)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def save(self) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -44,6 +106,17 @@ class State:
             json.dump(self.data, out, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
 
+    def begin_attempt(self, attempt: dict) -> None:
+        """A new droplet: what the last one left (verdict, saved DNS…) goes to history."""
+        old = {key: self.data.pop(key) for key in PER_DROPLET if key in self.data}
+        if old:
+            self.data.setdefault("history", []).append({"ended": now(), **old})
+        self.data["attempt"] = attempt
+        self.known_hosts.unlink(missing_ok=True)
+        for path in (self.host_key, self.host_key.with_name(self.host_key.name + ".pub")):
+            path.unlink(missing_ok=True)
+        self.save()
+
     @property
     def droplet(self) -> dict[str, Any]:
         """What provision recorded ({} before it ran: falsy, like no droplet)."""
@@ -52,3 +125,8 @@ class State:
     @property
     def address(self) -> str | None:
         return (self.data.get("droplet") or {}).get("ip")
+
+    @property
+    def finished(self) -> bool:
+        """This droplet went live (cut over or promoted): the next provision makes a new one."""
+        return bool(self.data.get("cutover") or self.data.get("promoted"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -49,8 +51,8 @@ def test_provision_twice_makes_one_droplet(server, tmp_path, key):
     first, state = run(server, tmp_path, key)
     second, _ = run(server, tmp_path, key)
     assert first["id"] == second["id"]
-    assert [d.name for d in server.driver.list()] == ["forge-recovery"]
-    assert first["ip"]
+    (only,) = server.driver.list()
+    assert re.fullmatch(r"forge-recovery-\d{8}", only.name) and first["ip"]
 
 
 def test_provision_pins_the_host_key_it_handed_over(server, tmp_path, key):
@@ -108,3 +110,77 @@ def test_unreachable_api_fails_fast_and_clearly(tmp_path, key):
                   client=DO(token=TOKEN, endpoint=f"http://127.0.0.1:{port}", retries=0),
                   state=State("recovery", tmp_path / "s"), key=key, check_ssh=False)
     assert time.monotonic() - started < 10
+
+
+def lose_answers_after_serving(server, method: str, path: str, n: int = 1,
+                               status: int = 504) -> None:
+    """The next `n` requests to `method path` are served, then answered `status`, as when a
+    gateway times out after DigitalOcean acted (a local switch until the lab has one)."""
+    left = [n]
+    for i, (m, pattern, handler) in enumerate(server.routes):
+        if m == method and pattern.match(path):
+            def lost(request, handler=handler):
+                result = handler(request)
+                if left[0] <= 0:
+                    return result
+                left[0] -= 1
+                return status, {"id": "gateway_timeout", "message": "Gateway Timeout"}
+            server.routes[i] = (m, pattern, lost)
+
+
+def test_a_lost_answer_to_create_leaves_one_droplet(server, tmp_path, key):
+    lose_answers_after_serving(server, "POST", "/v2/droplets")
+    droplet, state = run(server, tmp_path, key)
+    (only,) = server.driver.list()  # the SDK did not send the POST again
+    assert droplet["id"] == only.id and state.data["attempt"]["tag"] in only.tags
+
+
+def test_a_create_that_made_nothing_fails_and_the_rerun_makes_one(server, tmp_path, key):
+    for i, (m, pattern, handler) in enumerate(server.routes):
+        if m == "POST" and pattern.match("/v2/droplets"):
+            server.routes[i] = (m, pattern, lambda r: (503, {"id": "service_unavailable",
+                                                             "message": "try later"}))
+            original = (i, (m, pattern, handler))
+    with pytest.raises(PhoenixError, match="503"):
+        run(server, tmp_path, key)
+    assert server.driver.list() == []
+    tag = State("recovery", tmp_path / "state").data["attempt"]["tag"]
+    server.routes[original[0]] = original[1]
+    droplet, state = run(server, tmp_path, key)
+    (only,) = server.driver.list()
+    assert state.data["attempt"]["tag"] == tag and tag in only.tags  # the same attempt
+
+
+def test_a_second_recovery_after_cutover_makes_a_new_droplet(server, tmp_path, key):
+    first, state = run(server, tmp_path, key)
+    state.data["cutover"] = {"at": "2026-11-28T00:00:00Z"}  # the first one went live
+    state.data["dns_saved"] = {"forge.example": {"content": "192.0.2.1"}}
+    state.data["validation"] = {"passed": True, "droplet_id": first["id"]}
+    state.save()
+    second, state = run(server, tmp_path, key)
+    assert second["id"] != first["id"]
+    assert second["name"] == first["name"] + "-2"  # the runbook's name, a suffix the same day
+    assert "dns_saved" not in state.data and "validation" not in state.data
+    assert state.data["history"][-1]["droplet"]["id"] == first["id"]
+    assert server.driver.get(first["id"]).status == "active"  # production untouched
+
+
+def test_a_corrupt_state_file_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / "recovery.json").write_text('{"droplet": ')
+    with pytest.raises(PhoenixError, match="not valid JSON.*move it aside"):
+        State("recovery", folder)
+
+
+def test_the_state_is_locked_against_a_second_command(tmp_path):
+    folder = tmp_path / "state"
+    code = ("import sys; from phoenix.state import State\n"
+            "from phoenix.errors import PhoenixError\n"
+            f"try:\n  State('recovery', __import__('pathlib').Path({str(folder)!r})).locked()"
+            ".__enter__()\nexcept PhoenixError as e:\n  print(e); sys.exit(3)\n")
+    with State("recovery", folder).locked():
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 3 and "another phoenix command" in proc.stdout
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
