@@ -12,12 +12,14 @@ from tasks.gitea import install_gitea
 from tasks.hermes import install_hermes
 from tasks.layout import make_layout
 from tasks.restore import restore_gitea
+from tasks.role import record_role
 from tasks.ssh import harden_ssh
 from tasks.standby import keep_warm
 from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
 install_base()
+record_role()
 make_layout()
 deploy_timmy_config()
 install_gitea()

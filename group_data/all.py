@@ -144,7 +144,11 @@ provision_timeout = 300              # seconds until active and answering SSH
 # says so); a warm standby should keep it None, or its stale data becomes "latest".
 backup_repository = None             # "sftp:restic@store.example:/srv/restic/forge" or "s3:…"
 backup_known_hosts = []              # sftp: the store's pinned host key lines ("HOST TYPE KEY")
-backup_host = "forge"                # restic --host: one line of snapshots across rebuilt droplets
+# A backup's identity: restic --host is the droplet (its name: forge-recovery-YYYYMMDD…), so
+# two droplets never write one host's line; the forge's line is every snapshot tagged
+# backup_tag, and `restic:latest` is its newest. Only the primary backs up (tasks/role.py;
+# cutover fences the old one), so that line has one writer at a time.
+backup_host = None                   # None: the droplet's hostname
 backup_tag = "phoenix"
 backup_schedule = "hourly"           # systemd OnCalendar
 backup_randomized_delay = 300        # seconds, so that many forges do not hit one store at once
@@ -192,3 +196,15 @@ standby_prestage_dir = "/var/lib/phoenix/standby"   # <snapshot id>/, consumed b
 standby_refresh_schedule = "*:0/15"  # systemd OnCalendar: every 15 minutes
 cutover_reserved_ip = None           # `phoenix cutover --reserved-ip`: the DO reserved IP to move
 dns_propagation_timeout = 900        # seconds cutover waits for every resolver to agree
+validation_max_age = 3600            # seconds a passed validation lets a cutover through
+fence_probe_ports = [22, 443]        # an old primary that accepts any of these still answers
+origin_probe_scheme = "https"        # proxied records: cutover asks the origin for the name
+origin_probe_port = 443              #   over this (SNI and Host = the name), as the edge does
+
+# ---- one primary --------------------------------------------------------------------------
+# recovery: a new forge not yet live (houses for validation, no backups until cutover);
+# standby: no houses, no cron, no backups, a refresh timer; primary: everything. A promotion
+# (phoenix_promote) or a cutover writes "primary" to /var/lib/phoenix/role on the host, and
+# every later converge honours that marker over this setting.
+phoenix_role = "recovery"
+phoenix_promote = False

@@ -41,3 +41,9 @@ from phoenix.lab import offsite as _offsite
 _store = _offsite.load(_config)
 backup_repository = _store.repository if _store else None
 backup_known_hosts = _store.known_hosts if _store else []
+
+# The lab's forge serves plain HTTP on gitea_http_port until TLS is in (issue 16): the fence
+# and the proxied-record origin probe ask there.
+fence_probe_ports = [22, 3000]
+origin_probe_scheme = "http"
+origin_probe_port = 3000

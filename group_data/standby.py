@@ -3,5 +3,5 @@
 # promotion (`phoenix drill --standby`, or the deploy with restore_force) only moves folders.
 # It takes no backups itself: until it is promoted, its data is a copy, not the forge.
 restore_source = "restic:latest"
-backup_timer_enabled = False
+phoenix_role = "standby"             # no houses, cron or backups until promoted (all.py)
 standby_warm = True

@@ -83,8 +83,8 @@ class Store:
     password: str = field(repr=False)
     ssh: Target | None = None           # sftp: the store, the operator's key, its host key
     env: Mapping[str, str] = field(default_factory=dict, repr=False)   # s3 credentials
-    host: str = "forge"                 # the snapshots' --host (backup_host)
-    tag: str = "phoenix"                # and --tag (backup_tag)
+    host: str | None = None             # restic --host: None, the whole primary line
+    tag: str = "phoenix"                # the line's --tag (backup_tag)
 
     @property
     def location(self) -> str:
@@ -174,7 +174,7 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
                "AWS_SECRET_ACCESS_KEY": read_secret("backup_s3_secret_access_key",
                                                     folder=folder)}
     return Store(repository=repository, password=password, ssh=ssh, env=env,
-                 host=settings.get("backup_host") or "forge",
+                 host=settings.get("backup_host") or None,
                  tag=settings.get("backup_tag") or "phoenix")
 
 
@@ -364,8 +364,8 @@ def init(store: Store) -> bool:
 def list_snapshots(store: Store, *, all_hosts: bool = False) -> list[dict]:
     """The forge's snapshots, oldest first: {id, short_id, time, host, paths, tags}."""
     args = ["snapshots", "--json"]
-    if not all_hosts:
-        args += ["--host", store.host, "--tag", store.tag]
+    if not all_hosts:  # the primary line: every droplet that was the forge, one at a time
+        args += [*(["--host", store.host] if store.host else []), "--tag", store.tag]
     rows = _json(restic(store, *args, what="list snapshots", timeout=300)) or []
     return parse_snapshots(rows)
 
@@ -381,8 +381,9 @@ def latest_snapshot_id(store: Store) -> str:
     """The id of the forge's newest snapshot; an error when there is none."""
     snapshots = list_snapshots(store)
     if not snapshots:
-        raise PhoenixError(f"the repository {store.location} has no snapshot of host "
-                           f"{store.host!r} yet: run the backup job (`phoenix backup now`)")
+        raise PhoenixError(f"the repository {store.location} has no snapshot tagged "
+                           f"{store.tag!r}{f' of host {store.host!r}' if store.host else ''} "
+                           "yet: run the backup job (`phoenix backup now`)")
     return snapshots[-1]["id"]
 
 

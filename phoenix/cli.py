@@ -131,16 +131,19 @@ def provision(standby: bool) -> None:
 @click.option("--standby", is_flag=True, help="Cut over to the standby instead.")
 @click.option("--reserved-ip", is_flag=True, help="Move the DigitalOcean reserved IP instead.")
 @click.option("--force", is_flag=True, help="Cut over even if validation has not passed.")
+@click.option("--fence", is_flag=True,
+              help="Power the old primary off through DigitalOcean (disk kept) if it answers.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
-def cutover(standby: bool, reserved_ip: bool, force: bool, no_wait: bool) -> None:
+def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
     from phoenix import cutover as cut
     from phoenix.provision import do_client
     from phoenix.settings import load
     from phoenix.state import State
 
+    needs_do = reserved_ip or fence or bool(os.environ.get("DIGITALOCEAN_TOKEN"))
     cut.cutover(settings=load(), state=State(_role(standby)),
-                do=do_client() if reserved_ip else None, reserved_ip=reserved_ip,
-                force=force, say=_say, wait=not no_wait)
+                do=do_client() if needs_do else None, reserved_ip=reserved_ip,
+                force=force, say=_say, wait=not no_wait, fence_old=fence)
 
 
 @cli.command(help="Put the saved DNS values (or reserved IP) back; power the new droplet off.")
@@ -152,7 +155,8 @@ def rollback(standby: bool, keep_running: bool) -> None:
     from phoenix.state import State
 
     state = State(_role(standby))
-    needs_do = bool(state.data.get("reserved_ip_saved")) or not keep_running
+    needs_do = bool(state.data.get("reserved_ip_saved") or state.data.get("fenced")) or \
+        not keep_running
     cut.rollback(state=state, do=do_client() if needs_do else None, say=_say,
                  power_off=not keep_running)
 
@@ -164,6 +168,7 @@ def rollback(standby: bool, keep_running: bool) -> None:
 def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     from pathlib import Path
 
+    from phoenix.cutover import record_verdict
     from phoenix.inventory import target_for
     from phoenix.settings import env_name
     from phoenix.state import State
@@ -173,11 +178,10 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     state = State(role)
     junit_path = Path(junit) if junit else state.folder / f"{role}.validation.xml"
     junit_path.parent.mkdir(parents=True, exist_ok=True)
-    result = run_validation(target=target_for(role), settings_env=env_name(), junit=junit_path)
-    if state.droplet:
-        state.data["validation"] = {"passed": result.passed, "droplet_id": state.droplet["id"],
-                                    "junit": str(junit_path)}
-        state.save()
+    target = target_for(role)
+    result = run_validation(target=target, settings_env=env_name(), junit=junit_path)
+    if state.droplet:  # the verdict names the address it proved (PHOENIX_HOST may differ)
+        record_verdict(state, target, passed=result.passed, junit=junit_path)
     click.echo(result.to_json() if as_json else result.render())
     if not result.passed:
         raise PhoenixError(f"validation failed on {target_for(role).host}; see {junit_path}")

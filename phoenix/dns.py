@@ -117,39 +117,74 @@ def _value(record: Any) -> dict:
     return {"content": record.content, "ttl": int(record.ttl), "proxied": bool(record.proxied)}
 
 
+def _find_aaaa(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> list:
+    with _cloudflare_errors(client, f"looking up the AAAA records of {fqdn}"):
+        return list(client.dns.records.list(zone_id=zone.id, name={"exact": fqdn},
+                                            type="AAAA", per_page=100).result)
+
+
+def current_addresses(client: cloudflare.Cloudflare, records: list[str]) -> list[str]:
+    """The IPv4 addresses the names' A records hold now (the origin, also when proxied)."""
+    out = []
+    for fqdn in dict.fromkeys(_fqdn(name) for name in records):
+        record = _find_record(client, _find_zone(client, fqdn), fqdn)
+        out.append(record.content)
+    return list(dict.fromkeys(out))
+
+
 def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
             client: cloudflare.Cloudflare, saved: dict,
-            on_saved: Callable[[dict], None] | None = None) -> dict:
-    """Point each name in `records` at `new_ip` with `ttl`.
+            on_saved: Callable[[dict], None] | None = None,
+            new_ipv6: str | None = None) -> dict:
+    """Point each name in `records` at `new_ip` with `ttl`, and its AAAA records at
+    `new_ipv6`; without one (the droplet has no IPv6) the AAAA records are removed, as they
+    would keep sending IPv6 clients to the old server. Rollback puts them back.
 
-    `saved` ({fqdn: {zone_id, record_id, content, ttl, proxied}}) gains the current value of
-    every record first; an entry already there is kept, as it holds the address from before
-    the first cutover. `on_saved(saved)` runs once every record is saved and before the first
-    change, so the caller can write its state file. Returns {fqdn: {changed, before, after}}.
-    A record already at `new_ip` and `ttl` is left alone (proxied records keep ttl 1,
-    "automatic", whatever is asked: that is Cloudflare's rule). When an edit fails, the
-    records this run changed (that one included: its answer may have been lost after the
-    change) are put back before the error is raised, so no name is left half moved.
+    `saved` ({fqdn: {zone_id, record_id, content, ttl, proxied}}, AAAA records under
+    "<fqdn> AAAA <record id>" with "type" and "name") gains the current value of every record
+    first; an entry already there is kept, as it holds the value from before the first
+    cutover. `on_saved(saved)` runs once every record is saved and before the first change,
+    so the caller can write its state file. Returns {fqdn or "<fqdn> AAAA": {changed, before,
+    after}} (after None: removed). A record already at `new_ip` and `ttl` is left alone
+    (proxied records keep ttl 1, "automatic", whatever is asked: that is Cloudflare's rule). When an edit of an A record
+    fails, the records this run changed (that one included: its answer may have been lost
+    after the change) are put back before the error is raised, so no name is left half moved;
+    the AAAA records are changed only once every A record has moved.
     """
     try:
         ipaddress.IPv4Address(new_ip)
     except ValueError:
         raise PhoenixError(f"{new_ip!r} is not an IPv4 address; cutover needs the new "
                            "server's public IPv4 address.") from None
+    if new_ipv6 is not None:
+        try:
+            ipaddress.IPv6Address(new_ipv6)
+        except ValueError:
+            raise PhoenixError(f"{new_ipv6!r} is not an IPv6 address.") from None
     if ttl != 1 and not 60 <= ttl <= 86400:
         raise PhoenixError(f"TTL {ttl} is not allowed by Cloudflare: use 1 (automatic) or "
                            "60..86400 seconds.")
     found = []
     for fqdn in dict.fromkeys(_fqdn(name) for name in records):  # every lookup first
         zone = _find_zone(client, fqdn)
-        found.append((fqdn, zone, _find_record(client, zone, fqdn)))
-    for fqdn, zone, record in found:
+        aaaa = _find_aaaa(client, zone, fqdn)
+        if new_ipv6 and len(aaaa) > 1:
+            raise PhoenixError(f"{fqdn} has {len(aaaa)} AAAA records; cutover moves a name "
+                               "with at most one: remove the extra ones first.")
+        found.append((fqdn, zone, _find_record(client, zone, fqdn), aaaa))
+    for fqdn, zone, record, aaaa in found:
         saved.setdefault(fqdn, {"zone_id": zone.id, "record_id": record.id, **_value(record)})
+        for six in aaaa:
+            if not any(v.get("type") == "AAAA" and v["record_id"] == six.id
+                       for v in saved.values()):
+                saved[f"{fqdn} AAAA {six.id}"] = {"name": fqdn, "type": "AAAA",
+                                                  "zone_id": zone.id, "record_id": six.id,
+                                                  **_value(six)}
     if on_saved is not None:
         on_saved(saved)
     result = {}
     touched: list[tuple[str, Any, Any]] = []
-    for fqdn, zone, record in found:
+    for fqdn, zone, record, _ in found:
         before = _value(record)
         done = before["content"] == new_ip and (before["ttl"] == ttl or before["proxied"])
         after = before
@@ -164,6 +199,14 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
                 raise PhoenixError(f"{exc} {_put_back(client, touched)}") from None
             after = _value(edited)
         result[fqdn] = {"changed": not done, "before": before, "after": after}
+    for fqdn, zone, _, aaaa in found:
+        for six in aaaa:
+            if new_ipv6:
+                result[f"{fqdn} AAAA"] = _point(client, zone, fqdn, "AAAA", six, new_ipv6, ttl)
+            else:
+                with _cloudflare_errors(client, f"removing the AAAA record of {fqdn}"):
+                    client.dns.records.delete(six.id, zone_id=zone.id)
+                result[f"{fqdn} AAAA"] = {"changed": True, "before": _value(six), "after": None}
     return result
 
 
@@ -186,20 +229,64 @@ def _put_back(client: cloudflare.Cloudflare, touched: list[tuple[str, Any, Any]]
             "Cloudflare answers.")
 
 
+def _point(client: cloudflare.Cloudflare, zone: Any, fqdn: str, rtype: str, record: Any,
+           address: str, ttl: int) -> dict:
+    before = _value(record)
+    done = before["content"] == address and (before["ttl"] == ttl or before["proxied"])
+    after = before
+    if not done:
+        with _cloudflare_errors(client, f"pointing {fqdn} ({rtype}) at {address}"):
+            edited = client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn,
+                                             type=rtype, ttl=ttl, content=address,
+                                             proxied=before["proxied"])
+        after = _value(edited)
+    return {"changed": not done, "before": before, "after": after}
+
+
+def proxied_names(saved: dict) -> list[str]:
+    """The names whose A record is proxied: public DNS answers Cloudflare's edge for them."""
+    return [name for name, v in saved.items() if v.get("type", "A") == "A" and v["proxied"]]
+
+
+def confirm(*, client: cloudflare.Cloudflare, saved: dict, names: list[str], ip: str) -> None:
+    """Read the A records of `names` back through the API: each must hold `ip` now."""
+    for name in names:
+        value = saved[name]
+        with _cloudflare_errors(client, f"reading the A record of {name} back"):
+            record = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
+        if record is None or record.content != ip:
+            raise PhoenixError(f"Cloudflare still holds {getattr(record, 'content', None)} for "
+                               f"{name}, not {ip}; run the cutover again")
+
+
 def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
-    """Put every saved value back (content, ttl and proxied); returns one entry per record:
-    {name, changed, content, ttl, proxied}. Records already back are left alone."""
+    """Put every saved value back (content, ttl and proxied), a removed AAAA record made
+    again; returns one entry per record: {name, changed, content, ttl, proxied}. Records
+    already back are left alone."""
     done = []
-    for fqdn, value in saved.items():
-        want = {key: value[key] for key in ("content", "ttl", "proxied")}
-        with _cloudflare_errors(client, f"reading the A record of {fqdn} to roll it back"):
-            current = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
+    for key, value in saved.items():
+        fqdn, rtype = value.get("name", key), value.get("type", "A")
+        want = {k: value[k] for k in ("content", "ttl", "proxied")}
+        try:
+            with _cloudflare_errors(client, f"reading the {rtype} record of {fqdn} to roll "
+                                            "it back"):
+                current = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
+        except PhoenixError:
+            if rtype != "AAAA":
+                raise
+            current = None  # removed at cutover
         changed = current is None or _value(current) != want
-        if changed:
+        if current is None and rtype == "AAAA":
+            with _cloudflare_errors(client, f"making the AAAA record of {fqdn} again"):
+                made = client.dns.records.create(zone_id=value["zone_id"], name=fqdn,
+                                                 type="AAAA", **want)
+            value["record_id"] = made.id
+        elif changed:
             with _cloudflare_errors(client, f"pointing {fqdn} back at {want['content']}"):
                 client.dns.records.edit(value["record_id"], zone_id=value["zone_id"],
-                                        name=fqdn, type="A", **want)
-        done.append({"name": fqdn, "changed": changed, **want})
+                                        name=fqdn, type=rtype, **want)
+        done.append({"name": fqdn if rtype == "A" else f"{fqdn} AAAA", "changed": changed,
+                     **want})
     return done
 
 

@@ -238,6 +238,13 @@ def _retry_after(exc: HttpResponseError) -> float:
         return 1.0
 
 
+def public_ipv6(droplet: dict) -> str | None:
+    for net in droplet.get("networks", {}).get("v6", []) or []:
+        if net.get("type") == "public":
+            return net["ip_address"]
+    return None
+
+
 def _message(exc: HttpResponseError) -> str:
     try:
         body = exc.response.json() if exc.response is not None else {}  # type: ignore[attr-defined]  # azure's response protocol omits json()

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from phoenix.console import waiter
-from phoenix.do import DO, public_ip
+from phoenix.do import DO, public_ip, public_ipv6
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
 from phoenix.state import State, now
@@ -163,6 +163,7 @@ def _provision(*, role: str, settings: dict, client: DO, state: State, key: Path
     rotated = (state.data.get("host_key") or {}).get("public")
     state.known_hosts.write_text(known_hosts_line(ip, rotated or attempt["host_public"]))
     state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": ip, "tag": tag,
+                             "ipv6": public_ipv6(droplet),
                              "region": settings["provision_region"]}
     state.data["ssh_key"] = str(key)
     state.save()

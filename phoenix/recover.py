@@ -24,7 +24,7 @@ __all__ = ["PROMOTE", "Report", "plan", "recover", "run_deploy"]
 # A warm standby becomes the forge: the latest snapshot over its older copy (which is set
 # aside), and from now on it takes the backups.
 PROMOTE = {"restore_source": "restic:latest", "restore_force": "True",
-           "backup_timer_enabled": "True"}
+           "phoenix_promote": "True"}
 
 # A line of pyinfra's output: an operation starts, or a host reports how it ended.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -107,11 +107,14 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
 
 def plan(role: str) -> list[str]:
     inv = f"inventories/{role}.py"
-    return [f"provision: find or create forge-{role} (pydo), pin its host key",
+    return [f"provision: a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own "
+            "is found by its tag), pin its host key, rotate it",
             f"deploy: pyinfra {inv} deploy.py (base, layout, timmy-config, gitea, restore, "
             "backend, wizards, cron, ssh, backups)",
             "validate: the testinfra suite, per runbook step",
-            "cutover: DNS A records (cloudflare) or reserved IP, old values saved"]
+            "cutover: refuse while the old primary answers (--fence powers it off), DNS "
+            "A/AAAA records (cloudflare) or reserved IP, old values saved; the droplet becomes "
+            "the primary (marker, backups on)"]
 
 
 def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:
@@ -140,6 +143,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     from phoenix.inventory import target_for
     from phoenix.settings import load
     from phoenix.state import State
+    from phoenix.state import now as state_now
     from phoenix.validate import run_validation
 
     settings = load()
@@ -154,10 +158,11 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         return f"{d['name']} {d['ip']}"
 
     def validate() -> str:
-        result = run_validation(target=target_for(role), settings_env=env_name(),
+        target = target_for(role)
+        result = run_validation(target=target, settings_env=env_name(),
                                 junit=folder / f"{role}.validation.xml")
-        state.data["validation"] = {"passed": result.passed, "droplet_id": state.droplet["id"]}
-        state.save()
+        cut.record_verdict(state, target, passed=result.passed,
+                           junit=folder / f"{role}.validation.xml")
         say(result.render())
         if not result.passed:
             raise PhoenixError("validation failed; the cutover did not happen")
@@ -175,6 +180,10 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         report.timed("deploy", lambda: run_deploy(f"inventories/{role}.py", data=deploy_data,
                                                    log=folder / f"{role}.deploy.log", say=say),
                      say)
+        if (deploy_data or {}).get("phoenix_promote"):
+            with state.locked():  # the host's marker says so too (tasks/role.py)
+                state.data["promoted"] = {"at": state_now(), "droplet_id": state.droplet["id"]}
+                state.save()
         report.timed("validate", validate, say)
         if not skip_cutover:
             report.timed("cutover", cutover, say)

@@ -27,7 +27,7 @@ from phoenix.errors import PhoenixError
 ROLES = ("recovery", "standby", "primary")  # primary: the forge a drill destroys
 # What belongs to one droplet: dropped (kept in history) when the next attempt begins.
 PER_DROPLET = ("droplet", "attempt", "validation", "dns_saved", "reserved_ip_saved",
-               "cutover", "promoted", "fenced", "host_key")
+               "cutover", "promoted", "fenced", "host_key", "rolled_back")
 
 _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth): reentrant in-process
 
@@ -128,5 +128,6 @@ class State:
 
     @property
     def finished(self) -> bool:
-        """This droplet went live (cut over or promoted): the next provision makes a new one."""
-        return bool(self.data.get("cutover") or self.data.get("promoted"))
+        """This droplet went live (cut over or promoted) or was rolled back: the next
+        provision makes a new one."""
+        return any(self.data.get(key) for key in ("cutover", "promoted", "rolled_back"))

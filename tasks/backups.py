@@ -15,6 +15,7 @@ import posixpath
 from pathlib import Path
 
 from pyinfra import host
+from pyinfra.facts.server import Hostname
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -24,6 +25,7 @@ from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from phoenix.sshconf import Target
 from tasks._ops import secret_file
+from tasks.role import role
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -58,7 +60,7 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
     repository = data.backup_repository
     config = {
         "repository": repository, "password_file": paths["password"],
-        "host": data.backup_host, "tag": data.backup_tag,
+        "host": data.backup_host or host.get_fact(Hostname), "tag": data.backup_tag,
         "keep": {"hourly": int(data.backup_keep_hourly), "daily": int(data.backup_keep_daily),
                  "weekly": int(data.backup_keep_weekly)},
         "gitea": gitea or {
@@ -157,9 +159,11 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
         user="root", group="root", mode="0644", **settings)
     systemd.daemon_reload(name="Reload systemd for the changed backup units",
                           _if=any_changed(service, timer))
-    on = bool(data.backup_timer_enabled)
+    # One primary: only the forge backs up. A recovery host's timer starts at cutover
+    # (phoenix.cutover.activate), a standby's at its promotion.
+    on = bool(data.backup_timer_enabled) and role() == "primary"
     systemd.service(name=f"Ensure the backup runs {data.backup_schedule}" if on else
-                    "Ensure this host takes no backups (a standby's data is not the forge's)",
+                    f"Ensure this host takes no backups yet ({role()}: not the forge)",
                     service="phoenix-backup.timer", running=on, enabled=on)
     systemd.service(name="Restart the backup timer for its new schedule",
                     service="phoenix-backup.timer", restarted=True,

@@ -7,9 +7,10 @@ import posixpath
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy
-from pyinfra.operations import server
+from pyinfra.operations import files, server
 
 from facts.cron import CronFileInSync, build_command
+from tasks.role import role
 
 # A line must be a comment, an environment setting, or `m h dom mon dow USER command`
 # (`@reboot USER command`): a line without its user would run nothing, silently.
@@ -22,6 +23,10 @@ CHECK = (r'/^[ \t]*(#|$)/ {next} /^[A-Za-z_][A-Za-z0-9_]*[ \t]*=/ {next} '
 @deploy("Install the cron jobs from timmy-config")
 def install_cron() -> None:
     data = host.data
+    if role() == "standby":  # one primary: the jobs run on the forge alone
+        files.file(name=f"Ensure {data.cron_file} is absent until promotion (standby)",
+                   path=data.cron_file, present=False)
+        return
     source = posixpath.join(data.timmy_config_dest, data.cron_source_dir)
     dest = data.cron_file
     fresh = QuoteString(dest + ".phoenix-new")

@@ -118,9 +118,11 @@ def _env_file(*, api_server: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_house(name: str, *, unit: str, description: str, api_server: bool) -> None:
+def run_house(name: str, *, unit: str, description: str, api_server: bool,
+              running: bool = True) -> None:
     """One Hermes house: its HERMES_HOME, config.yaml, .env, unit; running, enabled, and
-    restarted when any of them changed. Call it inside a @deploy."""
+    restarted when any of them changed (`running=False`: installed, stopped and disabled, as
+    on an unpromoted standby). Call it inside a @deploy."""
     data = host.data
     user, home, venv = data.hermes_user, house_home(name), venv_dir()
     files.directory(name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
@@ -158,6 +160,10 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool) -> No
     )
     systemd.daemon_reload(name=f"Reload systemd for the changed {unit} unit",
                           _if=service.did_change)
+    if not running:
+        systemd.service(name=f"Ensure {unit} is stopped until promotion (standby)",
+                        service=f"{unit}.service", running=False, enabled=False)
+        return
     started = systemd.service(name=f"Ensure {unit} is running and enabled",
                               service=f"{unit}.service", running=True, enabled=True)
     changed = any_changed(service, config, env)

@@ -13,7 +13,10 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
+from pyinfra.facts.files import File
+
 from tasks.backups import config_path
+from tasks.role import role
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 UNIT = "phoenix-standby-refresh"
@@ -22,6 +25,13 @@ UNIT = "phoenix-standby-refresh"
 @deploy("Keep a warm standby's copy of the latest backup")
 def keep_warm() -> None:
     data = host.data
+    if role() != "standby":
+        if host.get_fact(File, path=f"/etc/systemd/system/{UNIT}.timer"):
+            systemd.service(name="Ensure the standby refresh is off (promoted: the forge now)",
+                            service=f"{UNIT}.timer", running=False, enabled=False)
+        else:
+            host.noop("not a standby")
+        return
     if not data.standby_warm:
         host.noop("not a warm standby")
         return

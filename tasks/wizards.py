@@ -10,14 +10,16 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from tasks.hermes import house_home, run_house
+from tasks.role import role
 
 
 @deploy("Run the hermes wizards")
 def run_wizards() -> None:
     data = host.data
     for wizard in data.wizard_names:
+        # One primary: a standby's houses are installed but wait for its promotion.
         run_house(wizard, unit=f"hermes-{wizard}", api_server=False,
-                  description=f"the wizard house {wizard}")
+                  description=f"the wizard house {wizard}", running=role() != "standby")
         files.link(name=f"Ensure {data.layout_wizard_root}/{wizard}/hermes-home points at "
                         f"its HERMES_HOME",
                    path=posixpath.join(data.layout_wizard_root, wizard, "hermes-home"),

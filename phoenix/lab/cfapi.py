@@ -30,6 +30,11 @@ from phoenix.lab.httpd import Fault, JSONServer, Request, Response
 BASE = "/client/v4"
 TYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "NS")
 PROXIABLE = ("A", "AAAA", "CNAME")
+# What public DNS answers for a proxied name: Cloudflare's anycast edge (addresses from its
+# published 104.16.0.0/13), never the origin in the record's content. Only ever answered in
+# DNS by the lab; nothing connects to them.
+EDGE_V4 = ("104.16.132.229", "104.16.133.229")
+EDGE_V6 = ("2606:4700::6810:84e5", "2606:4700::6810:85e5")   # from its 2606:4700::/32
 FIELDS = ("name", "type", "content", "ttl", "proxied", "comment", "tags")
 
 

@@ -2,7 +2,8 @@
 
 It answers from the `Zones` store behind the lab's Cloudflare API, over UDP and TCP (RFC 7766:
 a client that gets a truncated UDP answer asks again over TCP), A and AAAA records with each
-record's TTL (Cloudflare's "automatic", ttl 1, is served as 300): NXDOMAIN for an unknown name
+record's TTL (Cloudflare's "automatic", ttl 1, is served as 300), a proxied record with
+Cloudflare's edge addresses (cfapi.EDGE_V4/EDGE_V6), never the origin: NXDOMAIN for an unknown name
 inside a zone, NODATA (with the zone's SOA) for a known name without such records, REFUSED
 for a name outside every zone. Messages are parsed and built with dnspython.
 """
@@ -25,7 +26,7 @@ import dns.rdatatype
 import dns.rrset
 
 from phoenix.dnswire import AUTO_TTL, NEGATIVE_TTL
-from phoenix.lab.cfapi import Zones
+from phoenix.lab.cfapi import EDGE_V4, EDGE_V6, Zones
 
 UDP_LIMIT = 512  # without EDNS (RFC 1035 4.2.1); larger answers are truncated over UDP
 SERVED = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
@@ -68,8 +69,11 @@ def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
         if matching:
             ttl = min(AUTO_TTL if r["ttl"] == 1 else r["ttl"] for r in matching)
             # the name as asked (keeps the client's 0x20 letter case)
+            # Cloudflare answers a proxied name with its edge, never the origin.
+            edge = EDGE_V4 if rtype == "A" else EDGE_V6
+            served = [a for r in matching for a in (edge if r["proxied"] else [r["content"]])]
             response.answer.append(dns.rrset.from_text_list(
-                question.name, ttl, "IN", rtype, [r["content"] for r in matching]))
+                question.name, ttl, "IN", rtype, list(dict.fromkeys(served))))
     if question.rdtype == dns.rdatatype.SOA and apex:
         response.answer.append(_soa(zone["name"]))
     if not response.answer:
