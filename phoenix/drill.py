@@ -129,6 +129,24 @@ def compare_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
             for name, digest in sorted(before.items()) if after.get(name) != digest]
 
 
+def duties(target: Target, settings: dict) -> dict:
+    """What one-primary governs on a host: its role marker, which wizard houses run, whether
+    the cron file is there, and the backup and standby-refresh timers."""
+    q = shlex.quote
+    houses = " ".join(f"hermes-{w}.service" for w in settings["wizard_names"])
+    out = ssh(target, f"cat /var/lib/phoenix/role 2>/dev/null || echo none; "
+                      f"for u in {houses}; do systemctl is-active $u || true; done; "
+                      f"test -e {q(settings['cron_file'])} && echo cron || echo no-cron; "
+                      "systemctl is-active phoenix-backup.timer || true; "
+                      "systemctl is-active phoenix-standby-refresh.timer || true").split()
+    n = len(settings["wizard_names"])
+    return {"role": out[0],
+            "houses_active": [w for w, st in zip(settings["wizard_names"], out[1:1 + n])
+                              if st == "active"],
+            "cron": out[1 + n] == "cron", "backup_timer": out[2 + n],
+            "refresh_timer": out[3 + n]}
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -151,6 +169,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
     workdir = config.state_dir / "drills" / stamp
     report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})", where="lab")
     setup: dict[str, float] = {}  # seconds
+    one_primary: dict[str, dict] = {}
     made: list[tuple[str, int]] = []
     saved_env = dict(os.environ)
 
@@ -206,6 +225,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             timed_setup("standby converge (warm, restores the snapshot)", lambda: run_deploy(
                 "inventories/standby.py", log=workdir / "standby.deploy.log",
                 data={"restore_source": f"restic:{snap_id}"}, say=say))
+            one_primary["standby before promotion"] = duties(prov.target(spare), settings)
             written += write_data(forge, ptarget, settings, label="between-snapshots")
             before = snapshot(forge)
             notes_before = memories(ptarget, settings)
@@ -226,6 +246,11 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         rto = time.time() - disaster_at
         report.steps = rec.steps
         state = State(role)
+        one_primary[f"{role} after cutover"] = duties(prov.target(state), settings)
+        if standby:  # the README's converge again, after the promotion: it must stay primary
+            timed_setup("standby converge after promotion", lambda: run_deploy(
+                "inventories/standby.py", log=workdir / "standby.reconverge.log"))
+            one_primary["standby after a later converge"] = duties(prov.target(state), settings)
 
         recovered = snapshot(Forge(f"http://{state.address}:{port}", token=token))
         notes_recovered = memories(prov.target(state), settings)
@@ -239,6 +264,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             "data_lost_up_to_snapshot": lost or "none",
             "written_after_snapshot_and_lost": missing_late,
             "setup": setup,
+            "one_primary": one_primary,
         })
         if lost:
             raise PhoenixError("data written before the snapshot is missing after the "

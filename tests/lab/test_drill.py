@@ -22,6 +22,9 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     assert any("after-snapshot" in item for item in lost), lost
     assert any("memories/drill-after-snapshot.yaml" in item for item in lost), lost
     assert data["rto_seconds"] > 0 and data["rpo_seconds"] >= 0
+    # The recovered droplet is the primary after cutover: its marker, its backups on.
+    after = data["one_primary"]["recovery after cutover"]
+    assert after["role"] == "primary" and after["backup_timer"] == "active", after
 
     # The report is on disk in both forms, and the lab is as the drill found it.
     saved = sorted(lab.state_dir.glob("drills/*/drill.report.json"))[-1]
@@ -42,4 +45,14 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
     assert "standby refresh (its timer's job)" in data["setup"]
+    # One primary: the standby ran no house, no cron, no backup until promoted ...
+    before_p = data["one_primary"]["standby before promotion"]
+    assert before_p == {"role": "standby", "houses_active": [], "cron": False,
+                        "backup_timer": "inactive", "refresh_timer": "active"}, before_p
+    # ... and is the forge after it, also after the README's converge of inventories/standby.py
+    for when in ("standby after cutover", "standby after a later converge"):
+        now = data["one_primary"][when]
+        assert now == {"role": "primary", "houses_active": ["ezra", "allegro", "bezalel"],
+                       "cron": True, "backup_timer": "active",
+                       "refresh_timer": "inactive"}, (when, now)
     assert set(ledger_for(lab).read()["droplets"]) == before

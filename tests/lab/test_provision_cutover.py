@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 
 import pytest
@@ -37,7 +39,21 @@ def test_pinned_host_key_lets_strict_ssh_in(provisioned):
     result = subprocess.run(ssh_command(target(state), "cat /etc/hostname"),
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "forge-recovery"
+    assert result.stdout.strip() == droplet["name"]
+    assert re.fullmatch(r"forge-recovery-\d{8}(-\d+)?", droplet["name"])
+
+
+def test_the_host_key_in_user_data_no_longer_opens_a_session(provisioned, tmp_path):
+    _, state, droplet, _ = provisioned
+    handed_over = state.data["attempt"]["host_public"]
+    assert handed_over.split()[1] not in state.known_hosts.read_text()
+    assert not state.host_key.exists()  # the local copy of that private key is gone
+    stale = tmp_path / "known_hosts"
+    stale.write_text(f"{droplet['ip']} {' '.join(handed_over.split()[:2])}\n")
+    from dataclasses import replace
+
+    with pytest.raises(PhoenixError, match="other than the pinned"):
+        wait_ssh(replace(target(state), known_hosts=stale), timeout=10, progress=lambda _: None)
 
 
 def test_a_host_with_another_key_is_refused(provisioned, tmp_path):
@@ -96,3 +112,109 @@ def test_cutover_then_rollback_moves_dns_and_back(provisioned, lab, monkeypatch)
     assert resolve_a(LAB_RECORD, *server) == before
     assert do.get(droplet["id"])["status"] == "off"
     do.action(droplet["id"], "power_on")  # for any test after this one
+    wait_ssh(target(state), timeout=60, progress=lambda _: None)
+    for key in ("rolled_back", "dns_saved", "cutover"):  # for the next test: not live yet
+        state.data.pop(key, None)
+    state.save()
+
+
+@pytest.fixture
+def cloudflare_env(lab, monkeypatch):
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", lab.cf_token_file.read_text().strip())
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", lab.cf_base_url)
+    client = cut.cf_client()
+    zone = client.zones.list(name="lab.test").result[0]
+    (record,) = client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
+                                        type="A").result
+    original = {"content": record.content, "ttl": int(record.ttl), "proxied": record.proxied}
+    yield client, zone, record
+    client.dns.records.edit(record.id, zone_id=zone.id, name=LAB_RECORD, type="A", **original)
+    for six in client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
+                                       type="AAAA").result:
+        client.dns.records.delete(six.id, zone_id=zone.id)
+
+
+def test_a_live_old_primary_refuses_cutover_and_is_fenced_with_fence(provisioned, lab,
+                                                                     cloudflare_env,
+                                                                     tmp_path_factory):
+    do, state, droplet, settings = provisioned
+    client, zone, record = cloudflare_env
+    old = State("primary", state.folder)
+    made = provision(role="primary", settings=settings, client=do, state=old,
+                     key=lab.ssh_key)
+    try:
+        cut.cutover(settings=settings, state=old, do=do, reserved_ip=False, force=True,
+                    say=lambda _: None)  # the forge of the day
+        server = (lab.bridge_ip, lab.dns_port)
+        with pytest.raises(PhoenixError, match="old primary still answers.*--fence"):
+            cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
+                        say=lambda _: None)
+        assert resolve_a(LAB_RECORD, *server) == [made["ip"]]  # nothing moved
+        cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
+                    fence_old=True, say=lambda _: None)
+        assert do.get(made["id"])["status"] == "off"
+        assert resolve_a(LAB_RECORD, *server) == [droplet["ip"]]
+
+        # A second recovery: a new droplet; the live one (production now) is not touched.
+        second = State("recovery", tmp_path_factory.mktemp("second"))
+        second.data = json.loads(json.dumps(state.data))
+        second.save()
+        again = provision(role="recovery", settings=settings, client=do, state=second,
+                          key=lab.ssh_key, check_ssh=False)
+        try:
+            assert again["id"] != droplet["id"] and again["name"] != droplet["name"]
+            assert do.get(droplet["id"])["status"] == "active"
+        finally:
+            do.destroy(again["id"])
+
+        cut.rollback(state=state, do=do, say=lambda _: None)
+        assert do.get(made["id"])["status"] == "active"  # the fenced one serves again
+        assert resolve_a(LAB_RECORD, *server) == [made["ip"]]
+        assert do.get(droplet["id"])["status"] == "off"
+    finally:
+        do.destroy(made["id"])
+        if do.get(droplet["id"])["status"] == "off":
+            do.action(droplet["id"], "power_on")
+        for key in ("rolled_back", "dns_saved", "cutover", "fenced"):
+            state.data.pop(key, None)
+        state.save()
+
+
+def test_a_proxied_record_and_an_aaaa_record_cut_over_and_roll_back(provisioned, lab,
+                                                                    cloudflare_env):
+    do, state, droplet, settings = provisioned
+    client, zone, record = cloudflare_env
+    wait_ssh(target(state), timeout=60, progress=lambda _: None)
+    client.dns.records.edit(record.id, zone_id=zone.id, name=LAB_RECORD, type="A",
+                            ttl=1, content=record.content, proxied=True)
+    client.dns.records.create(zone_id=zone.id, name=LAB_RECORD, type="AAAA", ttl=300,
+                              content="2001:db8::10", proxied=True)
+    server = (lab.bridge_ip, lab.dns_port)
+    edge = resolve_a(LAB_RECORD, *server)
+    assert record.content not in edge  # public DNS shows Cloudflare's edge, not the origin
+    # The origin answers HTTP for the name (the lab's forge has no TLS yet: issue 16).
+    subprocess.run(ssh_command(target(state), "systemd-run --unit=origin-probe -- "
+                               "python3 -m http.server 3000"), check=True, timeout=30)
+    try:
+        said = []
+        cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
+                    say=said.append, wait=True)
+        assert any("proxied; Cloudflare holds" in line for line in said), said
+        (a,) = client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
+                                       type="A").result
+        assert a.content == droplet["ip"] and a.proxied
+        # the droplet has no IPv6: the AAAA record would send IPv6 users to the old server
+        assert client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
+                                       type="AAAA").result == []
+        assert resolve_a(LAB_RECORD, *server) == edge  # still the edge, as Cloudflare does
+
+        cut.rollback(state=state, do=do, say=lambda _: None, power_off=False)
+        (a,) = client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
+                                       type="A").result
+        assert (a.content, a.proxied) == (record.content, True)
+        (six,) = client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
+                                         type="AAAA").result
+        assert (six.content, six.proxied) == ("2001:db8::10", True)
+    finally:
+        subprocess.run(ssh_command(target(state), "systemctl stop origin-probe"),
+                       timeout=30)

@@ -344,3 +344,31 @@ def test_a_malformed_reply_is_reported_as_such_not_as_a_timeout():
             query_a("git.example.com", "127.0.0.1", sock.getsockname()[1], timeout=2)
         assert time.monotonic() - start < 1
         thread.join(timeout=1)
+
+
+def test_dns_server_answers_a_proxied_name_with_the_edge(lab):
+    from phoenix.lab.cfapi import EDGE_V4
+
+    answer = query_a("pages.example.com", "127.0.0.1", lab.dns_port, timeout=1)
+    assert sorted(ip for ip, _ in answer.records) == sorted(EDGE_V4)
+    assert "10.213.78.12" not in [ip for ip, _ in answer.records]  # never the origin
+
+
+def test_aaaa_records_move_with_a_or_go_and_come_back(lab):
+    zone = lab.zones.find_zone("git.example.com")
+    lab.zones.create(zone["id"], {"name": "git.example.com", "type": "AAAA",
+                                  "content": "2001:db8::1", "ttl": 600})
+    aaaa = lambda: [r for r in lab.zones.lookup("git.example.com")[1] if r["type"] == "AAAA"]
+    saved: dict = {}
+    result = cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(),
+                     saved=saved, new_ipv6="2001:db8::2")
+    assert [r["content"] for r in aaaa()] == ["2001:db8::2"]
+    assert result["git.example.com AAAA"]["changed"]
+    rollback(client=lab.client(), saved=saved)
+    assert [r["content"] for r in aaaa()] == ["2001:db8::1"]
+
+    saved = {}  # a droplet without IPv6: the record goes, and comes back on rollback
+    result = cutover(records=["git.example.com"], new_ip=NEW, client=lab.client(), saved=saved)
+    assert aaaa() == [] and result["git.example.com AAAA"]["after"] is None
+    rollback(client=lab.client(), saved=saved)
+    assert [(r["content"], r["ttl"]) for r in aaaa()] == [("2001:db8::1", 600)]
