@@ -50,6 +50,13 @@ def settings() -> dict:
 
 
 @pytest.fixture(scope="module")
+def role(host) -> str:
+    """The host's role marker (tasks/role.py): a standby runs no house and no cron until its
+    promotion, so the checks of those ask the opposite of it."""
+    return host.run("cat /var/lib/phoenix/role 2>/dev/null || true").stdout.strip() or "unknown"
+
+
+@pytest.fixture(scope="module")
 def address(host) -> str:
     """The host's address as the operator reaches it: the ssh_config HostName of the target."""
     backend = host.backend

@@ -65,7 +65,11 @@ def test_step6_cron_daemon_active(host):
     assert cron.is_enabled, "the cron service is not enabled: it will not start at boot"
 
 
-def test_step6_cron_entries_installed(host, settings):
+def test_step6_cron_entries_installed(host, settings, role):
+    if role == "standby":  # one primary: the jobs run on the forge alone
+        assert not host.file(settings["cron_file"]).exists, \
+            f"{settings['cron_file']} is on an unpromoted standby: its jobs would run twice"
+        return
     wanted = _source_jobs(host, settings)
     installed = _installed(host, settings)
     missing = [f"`{job}` (from {source})" for job, source in wanted.items()

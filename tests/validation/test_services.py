@@ -88,10 +88,14 @@ def test_step5_backend_model_round_trip(host, settings):
                             f"{answer[:200]!r} (is its model the configured provider?)"
 
 
-def test_step6_wizard_active_and_enabled(host, wizard):
+def test_step6_wizard_active_and_enabled(host, wizard, role):
     unit = f"hermes-{wizard}"
     assert unit_loaded(host, unit), \
         f"the {wizard} wizard has no unit: {unit}.service is missing (runbook step 6)"
+    if role == "standby":  # one primary: its houses would act beside the forge's
+        assert not host.service(unit).is_running, \
+            f"{unit} runs on an unpromoted standby: two houses would act at once"
+        return
     _active_and_enabled(host, unit, f"the {wizard} wizard house")
 
 
@@ -114,8 +118,10 @@ def test_step6_house_config_loads(host, settings, house):
                            f"Hermes runs without it; {unit}'s journal ends:\n{_journal(host, unit)}"
 
 
-def test_step7_wizard_heartbeat_fresh(host, settings, wizard):
+def test_step7_wizard_heartbeat_fresh(host, settings, wizard, role):
     """The heartbeat Hermes's gateway writes from its event loop every 30 s."""
+    if role == "standby":
+        pytest.skip("an unpromoted standby runs no house, so nothing beats")
     path = f"{_home(settings, wizard)}/state/gateway.heartbeat"
     f = host.file(path)
     assert f.is_file, f"{wizard}'s gateway has never written its heartbeat ({path} is missing)"
