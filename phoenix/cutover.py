@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from phoenix.console import waiter
 from phoenix.dnswire import parse_server
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
-from phoenix.sshconf import Target, ssh_command
+from phoenix.sshconf import Target
 from phoenix.state import State, now
 
 Say = Callable[[str], None]
@@ -171,14 +170,9 @@ def activate(state: State, say: Say) -> None:
 
 
 def _ssh(state: State, command: str) -> str:
-    from phoenix.provision import target
+    from phoenix.provision import remote, target
 
-    t = target(state)
-    proc = subprocess.run(ssh_command(t, command), capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise PhoenixError(f"on {t.host}: {proc.stderr.strip()[-300:] or 'ssh failed'}")
-    return proc.stdout
+    return remote(target(state), command)
 
 
 def cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, force: bool,

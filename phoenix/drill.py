@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from phoenix.errors import PhoenixError
 from phoenix.forge import Forge, compare, snapshot
 from phoenix.lab import config as labconfig
 from phoenix.recover import PROMOTE, Report, run_deploy
-from phoenix.sshconf import Target, ssh_command
+from phoenix.sshconf import Target
 from phoenix.state import State
 
 Say = Callable[[str], None]
@@ -55,11 +54,9 @@ def host_env(state: State) -> dict[str, str]:
 
 
 def ssh(target: Target, command: str, *, timeout: float = 120) -> str:
-    proc = subprocess.run(ssh_command(target, command), capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise PhoenixError(f"on {target.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
-    return proc.stdout
+    from phoenix.provision import remote
+
+    return remote(target, command, timeout=timeout)
 
 
 def push_commit(target: Target, settings: dict, repo: str, message: str) -> None:

@@ -182,11 +182,11 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
     handed-over one (readable in the droplet's metadata) retired there and deleted here."""
     t = target(state)
     old = state.data["attempt"]["host_public"]
-    new = _ssh(t, f"set -e; umask 077; rm -f {NEW_KEY} {NEW_KEY}.pub; "
+    new = remote(t, f"set -e; umask 077; rm -f {NEW_KEY} {NEW_KEY}.pub; "
                   f"ssh-keygen -q -t ed25519 -N '' -C '' -f {NEW_KEY}; cat {NEW_KEY}.pub").strip()
     # Both keys are accepted while sshd switches, so no moment pins neither.
     state.known_hosts.write_text(known_hosts_line(t.host, old) + known_hosts_line(t.host, new))
-    _ssh(t, f"set -e; chmod 0644 {NEW_KEY}.pub; "
+    remote(t, f"set -e; chmod 0644 {NEW_KEY}.pub; "
             f"mv -f {NEW_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub; "
             f"mv -f {NEW_KEY} /etc/ssh/ssh_host_ed25519_key; "
             "sshd -t; systemctl reload ssh")
@@ -205,12 +205,12 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
     return new
 
 
-def _ssh(t: Target, command: str) -> str:
-    proc = subprocess.run(ssh_command(t, command), capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+def remote(t: Target, command: str, *, timeout: float = 120) -> str:
+    """`command` on `t` over pinned SSH; its stdout, or PhoenixError with its stderr."""
+    proc = subprocess.run(ssh_command(t, command), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise PhoenixError(f"on {t.host}: `{command.split(';')[-1].strip()}` failed: "
-                           f"{proc.stderr.strip()[-300:]}")
+        raise PhoenixError(f"on {t.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
     return proc.stdout
 
 

@@ -15,8 +15,8 @@ import posixpath
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.facts.server import Hostname
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 

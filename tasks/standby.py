@@ -11,9 +11,8 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
-
 from pyinfra.facts.files import File
+from pyinfra.operations import files, systemd
 
 from tasks.backups import config_path
 from tasks.role import role
