@@ -140,7 +140,8 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
     from phoenix.settings import load
     from phoenix.state import State
 
-    needs_do = reserved_ip or fence or bool(os.environ.get("DIGITALOCEAN_TOKEN"))
+    needs_do = reserved_ip or fence or bool(os.environ.get("DIGITALOCEAN_TOKEN")
+                                            or os.environ.get("DIGITALOCEAN_ACCESS_TOKEN"))
     cut.cutover(settings=load(), state=State(_role(standby)),
                 do=do_client() if needs_do else None, reserved_ip=reserved_ip,
                 force=force, say=_say, wait=not no_wait, fence_old=fence)

@@ -19,6 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from phoenix import dns
 from phoenix.console import waiter
@@ -52,7 +53,8 @@ def pinned_keys(known_hosts: Path, host: str) -> list[str]:
     return sorted(keys)
 
 
-def record_verdict(state: State, target: Target, *, passed: bool, junit: Path | None = None) -> dict:
+def record_verdict(state: State, target: Target, *, passed: bool,
+                   junit: Path | None = None) -> dict:
     """What a validation proved: which address, answering with which host key, and when. The
     droplet is credited only when the address proved is the state's own."""
     with state.locked():
@@ -77,7 +79,7 @@ def require_validated(state: State, settings: dict | None = None) -> None:
     if v.get("address") != state.address or v.get("droplet_id") != droplet.get("id"):
         raise PhoenixError(f"the last passed validation proved {v.get('address')}, not {where}"
                            f"; {again}")
-    if v.get("host_keys") != pinned_keys(state.known_hosts, state.address):
+    if v.get("host_keys") != pinned_keys(state.known_hosts, state.address or ""):
         raise PhoenixError(f"{where} is pinned to another host key than the one the "
                            f"validation met; {again}")
     max_age = float((settings or {}).get("validation_max_age", 3600))
@@ -107,10 +109,11 @@ def _droplet_at(do: DO, ip: str) -> dict | None:
     return None
 
 
-def live_old_primaries(*, old: list[str], settings: dict, do: DO | None) -> list[dict]:
+def live_old_primaries(*, old: list[str], settings: dict,
+                       do: DO | None) -> list[dict[str, Any]]:
     """Which old addresses still serve: a droplet of this account that is not off (it may
     come back), or any address that accepts a connection on `fence_probe_ports`."""
-    live = []
+    live: list[dict[str, Any]] = []
     for ip in old:
         droplet = _droplet_at(do, ip) if do is not None else None
         if droplet is not None:
@@ -213,14 +216,16 @@ def _cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, 
 
 def _cutover_dns(*, settings: dict, state: State, do: DO | None, say: Say, wait: bool,
                  fence_old: bool) -> dict:
+    address = state.address
+    assert address, "cutover checked the droplet's address"
     client = cf_client()
     old = [ip for ip in dns.current_addresses(client, settings["dns_records"])
-           if ip != state.address]
+           if ip != address]
     fence(state=state, live=live_old_primaries(old=old, settings=settings, do=do), do=do,
           fence_it=fence_old, say=say)
     saved = state.data.setdefault("dns_saved", {})
     ipv6 = (state.droplet or {}).get("ipv6")
-    result = dns.cutover(records=settings["dns_records"], new_ip=state.address,
+    result = dns.cutover(records=settings["dns_records"], new_ip=address,
                          ttl=settings["dns_ttl"], client=client, saved=saved,
                          on_saved=lambda _: state.save(), new_ipv6=ipv6)
     state.save()
@@ -237,16 +242,16 @@ def _cutover_dns(*, settings: dict, state: State, do: DO | None, say: Say, wait:
     if proxied:
         # Public DNS answers Cloudflare's edge for these, never the origin: confirm the
         # record through the API and that the origin serves the name.
-        dns.confirm(client=client, saved=saved, names=proxied, ip=state.address)
+        dns.confirm(client=client, saved=saved, names=proxied, ip=address)
         for name in proxied:
-            status = probe_origin(state.address, name, settings)
-            say(f"{name}: proxied; Cloudflare holds {state.address}, which answers "
+            status = probe_origin(address, name, settings)
+            say(f"{name}: proxied; Cloudflare holds {address}, which answers "
                 f"{settings.get('origin_probe_scheme', 'https')} for it (HTTP {status})")
     if wait and direct:
-        dns.wait_for_propagation(direct, state.address, resolvers=resolvers(settings),
+        dns.wait_for_propagation(direct, address, resolvers=resolvers(settings),
                                  timeout=settings.get("dns_propagation_timeout", 900),
                                  interval=2, progress=waiter(say))
-        say(f"every resolver answers {state.address}")
+        say(f"every resolver answers {address}")
     return result
 
 

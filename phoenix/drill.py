@@ -136,9 +136,10 @@ def duties(target: Target, settings: dict) -> dict:
                       f"test -e {q(settings['cron_file'])} && echo cron || echo no-cron; "
                       "systemctl is-active phoenix-backup.timer || true; "
                       "systemctl is-active phoenix-standby-refresh.timer || true").split()
-    n = len(settings["wizard_names"])
+    names = settings["wizard_names"]
+    n = len(names)
     return {"role": out[0],
-            "houses_active": [w for w, st in zip(settings["wizard_names"], out[1:1 + n])
+            "houses_active": [w for w, st in zip(names, out[1:1 + n], strict=True)
                               if st == "active"],
             "cron": out[1 + n] == "cron", "backup_timer": out[2 + n],
             "refresh_timer": out[3 + n]}

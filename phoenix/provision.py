@@ -23,7 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from phoenix.console import waiter
@@ -72,7 +72,7 @@ def user_data(private: str, public: str) -> str:
 
 def droplet_name(client: DO, role: str, day: datetime | None = None) -> str:
     """`forge-<role>-YYYYMMDD`, or with `-2`, `-3`… when that name is taken."""
-    base = f"forge-{role}-{(day or datetime.now(timezone.utc)):%Y%m%d}"
+    base = f"forge-{role}-{(day or datetime.now(UTC)):%Y%m%d}"
     for n in range(1, 100):
         name = base if n == 1 else f"{base}-{n}"
         if not client.droplets(name=name):

@@ -17,10 +17,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from phoenix.errors import PhoenixError
 
@@ -40,7 +41,7 @@ def state_dir() -> Path:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class State:
@@ -71,7 +72,7 @@ class State:
         self.data = data
 
     @contextmanager
-    def locked(self) -> Iterator["State"]:
+    def locked(self) -> Iterator[State]:
         """Hold <role>.lock (reentrant in this process) and re-read the file under it."""
         fd, depth = _held.get(self.lock_path, (-1, 0))
         if depth == 0:
@@ -83,7 +84,8 @@ class State:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
                 os.close(fd)
                 raise PhoenixError(f"another phoenix command (pid {holder}) is using the "
-                                   f"{self.role} state {self.path}; wait for it to finish")
+                                   f"{self.role} state {self.path}; wait for it to finish"
+                                   ) from None
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
         _held[self.lock_path] = (fd, depth + 1)
