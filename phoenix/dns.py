@@ -146,10 +146,11 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
     cutover. `on_saved(saved)` runs once every record is saved and before the first change,
     so the caller can write its state file. Returns {fqdn or "<fqdn> AAAA": {changed, before,
     after}} (after None: removed). A record already at `new_ip` and `ttl` is left alone
-    (proxied records keep ttl 1, "automatic", whatever is asked: that is Cloudflare's rule). When an edit of an A record
-    fails, the records this run changed (that one included: its answer may have been lost
-    after the change) are put back before the error is raised, so no name is left half moved;
-    the AAAA records are changed only once every A record has moved.
+    (proxied records keep ttl 1, "automatic", whatever is asked: that is Cloudflare's rule).
+    When an edit of an A record fails, the records this run changed (that one included: its
+    answer may have been lost after the change) are put back before the error is raised, so
+    no name is left half moved; the AAAA records are changed only once every A record has
+    moved.
     """
     try:
         ipaddress.IPv4Address(new_ip)

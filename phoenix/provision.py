@@ -148,7 +148,8 @@ def _provision(*, role: str, settings: dict, client: DO, state: State, key: Path
                                    f"too ({lookup}): run `phoenix provision` again, it looks "
                                    "the droplet up before it creates one") from None
             if droplet is None:
-                raise
+                raise PhoenixError(f"{exc} (no droplet {name} was made; run "
+                                   "`phoenix provision` again)") from None
             progress(f"the create call failed ({exc}), but droplet {droplet['id']} with tag "
                      f"{tag} was made: using it")
         state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": None}

@@ -24,7 +24,7 @@ from phoenix.errors import PhoenixError
 from phoenix.lab.client import faults
 from phoenix.lab.httpd import Exchange, Fault
 from phoenix.lab.server import LAB_RECORD, LAB_ZONE, exchanges_file
-from phoenix.provision import provision
+from phoenix.provision import provision, target
 from phoenix.settings import load
 from phoenix.state import State
 from tests.contracts import DOContract, cf_problems
@@ -75,7 +75,7 @@ def test_reserved_ip_cutover_and_rollback_survive_lost_answers(lab, provisioned)
     ip = raw.reserved_ips.create(body={"region": settings["provision_region"]},
                                  enforce_https=False)["reserved_ip"]["ip"]
     try:
-        state.data["validation"] = {"passed": True, "droplet_id": droplet["id"]}
+        cut.record_verdict(state, target(state), passed=True)
         fault(lab, "do", method="POST", path=r"/reserved_ips/.*/actions$", when="after",
               status=503)  # the assign's answer is lost
         fault(lab, "do", method="POST", path=r"^/v2/droplets/\d+/actions$", when="after",

@@ -13,6 +13,7 @@ from phoenix.do import DO
 from phoenix.errors import PhoenixError
 from phoenix.lab.doapi import make_server
 from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.httpd import Fault
 from phoenix.provision import provision
 from phoenix.settings import load
 from phoenix.sshconf import public_half
@@ -112,24 +113,8 @@ def test_unreachable_api_fails_fast_and_clearly(tmp_path, key):
     assert time.monotonic() - started < 10
 
 
-def lose_answers_after_serving(server, method: str, path: str, n: int = 1,
-                               status: int = 504) -> None:
-    """The next `n` requests to `method path` are served, then answered `status`, as when a
-    gateway times out after DigitalOcean acted (a local switch until the lab has one)."""
-    left = [n]
-    for i, (m, pattern, handler) in enumerate(server.routes):
-        if m == method and pattern.match(path):
-            def lost(request, handler=handler):
-                result = handler(request)
-                if left[0] <= 0:
-                    return result
-                left[0] -= 1
-                return status, {"id": "gateway_timeout", "message": "Gateway Timeout"}
-            server.routes[i] = (m, pattern, lost)
-
-
 def test_a_lost_answer_to_create_leaves_one_droplet(server, tmp_path, key):
-    lose_answers_after_serving(server, "POST", "/v2/droplets")
+    server.inject(Fault(method="POST", path=r"^/v2/droplets$", status=504, when="after"))
     droplet, state = run(server, tmp_path, key)
     (only,) = server.driver.list()  # the SDK did not send the POST again
     assert droplet["id"] == only.id and state.data["attempt"]["tag"] in only.tags
