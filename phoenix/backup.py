@@ -479,7 +479,10 @@ def prune(store: Store, *, keep: Mapping[str, Any]) -> tuple[list[dict], list[di
         raise PhoenixError("the keep-* policy keeps nothing (backup_keep_*): refusing to forget "
                            "every snapshot")
     before = list_snapshots(store)
-    restic(store, "forget", "--host", store.host, "--tag", store.tag, *policy, "--prune",
+    # The forge's line spans droplets (restic --host is each droplet's name): without a
+    # backup_host, the policy applies to the whole line, grouped by its tags.
+    line = ["--host", store.host] if store.host else ["--group-by", "tags"]
+    restic(store, "forget", *line, "--tag", store.tag, *policy, "--prune",
            what="prune the repository")
     kept = list_snapshots(store)
     left = {s["id"] for s in kept}
