@@ -419,3 +419,31 @@ def test_prestage_on_a_host_that_is_no_standby_says_so(store, forge, tmp_path):
     config = job_config(tmp_path, forge, Path(store.repository))
     proc = run_job(config, "prestage")
     assert proc.returncode == 1 and "not a warm standby" in proc.stderr
+
+
+def test_a_store_that_does_not_answer_is_told_from_one_that_does():
+    """A restic failure the patterns do not know is called "cannot reach the store" only when
+    the store's sshd really does not answer now."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def greet() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+        thread = threading.Thread(target=greet)
+        thread.start()
+        assert backup.job_module().store_answers(
+            {"repository": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge"}) is True
+        thread.join()
+    assert backup.job_module().store_answers(
+        {"repository": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge"}, 1) is False
+    assert backup.job_module().store_answers({"repository": "/srv/restic/forge"}) is None
+    append_only = {"repository": "rclone:/srv/restic/forge",  # the store named in `location`
+                   "location": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge (append-only)"}
+    assert backup.job_module().store_answers(append_only, 1) is False
