@@ -90,9 +90,13 @@ class Zones:
         if path.exists():
             data = json.loads(path.read_text())
             for zone in data["zones"]:
-                records = zone.pop("records")
-                store._zones[zone["id"]] = zone
-                store._records[zone["id"]] = {r["id"]: r for r in records}
+                # The zone object is rebuilt in this version's shape (its id follows from its
+                # name), so a file written by an older lab cannot serve fields the SDK lacks.
+                fresh = store.add_zone(zone["name"])
+                for stamp in ("created_on", "modified_on", "activated_on"):
+                    if stamp in zone:
+                        store._zones[fresh["id"]][stamp] = zone[stamp]
+                store._records[fresh["id"]] = {r["id"]: r for r in zone["records"]}
         store.path = path
         return store
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from phoenix.errors import PhoenixError
+from phoenix.lab.nspawn import wait_ssh
 from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command
 from phoenix.validate import ValidationResult, parse_junit, run_validation, summarise
@@ -191,13 +192,21 @@ def _config_restore(t, s):
 DROPIN = "/etc/ssh/sshd_config.d/00-val-break.conf"
 
 
+def _reload_sshd(t: Target, script: str) -> None:
+    """`systemctl reload ssh` returns once SIGHUP is sent; sshd then re-executes itself and
+    its listener is closed for a moment, so the next connection waits for it to be back."""
+    on_host(t, f"{script} && systemctl reload ssh")
+    time.sleep(1)
+    assert wait_ssh(t.host, 30), f"sshd on {t.host} did not come back after a reload"
+
+
 def _password_on(t, s):
-    on_host(t, f"printf 'PasswordAuthentication yes\\n' > {DROPIN} && systemctl reload ssh")
+    _reload_sshd(t, f"printf 'PasswordAuthentication yes\\n' > {DROPIN}")
     return ""
 
 
 def _password_off(t, s):
-    on_host(t, f"rm -f {DROPIN} && systemctl reload ssh")
+    _reload_sshd(t, f"rm -f {DROPIN}")
 
 
 def _db_0644(t, s):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -183,3 +184,20 @@ def test_concurrent_creates_all_land(client, server, zone_id):
         thread.join()
     names = {r["name"] for r in server.zones.records(zone_id)}
     assert {f"w{w}-{i}.example.com" for w in range(4) for i in range(10)} <= names
+
+
+def test_a_zones_file_from_an_older_lab_is_served_in_this_versions_shape(tmp_path):
+    """A lab state folder outlives upgrades: a zone saved with a field the SDK's `Owner` lacks
+    (an older lab wrote `owner.email`) must not be served back; its records are kept."""
+    path = tmp_path / "zones.json"
+    old = Zones({"example.com": [{"name": "kept", "type": "A", "content": "10.213.78.9",
+                                  "ttl": 60}]}, path=path)
+    zone = old.zone_list()[0]
+    data = json.loads(path.read_text())
+    data["zones"][0]["owner"] = {"id": None, "type": "user", "email": "lab@example.invalid"}
+    path.write_text(json.dumps(data))
+    loaded = Zones.load(path)
+    assert "email" not in loaded.zone(zone["id"])["owner"]
+    assert set(loaded.zone(zone["id"])["owner"]) <= set(
+        cloudflare.types.zones.zone.Owner.model_fields)
+    assert loaded.lookup("kept.example.com")[1][0]["content"] == "10.213.78.9"
