@@ -104,8 +104,8 @@ def test_every_do_exchange_keeps_the_contract(do_server, contract, tmp_path):
 
 def test_the_do_contract_refuses_an_invented_field(do_server, contract, monkeypatch):
     """What the tightening is for: a field the lab makes up fails, in answers and requests."""
-    json_of = type(do_server)._droplet_json
-    monkeypatch.setattr(type(do_server), "_droplet_json",
+    json_of = type(do_server.account).droplet_json
+    monkeypatch.setattr(type(do_server.account), "droplet_json",
                         lambda self, d: {**json_of(self, d), "ipv4_address": d.ip})
     do = DO(token=DO_TOKEN, endpoint=f"http://127.0.0.1:{do_server.port}", retries=0)
     do.create({"name": "forge", "region": "nyc1", "size": "s-1vcpu-1gb",

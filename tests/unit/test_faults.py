@@ -63,7 +63,7 @@ def scenario(do: DO, state: State, key, settings: dict, server) -> None:
     # activate_host=False: a memory-driver droplet has no sshd to make the primary
     cut.cutover(settings=settings, state=state, do=do, reserved_ip=True, force=False,
                 say=lambda _: None, activate_host=False)
-    assert server._reserved[IP]["droplet_id"] == droplet["id"]
+    assert server.account.reserved_ip(IP)["droplet"]["id"] == droplet["id"]
     cut.rollback(state=state, do=do, say=lambda _: None)
 
 
@@ -76,7 +76,7 @@ CASES = [(call, kind) for call, (method, _) in CALLS.items() for kind in KINDS
 def test_a_fault_ends_recovered_or_in_one_clear_line(call, kind, key, tmp_path):
     server = make_server(MemoryDriver(), token=TOKEN, reserved_ips=[IP]).start()
     try:
-        server._reserved[IP] = {"region": "nyc1", "droplet_id": None}
+        assert server.account.reserve(region="nyc1") == (IP, None)  # an address to move
         do = DO(token=TOKEN, endpoint=f"http://127.0.0.1:{server.port}", retries=3,
                 timeout=0.5)
         do.client._config.retry_policy.backoff_factor = 0.05  # the lab answers at once
@@ -98,7 +98,7 @@ def test_a_fault_ends_recovered_or_in_one_clear_line(call, kind, key, tmp_path):
             assert failed is None
         droplets = server.driver.list()
         assert len(droplets) == 1 and droplets[0].status == "off"
-        assert server._reserved[IP]["droplet_id"] is None  # back where it was
+        assert server.account.reserved_ip(IP)["droplet"] is None  # back where it was
         do.destroy(droplets[0].id)
         assert server.driver.list() == []
         assert fault.hits == 1, f"the {call} fault was never hit"
