@@ -9,8 +9,10 @@ served beside the artifacts under /v1/), which group_data/lab.py reads.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -77,7 +79,9 @@ def _lab_backup(config: LabConfig) -> None:
     from phoenix.lab import fixtures
 
     archive = config.state_dir / "backups" / "lab-gitea-backup.tar.gz"
-    if archive.exists():
+    stamp = archive.with_name("lab-gitea-backup.schema")  # remade when the fixture's schema moves
+    schema = hashlib.sha256(fixtures.GITEA_SCHEMA.encode()).hexdigest()
+    if archive.exists() and stamp.exists() and stamp.read_text().strip() == schema:
         return
     folder = config.state_dir / "backups" / "lab-gitea-backup"
     shutil.rmtree(folder, ignore_errors=True)
@@ -86,8 +90,15 @@ def _lab_backup(config: LabConfig) -> None:
     # The lab operator's Gitea token (validation step 9, the drill's writes), sealed in.
     token = (config.state_dir / "secrets" / "gitea_api_token").read_text().strip()
     fixtures.add_api_token(folder / "gitea.db", fixtures.USER_NAMES[0], token)
+    # The dead forge served LFS (the drill writes an object): its app.ini says so and carries
+    # the LFS secret, which a recovery keeps (phoenix/appini.py).
+    lfs_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    app_ini = folder / "app.ini"
+    app_ini.write_text(f"[server]\nLFS_START_SERVER = true\nLFS_JWT_SECRET = {lfs_secret}\n")
+    app_ini.chmod(0o600)
     fixtures.write_manifest(folder)
     tmp = archive.with_suffix(".tmp")
     fixtures.make_backup_archive(folder, tmp)
     tmp.rename(archive)
+    stamp.write_text(schema + "\n")
     shutil.rmtree(folder)

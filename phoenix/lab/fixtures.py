@@ -392,6 +392,10 @@ def make_timmy_config(dest: Path) -> str:
 
 # --- the Gitea backup ------------------------------------------------------------------------
 
+# The tables and columns the lab touches, named and typed as Gitea 1.22's models declare them
+# (xorm on SQLite): models/user/user.go, models/repo/repo.go, models/issues/issue.go and
+# comment.go, models/auth/access_token.go and twofactor.go, models/repo/attachment.go,
+# models/git/lfs.go, models/asymkey/ssh_key.go, models/organization/org_user.go.
 GITEA_SCHEMA = """
 CREATE TABLE `version` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `version` INTEGER NULL);
 CREATE TABLE `user` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `lower_name` TEXT NOT NULL,
@@ -405,7 +409,8 @@ CREATE TABLE `user` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `lower_nam
  `last_login_unix` INTEGER NULL, `is_active` INTEGER NULL, `is_admin` INTEGER NULL,
  `is_restricted` INTEGER DEFAULT 0 NOT NULL, `prohibit_login` INTEGER DEFAULT 0 NOT NULL,
  `avatar` TEXT DEFAULT '' NOT NULL, `avatar_email` TEXT DEFAULT '' NOT NULL,
- `num_repos` INTEGER NULL, `num_members` INTEGER NULL, `visibility` INTEGER DEFAULT 0 NOT NULL);
+ `use_custom_avatar` INTEGER NULL, `num_repos` INTEGER NULL, `num_members` INTEGER NULL,
+ `visibility` INTEGER DEFAULT 0 NOT NULL);
 CREATE UNIQUE INDEX `UQE_user_lower_name` ON `user` (`lower_name`);
 CREATE UNIQUE INDEX `UQE_user_name` ON `user` (`name`);
 CREATE INDEX `IDX_user_is_active` ON `user` (`is_active`);
@@ -454,6 +459,16 @@ CREATE TABLE `lfs_meta_object` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
  `oid` TEXT NOT NULL, `size` INTEGER NOT NULL, `repository_id` INTEGER NOT NULL,
  `created_unix` INTEGER NULL, `updated_unix` INTEGER NULL);
 CREATE UNIQUE INDEX `UQE_lfs_meta_object_s` ON `lfs_meta_object` (`oid`, `repository_id`);
+CREATE TABLE `comment` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `type` INTEGER NULL,
+ `poster_id` INTEGER NULL, `original_author` TEXT NULL, `original_author_id` INTEGER NULL,
+ `issue_id` INTEGER NULL, `content` TEXT NULL, `content_version` INTEGER DEFAULT 0 NOT NULL,
+ `created_unix` INTEGER NULL, `updated_unix` INTEGER NULL);
+CREATE INDEX `IDX_comment_issue_id` ON `comment` (`issue_id`);
+CREATE INDEX `IDX_comment_type` ON `comment` (`type`);
+CREATE TABLE `two_factor` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `uid` INTEGER NULL,
+ `secret` TEXT NULL, `scratch_salt` TEXT NULL, `scratch_hash` TEXT NULL,
+ `last_used_passcode` TEXT NULL, `created_unix` INTEGER NULL, `updated_unix` INTEGER NULL);
+CREATE UNIQUE INDEX `UQE_two_factor_uid` ON `two_factor` (`uid`);
 CREATE INDEX `IDX_public_key_owner_id` ON `public_key` (`owner_id`);
 CREATE INDEX `IDX_public_key_fingerprint` ON `public_key` (`fingerprint`);
 """
@@ -556,7 +571,7 @@ def make_gitea_backup(dest: Path, *, users: int = 3, repos: int = 3,
     user_rows = [{"id": i + 1, "name": n, "lower_name": n, "full_name": n.capitalize(),
                   "email": f"{n}@forge.lab.invalid", "type": 0, "is_admin": int(i == 0),
                   "salt": _digest("salt", n)[:32], "rands": _digest("rands", n)[:32],
-                  "passwd": hashlib.pbkdf2_hmac("sha256", f"phoenix-lab:{n}".encode(),
+                  "passwd": hashlib.pbkdf2_hmac("sha256", password_of(n).encode(),
                                                 _digest("salt", n)[:32].encode(), 50000,
                                                 50).hex(),
                   "created": EPOCH - 86400 * (users - i), "num_repos": 0, "num_members": 0}
@@ -658,6 +673,23 @@ def add_lfs_object(data_dir: Path, db_path: Path, *, repo_id: int, content: byte
                      "updated_unix) VALUES (?, ?, ?, ?, ?)",
                      (oid, len(content), repo_id, EPOCH, EPOCH))
     return oid
+
+
+def password_of(user: str) -> str:
+    """The password of a fixture user (lab only): what its pbkdf2 `passwd` row hashes."""
+    return f"phoenix-lab:{user}"
+
+
+def enroll_totp_sql(*, secret_key: str, uid: int, otp_secret: str) -> str:
+    """The SQL that enrolls user `uid` in TOTP as Gitea 1.22's enroll handler leaves it
+    (routers/web/user/setting/security/2fa.go EnrollTwoFactorPost: a two_factor row whose
+    secret TwoFactor.SetSecret encrypted with SECRET_KEY, models/auth/twofactor.go). Every value
+    is a number or base64, so the literal SQL is safe; it holds no secret in the clear."""
+    stored = _standin_module("gitea").encrypt_totp_secret(secret_key, otp_secret)
+    now = int(time.time())
+    return ("INSERT OR REPLACE INTO two_factor (uid, secret, scratch_salt, scratch_hash, "
+            f"last_used_passcode, created_unix, updated_unix) VALUES ({int(uid)}, '{stored}', "
+            f"'', '', '', {now}, {now});\n")
 
 
 def add_api_token(db_path: Path, user: str, token: str, *, name: str | None = None,
