@@ -218,9 +218,9 @@ def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,
             out["logins"]["the API token"] = f"logs in as {forge.me()['login']}"
         except PhoenixError as exc:
             out["logins"]["the API token"] = str(exc)
-    for user in two_factor:
-        code = forge.login_status(user.login, user.password, totp(user.otp_secret))
-        out["logins"][f"2FA login of {user.login} with a TOTP code"] = \
+    for enrolled in two_factor:
+        code = forge.login_status(enrolled.login, enrolled.password, totp(enrolled.otp_secret))
+        out["logins"][f"2FA login of {enrolled.login} with a TOTP code"] = \
             "works" if code == 200 else f"refused ({code})"
     return out
 
