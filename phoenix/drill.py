@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from phoenix.errors import PhoenixError
-from phoenix.forge import Forge, compare, snapshot
+from phoenix.forge import Forge, TwoFactorUser, compare, snapshot, tally
 from phoenix.lab import config as labconfig
 from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.sshconf import Target
@@ -71,16 +71,80 @@ def push_commit(target: Target, settings: dict, repo: str, message: str) -> None
     ssh(target, f"runuser -u {q(user)} -- bash -c {q(script)}")
 
 
-def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> list[str]:
-    """Issues in every repository and a commit in the first: what users do on a forge; a
-    note in the memories and a chat with the backend: what the agents keep."""
+def ssh_input(target: Target, command: str, data: str, *, timeout: float = 120) -> str:
+    """`command` on the target with `data` on its stdin (never on a command line)."""
+    import subprocess
+
+    from phoenix.sshconf import ssh_command
+
+    proc = subprocess.run(ssh_command(target, command), input=data, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise PhoenixError(f"on {target.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUser:
+    """A fixture user enrolled in TOTP as Gitea 1.22 stores it: its secret encrypted with the
+    forge's own SECRET_KEY (read from app.ini on the host), the row written by the run user.
+    Gitea has no API for this; its web enroll handler writes the same row."""
+    import base64
+    import secrets
+
+    from phoenix.lab import fixtures
+
+    ini = shlex.quote(f"{settings['gitea_config_dir']}/app.ini")
+    key = ssh(target, f"sed -n 's/^SECRET_KEY *= *//p' {ini} | tail -1").strip()
+    if not key:
+        raise PhoenixError(f"no [security] SECRET_KEY in {ini} on {target.host}")
+    db = shlex.quote(settings["gitea_db_path"])
+    uid = ssh(target, f"sqlite3 -readonly {db} "
+                      f"\"SELECT id FROM user WHERE lower_name = '{login.lower()}'\"").strip()
+    if not uid.isdigit():
+        raise PhoenixError(f"no user {login} in the forge's database on {target.host}")
+    otp_secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
+    ssh_input(target, f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
+              fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
+    return TwoFactorUser(login, fixtures.password_of(login), otp_secret)
+
+
+def avatar_png(label: str) -> bytes:
+    """A 1x1 PNG whose grey level depends on the label: a distinct avatar per write."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    grey = bytes([0, sum(label.encode()) % 256])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(grey)) + chunk(b"IEND", b""))
+
+
+def write_data(forge: Forge, target: Target, settings: dict, *, label: str,
+               lfs: dict[str, dict[str, int]]) -> list[str]:
+    """What users do on a forge: an issue with a body and a comment in every repository, an
+    attachment, a new avatar, an LFS object (its oid added to `lfs`) and a commit in the
+    first; what the agents keep: a note in the memories and a chat with the backend."""
     written = []
     repos = sorted(r["full_name"] for r in forge.repos())
     for name in repos:
-        issue = forge.create_issue(name, f"{label}: filed on the primary", "drill data")
-        written.append(f"{name}#{issue['number']}")
-    push_commit(target, settings, repos[0], f"{label}: a commit on the primary")
-    written.append(f"{repos[0]}@{label}")
+        issue = forge.create_issue(name, f"{label}: filed on the primary",
+                                   f"drill data ({label}), a body users would miss")
+        comment = forge.create_comment(name, issue["number"], f"{label}: a comment")
+        written += [f"{name}#{issue['number']}", f"{name}#{issue['number']} comment "
+                                                 f"{comment['id']}"]
+    first = repos[0]
+    asset = forge.attach(first, issue_number(forge, first, label), f"{label}.log",
+                         f"{label}: an attachment\n".encode() * 64)
+    written.append(f"attachment {asset['name']} ({asset['uuid']})")
+    forge.set_avatar(avatar_png(label))
+    written.append(f"the avatar of {forge.me()['login']} ({label})")
+    content = f"{label}: a large file kept in LFS\n".encode() * 4096
+    lfs.setdefault(first, {})[forge.lfs_upload(first, content)] = len(content)
+    written.append(f"an LFS object in {first} ({label})")
+    push_commit(target, settings, first, f"{label}: a commit on the primary")
+    written.append(f"{first}@{label}")
     note = f"{settings['layout_hermes_home']}/memories/drill-{label}.yaml"
     ssh(target, f"printf 'note: {label}\\n' > {shlex.quote(note)}")
     written.append(note)
@@ -91,6 +155,10 @@ def write_data(forge: Forge, target: Target, settings: dict, *, label: str) -> l
     chat(target, settings, f"drill {label}: remember this session")
     written.append(f"a chat through the backend ({label})")
     return written
+
+
+def issue_number(forge: Forge, name: str, label: str) -> int:
+    return max(i["number"] for i in forge.issues(name) if i["title"].startswith(label))
 
 
 def chat(target: Target, settings: dict, text: str) -> str:
@@ -211,8 +279,15 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
 
         forge = Forge(f"http://{primary.address}:{port}", token=token)
         ptarget = prov.target(primary)
-        written = write_data(forge, ptarget, settings, label="before-snapshot")
-        before = snapshot(forge)
+        lfs: dict[str, dict[str, int]] = {}
+        two_factor = [enroll_two_factor(ptarget, settings, "ezra")]
+
+        def look(at: Forge) -> dict:
+            return snapshot(at, lfs=lfs, two_factor=two_factor)
+
+        written = write_data(forge, ptarget, settings, label="before-snapshot", lfs=lfs)
+        written.append("the TOTP enrollment of ezra")
+        before = look(forge)
         notes_before = memories(ptarget, settings)
         snap_id = timed_setup("backup (offsite snapshot)",
                               lambda: bk.now(ptarget, settings=settings))
@@ -224,15 +299,15 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
                 "inventories/standby.py", log=workdir / "standby.deploy.log",
                 data={"restore_source": f"restic:{snap_id}"}, say=say))
             one_primary["standby before promotion"] = duties(prov.target(spare), settings)
-            written += write_data(forge, ptarget, settings, label="between-snapshots")
-            before = snapshot(forge)
+            written += write_data(forge, ptarget, settings, label="between-snapshots", lfs=lfs)
+            before = look(forge)
             notes_before = memories(ptarget, settings)
             snap_id = timed_setup("second backup", lambda: bk.now(ptarget, settings=settings))
             snapshot_at = time.time()
             timed_setup("standby refresh (its timer's job)", lambda: ssh(
                 prov.target(spare), "systemctl start phoenix-standby-refresh.service"))
-        write_data(forge, ptarget, settings, label="after-snapshot")
-        after = snapshot(forge)
+        write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
+        after = look(forge)
         notes_after = memories(ptarget, settings)
 
         say("-- the disaster: the primary is destroyed")
@@ -250,15 +325,21 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
                 "inventories/standby.py", log=workdir / "standby.reconverge.log"))
             one_primary["standby after a later converge"] = duties(prov.target(state), settings)
 
-        recovered = snapshot(Forge(f"http://{state.address}:{port}", token=token))
+        recovered = look(Forge(f"http://{state.address}:{port}", token=token))
         notes_recovered = memories(prov.target(state), settings)
-        lost = compare(before, recovered) + compare_files(notes_before, notes_recovered)
+        compared = tally(before, recovered)
+        compared["agents' memories and sessions"] = {
+            "compared": len(notes_before),
+            "same": len(notes_before) - len(compare_files(notes_before, notes_recovered)),
+            "lost": compare_files(notes_before, notes_recovered)}
+        lost = [item for kind in compared.values() for item in kind["lost"]]
         missing_late = compare(after, recovered) + compare_files(notes_after, notes_recovered)
         report.extra.update({
             "rto_seconds": round(rto, 1),
             "rpo_seconds": round(disaster_at - snapshot_at, 1),
             "snapshot": snap_id,
             "written_before_snapshot": len(written),
+            "data_compared": compared,
             "data_lost_up_to_snapshot": lost or "none",
             "written_after_snapshot_and_lost": missing_late,
             "setup": setup,

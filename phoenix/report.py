@@ -35,6 +35,7 @@ LABELS = {
     "rpo_seconds": "RPO: from the last snapshot to the disaster",
     "snapshot": "snapshot restored",
     "written_before_snapshot": "items written before the snapshot",
+    "data_compared": "compared after recovery (came back / were there)",
     "data_lost_up_to_snapshot": "data lost up to the snapshot",
     "written_after_snapshot_and_lost": "written after the snapshot, so lost (the RPO)",
     "setup": "drill setup (not part of the RTO)",
@@ -115,6 +116,10 @@ class Report:
             label = LABELS.get(key, key.replace("_", " "))
             if key.endswith("_seconds"):
                 shown = f"{hms(value)} ({self.where})"
+            elif key == "data_compared":
+                shown = "; ".join(f"{kind} {v['same']}/{v['compared']}"
+                                  + (f" (lost: {text(v['lost'])})" if v["lost"] else "")
+                                  for kind, v in value.items())
             elif isinstance(value, dict):
                 shown = ", ".join(f"{k} {hms(v) if isinstance(v, int | float) else text(v)}"
                                   for k, v in value.items())

@@ -173,4 +173,5 @@ def gitea_token(settings) -> str:
     try:
         return read_secret("gitea_api_token", folder=settings.get("secrets_dir"))
     except PhoenixError as exc:
-        pytest.skip(f"no Gitea API token, so step 9 cannot write: {exc}")
+        # A failure, never a skip: a validation that could not prove step 9 has not passed.
+        pytest.fail(f"no Gitea API token, so step 9 cannot be proven: {exc}")

@@ -159,8 +159,10 @@ def test_step4_restored_data_matches_backup_manifest(host, gitea_paths, manifest
     wrong = [f"{found[k]} {k}, the backup has {wanted[k]}"
              for k in ("repositories", "users", "issues", "organizations")
              if k in wanted and found.get(k) != wanted[k]]
+    # A wiki is <name>.wiki.git beside its repository, not a repository of its own
+    # (models/repo/wiki.go WikiPath): it is not counted.
     on_disk = out(host, f"find {shlex.quote(gitea_paths['repos'])} -mindepth 2 -maxdepth 2 "
-                        "-type d -name '*.git' 2>/dev/null | wc -l").strip()
+                        "-type d -name '*.git' ! -name '*.wiki.git' 2>/dev/null | wc -l").strip()
     if "repositories" in wanted and int(on_disk or 0) != wanted["repositories"]:
         wrong.append(f"{on_disk} repositories on disk in {gitea_paths['repos']}, "
                      f"the backup has {wanted['repositories']}")
