@@ -27,6 +27,7 @@ from phoenix.lab import cfapi
 from phoenix.lab.httpd import Exchange
 
 DO_SPEC = Path(__file__).resolve().parents[1] / "contracts" / "digitalocean" / "openapi.json"
+GITEA_SPEC = Path(__file__).resolve().parents[1] / "contracts" / "gitea" / "api.json"
 
 
 class DOContract:
@@ -102,6 +103,53 @@ class DOContract:
         else:
             schema = content["application/json"]["schema"]
             problems += self._schema_errors(schema, ex.answer, f"{where}: answer")
+        return problems
+
+
+class GiteaContract:
+    """Gitea 1.22's API subset (contracts/gitea/api.json): an exchange's route, query
+    parameters, JSON request body, status and JSON answer."""
+
+    def __init__(self, spec: Path = GITEA_SPEC) -> None:
+        self.spec = json.loads(spec.read_text())
+        self.operations = []
+        for key, op in self.spec["operations"].items():
+            method, template = key.split(" ", 1)
+            pattern = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+?)",
+                                              re.escape(template)) + "/?$")
+            self.operations.append((method, pattern, key, op))
+
+    def _errors(self, name: str, value: Any, where: str) -> list[str]:
+        schema = {"$ref": f"#/schemas/{name}", "schemas": self.spec["schemas"]}
+        validator = OAS30Validator(schema, format_checker=oas30_format_checker)
+        return [f"{where}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {_why(e)}"
+                for e in validator.iter_errors(value)]
+
+    def check(self, method: str, path: str, query: dict, body: Any, status: int,
+              answer: Any) -> list[str]:
+        where = f"{method} {path} -> {status}"
+        for op_method, pattern, key, op in self.operations:
+            if op_method == method and pattern.match(path):
+                break
+        else:
+            return [f"{where}: not an operation of the contract"]
+        problems = [f"{where}: query parameter {name!r} is not in the contract"
+                    for name in query if name not in op.get("query", [])]
+        if op.get("body") and body is not None:
+            problems += self._errors(op["body"], body, f"{where}: request")
+        elif not op.get("body") and body is not None and not (op.get("multipart")
+                                                              or op.get("raw")):
+            problems.append(f"{where}: a request body where the contract has none")
+        if str(status) not in op["responses"]:
+            return problems + [f"{where}: status {status} is not in the contract ({key})"]
+        answer_schema = op["responses"][str(status)]
+        if op.get("raw"):
+            pass  # a file's bytes (attachment, avatar, LFS object): compared by sha256 elsewhere
+        elif answer_schema is None:
+            if answer not in (None, b"", ""):
+                problems.append(f"{where}: a body where the contract has none")
+        else:
+            problems += self._errors(answer_schema, answer, f"{where}: answer")
         return problems
 
 
