@@ -247,28 +247,41 @@ FLEET_HEALTH_SH = """\
 #!/usr/bin/env bash
 # LAB STAND-IN for timmy-config bin/fleet-health.sh: the age of each Hermes house's heartbeat
 # (HERMES_HOME/state/gateway.heartbeat, which the gateway's event loop rewrites every 30 s).
+# Prints one line per house and appends the run as one JSON line to the runbook's report,
+# ~/.local/timmy/fleet-health/<UTC date>.json (FLEET_HEALTH_DIR), which the runbook's step 9
+# reads (`tail -30 ~/.local/timmy/fleet-health/*.json`).
 # Exit 1 when a heartbeat is older than FLEET_HEALTH_MAX_AGE seconds (120) or none exists.
 set -euo pipefail
 houses="${HERMES_HOUSES:-/var/lib/hermes}"
 max_age="${FLEET_HEALTH_MAX_AGE:-120}"
+report_dir="${FLEET_HEALTH_DIR:-$HOME/.local/timmy/fleet-health}"
 now=$(date +%s)
 status=0
+entries=""
 shopt -s nullglob
 beats=("$houses"/*/state/gateway.heartbeat)
-if [ "${#beats[@]}" -eq 0 ]; then
-  echo "fleet-health: no heartbeats in $houses/*/state"
-  exit 1
-fi
 for beat in "${beats[@]}"; do
   house=$(basename "$(dirname "$(dirname "$beat")")")
   age=$((now - $(stat -c %Y "$beat")))
   if [ "$age" -le "$max_age" ]; then
     echo "fleet-health: $house ok (${age}s)"
+    ok=true
   else
     echo "fleet-health: $house STALE (${age}s)"
+    ok=false
     status=1
   fi
+  entry=$(printf '"%s": {"age": %s, "ok": %s}' "$house" "$age" "$ok")
+  entries="${entries:+$entries, }$entry"
 done
+if [ "${#beats[@]}" -eq 0 ]; then
+  echo "fleet-health: no heartbeats in $houses/*/state"
+  status=1
+fi
+mkdir -p "$report_dir"
+printf '{"time": "%s", "ok": %s, "max_age": %s, "houses": {%s}}\\n' \\
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$([ "$status" -eq 0 ] && echo true || echo false)" \\
+  "$max_age" "$entries" >>"$report_dir/$(date -u +%F).json"
 exit "$status"
 """
 

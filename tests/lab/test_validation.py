@@ -231,19 +231,23 @@ BREAKS = [
     Break("wizard-unit-removed", _unit_remove, _unit_restore,
           fails={"test_step6_wizard_active_and_enabled[{w1}]": ["hermes-{w1}.service is missing"]},
           may_fail={"test_step7_wizard_heartbeat_fresh[{w1}]",
-                    "test_step6_house_config_loads[{w1}]"}),
+                    "test_step6_house_config_loads[{w1}]",
+                    "test_step7_fleet_health_report_at_runbook_path"}),
     # Hermes only warns about such a file and runs on without its model or its watchdog
     # setting, so it never says READY=1 either: the unit hangs in "activating".
     Break("house-config-broken", _config_break, _config_restore,
           fails={"test_step6_house_config_loads[{w1}]":
                  ["config.yaml is broken", "while parsing", "journal ends"]},
           may_fail={"test_step6_wizard_active_and_enabled[{w1}]",
-                    "test_step7_wizard_heartbeat_fresh[{w1}]"}),
+                    "test_step7_wizard_heartbeat_fresh[{w1}]",
+                    "test_step7_fleet_health_report_at_runbook_path"}),
     Break("cron-line-deleted", _cron_delete, _cron_restore,
           fails={"test_step6_cron_entries_installed": ["not installed"]}),
     Break("heartbeat-stale", _heartbeat_stale, _heartbeat_resume,
           fails={"test_step7_wizard_heartbeat_fresh[{w0}]":
-                 ["heartbeat of {w0} is", "s old", "hermes-{w0} hung"]}),
+                 ["heartbeat of {w0} is", "s old", "hermes-{w0} hung"],
+                 "test_step7_fleet_health_report_at_runbook_path":
+                 [".local/timmy/fleet-health/", "STALE: {w0}"]}),
     Break("password-login", _password_on, _password_off,
           fails={"test_security_sshd_no_password_login":
                  ["sshd accepts password logins", "passwordauthentication yes"]}),

@@ -166,6 +166,13 @@ def test_fleet_health_reads_the_houses_heartbeats(clone, tmp_path):
     os.utime(stale, (time.time() - 600, time.time() - 600))
     result = fleet_health()
     assert result.returncode == 1 and "allegro STALE" in result.stdout
+    # Each run is a JSON line at the runbook's path, ~/.local/timmy/fleet-health/*.json
+    reports = list((tmp_path / ".local/timmy/fleet-health").glob("*.json"))
+    assert len(reports) == 1
+    runs = [json.loads(line) for line in reports[0].read_text().splitlines()]
+    assert [r["ok"] for r in runs] == [False, True, False]
+    assert runs[1]["houses"]["ezra"]["ok"] is True and runs[2]["houses"]["allegro"] == {
+        "age": runs[2]["houses"]["allegro"]["age"], "ok": False}
 
 
 # --- the Gitea backup ------------------------------------------------------------------------
