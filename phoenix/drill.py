@@ -340,6 +340,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             "snapshot": snap_id,
             "written_before_snapshot": len(written),
             "data_compared": compared,
+            "logins_after_recovery": recovered["logins"],
             "data_lost_up_to_snapshot": lost or "none",
             "written_after_snapshot_and_lost": missing_late,
             "setup": setup,

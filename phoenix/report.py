@@ -36,6 +36,7 @@ LABELS = {
     "snapshot": "snapshot restored",
     "written_before_snapshot": "items written before the snapshot",
     "data_compared": "compared after recovery (came back / were there)",
+    "logins_after_recovery": "logins on the recovered forge",
     "data_lost_up_to_snapshot": "data lost up to the snapshot",
     "written_after_snapshot_and_lost": "written after the snapshot, so lost (the RPO)",
     "setup": "drill setup (not part of the RTO)",

@@ -21,6 +21,16 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     lost = data["written_after_snapshot_and_lost"]
     assert any("after-snapshot" in item for item in lost), lost
     assert any("memories/drill-after-snapshot.yaml" in item for item in lost), lost
+    for kind in ("comments", "attachments", "avatars", "lfs objects"):  # each kind written late
+        assert any(item.startswith(f"{kind}: ") for item in lost), (kind, lost)
+    # Every kind a user would miss was compared, and came back whole up to the snapshot
+    compared = data["data_compared"]
+    for kind in ("repositories", "branches", "issues", "issue bodies", "comments", "attachments",
+                 "avatars", "lfs objects", "logins"):
+        assert compared[kind]["compared"] > 0 and compared[kind]["lost"] == [], (kind, compared)
+        assert compared[kind]["same"] == compared[kind]["compared"]
+    assert data["logins_after_recovery"] == {"the API token": "logs in as timmy",
+                                             "2FA login of ezra with a TOTP code": "works"}
     assert data["rto_seconds"] > 0 and data["rpo_seconds"] >= 0
     # The recovered droplet is the primary after cutover: its marker, its backups on.
     after = data["one_primary"]["recovery after cutover"]
@@ -44,6 +54,7 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover"]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
+    assert data["logins_after_recovery"]["2FA login of ezra with a TOTP code"] == "works"
     assert "standby refresh (its timer's job)" in data["setup"]
     # One primary: the standby ran no house, no cron, no backup until promoted ...
     before_p = data["one_primary"]["standby before promotion"]

@@ -218,6 +218,28 @@ def _db_0600(t, s):
     on_host(t, f"chmod 600 {s['gitea_db_path']}")
 
 
+def _wiki(s):
+    return f"{s['gitea_repo_root']}/timmy_foundation/timmy-config.wiki.git"
+
+
+def _token_revoked_beside_a_wiki(t, s):
+    """The operator's token matches no token of the forge any more (a forge restored from a
+    backup older than the token), and a repository has its wiki (<name>.wiki.git) beside it,
+    which is not a repository: only step 9 may fail, never the restored-data count."""
+    user, db = shlex.quote(s["gitea_user"]), shlex.quote(s["gitea_db_path"])
+    on_host(t, f"runuser -u {user} -- sqlite3 {db} \"UPDATE access_token SET token_hash = "
+               f"'revoked-' || token_hash\" && runuser -u {user} -- git init -q --bare "
+               f"{shlex.quote(_wiki(s))}")
+    return ""
+
+
+def _token_back_wiki_gone(t, s):
+    user, db = shlex.quote(s["gitea_user"]), shlex.quote(s["gitea_db_path"])
+    on_host(t, f"runuser -u {user} -- sqlite3 {db} \"UPDATE access_token SET token_hash = "
+               f"substr(token_hash, 9) WHERE token_hash LIKE 'revoked-%'\" && "
+               f"rm -rf {shlex.quote(_wiki(s))}")
+
+
 # Test names and words may name {w0} and {w1}: the first two of the lab's wizard_names.
 BREAKS = [
     Break("gitea-stopped", _gitea_stop, _gitea_start,
@@ -248,6 +270,9 @@ BREAKS = [
                  ["heartbeat of {w0} is", "s old", "hermes-{w0} hung"],
                  "test_step7_fleet_health_report_at_runbook_path":
                  [".local/timmy/fleet-health/", "STALE: {w0}"]}),
+    Break("token-rejected-beside-a-wiki", _token_revoked_beside_a_wiki, _token_back_wiki_gone,
+          fails={"test_step9_issue_create_and_close_through_api":
+                 ["token is not valid on this Gitea", "answered 401"]}),
     Break("password-login", _password_on, _password_off,
           fails={"test_security_sshd_no_password_login":
                  ["sshd accepts password logins", "passwordauthentication yes"]}),
