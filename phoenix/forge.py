@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -64,6 +65,12 @@ class Forge:
         except requests.RequestException as exc:
             raise PhoenixError(f"Gitea at {self.root} is unreachable ({type(exc).__name__})") \
                 from None
+
+    def _here(self, url: str) -> str:
+        """A link Gitea gave (attachment, avatar, LFS action) names the forge by its ROOT_URL,
+        which may not resolve from here yet (before the cutover): ask the Gitea we talk to."""
+        mine, theirs = urlsplit(self.root), urlsplit(url)
+        return urlunsplit((mine.scheme, mine.netloc, theirs.path, theirs.query, ""))
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, self.base + path, **kwargs)
@@ -126,7 +133,7 @@ class Forge:
 
     def download(self, url: str) -> bytes | None:
         """The bytes behind a link Gitea gave (attachment, avatar); None when it answers 404."""
-        response = self._request("GET", url)
+        response = self._request("GET", self._here(url))
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
@@ -150,7 +157,7 @@ class Forge:
         answer = self._lfs_batch(full_name, "upload", oid, len(content))
         upload = answer.get("actions", {}).get("upload")
         if upload:
-            response = self._request("PUT", upload["href"], data=content,
+            response = self._request("PUT", self._here(upload["href"]), data=content,
                                      headers=upload.get("header") or {})
             if response.status_code >= 400:
                 raise PhoenixError(f"LFS upload of {oid[:12]} answered {response.status_code}")
@@ -162,7 +169,8 @@ class Forge:
         link = answer.get("actions", {}).get("download")
         if not link:
             return None
-        response = self._request("GET", link["href"], headers=link.get("header") or {})
+        response = self._request("GET", self._here(link["href"]),
+                                 headers=link.get("header") or {})
         return response.content if response.status_code == 200 else None
 
     def login_status(self, login: str, password: str, otp: str | None) -> int:

@@ -35,7 +35,9 @@ def host(tmp_path):
     folder = tmp_path / "backup"
     fixtures.make_gitea_backup(folder, repos=2, issues_per_repo=3)
     h = Host(tmp_path / "host", folder)
-    h.write_ini(lfs=True)
+    # Gitea's links name the forge by ROOT_URL, which does not resolve from the operator's
+    # side before the cutover (as in the drill): the client must still follow them.
+    h.write_ini(lfs=True, root_url=f"http://forge.lab.invalid:{h.port}/")
     fixtures.add_api_token(h.db, "timmy", TOKEN)
     with sqlite3.connect(h.db) as conn:
         conn.executescript(fixtures.enroll_totp_sql(secret_key="lab-secret-key-one", uid=2,

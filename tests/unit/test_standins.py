@@ -136,13 +136,14 @@ class Forge:
 
     def write_ini(self, *, run_user: str = ME, allow_root: bool = os.getuid() == 0,
                   install_lock: bool = True, db: Path | None = None,
-                  secret_key: str = "lab-secret-key-one", lfs: bool = False) -> None:
+                  secret_key: str = "lab-secret-key-one", lfs: bool = False,
+                  root_url: str | None = None) -> None:
         unsafe = "I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true\n" if allow_root else ""
         self.ini.write_text(
             f"APP_NAME = Timmy forge (lab)\nRUN_USER = {run_user}\nRUN_MODE = prod\n{unsafe}"
             f"WORK_PATH = {self.root}\n\n"
             f"[server]\nHTTP_ADDR = 127.0.0.1\nHTTP_PORT = {self.port}\n"
-            f"ROOT_URL = {self.url}/\nSSH_ROOT_PATH = {self.ssh}\n"
+            f"ROOT_URL = {root_url or self.url + '/'}\nSSH_ROOT_PATH = {self.ssh}\n"
             f"APP_DATA_PATH = {self.data}\n"
             + (f"LFS_START_SERVER = true\nLFS_JWT_SECRET = {'A' * 43}\n" if lfs else "") + "\n"
             f"[database]\nDB_TYPE = sqlite3\nPATH = {db or self.db}\n\n"
