@@ -307,6 +307,34 @@ def test_a_break_fails_its_own_test_only(case: Break, converged, baseline, setti
     assert not changed, f"{case.id} also changed other tests: {changed}\n{result.render()}"
 
 
+def test_a_wrong_secret_key_on_the_recovered_host_fails_the_2fa_comparison(converged,
+                                                                           settings):
+    """The drill's 2FA comparison on a restored forge: a user enrolled under the forge's
+    SECRET_KEY logs in with a TOTP code; the same host with another SECRET_KEY in app.ini
+    refuses it, and the comparison says so. The key, the row and Gitea are put back."""
+    from phoenix.drill import enroll_two_factor
+    from phoenix.forge import Forge, compare, snapshot
+
+    ini = f"{settings['gitea_config_dir']}/app.ini"
+    forge = Forge(f"http://{converged.host}:{settings['gitea_http_port']}")
+    user = enroll_two_factor(converged, settings, "ezra")
+    before = snapshot(forge, two_factor=[user])
+    on_host(converged, f"cp -p {ini} /root/val-app.ini.saved && sed -i "
+                       f"'s/^SECRET_KEY *=.*/SECRET_KEY = not-the-forges-key/' {ini}")
+    try:
+        _gitea_stop(converged, settings)
+        _gitea_start(converged, settings)  # Gitea reads SECRET_KEY at its start
+        after = snapshot(forge, two_factor=[user])
+    finally:
+        on_host(converged, f"mv /root/val-app.ini.saved {ini} && systemctl stop gitea && "
+                           f"runuser -u {settings['gitea_user']} -- sqlite3 "
+                           f"{settings['gitea_db_path']} 'DELETE FROM two_factor'")
+        _gitea_start(converged, settings)
+    assert before["logins"]["2FA login of ezra with a TOTP code"] == "works"
+    assert compare(before, after) == [
+        "logins: 2FA login of ezra with a TOTP code: works before, refused (401) after"]
+
+
 def test_repaired_droplet_passes_again(converged, tmp_path):
     """The repairs left the droplet as the deploy made it (the breaks did not leak)."""
     result = validate(converged, tmp_path / "junit.xml")
