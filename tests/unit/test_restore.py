@@ -297,6 +297,28 @@ def test_apply_without_a_staged_database_touches_nothing(tmp_path, made):
     assert not (tmp_path / "aside").exists()
 
 
+def test_regenerate_runs_gitea_as_its_user_and_says_what_failed(tmp_path, made):
+    config, _unpacked = host_layout(tmp_path, made)
+    gitea = tmp_path / "gitea"
+    gitea.write_text(f"#!/bin/sh\necho \"$(id -un) $*\" >> {tmp_path}/calls\n"
+                     "[ \"$5\" = keys ] && [ -e " f"{tmp_path}/fail ] && "
+                     "{ echo 'authorized_keys: permission denied' >&2; exit 1; }; exit 0\n")
+    gitea.chmod(0o755)
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "gitea_binary": str(gitea)}))
+    done = tool(config, "regenerate")
+    assert done.returncode == 0, done.stderr
+    ini = settings["app_ini"]
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"{ME} --config {ini} admin regenerate hooks", f"{ME} --config {ini} admin regenerate keys"]
+    (tmp_path / "fail").touch()
+    failed = tool(config, "regenerate")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == ("phoenix-restore: FAILED: gitea admin "
+                                                      "regenerate keys failed: authorized_keys: "
+                                                      "permission denied")
+
+
 # --- phoenix recover ---------------------------------------------------------------------------
 
 def test_recover_restores_the_latest_snapshot_unless_told_otherwise():
