@@ -264,7 +264,7 @@ def import_dump(zip_path: Path, dest: Path, *, gitea_version: str) -> list[str]:
             shutil.copy2(root / "app.ini", dest / "app.ini")
         created = _created(zip_path)
         lacks = seal(dest, what=what, gitea_version=gitea_version, created=created)
-        if not (root / "repos").is_dir() and "repos" not in names:
+        if not (root / "repos").is_dir():
             lacks = [line + " (dumped with --skip-repository?)" if line.startswith(
                 "repositories") else line for line in lacks]
         return lacks
@@ -384,8 +384,9 @@ def resolve(source: str, settings: Mapping[str, Any], *,
     the host, which is finished with the backup it started with (never a newer `latest`)."""
     requested = str(source)
     if pending is not None and pending.requested == requested:
-        if pending.kind != "archive" or Path(pending.ref).is_file():
-            return pending
+        ref = Path(pending.ref)
+        if pending.kind == "restic" or (ref.is_file() and sha256_file(ref) == pending.stage_id):
+            return pending  # else the archive changed since: resolved anew, the task decides
     version = str(settings.get("gitea_version") or "unknown")
     if requested.startswith("restic:"):
         from phoenix import backup

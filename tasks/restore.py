@@ -140,10 +140,12 @@ def restore_gitea() -> None:
         return
     if pending_line is not None and not resuming and not data.restore_force:
         was = f"{pending.label} ({pending.requested})" if pending else "another backup"
+        finish = ("; that source now names another backup" if pending
+                  and pending.requested == resolved.requested else
+                  f": finish it with restore_source={pending.requested if pending else '…'}")
         raise DeployError(
-            f"a restore of {was} was cut off on {host.name}: finish it with restore_source="
-            f"{pending.requested if pending else '<that source>'}, or set restore_force to "
-            f"restore {resolved.requested} instead (what is there is set aside first)")
+            f"a restore of {was} was cut off on {host.name}{finish}, or set restore_force to "
+            f"restore {resolved.label} instead (what is there is set aside first)")
     if has_database and not data.restore_force and not resuming:
         host.noop(f"the host has Gitea data: not restoring {label} over it (set "
                   "restore_force to set that data aside and restore)")

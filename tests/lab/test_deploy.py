@@ -246,7 +246,7 @@ def test_a_missing_hermes_secret_is_named_in_one_line(lab, forge, tmp_path):
 RESTORE = "/var/lib/phoenix/restore"   # group_data restore_staging_dir
 ASIDE = "/var/lib/gitea-aside"         # group_data restore_aside_dir
 FIRST_TITLE = ("sqlite3 -readonly /var/lib/gitea/data/gitea.db "
-               "'SELECT title FROM issue WHERE id = 1'")
+               "'SELECT name FROM issue WHERE id = 1'")
 
 
 def restore(name: str, source: Path, **data: object) -> subprocess.CompletedProcess:
@@ -294,13 +294,13 @@ def test_a_gitea_dump_restores_and_sets_the_later_data_aside(lab, forge, forge_d
     name, ip, _seconds = forge
     dumped = ssh(lab, name, FIRST_TITLE)
     ssh(lab, name, "sqlite3 /var/lib/gitea/data/gitea.db "
-        "\"UPDATE issue SET title = 'written after the dump' WHERE id = 1\"")
+        "\"UPDATE issue SET name = 'written after the dump' WHERE id = 1\"")
     result = restore(name, forge_dump, restore_force="true")
     assert result.returncode == 0, result.stderr[-3000:]
     assert ssh(lab, name, FIRST_TITLE) == dumped
     assert api(ip, "version")[1]["version"] == fixtures.GITEA_VERSION
     newest = ssh(lab, name, f"ls -d {ASIDE}/*/var/lib/gitea/data/gitea.db | sort | tail -n1")
-    assert ssh(lab, name, f"sqlite3 -readonly {newest} 'SELECT title FROM issue WHERE id = 1'") \
+    assert ssh(lab, name, f"sqlite3 -readonly {newest} 'SELECT name FROM issue WHERE id = 1'") \
         == "written after the dump"
     record = restored_record(lab, name)
     print(f"gitea dump restored; it lacked: {record['lacks'] or 'nothing'}")

@@ -152,7 +152,7 @@ def test_the_runbooks_dated_database_with_custom_restores_and_names_what_it_lack
     folder = tmp_path / "backups" / "gitea"
     folder.mkdir(parents=True)
     older = tmp_path / "older"
-    fixtures.make_gitea_backup(older, repos=1)
+    fixtures.make_gitea_backup(older, repos=0)
     subprocess.run(["cp", str(older / "gitea.db"), str(folder / "gitea-20260101.db")], check=True)
     subprocess.run(["cp", str(made / "gitea.db"), str(folder / "gitea-20260102.db")], check=True)
     subprocess.run(["cp", "-a", str(made / "custom"), str(folder / "custom")], check=True)
@@ -206,6 +206,19 @@ def test_a_cut_off_restore_keeps_the_snapshot_it_started_with():
     with pytest.raises(PhoenixError, match="backup_repository is not set"):
         sources.resolve("restic:other", {}, pending=pending)
     assert sources.Resolved.from_marker("b" * 64) is None  # a marker of before issue 13
+
+
+def test_a_pending_archive_is_reused_only_while_it_is_the_same_bytes(tmp_path, made):
+    archive = tmp_path / "backup.tar.gz"
+    fixtures.make_backup_archive(made, archive)
+    first = sources.resolve(str(archive), SETTINGS)
+    assert first.kind == "archive" and first.stage_id == sources.sha256_file(archive)
+    assert sources.resolve(str(archive), SETTINGS, pending=first) is first
+    other = tmp_path / "other"
+    fixtures.make_gitea_backup(other, repos=0)
+    fixtures.make_backup_archive(other, archive)  # the file was replaced since the cut-off
+    again = sources.resolve(str(archive), SETTINGS, pending=first)
+    assert again.manifest_sha != first.manifest_sha
 
 
 # --- the on-host restore tool ------------------------------------------------------------------
