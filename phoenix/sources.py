@@ -315,7 +315,8 @@ def fetch_from_forge(spec: str, dest: Path, *, target: Any) -> Path:
     wanted = spec[len("forge:"):].strip()
     places = [wanted] if wanted else list(RUNBOOK_PLACES)
     script = ("for d in " + " ".join(shlex.quote(p) for p in places) + "; do "
-              "if ls \"$d\"/gitea.db \"$d\"/gitea-[0-9]*.db >/dev/null 2>&1; then "
+              "if ls \"$d\"/gitea.db >/dev/null 2>&1 || "
+              "ls \"$d\"/gitea-[0-9]*.db >/dev/null 2>&1; then "
               "echo \"$d\" >&2; exec tar -C \"$d\" -cf - .; fi; done; "
               "echo 'no gitea.db or gitea-YYYYMMDD.db in '\"$*\" >&2; exit 3")
     dest.mkdir(parents=True)

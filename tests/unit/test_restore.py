@@ -170,6 +170,26 @@ def test_the_runbooks_dated_database_with_custom_restores_and_names_what_it_lack
     assert direct.manifest_sha == resolved.manifest_sha
 
 
+def test_the_runbooks_backup_on_the_old_forge_is_fetched_then_sealed(tmp_path, made,
+                                                                      monkeypatch):
+    """forge:PATH reads the old forge over ssh (here: the same script, run locally)."""
+    import phoenix.sshconf
+
+    monkeypatch.setattr(phoenix.sshconf, "ssh_command", lambda target, cmd: ["sh", "-c", cmd])
+    there = tmp_path / "old-forge" / "backups" / "gitea"
+    there.mkdir(parents=True)
+    subprocess.run(["cp", str(made / "gitea.db"), str(there / "gitea-20261127.db")], check=True)
+    subprocess.run(["cp", "-a", str(made / "custom"), str(there / "custom")], check=True)
+    target = type("Target", (), {"host": "old-forge"})()
+    resolved = sources.resolve(f"forge:{there}", SETTINGS, forge_target=target)
+    assert resolved.origin == "runbook backup" and resolved.lacks[0].startswith("repositories")
+    assert unpack(resolved, tmp_path / "restored")["counts"]["repositories"] == 3
+    with pytest.raises(PhoenixError) as err:
+        sources.resolve(f"forge:{tmp_path}/nowhere", SETTINGS, forge_target=target)
+    assert str(err.value).startswith("cannot fetch the runbook backup from old-forge")
+    assert "no gitea.db or gitea-YYYYMMDD.db in" in str(err.value)
+
+
 def test_a_backup_whose_repositories_disagree_with_its_database_is_refused(tmp_path, made):
     folder = tmp_path / "backups"
     subprocess.run(["cp", "-a", str(made), str(folder)], check=True)
