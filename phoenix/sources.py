@@ -385,8 +385,9 @@ def resolve(source: str, settings: Mapping[str, Any], *,
     the host, which is finished with the backup it started with (never a newer `latest`)."""
     requested = str(source)
     if pending is not None and pending.requested == requested:
-        ref = Path(pending.ref)
-        if pending.kind == "restic" or (ref.is_file() and sha256_file(ref) == pending.stage_id):
+        staged = Path(pending.ref)
+        if pending.kind == "restic" or (staged.is_file()
+                                        and sha256_file(staged) == pending.stage_id):
             return pending  # else the archive changed since: resolved anew, the task decides
     version = str(settings.get("gitea_version") or "unknown")
     if requested.startswith("restic:"):
