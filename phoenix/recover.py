@@ -19,7 +19,8 @@ from phoenix.errors import PhoenixError
 from phoenix.report import Report, Say
 from phoenix.settings import env_name, project
 
-__all__ = ["DEFAULT_SOURCE", "PROMOTE", "Report", "plan", "recovery_data", "recover", "run_deploy"]
+__all__ = ["DEFAULT_SOURCE", "PROMOTE", "Report", "plan", "recover", "recovery_data",
+           "run_deploy"]
 
 # What a recovery restores unless told otherwise (README): the store's newest snapshot of the
 # forge (restic --tag backup_tag), resolved once by the deploy (phoenix/sources.py).
@@ -35,6 +36,7 @@ def recovery_data(*, standby: bool, source: str | None = None) -> dict:
     data = dict(PROMOTE) if standby else {}
     data["restore_source"] = source or DEFAULT_SOURCE
     return data
+
 
 # A line of pyinfra's output: an operation starts, or a host reports how it ended.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
