@@ -64,13 +64,17 @@ gitea_root_url = "https://forge.alexanderwhitestone.com/"
 gitea_ready_timeout = 60             # seconds to wait for /api/v1/version after a start
 
 # ---- restore (runbook step 4) -------------------------------------------------------------
-# A backup .tar.gz on the operator's machine (gitea.db, repositories/, custom/, manifest.json
-# at its top: phoenix.lab.fixtures.make_backup_archive's layout); None skips restore.
+# One of (phoenix/sources.py): "restic:latest" (the newest snapshot tagged backup_tag) or
+# "restic:<id>"; a Phoenix backup .tar.gz; a `gitea dump` .zip; the runbook's backup (a folder
+# with gitea.db or gitea-YYYYMMDD.db and custom/, or the .db file); "forge:[PATH]" for that on
+# the old forge while it answers. Resolved once and sealed; None skips restore. `phoenix
+# recover` passes "restic:latest" unless told otherwise (--restore-source).
 restore_source = None
 restore_force = False                # restore over existing data (which is first set aside)
 restore_staging_dir = "/var/lib/phoenix/restore"   # per backup: <sha256 of the archive>/
 restore_aside_dir = "/var/lib/gitea-aside"   # data found before a restore: <UTC time>/, kept
 restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"   # from files/
+restore_tool_path = "/usr/local/sbin/phoenix-restore"   # set aside, put in place, regenerate
 
 # ---- hermes agent (runbook steps 5-6) ------------------------------------------------------
 # Nous Research's Hermes Agent (PyPI `hermes-agent`), from files/hermes-requirements.txt (every

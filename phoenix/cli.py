@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -195,21 +196,28 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
 @click.option("--no-cutover", is_flag=True, help="Stop after validation.")
 @click.option("--dry", is_flag=True, help="Print the plan and change nothing; with a droplet "
               "already there, also what the deploy would change (pyinfra --dry --diff).")
+@click.option("--restore-source", "source", default=None, metavar="SOURCE",
+              help="What to restore (default restic:latest, the store's newest snapshot): "
+              "restic:ID, a backup .tar.gz, a gitea dump .zip, the runbook's backup folder or "
+              ".db file, forge:[PATH] on the old forge.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the report goes (default: beside the state file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
-def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool,
-            as_json: bool) -> None:
+def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, source: str | None,
+            report_dir: Path | None, as_json: bool) -> None:
     from phoenix import recover as rec
     from phoenix.settings import project
 
     project()  # group_data, deploy.py: nothing to recover with outside a project folder
     role = _role(standby)
+    data = rec.recovery_data(standby=standby, source=source)
     if dry:
-        for n, line in enumerate(rec.plan(role), 1):
+        for n, line in enumerate(rec.plan(role, data["restore_source"]), 1):
             click.echo(f"{n}. {line}")
-        rec.dry_deploy(role, say=click.echo, data=rec.PROMOTE if standby else None)
+        rec.dry_deploy(role, say=click.echo, data=data)
         return
     report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say,
-                         deploy_data=rec.PROMOTE if standby else None)
+                         deploy_data=data, report_dir=report_dir)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 

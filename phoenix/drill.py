@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ from phoenix.errors import PhoenixError
 from phoenix.forge import Forge, TwoFactorUser, compare, snapshot, tally
 from phoenix.lab import config as labconfig
 from phoenix.recover import PROMOTE, Report, run_deploy
+from phoenix.report import Step
+from phoenix.settings import project
 from phoenix.sshconf import Target
 from phoenix.state import State
 
@@ -51,6 +55,26 @@ def host_env(state: State) -> dict[str, str]:
     """inventories/recovery.py aimed at another role's droplet (PHOENIX_HOST & co)."""
     return {"PHOENIX_HOST": state.address, "PHOENIX_KNOWN_HOSTS": str(state.known_hosts),
             "PHOENIX_SSH_KEY": state.data["ssh_key"]}
+
+
+def recover_command(workdir: Path, *, say: Say) -> list[Step]:
+    """`phoenix recover --json` as an operator runs it (no --restore-source: restic:latest),
+    in this environment (the lab's); its progress goes to stderr as it runs, its steps back
+    into the drill's report. A failed recovery is one PhoenixError with the command's words."""
+    cmd = [sys.executable, "-m", "phoenix", "recover", "--json", "--report-dir", str(workdir)]
+    say("$ phoenix recover --json")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False,
+                          cwd=project())
+    saved = workdir / "recovery.report.json"
+    data = json.loads(proc.stdout) if proc.returncode == 0 else (
+        json.loads(saved.read_text()) if saved.is_file() else {"steps": []})
+    steps = [Step(s["name"], seconds=s["seconds"], ok=s["ok"], detail=s["detail"],
+                  start=s["start_seconds"]) for s in data["steps"]]
+    if proc.returncode != 0:
+        failed = next((s.name for s in steps if not s.ok), "its start")
+        raise PhoenixError(f"`phoenix recover` failed at {failed} (exit {proc.returncode}); "
+                           "its own error is above")
+    return steps
 
 
 def ssh(target: Target, command: str, *, timeout: float = 120) -> str:
@@ -314,10 +338,13 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         disaster_at = time.time()
         do.destroy(primary.droplet["id"])
         role = "standby" if standby else "recovery"
-        rec = recover(role=role, say=say, report_dir=workdir, provision_step=not standby,
-                      deploy_data=PROMOTE if standby else {"restore_source": "restic:latest"})
+        if standby:
+            rec = recover(role=role, say=say, report_dir=workdir, provision_step=False,
+                          deploy_data=PROMOTE)
+            report.steps = rec.steps
+        else:  # the operator's command itself, with what it restores by default
+            report.steps = recover_command(workdir, say=say)
         rto = time.time() - disaster_at
-        report.steps = rec.steps
         state = State(role)
         one_primary[f"{role} after cutover"] = duties(prov.target(state), settings)
         if standby:  # the README's converge again, after the promotion: it must stay primary

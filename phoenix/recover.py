@@ -19,12 +19,24 @@ from phoenix.errors import PhoenixError
 from phoenix.report import Report, Say
 from phoenix.settings import env_name, project
 
-__all__ = ["PROMOTE", "Report", "plan", "recover", "run_deploy"]
+__all__ = ["DEFAULT_SOURCE", "PROMOTE", "Report", "plan", "recover", "recovery_data",
+           "run_deploy"]
 
+# What a recovery restores unless told otherwise (README): the store's newest snapshot of the
+# forge (restic --tag backup_tag), resolved once by the deploy (phoenix/sources.py).
+DEFAULT_SOURCE = "restic:latest"
 # A warm standby becomes the forge: the latest snapshot over its older copy (which is set
 # aside), and from now on it takes the backups.
-PROMOTE = {"restore_source": "restic:latest", "restore_force": "True",
+PROMOTE = {"restore_source": DEFAULT_SOURCE, "restore_force": "True",
            "phoenix_promote": "True"}
+
+
+def recovery_data(*, standby: bool, source: str | None = None) -> dict:
+    """The deploy's overrides for a recovery (or a promotion): always a restore source."""
+    data = dict(PROMOTE) if standby else {}
+    data["restore_source"] = source or DEFAULT_SOURCE
+    return data
+
 
 # A line of pyinfra's output: an operation starts, or a host reports how it ended.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -105,12 +117,12 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
     return f"log {log}" if dry else f"{stream.summary()}; log {log.name}"
 
 
-def plan(role: str) -> list[str]:
+def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
     inv = f"inventories/{role}.py"
     return [f"provision: a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own "
             "is found by its tag), pin its host key, rotate it",
-            f"deploy: pyinfra {inv} deploy.py (base, layout, timmy-config, gitea, restore, "
-            "backend, wizards, cron, ssh, backups)",
+            f"deploy: pyinfra {inv} deploy.py (base, layout, timmy-config, gitea, restore of "
+            f"{source}, backend, wizards, cron, ssh, backups)",
             "validate: the testinfra suite, per runbook step",
             "cutover: refuse while the old primary answers (--fence powers it off), DNS "
             "A/AAAA records (cloudflare) or reserved IP, old values saved; the droplet becomes "
@@ -136,8 +148,10 @@ def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:
 def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: bool = False,
             say: Say = print, report_dir: Path | None = None,
             deploy_data: dict | None = None, provision_step: bool = True) -> Report:
-    """The recovery; `deploy_data` overrides group_data for the deploy (e.g. the restore
-    source), `provision_step=False` uses the role's droplet as it is (a standby)."""
+    """The recovery; `deploy_data` overrides group_data for the deploy (by default the restore
+    of restic:latest), `provision_step=False` uses the role's droplet as it is (a standby)."""
+    if deploy_data is None:
+        deploy_data = recovery_data(standby=role == "standby")
     from phoenix import cutover as cut
     from phoenix import provision as prov
     from phoenix.inventory import target_for

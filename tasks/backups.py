@@ -8,7 +8,6 @@ see stage_restic_snapshot, which the restore task calls before it verifies and r
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import posixpath
@@ -171,20 +170,6 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
 
 
 # --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------
-
-def identify_snapshot(source: str) -> tuple[str, str, str]:
-    """For restore_source "restic:latest" / "restic:<id>", on the operator's side: (a label for
-    messages, the concrete snapshot id, the sha256 of its manifest.json). "latest" is resolved
-    once, here, so that the whole converge restores one snapshot."""
-    ref = backup.restore_ref(source)
-    try:
-        store = backup.store_from_settings(host.data)
-        snapshot_id = backup.resolve_snapshot(store, ref)
-        manifest = backup.read_manifest(store, snapshot_id)
-    except PhoenixError as exc:
-        raise DeployError(f"restore_source {source}: {exc}") from None
-    return f"restic snapshot {snapshot_id[:8]}", snapshot_id, hashlib.sha256(manifest).hexdigest()
-
 
 def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
     """Operations that make `dest` on the host the Gitea folder of `snapshot_id`, restored by

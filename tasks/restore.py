@@ -1,19 +1,23 @@
-"""Runbook step 4, restore half: Gitea's data from a backup archive, verified before anything
-is stopped or touched, restored once, and never over data without being asked.
+"""Runbook step 4, restore half: Gitea's data from one backup, resolved once, verified before
+anything is stopped or touched, restored once, and never over data without being asked.
 
-The archive (gitea.db, repositories/, custom/, and data/ and app.ini when the forge's own job
-made it; manifest.json at its top, as phoenix.lab.fixtures.make_backup_archive writes it) is
-staged in a folder named by its sha256 and checked there by files/phoenix-backup-verify: every
-checksum, and PRAGMA integrity_check on a copy of gitea.db. A marker records the manifest
-restored, read back by a fact, so a second converge restores nothing.
+restore_source (phoenix/sources.py) is resolved on the operator's side into a sealed Gitea
+folder: a restic snapshot, or a Phoenix archive (what an import of a `gitea dump` zip or of the
+runbook's backups becomes). It is staged on the host in a folder named by its id and checked
+there by files/phoenix-backup-verify (every checksum, PRAGMA integrity_check on a copy of
+gitea.db). Then files/phoenix-restore sets aside what is there and puts the backup in place,
+and regenerates Gitea's hooks and keys. The `pending` marker holds the resolution while a
+restore is under way, so a re-run after a cut-off finishes the same backup (never a newer
+`restic:latest`); the `restored` marker holds the manifest's sha256, so a second converge
+restores nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
+import json
+import logging
 import posixpath
-import tarfile
 from pathlib import Path
 
 from pyinfra import host
@@ -22,101 +26,66 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from facts.markers import Marker
-from phoenix.backup import restore_ref
+from phoenix import sources
 from phoenix.errors import PhoenixError
-from tasks.backups import identify_snapshot, stage_restic_snapshot
+from phoenix.sources import Resolved
+from tasks.backups import stage_restic_snapshot
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
+logger = logging.getLogger("pyinfra")
+
+_RESOLVED: dict[tuple[str, str], Resolved] = {}
 
 
-_IDENTIFIED: dict[tuple[str, str], tuple[str, str, str]] = {}
+def _markers() -> tuple[str, str]:
+    state_dir = host.data.restore_staging_dir
+    return posixpath.join(state_dir, "pending"), posixpath.join(state_dir, "restored")
 
 
-def identify_source(source: str) -> tuple[str, str, str]:
-    """(label, stage id, manifest sha256) of restore_source, read once per host and source on
-    the operator's side, so that the Gitea task (app.ini) and the restore agree on one backup
-    even when "restic:latest" moves meanwhile."""
-    key = (host.name, str(source))
-    if key not in _IDENTIFIED:
-        if restore_ref(source):
-            _IDENTIFIED[key] = identify_snapshot(source)
-        else:
-            archive, stage_id, manifest_sha = _identify(source)
-            _IDENTIFIED[key] = (archive.name, stage_id, manifest_sha)
-    return _IDENTIFIED[key]
-
-
-def backup_app_ini() -> tuple[str, str] | None:
-    """(label, text) of the app.ini inside restore_source's Gitea folder; None without a
-    source, or for a backup that holds none (the runbook's own backups: gitea.db only)."""
+def resolved_source() -> Resolved | None:
+    """restore_source resolved once per host and source (phoenix.sources.resolve), so that the
+    Gitea task (app.ini) and the restore agree on one backup; a restore of the same source cut
+    off on the host is finished with the backup it started with."""
     source = host.data.restore_source
     if not source:
         return None
-    label, stage_id, _ = identify_source(source)
-    if restore_ref(source):
-        from phoenix import backup
-
+    key = (host.name, str(source))
+    if key not in _RESOLVED:
+        pending = Resolved.from_marker(host.get_fact(Marker, path=_markers()[0]))
         try:
-            raw = backup.read_file(backup.store_from_settings(host.data), stage_id, "app.ini")
+            _RESOLVED[key] = sources.resolve(str(source), host.data, pending=pending)
         except PhoenixError as exc:
             raise DeployError(f"restore_source {source}: {exc}") from None
-        return (label, raw.decode()) if raw is not None else None
-    with tarfile.open(Path(source).expanduser(), "r:gz") as tar:
-        try:
-            member = tar.extractfile("app.ini")
-        except KeyError:
-            return None
-        return (label, member.read().decode()) if member else None
+    return _RESOLVED[key]
 
 
-def _identify(source: str) -> tuple[Path, str, str]:
-    """(archive, its sha256, its manifest's sha256), read here on the operator's side."""
-    archive = Path(source).expanduser()
-    if not archive.is_file():
-        raise DeployError(f"restore_source {archive} does not exist or is not a file: give the "
-                          "backup's .tar.gz (gitea.db, repositories/, custom/, manifest.json)")
+def backup_app_ini() -> tuple[str, str] | None:
+    """(label, text) of the app.ini in restore_source's Gitea folder; None without a source,
+    or for a backup that holds none (the runbook's own backups: gitea.db only)."""
+    resolved = resolved_source()
+    if resolved is None:
+        return None
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            manifest = tar.extractfile("manifest.json").read()
-    except (tarfile.TarError, KeyError, AttributeError, OSError, EOFError) as exc:
-        raise DeployError(f"restore_source {archive} is not a backup archive with manifest.json "
-                          f"at its top ({type(exc).__name__}: {exc})") from None
-    digest = hashlib.sha256()
-    with open(archive, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return archive, digest.hexdigest(), hashlib.sha256(manifest).hexdigest()
+        text = sources.app_ini(resolved, host.data)
+    except PhoenixError as exc:
+        raise DeployError(f"restore_source {resolved.requested}: {exc}") from None
+    return (resolved.label, text) if text is not None else None
 
 
-def _set_aside(paths: list[str], aside_root: str) -> StringCommand:
-    """Move each path that holds something to ASIDE/<UTC time>/<its path>; delete nothing."""
-    return StringCommand(
-        StringCommand("aside=", q(aside_root), "/$(date -u +%Y%m%dT%H%M%SZ);", _separator=""),
-        "for", "p", "in", *[q(p) for p in paths], ";", "do",
-        "if", "[", "-f", '"$p"', "]", "||", "[", "-n", '"$(ls -A "$p" 2>/dev/null)"', "];",
-        "then", "install", "-d", "-m", "0700", q(aside_root), "&&",
-        "mkdir", "-p", '"$aside$(dirname "$p")"', "&&", "mv", '"$p"', '"$aside$p"',
-        "||", "exit", "1;", "echo", '"set aside: $p -> $aside$p";', "fi;", "done")
-
-
-def _set_aside_one(path: str, aside_root: str) -> StringCommand:
-    """Move one (shell-quoted) path that exists to ASIDE/<UTC time>/<its path>."""
-    return StringCommand(
-        "{", StringCommand("aside=", q(aside_root), "/$(date -u +%Y%m%dT%H%M%SZ);",
-                           _separator=""),
-        "if", "[", "-e", path, "];", "then", "mkdir", "-p", f'"$aside$(dirname {path})"',
-        "&&", "mv", path, f'"$aside"{path};', "fi;", "}")
-
-
-def _put_in_place(src: str, dest: str, user: str, group: str, mode: str) -> StringCommand:
-    """Move a staged folder to dest (an empty folder there is replaced), owned by the user."""
-    owner = f"{user}:{group}"
-    return StringCommand(
-        "rmdir", q(dest), "2>/dev/null;",
-        "if", "[", "-d", q(src), "];", "then", "mv", "-T", q(src), q(dest), ";",
-        "else", "mkdir", "-p", q(dest), ";", "fi", "&&",
-        "chown", "-R", q(owner), q(dest), "&&", "chmod", mode, q(dest))
+def _restore_config() -> str:
+    data = host.data
+    return json.dumps({
+        "db_path": data.gitea_db_path, "repo_root": data.gitea_repo_root,
+        "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
+        "data_dir": posixpath.join(data.gitea_work_dir, "data"),
+        "aside_dir": data.restore_aside_dir, "user": data.gitea_user, "group": data.gitea_group,
+        "paths": [p.rstrip("/") for p in data.backup_paths],
+        "gitea_binary": data.gitea_binary_path,
+        "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
+        "work_dir": data.gitea_work_dir,
+        "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
+    }, indent=1, sort_keys=True) + "\n"
 
 
 def _wait_for_api(url: str, timeout: int) -> StringCommand:
@@ -133,50 +102,66 @@ def _wait_for_api(url: str, timeout: int) -> StringCommand:
 @deploy("Restore Gitea's data from the backup")
 def restore_gitea() -> None:
     data = host.data
+    state_dir = data.restore_staging_dir
+    tool_config = posixpath.join(state_dir, "config.json")
     files.put(
         name="Ensure the backup verifier is installed",
         src=str(FILES / "phoenix-backup-verify"), dest=data.restore_verifier_path,
         user="root", group="root", mode="0755",
     )
+    files.put(name="Ensure the restore tool is installed", src=str(FILES / "phoenix-restore"),
+              dest=data.restore_tool_path, user="root", group="root", mode="0755")
+    files.directory(name="Ensure the restore's staging folder exists, root's alone",
+                    path=state_dir, user="root", group="root", mode="0700")
+    files.put(name="Ensure the restore tool's configuration is current",
+              src=io.StringIO(_restore_config()), dest=tool_config,
+              user="root", group="root", mode="0600")
     has_database = bool(host.get_fact(File, path=data.gitea_db_path))
-    if not data.restore_source:
+    resolved = resolved_source()
+    if resolved is None:
         if data.gitea_start_requires_database and not has_database:
             raise DeployError("restore_source is not set and the host has no Gitea database, "
-                              "so Gitea would not start: set restore_source to the backup "
-                              "archive, or gitea_start_requires_database = False for a new forge")
+                              "so Gitea would not start: set restore_source (restic:latest, a "
+                              "backup archive, a gitea dump .zip, the runbook's backup), or "
+                              "gitea_start_requires_database = False for a new forge")
         host.noop("no restore_source: nothing to restore")
         return
 
-    # "restic:<id>|latest" is resolved here to one id, the same the Gitea task's app.ini used
-    label, stage_id, manifest_sha = identify_source(data.restore_source)
-    if restore_ref(data.restore_source):
-        source = label
-    else:
-        archive = Path(data.restore_source).expanduser()
-        source = str(archive)
-    state_dir = data.restore_staging_dir
-    restored_marker = posixpath.join(state_dir, "restored")
-    pending_marker = posixpath.join(state_dir, "pending")
+    label = resolved.label
+    pending_marker, restored_marker = _markers()
     restored = host.get_fact(Marker, path=restored_marker)
-    pending = host.get_fact(Marker, path=pending_marker)
-    if has_database and restored == manifest_sha:
+    pending_line = host.get_fact(Marker, path=pending_marker)
+    pending = Resolved.from_marker(pending_line)
+    resuming = pending_line is not None and (
+        pending_line == resolved.manifest_sha  # a marker of before issue 13
+        or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
+    if has_database and restored == resolved.manifest_sha and pending_line is None:
         host.noop(f"Gitea data is already restored from {label}")
         return
-    if has_database and not data.restore_force and pending != manifest_sha:
+    if pending_line is not None and not resuming and not data.restore_force:
+        was = f"{pending.label} ({pending.requested})" if pending else "another backup"
+        finish = ("; that source now names another backup" if pending
+                  and pending.requested == resolved.requested else
+                  f": finish it with restore_source={pending.requested if pending else '…'}")
+        raise DeployError(
+            f"a restore of {was} was cut off on {host.name}{finish}, or set restore_force to "
+            f"restore {resolved.label} instead (what is there is set aside first)")
+    if has_database and not data.restore_force and not resuming:
         host.noop(f"the host has Gitea data: not restoring {label} over it (set "
                   "restore_force to set that data aside and restore)")
         return
+    if resolved.lacks:
+        logger.warning(f"[{host.name}] {label} lacks: " + "; ".join(resolved.lacks))
 
-    stage = posixpath.join(state_dir, stage_id)
+    stage = posixpath.join(state_dir, resolved.stage_id)
     unpacked = posixpath.join(stage, "unpacked")
-    for path, what in ((state_dir, "restore"), (stage, f"backup {stage_id[:12]}")):
-        files.directory(name=f"Ensure the staging folder of the {what} exists, root's alone",
-                        path=path, user="root", group="root", mode="0700")
-    if restore_ref(data.restore_source):
-        stage_restic_snapshot(stage_id, unpacked)
+    files.directory(name=f"Ensure the staging folder of backup {resolved.stage_id[:12]} "
+                    "exists, root's alone", path=stage, user="root", group="root", mode="0700")
+    if resolved.kind == "restic":
+        stage_restic_snapshot(resolved.ref, unpacked)
     else:
-        files.put(name=f"Ensure the backup {archive.name} is staged on the host",
-                  src=str(archive), dest=posixpath.join(stage, "backup.tar.gz"),
+        files.put(name=f"Ensure the backup {Path(resolved.ref).name} is staged on the host",
+                  src=resolved.ref, dest=posixpath.join(stage, "backup.tar.gz"),
                   user="root", group="root", mode="0600")
         server.shell(  # the restore itself is gated: this runs only when a restore is due
             name="Unpack the staged backup",
@@ -186,70 +171,32 @@ def restore_gitea() -> None:
                                     "-C", q(unpacked + ".tmp"), "&&",
                                     "mv", q(unpacked + ".tmp"), q(unpacked))],
         )
-    refused = (f"the backup {source} failed verification on {host.name}: Gitea was not "
-               "stopped and its data was not touched; use a sound backup")
+    refused = (f"the backup {resolved.requested} ({label}) failed verification on "
+               f"{host.name}: Gitea was not stopped and its data was not touched; use a sound "
+               "backup")
     server.shell(
         name="Verify the backup (checksums, integrity_check) before touching Gitea",
         commands=[StringCommand(q(data.restore_verifier_path), q(unpacked), ">",
                                 q(posixpath.join(stage, "verified.json")), "||",
                                 "{", "echo", q(refused), ">&2;", "exit", "2;", "}")],
     )
-
-    user, group = data.gitea_user, data.gitea_group
-    db = data.gitea_db_path
-    custom = posixpath.join(data.gitea_work_dir, "custom")
-    files.put(name="Record that this restore is under way",
-              src=io.StringIO(manifest_sha + "\n"), dest=pending_marker, mode="0600")
+    files.put(name=f"Record that the restore of {label} is under way",
+              src=io.StringIO(resolved.marker() + "\n"), dest=pending_marker, mode="0600")
     server.shell(name="Stop Gitea for the restore", commands=["systemctl stop gitea.service"])
-    server.shell(
-        name="Set the Gitea data found on the host aside",
-        commands=[_set_aside([db, db + "-wal", db + "-shm", db + "-journal",
-                              data.gitea_repo_root, custom], data.restore_aside_dir)],
-    )
-    server.shell(
-        name="Put the backup's database, repositories and custom/ in place",
-        commands=[
-            StringCommand("install", "-d", "-o", user, "-g", group, "-m", "0750",
-                          q(posixpath.dirname(db))),
-            StringCommand("mv", q(posixpath.join(unpacked, "gitea.db")), q(db), "&&",
-                          "chown", q(f"{user}:{group}"), q(db), "&&", "chmod", "0600", q(db)),
-            _put_in_place(posixpath.join(unpacked, "repositories"), data.gitea_repo_root,
-                          user, group, "0750"),
-            _put_in_place(posixpath.join(unpacked, "custom"), custom, user, group, "0750"),
-        ],
-    )
-    app_data = posixpath.join(data.gitea_work_dir, "data")
-    server.shell(  # attachments, avatars, LFS, packages, jwt/…: each beside gitea.db
-        name="Put the backup's Gitea data folder (attachments, avatars, LFS…) in place",
-        commands=[StringCommand(
-            StringCommand("src=", q(posixpath.join(unpacked, "data")), ";", _separator=""),
-            StringCommand("data=", q(app_data), ";", _separator=""),
-            "[", "-d", '"$src"', "]", "||", "exit", "0;",
-            "for", "e", "in", '"$src"/*', '"$src"/.[!.]*;', "do",
-            "[", "-e", '"$e"', "]", "||", "continue;", 'n=$(basename "$e");',
-            _set_aside_one('"$data/$n"', data.restore_aside_dir), "||", "exit", "1;",
-            "mv", "-T", '"$e"', '"$data/$n"', "&&",
-            "chown", "-R", q(f"{user}:{group}"), '"$data/$n"', "||", "exit", "1;", "done")],
-    )
-    if restore_ref(data.restore_source) and data.backup_paths:
-        # A snapshot also holds the folders of backup_paths (the hermes memories) below
-        # <unpacked>.files/<their path>: each goes back where it was, what is there set aside.
-        extra = [p.rstrip("/") for p in data.backup_paths]
-        # The Hermes houses must not write into their state while it is swapped under them;
-        # their task starts them again (absent units on a fresh host: nothing to stop).
+    if resolved.kind == "restic" and data.backup_paths:
+        # A snapshot also holds backup_paths (the Hermes state): the houses must not write
+        # into it while it is swapped under them; their task starts them again.
         houses = ["hermes-backend.service",
                   *[f"hermes-{w}.service" for w in data.wizard_names]]
-        server.shell(
-            name="Put the backup's other folders (backup_paths) back in place",
-            commands=[StringCommand("systemctl", "stop", *houses, "2>/dev/null", "||", "true"),
-                      StringCommand(
-                "for", "p", "in", *[q(p) for p in extra], ";", "do",
-                StringCommand("src=", q(unpacked + ".files"), '"$p";', _separator=""),
-                "[", "-e", '"$src"', "]", "||", "continue;",
-                _set_aside_one('"$p"', data.restore_aside_dir), "||", "exit", "1;",
-                "mkdir", "-p", '"$(dirname "$p")"', "&&", "mv", "-T", '"$src"', '"$p"',
-                "||", "exit", "1;", "done")],
-        )
+        server.shell(name="Stop the Hermes houses while their state is restored",
+                     commands=[StringCommand("systemctl", "stop", *houses, "2>/dev/null", "||",
+                                             "true")])
+    tool = [q(data.restore_tool_path), "--config", q(tool_config)]
+    server.shell(
+        name="Set the data found on the host aside and put the backup's in place",
+        commands=[StringCommand(*tool, "apply", q(unpacked), ">",
+                                q(posixpath.join(stage, "applied.json")))],
+    )
     systemd.service(name="Start Gitea on the restored data", service="gitea.service",
                     running=True, restarted=True)
     address = "127.0.0.1" if data.gitea_http_addr in ("0.0.0.0", "::") else data.gitea_http_addr
@@ -258,14 +205,14 @@ def restore_gitea() -> None:
         commands=[_wait_for_api(f"http://{address}:{data.gitea_http_port}/api/v1/version",
                                 data.gitea_ready_timeout)],
     )
-    ini = posixpath.join(data.gitea_config_dir, "app.ini")
-    for what in ("hooks", "keys"):
-        server.shell(
-            name=f"Regenerate Gitea's {what} for this host, as {user}",
-            commands=[StringCommand(q(data.gitea_binary_path), "--config", q(ini),
-                                    "admin", "regenerate", what)],
-            _sudo=True, _sudo_user=user, _chdir=data.gitea_work_dir,
-        )
+    server.shell(name=f"Regenerate Gitea's hooks and keys for this host, as {data.gitea_user}",
+                 commands=[StringCommand(*tool, "regenerate")])
+    files.put(name=f"Record what {label} lacked",
+              src=io.StringIO(json.dumps({"source": resolved.requested, "label": label,
+                                          "origin": resolved.origin,
+                                          "lacks": list(resolved.lacks)}, sort_keys=True)
+                              + "\n"),
+              dest=posixpath.join(state_dir, "restored.json"), mode="0600")
     files.put(name=f"Record that {label} is restored",
-              src=io.StringIO(manifest_sha + "\n"), dest=restored_marker, mode="0600")
+              src=io.StringIO(resolved.manifest_sha + "\n"), dest=restored_marker, mode="0600")
     files.file(name="Clear the under-way record", path=pending_marker, present=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import gzip
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -747,25 +746,11 @@ def corrupt_database(db_path: Path) -> int:
 
 
 def make_backup_archive(folder: Path, archive: Path) -> str:
-    """folder as a tar.gz whose members are relative to it, in sorted order, with fixed owners
-    and times, so the same folder gives the same bytes; returns the archive's sha256 hex."""
-    folder, archive = Path(folder), Path(archive)
-    paths = sorted(p for p in folder.rglob("*") if p != archive)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with open(archive, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path in paths:
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = EPOCH
-            if info.isreg():
-                with open(path, "rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                tar.addfile(info)
-    return hashlib.sha256(archive.read_bytes()).hexdigest()
+    """folder as a Phoenix backup archive (the format is production code's:
+    phoenix.sources.write_archive); returns the archive's sha256 hex."""
+    from phoenix.sources import write_archive
+
+    return write_archive(folder, archive)
 
 
 # --- the runbook's forge, set up by hand (issue 12: what `phoenix adopt` finds) ---------------

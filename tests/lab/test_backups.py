@@ -8,6 +8,7 @@ restores); each is destroyed when its fixture ends, also on failure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -410,3 +411,26 @@ def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_comple
     assert not any(locks.iterdir())
     assert snapshot in [s["id"] for s in backup.list_snapshots(opened)]
     assert backup.verify(opened, read_data_subset="10%").snapshot_id == snapshot
+
+
+def test_a_cut_off_restore_of_latest_finishes_with_the_snapshot_it_started_with(
+        lab, store, forge, tmp_path):
+    """Issue 13: a restore of restic:latest cut off after the database move, a newer snapshot
+    meanwhile; the re-run (the pending marker, no restore_force) restores the first one, never
+    a mix of the two."""
+    target, _ = forge
+    _, opened, settings = store
+    first = backup.now(target, settings=settings)
+    restore_dir = settings["restore_staging_dir"]
+    assert ssh(lab, FORGE, f"echo database > {restore_dir}/cut-after").returncode == 0
+    data = ("phoenix_role=primary", "restore_source=restic:latest")
+    cut = converge(FORGE, tmp_path, *data, "restore_force=true")
+    assert cut.returncode != 0 and "cut off after database" in cut.stdout + cut.stderr
+    second = backup.now(target, settings=settings)  # restic:latest moves on
+    assert second != first and backup.latest_snapshot_id(opened) == second
+    again = converge(FORGE, tmp_path, *data)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    want = hashlib.sha256(backup.read_manifest(opened, first)).hexdigest()
+    assert ssh_cat(target, f"{restore_dir}/restored").strip() == want
+    assert first[:8] in json.loads(ssh_cat(target, f"{restore_dir}/restored.json"))["label"]
+    assert ssh(lab, FORGE, f"test -e {restore_dir}/pending || echo done").stdout.strip() == "done"

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import threading
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,139 @@ def test_a_missing_hermes_secret_is_named_in_one_line(lab, forge, tmp_path):
     assert "secret hermes_api_server_key is missing" in output, output[-3000:]
     assert "Traceback" not in output
     assert ssh(lab, name, HERMES_STATE) == before
+
+
+# ---- one restore path (issue 13): a gitea dump, the runbook's backup, bad input, cut-offs ---
+
+RESTORE = "/var/lib/phoenix/restore"   # group_data restore_staging_dir
+ASIDE = "/var/lib/gitea-aside"         # group_data restore_aside_dir
+FIRST_TITLE = ("sqlite3 -readonly /var/lib/gitea/data/gitea.db "
+               "'SELECT name FROM issue WHERE id = 1'")
+
+
+def restore(name: str, source: Path, **data: object) -> subprocess.CompletedProcess:
+    return converge(name, restore_source=source, timeout=900, **data)
+
+
+@pytest.fixture(scope="module")
+def forge_dump(lab, forge, tmp_path_factory) -> Path:
+    """`gitea dump` made on the forge by its Gitea (the stand-in, cmd/dump.go's layout), as
+    the runbook's operator would, and fetched here."""
+    name, _ip, _seconds = forge
+    ssh(lab, name, "cd /tmp && runuser -u gitea -- /usr/local/bin/gitea dump "
+        "-c /etc/gitea/app.ini -f /tmp/forge-dump.zip")
+    dump = tmp_path_factory.mktemp("dump") / "gitea-dump-1764300000.zip"
+    got = subprocess.run(ssh_command(droplet_target(lab, name), "cat /tmp/forge-dump.zip"),
+                         capture_output=True, timeout=120, check=True)
+    dump.write_bytes(got.stdout)
+    return dump
+
+
+@pytest.fixture(scope="module")
+def runbook_backup(lab, tmp_path_factory) -> Path:
+    """The runbook's backup: /backups/gitea/ with gitea-YYYYMMDD.db and custom/ only."""
+    folder = tmp_path_factory.mktemp("runbook") / "backups" / "gitea"
+    folder.mkdir(parents=True)
+    with tarfile.open(lab.state_dir / "backups" / "lab-gitea-backup.tar.gz") as tar:
+        tar.extractall(folder, members=[m for m in tar.getmembers()
+                                        if m.name == "gitea.db" or m.name.startswith("custom")],
+                       filter="data")
+    (folder / "gitea.db").rename(folder / "gitea-20261127.db")
+    return folder
+
+
+@pytest.fixture
+def own_state(tmp_path, monkeypatch):
+    """The operator's state folder (imports are sealed there), this test's own."""
+    monkeypatch.setenv("PHOENIX_STATE_DIR", str(tmp_path / "state"))
+
+
+def restored_record(lab, name: str) -> dict:
+    return json.loads(ssh(lab, name, f"cat {RESTORE}/restored.json"))
+
+
+def test_a_gitea_dump_restores_and_sets_the_later_data_aside(lab, forge, forge_dump, own_state):
+    name, ip, _seconds = forge
+    dumped = ssh(lab, name, FIRST_TITLE)
+    ssh(lab, name, "sqlite3 /var/lib/gitea/data/gitea.db "
+        "\"UPDATE issue SET name = 'written after the dump' WHERE id = 1\"")
+    result = restore(name, forge_dump, restore_force="true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ssh(lab, name, FIRST_TITLE) == dumped
+    assert api(ip, "version")[1]["version"] == fixtures.GITEA_VERSION
+    newest = ssh(lab, name, f"ls -d {ASIDE}/*/var/lib/gitea/data/gitea.db | sort | tail -n1")
+    assert ssh(lab, name, f"sqlite3 -readonly {newest} 'SELECT name FROM issue WHERE id = 1'") \
+        == "written after the dump"
+    record = restored_record(lab, name)
+    print(f"gitea dump restored; it lacked: {record['lacks'] or 'nothing'}")
+    assert record["origin"] == "gitea dump" and record["lacks"] == []
+
+
+def test_the_runbooks_database_and_custom_restore_and_say_what_they_lack(
+        lab, forge, runbook_backup, own_state):
+    name, ip, _seconds = forge
+    result = restore(name, runbook_backup, restore_force="true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "lacks: repositories: the database names" in output, output[-3000:]
+    record = restored_record(lab, name)
+    print(f"runbook backup restored; it lacked: {record['lacks']}")
+    assert record["origin"] == "runbook backup"
+    assert [line.split(":")[0].split(" ")[0] for line in record["lacks"]] == \
+        ["repositories", "app.ini"]
+    assert api(ip, "version")[0] == 200
+    assert ssh(lab, name, "ls -A /var/lib/gitea/data/gitea-repositories") == ""
+    assert ssh(lab, name, "test -f /var/lib/gitea/custom/public/robots.txt && echo yes") == "yes"
+
+
+def test_bad_input_stops_before_anything_is_touched(lab, forge, forge_dump, runbook_backup,
+                                                    own_state, tmp_path):
+    name, _ip, _seconds = forge
+    torn = tmp_path / "gitea-dump-torn.zip"
+    with zipfile.ZipFile(forge_dump) as src, zipfile.ZipFile(torn, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            dst.writestr(info, body[:len(body) // 2] if info.filename == "gitea-db.sql" else body)
+    not_dump = tmp_path / "photos.zip"
+    with zipfile.ZipFile(not_dump, "w") as zf:
+        zf.writestr("holiday.jpg", b"\xff\xd8")
+    mismatch = tmp_path / "mismatch"
+    with tarfile.open(lab.state_dir / "backups" / "lab-gitea-backup.tar.gz") as tar:
+        tar.extractall(mismatch, filter="data")
+    (mismatch / "manifest.json").unlink()
+    shutil.rmtree(next((mismatch / "repositories").iterdir()))
+    before = ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}")
+    for source, says in ((torn, "gitea-db.sql is not a sound SQL dump"),
+                         (not_dump, "is a zip but not a gitea dump"),
+                         (mismatch, "repositories and its folder holds")):
+        result = restore(name, source, restore_force="true")
+        assert result.returncode != 0
+        said = [line for line in result.stderr.splitlines() if f"restore_source {source}" in line]
+        assert len(said) == 1 and says in said[0], result.stderr[-3000:]
+        assert "Traceback" not in result.stdout + result.stderr
+    assert ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}") == before
+
+
+@pytest.mark.parametrize("step", ["set-aside", "database", "regenerated"])
+def test_a_restore_cut_off_is_finished_by_the_next_converge(lab, forge, forge_dump,
+                                                           runbook_backup, own_state, step):
+    """Cut after the set-aside, after the database move, before the `restored` marker: the
+    re-run (without restore_force: the pending marker says a restore is under way) ends
+    restored, and what was there before is set aside, whole."""
+    name, _ip, _seconds = forge
+    source = runbook_backup if step == "database" else forge_dump  # not the one restored now
+    before = ssh(lab, name, "sha256sum /var/lib/gitea/data/gitea.db | cut -d' ' -f1")
+    asides = set(ssh(lab, name, f"ls {ASIDE}").split())
+    ssh(lab, name, f"echo {step} > {RESTORE}/cut-after")
+    cut = restore(name, source, restore_force="true")
+    assert cut.returncode != 0 and f"cut off after {step}" in cut.stdout + cut.stderr
+    assert ssh(lab, name, f"test -s {RESTORE}/pending && echo pending") == "pending"
+    again = restore(name, source)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert ssh(lab, name, f"test -e {RESTORE}/pending || echo done") == "done"
+    wanted = json.loads(ssh(lab, name, f"cat {RESTORE}/restored.json"))["source"]
+    assert wanted == str(source)
+    first = sorted(set(ssh(lab, name, f"ls {ASIDE}").split()) - asides)[0]
+    assert ssh(lab, name, f"sha256sum {ASIDE}/{first}/var/lib/gitea/data/gitea.db "
+               "| cut -d' ' -f1") == before
+    assert ssh(lab, name, "systemctl is-active gitea") == "active"
