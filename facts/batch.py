@@ -1,0 +1,298 @@
+"""Host facts read many to one SSH round trip (issue 20), the same answers as one by one.
+
+pyinfra reads every fact with its own command over SSH, when an operation asks for it: a
+no-change converge is ~120 round trips of 50-150 ms. Here the facts a converge will ask for
+are read together in one command, each fact's own command and `process`, and kept only while
+they are true: the moment anything else runs on the host (an operation's command, an upload,
+a python.call) every kept answer is dropped, and the next question is asked anew. So every
+answer an operation gets describes the host after everything before it ran, exactly as a
+read of its own would: drift is seen and repaired as before. Facts that wait or act (the
+boot wait) are never batched.
+
+Which facts a converge asks for is known only as it asks, so the questions of the previous
+converge (the fact and its arguments, never an answer) are kept in Phoenix's state folder and
+asked together at the first question of the next one; after a change, the next few questions
+of that list are asked together. A question the list lacks is read on its own, as pyinfra
+does; a stale one costs one command's output. `enable()` turns it on for this process
+(deploy.py), PHOENIX_FACT_BATCH=0 turns it off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import importlib
+import json
+import os
+import secrets
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import StringCommand
+from pyinfra.api import facts as pyinfra_facts
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.command import FunctionCommand
+from pyinfra.api.host import Host
+
+NEVER = {"facts.boot:BootSettled"}  # waits for cloud-init and the package locks: ask live
+AFTER_CHANGE = 12  # questions of the list asked together after a change
+HINTS_KEPT = 1000
+
+_original_get_fact = pyinfra_facts._get_fact
+_hosts: dict[str, _Kept] = {}
+_lock = threading.Lock()
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _fact_class(name: str) -> type | None:
+    module, _, qualname = name.partition(":")
+    if not (module.startswith("pyinfra.facts.") or module.startswith("facts.")):
+        return None
+    try:
+        return getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        return None
+
+
+class _Kept:
+    """One host's kept answers, valid while `generation` has not moved."""
+
+    def __init__(self, hints: list[list]) -> None:
+        self.generation = 0
+        self.reading = False
+        self.answers: dict[str, tuple[int, Any]] = {}
+        self.hints = hints  # [[fact name, kwargs], ...] in the order the last converge asked
+        self.cursor = 0
+        self.asked: list[list] = []
+        self.read_all = False
+        self.hits = self.misses = self.batches = 0
+
+    def locate(self, question: list) -> int | None:
+        """Where `question` is in the list, near where the converge is in it."""
+        for position in range(self.cursor, min(len(self.hints), self.cursor + 64)):
+            if self.hints[position] == question:
+                self.cursor = position + 1
+                return position
+        return None
+
+    def valid(self, key: str) -> bool:
+        kept = self.answers.get(key)
+        return kept is not None and kept[0] == self.generation
+
+
+def _key(name: str, kwargs: dict, connector: dict) -> str:
+    return json.dumps([name, kwargs, {k: repr(v) for k, v in sorted(connector.items())}],
+                      sort_keys=True, default=repr)
+
+
+def _hint_file() -> Path:
+    from phoenix.state import state_dir
+
+    return state_dir() / "fact-questions.json"
+
+
+def _load_hints(host_name: str) -> list[list]:
+    try:
+        saved = json.loads(_hint_file().read_text())
+    except (OSError, ValueError):
+        return []
+    hints = saved.get("hosts", {}).get(host_name) or saved.get("last") or []
+    return [h for h in hints if isinstance(h, list) and len(h) == 2]
+
+
+def _save_hints() -> None:
+    if not _hosts:
+        return
+    path = _hint_file()
+    try:
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        hosts = saved.get("hosts", {}) if isinstance(saved, dict) else {}
+        last = saved.get("last", []) if isinstance(saved, dict) else []
+        for host_name, kept in _hosts.items():
+            if kept.asked:
+                hosts[host_name] = last = kept.asked[:HINTS_KEPT]
+            if os.environ.get("PHOENIX_FACT_BATCH_STATS"):
+                print(f"fact batch {host_name}: {kept.batches} batches, {kept.hits} answers "
+                      f"kept, {kept.misses} asked alone", file=sys.stderr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"hosts": dict(list(hosts.items())[-50:]), "last": last}))
+        tmp.replace(path)
+    except OSError:
+        pass  # a hint only: the next converge asks one by one
+
+
+def _kept(host: Host) -> _Kept:
+    with _lock:
+        if host.name not in _hosts:
+            _hosts[host.name] = _Kept(_load_hints(host.name))
+        return _hosts[host.name]
+
+
+def _changed(host: Host) -> None:
+    kept = _hosts.get(host.name)
+    if kept is not None and not kept.reading:
+        kept.generation += 1
+
+
+def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[StringCommand,
+                                                                               list]:
+    """Each fact's command in a subshell, fenced by TOKEN lines that carry its exit status;
+    and the facts, as some keep what their command was given for `process`."""
+    parts: list[Any] = []
+    made = []
+    for _, cls, kwargs in specs:
+        fact = cls()
+        made.append(fact)
+        command = pyinfra_facts._make_command(fact.command, dict(kwargs))
+        needs = pyinfra_facts._make_command(fact.requires_command, dict(kwargs))
+        if needs:
+            body = StringCommand("if", "command", "-v", needs, ">/dev/null", "2>&1;", "then",
+                                 "(", command, ");", "else", "echo", f"{token}-nocmd;", "fi")
+        else:
+            body = StringCommand("(", command, ")")
+        parts += [body, "</dev/null;", "echo", f'"{token} {len(made) - 1} $?";']
+    return StringCommand(*parts), made
+
+
+def _read(host: Host, state, kept: _Kept, specs: list[tuple[str, type, dict]],
+          connector: dict) -> None:
+    token = f"@@phoenix-facts-{secrets.token_hex(8)}"
+    kept.batches += 1
+    command, made = _batch_command(token, specs)
+    kept.reading = True
+    try:
+        status, output = host.run_shell_command(command, **connector)
+    finally:
+        kept.reading = False
+    if not status:
+        return  # asked one by one instead
+    lines: list[str] = []
+    for line in output.stdout_lines:
+        at = line.find(token + " ")
+        if at < 0:
+            lines.append(line)
+            continue
+        if at > 0:
+            lines.append(line[:at])  # the fact's last line had no newline
+        index_text, _, rc = line[at + len(token) + 1:].partition(" ")
+        index = int(index_text)
+        key, fact = specs[index][0], made[index]
+        if lines == [f"{token}-nocmd"]:
+            value = fact.default()  # its program is not installed (yet)
+        elif rc.strip() == "0" and lines:
+            try:
+                value = fact.process(lines)
+            except Exception:  # noqa: BLE001  (asked on its own, pyinfra reports it there)
+                lines = []
+                continue
+        else:
+            value = fact.default()
+        kept.answers[key] = (kept.generation, value)
+        lines = []
+
+
+def _spec(hint: list) -> tuple[str, type, dict] | None:
+    cls = _fact_class(hint[0])
+    if cls is None or not isinstance(hint[1], dict):
+        return None
+    return hint[0], cls, hint[1]
+
+
+def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None,
+              apply_failed_hosts=True):
+    name = _name(cls)
+    fact = cls()
+    if name in NEVER or getattr(fact, "shell_executable", None) or not host.connected:
+        return _original_get_fact(state, host, cls, args, kwargs, ensure_hosts,
+                                  apply_failed_hosts)
+    fact_kwargs, global_kwargs = pyinfra_facts._handle_fact_kwargs(state, host, cls, args,
+                                                                  kwargs)
+    fact_kwargs = {k: v for k, v in fact_kwargs.items() if k != "self"}
+    connector = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    kept = _kept(host)
+    try:
+        question = json.loads(json.dumps([name, fact_kwargs]))
+    except (TypeError, ValueError):
+        question = None
+    if question is not None:
+        kept.asked.append(question)
+        key = _key(name, fact_kwargs, connector)
+        if not kept.valid(key) and not fact.check_preconditions(state, host):
+            _read_ahead(host, state, kept, question, connector)
+        if kept.valid(key):
+            kept.hits += 1
+            return copy.deepcopy(kept.answers[key][1])
+    kept.misses += 1
+    kept.reading = True  # a fact read changes nothing: the kept answers stay
+    try:
+        return _original_get_fact(state, host, cls, args, kwargs, ensure_hosts,
+                                  apply_failed_hosts)
+    finally:
+        kept.reading = False
+
+
+def _read_ahead(host, state, kept: _Kept, question: list, connector: dict) -> None:
+    """Read `question` together with the ones the list says come next: the whole list at the
+    first question of the converge, the next AFTER_CHANGE after a change."""
+    position = kept.locate(question)
+    if not kept.read_all:
+        kept.read_all = True
+        upcoming = [*kept.hints, question]
+    elif position is not None:
+        upcoming = kept.hints[position:position + AFTER_CHANGE]
+    else:
+        return
+    specs: dict[str, tuple[str, type, dict]] = {}
+    for hint in upcoming:
+        spec = _spec(hint)
+        if spec is None or spec[0] in NEVER:
+            continue
+        key = _key(spec[0], spec[2], connector)
+        if key not in specs and not kept.valid(key):
+            specs[key] = spec
+    if len(specs) > 1:
+        _read(host, state, kept, [(k, cls, kw) for k, (_, cls, kw) in specs.items()],
+              connector)
+
+
+def _invalidating(method):
+    def wrapper(self, *args, **kwargs):
+        _changed(self)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _changed(self)
+    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _function_command(method):
+    def wrapper(self, state, host, *args, **kwargs):
+        _changed(host)
+        try:
+            return method(self, state, host, *args, **kwargs)
+        finally:
+            _changed(host)
+    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+    return wrapper
+
+
+def enable() -> None:
+    """Batch fact reads in this process (the pyinfra run of deploy.py)."""
+    if os.environ.get("PHOENIX_FACT_BATCH", "1") == "0" or pyinfra_facts._get_fact is _get_fact:
+        return
+    pyinfra_facts._get_fact = _get_fact
+    for method in ("run_shell_command", "put_file", "rsync"):
+        if hasattr(Host, method):
+            setattr(Host, method, _invalidating(getattr(Host, method)))
+    FunctionCommand.execute = _function_command(FunctionCommand.execute)
+    atexit.register(_save_hints)
