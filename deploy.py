@@ -4,7 +4,7 @@ Orchestration only: every step is a @deploy function in tasks/, its settings in 
 Each converges, so the whole deploy is safe to re-run at any point, also after a cut-off run.
 """
 
-from facts.batch import enable as read_facts_in_batches
+from tasks._speed import speed_up
 from tasks.backend import run_backend
 from tasks.backups import configure_backups
 from tasks.base import install_base
@@ -19,7 +19,7 @@ from tasks.standby import keep_warm
 from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
-read_facts_in_batches()  # one SSH round trip for many facts, the same answers (facts/batch.py)
+speed_up()  # many facts in one SSH round trip, the same answers (tasks/_speed.py)
 install_base()
 record_role()
 make_layout()

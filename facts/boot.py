@@ -6,6 +6,13 @@ from pyinfra.api import FactBase
 
 LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock")
 
+# cloud-init writes result.json when its last stage is over, with the errors of every stage
+# (what `cloud-init status` reports as done or error): read it, as `cloud-init status` takes
+# most of a second to start; only a boot still running (or cloud-init disabled) waits on it.
+RESULT = "/run/cloud-init/result.json"
+_RESULT = ('import json, sys; errors = json.load(open(sys.argv[1]))["v1"]["errors"]; '
+           'print("cloud-init", "error" if errors else "done")')
+
 # apt and dpkg take fcntl locks (not flock): the only way to see one held is to try it. A
 # holder is named from /proc/locks so the error can say who it is.
 _WAIT_LOCKS = """
@@ -55,10 +62,13 @@ class BootSettled(FactBase):
     def command(self, timeout: int = 300) -> str:
         script = _WAIT_LOCKS.replace("'", "'\\''")
         return (
-            "if command -v cloud-init >/dev/null 2>&1; then "
+            "if ! command -v cloud-init >/dev/null 2>&1; then echo 'cloud-init absent'; "
+            f"elif [ -f {RESULT} ]; then python3 -c '{_RESULT}' {RESULT} 2>/dev/null "
+            "|| echo 'cloud-init error'; "
+            "else "
             f"timeout {int(timeout)} cloud-init status --wait >/dev/null 2>&1; "
             "echo \"cloud-init $(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"; "
-            "else echo 'cloud-init absent'; fi; "
+            "fi; "
             f"python3 -c '{script}' {int(timeout)} {' '.join(LOCKS)}")
 
     @staticmethod
