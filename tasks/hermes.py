@@ -97,13 +97,20 @@ def install_hermes() -> None:
                f"virtualenv; see pip's message above")
     q = QuoteString
     # Imperative by nature (pip); gated on the marker written only after a complete install.
+    # The system's pip (python3-pip) installs into a venv made without one of its own (its
+    # ensurepip would unpack and compile a pip nobody runs), without compiling file by file;
+    # then compileall writes the same .pyc on every core. A file that does not compile is left
+    # without its .pyc, as pip leaves it.
+    python = q(f"{venv}/bin/python")
     server.shell(
         name=f"Install hermes-agent {data.hermes_version} into {venv} (hashes required)",
         commands=[StringCommand(
-            "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", q(venv), "&&",
-            q(f"{venv}/bin/pip"), "install", "--quiet", "--isolated", "--no-cache-dir",
-            "--disable-pip-version-check", "--require-hashes", "--only-binary=:all:",
-            *_index_args(), "-r", q(lock), "&&",
+            "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", "--without-pip", q(venv), "&&",
+            "python3", "-m", "pip", "--python", python, "install", "--quiet", "--isolated",
+            "--no-cache-dir", "--disable-pip-version-check", "--require-hashes",
+            "--only-binary=:all:", "--no-compile", *_index_args(), "-r", q(lock), "&&",
+            "{", python, "-m", "compileall", "-q", "-j0", q(f"{venv}/lib"), ">/dev/null", "||",
+            "true;", "}", "&&",
             "echo", digest, ">", q(marker),
             "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}")],
         _if=lambda: host.get_fact(Marker, path=marker) != digest,
