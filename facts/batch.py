@@ -2,19 +2,21 @@
 
 pyinfra reads every fact with its own command over SSH, when an operation asks for it: a
 no-change converge is ~120 round trips of 50-150 ms. Here the facts a converge will ask for
-are read together in one command, each fact's own command and `process`, and kept only while
-they are true: the moment anything else runs on the host (an operation's command, an upload,
-a python.call) every kept answer is dropped, and the next question is asked anew. So every
-answer an operation gets describes the host after everything before it ran, exactly as a
-read of its own would: drift is seen and repaired as before. Facts that wait or act (the
-boot wait) are never batched.
+are read together in one command (each fact's own command and `process`), and an answer is
+kept only while it is true: the moment anything else runs on the host (an operation's
+command, an upload, a python.call) every kept answer is dropped and the next question is
+asked anew. So every answer an operation gets describes the host after everything before it
+ran, exactly as a read of its own would: drift is seen and repaired as before. A fact asked
+again before anything ran (the role marker, systemd's unit list) is answered from the first
+read. Facts that wait (the boot wait) are never batched.
 
 Which facts a converge asks for is known only as it asks, so the questions of the previous
-converge (the fact and its arguments, never an answer) are kept in Phoenix's state folder and
+converge (a fact and its arguments, never an answer) are kept in Phoenix's state folder and
 asked together at the first question of the next one; after a change, the next few questions
-of that list are asked together. A question the list lacks is read on its own, as pyinfra
-does; a stale one costs one command's output. `enable()` turns it on for this process
-(deploy.py), PHOENIX_FACT_BATCH=0 turns it off.
+of that list. A question the list lacks is read on its own, as pyinfra does; a stale one costs
+a line of output. A shell command (pyinfra's Command fact) is never run from the list, only
+when asked. `enable()` turns it on for this process (tasks/_speed.py, from deploy.py);
+PHOENIX_FACT_BATCH=0 turns it off.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from pyinfra.api.command import FunctionCommand
 from pyinfra.api.host import Host
 
 NEVER = {"facts.boot:BootSettled"}  # waits for cloud-init and the package locks: ask live
+# Any shell command: asked (and then kept) when the converge asks it, never from the list.
+NOT_AHEAD = {"pyinfra.facts.server:Command"}
 AFTER_CHANGE = 12  # questions of the list asked together after a change
 HINTS_KEPT = 1000
 
@@ -239,12 +243,16 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None,
             kept.hits += 1
             return copy.deepcopy(kept.answers[key][1])
     kept.misses += 1
+    generation = kept.generation
     kept.reading = True  # a fact read changes nothing: the kept answers stay
     try:
-        return _original_get_fact(state, host, cls, args, kwargs, ensure_hosts,
-                                  apply_failed_hosts)
+        value = _original_get_fact(state, host, cls, args, kwargs, ensure_hosts,
+                                   apply_failed_hosts)
     finally:
         kept.reading = False
+    if question is not None and kept.generation == generation:  # asked again: kept too
+        kept.answers[_key(name, fact_kwargs, connector)] = (generation, copy.deepcopy(value))
+    return value
 
 
 def _read_ahead(host, state, kept: _Kept, question: list, connector: dict) -> None:
@@ -261,7 +269,7 @@ def _read_ahead(host, state, kept: _Kept, question: list, connector: dict) -> No
     specs: dict[str, tuple[str, type, dict]] = {}
     for hint in upcoming:
         spec = _spec(hint)
-        if spec is None or spec[0] in NEVER:
+        if spec is None or spec[0] in NEVER or (spec[0] in NOT_AHEAD and hint != question):
             continue
         key = _key(spec[0], spec[2], connector)
         if key not in specs and not kept.valid(key):
