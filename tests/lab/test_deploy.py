@@ -110,6 +110,42 @@ def test_a_second_converge_changes_nothing(forge):
                                                 if op["success"]]
 
 
+DRIFT = {  # made behind the converge's back -> the operation that must repair it
+    "chmod 0777 /var/lib/gitea/log": "Install Gitea | Ensure /var/lib/gitea/log exists, "
+                                     "gitea's alone",
+    "chmod 0644 /etc/gitea/app.ini": "Install Gitea | Ensure app.ini is current (INSTALL_LOCK, "
+                                     "the operator's secrets)",
+    "echo '# drift' >> /etc/systemd/system/hermes-ezra.service":
+        "Run the hermes wizards | Ensure the hermes-ezra unit is current",
+    "systemctl stop hermes-allegro": "Run the hermes wizards | Ensure hermes-allegro is running "
+                                     "and enabled",
+    "rm /root/wizards/bezalel/hermes-home": "Run the hermes wizards | Ensure "
+                                            "/root/wizards/bezalel/hermes-home points at its "
+                                            "HERMES_HOME",
+}
+
+
+def test_drift_is_repaired_with_facts_read_in_batches(lab, forge):
+    """Issue 20: the converge reads its facts many to one round trip (facts/batch.py), after
+    a converge that recorded which ones. Drift made meanwhile is still seen and repaired by
+    the operation that owns it, and the converge after that changes nothing."""
+    name, _ip, _seconds = forge
+    assert converge(name).returncode == 0  # the list of questions is this host's
+    ssh(lab, name, "; ".join(DRIFT))
+    result = converge(name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = {op["name"] for op in json.loads(result.stdout)["results"]["operations"]
+               if op["success"]}
+    assert set(DRIFT.values()) <= changed, set(DRIFT.values()) - changed
+    state = ssh(lab, name, "stat -c %a /var/lib/gitea/log /etc/gitea/app.ini; "
+                           "grep -c drift /etc/systemd/system/hermes-ezra.service || true; "
+                           "systemctl is-active hermes-allegro; "
+                           "readlink /root/wizards/bezalel/hermes-home")
+    assert state.split() == ["750", "640", "0", "active", "/var/lib/hermes/bezalel"]
+    again = converge(name)
+    assert json.loads(again.stdout)["results"]["totals"]["success"] == 0
+
+
 def test_a_converge_that_loses_the_network_for_20_s_ends_recovered(lab, forge):
     """Issue 19: the droplet's network gone for 20 s while a converge has work in flight
     (the Gitea binary to fetch and restart). It finishes, or fails and the next converge
