@@ -9,13 +9,19 @@ on a fresh droplet, then the first and the no-change converge on another. Also p
 the converge's time goes: before the first operation (connect, facts, planning) and the
 slowest operations. Root. Prints a table; it does not pass or fail on time.
     python3 benchmarks/floor_bench.py        # with PHOENIX_LAB_* set: that lab, else its own
+    python3 benchmarks/floor_bench.py --repeat 3 --baseline /tmp/old-checkout
+`--repeat N`: N fresh pairs of droplets, medians printed; `--baseline DIR`: the same
+converges with the code in DIR (another commit's tree) on droplets of their own, in turn with
+this tree's, so both meet the same load.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -30,12 +36,13 @@ START = re.compile(r"^--> Starting (?:[\w ,]+ )?operation: (?P<name>.*?)(?: \(.*
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def converge(name: str) -> tuple[float, float, list[tuple[float, str]]]:
+def converge(name: str, repo: Path = REPO) -> tuple[float, float, list[tuple[float, str]]]:
     """(total seconds, seconds before the first operation, [(seconds, operation)])."""
-    env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": name}
+    env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": name,
+           "PYTHONPATH": str(repo)}
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py",
-                             "deploy.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             "deploy.py"], cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     assert proc.stdout is not None
     first_op: float | None = None
@@ -69,7 +76,22 @@ def ssh(config, name: str, command: str) -> str:
     return proc.stdout
 
 
+def phases(ops: list[tuple[float, str]]) -> tuple[float, float]:
+    """(the package operation, the Hermes install: pip, not part of the floor)."""
+    packages = sum(t for t, op in ops if op.endswith("Ensure the base packages are installed"))
+    hermes = sum(t for t, op in ops if op.startswith("Install Hermes Agent | Install hermes"))
+    return packages, hermes
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=1, help="fresh droplet pairs (medians)")
+    parser.add_argument("--baseline", type=Path, help="another tree to converge beside this one")
+    args = parser.parse_args()
     if "PHOENIX_LAB_TAG" not in os.environ:  # a lab of its own beside the main one
         os.environ.update(BENCH_ENV)
     from phoenix.do import DO
@@ -79,45 +101,59 @@ def main() -> None:
 
     config = labconfig.load()
     was_up = lablib.status(config)["up"]
-    rows: list[tuple[str, str]] = []
+    trees = {"this tree": REPO}
+    if args.baseline:
+        trees["baseline"] = args.baseline.resolve()
+    figures: dict[str, dict[str, list[float]]] = {tree: {} for tree in trees}
+    floors: list[float] = []
     made: list[int] = []
+    slowest: list[tuple[float, str]] = []
+    packages: list[str] = []
+
+    def note(tree: str, key: str, value: float) -> None:
+        figures[tree].setdefault(key, []).append(value)
+
     try:
         lablib.up(config, log=lambda m: None)
         do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
         fp = do.ensure_key("bench", public_half(config.ssh_key).read_text())
-        for name in ("floor-warmup", "floor-raw", "floor-deploy"):
+        names = ["floor-warmup"] + [f"floor-raw-{i}" for i in range(args.repeat)] + [
+            f"floor-{'deploy' if tree == 'this tree' else 'base'}-{i}"
+            for i in range(args.repeat) for tree in trees]
+        for name in names:
             d = do.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
                            "image": "debian-12-x64", "ssh_keys": [fp]})
             made.append(d["id"])
-            do.wait_active(d["id"], timeout=120)
+            do.wait_active(d["id"], timeout=180)
 
         manual = "apt-mark showmanual | sort"
-        before = set(ssh(config, "floor-raw", manual).split())
+        before = set(ssh(config, "floor-raw-0", manual).split())
         converge("floor-warmup")
         packages = sorted(set(ssh(config, "floor-warmup", manual).split()) - before)
-
         install = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
                    "apt-get install -y -q --no-install-recommends "
                    + " ".join(shlex.quote(p) for p in packages) + " >/dev/null")
-        started = time.monotonic()
-        ssh(config, "floor-raw", install)
-        floor = time.monotonic() - started
-
-        first, before_ops, ops = converge("floor-deploy")
-        again, again_before, again_ops = converge("floor-deploy")
-        per_op = sorted(s for s, _ in again_ops)[len(again_ops) // 2] if again_ops else 0.0
-        rows += [
-            (f"floor: apt-get update && install of the deploy's {len(packages)} packages",
-             f"{floor:.1f} s"),
-            ("first converge (same packages, warm caches)", f"{first:.1f} s"),
-            ("first converge / floor", f"{first / floor:.2f}x"),
-            ("  of it before the first operation (connect, facts, plan)", f"{before_ops:.1f} s"),
-            *((f"  {op[:60]}", f"{s:.1f} s") for s, op in ops[:6]),
-            ("no-change converge", f"{again:.1f} s"),
-            ("  of it before the first operation", f"{again_before:.1f} s"),
-            (f"  {len(again_ops)} operations, median each", f"{per_op * 1000:.0f} ms"),
-            ("packages", " ".join(packages)),
-        ]
+        for i in range(args.repeat):
+            started = time.monotonic()
+            ssh(config, f"floor-raw-{i}", install)
+            floors.append(time.monotonic() - started)
+            order = list(trees) if i % 2 == 0 else list(reversed(trees))
+            for tree in order:
+                name = f"floor-{'deploy' if tree == 'this tree' else 'base'}-{i}"
+                first, before_ops, ops = converge(name, trees[tree])
+                again, again_before, again_ops = converge(name, trees[tree])
+                apt_op, hermes_op = phases(ops)
+                note(tree, "first", first)
+                note(tree, "ratio", first / floors[-1])
+                note(tree, "before", before_ops)
+                note(tree, "apt", apt_op)
+                note(tree, "hermes", hermes_op)
+                note(tree, "rest", first - before_ops - apt_op - hermes_op)
+                note(tree, "again", again)
+                note(tree, "again_before", again_before)
+                note(tree, "again_ops", float(len(again_ops)))
+                if tree == "this tree":
+                    slowest = ops
     finally:
         if was_up:
             from phoenix.lab.lab import ledger_for
@@ -129,6 +165,27 @@ def main() -> None:
                     destroy_droplet(config, ledger, droplet_id)
         else:
             lablib.down(config)
+    runs = f" (median of {args.repeat})" if args.repeat > 1 else ""
+    rows: list[tuple[str, str]] = [
+        (f"floor: apt-get update && install of the deploy's {len(packages)} packages{runs}",
+         f"{median(floors):.1f} s")]
+    for tree, got in figures.items():
+        m = {key: median(values) for key, values in got.items()}
+        rows += [
+            (f"[{tree}] first converge (same packages, warm caches)", f"{m['first']:.1f} s"),
+            (f"[{tree}] first converge / floor", f"{m['ratio']:.2f}x"),
+            ("  of it before the first operation (connect, facts, plan)", f"{m['before']:.1f} s"),
+            ("  of it the package operation", f"{m['apt']:.1f} s"),
+            ("  of it the Hermes install (pip: not in the floor)", f"{m['hermes']:.1f} s"),
+            ("  of it every other operation", f"{m['rest']:.1f} s"),
+            (f"[{tree}] no-change converge", f"{m['again']:.1f} s"),
+            ("  of it before the first operation", f"{m['again_before']:.1f} s"),
+            ("  every figure of each run", "; ".join(
+                f"{key} " + "/".join(f"{v:.1f}" for v in values)
+                for key, values in got.items() if key != "again_ops")),
+        ]
+    rows += [(f"  {op[:60]}", f"{t:.1f} s") for t, op in slowest[:6]]
+    rows.append(("packages", " ".join(packages)))
     print_table(rows)
 
 

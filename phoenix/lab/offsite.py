@@ -19,17 +19,19 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phoenix.backup import setup_store
 from phoenix.backup import store_spec as store_spec_for
-from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.lab.config import LabConfig
 from phoenix.lab.sh import run
-from phoenix.provision import user_data, wait_ssh
 from phoenix.secrets import read_secret
 from phoenix.sshconf import Target, known_hosts_line, public_half
+
+if TYPE_CHECKING:  # pydo takes most of a second to import, and every lab converge reads
+    # this module (group_data/lab.py)
+    from phoenix.do import DO
 
 DEFAULT_NAME = "offsite-1"
 TAG = "phoenix-offsite"
@@ -123,6 +125,9 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
     retention (files/phoenix-offsite-store); idempotent."""
     if not name.startswith("offsite-"):
         raise PhoenixError(f"an offsite store's name starts with offsite- (not {name!r})")
+    from phoenix.do import public_ip  # imported here: pydo takes most of a second
+    from phoenix.provision import user_data, wait_ssh
+
     private, public = _host_key(config, name)
     found = [d for d in do.droplets(tag=TAG) if d["name"] == name]
     if len(found) > 1:
