@@ -154,7 +154,7 @@ def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[Str
     output in turn, fenced by a TOKEN line carrying its exit status. Also the facts, as some
     keep what their command was given for `process`."""
     parts: list[Any] = ["d=$(mktemp", "-d)", "||", "exit", "1;"]
-    made = []
+    made: list = []
     for _, cls, kwargs in specs:
         fact = cls()
         command = pyinfra_facts._make_command(fact.command, dict(kwargs))
@@ -309,5 +309,6 @@ def enable() -> None:
     for method in ("run_shell_command", "put_file", "rsync"):
         if hasattr(Host, method):
             setattr(Host, method, _invalidating(getattr(Host, method)))
-    FunctionCommand.execute = _function_command(FunctionCommand.execute)
+    FunctionCommand.execute = _function_command(  # type: ignore[method-assign]
+        FunctionCommand.execute)
     atexit.register(_save_hints)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from types import FrameType
 
 from pyinfra.api import util as pyinfra_util
 
@@ -19,7 +20,7 @@ from facts.batch import enable as batch_facts
 
 def _stack(context: int = 1) -> list[tuple]:
     """inspect.stack() without the source lines: (frame,) from the caller outwards."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     frames = []
     while frame is not None:
         frames.append((frame,))
@@ -36,4 +37,4 @@ def _frameinfo(frame, context: int = 1) -> inspect.Traceback:
 def speed_up() -> None:
     batch_facts()
     pyinfra_util.stack = _stack  # type: ignore[assignment]
-    pyinfra_util.getframeinfo = _frameinfo  # type: ignore[assignment]
+    pyinfra_util.getframeinfo = _frameinfo
