@@ -117,15 +117,21 @@ def main() -> None:
         lablib.up(config, log=lambda m: None)
         do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
         fp = do.ensure_key("bench", public_half(config.ssh_key).read_text())
-        names = ["floor-warmup"] + [f"floor-raw-{i}" for i in range(args.repeat)] + [
-            f"floor-{'deploy' if tree == 'this tree' else 'base'}-{i}"
-            for i in range(args.repeat) for tree in trees]
-        for name in names:
-            d = do.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
-                           "image": "debian-12-x64", "ssh_keys": [fp]})
-            made.append(d["id"])
-            do.wait_active(d["id"], timeout=180)
 
+        def make(*names: str) -> None:
+            ids = []
+            for name in names:
+                d = do.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
+                               "image": "debian-12-x64", "ssh_keys": [fp]})
+                made.append(d["id"])
+                ids.append(d["id"])
+            for droplet_id in ids:
+                do.wait_active(droplet_id, timeout=180)
+
+        def deploy_name(tree: str, i: int) -> str:
+            return f"floor-{'deploy' if tree == 'this tree' else 'base'}-{i}"
+
+        make("floor-warmup", "floor-raw-0", *(deploy_name(t, 0) for t in trees))
         manual = "apt-mark showmanual | sort"
         before = set(ssh(config, "floor-raw-0", manual).split())
         converge("floor-warmup")
@@ -134,12 +140,18 @@ def main() -> None:
                    "apt-get install -y -q --no-install-recommends "
                    + " ".join(shlex.quote(p) for p in packages) + " >/dev/null")
         for i in range(args.repeat):
+            if i:  # one pair at a time: ten converged droplets at once strain a shared host
+                for droplet_id in made[:]:
+                    if droplet_id != made[0]:
+                        do.destroy(droplet_id)
+                        made.remove(droplet_id)
+                make(f"floor-raw-{i}", *(deploy_name(t, i) for t in trees))
             started = time.monotonic()
             ssh(config, f"floor-raw-{i}", install)
             floors.append(time.monotonic() - started)
             order = list(trees) if i % 2 == 0 else list(reversed(trees))
             for tree in order:
-                name = f"floor-{'deploy' if tree == 'this tree' else 'base'}-{i}"
+                name = deploy_name(tree, i)
                 first, before_ops, ops = converge(name, trees[tree])
                 again, again_before, again_ops = converge(name, trees[tree])
                 apt_op, hermes_op = phases(ops)
