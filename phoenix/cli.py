@@ -25,6 +25,9 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
   PHOENIX_SSH_KEY             the operator's SSH key (default ~/.ssh/id_ed25519)
   PHOENIX_STATE_DIR           state files (default $XDG_STATE_HOME/phoenix,
                               else ~/.local/state/phoenix)
+  PHOENIX_FACT_BATCH=0        the deploy reads each host fact on its own (default: many per
+                              SSH round trip, the questions of the last converge kept in
+                              the state folder)
   PHOENIX_SECRETS_DIR         secret files, 0600 (default $XDG_CONFIG_HOME/phoenix/secrets,
                               else ~/.config/phoenix/secrets)
   PHOENIX_<SECRET>            one secret, e.g. PHOENIX_RESTIC_PASSWORD
