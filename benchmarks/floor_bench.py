@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.lab_bench import BENCH_ENV, print_table  # noqa: E402  (path set above)
+from facts.boot import BootSettled  # noqa: E402
 
 START = re.compile(r"^--> Starting (?:[\w ,]+ )?operation: (?P<name>.*?)(?: \(.*\))?$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -127,6 +128,8 @@ def main() -> None:
                 ids.append(d["id"])
             for droplet_id in ids:
                 do.wait_active(droplet_id, timeout=180)
+            for name in names:  # its first minute holds the dpkg lock: timed from settled
+                ssh(config, name, BootSettled().command(timeout=300))
 
         def deploy_name(tree: str, i: int) -> str:
             return f"floor-{'deploy' if tree == 'this tree' else 'base'}-{i}"
