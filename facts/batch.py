@@ -16,7 +16,8 @@ asked together at the first question of the next one; after a change, the next f
 of that list. A question the list lacks is read on its own, as pyinfra does; a stale one costs
 a line of output. A shell command (pyinfra's Command fact) is never run from the list, only
 when asked. `enable()` turns it on for this process (tasks/_speed.py, from deploy.py);
-PHOENIX_FACT_BATCH=0 turns it off.
+PHOENIX_FACT_BATCH=0 turns it off; PHOENIX_FACT_BATCH_STATS=1 prints, at the end, how many
+batches were read, answers kept and facts asked alone.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def _save_hints() -> None:
         last = saved.get("last", []) if isinstance(saved, dict) else []
         for host_name, kept in _hosts.items():
             if kept.asked:
+                hosts.pop(host_name, None)  # the 50 hosts kept are the latest
                 hosts[host_name] = last = kept.asked[:HINTS_KEPT]
             if os.environ.get("PHOENIX_FACT_BATCH_STATS"):
                 print(f"fact batch {host_name}: {kept.batches} batches, {kept.hits} answers "
