@@ -57,7 +57,7 @@ def converge(name: str, repo: Path = REPO) -> tuple[float, float, list[tuple[flo
         if match or line.startswith("--> Results"):
             if current:
                 ops.append((now - since, current))
-            current, since = (match["name"] if match else ""), now
+            current, since = (match["name"].strip() if match else ""), now
             if first_op is None:
                 first_op = now
     seconds = time.monotonic() - started
@@ -79,7 +79,7 @@ def ssh(config, name: str, command: str) -> str:
 
 def phases(ops: list[tuple[float, str]]) -> tuple[float, float]:
     """(the package operation, the Hermes install: pip, not part of the floor)."""
-    packages = sum(t for t, op in ops if op.endswith("Ensure the base packages are installed"))
+    packages = sum(t for t, op in ops if op.strip().endswith("the base packages are installed"))
     hermes = sum(t for t, op in ops if op.startswith("Install Hermes Agent | Install hermes"))
     return packages, hermes
 

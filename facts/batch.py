@@ -12,10 +12,11 @@ read. Facts that wait (the boot wait) are never batched.
 
 Which facts a converge asks for is known only as it asks, so the questions of the previous
 converge (a fact and its arguments, never an answer) are kept in Phoenix's state folder and
-asked together at the first question of the next one; after a change, the next few questions
-of that list. A question the list lacks is read on its own, as pyinfra does; a stale one costs
-a line of output. A shell command (pyinfra's Command fact) is never run from the list, only
-when asked. `enable()` turns it on for this process (tasks/_speed.py, from deploy.py);
+asked together at the first question of the next one; after a change, the questions the same
+operation asked last time. A question the list lacks is read on its own, as pyinfra does; a
+stale one costs a line of output. A shell command (pyinfra's Command fact) is never run from
+the list, only when asked. `enable()` turns it on for this process (tasks/_speed.py, from
+deploy.py);
 PHOENIX_FACT_BATCH=0 turns it off; PHOENIX_FACT_BATCH_STATS=1 prints, at the end, how many
 batches were read, answers kept and facts asked alone.
 """
@@ -42,7 +43,8 @@ from pyinfra.api.host import Host
 NEVER = {"facts.boot:BootSettled"}  # waits for cloud-init and the package locks: ask live
 # Any shell command: asked (and then kept) when the converge asks it, never from the list.
 NOT_AHEAD = {"pyinfra.facts.server:Command"}
-AFTER_CHANGE = 12  # questions of the list asked together after a change
+AFTER_CHANGE = 12  # at most this many questions of one operation asked together
+SIDE_BY_SIDE = 4  # more facts than this in a batch run side by side
 HINTS_KEPT = 1000
 
 _original_get_fact = pyinfra_facts._get_fact
@@ -71,7 +73,8 @@ class _Kept:
         self.generation = 0
         self.reading = False
         self.answers: dict[str, tuple[int, Any]] = {}
-        self.hints = hints  # [[fact name, kwargs], ...] in the order the last converge asked
+        # [[fact name, kwargs, operation], ...] in the order the last converge asked them
+        self.hints = hints
         self.cursor = 0
         self.asked: list[list] = []
         self.read_all = False
@@ -80,7 +83,7 @@ class _Kept:
     def locate(self, question: list) -> int | None:
         """Where `question` is in the list, near where the converge is in it."""
         for position in range(self.cursor, min(len(self.hints), self.cursor + 64)):
-            if self.hints[position] == question:
+            if self.hints[position][:2] == question:
                 self.cursor = position + 1
                 return position
         return None
@@ -107,7 +110,7 @@ def _load_hints(host_name: str) -> list[list]:
     except (OSError, ValueError):
         return []
     hints = saved.get("hosts", {}).get(host_name) or saved.get("last") or []
-    return [h for h in hints if isinstance(h, list) and len(h) == 2]
+    return [h for h in hints if isinstance(h, list) and len(h) == 3]
 
 
 def _save_hints() -> None:
@@ -151,11 +154,13 @@ def _changed(host: Host) -> None:
 
 def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[StringCommand,
                                                                                list]:
-    """Every fact's command at once, each in its own subshell with its output in a file of a
-    private folder (the slowest, pyinfra's Users, takes most of a second alone), then each
-    output in turn, fenced by a TOKEN line carrying its exit status. Also the facts, as some
-    keep what their command was given for `process`."""
-    parts: list[Any] = ["d=$(mktemp", "-d)", "||", "exit", "1;"]
+    """Every fact's command in its own subshell, its output followed by a TOKEN line carrying
+    its exit status. Many (a converge's first read) run side by side, each output in a file of
+    a private folder, printed in turn (pyinfra's Users alone takes most of a second); a few
+    (one operation's, after a change) one after the other. Also the facts, as some keep what
+    their command was given for `process`."""
+    side_by_side = len(specs) > SIDE_BY_SIDE
+    parts: list[Any] = ["d=$(mktemp", "-d)", "||", "exit", "1;"] if side_by_side else []
     made: list = []
     for _, cls, kwargs in specs:
         fact = cls()
@@ -165,14 +170,20 @@ def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[Str
             command = StringCommand("if", "command", "-v", needs, ">/dev/null", "2>&1;", "then",
                                     "(", command, ");", "else", "echo", f"{token}-nocmd;",
                                     "fi")
-        out = f'"$d/{len(made)}"'
+        if side_by_side:
+            out = f'"$d/{len(made)}"'
+            parts += ["{", "(", command, ")", f">{out}", "2>/dev/null", "</dev/null;",
+                      "echo", "$?", f">{out}.rc;", "}", "&"]
+        else:
+            parts += ["(", command, ")", "2>/dev/null", "</dev/null;",
+                      "echo", f'"{token} {len(made)} $?";']
         made.append(fact)
-        parts += ["{", "(", command, ")", f">{out}", "2>/dev/null", "</dev/null;",
-                  "echo", "$?", f">{out}.rc;", "}", "&"]
-    parts += ["wait;"]
-    for index in range(len(made)):
-        parts += ["cat", f'"$d/{index}";', "echo", f'"{token} {index} $(cat "$d/{index}.rc")";']
-    parts += ["rm", "-rf", '"$d"']
+    if side_by_side:
+        parts += ["wait;"]
+        for index in range(len(made)):
+            parts += ["cat", f'"$d/{index}";',
+                      "echo", f'"{token} {index} $(cat "$d/{index}.rc")";']
+        parts += ["rm", "-rf", '"$d"']
     return StringCommand(*parts), made
 
 
@@ -237,7 +248,7 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None,
     except (TypeError, ValueError):
         question = None
     if question is not None:
-        kept.asked.append(question)
+        kept.asked.append([*question, host.current_op_hash or ""])
         key = _key(name, fact_kwargs, connector)
         if not kept.valid(key) and not fact.check_preconditions(state, host):
             _read_ahead(host, state, kept, question, connector)
@@ -259,19 +270,26 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None,
 
 def _read_ahead(host, state, kept: _Kept, question: list, connector: dict) -> None:
     """Read `question` together with the ones the list says come next: the whole list at the
-    first question of the converge, the next AFTER_CHANGE after a change."""
+    first question of the converge; after a change, the rest of what the same operation asked
+    last time (the next operation's would be dropped by its own change anyway)."""
     position = kept.locate(question)
     if not kept.read_all:
         kept.read_all = True
         upcoming = [*kept.hints, question]
     elif position is not None:
-        upcoming = kept.hints[position:position + AFTER_CHANGE]
+        operation = kept.hints[position][2]
+        upcoming = [question]
+        for hint in kept.hints[position + 1:position + AFTER_CHANGE]:
+            if hint[2] != operation or not operation:
+                break
+            upcoming.append(hint)
     else:
         return
     specs: dict[str, tuple[str, type, dict]] = {}
     for hint in upcoming:
         spec = _spec(hint)
-        if spec is None or spec[0] in NEVER or (spec[0] in NOT_AHEAD and hint != question):
+        if spec is None or spec[0] in NEVER or (spec[0] in NOT_AHEAD
+                                                and hint[:2] != question):
             continue
         key = _key(spec[0], spec[2], connector)
         if key not in specs and not kept.valid(key):

@@ -63,13 +63,15 @@ def test_a_batch_answers_as_each_fact_alone(tmp_path):
         (Command, {"command": "echo out; exit 3"}),  # failed: the default, as alone
         (Command, {"command": "cat"}),  # reads no stdin of the batch
     ]
-    host, kept = LocalHost(), batch._Kept([])
-    batch._read(host, None, kept, [(str(i), cls, kw) for i, (cls, kw) in enumerate(specs)],
-                {})
-    assert host.commands == 1
-    for i, (cls, kwargs) in enumerate(specs):
-        assert kept.valid(str(i)), (cls, kwargs)
-        assert no_atime(kept.answers[str(i)][1]) == no_atime(alone(cls, kwargs)), (cls, kwargs)
+    for few in (specs, specs[:batch.SIDE_BY_SIDE]):  # side by side, and one after the other
+        host, kept = LocalHost(), batch._Kept([])
+        batch._read(host, None, kept, [(str(i), cls, kw) for i, (cls, kw) in enumerate(few)],
+                    {})
+        assert host.commands == 1
+        for i, (cls, kwargs) in enumerate(few):
+            assert kept.valid(str(i)), (cls, kwargs)
+            assert no_atime(kept.answers[str(i)][1]) == no_atime(alone(cls, kwargs)), (cls,
+                                                                                      kwargs)
 
 
 def test_anything_run_on_the_host_drops_the_kept_answers(tmp_path):
@@ -91,7 +93,7 @@ def test_anything_run_on_the_host_drops_the_kept_answers(tmp_path):
 
 
 def test_the_questions_come_back_in_order_near_where_the_converge_is():
-    kept = batch._Kept([["x", {}], ["y", {}], ["x", {}], ["z", {}]])
+    kept = batch._Kept([["x", {}, "op1"], ["y", {}, "op1"], ["x", {}, "op2"], ["z", {}, "op3"]])
     assert kept.locate(["x", {}]) == 0
     assert kept.locate(["x", {}]) == 2  # the next one, not the first again
     assert kept.locate(["w", {}]) is None
