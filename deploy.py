@@ -12,7 +12,7 @@ from tasks.cron import install_cron
 from tasks.gitea import install_gitea
 from tasks.hermes import install_hermes
 from tasks.layout import make_layout
-from tasks.restore import restore_gitea
+from tasks.restore import restore_gitea, verify_backup
 from tasks.role import record_role
 from tasks.ssh import harden_ssh
 from tasks.standby import keep_warm
@@ -24,6 +24,7 @@ install_base()
 record_role()
 make_layout()
 deploy_timmy_config()
+verify_backup()  # a backup that fails verification stops the deploy before Gitea is touched
 install_gitea()
 restore_gitea()
 install_hermes()

@@ -99,11 +99,68 @@ def _wait_for_api(url: str, timeout: int) -> StringCommand:
         "exit", "1")
 
 
-@deploy("Restore Gitea's data from the backup")
-def restore_gitea() -> None:
+class _Due:
+    """A restore that is due on this host: the backup and where it is staged."""
+
+    def __init__(self, resolved: Resolved) -> None:
+        self.resolved = resolved
+        self.stage = posixpath.join(host.data.restore_staging_dir, resolved.stage_id)
+        self.unpacked = posixpath.join(self.stage, "unpacked")
+
+
+_DUE: dict[str, _Due | str | None] = {}
+
+
+def _due() -> _Due | str | None:
+    """The restore due on this host, decided once per host from restore_source and the
+    host's markers: a `_Due`, or why none is (a line to report), or None without a source."""
+    if host.name in _DUE:
+        return _DUE[host.name]
+    data = host.data
+    has_database = bool(host.get_fact(File, path=data.gitea_db_path))
+    resolved = resolved_source()
+    if resolved is None:
+        if data.gitea_start_requires_database and not has_database:
+            raise DeployError("restore_source is not set and the host has no Gitea database, "
+                              "so Gitea would not start: set restore_source (restic:latest, a "
+                              "backup archive, a gitea dump .zip, the runbook's backup), or "
+                              "gitea_start_requires_database = False for a new forge")
+        _DUE[host.name] = None
+        return None
+    label = resolved.label
+    pending_marker, restored_marker = _markers()
+    restored = host.get_fact(Marker, path=restored_marker)
+    pending_line = host.get_fact(Marker, path=pending_marker)
+    pending = Resolved.from_marker(pending_line)
+    resuming = pending_line is not None and (
+        pending_line == resolved.manifest_sha  # a marker of before issue 13
+        or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
+    due: _Due | str
+    if has_database and restored == resolved.manifest_sha and pending_line is None:
+        due = f"Gitea data is already restored from {label}"
+    elif pending_line is not None and not resuming and not data.restore_force:
+        was = f"{pending.label} ({pending.requested})" if pending else "another backup"
+        finish = ("; that source now names another backup" if pending
+                  and pending.requested == resolved.requested else
+                  f": finish it with restore_source={pending.requested if pending else '…'}")
+        raise DeployError(
+            f"a restore of {was} was cut off on {host.name}{finish}, or set restore_force to "
+            f"restore {resolved.label} instead (what is there is set aside first)")
+    elif has_database and not data.restore_force and not resuming:
+        due = (f"the host has Gitea data: not restoring {label} over it (set restore_force to "
+               "set that data aside and restore)")
+    else:
+        due = _Due(resolved)
+    _DUE[host.name] = due
+    return due
+
+
+@deploy("Stage and verify the backup before anything of Gitea is touched")
+def verify_backup() -> None:
+    """Runs before Gitea is installed or configured: the backup's app.ini gives Gitea its
+    identity, so a backup that fails verification must stop the deploy before that."""
     data = host.data
     state_dir = data.restore_staging_dir
-    tool_config = posixpath.join(state_dir, "config.json")
     files.put(
         name="Ensure the backup verifier is installed",
         src=str(FILES / "phoenix-backup-verify"), dest=data.restore_verifier_path,
@@ -114,72 +171,56 @@ def restore_gitea() -> None:
     files.directory(name="Ensure the restore's staging folder exists, root's alone",
                     path=state_dir, user="root", group="root", mode="0700")
     files.put(name="Ensure the restore tool's configuration is current",
-              src=io.StringIO(_restore_config()), dest=tool_config,
+              src=io.StringIO(_restore_config()), dest=posixpath.join(state_dir, "config.json"),
               user="root", group="root", mode="0600")
-    has_database = bool(host.get_fact(File, path=data.gitea_db_path))
-    resolved = resolved_source()
-    if resolved is None:
-        if data.gitea_start_requires_database and not has_database:
-            raise DeployError("restore_source is not set and the host has no Gitea database, "
-                              "so Gitea would not start: set restore_source (restic:latest, a "
-                              "backup archive, a gitea dump .zip, the runbook's backup), or "
-                              "gitea_start_requires_database = False for a new forge")
+    due = _due()
+    if due is None:
         host.noop("no restore_source: nothing to restore")
         return
-
-    label = resolved.label
-    pending_marker, restored_marker = _markers()
-    restored = host.get_fact(Marker, path=restored_marker)
-    pending_line = host.get_fact(Marker, path=pending_marker)
-    pending = Resolved.from_marker(pending_line)
-    resuming = pending_line is not None and (
-        pending_line == resolved.manifest_sha  # a marker of before issue 13
-        or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
-    if has_database and restored == resolved.manifest_sha and pending_line is None:
-        host.noop(f"Gitea data is already restored from {label}")
+    if isinstance(due, str):
+        host.noop(due)
         return
-    if pending_line is not None and not resuming and not data.restore_force:
-        was = f"{pending.label} ({pending.requested})" if pending else "another backup"
-        finish = ("; that source now names another backup" if pending
-                  and pending.requested == resolved.requested else
-                  f": finish it with restore_source={pending.requested if pending else '…'}")
-        raise DeployError(
-            f"a restore of {was} was cut off on {host.name}{finish}, or set restore_force to "
-            f"restore {resolved.label} instead (what is there is set aside first)")
-    if has_database and not data.restore_force and not resuming:
-        host.noop(f"the host has Gitea data: not restoring {label} over it (set "
-                  "restore_force to set that data aside and restore)")
-        return
+    resolved = due.resolved
     if resolved.lacks:
-        logger.warning(f"[{host.name}] {label} lacks: " + "; ".join(resolved.lacks))
-
-    stage = posixpath.join(state_dir, resolved.stage_id)
-    unpacked = posixpath.join(stage, "unpacked")
+        logger.warning(f"[{host.name}] {resolved.label} lacks: " + "; ".join(resolved.lacks))
     files.directory(name=f"Ensure the staging folder of backup {resolved.stage_id[:12]} "
-                    "exists, root's alone", path=stage, user="root", group="root", mode="0700")
+                    "exists, root's alone", path=due.stage, user="root", group="root",
+                    mode="0700")
     if resolved.kind == "restic":
-        stage_restic_snapshot(resolved.ref, unpacked)
+        stage_restic_snapshot(resolved.ref, due.unpacked)
     else:
+        archive, unpacked = posixpath.join(due.stage, "backup.tar.gz"), due.unpacked
         files.put(name=f"Ensure the backup {Path(resolved.ref).name} is staged on the host",
-                  src=resolved.ref, dest=posixpath.join(stage, "backup.tar.gz"),
-                  user="root", group="root", mode="0600")
+                  src=resolved.ref, dest=archive, user="root", group="root", mode="0600")
         server.shell(  # the restore itself is gated: this runs only when a restore is due
             name="Unpack the staged backup",
             commands=[StringCommand("rm", "-rf", q(unpacked), q(unpacked + ".tmp"), "&&",
                                     "mkdir", q(unpacked + ".tmp"), "&&",
-                                    "tar", "-xzf", q(posixpath.join(stage, "backup.tar.gz")),
-                                    "-C", q(unpacked + ".tmp"), "&&",
-                                    "mv", q(unpacked + ".tmp"), q(unpacked))],
+                                    "tar", "-xzf", q(archive), "-C", q(unpacked + ".tmp"),
+                                    "&&", "mv", q(unpacked + ".tmp"), q(unpacked))],
         )
-    refused = (f"the backup {resolved.requested} ({label}) failed verification on "
+    refused = (f"the backup {resolved.requested} ({resolved.label}) failed verification on "
                f"{host.name}: Gitea was not stopped and its data was not touched; use a sound "
                "backup")
     server.shell(
         name="Verify the backup (checksums, integrity_check) before touching Gitea",
-        commands=[StringCommand(q(data.restore_verifier_path), q(unpacked), ">",
-                                q(posixpath.join(stage, "verified.json")), "||",
+        commands=[StringCommand(q(data.restore_verifier_path), q(due.unpacked), ">",
+                                q(posixpath.join(due.stage, "verified.json")), "||",
                                 "{", "echo", q(refused), ">&2;", "exit", "2;", "}")],
     )
+
+
+@deploy("Restore Gitea's data from the backup")
+def restore_gitea() -> None:
+    """The backup verify_backup staged and verified, put in place (what is there set aside)."""
+    due = _due()
+    if not isinstance(due, _Due):
+        return
+    data = host.data
+    resolved, stage, label = due.resolved, due.stage, due.resolved.label
+    state_dir = data.restore_staging_dir
+    tool_config = posixpath.join(state_dir, "config.json")
+    pending_marker, restored_marker = _markers()
     files.put(name=f"Record that the restore of {label} is under way",
               src=io.StringIO(resolved.marker() + "\n"), dest=pending_marker, mode="0600")
     server.shell(name="Stop Gitea for the restore", commands=["systemctl stop gitea.service"])
@@ -194,7 +235,7 @@ def restore_gitea() -> None:
     tool = [q(data.restore_tool_path), "--config", q(tool_config)]
     server.shell(
         name="Set the data found on the host aside and put the backup's in place",
-        commands=[StringCommand(*tool, "apply", q(unpacked), ">",
+        commands=[StringCommand(*tool, "apply", q(due.unpacked), ">",
                                 q(posixpath.join(stage, "applied.json")))],
     )
     systemd.service(name="Start Gitea on the restored data", service="gitea.service",

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = ["gitea", "hermes-backend", "hermes-ezra", "hermes-allegro", "hermes-bezalel"]
-GITEA_STATE = "find /var/lib/gitea /etc/gitea -type f | sort | xargs sha256sum | sha256sum"
+GITEA_STATE = "find /var/lib/gitea /etc/gitea -type f | sort | xargs sha256sum"  # a diff names the file
 
 
 def converge(name: str, *, dry: bool = False, timeout: float = 600,
