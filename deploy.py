@@ -9,8 +9,11 @@ from tasks.backend import run_backend
 from tasks.backups import configure_backups
 from tasks.base import install_base
 from tasks.cron import install_cron
+from tasks.firewall import firewall_host
 from tasks.gitea import install_gitea
+from tasks.hardening import harden_host
 from tasks.hermes import install_hermes
+from tasks.https import serve_https
 from tasks.layout import make_layout
 from tasks.restore import restore_gitea, verify_backup
 from tasks.role import record_role
@@ -27,6 +30,7 @@ deploy_timmy_config()
 verify_backup()  # a backup that fails verification stops the deploy before Gitea is touched
 install_gitea()
 restore_gitea()
+serve_https()
 install_hermes()
 run_backend()
 run_wizards()
@@ -34,3 +38,5 @@ install_cron()
 harden_ssh()
 configure_backups()
 keep_warm()
+firewall_host()
+harden_host()

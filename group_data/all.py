@@ -51,7 +51,7 @@ gitea_work_dir = "/var/lib/gitea"
 gitea_config_dir = "/etc/gitea"
 gitea_db_path = "/var/lib/gitea/data/gitea.db"
 gitea_repo_root = "/var/lib/gitea/data/gitea-repositories"
-gitea_http_addr = "0.0.0.0"
+gitea_http_addr = "127.0.0.1"         # behind Caddy (https_*): never reachable from outside
 gitea_http_port = 3000
 gitea_ssh_port = 22                  # git over the system sshd, as the gitea user
 gitea_log_level = "Info"
@@ -75,6 +75,9 @@ restore_staging_dir = "/var/lib/phoenix/restore"   # per backup: <sha256 of the 
 restore_aside_dir = "/var/lib/gitea-aside"   # data found before a restore: <UTC time>/, kept
 restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"   # from files/
 restore_tool_path = "/usr/local/sbin/phoenix-restore"   # set aside, put in place, regenerate
+# Restarted (when running) once the saved folders (backup_paths, https_state_dir) are back,
+# so they read their restored state.
+restore_restart_units = ["caddy.service"]
 
 # ---- hermes agent (runbook steps 5-6) ------------------------------------------------------
 # Nous Research's Hermes Agent (PyPI `hermes-agent`), from files/hermes-requirements.txt (every
@@ -116,13 +119,87 @@ hermes_hardening = [
 ]
 hermes_max_exposure = 2.5            # validation: `systemd-analyze security` of each unit
 
+# systemd sandboxing of Phoenix's own units (gitea, caddy, the backup job, the standby
+# refresh); each template adds the paths it writes and the capabilities it keeps.
+# `systemd-analyze security UNIT` rates them (benchmarks/hardening_bench.py prints it).
+unit_hardening = [
+    "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "PrivateDevices=yes",
+    "DevicePolicy=closed", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
+    "ProtectHostname=yes", "ProtectProc=invisible", "ProcSubset=pid", "RestrictNamespaces=yes",
+    "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes", "RemoveIPC=yes", "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources",
+    "SystemCallErrorNumber=EPERM",       # a refused call fails with an error, not SIGSYS
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+]
+
+unit_exposure_max = 2.5              # validation: `systemd-analyze security` at most this
+
 # ---- cron (runbook step 6) ----------------------------------------------------------------
 cron_source_dir = "cron"             # inside timmy-config: its source of truth
 cron_file = "/etc/cron.d/timmy-config"
 
+# ---- https (issue 16) ---------------------------------------------------------------------
+# Debian's Caddy in front of Gitea: a certificate over ACME, HTTP/2, http -> https redirect.
+https_acme_ca = None                 # the ACME directory URL; None: Caddy's default (Let's Encrypt)
+https_acme_ca_root = None            # a PEM file (operator's side) the host trusts for that CA
+https_acme_email = None              # the ACME account's contact; None: no contact address
+# The operator's checks trust this CA file only (None: the system's trust store).
+https_trust_bundle = None
+https_ready_timeout = 60             # seconds the post-cutover check waits for HTTP/2 200
+# Caddy's home (Debian's caddy user): its certificates and ACME account, below
+# .local/share/caddy. Always saved and restored with the forge, whatever backup_paths says
+# (tasks/backups.saved_paths), so a recovery serves the forge's certificate before the DNS
+# cutover and asks the CA for nothing. None: this host serves no HTTPS (nothing to save).
+https_state_dir = "/var/lib/caddy"
+
+# ---- firewall (issue 16) ------------------------------------------------------------------
+# nftables, default-drop input: ssh, http, https (and Gitea's own ssh port if it has one).
+firewall_tcp_ports = [22, 80, 443]
+# Service users that may not reach the cloud's metadata address (user data, tokens).
+firewall_metadata_address = "169.254.169.254"
+firewall_metadata_denied_users = ["gitea", "hermes", "caddy"]
+
+# ---- host hardening (issue 16; lynis's findings that are configuration) -------------------
+# The forge is no router: no redirects or source routes accepted or sent, reverse-path
+# filtering on, martians logged. Network keys only: they are the host's own in a container too.
+hardening_sysctls = {
+    "net.ipv4.conf.all.accept_redirects": 0, "net.ipv4.conf.default.accept_redirects": 0,
+    "net.ipv4.conf.all.send_redirects": 0, "net.ipv4.conf.default.send_redirects": 0,
+    "net.ipv4.conf.all.accept_source_route": 0, "net.ipv4.conf.default.accept_source_route": 0,
+    "net.ipv4.conf.all.rp_filter": 1, "net.ipv4.conf.default.rp_filter": 1,
+    "net.ipv4.conf.all.log_martians": 1, "net.ipv4.conf.default.log_martians": 1,
+    "net.ipv6.conf.all.accept_redirects": 0, "net.ipv6.conf.default.accept_redirects": 0,
+}
+# Kernel modules nothing on the forge uses, some with a history of remote holes.
+hardening_blacklisted_modules = ["dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core"]
+hardening_core_dumps = False         # no core files: they hold secrets (tokens, keys) in memory
+
 # ---- ssh ----------------------------------------------------------------------------------
 ssh_password_authentication = False
 ssh_permit_root_login = "prohibit-password"   # keys only, as the deploy itself logs in
+ssh_x11_forwarding = False
+ssh_tcp_forwarding = False           # nothing tunnels through the forge
+ssh_agent_forwarding = False
+ssh_max_auth_tries = 3
+ssh_client_alive = (300, 2)          # seconds between probes, unanswered probes before a drop
+ssh_log_level = "VERBOSE"            # logs the key fingerprint of each login
+# ssh-audit's hardening guide for Debian 12 (OpenSSH 9.2): no NIST curves, no SHA-1, no CBC,
+# no encrypt-and-MAC. The host keys are ed25519 and RSA only; the pinned key is ed25519.
+ssh_host_keys = ["/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_rsa_key"]
+ssh_kex_algorithms = ["sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
+                      "curve25519-sha256@libssh.org", "diffie-hellman-group16-sha512",
+                      "diffie-hellman-group18-sha512", "diffie-hellman-group-exchange-sha256"]
+ssh_ciphers = ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com",
+               "aes128-gcm@openssh.com", "aes256-ctr", "aes192-ctr", "aes128-ctr"]
+ssh_macs = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+            "umac-128-etm@openssh.com"]
+ssh_host_key_algorithms = ["ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com",
+                           "sk-ssh-ed25519@openssh.com", "sk-ssh-ed25519-cert-v01@openssh.com",
+                           "rsa-sha2-512", "rsa-sha2-512-cert-v01@openssh.com",
+                           "rsa-sha2-256", "rsa-sha2-256-cert-v01@openssh.com"]
+ssh_moduli_min_bits = 3071           # diffie-hellman-group-exchange: no moduli below 3072 bits
 ssh_dropin_path = "/etc/ssh/sshd_config.d/01-phoenix.conf"  # first match wins in sshd_config
 
 # ---- validation (runbook steps 7 and 9) ---------------------------------------------------

@@ -12,7 +12,7 @@ secrets_dir = str(_config.state_dir / "secrets")
 gitea_version = _index["gitea"]["version"]
 gitea_binary_url = _index["gitea"]["url"]
 gitea_sha256 = _index["gitea"]["sha256"]
-gitea_root_url = f"http://forge.lab.test:3000/"
+gitea_root_url = "https://forge.lab.test/"
 gitea_domain = "forge.lab.test"
 
 # Hermes Agent from the lab's wheelhouse (the same wheels, hashes checked), its model the
@@ -21,6 +21,15 @@ hermes_find_links = _index["hermes"]["wheelhouse"]
 hermes_model_base_url = _index["model"]["base_url"]
 hermes_model_name = _index["model"]["name"]
 hermes_tirith_enabled = False
+
+# The lab's ACME CA is Pebble on the bridge (phoenix.lab.pebble); the operator's checks trust
+# its current root only.
+from phoenix.lab import pebble as _pebble  # noqa: E402  (after the lab config it reads)
+
+https_acme_ca = _pebble.directory_url(_config)
+https_acme_ca_root = str(_pebble.listener_ca(_config))
+https_acme_email = "operator@lab.test"
+https_trust_bundle = str(_pebble.issued_root(_config))
 
 timmy_config_url = _index["timmy_config"]["url"]
 timmy_config_commit = _index["timmy_config"]["commit"]

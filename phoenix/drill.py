@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from phoenix.errors import PhoenixError
-from phoenix.forge import Forge, TwoFactorUser, compare, snapshot, tally
+from phoenix.forge import Forge, TwoFactorUser, compare, served_certificate, snapshot, tally
 from phoenix.lab import config as labconfig
+from phoenix.lab.client import wait_https
 from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.report import Step
 from phoenix.settings import project
@@ -284,24 +285,28 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         settings = load("lab")
         bk.init(bk.store_from_settings(settings))
         key = prov.operator_key()
-        port = settings["gitea_http_port"]
         token = read_secret("gitea_api_token", folder=settings["secrets_dir"])
 
         primary = State("primary")
         timed_setup("primary provision", lambda: prov.provision(
             role="primary", settings=settings, client=do, state=primary, key=key, progress=say))
+        # The forge's name points at the primary before it is built, so that its Caddy gets
+        # the first certificate from the ACME CA (which the backup then carries).
+        cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
+                    say=say)
         timed_setup("primary converge", lambda: run_deploy(
             "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log",
             say=say))
-        cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
-                    say=say)
         if standby:
             spare = State("standby")
             timed_setup("standby provision", lambda: prov.provision(
                 role="standby", settings=settings, client=do, state=spare, key=key,
                 progress=say))
 
-        forge = Forge(f"http://{primary.address}:{port}", token=token)
+        timed_setup("primary certificate (ACME)",
+                    lambda: wait_https(settings, prov.target(primary).host))
+        issued = served_certificate(prov.target(primary).host, settings["gitea_domain"])
+        forge = Forge.of(settings, address=primary.address, token=token)
         ptarget = prov.target(primary)
         lfs: dict[str, dict[str, int]] = {}
         two_factor = [enroll_two_factor(ptarget, settings, "ezra")]
@@ -352,7 +357,8 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
                 "inventories/standby.py", log=workdir / "standby.reconverge.log"))
             one_primary["standby after a later converge"] = duties(prov.target(state), settings)
 
-        recovered = look(Forge(f"http://{state.address}:{port}", token=token))
+        served = served_certificate(prov.target(state).host, settings["gitea_domain"])
+        recovered = look(Forge.of(settings, address=state.address, token=token))
         notes_recovered = memories(prov.target(state), settings)
         compared = tally(before, recovered)
         compared["agents' memories and sessions"] = {
@@ -372,6 +378,10 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             "written_after_snapshot_and_lost": missing_late,
             "setup": setup,
             "one_primary": one_primary,
+            # Caddy's home came back with the snapshot: the primary's certificate, not a new
+            # one the CA could only issue once DNS pointed at the new host.
+            "certificate": ("the primary's, restored" if served == issued else
+                            "a new one: the primary's was not restored") + f" ({served[:16]})",
         })
         if lost:
             raise PhoenixError("data written before the snapshot is missing after the "

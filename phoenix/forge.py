@@ -1,7 +1,10 @@
 """The forge seen through Gitea's API, from the operator's side (the one HTTP helper for it).
 
 Used by the drill to write data and to compare what was there with what was recovered, and
-by `phoenix validate`'s step-9 check. The token goes in a header, never in a URL or a log.
+by `phoenix validate`'s checks. Always HTTPS: the token goes in a header inside TLS, never in
+a URL or a log. Before the DNS cutover the new host is reached by address while TLS and the
+Host header speak for the forge's name (what `curl --resolve NAME:443:ADDRESS` does), so the
+certificate checked is the one users will see.
 What a user would miss is compared by kind: repositories and branches, issues with their
 bodies and comments, attachments and avatars by sha256, LFS objects through the LFS batch
 API, and logins: the API token, and a 2FA user's password with a TOTP code (X-Gitea-OTP),
@@ -13,6 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import socket
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from phoenix.errors import PhoenixError
 
@@ -49,21 +55,88 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _AsName(HTTPAdapter):
+    """TLS for `name` (SNI and the certificate's name) on a connection to an address."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(server_hostname=self.name, assert_hostname=self.name)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _Trusting(requests.Session):
+    """A session whose CA file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, which requests
+    otherwise prefers to a session's own `verify`."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str) and verify in (None, True):
+            settings["verify"] = self.verify
+        return settings
+
+
+def https_session(name: str, *, address: str | None = None,
+                  trust: str | None = None) -> tuple[requests.Session, str]:
+    """A session for https://`name`, reaching `address` if given (else DNS), trusting only
+    the CA file `trust` (None: the system's store); returns it with the base URL to use."""
+    session = _Trusting()
+    session.verify = trust or True
+    if not address or address == name:
+        return session, f"https://{name}"
+    base = f"https://{address}"
+    session.mount(base + "/", _AsName(name))
+    session.headers["Host"] = name
+    return session, base
+
+
+def served_certificate(address: str, name: str, *, port: int = 443,
+                       timeout: float = 10) -> str:
+    """The sha256 of the certificate `address` serves for SNI `name`, trusted or not: tells
+    a restored certificate from a new one (the drill, the backup tests)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except OSError as exc:
+        raise PhoenixError(f"no TLS answer for {name} at {address}:{port} "
+                           f"({type(exc).__name__}: {exc})") from None
+    if not der:
+        raise PhoenixError(f"{address}:{port} sent no certificate for {name}")
+    return hashlib.sha256(der).hexdigest()
+
+
 class Forge:
-    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 10) -> None:
-        self.root = base_url.rstrip("/")
+    def __init__(self, name: str, *, address: str | None = None, trust: str | None = None,
+                 token: str | None = None, timeout: float = 10) -> None:
+        self.session, self.root = https_session(name, address=address, trust=trust)
         self.base = self.root + "/api/v1"
-        self.session = requests.Session()
+        self.where = f"https://{name}" + (f" (at {address})" if address else "")
         self.token = token
         if token:
             self.session.headers["Authorization"] = f"token {token}"
         self.timeout = timeout
 
+    @classmethod
+    def of(cls, settings: dict, *, address: str | None = None, token: str | None = None,
+           timeout: float = 10) -> Forge:
+        """The forge of group_data (gitea_domain, https_trust_bundle), at `address`."""
+        return cls(settings["gitea_domain"], address=address,
+                   trust=settings.get("https_trust_bundle"), token=token, timeout=timeout)
+
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             return self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise PhoenixError(f"Gitea at {self.where}: TLS failed, the certificate is not "
+                               f"valid for the name or not from the trusted CA ({_why(exc)})") \
+                from None
         except requests.RequestException as exc:
-            raise PhoenixError(f"Gitea at {self.root} is unreachable ({type(exc).__name__})") \
+            raise PhoenixError(f"Gitea at {self.where} is unreachable ({type(exc).__name__})") \
                 from None
 
     def _here(self, url: str) -> str:
@@ -75,7 +148,7 @@ class Forge:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, self.base + path, **kwargs)
         if response.status_code == 401:
-            raise PhoenixError(f"Gitea at {self.base} rejected the API token")
+            raise PhoenixError(f"Gitea at {self.where} rejected the API token")
         if response.status_code >= 400:
             raise PhoenixError(f"Gitea {method} {path} answered {response.status_code}: "
                                f"{response.text[:200]}")
@@ -179,12 +252,18 @@ class Forge:
             f"{login}:{password}".encode()).decode()}
         if otp is not None:
             headers["X-Gitea-OTP"] = otp
-        try:
-            response = requests.get(self.base + "/user", headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise PhoenixError(f"Gitea at {self.root} is unreachable ({type(exc).__name__})") \
-                from None
-        return response.status_code
+        # inside TLS as every call; these headers replace the session's token for this one
+        return self._request("GET", self.base + "/user", headers=headers).status_code
+
+
+def _why(exc: Exception) -> str:
+    """The innermost reason of a TLS failure (certificate verify failed: …)."""
+    text = str(exc)
+    for marker in ("certificate verify failed", "hostname", "handshake", "wrong version"):
+        at = text.find(marker)
+        if at >= 0:
+            return text[at:].split("')")[0].split('")')[0][:160]
+    return type(exc).__name__
 
 
 def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,

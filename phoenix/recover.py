@@ -126,7 +126,8 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
             "validate: the testinfra suite, per runbook step",
             "cutover: refuse while the old primary answers (--fence powers it off), DNS "
             "A/AAAA records (cloudflare) or reserved IP, old values saved; the droplet becomes "
-            "the primary (marker, backups on)"]
+            "the primary (marker, backups on)",
+            "https: runbook step 9.1, the name through DNS answers HTTP/2 200 over TLS"]
 
 
 def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:
@@ -158,7 +159,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     from phoenix.settings import load
     from phoenix.state import State
     from phoenix.state import now as state_now
-    from phoenix.validate import run_validation
+    from phoenix.validate import check_after_cutover, run_validation
 
     settings = load()
     state = State(role)
@@ -188,6 +189,13 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
                              force=False, say=say)
         return ", ".join(result)
 
+    def https() -> str:  # runbook 9.1, through DNS, once the cutover moved the name
+        public = settings["cutover_reserved_ip"] if reserved_ip else state.address
+        if not public:
+            raise PhoenixError(f"no address recorded for the {role} droplet: nothing to check "
+                               "step 9.1 against (phoenix provision first)")
+        return check_after_cutover(settings, public, say=say)
+
     try:
         if provision_step:
             report.timed("provision", provision, say)
@@ -201,6 +209,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         report.timed("validate", validate, say)
         if not skip_cutover:
             report.timed("cutover", cutover, say)
+            report.timed("https", https, say)
     finally:
         report.save(folder, f"{role}.report")
     return report

@@ -27,6 +27,7 @@ RUNBOOK = {
     "deploy": (65 * 60, "steps 2-6: 15 + 5 + 20 + 10 + 15 min"),
     "validate": (15 * 60, "steps 7 and 9: checks after a 15 min wait"),
     "cutover": (20 * 60, "step 8: 5 min + ~15 min propagation"),
+    "https": (None, "step 9.1: curl -I https://forge/api/v1/version, HTTP/2 200"),
 }
 RUNBOOK_TOTAL = (4 * 3600, 8 * 3600)  # "4-8 hours" for the whole manual recovery
 # Readable names for the figures a drill adds (keys of Report.extra).
@@ -40,6 +41,7 @@ LABELS = {
     "data_lost_up_to_snapshot": "data lost up to the snapshot",
     "written_after_snapshot_and_lost": "written after the snapshot, so lost (the RPO)",
     "setup": "drill setup (not part of the RTO)",
+    "certificate": "HTTPS certificate of the recovered forge",
 }
 
 

@@ -12,6 +12,7 @@ import io
 import json
 import posixpath
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
@@ -51,6 +52,26 @@ def config_path() -> str:
     return _paths()["config.json"]
 
 
+def write_paths() -> list[str]:
+    """The only folders the job's units may write (ProtectSystem=strict): made here, since
+    the sandboxed job could not create them itself."""
+    data = host.data
+    return sorted({posixpath.dirname(data.backup_staging_dir.rstrip("/")),
+                   posixpath.dirname(data.backup_status_file), data.backup_cache_dir})
+
+
+def saved_paths(data: Any) -> list[str]:
+    """The folders a snapshot holds besides Gitea's, and a restore puts back: backup_paths,
+    and Caddy's home (https_state_dir) added here rather than listed there, so that editing
+    backup_paths cannot leave a recovered forge without its certificate. `data`: host.data
+    or a settings dict (phoenix.settings.load)."""
+    paths = [p.rstrip("/") for p in data.get("backup_paths") or []]
+    state = data.get("https_state_dir")
+    if state and state.rstrip("/") not in paths:
+        paths.append(state.rstrip("/"))
+    return paths
+
+
 def _job_config(paths: dict[str, str], gitea: dict | None = None,
                 extra_paths: list[str] | None = None) -> dict:
     """What files/phoenix-backup reads: no secret in it, only where the secrets are. `gitea`:
@@ -68,7 +89,7 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
             "data_dir": posixpath.join(data.gitea_work_dir, "data"),
             "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
             "version": data.gitea_version},
-        "paths": list(data.backup_paths) + list(extra_paths or []),
+        "paths": saved_paths(data) + list(extra_paths or []),
         "skip": list(data.backup_skip),
         "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
@@ -146,11 +167,20 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     _install_job(gitea, extra_paths)
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
+    # The unit may also write the Hermes houses' folders (not made here: they are hermes's):
+    # SQLite's online backup of their WAL databases opens the -shm beside each. "-": a forge
+    # without them (an adopted one) would otherwise fail the unit's start (226/NAMESPACE).
+    for path in write_paths():
+        files.directory(name=f"Ensure {path} exists for the backup job, root's alone",
+                        path=path, user="root", group="root", mode="0700")
     service = files.template(
         name="Ensure the backup job's unit is current",
         src=str(TEMPLATES / "phoenix-backup.service.j2"),
         dest="/etc/systemd/system/phoenix-backup.service",
-        user="root", group="root", mode="0644", config_path=config_path, **settings)
+        user="root", group="root", mode="0644", config_path=config_path,
+        backup_write_paths=write_paths() + ([f"-{data.hermes_root}"]
+                                            if data.get("hermes_root") else []),
+        unit_hardening=data.unit_hardening, **settings)
     timer = files.template(
         name="Ensure the backup timer's unit is current",
         src=str(TEMPLATES / "phoenix-backup.timer.j2"),

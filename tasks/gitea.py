@@ -29,7 +29,7 @@ SETTINGS = ("gitea_user", "gitea_group", "gitea_home", "gitea_work_dir", "gitea_
 
 
 def _settings() -> dict:
-    return {key: host.data.get(key) for key in SETTINGS}
+    return {key: host.data.get(key) for key in (*SETTINGS, "unit_hardening")}
 
 
 def _operator_secret(name: str) -> str | None:

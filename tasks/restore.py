@@ -29,7 +29,7 @@ from facts.markers import Marker
 from phoenix import sources
 from phoenix.errors import PhoenixError
 from phoenix.sources import Resolved
-from tasks.backups import stage_restic_snapshot
+from tasks.backups import saved_paths, stage_restic_snapshot
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
@@ -80,7 +80,7 @@ def _restore_config() -> str:
         "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
         "data_dir": posixpath.join(data.gitea_work_dir, "data"),
         "aside_dir": data.restore_aside_dir, "user": data.gitea_user, "group": data.gitea_group,
-        "paths": [p.rstrip("/") for p in data.backup_paths],
+        "paths": saved_paths(data),   # backup_paths and Caddy's home
         "gitea_binary": data.gitea_binary_path,
         "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
         "work_dir": data.gitea_work_dir,
@@ -238,6 +238,13 @@ def restore_gitea() -> None:
         commands=[StringCommand(*tool, "apply", q(due.unpacked), ">",
                                 q(posixpath.join(stage, "applied.json")))],
     )
+    if resolved.kind == "restic":
+        for unit in data.restore_restart_units:  # a running one reads its restored folder
+            server.shell(
+                name=f"Restart {unit} (if it runs) on its restored state",
+                commands=[StringCommand("if", "systemctl", "is-active", "-q", q(unit), ";",
+                                        "then", "systemctl", "restart", q(unit), ";", "fi")],
+            )
     systemd.service(name="Start Gitea on the restored data", service="gitea.service",
                     running=True, restarted=True)
     address = "127.0.0.1" if data.gitea_http_addr in ("0.0.0.0", "::") else data.gitea_http_addr

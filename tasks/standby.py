@@ -39,10 +39,15 @@ def keep_warm() -> None:
         return
     settings = {key: data.get(key) for key in ("standby_prestage_dir", "backup_job_path",
                                                "backup_timeout", "standby_refresh_schedule")}
+    writes = sorted({data.standby_prestage_dir, data.backup_cache_dir})
+    for path in writes:
+        files.directory(name=f"Ensure {path} exists for the standby refresh, root's alone",
+                        path=path, user="root", group="root", mode="0700")
     service = files.template(
         name="Ensure the standby refresh unit is current",
         src=str(TEMPLATES / f"{UNIT}.service.j2"), dest=f"/etc/systemd/system/{UNIT}.service",
-        user="root", group="root", mode="0644", config_path=config_path(), **settings)
+        user="root", group="root", mode="0644", config_path=config_path(),
+        standby_write_paths=writes, unit_hardening=data.unit_hardening, **settings)
     timer = files.template(
         name="Ensure the standby refresh timer is current",
         src=str(TEMPLATES / f"{UNIT}.timer.j2"), dest=f"/etc/systemd/system/{UNIT}.timer",

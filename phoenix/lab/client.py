@@ -65,3 +65,32 @@ def faults(config: LabConfig, api: str, *, add: dict | None = None,
         raise PhoenixError(f"the lab's {api} fault switch answered {answer.status_code}: "
                            f"{answer.text.strip()}")
     return answer.json()["faults"]
+
+
+def point_forge_name(config: LabConfig, ip: str, name: str = "forge.lab.test") -> None:
+    """The lab's DNS answers `name` with `ip` (through its Cloudflare API, as a cutover does),
+    so that Pebble validates a certificate request from that droplet."""
+    from phoenix import dns
+
+    client = dns.make_client(token=config.cf_token_file.read_text().strip(),
+                             base_url=config.cf_base_url)
+    dns.cutover(records=[name], new_ip=ip, ttl=60, client=client, saved={})
+
+
+def wait_https(settings: dict, ip: str, *, timeout: float = 90) -> str:
+    """Until the forge at `ip` answers /api/v1/version over TLS for its name, with a
+    certificate from the trusted CA (Caddy's first certificate takes a few seconds)."""
+    import time
+
+    from phoenix.forge import Forge
+
+    forge = Forge.of(settings, address=ip)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return forge.version()
+        except PhoenixError as exc:
+            if time.monotonic() > deadline:
+                raise PhoenixError(f"no valid HTTPS at {ip} after {timeout:.0f} s: {exc}") \
+                    from None
+            time.sleep(1)

@@ -16,7 +16,7 @@ import sys
 import time
 
 from phoenix.errors import PhoenixError
-from phoenix.lab import aptproxy, image, net, procs
+from phoenix.lab import aptproxy, image, net, pebble, procs
 from phoenix.lab.config import LabConfig
 from phoenix.lab.nspawn import destroy_droplet
 from phoenix.lab.objects import Ledger
@@ -70,6 +70,7 @@ def up(config: LabConfig, *, log=print) -> dict:
     from phoenix.lab import artifacts
     artifacts.publish(config, log=log)
     start_server(config, ledger)
+    pebble.start(config, ledger)  # after the DNS server it resolves through
     return timings
 
 

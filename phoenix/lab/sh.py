@@ -18,6 +18,8 @@ REQUIRED = {
     "ssh": "openssh-client",
     "git": "git",
     "mount": "mount",
+    "pebble": "pebble",      # the lab's ACME CA
+    "openssl": "openssl",    # its listener certificate
 }
 
 

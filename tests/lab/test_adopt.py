@@ -23,11 +23,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 from phoenix import backup
+from phoenix.do import public_ip
+from phoenix.forge import https_session
 from phoenix.lab import fixtures, offsite
-from phoenix.lab.client import droplet_target
+from phoenix.lab.client import droplet_target, point_forge_name, wait_https
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
 
@@ -162,7 +163,10 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, NEW)
-        do_client.wait_active(droplet["id"], timeout=240)  # nspawn.BOOT_TIMEOUT
+        new_ip = public_ip(do_client.wait_active(droplet["id"], timeout=240))  # BOOT_TIMEOUT
+        # The runbook's forge had no Caddy (so the snapshot holds no certificate): the name
+        # points at the new droplet, so that its Caddy gets one from the lab's CA.
+        point_forge_name(lab, new_ip)
         source = f"restore_source=restic:{snapshot}"
         env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": NEW,
                "PHOENIX_LAB_OFFSITE": STORE}
@@ -199,9 +203,12 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         sums = out(lab, NEW, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
         assert dict(reversed(line.split()) for line in sums.splitlines()) == files
         assert out(lab, NEW, "systemctl is-active gitea").strip() == "active"
-        ip = droplet_target(lab, NEW).host
-        issue = requests.get(f"http://{ip}:3000/api/v1/repos/Timmy_Foundation/timmy-config/"
-                             "issues/1", headers={"Authorization": f"token {TOKEN}"}, timeout=10)
+        settings = load("lab")
+        wait_https(settings, new_ip)  # Gitea answers only behind Caddy, over TLS
+        session, base = https_session(settings["gitea_domain"], address=new_ip,
+                                      trust=settings["https_trust_bundle"])
+        issue = session.get(f"{base}/api/v1/repos/Timmy_Foundation/timmy-config/issues/1",
+                            headers={"Authorization": f"token {TOKEN}"}, timeout=10)
         assert issue.status_code == 200
     finally:
         destroy(do_client, droplet)

@@ -23,9 +23,11 @@ import pytest
 import requests
 
 from phoenix import appendonly, backup
+from phoenix.do import public_ip
 from phoenix.errors import PhoenixError
+from phoenix.forge import https_session, served_certificate
 from phoenix.lab import offsite
-from phoenix.lab.client import droplet_target
+from phoenix.lab.client import droplet_target, point_forge_name, wait_https
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
 from tests.conftest import network_cut
@@ -84,8 +86,12 @@ def destroy(do_client, droplet: dict | None) -> None:
 
 
 def api(ip: str, token: str, method: str, path: str, **kwargs) -> requests.Response:
-    return requests.request(method, f"http://{ip}:3000/api/v1{path}", timeout=10,
-                            headers={"Authorization": f"token {token}"}, **kwargs)
+    """Gitea's API over TLS for the forge's name, at `ip` (the token never in clear)."""
+    settings = load("lab")
+    session, base = https_session(settings["gitea_domain"], address=ip,
+                                  trust=settings["https_trust_bundle"])
+    return session.request(method, f"{base}/api/v1{path}", timeout=10,
+                           headers={"Authorization": f"token {token}"}, **kwargs)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -114,10 +120,12 @@ def forge(lab, do_client, store, tmp_path_factory):
     droplet = None
     try:
         droplet = make_droplet(lab, do_client, FORGE)
-        do_client.wait_active(droplet["id"], timeout=240)
+        ip = public_ip(do_client.wait_active(droplet["id"], timeout=240))
+        point_forge_name(lab, ip)  # so that its Caddy gets the forge's certificate
         # The forge itself (not a recovery waiting for its cutover): it backs up on its timer.
         proc = converge(FORGE, tmp, "phoenix_role=primary")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        wait_https(load("lab"), ip)
         yield droplet_target(lab, FORGE), tmp
     finally:
         destroy(do_client, droplet)
@@ -177,6 +185,10 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
         proc = converge("bk-forge-t2", tmp_path, source)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         new = droplet_target(lab, "bk-forge-t2")
+        # Caddy's home came back with the backup: the new host serves the forge's certificate
+        # by address, before any DNS change, and asked the CA for no other.
+        name = load("lab")["gitea_domain"]
+        assert served_certificate(new.host, name) == served_certificate(target.host, name)
         got = api(new.host, token, "GET", f"/repos/Timmy_Foundation/timmy-config/issues/{number}")
         assert got.status_code == 200 and got.json()["title"] == title
         staged = f"/var/lib/phoenix/restore/{snapshot}"

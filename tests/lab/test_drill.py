@@ -14,9 +14,15 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     report = drill(say=print)
     data = report.to_dict()
 
-    assert [s["name"] for s in data["steps"]] == ["provision", "deploy", "validate", "cutover"]
+    assert [s["name"] for s in data["steps"]] == ["provision", "deploy", "validate", "cutover",
+                                                  "https"]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
+    # Runbook 9.1 after the cutover: the name through the lab DNS, Pebble's root only.
+    assert "HTTP/2 200" in data["steps"][-1]["detail"], data["steps"][-1]
     assert data["data_lost_up_to_snapshot"] == "none"
+    # Caddy's home came back: the recovered forge serves the primary's certificate (validation
+    # before the cutover could not have passed on a new one; this names the cause).
+    assert data["certificate"].startswith("the primary's, restored"), data["certificate"]
     # What was written after the snapshot is reported as lost, not silently dropped:
     lost = data["written_after_snapshot_and_lost"]
     assert any("after-snapshot" in item for item in lost), lost
@@ -51,11 +57,12 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     data = drill(standby=True, say=print).to_dict()
 
     # No provisioning on the clock: the standby was there, warm; it is promoted.
-    assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover"]
+    assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover", "https"]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
     assert data["logins_after_recovery"]["2FA login of ezra with a TOTP code"] == "works"
     assert "standby refresh (its timer's job)" in data["setup"]
+    assert data["certificate"].startswith("the primary's, restored"), data["certificate"]
     # One primary: the standby ran no house, no cron, no backup until promoted ...
     before_p = data["one_primary"]["standby before promotion"]
     assert before_p == {"role": "standby", "houses_active": [], "cron": False,

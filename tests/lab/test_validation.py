@@ -42,7 +42,7 @@ def settings():
 def converged(lab, do_client, tmp_path_factory) -> Target:
     """A fresh lab droplet converged once by the deploy (as `phoenix recover` would)."""
     from phoenix.do import public_ip
-    from phoenix.lab.client import droplet_target
+    from phoenix.lab.client import droplet_target, point_forge_name, wait_https
     from phoenix.sshconf import public_half
 
     for old in do_client.droplets(name=DROPLET):  # ours, left by a run that was cut off
@@ -52,7 +52,8 @@ def converged(lab, do_client, tmp_path_factory) -> Target:
                                 "image": "debian-12-x64", "ssh_keys": [fingerprint],
                                 "tags": ["phoenix-test"]})
     try:
-        assert public_ip(do_client.wait_active(droplet["id"], timeout=90))
+        ip = public_ip(do_client.wait_active(droplet["id"], timeout=90))
+        point_forge_name(lab, ip)  # so that its Caddy gets the forge's certificate
         log = tmp_path_factory.mktemp("converge") / "deploy.log"
         with open(log, "w") as out:
             proc = subprocess.run(
@@ -62,6 +63,7 @@ def converged(lab, do_client, tmp_path_factory) -> Target:
                 check=False)
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         assert proc.returncode == 0, f"the deploy did not converge {DROPLET}:\n{tail}"
+        wait_https(load("lab"), ip)
         yield droplet_target(lab, DROPLET)
     finally:
         do_client.destroy(droplet["id"])
@@ -240,6 +242,24 @@ def _token_back_wiki_gone(t, s):
                f"rm -rf {shlex.quote(_wiki(s))}")
 
 
+def _caddy_stop(t, s):
+    on_host(t, "systemctl stop caddy")
+    return ""
+
+
+def _caddy_start(t, s):
+    on_host(t, "systemctl start caddy")
+
+
+def _firewall_flush(t, s):
+    on_host(t, "nft flush ruleset")
+    return ""
+
+
+def _firewall_load(t, s):
+    on_host(t, "systemctl restart nftables")
+
+
 # Test names and words may name {w0} and {w1}: the first two of the lab's wizard_names.
 BREAKS = [
     Break("gitea-stopped", _gitea_stop, _gitea_start,
@@ -274,6 +294,13 @@ BREAKS = [
     Break("token-rejected-beside-a-wiki", _token_revoked_beside_a_wiki, _token_back_wiki_gone,
           fails={"test_step9_issue_create_and_close_through_api":
                  ["token is not valid on this Gitea", "answered 401"]}),
+    Break("caddy-stopped", _caddy_stop, _caddy_start,
+          fails={"test_step4_gitea_api_version_200_from_operator": ["does not answer"],
+                 "test_step4_http_redirects_to_https": ["nothing answers http://"],
+                 "test_step9_issue_create_and_close_through_api": ["does not answer"]}),
+    Break("firewall-flushed", _firewall_flush, _firewall_load,
+          fails={"test_security_firewall_drops_input_by_default": ["accepts by default"],
+                 "test_security_service_users_cannot_reach_metadata": ["not refused"]}),
     Break("password-login", _password_on, _password_off,
           fails={"test_security_sshd_no_password_login":
                  ["sshd accepts password logins", "passwordauthentication yes"]}),
@@ -317,7 +344,7 @@ def test_a_wrong_secret_key_on_the_recovered_host_fails_the_2fa_comparison(conve
     from phoenix.forge import Forge, compare, snapshot
 
     ini = f"{settings['gitea_config_dir']}/app.ini"
-    forge = Forge(f"http://{converged.host}:{settings['gitea_http_port']}")
+    forge = Forge.of(settings, address=converged.host)  # over TLS for the forge's name
     user = enroll_two_factor(converged, settings, "ezra")
     before = snapshot(forge, two_factor=[user])
     on_host(converged, f"cp -p {ini} /root/val-app.ini.saved && sed -i "

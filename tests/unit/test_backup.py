@@ -447,3 +447,47 @@ def test_a_store_that_does_not_answer_is_told_from_one_that_does():
     append_only = {"repository": "rclone:/srv/restic/forge",  # the store named in `location`
                    "location": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge (append-only)"}
     assert backup.job_module().store_answers(append_only, 1) is False
+
+
+# --- Caddy's home: what lets a recovered forge serve its certificate before the cutover -------
+
+def test_caddys_home_is_saved_and_restored_whatever_backup_paths_lists():
+    """A merge rewrote backup_paths once and dropped Caddy's home: the recovered forge then
+    had no certificate, and the ACME CA could not give it one before the DNS cutover."""
+    from phoenix.settings import load
+    from tasks.backups import saved_paths
+
+    settings = load()
+    home = settings["https_state_dir"]
+    assert home == "/var/lib/caddy"   # Debian's caddy user's home: its storage is below it
+    assert home in saved_paths(settings)
+    assert all(p.rstrip("/") in saved_paths(settings) for p in settings["backup_paths"])
+    assert saved_paths({"backup_paths": ["/var/lib/hermes"], "https_state_dir": home}) == \
+        ["/var/lib/hermes", home]
+    assert saved_paths({"backup_paths": [home + "/"], "https_state_dir": home}) == [home]
+    assert saved_paths({"backup_paths": ["/var/lib/hermes"], "https_state_dir": None}) == \
+        ["/var/lib/hermes"]
+
+
+def test_caddys_certificate_and_account_pass_the_backup_skips(tmp_path):
+    """Caddy 2.6's storage (certmagic's layout) goes through the job's mirror with
+    group_data's backup_skip: the certificate, its key and the ACME account all arrive."""
+    from phoenix.settings import load
+
+    job = backup.job_module()
+    src, dest = tmp_path / "caddy", tmp_path / "dest"
+    data = src / ".local" / "share" / "caddy"
+    ca = "10.213.91.1-14000-dir"
+    kept = [f"certificates/{ca}/forge.lab.test/forge.lab.test.crt",
+            f"certificates/{ca}/forge.lab.test/forge.lab.test.key",
+            f"certificates/{ca}/forge.lab.test/forge.lab.test.json",
+            f"acme/{ca}/users/operator@lab.test/operator.json",
+            f"acme/{ca}/users/operator@lab.test/operator.key", "instance.uuid"]
+    for rel in [*kept, "locks/issue_cert_forge.lab.test.lock"]:
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text(rel)
+    job.mirror(str(src), str(dest), skip=load()["backup_skip"], sqlite=True)
+    for rel in kept:
+        assert (dest / ".local" / "share" / "caddy" / rel).read_text() == rel
+    assert not (dest / ".local" / "share" / "caddy" / "locks" / "issue_cert_forge.lab.test.lock"
+                ).exists()

@@ -14,7 +14,7 @@ import requests
 from phoenix.forge import Forge, snapshot
 from phoenix.lab import fixtures
 from tests.contracts import GiteaContract
-from tests.unit.test_forge import EZRA, OTP_SECRET, TOKEN, png
+from tests.unit.test_forge import EZRA, NAME, OTP_SECRET, TOKEN, TLSFront, make_ca, png
 from tests.unit.test_standins import Forge as Host
 from tests.unit.test_standins import started
 
@@ -46,8 +46,10 @@ def exchanges(tmp_path_factory) -> list[tuple]:
         conn.executescript(fixtures.enroll_totp_sql(secret_key="lab-secret-key-one", uid=2,
                                                     otp_secret=OTP_SECRET))
     seen: list[tuple] = []
+    ca, cert, key = make_ca(root / "pki", "forge", [NAME])
+    front = TLSFront(cert, key, host.port)  # Caddy's place: the forge is HTTPS only
     with started("gitea", "web", "--config", str(host.ini)):
-        forge = Forge(host.url, token=TOKEN)
+        forge = Forge(NAME, address=f"127.0.0.1:{front.port}", trust=str(ca), token=TOKEN)
         forge.session.hooks["response"].append(lambda r, *a, **k: seen.append(_exchange(r)))
         name = "Timmy_Foundation/timmy-config"
         forge.version()
@@ -67,6 +69,7 @@ def exchanges(tmp_path_factory) -> list[tuple]:
                     lambda: forge.create_comment(name, 999, "x")):
             with pytest.raises(Exception):  # noqa: B017 -- PhoenixError, recorded above
                 bad()
+    front.close()
     return seen
 
 

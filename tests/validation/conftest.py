@@ -80,8 +80,14 @@ def address_ip(address) -> str:
 
 
 @pytest.fixture(scope="module")
-def gitea_url(address, settings) -> str:
-    return f"http://{address}:{settings['gitea_http_port']}"
+def forge_https(address, settings):
+    """(session, base URL) for the forge over HTTPS at this host's address: TLS and Host for
+    gitea_domain (the certificate users will see, before the DNS cutover too), trusting only
+    https_trust_bundle when it is set."""
+    from phoenix.forge import https_session
+
+    return https_session(settings["gitea_domain"], address=address,
+                         trust=settings.get("https_trust_bundle"))
 
 
 @pytest.fixture(scope="module")

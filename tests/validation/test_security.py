@@ -3,7 +3,11 @@ services not running as root where they need not."""
 
 from __future__ import annotations
 
+import re
 import shlex
+import shutil
+import socket
+import subprocess
 
 import pytest
 
@@ -101,3 +105,78 @@ def test_security_hermes_units_sandboxed(host, settings):
             problems.append(f"{unit} has exposure {exposure} (`systemd-analyze security "
                             f"{unit}`), expected at most {limit}: its sandboxing was loosened")
     assert not problems, "; ".join(problems)
+
+
+# ---- issue 16: TLS front, firewall, hardening ------------------------------------------------
+
+def _connects(address: str, port: int, timeout: float = 3) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def test_security_internal_ports_closed_from_outside(address, settings):
+    """Gitea and the backend serve this host only: Caddy is the one way in."""
+    ports = {"gitea_http_port": settings["gitea_http_port"],
+             "backend_port": settings["backend_port"]}
+    reached = [f"{port} ({what})" for what, port in ports.items() if _connects(address, port)]
+    assert not reached, f"{address} accepts connections from here on port " \
+                        f"{', '.join(reached)}: bind it to 127.0.0.1 and check the firewall"
+
+
+def test_security_firewall_drops_input_by_default(host, settings):
+    rules = out(host, "nft list chain inet filter input 2>&1 || true")
+    assert "policy drop" in rules, "the nftables input chain (inet filter input) is missing " \
+                                   "or accepts by default: systemctl status nftables"
+    for port in settings["firewall_tcp_ports"]:
+        assert re.search(rf"\b{port}\b", rules), f"the firewall does not open TCP {port}"
+
+
+def test_security_service_users_cannot_reach_metadata(host, settings):
+    """Each service user's connection to the metadata address is refused at once (root's is
+    not: cloud-init needs it)."""
+    address = settings["firewall_metadata_address"]
+    reached = []
+    for user in settings["firewall_metadata_denied_users"]:
+        if host.run(f"id -u {shlex.quote(user)}").rc != 0:
+            continue  # a user this host does not have (another test names a missing service)
+        result = host.run(f"runuser -u {shlex.quote(user)} -- curl -sS -m 3 -o /dev/null "
+                          f"http://{address}/")
+        if result.rc != 7 or "Couldn't connect" not in result.stderr:
+            reached.append(f"{user} (curl exit {result.rc}: {result.stderr.strip()[:80]})")
+    assert not reached, f"service users not refused by the firewall on {address}: " \
+                        + "; ".join(reached) + " (nft list chain inet filter output)"
+
+
+def test_security_sshd_no_x11_forwarding(sshd):
+    assert sshd.get("x11forwarding") == "no", "sshd allows X11 forwarding (x11forwarding yes)"
+
+
+def test_security_ssh_audit_reports_no_failure(address):
+    if shutil.which("ssh-audit") is None:
+        pytest.skip("ssh-audit is not installed on this machine (apt-get install ssh-audit)")
+    proc = subprocess.run(["ssh-audit", "-n", "-l", "fail", address], capture_output=True,
+                          text=True, timeout=60, check=False)
+    failures = [line.strip() for line in proc.stdout.splitlines() if "[fail]" in line]
+    assert not failures, f"ssh-audit fails sshd on {address}: " + "; ".join(failures[:5])
+    # ssh-audit 2.5 (Debian 12) exits 0 good, 2 warnings, 3 failures, 1 connection error.
+    assert proc.returncode in (0, 2), f"ssh-audit could not audit {address} (exit " \
+        f"{proc.returncode}): {(proc.stdout + proc.stderr).strip()[-300:]}"
+
+
+def test_security_units_sandboxed(host, settings):
+    """systemd-analyze's exposure of Phoenix's own units (hermes is issue 15's)."""
+    limit = settings["unit_exposure_max"]
+    worse = []
+    for unit in ("gitea.service", "caddy.service", "phoenix-backup.service",
+                 "phoenix-standby-refresh.service"):
+        if not unit_loaded(host, unit):
+            continue
+        line = out(host, f"systemd-analyze security --no-pager {unit} | tail -n1")
+        found = re.search(r"exposure level for \S+: (\d+\.\d+)", line)
+        if found is None or float(found.group(1)) > limit:
+            worse.append(f"{unit} {found.group(1) if found else line.strip()}")
+    assert not worse, f"units more exposed than {limit} (systemd-analyze security): " \
+                      + ", ".join(worse)
