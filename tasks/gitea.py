@@ -25,7 +25,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SETTINGS = ("gitea_user", "gitea_group", "gitea_home", "gitea_work_dir", "gitea_config_dir",
             "gitea_binary_path", "gitea_db_path", "gitea_repo_root", "gitea_domain",
             "gitea_root_url", "gitea_http_addr", "gitea_http_port", "gitea_ssh_port",
-            "gitea_log_level", "gitea_disable_registration", "gitea_start_requires_database")
+            "gitea_log_level", "gitea_disable_registration", "gitea_start_requires_database",
+            "gitea_sqlite_journal_mode")
 
 
 def _settings() -> dict:

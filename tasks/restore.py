@@ -30,6 +30,7 @@ from phoenix import sources
 from phoenix.errors import PhoenixError
 from phoenix.sources import Resolved
 from tasks.backups import saved_paths, stage_restic_snapshot
+from tasks.litestream import replay_replicas
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
@@ -239,6 +240,11 @@ def restore_gitea() -> None:
                                 q(posixpath.join(stage, "applied.json")))],
     )
     if resolved.kind == "restic":
+        # Issue 21: the newest consistent point. The snapshot's databases are in place (and
+        # nothing runs on them yet); each one's Litestream replica, when it is newer and
+        # lines up, takes its place. A separate step (tasks/litestream.py) on the resolved
+        # source.
+        replay_replicas(snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir)
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",

