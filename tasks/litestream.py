@@ -95,13 +95,13 @@ def config_text(dbs: list[tuple[str, str]], *, source: str, key_path: str, data=
     Litestream 0.5's cmd/litestream/main.go (ReplicaConfig: type, host, user, path, key-path,
     host-key, sync-interval); host-key is checked with ssh.FixedHostKey (sftp/replica_client.go)."""
     data = host.data if data is None else data
-    where = replica(data.litestream_replica_url)
-    pinned = host_key(data.litestream_known_hosts, where["host"])
+    where = replica(data.get("litestream_replica_url"))
+    pinned = host_key(data.get("litestream_known_hosts"), where["host"])
     config = {"logging": {"level": "info", "type": "text", "stderr": True}, "dbs": [
         {"path": path, "replica": {
             "type": "sftp", "host": f"{where['host']}:{where['port']}", "user": where["user"],
             "path": posixpath.join(where["path"], source, name), "key-path": key_path,
-            "host-key": pinned, "sync-interval": str(data.litestream_sync_interval)}}
+            "host-key": pinned, "sync-interval": str(data.get("litestream_sync_interval"))}}
         for path, name in dbs]}
     return json.dumps(config, indent=1, sort_keys=True) + "\n"
 

