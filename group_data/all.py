@@ -286,6 +286,8 @@ litestream_config_dir = "/etc/litestream"   # <owner>.yml per unit; the replica 
 litestream_sync_interval = "1s"      # how often new WAL frames leave the forge: the RPO's floor
 # The houses' databases (below each HERMES_HOME) that stream besides gitea.db:
 litestream_house_databases = ["state.db", "response_store.db", "kanban.db"]
+litestream_max_lag = 60              # seconds; `phoenix backup status` and validation fail past it
+backup_max_age = 7200                # seconds since the newest snapshot, the same (hourly + slack)
 litestream_restore_timeout = 600     # seconds per database for `litestream restore`
 litestream_restore_from = None       # whose replicas a restore reads; None: the snapshot's host
 litestream_restore_timestamp = None  # ISO time: the databases as they were then (-timestamp)

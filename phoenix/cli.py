@@ -329,6 +329,39 @@ def backup_now(role: str) -> None:
     click.echo(bk.now(target_for(role), settings=load()))
 
 
+@backup.command("status", help="The newest snapshot's age and each database replica's lag; "
+                "exits 1 when either passes its threshold (backup_max_age, litestream_max_lag).")
+@click.option("--role", default="primary", type=click.Choice(["primary", "recovery", "standby"]),
+              help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
+@click.option("--json", "as_json", is_flag=True)
+def backup_status(role: str, as_json: bool) -> None:
+    from phoenix import backup as bk
+    from phoenix import replication
+    from phoenix.inventory import target_for
+    from phoenix.settings import load
+
+    settings = load()
+    age = replication.snapshot_age(bk.list_snapshots(_store(), all_hosts=True))
+    lags = (replication.replica_lags(target_for(role), settings,
+                                     replication.binary_path(settings))
+            if settings.get("litestream_replica_url") else [])
+    found = replication.problems(age, lags, settings)
+    if as_json:
+        click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
+                               "problems": found}, indent=2))
+    else:
+        click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
+        for db in lags:
+            click.echo(f"  {db['path']}: " + (f"unreadable: {db['error']}" if db.get("error")
+                                              else f"replica lag {db['lag_seconds']:.1f} s "
+                                                   f"(txid {db['replica_txid']} of "
+                                                   f"{db['local_txid']})"))
+        for line in found:
+            click.echo(f"problem: {line}", err=True)
+    if found:
+        sys.exit(1)
+
+
 @backup.command("list", help="The snapshots, oldest first.")
 @click.option("--json", "as_json", is_flag=True)
 def backup_list(as_json: bool) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from phoenix import rpo
 from phoenix.errors import PhoenixError
 from phoenix.forge import Forge, TwoFactorUser, compare, served_certificate, snapshot, tally
 from phoenix.lab import config as labconfig
@@ -27,6 +28,7 @@ from phoenix.lab.client import wait_https
 from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.report import Step
 from phoenix.settings import project
+from phoenix.rpo import Trickle, measure
 from phoenix.sshconf import Target
 from phoenix.state import State
 
@@ -34,6 +36,7 @@ Say = Callable[[str], None]
 T = TypeVar("T")
 ROLES = ("primary", "standby", "recovery")
 OFFSITE = "offsite-drill"
+TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
   # its own store: a drill never touches another test's backups
 
 
@@ -238,6 +241,22 @@ def duties(target: Target, settings: dict) -> dict:
             "refresh_timer": out[3 + n]}
 
 
+def recovered_keys(kind: str, recovered: dict, target: Target, settings: dict,
+                   repo: str) -> set[str]:
+    """What of a Trickle's kind of writes the recovered forge has (see phoenix.rpo)."""
+    q = shlex.quote
+    if kind == rpo.ISSUES:  # phoenix.forge.snapshot: {"issues": {"<repo>#<n>": …}}
+        return {key.rsplit("#", 1)[1] for key in recovered.get("issues", {})
+                if key.rsplit("#", 1)[0] == repo}
+    if kind == rpo.SESSIONS:
+        db = q(f"{settings['hermes_root']}/{settings['backend_house']}/state.db")
+        return set(ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} "
+                               "'SELECT id FROM sessions'").split())
+    bare = q(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
+    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all")
+               .split())
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -338,10 +357,20 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
         after = look(forge)
         notes_after = memories(ptarget, settings)
+        # Issue 21: writes keep going until the very moment of the disaster.
+        trickle = None
+        if not standby:
+            trickle = Trickle(forge.base.removesuffix("/api/v1"), token, ptarget, settings,
+                              repo=sorted(r["full_name"] for r in forge.repos())[0])
+            say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
+            trickle.start()
+            time.sleep(TRICKLE_SECONDS)
 
         say("-- the disaster: the primary is destroyed")
         disaster_at = time.time()
         do.destroy(primary.droplet["id"])
+        if trickle is not None:
+            trickle.stop()
         role = "standby" if standby else "recovery"
         if standby:
             rec = recover(role=role, say=say, report_dir=workdir, provision_step=False,
@@ -360,6 +389,12 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         served = served_certificate(prov.target(state).host, settings["gitea_domain"])
         recovered = look(Forge.of(settings, address=state.address, token=token))
         notes_recovered = memories(prov.target(state), settings)
+        if trickle is not None:
+            rtarget = prov.target(state)
+            report.extra["rpo_by_kind"] = measure(
+                [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+                recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
+                                                      trickle.repo))
         compared = tally(before, recovered)
         compared["agents' memories and sessions"] = {
             "compared": len(notes_before),

@@ -33,6 +33,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from facts.markers import Marker
+from phoenix import replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import secret_file
@@ -123,9 +124,11 @@ def _lock() -> Path:
 
 def binary() -> str:
     """Where the pinned Litestream is on the host (its virtualenv is named after the lock)."""
-    digest = hashlib.sha256(_lock().read_bytes()).hexdigest()
-    return posixpath.join(host.data.litestream_install_dir, f"venv-{digest[:16]}", "bin",
-                          "litestream")
+    _lock()
+    try:
+        return replication.binary_path(host.data, REPO)  # type: ignore[arg-type]  # HostData reads as a Mapping (.get)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
 
 
 def _index_args() -> list[str | QuoteString]:
@@ -181,6 +184,9 @@ def install() -> None:
                 mode="0600")
     files.put(name="Ensure the replica restore script is installed",
               src=str(FILES / "phoenix-litestream-restore"), dest=RESTORE_SCRIPT,
+              user="root", group="root", mode="0755")
+    files.put(name="Ensure the replica status script is installed",
+              src=str(FILES / "phoenix-litestream-status"), dest=replication.STATUS_SCRIPT,
               user="root", group="root", mode="0755")
 
 

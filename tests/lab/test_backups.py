@@ -26,7 +26,7 @@ from phoenix import appendonly, backup
 from phoenix.do import public_ip
 from phoenix.errors import PhoenixError
 from phoenix.forge import https_session, served_certificate
-from phoenix.lab import offsite
+from phoenix.lab import offsite, wheelhouse
 from phoenix.lab.client import droplet_target, point_forge_name, wait_https
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
@@ -176,6 +176,11 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
     assert ssh(lab, FORGE, f"echo 'survives: yes' > {note}").returncode == 0
     snapshot = backup.now(target, settings=settings)
     counts = json.loads(ssh_cat(target, settings["backup_status_file"]))["counts"]
+    # Issue 21: written after the snapshot, it lives only in Litestream's replica.
+    later = api(target.host, token, "POST", "/repos/Timmy_Foundation/timmy-config/issues",
+                json={"title": "Written seconds before the disaster"})
+    assert later.status_code == 201, later.text
+    streamed = replica_holds(lab, target, later.json()["number"])
 
     droplet = None
     try:
@@ -194,6 +199,18 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
         staged = f"/var/lib/phoenix/restore/{snapshot}"
         verified = json.loads(ssh_cat(new, f"{staged}/verified.json"))
         assert verified["counts"] == counts
+        # ... and the database came back to its replica's newest point, not the snapshot's
+        got = api(new.host, token, "GET",
+                  f"/repos/Timmy_Foundation/timmy-config/issues/{later.json()['number']}")
+        assert got.status_code == 200, f"the write after the snapshot is lost ({streamed})"
+        report = json.loads(ssh_cat(new, "/var/lib/phoenix/restore/litestream.json"))
+        used = {db["name"]: db["used"] for db in report["databases"]}
+        assert report["source"] == FORGE and used["gitea"] == "replica", report
+        assert used["hermes-backend-state"] in ("replica", "snapshot"), report
+        # A recovery host streams nothing before its cutover (one writer per replica)
+        units = ssh(lab, "bk-forge-t2", "systemctl is-active phoenix-litestream-gitea "
+                                        "phoenix-litestream-hermes").stdout.split()
+        assert units == ["inactive", "inactive"]
         assert ssh_cat(new, note) == "survives: yes\n"  # the memories are back in place
         # The recovery host reached the store as the forge does: append-only, never more.
         job = json.loads(ssh_cat(new, settings["backup_config_dir"] + "/config.json"))
@@ -202,6 +219,42 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
         assert changes_left("bk-forge-t2", tmp_path, source) == []
     finally:
         destroy(do_client, droplet)
+
+
+def replica_holds(lab, target, number: int, timeout: float = 30) -> str:
+    """Wait until the forge's gitea.db replica holds issue `number` (restored on the forge
+    into a scratch file with its own units' configuration); returns how long that took."""
+    started = time.monotonic()
+    lock = hashlib.sha256(wheelhouse.LITESTREAM_LOCK.read_bytes()).hexdigest()[:16]
+    check = ("cd /tmp && rm -f rpo.db && CREDENTIALS_DIRECTORY=/etc/litestream/credentials "
+             f"/opt/litestream/venv-{lock}/bin/litestream restore -config "
+             "/etc/litestream/phoenix-litestream-gitea.yml -o rpo.db "
+             "/var/lib/gitea/data/gitea.db >/dev/null 2>&1 && sqlite3 rpo.db "
+             "'SELECT max(\"index\") FROM issue WHERE repo_id = (SELECT id FROM "
+             "repository WHERE lower_name = \"timmy-config\")'; rm -f rpo.db")
+    while time.monotonic() - started < timeout:
+        out = ssh(lab, FORGE, check).stdout.strip()
+        if out.isdigit() and int(out) >= number:
+            return f"replicated within {time.monotonic() - started:.1f} s"
+        time.sleep(1)
+    raise AssertionError(f"issue {number} did not reach the replica within {timeout:.0f} s")
+
+
+def test_litestream_streams_the_forges_databases_in_wal_mode(lab, forge):
+    """Issue 21: the units run, hardened, as the databases' owners; Gitea's database is in
+    WAL mode; the replica account is not restic's."""
+    units = ssh(lab, FORGE, "systemctl is-active phoenix-litestream-gitea "
+                            "phoenix-litestream-hermes").stdout.split()
+    assert units == ["active", "active"]
+    users = ssh(lab, FORGE, "systemctl show -p User --value phoenix-litestream-gitea "
+                            "phoenix-litestream-hermes").stdout.split()
+    assert users == ["gitea", "hermes"]
+    mode = ssh(lab, FORGE, "sqlite3 /var/lib/gitea/data/gitea.db 'PRAGMA journal_mode'")
+    assert mode.stdout.strip() == "wal"
+    exposure = ssh(lab, FORGE, "systemd-analyze security phoenix-litestream-gitea "
+                               "2>/dev/null | tail -1").stdout
+    score = float(re.search(r"exposure level.*?:\s*([0-9.]+)", exposure).group(1))
+    assert score <= 2.5, exposure
 
 
 def test_verify_restores_the_latest_snapshot(store, forge):

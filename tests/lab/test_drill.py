@@ -38,6 +38,13 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     assert data["logins_after_recovery"] == {"the API token": "logs in as timmy",
                                              "2FA login of ezra with a TOTP code": "works"}
     assert data["rto_seconds"] > 0 and data["rpo_seconds"] >= 0
+    # Issue 21: writes went on until the disaster; the databases lose seconds at most, and
+    # nothing older than what came back (the repositories: up to the snapshot's interval).
+    rpo = data["rpo_by_kind"]
+    for kind in ("issues (Gitea's database)", "Hermes sessions (the backend's state.db)"):
+        assert rpo[kind]["written"] >= 3 and rpo[kind]["rpo_seconds"] <= 10, rpo
+        assert not rpo[kind]["lost_before_a_recovered_one"], rpo
+    assert rpo["commits (the repositories)"]["written"] >= 2, rpo
     # The recovered droplet is the primary after cutover: its marker, its backups on.
     after = data["one_primary"]["recovery after cutover"]
     assert after["role"] == "primary" and after["backup_timer"] == "active", after

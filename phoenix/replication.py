@@ -1,0 +1,88 @@
+"""The health of the forge's recovery points (issue 21), from the operator's side: the age of
+the newest restic snapshot, and each Litestream replica's lag behind its database (asked on
+the forge: files/phoenix-litestream-status). `phoenix backup status` prints them; each has a
+threshold (backup_max_age, litestream_max_lag) past which it is a problem.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import posixpath
+import shlex
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from phoenix.errors import PhoenixError
+from phoenix.sshconf import Target, ssh_command
+
+STATUS_SCRIPT = "/usr/local/sbin/phoenix-litestream-status"
+UNITS = ("phoenix-litestream-gitea", "phoenix-litestream-hermes")
+
+
+def binary_path(settings: Mapping[str, Any], repo: Path | None = None) -> str:
+    """Where the deploy puts the pinned Litestream: a virtualenv named after its lock file."""
+    repo = repo or Path(__file__).resolve().parent.parent
+    lock = repo / Path(str(settings.get("litestream_requirements") or
+                           "files/litestream-requirements.txt")).expanduser()
+    try:
+        digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise PhoenixError(f"litestream_requirements {lock}: {exc.strerror}") from None
+    return posixpath.join(str(settings.get("litestream_install_dir") or "/opt/litestream"),
+                          f"venv-{digest[:16]}", "bin", "litestream")
+
+
+def snapshot_age(snapshots: list[dict], now: datetime.datetime | None = None) -> float | None:
+    """Seconds since the newest snapshot (restic's time), None without one."""
+    if not snapshots:
+        return None
+    text = max(s["time"] for s in snapshots)
+    # restic writes nanoseconds and an offset: keep microseconds for fromisoformat
+    head, _, rest = text.partition(".")
+    frac = "".join(c for c in rest if c.isdigit())[:6]
+    zone = rest[len("".join(c for c in rest if c.isdigit())):] or "+00:00"
+    when = datetime.datetime.fromisoformat(f"{head}.{frac or '0'}{zone.replace('Z', '+00:00')}")
+    now = now or datetime.datetime.now(datetime.UTC)
+    return round((now - when).total_seconds(), 1)
+
+
+def replica_lags(target: Target, settings: Mapping[str, Any], binary: str,
+                 timeout: float = 120) -> list[dict]:
+    """Each database's replica lag, asked on the forge (root) with its units' configuration."""
+    folder = settings.get("litestream_config_dir") or "/etc/litestream"
+    configs = [posixpath.join(folder, f"{unit}.yml") for unit in UNITS]
+    command = shlex.join([STATUS_SCRIPT, binary, posixpath.join(folder, "credentials"),
+                          *configs])
+    try:
+        proc = subprocess.run(ssh_command(target, command), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise PhoenixError(f"the replica status on {target.host} did not answer within "
+                           f"{timeout:.0f} s") from None
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
+        raise PhoenixError(f"cannot read the replica status on {target.host}: {last} (is "
+                           "Litestream deployed there? tasks/litestream.py)")
+    return json.loads(proc.stdout)["databases"]
+
+
+def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any]) -> list[str]:
+    """One line per threshold passed (empty: healthy)."""
+    found = []
+    max_age = float(settings.get("backup_max_age") or 7200)
+    if age is None:
+        found.append("no restic snapshot of the forge yet")
+    elif age > max_age:
+        found.append(f"the newest snapshot is {age:.0f} s old (backup_max_age {max_age:.0f})")
+    max_lag = float(settings.get("litestream_max_lag") or 60)
+    for db in lags:
+        if db.get("error"):
+            found.append(f"{db['path']}: its replica cannot be read: {db['error']}")
+        elif float(db.get("lag_seconds") or 0) > max_lag:
+            found.append(f"{db['path']}: its replica lags {db['lag_seconds']:.0f} s "
+                         f"(litestream_max_lag {max_lag:.0f})")
+    return found
