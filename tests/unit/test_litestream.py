@@ -223,3 +223,23 @@ def test_rpo_per_kind_from_the_writes_that_came_back():
     hole = {rpo.ISSUES: {str(n) for n in range(1, 11)} - {"3"}, rpo.COMMITS: {"c"}}
     got = rpo.measure(writes, disaster_at=111.0, recovered=lambda kind: hole[kind])
     assert got[rpo.ISSUES]["lost_before_a_recovered_one"]
+
+
+def test_health_says_which_threshold_is_passed():
+    from phoenix import replication
+
+    now = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+    snaps = [{"time": "2026-11-28T09:00:00.123456789+00:00"},
+             {"time": "2026-11-28T11:30:00.5Z"}]
+    assert replication.snapshot_age(snaps, now) == 1799.5
+    assert replication.snapshot_age([], now) is None
+    settings = {"backup_max_age": 3600, "litestream_max_lag": 30}
+    lags = [{"path": "/a.db", "lag_seconds": 0.0}, {"path": "/b.db", "lag_seconds": 45.0},
+            {"path": "/c.db", "error": "dial tcp 10.0.0.9:22: connect: connection refused"}]
+    assert replication.problems(1799.5, lags[:1], settings) == []
+    found = replication.problems(7200.0, lags, settings)
+    assert found == ["the newest snapshot is 7200 s old (backup_max_age 3600)",
+                     "/b.db: its replica lags 45 s (litestream_max_lag 30)",
+                     "/c.db: its replica cannot be read: dial tcp 10.0.0.9:22: connect: "
+                     "connection refused"]
+    assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
