@@ -393,6 +393,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
             rtarget = prov.target(state)
             report.extra["rpo_by_kind"] = measure(
                 [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+                snapshot_at=snapshot_at,
                 recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
                                                       trickle.repo))
         compared = tally(before, recovered)

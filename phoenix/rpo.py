@@ -94,11 +94,13 @@ class Trickle:
                 self.errors.append(f"{kind}: {exc}")
 
 
-def measure(writes: list[Write], *, disaster_at: float,
+def measure(writes: list[Write], *, disaster_at: float, snapshot_at: float,
             recovered: Callable[[str], set[str]]) -> dict[str, dict]:
     """Per kind: writes, recovered, newest recovered and oldest lost (seconds before the
     disaster), and the RPO. `recovered(kind)` gives the keys the recovered forge has; for
-    commits, a key recovered means every earlier commit is too (the branch's history)."""
+    commits, a key recovered means every earlier commit is too (the branch's history).
+    Everything up to `snapshot_at` is known to be back (the drill compares it): a kind none
+    of whose trickle came back has lost everything since the snapshot."""
     out: dict[str, dict] = {}
     for kind in (ISSUES, SESSIONS, COMMITS):
         mine = sorted((w for w in writes if w.kind == kind), key=lambda w: w.at)
@@ -112,20 +114,18 @@ def measure(writes: list[Write], *, disaster_at: float,
             kept = [w.key in have for w in mine]
         got = [w for w, k in zip(mine, kept, strict=True) if k]
         lost = [w for w, k in zip(mine, kept, strict=True) if not k]
-        newest = max((w.at for w in got), default=None)
+        newest = max((w.at for w in got), default=snapshot_at)
         oldest_lost = min((w.at for w in lost), default=None)
         out[kind] = {
             "written": len(mine), "recovered": len(got), "lost": len(lost),
             "last_write_s_before_disaster": round(disaster_at - mine[-1].at, 1),
-            "newest_recovered_s_before_disaster":
-                None if newest is None else round(disaster_at - newest, 1),
+            "newest_recovered_s_before_disaster": round(disaster_at - newest, 1),
             "oldest_lost_s_before_disaster":
                 None if oldest_lost is None else round(disaster_at - oldest_lost, 1),
             # Nothing lost: every acknowledged write came back. Else the newest one that did.
-            "rpo_seconds": 0.0 if not lost else
-                round(disaster_at - (newest if newest is not None else mine[0].at), 1),
-            # A write lost while an older one came back would be an inconsistent recovery.
-            "lost_before_a_recovered_one": bool(lost and newest and min(
-                w.at for w in lost) < newest and kind != COMMITS),
+            "rpo_seconds": 0.0 if not lost else round(disaster_at - newest, 1),
+            # A write lost while a later one came back would be an inconsistent recovery.
+            "lost_before_a_recovered_one": bool(lost and got and min(
+                w.at for w in lost) < max(w.at for w in got)),
         }
     return out
