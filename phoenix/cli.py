@@ -303,6 +303,27 @@ def backup_store_setup(root_user: str) -> None:
     changed = bk.setup_store(replace(store.ssh, user=root_user), spec)
     click.echo(f"store {store.ssh.host} is append-only for the forge; "
                + (f"changed: {', '.join(changed)}" if changed else "nothing to change"))
+    url = settings.get("litestream_replica_url")
+    if url:  # Litestream's account beside it (issue 21), when it lives on the same host
+        from phoenix import replication
+
+        where = replication.parse_url(url)
+        if where["host"] != store.ssh.host:
+            raise PhoenixError(f"litestream_replica_url is on {where['host']}, not on the "
+                               f"restic store {store.ssh.host}: set its account up there "
+                               "(files/phoenix-offsite-store, spec: phoenix.replication."
+                               "account_spec)")
+        key = read_secret("litestream_ssh_key", folder=settings.get("secrets_dir"))
+        proc = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=key.strip() + "\n",
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise PhoenixError("the litestream_ssh_key secret is not an SSH private key: "
+                               + (proc.stderr.strip() or "ssh-keygen -y failed"))
+        changed = bk.setup_store(replace(store.ssh, user=root_user),
+                                 replication.account_spec(url, proc.stdout))
+        click.echo(f"replica account {where['user']} on {where['host']} (SFTP, for "
+                   "Litestream); " + (f"changed: {', '.join(changed)}" if changed
+                                      else "nothing to change"))
 
 
 @backup.command("prune", help="Apply the keep-* policy (restic forget --prune) with your key; "

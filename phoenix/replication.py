@@ -23,6 +23,27 @@ STATUS_SCRIPT = "/usr/local/sbin/phoenix-litestream-status"
 UNITS = ("phoenix-litestream-gitea", "phoenix-litestream-hermes")
 
 
+def parse_url(url: str) -> dict:
+    """host, port, user and path of an sftp://USER@HOST[:PORT]/PATH replica URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    if parts.scheme != "sftp" or not parts.hostname or not parts.username or \
+            not parts.path.startswith("/") or parts.password:
+        raise PhoenixError(f"litestream_replica_url {url!r} is not sftp://USER@HOST[:PORT]/PATH "
+                           "(a key, never a password in the URL)")
+    return {"host": parts.hostname, "port": parts.port or 22, "user": parts.username,
+            "path": parts.path.rstrip("/")}
+
+
+def account_spec(url: str, forge_public_key: str) -> dict:
+    """files/phoenix-offsite-store's spec of the replica account: plain SFTP for the forge's
+    Litestream key (delete rights: Litestream compacts its own files), no restic retention."""
+    where = parse_url(url)
+    return {"user": where["user"], "home": posixpath.dirname(where["path"]),
+            "repository": where["path"], "full_keys": [forge_public_key.strip()]}
+
+
 def binary_path(settings: Mapping[str, Any], repo: Path | None = None) -> str:
     """Where the deploy puts the pinned Litestream: a virtualenv named after its lock file."""
     repo = repo or Path(__file__).resolve().parent.parent

@@ -52,13 +52,10 @@ def enabled() -> bool:
 
 def replica(url: str) -> dict:
     """host, port, user and path of an sftp://USER@HOST[:PORT]/PATH replica URL."""
-    parts = urlsplit(url or "")
-    if parts.scheme != "sftp" or not parts.hostname or not parts.username or \
-            not parts.path.startswith("/") or parts.password:
-        raise DeployError(f"litestream_replica_url {url!r} is not sftp://USER@HOST[:PORT]/PATH "
-                          "(a key, never a password in the URL)")
-    return {"host": parts.hostname, "port": parts.port or 22, "user": parts.username,
-            "path": parts.path.rstrip("/")}
+    try:
+        return replication.parse_url(url)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
 
 
 def host_key(known_hosts: list[str], address: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from phoenix.backup import store_spec as store_spec_for
 from phoenix.errors import PhoenixError
 from phoenix.lab.config import LabConfig
 from phoenix.lab.sh import run
+from phoenix.replication import account_spec
 from phoenix.secrets import read_secret
 from phoenix.sshconf import Target, known_hosts_line, public_half
 
@@ -110,11 +110,8 @@ def replica_key(config: LabConfig) -> Path:
 
 
 def replica_spec(offsite: Offsite, config: LabConfig) -> dict:
-    """files/phoenix-offsite-store's spec of the replica account: SFTP for the forge's
-    Litestream key, nothing append-only, no restic retention (Litestream keeps its own)."""
-    return {"user": offsite.replica_user, "home": posixpath.dirname(offsite.replica_path),
-            "repository": offsite.replica_path,
-            "full_keys": [public_half(replica_key(config)).read_text().strip()]}
+    """files/phoenix-offsite-store's spec of the replica account (phoenix.replication)."""
+    return account_spec(offsite.replica_url, public_half(replica_key(config)).read_text())
 
 
 def _host_key(config: LabConfig, name: str) -> tuple[str, str]:
