@@ -113,6 +113,7 @@ def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dic
     spec.write_text(json.dumps({
         "litestream": binary, "source": "forge-1", "manifest": str(manifest),
         "timestamp": None, "timeout": 20, "aside_dir": str(tmp_path / "aside"),
+        "repo_root": str(tmp_path / "repositories"),
         "report": str(tmp_path / "report.json"),
         "dbs": [{"path": str(target), "name": "gitea", "user": "root",
                  "config": {"dbs": [{"path": str(target), "replica": replica_config}]}}]}))
@@ -246,3 +247,24 @@ def test_health_says_which_threshold_is_passed():
                      "/c.db: its replica cannot be read: dial tcp 10.0.0.9:22: connect: "
                      "connection refused"]
     assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
+
+
+def test_repository_rows_newer_than_the_snapshot_are_listed(tmp_path):
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("phoenix_litestream_restore", str(SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    script = importlib.util.module_from_spec(spec)
+    loader.exec_module(script)
+    db = tmp_path / "gitea.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE repository(id INTEGER PRIMARY KEY, owner_name TEXT, "
+                 "lower_name TEXT)")
+    conn.executemany("INSERT INTO repository(owner_name, lower_name) VALUES (?, ?)",
+                     [("Timmy_Foundation", "timmy-config"), ("timmy", "made-after")])
+    conn.commit()
+    conn.close()
+    (tmp_path / "repos" / "timmy_foundation" / "timmy-config.git").mkdir(parents=True)
+    assert script.repositories_without_git(str(db), str(tmp_path / "repos")) == \
+        ["timmy/made-after"]
