@@ -173,8 +173,10 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
     target = root_target(config, offsite)
     wait_ssh(target, timeout=120, progress=progress)
     try:
+        # The replica account first: each run reloads sshd when its drop-in is new, and the
+        # restic run's later steps (retention units) leave it time before anyone connects.
+        setup_store(target, replica_spec(offsite, config), timeout=600)
         setup_store(target, store_spec(config, offsite, settings), timeout=600)
-        setup_store(target, replica_spec(offsite, config), timeout=300)
     except PhoenixError as exc:
         raise PhoenixError(f"the offsite store {name}: {exc}") from None
     record = record_path(config, name)
