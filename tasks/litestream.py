@@ -281,6 +281,7 @@ def replay_replicas(*, snapshot_id: str, unpacked: str, state_dir: str) -> None:
             "timestamp": data.litestream_restore_timestamp,
             "timeout": int(data.litestream_restore_timeout),
             "aside_dir": data.restore_aside_dir, "repo_root": data.gitea_repo_root,
+            "app_data": posixpath.join(data.gitea_work_dir, "data"),
             "report": posixpath.join(state_dir, "litestream.json")}
     spec_path = posixpath.join(state_dir, "litestream-restore.json")
     files.put(name="Ensure the replica restore's plan is staged",

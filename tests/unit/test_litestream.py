@@ -132,7 +132,7 @@ def test_a_newer_replica_replaces_the_snapshot_copy_which_is_set_aside(binary, t
     got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]))
     assert got["db"]["used"] == "replica", got["out"]
     assert rows(got["target"]) == 10                     # the 5 writes after the snapshot too
-    aside = list((tmp_path / "aside").rglob("gitea.db"))
+    aside = list((tmp_path / "aside").rglob("gitea/gitea.db"))
     assert len(aside) == 1 and rows(aside[0]) == 5       # the snapshot's copy, kept
     assert oct(got["target"].stat().st_mode & 0o777) == "0o600"
 
@@ -250,6 +250,33 @@ def test_health_says_which_threshold_is_passed():
                      "/c.db: its replica cannot be read: dial tcp 10.0.0.9:22: connect: "
                      "connection refused"]
     assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
+
+
+def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_path):
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("phoenix_litestream_restore", str(SCRIPT))
+    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name,
+                                                                             loader))
+    loader.exec_module(script)
+    paths = {}
+    for name, avatar in (("snap", "old"), ("replica", "new")):
+        paths[name] = tmp_path / f"{name}.db"
+        conn = sqlite3.connect(paths[name])
+        conn.execute("CREATE TABLE user(id INTEGER PRIMARY KEY, lower_name TEXT, avatar TEXT, "
+                     "use_custom_avatar INTEGER)")
+        conn.execute("INSERT INTO user VALUES (1, 'timmy', ?, 1)", (avatar,))
+        conn.commit()
+        conn.close()
+    (tmp_path / "data" / "avatars").mkdir(parents=True)
+    (tmp_path / "data" / "avatars" / "old").write_bytes(b"png")
+    said = script.keep_avatars_with_files(str(paths["replica"]), str(paths["snap"]),
+                                          str(tmp_path / "data"))
+    assert said == ["timmy: the avatar of the snapshot (the newer one's file came after it)"]
+    conn = sqlite3.connect(paths["replica"])
+    assert conn.execute("SELECT avatar FROM user").fetchone()[0] == "old"
+    conn.close()
 
 
 def test_repository_rows_newer_than_the_snapshot_are_listed(tmp_path):
