@@ -298,3 +298,28 @@ def test_repository_rows_newer_than_the_snapshot_are_listed(tmp_path):
     (tmp_path / "repos" / "timmy_foundation" / "timmy-config.git").mkdir(parents=True)
     assert script.repositories_without_git(str(db), str(tmp_path / "repos")) == \
         ["timmy/made-after"]
+
+
+def test_attachment_rows_whose_files_came_after_the_snapshot_are_taken_out_and_kept(tmp_path):
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("phoenix_litestream_restore", str(SCRIPT))
+    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name,
+                                                                             loader))
+    loader.exec_module(script)
+    db = tmp_path / "gitea.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE attachment(id INTEGER PRIMARY KEY, uuid TEXT, name TEXT)")
+    conn.executemany("INSERT INTO attachment(uuid, name) VALUES (?, ?)",
+                     [("abcd-1", "kept.log"), ("efgh-2", "late.log")])
+    conn.commit()
+    conn.close()
+    kept = tmp_path / "data" / "attachments" / "a" / "b" / "abcd-1"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"x")
+    found = script.rows_without_files(str(db), str(tmp_path / "data"))
+    assert found == [{"table": "attachment", "id": 2, "uuid": "efgh-2", "name": "late.log"}]
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT uuid FROM attachment")] == ["abcd-1"]
+    conn.close()
