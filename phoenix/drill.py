@@ -27,8 +27,8 @@ from phoenix.lab import config as labconfig
 from phoenix.lab.client import wait_https
 from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.report import Step
-from phoenix.settings import project
 from phoenix.rpo import Trickle, measure
+from phoenix.settings import project
 from phoenix.sshconf import Target
 from phoenix.state import State
 
