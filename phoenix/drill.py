@@ -132,7 +132,10 @@ def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUs
         raise PhoenixError(f"no user {login} in the forge's database on {target.host}")
     otp_secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
     ssh_input(target, f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
-              fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
+              # a busy timeout, as Gitea's own (SQLITE_TIMEOUT): Litestream's checkpoints
+              # hold the write lock for moments (issue 21)
+              ".timeout 20000\n"
+              + fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
     return TwoFactorUser(login, fixtures.password_of(login), otp_secret)
 
 
