@@ -12,6 +12,7 @@ import hashlib
 import io
 import posixpath
 import re
+from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import (
@@ -84,3 +85,15 @@ def secret_file(content: str, dest: str, *, user: str, group: str, mode: str):
     if not commands:
         host.noop(f"{dest} is already up to date")
     yield from commands
+
+
+def pip_index_args(find_links: str | None, index_url: str) -> list[str | QuoteString]:
+    """pip's source options: `find_links` alone when set (the lab's wheelhouse; hashes are
+    still checked), else `index_url`. pip ignores a plain-http source unless told to trust it."""
+    if find_links:
+        args: list[str | QuoteString] = ["--no-index", "--find-links", QuoteString(find_links)]
+        url = urlsplit(find_links)
+        if url.scheme == "http" and url.hostname:
+            args += ["--trusted-host", QuoteString(url.hostname)]
+        return args
+    return ["--index-url", QuoteString(index_url)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
@@ -23,7 +22,7 @@ from facts.markers import Marker
 from facts.owners import NotOwnedBy
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
-from tasks._ops import secret_file
+from tasks._ops import pip_index_args, secret_file
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -60,15 +59,7 @@ def _secret(name: str) -> str:
 
 
 def _index_args() -> list[str | QuoteString]:
-    data = host.data
-    if data.hermes_find_links:  # the lab: its wheelhouse only (the hashes still checked)
-        args: list[str | QuoteString] = ["--no-index", "--find-links",
-                                         QuoteString(data.hermes_find_links)]
-        url = urlsplit(data.hermes_find_links)
-        if url.scheme == "http":  # pip ignores a plain-http source unless told to trust it
-            args += ["--trusted-host", QuoteString(url.hostname)]
-        return args
-    return ["--index-url", QuoteString(data.hermes_index_url)]
+    return pip_index_args(host.data.hermes_find_links, host.data.hermes_index_url)
 
 
 @deploy("Install Hermes Agent")

@@ -24,7 +24,6 @@ import io
 import json
 import posixpath
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
@@ -36,7 +35,7 @@ from facts.markers import Marker
 from phoenix import replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
-from tasks._ops import secret_file
+from tasks._ops import pip_index_args, secret_file
 from tasks.role import role
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,15 +128,7 @@ def binary() -> str:
 
 
 def _index_args() -> list[str | QuoteString]:
-    data = host.data
-    if data.litestream_find_links:  # the lab: its wheelhouse only (the hash still checked)
-        args: list[str | QuoteString] = ["--no-index", "--find-links",
-                                         q(data.litestream_find_links)]
-        url = urlsplit(data.litestream_find_links)
-        if url.scheme == "http":
-            args += ["--trusted-host", q(url.hostname)]
-        return args
-    return ["--index-url", q(data.litestream_index_url)]
+    return pip_index_args(host.data.litestream_find_links, host.data.litestream_index_url)
 
 
 def install() -> None:
