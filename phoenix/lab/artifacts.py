@@ -20,14 +20,7 @@ from pathlib import Path
 
 from phoenix.lab import model, wheelhouse
 from phoenix.lab.config import LabConfig
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from phoenix.sources import sha256_file
 
 
 def standin(name: str) -> bytes:
@@ -64,7 +57,7 @@ def publish(config: LabConfig, *, log=print) -> dict:
     commit = fixtures.make_timmy_config(repo)
     index = {
         "gitea": {"version": version, "url": f"{base}/{gitea.relative_to(root)}",
-                  "sha256": sha256(gitea)},
+                  "sha256": sha256_file(gitea)},
         "hermes": {"wheelhouse": f"{base}/wheelhouse/",
                    "lock_sha256": wheelhouse.lock_sha256()},
         "litestream": {"wheelhouse": f"{base}/litestream/",
