@@ -60,6 +60,16 @@ def write_paths() -> list[str]:
                    posixpath.dirname(data.backup_status_file), data.backup_cache_dir})
 
 
+def _database_folders(gitea: dict | None) -> list[str]:
+    """The folders of the SQLite databases the job copies online: Gitea's and the houses'."""
+    data = host.data
+    db_path = (gitea or {}).get("db_path") or data.gitea_db_path
+    folders = [posixpath.dirname(db_path)]
+    if data.get("hermes_root"):
+        folders.append(data.hermes_root)
+    return folders
+
+
 def saved_paths(data: Any) -> list[str]:
     """The folders a snapshot holds besides Gitea's, and a restore puts back: backup_paths,
     and Caddy's home (https_state_dir) added here rather than listed there, so that editing
@@ -167,9 +177,11 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     _install_job(gitea, extra_paths)
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
-    # The unit may also write the Hermes houses' folders (not made here: they are hermes's):
-    # SQLite's online backup of their WAL databases opens the -shm beside each. "-": a forge
-    # without them (an adopted one) would otherwise fail the unit's start (226/NAMESPACE).
+    # The unit may also write the folders of the databases it copies (not made here: they
+    # are gitea's and hermes's): SQLite's online backup of a WAL database (Gitea's too, since
+    # issue 21) must create the -shm beside it when no program has it open (a stopped Gitea).
+    # "-": a forge without them (an adopted one has no Hermes) would otherwise fail the
+    # unit's start (226/NAMESPACE).
     for path in write_paths():
         files.directory(name=f"Ensure {path} exists for the backup job, root's alone",
                         path=path, user="root", group="root", mode="0700")
@@ -178,8 +190,7 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
         src=str(TEMPLATES / "phoenix-backup.service.j2"),
         dest="/etc/systemd/system/phoenix-backup.service",
         user="root", group="root", mode="0644", config_path=config_path,
-        backup_write_paths=write_paths() + ([f"-{data.hermes_root}"]
-                                            if data.get("hermes_root") else []),
+        backup_write_paths=write_paths() + [f"-{path}" for path in _database_folders(gitea)],
         unit_hardening=data.unit_hardening, **settings)
     timer = files.template(
         name="Ensure the backup timer's unit is current",
