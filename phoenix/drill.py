@@ -363,7 +363,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
         # Issue 21: writes keep going until the very moment of the disaster.
         trickle = None
         if not standby:
-            trickle = Trickle(forge.base.removesuffix("/api/v1"), token, ptarget, settings,
+            trickle = Trickle(primary.address, token, ptarget, settings,
                               repo=sorted(r["full_name"] for r in forge.repos())[0])
             say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
             trickle.start()

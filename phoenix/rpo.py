@@ -37,7 +37,7 @@ class Write:
 @dataclass
 class Trickle:
     """Writes on the primary in a thread until stop(); only acknowledged writes count."""
-    forge_url: str
+    address: str | None  # the primary's: Gitea behind Caddy, over TLS for the forge's name
     token: str
     target: Target
     settings: dict
@@ -62,7 +62,7 @@ class Trickle:
     def _run(self) -> None:
         from phoenix.drill import chat, push_commit, ssh
 
-        forge = Forge(self.forge_url, token=self.token, timeout=5)
+        forge = Forge.of(self.settings, address=self.address, token=self.token, timeout=5)
         due = {ISSUES: 0.0, SESSIONS: 0.0, COMMITS: 0.0}
         every = {ISSUES: self.issue_every, SESSIONS: self.chat_every, COMMITS: self.push_every}
         state_db = shlex.quote(f"{self.settings['hermes_root']}/"
