@@ -61,7 +61,7 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
     if not text:
         # A forge that has just become the primary (a promoted standby) has not backed up
         # yet: its first snapshot must at least be on its way.
-        timer = out(host, "systemctl is-active phoenix-backup.timer || true")
+        timer = out(host, "systemctl is-active phoenix-backup.timer || true").strip()
         assert timer == "active", ("the forge has taken no snapshot yet and its backup timer "
                                    f"is {timer or 'missing'} (phoenix backup now)")
         return
