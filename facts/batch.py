@@ -40,6 +40,8 @@ from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import FunctionCommand
 from pyinfra.api.host import Host
 
+from phoenix.context import current
+
 NEVER = {"facts.boot:BootSettled"}  # waits for cloud-init and the package locks: ask live
 # Any shell command: asked (and then kept) when the converge asks it, never from the list.
 NOT_AHEAD = {"pyinfra.facts.server:Command"}
@@ -128,7 +130,7 @@ def _save_hints() -> None:
             if kept.asked:
                 hosts.pop(host_name, None)  # the 50 hosts kept are the latest
                 hosts[host_name] = last = kept.asked[:HINTS_KEPT]
-            if os.environ.get("PHOENIX_FACT_BATCH_STATS"):
+            if current().flag("PHOENIX_FACT_BATCH_STATS"):
                 print(f"fact batch {host_name}: {kept.batches} batches, {kept.hits} answers "
                       f"kept, {kept.misses} asked alone", file=sys.stderr)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +325,7 @@ def _function_command(method):
 
 def enable() -> None:
     """Batch fact reads in this process (the pyinfra run of deploy.py)."""
-    if os.environ.get("PHOENIX_FACT_BATCH", "1") == "0" or pyinfra_facts._get_fact is _get_fact:
+    if current().flag("PHOENIX_FACT_BATCH", "1") == "0" or pyinfra_facts._get_fact is _get_fact:
         return
     pyinfra_facts._get_fact = _get_fact
     for method in ("run_shell_command", "put_file", "rsync"):

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from phoenix import sshconf
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from phoenix.settings import REPO
@@ -43,9 +45,6 @@ from phoenix.sshconf import Target, ssh_command
 
 JOB = REPO / "files" / "phoenix-backup"
 GITEA = "gitea"   # the Gitea folder at the top of every snapshot (the job's layout)
-SFTP = re.compile(r"^sftp:(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.+)$")
-SFTP_URL = re.compile(r"^sftp://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+)(?::(?P<port>\d+))?"
-                      r"/(?P<path>.+)$")
 
 
 VERIFIER = REPO / "files" / "phoenix-backup-verify"
@@ -147,9 +146,7 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
     env: dict[str, str] = {}
     ssh = None
     if repository.startswith("sftp:"):
-        match = SFTP.match(repository) or SFTP_URL.match(repository)
-        if not match:
-            raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
+        sshconf.sftp_parts(repository)  # an address that is not one: say so first
         lines = known_hosts_lines(settings.get("backup_known_hosts"))
         if not lines:
             raise PhoenixError("backup_known_hosts is empty: pin the store's host key "
@@ -165,10 +162,9 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
         if key is None:
             from phoenix.provision import operator_key
             key = operator_key()
-        groups = match.groupdict()
-        ssh = Target(host=groups["host"], key=Path(key), known_hosts=known_hosts,
-                     user=groups.get("user") or "root", port=int(groups.get("port") or 22),
-                     connect_timeout=int(settings.get("backup_connect_timeout") or 10))
+        ssh = sshconf.sftp_target(
+            repository, key=Path(key), known_hosts=known_hosts,
+            connect_timeout=int(settings.get("backup_connect_timeout") or 10))
     elif repository.startswith("s3:"):
         env = {"AWS_ACCESS_KEY_ID": read_secret("backup_s3_access_key_id", folder=folder),
                "AWS_SECRET_ACCESS_KEY": read_secret("backup_s3_secret_access_key",
@@ -196,12 +192,10 @@ def channel_config(repository: str, target: Target, *, append_only: bool) -> dic
     Append-only: restic's rclone backend, whose program is ssh to the store; the store runs
     the key's forced command (`rclone serve restic --stdio --append-only REPO`) whatever
     restic asks for, so the path here only names the store in messages."""
-    match = SFTP.match(repository) or SFTP_URL.match(repository)
-    if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
+    path = sshconf.sftp_parts(repository)["path"]
     if not append_only:
         return {"sftp_command": sftp_command(target)}
-    return {"repository": f"rclone:{match['path']}",
+    return {"repository": f"rclone:{path}",
             "rclone_program": shlex.join(ssh_command(target)),
             "location": f"{repository} (append-only)"}
 
@@ -215,14 +209,12 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
     public key append-only, the operator's SFTP, the retention timer with the keep-* policy.
     Holds the repository password: never print it."""
     repository = str(settings.get("backup_repository") or "")
-    match = SFTP.match(repository) or SFTP_URL.match(repository)
-    if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH: only "
-                           "an sftp store can be made append-only here")
-    path = match["path"] if match["path"].startswith("/") else "/" + match["path"]
+    parts = sshconf.sftp_parts(repository,
+                               why=": only an sftp store can be made append-only here")
+    path = parts["path"] if parts["path"].startswith("/") else "/" + parts["path"]
     keep = {k: int(settings.get(f"backup_keep_{k}") or 0) for k in ("hourly", "daily", "weekly")}
     return {
-        "user": match["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
+        "user": parts["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
         "repository": path, "append_keys": [forge_key.strip()],
         "full_keys": [operator_key.strip()], "password": password,
         "prune": {"host": settings.get("backup_host") or "forge",
@@ -236,16 +228,11 @@ def setup_store(root: Target, spec: Mapping[str, Any], *, timeout: float = 900) 
     """Run files/phoenix-offsite-store as root on the store (the spec on stdin, never argv);
     returns what it changed."""
     script = STORE_SCRIPT.read_text()
-    try:
-        proc = subprocess.run(ssh_command(root, f"python3 -c {shlex.quote(script)}"),
-                              input=json.dumps(dict(spec)), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PhoenixError(f"setting up the store {root.host} did not finish within "
-                           f"{timeout:.0f} s") from None
+    proc = sshconf.run(root, f"python3 -c {shlex.quote(script)}", input=json.dumps(dict(spec)),
+                       timeout=timeout, late=f"setting up the store {root.host} did not finish")
     if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise PhoenixError(f"setting up the store {root.host} failed: {last}")
+        raise PhoenixError(f"setting up the store {root.host} failed: "
+                           f"{sshconf.last_line(proc.stderr)}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["changed"]
 
 
@@ -255,9 +242,7 @@ def forge_channel(settings: Mapping[str, Any]) -> Iterator[Target]:
     secret (which the deploy puts on the forge) in a 0600 file that lives only meanwhile,
     and the store's pinned host key."""
     repository = str(settings.get("backup_repository") or "")
-    match = SFTP.match(repository) or SFTP_URL.match(repository)
-    if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
+    sshconf.sftp_parts(repository)  # an address that is not one: say so before the secret
     key = read_secret("backup_ssh_key", folder=settings.get("secrets_dir"))
     with tempfile.TemporaryDirectory(prefix="phoenix-forge-key-") as tmp:  # 0700
         path = os.path.join(tmp, "id_backup")
@@ -267,9 +252,9 @@ def forge_channel(settings: Mapping[str, Any]) -> Iterator[Target]:
         known = Path(tmp) / "known_hosts"
         known.write_text("".join(line + "\n" for line in
                                  known_hosts_lines(settings.get("backup_known_hosts"))))
-        yield Target(host=match["host"], user=match["user"] or "root", key=Path(path),
-                     known_hosts=known, port=int(match.groupdict().get("port") or 22),
-                     connect_timeout=int(settings.get("backup_connect_timeout") or 10))
+        yield sshconf.sftp_target(
+            repository, key=Path(path), known_hosts=known,
+            connect_timeout=int(settings.get("backup_connect_timeout") or 10))
 
 
 # --- running restic ----------------------------------------------------------------------------
@@ -297,15 +282,10 @@ def failure(store: Store, what: str, returncode: int, stderr: str) -> PhoenixErr
     return PhoenixError(message)
 
 
-# Which store and which password are Phoenix's to say (group_data and the restic_password
-# secret): the operator's own values for those would point restic elsewhere.
-RESTIC_OWN = {"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD",
-              "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"}
-
-
 def operator_restic_env() -> dict[str, str]:
-    """The operator's RESTIC_* settings (cache dir, compression, limits, pack size…), kept."""
-    return {k: v for k, v in os.environ.items() if k.startswith("RESTIC_") and k not in RESTIC_OWN}
+    """The operator's RESTIC_* settings (cache dir, compression, limits, pack size…), kept;
+    the store and the password are Phoenix's to say (context.RESTIC_OWN)."""
+    return current().restic_env()
 
 
 def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
@@ -315,11 +295,10 @@ def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
     if store.ssh is not None:
         argv += ["-o", f"sftp.command={sftp_command(store.ssh)}"]
     argv += list(args)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "phoenix"
+    ctx = current()
     with _password_file(store.password) as password_file:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-               "HOME": os.environ.get("HOME", "/root"),
-               "RESTIC_CACHE_DIR": str(cache / "restic"), **operator_restic_env(),
+        env = {**ctx.base_env(), "RESTIC_CACHE_DIR": str(ctx.cache_dir / "restic"),
+               **ctx.restic_env(),
                "RESTIC_REPOSITORY": store.repository, "RESTIC_PASSWORD_FILE": password_file,
                **store.env}
         try:
@@ -539,12 +518,8 @@ def now(target: Target, *, settings: Mapping[str, Any], timeout: float = 3600) -
     remote = (f"systemctl cat {unit} >/dev/null 2>&1 || {{ echo 'no {unit} on this host' >&2; "
               f"exit 3; }}; systemctl start {unit} || {{ journalctl -u {unit} -n 40 -o cat "
               f"--no-pager >&2; exit 4; }}; cat {shlex.quote(status_file)}")
-    try:
-        proc = subprocess.run(ssh_command(target, remote), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PhoenixError(f"the backup on {target.host} did not finish within "
-                           f"{timeout:.0f} s") from None
+    proc = sshconf.run(target, remote, timeout=timeout,
+                       late=f"the backup on {target.host} did not finish")
     if proc.returncode == 3:
         raise PhoenixError(f"{target.host} has no Phoenix backup job ({unit}): converge it with "
                            "the deploy (tasks/backups.py) first")
@@ -558,8 +533,8 @@ def now(target: Target, *, settings: Mapping[str, Any], timeout: float = 3600) -
                            + (lines[-1] if lines else proc.stderr.strip()[-300:])
                            + f" (journalctl -u {unit} there)")
     if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise PhoenixError(f"cannot run the backup on {target.host} over ssh: {last}")
+        raise PhoenixError(f"cannot run the backup on {target.host} over ssh: "
+                           f"{sshconf.last_line(proc.stderr)}")
     try:
         return json.loads(proc.stdout)["snapshot_id"]
     except (ValueError, KeyError):

@@ -11,6 +11,7 @@ import click
 
 from phoenix import __version__
 from phoenix.console import Console
+from phoenix.context import Context, current, install
 from phoenix.errors import PhoenixError
 from phoenix.lab import config as labconfig
 
@@ -46,10 +47,12 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
               help="The project folder (deploy.py, group_data/); default: the current one "
                    "or one above it.")
 def cli(project: str | None) -> None:
-    if project:  # read by phoenix.settings.project(), also in the pyinfra/pytest it starts
+    # The one context of this command: read by phoenix.settings.project(), and handed to the
+    # pyinfra/pytest runs it starts (Context.child_env).
+    install(Context.from_process(project=project))
+    if project:
         from phoenix.settings import project as project_folder
 
-        os.environ["PHOENIX_PROJECT"] = os.path.abspath(project)
         project_folder()  # a folder that is not a project: say so now
 
 
@@ -121,12 +124,13 @@ def _role(standby: bool) -> str:
 @cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
 @click.option("--standby", is_flag=True, help="Provision for inventories/standby.py.")
 def provision(standby: bool) -> None:
+    from phoenix import do
     from phoenix import provision as prov
     from phoenix.settings import load
     from phoenix.state import State
 
     role = _role(standby)
-    droplet = prov.provision(role=role, settings=load(), client=prov.do_client(),
+    droplet = prov.provision(role=role, settings=load(), client=do.client(),
                              state=State(role), key=prov.operator_key(), progress=_say)
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
 
@@ -140,12 +144,11 @@ def provision(standby: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
 def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
     from phoenix import cutover as cut
-    from phoenix.provision import do_client
+    from phoenix.do import client as do_client
     from phoenix.settings import load
     from phoenix.state import State
 
-    needs_do = reserved_ip or fence or bool(os.environ.get("DIGITALOCEAN_TOKEN")
-                                            or os.environ.get("DIGITALOCEAN_ACCESS_TOKEN"))
+    needs_do = reserved_ip or fence or bool(current().do_token)
     cut.cutover(settings=load(), state=State(_role(standby)),
                 do=do_client() if needs_do else None, reserved_ip=reserved_ip,
                 force=force, say=_say, wait=not no_wait, fence_old=fence)
@@ -156,7 +159,7 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
 @click.option("--keep-running", is_flag=True, help="Do not power the new droplet off.")
 def rollback(standby: bool, keep_running: bool) -> None:
     from phoenix import cutover as cut
-    from phoenix.provision import do_client
+    from phoenix.do import client as do_client
     from phoenix.state import State
 
     state = State(_role(standby))
@@ -174,8 +177,8 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     from pathlib import Path
 
     from phoenix.cutover import record_verdict
-    from phoenix.inventory import target_for
     from phoenix.settings import env_name
+    from phoenix.sshconf import role_target
     from phoenix.state import State
     from phoenix.validate import run_validation
 
@@ -183,13 +186,13 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     state = State(role)
     junit_path = Path(junit) if junit else state.folder / f"{role}.validation.xml"
     junit_path.parent.mkdir(parents=True, exist_ok=True)
-    target = target_for(role)
+    target = role_target(role)
     result = run_validation(target=target, settings_env=env_name(), junit=junit_path)
     if state.droplet:  # the verdict names the address it proved (PHOENIX_HOST may differ)
         record_verdict(state, target, passed=result.passed, junit=junit_path)
     click.echo(result.to_json() if as_json else result.render())
     if not result.passed:
-        raise PhoenixError(f"validation failed on {target_for(role).host}; see {junit_path}")
+        raise PhoenixError(f"validation failed on {role_target(role).host}; see {junit_path}")
 
 
 @cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
@@ -344,10 +347,10 @@ def backup_prune() -> None:
               help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
 def backup_now(role: str) -> None:
     from phoenix import backup as bk
-    from phoenix.inventory import target_for
     from phoenix.settings import load
+    from phoenix.sshconf import role_target
 
-    click.echo(bk.now(target_for(role), settings=load()))
+    click.echo(bk.now(role_target(role), settings=load()))
 
 
 @backup.command("status", help="The newest snapshot's age and each database replica's lag; "
@@ -358,12 +361,12 @@ def backup_now(role: str) -> None:
 def backup_status(role: str, as_json: bool) -> None:
     from phoenix import backup as bk
     from phoenix import replication
-    from phoenix.inventory import target_for
     from phoenix.settings import load
+    from phoenix.sshconf import role_target
 
     settings = load()
     age = replication.snapshot_age(bk.list_snapshots(_store(), all_hosts=True))
-    lags = (replication.replica_lags(target_for(role), settings,
+    lags = (replication.replica_lags(role_target(role), settings,
                                      replication.binary_path(settings))
             if settings.get("litestream_replica_url") else [])
     found = replication.problems(age, lags, settings)

@@ -13,7 +13,6 @@ droplet off with its disk kept, for forensics.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import time
@@ -27,18 +26,13 @@ from phoenix.dnswire import parse_server
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
-from phoenix.state import State, now
+from phoenix.state import ROLE_FILE, State, now
 
 Say = Callable[[str], None]
 
 
 def resolvers(settings: dict) -> list[tuple[str, int]]:
     return [parse_server(item) for item in settings["dns_resolvers"]]
-
-
-def cf_client() -> dns.cloudflare.Cloudflare:
-    token = os.environ.get("CLOUDFLARE_API_TOKEN", "")
-    return dns.make_client(token=token, base_url=os.environ.get("CLOUDFLARE_BASE_URL") or None)
 
 
 def pinned_keys(known_hosts: Path, host: str) -> list[str]:
@@ -152,7 +146,6 @@ def fence(*, state: State, live: list[dict], do: DO | None, fence_it: bool, say:
 
 # ---- the new primary ------------------------------------------------------------------------
 
-ROLE_FILE = "/var/lib/phoenix/role"  # tasks/role.py writes it; see there
 
 
 def host_role(state: State) -> str:
@@ -222,7 +215,7 @@ def _cutover_dns(*, settings: dict, state: State, do: DO | None, say: Say, wait:
                  fence_old: bool) -> dict:
     address = state.address
     assert address, "cutover checked the droplet's address"
-    client = cf_client()
+    client = dns.client()
     old = [ip for ip in dns.current_addresses(client, settings["dns_records"])
            if ip != address]
     fence(state=state, live=live_old_primaries(old=old, settings=settings, do=do), do=do,
@@ -330,7 +323,7 @@ def _rollback(*, state: State, do: DO | None, say: Say, power_off: bool) -> list
         say(line)
         done.append(line)
     if state.data.get("dns_saved"):
-        for item in dns.rollback(client=cf_client(), saved=state.data["dns_saved"]):
+        for item in dns.rollback(client=dns.client(), saved=state.data["dns_saved"]):
             line = (f"{item['name']}: back to {item['content']} (ttl {item['ttl']})"
                     if item["changed"] else f"{item['name']}: already {item['content']}")
             say(line)

@@ -17,6 +17,7 @@ from typing import Any
 
 import cloudflare
 
+from phoenix.context import Context, current
 from phoenix.dnswire import DNSQueryError, address_text, resolve_a
 from phoenix.errors import PhoenixError
 
@@ -33,6 +34,12 @@ def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
     # token when they are set; Phoenix means the token it was given.
     client.api_email = client.api_key = client.user_service_key = None
     return client
+
+
+def client(ctx: Context | None = None) -> cloudflare.Cloudflare:
+    """The operator's Cloudflare: CLOUDFLARE_API_TOKEN, CLOUDFLARE_BASE_URL (the lab's)."""
+    ctx = ctx or current()
+    return make_client(token=ctx.cf_token, base_url=ctx.cf_base_url)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from phoenix.context import Context, current
 from phoenix.errors import PhoenixError
 
 
@@ -251,3 +252,13 @@ def _message(exc: HttpResponseError) -> str:
         return body.get("message") or str(body)
     except (ValueError, AttributeError, TypeError):  # no JSON body, or not an object
         return (exc.message or str(exc)).splitlines()[0]
+
+
+def client(ctx: Context | None = None) -> DO:
+    """The operator's DigitalOcean: Phoenix's names first, then the ones doctl and the
+    Terraform provider read (DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL)."""
+    ctx = ctx or current()
+    if not ctx.do_token:
+        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
+                           "DIGITALOCEAN_ACCESS_TOKEN)")
+    return DO(token=ctx.do_token, endpoint=ctx.do_endpoint)

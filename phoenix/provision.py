@@ -27,31 +27,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from phoenix.console import waiter
+from phoenix.context import current
 from phoenix.do import DO, public_ip, public_ipv6
 from phoenix.errors import PhoenixError
-from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
+from phoenix.sshconf import Target, known_hosts_line, public_half, remote, ssh_command
+from phoenix.sshconf import state_target as target
 from phoenix.state import State, now
 
 Progress = Callable[[str], None]
 
 
 def operator_key() -> Path:
-    path = Path(os.environ.get("PHOENIX_SSH_KEY") or "~/.ssh/id_ed25519").expanduser()
+    path = current().ssh_key
     if not path.exists() or not public_half(path).exists():
         raise PhoenixError(f"the operator SSH key {path} (and {path}.pub) is missing; "
                            "set PHOENIX_SSH_KEY")
     return path
-
-
-def do_client() -> DO:
-    """Phoenix's names first, then the ones doctl and the Terraform provider read."""
-    token = os.environ.get("DIGITALOCEAN_TOKEN") or os.environ.get("DIGITALOCEAN_ACCESS_TOKEN")
-    if not token:
-        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
-                           "DIGITALOCEAN_ACCESS_TOKEN)")
-    endpoint = (os.environ.get("DIGITALOCEAN_ENDPOINT") or os.environ.get("DIGITALOCEAN_API_URL")
-                or "https://api.digitalocean.com")
-    return DO(token=token, endpoint=endpoint)
 
 
 def ensure_host_key(state: State) -> tuple[str, str]:
@@ -204,22 +195,6 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
     state.save()
     progress(f"{t.host}: host key rotated; the one in its user_data no longer opens a session")
     return new
-
-
-def remote(t: Target, command: str, *, timeout: float = 120) -> str:
-    """`command` on `t` over pinned SSH; its stdout, or PhoenixError with its stderr."""
-    proc = subprocess.run(ssh_command(t, command), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise PhoenixError(f"on {t.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
-    return proc.stdout
-
-
-def target(state: State) -> Target:
-    if not state.address:
-        raise PhoenixError(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
-    return Target(host=state.address, key=Path(state.data["ssh_key"]),
-                  known_hosts=state.known_hosts)
 
 
 def wait_ssh(t: Target, *, timeout: float, progress: Progress) -> None:

@@ -11,12 +11,12 @@ current folder or one above it, else the checkout this package was imported from
 
 from __future__ import annotations
 
-import os
 import runpy
 import types
 from pathlib import Path
 from typing import Any
 
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 
 MARKERS = ("deploy.py", "group_data/all.py")
@@ -28,7 +28,7 @@ def _is_project(folder: Path) -> bool:
 
 def project() -> Path:
     """The project folder; a PhoenixError that says how to name one when there is none."""
-    named = os.environ.get("PHOENIX_PROJECT")
+    named = current().project_named
     if named:
         folder = Path(named).expanduser().resolve()
         if not _is_project(folder):
@@ -60,7 +60,7 @@ def _public(namespace: dict[str, Any]) -> dict[str, Any]:
 
 
 def env_name(env: str | None = None) -> str | None:
-    return env or os.environ.get("PHOENIX_ENV") or None
+    return env or current().env_name
 
 
 def load(env: str | None = None) -> dict[str, Any]:

@@ -403,9 +403,9 @@ def resolve(source: str, settings: Mapping[str, Any], *,
                         label=f"restic snapshot {snapshot_id[:8]}", origin="phoenix snapshot")
     if requested.startswith("forge:"):
         if forge_target is None:
-            from phoenix.inventory import target_for
+            from phoenix.sshconf import role_target
 
-            forge_target = target_for("primary")
+            forge_target = role_target("primary")
         with tempfile.TemporaryDirectory(prefix="phoenix-fetch-", dir=cache_dir()) as tmp:
             folder = fetch_from_forge(requested, Path(tmp) / "backup", target=forge_target)
             return _imported("runbook backup", folder, requested, gitea_version=version,

@@ -9,7 +9,6 @@ suite never takes the operator's process down with it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command, ssh_config
@@ -181,7 +181,7 @@ def run_validation(*, target: Target, settings_env: str | None, junit: Path,
     """Run tests/validation against `target` and summarise it per runbook step.
 
     How the CLI uses it (`phoenix validate` in phoenix/cli.py):
-    ``run_validation(target=target_for(role), settings_env=env_name(), junit=PATH)``, then
+    ``run_validation(target=role_target(role), settings_env=env_name(), junit=PATH)``, then
     print ``.render()`` (or ``.to_json()`` for --json) and record ``.passed`` for the cutover.
     `settings_env` becomes PHOENIX_ENV of the suite (None: production defaults only);
     `extra_args` go to pytest (e.g. ``["-k", "step4"]``, ``["--require-dns"]``).
@@ -193,9 +193,8 @@ def run_validation(*, target: Target, settings_env: str | None, junit: Path,
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
     log = junit.with_suffix(".log")
-    env = {k: v for k, v in os.environ.items() if k != "PHOENIX_ENV"}
-    if settings_env:
-        env["PHOENIX_ENV"] = settings_env
+    env = current().child_env({"PHOENIX_ENV": settings_env} if settings_env else None,
+                               drop=("PHOENIX_ENV",))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="phoenix-validate-") as tmp:
         config = Path(tmp) / "ssh_config"

@@ -17,8 +17,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Command
 from pyinfra.operations import files
 
-ROLE_FILE = "/var/lib/phoenix/role"  # phoenix.cutover writes it too
-ROLES = ("recovery", "standby", "primary")
+from phoenix.state import ROLE_FILE, ROLES
 
 
 def role() -> str:
