@@ -19,6 +19,8 @@ ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
   PHOENIX_PROJECT             the project folder (as --project)
   PHOENIX_ENV                 group_data override file to use (lab, recovery, standby)
+  PHOENIX_ROLE                whose settings (recovery, standby, primary): its group_data
+                              file on top, as pyinfra reads it (set for the validation suite)
   DIGITALOCEAN_TOKEN          DigitalOcean API token (or DIGITALOCEAN_ACCESS_TOKEN, doctl's)
   DIGITALOCEAN_ENDPOINT       DigitalOcean API URL (or DIGITALOCEAN_API_URL)
   CLOUDFLARE_API_TOKEN        Cloudflare token: Zone:Read + DNS:Edit
@@ -130,7 +132,7 @@ def provision(standby: bool) -> None:
     from phoenix.state import State
 
     role = _role(standby)
-    droplet = prov.provision(role=role, settings=load(), client=do.client(),
+    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(),
                              state=State(role), key=prov.operator_key(), progress=_say)
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
 
@@ -149,7 +151,7 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
     from phoenix.state import State
 
     needs_do = reserved_ip or fence or bool(current().do_token)
-    cut.cutover(settings=load(), state=State(_role(standby)),
+    cut.cutover(settings=load(role=_role(standby)), state=State(_role(standby)),
                 do=do_client() if needs_do else None, reserved_ip=reserved_ip,
                 force=force, say=_say, wait=not no_wait, fence_old=fence)
 
@@ -187,7 +189,7 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     junit_path = Path(junit) if junit else state.folder / f"{role}.validation.xml"
     junit_path.parent.mkdir(parents=True, exist_ok=True)
     target = role_target(role)
-    result = run_validation(target=target, settings_env=env_name(), junit=junit_path)
+    result = run_validation(target=target, settings_env=env_name(), junit=junit_path, role=role)
     if state.droplet:  # the verdict names the address it proved (PHOENIX_HOST may differ)
         record_verdict(state, target, passed=result.passed, junit=junit_path)
     click.echo(result.to_json() if as_json else result.render())
@@ -350,7 +352,7 @@ def backup_now(role: str) -> None:
     from phoenix.settings import load
     from phoenix.sshconf import role_target
 
-    click.echo(bk.now(role_target(role), settings=load()))
+    click.echo(bk.now(role_target(role), settings=load(role=role)))
 
 
 @backup.command("status", help="The newest snapshot's age and each database replica's lag; "

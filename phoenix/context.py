@@ -55,6 +55,11 @@ class Context:
         return self.get("PHOENIX_ENV")
 
     @property
+    def role(self) -> str | None:
+        """PHOENIX_ROLE: whose settings a validation suite reads (recovery, standby, primary)."""
+        return self.get("PHOENIX_ROLE")
+
+    @property
     def state_dir(self) -> Path:
         named = self.get("PHOENIX_STATE_DIR")
         if named:

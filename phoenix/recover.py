@@ -162,7 +162,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     from phoenix.state import now as state_now
     from phoenix.validate import check_after_cutover, run_validation
 
-    settings = load()
+    settings = load(role=role)
     state = State(role)
     report = Report(f"phoenix recover ({role})")
     folder = report_dir or state.folder
@@ -175,7 +175,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
 
     def validate() -> str:
         target = role_target(role)
-        result = run_validation(target=target, settings_env=env_name(),
+        result = run_validation(target=target, settings_env=env_name(), role=role,
                                 junit=folder / f"{role}.validation.xml")
         cut.record_verdict(state, target, passed=result.passed,
                            junit=folder / f"{role}.validation.xml")

@@ -177,24 +177,26 @@ def check_reachable(target: Target) -> None:
 
 
 def run_validation(*, target: Target, settings_env: str | None, junit: Path,
-                   extra_args: Sequence[str] = ()) -> ValidationResult:
+                   extra_args: Sequence[str] = (), role: str | None = None
+                   ) -> ValidationResult:
     """Run tests/validation against `target` and summarise it per runbook step.
 
     How the CLI uses it (`phoenix validate` in phoenix/cli.py):
     ``run_validation(target=role_target(role), settings_env=env_name(), junit=PATH)``, then
     print ``.render()`` (or ``.to_json()`` for --json) and record ``.passed`` for the cutover.
-    `settings_env` becomes PHOENIX_ENV of the suite (None: production defaults only);
+    `settings_env` becomes PHOENIX_ENV of the suite (None: production defaults only), `role`
+    its PHOENIX_ROLE (the suite then reads group_data/<role's group>.py as pyinfra does);
     `extra_args` go to pytest (e.g. ``["-k", "step4"]``, ``["--require-dns"]``).
     Raises PhoenixError when the host does not answer SSH or the suite cannot run at all.
     """
-    load(settings_env)  # an unknown environment, or the lab's settings without the lab: say so
+    load(settings_env, role=role)  # an unknown environment, or the lab's without the lab
     check_reachable(target)
     junit = Path(junit).resolve()
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
     log = junit.with_suffix(".log")
-    env = current().child_env({"PHOENIX_ENV": settings_env} if settings_env else None,
-                               drop=("PHOENIX_ENV",))
+    mine = {"PHOENIX_ENV": settings_env, "PHOENIX_ROLE": role}
+    env = current().child_env({k: v for k, v in mine.items() if v}, drop=tuple(mine))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="phoenix-validate-") as tmp:
         config = Path(tmp) / "ssh_config"
