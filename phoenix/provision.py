@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from phoenix.console import waiter
 from phoenix.context import current
 from phoenix.do import DO, public_ip, public_ipv6
 from phoenix.errors import PhoenixError
+from phoenix.poll import poll
 from phoenix.sshconf import Target, known_hosts_line, public_half, remote, ssh_command
 from phoenix.sshconf import state_target as target
 from phoenix.state import State, now
@@ -199,18 +199,21 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
 
 def wait_ssh(t: Target, *, timeout: float, progress: Progress) -> None:
     """Until sshd answers with the pinned key: strict checking, so a wrong host is refused."""
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+
+    def answers() -> bool | None:
+        nonlocal last
         proc = subprocess.run(ssh_command(t, "true"), capture_output=True, text=True,
                               timeout=30)
         if proc.returncode == 0:
-            return
+            return True
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else last
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stderr or \
                 "Host key verification failed" in proc.stderr:
             raise PhoenixError(f"{t.host} answered with a host key other than the pinned one "
                                f"({t.known_hosts}); refusing to connect")
-        progress(f"waiting for sshd on {t.host}")
-        time.sleep(1)
-    raise PhoenixError(f"sshd on {t.host} did not answer within {timeout:.0f} s ({last})")
+        return None
+
+    poll(answers, timeout=timeout, what=f"waiting for sshd on {t.host}", interval=1,
+         progress=progress,
+         error=lambda: f"sshd on {t.host} did not answer within {timeout:.0f} s ({last})")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from phoenix.context import current
 from phoenix.errors import PhoenixError
+from phoenix.poll import poll
 from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command, ssh_config
 
@@ -289,13 +290,16 @@ def check_after_cutover(settings: dict, expected_ip: str, *, timeout: float | No
     trust = settings.get("https_trust_bundle")
     servers = resolvers(settings) or [("", 0)]
     limit = settings.get("https_ready_timeout", 60) if timeout is None else timeout
-    deadline = time.monotonic() + limit
-    while True:
-        why = _step_9_1_once(name, expected_ip, trust, servers, port)
-        if why is None:
+    why = ""
+
+    def answered() -> str | None:
+        nonlocal why
+        why = _step_9_1_once(name, expected_ip, trust, servers, port) or ""
+        if not why:
             via = ", ".join(f"{s}:{p}" for s, p in servers if s) or "the system resolver"
             return f"https://{name}/api/v1/version: HTTP/2 200 from {expected_ip} (DNS via {via})"
-        if time.monotonic() > deadline:
-            raise PhoenixError(f"runbook step 9.1 failed after the cutover: {why}")
-        say(f"step 9.1 not yet: {why}")
-        time.sleep(2)
+        return None
+
+    return poll(answered, timeout=limit, what="runbook step 9.1", interval=2,
+                progress=lambda _: say(f"step 9.1 not yet: {why}"),
+                error=lambda: f"runbook step 9.1 failed after the cutover: {why}")
