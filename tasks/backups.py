@@ -27,6 +27,16 @@ from phoenix.sshconf import sftp_target
 from tasks._ops import secret_file
 from tasks.role import role
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "backup_gitea_exclude",
+         "backup_host", "backup_job_path", "backup_keep_daily", "backup_keep_hourly",
+         "backup_keep_weekly", "backup_known_hosts", "backup_paths", "backup_randomized_delay",
+         "backup_repository", "backup_schedule", "backup_skip", "backup_staging_dir",
+         "backup_status_file", "backup_tag", "backup_timeout", "backup_timer_enabled",
+         "gitea_config_dir", "gitea_db_path", "gitea_repo_root", "gitea_version", "gitea_work_dir",
+         "hermes_root", "https_state_dir", "restore_verifier_path", "secrets_dir",
+         "standby_prestage_dir", "standby_warm", "unit_hardening")
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 FILES = REPO / "files"

@@ -9,6 +9,11 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("layout_hermes_dirs", "layout_hermes_home", "layout_hermes_mode", "layout_log_dir",
+         "layout_log_mode", "layout_wizard_mode", "layout_wizard_root", "phoenix_state_dir",
+         "wizard_names")
+
 
 @deploy("Lay out the wizard and hermes folders")
 def make_layout() -> None:

@@ -19,6 +19,9 @@ from pyinfra.operations import files
 
 from phoenix.state import ROLE_FILE, ROLES
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("phoenix_promote", "phoenix_role")
+
 
 def role() -> str:
     """What this converge makes the host: its marker's "primary" (from before this run, as
