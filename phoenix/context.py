@@ -142,11 +142,13 @@ class Context:
 
 
 _current: ContextVar[Context | None] = ContextVar("phoenix_context", default=None)
+_installed: Context | None = None  # the command's, seen from every thread (`install`)
 
 
 def current() -> Context:
-    """The command's context; outside a command, one over this process's environment."""
-    return _current.get() or Context.from_process()
+    """The block's context (`use`), else the command's (`install`), else one over this
+    process's environment."""
+    return _current.get() or _installed or Context.from_process()
 
 
 @contextmanager
@@ -160,5 +162,7 @@ def use(context: Context) -> Iterator[Context]:
 
 
 def install(context: Context) -> None:
-    """Make `context` the current one for the rest of this process (the CLI's edge)."""
-    _current.set(context)
+    """Make `context` the current one for the rest of this process, in every thread (the
+    CLI's edge; a thread starts with no context variables of its own)."""
+    global _installed
+    _installed = context
