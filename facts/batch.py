@@ -11,14 +11,14 @@ again before anything ran (the role marker, systemd's unit list) is answered fro
 read. Facts that wait (the boot wait) are never batched.
 
 Which facts a converge asks for is known only as it asks, so the questions of the previous
-converge (a fact and its arguments, never an answer) are kept in Phoenix's state folder and
-asked together at the first question of the next one; after a change, the questions the same
-operation asked last time. A question the list lacks is read on its own, as pyinfra does; a
-stale one costs a line of output. A shell command (pyinfra's Command fact) is never run from
-the list, only when asked. `enable()` turns it on for this process (tasks/_speed.py, from
-deploy.py);
-PHOENIX_FACT_BATCH=0 turns it off; PHOENIX_FACT_BATCH_STATS=1 prints, at the end, how many
-batches were read, answers kept and facts asked alone.
+converge (a fact and its arguments, never an answer) are kept in Phoenix's state folder
+(facts/questions.py) and asked together at the first question of the next one; after a
+change, the questions the same operation asked last time. A question the list lacks is read
+on its own, as pyinfra does; a stale one costs a line of output. A shell command (pyinfra's
+Command fact) is never run from the list, only when asked. `enable()` turns it on for this
+process (tasks/_speed.py, from deploy.py); PHOENIX_FACT_BATCH=0 turns it off;
+PHOENIX_FACT_BATCH_STATS=1 prints, at the end, how many batches were read, answers kept and
+facts asked alone.
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ import atexit
 import copy
 import importlib
 import json
-import os
 import secrets
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from pyinfra.api import StringCommand
@@ -40,12 +37,14 @@ from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import FunctionCommand
 from pyinfra.api.host import Host
 
+from facts import questions
+from phoenix.context import current
+
 NEVER = {"facts.boot:BootSettled"}  # waits for cloud-init and the package locks: ask live
 # Any shell command: asked (and then kept) when the converge asks it, never from the list.
 NOT_AHEAD = {"pyinfra.facts.server:Command"}
 AFTER_CHANGE = 12  # at most this many questions of one operation asked together
 SIDE_BY_SIDE = 4  # more facts than this in a batch run side by side
-HINTS_KEPT = 1000
 
 _original_get_fact = pyinfra_facts._get_fact
 _hosts: dict[str, _Kept] = {}
@@ -98,51 +97,10 @@ def _key(name: str, kwargs: dict, connector: dict) -> str:
                       sort_keys=True, default=repr)
 
 
-def _hint_file() -> Path:
-    from phoenix.state import state_dir
-
-    return state_dir() / "fact-questions.json"
-
-
-def _load_hints(host_name: str) -> list[list]:
-    try:
-        saved = json.loads(_hint_file().read_text())
-    except (OSError, ValueError):
-        return []
-    hints = saved.get("hosts", {}).get(host_name) or saved.get("last") or []
-    return [h for h in hints if isinstance(h, list) and len(h) == 3]
-
-
-def _save_hints() -> None:
-    if not _hosts:
-        return
-    path = _hint_file()
-    try:
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            saved = {}
-        hosts = saved.get("hosts", {}) if isinstance(saved, dict) else {}
-        last = saved.get("last", []) if isinstance(saved, dict) else []
-        for host_name, kept in _hosts.items():
-            if kept.asked:
-                hosts.pop(host_name, None)  # the 50 hosts kept are the latest
-                hosts[host_name] = last = kept.asked[:HINTS_KEPT]
-            if os.environ.get("PHOENIX_FACT_BATCH_STATS"):
-                print(f"fact batch {host_name}: {kept.batches} batches, {kept.hits} answers "
-                      f"kept, {kept.misses} asked alone", file=sys.stderr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"hosts": dict(list(hosts.items())[-50:]), "last": last}))
-        tmp.replace(path)
-    except OSError:
-        pass  # a hint only: the next converge asks one by one
-
-
 def _kept(host: Host) -> _Kept:
     with _lock:
         if host.name not in _hosts:
-            _hosts[host.name] = _Kept(_load_hints(host.name))
+            _hosts[host.name] = _Kept(questions.load(host.name))
         return _hosts[host.name]
 
 
@@ -323,7 +281,7 @@ def _function_command(method):
 
 def enable() -> None:
     """Batch fact reads in this process (the pyinfra run of deploy.py)."""
-    if os.environ.get("PHOENIX_FACT_BATCH", "1") == "0" or pyinfra_facts._get_fact is _get_fact:
+    if current().flag("PHOENIX_FACT_BATCH", "1") == "0" or pyinfra_facts._get_fact is _get_fact:
         return
     pyinfra_facts._get_fact = _get_fact
     for method in ("run_shell_command", "put_file", "rsync"):
@@ -331,4 +289,4 @@ def enable() -> None:
             setattr(Host, method, _invalidating(getattr(Host, method)))
     FunctionCommand.execute = _function_command(  # type: ignore[method-assign]
         FunctionCommand.execute)
-    atexit.register(_save_hints)
+    atexit.register(questions.save, _hosts)

@@ -41,7 +41,7 @@ timmy_config_home = "/root"          # deploy.sh overlays $HOME/.hermes (layout_
 
 # ---- gitea (runbook step 4) ---------------------------------------------------------------
 gitea_version = "1.22.3"
-gitea_binary_url = "https://dl.gitea.com/gitea/1.22.3/gitea-1.22.3-linux-amd64"
+gitea_binary_url = f"https://dl.gitea.com/gitea/{gitea_version}/gitea-{gitea_version}-linux-amd64"
 gitea_sha256 = "CHANGE-ME-to-the-published-sha256-of-the-binary"
 gitea_user = "gitea"                 # the runbook's `chown gitea:gitea`; RUN_USER in app.ini
 gitea_group = "gitea"

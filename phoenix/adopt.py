@@ -85,11 +85,11 @@ def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
 def adopt(*, say: Say = print, report_dir: Path) -> Report:
     """Adopt the forge; the report says what was found, the snapshot, and what is unchanged."""
     from phoenix import backup
-    from phoenix.inventory import target_for
     from phoenix.settings import load
+    from phoenix.sshconf import role_target
 
     settings = load()
-    target = target_for("primary")
+    target = role_target("primary")
     report = Report(f"phoenix adopt ({target.host})")
     found: dict = {}
 

@@ -19,51 +19,45 @@ stderr of Debian 12's restic 0.14, which exits 1 for all of them.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib.machinery
-import importlib.util
-import json
-import os
 import re
-import shlex
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from phoenix.backup_now import now  # noqa: F401  (`backup.now`, as callers know it)
 from phoenix.errors import PhoenixError
-from phoenix.secrets import read_secret
+from phoenix.restic import (  # noqa: F401  (as callers know them)
+    JOB,
+    _json,
+    failure,
+    host_script,
+    job_module,
+    operator_restic_env,
+    restic,
+    run_restic,
+)
 from phoenix.settings import REPO
-from phoenix.sshconf import Target, ssh_command
+from phoenix.sshconf import Target
+from phoenix.store import (  # noqa: F401  (the store's names, as callers know them)
+    STORE_SCRIPT,
+    Store,
+    append_only,
+    channel_config,
+    forge_channel,
+    known_hosts_lines,
+    setup_store,
+    sftp_command,
+    store_from_settings,
+    store_spec,
+)
 
-JOB = REPO / "files" / "phoenix-backup"
 GITEA = "gitea"   # the Gitea folder at the top of every snapshot (the job's layout)
-SFTP = re.compile(r"^sftp:(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.+)$")
-SFTP_URL = re.compile(r"^sftp://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+)(?::(?P<port>\d+))?"
-                      r"/(?P<path>.+)$")
 
 
 VERIFIER = REPO / "files" / "phoenix-backup-verify"
-
-
-@functools.cache
-def _host_script(path: Path) -> ModuleType:
-    """A script shipped to hosts, loaded as a module so that its code runs here too."""
-    loader = importlib.machinery.SourceFileLoader(path.name.replace("-", "_"), str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-def job_module() -> ModuleType:
-    """The on-host job: its restic failure kinds are the operator's too."""
-    return _host_script(JOB)
 
 
 class BackupCheckError(PhoenixError):
@@ -74,21 +68,6 @@ class BackupCheckError(PhoenixError):
         super().__init__(message)
         self.packs = packs or []
         self.path = path
-
-
-@dataclass(frozen=True)
-class Store:
-    """A restic repository and what opens it. Secrets stay out of repr()."""
-    repository: str
-    password: str = field(repr=False)
-    ssh: Target | None = None           # sftp: the store, the operator's key, its host key
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)   # s3 credentials
-    host: str | None = None             # restic --host: None, the whole primary line
-    tag: str = "phoenix"                # the line's --tag (backup_tag)
-
-    @property
-    def location(self) -> str:
-        return re.sub(r"//[^/@]*@", "//", self.repository)
 
 
 @dataclass
@@ -118,232 +97,6 @@ class VerifyResult:
             line += ("; append-only: the store refused the forge's key to "
                      + ", ".join(self.refused) + f"; {self.keys} key(s) in the repository")
         return line
-
-
-# --- the store from settings -------------------------------------------------------------------
-
-def known_hosts_lines(value: Any) -> list[str]:
-    """backup_known_hosts as lines: a string (one or more lines) or a list of lines."""
-    if not value:
-        return []
-    lines = value.splitlines() if isinstance(value, str) else list(value)
-    return [line.strip() for line in lines if line.strip()]
-
-
-def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
-                        known_hosts: Path | None = None) -> Store:
-    """The Store that `settings` (group_data, or pyinfra's host.data) describe.
-
-    sftp: `key` is the operator's SSH key (default: settings' ssh_key, then PHOENIX_SSH_KEY or
-    ~/.ssh/id_ed25519); the store's pinned host key (backup_known_hosts) is written to
-    `known_hosts` (default: <PHOENIX_STATE_DIR>/backup.known_hosts).
-    """
-    repository = settings.get("backup_repository")
-    if not repository:
-        raise PhoenixError("backup_repository is not set (group_data): say where the offsite "
-                           "restic repository is, e.g. sftp:restic@store.example:/srv/restic/forge")
-    folder = settings.get("secrets_dir")
-    password = read_secret("restic_password", folder=folder)
-    env: dict[str, str] = {}
-    ssh = None
-    if repository.startswith("sftp:"):
-        match = SFTP.match(repository) or SFTP_URL.match(repository)
-        if not match:
-            raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
-        lines = known_hosts_lines(settings.get("backup_known_hosts"))
-        if not lines:
-            raise PhoenixError("backup_known_hosts is empty: pin the store's host key "
-                               "(`ssh-keyscan` it once, check its fingerprint); Phoenix never "
-                               "trusts a host key on first use")
-        if known_hosts is None:
-            from phoenix.state import state_dir
-            known_hosts = state_dir() / "backup.known_hosts"
-        known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        known_hosts.write_text("".join(line + "\n" for line in lines))
-        if key is None:
-            key = Path(settings.get("ssh_key")).expanduser() if settings.get("ssh_key") else None
-        if key is None:
-            from phoenix.provision import operator_key
-            key = operator_key()
-        groups = match.groupdict()
-        ssh = Target(host=groups["host"], key=Path(key), known_hosts=known_hosts,
-                     user=groups.get("user") or "root", port=int(groups.get("port") or 22),
-                     connect_timeout=int(settings.get("backup_connect_timeout") or 10))
-    elif repository.startswith("s3:"):
-        env = {"AWS_ACCESS_KEY_ID": read_secret("backup_s3_access_key_id", folder=folder),
-               "AWS_SECRET_ACCESS_KEY": read_secret("backup_s3_secret_access_key",
-                                                    folder=folder)}
-    return Store(repository=repository, password=password, ssh=ssh, env=env,
-                 host=settings.get("backup_host") or None,
-                 tag=settings.get("backup_tag") or "phoenix")
-
-
-def sftp_command(target: Target) -> str:
-    """restic's sftp.command: the one SSH settings builder's ssh, strict host key checking."""
-    return shlex.join(ssh_command(target, "-s", "sftp"))
-
-
-def append_only(settings: Mapping[str, Any]) -> bool:
-    """Whether hosts reach the store through its append-only endpoint (sftp stores only)."""
-    return bool(settings.get("backup_append_only")) and \
-        str(settings.get("backup_repository") or "").startswith("sftp:")
-
-
-def channel_config(repository: str, target: Target, *, append_only: bool) -> dict[str, str]:
-    """How the job on a host (forge, standby, recovery) reaches the sftp store `repository`
-    with `target` (the host's key, the pinned host key): keys of its config.json.
-
-    Append-only: restic's rclone backend, whose program is ssh to the store; the store runs
-    the key's forced command (`rclone serve restic --stdio --append-only REPO`) whatever
-    restic asks for, so the path here only names the store in messages."""
-    match = SFTP.match(repository) or SFTP_URL.match(repository)
-    if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
-    if not append_only:
-        return {"sftp_command": sftp_command(target)}
-    return {"repository": f"rclone:{match['path']}",
-            "rclone_program": shlex.join(ssh_command(target)),
-            "location": f"{repository} (append-only)"}
-
-
-STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
-
-
-def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str,
-               password: str) -> dict:
-    """What files/phoenix-offsite-store makes of the store of `backup_repository`: the forge's
-    public key append-only, the operator's SFTP, the retention timer with the keep-* policy.
-    Holds the repository password: never print it."""
-    repository = str(settings.get("backup_repository") or "")
-    match = SFTP.match(repository) or SFTP_URL.match(repository)
-    if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH: only "
-                           "an sftp store can be made append-only here")
-    path = match["path"] if match["path"].startswith("/") else "/" + match["path"]
-    keep = {k: int(settings.get(f"backup_keep_{k}") or 0) for k in ("hourly", "daily", "weekly")}
-    return {
-        "user": match["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
-        "repository": path, "append_keys": [forge_key.strip()],
-        "full_keys": [operator_key.strip()], "password": password,
-        "prune": {"host": settings.get("backup_host") or "forge",
-                  "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
-                  "schedule": settings.get("backup_prune_schedule") or "daily",
-                  "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200)},
-    }
-
-
-def setup_store(root: Target, spec: Mapping[str, Any], *, timeout: float = 900) -> list[str]:
-    """Run files/phoenix-offsite-store as root on the store (the spec on stdin, never argv);
-    returns what it changed."""
-    script = STORE_SCRIPT.read_text()
-    try:
-        proc = subprocess.run(ssh_command(root, f"python3 -c {shlex.quote(script)}"),
-                              input=json.dumps(dict(spec)), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PhoenixError(f"setting up the store {root.host} did not finish within "
-                           f"{timeout:.0f} s") from None
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise PhoenixError(f"setting up the store {root.host} failed: {last}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])["changed"]
-
-
-@contextlib.contextmanager
-def forge_channel(settings: Mapping[str, Any]) -> Iterator[Target]:
-    """The forge's own way into the store, on the operator's machine: the backup_ssh_key
-    secret (which the deploy puts on the forge) in a 0600 file that lives only meanwhile,
-    and the store's pinned host key."""
-    repository = str(settings.get("backup_repository") or "")
-    match = SFTP.match(repository) or SFTP_URL.match(repository)
-    if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
-    key = read_secret("backup_ssh_key", folder=settings.get("secrets_dir"))
-    with tempfile.TemporaryDirectory(prefix="phoenix-forge-key-") as tmp:  # 0700
-        path = os.path.join(tmp, "id_backup")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(key.strip() + "\n")
-        known = Path(tmp) / "known_hosts"
-        known.write_text("".join(line + "\n" for line in
-                                 known_hosts_lines(settings.get("backup_known_hosts"))))
-        yield Target(host=match["host"], user=match["user"] or "root", key=Path(path),
-                     known_hosts=known, port=int(match.groupdict().get("port") or 22),
-                     connect_timeout=int(settings.get("backup_connect_timeout") or 10))
-
-
-# --- running restic ----------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _password_file(password: str) -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="phoenix-restic-") as tmp:  # 0700
-        path = os.path.join(tmp, "password")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(password + "\n")
-        yield path
-
-
-def failure(store: Store, what: str, returncode: int, stderr: str) -> PhoenixError:
-    """The one-line error for a failed restic run, e.g. 'cannot list snapshots: wrong password
-    for the restic repository …: check the restic_password secret'."""
-    job = job_module()
-    kind = job.classify(returncode, stderr)
-    message = f"cannot {what}: {job.explain(kind, stderr, store.location)}"
-    if kind == "wrong-password":
-        message += " (check the restic_password secret: PHOENIX_RESTIC_PASSWORD or its file)"
-    elif kind == "locked":
-        message += "; if no restic runs anywhere, `restic unlock` removes a stale lock"
-    return PhoenixError(message)
-
-
-# Which store and which password are Phoenix's to say (group_data and the restic_password
-# secret): the operator's own values for those would point restic elsewhere.
-RESTIC_OWN = {"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD",
-              "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"}
-
-
-def operator_restic_env() -> dict[str, str]:
-    """The operator's RESTIC_* settings (cache dir, compression, limits, pack size…), kept."""
-    return {k: v for k, v in os.environ.items() if k.startswith("RESTIC_") and k not in RESTIC_OWN}
-
-
-def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
-               ) -> subprocess.CompletedProcess:
-    """Run restic on `store` and return what it did, failed or not."""
-    argv = ["restic"]
-    if store.ssh is not None:
-        argv += ["-o", f"sftp.command={sftp_command(store.ssh)}"]
-    argv += list(args)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "phoenix"
-    with _password_file(store.password) as password_file:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-               "HOME": os.environ.get("HOME", "/root"),
-               "RESTIC_CACHE_DIR": str(cache / "restic"), **operator_restic_env(),
-               "RESTIC_REPOSITORY": store.repository, "RESTIC_PASSWORD_FILE": password_file,
-               **store.env}
-        try:
-            return subprocess.run(argv, env=env, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-        except FileNotFoundError:
-            raise PhoenixError("restic is not installed here: apt-get install restic") from None
-        except subprocess.TimeoutExpired:
-            raise PhoenixError(f"cannot {what}: restic did not finish within {timeout:.0f} s "
-                               f"({store.location})") from None
-
-
-def restic(store: Store, *args: str, what: str, timeout: float | None = None
-           ) -> subprocess.CompletedProcess:
-    """Run restic on `store`; a failure raises the PhoenixError that says what it means."""
-    proc = run_restic(store, *args, what=what, timeout=timeout)
-    if proc.returncode != 0:
-        raise failure(store, what, proc.returncode, proc.stderr)
-    return proc
-
-
-def _json(proc: subprocess.CompletedProcess) -> Any:
-    text = proc.stdout.strip()
-    return json.loads(text.splitlines()[-1]) if text else None
 
 
 # --- the commands ------------------------------------------------------------------------------
@@ -497,7 +250,7 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
     restore runs (every checksum, the refs, PRAGMA integrity_check, the counts). With `forge`
     (the forge's own key into the store), prove too that the store refuses it every deletion
     and overwrite (phoenix.appendonly); with `keys_expected`, that no key was added."""
-    verifier = _host_script(VERIFIER)
+    verifier = host_script(VERIFIER)
     check_seconds = check(store, read_data_subset=read_data_subset)
     snapshot_id = resolve_snapshot(store, snapshot)
     info = next((s for s in list_snapshots(store, all_hosts=True) if s["id"] == snapshot_id),
@@ -529,42 +282,6 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
                         read_data_subset=read_data_subset, counts=report["counts"],
                         files=report["files"], check_seconds=check_seconds,
                         restore_seconds=restore_seconds, refused=refused, keys=keys)
-
-
-def now(target: Target, *, settings: Mapping[str, Any], timeout: float = 3600) -> str:
-    """Run the backup job on a forge that still answers (runbook step 4, "if accessible") and
-    return the id of the snapshot it made. The forge must run Phoenix's job (tasks/backups.py)."""
-    unit = "phoenix-backup.service"
-    status_file = settings.get("backup_status_file") or "/var/lib/phoenix/backup/last-success.json"
-    remote = (f"systemctl cat {unit} >/dev/null 2>&1 || {{ echo 'no {unit} on this host' >&2; "
-              f"exit 3; }}; systemctl start {unit} || {{ journalctl -u {unit} -n 40 -o cat "
-              f"--no-pager >&2; exit 4; }}; cat {shlex.quote(status_file)}")
-    try:
-        proc = subprocess.run(ssh_command(target, remote), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PhoenixError(f"the backup on {target.host} did not finish within "
-                           f"{timeout:.0f} s") from None
-    if proc.returncode == 3:
-        raise PhoenixError(f"{target.host} has no Phoenix backup job ({unit}): converge it with "
-                           "the deploy (tasks/backups.py) first")
-    if proc.returncode == 4:
-        # The job's own FAILED line; systemd may add its own lines after it (seen in nspawn:
-        # "Failed to kill control group"), hence 40 lines and the FAILED ones first.
-        said = [line.split("phoenix-backup: ", 1)[1] for line in proc.stderr.splitlines()
-                if "phoenix-backup: " in line]
-        lines = [line.removeprefix("FAILED: ") for line in said if line.startswith("FAILED: ")]
-        raise PhoenixError(f"the backup job failed on {target.host}: "
-                           + (lines[-1] if lines else proc.stderr.strip()[-300:])
-                           + f" (journalctl -u {unit} there)")
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise PhoenixError(f"cannot run the backup on {target.host} over ssh: {last}")
-    try:
-        return json.loads(proc.stdout)["snapshot_id"]
-    except (ValueError, KeyError):
-        raise PhoenixError(f"the backup on {target.host} wrote no snapshot id to "
-                           f"{status_file}") from None
 
 
 def restore_ref(source: str | None) -> str | None:

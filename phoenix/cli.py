@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from phoenix import __version__
+from phoenix.cli_backup import backup
 from phoenix.console import Console
+from phoenix.context import Context, current, install
 from phoenix.errors import PhoenixError
 from phoenix.lab import config as labconfig
 
@@ -18,6 +20,8 @@ ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
   PHOENIX_PROJECT             the project folder (as --project)
   PHOENIX_ENV                 group_data override file to use (lab, recovery, standby)
+  PHOENIX_ROLE                whose settings (recovery, standby, primary): its group_data
+                              file on top, as pyinfra reads it (set for the validation suite)
   DIGITALOCEAN_TOKEN          DigitalOcean API token (or DIGITALOCEAN_ACCESS_TOKEN, doctl's)
   DIGITALOCEAN_ENDPOINT       DigitalOcean API URL (or DIGITALOCEAN_API_URL)
   CLOUDFLARE_API_TOKEN        Cloudflare token: Zone:Read + DNS:Edit
@@ -46,10 +50,12 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
               help="The project folder (deploy.py, group_data/); default: the current one "
                    "or one above it.")
 def cli(project: str | None) -> None:
-    if project:  # read by phoenix.settings.project(), also in the pyinfra/pytest it starts
+    # The one context of this command: read by phoenix.settings.project(), and handed to the
+    # pyinfra/pytest runs it starts (Context.child_env).
+    install(Context.from_process(project=project))
+    if project:
         from phoenix.settings import project as project_folder
 
-        os.environ["PHOENIX_PROJECT"] = os.path.abspath(project)
         project_folder()  # a folder that is not a project: say so now
 
 
@@ -121,12 +127,13 @@ def _role(standby: bool) -> str:
 @cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
 @click.option("--standby", is_flag=True, help="Provision for inventories/standby.py.")
 def provision(standby: bool) -> None:
+    from phoenix import do
     from phoenix import provision as prov
     from phoenix.settings import load
     from phoenix.state import State
 
     role = _role(standby)
-    droplet = prov.provision(role=role, settings=load(), client=prov.do_client(),
+    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(),
                              state=State(role), key=prov.operator_key(), progress=_say)
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
 
@@ -140,13 +147,12 @@ def provision(standby: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
 def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
     from phoenix import cutover as cut
-    from phoenix.provision import do_client
+    from phoenix.do import client as do_client
     from phoenix.settings import load
     from phoenix.state import State
 
-    needs_do = reserved_ip or fence or bool(os.environ.get("DIGITALOCEAN_TOKEN")
-                                            or os.environ.get("DIGITALOCEAN_ACCESS_TOKEN"))
-    cut.cutover(settings=load(), state=State(_role(standby)),
+    needs_do = reserved_ip or fence or bool(current().do_token)
+    cut.cutover(settings=load(role=_role(standby)), state=State(_role(standby)),
                 do=do_client() if needs_do else None, reserved_ip=reserved_ip,
                 force=force, say=_say, wait=not no_wait, fence_old=fence)
 
@@ -156,7 +162,7 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
 @click.option("--keep-running", is_flag=True, help="Do not power the new droplet off.")
 def rollback(standby: bool, keep_running: bool) -> None:
     from phoenix import cutover as cut
-    from phoenix.provision import do_client
+    from phoenix.do import client as do_client
     from phoenix.state import State
 
     state = State(_role(standby))
@@ -174,8 +180,8 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     from pathlib import Path
 
     from phoenix.cutover import record_verdict
-    from phoenix.inventory import target_for
     from phoenix.settings import env_name
+    from phoenix.sshconf import role_target
     from phoenix.state import State
     from phoenix.validate import run_validation
 
@@ -183,13 +189,13 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     state = State(role)
     junit_path = Path(junit) if junit else state.folder / f"{role}.validation.xml"
     junit_path.parent.mkdir(parents=True, exist_ok=True)
-    target = target_for(role)
-    result = run_validation(target=target, settings_env=env_name(), junit=junit_path)
+    target = role_target(role)
+    result = run_validation(target=target, settings_env=env_name(), junit=junit_path, role=role)
     if state.droplet:  # the verdict names the address it proved (PHOENIX_HOST may differ)
         record_verdict(state, target, passed=result.passed, junit=junit_path)
     click.echo(result.to_json() if as_json else result.render())
     if not result.passed:
-        raise PhoenixError(f"validation failed on {target_for(role).host}; see {junit_path}")
+        raise PhoenixError(f"validation failed on {role_target(role).host}; see {junit_path}")
 
 
 @cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
@@ -234,169 +240,6 @@ def adopt() -> None:
     click.echo(report.table())
 
 
-@cli.group(help="Offsite backups with restic: init, verify, now, list, prune.")
-def backup() -> None:
-    pass
-
-
-def _store():
-    from phoenix.backup import store_from_settings
-    from phoenix.settings import load
-
-    return store_from_settings(load())
-
-
-@backup.command("init", help="Create the restic repository unless it exists.")
-def backup_init() -> None:
-    from phoenix import backup as bk
-
-    click.echo("repository created" if bk.init(_store()) else "repository already there")
-
-
-@backup.command("verify", help="restic check with a read subset, then a test restore.")
-@click.option("--subset", default=None, help="Share of packs to read, e.g. 10% (default from "
-              "group_data backup_verify_subset).")
-@click.option("--snapshot", default="latest")
-def backup_verify(subset: str | None, snapshot: str) -> None:
-    import contextlib
-
-    from phoenix import backup as bk
-    from phoenix.settings import load
-
-    settings = load()
-    # Append-only stores: also try, with the forge's own key, what a compromised forge would.
-    with (bk.forge_channel(settings) if bk.append_only(settings)
-          else contextlib.nullcontext()) as forge:
-        result = bk.verify(_store(), snapshot=snapshot, forge=forge,
-                           read_data_subset=subset or settings.get("backup_verify_subset", "5%"),
-                           keys_expected=settings.get("backup_keys_expected"))
-    click.echo(result.summary())
-
-
-@backup.command("store-setup", help="Make the store append-only for the forge, with its own "
-                "retention timer (as root over ssh; files/phoenix-offsite-store).")
-@click.option("--root-user", default="root", help="Who runs the setup on the store.")
-def backup_store_setup(root_user: str) -> None:
-    import subprocess
-    from dataclasses import replace
-
-    from phoenix import backup as bk
-    from phoenix.provision import operator_key
-    from phoenix.secrets import read_secret
-    from phoenix.settings import load
-    from phoenix.sshconf import public_half
-
-    settings = load()
-    store = _store()
-    if store.ssh is None:
-        raise PhoenixError("store-setup needs an sftp backup_repository (the store's sshd)")
-    with bk.forge_channel(settings) as forge:
-        proc = subprocess.run(["ssh-keygen", "-y", "-f", str(forge.key)], capture_output=True,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            raise PhoenixError("the backup_ssh_key secret is not an SSH private key: "
-                               + (proc.stderr.strip() or "ssh-keygen -y failed"))
-        spec = bk.store_spec(settings, forge_key=proc.stdout,
-                             operator_key=public_half(operator_key()).read_text(),
-                             password=read_secret("restic_password",
-                                                  folder=settings.get("secrets_dir")))
-    changed = bk.setup_store(replace(store.ssh, user=root_user), spec)
-    click.echo(f"store {store.ssh.host} is append-only for the forge; "
-               + (f"changed: {', '.join(changed)}" if changed else "nothing to change"))
-    url = settings.get("litestream_replica_url")
-    if url:  # Litestream's account beside it (issue 21), when it lives on the same host
-        from phoenix import replication
-
-        where = replication.parse_url(url)
-        if where["host"] != store.ssh.host:
-            raise PhoenixError(f"litestream_replica_url is on {where['host']}, not on the "
-                               f"restic store {store.ssh.host}: set its account up there "
-                               "(files/phoenix-offsite-store, spec: phoenix.replication."
-                               "account_spec)")
-        key = read_secret("litestream_ssh_key", folder=settings.get("secrets_dir"))
-        proc = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=key.strip() + "\n",
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise PhoenixError("the litestream_ssh_key secret is not an SSH private key: "
-                               + (proc.stderr.strip() or "ssh-keygen -y failed"))
-        changed = bk.setup_store(replace(store.ssh, user=root_user),
-                                 replication.account_spec(url, proc.stdout))
-        click.echo(f"replica account {where['user']} on {where['host']} (SFTP, for "
-                   "Litestream); " + (f"changed: {', '.join(changed)}" if changed
-                                      else "nothing to change"))
-
-
-@backup.command("prune", help="Apply the keep-* policy (restic forget --prune) with your key; "
-                "the store's timer does it daily, the forge cannot.")
-def backup_prune() -> None:
-    from phoenix import backup as bk
-    from phoenix.settings import load
-
-    settings = load()
-    keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
-    kept, removed = bk.prune(_store(), keep=keep)
-    click.echo(f"kept {len(kept)} snapshot(s), removed {len(removed)}"
-               + "".join(f"\n  removed {s['short_id']}  {s['time'][:19]}" for s in removed))
-
-
-@backup.command("now", help="Take a snapshot on a still-reachable forge (runbook step 4).")
-@click.option("--role", default="primary", type=click.Choice(["primary", "recovery", "standby"]),
-              help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
-def backup_now(role: str) -> None:
-    from phoenix import backup as bk
-    from phoenix.inventory import target_for
-    from phoenix.settings import load
-
-    click.echo(bk.now(target_for(role), settings=load()))
-
-
-@backup.command("status", help="The newest snapshot's age and each database replica's lag; "
-                "exits 1 when either passes its threshold (backup_max_age, litestream_max_lag).")
-@click.option("--role", default="primary", type=click.Choice(["primary", "recovery", "standby"]),
-              help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
-@click.option("--json", "as_json", is_flag=True)
-def backup_status(role: str, as_json: bool) -> None:
-    from phoenix import backup as bk
-    from phoenix import replication
-    from phoenix.inventory import target_for
-    from phoenix.settings import load
-
-    settings = load()
-    age = replication.snapshot_age(bk.list_snapshots(_store(), all_hosts=True))
-    lags = (replication.replica_lags(target_for(role), settings,
-                                     replication.binary_path(settings))
-            if settings.get("litestream_replica_url") else [])
-    found = replication.problems(age, lags, settings)
-    if as_json:
-        click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
-                               "problems": found}, indent=2))
-    else:
-        click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
-        for db in lags:
-            click.echo(f"  {db['path']}: " + (f"unreadable: {db['error']}" if db.get("error")
-                                              else f"replica lag {db['lag_seconds']:.1f} s "
-                                                   f"(txid {db['replica_txid']} of "
-                                                   f"{db['local_txid']})"))
-        for line in found:
-            click.echo(f"problem: {line}", err=True)
-    if found:
-        sys.exit(1)
-
-
-@backup.command("list", help="The snapshots, oldest first.")
-@click.option("--json", "as_json", is_flag=True)
-def backup_list(as_json: bool) -> None:
-    from phoenix import backup as bk
-
-    snaps = bk.list_snapshots(_store())
-    if as_json:
-        click.echo(json.dumps(snaps, indent=2))
-        return
-    for snap in snaps:
-        click.echo(f"{snap['short_id']}  {snap['time']}  {snap['host']}  "
-                   f"{' '.join(snap.get('tags') or [])}")
-
-
 @cli.command(help="A whole disaster and recovery in the lab (root): RTO, RPO, data lost.")
 @click.option("--standby", is_flag=True, help="Promote a warm standby instead of provisioning.")
 @click.option("--keep-lab", is_flag=True, help="Leave the lab and the drill's droplets up.")
@@ -406,6 +249,9 @@ def drill(standby: bool, keep_lab: bool, as_json: bool) -> None:
 
     report = drl.drill(standby=standby, say=_say, keep_lab=keep_lab)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
+
+
+cli.add_command(backup)
 
 
 def main() -> None:

@@ -6,26 +6,25 @@ address, with its pinned host key, not longer ago than `validation_max_age`. It 
 the old primary still answers, unless told `--fence` (power it off through the API, disk
 kept). The old values are written to the state file before anything changes. Once traffic has
 moved, the droplet is made the primary: a marker on it that every later converge honours, its
-backup timer on, a standby's refresh off. Rollback confirms its droplet by name and attempt
-tag, powers a fenced old primary on again, puts the old values back and powers the new
-droplet off with its disk kept, for forensics.
+backup timer on, a standby's refresh off (fencing and that: phoenix/primary.py). Rollback
+confirms its droplet by name and attempt tag, powers a fenced old primary on again, puts the
+old values back and powers the new droplet off with its disk kept, for forensics.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from phoenix import dns
 from phoenix.console import waiter
 from phoenix.dnswire import parse_server
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
+from phoenix.primary import activate, fence, host_role, live_old_primaries
 from phoenix.sshconf import Target
 from phoenix.state import State, now
 
@@ -34,11 +33,6 @@ Say = Callable[[str], None]
 
 def resolvers(settings: dict) -> list[tuple[str, int]]:
     return [parse_server(item) for item in settings["dns_resolvers"]]
-
-
-def cf_client() -> dns.cloudflare.Cloudflare:
-    token = os.environ.get("CLOUDFLARE_API_TOKEN", "")
-    return dns.make_client(token=token, base_url=os.environ.get("CLOUDFLARE_BASE_URL") or None)
 
 
 def pinned_keys(known_hosts: Path, host: str) -> list[str]:
@@ -89,99 +83,6 @@ def require_validated(state: State, settings: dict | None = None) -> None:
                            f"validation_max_age {max_age:.0f} s); {again}")
 
 
-# ---- fencing: the old primary must not come back beside the new one -------------------------
-
-def _answers(ip: str, ports: list[int], timeout: float = 3) -> int | None:
-    """The first of `ports` that accepts a TCP connection on `ip`, or None."""
-    for port in ports:
-        try:
-            with socket.create_connection((ip, int(port)), timeout=timeout):
-                return int(port)
-        except OSError:
-            continue
-    return None
-
-
-def _droplet_at(do: DO, ip: str) -> dict | None:
-    for droplet in do.droplets():
-        if ip in [n.get("ip_address") for n in droplet.get("networks", {}).get("v4", [])]:
-            return droplet
-    return None
-
-
-def live_old_primaries(*, old: list[str], settings: dict,
-                       do: DO | None) -> list[dict[str, Any]]:
-    """Which old addresses still serve: a droplet of this account that is not off (it may
-    come back), or any address that accepts a connection on `fence_probe_ports`."""
-    live: list[dict[str, Any]] = []
-    for ip in old:
-        droplet = _droplet_at(do, ip) if do is not None else None
-        if droplet is not None:
-            if droplet["status"] != "off":
-                live.append({"ip": ip, "droplet": droplet,
-                             "why": f"droplet {droplet['name']} ({droplet['id']}) is "
-                                    f"{droplet['status']}"})
-            continue
-        port = _answers(ip, settings.get("fence_probe_ports", [22, 443]))
-        if port is not None:
-            live.append({"ip": ip, "droplet": None, "why": f"it answers on port {port}"})
-    return live
-
-
-def fence(*, state: State, live: list[dict], do: DO | None, fence_it: bool, say: Say) -> None:
-    if not live:
-        return
-    what = "; ".join(f"{item['ip']}: {item['why']}" for item in live)
-    if not fence_it:
-        raise PhoenixError(f"the old primary still answers ({what}); two forges would serve "
-                           "and back up at once. Run `phoenix cutover --fence` to power it off "
-                           "through DigitalOcean (disk kept), or stop it by hand")
-    for item in live:
-        droplet = item["droplet"]
-        if droplet is None or do is None:
-            raise PhoenixError(f"the old primary at {item['ip']} answers but is no droplet this "
-                               "DigitalOcean token can see; power it off by hand, then run "
-                               "cutover again")
-        do.action(droplet["id"], "power_off")
-        state.data.setdefault("fenced", []).append(
-            {"id": droplet["id"], "name": droplet["name"], "ip": item["ip"], "at": now()})
-        state.save()
-        say(f"fenced the old primary {droplet['name']} ({droplet['id']}, {item['ip']}): "
-            "powered off, disk kept")
-
-
-# ---- the new primary ------------------------------------------------------------------------
-
-ROLE_FILE = "/var/lib/phoenix/role"  # tasks/role.py writes it; see there
-
-
-def host_role(state: State) -> str:
-    out = _ssh(state, f"cat {ROLE_FILE} 2>/dev/null || true").strip()
-    return out or "unknown"
-
-
-def activate(state: State, say: Say) -> None:
-    """The droplet is the forge now: its marker says so (every later converge honours it),
-    its backups start, a standby's refresh stops."""
-    _ssh(state, f"set -e; mkdir -p {ROLE_FILE.rsplit('/', 1)[0]}; "
-                f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
-                "if systemctl cat phoenix-standby-refresh.timer >/dev/null 2>&1; then "
-                "systemctl disable --now phoenix-standby-refresh.timer; fi; "
-                "if systemctl cat phoenix-backup.timer >/dev/null 2>&1; then "
-                "systemctl enable --now phoenix-backup.timer; fi; "
-                "for u in phoenix-litestream-gitea phoenix-litestream-hermes; do "
-                "if systemctl cat $u.service >/dev/null 2>&1; then "
-                "systemctl enable --now $u.service; fi; done")
-    say(f"{state.droplet['name']} is the primary now: backups and replication on, "
-        f"marker {ROLE_FILE}")
-
-
-def _ssh(state: State, command: str) -> str:
-    from phoenix.provision import remote, target
-
-    return remote(target(state), command)
-
-
 def cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, force: bool,
             say: Say, wait: bool = True, fence_old: bool = False,
             activate_host: bool = True) -> dict:
@@ -222,7 +123,7 @@ def _cutover_dns(*, settings: dict, state: State, do: DO | None, say: Say, wait:
                  fence_old: bool) -> dict:
     address = state.address
     assert address, "cutover checked the droplet's address"
-    client = cf_client()
+    client = dns.client()
     old = [ip for ip in dns.current_addresses(client, settings["dns_records"])
            if ip != address]
     fence(state=state, live=live_old_primaries(old=old, settings=settings, do=do), do=do,
@@ -330,7 +231,7 @@ def _rollback(*, state: State, do: DO | None, say: Say, power_off: bool) -> list
         say(line)
         done.append(line)
     if state.data.get("dns_saved"):
-        for item in dns.rollback(client=cf_client(), saved=state.data["dns_saved"]):
+        for item in dns.rollback(client=dns.client(), saved=state.data["dns_saved"]):
             line = (f"{item['name']}: back to {item['content']} (ttl {item['ttl']})"
                     if item["changed"] else f"{item['name']}: already {item['content']}")
             say(line)

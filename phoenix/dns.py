@@ -10,14 +10,16 @@ says what to do, and never contains the token.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import cloudflare
 
-from phoenix.dnswire import DNSQueryError, address_text, resolve_a
+from phoenix.context import Context, current
+from phoenix.dnswire import (
+    wait_for_propagation,  # noqa: F401  (as callers know it)
+)
 from phoenix.errors import PhoenixError
 
 
@@ -33,6 +35,12 @@ def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
     # token when they are set; Phoenix means the token it was given.
     client.api_email = client.api_key = client.user_service_key = None
     return client
+
+
+def client(ctx: Context | None = None) -> cloudflare.Cloudflare:
+    """The operator's Cloudflare: CLOUDFLARE_API_TOKEN, CLOUDFLARE_BASE_URL (the lab's)."""
+    ctx = ctx or current()
+    return make_client(token=ctx.cf_token, base_url=ctx.cf_base_url)
 
 
 @contextmanager
@@ -289,40 +297,3 @@ def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
         done.append({"name": fqdn if rtype == "A" else f"{fqdn} AAAA", "changed": changed,
                      **want})
     return done
-
-
-def wait_for_propagation(records: list[str], ip: str, *, resolvers: list[tuple[str, int]],
-                         timeout: float = 600, interval: float = 5,
-                         progress: Callable[[str], None] | None = None) -> None:
-    """Return once every resolver (address, port) answers exactly `ip` for every record."""
-    deadline = time.monotonic() + timeout
-    pending = {(_fqdn(name), resolver): "has not been asked" for name in records
-               for resolver in resolvers}
-    total = len(pending)
-    while True:
-        for fqdn, (server, port) in list(pending):
-            remaining = max(0.1, min(2.0, deadline - time.monotonic()))
-            try:
-                answer = resolve_a(fqdn, server, port, timeout=remaining)
-            except DNSQueryError as exc:
-                pending[fqdn, (server, port)] = f"fails ({exc})"
-                continue
-            if answer == [ip]:
-                del pending[fqdn, (server, port)]
-            else:
-                pending[fqdn, (server, port)] = f"answers {', '.join(answer) or 'no address'}"
-        if not pending:
-            if progress is not None:
-                progress(f"{total}/{total} answers show {ip}")
-            return
-        (fqdn, (server, port)), seen = next(iter(pending.items()))
-        if progress is not None:
-            progress(f"{total - len(pending)}/{total} answers show {ip}; {fqdn} at "
-                     f"{address_text(server, port)} {seen}")
-        if time.monotonic() + interval > deadline:
-            late = "; ".join(f"{name} at {address_text(srv, prt)} {what}"
-                             for (name, (srv, prt)), what in pending.items())
-            raise PhoenixError(f"DNS has not moved to {ip} after {timeout:g} s: {late}. "
-                               "Check the record in Cloudflare, or wait longer (the old TTL "
-                               "may still be running out) and run the check again.")
-        time.sleep(interval)

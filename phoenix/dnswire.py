@@ -1,4 +1,5 @@
-"""DNS queries, the client side: how Phoenix asks a name server for A or AAAA records.
+"""DNS queries, the client side: how Phoenix asks a name server for A or AAAA records, and
+waits until every resolver answers the new address (`wait_for_propagation`).
 
 Used by the cutover (propagation) and the validation suite, through dnspython: UDP first,
 TCP when the answer comes back truncated (TC), IPv4 or IPv6 servers. A server is always an
@@ -9,6 +10,8 @@ IP address (never a host name: nothing else is looked up), written `addr`, `addr
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -20,6 +23,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from phoenix.errors import PhoenixError
+from phoenix.poll import poll
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 AUTO_TTL = 300  # what Cloudflare serves for ttl 1 ("automatic")
@@ -118,3 +122,44 @@ def resolve(name: str, server: str, port: int = 53, timeout: float = 2.0, *,
 
 def resolve_a(name: str, server: str, port: int = 53, timeout: float = 2.0) -> list[str]:
     return resolve(name, server, port, timeout, rdtype="A")
+
+
+def wait_for_propagation(records: list[str], ip: str, *, resolvers: list[tuple[str, int]],
+                         timeout: float = 600, interval: float = 5,
+                         progress: Callable[[str], None] | None = None) -> None:
+    """Return once every resolver (address, port) answers exactly `ip` for every record."""
+    deadline = time.monotonic() + timeout
+    pending = {(name.strip().rstrip(".").lower(), resolver): "has not been asked"
+               for name in records for resolver in resolvers}
+    total = len(pending)
+
+    def agreed() -> bool | None:
+        for fqdn, (server, port) in list(pending):
+            remaining = max(0.1, min(2.0, deadline - time.monotonic()))
+            try:
+                answer = resolve_a(fqdn, server, port, timeout=remaining)
+            except DNSQueryError as exc:
+                pending[fqdn, (server, port)] = f"fails ({exc})"
+                continue
+            if answer == [ip]:
+                del pending[fqdn, (server, port)]
+            else:
+                pending[fqdn, (server, port)] = f"answers {', '.join(answer) or 'no address'}"
+        if not pending:
+            if progress is not None:
+                progress(f"{total}/{total} answers show {ip}")
+            return True
+        (fqdn, (server, port)), seen = next(iter(pending.items()))
+        if progress is not None:
+            progress(f"{total - len(pending)}/{total} answers show {ip}; {fqdn} at "
+                     f"{address_text(server, port)} {seen}")
+        return None
+
+    def late() -> str:
+        where = "; ".join(f"{name} at {address_text(srv, prt)} {what}"
+                          for (name, (srv, prt)), what in pending.items())
+        return (f"DNS has not moved to {ip} after {timeout:g} s: {where}. Check the record in "
+                "Cloudflare, or wait longer (the old TTL may still be running out) and run the "
+                "check again.")
+
+    poll(agreed, timeout=timeout, what=f"DNS answers {ip}", interval=interval, error=late)

@@ -24,7 +24,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from phoenix.context import Context, current
 from phoenix.errors import PhoenixError
+from phoenix.poll import poll
 
 
 class RateLimited(PhoenixError):
@@ -145,32 +147,39 @@ class DO:
                       timeout=timeout)
 
     def wait_action(self, action: dict, *, what: str, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while action["status"] == "in-progress":
-            if time.monotonic() > deadline:
-                raise PhoenixError(f"{what} did not complete within {timeout:.0f} s")
-            time.sleep(self.poll)
-            action = self.call(f"follow {what}", self.client.actions.get,
-                               action_id=action["id"])["action"]
+        latest, rounds = [action], [0]
+
+        def followed() -> dict | None:
+            if rounds[0]:  # the action as posted first, then as DigitalOcean tells it
+                latest[0] = self.call(f"follow {what}", self.client.actions.get,
+                                      action_id=action["id"])["action"]
+            rounds[0] += 1
+            return latest[0] if latest[0]["status"] != "in-progress" else None
+
+        action = poll(followed, timeout=timeout, what=what, interval=self.poll,
+                      error=lambda: f"{what} did not complete within {timeout:.0f} s")
         if action["status"] != "completed":
             raise PhoenixError(f"{what} ended {action['status']}")
         return action
 
     def wait_active(self, droplet_id: int, *, timeout: float = 300,
                     progress: Callable[[str], None] | None = None) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
+        seen: dict = {}
+
+        def active() -> dict | None:
             droplet = self.get(droplet_id)
             if droplet is None:
                 raise PhoenixError(f"droplet {droplet_id} disappeared while waiting for it")
             if droplet["status"] == "active" and public_ip(droplet):
                 return droplet
-            if time.monotonic() > deadline:
-                raise PhoenixError(f"droplet {droplet['name']} ({droplet_id}) is still "
-                                   f"{droplet['status']} after {timeout:.0f} s")
+            seen.update(droplet)
             if progress:
                 progress(droplet["status"])
-            time.sleep(1)
+            return None
+
+        return poll(active, timeout=timeout, what=f"droplet {droplet_id} active", interval=1,
+                    error=lambda: f"droplet {seen['name']} ({droplet_id}) is still "
+                                  f"{seen['status']} after {timeout:.0f} s")
 
     # ---- keys ---------------------------------------------------------------------------
     def ensure_key(self, name: str, public_key: str) -> str:
@@ -251,3 +260,13 @@ def _message(exc: HttpResponseError) -> str:
         return body.get("message") or str(body)
     except (ValueError, AttributeError, TypeError):  # no JSON body, or not an object
         return (exc.message or str(exc)).splitlines()[0]
+
+
+def client(ctx: Context | None = None) -> DO:
+    """The operator's DigitalOcean: Phoenix's names first, then the ones doctl and the
+    Terraform provider read (DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL)."""
+    ctx = ctx or current()
+    if not ctx.do_token:
+        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
+                           "DIGITALOCEAN_ACCESS_TOKEN)")
+    return DO(token=ctx.do_token, endpoint=ctx.do_endpoint)

@@ -30,11 +30,10 @@ from phoenix.report import Step
 from phoenix.rpo import Trickle, measure
 from phoenix.settings import project
 from phoenix.sshconf import Target
-from phoenix.state import State
+from phoenix.state import ROLES, State
 
 Say = Callable[[str], None]
 T = TypeVar("T")
-ROLES = ("primary", "standby", "recovery")
 OFFSITE = "offsite-drill"
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
   # its own store: a drill never touches another test's backups

@@ -20,38 +20,29 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from phoenix.console import waiter
+from phoenix.context import current
 from phoenix.do import DO, public_ip, public_ipv6
 from phoenix.errors import PhoenixError
-from phoenix.sshconf import Target, known_hosts_line, public_half, ssh_command
+from phoenix.poll import poll
+from phoenix.sshconf import Target, known_hosts_line, public_half, remote, ssh_command
+from phoenix.sshconf import state_target as target
 from phoenix.state import State, now
 
 Progress = Callable[[str], None]
 
 
 def operator_key() -> Path:
-    path = Path(os.environ.get("PHOENIX_SSH_KEY") or "~/.ssh/id_ed25519").expanduser()
+    path = current().ssh_key
     if not path.exists() or not public_half(path).exists():
         raise PhoenixError(f"the operator SSH key {path} (and {path}.pub) is missing; "
                            "set PHOENIX_SSH_KEY")
     return path
-
-
-def do_client() -> DO:
-    """Phoenix's names first, then the ones doctl and the Terraform provider read."""
-    token = os.environ.get("DIGITALOCEAN_TOKEN") or os.environ.get("DIGITALOCEAN_ACCESS_TOKEN")
-    if not token:
-        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
-                           "DIGITALOCEAN_ACCESS_TOKEN)")
-    endpoint = (os.environ.get("DIGITALOCEAN_ENDPOINT") or os.environ.get("DIGITALOCEAN_API_URL")
-                or "https://api.digitalocean.com")
-    return DO(token=token, endpoint=endpoint)
 
 
 def ensure_host_key(state: State) -> tuple[str, str]:
@@ -206,36 +197,23 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
     return new
 
 
-def remote(t: Target, command: str, *, timeout: float = 120) -> str:
-    """`command` on `t` over pinned SSH; its stdout, or PhoenixError with its stderr."""
-    proc = subprocess.run(ssh_command(t, command), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise PhoenixError(f"on {t.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
-    return proc.stdout
-
-
-def target(state: State) -> Target:
-    if not state.address:
-        raise PhoenixError(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
-    return Target(host=state.address, key=Path(state.data["ssh_key"]),
-                  known_hosts=state.known_hosts)
-
-
 def wait_ssh(t: Target, *, timeout: float, progress: Progress) -> None:
     """Until sshd answers with the pinned key: strict checking, so a wrong host is refused."""
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+
+    def answers() -> bool | None:
+        nonlocal last
         proc = subprocess.run(ssh_command(t, "true"), capture_output=True, text=True,
                               timeout=30)
         if proc.returncode == 0:
-            return
+            return True
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else last
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stderr or \
                 "Host key verification failed" in proc.stderr:
             raise PhoenixError(f"{t.host} answered with a host key other than the pinned one "
                                f"({t.known_hosts}); refusing to connect")
-        progress(f"waiting for sshd on {t.host}")
-        time.sleep(1)
-    raise PhoenixError(f"sshd on {t.host} did not answer within {timeout:.0f} s ({last})")
+        return None
+
+    poll(answers, timeout=timeout, what=f"waiting for sshd on {t.host}", interval=1,
+         progress=progress,
+         error=lambda: f"sshd on {t.host} did not answer within {timeout:.0f} s ({last})")

@@ -7,7 +7,6 @@ puts the measured time of each step beside the runbook's estimate for the same w
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import threading
 from pathlib import Path
 
 from phoenix.console import Console, waiter
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 from phoenix.report import Report, Say
 from phoenix.settings import env_name, project
@@ -96,7 +96,7 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=project(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
-                                env={**os.environ, **(env or {})})
+                                env=current().child_env(env))
         timer = threading.Timer(timeout, proc.kill)  # a hung deploy ends, and says so below
         timer.start()
         try:
@@ -136,11 +136,11 @@ def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:
     from phoenix.state import State
 
     state = State(role)
-    if not state.address and not os.environ.get("PHOENIX_HOST"):
+    if not state.address and not current().host:
         say(f"no {role} droplet yet ({state.path}): the deploy's changes can be listed once "
             "`phoenix provision` has made it")
         return
-    say(f"what the deploy would change on {state.address or os.environ['PHOENIX_HOST']} "
+    say(f"what the deploy would change on {state.address or current().host} "
         "(pyinfra --dry --diff):")
     run_deploy(f"inventories/{role}.py", log=state.folder / f"{role}.dry.log", data=data,
                say=say, dry=True)
@@ -155,17 +155,18 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         deploy_data = recovery_data(standby=role == "standby")
     from phoenix import cutover as cut
     from phoenix import provision as prov
-    from phoenix.inventory import target_for
+    from phoenix.do import client as do_client
     from phoenix.settings import load
+    from phoenix.sshconf import role_target
     from phoenix.state import State
     from phoenix.state import now as state_now
     from phoenix.validate import check_after_cutover, run_validation
 
-    settings = load()
+    settings = load(role=role)
     state = State(role)
     report = Report(f"phoenix recover ({role})")
     folder = report_dir or state.folder
-    do = prov.do_client()
+    do = do_client()
 
     def provision() -> str:
         d = prov.provision(role=role, settings=settings, client=do, state=state,
@@ -173,8 +174,8 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         return f"{d['name']} {d['ip']}"
 
     def validate() -> str:
-        target = target_for(role)
-        result = run_validation(target=target, settings_env=env_name(),
+        target = role_target(role)
+        result = run_validation(target=target, settings_env=env_name(), role=role,
                                 junit=folder / f"{role}.validation.xml")
         cut.record_verdict(state, target, passed=result.passed,
                            junit=folder / f"{role}.validation.xml")

@@ -11,13 +11,12 @@ import hashlib
 import json
 import posixpath
 import shlex
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from phoenix.errors import PhoenixError
-from phoenix.sshconf import Target, ssh_command
+from phoenix.sshconf import Target, last_line, run
 
 STATUS_SCRIPT = "/usr/local/sbin/phoenix-litestream-status"
 UNITS = ("phoenix-litestream-gitea", "phoenix-litestream-hermes")
@@ -78,16 +77,12 @@ def replica_lags(target: Target, settings: Mapping[str, Any], binary: str,
     configs = [posixpath.join(folder, f"{unit}.yml") for unit in UNITS]
     command = shlex.join([STATUS_SCRIPT, binary, posixpath.join(folder, "credentials"),
                           *configs])
-    try:
-        proc = subprocess.run(ssh_command(target, command), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PhoenixError(f"the replica status on {target.host} did not answer within "
-                           f"{timeout:.0f} s") from None
+    proc = run(target, command, timeout=timeout,
+               late=f"the replica status on {target.host} did not answer")
     if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise PhoenixError(f"cannot read the replica status on {target.host}: {last} (is "
-                           "Litestream deployed there? tasks/litestream.py)")
+        raise PhoenixError(f"cannot read the replica status on {target.host}: "
+                           f"{last_line(proc.stderr)} (is Litestream deployed there? "
+                           "tasks/litestream.py)")
     return json.loads(proc.stdout)["databases"]
 
 

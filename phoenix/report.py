@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
+
+from phoenix.context import current
 
 Say = Callable[[str], None]
 
@@ -86,7 +87,7 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     # where the figures were measured: "lab" (PHOENIX_ENV=lab) or "production"
-    where: str = field(default_factory=lambda: "lab" if os.environ.get("PHOENIX_ENV") == "lab"
+    where: str = field(default_factory=lambda: "lab" if current().env_name == "lab"
                        else "production")
     folder: Path | None = None  # where `save` wrote it
     _origin: float | None = None

@@ -12,19 +12,16 @@ import os
 import stat
 from pathlib import Path
 
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 
 
 def secrets_dir(default: str | None = None) -> Path:
-    named = os.environ.get("PHOENIX_SECRETS_DIR") or default
-    if named:
-        return Path(named).expanduser()
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser()
-    return config / "phoenix" / "secrets"
+    return current().secrets_dir(default)
 
 
 def read_secret(name: str, *, folder: str | None = None) -> str:
-    env = os.environ.get(f"PHOENIX_{name.upper()}")
+    env = current().secret(name)
     if env:
         return env
     path = secrets_dir(folder) / name

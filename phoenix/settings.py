@@ -1,7 +1,11 @@
-"""The operator side reads the same group_data the deploy does: all.py, then one override file.
+"""The operator side reads the same group_data the deploy does, merged the way pyinfra does.
 
-`load("lab")` gives group_data/all.py updated with group_data/lab.py; the environment name
-comes from PHOENIX_ENV when not given (unset: production defaults only).
+A host's data is group_data/all.py, then each of its groups' files in the order its inventory
+defines them: the environment's (`lab`, PHOENIX_ENV) first, then the role's (`recovery`,
+`standby`, `forge` for the primary), so the role's wins. `load("lab", role="standby")` is
+what pyinfra gives a host of inventories/standby.py in the lab (tests/unit/test_settings.py
+holds the two equal). A role without a file of its own adds nothing; an environment named
+but missing is an error.
 
 Those files live in the *project folder* (deploy.py, group_data/, tasks/, files/, templates/),
 not in the installed package: `phoenix --project DIR` or PHOENIX_PROJECT names it, else the
@@ -11,12 +15,12 @@ current folder or one above it, else the checkout this package was imported from
 
 from __future__ import annotations
 
-import os
 import runpy
 import types
 from pathlib import Path
 from typing import Any
 
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 
 MARKERS = ("deploy.py", "group_data/all.py")
@@ -28,7 +32,7 @@ def _is_project(folder: Path) -> bool:
 
 def project() -> Path:
     """The project folder; a PhoenixError that says how to name one when there is none."""
-    named = os.environ.get("PHOENIX_PROJECT")
+    named = current().project_named
     if named:
         folder = Path(named).expanduser().resolve()
         if not _is_project(folder):
@@ -60,20 +64,45 @@ def _public(namespace: dict[str, Any]) -> dict[str, Any]:
 
 
 def env_name(env: str | None = None) -> str | None:
-    return env or os.environ.get("PHOENIX_ENV") or None
+    return env or current().env_name
 
 
-def load(env: str | None = None) -> dict[str, Any]:
-    group_data = project() / "group_data"
-    data = _public(runpy.run_path(str(group_data / "all.py")))
+# The inventory group of each role (inventories/<group>.py defines it).
+ROLE_GROUPS = {"recovery": "recovery", "standby": "standby", "primary": "forge"}
+
+
+def groups(env: str | None = None, role: str | None = None) -> list[str]:
+    """The group_data files a host reads, in pyinfra's order: all, environment, role."""
+    names = ["all"]
     name = env_name(env)
     if name:
-        path = group_data / f"{name}.py"
-        if not path.exists():
-            raise PhoenixError(f"no settings for environment {name!r} ({path} is missing)")
-        try:
-            data.update(_public(runpy.run_path(str(path))))
-        except FileNotFoundError as exc:
-            raise PhoenixError(f"settings for {name!r} need {exc.filename}; "
-                               "is the lab up (`phoenix lab up`)?") from None
+        names.append(name)
+    group = ROLE_GROUPS.get(role or "", role)
+    if group and group not in names:
+        names.append(group)
+    return names
+
+
+def _group_file(name: str) -> dict[str, Any]:
+    path = project() / "group_data" / f"{name}.py"
+    try:
+        return _public(runpy.run_path(str(path)))
+    except FileNotFoundError as exc:
+        raise PhoenixError(f"settings for {name!r} need {exc.filename}; "
+                           "is the lab up (`phoenix lab up`)?") from None
+
+
+def load(env: str | None = None, *, role: str | None = None) -> dict[str, Any]:
+    """The settings of a host of `role` (PHOENIX_ROLE when None) in environment `env`
+    (PHOENIX_ENV when None)."""
+    role = role or current().role
+    group_data = project() / "group_data"
+    name = env_name(env)
+    if name and not (group_data / f"{name}.py").exists():
+        raise PhoenixError(f"no settings for environment {name!r} "
+                           f"({group_data / f'{name}.py'} is missing)")
+    data: dict[str, Any] = {}
+    for group in groups(env, role):
+        if group == "all" or (group_data / f"{group}.py").exists():
+            data.update(_group_file(group))
     return data

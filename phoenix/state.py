@@ -23,9 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from phoenix.context import current
 from phoenix.errors import PhoenixError
 
-ROLES = ("recovery", "standby", "primary")  # primary: the forge a drill destroys
+# What a host is (the one definition: tasks/role.py, cutover and the drill read it here);
+# primary: the forge of the day, the one a drill destroys.
+ROLES = ("recovery", "standby", "primary")
+ROLE_FILE = "/var/lib/phoenix/role"  # on each host: tasks/role.py and a cutover write it
 # What belongs to one droplet: dropped (kept in history) when the next attempt begins.
 PER_DROPLET = ("droplet", "attempt", "validation", "dns_saved", "reserved_ip_saved",
                "cutover", "promoted", "fenced", "host_key", "rolled_back")
@@ -34,10 +38,7 @@ _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth): reentrant i
 
 
 def state_dir() -> Path:
-    named = os.environ.get("PHOENIX_STATE_DIR")
-    if named:
-        return Path(named).expanduser()
-    return Path(os.environ.get("XDG_STATE_HOME") or "~/.local/state").expanduser() / "phoenix"
+    return current().state_dir
 
 
 def now() -> str:

@@ -9,9 +9,7 @@ suite never takes the operator's process down with it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phoenix.context import current
+from phoenix.cutover_check import check_after_cutover  # noqa: F401  (as callers know it)
 from phoenix.errors import PhoenixError
 from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command, ssh_config
@@ -177,25 +177,26 @@ def check_reachable(target: Target) -> None:
 
 
 def run_validation(*, target: Target, settings_env: str | None, junit: Path,
-                   extra_args: Sequence[str] = ()) -> ValidationResult:
+                   extra_args: Sequence[str] = (), role: str | None = None
+                   ) -> ValidationResult:
     """Run tests/validation against `target` and summarise it per runbook step.
 
     How the CLI uses it (`phoenix validate` in phoenix/cli.py):
-    ``run_validation(target=target_for(role), settings_env=env_name(), junit=PATH)``, then
+    ``run_validation(target=role_target(role), settings_env=env_name(), junit=PATH)``, then
     print ``.render()`` (or ``.to_json()`` for --json) and record ``.passed`` for the cutover.
-    `settings_env` becomes PHOENIX_ENV of the suite (None: production defaults only);
+    `settings_env` becomes PHOENIX_ENV of the suite (None: production defaults only), `role`
+    its PHOENIX_ROLE (the suite then reads group_data/<role's group>.py as pyinfra does);
     `extra_args` go to pytest (e.g. ``["-k", "step4"]``, ``["--require-dns"]``).
     Raises PhoenixError when the host does not answer SSH or the suite cannot run at all.
     """
-    load(settings_env)  # an unknown environment, or the lab's settings without the lab: say so
+    load(settings_env, role=role)  # an unknown environment, or the lab's without the lab
     check_reachable(target)
     junit = Path(junit).resolve()
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
     log = junit.with_suffix(".log")
-    env = {k: v for k, v in os.environ.items() if k != "PHOENIX_ENV"}
-    if settings_env:
-        env["PHOENIX_ENV"] = settings_env
+    mine = {"PHOENIX_ENV": settings_env, "PHOENIX_ROLE": role}
+    env = current().child_env({k: v for k, v in mine.items() if v}, drop=tuple(mine))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="phoenix-validate-") as tmp:
         config = Path(tmp) / "ssh_config"
@@ -228,73 +229,3 @@ def run_validation(*, target: Target, settings_env: str | None, junit: Path,
     passed = proc.returncode == 0 and counts["failed"] == 0 and counts["passed"] > 0
     return ValidationResult(host=target.host, passed=passed, steps=summarise(checks),
                             counts=counts, junit=junit, duration=duration)
-
-
-# ---- after the cutover: the runbook's step 9.1, literally -----------------------------------
-
-def step_9_1_command(name: str, ip: str, trust: str | None, port: int = 443) -> list[str]:
-    """The runbook's `curl -I https://NAME/api/v1/version`, connecting where DNS said NAME is
-    (curl cannot ask a given resolver), trusting only `trust` when given. A GET whose status
-    line is read, not -I's HEAD: Gitea 1.22's API answers HEAD with 405 (go-gitea/gitea
-    issue 18543; HEAD came to the API with PR 38245, long after 1.22)."""
-    url = f"https://{name}{'' if port == 443 else f':{port}'}/api/v1/version"
-    cmd = ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2", "--max-time", "10",
-           "--resolve", f"{name}:{port}:{ip}"]
-    if trust:
-        cmd += ["--cacert", trust]
-    return [*cmd, url]
-
-
-def _resolve(name: str, server: str, port: int) -> list[str]:
-    from phoenix.dnswire import query_a
-
-    if not server:
-        return sorted({str(a[4][0]) for a in socket.getaddrinfo(name, 443, socket.AF_INET)})
-    return query_a(name, server, port, timeout=3).addresses
-
-
-def _step_9_1_once(name: str, ip: str, trust: str | None, servers: list[tuple[str, int]],
-                   port: int) -> str | None:
-    """None when every resolver says `ip` and curl gets HTTP/2 200 there; else why not."""
-    from phoenix.dnswire import DNSQueryError
-
-    for server, dns_port in servers:
-        where = f"{server}:{dns_port}" if server else "the system resolver"
-        try:
-            ips = _resolve(name, server, dns_port)
-        except (DNSQueryError, OSError) as exc:
-            return f"{name} does not resolve at {where}: {exc}"
-        if ips != [ip]:
-            return f"{name} resolves to {', '.join(ips) or 'nothing'} at {where}, not {ip}"
-    proc = subprocess.run(step_9_1_command(name, ip, trust, port), capture_output=True, text=True,
-                          timeout=20, check=False, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        return f"curl https://{name}/api/v1/version failed: {proc.stderr.strip()[-200:]}"
-    status = (proc.stdout.splitlines() or [""])[0].strip()
-    if status != "HTTP/2 200":
-        return f"https://{name}/api/v1/version answered {status!r}, not 'HTTP/2 200'"
-    return None
-
-
-def check_after_cutover(settings: dict, expected_ip: str, *, timeout: float | None = None,
-                        say=print, port: int = 443) -> str:
-    """Runbook step 9.1: the forge's name, resolved through DNS (dns_resolvers, else the
-    system's resolver), is this host and answers `HTTP/2 200` on /api/v1/version with a
-    certificate valid for the name (from the CA of https_trust_bundle, else the system's
-    trust store). Retried until https_ready_timeout."""
-    from phoenix.cutover import resolvers
-
-    name = settings["gitea_domain"]
-    trust = settings.get("https_trust_bundle")
-    servers = resolvers(settings) or [("", 0)]
-    limit = settings.get("https_ready_timeout", 60) if timeout is None else timeout
-    deadline = time.monotonic() + limit
-    while True:
-        why = _step_9_1_once(name, expected_ip, trust, servers, port)
-        if why is None:
-            via = ", ".join(f"{s}:{p}" for s, p in servers if s) or "the system resolver"
-            return f"https://{name}/api/v1/version: HTTP/2 200 from {expected_ip} (DNS via {via})"
-        if time.monotonic() > deadline:
-            raise PhoenixError(f"runbook step 9.1 failed after the cutover: {why}")
-        say(f"step 9.1 not yet: {why}")
-        time.sleep(2)

@@ -15,6 +15,9 @@ from phoenix.errors import PhoenixError
 from tasks.backups import configure_backups
 from tasks.base import wait_for_boot
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("adopt_gitea_unit", "backup_repository")
+
 
 def discover() -> GiteaInstall:
     """The forge's Gitea, from its unit's ExecStart and the app.ini it names (facts)."""

@@ -8,6 +8,9 @@ from pyinfra.api import deploy
 
 from tasks.hermes import run_house
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("backend_host", "backend_house", "backend_port")
+
 
 @deploy("Run the hermes backend")
 def run_backend() -> None:

@@ -23,9 +23,19 @@ from pyinfra.operations.util import any_changed
 from phoenix import backup
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
-from phoenix.sshconf import Target
+from phoenix.sshconf import sftp_target
 from tasks._ops import secret_file
 from tasks.role import role
+
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "backup_gitea_exclude",
+         "backup_host", "backup_job_path", "backup_keep_daily", "backup_keep_hourly",
+         "backup_keep_weekly", "backup_known_hosts", "backup_paths", "backup_randomized_delay",
+         "backup_repository", "backup_schedule", "backup_skip", "backup_staging_dir",
+         "backup_status_file", "backup_tag", "backup_timeout", "backup_timer_enabled",
+         "gitea_config_dir", "gitea_db_path", "gitea_repo_root", "gitea_version", "gitea_work_dir",
+         "hermes_root", "https_state_dir", "restore_verifier_path", "secrets_dir",
+         "standby_prestage_dir", "standby_warm", "unit_hardening")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -108,14 +118,12 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
     }
     config["gitea"] = {**config["gitea"], "exclude": list(data.backup_gitea_exclude)}
     if repository.startswith("sftp:"):
-        store = backup.SFTP.match(repository) or backup.SFTP_URL.match(repository)
-        if not store:
-            raise DeployError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH")
-        groups = store.groupdict()
-        target = Target(host=groups["host"], user=groups.get("user") or "root",
-                        port=int(groups.get("port") or 22), key=Path(paths["id_backup"]),
-                        known_hosts=Path(paths["known_hosts"]),
-                        connect_timeout=data.backup_connect_timeout)
+        try:
+            target = sftp_target(repository, key=Path(paths["id_backup"]),
+                                 known_hosts=Path(paths["known_hosts"]),
+                                 connect_timeout=data.backup_connect_timeout)
+        except PhoenixError as exc:
+            raise DeployError(str(exc)) from None
         append_only = backup.append_only(data)
         config.update(backup.channel_config(repository, target, append_only=append_only))
         if append_only:  # retention is the store's (or the operator's): this key cannot delete

@@ -11,6 +11,11 @@ from pyinfra.operations import apt, files, server, systemd
 from facts.boot import BootSettled
 from facts.dpkg import DpkgInterrupted
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("base_apt_cache_time", "base_boot_wait_seconds", "base_docker_enabled",
+         "base_docker_packages", "base_install_recommends", "base_packages",
+         "base_unattended_upgrades")
+
 FILES = Path(__file__).resolve().parent.parent / "files"
 NONINTERACTIVE = "DEBIAN_FRONTEND=noninteractive"
 # Packages dpkg must reinstall: half-installed (H), or flagged reinst-required (R).

@@ -12,6 +12,9 @@ from pyinfra.operations import files, server
 from facts.cron import CronFileInSync, build_command
 from tasks.role import role
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("cron_file", "cron_source_dir", "timmy_config_dest")
+
 # A line must be a comment, an environment setting, or `m h dom mon dow USER command`
 # (`@reboot USER command`): a line without its user would run nothing, silently.
 CHECK = (r'/^[ \t]*(#|$)/ {next} /^[A-Za-z_][A-Za-z0-9_]*[ \t]*=/ {next} '

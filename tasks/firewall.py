@@ -9,6 +9,10 @@ from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.operations import apt, files, server, systemd
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("base_install_recommends", "firewall_metadata_address", "firewall_metadata_denied_users",
+         "firewall_tcp_ports", "gitea_ssh_port")
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 RULES = "/etc/nftables.conf"
 

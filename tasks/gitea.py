@@ -21,6 +21,14 @@ from phoenix.secrets import read_secret
 from tasks._ops import secret_file, verified_file
 from tasks.restore import backup_app_ini
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("gitea_binary_path", "gitea_binary_url", "gitea_config_dir", "gitea_db_path",
+         "gitea_disable_registration", "gitea_domain", "gitea_group", "gitea_home",
+         "gitea_http_addr", "gitea_http_port", "gitea_log_level", "gitea_repo_root",
+         "gitea_root_url", "gitea_sha256", "gitea_sqlite_journal_mode", "gitea_ssh_port",
+         "gitea_start_requires_database", "gitea_user", "gitea_version", "gitea_work_dir",
+         "phoenix_state_dir", "secrets_dir", "unit_hardening")
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SETTINGS = ("gitea_user", "gitea_group", "gitea_home", "gitea_work_dir", "gitea_config_dir",
             "gitea_binary_path", "gitea_db_path", "gitea_repo_root", "gitea_domain",

@@ -10,6 +10,9 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy
 from pyinfra.operations import files, server
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("hardening_blacklisted_modules", "hardening_core_dumps", "hardening_sysctls")
+
 SYSCTL = "/etc/sysctl.d/60-phoenix-network.conf"
 LIMITS = "/etc/security/limits.d/60-phoenix-no-core.conf"
 MODPROBE = "/etc/modprobe.d/60-phoenix-unused.conf"

@@ -24,6 +24,13 @@ from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("backend_host", "backend_port", "hermes_find_links", "hermes_hardening",
+         "hermes_index_url", "hermes_install_dir", "hermes_model_base_url",
+         "hermes_model_context_length", "hermes_model_name", "hermes_requirements", "hermes_root",
+         "hermes_tirith_enabled", "hermes_user", "hermes_version", "hermes_watchdog_seconds",
+         "secrets_dir")
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 

@@ -15,6 +15,10 @@ from pyinfra.api import DeployError, deploy
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("base_install_recommends", "gitea_domain", "gitea_http_addr", "gitea_http_port",
+         "https_acme_ca", "https_acme_ca_root", "https_acme_email", "unit_hardening")
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 CA_ROOT = "/etc/caddy/acme-ca-root.pem"
 

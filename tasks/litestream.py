@@ -38,6 +38,15 @@ from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
 from tasks.role import role
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("backend_house", "backup_host", "gitea_db_path", "gitea_group", "gitea_repo_root",
+         "gitea_user", "gitea_work_dir", "hermes_root", "hermes_user", "litestream_config_dir",
+         "litestream_find_links", "litestream_hardening", "litestream_house_databases",
+         "litestream_index_url", "litestream_install_dir", "litestream_known_hosts",
+         "litestream_replica_url", "litestream_requirements", "litestream_restore_from",
+         "litestream_restore_timeout", "litestream_restore_timestamp", "litestream_sync_interval",
+         "litestream_version", "restore_aside_dir", "secrets_dir", "wizard_names")
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 FILES = REPO / "files"

@@ -17,8 +17,10 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Command
 from pyinfra.operations import files
 
-ROLE_FILE = "/var/lib/phoenix/role"  # phoenix.cutover writes it too
-ROLES = ("recovery", "standby", "primary")
+from phoenix.state import ROLE_FILE, ROLES
+
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("phoenix_promote", "phoenix_role")
 
 
 def role() -> str:

@@ -12,6 +12,12 @@ from pyinfra.operations.util import any_changed
 
 from facts.sshd import WeakModuli
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("ssh_agent_forwarding", "ssh_ciphers", "ssh_client_alive", "ssh_dropin_path",
+         "ssh_host_key_algorithms", "ssh_host_keys", "ssh_kex_algorithms", "ssh_log_level",
+         "ssh_macs", "ssh_max_auth_tries", "ssh_moduli_min_bits", "ssh_password_authentication",
+         "ssh_permit_root_login", "ssh_tcp_forwarding", "ssh_x11_forwarding")
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MODULI = "/etc/ssh/moduli"
 SETTINGS = ("ssh_password_authentication", "ssh_permit_root_login", "ssh_x11_forwarding",

@@ -17,6 +17,10 @@ from pyinfra.operations import files, systemd
 from tasks.backups import config_path
 from tasks.role import role
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("backup_cache_dir", "backup_job_path", "backup_repository", "backup_timeout",
+         "standby_prestage_dir", "standby_refresh_schedule", "standby_warm", "unit_hardening")
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 UNIT = "phoenix-standby-refresh"
 

@@ -14,6 +14,10 @@ from pyinfra.operations import files, server
 
 from facts.markers import Marker
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("phoenix_state_dir", "timmy_config_branch", "timmy_config_bundle", "timmy_config_commit",
+         "timmy_config_dest", "timmy_config_home", "timmy_config_url")
+
 
 def _source() -> str:
     """The git source on the host: the operator's bundle once uploaded, else the mirror URL."""

@@ -12,6 +12,9 @@ from pyinfra.operations import files
 from tasks.hermes import house_home, run_house
 from tasks.role import role
 
+# The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
+READS = ("layout_wizard_root", "wizard_names")
+
 
 @deploy("Run the hermes wizards")
 def run_wizards() -> None:

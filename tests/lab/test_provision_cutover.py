@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from phoenix import cutover as cut
+from phoenix import dns
 from phoenix.errors import PhoenixError
 from phoenix.dnswire import query_a, resolve_a
 from phoenix.lab.server import LAB_RECORD
@@ -122,7 +123,7 @@ def test_cutover_then_rollback_moves_dns_and_back(provisioned, lab, monkeypatch)
 def cloudflare_env(lab, monkeypatch):
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", lab.cf_token_file.read_text().strip())
     monkeypatch.setenv("CLOUDFLARE_BASE_URL", lab.cf_base_url)
-    client = cut.cf_client()
+    client = dns.client()
     zone = client.zones.list(name="lab.test").result[0]
     (record,) = client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
                                         type="A").result

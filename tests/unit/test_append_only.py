@@ -129,7 +129,7 @@ def test_channel_config_pins_the_forge_to_the_endpoint(tmp_path):
 
 
 def test_store_setup_pins_each_key_to_one_command():
-    script = backup._host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
     keys = script.authorized_keys({"repository": "/srv/restic/forge",
                                    "append_keys": ["ssh-ed25519 AAAAforge forge"],
                                    "full_keys": ["ssh-ed25519 AAAAop op"]}).splitlines()
@@ -153,7 +153,7 @@ def test_store_setup_pins_each_key_to_one_command():
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
     """A forge could add snapshots dated later in each hour/day than the real ones, so that
     keep-* keeps those and forgets the real ones: the store's guard stops the prune."""
-    script = backup._host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
     (tmp_path / "guard").write_text(script.GUARD)
     (tmp_path / "d").mkdir()
     (tmp_path / "pw").write_text(PASSWORD + "\n")

@@ -228,7 +228,7 @@ def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
 
 
 def test_the_seal_records_what_the_live_forge_lacks_and_verify_reports_it(tmp_path):
-    verifier = backup._host_script(backup.VERIFIER)
+    verifier = backup.host_script(backup.VERIFIER)
     folder = tmp_path / "gitea"
     make_gitea_backup(folder)
     uuid = add_attachment(folder / "data", folder / "gitea.db", repo_id=1, issue_id=1,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from phoenix import __version__
 from phoenix.backup import operator_restic_env
-from phoenix.provision import do_client
+from phoenix.do import client as do_client
 from phoenix.secrets import secrets_dir
 from phoenix.state import state_dir
 

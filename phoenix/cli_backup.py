@@ -1,0 +1,178 @@
+"""`phoenix backup`: the offsite store from the operator's machine (issues 6, 17, 21).
+
+Registered on the `phoenix` group by phoenix/cli.py; expected failures are PhoenixError lines
+there, as for every command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from phoenix.errors import PhoenixError
+from phoenix.state import ROLES
+
+
+@click.group(help="Offsite backups with restic: init, verify, now, list, prune.")
+def backup() -> None:
+    pass
+
+
+def _store():
+    from phoenix.backup import store_from_settings
+    from phoenix.settings import load
+
+    return store_from_settings(load())
+
+
+@backup.command("init", help="Create the restic repository unless it exists.")
+def backup_init() -> None:
+    from phoenix import backup as bk
+
+    click.echo("repository created" if bk.init(_store()) else "repository already there")
+
+
+@backup.command("verify", help="restic check with a read subset, then a test restore.")
+@click.option("--subset", default=None, help="Share of packs to read, e.g. 10% (default from "
+              "group_data backup_verify_subset).")
+@click.option("--snapshot", default="latest")
+def backup_verify(subset: str | None, snapshot: str) -> None:
+    import contextlib
+
+    from phoenix import backup as bk
+    from phoenix.settings import load
+
+    settings = load()
+    # Append-only stores: also try, with the forge's own key, what a compromised forge would.
+    with (bk.forge_channel(settings) if bk.append_only(settings)
+          else contextlib.nullcontext()) as forge:
+        result = bk.verify(_store(), snapshot=snapshot, forge=forge,
+                           read_data_subset=subset or settings.get("backup_verify_subset", "5%"),
+                           keys_expected=settings.get("backup_keys_expected"))
+    click.echo(result.summary())
+
+
+@backup.command("store-setup", help="Make the store append-only for the forge, with its own "
+                "retention timer (as root over ssh; files/phoenix-offsite-store).")
+@click.option("--root-user", default="root", help="Who runs the setup on the store.")
+def backup_store_setup(root_user: str) -> None:
+    import subprocess
+    from dataclasses import replace
+
+    from phoenix import backup as bk
+    from phoenix.provision import operator_key
+    from phoenix.secrets import read_secret
+    from phoenix.settings import load
+    from phoenix.sshconf import public_half
+
+    settings = load()
+    store = _store()
+    if store.ssh is None:
+        raise PhoenixError("store-setup needs an sftp backup_repository (the store's sshd)")
+    with bk.forge_channel(settings) as forge:
+        proc = subprocess.run(["ssh-keygen", "-y", "-f", str(forge.key)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            raise PhoenixError("the backup_ssh_key secret is not an SSH private key: "
+                               + (proc.stderr.strip() or "ssh-keygen -y failed"))
+        spec = bk.store_spec(settings, forge_key=proc.stdout,
+                             operator_key=public_half(operator_key()).read_text(),
+                             password=read_secret("restic_password",
+                                                  folder=settings.get("secrets_dir")))
+    changed = bk.setup_store(replace(store.ssh, user=root_user), spec)
+    click.echo(f"store {store.ssh.host} is append-only for the forge; "
+               + (f"changed: {', '.join(changed)}" if changed else "nothing to change"))
+    url = settings.get("litestream_replica_url")
+    if url:  # Litestream's account beside it (issue 21), when it lives on the same host
+        from phoenix import replication
+
+        where = replication.parse_url(url)
+        if where["host"] != store.ssh.host:
+            raise PhoenixError(f"litestream_replica_url is on {where['host']}, not on the "
+                               f"restic store {store.ssh.host}: set its account up there "
+                               "(files/phoenix-offsite-store, spec: phoenix.replication."
+                               "account_spec)")
+        key = read_secret("litestream_ssh_key", folder=settings.get("secrets_dir"))
+        proc = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=key.strip() + "\n",
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise PhoenixError("the litestream_ssh_key secret is not an SSH private key: "
+                               + (proc.stderr.strip() or "ssh-keygen -y failed"))
+        changed = bk.setup_store(replace(store.ssh, user=root_user),
+                                 replication.account_spec(url, proc.stdout))
+        click.echo(f"replica account {where['user']} on {where['host']} (SFTP, for "
+                   "Litestream); " + (f"changed: {', '.join(changed)}" if changed
+                                      else "nothing to change"))
+
+
+@backup.command("prune", help="Apply the keep-* policy (restic forget --prune) with your key; "
+                "the store's timer does it daily, the forge cannot.")
+def backup_prune() -> None:
+    from phoenix import backup as bk
+    from phoenix.settings import load
+
+    settings = load()
+    keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
+    kept, removed = bk.prune(_store(), keep=keep)
+    click.echo(f"kept {len(kept)} snapshot(s), removed {len(removed)}"
+               + "".join(f"\n  removed {s['short_id']}  {s['time'][:19]}" for s in removed))
+
+
+@backup.command("now", help="Take a snapshot on a still-reachable forge (runbook step 4).")
+@click.option("--role", default="primary", type=click.Choice(ROLES),
+              help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
+def backup_now(role: str) -> None:
+    from phoenix import backup as bk
+    from phoenix.settings import load
+    from phoenix.sshconf import role_target
+
+    click.echo(bk.now(role_target(role), settings=load(role=role)))
+
+
+@backup.command("status", help="The newest snapshot's age and each database replica's lag; "
+                "exits 1 when either passes its threshold (backup_max_age, litestream_max_lag).")
+@click.option("--role", default="primary", type=click.Choice(ROLES),
+              help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
+@click.option("--json", "as_json", is_flag=True)
+def backup_status(role: str, as_json: bool) -> None:
+    from phoenix import backup as bk
+    from phoenix import replication
+    from phoenix.settings import load
+    from phoenix.sshconf import role_target
+
+    settings = load()
+    age = replication.snapshot_age(bk.list_snapshots(_store(), all_hosts=True))
+    lags = (replication.replica_lags(role_target(role), settings,
+                                     replication.binary_path(settings))
+            if settings.get("litestream_replica_url") else [])
+    found = replication.problems(age, lags, settings)
+    if as_json:
+        click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
+                               "problems": found}, indent=2))
+    else:
+        click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
+        for db in lags:
+            click.echo(f"  {db['path']}: " + (f"unreadable: {db['error']}" if db.get("error")
+                                              else f"replica lag {db['lag_seconds']:.1f} s "
+                                                   f"(txid {db['replica_txid']} of "
+                                                   f"{db['local_txid']})"))
+        for line in found:
+            click.echo(f"problem: {line}", err=True)
+    if found:
+        sys.exit(1)
+
+
+@backup.command("list", help="The snapshots, oldest first.")
+@click.option("--json", "as_json", is_flag=True)
+def backup_list(as_json: bool) -> None:
+    from phoenix import backup as bk
+
+    snaps = bk.list_snapshots(_store())
+    if as_json:
+        click.echo(json.dumps(snaps, indent=2))
+        return
+    for snap in snaps:
+        click.echo(f"{snap['short_id']}  {snap['time']}  {snap['host']}  "
+                   f"{' '.join(snap.get('tags') or [])}")

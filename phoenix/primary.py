@@ -1,0 +1,112 @@
+"""One primary at a time: the old one fenced before a cutover, the new one made the primary
+after it (runbook step 8 and the rollback plan; phoenix/cutover.py calls both).
+
+While the old primary still answers (a droplet of this account that is not off, or an address
+accepting `fence_probe_ports`), two forges would serve and back up at once: cutover refuses,
+or with --fence powers it off through DigitalOcean, disk kept (rollback powers it on again).
+Once traffic has moved, the marker /var/lib/phoenix/role on the droplet says `primary`
+(tasks/role.py honours it on every later converge), its backups and replication start and a
+standby's refresh stops.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from phoenix.do import DO
+from phoenix.errors import PhoenixError
+from phoenix.sshconf import remote, state_target
+from phoenix.state import ROLE_FILE, State, now
+
+Say = Callable[[str], None]
+
+
+# ---- fencing: the old primary must not come back beside the new one -------------------------
+
+def _answers(ip: str, ports: list[int], timeout: float = 3) -> int | None:
+    """The first of `ports` that accepts a TCP connection on `ip`, or None."""
+    for port in ports:
+        try:
+            with socket.create_connection((ip, int(port)), timeout=timeout):
+                return int(port)
+        except OSError:
+            continue
+    return None
+
+
+def _droplet_at(do: DO, ip: str) -> dict | None:
+    for droplet in do.droplets():
+        if ip in [n.get("ip_address") for n in droplet.get("networks", {}).get("v4", [])]:
+            return droplet
+    return None
+
+
+def live_old_primaries(*, old: list[str], settings: dict,
+                       do: DO | None) -> list[dict[str, Any]]:
+    """Which old addresses still serve: a droplet of this account that is not off (it may
+    come back), or any address that accepts a connection on `fence_probe_ports`."""
+    live: list[dict[str, Any]] = []
+    for ip in old:
+        droplet = _droplet_at(do, ip) if do is not None else None
+        if droplet is not None:
+            if droplet["status"] != "off":
+                live.append({"ip": ip, "droplet": droplet,
+                             "why": f"droplet {droplet['name']} ({droplet['id']}) is "
+                                    f"{droplet['status']}"})
+            continue
+        port = _answers(ip, settings.get("fence_probe_ports", [22, 443]))
+        if port is not None:
+            live.append({"ip": ip, "droplet": None, "why": f"it answers on port {port}"})
+    return live
+
+
+def fence(*, state: State, live: list[dict], do: DO | None, fence_it: bool, say: Say) -> None:
+    if not live:
+        return
+    what = "; ".join(f"{item['ip']}: {item['why']}" for item in live)
+    if not fence_it:
+        raise PhoenixError(f"the old primary still answers ({what}); two forges would serve "
+                           "and back up at once. Run `phoenix cutover --fence` to power it off "
+                           "through DigitalOcean (disk kept), or stop it by hand")
+    for item in live:
+        droplet = item["droplet"]
+        if droplet is None or do is None:
+            raise PhoenixError(f"the old primary at {item['ip']} answers but is no droplet this "
+                               "DigitalOcean token can see; power it off by hand, then run "
+                               "cutover again")
+        do.action(droplet["id"], "power_off")
+        state.data.setdefault("fenced", []).append(
+            {"id": droplet["id"], "name": droplet["name"], "ip": item["ip"], "at": now()})
+        state.save()
+        say(f"fenced the old primary {droplet['name']} ({droplet['id']}, {item['ip']}): "
+            "powered off, disk kept")
+
+
+# ---- the new primary ------------------------------------------------------------------------
+
+
+def host_role(state: State) -> str:
+    out = _ssh(state, f"cat {ROLE_FILE} 2>/dev/null || true").strip()
+    return out or "unknown"
+
+
+def activate(state: State, say: Say) -> None:
+    """The droplet is the forge now: its marker says so (every later converge honours it),
+    its backups start, a standby's refresh stops."""
+    _ssh(state, f"set -e; mkdir -p {ROLE_FILE.rsplit('/', 1)[0]}; "
+                f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
+                "if systemctl cat phoenix-standby-refresh.timer >/dev/null 2>&1; then "
+                "systemctl disable --now phoenix-standby-refresh.timer; fi; "
+                "if systemctl cat phoenix-backup.timer >/dev/null 2>&1; then "
+                "systemctl enable --now phoenix-backup.timer; fi; "
+                "for u in phoenix-litestream-gitea phoenix-litestream-hermes; do "
+                "if systemctl cat $u.service >/dev/null 2>&1; then "
+                "systemctl enable --now $u.service; fi; done")
+    say(f"{state.droplet['name']} is the primary now: backups and replication on, "
+        f"marker {ROLE_FILE}")
+
+
+def _ssh(state: State, command: str) -> str:
+    return remote(state_target(state), command)

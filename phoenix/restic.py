@@ -1,0 +1,114 @@
+"""Running restic from the operator's machine: the password in a 0600 file that lives only
+while restic runs (never argv or the environment), the operator's own RESTIC_* settings kept
+but for the store and the password (Phoenix's), failures as one line.
+
+The on-host job's `classify` (files/phoenix-backup, loaded here as a module) reads both
+restic >= 0.17's exit codes (10 no repository, 11 locked, 12 wrong password) and the stderr
+of Debian 12's restic 0.14, which exits 1 for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from phoenix.context import current
+from phoenix.errors import PhoenixError
+from phoenix.settings import REPO
+from phoenix.store import Store, sftp_command
+
+JOB = REPO / "files" / "phoenix-backup"
+
+
+@functools.cache
+def host_script(path: Path) -> ModuleType:
+    """A script shipped to hosts, loaded as a module so that its code runs here too."""
+    loader = importlib.machinery.SourceFileLoader(path.name.replace("-", "_"), str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None  # a SourceFileLoader always gives one
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def job_module() -> ModuleType:
+    """The on-host job: its restic failure kinds are the operator's too."""
+    return host_script(JOB)
+
+
+# --- running restic ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _password_file(password: str) -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="phoenix-restic-") as tmp:  # 0700
+        path = os.path.join(tmp, "password")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        yield path
+
+
+def failure(store: Store, what: str, returncode: int, stderr: str) -> PhoenixError:
+    """The one-line error for a failed restic run, e.g. 'cannot list snapshots: wrong password
+    for the restic repository …: check the restic_password secret'."""
+    job = job_module()
+    kind = job.classify(returncode, stderr)
+    message = f"cannot {what}: {job.explain(kind, stderr, store.location)}"
+    if kind == "wrong-password":
+        message += " (check the restic_password secret: PHOENIX_RESTIC_PASSWORD or its file)"
+    elif kind == "locked":
+        message += "; if no restic runs anywhere, `restic unlock` removes a stale lock"
+    return PhoenixError(message)
+
+
+def operator_restic_env() -> dict[str, str]:
+    """The operator's RESTIC_* settings (cache dir, compression, limits, pack size…), kept;
+    the store and the password are Phoenix's to say (context.RESTIC_OWN)."""
+    return current().restic_env()
+
+
+def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
+               ) -> subprocess.CompletedProcess:
+    """Run restic on `store` and return what it did, failed or not."""
+    argv = ["restic"]
+    if store.ssh is not None:
+        argv += ["-o", f"sftp.command={sftp_command(store.ssh)}"]
+    argv += list(args)
+    ctx = current()
+    with _password_file(store.password) as password_file:
+        env = {**ctx.base_env(), "RESTIC_CACHE_DIR": str(ctx.cache_dir / "restic"),
+               **ctx.restic_env(),
+               "RESTIC_REPOSITORY": store.repository, "RESTIC_PASSWORD_FILE": password_file,
+               **store.env}
+        try:
+            return subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise PhoenixError("restic is not installed here: apt-get install restic") from None
+        except subprocess.TimeoutExpired:
+            raise PhoenixError(f"cannot {what}: restic did not finish within {timeout:.0f} s "
+                               f"({store.location})") from None
+
+
+def restic(store: Store, *args: str, what: str, timeout: float | None = None
+           ) -> subprocess.CompletedProcess:
+    """Run restic on `store`; a failure raises the PhoenixError that says what it means."""
+    proc = run_restic(store, *args, what=what, timeout=timeout)
+    if proc.returncode != 0:
+        raise failure(store, what, proc.returncode, proc.stderr)
+    return proc
+
+
+def _json(proc: subprocess.CompletedProcess) -> Any:
+    text = proc.stdout.strip()
+    return json.loads(text.splitlines()[-1]) if text else None

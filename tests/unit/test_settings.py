@@ -1,0 +1,65 @@
+"""The operator's view of the settings is the deploy's: the same groups, merged in pyinfra's
+order (all, the environment's, the role's), so `phoenix validate --standby` sees standby.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from phoenix import settings
+
+REPO = Path(__file__).resolve().parents[2]
+# pyinfra's own inventory loader, in a process of its own (pyinfra_cli patches with gevent)
+PYINFRA = """
+import json, sys
+from pyinfra.api import Config, State
+from pyinfra.context import ctx_state
+ctx_state.set(State())
+from pyinfra_cli.inventory import make_inventory
+inventory = make_inventory(sys.argv[1], cwd=sys.argv[2])
+State(inventory, Config())
+print(json.dumps(inventory.get_host("192.0.2.10").data.dict(), default=repr))
+"""
+
+
+def pyinfra_data(inventory: str, tmp_path) -> dict:
+    """What pyinfra gives the one host of `inventory` (PHOENIX_HOST: no state file needed)."""
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("PHOENIX_ENV", "PHOENIX_ROLE")}
+    env.update(PHOENIX_HOST="192.0.2.10", PHOENIX_KNOWN_HOSTS=str(known),
+               PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", PYINFRA, str(REPO / inventory), str(REPO)],
+                          capture_output=True, text=True, env=env, timeout=120, check=True)
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize(("inventory", "role"), [("inventories/recovery.py", "recovery"),
+                                                  ("inventories/standby.py", "standby"),
+                                                  ("inventories/forge.py", "primary")])
+def test_the_operator_reads_what_pyinfra_gives_the_host(inventory, role, tmp_path):
+    deploy = pyinfra_data(inventory, tmp_path)
+    mine = json.loads(json.dumps(settings.load(role=role), default=repr))
+    assert mine == {key: deploy.get(key) for key in mine}
+    # and nothing of group_data that pyinfra sees is missing here (the rest is the host's
+    # own inventory data: address, key, pinned host key)
+    extra = {key for key in deploy if key not in mine}
+    assert extra <= {"ssh_user", "ssh_port", "ssh_key", "ssh_strict_host_key_checking",
+                     "ssh_known_hosts_file"}, extra
+
+
+def test_the_standby_role_sees_its_own_file():
+    assert settings.groups(None, "standby") == ["all", "standby"]
+    assert settings.groups("lab", "primary") == ["all", "lab", "forge"]
+    assert settings.load(role="standby")["phoenix_role"] == "standby"
+    assert settings.load()["phoenix_role"] == "recovery"
+
+
+def test_the_gitea_url_is_derived_from_its_version():
+    data = settings.load()
+    assert data["gitea_version"] in data["gitea_binary_url"]
