@@ -23,7 +23,7 @@ from pathlib import Path
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import aptproxy, procs
-from phoenix.lab.config import LabConfig
+from phoenix.lab.config import LabConfig, child_environment
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
 
@@ -104,8 +104,8 @@ def start(config: LabConfig, ledger: Ledger) -> None:
         "certificate": str(base / "listener.pem"), "privateKey": str(base / "listener.key"),
         "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
         "externalAccountBindingRequired": False}}, indent=1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
-    env["PEBBLE_VA_SLEEPTIME"] = "1"  # its random wait before validating: at most 1 s here
+    # its random wait before validating: at most 1 s here
+    env = child_environment({"PEBBLE_VA_SLEEPTIME": "1"}, drop_prefix="PEBBLE_")
     log = config.state_dir / "logs" / "pebble.log"
     issued_root(config).unlink(missing_ok=True)  # the old root is worthless from now on
     procs.spawn(ledger, NAME, ["pebble", "-config", str(settings),
