@@ -71,9 +71,7 @@ class CloudflareAPI:
     def rate_limit_next(self, n: int, *, retry_after: float = 1.0) -> None:
         """Answer the next `n` requests with 429 and `Retry-After: retry_after` (seconds)."""
         assert self.server is not None
-        self.server.clear_faults()
-        if n:
-            self.server.inject(Fault(status=429, retry_after=retry_after, count=n))
+        self.server.fail_next(n, status=429, retry_after=retry_after)
 
     @staticmethod
     def fault_answer(status: int, fault: Fault) -> Response:

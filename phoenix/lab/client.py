@@ -68,7 +68,7 @@ def faults(config: LabConfig, api: str, *, add: dict | None = None,
     of `phoenix.lab.httpd.Fault`) or clear them all; returns the faults and their hits."""
     port, token_file = {"do": (config.do_port, config.do_token_file),
                         "cf": (config.cf_port, config.cf_token_file)}[api]
-    url = f"http://{config.bridge_ip}:{port}{FAULTS_PATH}"
+    url = config.url(port, FAULTS_PATH)
     headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
     method = "DELETE" if clear else "POST" if add is not None else "GET"
     answer = requests.request(method, url, json=add, headers=headers, timeout=10)

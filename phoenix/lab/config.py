@@ -39,21 +39,25 @@ class LabConfig:
     def bridge_ip(self) -> str:
         return str(next(self.subnet.hosts()))
 
+    def url(self, port: int, path: str = "") -> str:
+        """The address of one of the lab's services: each listens on the bridge."""
+        return f"http://{self.bridge_ip}:{port}{path}"
+
     @property
     def do_endpoint(self) -> str:
-        return f"http://{self.bridge_ip}:{self.do_port}"
+        return self.url(self.do_port)
 
     @property
     def cf_base_url(self) -> str:
-        return f"http://{self.bridge_ip}:{self.cf_port}/client/v4"
+        return self.url(self.cf_port, "/client/v4")
 
     @property
     def artifact_url(self) -> str:
-        return f"http://{self.bridge_ip}:{self.artifact_port}"
+        return self.url(self.artifact_port)
 
     @property
     def apt_proxy(self) -> str:
-        return f"http://{self.bridge_ip}:{self.apt_port}"
+        return self.url(self.apt_port)
 
     def to_env(self) -> dict[str, str]:
         """The PHOENIX_LAB_* variables that make `load()` give this same lab again (for the
