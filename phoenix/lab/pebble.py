@@ -17,7 +17,6 @@ import json
 import os
 import ssl
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from phoenix.lab import aptproxy, procs
 from phoenix.lab.config import LabConfig, child_environment
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
+from phoenix.poll import poll
 
 NAME = "pebble"
 ACME_PORT = 14000        # the directory: https://BRIDGE:14000/dir
@@ -120,16 +120,18 @@ def fetch_root(config: LabConfig, *, timeout: float = 10) -> Path:
     """Save Pebble's current root (`/roots/0`), read over TLS checked against the listener CA."""
     context = ssl.create_default_context(cafile=str(listener_ca(config)))
     url = f"https://{config.bridge_ip}:{MANAGEMENT_PORT}/roots/0"
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[OSError] = []
+
+    def read() -> str | None:
         try:
             with urllib.request.urlopen(url, context=context, timeout=5) as response:
-                pem = response.read().decode()
-            break
+                return str(response.read().decode())
         except OSError as exc:
-            if time.monotonic() > deadline:
-                raise PhoenixError(f"Pebble's root is not readable at {url}: {exc}") from None
-            time.sleep(0.2)
+            last[:] = [exc]
+            return None
+
+    pem = poll(read, timeout=timeout, what="Pebble's root", interval=0.2,
+               error=lambda: f"Pebble's root is not readable at {url}: {last[0]}")
     if "BEGIN CERTIFICATE" not in pem:
         raise PhoenixError(f"{url} did not answer a PEM certificate")
     path = issued_root(config)
