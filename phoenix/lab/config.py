@@ -12,8 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +126,7 @@ DEFAULT_TAG = "phx"
 DEFAULT_OFFSITE = "offsite-1"
 
 
-def load(environ: dict[str, str] | None = None) -> LabConfig:
+def load(environ: Mapping[str, str] | None = None) -> LabConfig:
     """The lab's settings. The tag names the lab: its bridge, namespaces, veths and (for any
     tag but the default) its state folder all derive from it, so `PHOENIX_LAB_TAG` plus a
     subnet and ports of its own are enough for a second lab that never touches the first."""
@@ -178,18 +177,3 @@ def child_environment(extra: Mapping[str, str] | None = None, *,
            if drop_prefix is None or not k.startswith(drop_prefix)}
     return {**env, **(extra or {})}
 
-
-@contextmanager
-def environment_for_product(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in this process's environment for the duration, then the old one back.
-
-    The drill calls the product's own functions in-process, and those still read their
-    settings from the environment (the operator's context of issue 11 is being built apart);
-    this is the one place the lab sets them, and it takes them back afterwards."""
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)

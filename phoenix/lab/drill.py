@@ -7,8 +7,9 @@ new droplet → what was there before the snapshot compared with what came back 
 The report gives the RTO per step and in total, the RPO, and the data lost.
 
 The drill's settings come from the lab's config and are handed down: the DigitalOcean client
-gets the lab's token, the offsite store's name rides in the config, and what the drill runs
-gets the lab's operator environment (`phoenix.lab.client.client_environment`).
+gets the lab's token, the offsite store's name rides in the config, the product's code gets
+the lab's operator context (`phoenix.context.use`) and what the drill runs its environment
+(`phoenix.lab.client.client_environment`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from phoenix.context import current, use
 from phoenix.errors import PhoenixError
 from phoenix.forge import Forge, compare, served_certificate, snapshot, tally
 from phoenix.lab import config as labconfig
@@ -115,9 +117,9 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
     try:
         run.timed("lab up", lambda: lablib.up(config, log=say))
         run.env = labconfig.child_environment(operator_environment(config, workdir))
-        # The product's own modules still read the process environment in-process (the
-        # operator context of issue 11 is being built apart): for them, for this drill only.
-        with labconfig.environment_for_product(run.env):
+        # The product's code in this process reads the operator's context: the lab's, for
+        # this drill (phoenix.context); what it starts gets run.env.
+        with use(current().with_env(**run.env)):
             _disaster(run)
         return report
     finally:
