@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     config = fresh_bench_lab(keep_image=args.keep_image)
     from phoenix.do import DO
-    from phoenix.drill import drill
+    from phoenix.lab.drill import drill
     from phoenix.lab import lab as lablib
     from phoenix.sshconf import public_half
 

@@ -76,7 +76,7 @@ def main() -> None:
     else:
         config = fresh_bench_lab(keep_image=args.keep_image)
     from phoenix import provision as prov
-    from phoenix.drill import drill
+    from phoenix.lab.drill import drill
     from phoenix.lab import lab as lablib
     from phoenix.state import State
 
@@ -99,7 +99,7 @@ def main() -> None:
             lablib.down(config, purge=not (args.keep_image or args.current_lab))
         else:  # the lab was up before: leave it, minus what the drill made
             from phoenix.do import DO
-            from phoenix.drill import OFFSITE
+            from phoenix.lab.drill import OFFSITE
             from phoenix.lab import offsite
 
             do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)

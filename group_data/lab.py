@@ -2,9 +2,10 @@
 # lab computed), secrets from the lab's secrets folder, DNS from the lab's resolver.
 import json as _json
 
+from phoenix.context import current as _current
 from phoenix.lab.config import load as _load
 
-_config = _load()
+_config = _load(_current().environ)  # the operator's context: a drill hands the lab's down
 _index = _json.loads((_config.artifacts_dir / "index.json").read_text())
 
 secrets_dir = str(_config.state_dir / "secrets")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from phoenix.cli_backup import backup
 from phoenix.console import Console
 from phoenix.context import Context, current, install
 from phoenix.errors import PhoenixError
-from phoenix.lab import config as labconfig
 
 ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
@@ -42,7 +40,25 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
 """
 
 
-@click.group(help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
+class PhoenixGroup(click.Group):
+    """`phoenix`'s commands; the lab's (phoenix.lab.commands) are imported only when named,
+    so that an operator's command never loads the lab."""
+
+    LAB = ("lab", "drill")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAB])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAB:
+            from phoenix.lab.commands import COMMANDS
+
+            return COMMANDS[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=PhoenixGroup,
+             help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
              epilog=ENVIRONMENT, context_settings={"max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="phoenix",
                       message="%(prog)s %(version)s")
@@ -57,64 +73,6 @@ def cli(project: str | None) -> None:
         from phoenix.settings import project as project_folder
 
         project_folder()  # a folder that is not a project: say so now
-
-
-@cli.group(help="The lab: a DigitalOcean region on this machine (needs root).")
-def lab() -> None:
-    pass
-
-
-@lab.command("up", help="Build what is missing: image, bridge, apt proxy, API servers.")
-def lab_up() -> None:
-    from phoenix.lab import lab as lablib
-
-    timings = lablib.up(labconfig.load(), log=lambda m: click.echo(m, err=True))
-    click.echo(f"lab up (image build {timings['image_build_s']:.1f} s)")
-
-
-@lab.command("down", help="Remove every lab object; --purge also drops the image and caches.")
-@click.option("--purge", is_flag=True, help="Also remove the state folder (image, apt cache).")
-def lab_down(purge: bool) -> None:
-    from phoenix.lab import lab as lablib
-
-    seconds = lablib.down(labconfig.load(), purge=purge)
-    click.echo(f"lab down in {seconds:.1f} s")
-
-
-@lab.command("status", help="What the lab is running.")
-@click.option("--json", "as_json", is_flag=True)
-def lab_status(as_json: bool) -> None:
-    from phoenix.lab import lab as lablib
-
-    state = lablib.status(labconfig.load())
-    if as_json:
-        click.echo(json.dumps(state, indent=2))
-        return
-    click.echo(f"lab: {'up' if state['up'] else 'down'}")
-    for name, alive in state["processes"].items():
-        click.echo(f"  {name}: {'running' if alive else 'dead'}")
-    for d in state["droplets"]:
-        click.echo(f"  droplet {d['id']} {d['name']} {d['ip']} {d['status']}"
-                   + (f" error: {d['error']}" if d.get("error") else ""))
-
-
-@lab.command("env", help="Shell exports a client needs to use the lab (tokens read from files).")
-def lab_env() -> None:
-    from phoenix.lab.client import env_exports
-
-    click.echo(env_exports(labconfig.load()))
-
-
-@lab.command("ssh", help="SSH into a lab droplet by name, its host key pinned.",
-             context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def lab_ssh(name: str, command: tuple[str, ...]) -> None:
-    from phoenix.lab.client import droplet_target
-    from phoenix.sshconf import ssh_command
-
-    argv = ssh_command(droplet_target(labconfig.load(), name), *command)
-    os.execvp(argv[0], argv)
 
 
 _say = Console()  # progress on stderr: waits and the deploy's operations update in place
@@ -238,17 +196,6 @@ def adopt() -> None:
 
     report = adp.adopt(say=_say, report_dir=state_dir() / "adopt")
     click.echo(report.table())
-
-
-@cli.command(help="A whole disaster and recovery in the lab (root): RTO, RPO, data lost.")
-@click.option("--standby", is_flag=True, help="Promote a warm standby instead of provisioning.")
-@click.option("--keep-lab", is_flag=True, help="Leave the lab and the drill's droplets up.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def drill(standby: bool, keep_lab: bool, as_json: bool) -> None:
-    from phoenix import drill as drl
-
-    report = drl.drill(standby=standby, say=_say, keep_lab=keep_lab)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
 cli.add_command(backup)

@@ -7,7 +7,6 @@ backend does not resolve here. A second install of a package is served from the 
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 from phoenix.errors import PhoenixError
@@ -15,6 +14,7 @@ from phoenix.lab import procs
 from phoenix.lab.config import LabConfig
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
+from phoenix.poll import poll
 
 NAME = "apt-cacher-ng"
 
@@ -83,12 +83,13 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
 
 
 def wait_port(host: str, port: int, *, what: str, timeout: float = 15, log=None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool | None:
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError:
-            time.sleep(0.1)
-    raise PhoenixError(f"{what} did not answer on {host}:{port} within {timeout:.0f} s"
+            return None
+
+    poll(listening, timeout=timeout, what=f"{what} on {host}:{port}", interval=0.1,
+         error=lambda: f"{what} did not answer on {host}:{port} within {timeout:.0f} s"
                        + (f"; see {log}" if log else ""))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from pathlib import Path
 
 import requests
 
@@ -10,24 +12,33 @@ from phoenix.errors import PhoenixError
 from phoenix.lab.config import LabConfig
 from phoenix.lab.httpd import FAULTS_PATH
 from phoenix.lab.objects import Ledger
+from phoenix.poll import poll
 from phoenix.sshconf import Target, known_hosts_line
+
+
+def client_environment(config: LabConfig, *,
+                       token: Callable[[Path], str] | None = None) -> dict[str, str]:
+    """What a client of the lab needs in its environment: the lab's own variables, the two
+    APIs and their tokens (`token` gives each from its file; by default the token itself),
+    the operator's SSH key and secrets folder."""
+    read = token or (lambda path: path.read_text().strip())
+    return {
+        **config.to_env(),
+        "DIGITALOCEAN_ENDPOINT": config.do_endpoint,
+        "DIGITALOCEAN_TOKEN": read(config.do_token_file),
+        "CLOUDFLARE_BASE_URL": config.cf_base_url,
+        "CLOUDFLARE_API_TOKEN": read(config.cf_token_file),
+        "PHOENIX_SSH_KEY": str(config.ssh_key),
+        "PHOENIX_SECRETS_DIR": str(config.state_dir / "secrets"),
+    }
 
 
 def env_exports(config: LabConfig) -> str:
     """Exports for a shell; tokens are read from their files at eval time, never printed."""
     q = shlex.quote
-    lines = {
-        **{k: q(v) for k, v in config.to_env().items()},
-        "DIGITALOCEAN_ENDPOINT": q(config.do_endpoint),
-        "DIGITALOCEAN_TOKEN": f'"$(cat {q(str(config.do_token_file))})"',
-        "CLOUDFLARE_BASE_URL": q(config.cf_base_url),
-        "CLOUDFLARE_API_TOKEN": f'"$(cat {q(str(config.cf_token_file))})"',
-        "PHOENIX_SSH_KEY": q(str(config.ssh_key)),
-        "PHOENIX_DNS_RESOLVER": q(f"{config.bridge_ip}:{config.dns_port}"),
-        "PHOENIX_ARTIFACTS": q(config.artifact_url),
-        "PHOENIX_SECRETS_DIR": q(str(config.state_dir / "secrets")),
-    }
-    return "\n".join(f"export {k}={v}" for k, v in lines.items())
+    tokens = ("DIGITALOCEAN_TOKEN", "CLOUDFLARE_API_TOKEN")  # shell words, already quoted
+    values = client_environment(config, token=lambda path: f'"$(cat {q(str(path))})"')
+    return "\n".join(f"export {k}={v if k in tokens else q(v)}" for k, v in values.items())
 
 
 def droplet_record(config: LabConfig, name_or_id: str) -> dict:
@@ -57,7 +68,7 @@ def faults(config: LabConfig, api: str, *, add: dict | None = None,
     of `phoenix.lab.httpd.Fault`) or clear them all; returns the faults and their hits."""
     port, token_file = {"do": (config.do_port, config.do_token_file),
                         "cf": (config.cf_port, config.cf_token_file)}[api]
-    url = f"http://{config.bridge_ip}:{port}{FAULTS_PATH}"
+    url = config.url(port, FAULTS_PATH)
     headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
     method = "DELETE" if clear else "POST" if add is not None else "GET"
     answer = requests.request(method, url, json=add, headers=headers, timeout=10)
@@ -80,17 +91,17 @@ def point_forge_name(config: LabConfig, ip: str, name: str = "forge.lab.test") -
 def wait_https(settings: dict, ip: str, *, timeout: float = 90) -> str:
     """Until the forge at `ip` answers /api/v1/version over TLS for its name, with a
     certificate from the trusted CA (Caddy's first certificate takes a few seconds)."""
-    import time
-
     from phoenix.forge import Forge
 
     forge = Forge.of(settings, address=ip)
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[str] = []
+
+    def answer() -> str | None:
         try:
             return forge.version()
         except PhoenixError as exc:
-            if time.monotonic() > deadline:
-                raise PhoenixError(f"no valid HTTPS at {ip} after {timeout:.0f} s: {exc}") \
-                    from None
-            time.sleep(1)
+            last[:] = [str(exc)]
+            return None
+
+    return poll(answer, timeout=timeout, what=f"valid HTTPS at {ip}",
+                error=lambda: f"no valid HTTPS at {ip} after {timeout:.0f} s: {last[0]}")

@@ -1,7 +1,10 @@
 """Where the lab lives and which addresses and ports it uses.
 
 Every value can be overridden from the environment (PHOENIX_LAB_*), so two labs or a lab on a
-machine whose networks differ can be configured without touching the code.
+machine whose networks differ can be configured without touching the code. This is the one
+module of the lab that reads the process environment (the stand-in Gitea program aside, which
+reads its own as Gitea does): the rest of the lab gets a LabConfig, or the environment of a
+process it starts from `child_environment()`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,26 +31,32 @@ class LabConfig:
     tag: str  # prefix of the lab's namespaces and veths: two labs can run side by side
     # Another lab's state folder whose image and apt cache this lab reads (never writes).
     share_from: Path | None = None
+    # The offsite store the lab's group_data points the forge at (phoenix.lab.offsite).
+    offsite: str = "offsite-1"  # DEFAULT_OFFSITE
 
     @property
     def bridge_ip(self) -> str:
         return str(next(self.subnet.hosts()))
 
+    def url(self, port: int, path: str = "") -> str:
+        """The address of one of the lab's services: each listens on the bridge."""
+        return f"http://{self.bridge_ip}:{port}{path}"
+
     @property
     def do_endpoint(self) -> str:
-        return f"http://{self.bridge_ip}:{self.do_port}"
+        return self.url(self.do_port)
 
     @property
     def cf_base_url(self) -> str:
-        return f"http://{self.bridge_ip}:{self.cf_port}/client/v4"
+        return self.url(self.cf_port, "/client/v4")
 
     @property
     def artifact_url(self) -> str:
-        return f"http://{self.bridge_ip}:{self.artifact_port}"
+        return self.url(self.artifact_port)
 
     @property
     def apt_proxy(self) -> str:
-        return f"http://{self.bridge_ip}:{self.apt_port}"
+        return self.url(self.apt_port)
 
     def to_env(self) -> dict[str, str]:
         """The PHOENIX_LAB_* variables that make `load()` give this same lab again (for the
@@ -59,6 +69,7 @@ class LabConfig:
             "PHOENIX_LAB_APT_PORT": str(self.apt_port), "PHOENIX_LAB_DNS_PORT": str(self.dns_port),
             "PHOENIX_LAB_MIRROR": self.mirror,
             "PHOENIX_LAB_SHARE_FROM": str(self.share_from or "none"),
+            "PHOENIX_LAB_OFFSITE": self.offsite,
         }
 
     # Files inside the state folder: one place names them all.
@@ -112,9 +123,10 @@ def host_mirror() -> str:
 
 
 DEFAULT_TAG = "phx"
+DEFAULT_OFFSITE = "offsite-1"
 
 
-def load(environ: dict[str, str] | None = None) -> LabConfig:
+def load(environ: Mapping[str, str] | None = None) -> LabConfig:
     """The lab's settings. The tag names the lab: its bridge, namespaces, veths and (for any
     tag but the default) its state folder all derive from it, so `PHOENIX_LAB_TAG` plus a
     subnet and ports of its own are enough for a second lab that never touches the first."""
@@ -136,6 +148,7 @@ def load(environ: dict[str, str] | None = None) -> LabConfig:
         mirror=env.get("PHOENIX_LAB_MIRROR") or host_mirror(),
         tag=tag,
         share_from=_share_from(env, tag, default_dir),
+        offsite=env.get("PHOENIX_LAB_OFFSITE") or DEFAULT_OFFSITE,
     )
 
 
@@ -148,3 +161,19 @@ def _share_from(env, tag: str, own_dir: str) -> Path | None:
     if value.lower() in ("", "none") or Path(value) == Path(env.get("PHOENIX_LAB_DIR", own_dir)):
         return None
     return Path(value)
+
+
+def wheelhouse_cache() -> Path:
+    """The wheel cache shared by every lab on this machine (phoenix.lab.wheelhouse)."""
+    return Path(os.environ.get("PHOENIX_LAB_WHEELHOUSE_CACHE",
+                               "/var/cache/phoenix-lab/wheelhouse"))
+
+
+def child_environment(extra: Mapping[str, str] | None = None, *,
+                      drop_prefix: str | None = None) -> dict[str, str]:
+    """The environment of a process the lab starts: this process's own, less the variables
+    that start with `drop_prefix`, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if drop_prefix is None or not k.startswith(drop_prefix)}
+    return {**env, **(extra or {})}
+

@@ -79,15 +79,8 @@ class DOServer(JSONServer):
 
     # -- test switch, auth, rate-limit headers --------------------------------------------
 
-    def fail_next(self, n: int = 1, *, status: int = 429, retry_after: int | None = 1) -> None:
-        """Answer the next `n` requests with `status` (429, 500, 503...) instead of serving them.
-
-        `retry_after` becomes a Retry-After header (None: no header). Note that azure-core,
-        under pydo, retries any method on any 4xx/5xx that carries Retry-After.
-        """
-        self.clear_faults()
-        if n:
-            self.inject(Fault(status=status, retry_after=retry_after, count=n))
+    # `fail_next` is the JSONServer's. Note that azure-core, under pydo, retries any method on
+    # any 4xx/5xx that carries Retry-After.
 
     def _fault_answer(self, status: int, fault: Fault) -> Response:
         headers = self._count_request()

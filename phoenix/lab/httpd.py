@@ -146,6 +146,15 @@ class JSONServer:
             gone, self.faults = self.faults, []
         return gone
 
+    def fail_next(self, n: int = 1, *, status: int = 429,
+                  retry_after: float | None = 1) -> None:
+        """Answer the next `n` requests with `status` (429, 500, 503...) instead of serving
+        them, in the API's own error shape; `retry_after` becomes a Retry-After header (None:
+        no header). The faults before are cleared."""
+        self.clear_faults()
+        if n:
+            self.inject(Fault(status=status, retry_after=retry_after, count=n))
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._faults_lock:
             for fault in self.faults:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from phoenix.errors import PhoenixError
-from phoenix.lab.config import LabConfig
+from phoenix.lab.config import LabConfig, child_environment
 from phoenix.lab.sh import run
 
 RELEASE = "bookworm"
@@ -153,7 +153,7 @@ def _debootstrap(config: LabConfig, target: Path, env: dict[str, str]) -> None:
 
     cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
            RELEASE, str(target), config.mirror]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env},
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_environment(env),
                           timeout=1800)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]

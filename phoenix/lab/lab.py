@@ -17,7 +17,7 @@ import time
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import aptproxy, image, net, pebble, procs
-from phoenix.lab.config import LabConfig
+from phoenix.lab.config import LabConfig, child_environment
 from phoenix.lab.nspawn import destroy_droplet
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import missing_tools, run
@@ -82,7 +82,7 @@ def start_server(config: LabConfig, ledger: Ledger) -> None:
                        (config.cf_port, "the Cloudflare API"),
                        (config.artifact_port, "the artifact server")):
         aptproxy.ensure_port_free(config.bridge_ip, port, what)
-    env = {**os.environ, **config.to_env()}
+    env = child_environment(config.to_env())
     log = config.state_dir / "logs" / "server.log"
     procs.spawn(ledger, SERVER, [sys.executable, "-m", "phoenix.lab.server"], log=log, env=env)
     for port, what in ((config.do_port, "the lab's DigitalOcean API"),

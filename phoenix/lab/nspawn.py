@@ -12,34 +12,34 @@ import json
 import shutil
 import socket
 import threading
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phoenix.errors import PhoenixError
 from phoenix.lab import image, net, procs
 from phoenix.lab import image as lab_image  # `image` is also the DO image slug argument
 from phoenix.lab.config import LabConfig
 from phoenix.lab.drivers import DriverError, Droplet
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
+from phoenix.poll import poll
 
 BOOT_TIMEOUT = 180.0  # cloud-init's first boot on a loaded 2-core machine
 FIRST_DROPLET_HOST = 10   # .10 … .199 for droplets
 LAST_DROPLET_HOST = 199   # .200 … .250 are the reserved-IP pool
 
 
-def wait_ssh(ip: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_ssh(ip: str, timeout: float, *, error: Callable[[], str]) -> None:
+    """Until sshd on `ip` says hello; at `timeout`, a PhoenixError of `error()`."""
+    def hello() -> bool | None:
         try:
             with socket.create_connection((ip, 22), timeout=0.5) as sock:
                 sock.settimeout(2)
-                if sock.recv(4).startswith(b"SSH-"):
-                    return True
+                return True if sock.recv(4).startswith(b"SSH-") else None
         except OSError:
-            time.sleep(0.1)
-    return False
+            return None
+
+    poll(hello, timeout=timeout, what=f"SSH on {ip}", interval=0.1, error=error)
 
 
 def console_tail(path: Path, lines: int = 8) -> str:
@@ -157,10 +157,9 @@ class NspawnDriver:
             "--resolv-conf=off", "--timezone=off", "--console=read-only",
         ], log=console)
         self._update(droplet_id, process=proc)
-        if not wait_ssh(record["ip"], BOOT_TIMEOUT):
-            raise PhoenixError(
-                f"droplet {record['name']} ({record['ip']}) did not answer SSH within "
-                f"{BOOT_TIMEOUT:.0f} s; last console lines:\n{console_tail(console)}")
+        wait_ssh(record["ip"], BOOT_TIMEOUT, error=lambda: (
+            f"droplet {record['name']} ({record['ip']}) did not answer SSH within "
+            f"{BOOT_TIMEOUT:.0f} s; last console lines:\n{console_tail(console)}"))
         self._update(droplet_id, status="active", error=None)
 
     def get(self, droplet_id: int) -> Droplet | None:

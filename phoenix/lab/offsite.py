@@ -15,7 +15,6 @@ reads (PHOENIX_LAB_OFFSITE picks the name).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from phoenix.backup import setup_store
 from phoenix.backup import store_spec as store_spec_for
 from phoenix.errors import PhoenixError
-from phoenix.lab.config import LabConfig
+from phoenix.lab.config import DEFAULT_OFFSITE, LabConfig
 from phoenix.lab.sh import run
 from phoenix.replication import account_spec
 from phoenix.secrets import read_secret
@@ -34,7 +33,7 @@ if TYPE_CHECKING:  # pydo takes most of a second to import, and every lab conver
     # this module (group_data/lab.py)
     from phoenix.do import DO
 
-DEFAULT_NAME = "offsite-1"
+DEFAULT_NAME = DEFAULT_OFFSITE
 TAG = "phoenix-offsite"
 USER = "restic"
 HOME = "/srv/restic"
@@ -82,31 +81,31 @@ def record_path(config: LabConfig, name: str = DEFAULT_NAME) -> Path:
 
 
 def load(config: LabConfig, name: str | None = None) -> Offsite | None:
-    """The recorded store `name` (default PHOENIX_LAB_OFFSITE, then offsite-1), or None."""
-    path = record_path(config, name or os.environ.get("PHOENIX_LAB_OFFSITE") or DEFAULT_NAME)
+    """The recorded store `name` (default the config's: PHOENIX_LAB_OFFSITE, then offsite-1),
+    or None."""
+    path = record_path(config, name or config.offsite)
     if not path.exists():
         return None
     return Offsite(**json.loads(path.read_text()))
 
 
-def backup_key(config: LabConfig) -> Path:
-    """The forge's backup key pair, the operator secret `backup_ssh_key` of the lab (made once)."""
-    path = config.state_dir / "secrets" / "backup_ssh_key"
+def _key_pair(config: LabConfig, secret: str, comment: str) -> Path:
+    """An operator secret of the lab that is an SSH key pair (made once)."""
+    path = config.state_dir / "secrets" / secret
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-forge-backup",
-             "-f", str(path)])
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
     return path
+
+
+def backup_key(config: LabConfig) -> Path:
+    """The forge's backup key pair, the operator secret `backup_ssh_key` of the lab."""
+    return _key_pair(config, "backup_ssh_key", "phoenix-forge-backup")
 
 
 def replica_key(config: LabConfig) -> Path:
     """The forge's key on the replica account, the operator secret `litestream_ssh_key`."""
-    path = config.state_dir / "secrets" / "litestream_ssh_key"
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-forge-litestream",
-             "-f", str(path)])
-    return path
+    return _key_pair(config, "litestream_ssh_key", "phoenix-forge-litestream")
 
 
 def replica_spec(offsite: Offsite, config: LabConfig) -> dict:

@@ -17,15 +17,15 @@ import json
 import os
 import ssl
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import aptproxy, procs
-from phoenix.lab.config import LabConfig
+from phoenix.lab.config import LabConfig, child_environment
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
+from phoenix.poll import poll
 
 NAME = "pebble"
 ACME_PORT = 14000        # the directory: https://BRIDGE:14000/dir
@@ -104,8 +104,8 @@ def start(config: LabConfig, ledger: Ledger) -> None:
         "certificate": str(base / "listener.pem"), "privateKey": str(base / "listener.key"),
         "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
         "externalAccountBindingRequired": False}}, indent=1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
-    env["PEBBLE_VA_SLEEPTIME"] = "1"  # its random wait before validating: at most 1 s here
+    # its random wait before validating: at most 1 s here
+    env = child_environment({"PEBBLE_VA_SLEEPTIME": "1"}, drop_prefix="PEBBLE_")
     log = config.state_dir / "logs" / "pebble.log"
     issued_root(config).unlink(missing_ok=True)  # the old root is worthless from now on
     procs.spawn(ledger, NAME, ["pebble", "-config", str(settings),
@@ -120,16 +120,18 @@ def fetch_root(config: LabConfig, *, timeout: float = 10) -> Path:
     """Save Pebble's current root (`/roots/0`), read over TLS checked against the listener CA."""
     context = ssl.create_default_context(cafile=str(listener_ca(config)))
     url = f"https://{config.bridge_ip}:{MANAGEMENT_PORT}/roots/0"
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[OSError] = []
+
+    def read() -> str | None:
         try:
             with urllib.request.urlopen(url, context=context, timeout=5) as response:
-                pem = response.read().decode()
-            break
+                return str(response.read().decode())
         except OSError as exc:
-            if time.monotonic() > deadline:
-                raise PhoenixError(f"Pebble's root is not readable at {url}: {exc}") from None
-            time.sleep(0.2)
+            last[:] = [exc]
+            return None
+
+    pem = poll(read, timeout=timeout, what="Pebble's root", interval=0.2,
+               error=lambda: f"Pebble's root is not readable at {url}: {last[0]}")
     if "BEGIN CERTIFICATE" not in pem:
         raise PhoenixError(f"{url} did not answer a PEM certificate")
     path = issued_root(config)

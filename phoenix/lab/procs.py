@@ -14,7 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from phoenix.errors import PhoenixError
 from phoenix.lab.objects import Ledger
+from phoenix.poll import poll
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -63,12 +65,16 @@ def stop_record(record: dict, *, timeout: float = 15) -> None:
         return
     pid = record["pid"]
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone() -> bool | None:
         _reap(pid)
-        if not alive(record):
-            return
-        time.sleep(0.05)
+        return None if alive(record) else True
+
+    try:
+        poll(gone, timeout=timeout, what=f"process {pid} to stop", interval=0.05)
+        return
+    except PhoenixError:  # it did not stop on SIGTERM
+        pass
     os.kill(pid, signal.SIGKILL)
     while alive(record):
         _reap(pid)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from phoenix.lab import cfapi, doapi
+from phoenix.lab import cfapi, cfzones, doapi
 from phoenix.lab.config import LabConfig, load
 from phoenix.lab.dnsserver import DNSServer
 from phoenix.lab.httpd import Exchange
@@ -34,7 +34,7 @@ LAB_ZONE = "lab.test"
 LAB_RECORD = "forge.lab.test"
 
 
-def seed_zone(zones: cfapi.Zones, config: LabConfig) -> None:
+def seed_zone(zones: cfzones.Zones, config: LabConfig) -> None:
     """The lab's forge name, first pointing at an unused lab address (no forge yet)."""
     zone = zones.find_zone(LAB_ZONE) or zones.add_zone(LAB_ZONE)
     if not any(r["name"] == LAB_RECORD for r in zones.records(zone["id"])):
@@ -107,7 +107,7 @@ def main() -> None:
     driver = NspawnDriver(config, ledger)
     do = doapi.make_server(driver, token=do_token, host=config.bridge_ip, port=config.do_port,
                            reserved_ips=reserved_pool(config), network=str(config.subnet))
-    zones = cfapi.Zones.load(zones_file)
+    zones = cfzones.Zones.load(zones_file)
     seed_zone(zones, config)
     cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
                            port=config.cf_port)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from phoenix.errors import PhoenixError
+from phoenix.lab.config import wheelhouse_cache
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "files" / "hermes-requirements.txt"
@@ -31,8 +32,7 @@ PLATFORM_ARGS = ["--only-binary=:all:", "--python-version", "3.11", "--implement
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("PHOENIX_LAB_WHEELHOUSE_CACHE",
-                               "/var/cache/phoenix-lab/wheelhouse"))
+    return wheelhouse_cache()
 
 
 def lock_sha256(lock: Path = LOCK) -> str:

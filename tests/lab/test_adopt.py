@@ -190,7 +190,7 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
                                "deploy.py"], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=1800, check=False)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        ini = fixtures._standin_module("gitea").read_ini  # the stand-in's reading of app.ini
+        ini = fixtures.standin_module("gitea").read_ini  # the stand-in's reading of app.ini
         path = tmp_path / "app.ini"
         path.write_text(out(lab, NEW, "cat /etc/gitea/app.ini"))
         got = ini(str(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from phoenix.drill import OFFSITE, drill
+from phoenix.lab.drill import OFFSITE, drill
 from phoenix.lab import offsite
 from phoenix.lab.lab import ledger_for
 

@@ -340,7 +340,7 @@ def test_a_wrong_secret_key_on_the_recovered_host_fails_the_2fa_comparison(conve
     """The drill's 2FA comparison on a restored forge: a user enrolled under the forge's
     SECRET_KEY logs in with a TOTP code; the same host with another SECRET_KEY in app.ini
     refuses it, and the comparison says so. The key, the row and Gitea are put back."""
-    from phoenix.drill import enroll_two_factor
+    from phoenix.lab.forgework import enroll_two_factor
     from phoenix.forge import Forge, compare, snapshot
 
     ini = f"{settings['gitea_config_dir']}/app.ini"

@@ -10,7 +10,8 @@ import cloudflare
 import pytest
 
 from phoenix.dns import make_client
-from phoenix.lab.cfapi import Zones, make_server
+from phoenix.lab.cfapi import make_server
+from phoenix.lab.cfzones import Zones
 
 TOKEN = "lab-token-0123456789abcdef"
 

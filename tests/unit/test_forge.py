@@ -172,7 +172,7 @@ def test_snapshot_fingerprints_comments_attachments_avatars_lfs_and_logins(host)
     key = f"{name}#{issue['number']}"
     assert snap["comments"][f"{key} comment {comment['id']}"]
     assert list(snap["attachments"]) == [f"{key} drill.log ({asset['uuid']})"]
-    assert snap["avatars"] == {"timmy": fixtures.hashlib.sha256(png(7)).hexdigest()}
+    assert snap["avatars"] == {"timmy": hashlib.sha256(png(7)).hexdigest()}
     assert snap["lfs objects"] == {f"{name} {oid[:12]}": oid}  # its sha256 is its oid
     assert snap["logins"] == {"the API token": "logs in as timmy",
                               "2FA login of ezra with a TOTP code": "works"}
@@ -275,7 +275,7 @@ def test_the_served_certificate_is_told_by_its_digest(host, pki):
 @pytest.fixture
 def dns_for(tmp_path):
     """A lab DNS server answering NAME with the address given."""
-    from phoenix.lab.cfapi import Zones
+    from phoenix.lab.cfzones import Zones
     from phoenix.lab.dnsserver import DNSServer
 
     servers = []

@@ -73,11 +73,11 @@ def unpack(resolved: sources.Resolved, dest: Path) -> dict:
     """The sealed archive unpacked and checked by the on-host verifier; its report."""
     with tarfile.open(resolved.ref) as tar:
         tar.extractall(dest, filter="data")
-    return fixtures._verifier().verify(str(dest))
+    return fixtures.verifier().verify(str(dest))
 
 
 def db_counts(db: Path) -> dict[str, int]:
-    return fixtures._verifier().db_counts(str(db))
+    return fixtures.verifier().db_counts(str(db))
 
 
 # --- gitea dump ------------------------------------------------------------------------------

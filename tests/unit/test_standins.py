@@ -315,9 +315,9 @@ def test_gitea_dies_without_an_internal_token_or_lfs_secret_it_cannot_save(forge
 def test_gitea_saves_the_secrets_it_generates_when_it_can(forge):
     with started("gitea", "web", "-c", str(forge.ini)):
         assert forge.api("GET", "/version")[0] == 200
-    saved = fixtures._standin_module("gitea").read_ini(str(forge.ini))
+    saved = fixtures.standin_module("gitea").read_ini(str(forge.ini))
     jwt = saved.get("oauth2", "JWT_SECRET")
-    assert fixtures._standin_module("gitea").jwt_secret_ok(jwt) and len(jwt) == 43
+    assert fixtures.standin_module("gitea").jwt_secret_ok(jwt) and len(jwt) == 43
     assert saved.get("security", "INTERNAL_TOKEN").count(".") == 2   # a JWT, as Gitea makes
 
 

@@ -60,7 +60,7 @@ class Trickle:
             self._thread.join(timeout=300)
 
     def _run(self) -> None:
-        from phoenix.drill import chat, push_commit, ssh
+        from phoenix.lab.forgework import chat, push_commit, ssh
 
         forge = Forge.of(self.settings, address=self.address, token=self.token, timeout=5)
         due = {ISSUES: 0.0, SESSIONS: 0.0, COMMITS: 0.0}

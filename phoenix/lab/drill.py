@@ -1,0 +1,296 @@
+"""`phoenix drill`: a whole disaster and recovery in the lab, timed, with nothing lost.
+
+lab up → a primary forge (provisioned through the lab's DigitalOcean API, converged by the
+deploy, DNS pointed at it) → data written through Gitea's API and git → an offsite backup →
+more data written after it → the primary destroyed (the disaster) → `phoenix recover` onto a
+new droplet → what was there before the snapshot compared with what came back → lab down.
+The report gives the RTO per step and in total, the RPO, and the data lost.
+
+The drill's settings come from the lab's config and are handed down: the DigitalOcean client
+gets the lab's token, the offsite store's name rides in the config, the product's code gets
+the lab's operator context (`phoenix.context.use`) and what the drill runs its environment
+(`phoenix.lab.client.client_environment`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from phoenix.context import current, use
+from phoenix.errors import PhoenixError
+from phoenix.forge import Forge, compare, served_certificate, snapshot, tally
+from phoenix.lab import config as labconfig
+from phoenix.lab.client import client_environment, wait_https
+from phoenix.lab.forgework import (
+    compare_files,
+    duties,
+    enroll_two_factor,
+    memories,
+    recovered_keys,
+    ssh,
+    write_data,
+)
+from phoenix.lab.rpo import Trickle, measure
+from phoenix.recover import PROMOTE, Report, run_deploy
+from phoenix.report import Step
+from phoenix.settings import project
+from phoenix.state import ROLES, State
+
+Say = Callable[[str], None]
+T = TypeVar("T")
+OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
+TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
+
+
+def operator_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
+    """What `eval "$(phoenix lab env)"` gives a shell (tokens read), in the lab's group_data,
+    with the drill's own state folder: the environment of what the drill runs."""
+    return {**client_environment(config), "PHOENIX_ENV": "lab",
+            "PHOENIX_STATE_DIR": str(state_dir)}
+
+
+def host_env(state: State) -> dict[str, str]:
+    """inventories/recovery.py aimed at another role's droplet (PHOENIX_HOST & co)."""
+    return {"PHOENIX_HOST": state.address, "PHOENIX_KNOWN_HOSTS": str(state.known_hosts),
+            "PHOENIX_SSH_KEY": state.data["ssh_key"]}
+
+
+def recover_command(workdir: Path, *, env: dict[str, str], say: Say) -> list[Step]:
+    """`phoenix recover --json` as an operator runs it (no --restore-source: restic:latest),
+    in `env` (the lab's); its progress goes to stderr as it runs, its steps back into the
+    drill's report. A failed recovery is one PhoenixError with the command's words."""
+    cmd = [sys.executable, "-m", "phoenix", "recover", "--json", "--report-dir", str(workdir)]
+    say("$ phoenix recover --json")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False,
+                          cwd=project(), env=env)
+    saved = workdir / "recovery.report.json"
+    data = json.loads(proc.stdout) if proc.returncode == 0 else (
+        json.loads(saved.read_text()) if saved.is_file() else {"steps": []})
+    steps = [Step(s["name"], seconds=s["seconds"], ok=s["ok"], detail=s["detail"],
+                  start=s["start_seconds"]) for s in data["steps"]]
+    if proc.returncode != 0:
+        failed = next((s.name for s in steps if not s.ok), "its start")
+        raise PhoenixError(f"`phoenix recover` failed at {failed} (exit {proc.returncode}); "
+                           "its own error is above")
+    return steps
+
+
+@dataclass
+class Run:
+    """What one drill carries from step to step."""
+    config: labconfig.LabConfig
+    workdir: Path
+    report: Report
+    say: Say
+    standby: bool
+    env: dict[str, str] = field(default_factory=dict)
+    setup: dict[str, float] = field(default_factory=dict)  # seconds
+    one_primary: dict[str, dict] = field(default_factory=dict)
+    made: list[tuple[str, int]] = field(default_factory=list)
+
+    def timed(self, what: str, fn: Callable[[], T]) -> T:
+        self.say(f"-- {what}")
+        started = time.monotonic()
+        result = fn()
+        self.setup[what] = round(time.monotonic() - started, 1)
+        return result
+
+
+def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) -> Report:
+    """The whole disaster, in the lab; returns the report (also written beside the state)."""
+    from phoenix.lab import lab as lablib
+
+    config = replace(labconfig.load(), offsite=OFFSITE)
+    was_up = lablib.status(config)["up"]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = config.state_dir / "drills" / stamp
+    report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})", where="lab")
+    run = Run(config, workdir, report, say, standby)
+    try:
+        run.timed("lab up", lambda: lablib.up(config, log=say))
+        run.env = labconfig.child_environment(operator_environment(config, workdir))
+        # The product's code in this process reads the operator's context: the lab's, for
+        # this drill (phoenix.context); what it starts gets run.env.
+        with use(current().with_env(**run.env)):
+            _disaster(run)
+        return report
+    finally:
+        report.save(workdir, "drill.report")
+        if not keep_lab:
+            for role in ROLES:  # whatever the drill provisioned, also when it failed midway
+                droplet = State(role, workdir).droplet
+                if droplet and droplet.get("id"):
+                    run.made.append((role, droplet["id"]))
+            _clean_up(config, run.made, was_up, say)
+
+
+def _disaster(run: Run) -> None:
+    """The primary built, written to and backed up, destroyed, recovered, and compared."""
+    from phoenix import backup as bk
+    from phoenix import cutover as cut
+    from phoenix import provision as prov
+    from phoenix.do import DO
+    from phoenix.lab import offsite
+    from phoenix.recover import recover
+    from phoenix.secrets import read_secret
+    from phoenix.settings import load
+
+    config, workdir, report, say, standby = (run.config, run.workdir, run.report, run.say,
+                                             run.standby)
+    do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
+    for role in ROLES:  # a drill cut off earlier may have left its droplets behind
+        for droplet in do.droplets(tag=f"phoenix-{role}"):
+            say(f"destroying {droplet['name']} ({droplet['id']}), left by an earlier drill")
+            do.destroy(droplet["id"])
+    store_box = run.timed("offsite store", lambda: offsite.ensure(config, do, name=config.offsite))
+    run.made.append(("offsite", store_box.droplet_id))
+    settings = load("lab")
+    bk.init(bk.store_from_settings(settings))
+    key = config.ssh_key
+    token = read_secret("gitea_api_token", folder=settings["secrets_dir"])
+
+    primary = State("primary", workdir)
+    run.timed("primary provision", lambda: prov.provision(
+        role="primary", settings=settings, client=do, state=primary, key=key, progress=say))
+    # The forge's name points at the primary before it is built, so that its Caddy gets
+    # the first certificate from the ACME CA (which the backup then carries).
+    cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
+                say=say)
+    run.timed("primary converge", lambda: run_deploy(
+        "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log",
+        say=say))
+    if standby:
+        spare = State("standby", workdir)
+        run.timed("standby provision", lambda: prov.provision(
+            role="standby", settings=settings, client=do, state=spare, key=key,
+            progress=say))
+
+    run.timed("primary certificate (ACME)",
+                lambda: wait_https(settings, prov.target(primary).host))
+    issued = served_certificate(prov.target(primary).host, settings["gitea_domain"])
+    forge = Forge.of(settings, address=primary.address, token=token)
+    ptarget = prov.target(primary)
+    lfs: dict[str, dict[str, int]] = {}
+    two_factor = [enroll_two_factor(ptarget, settings, "ezra")]
+
+    def look(at: Forge) -> dict:
+        return snapshot(at, lfs=lfs, two_factor=two_factor)
+
+    written = write_data(forge, ptarget, settings, label="before-snapshot", lfs=lfs)
+    written.append("the TOTP enrollment of ezra")
+    before = look(forge)
+    notes_before = memories(ptarget, settings)
+    snap_id = run.timed("backup (offsite snapshot)",
+                          lambda: bk.now(ptarget, settings=settings))
+    snapshot_at = time.time()
+    if standby:
+        # The standby is built from that snapshot; the forge lives on and is backed up
+        # again, and the standby's schedule stages the newer snapshot ahead of time.
+        run.timed("standby converge (warm, restores the snapshot)", lambda: run_deploy(
+            "inventories/standby.py", log=workdir / "standby.deploy.log",
+            data={"restore_source": f"restic:{snap_id}"}, say=say))
+        run.one_primary["standby before promotion"] = duties(prov.target(spare), settings)
+        written += write_data(forge, ptarget, settings, label="between-snapshots", lfs=lfs)
+        before = look(forge)
+        notes_before = memories(ptarget, settings)
+        snap_id = run.timed("second backup", lambda: bk.now(ptarget, settings=settings))
+        snapshot_at = time.time()
+        run.timed("standby refresh (its timer's job)", lambda: ssh(
+            prov.target(spare), "systemctl start phoenix-standby-refresh.service"))
+    write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
+    after = look(forge)
+    notes_after = memories(ptarget, settings)
+    # Issue 21: writes keep going until the very moment of the disaster.
+    trickle = None
+    if not standby:
+        trickle = Trickle(primary.address, token, ptarget, settings,
+                          repo=sorted(r["full_name"] for r in forge.repos())[0])
+        say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
+        trickle.start()
+        time.sleep(TRICKLE_SECONDS)
+
+    say("-- the disaster: the primary is destroyed")
+    disaster_at = time.time()
+    do.destroy(primary.droplet["id"])
+    if trickle is not None:
+        trickle.stop()
+    role = "standby" if standby else "recovery"
+    if standby:
+        rec = recover(role=role, say=say, report_dir=workdir, provision_step=False,
+                      deploy_data=PROMOTE)
+        report.steps = rec.steps
+    else:  # the operator's command itself, with what it restores by default
+        report.steps = recover_command(workdir, env=run.env, say=say)
+    rto = time.time() - disaster_at
+    state = State(role, workdir)
+    run.one_primary[f"{role} after cutover"] = duties(prov.target(state), settings)
+    if standby:  # the README's converge again, after the promotion: it must stay primary
+        run.timed("standby converge after promotion", lambda: run_deploy(
+            "inventories/standby.py", log=workdir / "standby.reconverge.log"))
+        run.one_primary["standby after a later converge"] = duties(prov.target(state), settings)
+
+    served = served_certificate(prov.target(state).host, settings["gitea_domain"])
+    recovered = look(Forge.of(settings, address=state.address, token=token))
+    notes_recovered = memories(prov.target(state), settings)
+    if trickle is not None:
+        rtarget = prov.target(state)
+        report.extra["rpo_by_kind"] = measure(
+            [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+            snapshot_at=snapshot_at,
+            recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
+                                                  trickle.repo))
+    compared = tally(before, recovered)
+    compared["agents' memories and sessions"] = {
+        "compared": len(notes_before),
+        "same": len(notes_before) - len(compare_files(notes_before, notes_recovered)),
+        "lost": compare_files(notes_before, notes_recovered)}
+    lost = [item for kind in compared.values() for item in kind["lost"]]
+    missing_late = compare(after, recovered) + compare_files(notes_after, notes_recovered)
+    report.extra.update({
+        "rto_seconds": round(rto, 1),
+        "rpo_seconds": round(disaster_at - snapshot_at, 1),
+        "snapshot": snap_id,
+        "written_before_snapshot": len(written),
+        "data_compared": compared,
+        "logins_after_recovery": recovered["logins"],
+        "data_lost_up_to_snapshot": lost or "none",
+        "written_after_snapshot_and_lost": missing_late,
+        "setup": run.setup,
+        "one_primary": run.one_primary,
+        # Caddy's home came back with the snapshot: the primary's certificate, not a new
+        # one the CA could only issue once DNS pointed at the new host.
+        "certificate": ("the primary's, restored" if served == issued else
+                        "a new one: the primary's was not restored") + f" ({served[:16]})",
+    })
+    if lost:
+        raise PhoenixError("data written before the snapshot is missing after the "
+                           "recovery: " + "; ".join(lost))
+
+
+def _clean_up(config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: bool,
+              say: Say) -> None:
+    from phoenix.lab import lab as lablib
+    from phoenix.lab import offsite
+    from phoenix.lab.lab import ledger_for
+    from phoenix.lab.nspawn import destroy_droplet
+
+    store = offsite.load(config, OFFSITE)
+    if store is not None:
+        offsite.forget(config, store)
+    if not was_up:
+        lablib.down(config)
+        say("lab down")
+        return
+    ledger = ledger_for(config)
+    for what, droplet_id in made:  # the lab was up before: leave it, minus what we made
+        if str(droplet_id) in ledger.read()["droplets"]:
+            destroy_droplet(config, ledger, droplet_id)
+            say(f"destroyed the drill's {what} droplet {droplet_id}")

@@ -1,0 +1,193 @@
+"""What the drill does on a forge and reads back from it: the data users and agents write
+(issues, comments, an attachment, an avatar, LFS, commits, memories, chats, a TOTP
+enrollment), and what it compares after the recovery (memories, sessions, one-primary
+duties, the trickle's writes)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from phoenix.errors import PhoenixError
+from phoenix.forge import Forge, TwoFactorUser
+from phoenix.lab import rpo
+from phoenix.sshconf import Target
+
+
+def ssh(target: Target, command: str, *, timeout: float = 120) -> str:
+    from phoenix.provision import remote
+
+    return remote(target, command, timeout=timeout)
+
+
+def push_commit(target: Target, settings: dict, repo: str, message: str) -> None:
+    """A commit pushed into a bare repository on the forge, as its run user, through git."""
+    bare = f"{settings['gitea_repo_root']}/{repo.lower()}.git"
+    user = settings["gitea_user"]
+    q = shlex.quote
+    script = (f"set -e; w=$(mktemp -d); trap 'rm -rf \"$w\"' EXIT; cd \"$w\"; "
+              f"git clone -q {q(bare)} w; cd w; "
+              f"git -c user.name=drill -c user.email=drill@forge.lab.invalid commit -q "
+              f"--allow-empty -m {q(message)}; git push -q origin HEAD")
+    ssh(target, f"runuser -u {q(user)} -- bash -c {q(script)}")
+
+
+def ssh_input(target: Target, command: str, data: str, *, timeout: float = 120) -> str:
+    """`command` on the target with `data` on its stdin (never on a command line)."""
+    import subprocess
+
+    from phoenix.sshconf import ssh_command
+
+    proc = subprocess.run(ssh_command(target, command), input=data, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise PhoenixError(f"on {target.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUser:
+    """A fixture user enrolled in TOTP as Gitea 1.22 stores it: its secret encrypted with the
+    forge's own SECRET_KEY (read from app.ini on the host), the row written by the run user.
+    Gitea has no API for this; its web enroll handler writes the same row."""
+    import base64
+    import secrets
+
+    from phoenix.lab import fixtures
+
+    ini = shlex.quote(f"{settings['gitea_config_dir']}/app.ini")
+    key = ssh(target, f"sed -n 's/^SECRET_KEY *= *//p' {ini} | tail -1").strip()
+    if not key:
+        raise PhoenixError(f"no [security] SECRET_KEY in {ini} on {target.host}")
+    db = shlex.quote(settings["gitea_db_path"])
+    uid = ssh(target, f"sqlite3 -readonly {db} "
+                      f"\"SELECT id FROM user WHERE lower_name = '{login.lower()}'\"").strip()
+    if not uid.isdigit():
+        raise PhoenixError(f"no user {login} in the forge's database on {target.host}")
+    otp_secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
+    ssh_input(target, f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
+              # a busy timeout, as Gitea's own (SQLITE_TIMEOUT): Litestream's checkpoints
+              # hold the write lock for moments (issue 21)
+              ".timeout 20000\n"
+              + fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
+    return TwoFactorUser(login, fixtures.password_of(login), otp_secret)
+
+
+def avatar_png(label: str) -> bytes:
+    """A 1x1 PNG whose grey level depends on the label: a distinct avatar per write."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    grey = bytes([0, sum(label.encode()) % 256])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(grey)) + chunk(b"IEND", b""))
+
+
+def write_data(forge: Forge, target: Target, settings: dict, *, label: str,
+               lfs: dict[str, dict[str, int]]) -> list[str]:
+    """What users do on a forge: an issue with a body and a comment in every repository, an
+    attachment, a new avatar, an LFS object (its oid added to `lfs`) and a commit in the
+    first; what the agents keep: a note in the memories and a chat with the backend."""
+    written = []
+    repos = sorted(r["full_name"] for r in forge.repos())
+    for name in repos:
+        issue = forge.create_issue(name, f"{label}: filed on the primary",
+                                   f"drill data ({label}), a body users would miss")
+        comment = forge.create_comment(name, issue["number"], f"{label}: a comment")
+        written += [f"{name}#{issue['number']}", f"{name}#{issue['number']} comment "
+                                                 f"{comment['id']}"]
+    first = repos[0]
+    asset = forge.attach(first, issue_number(forge, first, label), f"{label}.log",
+                         f"{label}: an attachment\n".encode() * 64)
+    written.append(f"attachment {asset['name']} ({asset['uuid']})")
+    forge.set_avatar(avatar_png(label))
+    written.append(f"the avatar of {forge.me()['login']} ({label})")
+    content = f"{label}: a large file kept in LFS\n".encode() * 4096
+    lfs.setdefault(first, {})[forge.lfs_upload(first, content)] = len(content)
+    written.append(f"an LFS object in {first} ({label})")
+    push_commit(target, settings, first, f"{label}: a commit on the primary")
+    written.append(f"{first}@{label}")
+    note = f"{settings['layout_hermes_home']}/memories/drill-{label}.yaml"
+    ssh(target, f"printf 'note: {label}\\n' > {shlex.quote(note)}")
+    written.append(note)
+    memory = f"{settings['hermes_root']}/{settings['wizard_names'][0]}/memories/drill-{label}.md"
+    ssh(target, f"printf 'drill: {label}\\n' > {shlex.quote(memory)} && "
+                f"chown {shlex.quote(settings['hermes_user'])}: {shlex.quote(memory)}")
+    written.append(memory)
+    chat(target, settings, f"drill {label}: remember this session")
+    written.append(f"a chat through the backend ({label})")
+    return written
+
+
+def issue_number(forge: Forge, name: str, label: str) -> int:
+    return max(i["number"] for i in forge.issues(name) if i["title"].startswith(label))
+
+
+def chat(target: Target, settings: dict, text: str) -> str:
+    """One chat through the backend's API server (Hermes stores it as a session); the key is
+    read from the backend's .env on the host and reaches curl on stdin only."""
+    env = shlex.quote(f"{settings['hermes_root']}/{settings['backend_house']}/.env")
+    body = json.dumps({"model": "hermes-agent", "messages": [{"role": "user", "content": text}]})
+    url = f"http://{settings['backend_host']}:{settings['backend_port']}/v1/chat/completions"
+    return ssh(target, f"sed -n 's/^API_SERVER_KEY=//p' {env} | {{ read -r k; "
+                       "printf 'header = \"Authorization: Bearer %s\"\\n' \"$k\"; } | "
+                       f"curl -fsS -m 180 -K - -H 'Content-Type: application/json' "
+                       f"-d {shlex.quote(body)} {shlex.quote(url)}", timeout=240)
+
+
+def memories(target: Target, settings: dict) -> dict[str, str]:
+    """What the forge keeps besides Gitea, by name: the sha256 of every file in the hermes
+    memories (the runbook's ~/.hermes and each Hermes house's), and each house's sessions
+    (its state.db, read as Hermes wrote it)."""
+    root = settings["hermes_root"].rstrip("/")
+    folders = f"{shlex.quote(settings['layout_hermes_home'] + '/memories')} {root}/*/memories"
+    out = ssh(target, f"find {folders} -type f -print0 2>/dev/null | sort -z | "
+                      "xargs -0r sha256sum")
+    kept = {line.split(None, 1)[1]: line.split()[0] for line in out.splitlines()}
+    for house in [settings["backend_house"], *settings["wizard_names"]]:
+        db = shlex.quote(f"{root}/{house}/state.db")
+        ids = ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} 'SELECT id FROM sessions'")
+        kept.update({f"session {sid} of {house}": "kept" for sid in ids.split()})
+    return kept
+
+
+def compare_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return [f"{name} {'is missing' if name not in after else 'differs'}"
+            for name, digest in sorted(before.items()) if after.get(name) != digest]
+
+
+def duties(target: Target, settings: dict) -> dict:
+    """What one-primary governs on a host: its role marker, which wizard houses run, whether
+    the cron file is there, and the backup and standby-refresh timers."""
+    q = shlex.quote
+    houses = " ".join(f"hermes-{w}.service" for w in settings["wizard_names"])
+    out = ssh(target, f"cat /var/lib/phoenix/role 2>/dev/null || echo none; "
+                      f"for u in {houses}; do systemctl is-active $u || true; done; "
+                      f"test -e {q(settings['cron_file'])} && echo cron || echo no-cron; "
+                      "systemctl is-active phoenix-backup.timer || true; "
+                      "systemctl is-active phoenix-standby-refresh.timer || true").split()
+    names = settings["wizard_names"]
+    n = len(names)
+    return {"role": out[0],
+            "houses_active": [w for w, st in zip(names, out[1:1 + n], strict=True)
+                              if st == "active"],
+            "cron": out[1 + n] == "cron", "backup_timer": out[2 + n],
+            "refresh_timer": out[3 + n]}
+
+
+def recovered_keys(kind: str, recovered: dict, target: Target, settings: dict,
+                   repo: str) -> set[str]:
+    """What of a Trickle's kind of writes the recovered forge has (see phoenix.lab.rpo)."""
+    q = shlex.quote
+    if kind == rpo.ISSUES:  # phoenix.forge.snapshot: {"issues": {"<repo>#<n>": …}}
+        return {key.rsplit("#", 1)[1] for key in recovered.get("issues", {})
+                if key.rsplit("#", 1)[0] == repo}
+    if kind == rpo.SESSIONS:
+        db = q(f"{settings['hermes_root']}/{settings['backend_house']}/state.db")
+        return set(ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} "
+                               "'SELECT id FROM sessions'").split())
+    bare = q(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
+    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all")
+               .split())

@@ -1,0 +1,28 @@
+"""The drill's RPO per kind of data (phoenix.lab.rpo), from writes and what came back."""
+
+from phoenix.lab import rpo
+
+
+def test_rpo_per_kind_from_the_writes_that_came_back():
+    def measure(recovered):
+        return rpo.measure(writes, disaster_at=111.0, snapshot_at=90.0, recovered=recovered)
+
+    writes = [rpo.Write(rpo.ISSUES, str(n), 100.0 + n) for n in range(1, 11)]
+    writes += [rpo.Write(rpo.COMMITS, sha, at) for sha, at in (("a", 101), ("b", 105),
+                                                                ("c", 109))]
+    have = {rpo.ISSUES: {str(n) for n in range(1, 9)}, rpo.COMMITS: {"a", "z"}}
+    got = measure(lambda kind: have[kind])
+    issues, commits = got[rpo.ISSUES], got[rpo.COMMITS]
+    assert (issues["recovered"], issues["lost"], issues["rpo_seconds"]) == (8, 2, 3.0)
+    assert issues["oldest_lost_s_before_disaster"] == 2.0
+    assert not issues["lost_before_a_recovered_one"]
+    assert (commits["recovered"], commits["lost"], commits["rpo_seconds"]) == (1, 2, 10.0)
+    everything = {rpo.ISSUES: {str(n) for n in range(1, 11)}, rpo.COMMITS: {"c"}}
+    got = measure(lambda kind: everything[kind])
+    assert got[rpo.ISSUES]["rpo_seconds"] == got[rpo.COMMITS]["rpo_seconds"] == 0.0
+    hole = {rpo.ISSUES: {str(n) for n in range(1, 11)} - {"3"}, rpo.COMMITS: {"c"}}
+    got = measure(lambda kind: hole[kind])
+    assert got[rpo.ISSUES]["lost_before_a_recovered_one"]
+    none = {rpo.ISSUES: set(), rpo.COMMITS: set()}
+    got = measure(lambda k: none[k])
+    assert got[rpo.COMMITS]["rpo_seconds"] == 21.0   # everything since the snapshot
