@@ -20,10 +20,8 @@ def _imported_tasks(path) -> set[str]:
 
 def test_every_steps_task_and_check_module_exists():
     for row in (*runbook.STEPS, runbook.ADOPT):
-        for module in row.tasks:
-            assert (REPO / runbook.task_path(module)).is_file(), f"{row.key}: no tasks/{module}.py"
-        for module in row.checks:
-            assert (REPO / runbook.check_path(module)).is_file(), f"{row.key}: no checks/{module}.py"
+        for path in [*map(runbook.task_path, row.tasks), *map(runbook.check_path, row.checks)]:
+            assert (REPO / path).is_file(), f"{row.key}: no {path}"
 
 
 def test_every_task_and_check_module_is_some_steps():
