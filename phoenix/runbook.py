@@ -57,10 +57,10 @@ STEPS: tuple[Step, ...] = (
     # What the runbook leaves out or names only as a mitigation.
     Step("security", "Security baseline (not in the runbook)", None, "", "deploy",
          ("ssh", "firewall", "hardening"), ("ssh", "firewall", "hardening")),
-    Step("backups", "Offsite backups (the runbook's daily backup_databases.sh)", None, "",
-         "deploy", ("backups", "litestream"), ("backups", "litestream")),
-    Step("standby", "One primary, warm standby (the runbook's Mitigation #3)", None, "",
-         "deploy", ("role", "standby"), ("role", "standby")),
+    Step("backups", "Offsite backups (Mitigation 1)", None, "", "deploy",
+         ("backups", "litestream"), ("backups", "litestream")),
+    Step("standby", "One primary, warm standby (Mitigation 3)", None, "", "deploy",
+         ("role", "standby"), ("role", "standby")),
 )
 # `phoenix adopt` (adopt.py, not a recovery step): the backup job on the forge of today.
 ADOPT = Step("adopt", "Back up the forge that runs today", None, "", "adopt",
