@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from phoenix import runbook
 from phoenix.console import Console, waiter
 from phoenix.context import current
 from phoenix.errors import PhoenixError
@@ -118,16 +119,28 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
 
 
 def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
-    inv = f"inventories/{role}.py"
-    return [f"provision: a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own "
-            "is found by its tag), pin its host key, rotate it",
-            f"deploy: pyinfra {inv} deploy.py (base, layout, timmy-config, gitea, restore of "
-            f"{source}, backend, wizards, cron, ssh, backups)",
-            "validate: the testinfra suite, per runbook step",
-            "cutover: refuse while the old primary answers (--fence powers it off), DNS "
-            "A/AAAA records (cloudflare) or reserved IP, old values saved; the droplet becomes "
-            "the primary (marker, backups on)",
-            "https: runbook step 9.1, the name through DNS answers HTTP/2 200 over TLS"]
+    """What `phoenix recover` does, phase by phase, with the runbook steps each one does (the
+    runbook's table, phoenix/runbook.py): the deploy's step by step, with its tasks/ modules."""
+    what = {
+        "provision": f"a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own is "
+                     "found by its tag), pin its host key, rotate it",
+        "deploy": f"pyinfra inventories/{role}.py deploy.py, with the restore of {source}",
+        "validate": "the testinfra suite of checks/, per runbook step",
+        "cutover": "refuse while the old primary answers (--fence powers it off), DNS A/AAAA "
+                   "records (cloudflare) or reserved IP, old values saved; the droplet becomes "
+                   "the primary (marker, backups on)",
+        "https": "the name through DNS answers HTTP/2 200 over TLS",
+    }
+    lines = []
+    for phase in runbook.PHASES:
+        line = f"{phase}: {what[phase]} [runbook {runbook.estimate(phase)[1]}]"
+        if phase == "deploy":
+            line += ":" + "".join(
+                f"\n     {row.label:<9} {row.title}: "
+                + ", ".join(runbook.task_path(module) for module in row.tasks)
+                for row in runbook.of_phase(phase) if row.tasks)
+        lines.append(line)
+    return lines
 
 
 def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:

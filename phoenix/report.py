@@ -18,19 +18,15 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from phoenix import runbook
 from phoenix.context import current
 
 Say = Callable[[str], None]
 
-# What the manual runbook says each part takes (seconds), and where it says so.
-RUNBOOK = {
-    "provision": (None, "step 1 (no estimate given)"),
-    "deploy": (65 * 60, "steps 2-6: 15 + 5 + 20 + 10 + 15 min"),
-    "validate": (15 * 60, "steps 7 and 9: checks after a 15 min wait"),
-    "cutover": (20 * 60, "step 8: 5 min + ~15 min propagation"),
-    "https": (None, "step 9.1: curl -I https://forge/api/v1/version, HTTP/2 200"),
-}
-RUNBOOK_TOTAL = (4 * 3600, 8 * 3600)  # "4-8 hours" for the whole manual recovery
+# What the manual runbook says each part of `phoenix recover` takes (seconds), and where it
+# says so: read from the runbook's table (phoenix/runbook.py).
+RUNBOOK = {phase: runbook.estimate(phase) for phase in runbook.PHASES}
+RUNBOOK_TOTAL = (runbook.TOTAL_MINUTES[0] * 60, runbook.TOTAL_MINUTES[1] * 60)
 # Readable names for the figures a drill adds (keys of Report.extra).
 LABELS = {
     "rto_seconds": "RTO: from the disaster to DNS on the new droplet",

@@ -1,5 +1,7 @@
-"""`phoenix validate`: the testinfra suite of tests/validation against one host, summarised
-per runbook step (pass / fail / skipped and why), with the JUnit XML for the drill report.
+"""`phoenix validate`: the testinfra suite of checks/ against one host, summarised per
+runbook step (pass / fail / skipped and why), with the JUnit XML for the drill report. Which
+modules make the suite, and the steps' titles, come from the runbook's table
+(phoenix/runbook.py).
 
 testinfra ignores --ssh-extra-args (its issue #618), so the host's pinned SSH settings go in
 an ssh_config file made by phoenix.sshconf; pytest runs in a subprocess, so a broken host or
@@ -19,29 +21,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phoenix import runbook
 from phoenix.context import current
 from phoenix.cutover_check import check_after_cutover  # noqa: F401  (as callers know it)
 from phoenix.errors import PhoenixError
 from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command, ssh_config
 
-SUITE = REPO / "tests" / "validation"
 ALIAS = "phoenix-target"  # the Host of the generated ssh_config; testinfra sees only this
 PYTEST_TIMEOUT = 900      # seconds for the whole suite
 
 # Test names start with the step they prove: test_step4_…, test_security_….
-STEPS = {
-    "step2": "base dependencies, layout",
-    "step3": "timmy-config deployed",
-    "step4": "Gitea restored and serving",
-    "step5": "hermes backend",
-    "step6": "wizard houses, cron",
-    "step7": "fleet health (heartbeats)",
-    "step8": "DNS",
-    "step9": "issue through the API",
-    "security": "security baseline",
-}
-STEP_OF = re.compile(r"^test_(step\d+|security)_")
+STEPS = {row.key: row.title for row in runbook.STEPS}
+STEP_OF = re.compile(rf"^test_({'|'.join(map(re.escape, STEPS))})_")
 
 
 @dataclass
@@ -90,13 +82,14 @@ class ValidationResult:
         lines = [(f"validation of {self.host}: {'PASSED' if self.passed else 'FAILED'} "
                   f"({c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped "
                   f"in {self.duration:.1f} s)")]
+        width = max((len(step.title) for step in self.steps.values()), default=0)
         for key, step in self.steps.items():
-            label = f"step {key[4:]}" if key.startswith("step") else key
+            label = runbook.step(key).label if key in STEPS else key
             done = sum(ch.status == "passed" for ch in step.checks)
             ran = sum(ch.status != "skipped" for ch in step.checks)
             verdict = {"passed": "pass", "failed": "FAIL", "skipped": "skipped"}[step.status]
             tally = f"{done}/{ran}" if ran else ""
-            lines.append(f"  {label:<9} {step.title:<28} {verdict:<8} {tally}".rstrip())
+            lines.append(f"  {label:<9} {step.title:<{width}} {verdict:<8} {tally}".rstrip())
             for check in step.checks:
                 if check.status != "passed":
                     mark = "x" if check.status == "failed" else "-"
@@ -179,7 +172,7 @@ def check_reachable(target: Target) -> None:
 def run_validation(*, target: Target, settings_env: str | None, junit: Path,
                    extra_args: Sequence[str] = (), role: str | None = None
                    ) -> ValidationResult:
-    """Run tests/validation against `target` and summarise it per runbook step.
+    """Run the checks/ suite against `target` and summarise it per runbook step.
 
     How the CLI uses it (`phoenix validate` in phoenix/cli.py):
     ``run_validation(target=role_target(role), settings_env=env_name(), junit=PATH)``, then
@@ -203,7 +196,7 @@ def run_validation(*, target: Target, settings_env: str | None, junit: Path,
         # One connection for the whole suite (testinfra asks for ControlMaster=auto itself);
         # the master is closed below, with the folder holding its socket.
         config.write_text(ssh_config(target, alias=ALIAS) + f"  ControlPath {tmp}/cm-%C\n")
-        cmd = [sys.executable, "-m", "pytest", str(SUITE), f"--hosts=ssh://{ALIAS}",
+        cmd = [sys.executable, "-m", "pytest", *runbook.check_files(), f"--hosts=ssh://{ALIAS}",
                f"--ssh-config={config}", f"--junitxml={junit}", "-p", "no:cacheprovider",
                "-q", *extra_args]
         with open(log, "w") as out:

@@ -405,15 +405,15 @@ def test_junit_is_summarised_per_runbook_step(tmp_path):
     xml = tmp_path / "junit.xml"
     xml.write_text(
         '<testsuites><testsuite name="pytest">'
-        '<testcase classname="tests.validation.test_gitea" '
+        '<testcase classname="checks.gitea" '
         'name="test_step4_gitea_db_owned_by_run_user_0600[ssh://phoenix-target]">'
         '<failure message="AssertionError: gitea.db is mode 0644, expected 0600&#10;'
         'assert 420 == 384">trace</failure></testcase>'
-        '<testcase classname="tests.validation.test_gitea" '
+        '<testcase classname="checks.gitea" '
         'name="test_step4_gitea_service_active_and_enabled[ssh://phoenix-target]"/>'
-        '<testcase classname="tests.validation.test_services" '
+        '<testcase classname="checks.wizards" '
         'name="test_step7_wizard_heartbeat_fresh[ssh://phoenix-target-ezra]"/>'
-        '<testcase classname="tests.validation.test_dns" '
+        '<testcase classname="checks.dns" '
         'name="test_step8_dns_record_resolves_to_this_host[ssh://phoenix-target-forge]">'
         '<skipped type="pytest.skip" message="not cut over yet">skip</skipped></testcase>'
         '</testsuite></testsuites>')

@@ -22,8 +22,8 @@ from phoenix.errors import PhoenixError
 from phoenix.forge import Forge as RealForge
 from phoenix.forge import TwoFactorUser, compare, served_certificate, snapshot, tally, totp
 from phoenix.lab import fixtures
-from tests.unit.test_standins import Forge as Host
-from tests.unit.test_standins import started
+from tests.unit.lab.test_standins import Forge as Host
+from tests.unit.lab.test_standins import started
 
 TOKEN = "forge-test-token-0123456789"
 OTP_SECRET = base64.b32encode(b"drill-otp-secret-20b").decode().rstrip("=")

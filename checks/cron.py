@@ -1,9 +1,13 @@
-"""Runbook step 6: the cron jobs of timmy-config's cron/ (the source of truth) are installed."""
+"""Runbook steps 6 and 7 (tasks/cron.py): the cron jobs of timmy-config's cron/ (the source
+of truth) are installed where cron reads them, and its fleet-health job reports every house."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+
+import pytest
 
 from .helpers import mode, out
 
@@ -92,3 +96,40 @@ def test_step6_cron_files_safe_for_cron(host, settings):
             problems.append(f"{name} is {f.user} {mode(f)}: cron ignores it unless it is "
                             "root's and not writable by others")
     assert not problems, "; ".join(problems)
+
+
+FLEET_HEALTH_REPORTS = ".local/timmy/fleet-health"  # below the job user's home (runbook step 9)
+
+
+def test_step7_fleet_health_report_at_runbook_path(host, settings, role):
+    """The runbook's heartbeat check reads ~/.local/timmy/fleet-health/*.json, which
+    timmy-config's fleet-health job writes from the houses' own heartbeats: run the job as
+    its cron line does, then read its newest report there; every wizard must be in it, ok."""
+    if role == "standby":
+        pytest.skip("an unpromoted standby runs no house and no cron, so nothing reports")
+    cron = host.file(settings["cron_file"])
+    jobs = [line.split(None, 6) for line in (cron.content_string if cron.is_file else "")
+            .splitlines() if "fleet-health" in line and not line.lstrip().startswith("#")]
+    jobs = [fields for fields in jobs if len(fields) == 7]
+    assert jobs, f"no fleet-health job in {settings['cron_file']}: the runbook's heartbeat " \
+                 f"check (~/{FLEET_HEALTH_REPORTS}/*.json) would read nothing (runbook step 9)"
+    user, command = jobs[0][5], jobs[0][6]
+    home = out(host, f"getent passwd {shlex.quote(user)} | cut -d: -f6").strip()
+    host.run(f"cd / && env -i HOME={shlex.quote(home)} LOGNAME={shlex.quote(user)} "
+             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SHELL=/bin/bash "
+             f"runuser -u {shlex.quote(user)} -- bash -c {shlex.quote(command)}")
+    folder = f"{home}/{FLEET_HEALTH_REPORTS}"
+    newest = host.run(f"ls -1t {shlex.quote(folder)}/*.json 2>/dev/null | head -1").stdout.strip()
+    assert newest, f"the fleet-health job ({command}) wrote no report in {folder}"
+    try:
+        report = json.loads(out(host, f"tail -n 1 {shlex.quote(newest)}"))
+        houses = report["houses"]
+    except (ValueError, KeyError, TypeError):
+        pytest.fail(f"the last line of {newest} is not a fleet-health report")
+    missing = [w for w in settings["wizard_names"] if w not in houses]
+    stale = [f"{w} ({houses[w].get('age')} s)" for w in settings["wizard_names"]
+             if w in houses and not houses[w].get("ok")]
+    assert not missing and not stale, \
+        f"the fleet-health report {newest} ({report.get('time')}) says: " + "; ".join(
+            ([f"no heartbeat from {', '.join(missing)}"] if missing else [])
+            + ([f"STALE: {', '.join(stale)}"] if stale else []))

@@ -15,8 +15,8 @@ from phoenix.forge import Forge, snapshot
 from phoenix.lab import fixtures
 from tests.contracts import GiteaContract
 from tests.unit.test_forge import EZRA, NAME, OTP_SECRET, TOKEN, TLSFront, make_ca, png
-from tests.unit.test_standins import Forge as Host
-from tests.unit.test_standins import started
+from tests.unit.lab.test_standins import Forge as Host
+from tests.unit.lab.test_standins import started
 
 
 def _exchange(response: requests.Response) -> tuple:

@@ -21,7 +21,7 @@ import pytest
 from phoenix.lab import wheelhouse
 from tasks import litestream as task
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "files" / "phoenix-litestream-restore"
 
 

@@ -9,7 +9,7 @@ import importlib.util
 import shlex
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # Phoenix's backup verifier, which the deploy ships to hosts: its COUNT_QUERIES define the counts.
 VERIFIER = REPO / "files" / "phoenix-backup-verify"
 # The title marks the issues step 9 creates, so the restored counts can leave them out.
@@ -72,3 +72,37 @@ def verifier():
     return module
 
 
+def not_root(host, unit: str, expected: str) -> list[str]:
+    if not unit_loaded(host, unit):
+        return [f"{unit} has no unit, so its user cannot be checked"]
+    problems = []
+    configured = unit_property(host, unit, "User") or "root"
+    if configured != expected:
+        problems.append(f"{unit} is configured to run as {configured}, expected {expected}")
+    running = main_process_user(host, unit)
+    if running and running != expected:
+        problems.append(f"{unit} is running as {running}, expected {expected}")
+    return problems
+
+
+BACKEND = "hermes-backend"
+
+
+def house_unit(settings, house: str) -> str:
+    return BACKEND if house == settings["backend_house"] else f"hermes-{house}"
+
+
+def house_home(settings, house: str) -> str:
+    return f"{settings['hermes_root'].rstrip('/')}/{house}"
+
+
+def journal(host, unit: str, lines: int = 20) -> str:
+    tail = host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager -o cat")
+    return "\n".join("    " + line for line in tail.stdout.strip().splitlines()[-lines:])
+
+
+def active_and_enabled(host, unit: str, why: str) -> None:
+    service = host.service(unit)
+    assert service.is_running, f"{unit} is not running ({why}); its journal ends:\n" \
+                               f"{journal(host, unit)}"
+    assert service.is_enabled, f"{unit} is not enabled: it will not start at boot"

@@ -1,11 +1,13 @@
 """Fixtures of the post-recovery validation suite (pytest-testinfra, any host).
 
-Run it as `phoenix validate`, or by hand:
-    PHOENIX_ENV=lab pytest tests/validation --hosts=ssh://forge --ssh-config=FILE
+Its modules are named after tasks/ (checks/gitea.py proves what tasks/gitea.py does); the
+runbook's table (phoenix/runbook.py) says which make the suite. Run it as `phoenix validate`,
+or by hand (pytest collects the files it is given, whatever their names):
+    PHOENIX_ENV=lab pytest $(python3 -m phoenix.runbook) --hosts=ssh://forge --ssh-config=FILE
 The expected values come from group_data (phoenix.settings.load(); PHOENIX_ENV picks the
 override), never from this suite. Every test is named after the runbook step it proves
-(test_step4_…, or test_security_… for the baseline the runbook lacks) and fails with a
-sentence an operator can act on.
+(test_step4_…; test_security_…, test_backups_…, test_standby_… for what the runbook lacks)
+and fails with a sentence an operator can act on.
 """
 
 from __future__ import annotations
@@ -168,6 +170,15 @@ def manifest(host, settings) -> dict:
     if not found:
         pytest.fail(f"restore_source {source} holds no manifest.json")
     return found
+
+
+# ---- backups ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def streaming(settings) -> bool:
+    if not settings.get("litestream_replica_url"):
+        pytest.skip("litestream_replica_url is not set: this forge's databases do not stream")
+    return True
 
 
 # ---- the Gitea API token (step 9) -----------------------------------------------------------
