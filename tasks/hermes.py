@@ -171,7 +171,8 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool,
               running: bool = True) -> None:
     """One Hermes house: its HERMES_HOME, config.yaml, .env, unit; running, enabled, and
     restarted when any of them changed (`running=False`: installed, stopped and disabled, as
-    on an unpromoted standby). Call it inside a @deploy."""
+    on an unpromoted standby). Started with the other houses by start_together (the last
+    house's @deploy calls it: run_wizards). Call it inside a @deploy."""
     data = host.data
     user, home, venv = data.hermes_user, house_home(name), venv_dir()
     files.directory(name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
@@ -209,7 +210,7 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool,
     )
     # Not restarted right after a first start: a gateway takes seconds to come up.
     run_unit(f"{unit}.service", files=[service], restart_for=[service, config, env],
-             running=running, what=f"{unit} unit",
+             running=running, what=f"{unit} unit", together=True,
              running_name=f"Ensure {unit} is running and enabled" if running else
              f"Ensure {unit} is stopped until promotion (standby)",
              restart_name=f"Restart {unit} for its new unit, config or secrets")
