@@ -8,6 +8,10 @@ proxy and the wheelhouse caches, and tells which packages the deploy installs), 
 on a fresh droplet, then the first and the no-change converge on another. Also prints where
 the converge's time goes: before the first operation (connect, facts, planning) and the
 slowest operations. Root. Prints a table; it does not pass or fail on time.
+
+Two floors, two ratios: apt alone (the issue's wording), and apt + the Hermes install, the same
+pip command the deploy runs from the same lock and wheelhouse, timed on the floor droplet right
+after apt: Hermes's wheels are packages the deploy installs, and no apt-get installs them.
     python3 benchmarks/floor_bench.py        # with PHOENIX_LAB_* set: that lab, else its own
     python3 benchmarks/floor_bench.py --repeat 3 --baseline /tmp/old-checkout
 `--repeat N`: N fresh pairs of droplets, medians printed; `--baseline DIR`: the same
