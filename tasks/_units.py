@@ -4,7 +4,8 @@
 - daemon-reload only when systemd holds an older copy of a unit than its files (its
   NeedDaemonReload): a new unit file is read by its first start, so a first converge reloads
   only for a drop-in beside a unit a package already started (Caddy's), and a converge that
-  changed no unit file reloads nothing.
+  changed no unit file reloads nothing. Enabling does not reload either (`enable
+  --no-reload`, see units_running): a first converge used to reload systemd ~13 times.
 - restarted when a file it reads changed, but not right after its first start (it started
   with them).
 - units that may come up side by side (the Hermes houses: each start waits seconds for the
@@ -28,7 +29,7 @@ from facts.units import NeedDaemonReload
 # Per host: the units run_unit(together=True) left to start_together, each with its restart
 # (whether one of its files changed, the operation's name); then those start_together started.
 _TOGETHER: dict[str, list[tuple[str, Callable[[], bool], str]]] = {}
-_STARTED: dict[str, set[str]] = {}
+_STARTED: dict[tuple[str, tuple[str, ...]], set[str]] = {}
 
 
 def _changed(ops: Sequence[OperationMeta]):
@@ -59,30 +60,34 @@ def run_unit(unit: str, *, files: Sequence[OperationMeta], also: Sequence[str] =
     if together and running:
         _TOGETHER.setdefault(host.name, []).append((unit, _changed(restart_for), restart_name))
         return None
-    state = "running and enabled" if running else "stopped and disabled"
-    started = systemd.service(name=running_name or f"Ensure {unit} is {state}", service=unit,
-                              running=running, enabled=running)
-    if running and restart_for:
-        changed = _changed(restart_for)
-        systemd.service(name=restart_name,
-                        service=unit, restarted=True,
-                        _if=lambda: changed() and not started.did_change())
+    if not running:
+        return systemd.service(name=running_name or f"Ensure {unit} is stopped and disabled",
+                               service=unit, running=False, enabled=False)
+    started = units_running(name=running_name or f"Ensure {unit} is running and enabled",
+                            units=[unit])
+    if restart_for:
+        systemd.service(name=restart_name, service=unit, restarted=True,
+                        _if=_restart_due(unit, [unit], _changed(restart_for)))
     return started
 
 
 @operation()
 def units_running(units: list[str]):
     """Every one of `units` (full names) running and enabled: the stopped ones started by one
-    `systemctl start` (systemd starts them side by side; it fails if one of them fails)."""
+    `systemctl start` (systemd starts them side by side; it fails if one of them fails), the
+    others enabled by one `systemctl enable --no-reload` (enable's own daemon-reload only
+    makes systemd read the new [Install] links, which matter at the next boot, which reads
+    them anyway: the unit is started here)."""
     status = host.get_fact(SystemdStatus, services=units)
     enabled = host.get_fact(SystemdEnabled, services=units)
     down = [unit for unit in units if not status.get(unit)]
     off = [unit for unit in units if not enabled.get(unit)]
-    _STARTED[host.name] = set(down)
+    _STARTED[host.name, tuple(units)] = set(down)
     if down:
         yield StringCommand("systemctl", "start", *(QuoteString(unit) for unit in down))
     if off:
-        yield StringCommand("systemctl", "enable", *(QuoteString(unit) for unit in off))
+        yield StringCommand("systemctl", "enable", "--no-reload",
+                            *(QuoteString(unit) for unit in off))
     if not down and not off:
         host.noop(f"{', '.join(units)}: running and enabled")
 
@@ -97,8 +102,10 @@ def start_together(what: str) -> None:
     units_running(name=f"Ensure {what} are running and enabled (started together)", units=units)
     for unit, changed, restart_name in pending:
         systemd.service(name=restart_name, service=unit, restarted=True,
-                        _if=_restart_due(unit, changed))
+                        _if=_restart_due(unit, units, changed))
 
 
-def _restart_due(unit: str, changed: Callable[[], bool]) -> Callable[[], bool]:
-    return lambda: changed() and unit not in _STARTED.get(host.name, set())
+def _restart_due(unit: str, units: list[str], changed: Callable[[], bool]) -> Callable[[], bool]:
+    """Whether `unit` is due a restart: one of its files changed and units_running(`units`)
+    did not start it just now (it started with them)."""
+    return lambda: changed() and unit not in _STARTED.get((host.name, tuple(units)), set())
