@@ -14,7 +14,7 @@ from facts.dpkg import DpkgInterrupted
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("base_apt_cache_time", "base_boot_wait_seconds", "base_docker_enabled",
-         "base_docker_packages", "base_install_recommends", "base_packages",
+         "base_docker_packages", "base_install_recommends", "base_packages", "base_packages_first",
          "base_unattended_upgrades")
 
 FILES = Path(__file__).resolve().parent.parent / "files"
