@@ -12,7 +12,7 @@ from tasks.cron import install_cron
 from tasks.firewall import firewall_host
 from tasks.gitea import install_gitea
 from tasks.hardening import harden_host
-from tasks.hermes import install_hermes
+from tasks.hermes import install_hermes, start_hermes_install
 from tasks.https import serve_https
 from tasks.layout import make_layout
 from tasks.litestream import replicate_databases
@@ -24,7 +24,7 @@ from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
 speed_up()  # many facts in one SSH round trip, the same answers (tasks/_speed.py)
-install_base()
+install_base(beside_packages=start_hermes_install)  # pip beside apt: the longest two
 record_role()
 make_layout()
 deploy_timmy_config()

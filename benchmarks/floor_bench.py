@@ -8,6 +8,10 @@ proxy and the wheelhouse caches, and tells which packages the deploy installs), 
 on a fresh droplet, then the first and the no-change converge on another. Also prints where
 the converge's time goes: before the first operation (connect, facts, planning) and the
 slowest operations. Root. Prints a table; it does not pass or fail on time.
+
+Two floors, two ratios: apt alone (the issue's wording), and apt + the Hermes install, the same
+pip command the deploy runs from the same lock and wheelhouse, timed on the floor droplet right
+after apt: Hermes's wheels are packages the deploy installs, and no apt-get installs them.
     python3 benchmarks/floor_bench.py        # with PHOENIX_LAB_* set: that lab, else its own
     python3 benchmarks/floor_bench.py --repeat 3 --baseline /tmp/old-checkout
 `--repeat N`: N fresh pairs of droplets, medians printed; `--baseline DIR`: the same
@@ -18,6 +22,7 @@ this tree's, so both meet the same load.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -33,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.lab_bench import BENCH_ENV, print_table  # noqa: E402  (path set above)
 from facts.boot import BootSettled  # noqa: E402
 
+LOCK = REPO / "files" / "hermes-requirements.txt"  # the lock of group_data's hermes_requirements
 START = re.compile(r"^--> Starting (?:[\w ,]+ )?operation: (?P<name>.*?)(?: \(.*\))?$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -78,10 +84,29 @@ def ssh(config, name: str, command: str) -> str:
 
 
 def phases(ops: list[tuple[float, str]]) -> tuple[float, float]:
-    """(the package operation, the Hermes install: pip, not part of the floor)."""
-    packages = sum(t for t, op in ops if op.strip().endswith("the base packages are installed"))
+    """(the package operations, the wait for the Hermes install: pip, beside the packages)."""
+    packages = sum(t for t, op in ops if "the base packages" in op and "are installed" in op)
     hermes = sum(t for t, op in ops if op.startswith("Install Hermes Agent | Install hermes"))
     return packages, hermes
+
+
+def pip_floor_command(lock_text: str) -> str:
+    """The Hermes install alone as a shell line: the lock, then the deploy's own pip command
+    (the lab's wheelhouse, hashes required, a venv without its own pip, compileall on every
+    core) into a scratch venv. Needs python3-pip and python3-venv (the apt floor's)."""
+    from urllib.parse import urlsplit
+
+    from phoenix.lab import config as labconfig
+
+    index = json.loads((labconfig.load().artifacts_dir / "index.json").read_text())
+    links = index["hermes"]["wheelhouse"]
+    lock, venv = "/root/floor-requirements.txt", "/root/floor-venv"
+    return (f"printf %s {shlex.quote(lock_text)} > {lock} && python3 -m venv --without-pip "
+            f"{venv} && python3 -m pip --python {venv}/bin/python install --quiet --isolated "
+            "--no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: "
+            f"--no-compile --no-index --find-links {shlex.quote(links)} --trusted-host "
+            f"{urlsplit(links).hostname} -r {lock} && {venv}/bin/python -m compileall -q -j0 "
+            f"{venv}/lib >/dev/null")
 
 
 def median(values: list[float]) -> float:
@@ -107,6 +132,7 @@ def main() -> None:
         trees["baseline"] = args.baseline.resolve()
     figures: dict[str, dict[str, list[float]]] = {tree: {} for tree in trees}
     floors: list[float] = []
+    pip_floors: list[float] = []
     made: list[int] = []
     slowest: list[tuple[float, str]] = []
     packages: list[str] = []
@@ -152,6 +178,9 @@ def main() -> None:
             started = time.monotonic()
             ssh(config, f"floor-raw-{i}", install)
             floors.append(time.monotonic() - started)
+            started = time.monotonic()
+            ssh(config, f"floor-raw-{i}", pip_floor_command(LOCK.read_text()))
+            pip_floors.append(time.monotonic() - started)
             order = list(trees) if i % 2 == 0 else list(reversed(trees))
             for tree in order:
                 name = deploy_name(tree, i)
@@ -160,6 +189,7 @@ def main() -> None:
                 apt_op, hermes_op = phases(ops)
                 note(tree, "first", first)
                 note(tree, "ratio", first / floors[-1])
+                note(tree, "ratio_pip", first / (floors[-1] + pip_floors[-1]))
                 note(tree, "before", before_ops)
                 note(tree, "apt", apt_op)
                 note(tree, "hermes", hermes_op)
@@ -183,21 +213,28 @@ def main() -> None:
     runs = f" (median of {args.repeat})" if args.repeat > 1 else ""
     rows: list[tuple[str, str]] = [
         (f"floor: apt-get update && install of the deploy's {len(packages)} packages{runs}",
-         f"{median(floors):.1f} s")]
+         f"{median(floors):.1f} s"),
+        (f"floor with Hermes: + the same pip install of its lock (its wheels are packages the "
+         f"deploy installs){runs}", f"{median(floors) + median(pip_floors):.1f} s "
+         f"(pip {median(pip_floors):.1f} s)")]
     for tree, got in figures.items():
         m = {key: median(values) for key, values in got.items()}
         rows += [
             (f"[{tree}] first converge (same packages, warm caches)", f"{m['first']:.1f} s"),
             (f"[{tree}] first converge / floor", f"{m['ratio']:.2f}x"),
+            (f"[{tree}] first converge / floor with Hermes (apt + pip)",
+             f"{m['ratio_pip']:.2f}x"),
             ("  of it before the first operation (connect, facts, plan)", f"{m['before']:.1f} s"),
-            ("  of it the package operation", f"{m['apt']:.1f} s"),
-            ("  of it the Hermes install (pip: not in the floor)", f"{m['hermes']:.1f} s"),
+            ("  of it the package operations", f"{m['apt']:.1f} s"),
+            ("  of it the Hermes install (or the wait for it to end)", f"{m['hermes']:.1f} s"),
             ("  of it every other operation", f"{m['rest']:.1f} s"),
             (f"[{tree}] no-change converge", f"{m['again']:.1f} s"),
             ("  of it before the first operation", f"{m['again_before']:.1f} s"),
             ("  every figure of each run", "; ".join(
                 f"{key} " + "/".join(f"{v:.1f}" for v in values)
                 for key, values in got.items() if key != "again_ops")),
+            ("  floor runs (apt / pip)", "/".join(f"{v:.1f}" for v in floors) + " / "
+             + "/".join(f"{v:.1f}" for v in pip_floors)),
         ]
     rows += [(f"  {op[:60]}", f"{t:.1f} s") for t, op in slowest[:6]]
     rows.append(("packages", " ".join(packages)))

@@ -14,6 +14,9 @@ phoenix_state_dir = "/var/lib/phoenix"   # markers of what the deploy did, downl
 # ---- base (runbook step 2) ----------------------------------------------------------------
 base_packages = ["python3", "python3-pip", "python3-venv", "git", "curl", "wget", "jq",
                  "sqlite3", "cron", "restic", "unattended-upgrades", "ca-certificates"]
+# Of base_packages, installed first: the Hermes install (pip, into its venv) then runs beside
+# the rest of the package install instead of after it.
+base_packages_first = ["python3", "python3-pip", "python3-venv"]
 base_docker_enabled = False          # Matrix Conduit only; Debian's docker.io, never curl | sh
 base_docker_packages = ["docker.io"]
 base_unattended_upgrades = True      # security updates from Debian-Security, daily

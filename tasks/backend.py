@@ -1,5 +1,6 @@
 """Runbook step 5: the backend, Hermes Agent's gateway with its OpenAI-compatible API server
-answering /health (and /v1, with the operator's key) on backend_host:backend_port."""
+answering /health (and /v1, with the operator's key) on backend_host:backend_port. Its unit is
+started with the wizards' by run_wizards (tasks/_units.start_together): call that next."""
 
 from __future__ import annotations
 

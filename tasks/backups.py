@@ -17,14 +17,14 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.facts.server import Hostname
-from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import apt, files, server
 
 from phoenix import backup
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from phoenix.sshconf import sftp_target
 from tasks._ops import secret_file
+from tasks._units import run_unit
 from tasks.role import role
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
@@ -205,17 +205,14 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
         src=str(TEMPLATES / "phoenix-backup.timer.j2"),
         dest="/etc/systemd/system/phoenix-backup.timer",
         user="root", group="root", mode="0644", **settings)
-    systemd.daemon_reload(name="Reload systemd for the changed backup units",
-                          _if=any_changed(service, timer))
     # One primary: only the forge backs up. A recovery host's timer starts at cutover
     # (phoenix.cutover.activate), a standby's at its promotion.
     on = bool(data.backup_timer_enabled) and role() == "primary"
-    systemd.service(name=f"Ensure the backup runs {data.backup_schedule}" if on else
-                    f"Ensure this host takes no backups yet ({role()}: not the forge)",
-                    service="phoenix-backup.timer", running=on, enabled=on)
-    systemd.service(name="Restart the backup timer for its new schedule",
-                    service="phoenix-backup.timer", restarted=True,
-                    _if=lambda: on and timer.did_change())
+    run_unit("phoenix-backup.timer", files=[service, timer], also=["phoenix-backup.service"],
+             restart_for=[timer], running=on, what="backup units",
+             running_name=f"Ensure the backup runs {data.backup_schedule}" if on else
+             f"Ensure this host takes no backups yet ({role()}: not the forge)",
+             restart_name="Restart the backup timer for its new schedule")
 
 
 # --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------

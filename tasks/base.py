@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -13,7 +14,7 @@ from facts.dpkg import DpkgInterrupted
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("base_apt_cache_time", "base_boot_wait_seconds", "base_docker_enabled",
-         "base_docker_packages", "base_install_recommends", "base_packages",
+         "base_docker_packages", "base_install_recommends", "base_packages", "base_packages_first",
          "base_unattended_upgrades")
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -42,7 +43,9 @@ def wait_for_boot() -> None:
 
 
 @deploy("Install the base system")
-def install_base() -> None:
+def install_base(beside_packages: Callable[[], None] | None = None) -> None:
+    """`beside_packages`: operations run once base_packages_first are installed, before the
+    rest (e.g. starting a long install in the background: tasks/hermes.py)."""
     wait_for_boot()
     # A converge killed during `apt-get install` leaves dpkg interrupted, and every apt call
     # fails until it is finished: finish it first (a no-op on a sound host). A package cut
@@ -76,12 +79,17 @@ def install_base() -> None:
     packages = list(host.data.base_packages)
     if host.data.base_docker_enabled:
         packages += host.data.base_docker_packages
+    first = [name for name in packages if name in host.data.base_packages_first]
+    options = dict(update=True, cache_time=host.data.base_apt_cache_time,
+                   no_recommends=not host.data.base_install_recommends)
+    if first and beside_packages:
+        apt.packages(name="Ensure the base packages needed first are installed (Python's "
+                          "pip and venv)", packages=first, **options)
+        beside_packages()
     apt.packages(
         name="Ensure the base packages are installed",
         packages=packages,
-        update=True,
-        cache_time=host.data.base_apt_cache_time,
-        no_recommends=not host.data.base_install_recommends,
+        **options,
     )
 
     if host.data.base_unattended_upgrades:

@@ -12,13 +12,13 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import DeployError, deploy
 from pyinfra.api.util import get_template
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, server
 
 from phoenix import appini
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import secret_file, verified_file
+from tasks._units import run_unit
 from tasks.restore import backup_app_ini
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
@@ -107,9 +107,6 @@ def install_gitea() -> None:
         src=str(TEMPLATES / "gitea.service.j2"), dest="/etc/systemd/system/gitea.service",
         user="root", group="root", mode="0644", **_settings(),
     )
-    systemd.daemon_reload(name="Reload systemd for the changed Gitea unit", _if=unit.did_change)
-    systemd.service(name="Ensure Gitea is running and enabled", service="gitea.service",
-                    running=True, enabled=True)
-    systemd.service(name="Restart Gitea for a new binary, app.ini or unit",
-                    service="gitea.service", restarted=True,
-                    _if=any_changed(binary, app_ini, unit))
+    run_unit("gitea.service", files=[unit], restart_for=[binary, app_ini, unit],
+             what="Gitea unit", running_name="Ensure Gitea is running and enabled",
+             restart_name="Restart Gitea for a new binary, app.ini or unit")

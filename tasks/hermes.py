@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import shlex
 from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, server
 
 from facts.markers import Marker
 from facts.owners import NotOwnedBy
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
+from tasks._units import run_unit
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("backend_host", "backend_port", "hermes_find_links", "hermes_hardening",
@@ -69,6 +70,68 @@ def _index_args() -> list[str | QuoteString]:
     return pip_index_args(host.data.hermes_find_links, host.data.hermes_index_url)
 
 
+BACKGROUND = "phoenix-hermes-install.service"
+
+
+def _install_paths() -> tuple[str, str, str]:
+    """(the lock file on the host, the virtualenv, its marker: the lock's sha256 once complete)."""
+    digest = _lock_sha256()
+    venv = venv_dir()
+    return (posixpath.join(host.data.hermes_install_dir, f"requirements-{digest[:16]}.txt"),
+            venv, posixpath.join(venv, ".phoenix-installed"))
+
+
+def _lock_on_host() -> None:
+    data = host.data
+    lock, _, _ = _install_paths()
+    files.directory(name=f"Ensure {data.hermes_install_dir} exists",
+                    path=data.hermes_install_dir, user="root", group="root", mode="0755")
+    files.put(name="Ensure the hash-locked Hermes requirements are on the host",
+              src=str(_lock()), dest=lock, user="root", group="root", mode="0644")
+
+
+def _install_command() -> str:
+    """The install (a shell line): a fresh venv from the lock, the marker written last; on a
+    failure the venv removed and a line saying what failed.
+    The system's pip (python3-pip) installs into a venv made without one of its own (its
+    ensurepip would unpack and compile a pip nobody runs), without compiling file by file;
+    then compileall writes the same .pyc on every core. A file that does not compile is left
+    without its .pyc, as pip leaves it."""
+    data = host.data
+    lock, venv, marker = _install_paths()
+    refusal = (f"installing hermes-agent {data.hermes_version} from {lock} failed (a wheel "
+               f"missing or not matching its pinned sha256?): the running houses keep their "
+               f"virtualenv; see pip's message above")
+    q = QuoteString
+    python = q(f"{venv}/bin/python")
+    return StringCommand(
+        "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", "--without-pip", q(venv), "&&",
+        "python3", "-m", "pip", "--python", python, "install", "--quiet", "--isolated",
+        "--no-cache-dir", "--disable-pip-version-check", "--require-hashes",
+        "--only-binary=:all:", "--no-compile", *_index_args(), "-r", q(lock), "&&",
+        "{", python, "-m", "compileall", "-q", "-j0", q(f"{venv}/lib"), ">/dev/null", "||",
+        "true;", "}", "&&",
+        "echo", _lock_sha256(), ">", q(marker),
+        "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}",
+    ).get_raw_value()
+
+
+def start_hermes_install() -> None:
+    """Start the Hermes install (pip) in the background, as the transient unit BACKGROUND, so
+    it runs beside the package install; install_hermes waits for it, and installs in the
+    foreground what it did not finish. Needs python3-pip and python3-venv. Call it inside a
+    @deploy (install_base calls it between its two package operations)."""
+    _lock_on_host()
+    _, venv, marker = _install_paths()
+    server.shell(
+        name=f"Start the Hermes install into {venv} beside the package install",
+        commands=[f"systemctl -q is-active {BACKGROUND} || systemd-run --quiet --collect "
+                  f"--unit={BACKGROUND} --description='Phoenix: install Hermes Agent' "
+                  f"/bin/sh -c {shlex.quote(_install_command())}"],
+        _if=lambda: host.get_fact(Marker, path=marker) != _lock_sha256(),
+    )
+
+
 @deploy("Install Hermes Agent")
 def install_hermes() -> None:
     data = host.data
@@ -81,36 +144,17 @@ def install_hermes() -> None:
     )
     files.directory(name=f"Ensure {data.hermes_root} exists, {user}'s own",
                     path=data.hermes_root, user=user, group=user, mode="0750")
-    files.directory(name=f"Ensure {data.hermes_install_dir} exists",
-                    path=data.hermes_install_dir, user="root", group="root", mode="0755")
-
+    _lock_on_host()
+    _, venv, marker = _install_paths()
     digest = _lock_sha256()
-    venv = venv_dir()
-    lock = posixpath.join(data.hermes_install_dir, f"requirements-{digest[:16]}.txt")
-    files.put(name="Ensure the hash-locked Hermes requirements are on the host",
-              src=str(_lock()), dest=lock, user="root", group="root", mode="0644")
-    marker = posixpath.join(venv, ".phoenix-installed")
-    refusal = (f"installing hermes-agent {data.hermes_version} from {lock} failed (a wheel "
-               f"missing or not matching its pinned sha256?): the running houses keep their "
-               f"virtualenv; see pip's message above")
-    q = QuoteString
     # Imperative by nature (pip); gated on the marker written only after a complete install.
-    # The system's pip (python3-pip) installs into a venv made without one of its own (its
-    # ensurepip would unpack and compile a pip nobody runs), without compiling file by file;
-    # then compileall writes the same .pyc on every core. A file that does not compile is left
-    # without its .pyc, as pip leaves it.
-    python = q(f"{venv}/bin/python")
+    # The background install (start_hermes_install) is waited for first; what it left
+    # undone (cut off, failed, never started) is installed here, its errors shown.
     server.shell(
         name=f"Install hermes-agent {data.hermes_version} into {venv} (hashes required)",
-        commands=[StringCommand(
-            "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", "--without-pip", q(venv), "&&",
-            "python3", "-m", "pip", "--python", python, "install", "--quiet", "--isolated",
-            "--no-cache-dir", "--disable-pip-version-check", "--require-hashes",
-            "--only-binary=:all:", "--no-compile", *_index_args(), "-r", q(lock), "&&",
-            "{", python, "-m", "compileall", "-q", "-j0", q(f"{venv}/lib"), ">/dev/null", "||",
-            "true;", "}", "&&",
-            "echo", digest, ">", q(marker),
-            "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}")],
+        commands=[f"while systemctl -q is-active {BACKGROUND}; do sleep 0.3; done; "
+                  f"[ \"$(head -n1 {shlex.quote(marker)} 2>/dev/null)\" = {digest} ] || "
+                  f"{{ {_install_command()}; }}"],
         _if=lambda: host.get_fact(Marker, path=marker) != digest,
     )
 
@@ -127,7 +171,8 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool,
               running: bool = True) -> None:
     """One Hermes house: its HERMES_HOME, config.yaml, .env, unit; running, enabled, and
     restarted when any of them changed (`running=False`: installed, stopped and disabled, as
-    on an unpromoted standby). Call it inside a @deploy."""
+    on an unpromoted standby). Started with the other houses by start_together (the last
+    house's @deploy calls it: run_wizards). Call it inside a @deploy."""
     data = host.data
     user, home, venv = data.hermes_user, house_home(name), venv_dir()
     files.directory(name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
@@ -163,16 +208,9 @@ def run_house(name: str, *, unit: str, description: str, api_server: bool,
         environment=environment, watchdog=data.hermes_watchdog_seconds,
         hermes_hardening=data.hermes_hardening,
     )
-    systemd.daemon_reload(name=f"Reload systemd for the changed {unit} unit",
-                          _if=service.did_change)
-    if not running:
-        systemd.service(name=f"Ensure {unit} is stopped until promotion (standby)",
-                        service=f"{unit}.service", running=False, enabled=False)
-        return
-    started = systemd.service(name=f"Ensure {unit} is running and enabled",
-                              service=f"{unit}.service", running=True, enabled=True)
-    changed = any_changed(service, config, env)
-    # Not again right after a first start: a gateway takes seconds to come up.
-    systemd.service(name=f"Restart {unit} for its new unit, config or secrets",
-                    service=f"{unit}.service", restarted=True,
-                    _if=lambda: changed() and not started.did_change())
+    # Not restarted right after a first start: a gateway takes seconds to come up.
+    run_unit(f"{unit}.service", files=[service], restart_for=[service, config, env],
+             running=running, what=f"{unit} unit", together=True,
+             running_name=f"Ensure {unit} is running and enabled" if running else
+             f"Ensure {unit} is stopped until promotion (standby)",
+             restart_name=f"Restart {unit} for its new unit, config or secrets")

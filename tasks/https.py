@@ -12,8 +12,9 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import DeployError, deploy
-from pyinfra.operations import apt, files, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import apt, files
+
+from tasks._units import run_unit
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("base_install_recommends", "gitea_domain", "gitea_http_addr", "gitea_http_port",
@@ -57,9 +58,6 @@ def serve_https() -> None:
         src=str(TEMPLATES / "caddy-phoenix.conf.j2"),
         dest="/etc/systemd/system/caddy.service.d/phoenix.conf",
         user="root", group="root", mode="0644", https_hardening=data.unit_hardening)
-    systemd.daemon_reload(name="Reload systemd for Caddy's sandbox", _if=dropin.did_change)
-    systemd.service(name="Ensure Caddy is running and enabled", service="caddy.service",
-                    running=True, enabled=True)
-    systemd.service(name="Restart Caddy for its new configuration or sandbox",
-                    service="caddy.service", restarted=True,
-                    _if=any_changed(dropin, *changes))
+    run_unit("caddy.service", files=[dropin], restart_for=[dropin, *changes],
+             what="Caddy sandbox", running_name="Ensure Caddy is running and enabled",
+             restart_name="Restart Caddy for its new configuration or sandbox")

@@ -28,14 +28,14 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.facts.server import Hostname
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, server
 
 from facts.markers import Marker
 from phoenix import replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
+from tasks._units import run_unit
 from tasks.role import role
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
@@ -217,21 +217,11 @@ def replicate_databases() -> None:
             binary=binary(), config=conf_path, key=_paths()["key"],
             writable=stream["writable"], hardening=data.litestream_hardening,
             databases=[path for path, _ in stream["dbs"]])
-        systemd.daemon_reload(name=f"Reload systemd for the changed {unit} unit",
-                              _if=service.did_change)
-        started = systemd.service(
-            name=f"Ensure {unit} streams its databases" if on else
+        run_unit(f"{unit}.service", files=[service], restart_for=[service, config],
+                 running=on, what=f"{unit} unit",
+                 running_name=f"Ensure {unit} streams its databases" if on else
                  f"Ensure {unit} does not stream yet ({role()}: not the forge)",
-            service=f"{unit}.service", running=on, enabled=on)
-        changed = any_changed(service, config)
-        systemd.service(name=f"Restart {unit} for its new unit or configuration",
-                        service=f"{unit}.service", restarted=True,
-                        _if=_restart_due(on, changed, started))
-
-
-def _restart_due(on: bool, changed, started):
-    """Restart for a changed unit or config, but not right after a first start."""
-    return lambda: on and changed() and not started.did_change()
+                 restart_name=f"Restart {unit} for its new unit or configuration")
 
 
 # --- restore: the replicas over the snapshot's databases (called by tasks/restore.py) ---------

@@ -14,6 +14,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
+from tasks._units import run_unit
 from tasks.backups import config_path
 from tasks.role import role
 
@@ -56,9 +57,7 @@ def keep_warm() -> None:
         name="Ensure the standby refresh timer is current",
         src=str(TEMPLATES / f"{UNIT}.timer.j2"), dest=f"/etc/systemd/system/{UNIT}.timer",
         user="root", group="root", mode="0644", **settings)
-    systemd.daemon_reload(name="Reload systemd for the changed standby units",
-                          _if=lambda: service.did_change() or timer.did_change())
-    systemd.service(name=f"Ensure the standby refreshes {data.standby_refresh_schedule}",
-                    service=f"{UNIT}.timer", running=True, enabled=True)
-    systemd.service(name="Restart the standby timer for its new schedule",
-                    service=f"{UNIT}.timer", restarted=True, _if=timer.did_change)
+    run_unit(f"{UNIT}.timer", files=[service, timer], also=[f"{UNIT}.service"],
+             restart_for=[timer], what="standby units",
+             running_name=f"Ensure the standby refreshes {data.standby_refresh_schedule}",
+             restart_name="Restart the standby timer for its new schedule")

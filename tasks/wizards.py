@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from tasks._units import start_together
 from tasks.hermes import house_home, run_house
 from tasks.role import role
 
@@ -27,3 +28,5 @@ def run_wizards() -> None:
                         f"its HERMES_HOME",
                    path=posixpath.join(data.layout_wizard_root, wizard, "hermes-home"),
                    target=house_home(wizard), user="root", group="root")
+    # The backend's house (run_backend, just before) and the wizards' come up side by side.
+    start_together("the Hermes houses")

@@ -128,8 +128,8 @@ DRIFT = {  # made behind the converge's back -> the operation that must repair i
                                      "the operator's secrets)",
     "echo '# drift' >> /etc/systemd/system/hermes-ezra.service":
         "Run the hermes wizards | Ensure the hermes-ezra unit is current",
-    "systemctl stop hermes-allegro": "Run the hermes wizards | Ensure hermes-allegro is running "
-                                     "and enabled",
+    "systemctl stop hermes-allegro": "Run the hermes wizards | Ensure the Hermes houses are "
+                                     "running and enabled (started together)",
     "rm /root/wizards/bezalel/hermes-home": "Run the hermes wizards | Ensure "
                                             "/root/wizards/bezalel/hermes-home points at its "
                                             "HERMES_HOME",
