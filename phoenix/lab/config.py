@@ -169,6 +169,12 @@ def wheelhouse_cache() -> Path:
                                "/var/cache/phoenix-lab/wheelhouse"))
 
 
+def inventory_droplets() -> list[str]:
+    """The droplets `inventories/lab.py` lists: PHOENIX_LAB_DROPLETS, names or ids, commas."""
+    return [n.strip() for n in os.environ.get("PHOENIX_LAB_DROPLETS", "").split(",")
+            if n.strip()]
+
+
 def child_environment(extra: Mapping[str, str] | None = None, *,
                       drop_prefix: str | None = None) -> dict[str, str]:
     """The environment of a process the lab starts: this process's own, less the variables

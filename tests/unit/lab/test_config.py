@@ -153,3 +153,11 @@ def test_an_exited_process_not_yet_reaped_is_not_alive():
     assert not procs.alive(record)
     procs.stop_record(record, timeout=1)  # returns at once
     child.wait()
+
+
+def test_the_lab_inventory_lists_the_droplets_named_in_its_variable(monkeypatch):
+    from phoenix.lab.config import inventory_droplets
+    monkeypatch.setenv("PHOENIX_LAB_DROPLETS", " forge-1, 42 ,,")
+    assert inventory_droplets() == ["forge-1", "42"]
+    monkeypatch.delenv("PHOENIX_LAB_DROPLETS")
+    assert inventory_droplets() == []
