@@ -29,7 +29,7 @@ from facts.markers import Marker
 from phoenix import sources
 from phoenix.errors import PhoenixError
 from phoenix.sources import Resolved
-from tasks.backups import saved_paths, stage_restic_snapshot
+from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
 from tasks.litestream import replay_replicas
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
@@ -252,6 +252,10 @@ def restore_gitea() -> None:
         # lines up, takes its place. A separate step (tasks/litestream.py) on the resolved
         # source.
         replay_replicas(snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir)
+        # The repositories from the newest repository snapshot after the full one (minutes),
+        # once gitea.db is final: a repository it has no row for is set aside, not served.
+        take_newer_repositories(resolved.ref, state_dir,
+                                before=data.litestream_restore_timestamp)
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",
