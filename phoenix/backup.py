@@ -141,9 +141,13 @@ def latest_snapshot_id(store: Store) -> str:
 
 
 def resolve_snapshot(store: Store, ref: str) -> str:
-    """A concrete snapshot id for `latest` or an id (or its prefix)."""
+    """A concrete snapshot id for `latest`, an id (or its prefix), or `@TIME`."""
     if ref in ("", "latest"):
         return latest_snapshot_id(store)
+    if ref.startswith("@"):  # issue 21's --point-in-time: the newest at or before the time
+        from phoenix import pitr
+
+        return pitr.at_or_before(list_snapshots(store), ref[1:], where=store.location)["id"]
     if not re.fullmatch(r"[0-9a-f]{4,64}", ref):
         raise PhoenixError(f"{ref!r} is not a snapshot id (hex) or 'latest'")
     rows = _json(restic(store, "snapshots", "--json", ref, what=f"find snapshot {ref}",

@@ -31,6 +31,7 @@ from phoenix.errors import PhoenixError
 from phoenix.sources import Resolved
 from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
 from tasks.litestream import replay_replicas
+from tasks.role import promoting
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("backup_paths", "gitea_binary_path", "gitea_config_dir", "gitea_db_path", "gitea_group",
@@ -144,7 +145,10 @@ def _due() -> _Due | str | None:
         pending_line == resolved.manifest_sha  # a marker of before issue 13
         or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
     due: _Due | str
-    if has_database and restored == resolved.manifest_sha and pending_line is None:
+    # Issue 21: a promotion restores even the snapshot the standby holds already (its warm
+    # copy, so folders only move): the replicas and the repository snapshots are newer.
+    if has_database and restored == resolved.manifest_sha and pending_line is None \
+            and not promoting():
         due = f"Gitea data is already restored from {label}"
     elif pending_line is not None and not resuming and not data.restore_force:
         was = f"{pending.label} ({pending.requested})" if pending else "another backup"

@@ -87,8 +87,10 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     assert proc.returncode == 0, proc.stderr
     status = json.loads((tmp_path / "job" / "repositories.json").read_text())
     assert status["tag"] == "phoenix-repositories"
-    # restic:latest and the line's retention keep meaning the full snapshots
+    # restic:latest, restic:@TIME and the line's retention keep meaning the full snapshots
     assert backup.latest_snapshot_id(store) == full
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    assert backup.resolve_snapshot(store, "@" + now) == full
     time.sleep(1.1)
     later = commit(bare, tmp_path / "work", "after the repository snapshot")
 
