@@ -61,6 +61,26 @@ def line(tmp_path):
     return forge, config, store
 
 
+def branch_rows(db: Path, rel: Path, main_at: str) -> tuple[int, str, str]:
+    """Gitea 1.22's `branch` table (models/git/branch.go, as xorm makes it on SQLite) with
+    rows for the repository at rel: main at `main_at`, and a branch git does not have."""
+    owner, name = rel.parts[0], rel.parts[1][:-len(".git")]
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE `branch` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, "
+                     "`repo_id` INTEGER NULL, `name` TEXT NOT NULL, `commit_id` TEXT NULL, "
+                     "`commit_message` TEXT NULL, `pusher_id` INTEGER NULL, "
+                     "`is_deleted` INTEGER NULL, `deleted_by_id` INTEGER NULL, "
+                     "`deleted_unix` INTEGER NULL, `commit_time` INTEGER NULL, "
+                     "`created_unix` INTEGER NULL, `updated_unix` INTEGER NULL)")
+        repo_id, owner_name = conn.execute(
+            "SELECT id, owner_name FROM repository WHERE lower(owner_name) = ? AND "
+            "lower_name = ?", (owner, name)).fetchone()
+        conn.executemany("INSERT INTO branch (repo_id, name, commit_id, is_deleted) "
+                         "VALUES (?, ?, ?, 0)", [(repo_id, "main", main_at),
+                                                 (repo_id, "lost-feature", "f" * 40)])
+    return repo_id, owner_name, name
+
+
 def restore_full(config: Path, snapshot: str, where: Path) -> Path:
     """What files/phoenix-restore leaves: the full snapshot's gitea.db and repositories."""
     staged = where / "staged"
@@ -97,6 +117,9 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     live = restore_full(config, full, tmp_path / "restore")
     rel = bare.relative_to(repos)
     assert head(live / "repositories" / rel) == in_full
+    # Gitea 1.22's branch table (models/git/branch.go), as the forge's newest database (its
+    # replica) would have it: main at the later commit, a branch pushed and lost since
+    repo_id, owner, name = branch_rows(live / "gitea.db", rel, later)
     report = tmp_path / "restore" / "repositories.json"
     proc = run_job(config, "newer-repositories", full, str(live / "repositories"),
                    "--db", str(live / "gitea.db"), "--aside", str(tmp_path / "aside"),
@@ -107,6 +130,19 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     assert done["snapshot"].startswith(status["snapshot_id"]) and str(rel) in done["replaced"]
     assert done["without_row"] == ["newcomer/fresh.git"]
     assert not (live / "repositories" / "newcomer").exists()
+    # the branch table follows the git data: main repaired, the lost branch marked deleted,
+    # each listed; the database as it was is kept aside
+    branches = done["branches"]
+    assert branches["updated"] == [f"{owner}/{name} main: the database had {later[:10]}, "
+                                   f"git has {pushed[:10]}"], branches
+    assert branches["deleted"] == [f"{owner}/{name} lost-feature: the database had "
+                                   f"{'f' * 10}, git has no such branch"], branches
+    with sqlite3.connect(live / "gitea.db") as conn:
+        assert dict(conn.execute("SELECT name, commit_id FROM branch WHERE repo_id = ? AND "
+                                 "is_deleted = 0", (repo_id,)).fetchall()) == {"main": pushed}
+    with sqlite3.connect(branches["database_before"]) as conn:
+        assert conn.execute("SELECT commit_id FROM branch WHERE name = 'main'").fetchone() \
+            == (later,)
     # nothing dropped: the full snapshot's copy and the row-less repository are set aside
     aside = list((tmp_path / "aside").glob("*/repositories"))[0]
     assert head(aside / "full-snapshot" / rel) == in_full
