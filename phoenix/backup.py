@@ -130,6 +130,12 @@ def parse_snapshots(rows: list[dict]) -> list[dict]:
     return sorted(snapshots, key=lambda s: s["time"])
 
 
+def repo_tag(tag: str) -> str:
+    """The tag of the repository snapshots beside the line's `tag` (issue 21): another tag, so
+    that `restic:latest` and the line's retention keep meaning the full snapshots."""
+    return f"{tag}-repositories"
+
+
 def latest_snapshot_id(store: Store) -> str:
     """The id of the forge's newest snapshot; an error when there is none."""
     snapshots = list_snapshots(store)

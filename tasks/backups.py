@@ -93,9 +93,7 @@ def saved_paths(data: Any) -> list[str]:
 
 
 def repo_tag(data: Any) -> str:
-    """The tag of the repository snapshots (issue 21): not backup_tag, so that `restic:latest`
-    and the line's retention keep meaning the full snapshots."""
-    return f"{data.get('backup_tag') or 'phoenix'}-repositories"
+    return backup.repo_tag(data.get("backup_tag") or "phoenix")
 
 
 def _job_config(paths: dict[str, str], gitea: dict | None = None,

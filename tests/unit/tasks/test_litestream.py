@@ -271,6 +271,13 @@ def test_health_says_which_threshold_is_passed():
                      "/c.db: its replica cannot be read: dial tcp 10.0.0.9:22: connect: "
                      "connection refused"]
     assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
+    # issue 21: the repository snapshots, when they are on
+    settings["repo_snapshot_interval"] = 300
+    assert replication.problems(1799.5, [], settings, repo_age=900.0) == []
+    assert replication.problems(1799.5, [], settings, repo_age=1000.0) == [
+        "the newest repository snapshot is 1000 s old (3 x repo_snapshot_interval + 60 s: 960)"]
+    assert replication.problems(1799.5, [], settings) == [
+        "no repository snapshot of the forge yet (phoenix-backup-repositories)"]
 
 
 def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_path):
