@@ -275,6 +275,7 @@ repo_snapshot_interval = 300
 backup_repo_staging_dir = "/var/lib/phoenix/backup/repositories-staging"
 backup_repo_status_file = "/var/lib/phoenix/backup/last-repositories.json"
 restore_newer_repositories = True    # False: a restore takes the repositories from the full one
+repo_snapshot_keep_within = "2d"     # the store's retention of them (restic --keep-within)
 backup_cache_dir = "/var/cache/phoenix-backup"
 backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --read-data-subset
 backup_connect_timeout = 10          # seconds for the store's sshd to answer

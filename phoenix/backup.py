@@ -44,6 +44,7 @@ from phoenix.sshconf import Target
 from phoenix.store import (  # noqa: F401  (the store's names, as callers know them)
     STORE_SCRIPT,
     Store,
+    repo_tag,
     append_only,
     channel_config,
     forge_channel,
@@ -128,12 +129,6 @@ def parse_snapshots(rows: list[dict]) -> list[dict]:
                   "time": r["time"], "host": r.get("hostname"), "paths": r.get("paths", []),
                   "tags": r.get("tags") or []} for r in rows]
     return sorted(snapshots, key=lambda s: s["time"])
-
-
-def repo_tag(tag: str) -> str:
-    """The tag of the repository snapshots beside the line's `tag` (issue 21): another tag, so
-    that `restic:latest` and the line's retention keep meaning the full snapshots."""
-    return f"{tag}-repositories"
 
 
 def latest_snapshot_id(store: Store) -> str:
@@ -234,7 +229,8 @@ def keep_args(keep: Mapping[str, Any]) -> list[str]:
             if int(keep.get(name) or 0) for arg in (f"--keep-{name}", str(int(keep[name])))]
 
 
-def prune(store: Store, *, keep: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
+def prune(store: Store, *, keep: Mapping[str, Any],
+          repo_within: str = "2d") -> tuple[list[dict], list[dict]]:
     """The retention policy applied with the operator's own key (the forge cannot delete):
     `restic forget --keep-… --prune` on the forge's snapshot line; returns (kept, removed)."""
     policy = keep_args(keep)
@@ -245,6 +241,10 @@ def prune(store: Store, *, keep: Mapping[str, Any]) -> tuple[list[dict], list[di
     # The forge's line spans droplets (restic --host is each droplet's name): without a
     # backup_host, the policy applies to the whole line, grouped by its tags.
     line = ["--host", store.host] if store.host else ["--group-by", "tags"]
+    # Issue 21: the repository snapshots every few minutes are kept for a while only (the
+    # full snapshots keep the repositories for longer); the --prune below reclaims them.
+    restic(store, "forget", *line, "--tag", repo_tag(store.tag), "--keep-within",
+           repo_within, what="forget old repository snapshots")
     restic(store, "forget", *line, "--tag", store.tag, *policy, "--prune",
            what="prune the repository")
     kept = list_snapshots(store)

@@ -115,7 +115,8 @@ def backup_prune() -> None:
 
     settings = load()
     keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
-    kept, removed = bk.prune(_store(), keep=keep)
+    kept, removed = bk.prune(_store(), keep=keep,
+                             repo_within=settings.get("repo_snapshot_keep_within") or "2d")
     click.echo(f"kept {len(kept)} snapshot(s), removed {len(removed)}"
                + "".join(f"\n  removed {s['short_id']}  {s['time'][:19]}" for s in removed))
 
