@@ -94,12 +94,12 @@ def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
 
 
 def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
-             repo_age: float | None = None) -> list[str]:
-    """One line per threshold passed (empty: healthy). `repo_age`: the newest repository
-    snapshot's, checked when repo_snapshot_interval is on."""
+             repo_age: float | None = None, *, check_repo: bool = False) -> list[str]:
+    """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
+    newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on."""
     found = []
     limit = repo_snapshot_max_age(settings)
-    if limit is not None and age is not None:
+    if check_repo and limit is not None and age is not None:
         if repo_age is None:
             found.append("no repository snapshot of the forge yet (phoenix-backup-repositories)")
         elif repo_age > limit:
