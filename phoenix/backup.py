@@ -44,11 +44,11 @@ from phoenix.sshconf import Target
 from phoenix.store import (  # noqa: F401  (the store's names, as callers know them)
     STORE_SCRIPT,
     Store,
-    repo_tag,
     append_only,
     channel_config,
     forge_channel,
     known_hosts_lines,
+    repo_tag,
     setup_store,
     sftp_command,
     store_from_settings,

@@ -35,7 +35,10 @@ READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "bac
          "backup_status_file", "backup_tag", "backup_timeout", "backup_timer_enabled",
          "gitea_config_dir", "gitea_db_path", "gitea_repo_root", "gitea_version", "gitea_work_dir",
          "hermes_root", "https_state_dir", "restore_verifier_path", "secrets_dir",
-         "standby_prestage_dir", "standby_warm", "unit_hardening")
+         "standby_prestage_dir", "standby_warm", "unit_hardening",
+         # issue 21: the repository snapshots, and the restore's step that uses them
+         "backup_repo_staging_dir", "backup_repo_status_file", "repo_snapshot_interval",
+         "restore_aside_dir", "restore_newer_repositories")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"

@@ -38,7 +38,8 @@ READS = ("backup_paths", "gitea_binary_path", "gitea_config_dir", "gitea_db_path
          "gitea_http_addr", "gitea_http_port", "gitea_ready_timeout", "gitea_repo_root",
          "gitea_start_requires_database", "gitea_user", "gitea_work_dir", "restore_aside_dir",
          "restore_force", "restore_restart_units", "restore_source", "restore_staging_dir",
-         "restore_tool_path", "restore_verifier_path", "wizard_names")
+         "restore_tool_path", "restore_verifier_path", "wizard_names",
+         "litestream_restore_timestamp")
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
