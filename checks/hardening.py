@@ -41,7 +41,7 @@ def test_security_units_sandboxed(host, settings):
     limit = settings["unit_exposure_max"]
     worse = []
     for unit in ("gitea.service", "caddy.service", "phoenix-backup.service",
-                 "phoenix-standby-refresh.service"):
+                 "phoenix-backup-repositories.service", "phoenix-standby-refresh.service"):
         if not unit_loaded(host, unit):
             continue
         line = out(host, f"systemd-analyze security --no-pager {unit} | tail -n1")

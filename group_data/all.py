@@ -267,6 +267,15 @@ backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and
 backup_job_path = "/usr/local/sbin/phoenix-backup"
 backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads
 backup_status_file = "/var/lib/phoenix/backup/last-success.json"   # time + snapshot id
+# Issue 21: the repositories alone, every repo_snapshot_interval seconds (0: only with the full
+# backup), through the same restic line tagged "<backup_tag>-repositories"; a restore takes
+# the repositories from the newest such snapshot after the full one. Cost: benchmarks/
+# repo_snapshot_bench.py (the note of issue 21).
+repo_snapshot_interval = 300
+backup_repo_staging_dir = "/var/lib/phoenix/backup/repositories-staging"
+backup_repo_status_file = "/var/lib/phoenix/backup/last-repositories.json"
+restore_newer_repositories = True    # False: a restore takes the repositories from the full one
+repo_snapshot_keep_within = "2d"     # the store's retention of them (restic --keep-within)
 backup_cache_dir = "/var/cache/phoenix-backup"
 backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --read-data-subset
 backup_connect_timeout = 10          # seconds for the store's sshd to answer

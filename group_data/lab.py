@@ -59,6 +59,9 @@ if _store and litestream_find_links:
     litestream_replica_url = _store.replica_url
     litestream_known_hosts = _store.known_hosts
 
+# The drill's pushes must outlive the full snapshot: repositories every 15 s in the lab.
+repo_snapshot_interval = 15
+
 # The lab's forge serves plain HTTP on gitea_http_port until TLS is in (issue 16): the fence
 # and the proxied-record origin probe ask there.
 fence_probe_ports = [22, 3000]

@@ -48,6 +48,7 @@ from phoenix.store import (  # noqa: F401  (the store's names, as callers know t
     channel_config,
     forge_channel,
     known_hosts_lines,
+    repo_tag,
     setup_store,
     sftp_command,
     store_from_settings,
@@ -141,9 +142,13 @@ def latest_snapshot_id(store: Store) -> str:
 
 
 def resolve_snapshot(store: Store, ref: str) -> str:
-    """A concrete snapshot id for `latest` or an id (or its prefix)."""
+    """A concrete snapshot id for `latest`, an id (or its prefix), or `@TIME`."""
     if ref in ("", "latest"):
         return latest_snapshot_id(store)
+    if ref.startswith("@"):  # issue 21's --point-in-time: the newest at or before the time
+        from phoenix import pitr
+
+        return pitr.at_or_before(list_snapshots(store), ref[1:], where=store.location)["id"]
     if not re.fullmatch(r"[0-9a-f]{4,64}", ref):
         raise PhoenixError(f"{ref!r} is not a snapshot id (hex) or 'latest'")
     rows = _json(restic(store, "snapshots", "--json", ref, what=f"find snapshot {ref}",
@@ -224,7 +229,8 @@ def keep_args(keep: Mapping[str, Any]) -> list[str]:
             if int(keep.get(name) or 0) for arg in (f"--keep-{name}", str(int(keep[name])))]
 
 
-def prune(store: Store, *, keep: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
+def prune(store: Store, *, keep: Mapping[str, Any],
+          repo_within: str = "2d") -> tuple[list[dict], list[dict]]:
     """The retention policy applied with the operator's own key (the forge cannot delete):
     `restic forget --keep-… --prune` on the forge's snapshot line; returns (kept, removed)."""
     policy = keep_args(keep)
@@ -235,6 +241,10 @@ def prune(store: Store, *, keep: Mapping[str, Any]) -> tuple[list[dict], list[di
     # The forge's line spans droplets (restic --host is each droplet's name): without a
     # backup_host, the policy applies to the whole line, grouped by its tags.
     line = ["--host", store.host] if store.host else ["--group-by", "tags"]
+    # Issue 21: the repository snapshots every few minutes are kept for a while only (the
+    # full snapshots keep the repositories for longer); the --prune below reclaims them.
+    restic(store, "forget", *line, "--tag", repo_tag(store.tag), "--keep-within",
+           repo_within, what="forget old repository snapshots")
     restic(store, "forget", *line, "--tag", store.tag, *policy, "--prune",
            what="prune the repository")
     kept = list_snapshots(store)

@@ -167,17 +167,25 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
               help="What to restore (default restic:latest, the store's newest snapshot): "
               "restic:ID, a backup .tar.gz, a gitea dump .zip, the runbook's backup folder or "
               ".db file, forge:[PATH] on the old forge.")
+@click.option("--point-in-time", "point_in_time", default=None, metavar="TIME",
+              help="Everything as it was at TIME (ISO 8601, UTC): the newest snapshot at or "
+              "before it, the databases' replicas and the repositories to it.")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the report goes (default: beside the state file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
 def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, source: str | None,
-            report_dir: Path | None, as_json: bool) -> None:
+            point_in_time: str | None, report_dir: Path | None, as_json: bool) -> None:
+    from phoenix import pitr
     from phoenix import recover as rec
     from phoenix.settings import project
 
     project()  # group_data, deploy.py: nothing to recover with outside a project folder
     role = _role(standby)
+    if point_in_time and source:
+        raise PhoenixError("--point-in-time chooses the snapshot itself: drop --restore-source")
     data = rec.recovery_data(standby=standby, source=source)
+    if point_in_time:
+        data.update(pitr.recovery_data(point_in_time))
     if dry:
         for n, line in enumerate(rec.plan(role, data["restore_source"]), 1):
             click.echo(f"{n}. {line}")

@@ -115,7 +115,8 @@ def backup_prune() -> None:
 
     settings = load()
     keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
-    kept, removed = bk.prune(_store(), keep=keep)
+    kept, removed = bk.prune(_store(), keep=keep,
+                             repo_within=settings.get("repo_snapshot_keep_within") or "2d")
     click.echo(f"kept {len(kept)} snapshot(s), removed {len(removed)}"
                + "".join(f"\n  removed {s['short_id']}  {s['time'][:19]}" for s in removed))
 
@@ -143,16 +144,23 @@ def backup_status(role: str, as_json: bool) -> None:
     from phoenix.sshconf import role_target
 
     settings = load()
-    age = replication.snapshot_age(bk.list_snapshots(_store(), all_hosts=True))
+    store = _store()
+    every = bk.list_snapshots(store, all_hosts=True)
+    age = replication.snapshot_age([s for s in every if store.tag in s["tags"]])
+    repo_age = replication.snapshot_age([s for s in every
+                                         if bk.repo_tag(store.tag) in s["tags"]])
     lags = (replication.replica_lags(role_target(role), settings,
                                      replication.binary_path(settings))
             if settings.get("litestream_replica_url") else [])
-    found = replication.problems(age, lags, settings)
+    found = replication.problems(age, lags, settings, repo_age, check_repo=True)
     if as_json:
         click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
+                               "repository_snapshot_age_seconds": repo_age,
                                "problems": found}, indent=2))
     else:
         click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
+        click.echo("newest repository snapshot: "
+                   + ("none" if repo_age is None else f"{repo_age:.0f} s old"))
         for db in lags:
             click.echo(f"  {db['path']}: " + (f"unreadable: {db['error']}" if db.get("error")
                                               else f"replica lag {db['lag_seconds']:.1f} s "

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -255,8 +255,13 @@ def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,
     return out
 
 
-def compare(before: dict, after: dict) -> list[str]:
-    """Human-readable differences: what `before` had that `after` lacks or holds otherwise."""
+Descends = Callable[[str, str, str], bool]
+
+
+def compare(before: dict, after: dict, *, descends: Descends | None = None) -> list[str]:
+    """Human-readable differences: what `before` had that `after` lacks or holds otherwise.
+    `descends(branch, old, new)`: whether a branch's new head holds its old one (issue 21: the
+    repositories may come back newer than the snapshot); such a branch lost nothing."""
     lost: list[str] = []
     for kind, items in before.items():
         have = after.get(kind, {})
@@ -264,16 +269,19 @@ def compare(before: dict, after: dict) -> list[str]:
             got = have.get(what)
             if got is None:
                 lost.append(f"{kind}: {what} is missing")
-            elif got != value:
+            elif got != value and not (kind == "branches" and descends is not None
+                                       and descends(what, value, got)):
                 lost.append(f"{kind}: {what}: {_short(value)} before, {_short(got)} after")
     return lost
 
 
-def tally(before: dict, after: dict) -> dict[str, dict[str, Any]]:
-    """Per kind: how many there were, how many came back the same, and which did not."""
+def tally(before: dict, after: dict, *,
+          descends: Descends | None = None) -> dict[str, dict[str, Any]]:
+    """Per kind: how many there were, how many came back the same (or moved on from it), and
+    which did not."""
     table: dict[str, dict[str, Any]] = {}
     for kind, items in before.items():
-        lost = compare({kind: items}, {kind: after.get(kind, {})})
+        lost = compare({kind: items}, {kind: after.get(kind, {})}, descends=descends)
         table[kind] = {"compared": len(items), "same": len(items) - len(lost), "lost": lost}
     return table
 

@@ -99,8 +99,9 @@ def activate(state: State, say: Say) -> None:
                 f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
                 "if systemctl cat phoenix-standby-refresh.timer >/dev/null 2>&1; then "
                 "systemctl disable --now phoenix-standby-refresh.timer; fi; "
-                "if systemctl cat phoenix-backup.timer >/dev/null 2>&1; then "
-                "systemctl enable --now phoenix-backup.timer; fi; "
+                "for t in phoenix-backup phoenix-backup-repositories; do "
+                "if systemctl cat $t.timer >/dev/null 2>&1; then "
+                "systemctl enable --now $t.timer; fi; done; "
                 "for u in phoenix-litestream-gitea phoenix-litestream-hermes; do "
                 "if systemctl cat $u.service >/dev/null 2>&1; then "
                 "systemctl enable --now $u.service; fi; done")

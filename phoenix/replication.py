@@ -86,9 +86,25 @@ def replica_lags(target: Target, settings: Mapping[str, Any], binary: str,
     return json.loads(proc.stdout)["databases"]
 
 
-def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any]) -> list[str]:
-    """One line per threshold passed (empty: healthy)."""
+def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
+    """How old the newest repository snapshot may be (issue 21): three intervals and a
+    minute (a run in flight, a slow store); None when they are off."""
+    interval = int(settings.get("repo_snapshot_interval") or 0)
+    return 3 * interval + 60 if interval > 0 else None
+
+
+def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
+             repo_age: float | None = None, *, check_repo: bool = False) -> list[str]:
+    """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
+    newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on."""
     found = []
+    limit = repo_snapshot_max_age(settings)
+    if check_repo and limit is not None and age is not None:
+        if repo_age is None:
+            found.append("no repository snapshot of the forge yet (phoenix-backup-repositories)")
+        elif repo_age > limit:
+            found.append(f"the newest repository snapshot is {repo_age:.0f} s old "
+                         f"(3 x repo_snapshot_interval + 60 s: {limit:.0f})")
     max_age = float(settings.get("backup_max_age") or 7200)
     if age is None:
         found.append("no restic snapshot of the forge yet")

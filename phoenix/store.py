@@ -27,6 +27,12 @@ from phoenix.sshconf import Target, ssh_command
 
 STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
 
+def repo_tag(tag: str) -> str:
+    """The tag of the repository snapshots beside the line's `tag` (issue 21): another tag, so
+    that `restic:latest` and the line's retention keep meaning the full snapshots."""
+    return f"{tag}-repositories"
+
+
 @dataclass(frozen=True)
 class Store:
     """A restic repository and what opens it. Secrets stay out of repr()."""
@@ -143,7 +149,10 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
         "prune": {"host": settings.get("backup_host") or "forge",
                   "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
                   "schedule": settings.get("backup_prune_schedule") or "daily",
-                  "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200)},
+                  "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
+                  # issue 21: the repository snapshots, kept for a while (the full ones stay)
+                  "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
+                  "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d"},
     }
 
 

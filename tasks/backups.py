@@ -35,7 +35,10 @@ READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "bac
          "backup_status_file", "backup_tag", "backup_timeout", "backup_timer_enabled",
          "gitea_config_dir", "gitea_db_path", "gitea_repo_root", "gitea_version", "gitea_work_dir",
          "hermes_root", "https_state_dir", "restore_verifier_path", "secrets_dir",
-         "standby_prestage_dir", "standby_warm", "unit_hardening")
+         "standby_prestage_dir", "standby_warm", "unit_hardening",
+         # issue 21: the repository snapshots, and the restore's step that uses them
+         "backup_repo_staging_dir", "backup_repo_status_file", "repo_snapshot_interval",
+         "restore_aside_dir", "restore_newer_repositories")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -92,6 +95,10 @@ def saved_paths(data: Any) -> list[str]:
     return paths
 
 
+def repo_tag(data: Any) -> str:
+    return backup.repo_tag(data.get("backup_tag") or "phoenix")
+
+
 def _job_config(paths: dict[str, str], gitea: dict | None = None,
                 extra_paths: list[str] | None = None) -> dict:
     """What files/phoenix-backup reads: no secret in it, only where the secrets are. `gitea`:
@@ -113,6 +120,9 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
         "skip": list(data.backup_skip),
         "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
+        # Issue 21: the repositories alone, every repo_snapshot_interval seconds.
+        "repo_tag": repo_tag(data), "repo_staging_dir": data.backup_repo_staging_dir,
+        "repo_status_file": data.backup_repo_status_file,
         "verifier": data.restore_verifier_path,
         "prestage_dir": data.standby_prestage_dir if data.standby_warm else None,
     }
@@ -193,26 +203,36 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     for path in write_paths():
         files.directory(name=f"Ensure {path} exists for the backup job, root's alone",
                         path=path, user="root", group="root", mode="0700")
-    service = files.template(
-        name="Ensure the backup job's unit is current",
-        src=str(TEMPLATES / "phoenix-backup.service.j2"),
-        dest="/etc/systemd/system/phoenix-backup.service",
-        user="root", group="root", mode="0644", config_path=config_path,
-        backup_write_paths=write_paths() + [f"-{path}" for path in _database_folders(gitea)],
-        unit_hardening=data.unit_hardening, **settings)
-    timer = files.template(
-        name="Ensure the backup timer's unit is current",
-        src=str(TEMPLATES / "phoenix-backup.timer.j2"),
-        dest="/etc/systemd/system/phoenix-backup.timer",
-        user="root", group="root", mode="0644", **settings)
+    interval = int(data.repo_snapshot_interval or 0)
+    jobs = [("phoenix-backup", "run", "Phoenix backup of the forge to its offsite restic "
+             "repository", f"OnCalendar={data.backup_schedule}", data.backup_schedule)]
+    if interval > 0:  # issue 21: the repositories alone, every few minutes
+        jobs.append(("phoenix-backup-repositories", "repositories",
+                     "Phoenix snapshot of the forge's repositories alone (issue 21)",
+                     f"OnUnitActiveSec={interval}s", f"every {interval} s"))
     # One primary: only the forge backs up. A recovery host's timer starts at cutover
     # (phoenix.cutover.activate), a standby's at its promotion.
     on = bool(data.backup_timer_enabled) and role() == "primary"
-    run_unit("phoenix-backup.timer", files=[service, timer], also=["phoenix-backup.service"],
-             restart_for=[timer], running=on, what="backup units",
-             running_name=f"Ensure the backup runs {data.backup_schedule}" if on else
-             f"Ensure this host takes no backups yet ({role()}: not the forge)",
-             restart_name="Restart the backup timer for its new schedule")
+    for unit, command, description, when, schedule in jobs:
+        service = files.template(
+            name=f"Ensure the {unit} job's unit is current",
+            src=str(TEMPLATES / "phoenix-backup.service.j2"),
+            dest=f"/etc/systemd/system/{unit}.service",
+            user="root", group="root", mode="0644", config_path=config_path,
+            job_command=command, description=description,
+            backup_write_paths=write_paths() + [f"-{path}" for path in _database_folders(gitea)],
+            unit_hardening=data.unit_hardening, **settings)
+        timer = files.template(
+            name=f"Ensure the {unit} timer's unit is current",
+            src=str(TEMPLATES / "phoenix-backup.timer.j2"),
+            dest=f"/etc/systemd/system/{unit}.timer", user="root", group="root",
+            mode="0644", description=description, when=when, schedule=schedule,
+            unit=unit, **settings)
+        run_unit(f"{unit}.timer", files=[service, timer], also=[f"{unit}.service"],
+                 restart_for=[timer], running=on, what=f"{unit} units",
+                 running_name=f"Ensure {unit} runs {schedule}" if on else
+                 f"Ensure {unit} does not run yet ({role()}: not the forge)",
+                 restart_name=f"Restart the {unit} timer for its new schedule")
 
 
 # --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------
@@ -229,3 +249,23 @@ def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
                                 QuoteString(_paths()["config.json"]), "restore",
                                 QuoteString(snapshot_id), QuoteString(dest))],
     )
+
+
+def take_newer_repositories(snapshot_id: str, state_dir: str, before: str | None = None) -> None:
+    """Operations (issue 21) after the restore put `snapshot_id`'s files in place and the
+    databases were brought to their newest point: the repositories from the newest
+    repository snapshot after it (at or before `before`), the full one's copies set aside
+    (files/phoenix-backup newer-repositories). A restore step: call it only when one is due."""
+    data = host.data
+    if not data.restore_newer_repositories:
+        host.noop("restore_newer_repositories is off: the full snapshot's repositories stay")
+        return
+    command = [QuoteString(data.backup_job_path), "--config", QuoteString(_paths()["config.json"]),
+               "newer-repositories", QuoteString(snapshot_id), QuoteString(data.gitea_repo_root),
+               "--db", QuoteString(data.gitea_db_path), "--aside",
+               QuoteString(data.restore_aside_dir), "--report",
+               QuoteString(posixpath.join(state_dir, "repositories.json"))]
+    if before:
+        command += ["--before", QuoteString(before)]
+    server.shell(name="Put the repositories of the newest repository snapshot in place",
+                 commands=[StringCommand(*command)])

@@ -29,15 +29,17 @@ from facts.markers import Marker
 from phoenix import sources
 from phoenix.errors import PhoenixError
 from phoenix.sources import Resolved
-from tasks.backups import saved_paths, stage_restic_snapshot
+from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
 from tasks.litestream import replay_replicas
+from tasks.role import promoting
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("backup_paths", "gitea_binary_path", "gitea_config_dir", "gitea_db_path", "gitea_group",
          "gitea_http_addr", "gitea_http_port", "gitea_ready_timeout", "gitea_repo_root",
          "gitea_start_requires_database", "gitea_user", "gitea_work_dir", "restore_aside_dir",
          "restore_force", "restore_restart_units", "restore_source", "restore_staging_dir",
-         "restore_tool_path", "restore_verifier_path", "wizard_names")
+         "restore_tool_path", "restore_verifier_path", "wizard_names",
+         "litestream_restore_timestamp")
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
@@ -144,7 +146,10 @@ def _due() -> _Due | str | None:
         pending_line == resolved.manifest_sha  # a marker of before issue 13
         or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
     due: _Due | str
-    if has_database and restored == resolved.manifest_sha and pending_line is None:
+    # Issue 21: a promotion restores even the snapshot the standby holds already (its warm
+    # copy, so folders only move): the replicas and the repository snapshots are newer.
+    if has_database and restored == resolved.manifest_sha and pending_line is None \
+            and not promoting():
         due = f"Gitea data is already restored from {label}"
     elif pending_line is not None and not resuming and not data.restore_force:
         was = f"{pending.label} ({pending.requested})" if pending else "another backup"
@@ -252,6 +257,10 @@ def restore_gitea() -> None:
         # lines up, takes its place. A separate step (tasks/litestream.py) on the resolved
         # source.
         replay_replicas(snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir)
+        # The repositories from the newest repository snapshot after the full one (minutes),
+        # once gitea.db is final: a repository it has no row for is set aside, not served.
+        take_newer_repositories(resolved.ref, state_dir,
+                                before=data.litestream_restore_timestamp)
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",

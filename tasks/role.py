@@ -23,11 +23,22 @@ from phoenix.state import ROLE_FILE, ROLES
 READS = ("phoenix_promote", "phoenix_role")
 
 
+def _marker() -> str:
+    return (host.get_fact(Command, command=f"cat {ROLE_FILE} 2>/dev/null || true")
+            or "").strip()
+
+
+def promoting() -> bool:
+    """This converge promotes the host: phoenix_promote, and its marker (from before this
+    run) does not say primary yet. A second promotion of the forge is no promotion."""
+    return host.data.get("phoenix_promote") in (True, "True", "true", "1") \
+        and _marker() != "primary"
+
+
 def role() -> str:
     """What this converge makes the host: its marker's "primary" (from before this run, as
     facts are) or a promotion wins; otherwise phoenix_role."""
-    marker = (host.get_fact(Command, command=f"cat {ROLE_FILE} 2>/dev/null || true")
-              or "").strip()
+    marker = _marker()
     if marker == "primary" or host.data.get("phoenix_promote") in (True, "True", "true", "1"):
         return "primary"
     wanted = host.data.get("phoenix_role") or "recovery"

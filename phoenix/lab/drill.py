@@ -15,6 +15,7 @@ the lab's operator context (`phoenix.context.use`) and what the drill runs its e
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -208,20 +209,18 @@ def _disaster(run: Run) -> None:
     write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
     after = look(forge)
     notes_after = memories(ptarget, settings)
-    # Issue 21: writes keep going until the very moment of the disaster.
-    trickle = None
-    if not standby:
-        trickle = Trickle(primary.address, token, ptarget, settings,
-                          repo=sorted(r["full_name"] for r in forge.repos())[0])
-        say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
-        trickle.start()
-        time.sleep(TRICKLE_SECONDS)
+    # Issue 21: writes keep going until the very moment of the disaster (a standby's
+    # promotion replays the replicas as a recovery does).
+    trickle = Trickle(primary.address, token, ptarget, settings,
+                      repo=sorted(r["full_name"] for r in forge.repos())[0])
+    say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
+    trickle.start()
+    time.sleep(TRICKLE_SECONDS)
 
     say("-- the disaster: the primary is destroyed")
     disaster_at = time.time()
     do.destroy(primary.droplet["id"])
-    if trickle is not None:
-        trickle.stop()
+    trickle.stop()
     role = "standby" if standby else "recovery"
     if standby:
         rec = recover(role=role, say=say, report_dir=workdir, provision_step=False,
@@ -240,20 +239,30 @@ def _disaster(run: Run) -> None:
     served = served_certificate(prov.target(state).host, settings["gitea_domain"])
     recovered = look(Forge.of(settings, address=state.address, token=token))
     notes_recovered = memories(prov.target(state), settings)
-    if trickle is not None:
-        rtarget = prov.target(state)
-        report.extra["rpo_by_kind"] = measure(
-            [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
-            snapshot_at=snapshot_at,
-            recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
-                                                  trickle.repo))
-    compared = tally(before, recovered)
+    rtarget = prov.target(state)
+    report.extra["repo_snapshot_interval"] = settings.get("repo_snapshot_interval")
+    report.extra["rpo_by_kind"] = measure(
+        [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+        snapshot_at=snapshot_at,
+        recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
+                                              trickle.repo))
+
+    def descends(branch: str, old: str, new: str) -> bool:
+        """The recovered branch holds the old head (git on the recovered forge)."""
+        repo, _, _name = branch.partition(" ")
+        bare = shlex.quote(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
+        return ssh(rtarget, f"git -c safe.directory='*' --git-dir {bare} merge-base "
+                           f"--is-ancestor {shlex.quote(old)} {shlex.quote(new)} "
+                           "&& echo yes || echo no").strip() == "yes"
+
+    compared = tally(before, recovered, descends=descends)
     compared["agents' memories and sessions"] = {
         "compared": len(notes_before),
         "same": len(notes_before) - len(compare_files(notes_before, notes_recovered)),
         "lost": compare_files(notes_before, notes_recovered)}
     lost = [item for kind in compared.values() for item in kind["lost"]]
-    missing_late = compare(after, recovered) + compare_files(notes_after, notes_recovered)
+    missing_late = compare(after, recovered, descends=descends) + \
+        compare_files(notes_after, notes_recovered)
     report.extra.update({
         "rto_seconds": round(rto, 1),
         "rpo_seconds": round(disaster_at - snapshot_at, 1),

@@ -184,6 +184,14 @@ def test_snapshot_fingerprints_comments_attachments_avatars_lfs_and_logins(host)
     assert table["attachments"]["same"] == 0 and table["attachments"]["compared"] == 1
     assert table["comments"]["lost"] == [f"comments: {key} comment {comment['id']} is missing"]
     assert table["issues"]["lost"] == []
+    # Issue 21: a branch that came back newer holds its old head: not lost; another head is
+    moved = {k: dict(v) for k, v in snap.items()}
+    branch, old = next(iter(snap["branches"].items()))
+    moved["branches"][branch] = "a" * 40
+    assert tally(snap, moved, descends=lambda b, o, n: (b, o, n) == (branch, old, "a" * 40)
+                 )["branches"]["lost"] == []
+    assert tally(snap, moved, descends=lambda b, o, n: False)["branches"]["lost"] == [
+        f"branches: {branch}: {old} before, {'a' * 40} after"]
 
 
 def test_a_wrong_secret_key_breaks_the_2fa_login(host, pki):

@@ -61,7 +61,8 @@ def write(db: Path, n: int) -> None:
 @pytest.fixture(scope="module")
 def forge(binary, tmp_path_factory) -> dict:
     """A database with 5 rows at the snapshot (copied then, via SQLite's backup API), 5 more
-    after it, all streamed by `litestream replicate` to a file replica."""
+    after it, 3 more after `middle`, all streamed by `litestream replicate` to a file
+    replica."""
     root = tmp_path_factory.mktemp("forge")
     db, replica = root / "gitea.db", root / "replica"
     conn = sqlite3.connect(db)
@@ -95,14 +96,30 @@ def forge(binary, tmp_path_factory) -> dict:
             time.sleep(0.3)
         else:
             raise AssertionError("litestream replicate did not stream the writes in 30 s")
+        # A moment between two writes, for --point-in-time: 10 rows then, 13 at the end.
+        time.sleep(1.1)
+        middle = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        time.sleep(1.1)
+        write(db, 3)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            probe.unlink(missing_ok=True)
+            subprocess.run([binary, "restore", "-config", str(config), "-o", str(probe),
+                            str(db)], capture_output=True, check=False)
+            if probe.exists() and rows(probe) == 13:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("litestream replicate did not stream the last writes in 30 s")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"replica": replica, "snapshot": snapshot, "taken": taken}
+    return {"replica": replica, "snapshot": snapshot, "taken": taken, "middle": middle}
 
 
 def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dict,
-                snapshot: Path | None = None, taken: datetime.datetime | None = None) -> dict:
+                snapshot: Path | None = None, taken: datetime.datetime | None = None,
+                timestamp: str | None = None) -> dict:
     target = tmp_path / "data" / "gitea.db"
     target.parent.mkdir()
     shutil.copy(snapshot or forge["snapshot"], target)
@@ -112,7 +129,7 @@ def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dic
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({
         "litestream": binary, "source": "forge-1", "manifest": str(manifest),
-        "timestamp": None, "timeout": 20, "aside_dir": str(tmp_path / "aside"),
+        "timestamp": timestamp, "timeout": 20, "aside_dir": str(tmp_path / "aside"),
         "repo_root": str(tmp_path / "repositories"),
         "report": str(tmp_path / "report.json"),
         "dbs": [{"path": str(target), "name": "gitea", "user": "root",
@@ -131,10 +148,41 @@ def file_replica(path: Path) -> dict:
 def test_a_newer_replica_replaces_the_snapshot_copy_which_is_set_aside(binary, tmp_path, forge):
     got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]))
     assert got["db"]["used"] == "replica", got["out"]
-    assert rows(got["target"]) == 10                     # the 5 writes after the snapshot too
+    assert rows(got["target"]) == 13                     # the 8 writes after the snapshot too
     aside = list((tmp_path / "aside").rglob("gitea/gitea.db"))
     assert len(aside) == 1 and rows(aside[0]) == 5       # the snapshot's copy, kept
     assert oct(got["target"].stat().st_mode & 0o777) == "0o600"
+
+
+def test_point_in_time_restores_the_database_as_it_was_then(binary, tmp_path, forge):
+    """--point-in-time: the replica to TIME (litestream restore -timestamp), not its newest."""
+    from phoenix import pitr
+
+    when = pitr.normalize(forge["middle"].isoformat())
+    got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]),
+                      timestamp=when)
+    assert got["db"]["used"] == "replica", got["out"]
+    assert rows(got["target"]) == 10                     # not the 3 written after TIME
+    assert got["db"]["replica_time"] <= forge["middle"].isoformat()
+
+
+def test_point_in_time_picks_the_newest_snapshot_at_or_before_it():
+    from phoenix import pitr
+    from phoenix.errors import PhoenixError
+
+    snaps = [{"id": "a", "time": "2026-11-28T10:00:00.123456789+00:00"},
+             {"id": "b", "time": "2026-11-28T11:00:00+01:00"},     # 10:00 UTC exactly
+             {"id": "c", "time": "2026-11-28T12:00:00Z"}]
+    assert pitr.at_or_before(snaps, "2026-11-28T11:59:59Z", where="s")["id"] == "a"
+    assert pitr.at_or_before(snaps, "2026-11-28T12:00:00", where="s")["id"] == "c"
+    with pytest.raises(PhoenixError, match="no snapshot at or before 2026-11-28T09:00:00Z "
+                                           r"\(the oldest"):
+        pitr.at_or_before(snaps, "2026-11-28T09:00:00Z", where="s")
+    with pytest.raises(PhoenixError, match="is not a time"):
+        pitr.at_or_before(snaps, "yesterday", where="s")
+    assert pitr.recovery_data("2026-11-28 12:00:00+02:00") == {
+        "restore_source": "restic:@2026-11-28T10:00:00Z",
+        "litestream_restore_timestamp": "2026-11-28T10:00:00Z"}
 
 
 def test_a_replica_that_does_not_line_up_leaves_the_snapshot_copy(binary, tmp_path, forge):
@@ -223,6 +271,14 @@ def test_health_says_which_threshold_is_passed():
                      "/c.db: its replica cannot be read: dial tcp 10.0.0.9:22: connect: "
                      "connection refused"]
     assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
+    # issue 21: the repository snapshots, when they are on
+    settings["repo_snapshot_interval"] = 300
+    assert replication.problems(1799.5, [], settings, 900.0, check_repo=True) == []
+    assert replication.problems(1799.5, [], settings) == []   # not asked (validation's lags)
+    assert replication.problems(1799.5, [], settings, 1000.0, check_repo=True) == [
+        "the newest repository snapshot is 1000 s old (3 x repo_snapshot_interval + 60 s: 960)"]
+    assert replication.problems(1799.5, [], settings, None, check_repo=True) == [
+        "no repository snapshot of the forge yet (phoenix-backup-repositories)"]
 
 
 def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_path):

@@ -1,0 +1,177 @@
+"""Issue 21, build 2: the repositories alone every few minutes, and a restore that takes them
+from the newest repository snapshot after the full one (files/phoenix-backup `repositories`
+and `newer-repositories`), against a local restic repository in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from phoenix import backup
+from phoenix.lab.fixtures import make_gitea_backup
+from tests.unit.test_backup import PASSWORD, job_config, run_job
+
+pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def commit(bare: Path, work: Path, message: str) -> str:
+    """A commit pushed to the bare repository's default branch; its sha."""
+    if not work.exists():
+        git("clone", "-q", str(bare), str(work))
+    (work / "trickle.txt").write_text(message + "\n")
+    git("add", "trickle.txt", cwd=work)
+    git("commit", "-q", "-m", message, cwd=work)
+    # the fixture's hooks call the old forge's Gitea binary: not here
+    git("push", "-q", "--receive-pack", "git -c core.hooksPath=/dev/null receive-pack",
+        "origin", "HEAD", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
+
+
+def head(bare: Path) -> str:
+    return git("--git-dir", str(bare), "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def line(tmp_path):
+    forge = tmp_path / "forge"
+    make_gitea_backup(forge / "gitea", repos=2, issues_per_repo=1)
+    (forge / "gitea" / "manifest.json").unlink()
+    (forge / "etc").mkdir()
+    (forge / "etc" / "app.ini").write_text("[server]\nDOMAIN = forge.lab.test\n")
+    job = tmp_path / "job"
+    job.mkdir()
+    config = job_config(job, forge, tmp_path / "repo")
+    data = json.loads(config.read_text())
+    data["paths"] = []
+    data["repo_status_file"] = str(job / "repositories.json")
+    config.write_text(json.dumps(data))
+    store = backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
+    backup.init(store)
+    return forge, config, store
+
+
+def branch_rows(db: Path, rel: Path, main_at: str) -> tuple[int, str, str]:
+    """Gitea 1.22's `branch` table (models/git/branch.go, as xorm makes it on SQLite) with
+    rows for the repository at rel: main at `main_at`, and a branch git does not have."""
+    owner, name = rel.parts[0], rel.parts[1][:-len(".git")]
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE `branch` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, "
+                     "`repo_id` INTEGER NULL, `name` TEXT NOT NULL, `commit_id` TEXT NULL, "
+                     "`commit_message` TEXT NULL, `pusher_id` INTEGER NULL, "
+                     "`is_deleted` INTEGER NULL, `deleted_by_id` INTEGER NULL, "
+                     "`deleted_unix` INTEGER NULL, `commit_time` INTEGER NULL, "
+                     "`created_unix` INTEGER NULL, `updated_unix` INTEGER NULL)")
+        repo_id, owner_name = conn.execute(
+            "SELECT id, owner_name FROM repository WHERE lower(owner_name) = ? AND "
+            "lower_name = ?", (owner, name)).fetchone()
+        conn.executemany("INSERT INTO branch (repo_id, name, commit_id, is_deleted) "
+                         "VALUES (?, ?, ?, 0)", [(repo_id, "main", main_at),
+                                                 (repo_id, "lost-feature", "f" * 40)])
+    return repo_id, owner_name, name
+
+
+def restore_full(config: Path, snapshot: str, where: Path) -> Path:
+    """What files/phoenix-restore leaves: the full snapshot's gitea.db and repositories."""
+    staged = where / "staged"
+    assert run_job(config, "restore", snapshot, str(staged)).returncode == 0
+    live = where / "live"
+    live.mkdir()
+    shutil.move(staged / "repositories", live / "repositories")
+    shutil.move(staged / "gitea.db", live / "gitea.db")
+    return live
+
+
+def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line, tmp_path):
+    forge, config, store = line
+    repos = forge / "gitea" / "repositories"
+    bare = sorted(repos.glob("*/*.git"))[0]
+    assert run_job(config).returncode == 0
+    full = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
+    in_full = head(bare)
+    time.sleep(1.1)  # restic's times are to the nanosecond; keep them apart for the order
+    pushed = commit(bare, tmp_path / "work", "after the full snapshot")
+    made = repos / "newcomer" / "fresh.git"  # a repository gitea.db (the full's) has no row for
+    git("init", "-q", "--bare", str(made))
+    proc = run_job(config, "repositories")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads((tmp_path / "job" / "repositories.json").read_text())
+    assert status["tag"] == "phoenix-repositories"
+    # restic:latest, restic:@TIME and the line's retention keep meaning the full snapshots
+    assert backup.latest_snapshot_id(store) == full
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    assert backup.resolve_snapshot(store, "@" + now) == full
+    time.sleep(1.1)
+    later = commit(bare, tmp_path / "work", "after the repository snapshot")
+
+    live = restore_full(config, full, tmp_path / "restore")
+    rel = bare.relative_to(repos)
+    assert head(live / "repositories" / rel) == in_full
+    # Gitea 1.22's branch table (models/git/branch.go), as the forge's newest database (its
+    # replica) would have it: main at the later commit, a branch pushed and lost since
+    repo_id, owner, name = branch_rows(live / "gitea.db", rel, later)
+    report = tmp_path / "restore" / "repositories.json"
+    proc = run_job(config, "newer-repositories", full, str(live / "repositories"),
+                   "--db", str(live / "gitea.db"), "--aside", str(tmp_path / "aside"),
+                   "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert head(live / "repositories" / rel) == pushed != later
+    done = json.loads(report.read_text())
+    assert done["snapshot"].startswith(status["snapshot_id"]) and str(rel) in done["replaced"]
+    assert done["without_row"] == ["newcomer/fresh.git"]
+    assert not (live / "repositories" / "newcomer").exists()
+    # the branch table follows the git data: main repaired, the lost branch marked deleted,
+    # each listed; the database as it was is kept aside
+    branches = done["branches"]
+    assert branches["updated"] == [f"{owner}/{name} main: the database had {later[:10]}, "
+                                   f"git has {pushed[:10]}"], branches
+    assert branches["deleted"] == [f"{owner}/{name} lost-feature: the database had "
+                                   f"{'f' * 10}, git has no such branch"], branches
+    with sqlite3.connect(live / "gitea.db") as conn:
+        assert dict(conn.execute("SELECT name, commit_id FROM branch WHERE repo_id = ? AND "
+                                 "is_deleted = 0", (repo_id,)).fetchall()) == {"main": pushed}
+    with sqlite3.connect(branches["database_before"]) as conn:
+        assert conn.execute("SELECT commit_id FROM branch WHERE name = 'main'").fetchone() \
+            == (later,)
+    # nothing dropped: the full snapshot's copy and the row-less repository are set aside
+    aside = list((tmp_path / "aside").glob("*/repositories"))[0]
+    assert head(aside / "full-snapshot" / rel) == in_full
+    assert (aside / "without-row" / "newcomer" / "fresh.git" / "HEAD").exists()
+
+
+def test_a_repository_snapshot_after_the_time_asked_for_or_none_leaves_the_full_ones(
+        line, tmp_path):
+    forge, config, store = line
+    bare = sorted((forge / "gitea" / "repositories").glob("*/*.git"))[0]
+    assert run_job(config).returncode == 0
+    full = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
+    live = restore_full(config, full, tmp_path / "restore")
+    rel = bare.relative_to(forge / "gitea" / "repositories")
+    in_full = head(bare)
+    args = [full, str(live / "repositories"), "--db", str(live / "gitea.db"),
+            "--aside", str(tmp_path / "aside"), "--report", str(tmp_path / "r.json")]
+    proc = run_job(config, "newer-repositories", *args)   # none yet
+    assert proc.returncode == 0 and "no repository snapshot after" in proc.stderr
+    time.sleep(1.1)
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    time.sleep(1.1)
+    commit(bare, tmp_path / "work", "after the cut-off")
+    assert run_job(config, "repositories").returncode == 0
+    proc = run_job(config, "newer-repositories", *args, "--before", cutoff)
+    assert proc.returncode == 0 and "at or before" in proc.stderr
+    assert head(live / "repositories" / rel) == in_full != head(bare)
+    assert json.loads((tmp_path / "r.json").read_text())["snapshot"] is None
+    proc = run_job(config, "newer-repositories", *args, "--before", "yesterday")
+    assert proc.returncode == 1 and "is not an ISO 8601 time" in proc.stderr
+    with sqlite3.connect(live / "gitea.db") as conn:  # the full snapshot's db is untouched
+        assert conn.execute("SELECT COUNT(*) FROM repository").fetchone()[0] == 2
