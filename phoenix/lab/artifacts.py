@@ -27,13 +27,6 @@ def standin(name: str) -> bytes:
     return (resources.files("phoenix.lab") / "standins" / name).read_bytes()
 
 
-def _gitea_version() -> str:
-    for line in standin("gitea").decode().splitlines():
-        if line.startswith("GITEA_VERSION"):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    raise RuntimeError("the Gitea stand-in names no GITEA_VERSION")
-
-
 def _write_if_changed(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_bytes() != data:
@@ -46,7 +39,7 @@ def publish(config: LabConfig, *, log=print) -> dict:
 
     root = config.artifacts_dir
     base = config.artifact_url
-    version = _gitea_version()
+    version = fixtures.GITEA_VERSION
     gitea = root / "gitea" / version / f"gitea-{version}-linux-amd64"
     _write_if_changed(gitea, standin("gitea"), 0o755)
     shutil.rmtree(root / "hermes", ignore_errors=True)  # the stand-ins' bundle, gone
