@@ -282,6 +282,35 @@ def test_a_second_run_adds_little_and_retention_prunes(store, forge, tmp_path):
     assert [s["id"] for s in backup.list_snapshots(store)] == [status["snapshot_id"]]
 
 
+def test_retention_forgets_repository_snapshots_past_their_window_and_keeps_full_ones(
+        store, tmp_path):
+    """Issue 21: the repository snapshots (every few minutes, their own tag) are kept
+    `repo_within` only; the full line keeps its keep-* policy, whatever the age."""
+    from datetime import datetime, timedelta
+
+    from phoenix.store import repo_tag
+    backup.init(store)
+    source = tmp_path / "repositories"
+    source.mkdir()
+    (source / "HEAD").write_text("ref: refs/heads/main\n")
+    now = datetime.now()
+
+    def snapshot(tag: str, age: timedelta) -> str:
+        when = (now - age).strftime("%Y-%m-%d %H:%M:%S")
+        proc = backup.restic(store, "backup", "--json", "--host", "forge", "--tag", tag,
+                             "--time", when, str(source), what="a test snapshot")
+        return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]  # 0.14: short
+
+    old_repos = snapshot(repo_tag(store.tag), timedelta(days=3))
+    new_repos = snapshot(repo_tag(store.tag), timedelta(hours=1))
+    old_full = snapshot(store.tag, timedelta(days=3))
+    new_full = snapshot(store.tag, timedelta(hours=1))
+    kept, _ = backup.prune(store, keep={"daily": 7}, repo_within="2d")
+    left = {s["id"][:8] for s in backup.list_snapshots(store, all_hosts=True)}
+    assert left == {new_repos, old_full, new_full}
+    assert old_repos not in left and {s["id"][:8] for s in kept} == {old_full, new_full}
+
+
 def test_a_damaged_pack_fails_verify_and_is_named(store, forge, tmp_path):
     backup.init(store)
     assert run_job(job_config(tmp_path, forge, Path(store.repository))).returncode == 0
