@@ -148,6 +148,17 @@ def test_store_setup_pins_each_key_to_one_command():
     with pytest.raises(SystemExit, match="keeps nothing"):
         script.prune_units({"repository": "/r", "user": "restic"},
                            {"host": "f", "tag": "t", "keep": {}})
+    # Issue 21: with repository snapshots, those past their window are forgotten first, so
+    # that the full line's --prune reclaims their data in the same run.
+    service, _ = script.prune_units({"repository": "/r", "user": "restic"},
+                                    {"host": "forge", "tag": "phoenix", "keep": {"daily": 7},
+                                     "repo_tag": "phoenix-repositories",
+                                     "repo_keep_within": "2d"})
+    starts = [line for line in service.splitlines() if line.startswith("ExecStart=")]
+    assert starts == ["ExecStart=/usr/bin/restic forget --host forge --tag phoenix-repositories "
+                      "--keep-within 2d",
+                      "ExecStart=/usr/bin/restic forget --host forge --tag phoenix --keep-daily 7 "
+                      "--prune"]
 
 
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
