@@ -97,7 +97,7 @@ def main() -> None:
                 ip = next((v["ip_address"] for v in d["networks"]["v4"]), None)
                 if ip is None:
                     time.sleep(0.05)
-            assert wait_ssh(ip, 60), f"bench-{n} never answered SSH"
+            wait_ssh(ip, 60, error=lambda n=n: f"bench-{n} never answered SSH")
             ready.append(time.monotonic() - t0)
         rows.append((f"droplet create -> SSH ready (median of {len(ready)})",
                      f"{statistics.median(ready):.2f} s (min {min(ready):.2f}, "

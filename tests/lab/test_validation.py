@@ -199,7 +199,7 @@ def _reload_sshd(t: Target, script: str) -> None:
     its listener is closed for a moment, so the next connection waits for it to be back."""
     on_host(t, f"{script} && systemctl reload ssh")
     time.sleep(1)
-    assert wait_ssh(t.host, 30), f"sshd on {t.host} did not come back after a reload"
+    wait_ssh(t.host, 30, error=lambda: f"sshd on {t.host} did not come back after a reload")
 
 
 def _password_on(t, s):
@@ -340,8 +340,8 @@ def test_a_wrong_secret_key_on_the_recovered_host_fails_the_2fa_comparison(conve
     """The drill's 2FA comparison on a restored forge: a user enrolled under the forge's
     SECRET_KEY logs in with a TOTP code; the same host with another SECRET_KEY in app.ini
     refuses it, and the comparison says so. The key, the row and Gitea are put back."""
-    from phoenix.lab.forgework import enroll_two_factor
     from phoenix.forge import Forge, compare, snapshot
+    from phoenix.lab.forgework import enroll_two_factor
 
     ini = f"{settings['gitea_config_dir']}/app.ini"
     forge = Forge.of(settings, address=converged.host)  # over TLS for the forge's name
