@@ -67,3 +67,7 @@ repo_snapshot_interval = 15
 fence_probe_ports = [22, 3000]
 origin_probe_scheme = "http"
 origin_probe_port = 3000
+
+# What pyinfra exports from this file: without __all__ it parses the file again for every name
+# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge (issue 20).
+__all__ = [_name for _name in dict(globals()) if not _name.startswith("_")]

@@ -5,3 +5,7 @@
 restore_source = "restic:latest"
 phoenix_role = "standby"             # no houses, cron or backups until promoted (all.py)
 standby_warm = True
+
+# What pyinfra exports from this file: without __all__ it parses the file again for every name
+# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge (issue 20).
+__all__ = [_name for _name in dict(globals()) if not _name.startswith("_")]

@@ -63,3 +63,33 @@ def test_the_standby_role_sees_its_own_file():
 def test_the_gitea_url_is_derived_from_its_version():
     data = settings.load()
     assert data["gitea_version"] in data["gitea_binary_url"]
+
+
+GROUP_DATA_KEYS = """
+import json, sys
+from pyinfra.api import State
+from pyinfra.context import ctx_state
+ctx_state.set(State())
+from pyinfra_cli.inventory import _get_group_data
+print(json.dumps(sorted(_get_group_data(sys.argv[1])[sys.argv[2]])))
+"""
+
+
+@pytest.mark.parametrize("group", sorted(p.stem for p in (REPO / "group_data").glob("*.py")))
+def test_each_group_files_all_exports_what_pyinfra_would_find_without_it(group, tmp_path):
+    """`__all__` spares pyinfra a parse of the file per name (issue 20): the names it exports
+    are the ones pyinfra's own filter (no imports, no dunders) gives without it, less the
+    file's private `_names` (lab.py's `_config`…), which the operator's view drops too."""
+    source = (REPO / "group_data" / f"{group}.py").read_text()
+    assert "\n__all__ = " in source
+    without = tmp_path / f"{group}.py"
+    without.write_text(source[:source.index("\n__all__ = ")] + "\n")
+
+    def keys(path: Path) -> list[str]:
+        proc = subprocess.run([sys.executable, "-c", GROUP_DATA_KEYS, str(path), group],
+                              capture_output=True, text=True, timeout=60, check=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        return json.loads(proc.stdout)
+
+    exported = keys(REPO / "group_data" / f"{group}.py")
+    assert exported and exported == [k for k in keys(without) if not k.startswith("_")]
