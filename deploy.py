@@ -4,6 +4,7 @@ Orchestration only: every step is a @deploy function in tasks/, its settings in 
 Each converges, so the whole deploy is safe to re-run at any point, also after a cut-off run.
 """
 
+from tasks import firewall, https
 from tasks._speed import speed_up
 from tasks.backend import run_backend
 from tasks.backups import configure_backups
@@ -24,7 +25,9 @@ from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
 speed_up()  # many facts in one SSH round trip, the same answers (tasks/_speed.py)
-install_base(beside_packages=start_hermes_install)  # pip beside apt: the longest two
+# pip beside apt: the longest two; the packages of the later tasks in the same apt run
+install_base(beside_packages=start_hermes_install,
+             later_packages=https.PACKAGES + firewall.PACKAGES)
 record_role()
 make_layout()
 deploy_timmy_config()

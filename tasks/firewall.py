@@ -14,6 +14,9 @@ READS = ("base_install_recommends", "firewall_metadata_address", "firewall_metad
          "firewall_tcp_ports", "gitea_ssh_port")
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Debian's; deploy.py has the base install take them in its one apt run (issue 20), and this
+# task still ensures them (a no-op then).
+PACKAGES = ["nftables"]
 RULES = "/etc/nftables.conf"
 
 
@@ -26,7 +29,7 @@ def firewall_host() -> None:
     # nft resolves these names when it loads the rules: the deploy runs this task after the
     # tasks that create the users (Caddy's comes with its package).
     denied = list(data.firewall_metadata_denied_users)
-    apt.packages(name="Ensure nftables is installed", packages=["nftables"],
+    apt.packages(name="Ensure nftables is installed", packages=PACKAGES,
                  no_recommends=not data.base_install_recommends)
     rules = files.template(
         name=f"Ensure the firewall drops all input but TCP {', '.join(map(str, ports))}",

@@ -21,6 +21,9 @@ READS = ("base_install_recommends", "gitea_domain", "gitea_http_addr", "gitea_ht
          "https_acme_ca", "https_acme_ca_root", "https_acme_email", "unit_hardening")
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Debian's; deploy.py has the base install take them in its one apt run (issue 20), and this
+# task still ensures them (a no-op then).
+PACKAGES = ["caddy"]
 CA_ROOT = "/etc/caddy/acme-ca-root.pem"
 
 
@@ -32,7 +35,7 @@ def _upstream() -> str:
 @deploy("Serve the forge over HTTPS")
 def serve_https() -> None:
     data = host.data
-    apt.packages(name="Ensure Caddy is installed", packages=["caddy"],
+    apt.packages(name="Ensure Caddy is installed", packages=PACKAGES,
                  no_recommends=not data.base_install_recommends)
     changes = []
     root = data.https_acme_ca_root
