@@ -48,7 +48,7 @@ def no_delay(host) -> bool:
     client = getattr(host.connector, "client", None)
     transport = client.get_transport() if client is not None else None
     sock = getattr(transport, "sock", None)
-    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
         return False
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
