@@ -115,3 +115,20 @@ def test_step4_newest_repository_snapshot_is_recent(host, settings, role, stream
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
     assert age <= replication.repo_snapshot_max_age(settings), \
         f"the newest repository snapshot is {age:.0f} s old (repo_snapshot_interval {interval})"
+
+
+def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, streaming):
+    """Issue 21: a disaster loses at most repo_snapshot_interval of pushes only while each run
+    keeps to repo_snapshot_run_budget (the runs start every interval - budget); the last
+    run's length is in its status file."""
+    from phoenix import replication
+
+    period = replication.repo_snapshot_period(settings)
+    if role != "primary" or not settings.get("backup_repository") or period is None:
+        pytest.skip("only the forge snapshots its repositories, when repo_snapshot_interval > 0")
+    text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null "
+                     "|| true")
+    if not text:  # a forge that has just become the primary: its first run is on its way
+        return
+    problem = replication.repo_run_problem(json.loads(text), settings)
+    assert problem is None, problem

@@ -132,8 +132,9 @@ def backup_now(role: str) -> None:
     click.echo(bk.now(role_target(role), settings=load(role=role)))
 
 
-@backup.command("status", help="The newest snapshot's age and each database replica's lag; "
-                "exits 1 when either passes its threshold (backup_max_age, litestream_max_lag).")
+@backup.command("status", help="The newest snapshot's age, each database replica's lag and "
+                "the last repository snapshot run's length; exits 1 when one passes its "
+                "threshold (backup_max_age, litestream_max_lag, repo_snapshot_run_budget).")
 @click.option("--role", default="primary", type=click.Choice(ROLES),
               help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
 @click.option("--json", "as_json", is_flag=True)
@@ -152,15 +153,23 @@ def backup_status(role: str, as_json: bool) -> None:
     lags = (replication.replica_lags(role_target(role), settings,
                                      replication.binary_path(settings))
             if settings.get("litestream_replica_url") else [])
-    found = replication.problems(age, lags, settings, repo_age, check_repo=True)
+    # The last repository run's length against its budget (issue 21): asked on the forge
+    run_status = (replication.repo_run_status(role_target(role), settings)
+                  if replication.repo_snapshot_period(settings) else None)
+    found = replication.problems(age, lags, settings, repo_age, check_repo=True,
+                                 repo_status=run_status)
     if as_json:
         click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
                                "repository_snapshot_age_seconds": repo_age,
-                               "problems": found}, indent=2))
+                               "repository_run": run_status, "problems": found}, indent=2))
     else:
         click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
         click.echo("newest repository snapshot: "
                    + ("none" if repo_age is None else f"{repo_age:.0f} s old"))
+        if run_status and run_status.get("duration_seconds") is not None:
+            click.echo(f"  its last run took {run_status['duration_seconds']:.1f} s "
+                       f"(repo_snapshot_run_budget {settings['repo_snapshot_run_budget']} s, "
+                       f"repo_snapshot_interval {settings['repo_snapshot_interval']} s)")
         for db in lags:
             click.echo(f"  {db['path']}: " + (f"unreadable: {db['error']}" if db.get("error")
                                               else f"replica lag {db['lag_seconds']:.1f} s "

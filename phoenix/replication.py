@@ -86,6 +86,68 @@ def replica_lags(target: Target, settings: Mapping[str, Any], binary: str,
     return json.loads(proc.stdout)["databases"]
 
 
+# The repository snapshots' timer fires up to this late (its AccuracySec=; systemd's default
+# is a minute): repo_snapshot_run_budget counts it (templates/phoenix-backup.timer.j2).
+REPO_TIMER_ACCURACY = 1
+
+
+def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
+    """Seconds between the starts of two repository snapshot runs (issue 21), None when they
+    are off. repo_snapshot_interval is the promise: a disaster loses at most that much of the
+    repositories' writes. A run saves what was pushed before it started, and only once it
+    has ended: the newest saved run may have started one period plus the run in flight (up
+    to repo_snapshot_run_budget, the timer's lateness included) before the disaster. So runs
+    start every interval - budget. PhoenixError (one line) when the budget leaves no period."""
+    interval = int(settings.get("repo_snapshot_interval") or 0)
+    if interval <= 0:
+        return None
+    budget = settings.get("repo_snapshot_run_budget")
+    if not isinstance(budget, int | float) or isinstance(budget, bool) \
+            or budget <= REPO_TIMER_ACCURACY or budget >= interval:
+        raise PhoenixError(f"repo_snapshot_run_budget {budget!r} must be a number of seconds "
+                           f"above the timer's accuracy ({REPO_TIMER_ACCURACY} s) and below "
+                           f"repo_snapshot_interval ({interval} s): the runs start every "
+                           "interval - budget")
+    return max(1, int(interval - budget))
+
+
+def repo_run_problem(status: Mapping[str, Any] | None,
+                     settings: Mapping[str, Any]) -> str | None:
+    """One line when the last repository snapshot run (its status file on the forge: files/
+    phoenix-backup `repositories`) took longer than repo_snapshot_run_budget allows (less the
+    timer's accuracy): then a disaster may lose more than repo_snapshot_interval of pushes."""
+    if not status or repo_snapshot_period(settings) is None:
+        return None
+    took = status.get("duration_seconds")
+    if took is None:
+        return ("the last repository snapshot run recorded no duration (an older "
+                "phoenix-backup: converge the forge)")
+    allowed = float(settings["repo_snapshot_run_budget"]) - REPO_TIMER_ACCURACY
+    if float(took) <= allowed:
+        return None
+    return (f"the last repository snapshot run ({status.get('time', '?')}) took {took:.1f} s, "
+            f"over the {allowed:g} s repo_snapshot_run_budget allows (its "
+            f"{settings['repo_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
+            f"s): pushes older than repo_snapshot_interval "
+            f"({settings['repo_snapshot_interval']} s) may be lost in a disaster")
+
+
+def repo_run_status(target: Target, settings: Mapping[str, Any],
+                    timeout: float = 60) -> dict | None:
+    """The forge's last repository snapshot run (backup_repo_status_file), None before its
+    first. PhoenixError when the forge cannot be asked."""
+    path = str(settings.get("backup_repo_status_file") or "")
+    proc = run(target, f"cat {shlex.quote(path)} 2>/dev/null || true", timeout=timeout,
+               late=f"the repository job's status on {target.host} did not answer")
+    if proc.returncode != 0:
+        raise PhoenixError(f"cannot read {path} on {target.host}: {last_line(proc.stderr)}")
+    try:
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+    except ValueError:
+        raise PhoenixError(f"{path} on {target.host} is not JSON: "
+                           f"{last_line(proc.stdout)}") from None
+
+
 def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
     """How old the newest repository snapshot may be (issue 21): three intervals and a
     minute (a run in flight, a slow store); None when they are off."""
@@ -94,9 +156,11 @@ def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
 
 
 def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
-             repo_age: float | None = None, *, check_repo: bool = False) -> list[str]:
+             repo_age: float | None = None, *, check_repo: bool = False,
+             repo_status: Mapping[str, Any] | None = None) -> list[str]:
     """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
-    newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on."""
+    newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on,
+    and `repo_status` (the last run's status file) against repo_snapshot_run_budget."""
     found = []
     limit = repo_snapshot_max_age(settings)
     if check_repo and limit is not None and age is not None:
@@ -105,6 +169,8 @@ def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
         elif repo_age > limit:
             found.append(f"the newest repository snapshot is {repo_age:.0f} s old "
                          f"(3 x repo_snapshot_interval + 60 s: {limit:.0f})")
+    if check_repo and (slow := repo_run_problem(repo_status, settings)):
+        found.append(slow)
     max_age = float(settings.get("backup_max_age") or 7200)
     if age is None:
         found.append("no restic snapshot of the forge yet")

@@ -19,7 +19,7 @@ from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server
 
-from phoenix import backup
+from phoenix import backup, replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from phoenix.sshconf import sftp_target
@@ -38,7 +38,7 @@ READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "bac
          "standby_prestage_dir", "standby_warm", "unit_hardening",
          # issue 21: the repository snapshots, and the restore's step that uses them
          "backup_repo_staging_dir", "backup_repo_status_file", "repo_snapshot_interval",
-         "restore_aside_dir", "restore_newer_repositories")
+         "repo_snapshot_run_budget", "restore_aside_dir", "restore_newer_repositories")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -123,6 +123,8 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
         # Issue 21: the repositories alone, every repo_snapshot_interval seconds.
         "repo_tag": repo_tag(data), "repo_staging_dir": data.backup_repo_staging_dir,
         "repo_status_file": data.backup_repo_status_file,
+        "repo_run_budget": data.repo_snapshot_run_budget,
+        "repo_timer_accuracy": replication.REPO_TIMER_ACCURACY,
         "verifier": data.restore_verifier_path,
         "prestage_dir": data.standby_prestage_dir if data.standby_warm else None,
     }
@@ -183,6 +185,28 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
               dest=paths["config.json"], user="root", group="root", mode="0600")
 
 
+def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
+    """Issue 21: the repositories alone, every few minutes: (unit, command, description,
+    timer line, schedule), None when repo_snapshot_interval is 0. OnUnitActiveSec= counts
+    from the service's last start, also for a oneshot still running (systemd's
+    src/core/timer.c, timer_enter_waiting(): base = MAX(trigger->inactive_exit_timestamp,
+    last_trigger); inactive_exit is when the service left "inactive", i.e. started; seen on a
+    lab droplet too, the note of issue 21). So the period is what phoenix.replication.
+    repo_snapshot_period gives: interval - budget."""
+    settings = {key: data.get(key) for key in ("repo_snapshot_interval",
+                                               "repo_snapshot_run_budget")}
+    try:
+        period = replication.repo_snapshot_period(settings)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
+    if period is None:
+        return None
+    return ("phoenix-backup-repositories", "repositories",
+            "Phoenix snapshot of the forge's repositories alone (issue 21)",
+            f"OnUnitActiveSec={period}s",
+            f"every {period} s (at most {settings['repo_snapshot_interval']} s of pushes lost)")
+
+
 @deploy("Back the forge up offsite, hourly")
 def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None = None) -> None:
     """`gitea`: the forge's own paths (db_path, repo_root, custom_dir, data_dir, app_ini,
@@ -203,13 +227,10 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     for path in write_paths():
         files.directory(name=f"Ensure {path} exists for the backup job, root's alone",
                         path=path, user="root", group="root", mode="0700")
-    interval = int(data.repo_snapshot_interval or 0)
     jobs = [("phoenix-backup", "run", "Phoenix backup of the forge to its offsite restic "
              "repository", f"OnCalendar={data.backup_schedule}", data.backup_schedule)]
-    if interval > 0:  # issue 21: the repositories alone, every few minutes
-        jobs.append(("phoenix-backup-repositories", "repositories",
-                     "Phoenix snapshot of the forge's repositories alone (issue 21)",
-                     f"OnUnitActiveSec={interval}s", f"every {interval} s"))
+    if (repo_job := repo_snapshot_job(data)) is not None:
+        jobs.append(repo_job)
     # One primary: only the forge backs up. A recovery host's timer starts at cutover
     # (phoenix.cutover.activate), a standby's at its promotion.
     on = bool(data.backup_timer_enabled) and role() == "primary"
@@ -227,7 +248,7 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
             src=str(TEMPLATES / "phoenix-backup.timer.j2"),
             dest=f"/etc/systemd/system/{unit}.timer", user="root", group="root",
             mode="0644", description=description, when=when, schedule=schedule,
-            unit=unit, **settings)
+            unit=unit, accuracy=replication.REPO_TIMER_ACCURACY, **settings)
         run_unit(f"{unit}.timer", files=[service, timer], also=[f"{unit}.service"],
                  restart_for=[timer], running=on, what=f"{unit} units",
                  running_name=f"Ensure {unit} runs {schedule}" if on else
