@@ -55,6 +55,8 @@ def line(tmp_path):
     data = json.loads(config.read_text())
     data["paths"] = []
     data["repo_status_file"] = str(job / "repositories.json")
+    # a budget no run keeps (1 ms once the timer's accuracy is taken off): logged, recorded
+    data.update(repo_run_budget=1.001, repo_timer_accuracy=1)
     config.write_text(json.dumps(data))
     store = backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
     backup.init(store)
@@ -95,7 +97,7 @@ def restore_full(config: Path, snapshot: str, where: Path) -> Path:
 def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line, tmp_path):
     forge, config, store = line
     repos = forge / "gitea" / "repositories"
-    bare = sorted(repos.glob("*/*.git"))[0]
+    bare, deleted = sorted(repos.glob("*/*.git"))[:2]
     assert run_job(config).returncode == 0
     full = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
     in_full = head(bare)
@@ -103,10 +105,15 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     pushed = commit(bare, tmp_path / "work", "after the full snapshot")
     made = repos / "newcomer" / "fresh.git"  # a repository gitea.db (the full's) has no row for
     git("init", "-q", "--bare", str(made))
+    shutil.rmtree(deleted)  # deleted on the forge between the two snapshots
     proc = run_job(config, "repositories")
     assert proc.returncode == 0, proc.stderr
     status = json.loads((tmp_path / "job" / "repositories.json").read_text())
     assert status["tag"] == "phoenix-repositories"
+    # the run's length, from the process's start, against its budget (here: over it)
+    assert status["duration_seconds"] >= status["stage_seconds"] + status["backup_seconds"]
+    assert status["budget_seconds"] == pytest.approx(0.001)
+    assert "over its budget of 0.001 s" in proc.stderr
     # restic:latest, restic:@TIME and the line's retention keep meaning the full snapshots
     assert backup.latest_snapshot_id(store) == full
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
@@ -120,6 +127,11 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     # Gitea 1.22's branch table (models/git/branch.go), as the forge's newest database (its
     # replica) would have it: main at the later commit, a branch pushed and lost since
     repo_id, owner, name = branch_rows(live / "gitea.db", rel, later)
+    gone = deleted.relative_to(repos)
+    assert head(live / "repositories" / gone)  # the full snapshot's copy is there
+    with sqlite3.connect(live / "gitea.db") as conn:  # as the replica has it: row deleted
+        conn.execute("DELETE FROM repository WHERE lower(owner_name) = ? AND lower_name = ?",
+                     (gone.parts[0].lower(), gone.parts[1][:-len(".git")].lower()))
     report = tmp_path / "restore" / "repositories.json"
     proc = run_job(config, "newer-repositories", full, str(live / "repositories"),
                    "--db", str(live / "gitea.db"), "--aside", str(tmp_path / "aside"),
@@ -130,6 +142,10 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     assert done["snapshot"].startswith(status["snapshot_id"]) and str(rel) in done["replaced"]
     assert done["without_row"] == ["newcomer/fresh.git"]
     assert not (live / "repositories" / "newcomer").exists()
+    # deleted since the full snapshot: not served, listed, and its copy set aside
+    assert done["deleted_since_full"] == [str(gone)] and str(gone) not in done["changed"]
+    assert not (live / "repositories" / gone).exists()
+    assert "was deleted before repository snapshot" in proc.stderr
     # the branch table follows the git data: main repaired, the lost branch marked deleted,
     # each listed; the database as it was is kept aside
     branches = done["branches"]
@@ -147,6 +163,7 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
     aside = list((tmp_path / "aside").glob("*/repositories"))[0]
     assert head(aside / "full-snapshot" / rel) == in_full
     assert (aside / "without-row" / "newcomer" / "fresh.git" / "HEAD").exists()
+    assert (aside / "deleted-since-full" / gone / "HEAD").exists()
 
 
 def test_a_repository_snapshot_after_the_time_asked_for_or_none_leaves_the_full_ones(
