@@ -39,7 +39,21 @@ LABELS = {
     "written_after_snapshot_and_lost": "written after the snapshot, so lost (the RPO)",
     "setup": "drill setup (not part of the RTO)",
     "certificate": "HTTPS certificate of the recovered forge",
+    "rpo_by_kind": "RPO per kind, writes going on until the disaster (issue 21)",
 }
+
+
+def rpo_line(kind: str, v: dict) -> str:
+    """One kind of phoenix.lab.rpo.measure's: the promise's bound (the oldest write lost) and
+    the RPO's upper bound (the newest recovered, the writes' spacing included), apart."""
+    line = f"{kind} {v['recovered']}/{v['written']} came back"
+    lost = v.get("oldest_lost_s_before_disaster")
+    line += (", none lost" if lost is None else
+             f", the oldest lost was written {lost:.1f} s before the disaster")
+    if "promise_seconds" in v:
+        line += (f" (promise: none older than {v['promise_seconds']:g} s lost: "
+                 + ("kept)" if v["promise_kept"] else "NOT kept)"))
+    return line + f"; RPO {v['rpo_seconds']:.1f} s (disaster - newest recovered)"
 
 
 def hms(seconds: float | None) -> str:
@@ -120,6 +134,8 @@ class Report:
                 shown = "; ".join(f"{kind} {v['same']}/{v['compared']}"
                                   + (f" (lost: {text(v['lost'])})" if v["lost"] else "")
                                   for kind, v in value.items())
+            elif key == "rpo_by_kind":
+                shown = "; ".join(rpo_line(kind, v) for kind, v in value.items())
             elif isinstance(value, dict):
                 shown = ", ".join(f"{k} {hms(v) if isinstance(v, int | float) else text(v)}"
                                   for k, v in value.items())

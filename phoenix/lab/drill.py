@@ -39,10 +39,11 @@ from phoenix.lab.forgework import (
     ssh,
     write_data,
 )
-from phoenix.lab.rpo import Trickle, measure
+from phoenix.lab.rpo import COMMITS, Trickle, measure
 from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.report import Step
 from phoenix.settings import project
+from phoenix.sshconf import Target
 from phoenix.state import ROLES, State
 
 Say = Callable[[str], None]
@@ -103,6 +104,20 @@ class Run:
         result = fn()
         self.setup[what] = round(time.monotonic() - started, 1)
         return result
+
+
+def primary_repo_run(target: Target, settings: dict) -> dict | None:
+    """The primary's last repository snapshot run (issue 21): its length against
+    repo_snapshot_run_budget, as `phoenix backup status` reads it."""
+    from phoenix import replication
+
+    try:
+        status = replication.repo_run_status(target, settings, timeout=20)
+    except PhoenixError as exc:
+        return {"error": str(exc)}
+    if status is not None:
+        status["over_budget"] = replication.repo_run_problem(status, settings)
+    return status
 
 
 def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) -> Report:
@@ -217,6 +232,8 @@ def _disaster(run: Run) -> None:
     trickle.start()
     time.sleep(TRICKLE_SECONDS)
 
+    # The primary's last repository snapshot run, as it stood (its length vs its budget)
+    last_repo_run = primary_repo_run(ptarget, settings)
     say("-- the disaster: the primary is destroyed")
     disaster_at = time.time()
     do.destroy(primary.droplet["id"])
@@ -240,12 +257,17 @@ def _disaster(run: Run) -> None:
     recovered = look(Forge.of(settings, address=state.address, token=token))
     notes_recovered = memories(prov.target(state), settings)
     rtarget = prov.target(state)
-    report.extra["repo_snapshot_interval"] = settings.get("repo_snapshot_interval")
+    interval = settings.get("repo_snapshot_interval")
+    report.extra["repo_snapshot_interval"] = interval
+    report.extra["repo_snapshot_run_budget"] = settings.get("repo_snapshot_run_budget")
+    report.extra["repo_snapshot_last_run"] = last_repo_run
     report.extra["rpo_by_kind"] = measure(
         [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
         snapshot_at=snapshot_at,
         recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
-                                              trickle.repo))
+                                              trickle.repo),
+        # the promise of repo_snapshot_interval: pushes older than it came back
+        promises={COMMITS: float(interval)} if interval else None)
 
     def descends(branch: str, old: str, new: str) -> bool:
         """The recovered branch holds the old head (git on the recovered forge)."""

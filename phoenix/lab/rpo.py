@@ -8,6 +8,12 @@ issue every `issue_every` seconds (Gitea's database), a chat through the backend
 gives, per kind, the newest write recovered, the oldest write lost, and the RPO: how long
 before the disaster the newest recovered write was (0 when nothing was lost: every write
 acknowledged before the disaster is there).
+
+Two bounds, then. What a setting promises is "every write acknowledged more than N seconds
+before the disaster came back": `oldest_lost_s_before_disaster <= N` (for the repositories,
+N = repo_snapshot_interval; `promise_kept`). `rpo_seconds` (disaster - newest recovered) is an
+upper bound on it: it also holds the spacing between the trickle's writes (a push every
+`push_every` s), since nothing was written between the newest recovered write and the next.
 """
 
 from __future__ import annotations
@@ -87,20 +93,23 @@ class Trickle:
                     self.writes.append(Write(kind, sid.strip(), time.time()))
                 else:
                     push_commit(self.target, self.settings, self.repo, f"trickle {n}")
+                    acknowledged = time.time()  # the push returned: not after the next ask
                     head = forge.branches(self.repo)
                     self.writes.append(Write(kind, head.get("main") or next(iter(head.values())),
-                                             time.time()))
+                                             acknowledged))
             except (PhoenixError, OSError, StopIteration) as exc:  # the disaster, or a hiccup
                 self.errors.append(f"{kind}: {exc}")
 
 
 def measure(writes: list[Write], *, disaster_at: float, snapshot_at: float,
-            recovered: Callable[[str], set[str]]) -> dict[str, dict]:
+            recovered: Callable[[str], set[str]],
+            promises: dict[str, float] | None = None) -> dict[str, dict]:
     """Per kind: writes, recovered, newest recovered and oldest lost (seconds before the
     disaster), and the RPO. `recovered(kind)` gives the keys the recovered forge has; for
     commits, a key recovered means every earlier commit is too (the branch's history).
     Everything up to `snapshot_at` is known to be back (the drill compares it): a kind none
-    of whose trickle came back has lost everything since the snapshot."""
+    of whose trickle came back has lost everything since the snapshot. `promises`: per kind,
+    the seconds a setting promises at most are lost (see the module's docstring)."""
     out: dict[str, dict] = {}
     for kind in (ISSUES, SESSIONS, COMMITS):
         mine = sorted((w for w in writes if w.kind == kind), key=lambda w: w.at)
@@ -128,4 +137,8 @@ def measure(writes: list[Write], *, disaster_at: float, snapshot_at: float,
             "lost_before_a_recovered_one": bool(lost and got and min(
                 w.at for w in lost) < max(w.at for w in got)),
         }
+        if kind in (promises or {}):
+            promise = float((promises or {})[kind])
+            out[kind]["promise_seconds"] = promise
+            out[kind]["promise_kept"] = oldest_lost is None or disaster_at - oldest_lost <= promise
     return out

@@ -26,3 +26,23 @@ def test_rpo_per_kind_from_the_writes_that_came_back():
     none = {rpo.ISSUES: set(), rpo.COMMITS: set()}
     got = measure(lambda k: none[k])
     assert got[rpo.COMMITS]["rpo_seconds"] == 21.0   # everything since the snapshot
+
+
+def test_the_promise_is_about_the_oldest_write_lost_not_the_newest_recovered():
+    # pushes every 4 s; the disaster at 120; the newest recovered at 104 (RPO bound 16 s),
+    # the oldest lost at 108: 12 s before the disaster, within a 15 s promise
+    writes = [rpo.Write(rpo.COMMITS, sha, at) for sha, at in (("a", 100), ("b", 104),
+                                                               ("c", 108), ("d", 112))]
+    got = rpo.measure(writes, disaster_at=120.0, snapshot_at=90.0,
+                      recovered=lambda kind: {"b"}, promises={rpo.COMMITS: 15})
+    commits = got[rpo.COMMITS]
+    assert (commits["rpo_seconds"], commits["oldest_lost_s_before_disaster"]) == (16.0, 12.0)
+    assert commits["promise_seconds"] == 15.0 and commits["promise_kept"]
+    got = rpo.measure(writes, disaster_at=120.0, snapshot_at=90.0,
+                      recovered=lambda kind: {"a"}, promises={rpo.COMMITS: 15})
+    assert not got[rpo.COMMITS]["promise_kept"]   # "b", 16 s before, was lost
+    everything = rpo.measure(writes, disaster_at=120.0, snapshot_at=90.0,
+                             recovered=lambda kind: {"d"}, promises={rpo.COMMITS: 15})
+    assert everything[rpo.COMMITS]["promise_kept"]
+    assert "promise_kept" not in rpo.measure(writes, disaster_at=120.0, snapshot_at=90.0,
+                                             recovered=lambda kind: {"d"})[rpo.COMMITS]
