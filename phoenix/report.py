@@ -40,6 +40,9 @@ LABELS = {
     "setup": "drill setup (not part of the RTO)",
     "certificate": "HTTPS certificate of the recovered forge",
     "rpo_by_kind": "RPO per kind, writes going on until the disaster (issue 21)",
+    "repo_snapshot_interval": "repository snapshots: at most this many seconds of pushes lost",
+    "repo_snapshot_run_budget": "repository snapshots: seconds one run may take",
+    "repo_snapshot_last_run": "the primary's last repository snapshot run",
 }
 
 
@@ -136,6 +139,11 @@ class Report:
                                   for kind, v in value.items())
             elif key == "rpo_by_kind":
                 shown = "; ".join(rpo_line(kind, v) for kind, v in value.items())
+            elif key == "repo_snapshot_last_run" and isinstance(value, dict):
+                shown = (value.get("error") or
+                         f"{value.get('time')}: {value.get('duration_seconds')} s "
+                         f"(budget {value.get('budget_seconds')} s): "
+                         + (value.get("over_budget") or "within its budget"))
             elif isinstance(value, dict):
                 shown = ", ".join(f"{k} {hms(v) if isinstance(v, int | float) else text(v)}"
                                   for k, v in value.items())
