@@ -257,6 +257,38 @@ def test_litestream_streams_the_forges_databases_in_wal_mode(lab, forge):
     assert score <= 2.5, exposure
 
 
+def test_repository_runs_start_every_interval_less_budget_and_keep_to_it(lab, forge):
+    """Issue 21: OnUnitActiveSec= counts from the oneshot's start (its InactiveExitTimestamp),
+    not its end, so the runs start every repo_snapshot_interval - repo_snapshot_run_budget;
+    each records its length, which `phoenix backup status` and validation read."""
+    from phoenix import replication
+
+    target, _ = forge
+    settings = load("lab")
+    period = replication.repo_snapshot_period(settings)
+    status: dict | None = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not status:
+        status = replication.repo_run_status(target, settings)
+        time.sleep(2)
+    assert status and status["duration_seconds"] > 0, status
+    assert replication.repo_run_problem(status, settings) is None, status
+    unit = "/org/freedesktop/systemd1/unit/phoenix_2dbackup_2drepositories_2e"
+    state = "systemctl show phoenix-backup-repositories.service -p ActiveState --value"
+    ask = (f"{state}; busctl get-property org.freedesktop.systemd1 {unit}service "
+           "org.freedesktop.systemd1.Unit InactiveExitTimestampMonotonic; "
+           f"busctl get-property org.freedesktop.systemd1 {unit}timer "
+           f"org.freedesktop.systemd1.Timer NextElapseUSecMonotonic; {state}")
+    for _ in range(20):  # between runs: while one is activating the timer has no next elapse
+        lines = ssh(lab, FORGE, ask).stdout.split("\n")
+        if lines[0] == lines[3] == "inactive":
+            break
+        time.sleep(1)
+    assert lines[0] == lines[3] == "inactive", lines
+    started, elapse = (int(line.split()[1]) for line in lines[1:3])   # "t 37447820597"
+    assert elapse - started == period * 1_000_000, (lines, period)
+
+
 def test_verify_restores_the_latest_snapshot(store, forge):
     target, _ = forge
     _, opened, settings = store
