@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import posixpath
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,12 +61,14 @@ def snapshot_age(snapshots: list[dict], now: datetime.datetime | None = None) ->
     """Seconds since the newest snapshot (restic's time), None without one."""
     if not snapshots:
         return None
-    text = max(s["time"] for s in snapshots)
-    # restic writes nanoseconds and an offset: keep microseconds for fromisoformat
-    head, _, rest = text.partition(".")
-    frac = "".join(c for c in rest if c.isdigit())[:6]
-    zone = rest[len("".join(c for c in rest if c.isdigit())):] or "+00:00"
-    when = datetime.datetime.fromisoformat(f"{head}.{frac or '0'}{zone.replace('Z', '+00:00')}")
+    # restic writes nanoseconds and the operator's offset ("Z" or "+01:00"): keep
+    # microseconds for fromisoformat; a time without an offset is UTC
+    times = []
+    for s in snapshots:
+        text = re.sub(r"(\.\d{6})\d+", r"\1", s["time"].strip().replace("Z", "+00:00"))
+        when = datetime.datetime.fromisoformat(text)
+        times.append(when if when.tzinfo else when.replace(tzinfo=datetime.UTC))
+    when = max(times)
     now = now or datetime.datetime.now(datetime.UTC)
     return round((now - when).total_seconds(), 1)
 

@@ -252,6 +252,9 @@ def test_health_says_which_threshold_is_passed():
     snaps = [{"time": "2026-11-28T09:00:00.123456789+00:00"},
              {"time": "2026-11-28T11:30:00.5Z"}]
     assert replication.snapshot_age(snaps, now) == 1799.5
+    # restic on an operator's machine east of UTC: an offset, and the newest by time, not text
+    assert replication.snapshot_age(snaps + [{"time": "2026-11-28T12:59:00.000000001+01:00"}],
+                                    now) == 60.0
     assert replication.snapshot_age([], now) is None
     settings = {"backup_max_age": 3600, "litestream_max_lag": 30}
     lags = [{"path": "/a.db", "lag_seconds": 0.0}, {"path": "/b.db", "lag_seconds": 45.0},
