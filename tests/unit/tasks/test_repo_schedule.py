@@ -70,3 +70,32 @@ def test_a_run_over_its_budget_is_one_problem_line():
                                 repo_status=run) == []
     assert "recorded no duration" in replication.repo_run_problem({"time": "x"}, settings)
     assert replication.repo_run_problem(slow, {"repo_snapshot_interval": 0}) is None
+
+
+def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget(monkeypatch):
+    """`phoenix backup status` with the store and the forge stood in for by their answers."""
+    import datetime
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from phoenix import backup, cli_backup, settings, sshconf
+
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    snaps = [{"time": now, "tags": ["phoenix"]}, {"time": now, "tags": ["phoenix-repositories"]}]
+    lab = {"repo_snapshot_interval": 15, "repo_snapshot_run_budget": 7, "backup_max_age": 3600,
+           "backup_repo_status_file": "/var/lib/phoenix/backup/last-repositories.json"}
+    run = {"time": "2026-11-28T18:00:00+00:00", "duration_seconds": 2.5}
+    monkeypatch.setattr(settings, "load", lambda *a, **k: lab)
+    monkeypatch.setattr(cli_backup, "_store", lambda: SimpleNamespace(tag="phoenix"))
+    monkeypatch.setattr(backup, "list_snapshots", lambda store, all_hosts=False: snaps)
+    monkeypatch.setattr(sshconf, "role_target", lambda role: SimpleNamespace(host="forge"))
+    monkeypatch.setattr(replication, "repo_run_status", lambda target, s: run)
+    ok = CliRunner().invoke(cli_backup.backup, ["status"])
+    assert ok.exit_code == 0, ok.output
+    assert "its last run took 2.5 s (repo_snapshot_run_budget 7 s" in ok.stdout
+    run["duration_seconds"] = 6.4
+    slow = CliRunner().invoke(cli_backup.backup, ["status"])
+    assert slow.exit_code == 1
+    assert slow.stderr.splitlines() == [
+        "problem: " + replication.repo_run_problem(run, lab)], slow.stderr
