@@ -24,10 +24,16 @@ from typing import Any
 
 from phoenix.context import current
 from phoenix.errors import PhoenixError
+from phoenix.poll import poll
 from phoenix.settings import REPO
 from phoenix.store import Store, sftp_command
 
 JOB = REPO / "files" / "phoenix-backup"
+# How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the
+# forge snapshots its repositories every few minutes (issue 21) and each run holds the store's
+# lock for seconds, up to its repo_snapshot_run_budget (60 s); a prune or check of the operator
+# that met one failed at once. A stale lock is still named after the wait.
+LOCK_WAIT = 120.0
 
 
 @functools.cache
@@ -77,9 +83,29 @@ def operator_restic_env() -> dict[str, str]:
     return current().restic_env()
 
 
-def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
-               ) -> subprocess.CompletedProcess:
-    """Run restic on `store` and return what it did, failed or not."""
+def run_restic(store: Store, *args: str, what: str, timeout: float | None = None,
+               lock_wait: float = LOCK_WAIT) -> subprocess.CompletedProcess:
+    """Run restic on `store` and return what it did, failed or not. A repository locked by
+    another run is tried again every 2 s for `lock_wait` seconds; then the locked run is
+    returned, and its failure names the lock."""
+    last: list[subprocess.CompletedProcess] = []
+
+    def attempt() -> subprocess.CompletedProcess | None:
+        proc = _run_once(store, *args, what=what, timeout=timeout)
+        last[:] = [proc]
+        if proc.returncode != 0 and job_module().classify(proc.returncode,
+                                                          proc.stderr) == "locked":
+            return None
+        return proc
+
+    try:
+        return poll(attempt, timeout=lock_wait, what=f"{what}: the store's lock", interval=2)
+    except PhoenixError:
+        return last[0]
+
+
+def _run_once(store: Store, *args: str, what: str, timeout: float | None
+              ) -> subprocess.CompletedProcess:
     argv = ["restic"]
     if store.ssh is not None:
         argv += ["-o", f"sftp.command={sftp_command(store.ssh)}"]
@@ -100,10 +126,10 @@ def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
                                f"({store.location})") from None
 
 
-def restic(store: Store, *args: str, what: str, timeout: float | None = None
-           ) -> subprocess.CompletedProcess:
+def restic(store: Store, *args: str, what: str, timeout: float | None = None,
+           lock_wait: float = LOCK_WAIT) -> subprocess.CompletedProcess:
     """Run restic on `store`; a failure raises the PhoenixError that says what it means."""
-    proc = run_restic(store, *args, what=what, timeout=timeout)
+    proc = run_restic(store, *args, what=what, timeout=timeout, lock_wait=lock_wait)
     if proc.returncode != 0:
         raise failure(store, what, proc.returncode, proc.stderr)
     return proc

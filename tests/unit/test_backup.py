@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import backup
+from phoenix import backup, restic
 from phoenix.errors import PhoenixError
 from phoenix.lab.fixtures import add_attachment, add_lfs_object, make_gitea_backup
 from phoenix.settings import REPO
@@ -116,12 +116,44 @@ def test_locked_repository_is_named(store, tmp_path):
         while not any((Path(store.repository) / "locks").iterdir()):
             assert time.monotonic() < deadline, "restic took no lock"
             time.sleep(0.1)
+        started = time.monotonic()
         with pytest.raises(PhoenixError, match="is locked by another run.*restic unlock"):
-            backup.check(store)
+            restic.restic(store, "check", what="check the repository", lock_wait=3)
+        assert time.monotonic() - started >= 3  # tried again until the wait was over
     finally:
         holder.stdin.write(b"x")
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+def test_a_run_waits_for_a_lock_another_run_lets_go(store, tmp_path):
+    """Issue 21: the forge's repository snapshots hold the store's lock for seconds, every few
+    minutes; the operator's check (or prune) meeting one waits, then runs."""
+    backup.init(store)
+    (tmp_path / "pw").write_text(PASSWORD)
+    env = {**os.environ, "RESTIC_REPOSITORY": store.repository,
+           "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"), "RESTIC_CACHE_DIR": str(tmp_path / "c")}
+    holder = subprocess.Popen(["restic", "backup", "--stdin", "-q"], env=env,
+                              stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not any((Path(store.repository) / "locks").iterdir()):
+        assert time.monotonic() < deadline, "restic took no lock"
+        time.sleep(0.1)
+
+    def let_go() -> None:
+        time.sleep(3)
+        holder.stdin.write(b"x")
+        holder.stdin.close()
+
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    try:
+        backup.check(store)  # would have failed at once on the lock before
+        assert holder.wait(timeout=60) == 0
+    finally:
+        releaser.join(timeout=60)
+        if holder.poll() is None:
+            holder.kill()
 
 
 @pytest.mark.parametrize("code, stderr, kind", [
