@@ -141,8 +141,8 @@ def test_store_setup_pins_each_key_to_one_command():
     service, timer = script.prune_units({"repository": "/srv/restic/forge", "user": "restic"},
                                         {"host": "forge", "tag": "phoenix",
                                          "keep": {"hourly": 24, "daily": 7}})
-    assert ("ExecStart=/usr/bin/restic forget --host forge --tag phoenix --keep-hourly 24 "
-            "--keep-daily 7 --prune") in service
+    assert (f"ExecStart={script.LOCK_WAIT_PATH} /usr/bin/restic forget --host forge --tag "
+            "phoenix --keep-hourly 24 --keep-daily 7 --prune") in service
     assert "User=restic" in service and "OnCalendar=daily" in timer
     assert f"ExecStartPre={script.GUARD_PATH} 7200" in service
     with pytest.raises(SystemExit, match="keeps nothing"):
@@ -155,10 +155,35 @@ def test_store_setup_pins_each_key_to_one_command():
                                      "repo_tag": "phoenix-repositories",
                                      "repo_keep_within": "2d"})
     starts = [line for line in service.splitlines() if line.startswith("ExecStart=")]
-    assert starts == ["ExecStart=/usr/bin/restic forget --host forge --tag phoenix-repositories "
-                      "--keep-within 2d",
-                      "ExecStart=/usr/bin/restic forget --host forge --tag phoenix --keep-daily 7 "
-                      "--prune"]
+    wait = script.LOCK_WAIT_PATH
+    assert starts == [f"ExecStart={wait} /usr/bin/restic forget --host forge --tag "
+                      "phoenix-repositories --keep-within 2d",
+                      f"ExecStart={wait} /usr/bin/restic forget --host forge --tag phoenix "
+                      "--keep-daily 7 --prune"]
+
+
+def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
+    """Issue 21: the forge's repository snapshots hold the lock for seconds, every few minutes;
+    the store's retention tries again while restic says the repository is locked, and fails
+    at once on anything else."""
+    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    (tmp_path / "wait").write_text(script.LOCK_WAIT)
+    fake = tmp_path / "restic"
+    fake.write_text("#!/bin/sh\n"  # locked on its first run, then done
+                    f"if [ ! -e {tmp_path}/ran ]; then touch {tmp_path}/ran; "
+                    "echo 'unable to create lock in backend: repository is already locked by "
+                    "PID 7 on forge' >&2; exit 1; fi\necho pruned\n")
+    fake.chmod(0o755)
+    done = subprocess.run([sys.executable, str(tmp_path / "wait"), str(fake)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "pruned" in done.stdout and "trying again" in done.stdout
+    other = tmp_path / "other"
+    other.write_text("#!/bin/sh\necho 'Fatal: wrong password' >&2; exit 3\n")
+    other.chmod(0o755)
+    failed = subprocess.run([sys.executable, str(tmp_path / "wait"), str(other)],
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 3 and "wrong password" in failed.stderr
+    assert "trying again" not in failed.stdout
 
 
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
