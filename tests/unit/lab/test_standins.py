@@ -360,18 +360,89 @@ def test_regenerate_hooks_is_idempotent(forge):
     assert second.returncode == 0 and "(0 files changed)" in second.stdout
     assert snapshot() == before
 
-    # a push now runs the regenerated hooks, which call this gitea's `hook` command
-    env = clean_env(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
-                    GIT_AUTHOR_NAME="Lab", GIT_AUTHOR_EMAIL="lab@phoenix.invalid",
-                    GIT_COMMITTER_NAME="Lab", GIT_COMMITTER_EMAIL="lab@phoenix.invalid",
-                    PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    # a push now runs the regenerated hooks, which call this gitea's `hook` command: straight
+    # into the repository on disk it has no Gitea environment, and 1.22 refuses it
     bare, work = forge.repos / "timmy" / "the-nexus.git", forge.root / "work"
-    for args in (["clone", "-q", str(bare), str(work)],
-                 ["-C", str(work), "commit", "-q", "--allow-empty", "-m", "after restore"],
-                 ["-C", str(work), "push", "-q", "origin", "main"]):
-        result = subprocess.run(["git", *args], capture_output=True, text=True, env=env,
-                                check=False)
-        assert result.returncode == 0, result.stderr
+    before_refs = git_refs(bare)
+    result = push_on_disk(bare, work)
+    assert result.returncode == 1
+    assert "remote: Gitea: Rejecting changes as Gitea environment not set." in result.stderr
+    assert "(pre-receive hook declined)" in result.stderr
+    assert git_refs(bare) == before_refs
+
+
+GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+           "GIT_AUTHOR_NAME": "Lab", "GIT_AUTHOR_EMAIL": "lab@phoenix.invalid",
+           "GIT_COMMITTER_NAME": "Lab", "GIT_COMMITTER_EMAIL": "lab@phoenix.invalid",
+           "GIT_TERMINAL_PROMPT": "0"}
+
+
+def git_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in clean_env(**GIT_ENV).items()
+           if not k.startswith(("GITEA_", "SSH_ORIGINAL_COMMAND", "GIT_ASKPASS", "SSH_ASKPASS"))}
+    env.update(extra, PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    return env
+
+
+def git_refs(bare: Path) -> str:
+    return subprocess.run(["git", "--git-dir", str(bare), "for-each-ref"], capture_output=True,
+                          text=True, check=True, env=git_env()).stdout
+
+
+def push_on_disk(bare: Path, work: Path, **extra: str) -> subprocess.CompletedProcess:
+    """A commit pushed straight into the bare repository (no Gitea in between): the result of
+    the push itself."""
+    env = git_env(**extra)
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(bare), str(work)], env=env, check=True,
+                       capture_output=True)
+    subprocess.run(["git", "-C", str(work), "commit", "-q", "--allow-empty", "-m", "on disk"],
+                   env=env, check=True, capture_output=True)
+    return subprocess.run(["git", "-C", str(work), "push", "origin", "HEAD"],
+                          capture_output=True, text=True, env=env, check=False)
+
+
+def test_gitea_hook_refuses_a_push_without_its_environment(forge):
+    """cmd/hook.go (1.22): pre-receive and post-receive refuse a push that carries no
+    SSH_ORIGINAL_COMMAND while [security] ONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET is true (its
+    default), with cmd/serv.go fail's message and exit status 1; GITEA_INTERNAL_PUSH=true skips
+    the check; the setting false lets such a push through."""
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    bare = forge.repos / "timmy" / "the-nexus.git"
+    hook = [PYTHON, str(STANDINS / "gitea"), "hook", f"--config={forge.ini}"]
+    line = "0" * 40 + " " + "1" * 40 + " refs/heads/main\n"
+
+    def call(name: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*hook, name, *args], input=line, capture_output=True, text=True,
+                              cwd=bare, env=git_env(**extra), timeout=20, check=False)
+
+    for name in ("pre-receive", "post-receive"):
+        refused = call(name)
+        assert (refused.returncode, refused.stdout) == (1, "\n"), refused.stderr
+        assert refused.stderr == (
+            "Gitea: Rejecting changes as Gitea environment not set.\nIf you are pushing over "
+            "SSH you must push with a key managed by\nGitea or set your environment "
+            "appropriately.\n")
+        assert call(name, SSH_ORIGINAL_COMMAND="receive-pack").returncode == 0
+        assert call(name, GITEA_INTERNAL_PUSH="true").returncode == 0
+    # update is kept for compatibility: it refuses only refs/pull/*, environment or not
+    assert call("update", "refs/heads/main", "0" * 40, "1" * 40).returncode == 0
+    assert call("update", "refs/pull/1/head", "0" * 40, "1" * 40).returncode == 1
+
+    # through git: the push is declined, nothing lands; internal pushes land
+    before = git_refs(bare)
+    assert push_on_disk(bare, forge.root / "w1").returncode == 1
+    assert git_refs(bare) == before
+    assert push_on_disk(bare, forge.root / "w1", GITEA_INTERNAL_PUSH="1").returncode == 0
+    assert git_refs(bare) != before
+
+    # the setting off (go-ini's MustBool words), a direct push is let through
+    forge.ini.write_text(forge.ini.read_text().replace(
+        "[security]\n", "[security]\nONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET = off\n"))
+    before = git_refs(bare)
+    result = push_on_disk(bare, forge.root / "w1")
+    assert result.returncode == 0, result.stderr
+    assert git_refs(bare) != before
 
 
 def test_regenerate_keys_writes_authorized_keys(forge):
