@@ -445,6 +445,61 @@ def test_gitea_hook_refuses_a_push_without_its_environment(forge):
     assert git_refs(bare) != before
 
 
+def test_gitea_serves_git_over_http_and_its_hooks_accept_only_that(forge, tmp_path):
+    """routers/web/repo/githttp.go (1.22): info/refs and the two RPCs, a push only for a user
+    with write access (anonymous: 401 with WWW-Authenticate); git runs with Gitea's
+    environment, so the hooks let the HTTP push land while a push on disk is still refused."""
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    reader = "lab-" + uuid.uuid4().hex
+    fixtures.add_api_token(forge.db, "ezra", reader)  # no write access to timmy/the-nexus
+    secret = tmp_path / "secret"
+    askpass = tmp_path / "askpass"  # git asks it for the user, then the token, from the file
+    askpass.write_text(f"#!/bin/sh\ncase \"$1\" in Username*) echo timmy ;; "
+                       f"*) cat {shlex.quote(str(secret))} ;; esac\n")
+    askpass.chmod(0o700)
+    bare = forge.repos / "timmy" / "the-nexus.git"
+    url = f"{forge.url}/timmy/the-nexus.git"
+    with started("gitea", "web", "-c", str(forge.ini)):
+        request = urllib.request.Request(f"{url}/info/refs?service=git-receive-pack")
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(request, timeout=10)
+        assert anonymous.value.code == 401
+        assert anonymous.value.headers["WWW-Authenticate"] == 'Basic realm="Gitea"'
+
+        def git(*args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
+            secret.write_text(token + "\n")
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
+                                  env=git_env(GIT_ASKPASS=str(askpass)), check=False)
+
+        work = tmp_path / "work"
+        assert git("clone", "-q", url, str(work)).returncode == 0
+        # over http.postBuffer (1 MiB): git sends the pack chunked
+        (work / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+        assert git("-C", str(work), "add", "blob.bin").returncode == 0
+        assert git("-C", str(work), "commit", "-q", "-m", "over http").returncode == 0
+        pushed = git("-C", str(work), "push", "origin", "HEAD")
+        assert pushed.returncode == 0, pushed.stderr
+        head = git("-C", str(work), "rev-parse", "HEAD").stdout.strip()
+        branch = git("-C", str(work), "symbolic-ref", "--short", "HEAD").stdout.strip()
+        assert f"{head} commit\trefs/heads/{branch}" in git(
+            "--git-dir", str(bare), "for-each-ref", "--format=%(objectname) %(objecttype)\t"
+            "%(refname)").stdout
+
+        assert git("-C", str(work), "commit", "-q", "--allow-empty", "-m", "by a reader"
+                   ).returncode == 0
+        refused = git("-C", str(work), "push", "origin", "HEAD", token=reader)
+        assert refused.returncode != 0 and "not found" in refused.stderr.lower()
+        wrong = git("-C", str(work), "push", "origin", "HEAD", token="lab-wrong")
+        assert wrong.returncode != 0 and "Authentication failed" in wrong.stderr
+        assert git("--git-dir", str(bare), "rev-parse", branch).stdout.strip() == head
+        on_disk = push_on_disk(bare, tmp_path / "disk")
+        assert on_disk.returncode == 1 and "Gitea environment not set" in on_disk.stderr
+        assert git("--git-dir", str(bare), "rev-parse", branch).stdout.strip() == head
+    for result in (pushed, refused, wrong):
+        assert TOKEN not in result.stdout + result.stderr
+
+
 def test_regenerate_keys_writes_authorized_keys(forge):
     forge.ssh.mkdir(mode=0o700)
     (forge.ssh / "authorized_keys").write_text("ssh-ed25519 AAAAkeep operator@laptop\n")
