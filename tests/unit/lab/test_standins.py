@@ -500,6 +500,45 @@ def test_gitea_serves_git_over_http_and_its_hooks_accept_only_that(forge, tmp_pa
         assert TOKEN not in result.stdout + result.stderr
 
 
+def test_drill_push_commit_goes_over_http_with_the_token_on_stdin(forge, tmp_path, monkeypatch):
+    """phoenix.lab.forgework.push_commit, its ssh replaced by a local shell: the commit lands
+    through the stand-in's HTTP (its hooks accept it), the token is on no command line, and
+    the folder holding it is gone afterwards."""
+    from phoenix.lab import forgework
+    from phoenix.sshconf import Target
+
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    commands: list[list[str]] = []
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+
+    def local(_target, command):
+        commands.append(["sh", "-c", command])
+        return commands[-1]
+
+    monkeypatch.setattr("phoenix.sshconf.ssh_command", local)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setenv("PATH", f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    settings = {"gitea_http_addr": "127.0.0.1", "gitea_http_port": forge.port}
+    target = Target("forge.lab.invalid", tmp_path / "key", tmp_path / "known_hosts")
+    bare = forge.repos / "timmy" / "the-nexus.git"
+    before = git_refs(bare)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        forgework.push_commit(target, settings, "timmy/the-nexus", "drill: over http",
+                              user="timmy", token=TOKEN)
+        with pytest.raises(Exception, match="Authentication failed"):
+            forgework.push_commit(target, settings, "timmy/the-nexus", "drill: refused",
+                                  user="timmy", token="lab-wrong")
+    after = git_refs(bare)
+    assert after != before
+    log = subprocess.run(["git", "--git-dir", str(bare), "log", "-1", "--format=%s"],
+                         capture_output=True, text=True, env=git_env(), check=True).stdout
+    assert log.strip() == "drill: over http"
+    assert all(TOKEN not in " ".join(argv) for argv in commands)
+    assert list(tmp.iterdir()) == []  # the token's folder was removed
+
+
 def test_regenerate_keys_writes_authorized_keys(forge):
     forge.ssh.mkdir(mode=0o700)
     (forge.ssh / "authorized_keys").write_text("ssh-ed25519 AAAAkeep operator@laptop\n")
