@@ -74,6 +74,7 @@ class Trickle:
         state_db = shlex.quote(f"{self.settings['hermes_root']}/"
                                f"{self.settings['backend_house']}/state.db")
         n = 0
+        pusher = ""
         while not self._stop.is_set():
             now = time.time()
             kind = min(due, key=lambda k: due[k])
@@ -92,7 +93,9 @@ class Trickle:
                                            "'SELECT id FROM sessions ORDER BY rowid DESC LIMIT 1'")
                     self.writes.append(Write(kind, sid.strip(), time.time()))
                 else:
-                    push_commit(self.target, self.settings, self.repo, f"trickle {n}")
+                    pusher = pusher or forge.me()["login"]
+                    push_commit(self.target, self.settings, self.repo, f"trickle {n}",
+                                user=pusher, token=self.token)
                     acknowledged = time.time()  # the push returned: not after the next ask
                     head = forge.branches(self.repo)
                     self.writes.append(Write(kind, head.get("main") or next(iter(head.values())),

@@ -360,18 +360,183 @@ def test_regenerate_hooks_is_idempotent(forge):
     assert second.returncode == 0 and "(0 files changed)" in second.stdout
     assert snapshot() == before
 
-    # a push now runs the regenerated hooks, which call this gitea's `hook` command
-    env = clean_env(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
-                    GIT_AUTHOR_NAME="Lab", GIT_AUTHOR_EMAIL="lab@phoenix.invalid",
-                    GIT_COMMITTER_NAME="Lab", GIT_COMMITTER_EMAIL="lab@phoenix.invalid",
-                    PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    # a push now runs the regenerated hooks, which call this gitea's `hook` command: straight
+    # into the repository on disk it has no Gitea environment, and 1.22 refuses it
     bare, work = forge.repos / "timmy" / "the-nexus.git", forge.root / "work"
-    for args in (["clone", "-q", str(bare), str(work)],
-                 ["-C", str(work), "commit", "-q", "--allow-empty", "-m", "after restore"],
-                 ["-C", str(work), "push", "-q", "origin", "main"]):
-        result = subprocess.run(["git", *args], capture_output=True, text=True, env=env,
-                                check=False)
-        assert result.returncode == 0, result.stderr
+    before_refs = git_refs(bare)
+    result = push_on_disk(bare, work)
+    assert result.returncode == 1
+    assert "remote: Gitea: Rejecting changes as Gitea environment not set." in result.stderr
+    assert "(pre-receive hook declined)" in result.stderr
+    assert git_refs(bare) == before_refs
+
+
+GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+           "GIT_AUTHOR_NAME": "Lab", "GIT_AUTHOR_EMAIL": "lab@phoenix.invalid",
+           "GIT_COMMITTER_NAME": "Lab", "GIT_COMMITTER_EMAIL": "lab@phoenix.invalid",
+           "GIT_TERMINAL_PROMPT": "0"}
+
+
+def git_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in clean_env(**GIT_ENV).items()
+           if not k.startswith(("GITEA_", "SSH_ORIGINAL_COMMAND", "GIT_ASKPASS", "SSH_ASKPASS"))}
+    env.update(extra, PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    return env
+
+
+def git_refs(bare: Path) -> str:
+    return subprocess.run(["git", "--git-dir", str(bare), "for-each-ref"], capture_output=True,
+                          text=True, check=True, env=git_env()).stdout
+
+
+def push_on_disk(bare: Path, work: Path, **extra: str) -> subprocess.CompletedProcess:
+    """A commit pushed straight into the bare repository (no Gitea in between): the result of
+    the push itself."""
+    env = git_env(**extra)
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(bare), str(work)], env=env, check=True,
+                       capture_output=True)
+    subprocess.run(["git", "-C", str(work), "commit", "-q", "--allow-empty", "-m", "on disk"],
+                   env=env, check=True, capture_output=True)
+    return subprocess.run(["git", "-C", str(work), "push", "origin", "HEAD"],
+                          capture_output=True, text=True, env=env, check=False)
+
+
+def test_gitea_hook_refuses_a_push_without_its_environment(forge):
+    """cmd/hook.go (1.22): pre-receive and post-receive refuse a push that carries no
+    SSH_ORIGINAL_COMMAND while [security] ONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET is true (its
+    default), with cmd/serv.go fail's message and exit status 1; GITEA_INTERNAL_PUSH=true skips
+    the check; the setting false lets such a push through."""
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    bare = forge.repos / "timmy" / "the-nexus.git"
+    hook = [PYTHON, str(STANDINS / "gitea"), "hook", f"--config={forge.ini}"]
+    line = "0" * 40 + " " + "1" * 40 + " refs/heads/main\n"
+
+    def call(name: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*hook, name, *args], input=line, capture_output=True, text=True,
+                              cwd=bare, env=git_env(**extra), timeout=20, check=False)
+
+    for name in ("pre-receive", "post-receive"):
+        refused = call(name)
+        assert (refused.returncode, refused.stdout) == (1, "\n"), refused.stderr
+        assert refused.stderr == (
+            "Gitea: Rejecting changes as Gitea environment not set.\nIf you are pushing over "
+            "SSH you must push with a key managed by\nGitea or set your environment "
+            "appropriately.\n")
+        assert call(name, SSH_ORIGINAL_COMMAND="receive-pack").returncode == 0
+        assert call(name, GITEA_INTERNAL_PUSH="true").returncode == 0
+    # update is kept for compatibility: it refuses only refs/pull/*, environment or not
+    assert call("update", "refs/heads/main", "0" * 40, "1" * 40).returncode == 0
+    assert call("update", "refs/pull/1/head", "0" * 40, "1" * 40).returncode == 1
+
+    # through git: the push is declined, nothing lands; internal pushes land
+    before = git_refs(bare)
+    assert push_on_disk(bare, forge.root / "w1").returncode == 1
+    assert git_refs(bare) == before
+    assert push_on_disk(bare, forge.root / "w1", GITEA_INTERNAL_PUSH="1").returncode == 0
+    assert git_refs(bare) != before
+
+    # the setting off (go-ini's MustBool words), a direct push is let through
+    forge.ini.write_text(forge.ini.read_text().replace(
+        "[security]\n", "[security]\nONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET = off\n"))
+    before = git_refs(bare)
+    result = push_on_disk(bare, forge.root / "w1")
+    assert result.returncode == 0, result.stderr
+    assert git_refs(bare) != before
+
+
+def test_gitea_serves_git_over_http_and_its_hooks_accept_only_that(forge, tmp_path):
+    """routers/web/repo/githttp.go (1.22): info/refs and the two RPCs, a push only for a user
+    with write access (anonymous: 401 with WWW-Authenticate); git runs with Gitea's
+    environment, so the hooks let the HTTP push land while a push on disk is still refused."""
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    reader = "lab-" + uuid.uuid4().hex
+    fixtures.add_api_token(forge.db, "ezra", reader)  # no write access to timmy/the-nexus
+    secret = tmp_path / "secret"
+    askpass = tmp_path / "askpass"  # git asks it for the user, then the token, from the file
+    askpass.write_text(f"#!/bin/sh\ncase \"$1\" in Username*) echo timmy ;; "
+                       f"*) cat {shlex.quote(str(secret))} ;; esac\n")
+    askpass.chmod(0o700)
+    bare = forge.repos / "timmy" / "the-nexus.git"
+    url = f"{forge.url}/timmy/the-nexus.git"
+    with started("gitea", "web", "-c", str(forge.ini)):
+        request = urllib.request.Request(f"{url}/info/refs?service=git-receive-pack")
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(request, timeout=10)
+        assert anonymous.value.code == 401
+        assert anonymous.value.headers["WWW-Authenticate"] == 'Basic realm="Gitea"'
+
+        def git(*args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
+            secret.write_text(token + "\n")
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
+                                  env=git_env(GIT_ASKPASS=str(askpass)), check=False)
+
+        work = tmp_path / "work"
+        assert git("clone", "-q", url, str(work)).returncode == 0
+        # over http.postBuffer (1 MiB): git sends the pack chunked
+        (work / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+        assert git("-C", str(work), "add", "blob.bin").returncode == 0
+        assert git("-C", str(work), "commit", "-q", "-m", "over http").returncode == 0
+        pushed = git("-C", str(work), "push", "origin", "HEAD")
+        assert pushed.returncode == 0, pushed.stderr
+        head = git("-C", str(work), "rev-parse", "HEAD").stdout.strip()
+        branch = git("-C", str(work), "symbolic-ref", "--short", "HEAD").stdout.strip()
+        assert f"{head} commit\trefs/heads/{branch}" in git(
+            "--git-dir", str(bare), "for-each-ref", "--format=%(objectname) %(objecttype)\t"
+            "%(refname)").stdout
+
+        assert git("-C", str(work), "commit", "-q", "--allow-empty", "-m", "by a reader"
+                   ).returncode == 0
+        refused = git("-C", str(work), "push", "origin", "HEAD", token=reader)
+        assert refused.returncode != 0 and "not found" in refused.stderr.lower()
+        wrong = git("-C", str(work), "push", "origin", "HEAD", token="lab-wrong")
+        assert wrong.returncode != 0 and "Authentication failed" in wrong.stderr
+        assert git("--git-dir", str(bare), "rev-parse", branch).stdout.strip() == head
+        on_disk = push_on_disk(bare, tmp_path / "disk")
+        assert on_disk.returncode == 1 and "Gitea environment not set" in on_disk.stderr
+        assert git("--git-dir", str(bare), "rev-parse", branch).stdout.strip() == head
+    for result in (pushed, refused, wrong):
+        assert TOKEN not in result.stdout + result.stderr
+
+
+def test_drill_push_commit_goes_over_http_with_the_token_on_stdin(forge, tmp_path, monkeypatch):
+    """phoenix.lab.forgework.push_commit, its ssh replaced by a local shell: the commit lands
+    through the stand-in's HTTP (its hooks accept it), the token is on no command line, and
+    the folder holding it is gone afterwards."""
+    from phoenix.lab import forgework
+    from phoenix.sshconf import Target
+
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    fixtures.add_api_token(forge.db, "timmy", TOKEN)
+    commands: list[list[str]] = []
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+
+    def local(_target, command):
+        commands.append(["sh", "-c", command])
+        return commands[-1]
+
+    monkeypatch.setattr("phoenix.sshconf.ssh_command", local)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setenv("PATH", f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    settings = {"gitea_http_addr": "127.0.0.1", "gitea_http_port": forge.port}
+    target = Target("forge.lab.invalid", tmp_path / "key", tmp_path / "known_hosts")
+    bare = forge.repos / "timmy" / "the-nexus.git"
+    before = git_refs(bare)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        forgework.push_commit(target, settings, "timmy/the-nexus", "drill: over http",
+                              user="timmy", token=TOKEN)
+        with pytest.raises(Exception, match="Authentication failed"):
+            forgework.push_commit(target, settings, "timmy/the-nexus", "drill: refused",
+                                  user="timmy", token="lab-wrong")
+    after = git_refs(bare)
+    assert after != before
+    log = subprocess.run(["git", "--git-dir", str(bare), "log", "-1", "--format=%s"],
+                         capture_output=True, text=True, env=git_env(), check=True).stdout
+    assert log.strip() == "drill: over http"
+    assert all(TOKEN not in " ".join(argv) for argv in commands)
+    assert list(tmp.iterdir()) == []  # the token's folder was removed
 
 
 def test_regenerate_keys_writes_authorized_keys(forge):
