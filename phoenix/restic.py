@@ -91,8 +91,9 @@ def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
     last: list[subprocess.CompletedProcess] = []
 
     def attempt() -> subprocess.CompletedProcess | None:
+        last.clear()  # a run that raises (no restic, its timeout) leaves nothing to return
         proc = _run_once(store, *args, what=what, timeout=timeout)
-        last[:] = [proc]
+        last.append(proc)
         if proc.returncode != 0 and job_module().classify(proc.returncode,
                                                           proc.stderr) == "locked":
             return None
@@ -101,7 +102,9 @@ def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
     try:
         return poll(attempt, timeout=lock_wait, what=f"{what}: the store's lock", interval=2)
     except PhoenixError:
-        return last[0]
+        if not last:
+            raise  # not the wait: restic itself could not run
+        return last[0]  # still locked when the wait was over
 
 
 def _run_once(store: Store, *args: str, what: str, timeout: float | None

@@ -104,18 +104,25 @@ def test_wrong_password_is_named(store):
         backup.init(wrong)  # an existing repository is never created again
 
 
-def test_locked_repository_is_named(store, tmp_path):
+def _lock_holder(store, tmp_path) -> subprocess.Popen:
+    """A restic backup reading stdin, started on `store` and holding its lock; it ends once
+    something is written to its stdin and it is closed."""
     backup.init(store)
     (tmp_path / "pw").write_text(PASSWORD)
     env = {**os.environ, "RESTIC_REPOSITORY": store.repository,
            "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"), "RESTIC_CACHE_DIR": str(tmp_path / "c")}
     holder = subprocess.Popen(["restic", "backup", "--stdin", "-q"], env=env,
                               stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not any((Path(store.repository) / "locks").iterdir()):
+        assert time.monotonic() < deadline, "restic took no lock"
+        time.sleep(0.1)
+    return holder
+
+
+def test_locked_repository_is_named(store, tmp_path):
+    holder = _lock_holder(store, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not any((Path(store.repository) / "locks").iterdir()):
-            assert time.monotonic() < deadline, "restic took no lock"
-            time.sleep(0.1)
         started = time.monotonic()
         with pytest.raises(PhoenixError, match="is locked by another run.*restic unlock"):
             restic.restic(store, "check", what="check the repository", lock_wait=3)
@@ -129,16 +136,7 @@ def test_locked_repository_is_named(store, tmp_path):
 def test_a_run_waits_for_a_lock_another_run_lets_go(store, tmp_path):
     """Issue 21: the forge's repository snapshots hold the store's lock for seconds, every few
     minutes; the operator's check (or prune) meeting one waits, then runs."""
-    backup.init(store)
-    (tmp_path / "pw").write_text(PASSWORD)
-    env = {**os.environ, "RESTIC_REPOSITORY": store.repository,
-           "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"), "RESTIC_CACHE_DIR": str(tmp_path / "c")}
-    holder = subprocess.Popen(["restic", "backup", "--stdin", "-q"], env=env,
-                              stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not any((Path(store.repository) / "locks").iterdir()):
-        assert time.monotonic() < deadline, "restic took no lock"
-        time.sleep(0.1)
+    holder = _lock_holder(store, tmp_path)
 
     def let_go() -> None:
         time.sleep(3)
