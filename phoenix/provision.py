@@ -1,11 +1,11 @@
 """`phoenix provision`: a replacement droplet through pydo, its SSH host key pinned (step 1).
 
 Each recovery is an *attempt* with its own droplet: named like the runbook's
-`forge-recovery-YYYYMMDD` (`-2`, `-3`… for a second one that day) and tagged with a tag of its
-own, both written to the state file before the create call. A re-run of a cut-off attempt
-finds its droplet by that tag instead of making another; once the droplet has gone live (cut
-over or promoted) the next provision starts a new attempt, so it never reuses the production
-droplet. The create call is sent once (no SDK retry: a 5xx after DigitalOcean made the droplet
+`forge-recovery-YYYYMMDD` followed by the time and the attempt's own hex (a name no earlier
+droplet had), and tagged with a tag of its own, both written to the state file before the
+create call. A re-run of a cut-off attempt finds its droplet by that tag instead of making
+another; once the droplet has gone live (cut over or promoted) the next provision starts a
+new attempt, so it never reuses the production droplet. The create call is sent once (no SDK retry: a 5xx after DigitalOcean made the droplet
 would make a second one); after any error the droplet is looked up by the attempt's tag.
 
 The host key pair is made here and handed over in user_data (cloud-config `ssh_keys`), so
@@ -61,9 +61,11 @@ def user_data(private: str, public: str) -> str:
     })
 
 
-def droplet_name(client: DO, role: str, day: datetime | None = None) -> str:
-    """`forge-<role>-YYYYMMDD`, or with `-2`, `-3`… when that name is taken."""
-    base = f"forge-{role}-{(day or datetime.now(UTC)):%Y%m%d}"
+def droplet_name(client: DO, role: str, attempt: str, day: datetime | None = None) -> str:
+    """`forge-<role>-YYYYMMDD-HHMM-<6 hex of the attempt's tag>`, with `-2`… when taken. The
+    name is the droplet's hostname, so its restic host and replica folder: a name that an
+    earlier droplet had (destroyed since) would merge two forges' lines in the store."""
+    base = f"forge-{role}-{(day or datetime.now(UTC)):%Y%m%d-%H%M}-{attempt[:6]}"
     for n in range(1, 100):
         name = base if n == 1 else f"{base}-{n}"
         if not client.droplets(name=name):
@@ -72,9 +74,9 @@ def droplet_name(client: DO, role: str, day: datetime | None = None) -> str:
 
 
 def _new_attempt(client: DO, role: str, state: State, progress: Progress) -> dict:
-    name = droplet_name(client, role)
-    attempt = {"name": name, "tag": f"phoenix-attempt-{secrets.token_hex(6)}",
-               "started": now()}
+    token = secrets.token_hex(6)
+    name = droplet_name(client, role, token)
+    attempt = {"name": name, "tag": f"phoenix-attempt-{token}", "started": now()}
     state.begin_attempt(attempt)  # recorded before the create call: a lost answer is findable
     private, public = ensure_host_key(state)
     state.data["attempt"]["host_public"] = public.strip()

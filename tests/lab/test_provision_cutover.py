@@ -41,7 +41,7 @@ def test_pinned_host_key_lets_strict_ssh_in(provisioned):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == droplet["name"]
-    assert re.fullmatch(r"forge-recovery-\d{8}(-\d+)?", droplet["name"])
+    assert re.fullmatch(r"forge-recovery-\d{8}-\d{4}-[0-9a-f]{6}(-\d+)?", droplet["name"])
 
 
 def test_the_host_key_in_user_data_no_longer_opens_a_session(provisioned, tmp_path):

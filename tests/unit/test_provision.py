@@ -53,7 +53,7 @@ def test_provision_twice_makes_one_droplet(server, tmp_path, key):
     second, _ = run(server, tmp_path, key)
     assert first["id"] == second["id"]
     (only,) = server.driver.list()
-    assert re.fullmatch(r"forge-recovery-\d{8}", only.name) and first["ip"]
+    assert re.fullmatch(r"forge-recovery-\d{8}-\d{4}-[0-9a-f]{6}", only.name) and first["ip"]
 
 
 def test_provision_pins_the_host_key_it_handed_over(server, tmp_path, key):
@@ -144,10 +144,25 @@ def test_a_second_recovery_after_cutover_makes_a_new_droplet(server, tmp_path, k
     state.save()
     second, state = run(server, tmp_path, key)
     assert second["id"] != first["id"]
-    assert second["name"] == first["name"] + "-2"  # the runbook's name, a suffix the same day
+    assert second["name"] != first["name"]  # the name is its restic host: never shared
     assert "dns_saved" not in state.data and "validation" not in state.data
     assert state.data["history"][-1]["droplet"]["id"] == first["id"]
     assert server.driver.get(first["id"]).status == "active"  # production untouched
+
+
+def test_a_droplet_name_is_never_given_again_after_its_droplet_is_gone(server, tmp_path, key):
+    """Two disasters in a row: the recovered primary is destroyed minutes after its cutover
+    and the next recovery's droplet must not take its name (its restic host, its replica
+    folder), though no droplet has that name any more."""
+    names = []
+    for _ in range(3):
+        droplet, state = run(server, tmp_path, key)
+        names.append(droplet["name"])
+        state.data["cutover"] = {"at": "2026-11-28T00:00:00Z"}
+        state.save()
+        server.driver.destroy(droplet["id"])
+    assert len(set(names)) == 3, names
+    assert all(n.startswith("forge-recovery-") for n in names)
 
 
 def test_a_corrupt_state_file_is_a_one_line_error(tmp_path):
