@@ -84,13 +84,10 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
     if role != "primary" or not settings.get("backup_repository"):
         pytest.skip("only the forge backs up")
     text = out(host, f"cat {shlex.quote(settings['backup_status_file'])} 2>/dev/null || true")
-    if not text:
-        # A forge that has just become the primary (a promoted standby) has not backed up
-        # yet: its first snapshot must at least be on its way.
-        timer = out(host, "systemctl is-active phoenix-backup.timer || true").strip()
-        assert timer == "active", ("the forge has taken no snapshot yet and its backup timer "
-                                   f"is {timer or 'missing'} (phoenix backup now)")
-        return
+    # A primary takes its first full snapshot as it becomes one (its converge, a promotion,
+    # the cutover): without it a disaster recovers the previous primary's data.
+    assert text, ("not yet protected: this primary has taken no full snapshot of its own "
+                  f"({settings['backup_status_file']} is missing; phoenix backup now)")
     when = datetime.datetime.fromisoformat(json.loads(text)["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
     assert age <= float(settings["backup_max_age"]), \

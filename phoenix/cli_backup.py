@@ -158,6 +158,13 @@ def backup_status(role: str, as_json: bool) -> None:
                   if replication.repo_snapshot_period(settings) else None)
     found = replication.problems(age, lags, settings, repo_age, check_repo=True,
                                  repo_status=run_status)
+    # The newest snapshot may be the previous primary's: this one is protected only once it
+    # has saved a full snapshot of its own.
+    target = role_target(role)
+    if replication.full_run_status(target, settings) is None:
+        found.insert(0, f"not yet protected: {target.host} has saved no full snapshot of its "
+                        f"own ({settings['backup_status_file']} is missing; "
+                        "phoenix backup now)")
     if as_json:
         click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
                                "repository_snapshot_age_seconds": repo_age,

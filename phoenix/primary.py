@@ -11,10 +11,12 @@ standby's refresh stops.
 
 from __future__ import annotations
 
+import shlex
 import socket
 from collections.abc import Callable
 from typing import Any
 
+from phoenix.backup_now import now as backup_now
 from phoenix.do import DO
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import remote, state_target
@@ -107,6 +109,25 @@ def activate(state: State, say: Say) -> None:
                 "systemctl enable --now $u.service; fi; done")
     say(f"{state.droplet['name']} is the primary now: backups and replication on, "
         f"marker {ROLE_FILE}")
+
+
+def protect(state: State, settings: dict, say: Say) -> str | None:
+    """The new primary's first full snapshot, now rather than at its timer's next hour: until
+    it exists a second disaster recovers from the previous primary's snapshot and replicas.
+    Returns its id; None when the host already has one of its own or has no backup job yet
+    (its converge takes the first one)."""
+    if not settings.get("backup_repository"):
+        return None
+    status = str(settings.get("backup_status_file") or "")
+    found = _ssh(state, f"if ! systemctl cat phoenix-backup.service >/dev/null 2>&1; then "
+                        f"echo no-job; elif [ -s {shlex.quote(status)} ]; then echo has; "
+                        "else echo none; fi").strip()
+    if found != "none":
+        return None
+    snapshot = backup_now(state_target(state), settings=settings)
+    say(f"{state.droplet['name']}'s first full snapshot {snapshot[:8]} is saved: a disaster "
+        "from now on recovers this primary")
+    return snapshot
 
 
 def _ssh(state: State, command: str) -> str:

@@ -5,8 +5,9 @@ Each recovery is an *attempt* with its own droplet: named like the runbook's
 droplet had), and tagged with a tag of its own, both written to the state file before the
 create call. A re-run of a cut-off attempt finds its droplet by that tag instead of making
 another; once the droplet has gone live (cut over or promoted) the next provision starts a
-new attempt, so it never reuses the production droplet. The create call is sent once (no SDK retry: a 5xx after DigitalOcean made the droplet
-would make a second one); after any error the droplet is looked up by the attempt's tag.
+new attempt, so it never reuses the production droplet. The create call is sent once (no SDK
+retry: a 5xx after DigitalOcean made the droplet would make a second one); after any error
+the droplet is looked up by the attempt's tag.
 
 The host key pair is made here and handed over in user_data (cloud-config `ssh_keys`), so
 the first SSH connection is already checked against a known key; over that first pinned

@@ -139,9 +139,21 @@ def repo_run_status(target: Target, settings: Mapping[str, Any],
                     timeout: float = 60) -> dict | None:
     """The forge's last repository snapshot run (backup_repo_status_file), None before its
     first. PhoenixError when the forge cannot be asked."""
-    path = str(settings.get("backup_repo_status_file") or "")
+    return _job_status(target, str(settings.get("backup_repo_status_file") or ""),
+                       "the repository job's", timeout)
+
+
+def full_run_status(target: Target, settings: Mapping[str, Any],
+                    timeout: float = 60) -> dict | None:
+    """The forge's last full snapshot of its own (backup_status_file), None before its first:
+    until then it is not yet protected. PhoenixError when the forge cannot be asked."""
+    return _job_status(target, str(settings.get("backup_status_file") or ""),
+                       "the backup job's", timeout)
+
+
+def _job_status(target: Target, path: str, whose: str, timeout: float) -> dict | None:
     proc = run(target, f"cat {shlex.quote(path)} 2>/dev/null || true", timeout=timeout,
-               late=f"the repository job's status on {target.host} did not answer")
+               late=f"{whose} status on {target.host} did not answer")
     if proc.returncode != 0:
         raise PhoenixError(f"cannot read {path} on {target.host}: {last_line(proc.stderr)}")
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.facts.files import File
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server
 
@@ -254,6 +255,12 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
                  running_name=f"Ensure {unit} runs {schedule}" if on else
                  f"Ensure {unit} does not run yet ({role()}: not the forge)",
                  restart_name=f"Restart the {unit} timer for its new schedule")
+    # A primary is protected from its first moment (a promotion, a forge adopted or built):
+    # its first full snapshot now, not at the timer's next hour. Until then a disaster
+    # recovers from the previous primary's snapshot, and the replicas of that one.
+    if on and not host.get_fact(File, path=data.backup_status_file):
+        server.shell(name="Ensure this primary has a full snapshot of its own (its first)",
+                     commands=["systemctl start phoenix-backup.service"])
 
 
 # --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------

@@ -84,13 +84,16 @@ def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget
     now = datetime.datetime.now(datetime.UTC).isoformat()
     snaps = [{"time": now, "tags": ["phoenix"]}, {"time": now, "tags": ["phoenix-repositories"]}]
     lab = {"repo_snapshot_interval": 15, "repo_snapshot_run_budget": 7, "backup_max_age": 3600,
-           "backup_repo_status_file": "/var/lib/phoenix/backup/last-repositories.json"}
+           "backup_repo_status_file": "/var/lib/phoenix/backup/last-repositories.json",
+           "backup_status_file": "/var/lib/phoenix/backup/last-success.json"}
     run = {"time": "2026-11-28T18:00:00+00:00", "duration_seconds": 2.5}
+    own: dict = {"full": {"time": now, "snapshot_id": "ab" * 32}}
     monkeypatch.setattr(settings, "load", lambda *a, **k: lab)
     monkeypatch.setattr(cli_backup, "_store", lambda: SimpleNamespace(tag="phoenix"))
     monkeypatch.setattr(backup, "list_snapshots", lambda store, all_hosts=False: snaps)
     monkeypatch.setattr(sshconf, "role_target", lambda role: SimpleNamespace(host="forge"))
     monkeypatch.setattr(replication, "repo_run_status", lambda target, s: run)
+    monkeypatch.setattr(replication, "full_run_status", lambda target, s: own["full"])
     ok = CliRunner().invoke(cli_backup.backup, ["status"])
     assert ok.exit_code == 0, ok.output
     assert "its last run took 2.5 s (repo_snapshot_run_budget 7 s" in ok.stdout
@@ -99,3 +102,12 @@ def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget
     assert slow.exit_code == 1
     assert slow.stderr.splitlines() == [
         "problem: " + replication.repo_run_problem(run, lab)], slow.stderr
+    # A primary that has saved no full snapshot of its own (just cut over or promoted): the
+    # newest snapshot is its predecessor's, fresh as it may be, and it is not yet protected.
+    run["duration_seconds"] = 2.5
+    own["full"] = None
+    bare = CliRunner().invoke(cli_backup.backup, ["status"])
+    assert bare.exit_code == 1
+    assert bare.stderr.splitlines() == [
+        "problem: not yet protected: forge has saved no full snapshot of its own "
+        "(/var/lib/phoenix/backup/last-success.json is missing; phoenix backup now)"], bare.stderr
