@@ -73,12 +73,16 @@ def lab_ssh(name: str, command: tuple[str, ...]) -> None:
 @click.command(help="A whole disaster and recovery in the lab (root): RTO, RPO, data lost.")
 @click.option("--standby", is_flag=True, help="Promote a warm standby instead of provisioning.")
 @click.option("--keep-lab", is_flag=True, help="Leave the lab and the drill's droplets up.")
+@click.option("--again", is_flag=True, help="Then a second disaster: the recovered forge, "
+              "written to, destroyed minutes after its cutover, and recovered in turn.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def drill(standby: bool, keep_lab: bool, as_json: bool) -> None:
+def drill(standby: bool, keep_lab: bool, again: bool, as_json: bool) -> None:
     from phoenix.console import Console
     from phoenix.lab import drill as drl
 
-    report = drl.drill(standby=standby, say=Console(), keep_lab=keep_lab)
+    if again and standby:
+        raise click.UsageError("--again follows a recovery, not a promotion: drop --standby")
+    report = drl.drill(standby=standby, say=Console(), keep_lab=keep_lab, again=again)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from phoenix.context import current, use
 from phoenix.errors import PhoenixError
@@ -46,10 +46,15 @@ from phoenix.settings import project
 from phoenix.sshconf import Target
 from phoenix.state import ROLES, State
 
+if TYPE_CHECKING:
+    from phoenix.do import DO
+
 Say = Callable[[str], None]
 T = TypeVar("T")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
+AGAIN_TRICKLE_SECONDS = 10.0  # writes on the recovered forge before the second disaster
+AGAIN_SETTLE_SECONDS = 5.0    # beyond repo_snapshot_interval: the replicas' seconds
 
 
 def operator_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
@@ -93,6 +98,7 @@ class Run:
     report: Report
     say: Say
     standby: bool
+    again: bool = False
     env: dict[str, str] = field(default_factory=dict)
     setup: dict[str, float] = field(default_factory=dict)  # seconds
     one_primary: dict[str, dict] = field(default_factory=dict)
@@ -120,8 +126,10 @@ def primary_repo_run(target: Target, settings: dict) -> dict | None:
     return status
 
 
-def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) -> Report:
-    """The whole disaster, in the lab; returns the report (also written beside the state)."""
+def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False,
+          again: bool = False) -> Report:
+    """The whole disaster, in the lab; returns the report (also written beside the state).
+    `again`: then a second disaster, minutes after the recovered forge's cutover (_again)."""
     from phoenix.lab import lab as lablib
 
     config = replace(labconfig.load(), offsite=OFFSITE)
@@ -129,7 +137,7 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False) ->
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = config.state_dir / "drills" / stamp
     report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})", where="lab")
-    run = Run(config, workdir, report, say, standby)
+    run = Run(config, workdir, report, say, standby, again)
     try:
         run.timed("lab up", lambda: lablib.up(config, log=say))
         run.env = labconfig.child_environment(operator_environment(config, workdir))
@@ -304,6 +312,58 @@ def _disaster(run: Run) -> None:
     if lost:
         raise PhoenixError("data written before the snapshot is missing after the "
                            "recovery: " + "; ".join(lost))
+    if run.again and not standby:
+        report.extra["second_disaster"] = _again(run, do, settings, token, trickle.repo)
+
+
+def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
+    """A disaster strikes again minutes after the cutover: the recovered forge, written to
+    (issues, chats, pushes), is destroyed once every write is older than its promise, and
+    `phoenix recover` runs again as the operator would (no --force). Everything written on
+    it comes back: from its own first snapshot (taken at its cutover), its replicas and its
+    repository snapshots, never its predecessor's."""
+    from phoenix import provision as prov
+
+    say = run.say
+    state = State("recovery", run.workdir)
+    first = dict(state.droplet or {})
+    cut_at = time.time()
+    target = prov.target(state)
+    trickle = Trickle(state.address, token, target, settings, repo=repo)
+    say(f"-- a second disaster: writes on the recovered forge {first.get('name')} "
+        f"({AGAIN_TRICKLE_SECONDS:.0f} s)")
+    trickle.start()
+    time.sleep(AGAIN_TRICKLE_SECONDS)
+    trickle.stop()
+    # Every write older than its promise: the repositories' interval, a few seconds for the
+    # databases' replicas; then the disaster.
+    time.sleep(float(settings.get("repo_snapshot_interval") or 0) + AGAIN_SETTLE_SECONDS)
+    disaster_at = time.time()
+    say(f"-- the recovered forge {first.get('name')} is destroyed, "
+        f"{disaster_at - cut_at:.0f} s after the first recovery ended")
+    do.destroy(first["id"])
+    steps = recover_command(run.workdir, env=run.env, say=say)
+    state = State("recovery", run.workdir)
+    second = state.droplet or {}
+    rtarget = prov.target(state)
+    recovered = snapshot(Forge.of(settings, address=state.address, token=token))
+    measured = measure(
+        [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+        snapshot_at=cut_at,
+        recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings, repo))
+    result = {
+        "first_droplet": first.get("name"), "second_droplet": second.get("name"),
+        "destroyed_s_after_first_recovery": round(disaster_at - cut_at, 1),
+        "steps": [{"name": st.name, "ok": st.ok, "seconds": round(st.seconds, 1)}
+                  for st in steps],
+        "rpo_by_kind": measured, "trickle_errors": trickle.errors,
+    }
+    lost = [f"{kind}: {m['lost']} of {m['written']}" for kind, m in measured.items()
+            if m["lost"]]
+    if lost or len(measured) < 3:
+        raise PhoenixError("the second recovery lost what the first recovered forge had "
+                           f"written before its promise: {'; '.join(lost) or measured}")
+    return result
 
 
 def _clean_up(config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: bool,

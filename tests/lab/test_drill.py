@@ -11,7 +11,7 @@ from phoenix.lab.lab import ledger_for
 
 def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     before = set(ledger_for(lab).read()["droplets"])
-    report = drill(say=print)
+    report = drill(say=print, again=True)
     data = report.to_dict()
 
     assert [s["name"] for s in data["steps"]] == ["provision", "deploy", "validate", "cutover",
@@ -63,6 +63,21 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     # The recovered droplet is the primary after cutover: its marker, its backups on.
     after = data["one_primary"]["recovery after cutover"]
     assert after["role"] == "primary" and after["backup_timer"] == "active", after
+
+    # A disaster strikes again minutes after the cutover: the recovered forge, written to,
+    # is destroyed and `phoenix recover` runs as the operator would. Its validation passes
+    # (no --force: the step-9 issue the first validation left is restored data), it gets a
+    # droplet (a restic host, a replica folder) of its own, and every write older than its
+    # promise comes back: from the recovered forge's own first snapshot, replicas and
+    # repository snapshots, not its predecessor's hour-old line.
+    again = data["second_disaster"]
+    assert [s["name"] for s in again["steps"]] == ["provision", "deploy", "validate",
+                                                   "cutover", "https"], again
+    assert all(s["ok"] for s in again["steps"]), again["steps"]
+    assert again["second_droplet"] != again["first_droplet"], again
+    assert again["destroyed_s_after_first_recovery"] < 300, again
+    for kind, measured in again["rpo_by_kind"].items():
+        assert measured["written"] >= 1 and measured["lost"] == 0, (kind, again)
 
     # The report is on disk in both forms, and the lab is as the drill found it.
     saved = sorted(lab.state_dir.glob("drills/*/drill.report.json"))[-1]
