@@ -367,6 +367,59 @@ def test_a_corrupt_live_database_fails_the_job_and_sends_nothing(store, forge, t
     assert backup.list_snapshots(store) == []
 
 
+@pytest.mark.parametrize("points_at", ["folder", "file"])
+def test_a_symlink_in_the_forges_data_fails_the_run_and_is_never_sealed(
+        store, forge, tmp_path, points_at):
+    """Gitea's user can put a link in data/; a restore that followed it (chown -R) would hand
+    it what the link points at, say /usr/local/sbin."""
+    backup.init(store)
+    live = tmp_path / "live"
+    shutil.copytree(forge, live)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "program").write_text("root's\n")
+    link = live / "gitea" / "data" / "x"
+    link.symlink_to(target if points_at == "folder" else target / "program")
+    proc = run_job(job_config(tmp_path, live, Path(store.repository)))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"phoenix-backup: FAILED: {link} is a symlink (to {os.readlink(link)}): a backup of "
+        "the forge holds only files and folders; nothing was sent")
+    assert not (tmp_path / "staging" / "gitea" / "manifest.json").exists()
+    assert backup.list_snapshots(store) == []
+
+
+def test_a_socket_or_fifo_in_the_forges_data_is_left_out_and_said(store, forge, tmp_path):
+    backup.init(store)
+    live = tmp_path / "live"
+    shutil.copytree(forge, live)
+    os.mkfifo(live / "gitea" / "data" / "fifo")
+    proc = run_job(job_config(tmp_path, live, Path(store.repository)))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{live / 'gitea' / 'data' / 'fifo'} is not a regular file" in proc.stderr
+    assert not os.path.lexists(tmp_path / "staging" / "gitea" / "data" / "fifo")
+
+
+@pytest.mark.parametrize("points_at", ["folder", "file"])
+def test_the_verifier_refuses_a_backup_holding_a_symlink_and_writes_nothing(tmp_path, points_at):
+    folder = tmp_path / "gitea"
+    make_gitea_backup(folder, repos=1, issues_per_repo=1)
+    sealed = (folder / "manifest.json").read_bytes()
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "program").write_text("root's\n")
+    (folder / "data").mkdir(exist_ok=True)
+    (folder / "data" / "x").symlink_to(target if points_at == "folder" else target / "program")
+    for args in ((), ("--write-manifest",)):
+        proc = subprocess.run([str(backup.VERIFIER), *args, str(folder)], capture_output=True,
+                              text=True, check=False)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.splitlines() == [
+            f"phoenix-backup-verify: {folder}: data/x: a symlink: a backup holds only files "
+            "and folders"]
+        assert (folder / "manifest.json").read_bytes() == sealed
+
+
 def test_job_without_a_repository_fails_with_its_reason(tmp_path, forge):
     proc = run_job(job_config(tmp_path, forge, tmp_path / "nowhere"))
     assert proc.returncode == 1

@@ -5,9 +5,11 @@ and `newer-repositories`), against a local restic repository in tmp_path."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -192,3 +194,70 @@ def test_a_repository_snapshot_after_the_time_asked_for_or_none_leaves_the_full_
     assert proc.returncode == 1 and "is not an ISO 8601 time" in proc.stderr
     with sqlite3.connect(live / "gitea.db") as conn:  # the full snapshot's db is untouched
         assert conn.execute("SELECT COUNT(*) FROM repository").fetchone()[0] == 2
+
+
+# --- a restored repository is hostile input -----------------------------------------------------
+
+def hostile_repositories(tmp_path: Path) -> tuple[list[Path], Path, Path, str]:
+    """Bare repositories whose own config makes a careless git run a program (it touches a
+    marker): core.fsmonitor with a worktree and an index, and a promisor remote whose
+    upload-pack git runs to fetch a missing commit. Returns (hostile, marker, sound, sha)."""
+    marker = tmp_path / "pwned"
+    hook = tmp_path / "hook"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    work = tmp_path / "w"
+    git("init", "-q", "-b", "main", str(work))
+    (work / "f").write_text("one\n")
+    git("add", "f", cwd=work)  # an index, which fsmonitor needs
+    git("commit", "-q", "-m", "one", cwd=work)
+    sha = git("rev-parse", "HEAD", cwd=work)
+    sound = tmp_path / "sound.git"
+    git("clone", "-q", "--bare", str(work), str(sound))
+    monitor = tmp_path / "monitor.git"
+    shutil.copytree(work / ".git", monitor)
+    (tmp_path / "wt").mkdir()
+    for key, value in (("core.bare", "false"), ("core.worktree", str(tmp_path / "wt")),
+                       ("core.fsmonitor", str(hook))):
+        git("--git-dir", str(monitor), "config", key, value)
+    promisor = tmp_path / "promisor.git"
+    git("init", "-q", "--bare", str(promisor))
+    for key, value in (("core.repositoryformatversion", "1"),
+                       ("extensions.partialClone", "origin"), ("remote.origin.url", str(work)),
+                       ("remote.origin.promisor", "true"), ("remote.origin.uploadpack", str(hook))):
+        git("--git-dir", str(promisor), "config", key, value)
+    (promisor / "refs" / "heads" / "main").write_text(sha + "\n")  # its commit is missing
+    (promisor / "objects" / "pack" / "x.promisor").write_text("")
+    return [monitor, promisor], marker, sound, sha
+
+
+def test_git_runs_no_program_a_restored_repositorys_config_names(tmp_path):
+    job = backup.job_module()
+    hostile, marker, sound, sha = hostile_repositories(tmp_path)
+    owner = (tmp_path / "sound.git").stat()
+    for repo in hostile:
+        job._git_sound(str(repo), owner)
+        job._git_branches(str(repo), owner)
+        assert not marker.exists(), f"git ran the program {repo.name}'s config names"
+    assert job._git_sound(str(sound), owner) is None
+    branches = job._git_branches(str(sound), owner)
+    assert {name: found[:2] for name, found in branches.items()} == {"main": (sha, "one")}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to Gitea's user")
+def test_git_on_restored_repositories_runs_as_their_roots_owner_not_root(tmp_path):
+    job = backup.job_module()
+    _hostile, _marker, sound, sha = hostile_repositories(tmp_path)
+    root = Path(tempfile.mkdtemp(prefix="phoenix-git-"))  # tmp_path is root's alone (0700)
+    try:
+        root.chmod(0o755)
+        repo = root / "sound.git"
+        shutil.copytree(sound, repo)
+        job.own_tree(str(repo), 65534, 65534)
+        owner = repo.stat()
+        assert job._git_sound(str(repo), owner) is None
+        assert job.run_git(str(repo), "update-ref", "refs/heads/probe", sha,
+                           owner=owner).returncode == 0
+        assert (repo / "refs" / "heads" / "probe").stat().st_uid == 65534
+    finally:
+        shutil.rmtree(root)

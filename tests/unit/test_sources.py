@@ -18,6 +18,7 @@ import pytest
 from phoenix import recover, sources
 from phoenix.errors import PhoenixError
 from phoenix.lab import fixtures
+from phoenix.restic import host_script
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "files" / "phoenix-restore"
@@ -328,6 +329,53 @@ def test_apply_without_a_staged_database_touches_nothing(tmp_path, made):
     assert done.returncode == 1 and "holds no gitea.db" in done.stderr
     assert (tmp_path / "var/lib/gitea/data/gitea.db").read_text() == "the old database"
     assert not (tmp_path / "aside").exists()
+
+
+def outside_target(tmp_path: Path) -> tuple[Path, tuple[int, int]]:
+    """A folder a staged link points at, owned by another user than Gitea's (when root can
+    make it so): a restore that followed the link would chown it. Returns it and its owner."""
+    target = tmp_path / "usr-local-sbin"
+    target.mkdir()
+    (target / "program").write_text("#!/bin/sh\n")
+    if os.getuid() == 0:
+        for path in (target, target / "program"):
+            os.chown(path, 65534, 65534)
+    st = target.stat()
+    return target, (st.st_uid, st.st_gid)
+
+
+def owners(target: Path) -> set[tuple[int, int]]:
+    return {(p.lstat().st_uid, p.lstat().st_gid) for p in (target, target / "program")}
+
+
+@pytest.mark.parametrize("points_at", ["folder", "file"])
+def test_apply_refuses_a_staged_symlink_and_touches_nothing(tmp_path, made, points_at):
+    config, unpacked = host_layout(tmp_path, made)
+    target, owner = outside_target(tmp_path)
+    link = unpacked / "data" / "x"
+    link.symlink_to(target if points_at == "folder" else target / "program")
+    done = tool(config, "apply", str(unpacked))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"phoenix-restore: FAILED: {link} is a symlink (to {os.readlink(link)}) in the staged "
+        "backup: refusing it; nothing was set aside"]
+    assert (tmp_path / "var/lib/gitea/data/gitea.db").read_text() == "the old database"
+    assert not (tmp_path / "aside").exists()
+    assert owners(target) == {owner}
+
+
+def test_chown_tree_never_follows_a_symlink(tmp_path):
+    restore = host_script(TOOL)
+    target, owner = outside_target(tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "x").symlink_to(target)
+    (tmp_path / "top").symlink_to(target)
+    for path, link in ((tree, tree / "sub" / "x"), (tmp_path / "top", tmp_path / "top")):
+        with pytest.raises(restore.RestoreError, match=f"^{link} is a symlink .*: refusing"):
+            restore.chown_tree(str(path), 4242, 4242)
+    assert owners(target) == {owner}
+    assert tree.stat().st_uid != 4242
 
 
 def test_regenerate_runs_gitea_as_its_user_and_says_what_failed(tmp_path, made):

@@ -303,6 +303,25 @@ def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_
     conn.close()
 
 
+def test_a_database_path_that_is_a_symlink_is_left_alone(tmp_path):
+    """A restored Hermes house is its user's: a link there is never followed by root."""
+    from phoenix.restic import host_script
+
+    script = host_script(SCRIPT)
+    target = tmp_path / "shadow"
+    target.write_text("root's\n")
+    before = target.stat()
+    (tmp_path / "house").mkdir()
+    link = tmp_path / "house" / "state.db"
+    link.symlink_to(target)
+    result = script.restore_one({"litestream": "/bin/false"},
+                                {"path": str(link), "name": "hermes-state", "config": {}},
+                                None, str(tmp_path / "aside"))
+    assert result["used"] == "snapshot" and result["reason"] == f"{link} is a symlink: left alone"
+    assert link.is_symlink() and target.read_text() == "root's\n"
+    assert (target.stat().st_uid, target.stat().st_mode) == (before.st_uid, before.st_mode)
+
+
 def test_repository_rows_newer_than_the_snapshot_are_listed(tmp_path):
     import importlib.util
     from importlib.machinery import SourceFileLoader
