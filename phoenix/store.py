@@ -146,8 +146,7 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
         "user": parts["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
         "repository": path, "append_keys": [forge_key.strip()],
         "full_keys": [operator_key.strip()], "password": password,
-        "prune": {"host": settings.get("backup_host") or "forge",
-                  "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
+        "prune": {"tag": settings.get("backup_tag") or "phoenix", "keep": keep,
                   "schedule": settings.get("backup_prune_schedule") or "daily",
                   "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
                   # issue 21: the repository snapshots, kept for a while (the full ones stay)
