@@ -578,6 +578,21 @@ def test_a_snapshot_claiming_the_future_is_never_latest(store, forge, tmp_path, 
     assert backup.resolve_snapshot(store, "@" + now) == real   # a point in time, too
 
 
+def test_a_warm_standby_never_prestages_a_snapshot_claiming_the_future(store, forge, tmp_path):
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository))
+    assert run_job(config).returncode == 0
+    real = json.loads((tmp_path / "status.json").read_text())["snapshot_id"]
+    later = future_snapshot(store, forge / "memories", host="forge-recovery-20261202")
+    data = json.loads(config.read_text())
+    data["prestage_dir"] = str(tmp_path / "warm")
+    config.write_text(json.dumps(data))
+    proc = run_job(config, "prestage")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "warm" / f"{real}.verified").exists()
+    assert f"snapshot {later} claims 2099-" in proc.stderr
+
+
 def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_path,
                                                             monkeypatch):
     from click.testing import CliRunner

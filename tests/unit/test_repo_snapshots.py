@@ -192,3 +192,20 @@ def test_a_repository_snapshot_after_the_time_asked_for_or_none_leaves_the_full_
     assert proc.returncode == 1 and "is not an ISO 8601 time" in proc.stderr
     with sqlite3.connect(live / "gitea.db") as conn:  # the full snapshot's db is untouched
         assert conn.execute("SELECT COUNT(*) FROM repository").fetchone()[0] == 2
+
+
+def test_a_repository_snapshot_claiming_the_future_is_never_the_newest(line, tmp_path,
+                                                                       capsys):
+    from tests.unit.test_backup import future_snapshot
+
+    forge, config, store = line
+    assert run_job(config).returncode == 0
+    full = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
+    time.sleep(1.1)
+    assert run_job(config, "repositories").returncode == 0
+    real = json.loads((tmp_path / "job" / "repositories.json").read_text())["snapshot_id"]
+    later = future_snapshot(store, forge / "etc", tag="phoenix-repositories")
+    job = backup.job_module()
+    found = job.newer_repository_snapshot(json.loads(config.read_text()), full)
+    assert found is not None and found["id"].startswith(real[:8])
+    assert f"snapshot {later} claims 2099-" in capsys.readouterr().err
