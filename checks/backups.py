@@ -29,6 +29,16 @@ def job(host, settings) -> dict:
     return json.loads(f.content_string)
 
 
+def _future(status: dict, settings) -> str:
+    """The line naming the status file's snapshot when its time is later than now +
+    backup_future_tolerance (a negative age passes any max age), else empty."""
+    from phoenix import pitr
+
+    found = pitr.future([{"id": str(status.get("snapshot_id") or "?"), "time": status["time"]}],
+                        float(settings.get("backup_future_tolerance") or 300))
+    return "; ".join(found.values())
+
+
 def test_backups_job_installed_for_the_forges_store(host, settings, job):
     problems = []
     program = host.file(settings["backup_job_path"])
@@ -88,7 +98,9 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
     # the cutover): without it a disaster recovers the previous primary's data.
     assert text, ("not yet protected: this primary has taken no full snapshot of its own "
                   f"({settings['backup_status_file']} is missing; phoenix backup now)")
-    when = datetime.datetime.fromisoformat(json.loads(text)["time"])
+    status = json.loads(text)
+    assert not (future := _future(status, settings)), future
+    when = datetime.datetime.fromisoformat(status["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
     assert age <= float(settings["backup_max_age"]), \
         f"the newest snapshot is {age:.0f} s old (backup_max_age {settings['backup_max_age']})"
@@ -108,7 +120,9 @@ def test_step4_newest_repository_snapshot_is_recent(host, settings, role, stream
                      "|| true")
     if not text:  # a forge that has just become the primary: its first run is on its way
         return
-    when = datetime.datetime.fromisoformat(json.loads(text)["time"])
+    status = json.loads(text)
+    assert not (future := _future(status, settings)), future
+    when = datetime.datetime.fromisoformat(status["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
     assert age <= replication.repo_snapshot_max_age(settings), \
         f"the newest repository snapshot is {age:.0f} s old (repo_snapshot_interval {interval})"

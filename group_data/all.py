@@ -249,6 +249,8 @@ backup_prune_schedule = "daily"      # the store's retention timer (systemd OnCa
 backup_prune_time_tolerance = 7200   # seconds; a snapshot dated further from its arrival on
                                      # the store (forged dates could make keep-* forget the
                                      # real ones) stops the store's prune until you look
+backup_future_tolerance = 300        # seconds; a snapshot dated later than now + this (the forge
+                                     # writes its time) is never the newest, and is a problem
 backup_keys_expected = 1             # `phoenix backup verify` fails on more keys (one added by
                                      # a compromised forge: `restic key add` stays possible)
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):

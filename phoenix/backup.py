@@ -20,6 +20,7 @@ stderr of Debian 12's restic 0.14, which exits 1 for all of them.
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -132,13 +133,22 @@ def parse_snapshots(rows: list[dict]) -> list[dict]:
 
 
 def latest_snapshot_id(store: Store) -> str:
-    """The id of the forge's newest snapshot; an error when there is none."""
+    """The id of the forge's newest snapshot; an error when there is none. One that claims a
+    time later than now + backup_future_tolerance is named on stderr and passed over."""
+    from phoenix import pitr
+
     snapshots = list_snapshots(store)
+    future = pitr.future(snapshots, store.future_tolerance)
+    for line in future.values():
+        print(line, file=sys.stderr, flush=True)
+    snapshots = [s for s in snapshots if s["id"] not in future]
     if not snapshots:
         raise PhoenixError(f"the repository {store.location} has no snapshot tagged "
                            f"{store.tag!r}{f' of host {store.host!r}' if store.host else ''} "
-                           "yet: run the backup job (`phoenix backup now`)")
-    return snapshots[-1]["id"]
+                           "yet" + (f" (and {len(future)} that claim a time in the future)"
+                                    if future else "")
+                           + ": run the backup job (`phoenix backup now`)")
+    return max(snapshots, key=lambda s: pitr.parse(s["time"]))["id"]
 
 
 def resolve_snapshot(store: Store, ref: str) -> str:

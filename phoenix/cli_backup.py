@@ -140,13 +140,16 @@ def backup_now(role: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def backup_status(role: str, as_json: bool) -> None:
     from phoenix import backup as bk
-    from phoenix import replication
+    from phoenix import pitr, replication
     from phoenix.settings import load
     from phoenix.sshconf import role_target
 
     settings = load()
     store = _store()
     every = bk.list_snapshots(store, all_hosts=True)
+    # a snapshot dated later than now (the forge writes its time) is a problem, not the newest
+    future = pitr.future(every, float(settings.get("backup_future_tolerance") or 300))
+    every = [s for s in every if s["id"] not in future]
     age = replication.snapshot_age([s for s in every if store.tag in s["tags"]])
     repo_age = replication.snapshot_age([s for s in every
                                          if bk.repo_tag(store.tag) in s["tags"]])
@@ -157,7 +160,7 @@ def backup_status(role: str, as_json: bool) -> None:
     run_status = (replication.repo_run_status(role_target(role), settings)
                   if replication.repo_snapshot_period(settings) else None)
     found = replication.problems(age, lags, settings, repo_age, check_repo=True,
-                                 repo_status=run_status)
+                                 repo_status=run_status, future=future.values())
     # The newest snapshot may be the previous primary's: this one is protected only once it
     # has saved a full snapshot of its own.
     target = role_target(role)

@@ -38,6 +38,18 @@ def normalize(text: str) -> str:
     return parse(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def future(snapshots: list[dict], tolerance: float,
+           now: datetime.datetime | None = None) -> dict[str, str]:
+    """Those of `snapshots` ({id, time}) that claim a time later than now + `tolerance`
+    seconds, by id, each with the line that names it. The forge writes a snapshot's time
+    (restic --time, or a forged snapshot file through its append-only key): one dated 2099
+    taken as the newest would stay `latest` for ever, and its age would look healthy."""
+    limit = (now or datetime.datetime.now(UTC)) + datetime.timedelta(seconds=tolerance)
+    return {s["id"]: f"snapshot {s['id'][:8]} claims {normalize(s['time'])}, later than now + "
+                     f"{tolerance:g} s: not taken as the newest"
+            for s in snapshots if parse(s["time"]) > limit}
+
+
 def at_or_before(snapshots: list[dict], when: str, *, where: str) -> dict:
     """The newest of `snapshots` ({id, time}) taken at or before `when`; an error naming the
     oldest one when there is none."""

@@ -10,12 +10,12 @@ import datetime
 import hashlib
 import json
 import posixpath
-import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from phoenix import pitr
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target, last_line, run
 
@@ -61,14 +61,9 @@ def snapshot_age(snapshots: list[dict], now: datetime.datetime | None = None) ->
     """Seconds since the newest snapshot (restic's time), None without one."""
     if not snapshots:
         return None
-    # restic writes nanoseconds and the operator's offset ("Z" or "+01:00"): keep
-    # microseconds for fromisoformat; a time without an offset is UTC
-    times = []
-    for s in snapshots:
-        text = re.sub(r"(\.\d{6})\d+", r"\1", s["time"].strip().replace("Z", "+00:00"))
-        when = datetime.datetime.fromisoformat(text)
-        times.append(when if when.tzinfo else when.replace(tzinfo=datetime.UTC))
-    when = max(times)
+    # restic writes nanoseconds and the operator's offset ("Z" or "+01:00"): pitr.parse keeps
+    # microseconds; a time without an offset is UTC
+    when = max(pitr.parse(s["time"]) for s in snapshots)
     now = now or datetime.datetime.now(datetime.UTC)
     return round((now - when).total_seconds(), 1)
 
@@ -172,11 +167,14 @@ def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
 
 def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
              repo_age: float | None = None, *, check_repo: bool = False,
-             repo_status: Mapping[str, Any] | None = None) -> list[str]:
+             repo_status: Mapping[str, Any] | None = None,
+             future: Iterable[str] = ()) -> list[str]:
     """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
     newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on,
-    and `repo_status` (the last run's status file) against repo_snapshot_run_budget."""
-    found = []
+    and `repo_status` (the last run's status file) against repo_snapshot_run_budget.
+    `future`: the lines of pitr.future, snapshots that claim a time past now + tolerance (the
+    ages are of the others)."""
+    found = list(future)
     limit = repo_snapshot_max_age(settings)
     if check_repo and limit is not None and age is not None:
         if repo_age is None:

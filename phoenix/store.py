@@ -42,6 +42,7 @@ class Store:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)   # s3 credentials
     host: str | None = None             # restic --host: None, the whole primary line
     tag: str = "phoenix"                # the line's --tag (backup_tag)
+    future_tolerance: float = 300       # backup_future_tolerance: later is never the newest
 
     @property
     def location(self) -> str:
@@ -102,7 +103,8 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
                                                     folder=folder)}
     return Store(repository=repository, password=password, ssh=ssh, env=env,
                  host=settings.get("backup_host") or None,
-                 tag=settings.get("backup_tag") or "phoenix")
+                 tag=settings.get("backup_tag") or "phoenix",
+                 future_tolerance=float(settings.get("backup_future_tolerance") or 300))
 
 
 def sftp_command(target: Target) -> str:
@@ -146,8 +148,7 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
         "user": parts["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
         "repository": path, "append_keys": [forge_key.strip()],
         "full_keys": [operator_key.strip()], "password": password,
-        "prune": {"host": settings.get("backup_host") or "forge",
-                  "tag": settings.get("backup_tag") or "phoenix", "keep": keep,
+        "prune": {"tag": settings.get("backup_tag") or "phoenix", "keep": keep,
                   "schedule": settings.get("backup_prune_schedule") or "daily",
                   "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
                   # issue 21: the repository snapshots, kept for a while (the full ones stay)

@@ -39,7 +39,9 @@ READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "bac
          "standby_prestage_dir", "standby_warm", "unit_hardening",
          # issue 21: the repository snapshots, and the restore's step that uses them
          "backup_repo_staging_dir", "backup_repo_status_file", "repo_snapshot_interval",
-         "repo_snapshot_run_budget", "restore_aside_dir", "restore_newer_repositories")
+         "repo_snapshot_run_budget", "restore_aside_dir", "restore_newer_repositories",
+         # a snapshot dated past now + this is never the newest (prestage, newer repositories)
+         "backup_future_tolerance")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -109,6 +111,7 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
     config = {
         "repository": repository, "password_file": paths["password"],
         "host": data.backup_host or host.get_fact(Hostname), "tag": data.backup_tag,
+        "future_tolerance": data.backup_future_tolerance,
         "keep": {"hourly": int(data.backup_keep_hourly), "daily": int(data.backup_keep_daily),
                  "weekly": int(data.backup_keep_weekly)},
         "gitea": gitea or {

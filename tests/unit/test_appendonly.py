@@ -141,7 +141,7 @@ def test_store_setup_pins_each_key_to_one_command():
     service, timer = script.prune_units({"repository": "/srv/restic/forge", "user": "restic"},
                                         {"host": "forge", "tag": "phoenix",
                                          "keep": {"hourly": 24, "daily": 7}})
-    assert (f"ExecStart={script.LOCK_WAIT_PATH} /usr/bin/restic forget --host forge --tag "
+    assert (f"ExecStart={script.LOCK_WAIT_PATH} /usr/bin/restic forget --group-by tags --tag "
             "phoenix --keep-hourly 24 --keep-daily 7 --prune") in service
     assert "User=restic" in service and "OnCalendar=daily" in timer
     assert f"ExecStartPre={script.GUARD_PATH} 7200" in service
@@ -156,9 +156,9 @@ def test_store_setup_pins_each_key_to_one_command():
                                      "repo_keep_within": "2d"})
     starts = [line for line in service.splitlines() if line.startswith("ExecStart=")]
     wait = script.LOCK_WAIT_PATH
-    assert starts == [f"ExecStart={wait} /usr/bin/restic forget --host forge --tag "
+    assert starts == [f"ExecStart={wait} /usr/bin/restic forget --group-by tags --tag "
                       "phoenix-repositories --keep-within 2d",
-                      f"ExecStart={wait} /usr/bin/restic forget --host forge --tag phoenix "
+                      f"ExecStart={wait} /usr/bin/restic forget --group-by tags --tag phoenix "
                       "--keep-daily 7 --prune"]
 
 
@@ -212,3 +212,51 @@ def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tm
     refused = guard()
     assert refused.returncode == 1
     assert "not pruning: 1 snapshot(s)" in refused.stderr and "claims 2030-01-01" in refused.stderr
+
+
+def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, tmp_path):
+    """backup_host unset: each droplet that was the forge backs up as its own name; the store's
+    daily retention (its unit's commands, run as the store runs them) applies the policy to
+    the line by its tag, whatever the hosts, as `phoenix backup prune` does."""
+    from datetime import datetime, timedelta
+
+    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    (tmp_path / "wait").write_text(script.LOCK_WAIT)
+    spec = backup.store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
+                              "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},
+                             forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
+                             password=PASSWORD)
+    service, _ = script.prune_units(spec, spec["prune"])
+    store = backup.Store(repository=str(repo), password=PASSWORD)
+    (tmp_path / "staging").mkdir()
+    noon = datetime(2026, 11, 20, 12, 0)   # away from midnight: keep-daily counts days
+
+    def snapshot(host: str, tag: str, age: timedelta) -> str:
+        proc = backup.restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
+                             (noon - age).strftime("%Y-%m-%d %H:%M:%S"), str(tmp_path / "staging"),
+                             what="a test snapshot")
+        return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]
+
+    first, second = "forge-recovery-20261201", "forge-recovery-20261202"
+    full = [snapshot(first, "phoenix", timedelta(days=3)), snapshot(first, "phoenix",
+                                                                   timedelta(days=2)),
+            snapshot(second, "phoenix", timedelta(days=1)), snapshot(second, "phoenix",
+                                                                    timedelta(hours=1))]
+    repos = [snapshot(first, "phoenix-repositories", timedelta(days=3)),
+             snapshot(first, "phoenix-repositories", timedelta(days=1, hours=1)),
+             snapshot(second, "phoenix-repositories", timedelta(hours=1))]
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RESTIC_REPOSITORY": str(repo),
+           "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"),
+           "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    for line in service.splitlines():
+        if line.startswith("ExecStart="):
+            argv = shlex.split(line[len("ExecStart="):])
+            assert argv[:2] == [script.LOCK_WAIT_PATH, "/usr/bin/restic"]
+            proc = subprocess.run([sys.executable, str(tmp_path / "wait"), "restic", *argv[2:]],
+                                  env=env, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+    left = {s["id"][:8] for s in backup.list_snapshots(store, all_hosts=True)}
+    # keep-daily 2 over the whole line: the newest of the last two days, whichever droplet;
+    # keep-within 2d of the line's newest repository snapshot, whichever droplet
+    assert left == {full[2], full[3], repos[1], repos[2]}

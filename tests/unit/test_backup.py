@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -603,3 +604,74 @@ def test_caddys_certificate_and_account_pass_the_backup_skips(tmp_path):
         assert (dest / ".local" / "share" / "caddy" / rel).read_text() == rel
     assert not (dest / ".local" / "share" / "caddy" / "locks" / "issue_cert_forge.lab.test.lock"
                 ).exists()
+
+
+FUTURE = "2099-01-01 00:00:00"   # a time the forge may claim: restic's --time is the forge's
+
+
+def future_snapshot(store: backup.Store, source: Path, *, tag: str = "phoenix",
+                    host: str = "forge") -> str:
+    """A snapshot of the forge's line that claims 2099 (what a compromised forge can add)."""
+    proc = backup.restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
+                         FUTURE, str(source), what="a snapshot from the future")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]
+
+
+def test_a_snapshot_claiming_the_future_is_never_latest(store, forge, tmp_path, capsys):
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository))
+    assert run_job(config).returncode == 0
+    real = json.loads((tmp_path / "status.json").read_text())["snapshot_id"]
+    later = future_snapshot(store, forge / "memories")
+    assert backup.resolve_snapshot(store, "latest") == real
+    named = capsys.readouterr().err
+    assert f"snapshot {later} claims 2099-" in named and "later than now + 300 s: not taken " \
+                                                        "as the newest" in named
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    assert backup.resolve_snapshot(store, "@" + now) == real   # a point in time, too
+
+
+def test_a_warm_standby_never_prestages_a_snapshot_claiming_the_future(store, forge, tmp_path):
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository))
+    assert run_job(config).returncode == 0
+    real = json.loads((tmp_path / "status.json").read_text())["snapshot_id"]
+    later = future_snapshot(store, forge / "memories", host="forge-recovery-20261202")
+    data = json.loads(config.read_text())
+    data["prestage_dir"] = str(tmp_path / "warm")
+    config.write_text(json.dumps(data))
+    proc = run_job(config, "prestage")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "warm" / f"{real}.verified").exists()
+    assert f"snapshot {later} claims 2099-" in proc.stderr
+
+
+def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_path,
+                                                            monkeypatch):
+    from click.testing import CliRunner
+
+    from types import SimpleNamespace
+
+    from phoenix import cli_backup, replication, settings, sshconf
+
+    backup.init(store)
+    config = job_config(tmp_path, forge, Path(store.repository))
+    assert run_job(config).returncode == 0
+    monkeypatch.setattr(settings, "load", lambda *a, **k: {"backup_max_age": 3600,
+                                                           "backup_future_tolerance": 300})
+    monkeypatch.setattr(cli_backup, "_store", lambda: store)
+    # the forge, asked over ssh for its own last run, is this machine's job here
+    status = Path(json.loads(config.read_text())["status_file"])
+    monkeypatch.setattr(sshconf, "role_target", lambda role: SimpleNamespace(host="forge"))
+    monkeypatch.setattr(replication, "full_run_status",
+                        lambda target, s: json.loads(status.read_text()))
+    ok = CliRunner().invoke(cli_backup.backup, ["status"])
+    assert ok.exit_code == 0, ok.output
+    later = future_snapshot(store, forge / "memories")
+    found = CliRunner().invoke(cli_backup.backup, ["status"])
+    assert found.exit_code == 1
+    problems = [line for line in found.stderr.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 1 and f"snapshot {later} claims 2099-" in problems[0], found.stderr
+    # the age is the real newest's, not a negative one
+    age = re.search(r"newest snapshot: (-?\d+) s old", found.stdout)
+    assert age and 0 <= int(age[1]) < 600, found.stdout

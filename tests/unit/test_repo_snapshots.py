@@ -261,3 +261,20 @@ def test_git_on_restored_repositories_runs_as_their_roots_owner_not_root(tmp_pat
         assert (repo / "refs" / "heads" / "probe").stat().st_uid == 65534
     finally:
         shutil.rmtree(root)
+
+
+def test_a_repository_snapshot_claiming_the_future_is_never_the_newest(line, tmp_path,
+                                                                       capsys):
+    from tests.unit.test_backup import future_snapshot
+
+    forge, config, store = line
+    assert run_job(config).returncode == 0
+    full = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
+    time.sleep(1.1)
+    assert run_job(config, "repositories").returncode == 0
+    real = json.loads((tmp_path / "job" / "repositories.json").read_text())["snapshot_id"]
+    later = future_snapshot(store, forge / "etc", tag="phoenix-repositories")
+    job = backup.job_module()
+    found = job.newer_repository_snapshot(json.loads(config.read_text()), full)
+    assert found is not None and found["id"].startswith(real[:8])
+    assert f"snapshot {later} claims 2099-" in capsys.readouterr().err

@@ -82,7 +82,8 @@ def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget
     from phoenix import backup, cli_backup, settings, sshconf
 
     now = datetime.datetime.now(datetime.UTC).isoformat()
-    snaps = [{"time": now, "tags": ["phoenix"]}, {"time": now, "tags": ["phoenix-repositories"]}]
+    snaps = [{"id": "a" * 64, "time": now, "tags": ["phoenix"]},
+             {"id": "b" * 64, "time": now, "tags": ["phoenix-repositories"]}]
     lab = {"repo_snapshot_interval": 15, "repo_snapshot_run_budget": 7, "backup_max_age": 3600,
            "backup_repo_status_file": "/var/lib/phoenix/backup/last-repositories.json",
            "backup_status_file": "/var/lib/phoenix/backup/last-success.json"}
