@@ -12,7 +12,7 @@ from phoenix import __version__
 from phoenix.cli_backup import backup
 from phoenix.console import Console
 from phoenix.context import Context, current, install
-from phoenix.errors import PhoenixError
+from phoenix.errors import INTERRUPTED, PhoenixError
 
 ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
@@ -214,9 +214,9 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except PhoenixError as exc:
         click.echo(f"phoenix: {exc}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        sys.exit(130)
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
