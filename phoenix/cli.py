@@ -12,7 +12,7 @@ from phoenix import __version__
 from phoenix.cli_backup import backup
 from phoenix.console import Console
 from phoenix.context import Context, current, install
-from phoenix.errors import INTERRUPTED, PhoenixError
+from phoenix.errors import INTERRUPTED, NOT_CONFIGURED, PhoenixError
 
 ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
@@ -82,6 +82,35 @@ def _role(standby: bool) -> str:
     return "standby" if standby else "recovery"
 
 
+@cli.command(help="Every problem a command would meet (tokens, secrets, settings, keys, the "
+             "restore source), all at once, changing nothing; exit 3 when there is one.")
+@click.option("--for", "command", default="recover", show_default=True,
+              type=click.Choice(["recover", "cutover", "adopt", "backup init"]),
+              help="The command to check for.")
+@click.option("--standby", is_flag=True, help="For the standby (a promotion).")
+@click.option("--reserved-ip", is_flag=True, help="A cutover by the reserved IP, not DNS.")
+@click.option("--restore-source", "source", default=None, metavar="SOURCE",
+              help="The restore source `recover` would get (default restic:latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def check(command: str, standby: bool, reserved_ip: bool, source: str | None,
+          as_json: bool) -> None:
+    from phoenix import check as chk
+
+    role = "primary" if command == "adopt" else _role(standby)
+    inputs = chk.Inputs(command=command, role=role, source=source, reserved_ip=reserved_ip)
+    found = chk.problems(inputs)
+    if as_json:
+        click.echo(json.dumps({"command": command, "checks": chk.needs(inputs),
+                               "problems": found}, indent=2))
+    else:
+        for line in found:
+            click.echo(f"problem: {line}")
+        click.echo(f"{len(found)} problem(s) for `phoenix {command}` "
+                   f"({', '.join(chk.needs(inputs))} checked)")
+    if found:
+        sys.exit(NOT_CONFIGURED)
+
+
 @cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
 @click.option("--standby", is_flag=True, help="Provision for inventories/standby.py.")
 def provision(standby: bool) -> None:
@@ -105,10 +134,12 @@ def provision(standby: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
 def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
     from phoenix import cutover as cut
+    from phoenix.check import Inputs, require
     from phoenix.do import client as do_client
     from phoenix.settings import load
     from phoenix.state import State
 
+    require(Inputs(command="cutover", role=_role(standby), reserved_ip=reserved_ip))
     needs_do = reserved_ip or fence or bool(current().do_token)
     cut.cutover(settings=load(role=_role(standby)), state=State(_role(standby)),
                 do=do_client() if needs_do else None, reserved_ip=reserved_ip,
@@ -177,6 +208,7 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
             point_in_time: str | None, report_dir: Path | None, as_json: bool) -> None:
     from phoenix import pitr
     from phoenix import recover as rec
+    from phoenix.check import Inputs, require
     from phoenix.settings import project
 
     project()  # group_data, deploy.py: nothing to recover with outside a project folder
@@ -186,11 +218,15 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
     data = rec.recovery_data(standby=standby, source=source)
     if point_in_time:
         data.update(pitr.recovery_data(point_in_time))
+    inputs = Inputs(command="recover", role=role, source=data["restore_source"],
+                    reserved_ip=reserved_ip, cutover=not no_cutover)
     if dry:
         for n, line in enumerate(rec.plan(role, data["restore_source"]), 1):
             click.echo(f"{n}. {line}")
+        require(inputs)  # every problem, before the deploy's own dry run meets the first
         rec.dry_deploy(role, say=click.echo, data=data)
         return
+    require(inputs)  # before a droplet is billed
     report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say,
                          deploy_data=data, report_dir=report_dir)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
@@ -200,8 +236,10 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
              "snapshot, prove it restores, and check the forge was left unchanged.")
 def adopt() -> None:
     from phoenix import adopt as adp
+    from phoenix.check import Inputs, require
     from phoenix.state import state_dir
 
+    require(Inputs(command="adopt", role="primary"))
     report = adp.adopt(say=_say, report_dir=state_dir() / "adopt")
     click.echo(report.table())
 

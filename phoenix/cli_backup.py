@@ -30,7 +30,9 @@ def _store():
 @backup.command("init", help="Create the restic repository unless it exists.")
 def backup_init() -> None:
     from phoenix import backup as bk
+    from phoenix.check import Inputs, require
 
+    require(Inputs(command="backup init", role="primary"))
     click.echo("repository created" if bk.init(_store()) else "repository already there")
 
 

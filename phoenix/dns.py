@@ -121,6 +121,18 @@ def _find_record(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> Any:
     return records[0]
 
 
+def token_status(client: cloudflare.Cloudflare) -> str:
+    """The token's own status ("active" when usable), read only (/user/tokens/verify)."""
+    with _cloudflare_errors(client, "verifying the API token"):
+        return str(getattr(client.user.tokens.verify(), "status", None))
+
+
+def find_a_record(client: cloudflare.Cloudflare, name: str) -> Any:
+    """The one A record of `name`, read only: what cutover would move (phoenix check)."""
+    fqdn = _fqdn(name)
+    return _find_record(client, _find_zone(client, fqdn), fqdn)
+
+
 def _value(record: Any) -> dict:
     return {"content": record.content, "ttl": int(record.ttl), "proxied": bool(record.proxied)}
 
