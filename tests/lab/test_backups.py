@@ -430,20 +430,22 @@ def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
 
 def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store, forge):
     made, opened, settings = store
-    # A snapshot line of its own (backup_host), so that the other tests' snapshots, taken in
-    # whichever hour, do not change which ones the policy keeps. Written with the forge's own
-    # channel: adding is what it may do.
-    line = replace(opened, host="bk-retention")
+    # A line of its own (its own backup_tag), so that the other tests' snapshots, taken in
+    # whichever hour, do not change which ones the policy keeps. Each snapshot as another
+    # droplet (restic --host): the store's retention follows the tag across the droplets that
+    # were the forge, whatever backup_host says. Written with the forge's own channel: adding
+    # is what it may do.
+    line = replace(opened, tag="bk-retention", host=None)
     staging = settings["backup_staging_dir"]
     for name, when in OLD_TIMES.items():  # backdated snapshots of the same folder
-        proc = forge_restic(lab, f"backup -q --host {line.host} --tag phoenix --tag old-{name} "
+        proc = forge_restic(lab, f"backup -q --host bk-retention-{name} --tag {line.tag} "
                                  f"--time '{when}' {staging}")
         assert proc.returncode == 0, proc.stderr
-    newest = forge_restic(lab, f"backup -q --host {line.host} --tag phoenix {staging}")
+    newest = forge_restic(lab, f"backup -q --host bk-retention-now --tag {line.tag} {staging}")
     assert newest.returncode == 0, newest.stderr
     # The store's own timer, its policy from group_data (here set for this line). Backdated
     # snapshots are what a forge forging dates would add: the store's guard refuses to prune.
-    policy = {**settings, "backup_host": line.host, "backup_keep_hourly": 3,
+    policy = {**settings, "backup_tag": line.tag, "backup_keep_hourly": 3,
               "backup_keep_daily": 3, "backup_keep_weekly": 0}
     root = offsite.root_target(lab, made)
     prune_now = "systemctl start phoenix-offsite-prune.service"
@@ -466,14 +468,15 @@ def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store,
     finally:
         offsite.ensure(lab, do_client, name=STORE)   # the lab's own policy again
     left = backup.list_snapshots(line)
-    names = sorted(t[4:] for s in left for t in s["tags"] if t.startswith("old-"))
+    names = sorted(s["host"].removeprefix("bk-retention-") for s in left
+                   if s["host"].removeprefix("bk-retention-") in OLD_TIMES)
     # hourly 3: now's hour (the newest), 11h (C), 10h (B, not the older A of the same hour);
     # daily 3: today, the 15th (C), the 14th (D); the 13th (E) is a fourth day: pruned.
     assert names == ["B", "C", "D"]
     assert len(left) == 4
     # The operator's prune, with its own key: daily 1 leaves the newest.
     kept, removed = backup.prune(line, keep={"daily": 1})
-    assert len(kept) == 1 and not any(t.startswith("old-") for t in kept[0]["tags"])
+    assert len(kept) == 1 and kept[0]["host"] == "bk-retention-now"
     assert len(removed) == 3
     assert len(backup.list_snapshots(opened)) >= 1   # the forge's own line is untouched
 
