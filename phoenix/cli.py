@@ -1,4 +1,5 @@
-"""The `phoenix` command. Expected failures print one line and exit 1, never a traceback."""
+"""The `phoenix` command. Expected failures print one line and exit with their code (EXIT_CODES),
+never a traceback."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from phoenix import __version__
 from phoenix.cli_backup import backup
 from phoenix.console import Console
 from phoenix.context import Context, current, install
-from phoenix.errors import INTERRUPTED, PhoenixError
+from phoenix.errors import INTERRUPTED, PhoenixError, Unhealthy
 
 ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
@@ -39,6 +40,18 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
   PHOENIX_LAB_*               the lab's folder, subnet, bridge and ports (see README)
 """
 
+EXIT_CODES = """
+\b
+Exit codes (with --json a failure is also a JSON document on stdout: error, exit_code,
+problems):
+  0    done
+  1    failed
+  2    usage: an unknown command or option
+  3    not configured: a setting, secret, token, key or file missing or wrong
+  4    unhealthy: validation failed, or backups past a threshold (backup status)
+  130  interrupted
+"""
+
 
 class PhoenixGroup(click.Group):
     """`phoenix`'s commands; the lab's (phoenix.lab.commands) are imported only when named,
@@ -59,7 +72,7 @@ class PhoenixGroup(click.Group):
 
 @click.group(cls=PhoenixGroup,
              help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
-             epilog=ENVIRONMENT, context_settings={"max_content_width": 100})
+             epilog=ENVIRONMENT + EXIT_CODES, context_settings={"max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="phoenix",
                       message="%(prog)s %(version)s")
 @click.option("--project", type=click.Path(file_okay=False), default=None,
@@ -151,9 +164,14 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     result = run_validation(target=target, settings_env=env_name(), junit=junit_path, role=role)
     if state.droplet:  # the verdict names the address it proved (PHOENIX_HOST may differ)
         record_verdict(state, target, passed=result.passed, junit=junit_path)
-    click.echo(result.to_json() if as_json else result.render())
     if not result.passed:
-        raise PhoenixError(f"validation failed on {role_target(role).host}; see {junit_path}")
+        failed = Unhealthy(f"validation failed on {target.host}; see {junit_path}")
+        if as_json:  # one document: the result with the error (main prints it)
+            failed.output = result.to_dict()
+        else:
+            click.echo(result.render())
+        raise failed
+    click.echo(result.to_json() if as_json else result.render())
 
 
 @cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
@@ -196,27 +214,55 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta["phoenix.json"] = value
+    return value
+
+
+def _json_asked() -> bool:
+    """--json given to a command that takes it as `_remember_json` records it."""
+    return bool(click.get_current_context().meta.get("phoenix.json"))
+
+
 @cli.command(help="Back up the forge that runs today as it is (its backup job only), take a "
              "snapshot, prove it restores, and check the forge was left unchanged.")
+@click.option("--json", is_flag=True, expose_value=False, callback=_remember_json,
+              help="Print the report as JSON (seconds).")
 def adopt() -> None:
     from phoenix import adopt as adp
     from phoenix.state import state_dir
 
     report = adp.adopt(say=_say, report_dir=state_dir() / "adopt")
-    click.echo(report.table())
+    click.echo(json.dumps(report.to_dict(), indent=2) if _json_asked() else report.table())
 
 
 cli.add_command(backup)
 
 
-def main() -> None:
+def _failure(message: str, exit_code: int) -> dict:
+    """A failure that is no PhoenixError (click's usage errors, Ctrl-C), as --json says one."""
+    return {"problems": [message], "error": message, "exit_code": exit_code}
+
+
+def main(args: list[str] | None = None) -> None:
+    """`phoenix`: an expected failure is one line on stderr and its exit code (README, "Exit
+    codes"); with --json, also one JSON document on stdout that says so."""
+    args = sys.argv[1:] if args is None else list(args)
+    # Even a failure before the command runs (a usage error, no project) answers in JSON.
+    as_json = "--json" in args[:args.index("--")] if "--" in args else "--json" in args
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, standalone_mode=False)
     except PhoenixError as exc:
+        if as_json:
+            click.echo(json.dumps(exc.to_dict(), indent=2))
         click.echo(f"phoenix: {exc}", err=True)
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
+        if as_json:
+            click.echo(json.dumps(_failure("interrupted", INTERRUPTED), indent=2))
         sys.exit(INTERRUPTED)
     except click.ClickException as exc:
+        if as_json:
+            click.echo(json.dumps(_failure(exc.format_message(), exc.exit_code), indent=2))
         exc.show()
         sys.exit(exc.exit_code)

@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 )
 
 from phoenix.context import Context, current
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.poll import poll
 
 
@@ -267,6 +267,6 @@ def client(ctx: Context | None = None) -> DO:
     Terraform provider read (DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL)."""
     ctx = ctx or current()
     if not ctx.do_token:
-        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
-                           "DIGITALOCEAN_ACCESS_TOKEN)")
+        raise NotConfigured("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
+                            "DIGITALOCEAN_ACCESS_TOKEN)")
     return DO(token=ctx.do_token, endpoint=ctx.do_endpoint)

@@ -224,6 +224,9 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         if not skip_cutover:
             report.timed("cutover", cutover, say)
             report.timed("https", https, say)
+    except PhoenixError as exc:
+        exc.output = report.to_dict()  # --json prints the report with the error
+        raise
     finally:
         report.save(folder, f"{role}.report")
     return report

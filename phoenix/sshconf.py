@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phoenix.context import Context, current
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 
 if TYPE_CHECKING:
     from phoenix.state import State
@@ -93,7 +93,7 @@ def public_half(private_key: Path) -> Path:
 def state_target(state: State) -> Target:
     """The droplet a state file describes, its host key pinned in the state's known_hosts."""
     if not state.address:
-        raise PhoenixError(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
+        raise NotConfigured(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
     return Target(host=state.address, key=Path(state.data["ssh_key"]),
                   known_hosts=state.known_hosts)
 
@@ -105,13 +105,13 @@ def role_target(role: str, ctx: Context | None = None) -> Target:
     ctx = ctx or current()
     if ctx.host:
         if not ctx.known_hosts:
-            raise PhoenixError("PHOENIX_HOST needs PHOENIX_KNOWN_HOSTS: a file with the host's "
-                               "pinned key (no trust on first use)")
+            raise NotConfigured("PHOENIX_HOST needs PHOENIX_KNOWN_HOSTS: a file with the host's "
+                                "pinned key (no trust on first use)")
         return Target(host=ctx.host, key=ctx.ssh_key, known_hosts=ctx.known_hosts)
     state = State(role)
     if not state.address:
-        raise PhoenixError(f"no {role} droplet in {state.path}: run `phoenix provision"
-                           f"{' --standby' if role == 'standby' else ''}` or set PHOENIX_HOST")
+        raise NotConfigured(f"no {role} droplet in {state.path}: run `phoenix provision"
+                            f"{' --standby' if role == 'standby' else ''}` or set PHOENIX_HOST")
     return state_target(state)
 
 
@@ -119,7 +119,7 @@ def sftp_parts(repository: str, *, why: str = "") -> dict[str, Any]:
     """user, host, port, path of `sftp:USER@HOST:/PATH` or `sftp://USER@HOST:PORT/PATH`."""
     match = SFTP.match(repository) or SFTP_URL.match(repository)
     if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH{why}")
+        raise NotConfigured(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH{why}")
     groups = match.groupdict()
     return {"user": groups.get("user") or None, "host": groups["host"],
             "port": int(groups.get("port") or 22), "path": groups["path"]}

@@ -1,4 +1,5 @@
-"""The `phoenix` command: expected failures are one clear line and exit 1, never a traceback."""
+"""The `phoenix` command: expected failures are one clear line and their exit code, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -36,14 +37,14 @@ def test_help_lists_the_commands():
 
 def test_provision_without_a_token_says_so(tmp_path):
     result = phoenix("provision", tmp=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 3  # not configured
     assert "set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_cutover_without_a_provisioned_droplet_says_what_to_run(tmp_path):
     result = phoenix("cutover", tmp=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "phoenix provision" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -64,7 +65,7 @@ def test_lab_env_never_prints_a_token(tmp_path):
 
 def test_unknown_environment_is_a_clear_error(tmp_path):
     result = phoenix("cutover", "--force", tmp=tmp_path, env={"PHOENIX_ENV": "nowhere"})
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "no settings for environment 'nowhere'" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -81,7 +82,7 @@ def test_outside_a_project_folder_is_one_line_naming_the_way_out(tmp_path):
     # PYTHONPATH keeps the package importable; the folder is not a project and neither is /
     result = phoenix("--project", str(tmp_path), "recover", "--dry", cwd=tmp_path,
                      env={"PYTHONPATH": str(REPO)})
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert result.stderr.startswith(f"phoenix: {tmp_path} is not a Phoenix project folder")
     assert len(result.stderr.splitlines()) == 1
 
@@ -127,6 +128,6 @@ def test_the_operators_restic_settings_pass_but_not_the_store_or_password(monkey
 def test_backup_prune_and_store_setup_without_a_store_say_what_to_set(tmp_path):
     for command in ("prune", "store-setup"):
         result = phoenix("backup", command, tmp=tmp_path)
-        assert result.returncode == 1
+        assert result.returncode == 3
         assert "backup_repository is not set" in result.stderr
         assert "Traceback" not in result.stderr

@@ -133,3 +133,23 @@ def test_the_deploys_last_status_goes_when_it_ends():
     stream.close()
     console.say("== deploy: ok")
     assert out.getvalue().endswith("\r\x1b[K== deploy: ok\n")
+
+
+def test_a_failed_step_says_why_in_its_detail_and_the_report(tmp_path):
+    from phoenix.errors import PhoenixError
+
+    report = Report("phoenix recover (recovery)")
+
+    def deploy() -> str:
+        raise PhoenixError("the deploy failed (pyinfra exit 1); last lines of d.log:\nboom")
+
+    try:
+        report.timed("deploy", deploy, lambda _: None)
+    except PhoenixError:
+        pass
+    report.save(tmp_path, "r")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["steps"][0]["detail"] == "the deploy failed (pyinfra exit 1); last lines of d.log"
+    assert saved["steps"][0]["ok"] is False and saved["error"].endswith("\nboom")
+    assert "FAILED the deploy failed" in report.table()
+
