@@ -104,7 +104,7 @@ def provision(standby: bool) -> None:
     from phoenix.state import State
 
     role = _role(standby)
-    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(),
+    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(say=_say),
                              state=State(role), key=prov.operator_key(), progress=_say)
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
 
@@ -137,10 +137,13 @@ def rollback(standby: bool, keep_running: bool) -> None:
     from phoenix.state import State
 
     state = State(_role(standby))
-    needs_do = bool(state.data.get("reserved_ip_saved") or state.data.get("fenced")) or \
-        not keep_running
-    cut.rollback(state=state, do=do_client() if needs_do else None, say=_say,
-                 power_off=not keep_running)
+    needs = cut.rollback_needs(state, power_off=not keep_running)
+    if not needs:  # before a token is asked for: there is nothing to use it on
+        _say(f"nothing to roll back: {state.path} holds no saved DNS values, reserved IP, "
+             "fenced primary" + ("" if keep_running else " or droplet"))
+        return
+    cut.rollback(state=state, do=do_client(say=_say) if "digitalocean" in needs else None,
+                 say=_say, power_off=not keep_running)
 
 
 @cli.command(help="Prove the recovered host, step by step of the runbook (pytest-testinfra).")

@@ -219,6 +219,17 @@ def _cutover_reserved_ip(*, settings: dict, state: State, do: DO | None, say: Sa
     return {ip: {"changed": True, "before": current.get("id"), "after": state.droplet["id"]}}
 
 
+def rollback_needs(state: State, *, power_off: bool = True) -> set[str]:
+    """The APIs a rollback of `state` calls ("cloudflare": saved DNS values; "digitalocean": a
+    fenced old primary, a reserved IP, the droplet to power off). None: nothing to roll back,
+    said before any token is asked for."""
+    needs = {"cloudflare"} if state.data.get("dns_saved") else set()
+    if state.data.get("fenced") or state.data.get("reserved_ip_saved") or \
+            (power_off and state.droplet):
+        needs.add("digitalocean")
+    return needs
+
+
 def rollback(*, state: State, do: DO | None, say: Say, power_off: bool = True) -> list[str]:
     with state.locked():
         return _rollback(state=state, do=do, say=say, power_off=power_off)

@@ -152,7 +152,9 @@ def _provision(*, role: str, settings: dict, client: DO, state: State, key: Path
         progress(f"droplet {name} ({droplet['id']}) exists already; reusing it")
     wait = waiter(progress)
     droplet = client.wait_active(droplet["id"], timeout=settings["provision_timeout"],
-                                 progress=lambda s: wait(f"droplet {name} is {s}"))
+                                 progress=lambda s: wait(
+                                     f"droplet {name} is {s}, waiting for active (up to "
+                                     f"{settings['provision_timeout']:g} s)"))
     ip = public_ip(droplet)
     assert ip, "wait_active returns only a droplet with a public address"
     rotated = (state.data.get("host_key") or {}).get("public")

@@ -105,14 +105,29 @@ def role_target(role: str, ctx: Context | None = None) -> Target:
     ctx = ctx or current()
     if ctx.host:
         if not ctx.known_hosts:
-            raise NotConfigured("PHOENIX_HOST needs PHOENIX_KNOWN_HOSTS: a file with the host's "
-                                "pinned key (no trust on first use)")
+            raise NotConfigured(f"PHOENIX_HOST needs PHOENIX_KNOWN_HOSTS: a file with the host's "
+                                f"pinned key (no trust on first use); {pin_hint(ctx.host)}")
+        if not ctx.known_hosts.is_file():
+            raise NotConfigured(f"PHOENIX_KNOWN_HOSTS {ctx.known_hosts} is missing; "
+                                + pin_hint(ctx.host, ctx.known_hosts))
         return Target(host=ctx.host, key=ctx.ssh_key, known_hosts=ctx.known_hosts)
     state = State(role)
+    if not state.address and role == "primary":
+        # Nothing an operator runs writes the primary's state (provision makes a recovery
+        # droplet): today's forge is named by its address.
+        raise NotConfigured(f"no primary forge in {state.path}: aim at today's forge with "
+                            "PHOENIX_HOST=IP and PHOENIX_KNOWN_HOSTS=FILE; " + pin_hint("IP"))
     if not state.address:
         raise NotConfigured(f"no {role} droplet in {state.path}: run `phoenix provision"
                             f"{' --standby' if role == 'standby' else ''}` or set PHOENIX_HOST")
     return state_target(state)
+
+
+def pin_hint(host: str, known_hosts: Path | str = "FILE") -> str:
+    """How to make a known_hosts file for `host` without trusting the network on first use."""
+    return (f"make it with `ssh-keyscan -t ed25519 {host} > {known_hosts}`, then check "
+            f"`ssh-keygen -lf {known_hosts}` against the host's fingerprint obtained out of band "
+            "(its console, or `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it)")
 
 
 def sftp_parts(repository: str, *, why: str = "") -> dict[str, Any]:

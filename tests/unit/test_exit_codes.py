@@ -172,6 +172,41 @@ def test_130_interrupted(capsys, monkeypatch):
     assert code == INTERRUPTED and json.loads(out)["exit_code"] == INTERRUPTED
 
 
+def test_validate_with_a_missing_known_hosts_file_says_so(capsys, monkeypatch):
+    monkeypatch.setenv("PHOENIX_HOST", "192.0.2.7")
+    monkeypatch.setenv("PHOENIX_KNOWN_HOSTS", "/nonexistent")
+    code, _, err = run(capsys, "validate")
+    assert code == NOT_CONFIGURED
+    assert "PHOENIX_KNOWN_HOSTS /nonexistent is missing" in err
+    assert "ssh-keyscan -t ed25519 192.0.2.7 > /nonexistent" in err
+
+
+def test_phoenix_host_without_known_hosts_says_how_to_make_one(capsys):
+    from phoenix.context import Context
+    from phoenix.sshconf import role_target
+
+    with pytest.raises(PhoenixError, match="ssh-keyscan -t ed25519 192.0.2.7 > FILE") as exc:
+        role_target("primary", Context(environ={"PHOENIX_HOST": "192.0.2.7"}))
+    assert exc.value.exit_code == NOT_CONFIGURED
+
+
+@pytest.mark.parametrize("command", [("adopt",), ("backup", "now")])
+def test_no_primary_names_phoenix_host_not_provision(capsys, command):
+    code, _, err = run(capsys, *command)
+    assert code == NOT_CONFIGURED
+    assert "PHOENIX_HOST=IP and PHOENIX_KNOWN_HOSTS=FILE" in err
+    assert "ssh-keyscan -t ed25519 IP > FILE" in err and "phoenix provision" not in err
+
+
+def test_rollback_with_nothing_to_roll_back_asks_for_no_token(capsys, monkeypatch):
+    from phoenix.console import Console
+
+    monkeypatch.setattr(cli, "_say", Console())  # progress, on the captured stderr
+    code, out, err = run(capsys, "rollback")
+    assert code == OK, err
+    assert "nothing to roll back" in err and "DIGITALOCEAN_TOKEN" not in err
+
+
 def test_the_exit_codes_are_in_the_help(capsys):
     _, out, _ = run(capsys, "--help")
     for line in ("0    done", "3    not configured", "4    unhealthy", "130  interrupted"):

@@ -8,6 +8,8 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from phoenix.console import Console
 from phoenix.recover import DeployStream
 from phoenix.report import Report, Step, hms
@@ -153,3 +155,14 @@ def test_a_failed_step_says_why_in_its_detail_and_the_report(tmp_path):
     assert saved["steps"][0]["ok"] is False and saved["error"].endswith("\nboom")
     assert "FAILED the deploy failed" in report.table()
 
+
+def test_the_deploy_log_is_named_before_the_deploy_runs(tmp_path):
+    from phoenix.recover import run_deploy
+
+    said: list[str] = []
+    from phoenix.errors import PhoenixError
+
+    with pytest.raises(PhoenixError, match="the deploy failed"):
+        run_deploy("@local", deploy="no-such-deploy.py", log=tmp_path / "d.log",
+                   say=said.append, timeout=60)
+    assert said[0] == f"   deploy log: {tmp_path / 'd.log'}"
