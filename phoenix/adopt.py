@@ -134,6 +134,9 @@ def adopt(*, say: Say = print, report_dir: Path) -> Report:
             report.timed(name, step, say)
         report.extra.update({"snapshot": found["snapshot"], "counts": found["counts"],
                              "forge": found["forge"].to_dict()})
+    except PhoenixError as exc:
+        exc.output = report.to_dict()  # --json prints the report with the error
+        raise
     finally:
         report.save(report_dir, "adopt.report")
     return report

@@ -144,9 +144,18 @@ def check_operator_key(inputs: Inputs) -> list[str]:
 
 
 def check_pinned_host(inputs: Inputs) -> list[str]:
-    """A host named without a state file must come with its pinned key."""
+    """A host named without a state file must come with its pinned key; adopting today's
+    forge needs one of the two."""
     ctx = current()
     if not ctx.host:
+        if inputs.command != "adopt":
+            return []
+        from phoenix.sshconf import role_target
+
+        try:
+            role_target(inputs.role)
+        except PhoenixError as exc:
+            return [str(exc)]
         return []
     known = ctx.known_hosts
     how = (f"ssh-keyscan -t ed25519 {ctx.host} > FILE, check its fingerprint out of band, "

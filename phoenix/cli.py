@@ -1,4 +1,5 @@
-"""The `phoenix` command. Expected failures print one line and exit 1, never a traceback."""
+"""The `phoenix` command. Expected failures print one line and exit with their code (EXIT_CODES),
+never a traceback."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from phoenix import __version__
 from phoenix.cli_backup import backup
 from phoenix.console import Console
 from phoenix.context import Context, current, install
-from phoenix.errors import INTERRUPTED, NOT_CONFIGURED, PhoenixError
+from phoenix.errors import INTERRUPTED, NotConfigured, PhoenixError, Unhealthy
 
 ENVIRONMENT = """\b
 Environment (Phoenix's own name first; the usual tools' names are accepted too):
@@ -39,6 +40,18 @@ Environment (Phoenix's own name first; the usual tools' names are accepted too):
   PHOENIX_LAB_*               the lab's folder, subnet, bridge and ports (see README)
 """
 
+EXIT_CODES = """
+\b
+Exit codes (with --json a failure is also a JSON document on stdout: error, exit_code,
+problems):
+  0    done
+  1    failed
+  2    usage: an unknown command or option
+  3    not configured: a setting, secret, token, key or file missing or wrong
+  4    unhealthy: validation failed, or backups past a threshold (backup status)
+  130  interrupted
+"""
+
 
 class PhoenixGroup(click.Group):
     """`phoenix`'s commands; the lab's (phoenix.lab.commands) are imported only when named,
@@ -59,7 +72,7 @@ class PhoenixGroup(click.Group):
 
 @click.group(cls=PhoenixGroup,
              help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
-             epilog=ENVIRONMENT, context_settings={"max_content_width": 100})
+             epilog=ENVIRONMENT + EXIT_CODES, context_settings={"max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="phoenix",
                       message="%(prog)s %(version)s")
 @click.option("--project", type=click.Path(file_okay=False), default=None,
@@ -99,16 +112,15 @@ def check(command: str, standby: bool, reserved_ip: bool, source: str | None,
     role = "primary" if command == "adopt" else _role(standby)
     inputs = chk.Inputs(command=command, role=role, source=source, reserved_ip=reserved_ip)
     found = chk.problems(inputs)
-    if as_json:
-        click.echo(json.dumps({"command": command, "checks": chk.needs(inputs),
-                               "problems": found}, indent=2))
-    else:
-        for line in found:
-            click.echo(f"problem: {line}")
-        click.echo(f"{len(found)} problem(s) for `phoenix {command}` "
-                   f"({', '.join(chk.needs(inputs))} checked)")
-    if found:
-        sys.exit(NOT_CONFIGURED)
+    checked = chk.needs(inputs)
+    if found:  # exit 3; with --json, the problems in main()'s one document
+        error = NotConfigured(f"{len(found)} problem(s) for `phoenix {command}`:\n  "
+                              + "\n  ".join(found), found)
+        error.output = {"command": command, "checks": checked}
+        raise error
+    click.echo(json.dumps({"command": command, "checks": checked, "problems": []}, indent=2)
+               if as_json else f"no problem for `phoenix {command}` ({', '.join(checked)} "
+                               "checked)")
 
 
 @cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
@@ -120,7 +132,7 @@ def provision(standby: bool) -> None:
     from phoenix.state import State
 
     role = _role(standby)
-    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(),
+    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(say=_say),
                              state=State(role), key=prov.operator_key(), progress=_say)
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
 
@@ -155,10 +167,13 @@ def rollback(standby: bool, keep_running: bool) -> None:
     from phoenix.state import State
 
     state = State(_role(standby))
-    needs_do = bool(state.data.get("reserved_ip_saved") or state.data.get("fenced")) or \
-        not keep_running
-    cut.rollback(state=state, do=do_client() if needs_do else None, say=_say,
-                 power_off=not keep_running)
+    needs = cut.rollback_needs(state, power_off=not keep_running)
+    if not needs:  # before a token is asked for: there is nothing to use it on
+        _say(f"nothing to roll back: {state.path} holds no saved DNS values, reserved IP, "
+             "fenced primary" + ("" if keep_running else " or droplet"))
+        return
+    cut.rollback(state=state, do=do_client(say=_say) if "digitalocean" in needs else None,
+                 say=_say, power_off=not keep_running)
 
 
 @cli.command(help="Prove the recovered host, step by step of the runbook (pytest-testinfra).")
@@ -182,9 +197,14 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     result = run_validation(target=target, settings_env=env_name(), junit=junit_path, role=role)
     if state.droplet:  # the verdict names the address it proved (PHOENIX_HOST may differ)
         record_verdict(state, target, passed=result.passed, junit=junit_path)
-    click.echo(result.to_json() if as_json else result.render())
     if not result.passed:
-        raise PhoenixError(f"validation failed on {role_target(role).host}; see {junit_path}")
+        failed = Unhealthy(f"validation failed on {target.host}; see {junit_path}")
+        if as_json:  # one document: the result with the error (main prints it)
+            failed.output = result.to_dict()
+        else:
+            click.echo(result.render())
+        raise failed
+    click.echo(result.to_json() if as_json else result.render())
 
 
 @cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
@@ -234,27 +254,44 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
 
 @cli.command(help="Back up the forge that runs today as it is (its backup job only), take a "
              "snapshot, prove it restores, and check the forge was left unchanged.")
-def adopt() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
+def adopt(as_json: bool) -> None:
     from phoenix import adopt as adp
     from phoenix.check import Inputs, require
     from phoenix.state import state_dir
 
     require(Inputs(command="adopt", role="primary"))
     report = adp.adopt(say=_say, report_dir=state_dir() / "adopt")
-    click.echo(report.table())
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
 cli.add_command(backup)
 
 
-def main() -> None:
+def _failure(message: str, exit_code: int) -> dict:
+    """A failure that is no PhoenixError (click's usage errors, Ctrl-C), as --json says one."""
+    return {"problems": [message], "error": message, "exit_code": exit_code}
+
+
+def main(args: list[str] | None = None) -> None:
+    """`phoenix`: an expected failure is one line on stderr and its exit code (README, "Exit
+    codes"); with --json, also one JSON document on stdout that says so."""
+    args = sys.argv[1:] if args is None else list(args)
+    # Even a failure before the command runs (a usage error, no project) answers in JSON.
+    as_json = "--json" in args[:args.index("--")] if "--" in args else "--json" in args
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, standalone_mode=False)
     except PhoenixError as exc:
+        if as_json:
+            click.echo(json.dumps(exc.to_dict(), indent=2))
         click.echo(f"phoenix: {exc}", err=True)
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
+        if as_json:
+            click.echo(json.dumps(_failure("interrupted", INTERRUPTED), indent=2))
         sys.exit(INTERRUPTED)
     except click.ClickException as exc:
+        if as_json:
+            click.echo(json.dumps(_failure(exc.format_message(), exc.exit_code), indent=2))
         exc.show()
         sys.exit(exc.exit_code)

@@ -7,11 +7,10 @@ there, as for every command.
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from phoenix.errors import PhoenixError
+from phoenix.errors import PhoenixError, Unhealthy
 from phoenix.state import ROLES
 
 
@@ -40,7 +39,8 @@ def backup_init() -> None:
 @click.option("--subset", default=None, help="Share of packs to read, e.g. 10% (default from "
               "group_data backup_verify_subset).")
 @click.option("--snapshot", default="latest")
-def backup_verify(subset: str | None, snapshot: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was proved as JSON.")
+def backup_verify(subset: str | None, snapshot: str, as_json: bool) -> None:
     import contextlib
 
     from phoenix import backup as bk
@@ -53,7 +53,7 @@ def backup_verify(subset: str | None, snapshot: str) -> None:
         result = bk.verify(_store(), snapshot=snapshot, forge=forge,
                            read_data_subset=subset or settings.get("backup_verify_subset", "5%"),
                            keys_expected=settings.get("backup_keys_expected"))
-    click.echo(result.summary())
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
 
 
 @backup.command("store-setup", help="Make the store append-only for the forge, with its own "
@@ -135,7 +135,7 @@ def backup_now(role: str) -> None:
 
 
 @backup.command("status", help="The newest snapshot's age, each database replica's lag and "
-                "the last repository snapshot run's length; exits 1 when one passes its "
+                "the last repository snapshot run's length; exits 4 when one passes its "
                 "threshold (backup_max_age, litestream_max_lag, repo_snapshot_run_budget).")
 @click.option("--role", default="primary", type=click.Choice(ROLES),
               help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
@@ -170,10 +170,14 @@ def backup_status(role: str, as_json: bool) -> None:
         found.insert(0, f"not yet protected: {target.host} has saved no full snapshot of its "
                         f"own ({settings['backup_status_file']} is missing; "
                         "phoenix backup now)")
-    if as_json:
-        click.echo(json.dumps({"snapshot_age_seconds": age, "replicas": lags,
-                               "repository_snapshot_age_seconds": repo_age,
-                               "repository_run": run_status, "problems": found}, indent=2))
+    status = {"snapshot_age_seconds": age, "replicas": lags,
+              "repository_snapshot_age_seconds": repo_age, "repository_run": run_status,
+              "problems": found}
+    unhealthy = Unhealthy(f"the backups are past a threshold: {len(found)} problem(s)")
+    if as_json and found:
+        unhealthy.output = status  # one document: the status with the error (main prints it)
+    elif as_json:
+        click.echo(json.dumps(status, indent=2))
     else:
         click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
         click.echo("newest repository snapshot: "
@@ -190,7 +194,7 @@ def backup_status(role: str, as_json: bool) -> None:
         for line in found:
             click.echo(f"problem: {line}", err=True)
     if found:
-        sys.exit(1)
+        raise unhealthy
 
 
 @backup.command("list", help="The snapshots, oldest first.")

@@ -23,7 +23,7 @@ from phoenix import dns
 from phoenix.console import waiter
 from phoenix.dnswire import parse_server
 from phoenix.do import DO, public_ip
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.primary import activate, fence, host_role, live_old_primaries, protect
 from phoenix.sshconf import Target
 from phoenix.state import State, now
@@ -95,7 +95,7 @@ def cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, f
 def _cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, force: bool,
              say: Say, wait: bool, fence_old: bool, activate_host: bool) -> dict:
     if not state.address:
-        raise PhoenixError(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
+        raise NotConfigured(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
     if not force:
         require_validated(state, settings)
     if activate_host and host_role(state) == "standby":
@@ -198,7 +198,7 @@ def _cutover_reserved_ip(*, settings: dict, state: State, do: DO | None, say: Sa
                          fence_old: bool) -> dict:
     ip = settings.get("cutover_reserved_ip")
     if not ip:
-        raise PhoenixError("--reserved-ip needs `cutover_reserved_ip` in group_data")
+        raise NotConfigured("--reserved-ip needs `cutover_reserved_ip` in group_data")
     assert do is not None
     current = do.reserved_ip(ip).get("droplet") or {}
     if current and current.get("id") != state.droplet["id"]:
@@ -217,6 +217,17 @@ def _cutover_reserved_ip(*, settings: dict, state: State, do: DO | None, say: Sa
     do.assign_reserved_ip(ip, state.droplet["id"])
     say(f"reserved IP {ip}: droplet {current.get('id')} -> {state.droplet['id']}")
     return {ip: {"changed": True, "before": current.get("id"), "after": state.droplet["id"]}}
+
+
+def rollback_needs(state: State, *, power_off: bool = True) -> set[str]:
+    """The APIs a rollback of `state` calls ("cloudflare": saved DNS values; "digitalocean": a
+    fenced old primary, a reserved IP, the droplet to power off). None: nothing to roll back,
+    said before any token is asked for."""
+    needs = {"cloudflare"} if state.data.get("dns_saved") else set()
+    if state.data.get("fenced") or state.data.get("reserved_ip_saved") or \
+            (power_off and state.droplet):
+        needs.add("digitalocean")
+    return needs
 
 
 def rollback(*, state: State, do: DO | None, say: Say, power_off: bool = True) -> list[str]:

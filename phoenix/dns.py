@@ -20,15 +20,15 @@ from phoenix.context import Context, current
 from phoenix.dnswire import (
     wait_for_propagation,  # noqa: F401  (as callers know it)
 )
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 
 
 def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
                 timeout: float = 10) -> cloudflare.Cloudflare:
     """A client that authenticates with `token` only (base_url None: the real Cloudflare)."""
     if not token or not token.strip():
-        raise PhoenixError("CLOUDFLARE_API_TOKEN is empty: create an API token with "
-                           "Zone:Read and DNS:Edit on the forge's zone and export it.")
+        raise NotConfigured("CLOUDFLARE_API_TOKEN is empty: create an API token with "
+                            "Zone:Read and DNS:Edit on the forge's zone and export it.")
     client = cloudflare.Cloudflare(api_token=token.strip(), base_url=base_url,
                                    max_retries=max_retries, timeout=timeout)
     # The SDK prefers CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY from the environment over the

@@ -12,6 +12,8 @@ after any other failure Phoenix looks at what exists instead of asking twice.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +26,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from phoenix.console import Console
 from phoenix.context import Context, current
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.poll import poll
 
 
@@ -39,16 +42,41 @@ class RateLimited(PhoenixError):
 
 class DO:
     def __init__(self, *, token: str, endpoint: str = "https://api.digitalocean.com",
-                 retries: int = 3, timeout: float = 20) -> None:
+                 retries: int = 3, timeout: float = 20,
+                 say: Callable[[str], None] | None = None, slow: float = 3) -> None:
         self.endpoint = endpoint
         self.retries = retries
+        self.timeout = timeout
         self.poll = 0.5  # seconds between looks at an action or a locked resource
+        # A call still unanswered after `slow` seconds says so (to `say`) and for how long it
+        # may go on: an API that hangs is not a silent minute.
+        self.say, self.slow = say, slow
         self._kw: dict[str, Any] = {"enforce_https": endpoint.startswith("https://")}
         self.client = pydo.Client(token=token, endpoint=endpoint, retry_total=retries,
                                   retry_backoff_factor=0.5, connection_timeout=timeout,
                                   read_timeout=timeout)
 
+    def longest(self, retry_total: int | None = None) -> float:
+        """The longest one call may wait for its answer: each attempt's timeout and, as
+        azure-core backs off, 0, 1, 2, 4 … s between attempts."""
+        tries = 1 + (self.retries if retry_total is None else retry_total)
+        return tries * self.timeout + sum(0.5 * 2 ** (n - 1) for n in range(2, tries))
+
     def call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        timer = None
+        if self.say:
+            timer = threading.Timer(self.slow, self.say, [
+                f"waiting for DigitalOcean to answer ({what}), up to "
+                f"{self.longest(kwargs.get('retry_total')):.0f} s"])
+            timer.daemon = True
+            timer.start()
+        try:
+            return self._call(what, fn, **kwargs)
+        finally:
+            if timer:
+                timer.cancel()
+
+    def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return fn(**kwargs, **self._kw)
         except ClientAuthenticationError:
@@ -56,7 +84,7 @@ class DO:
                                "(check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)") from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise PhoenixError(f"cannot reach the DigitalOcean API at {self.endpoint} to "
-                               f"{what}: {type(exc).__name__}") from None
+                               f"{what}: {_cause(exc)}") from None
         except HttpResponseError as exc:
             status = exc.status_code
             message = _message(exc)
@@ -262,11 +290,21 @@ def _message(exc: HttpResponseError) -> str:
         return (exc.message or str(exc)).splitlines()[0]
 
 
-def client(ctx: Context | None = None) -> DO:
+def _cause(exc: Exception) -> str:
+    """Why a request got no answer, as the transport said it ("[Errno 111] Connection
+    refused", "Failed to resolve …", "Read timed out"), without urllib3's connection repr."""
+    said = str(exc).strip().splitlines()
+    if not said:
+        return type(exc).__name__
+    return re.sub(r"^\w*HTTPS?Connection(?:Pool)?\([^)]*\): ", "", said[0])
+
+
+def client(ctx: Context | None = None, *, say: Callable[[str], None] | None = None) -> DO:
     """The operator's DigitalOcean: Phoenix's names first, then the ones doctl and the
-    Terraform provider read (DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL)."""
+    Terraform provider read (DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL). A slow answer
+    is announced to `say` (default: a line on stderr)."""
     ctx = ctx or current()
     if not ctx.do_token:
-        raise PhoenixError("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
-                           "DIGITALOCEAN_ACCESS_TOKEN)")
-    return DO(token=ctx.do_token, endpoint=ctx.do_endpoint)
+        raise NotConfigured("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
+                            "DIGITALOCEAN_ACCESS_TOKEN)")
+    return DO(token=ctx.do_token, endpoint=ctx.do_endpoint, say=say or Console())

@@ -14,9 +14,18 @@ INTERRUPTED = 130
 
 
 class PhoenixError(Exception):
-    """An expected failure: the message says what failed and what to do next."""
+    """An expected failure: the message says what failed and what to do next. `output`: the
+    command's JSON result as far as it got (a recovery's report), printed with the error
+    under --json."""
 
     exit_code = FAILED
+    output: dict | None = None
+
+    def to_dict(self) -> dict:
+        """What `--json` prints for this failure: one document, the result so far and why
+        it stopped."""
+        return {"problems": [str(self)], **(self.output or {}), "error": str(self),
+                "exit_code": self.exit_code}
 
 
 class NotConfigured(PhoenixError):
@@ -28,6 +37,9 @@ class NotConfigured(PhoenixError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = list(problems or [message])
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "problems": self.problems}
 
 
 class Unhealthy(PhoenixError):

@@ -21,7 +21,8 @@ def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: 
     """Call `check()` until it returns something other than None, and return that.
 
     `check` may raise to stop the wait early (a refusal that waiting cannot fix).
-    `what` names the awaited outcome, for progress lines and the default error.
+    `what` names the awaited outcome, for progress lines (with the deadline) and the default
+    error.
     `error` builds the error line at the deadline (it may name the last state seen).
     The deadline is checked after each call, so `check` runs at least once.
     """
@@ -33,6 +34,6 @@ def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: 
         left = deadline - time.monotonic()
         if left <= 0:
             raise PhoenixError(error() if error else f"{what}: not within {timeout:g} s")
-        if progress:
-            progress(what)
+        if progress:  # what is awaited and for how long, not only that something is
+            progress(f"{what} (up to {timeout:g} s)")
         time.sleep(min(interval, left))

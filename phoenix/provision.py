@@ -29,7 +29,7 @@ from pathlib import Path
 from phoenix.console import waiter
 from phoenix.context import current
 from phoenix.do import DO, public_ip, public_ipv6
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.poll import poll
 from phoenix.sshconf import Target, known_hosts_line, public_half, remote, ssh_command
 from phoenix.sshconf import state_target as target
@@ -41,8 +41,8 @@ Progress = Callable[[str], None]
 def operator_key() -> Path:
     path = current().ssh_key
     if not path.exists() or not public_half(path).exists():
-        raise PhoenixError(f"the operator SSH key {path} (and {path}.pub) is missing; "
-                           "set PHOENIX_SSH_KEY")
+        raise NotConfigured(f"the operator SSH key {path} (and {path}.pub) is missing; "
+                            "set PHOENIX_SSH_KEY")
     return path
 
 
@@ -152,7 +152,9 @@ def _provision(*, role: str, settings: dict, client: DO, state: State, key: Path
         progress(f"droplet {name} ({droplet['id']}) exists already; reusing it")
     wait = waiter(progress)
     droplet = client.wait_active(droplet["id"], timeout=settings["provision_timeout"],
-                                 progress=lambda s: wait(f"droplet {name} is {s}"))
+                                 progress=lambda s: wait(
+                                     f"droplet {name} is {s}, waiting for active (up to "
+                                     f"{settings['provision_timeout']:g} s)"))
     ip = public_ip(droplet)
     assert ip, "wait_active returns only a droplet with a public address"
     rotated = (state.data.get("host_key") or {}).get("public")

@@ -94,6 +94,8 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
         cmd += ["--data", f"{key}={value}"]
     log.parent.mkdir(parents=True, exist_ok=True)
     stream = DeployStream(say or (lambda _: None), raw=dry)
+    if say:  # from the start, so that it can be followed (tail -f) while the deploy runs
+        say(f"   deploy log: {log}")
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=project(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -179,7 +181,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     state = State(role)
     report = Report(f"phoenix recover ({role})")
     folder = report_dir or state.folder
-    do = do_client()
+    do = do_client(say=say)
 
     def provision() -> str:
         d = prov.provision(role=role, settings=settings, client=do, state=state,
@@ -224,6 +226,9 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         if not skip_cutover:
             report.timed("cutover", cutover, say)
             report.timed("https", https, say)
+    except PhoenixError as exc:
+        exc.output = report.to_dict()  # --json prints the report with the error
+        raise
     finally:
         report.save(folder, f"{role}.report")
     return report

@@ -103,6 +103,7 @@ class Report:
     where: str = field(default_factory=lambda: "lab" if current().env_name == "lab"
                        else "production")
     folder: Path | None = None  # where `save` wrote it
+    error: str = ""  # why the step that failed failed, in full (its detail: the first line)
     _origin: float | None = None
 
     @property
@@ -123,6 +124,12 @@ class Report:
         try:
             step.detail = fn() or ""
             step.ok = True
+        except BaseException as exc:
+            # the saved report and its --json say why, not only that it failed
+            self.error = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
+                str(exc) or type(exc).__name__
+            step.detail = self.error.splitlines()[0].rstrip(":")
+            raise
         finally:
             step.seconds = time.monotonic() - now
             say(f"== {name}: {'ok' if step.ok else 'FAILED'} in {hms(step.seconds)}")
@@ -182,7 +189,7 @@ class Report:
                            "start_seconds": round(s.start, 1), "detail": s.detail,
                            "runbook_seconds": RUNBOOK.get(s.name, (None,))[0],
                            "runbook_says": RUNBOOK.get(s.name, (None, ""))[1]}
-                          for s in self.steps], **self.extra}
+                          for s in self.steps], "error": self.error or None, **self.extra}
 
     def mermaid(self) -> str:
         """A gantt of the measured steps, and of the runbook's estimates beside them; times

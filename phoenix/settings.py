@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from phoenix.context import current
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured
 
 MARKERS = ("deploy.py", "group_data/all.py")
 
@@ -36,8 +36,8 @@ def project() -> Path:
     if named:
         folder = Path(named).expanduser().resolve()
         if not _is_project(folder):
-            raise PhoenixError(f"{folder} is not a Phoenix project folder (no deploy.py and "
-                               "group_data/all.py); check --project / PHOENIX_PROJECT")
+            raise NotConfigured(f"{folder} is not a Phoenix project folder (no deploy.py and "
+                                "group_data/all.py); check --project / PHOENIX_PROJECT")
         return folder
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
@@ -46,8 +46,8 @@ def project() -> Path:
     checkout = Path(__file__).resolve().parents[1]  # an editable install or a PYTHONPATH
     if _is_project(checkout):
         return checkout
-    raise PhoenixError(f"no Phoenix project folder at or above {here}: cd into your clone "
-                       "(deploy.py, group_data/) or name it with --project / PHOENIX_PROJECT")
+    raise NotConfigured(f"no Phoenix project folder at or above {here}: cd into your clone "
+                        "(deploy.py, group_data/) or name it with --project / PHOENIX_PROJECT")
 
 
 def __getattr__(name: str) -> Any:
@@ -88,8 +88,8 @@ def _group_file(name: str) -> dict[str, Any]:
     try:
         return _public(runpy.run_path(str(path)))
     except FileNotFoundError as exc:
-        raise PhoenixError(f"settings for {name!r} need {exc.filename}; "
-                           "is the lab up (`phoenix lab up`)?") from None
+        raise NotConfigured(f"settings for {name!r} need {exc.filename}; "
+                            "is the lab up (`phoenix lab up`)?") from None
 
 
 def load(env: str | None = None, *, role: str | None = None) -> dict[str, Any]:
@@ -99,8 +99,8 @@ def load(env: str | None = None, *, role: str | None = None) -> dict[str, Any]:
     group_data = project() / "group_data"
     name = env_name(env)
     if name and not (group_data / f"{name}.py").exists():
-        raise PhoenixError(f"no settings for environment {name!r} "
-                           f"({group_data / f'{name}.py'} is missing)")
+        raise NotConfigured(f"no settings for environment {name!r} "
+                            f"({group_data / f'{name}.py'} is missing)")
     data: dict[str, Any] = {}
     for group in groups(env, role):
         if group == "all" or (group_data / f"{group}.py").exists():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phoenix.context import Context, current
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 
 if TYPE_CHECKING:
     from phoenix.state import State
@@ -93,7 +93,7 @@ def public_half(private_key: Path) -> Path:
 def state_target(state: State) -> Target:
     """The droplet a state file describes, its host key pinned in the state's known_hosts."""
     if not state.address:
-        raise PhoenixError(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
+        raise NotConfigured(f"no {state.role} droplet in {state.path}; run `phoenix provision`")
     return Target(host=state.address, key=Path(state.data["ssh_key"]),
                   known_hosts=state.known_hosts)
 
@@ -105,21 +105,36 @@ def role_target(role: str, ctx: Context | None = None) -> Target:
     ctx = ctx or current()
     if ctx.host:
         if not ctx.known_hosts:
-            raise PhoenixError("PHOENIX_HOST needs PHOENIX_KNOWN_HOSTS: a file with the host's "
-                               "pinned key (no trust on first use)")
+            raise NotConfigured(f"PHOENIX_HOST needs PHOENIX_KNOWN_HOSTS: a file with the host's "
+                                f"pinned key (no trust on first use); {pin_hint(ctx.host)}")
+        if not ctx.known_hosts.is_file():
+            raise NotConfigured(f"PHOENIX_KNOWN_HOSTS {ctx.known_hosts} is missing; "
+                                + pin_hint(ctx.host, ctx.known_hosts))
         return Target(host=ctx.host, key=ctx.ssh_key, known_hosts=ctx.known_hosts)
     state = State(role)
+    if not state.address and role == "primary":
+        # Nothing an operator runs writes the primary's state (provision makes a recovery
+        # droplet): today's forge is named by its address.
+        raise NotConfigured(f"no primary forge in {state.path}: aim at today's forge with "
+                            "PHOENIX_HOST=IP and PHOENIX_KNOWN_HOSTS=FILE; " + pin_hint("IP"))
     if not state.address:
-        raise PhoenixError(f"no {role} droplet in {state.path}: run `phoenix provision"
-                           f"{' --standby' if role == 'standby' else ''}` or set PHOENIX_HOST")
+        raise NotConfigured(f"no {role} droplet in {state.path}: run `phoenix provision"
+                            f"{' --standby' if role == 'standby' else ''}` or set PHOENIX_HOST")
     return state_target(state)
+
+
+def pin_hint(host: str, known_hosts: Path | str = "FILE") -> str:
+    """How to make a known_hosts file for `host` without trusting the network on first use."""
+    return (f"make it with `ssh-keyscan -t ed25519 {host} > {known_hosts}`, then check "
+            f"`ssh-keygen -lf {known_hosts}` against the host's fingerprint obtained out of band "
+            "(its console, or `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it)")
 
 
 def sftp_parts(repository: str, *, why: str = "") -> dict[str, Any]:
     """user, host, port, path of `sftp:USER@HOST:/PATH` or `sftp://USER@HOST:PORT/PATH`."""
     match = SFTP.match(repository) or SFTP_URL.match(repository)
     if not match:
-        raise PhoenixError(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH{why}")
+        raise NotConfigured(f"backup_repository {repository!r} is not sftp:USER@HOST:/PATH{why}")
     groups = match.groupdict()
     return {"user": groups.get("user") or None, "host": groups["host"],
             "port": int(groups.get("port") or 22), "path": groups["path"]}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from phoenix import sshconf
-from phoenix.errors import PhoenixError
+from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.secrets import read_secret
 from phoenix.settings import REPO
 from phoenix.sshconf import Target, ssh_command
@@ -70,8 +70,9 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
     """
     repository = settings.get("backup_repository")
     if not repository:
-        raise PhoenixError("backup_repository is not set (group_data): say where the offsite "
-                           "restic repository is, e.g. sftp:restic@store.example:/srv/restic/forge")
+        raise NotConfigured("backup_repository is not set (group_data): say where the offsite "
+                            "restic repository is, e.g. "
+                            "sftp:restic@store.example:/srv/restic/forge")
     folder = settings.get("secrets_dir")
     password = read_secret("restic_password", folder=folder)
     env: dict[str, str] = {}

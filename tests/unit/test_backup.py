@@ -648,9 +648,9 @@ def test_a_warm_standby_never_prestages_a_snapshot_claiming_the_future(store, fo
 
 def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_path,
                                                             monkeypatch):
-    from click.testing import CliRunner
-
     from types import SimpleNamespace
+
+    from click.testing import CliRunner
 
     from phoenix import cli_backup, replication, settings, sshconf
 
@@ -669,7 +669,7 @@ def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_pa
     assert ok.exit_code == 0, ok.output
     later = future_snapshot(store, forge / "memories")
     found = CliRunner().invoke(cli_backup.backup, ["status"])
-    assert found.exit_code == 1
+    assert found.exit_code == 1 and found.exception.exit_code == 4  # Unhealthy, by main()
     problems = [line for line in found.stderr.splitlines() if line.startswith("problem:")]
     assert len(problems) == 1 and f"snapshot {later} claims 2099-" in problems[0], found.stderr
     # the age is the real newest's, not a negative one

@@ -49,7 +49,7 @@ def test_recover_dry_with_nothing_configured_lists_every_problem_and_exits_3(tmp
 def test_a_missing_restore_source_file_is_named_before_anything(tmp_path):
     result = phoenix("check", "--restore-source", str(tmp_path / "gone.zip"), tmp=tmp_path)
     assert result.returncode == NOT_CONFIGURED
-    assert f"restore source {tmp_path / 'gone.zip'} does not exist" in result.stdout
+    assert f"restore source {tmp_path / 'gone.zip'} does not exist" in result.stderr
 
 
 def test_recover_stops_before_provision_when_a_check_fails(tmp_path):
@@ -75,7 +75,7 @@ def test_a_pinned_host_file_that_is_missing_is_said(tmp_path):
     env = {"PHOENIX_HOST": "192.0.2.7", "PHOENIX_KNOWN_HOSTS": str(tmp_path / "none")}
     result = phoenix("check", "--for", "adopt", env=env, tmp=tmp_path)
     assert result.returncode == NOT_CONFIGURED
-    assert f"PHOENIX_KNOWN_HOSTS {tmp_path / 'none'} does not exist: ssh-keyscan" in result.stdout
+    assert f"PHOENIX_KNOWN_HOSTS {tmp_path / 'none'} does not exist: ssh-keyscan" in result.stderr
 
 
 def test_settings_with_an_unknown_key_or_a_wrong_type_are_named(tmp_path, monkeypatch):

@@ -186,3 +186,26 @@ def test_a_cutover_whose_second_edit_fails_moves_nothing(when, quick_cloudflare_
         assert _contents(server) == old
     finally:
         server.stop()
+
+
+def test_an_unreachable_api_is_named_by_its_cause_not_a_class():
+    do = DO(token=TOKEN, endpoint="http://127.0.0.1:9", retries=0, timeout=3)
+    with pytest.raises(PhoenixError) as exc:
+        do.droplets()
+    said = str(exc.value)
+    assert said.startswith("cannot reach the DigitalOcean API at http://127.0.0.1:9 to list "
+                           "droplets: ")
+    assert "Connection refused" in said and "ServiceRequestError" not in said
+    assert "HTTPConnection(" not in said  # the endpoint is named once, readably
+
+
+def test_a_slow_answer_says_what_it_waits_for_and_how_long():
+    import time
+
+    said: list[str] = []
+    do = DO(token=TOKEN, endpoint="http://127.0.0.1:9", retries=3, timeout=20,
+            say=said.append, slow=0.05)
+    assert do.call("list droplets", lambda **_: time.sleep(0.3) or "answer") == "answer"
+    # four attempts of 20 s, and azure-core's backoff of 0, 1 and 2 s between them
+    assert said == ["waiting for DigitalOcean to answer (list droplets), up to 83 s"]
+    assert do.call("list droplets", lambda **_: "fast") == "fast" and len(said) == 1

@@ -31,3 +31,11 @@ def test_poll_names_the_last_state_when_told_how():
 
 def test_a_falsy_answer_other_than_none_ends_the_wait():
     assert poll(lambda: 0, timeout=1, what="x") == 0
+
+
+def test_a_wait_says_what_it_awaits_and_for_how_long():
+    said: list[str] = []
+    answers = iter([None, "up"])
+    poll(lambda: next(answers), timeout=300, interval=0.001, what="waiting for sshd on x",
+         progress=said.append)
+    assert said == ["waiting for sshd on x (up to 300 s)"]

@@ -8,6 +8,8 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from phoenix.console import Console
 from phoenix.recover import DeployStream
 from phoenix.report import Report, Step, hms
@@ -133,3 +135,34 @@ def test_the_deploys_last_status_goes_when_it_ends():
     stream.close()
     console.say("== deploy: ok")
     assert out.getvalue().endswith("\r\x1b[K== deploy: ok\n")
+
+
+def test_a_failed_step_says_why_in_its_detail_and_the_report(tmp_path):
+    from phoenix.errors import PhoenixError
+
+    report = Report("phoenix recover (recovery)")
+
+    def deploy() -> str:
+        raise PhoenixError("the deploy failed (pyinfra exit 1); last lines of d.log:\nboom")
+
+    try:
+        report.timed("deploy", deploy, lambda _: None)
+    except PhoenixError:
+        pass
+    report.save(tmp_path, "r")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["steps"][0]["detail"] == "the deploy failed (pyinfra exit 1); last lines of d.log"
+    assert saved["steps"][0]["ok"] is False and saved["error"].endswith("\nboom")
+    assert "FAILED the deploy failed" in report.table()
+
+
+def test_the_deploy_log_is_named_before_the_deploy_runs(tmp_path):
+    from phoenix.recover import run_deploy
+
+    said: list[str] = []
+    from phoenix.errors import PhoenixError
+
+    with pytest.raises(PhoenixError, match="the deploy failed"):
+        run_deploy("@local", deploy="no-such-deploy.py", log=tmp_path / "d.log",
+                   say=said.append, timeout=60)
+    assert said[0] == f"   deploy log: {tmp_path / 'd.log'}"

@@ -100,7 +100,7 @@ def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget
     assert "its last run took 2.5 s (repo_snapshot_run_budget 7 s" in ok.stdout
     run["duration_seconds"] = 6.4
     slow = CliRunner().invoke(cli_backup.backup, ["status"])
-    assert slow.exit_code == 1
+    assert slow.exit_code == 1 and slow.exception.exit_code == 4  # Unhealthy, by main()
     assert slow.stderr.splitlines() == [
         "problem: " + replication.repo_run_problem(run, lab)], slow.stderr
     # A primary that has saved no full snapshot of its own (just cut over or promoted): the
@@ -108,7 +108,7 @@ def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget
     run["duration_seconds"] = 2.5
     own["full"] = None
     bare = CliRunner().invoke(cli_backup.backup, ["status"])
-    assert bare.exit_code == 1
+    assert bare.exit_code == 1 and bare.exception.exit_code == 4
     assert bare.stderr.splitlines() == [
         "problem: not yet protected: forge has saved no full snapshot of its own "
         "(/var/lib/phoenix/backup/last-success.json is missing; phoenix backup now)"], bare.stderr
