@@ -144,11 +144,11 @@ def check_operator_key(inputs: Inputs) -> list[str]:
 
 
 def check_pinned_host(inputs: Inputs) -> list[str]:
-    """A host named without a state file must come with its pinned key; adopting today's
-    forge needs one of the two."""
+    """A host named without a state file must come with its pinned key; a command that
+    reaches today's forge (adopt, backup now) needs one of the two."""
     ctx = current()
     if not ctx.host:
-        if inputs.command != "adopt":
+        if inputs.command not in ("adopt", "backup now"):  # the two that reach the forge
             return []
         from phoenix.sshconf import role_target
 
@@ -187,8 +187,8 @@ def check_droplet(inputs: Inputs) -> list[str]:
 def check_digitalocean(inputs: Inputs) -> list[str]:
     ctx = current()
     if not ctx.do_token:
-        return ["no DigitalOcean token: set DIGITALOCEAN_TOKEN (a token with droplet, "
-                "ssh_key, tag and reserved_ip read and write)"]
+        return ["no DigitalOcean token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN), "
+                "a token with droplet, ssh_key, tag and reserved_ip read and write"]
     from phoenix.do import DO
 
     client = DO(token=ctx.do_token, endpoint=ctx.do_endpoint, retries=0)
@@ -292,7 +292,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "recover": tuple(name for name in CHECKS if name != "droplet"),  # it makes the droplet
     "cutover": ("settings", "droplet", "pinned host key", "Cloudflare"),
     "adopt": ("settings", "secrets", "operator SSH key", "pinned host key", "store"),
+    "provision": ("settings", "operator SSH key", "DigitalOcean"),
     "backup init": ("settings", "secrets", "store"),
+    "backup store-setup": ("settings", "secrets", "operator SSH key", "store"),
+    "backup prune": ("settings", "secrets", "store"),
+    "backup now": ("settings", "secrets", "pinned host key", "store"),
 }
 
 

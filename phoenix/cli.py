@@ -98,7 +98,8 @@ def _role(standby: bool) -> str:
 @cli.command(help="Every problem a command would meet (tokens, secrets, settings, keys, the "
              "restore source), all at once, changing nothing; exit 3 when there is one.")
 @click.option("--for", "command", default="recover", show_default=True,
-              type=click.Choice(["recover", "cutover", "adopt", "backup init"]),
+              type=click.Choice(["recover", "provision", "cutover", "adopt", "backup init",
+                                 "backup store-setup", "backup prune", "backup now"]),
               help="The command to check for.")
 @click.option("--standby", is_flag=True, help="For the standby (a promotion).")
 @click.option("--reserved-ip", is_flag=True, help="A cutover by the reserved IP, not DNS.")
@@ -128,10 +129,12 @@ def check(command: str, standby: bool, reserved_ip: bool, source: str | None,
 def provision(standby: bool) -> None:
     from phoenix import do
     from phoenix import provision as prov
+    from phoenix.check import Inputs, require
     from phoenix.settings import load
     from phoenix.state import State
 
     role = _role(standby)
+    require(Inputs(command="provision", role=role))  # before a droplet is billed
     droplet = prov.provision(role=role, settings=load(role=role), client=do.client(say=_say),
                              state=State(role), key=prov.operator_key(), progress=_say)
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")

@@ -64,11 +64,13 @@ def backup_store_setup(root_user: str) -> None:
     from dataclasses import replace
 
     from phoenix import backup as bk
+    from phoenix.check import Inputs, require
     from phoenix.provision import operator_key
     from phoenix.secrets import read_secret
     from phoenix.settings import load
     from phoenix.sshconf import public_half
 
+    require(Inputs(command="backup store-setup", role="primary"))
     settings = load()
     store = _store()
     if store.ssh is None:
@@ -113,8 +115,10 @@ def backup_store_setup(root_user: str) -> None:
                 "the store's timer does it daily, the forge cannot.")
 def backup_prune() -> None:
     from phoenix import backup as bk
+    from phoenix.check import Inputs, require
     from phoenix.settings import load
 
+    require(Inputs(command="backup prune", role="primary"))
     settings = load()
     keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
     kept, removed = bk.prune(_store(), keep=keep,
@@ -128,9 +132,11 @@ def backup_prune() -> None:
               help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
 def backup_now(role: str) -> None:
     from phoenix import backup as bk
+    from phoenix.check import Inputs, require
     from phoenix.settings import load
     from phoenix.sshconf import role_target
 
+    require(Inputs(command="backup now", role=role))
     click.echo(bk.now(role_target(role), settings=load(role=role)))
 
 

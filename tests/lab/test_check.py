@@ -60,6 +60,12 @@ def test_a_configured_lab_passes_every_check(env):
     result = phoenix(env, "check", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["problems"] == []
+    # recover --dry: the plan, its checks passed (the lab's backup archive: this store holds
+    # no snapshot yet), and no droplet to ask pyinfra about
+    source = load("lab")["restore_source"]
+    dry = phoenix(env, "recover", "--dry", "--restore-source", source)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "1. " in dry.stdout and "no recovery droplet yet" in dry.stdout
 
 
 def test_recover_with_one_bad_item_stops_before_any_change(lab, env, tmp_path):
