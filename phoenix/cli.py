@@ -151,14 +151,18 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
     from phoenix import cutover as cut
     from phoenix.check import Inputs, require
     from phoenix.do import client as do_client
+    from phoenix.primary import protect
     from phoenix.settings import load
     from phoenix.state import State
 
-    require(Inputs(command="cutover", role=_role(standby), reserved_ip=reserved_ip))
+    role = _role(standby)
+    require(Inputs(command="cutover", role=role, reserved_ip=reserved_ip))
     needs_do = reserved_ip or fence or bool(current().do_token)
-    cut.cutover(settings=load(role=_role(standby)), state=State(_role(standby)),
-                do=do_client() if needs_do else None, reserved_ip=reserved_ip,
-                force=force, say=_say, wait=not no_wait, fence_old=fence)
+    settings, state = load(role=role), State(role)
+    cut.cutover(settings=settings, state=state, do=do_client() if needs_do else None,
+                reserved_ip=reserved_ip, force=force, say=_say, wait=not no_wait,
+                fence_old=fence)
+    protect(state, settings, _say)  # users are served: now the new primary's first snapshot
 
 
 @cli.command(help="Put the saved DNS values (or reserved IP) back; power the new droplet off.")

@@ -24,7 +24,7 @@ from phoenix.console import waiter
 from phoenix.dnswire import parse_server
 from phoenix.do import DO, public_ip
 from phoenix.errors import NotConfigured, PhoenixError
-from phoenix.primary import activate, fence, host_role, live_old_primaries, protect
+from phoenix.primary import activate, fence, host_role, live_old_primaries
 from phoenix.sshconf import Target
 from phoenix.state import State, now
 
@@ -116,12 +116,6 @@ def _cutover(*, settings: dict, state: State, do: DO | None, reserved_ip: bool, 
         except PhoenixError as exc:
             raise PhoenixError(f"traffic moved to {state.address}, but making it the primary "
                                f"failed ({exc}); run `phoenix cutover` again") from None
-        try:
-            protect(state, settings, say)
-        except PhoenixError as exc:
-            raise PhoenixError(f"traffic moved to {state.address} and it is the primary, but "
-                               f"its first full snapshot failed ({exc}): it is not yet "
-                               "protected; run `phoenix backup now`") from None
     return result
 
 

@@ -20,7 +20,7 @@ from phoenix.backup_now import now as backup_now
 from phoenix.do import DO
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import remote, state_target
-from phoenix.state import ROLE_FILE, State, now
+from phoenix.state import CUTOVER_FILE, ROLE_FILE, State, now
 
 Say = Callable[[str], None]
 
@@ -99,6 +99,7 @@ def activate(state: State, say: Say) -> None:
     its backups start, a standby's refresh stops."""
     _ssh(state, f"set -e; mkdir -p {ROLE_FILE.rsplit('/', 1)[0]}; "
                 f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
+                f"date -u +%FT%TZ > {CUTOVER_FILE}; "
                 "if systemctl cat phoenix-standby-refresh.timer >/dev/null 2>&1; then "
                 "systemctl disable --now phoenix-standby-refresh.timer; fi; "
                 "for t in phoenix-backup phoenix-backup-repositories; do "
@@ -124,7 +125,12 @@ def protect(state: State, settings: dict, say: Say) -> str | None:
                         "else echo none; fi").strip()
     if found != "none":
         return None
-    snapshot = backup_now(state_target(state), settings=settings)
+    try:
+        snapshot = backup_now(state_target(state), settings=settings)
+    except PhoenixError as exc:
+        raise PhoenixError(f"{state.droplet['name']} serves the forge, but its first full "
+                           f"snapshot failed ({exc}): it is not yet protected; run `phoenix "
+                           "backup now` once the cause is fixed") from None
     say(f"{state.droplet['name']}'s first full snapshot {snapshot[:8]} is saved: a disaster "
         "from now on recovers this primary")
     return snapshot

@@ -132,6 +132,8 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
                    "records (cloudflare) or reserved IP, old values saved; the droplet becomes "
                    "the primary (marker, backups on)",
         "https": "the name through DNS answers HTTP/2 200 over TLS",
+        "protect": "the new primary's first full snapshot, once users are served (until it "
+                   "is saved a disaster would recover its predecessor's data)",
     }
     lines = []
     for phase in runbook.PHASES:
@@ -171,6 +173,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     from phoenix import cutover as cut
     from phoenix import provision as prov
     from phoenix.do import client as do_client
+    from phoenix.primary import protect as first_snapshot
     from phoenix.settings import load
     from phoenix.sshconf import role_target
     from phoenix.state import State
@@ -205,6 +208,11 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
                              force=False, say=say)
         return ", ".join(result)
 
+    def protect() -> str:  # after the users are served: not on the RTO's path
+        snapshot = first_snapshot(state, settings, say)
+        return f"first full snapshot {snapshot[:8]} saved" if snapshot else \
+            "it has a full snapshot of its own already"
+
     def https() -> str:  # runbook 9.1, through DNS, once the cutover moved the name
         public = settings["cutover_reserved_ip"] if reserved_ip else state.address
         if not public:
@@ -226,6 +234,7 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         if not skip_cutover:
             report.timed("cutover", cutover, say)
             report.timed("https", https, say)
+            report.timed("protect", protect, say)
     except PhoenixError as exc:
         exc.output = report.to_dict()  # --json prints the report with the error
         raise

@@ -30,6 +30,8 @@ from phoenix.errors import PhoenixError
 # primary: the forge of the day, the one a drill destroys.
 ROLES = ("recovery", "standby", "primary")
 ROLE_FILE = "/var/lib/phoenix/role"  # on each host: tasks/role.py and a cutover write it
+# On a host traffic was moved to, when (activate): a primary past it must be protected.
+CUTOVER_FILE = "/var/lib/phoenix/cutover"
 # What belongs to one droplet: dropped (kept in history) when the next attempt begins.
 PER_DROPLET = ("droplet", "attempt", "validation", "dns_saved", "reserved_ip_saved",
                "cutover", "promoted", "fenced", "host_key", "rolled_back")

@@ -26,7 +26,7 @@ from phoenix.secrets import read_secret
 from phoenix.sshconf import sftp_target
 from tasks._ops import secret_file
 from tasks._units import run_unit
-from tasks.role import role
+from tasks.role import promoting, role
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "backup_gitea_exclude",
@@ -258,10 +258,10 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
                  running_name=f"Ensure {unit} runs {schedule}" if on else
                  f"Ensure {unit} does not run yet ({role()}: not the forge)",
                  restart_name=f"Restart the {unit} timer for its new schedule")
-    # A primary is protected from its first moment (a promotion, a forge adopted or built):
-    # its first full snapshot now, not at the timer's next hour. Until then a disaster
-    # recovers from the previous primary's snapshot, and the replicas of that one.
-    if on and not host.get_fact(File, path=data.backup_status_file):
+    # A primary is protected from its first moment (a forge adopted or built): its first full
+    # snapshot now, not at the timer's next hour, or a disaster would recover the previous
+    # primary's data. A promotion's comes once users are served (phoenix recover's protect).
+    if on and not promoting() and not host.get_fact(File, path=data.backup_status_file):
         server.shell(name="Ensure this primary has a full snapshot of its own (its first)",
                      commands=["systemctl start phoenix-backup.service"])
 

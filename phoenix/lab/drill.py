@@ -112,6 +112,13 @@ class Run:
         return result
 
 
+def served_after(steps: list[Step]) -> float:
+    """Seconds from the recovery's start until users were served again: the end of its
+    https step (the new primary's first snapshot, after it, is not on the RTO's path)."""
+    https = next(s for s in steps if s.name == "https")
+    return https.start + https.seconds
+
+
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
     """The primary's last repository snapshot run (issue 21): its length against
     repo_snapshot_run_budget, as `phoenix backup status` reads it."""
@@ -247,13 +254,14 @@ def _disaster(run: Run) -> None:
     do.destroy(primary.droplet["id"])
     trickle.stop()
     role = "standby" if standby else "recovery"
+    started = time.time()
     if standby:
         rec = recover(role=role, say=say, report_dir=workdir, provision_step=False,
                       deploy_data=PROMOTE)
         report.steps = rec.steps
     else:  # the operator's command itself, with what it restores by default
         report.steps = recover_command(workdir, env=run.env, say=say)
-    rto = time.time() - disaster_at
+    rto = started - disaster_at + served_after(report.steps)
     state = State(role, workdir)
     run.one_primary[f"{role} after cutover"] = duties(prov.target(state), settings)
     if standby:  # the README's converge again, after the promotion: it must stay primary

@@ -15,10 +15,12 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     data = report.to_dict()
 
     assert [s["name"] for s in data["steps"]] == ["provision", "deploy", "validate", "cutover",
-                                                  "https"]
+                                                  "https", "protect"]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     # Runbook 9.1 after the cutover: the name through the lab DNS, Pebble's root only.
-    assert "HTTP/2 200" in data["steps"][-1]["detail"], data["steps"][-1]
+    assert "HTTP/2 200" in data["steps"][-2]["detail"], data["steps"][-2]
+    # then the new primary's first full snapshot, off the RTO's path
+    assert data["steps"][-1]["detail"].startswith("first full snapshot "), data["steps"][-1]
     assert data["data_lost_up_to_snapshot"] == "none"
     # Caddy's home came back: the recovered forge serves the primary's certificate (validation
     # before the cutover could not have passed on a new one; this names the cause).
@@ -72,7 +74,7 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     # repository snapshots, not its predecessor's hour-old line.
     again = data["second_disaster"]
     assert [s["name"] for s in again["steps"]] == ["provision", "deploy", "validate",
-                                                   "cutover", "https"], again
+                                                   "cutover", "https", "protect"], again
     assert all(s["ok"] for s in again["steps"]), again["steps"]
     assert again["second_droplet"] != again["first_droplet"], again
     assert again["destroyed_s_after_first_recovery"] < 300, again
@@ -94,7 +96,10 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     data = drill(standby=True, say=print).to_dict()
 
     # No provisioning on the clock: the standby was there, warm; it is promoted.
-    assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover", "https"]
+    assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover", "https",
+                                                  "protect"]
+    # a promotion's first full snapshot comes once users are served, not in its deploy
+    assert data["steps"][-1]["detail"].startswith("first full snapshot "), data["steps"][-1]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
     assert data["logins_after_recovery"]["2FA login of ezra with a TOTP code"] == "works"
