@@ -19,8 +19,13 @@ lint:  ## ruff and mypy over the code that runs (rules and reasons in pyproject.
 	$(PYTHON) -m ruff check phoenix tasks facts checks
 	$(PYTHON) -m mypy
 
-test: deps lint  ## lint, unit tests, then lab tests (root; skipped without it)
-	$(PYTHON) -m pytest
+# The unit tests run beside the lab tests (their own tmp folders, labs and ports: they share
+# nothing), their output printed after; either failing fails the target.
+test: deps lint  ## lint, then unit tests beside lab tests (root; skipped without it)
+	@log=$$(mktemp); $(PYTHON) -m pytest tests/unit > "$$log" 2>&1 & unit=$$!; \
+	$(PYTHON) -m pytest tests/lab; lab=$$?; wait $$unit; units=$$?; \
+	echo "== the unit tests, run beside the lab tests"; cat "$$log"; rm -f "$$log"; \
+	[ $$lab -eq 0 ] && [ $$units -eq 0 ]
 
 test-unit:
 	$(PYTHON) -m pytest tests/unit
