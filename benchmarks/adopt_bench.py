@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.backup_bench import LOOSE, PACK_MIB, human
-from phoenix import backup
-from phoenix.do import DO
+from phoenix.backup import snapshots as backup
 from phoenix.lab import config as labconfig
 from phoenix.lab import fixtures, offsite
 from phoenix.lab.client import droplet_target
+from phoenix.provision.do import DO
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
 

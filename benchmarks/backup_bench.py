@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phoenix import backup
+from phoenix.backup import snapshots as backup
 from phoenix.lab.fixtures import make_gitea_backup
 from phoenix.settings import REPO
 from phoenix.sshconf import Target, ssh_command
@@ -214,10 +214,10 @@ def main() -> None:
 def lab_transports(tmp: Path, base: dict, name: str, cleanup: list) -> list:
     """Today's transport (SFTP, a read-write key) and the append-only endpoint (the forge's
     key forced to `rclone serve restic --stdio --append-only`), to one lab store each."""
-    from phoenix.do import DO
     from phoenix.lab import config as labconfig
     from phoenix.lab import lab as lablib
     from phoenix.lab import offsite
+    from phoenix.provision.do import DO
 
     lab = labconfig.load()
     if not lablib.status(lab)["up"]:

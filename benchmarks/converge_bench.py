@@ -36,9 +36,9 @@ def main() -> None:
                         help="keep the bench lab's image and apt cache (the cold run is warm)")
     args = parser.parse_args()
     config = fresh_bench_lab(keep_image=args.keep_image)
-    from phoenix.do import DO
-    from phoenix.lab.drill import drill
     from phoenix.lab import lab as lablib
+    from phoenix.lab.drill import drill
+    from phoenix.provision.do import DO
     from phoenix.sshconf import public_half
 
     rows: list[tuple[str, str]] = []

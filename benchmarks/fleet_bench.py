@@ -57,9 +57,9 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=8)
     args = parser.parse_args()
     os.environ.update(FLEET_ENV)
-    from phoenix.do import DO
     from phoenix.lab import config as labconfig
     from phoenix.lab import lab as lablib
+    from phoenix.provision.do import DO
     from phoenix.sshconf import public_half
 
     config = labconfig.load()

@@ -120,9 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     if "PHOENIX_LAB_TAG" not in os.environ:  # a lab of its own beside the main one
         os.environ.update(BENCH_ENV)
-    from phoenix.do import DO
     from phoenix.lab import config as labconfig
     from phoenix.lab import lab as lablib
+    from phoenix.provision.do import DO
     from phoenix.sshconf import public_half
 
     config = labconfig.load()

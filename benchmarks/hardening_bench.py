@@ -75,9 +75,9 @@ def main() -> None:
         config = labconfig.load()
     else:
         config = fresh_bench_lab(keep_image=args.keep_image)
-    from phoenix import provision as prov
-    from phoenix.lab.drill import drill
     from phoenix.lab import lab as lablib
+    from phoenix.lab.drill import drill
+    from phoenix.provision import droplet as prov
     from phoenix.state import State
 
     was_up = lablib.status(config)["up"]
@@ -98,9 +98,9 @@ def main() -> None:
         if not (args.current_lab and was_up):
             lablib.down(config, purge=not (args.keep_image or args.current_lab))
         else:  # the lab was up before: leave it, minus what the drill made
-            from phoenix.do import DO
-            from phoenix.lab.drill import OFFSITE
             from phoenix.lab import offsite
+            from phoenix.lab.drill import OFFSITE
+            from phoenix.provision.do import DO
 
             do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
             store = offsite.load(config, OFFSITE)

@@ -52,10 +52,10 @@ def main() -> None:
         config = labconfig.load()
     else:
         config = fresh_bench_lab(keep_image=args.keep_image)
-    from phoenix.do import DO
     from phoenix.lab import lab as lablib
     from phoenix.lab import wheelhouse
     from phoenix.lab.client import droplet_target
+    from phoenix.provision.do import DO
     from phoenix.sshconf import public_half, ssh_command
 
     rows: list[tuple[str, str]] = []

@@ -70,9 +70,9 @@ def main() -> None:
                         help="reuse a cached bench image (then the build is not cold)")
     args = parser.parse_args()
     config = fresh_bench_lab(keep_image=args.keep_image)
-    from phoenix.do import DO
     from phoenix.lab import lab as lablib
     from phoenix.lab.nspawn import wait_ssh
+    from phoenix.provision.do import DO
     from phoenix.sshconf import public_half
 
     rows: list[tuple[str, str]] = []

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.backup_bench import PASSWORD, du, make_forge
 from benchmarks.litestream_bench import binary as litestream_binary
-from phoenix import backup
+from phoenix.backup import snapshots as backup
 from phoenix.settings import REPO
 
 

@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from phoenix import backup
+from phoenix.backup import snapshots as backup
 from phoenix.state import CUTOVER_FILE
 
 from .helpers import mode, out
@@ -33,7 +33,7 @@ def job(host, settings) -> dict:
 def _future(status: dict, settings) -> str:
     """The line naming the status file's snapshot when its time is later than now +
     backup_future_tolerance (a negative age passes any max age), else empty."""
-    from phoenix import pitr
+    from phoenix.backup import pitr
 
     found = pitr.future([{"id": str(status.get("snapshot_id") or "?"), "time": status["time"]}],
                         float(settings.get("backup_future_tolerance") or 300))
@@ -113,7 +113,7 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
 def test_step4_newest_repository_snapshot_is_recent(host, settings, role, streaming):
     """Issue 21: the repositories alone every repo_snapshot_interval seconds; the newest may
     be three intervals old (a run in flight, a slow store) before this fails."""
-    from phoenix import replication
+    from phoenix.backup import replication
 
     interval = int(settings.get("repo_snapshot_interval") or 0)
     if role != "primary" or not settings.get("backup_repository") or interval <= 0:
@@ -136,7 +136,7 @@ def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, 
     """Issue 21: a disaster loses at most repo_snapshot_interval of pushes only while each run
     keeps to repo_snapshot_run_budget (the runs start every interval - budget); the last
     run's length is in its status file."""
-    from phoenix import replication
+    from phoenix.backup import replication
 
     period = replication.repo_snapshot_period(settings)
     if role != "primary" or not settings.get("backup_repository") or period is None:

@@ -86,7 +86,7 @@ def forge_https(address, settings):
     """(session, base URL) for the forge over HTTPS at this host's address: TLS and Host for
     gitea_domain (the certificate users will see, before the DNS cutover too), trusting only
     https_trust_bundle when it is set."""
-    from phoenix.forge import https_session
+    from phoenix.forge.tls import https_session
 
     return https_session(settings["gitea_domain"], address=address,
                          trust=settings.get("https_trust_bundle"))

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix.cutover import resolvers
-from phoenix.dnswire import DNSQueryError, query_a
+from phoenix.cutover.dnswire import DNSQueryError, query_a, resolvers
 
 
 def pytest_generate_tests(metafunc):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from phoenix.appini import jwt_secret_ok
+from phoenix.forge.appini import jwt_secret_ok
 
 from .helpers import ini_get, mode, not_root, out, unit_property
 
@@ -57,7 +57,7 @@ def test_step4_app_ini_holds_the_secrets_gitea_would_die_generating(app_ini, app
         missing.append("[server] LFS_JWT_SECRET is missing or not 32 bytes of base64url")
     assert not missing, f"{app_ini_path}: {'; '.join(missing)}: Gitea would generate it and " \
                         "die saving app.ini (modules/setting/oauth2.go); render it from the " \
-                        "backup's app.ini (phoenix/appini.py)"
+                        "backup's app.ini (phoenix/forge/appini.py)"
 
 
 def test_step4_gitea_folders_owned_by_run_user(host, settings, gitea_paths):

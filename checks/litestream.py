@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from phoenix import replication
+from phoenix.backup import replication
 
 from .helpers import out
 

@@ -3,7 +3,7 @@ root may write, and every later converge and the cutover read it."""
 
 from __future__ import annotations
 
-from tasks.role import ROLE_FILE, ROLES
+from phoenix.state import ROLE_FILE, ROLES
 
 from .helpers import mode
 

@@ -67,7 +67,7 @@ gitea_root_url = "https://forge.alexanderwhitestone.com/"
 gitea_ready_timeout = 60             # seconds to wait for /api/v1/version after a start
 
 # ---- restore (runbook step 4) -------------------------------------------------------------
-# One of (phoenix/sources.py): "restic:latest" (the newest snapshot tagged backup_tag) or
+# One of (phoenix/backup/sources.py): "restic:latest" (the newest snapshot tagged backup_tag) or
 # "restic:<id>"; a Phoenix backup .tar.gz; a `gitea dump` .zip; the runbook's backup (a folder
 # with gitea.db or gitea-YYYYMMDD.db and custom/, or the .db file); "forge:[PATH]" for that on
 # the old forge while it answers. Resolved once and sealed; None skips restore. `phoenix

@@ -189,7 +189,7 @@ def check_digitalocean(inputs: Inputs) -> list[str]:
     if not ctx.do_token:
         return ["no DigitalOcean token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN), "
                 "a token with droplet, ssh_key, tag and reserved_ip read and write"]
-    from phoenix.do import DO
+    from phoenix.provision.do import DO
 
     client = DO(token=ctx.do_token, endpoint=ctx.do_endpoint, retries=0)
     try:  # reads only: the keys provision registers, the droplets it looks among
@@ -207,7 +207,7 @@ def check_cloudflare(inputs: Inputs) -> list[str]:
     if not ctx.cf_token.strip():
         return ["no Cloudflare token: set CLOUDFLARE_API_TOKEN (Zone:Read and DNS:Edit on "
                 "the forge's zone)"]
-    from phoenix import dns
+    from phoenix.cutover import dns
 
     client = dns.make_client(token=ctx.cf_token, base_url=ctx.cf_base_url, max_retries=0)
     try:
@@ -234,7 +234,7 @@ def check_store(inputs: Inputs) -> list[str]:
                 "repository is, e.g. sftp:restic@store.example:/srv/restic/forge"]
     found = []
     if str(s["backup_repository"]).startswith("sftp:"):
-        from phoenix.store import known_hosts_lines
+        from phoenix.backup.store import known_hosts_lines
 
         if not known_hosts_lines(s.get("backup_known_hosts")):
             found.append("backup_known_hosts is empty: pin the store's host key (ssh-keyscan "
@@ -253,10 +253,11 @@ def check_restore_source(inputs: Inputs) -> list[str]:
     if source.startswith("restic:"):
         if check_store(inputs) or _secret("restic_password", inputs.settings)[1]:
             return []  # said by the store's and the secrets' checks
-        from phoenix import backup
+        from phoenix.backup import snapshots as backup
+        from phoenix.backup.store import store_from_settings
 
         try:
-            store = backup.store_from_settings(inputs.settings)
+            store = store_from_settings(inputs.settings)
             backup.resolve_snapshot(store, backup.restore_ref(source) or "latest")
         except PhoenixError as exc:
             return [f"restore source {source}: {exc}"]

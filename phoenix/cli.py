@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from phoenix import __version__
-from phoenix.cli_backup import backup
+from phoenix.backup.cli import backup
 from phoenix.console import Console
 from phoenix.context import Context, current, install
 from phoenix.errors import INTERRUPTED, NotConfigured, PhoenixError, Unhealthy
@@ -127,9 +127,9 @@ def check(command: str, standby: bool, reserved_ip: bool, source: str | None,
 @cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
 @click.option("--standby", is_flag=True, help="Provision for inventories/standby.py.")
 def provision(standby: bool) -> None:
-    from phoenix import do
-    from phoenix import provision as prov
     from phoenix.check import Inputs, require
+    from phoenix.provision import do
+    from phoenix.provision import droplet as prov
     from phoenix.settings import load
     from phoenix.state import State
 
@@ -148,10 +148,10 @@ def provision(standby: bool) -> None:
               help="Power the old primary off through DigitalOcean (disk kept) if it answers.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
 def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
-    from phoenix import cutover as cut
     from phoenix.check import Inputs, require
-    from phoenix.do import client as do_client
-    from phoenix.primary import protect
+    from phoenix.cutover import traffic as cut
+    from phoenix.cutover.primary import protect
+    from phoenix.provision.do import client as do_client
     from phoenix.settings import load
     from phoenix.state import State
 
@@ -169,8 +169,8 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
 @click.option("--standby", is_flag=True)
 @click.option("--keep-running", is_flag=True, help="Do not power the new droplet off.")
 def rollback(standby: bool, keep_running: bool) -> None:
-    from phoenix import cutover as cut
-    from phoenix.do import client as do_client
+    from phoenix.cutover import traffic as cut
+    from phoenix.provision.do import client as do_client
     from phoenix.state import State
 
     state = State(_role(standby))
@@ -190,7 +190,7 @@ def rollback(standby: bool, keep_running: bool) -> None:
 def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     from pathlib import Path
 
-    from phoenix.cutover import record_verdict
+    from phoenix.cutover.traffic import record_verdict
     from phoenix.settings import env_name
     from phoenix.sshconf import role_target
     from phoenix.state import State
@@ -233,8 +233,8 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
 def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, source: str | None,
             point_in_time: str | None, report_dir: Path | None, as_json: bool) -> None:
-    from phoenix import pitr
     from phoenix import recover as rec
+    from phoenix.backup import pitr
     from phoenix.check import Inputs, require
     from phoenix.settings import project
 
@@ -263,8 +263,8 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
              "snapshot, prove it restores, and check the forge was left unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
 def adopt(as_json: bool) -> None:
-    from phoenix import adopt as adp
     from phoenix.check import Inputs, require
+    from phoenix.forge import adopt as adp
     from phoenix.state import state_dir
 
     require(Inputs(command="adopt", role="primary"))

@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+# Whatever prints a line for the operator: print, Console.say, a list's append in a test.
+Say = Callable[[str], None]
+
 
 class Console:
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:

@@ -14,17 +14,17 @@ import threading
 from pathlib import Path
 
 from phoenix import runbook
-from phoenix.console import Console, waiter
+from phoenix.console import Console, Say, waiter
 from phoenix.context import current
 from phoenix.errors import PhoenixError
-from phoenix.report import Report, Say
+from phoenix.report import Report
 from phoenix.settings import env_name, project
 
 __all__ = ["DEFAULT_SOURCE", "PROMOTE", "Report", "plan", "recover", "recovery_data",
            "run_deploy"]
 
 # What a recovery restores unless told otherwise (README): the store's newest snapshot of the
-# forge (restic --tag backup_tag), resolved once by the deploy (phoenix/sources.py).
+# forge (restic --tag backup_tag), resolved once by the deploy (phoenix/backup/sources.py).
 DEFAULT_SOURCE = "restic:latest"
 # A warm standby becomes the forge: the latest snapshot over its older copy (which is set
 # aside), and from now on it takes the backups.
@@ -143,6 +143,12 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
                 f"\n     {row.label:<9} {row.title}: "
                 + ", ".join(runbook.task_path(module) for module in row.tasks)
                 for row in runbook.of_phase(phase) if row.tasks)
+        # the runbook's own steps: the rows it lacks are other commands' work (phoenix backup)
+        rows = [row for row in runbook.of_phase(phase)
+                if row.operator and row.key.startswith("step")]
+        if rows:
+            line += "\n     from here: " + ", ".join(dict.fromkeys(
+                runbook.operator_path(module) for row in rows for module in row.operator))
         lines.append(line)
     return lines
 
@@ -170,15 +176,16 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     of restic:latest), `provision_step=False` uses the role's droplet as it is (a standby)."""
     if deploy_data is None:
         deploy_data = recovery_data(standby=role == "standby")
-    from phoenix import cutover as cut
-    from phoenix import provision as prov
-    from phoenix.do import client as do_client
-    from phoenix.primary import protect as first_snapshot
+    from phoenix.cutover import traffic as cut
+    from phoenix.cutover.after import check_after_cutover
+    from phoenix.cutover.primary import protect as first_snapshot
+    from phoenix.provision import droplet as prov
+    from phoenix.provision.do import client as do_client
     from phoenix.settings import load
     from phoenix.sshconf import role_target
     from phoenix.state import State
     from phoenix.state import now as state_now
-    from phoenix.validate import check_after_cutover, run_validation
+    from phoenix.validate import run_validation
 
     settings = load(role=role)
     state = State(role)

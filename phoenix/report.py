@@ -19,9 +19,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from phoenix import runbook
+from phoenix.console import Say
 from phoenix.context import current
-
-Say = Callable[[str], None]
 
 # What the manual runbook says each part of `phoenix recover` takes (seconds), and where it
 # says so: read from the runbook's table (phoenix/runbook.py).

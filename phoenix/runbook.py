@@ -1,6 +1,7 @@
 """The runbook as the index: each step of the manual VPS_RECOVERY_RUNBOOK.md (timmy-config's
 docs/, the 4-8 hour recovery Phoenix replaces), what the runbook says it takes, the `tasks/`
-modules that do it and the `checks/` modules that prove it on the host.
+modules that do it on the host, the `phoenix` modules that do it from the operator's machine,
+and the `checks/` modules that prove it on the host.
 
 `phoenix recover --dry`'s plan, validation's per-step summary (phoenix/validate.py) and the
 report's runbook column (phoenix/report.py) are read from this table, so a step is added or
@@ -28,6 +29,7 @@ class Step:
     phase: str                 # the part of `phoenix recover` that does it (PHASES)
     tasks: tuple[str, ...]     # modules of tasks/ that do it
     checks: tuple[str, ...]    # modules of checks/ that prove it on the host
+    operator: tuple[str, ...] = ()  # modules of phoenix/ that do it from the operator's side
 
     @property
     def label(self) -> str:
@@ -37,34 +39,37 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("step1", "Provision Replacement VPS", None, "no estimate given", "provision",
-         (), ()),
+         (), (), ("provision.droplet", "provision.do")),
     Step("step2", "Install Base Dependencies", 15, "15 min", "deploy",
-         ("base", "layout"), ("base", "layout")),
+         ("base", "layout"), ("base", "layout"), ("recover",)),
     Step("step3", "Deploy timmy-config Repository", 5, "5 min", "deploy",
-         ("timmy_config",), ("timmy_config",)),
+         ("timmy_config",), ("timmy_config",), ("recover",)),
     Step("step4", "Restore Gitea Data from Backup", 20, "20 min", "deploy",
-         ("gitea", "restore", "https"), ("gitea", "restore", "https")),
+         ("gitea", "restore", "https"), ("gitea", "restore", "https"),
+         ("recover", "backup.sources", "backup.importers", "forge.appini")),
     Step("step5", "Restore FastAPI / Backend Services", 10, "10 min", "deploy",
-         ("hermes", "backend"), ("hermes", "backend")),
+         ("hermes", "backend"), ("hermes", "backend"), ("recover",)),
     Step("step6", "Deploy Wizard Houses via Ansible", 15, "15 min", "deploy",
-         ("wizards", "cron"), ("wizards", "cron")),
+         ("wizards", "cron"), ("wizards", "cron"), ("recover",)),
     # Its checks (heartbeats, the fleet-health report) sit beside the wizards' and cron's.
-    Step("step7", "Verify Fleet Health", None, "no estimate given", "validate", (), ()),
+    Step("step7", "Verify Fleet Health", None, "no estimate given", "validate", (), (),
+         ("validate",)),
     Step("step8", "Update DNS", 20, "5 min + ~15 min propagation", "cutover",
-         (), ("dns",)),
+         (), ("dns",), ("cutover.traffic", "cutover.dns", "cutover.primary")),
     Step("step9", "Post-Recovery Validation", 15, "checks after a 15 min wait", "validate",
-         (), ("api",)),
+         (), ("api",), ("validate", "cutover.after", "forge.tls")),
     # What the runbook leaves out or names only as a mitigation.
     Step("security", "Security baseline (not in the runbook)", None, "", "deploy",
-         ("ssh", "firewall", "hardening"), ("ssh", "firewall", "hardening")),
+         ("ssh", "firewall", "hardening"), ("ssh", "firewall", "hardening"), ("recover",)),
     Step("backups", "Offsite backups (Mitigation 1)", None, "", "deploy",
-         ("backups", "litestream"), ("backups", "litestream")),
+         ("backups", "litestream"), ("backups", "litestream"),
+         ("backup.cli", "backup.store", "backup.snapshots", "backup.replication")),
     Step("standby", "One primary, warm standby (Mitigation 3)", None, "", "deploy",
-         ("role", "standby"), ("role", "standby")),
+         ("role", "standby"), ("role", "standby"), ("cutover.primary",)),
 )
 # `phoenix adopt` (adopt.py, not a recovery step): the backup job on the forge of today.
 ADOPT = Step("adopt", "Back up the forge that runs today", None, "", "adopt",
-             ("adopt",), ("backups",))
+             ("adopt",), ("backups",), ("forge.adopt", "forge.discover"))
 # The https phase is the first check of step 9, after the cutover, through DNS.
 HTTPS_SAYS = "step 9.1: curl -I https://forge/api/v1/version, HTTP/2 200"
 # The runbook never backs the new forge up: its next backup is whenever cron runs.
@@ -115,6 +120,10 @@ def task_path(module: str) -> str:
 
 def check_path(module: str) -> str:
     return f"checks/{module}.py"
+
+
+def operator_path(module: str) -> str:
+    return f"phoenix/{module.replace('.', '/')}.py"
 
 
 CHECKS_DIR = REPO / "checks"

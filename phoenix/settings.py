@@ -18,12 +18,18 @@ from __future__ import annotations
 import runpy
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from phoenix.context import current
 from phoenix.errors import NotConfigured
 
 MARKERS = ("deploy.py", "group_data/all.py")
+
+
+class Readable(Protocol):
+    """Settings as both sides read them: load()'s dict here, pyinfra's host.data in a task."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
 
 
 def _is_project(folder: Path) -> bool:

@@ -32,6 +32,10 @@ ROLES = ("recovery", "standby", "primary")
 ROLE_FILE = "/var/lib/phoenix/role"  # on each host: tasks/role.py and a cutover write it
 # On a host traffic was moved to, when (activate): a primary past it must be protected.
 CUTOVER_FILE = "/var/lib/phoenix/cutover"
+# The timers only the primary runs (the deploy installs them by these names, stopped on any
+# other host; activate starts them at a cutover) and the standby's own, which it stops.
+BACKUP_TIMERS = ("phoenix-backup", "phoenix-backup-repositories")
+STANDBY_TIMER = "phoenix-standby-refresh"
 # What belongs to one droplet: dropped (kept in history) when the next attempt begins.
 PER_DROPLET = ("droplet", "attempt", "validation", "dns_saved", "reserved_ip_saved",
                "cutover", "promoted", "fenced", "host_key", "rolled_back")

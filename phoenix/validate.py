@@ -23,7 +23,6 @@ from pathlib import Path
 
 from phoenix import runbook
 from phoenix.context import current
-from phoenix.cutover_check import check_after_cutover  # noqa: F401  (as callers know it)
 from phoenix.errors import PhoenixError
 from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command, ssh_config

@@ -10,8 +10,8 @@ from pyinfra.api import DeployError, deploy
 from pyinfra.facts.files import FileContents
 
 from facts.gitea import GiteaUnit, GiteaVersion
-from phoenix.discover import GiteaInstall, config_path, describe
 from phoenix.errors import PhoenixError
+from phoenix.forge.discover import GiteaInstall, config_path, describe
 from tasks.backups import configure_backups
 from tasks.base import wait_for_boot
 

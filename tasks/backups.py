@@ -20,10 +20,11 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server
 
-from phoenix import backup, replication
+from phoenix.backup import replication, store
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from phoenix.sshconf import sftp_target
+from phoenix.state import BACKUP_TIMERS
 from tasks._ops import secret_file
 from tasks._units import run_unit
 from tasks.role import promoting, role
@@ -99,7 +100,7 @@ def saved_paths(data: Any) -> list[str]:
 
 
 def repo_tag(data: Any) -> str:
-    return backup.repo_tag(data.get("backup_tag") or "phoenix")
+    return store.repo_tag(data.get("backup_tag") or "phoenix")
 
 
 def _job_config(paths: dict[str, str], gitea: dict | None = None,
@@ -140,8 +141,8 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
                                  connect_timeout=data.backup_connect_timeout)
         except PhoenixError as exc:
             raise DeployError(str(exc)) from None
-        append_only = backup.append_only(data)
-        config.update(backup.channel_config(repository, target, append_only=append_only))
+        append_only = store.append_only(data)
+        config.update(store.channel_config(repository, target, append_only=append_only))
         if append_only:  # retention is the store's (or the operator's): this key cannot delete
             del config["keep"]
     elif repository.startswith("s3:"):
@@ -168,7 +169,7 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
                 content=_secret("restic_password") + "\n", dest=paths["password"],
                 user="root", group="root", mode="0600")
     if "sftp_command" in config or "rclone_program" in config:  # the store over ssh
-        known = backup.known_hosts_lines(data.backup_known_hosts)
+        known = store.known_hosts_lines(data.backup_known_hosts)
         if not known:
             raise DeployError("backup_known_hosts is empty: pin the store's host key; Phoenix "
                               "never trusts a host key on first use")
@@ -195,7 +196,7 @@ def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
     from the service's last start, also for a oneshot still running (systemd's
     src/core/timer.c, timer_enter_waiting(): base = MAX(trigger->inactive_exit_timestamp,
     last_trigger); inactive_exit is when the service left "inactive", i.e. started; seen on a
-    lab droplet too, the note of issue 21). So the period is what phoenix.replication.
+    lab droplet too, the note of issue 21). So the period is what phoenix.backup.replication.
     repo_snapshot_period gives: interval - budget."""
     settings = {key: data.get(key) for key in ("repo_snapshot_interval",
                                                "repo_snapshot_run_budget")}
@@ -205,7 +206,7 @@ def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
         raise DeployError(str(exc)) from None
     if period is None:
         return None
-    return ("phoenix-backup-repositories", "repositories",
+    return (BACKUP_TIMERS[1], "repositories",
             "Phoenix snapshot of the forge's repositories alone (issue 21)",
             f"OnUnitActiveSec={period}s",
             f"every {period} s (at most {settings['repo_snapshot_interval']} s of pushes lost)")
@@ -231,12 +232,12 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     for path in write_paths():
         files.directory(name=f"Ensure {path} exists for the backup job, root's alone",
                         path=path, user="root", group="root", mode="0700")
-    jobs = [("phoenix-backup", "run", "Phoenix backup of the forge to its offsite restic "
+    jobs = [(BACKUP_TIMERS[0], "run", "Phoenix backup of the forge to its offsite restic "
              "repository", f"OnCalendar={data.backup_schedule}", data.backup_schedule)]
     if (repo_job := repo_snapshot_job(data)) is not None:
         jobs.append(repo_job)
     # One primary: only the forge backs up. A recovery host's timer starts at cutover
-    # (phoenix.cutover.activate), a standby's at its promotion.
+    # (phoenix.cutover.traffic.activate), a standby's at its promotion.
     on = bool(data.backup_timer_enabled) and role() == "primary"
     for unit, command, description, when, schedule in jobs:
         service = files.template(

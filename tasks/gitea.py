@@ -14,8 +14,8 @@ from pyinfra.api import DeployError, deploy
 from pyinfra.api.util import get_template
 from pyinfra.operations import files, server
 
-from phoenix import appini
 from phoenix.errors import PhoenixError
+from phoenix.forge import appini
 from phoenix.secrets import read_secret
 from tasks._ops import secret_file, verified_file
 from tasks._units import run_unit
@@ -53,7 +53,7 @@ def _operator_secret(name: str) -> str | None:
 def _app_ini() -> str:
     """app.ini rendered here and sent over SFTP only: Phoenix's settings merged over the
     backup's app.ini, the forge's identity (SECRET_KEY, INTERNAL_TOKEN, JWT_SECRET,
-    LFS_JWT_SECRET) from the backup, else from the operator's secrets (phoenix/appini.py)."""
+    LFS_JWT_SECRET) from the backup, else from the operator's secrets (phoenix/forge/appini.py)."""
     found = backup_app_ini()
     old = appini.parse(found[1]) if found else {}
     try:

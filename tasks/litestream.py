@@ -31,7 +31,7 @@ from pyinfra.facts.server import Hostname
 from pyinfra.operations import files, server
 
 from facts.markers import Marker
-from phoenix import replication
+from phoenix.backup import replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
@@ -87,10 +87,10 @@ def streams() -> list[dict]:
     hermes = [(posixpath.join(house_home(h), db), f"hermes-{h}-{db.rsplit('.', 1)[0]}")
               for h in houses for db in data.litestream_house_databases]
     return [
-        {"unit": "phoenix-litestream-gitea", "user": data.gitea_user, "group": data.gitea_group,
+        {"unit": replication.GITEA_STREAM, "user": data.gitea_user, "group": data.gitea_group,
          "writable": [posixpath.dirname(data.gitea_db_path)],
          "dbs": [(data.gitea_db_path, "gitea")]},
-        {"unit": "phoenix-litestream-hermes", "user": data.hermes_user,
+        {"unit": replication.HERMES_STREAM, "user": data.hermes_user,
          "group": data.hermes_user, "writable": [data.hermes_root], "dbs": hermes},
     ]
 
@@ -131,7 +131,7 @@ def binary() -> str:
     """Where the pinned Litestream is on the host (its virtualenv is named after the lock)."""
     _lock()
     try:
-        return replication.binary_path(host.data, REPO)  # type: ignore[arg-type]  # HostData reads as a Mapping (.get)
+        return replication.binary_path(host.data, REPO)
     except PhoenixError as exc:
         raise DeployError(str(exc)) from None
 
@@ -231,13 +231,14 @@ _SOURCES: dict[tuple[str, str], str] = {}
 
 def snapshot_source(snapshot_id: str) -> str:
     """The host that made restic snapshot `snapshot_id` (its replicas' folder), asked once."""
-    from phoenix import backup
+    from phoenix.backup.restic import restic
+    from phoenix.backup.store import store_from_settings
 
     key = (host.name, snapshot_id)
     if key not in _SOURCES:
         try:
-            store = backup.store_from_settings(host.data)  # type: ignore[arg-type]  # HostData reads as a Mapping (.get), as in tasks/backups.py
-            proc = backup.restic(store, "snapshots", "--json", snapshot_id,
+            store = store_from_settings(host.data)
+            proc = restic(store, "snapshots", "--json", snapshot_id,
                                  what=f"read snapshot {snapshot_id[:8]}", timeout=300)
             rows = json.loads(proc.stdout.strip().splitlines()[-1] or "[]")
         except (PhoenixError, ValueError, IndexError) as exc:

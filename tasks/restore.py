@@ -1,7 +1,7 @@
 """Runbook step 4, restore half: Gitea's data from one backup, resolved once, verified before
 anything is stopped or touched, restored once, and never over data without being asked.
 
-restore_source (phoenix/sources.py) is resolved on the operator's side into a sealed Gitea
+restore_source (phoenix/backup/sources.py) is resolved on the operator's side into a sealed Gitea
 folder: a restic snapshot, or a Phoenix archive (what an import of a `gitea dump` zip or of the
 runbook's backups becomes). It is staged on the host in a folder named by its id and checked
 there by files/phoenix-backup-verify (every checksum, PRAGMA integrity_check on a copy of
@@ -26,9 +26,9 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from facts.markers import Marker
-from phoenix import sources
+from phoenix.backup import sources
+from phoenix.backup.sources import Resolved
 from phoenix.errors import PhoenixError
-from phoenix.sources import Resolved
 from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
 from tasks.litestream import replay_replicas
 from tasks.role import promoting
@@ -54,8 +54,8 @@ def _markers() -> tuple[str, str]:
 
 
 def resolved_source() -> Resolved | None:
-    """restore_source resolved once per host and source (phoenix.sources.resolve), so that the
-    Gitea task (app.ini) and the restore agree on one backup; a restore of the same source cut
+    """restore_source resolved once per host and source (phoenix.backup.sources.resolve), so that
+    the Gitea task (app.ini) and the restore agree on one backup; a restore of the same source cut
     off on the host is finished with the backup it started with."""
     source = host.data.restore_source
     if not source:

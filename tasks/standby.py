@@ -14,6 +14,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
+from phoenix.state import STANDBY_TIMER
 from tasks._units import run_unit
 from tasks.backups import config_path
 from tasks.role import role
@@ -23,7 +24,7 @@ READS = ("backup_cache_dir", "backup_job_path", "backup_repository", "backup_tim
          "standby_prestage_dir", "standby_refresh_schedule", "standby_warm", "unit_hardening")
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-UNIT = "phoenix-standby-refresh"
+UNIT = STANDBY_TIMER
 
 
 @deploy("Keep a warm standby's copy of the latest backup")

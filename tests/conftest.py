@@ -52,7 +52,7 @@ def lab(lab_config):
 
 @pytest.fixture(scope="session")
 def do_client(lab):
-    from phoenix.do import DO
+    from phoenix.provision.do import DO
 
     return DO(token=lab.do_token_file.read_text().strip(), endpoint=lab.do_endpoint)
 
@@ -70,7 +70,7 @@ def module_droplet_factory(lab, do_client):
 
 
 def _droplet_maker(lab, do_client):
-    from phoenix.do import public_ip
+    from phoenix.provision.do import public_ip
     from phoenix.sshconf import public_half
 
     made: list[int] = []

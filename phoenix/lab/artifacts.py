@@ -18,9 +18,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from phoenix.backup.archive import sha256_file
 from phoenix.lab import model, wheelhouse
 from phoenix.lab.config import LabConfig
-from phoenix.sources import sha256_file
 
 
 def standin(name: str) -> bytes:
@@ -81,7 +81,7 @@ def _lab_backup(config: LabConfig) -> None:
     token = (config.state_dir / "secrets" / "gitea_api_token").read_text().strip()
     fixtures.add_api_token(folder / "gitea.db", fixtures.USER_NAMES[0], token)
     # The dead forge served LFS (the drill writes an object): its app.ini says so and carries
-    # the LFS secret, which a recovery keeps (phoenix/appini.py).
+    # the LFS secret, which a recovery keeps (phoenix/forge/appini.py).
     lfs_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     app_ini = folder / "app.ini"
     app_ini.write_text(f"[server]\nLFS_START_SERVER = true\nLFS_JWT_SECRET = {lfs_secret}\n")

@@ -81,7 +81,7 @@ def faults(config: LabConfig, api: str, *, add: dict | None = None,
 def point_forge_name(config: LabConfig, ip: str, name: str = "forge.lab.test") -> None:
     """The lab's DNS answers `name` with `ip` (through its Cloudflare API, as a cutover does),
     so that Pebble validates a certificate request from that droplet."""
-    from phoenix import dns
+    from phoenix.cutover import dns
 
     client = dns.make_client(token=config.cf_token_file.read_text().strip(),
                              base_url=config.cf_base_url)
@@ -91,7 +91,7 @@ def point_forge_name(config: LabConfig, ip: str, name: str = "forge.lab.test") -
 def wait_https(settings: dict, ip: str, *, timeout: float = 90) -> str:
     """Until the forge at `ip` answers /api/v1/version over TLS for its name, with a
     certificate from the trusted CA (Caddy's first certificate takes a few seconds)."""
-    from phoenix.forge import Forge
+    from phoenix.forge.api import Forge
 
     forge = Forge.of(settings, address=ip)
     last: list[str] = []

@@ -25,7 +25,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from phoenix.dnswire import AUTO_TTL, NEGATIVE_TTL
+from phoenix.cutover.dnswire import AUTO_TTL, NEGATIVE_TTL
 from phoenix.lab.cfzones import EDGE_V4, EDGE_V6, Zones
 
 UDP_LIMIT = 512  # without EDNS (RFC 1035 4.2.1); larger answers are truncated over UDP

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from phoenix.context import current, use
 from phoenix.errors import PhoenixError
-from phoenix.forge import Forge, compare, served_certificate, snapshot, tally
+from phoenix.forge.api import Forge, compare, snapshot, tally
+from phoenix.forge.tls import served_certificate
 from phoenix.lab import config as labconfig
 from phoenix.lab.client import client_environment, wait_https
 from phoenix.lab.forgework import (
@@ -47,7 +48,7 @@ from phoenix.sshconf import Target
 from phoenix.state import ROLES, State
 
 if TYPE_CHECKING:
-    from phoenix.do import DO
+    from phoenix.provision.do import DO
 
 Say = Callable[[str], None]
 T = TypeVar("T")
@@ -122,7 +123,7 @@ def served_after(steps: list[Step]) -> float:
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
     """The primary's last repository snapshot run (issue 21): its length against
     repo_snapshot_run_budget, as `phoenix backup status` reads it."""
-    from phoenix import replication
+    from phoenix.backup import replication
 
     try:
         status = replication.repo_run_status(target, settings, timeout=20)
@@ -165,11 +166,11 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False,
 
 def _disaster(run: Run) -> None:
     """The primary built, written to and backed up, destroyed, recovered, and compared."""
-    from phoenix import backup as bk
-    from phoenix import cutover as cut
-    from phoenix import provision as prov
-    from phoenix.do import DO
+    from phoenix.backup import snapshots as bk
+    from phoenix.cutover import traffic as cut
     from phoenix.lab import offsite
+    from phoenix.provision import droplet as prov
+    from phoenix.provision.do import DO
     from phoenix.recover import recover
     from phoenix.secrets import read_secret
     from phoenix.settings import load
@@ -330,7 +331,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     `phoenix recover` runs again as the operator would (no --force). Everything written on
     it comes back: from its own first snapshot (taken at its cutover), its replicas and its
     repository snapshots, never its predecessor's."""
-    from phoenix import provision as prov
+    from phoenix.provision import droplet as prov
 
     say = run.say
     state = State("recovery", run.workdir)

@@ -9,13 +9,13 @@ import json
 import shlex
 
 from phoenix.errors import PhoenixError
-from phoenix.forge import Forge, TwoFactorUser
+from phoenix.forge.api import Forge, TwoFactorUser
 from phoenix.lab import rpo
 from phoenix.sshconf import Target
 
 
 def ssh(target: Target, command: str, *, timeout: float = 120) -> str:
-    from phoenix.provision import remote
+    from phoenix.sshconf import remote
 
     return remote(target, command, timeout=timeout)
 
@@ -199,7 +199,7 @@ def recovered_keys(kind: str, recovered: dict, target: Target, settings: dict,
                    repo: str) -> set[str]:
     """What of a Trickle's kind of writes the recovered forge has (see phoenix.lab.rpo)."""
     q = shlex.quote
-    if kind == rpo.ISSUES:  # phoenix.forge.snapshot: {"issues": {"<repo>#<n>": …}}
+    if kind == rpo.ISSUES:  # phoenix.forge.api.snapshot: {"issues": {"<repo>#<n>": …}}
         return {key.rsplit("#", 1)[1] for key in recovered.get("issues", {})
                 if key.rsplit("#", 1)[0] == repo}
     if kind == rpo.SESSIONS:

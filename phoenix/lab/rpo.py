@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from phoenix.errors import PhoenixError
-from phoenix.forge import Forge
+from phoenix.forge.api import Forge
 from phoenix.sshconf import Target
 
 ISSUES = "issues (Gitea's database)"

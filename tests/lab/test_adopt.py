@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import backup
-from phoenix.do import public_ip
-from phoenix.forge import https_session
+from phoenix.backup import snapshots as backup
+from phoenix.forge.tls import https_session
 from phoenix.lab import fixtures, offsite
 from phoenix.lab.client import droplet_target, point_forge_name, wait_https
+from phoenix.provision.do import public_ip
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
 

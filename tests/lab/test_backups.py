@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from phoenix import appendonly, backup
-from phoenix.do import public_ip
+from phoenix.backup import appendonly
+from phoenix.backup import snapshots as backup
 from phoenix.errors import PhoenixError
-from phoenix.forge import https_session, served_certificate
+from phoenix.forge.tls import https_session, served_certificate
 from phoenix.lab import offsite, wheelhouse
 from phoenix.lab.client import droplet_target, point_forge_name, wait_https
+from phoenix.provision.do import public_ip
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
 from tests.conftest import network_cut
@@ -261,7 +262,7 @@ def test_repository_runs_start_every_interval_less_budget_and_keep_to_it(lab, fo
     """Issue 21: OnUnitActiveSec= counts from the oneshot's start (its InactiveExitTimestamp),
     not its end, so the runs start every repo_snapshot_interval - repo_snapshot_run_budget;
     each records its length, which `phoenix backup status` and validation read."""
-    from phoenix import replication
+    from phoenix.backup import replication
 
     target, _ = forge
     settings = load("lab")

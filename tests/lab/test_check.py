@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import backup
+from phoenix.backup import snapshots as backup
 from phoenix.errors import NOT_CONFIGURED
 from phoenix.lab import offsite
 from phoenix.lab.client import client_environment

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from phoenix.do import public_ip
-from phoenix.forge import https_session
+from phoenix.forge.tls import https_session
 from phoenix.lab import fixtures
 from phoenix.lab.client import droplet_record, droplet_target, point_forge_name, wait_https
 from phoenix.poll import poll
+from phoenix.provision.do import public_ip
 from phoenix.settings import load
 from phoenix.sshconf import ssh_command
 from tests.conftest import network_cut

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from phoenix.lab.drill import OFFSITE, drill
 from phoenix.lab import offsite
+from phoenix.lab.drill import OFFSITE, drill
 from phoenix.lab.lab import ledger_for
 
 

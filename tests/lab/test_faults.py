@@ -16,16 +16,17 @@ import json
 import pydo
 import pytest
 
-from phoenix import cutover as cut
-from phoenix import dns
-from phoenix.dnswire import resolve_a
-from phoenix.do import DO
+from phoenix.cutover import dns
+from phoenix.cutover import traffic as cut
+from phoenix.cutover.dnswire import resolve_a
 from phoenix.errors import PhoenixError
 from phoenix.lab.client import faults
 from phoenix.lab.httpd import Exchange, Fault
 from phoenix.lab.server import LAB_RECORD, LAB_ZONE, exchanges_file
-from phoenix.provision import provision, target
+from phoenix.provision.do import DO
+from phoenix.provision.droplet import provision
 from phoenix.settings import load
+from phoenix.sshconf import state_target as target
 from phoenix.state import State
 from tests.contracts import DOContract, cf_problems
 

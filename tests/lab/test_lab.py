@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from phoenix.do import public_ip
 from phoenix.lab.client import droplet_target
+from phoenix.provision.do import public_ip
 from phoenix.sshconf import ssh_command
 
 
@@ -30,7 +30,7 @@ def test_droplet_boots_real_systemd_and_sshd(lab, droplet_factory):
 def test_cloud_init_takes_the_host_key_and_metadata_is_private(lab, droplet_factory, tmp_path):
     """The host key given in user_data is the one sshd serves (cloud-init put it there), and
     the seed holding it answers its own droplet only (as a link-local metadata service)."""
-    from phoenix.provision import user_data
+    from phoenix.provision.droplet import user_data
 
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
                    check=True)

@@ -8,20 +8,21 @@ import subprocess
 
 import pytest
 
-from phoenix import cutover as cut
-from phoenix import dns
+from phoenix.cutover import dns
+from phoenix.cutover import traffic as cut
+from phoenix.cutover.dnswire import query_a, resolve_a
 from phoenix.errors import PhoenixError
-from phoenix.dnswire import query_a, resolve_a
 from phoenix.lab.server import LAB_RECORD
-from phoenix.provision import provision, target, wait_ssh
+from phoenix.provision.droplet import provision, wait_ssh
 from phoenix.settings import load
 from phoenix.sshconf import ssh_command
+from phoenix.sshconf import state_target as target
 from phoenix.state import State
 
 
 @pytest.fixture(scope="module")
 def provisioned(lab, tmp_path_factory):
-    from phoenix.do import DO
+    from phoenix.provision.do import DO
 
     do = DO(token=lab.do_token_file.read_text().strip(), endpoint=lab.do_endpoint)
     state = State("recovery", tmp_path_factory.mktemp("state"))

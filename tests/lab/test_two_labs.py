@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
 from phoenix.lab import config as labconfig
 from phoenix.lab import image as lab_image
 from phoenix.lab import lab as lablib
 from phoenix.lab.client import droplet_target
+from phoenix.provision.do import DO, public_ip
 from phoenix.sshconf import public_half, ssh_command
 from tests.lab.test_deploy import converge
 

@@ -41,8 +41,8 @@ def settings():
 @pytest.fixture(scope="module")
 def converged(lab, do_client, tmp_path_factory) -> Target:
     """A fresh lab droplet converged once by the deploy (as `phoenix recover` would)."""
-    from phoenix.do import public_ip
     from phoenix.lab.client import droplet_target, point_forge_name, wait_https
+    from phoenix.provision.do import public_ip
     from phoenix.sshconf import public_half
 
     for old in do_client.droplets(name=DROPLET):  # ours, left by a run that was cut off
@@ -340,7 +340,7 @@ def test_a_wrong_secret_key_on_the_recovered_host_fails_the_2fa_comparison(conve
     """The drill's 2FA comparison on a restored forge: a user enrolled under the forge's
     SECRET_KEY logs in with a TOTP code; the same host with another SECRET_KEY in app.ini
     refuses it, and the comparison says so. The key, the row and Gitea are put back."""
-    from phoenix.forge import Forge, compare, snapshot
+    from phoenix.forge.api import Forge, compare, snapshot
     from phoenix.lab.forgework import enroll_two_factor
 
     ini = f"{settings['gitea_config_dir']}/app.ini"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import appendonly, backup
+from phoenix.backup import appendonly
+from phoenix.backup import snapshots as backup
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
 from tests.unit import test_backup

@@ -1,11 +1,11 @@
-"""The forge's identity carried from the backup's app.ini (phoenix/appini.py)."""
+"""The forge's identity carried from the backup's app.ini (phoenix/forge/appini.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from phoenix import appini
 from phoenix.errors import PhoenixError
+from phoenix.forge import appini
 
 JWT = "x" * 43
 OLD = f"""\

@@ -1,7 +1,7 @@
 """Backups with restic, against a local repository in tmp_path (no root, no network).
 
 The on-host job (files/phoenix-backup) runs here on a synthetic forge; the operator's side
-(phoenix.backup) then lists, checks and restores what it made.
+(phoenix.backup.snapshots) then lists, checks and restores what it made.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import backup, restic
+from phoenix.backup import restic
+from phoenix.backup import snapshots as backup
 from phoenix.errors import PhoenixError
 from phoenix.lab.fixtures import add_attachment, add_lfs_object, make_gitea_backup
 from phoenix.settings import REPO
@@ -319,7 +320,7 @@ def test_retention_forgets_repository_snapshots_past_their_window_and_keeps_full
     `repo_within` only; the full line keeps its keep-* policy, whatever the age."""
     from datetime import datetime, timedelta
 
-    from phoenix.store import repo_tag
+    from phoenix.backup.store import repo_tag
     backup.init(store)
     source = tmp_path / "repositories"
     source.mkdir()
@@ -652,7 +653,9 @@ def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_pa
 
     from click.testing import CliRunner
 
-    from phoenix import cli_backup, replication, settings, sshconf
+    from phoenix import settings, sshconf
+    from phoenix.backup import cli as cli_backup
+    from phoenix.backup import replication
 
     backup.init(store)
     config = job_config(tmp_path, forge, Path(store.repository))

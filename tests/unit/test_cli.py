@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from phoenix import __version__
-from phoenix.backup import operator_restic_env
-from phoenix.do import client as do_client
+from phoenix.backup.restic import operator_restic_env
 from phoenix.errors import NOT_CONFIGURED
+from phoenix.provision.do import client as do_client
 from phoenix.secrets import secrets_dir
 from phoenix.state import state_dir
 

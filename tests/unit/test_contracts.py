@@ -14,16 +14,17 @@ import cloudflare
 import pydo
 import pytest
 
-from phoenix import cutover as cut
-from phoenix import dns
-from phoenix.do import DO
+from phoenix.cutover import dns
+from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
 from phoenix.lab import cfapi
 from phoenix.lab.doapi import make_server
 from phoenix.lab.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
-from phoenix.provision import provision, target
+from phoenix.provision.do import DO
+from phoenix.provision.droplet import provision
 from phoenix.settings import load
+from phoenix.sshconf import state_target as target
 from phoenix.state import State
 from tests.contracts import DOContract, cf_problems, model_problems, record_model
 

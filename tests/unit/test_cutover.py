@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 
-from phoenix import cutover as cut
-from phoenix.do import DO, public_ip
+from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
 from phoenix.lab.doapi import make_server
 from phoenix.lab.drivers import MemoryDriver
-from phoenix.provision import provision
+from phoenix.provision.do import DO, public_ip
+from phoenix.provision.droplet import provision
 from phoenix.settings import load
 from phoenix.state import State
 
@@ -78,8 +78,9 @@ def test_reserved_ip_cutover_refuses_an_unvalidated_droplet(world):
 
 
 def verdict(new, **changes):
-    from phoenix.cutover import pinned_keys
     import time
+
+    from phoenix.cutover.traffic import pinned_keys
 
     new.data["validation"] = {"passed": True, "address": new.address,
                               "droplet_id": new.droplet["id"], "at_epoch": time.time(),

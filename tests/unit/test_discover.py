@@ -1,12 +1,12 @@
-"""Finding the Gitea a host runs today (facts/gitea.py, phoenix/discover.py)."""
+"""Finding the Gitea a host runs today (facts/gitea.py, phoenix/forge/discover.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from facts.gitea import GiteaUnit, GiteaVersion
-from phoenix.discover import describe
 from phoenix.errors import PhoenixError
+from phoenix.forge.discover import describe
 
 SHOW = """\
 LoadState=loaded

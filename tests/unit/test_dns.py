@@ -9,12 +9,21 @@ import time
 
 import pytest
 
-from phoenix.dns import cutover, make_client, rollback, wait_for_propagation
+from phoenix.cutover.dns import cutover, make_client, rollback
+from phoenix.cutover.dnswire import (
+    NOERROR,
+    NXDOMAIN,
+    REFUSED,
+    DNSQueryError,
+    parse_server,
+    query_a,
+    resolve,
+    resolve_a,
+    wait_for_propagation,
+)
 from phoenix.errors import PhoenixError
 from phoenix.lab.cfapi import make_server
 from phoenix.lab.cfzones import Zones
-from phoenix.dnswire import (NOERROR, NXDOMAIN, REFUSED, DNSQueryError, parse_server, query_a,
-                             resolve, resolve_a)
 from phoenix.lab.dnsserver import DNSServer
 
 TOKEN = "cf-secret-token-5f2b9c0d7e"

@@ -14,14 +14,15 @@ import subprocess
 
 import pytest
 
-from phoenix import cutover as cut
-from phoenix.do import DO
+from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
 from phoenix.lab.doapi import make_server
 from phoenix.lab.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
-from phoenix.provision import provision, target
+from phoenix.provision.do import DO
+from phoenix.provision.droplet import provision
 from phoenix.settings import load
+from phoenix.sshconf import state_target as target
 from phoenix.state import State
 
 TOKEN = "lab-faults"
@@ -139,7 +140,7 @@ def quick_cloudflare_retries(monkeypatch):
 
 @pytest.mark.parametrize("call,kind", CF_CASES)
 def test_a_cloudflare_fault_is_retried_to_the_end(call, kind, quick_cloudflare_retries):
-    from phoenix import dns
+    from phoenix.cutover import dns
     from phoenix.lab import cfapi
 
     server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
@@ -161,7 +162,7 @@ def test_a_cloudflare_fault_is_retried_to_the_end(call, kind, quick_cloudflare_r
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_cutover_whose_second_edit_fails_moves_nothing(when, quick_cloudflare_retries):
-    from phoenix import dns
+    from phoenix.cutover import dns
     from phoenix.lab import cfapi
 
     server = cfapi.make_server(token=TOKEN, zones=ZONE).start()

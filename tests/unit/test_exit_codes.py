@@ -49,9 +49,12 @@ def status_world(monkeypatch, *, settings: dict, problems: bool) -> None:
     """`backup status` against a store and a forge that answer as told."""
     import datetime
 
-    from phoenix import backup, cli_backup, replication, sshconf
     from phoenix import settings as settings_module
-    from phoenix.store import store_from_settings
+    from phoenix import sshconf
+    from phoenix.backup import cli as cli_backup
+    from phoenix.backup import replication
+    from phoenix.backup import snapshots as backup
+    from phoenix.backup.store import store_from_settings
 
     when = (datetime.datetime.now(datetime.UTC)
             - datetime.timedelta(hours=30 if problems else 0)).isoformat()
@@ -71,9 +74,11 @@ def test_0_done(capsys):
 
 def test_1_failed_and_recover_json_prints_its_report_with_the_error(capsys, monkeypatch,
                                                                      tmp_path):
-    from phoenix import check, do, provision
+    from phoenix import check
     from phoenix import recover as rec
     from phoenix import settings as settings_module
+    from phoenix.provision import do
+    from phoenix.provision import droplet as provision
 
     monkeypatch.setattr(settings_module, "project", lambda: tmp_path)
     monkeypatch.setattr(settings_module, "load", lambda *a, **k: {})
@@ -123,7 +128,7 @@ def test_3_backup_status_without_a_store_or_its_password_as_json(capsys, monkeyp
     said = json.loads(out)
     assert said["exit_code"] == NOT_CONFIGURED
     assert said["problems"] and "backup_repository is not set" in said["problems"][0]
-    from phoenix.store import store_from_settings
+    from phoenix.backup.store import store_from_settings
 
     with pytest.raises(PhoenixError) as missing:  # a store, but no restic password
         store_from_settings({"backup_repository": "/srv/restic"})
@@ -164,7 +169,7 @@ def test_4_validation_failed(capsys, monkeypatch, tmp_path):
 
 
 def test_130_interrupted(capsys, monkeypatch):
-    from phoenix import cli_backup
+    from phoenix.backup import cli as cli_backup
 
     def interrupted():
         raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""phoenix.forge against the Gitea stand-in behind a TLS front: the drill's snapshot sees
+"""phoenix.forge.api against the Gitea stand-in behind a TLS front: the drill's snapshot sees
 writes and losses of every kind a user would miss, and a 2FA login that a wrong SECRET_KEY
 breaks; the forge is reached by address with TLS for its name, and a certificate from another
 CA or for another name is refused with a clear error."""
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from phoenix.errors import PhoenixError
-from phoenix.forge import Forge as RealForge
-from phoenix.forge import TwoFactorUser, compare, served_certificate, snapshot, tally, totp
+from phoenix.forge.api import Forge as RealForge
+from phoenix.forge.api import TwoFactorUser, compare, snapshot, tally, totp
+from phoenix.forge.tls import served_certificate
 from phoenix.lab import fixtures
 from tests.unit.lab.test_standins import Forge as Host
 from tests.unit.lab.test_standins import started
@@ -306,7 +307,7 @@ def _settings(host, resolver: str) -> dict:
 
 def test_step_9_1_wants_http2_200(host, dns_for):
     """The front speaks HTTP/1.1 only: a 200, but not the runbook's `HTTP/2 200`."""
-    from phoenix.validate import check_after_cutover
+    from phoenix.cutover.after import check_after_cutover
 
     port = int(host.address.rsplit(":", 1)[1])
     with pytest.raises(PhoenixError, match="answered 'HTTP/1.1 200 OK', not 'HTTP/2 200'"):
@@ -315,7 +316,7 @@ def test_step_9_1_wants_http2_200(host, dns_for):
 
 
 def test_step_9_1_wants_the_name_to_resolve_to_the_new_host(host, dns_for):
-    from phoenix.validate import check_after_cutover
+    from phoenix.cutover.after import check_after_cutover
 
     port = int(host.address.rsplit(":", 1)[1])
     with pytest.raises(PhoenixError, match=r"resolves to 10\.0\.0\.9 at .*, not 127\.0\.0\.1"):
@@ -324,7 +325,7 @@ def test_step_9_1_wants_the_name_to_resolve_to_the_new_host(host, dns_for):
 
 
 def test_step_9_1_refuses_a_certificate_from_another_ca(host, dns_for, pki):
-    from phoenix.validate import check_after_cutover
+    from phoenix.cutover.after import check_after_cutover
 
     port = int(host.address.rsplit(":", 1)[1])
     settings = {**_settings(host, dns_for("127.0.0.1")), "https_trust_bundle": str(pki["other"][0])}

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from phoenix.do import DO
 from phoenix.errors import PhoenixError
 from phoenix.lab.doapi import make_server
 from phoenix.lab.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
-from phoenix.provision import provision
+from phoenix.provision.do import DO
+from phoenix.provision.droplet import provision
 from phoenix.settings import load
 from phoenix.sshconf import public_half
 from phoenix.state import State

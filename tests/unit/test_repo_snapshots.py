@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import backup
+from phoenix.backup import snapshots as backup
 from phoenix.lab.fixtures import make_gitea_backup
 from tests.unit.test_backup import PASSWORD, job_config, run_job
 

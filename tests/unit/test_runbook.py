@@ -24,6 +24,13 @@ def test_every_steps_task_and_check_module_exists():
             assert (REPO / path).is_file(), f"{row.key}: no {path}"
 
 
+def test_every_steps_operator_module_exists():
+    for row in (*runbook.STEPS, runbook.ADOPT):
+        for path in map(runbook.operator_path, row.operator):
+            assert (REPO / path).is_file(), f"{row.key}: no {path}"
+    assert runbook.step("step8").operator, "the cutover is the operator's: its modules are named"
+
+
 def test_every_task_and_check_module_is_some_steps():
     tasks = {p.stem for p in (REPO / "tasks").glob("*.py") if not p.stem.startswith("_")}
     checks = {p.stem for p in (REPO / "checks").glob("*.py")} - {"__init__", "conftest", "helpers"}

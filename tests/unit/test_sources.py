@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import recover, sources
+from phoenix import recover
+from phoenix.backup import sources
+from phoenix.backup.restic import host_script
 from phoenix.errors import PhoenixError
 from phoenix.lab import fixtures
-from phoenix.restic import host_script
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "files" / "phoenix-restore"

@@ -1,6 +1,6 @@
 """facts.gitea: the Gitea a host runs, from its binary's own `--version` (the lab's stand-in,
 which prints what Gitea 1.22 prints). GiteaUnit's parsing of `systemctl show` is proven with
-phoenix/discover.py, its reader (tests/unit/test_discover.py)."""
+phoenix/forge/discover.py, its reader (tests/unit/test_discover.py)."""
 
 from __future__ import annotations
 

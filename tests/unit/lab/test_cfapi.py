@@ -9,7 +9,7 @@ import time
 import cloudflare
 import pytest
 
-from phoenix.dns import make_client
+from phoenix.cutover.dns import make_client
 from phoenix.lab.cfapi import make_server
 from phoenix.lab.cfzones import Zones
 

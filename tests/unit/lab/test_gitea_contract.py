@@ -1,6 +1,6 @@
 """The Gitea stand-in's answers against Gitea 1.22's API (contracts/gitea/api.json), for
 every call Phoenix, the drill and the runbook's gitea-api.sh make: recorded from a run of the
-drill's writes and snapshot through phoenix.forge, then checked one by one."""
+drill's writes and snapshot through phoenix.forge.api, then checked one by one."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from phoenix.forge import Forge, snapshot
+from phoenix.forge.api import Forge, snapshot
 from phoenix.lab import fixtures
 from tests.contracts import GiteaContract
-from tests.unit.test_forge import EZRA, NAME, OTP_SECRET, TOKEN, TLSFront, make_ca, png
 from tests.unit.lab.test_standins import Forge as Host
 from tests.unit.lab.test_standins import started
+from tests.unit.test_forge import EZRA, NAME, OTP_SECRET, TOKEN, TLSFront, make_ca, png
 
 
 def _exchange(response: requests.Response) -> tuple:

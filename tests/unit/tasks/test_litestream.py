@@ -148,7 +148,7 @@ def test_a_newer_replica_replaces_the_snapshot_copy_which_is_set_aside(binary, t
 
 def test_point_in_time_restores_the_database_as_it_was_then(binary, tmp_path, forge):
     """--point-in-time: the replica to TIME (litestream restore -timestamp), not its newest."""
-    from phoenix import pitr
+    from phoenix.backup import pitr
 
     when = pitr.normalize(forge["middle"].isoformat())
     got = run_restore(binary, tmp_path, forge, replica_config=file_replica(forge["replica"]),
@@ -159,7 +159,7 @@ def test_point_in_time_restores_the_database_as_it_was_then(binary, tmp_path, fo
 
 
 def test_point_in_time_picks_the_newest_snapshot_at_or_before_it():
-    from phoenix import pitr
+    from phoenix.backup import pitr
     from phoenix.errors import PhoenixError
 
     snaps = [{"id": "a", "time": "2026-11-28T10:00:00.123456789+00:00"},
@@ -246,7 +246,7 @@ def test_units_pin_the_replica_store_host_key_and_name_the_forge():
 
 
 def test_health_says_which_threshold_is_passed():
-    from phoenix import replication
+    from phoenix.backup import replication
 
     now = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
     snaps = [{"time": "2026-11-28T09:00:00.123456789+00:00"},
@@ -305,7 +305,7 @@ def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_
 
 def test_a_database_path_that_is_a_symlink_is_left_alone(tmp_path):
     """A restored Hermes house is its user's: a link there is never followed by root."""
-    from phoenix.restic import host_script
+    from phoenix.backup.restic import host_script
 
     script = host_script(SCRIPT)
     target = tmp_path / "shadow"

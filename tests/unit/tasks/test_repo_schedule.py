@@ -1,7 +1,7 @@
 """Issue 21: the repository snapshots keep repo_snapshot_interval as a promise: runs start
 every interval - repo_snapshot_run_budget (tasks/backups.py's timer line), a budget that
 leaves no period is refused in one line, and a run longer than its budget is one problem
-line for `phoenix backup status` and validation (phoenix/replication.py)."""
+line for `phoenix backup status` and validation (phoenix/backup/replication.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jinja2
 import pytest
 from pyinfra.api import DeployError
 
-from phoenix import replication
+from phoenix.backup import replication
 from phoenix.errors import PhoenixError
 from phoenix.settings import REPO
 from tasks import backups
@@ -79,7 +79,9 @@ def test_backup_status_prints_the_last_run_and_fails_in_one_line_past_its_budget
 
     from click.testing import CliRunner
 
-    from phoenix import backup, cli_backup, settings, sshconf
+    from phoenix import settings, sshconf
+    from phoenix.backup import cli as cli_backup
+    from phoenix.backup import snapshots as backup
 
     now = datetime.datetime.now(datetime.UTC).isoformat()
     snaps = [{"id": "a" * 64, "time": now, "tags": ["phoenix"]},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.role import ROLE_FILE
+from phoenix.state import ROLE_FILE
 from tests.unit.tasks.dry import run_task
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import asdict, dataclass, field
 
-from phoenix import appini
 from phoenix.errors import PhoenixError
+from phoenix.forge import appini
 
 FLAGS = {"-c": "config", "--config": "config", "-w": "work_path", "--work-path": "work_path",
          "-C": "custom_path", "--custom-path": "custom_path"}

@@ -1,26 +1,26 @@
 """`phoenix adopt`: back up the forge that runs today, as it is, and prove nothing changed.
 
 The forge (the state file's primary, or PHOENIX_HOST) is read over SSH with the adopt deploy's
-own facts (facts/gitea.py, phoenix/discover.py); its binary, app.ini, unit, database (without
+own facts (facts/gitea.py, phoenix/forge/discover.py); its binary, app.ini, unit, database (without
 -wal/-shm) and data and repository folders are fingerprinted by sha256; `adopt.py` installs the
 backup job and its timer and nothing else; the job takes the first snapshot; that snapshot is
-restored into a temporary folder and verified (phoenix.backup.verify); the fingerprints are
-taken again and must match. Timed, step by step.
+restored into a temporary folder and verified (phoenix.backup.snapshots.verify); the
+fingerprints are taken again and must match. Timed, step by step.
 """
 
 from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-from phoenix.discover import GiteaInstall, config_path, describe
+from phoenix.console import Say
 from phoenix.errors import PhoenixError
-from phoenix.recover import Report, run_deploy
+from phoenix.forge.discover import GiteaInstall, config_path, describe
+from phoenix.recover import run_deploy
+from phoenix.report import Report
 from phoenix.sshconf import Target, ssh_command
 
-Say = Callable[[str], None]
 # Written by a running Gitea (or rebuilt by it): not part of "left as it was".
 LIVE = ("sessions", "queues", "indexers", "tmp")
 # Gitea never writes these: one changed means the adoption touched the forge.
@@ -84,7 +84,9 @@ def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 def adopt(*, say: Say = print, report_dir: Path) -> Report:
     """Adopt the forge; the report says what was found, the snapshot, and what is unchanged."""
-    from phoenix import backup
+    from phoenix.backup import snapshots as backup
+    from phoenix.backup.now import now
+    from phoenix.backup.store import store_from_settings
     from phoenix.settings import load
     from phoenix.sshconf import role_target
 
@@ -105,11 +107,11 @@ def adopt(*, say: Say = print, report_dir: Path) -> Report:
                           log=report_dir / "adopt.deploy.log")
 
     def snapshot() -> str:
-        found["snapshot"] = backup.now(target, settings=settings)
+        found["snapshot"] = now(target, settings=settings)
         return f"snapshot {found['snapshot'][:8]}"
 
     def verify() -> str:
-        result = backup.verify(backup.store_from_settings(settings), snapshot=found["snapshot"],
+        result = backup.verify(store_from_settings(settings), snapshot=found["snapshot"],
                                read_data_subset=settings.get("backup_verify_subset", "5%"))
         found["counts"] = result.counts
         return result.summary()

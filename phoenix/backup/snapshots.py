@@ -28,33 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phoenix.backup_now import now  # noqa: F401  (`backup.now`, as callers know it)
-from phoenix.errors import PhoenixError
-from phoenix.restic import (  # noqa: F401  (as callers know them)
-    JOB,
+from phoenix.backup.restic import (
     _json,
     failure,
     host_script,
     job_module,
-    operator_restic_env,
     restic,
     run_restic,
 )
+from phoenix.backup.store import (
+    Store,
+    repo_tag,
+)
+from phoenix.errors import PhoenixError
 from phoenix.settings import REPO
 from phoenix.sshconf import Target
-from phoenix.store import (  # noqa: F401  (the store's names, as callers know them)
-    STORE_SCRIPT,
-    Store,
-    append_only,
-    channel_config,
-    forge_channel,
-    known_hosts_lines,
-    repo_tag,
-    setup_store,
-    sftp_command,
-    store_from_settings,
-    store_spec,
-)
 
 GITEA = "gitea"   # the Gitea folder at the top of every snapshot (the job's layout)
 
@@ -135,7 +123,7 @@ def parse_snapshots(rows: list[dict]) -> list[dict]:
 def latest_snapshot_id(store: Store) -> str:
     """The id of the forge's newest snapshot; an error when there is none. One that claims a
     time later than now + backup_future_tolerance is named on stderr and passed over."""
-    from phoenix import pitr
+    from phoenix.backup import pitr
 
     snapshots = list_snapshots(store)
     future = pitr.future(snapshots, store.future_tolerance)
@@ -156,7 +144,7 @@ def resolve_snapshot(store: Store, ref: str) -> str:
     if ref in ("", "latest"):
         return latest_snapshot_id(store)
     if ref.startswith("@"):  # issue 21's --point-in-time: the newest at or before the time
-        from phoenix import pitr
+        from phoenix.backup import pitr
 
         return pitr.at_or_before(list_snapshots(store), ref[1:], where=store.location)["id"]
     if not re.fullmatch(r"[0-9a-f]{4,64}", ref):
@@ -269,7 +257,7 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
     (default the newest) restored into a temporary folder and checked by the same verifier a
     restore runs (every checksum, the refs, PRAGMA integrity_check, the counts). With `forge`
     (the forge's own key into the store), prove too that the store refuses it every deletion
-    and overwrite (phoenix.appendonly); with `keys_expected`, that no key was added."""
+    and overwrite (phoenix.backup.appendonly); with `keys_expected`, that no key was added."""
     verifier = host_script(VERIFIER)
     check_seconds = check(store, read_data_subset=read_data_subset)
     snapshot_id = resolve_snapshot(store, snapshot)
@@ -295,7 +283,7 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
     restore_seconds = time.monotonic() - started
     refused: list[str] = []
     if forge is not None:
-        from phoenix import appendonly
+        from phoenix.backup import appendonly
         refused = appendonly.prove(forge)
     keys = check_keys(store, expected=keys_expected) if keys_expected else 0
     return VerifyResult(snapshot_id=snapshot_id, snapshot_time=info["time"],

@@ -15,12 +15,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from phoenix import pitr
+from phoenix.backup import pitr
 from phoenix.errors import PhoenixError
+from phoenix.settings import Readable
 from phoenix.sshconf import Target, last_line, run
 
 STATUS_SCRIPT = "/usr/local/sbin/phoenix-litestream-status"
-UNITS = ("phoenix-litestream-gitea", "phoenix-litestream-hermes")
+# Litestream's services, one per database owner; only the primary runs them (see activate).
+GITEA_STREAM, HERMES_STREAM = "phoenix-litestream-gitea", "phoenix-litestream-hermes"
+UNITS = (GITEA_STREAM, HERMES_STREAM)
 
 
 def parse_url(url: str) -> dict:
@@ -44,7 +47,7 @@ def account_spec(url: str, forge_public_key: str) -> dict:
             "repository": where["path"], "full_keys": [forge_public_key.strip()]}
 
 
-def binary_path(settings: Mapping[str, Any], repo: Path | None = None) -> str:
+def binary_path(settings: Readable, repo: Path | None = None) -> str:
     """Where the deploy puts the pinned Litestream: a virtualenv named after its lock file."""
     repo = repo or Path(__file__).resolve().parent.parent
     lock = repo / Path(str(settings.get("litestream_requirements") or

@@ -1,7 +1,7 @@
 """HTTPS to the forge by its name, wherever it is: before the DNS cutover the new host is
 reached by address while TLS (SNI, the certificate's name) and the Host header speak for the
 forge's name, what `curl --resolve NAME:443:ADDRESS` does, so the certificate checked is the
-one users will see. Used by phoenix/forge.py, validation and the drill.
+one users will see. Used by phoenix/forge/api.py, validation and the drill.
 """
 
 from __future__ import annotations

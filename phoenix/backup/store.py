@@ -1,5 +1,5 @@
 """The offsite store: where `backup_repository` is, what opens it, how hosts reach it, and how
-the operator sets it up append-only (issue 17). phoenix/backup.py runs restic on it.
+the operator sets it up append-only (issue 17). phoenix/backup/snapshots.py runs restic on it.
 
 An sftp store is reached with the operator's key and its host key pinned (phoenix.sshconf,
 never trust on first use); the forge's key, on the operator's machine only meanwhile
@@ -22,7 +22,7 @@ from typing import Any
 from phoenix import sshconf
 from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.secrets import read_secret
-from phoenix.settings import REPO
+from phoenix.settings import REPO, Readable
 from phoenix.sshconf import Target, ssh_command
 
 STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
@@ -60,7 +60,7 @@ def known_hosts_lines(value: Any) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
+def store_from_settings(settings: Readable, *, key: Path | None = None,
                         known_hosts: Path | None = None) -> Store:
     """The Store that `settings` (group_data, or pyinfra's host.data) describe.
 
@@ -93,7 +93,7 @@ def store_from_settings(settings: Mapping[str, Any], *, key: Path | None = None,
             named = settings.get("ssh_key")
             key = Path(named).expanduser() if named else None
         if key is None:
-            from phoenix.provision import operator_key
+            from phoenix.provision.droplet import operator_key
             key = operator_key()
         ssh = sshconf.sftp_target(
             repository, key=Path(key), known_hosts=known_hosts,
@@ -113,7 +113,7 @@ def sftp_command(target: Target) -> str:
     return shlex.join(ssh_command(target, "-s", "sftp"))
 
 
-def append_only(settings: Mapping[str, Any]) -> bool:
+def append_only(settings: Readable) -> bool:
     """Whether hosts reach the store through its append-only endpoint (sftp stores only)."""
     return bool(settings.get("backup_append_only")) and \
         str(settings.get("backup_repository") or "").startswith("sftp:")

@@ -1,7 +1,8 @@
 """`--point-in-time TIME` (issue 21): everything restored as it was at one earlier moment.
 
 Three sources line up on TIME: the newest full restic snapshot taken at or before it
-(restore_source "restic:@TIME", resolved by phoenix.backup.resolve_snapshot), each database's
+(restore_source "restic:@TIME", resolved by phoenix.backup.snapshots.resolve_snapshot),
+each database's
 Litestream replica restored to it (`litestream restore -timestamp`, files/phoenix-litestream-
 restore, through litestream_restore_timestamp), and the repositories from the newest
 repository snapshot after the full one and at or before TIME (files/phoenix-backup

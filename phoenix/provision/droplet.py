@@ -28,9 +28,9 @@ from pathlib import Path
 
 from phoenix.console import waiter
 from phoenix.context import current
-from phoenix.do import DO, public_ip, public_ipv6
 from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.poll import poll
+from phoenix.provision.do import DO, public_ip, public_ipv6
 from phoenix.sshconf import Target, known_hosts_line, public_half, remote, ssh_command
 from phoenix.sshconf import state_target as target
 from phoenix.state import State, now

@@ -1,5 +1,5 @@
 """One primary at a time: the old one fenced before a cutover, the new one made the primary
-after it (runbook step 8 and the rollback plan; phoenix/cutover.py calls both).
+after it (runbook step 8 and the rollback plan; phoenix/cutover/traffic.py calls both).
 
 While the old primary still answers (a droplet of this account that is not off, or an address
 accepting `fence_probe_ports`), two forges would serve and back up at once: cutover refuses,
@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import shlex
 import socket
-from collections.abc import Callable
 from typing import Any
 
-from phoenix.backup_now import now as backup_now
-from phoenix.do import DO
+from phoenix.backup import replication
+from phoenix.backup.now import now as backup_now
+from phoenix.console import Say
 from phoenix.errors import PhoenixError
+from phoenix.provision.do import DO
 from phoenix.sshconf import remote, state_target
-from phoenix.state import CUTOVER_FILE, ROLE_FILE, State, now
-
-Say = Callable[[str], None]
-
+from phoenix.state import BACKUP_TIMERS, CUTOVER_FILE, ROLE_FILE, STANDBY_TIMER, State, now
 
 # ---- fencing: the old primary must not come back beside the new one -------------------------
 
@@ -94,20 +92,21 @@ def host_role(state: State) -> str:
     return out or "unknown"
 
 
+def _switch(verb: str, units: list[str]) -> str:
+    """Shell: `systemctl VERB --now` each unit this host has (a role may lack some)."""
+    return "".join(f"if systemctl cat {u} >/dev/null 2>&1; then systemctl {verb} --now {u}; fi; "
+                   for u in map(shlex.quote, units))
+
+
 def activate(state: State, say: Say) -> None:
     """The droplet is the forge now: its marker says so (every later converge honours it),
     its backups start, a standby's refresh stops."""
     _ssh(state, f"set -e; mkdir -p {ROLE_FILE.rsplit('/', 1)[0]}; "
                 f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
                 f"date -u +%FT%TZ > {CUTOVER_FILE}; "
-                "if systemctl cat phoenix-standby-refresh.timer >/dev/null 2>&1; then "
-                "systemctl disable --now phoenix-standby-refresh.timer; fi; "
-                "for t in phoenix-backup phoenix-backup-repositories; do "
-                "if systemctl cat $t.timer >/dev/null 2>&1; then "
-                "systemctl enable --now $t.timer; fi; done; "
-                "for u in phoenix-litestream-gitea phoenix-litestream-hermes; do "
-                "if systemctl cat $u.service >/dev/null 2>&1; then "
-                "systemctl enable --now $u.service; fi; done")
+                + _switch("disable", [f"{STANDBY_TIMER}.timer"])
+                + _switch("enable", [f"{t}.timer" for t in BACKUP_TIMERS]
+                          + [f"{u}.service" for u in replication.UNITS]))
     say(f"{state.droplet['name']} is the primary now: backups and replication on, "
         f"marker {ROLE_FILE}")
 

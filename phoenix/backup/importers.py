@@ -4,7 +4,7 @@ A `gitea dump` zip (Gitea 1.22's cmd/dump.go layout, the database from its gitea
 runbook's backup (a folder with gitea.db or the newest gitea-YYYYMMDD.db, and custom/), or
 that backup fetched from the old forge. Each is checked and sealed by the verifier a restore
 runs (files/phoenix-backup-verify); each returns what it lacks and never invents the rest.
-phoenix/sources.py resolves a restore_source to one of these.
+phoenix/backup/sources.py resolves a restore_source to one of these.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ DATED_DB = re.compile(r"^gitea-(\d{8})\.db$")
 
 
 def _verifier() -> Any:
-    from phoenix.backup import VERIFIER, host_script
+    from phoenix.backup.restic import host_script
+    from phoenix.backup.snapshots import VERIFIER
 
     return host_script(VERIFIER)
 

@@ -17,9 +17,6 @@ from typing import Any
 import cloudflare
 
 from phoenix.context import Context, current
-from phoenix.dnswire import (
-    wait_for_propagation,  # noqa: F401  (as callers know it)
-)
 from phoenix.errors import NotConfigured, PhoenixError
 
 
@@ -89,7 +86,7 @@ def _scrub(message: str, client: cloudflare.Cloudflare) -> str:
     return message.replace(token, "<token>") if token else message
 
 
-def _fqdn(name: str) -> str:
+def full_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
@@ -129,7 +126,7 @@ def token_status(client: cloudflare.Cloudflare) -> str:
 
 def find_a_record(client: cloudflare.Cloudflare, name: str) -> Any:
     """The one A record of `name`, read only: what cutover would move (phoenix check)."""
-    fqdn = _fqdn(name)
+    fqdn = full_name(name)
     return _find_record(client, _find_zone(client, fqdn), fqdn)
 
 
@@ -146,7 +143,7 @@ def _find_aaaa(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> list:
 def current_addresses(client: cloudflare.Cloudflare, records: list[str]) -> list[str]:
     """The IPv4 addresses the names' A records hold now (the origin, also when proxied)."""
     out = []
-    for fqdn in dict.fromkeys(_fqdn(name) for name in records):
+    for fqdn in dict.fromkeys(full_name(name) for name in records):
         record = _find_record(client, _find_zone(client, fqdn), fqdn)
         out.append(record.content)
     return list(dict.fromkeys(out))
@@ -186,7 +183,7 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
         raise PhoenixError(f"TTL {ttl} is not allowed by Cloudflare: use 1 (automatic) or "
                            "60..86400 seconds.")
     found = []
-    for fqdn in dict.fromkeys(_fqdn(name) for name in records):  # every lookup first
+    for fqdn in dict.fromkeys(full_name(name) for name in records):  # every lookup first
         zone = _find_zone(client, fqdn)
         aaaa = _find_aaaa(client, zone, fqdn)
         if new_ipv6 and len(aaaa) > 1:

@@ -20,7 +20,7 @@ def backup() -> None:
 
 
 def _store():
-    from phoenix.backup import store_from_settings
+    from phoenix.backup.store import store_from_settings
     from phoenix.settings import load
 
     return store_from_settings(load())
@@ -28,7 +28,7 @@ def _store():
 
 @backup.command("init", help="Create the restic repository unless it exists.")
 def backup_init() -> None:
-    from phoenix import backup as bk
+    from phoenix.backup import snapshots as bk
     from phoenix.check import Inputs, require
 
     require(Inputs(command="backup init", role="primary"))
@@ -43,12 +43,13 @@ def backup_init() -> None:
 def backup_verify(subset: str | None, snapshot: str, as_json: bool) -> None:
     import contextlib
 
-    from phoenix import backup as bk
+    from phoenix.backup import snapshots as bk
+    from phoenix.backup.store import append_only, forge_channel
     from phoenix.settings import load
 
     settings = load()
     # Append-only stores: also try, with the forge's own key, what a compromised forge would.
-    with (bk.forge_channel(settings) if bk.append_only(settings)
+    with (forge_channel(settings) if append_only(settings)
           else contextlib.nullcontext()) as forge:
         result = bk.verify(_store(), snapshot=snapshot, forge=forge,
                            read_data_subset=subset or settings.get("backup_verify_subset", "5%"),
@@ -63,9 +64,9 @@ def backup_store_setup(root_user: str) -> None:
     import subprocess
     from dataclasses import replace
 
-    from phoenix import backup as bk
+    from phoenix.backup.store import forge_channel, setup_store, store_spec
     from phoenix.check import Inputs, require
-    from phoenix.provision import operator_key
+    from phoenix.provision.droplet import operator_key
     from phoenix.secrets import read_secret
     from phoenix.settings import load
     from phoenix.sshconf import public_half
@@ -75,28 +76,28 @@ def backup_store_setup(root_user: str) -> None:
     store = _store()
     if store.ssh is None:
         raise PhoenixError("store-setup needs an sftp backup_repository (the store's sshd)")
-    with bk.forge_channel(settings) as forge:
+    with forge_channel(settings) as forge:
         proc = subprocess.run(["ssh-keygen", "-y", "-f", str(forge.key)], capture_output=True,
                               text=True, check=False)
         if proc.returncode != 0:
             raise PhoenixError("the backup_ssh_key secret is not an SSH private key: "
                                + (proc.stderr.strip() or "ssh-keygen -y failed"))
-        spec = bk.store_spec(settings, forge_key=proc.stdout,
+        spec = store_spec(settings, forge_key=proc.stdout,
                              operator_key=public_half(operator_key()).read_text(),
                              password=read_secret("restic_password",
                                                   folder=settings.get("secrets_dir")))
-    changed = bk.setup_store(replace(store.ssh, user=root_user), spec)
+    changed = setup_store(replace(store.ssh, user=root_user), spec)
     click.echo(f"store {store.ssh.host} is append-only for the forge; "
                + (f"changed: {', '.join(changed)}" if changed else "nothing to change"))
     url = settings.get("litestream_replica_url")
     if url:  # Litestream's account beside it (issue 21), when it lives on the same host
-        from phoenix import replication
+        from phoenix.backup import replication
 
         where = replication.parse_url(url)
         if where["host"] != store.ssh.host:
             raise PhoenixError(f"litestream_replica_url is on {where['host']}, not on the "
                                f"restic store {store.ssh.host}: set its account up there "
-                               "(files/phoenix-offsite-store, spec: phoenix.replication."
+                               "(files/phoenix-offsite-store, spec: phoenix.backup.replication."
                                "account_spec)")
         key = read_secret("litestream_ssh_key", folder=settings.get("secrets_dir"))
         proc = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=key.strip() + "\n",
@@ -104,7 +105,7 @@ def backup_store_setup(root_user: str) -> None:
         if proc.returncode != 0:
             raise PhoenixError("the litestream_ssh_key secret is not an SSH private key: "
                                + (proc.stderr.strip() or "ssh-keygen -y failed"))
-        changed = bk.setup_store(replace(store.ssh, user=root_user),
+        changed = setup_store(replace(store.ssh, user=root_user),
                                  replication.account_spec(url, proc.stdout))
         click.echo(f"replica account {where['user']} on {where['host']} (SFTP, for "
                    "Litestream); " + (f"changed: {', '.join(changed)}" if changed
@@ -114,7 +115,7 @@ def backup_store_setup(root_user: str) -> None:
 @backup.command("prune", help="Apply the keep-* policy (restic forget --prune) with your key; "
                 "the store's timer does it daily, the forge cannot.")
 def backup_prune() -> None:
-    from phoenix import backup as bk
+    from phoenix.backup import snapshots as bk
     from phoenix.check import Inputs, require
     from phoenix.settings import load
 
@@ -131,13 +132,13 @@ def backup_prune() -> None:
 @click.option("--role", default="primary", type=click.Choice(ROLES),
               help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
 def backup_now(role: str) -> None:
-    from phoenix import backup as bk
+    from phoenix.backup.now import now
     from phoenix.check import Inputs, require
     from phoenix.settings import load
     from phoenix.sshconf import role_target
 
     require(Inputs(command="backup now", role=role))
-    click.echo(bk.now(role_target(role), settings=load(role=role)))
+    click.echo(now(role_target(role), settings=load(role=role)))
 
 
 @backup.command("status", help="The newest snapshot's age, each database replica's lag and "
@@ -147,8 +148,9 @@ def backup_now(role: str) -> None:
               help="Whose droplet (from the state file), unless PHOENIX_HOST is set.")
 @click.option("--json", "as_json", is_flag=True)
 def backup_status(role: str, as_json: bool) -> None:
-    from phoenix import backup as bk
-    from phoenix import pitr, replication
+    from phoenix.backup import pitr, replication
+    from phoenix.backup import snapshots as bk
+    from phoenix.backup.store import repo_tag
     from phoenix.settings import load
     from phoenix.sshconf import role_target
 
@@ -160,7 +162,7 @@ def backup_status(role: str, as_json: bool) -> None:
     every = [s for s in every if s["id"] not in future]
     age = replication.snapshot_age([s for s in every if store.tag in s["tags"]])
     repo_age = replication.snapshot_age([s for s in every
-                                         if bk.repo_tag(store.tag) in s["tags"]])
+                                         if repo_tag(store.tag) in s["tags"]])
     lags = (replication.replica_lags(role_target(role), settings,
                                      replication.binary_path(settings))
             if settings.get("litestream_replica_url") else [])
@@ -206,7 +208,7 @@ def backup_status(role: str, as_json: bool) -> None:
 @backup.command("list", help="The snapshots, oldest first.")
 @click.option("--json", "as_json", is_flag=True)
 def backup_list(as_json: bool) -> None:
-    from phoenix import backup as bk
+    from phoenix.backup import snapshots as bk
 
     snaps = bk.list_snapshots(_store())
     if as_json:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 
+from phoenix.cutover.dnswire import resolvers
 from phoenix.poll import poll
 
 
@@ -25,7 +26,7 @@ def step_9_1_command(name: str, ip: str, trust: str | None, port: int = 443) -> 
 
 
 def _resolve(name: str, server: str, port: int) -> list[str]:
-    from phoenix.dnswire import query_a
+    from phoenix.cutover.dnswire import query_a
 
     if not server:
         return sorted({str(a[4][0]) for a in socket.getaddrinfo(name, 443, socket.AF_INET)})
@@ -35,7 +36,7 @@ def _resolve(name: str, server: str, port: int) -> list[str]:
 def _step_9_1_once(name: str, ip: str, trust: str | None, servers: list[tuple[str, int]],
                    port: int) -> str | None:
     """None when every resolver says `ip` and curl gets HTTP/2 200 there; else why not."""
-    from phoenix.dnswire import DNSQueryError
+    from phoenix.cutover.dnswire import DNSQueryError
 
     for server, dns_port in servers:
         where = f"{server}:{dns_port}" if server else "the system resolver"
@@ -61,8 +62,6 @@ def check_after_cutover(settings: dict, expected_ip: str, *, timeout: float | No
     system's resolver), is this host and answers `HTTP/2 200` on /api/v1/version with a
     certificate valid for the name (from the CA of https_trust_bundle, else the system's
     trust store). Retried until https_ready_timeout."""
-    from phoenix.cutover import resolvers
-
     name = settings["gitea_domain"]
     trust = settings.get("https_trust_bundle")
     servers = resolvers(settings) or [("", 0)]

@@ -11,9 +11,9 @@ into one of two sealed forms that the one restore path (tasks/restore.py) takes.
                                   state file's primary): PATH, else the runbook's places
 
 A snapshot is sealed already (the job wrote its manifest). Anything else is imported
-(phoenix/importers.py) into a Gitea folder of the snapshot's layout, checked and sealed by the
-same verifier a restore runs (files/phoenix-backup-verify), and written as a Phoenix archive
-(phoenix/archive.py) named by its sha256 in the state folder. An import restores what it has
+(phoenix/backup/importers.py) into a Gitea folder of the snapshot's layout, checked and sealed
+by the same verifier a restore runs (files/phoenix-backup-verify), and written as a Phoenix archive
+(phoenix/backup/archive.py) named by its sha256 in the state folder. An import restores what it has
 and says what it lacks (`Resolved.lacks`); it never invents the rest. Bad input is one
 PhoenixError line, before anything is staged.
 
@@ -28,19 +28,14 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phoenix.archive import (  # noqa: F401  (sha256_file, write_archive: as callers know them)
-    archive_file,
-    archive_manifest,
-    sha256_file,
-    write_archive,
-)
+from phoenix.backup.archive import archive_file, archive_manifest, sha256_file, write_archive
+from phoenix.backup.importers import fetch_from_forge, import_dump, import_runbook
 from phoenix.errors import PhoenixError
-from phoenix.importers import fetch_from_forge, import_dump, import_runbook
+from phoenix.settings import Readable
 
 
 @dataclass(frozen=True)
@@ -122,7 +117,7 @@ def _imported(origin: str, source: Path, requested: str, *, gitea_version: str,
                     label=f"{origin} {source.name}", origin=origin, lacks=tuple(lacks))
 
 
-def resolve(source: str, settings: Mapping[str, Any], *,
+def resolve(source: str, settings: Readable, *,
             pending: Resolved | None = None, forge_target: Any = None) -> Resolved:
     """restore_source as one sealed backup. `pending`: a restore of the same source cut off on
     the host, which is finished with the backup it started with (never a newer `latest`)."""
@@ -134,10 +129,11 @@ def resolve(source: str, settings: Mapping[str, Any], *,
             return pending  # else the archive changed since: resolved anew, the task decides
     version = str(settings.get("gitea_version") or "unknown")
     if requested.startswith("restic:"):
-        from phoenix import backup
+        from phoenix.backup import snapshots as backup
+        from phoenix.backup.store import store_from_settings
 
         ref = backup.restore_ref(requested) or "latest"
-        store = backup.store_from_settings(settings)
+        store = store_from_settings(settings)
         snapshot_id = backup.resolve_snapshot(store, ref)
         manifest = backup.read_manifest(store, snapshot_id)
         return Resolved(requested=requested, kind="restic", ref=snapshot_id,
@@ -171,12 +167,13 @@ def resolve(source: str, settings: Mapping[str, Any], *,
                      importer=import_runbook)
 
 
-def app_ini(resolved: Resolved, settings: Mapping[str, Any]) -> str | None:
+def app_ini(resolved: Resolved, settings: Readable) -> str | None:
     """The app.ini the resolved backup holds (the forge's identity), None when it has none."""
     if resolved.kind == "restic":
-        from phoenix import backup
+        from phoenix.backup import snapshots as backup
+        from phoenix.backup.store import store_from_settings
 
-        raw = backup.read_file(backup.store_from_settings(settings), resolved.ref, "app.ini")
+        raw = backup.read_file(store_from_settings(settings), resolved.ref, "app.ini")
     else:
         raw = archive_file(Path(resolved.ref), "app.ini")
     return raw.decode() if raw is not None else None

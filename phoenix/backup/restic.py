@@ -22,11 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from phoenix.backup.store import Store, sftp_command
 from phoenix.context import current
 from phoenix.errors import PhoenixError
 from phoenix.poll import poll
 from phoenix.settings import REPO
-from phoenix.store import Store, sftp_command
 
 JOB = REPO / "files" / "phoenix-backup"
 # How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the

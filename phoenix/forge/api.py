@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from phoenix.errors import PhoenixError
-from phoenix.tls import https_session, served_certificate  # noqa: F401  (as callers know them)
+from phoenix.forge.tls import https_session
 
 LFS_MEDIA = "application/vnd.git-lfs+json"
 KINDS = ("repositories", "branches", "issues", "issue bodies", "comments", "attachments",

@@ -6,7 +6,7 @@ address, with its pinned host key, not longer ago than `validation_max_age`. It 
 the old primary still answers, unless told `--fence` (power it off through the API, disk
 kept). The old values are written to the state file before anything changes. Once traffic has
 moved, the droplet is made the primary: a marker on it that every later converge honours, its
-backup timer on, a standby's refresh off (fencing and that: phoenix/primary.py). Rollback
+backup timer on, a standby's refresh off (fencing and that: phoenix/cutover/primary.py). Rollback
 confirms its droplet by name and attempt tag, powers a fenced old primary on again, puts the
 old values back and powers the new droplet off with its disk kept, for forensics.
 """
@@ -16,23 +16,16 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from phoenix import dns
-from phoenix.console import waiter
-from phoenix.dnswire import parse_server
-from phoenix.do import DO, public_ip
+from phoenix.console import Say, waiter
+from phoenix.cutover import dns
+from phoenix.cutover.dnswire import resolvers, wait_for_propagation
+from phoenix.cutover.primary import activate, fence, host_role, live_old_primaries
 from phoenix.errors import NotConfigured, PhoenixError
-from phoenix.primary import activate, fence, host_role, live_old_primaries
+from phoenix.provision.do import DO, public_ip
 from phoenix.sshconf import Target
 from phoenix.state import State, now
-
-Say = Callable[[str], None]
-
-
-def resolvers(settings: dict) -> list[tuple[str, int]]:
-    return [parse_server(item) for item in settings["dns_resolvers"]]
 
 
 def pinned_keys(known_hosts: Path, host: str) -> list[str]:
@@ -142,7 +135,7 @@ def _cutover_dns(*, settings: dict, state: State, do: DO | None, say: Say, wait:
             f"{name}: {change['before']['content']} -> {after['content']} (ttl {after['ttl']}"
             f"{', proxied' if after['proxied'] else ''})")
     proxied = dns.proxied_names(saved)
-    direct = [name for name in dict.fromkeys(dns._fqdn(n) for n in settings["dns_records"])
+    direct = [name for name in dict.fromkeys(dns.full_name(n) for n in settings["dns_records"])
               if name not in proxied]
     if proxied:
         # Public DNS answers Cloudflare's edge for these, never the origin: confirm the
@@ -153,7 +146,7 @@ def _cutover_dns(*, settings: dict, state: State, do: DO | None, say: Say, wait:
             say(f"{name}: proxied; Cloudflare holds {address}, which answers "
                 f"{settings.get('origin_probe_scheme', 'https')} for it (HTTP {status})")
     if wait and direct:
-        dns.wait_for_propagation(direct, address, resolvers=resolvers(settings),
+        wait_for_propagation(direct, address, resolvers=resolvers(settings),
                                  timeout=settings.get("dns_propagation_timeout", 900),
                                  interval=2, progress=waiter(say))
         say(f"every resolver answers {address}")

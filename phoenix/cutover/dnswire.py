@@ -73,6 +73,11 @@ def parse_server(item: str, default_port: int = 53) -> tuple[str, int]:
     return address, number
 
 
+def resolvers(settings: dict) -> list[tuple[str, int]]:
+    """The resolvers a cutover waits on and step 9.1 asks (dns_resolvers)."""
+    return [parse_server(item) for item in settings["dns_resolvers"]]
+
+
 def address_text(server: str, port: int) -> str:
     """`addr:port`, with an IPv6 address in brackets: the form parse_server reads."""
     return f"[{server}]:{port}" if ":" in server else f"{server}:{port}"

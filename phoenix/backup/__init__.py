@@ -1,0 +1,1 @@
+"""Backups: the offsite restic store, its snapshots, recovery points, restore sources."""

@@ -1,0 +1,1 @@
+"""The forge itself: the Gitea that runs today, its files, its identity, its API."""
