@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.backup_bench import LOOSE, PACK_MIB, human
 from phoenix.backup import snapshots as backup
+from phoenix.backup.store import store_from_settings
 from phoenix.lab import config as labconfig
 from phoenix.lab import fixtures, offsite
 from phoenix.lab.client import droplet_target
@@ -102,7 +103,7 @@ def main() -> None:
                "PHOENIX_SSH_KEY": str(lab.ssh_key), "PHOENIX_STATE_DIR": str(state),
                "PHOENIX_SECRETS_DIR": str(lab.state_dir / "secrets")}
         settings = {**load("lab"), **store.settings()}
-        backup.init(backup.store_from_settings(settings, key=lab.ssh_key,
+        backup.init(store_from_settings(settings, key=lab.ssh_key,
                                                known_hosts=state / "kh"))
 
         def size(path: str) -> int:

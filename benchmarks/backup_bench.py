@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from phoenix.backup import snapshots as backup
+from phoenix.backup.restic import JOB
+from phoenix.backup.store import channel_config
 from phoenix.lab.fixtures import make_gitea_backup
 from phoenix.settings import REPO
 from phoenix.sshconf import Target, ssh_command
@@ -85,7 +87,7 @@ def du(path: Path) -> int:
 
 def job(config: Path, *args: str) -> tuple[float, str]:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(backup.JOB), "--config", str(config), *args],
+    proc = subprocess.run([sys.executable, str(JOB), "--config", str(config), *args],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"backup_bench: the job failed: {proc.stderr.strip()}")
@@ -250,7 +252,7 @@ def lab_transports(tmp: Path, base: dict, name: str, cleanup: list) -> list:
                                 ("append-only (rclone over ssh)", made.path, True)):
         repository = f"sftp:{made.user}@{made.ip}:{path}"
         config = {**base, "repository": repository,
-                  **backup.channel_config(repository, forge_key if append else sftp,
+                  **channel_config(repository, forge_key if append else sftp,
                                           append_only=append)}
         transports.append((label, config, backup.Store(repository=repository,
                                                        password=PASSWORD, ssh=sftp),

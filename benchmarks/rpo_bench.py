@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.backup_bench import PASSWORD, du, make_forge
 from benchmarks.litestream_bench import binary as litestream_binary
 from phoenix.backup import snapshots as backup
+from phoenix.backup.restic import JOB
 from phoenix.settings import REPO
 
 
@@ -49,7 +50,7 @@ def children_cpu() -> float:
 def job(config: Path, *args: str) -> tuple[float, float, str]:
     """(wall s, CPU s, stderr) of one run of the job."""
     cpu, started = children_cpu(), time.monotonic()
-    proc = subprocess.run([sys.executable, str(backup.JOB), "--config", str(config), *args],
+    proc = subprocess.run([sys.executable, str(JOB), "--config", str(config), *args],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"rpo_bench: phoenix-backup {args[0]} failed: {proc.stderr.strip()}")

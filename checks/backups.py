@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from phoenix.backup import snapshots as backup
+from phoenix.backup.store import known_hosts_lines
 from phoenix.state import CUTOVER_FILE
 
 from .helpers import mode, out
@@ -69,8 +69,8 @@ def test_backups_store_host_key_pinned(host, settings, job):
     path = f"{settings['backup_config_dir']}/known_hosts"
     f = host.file(path)
     assert f.is_file, f"{path} is missing: the job has no pinned host key for the store"
-    pinned = sorted(backup.known_hosts_lines(f.content_string))
-    wanted = sorted(backup.known_hosts_lines(settings["backup_known_hosts"]))
+    pinned = sorted(known_hosts_lines(f.content_string))
+    wanted = sorted(known_hosts_lines(settings["backup_known_hosts"]))
     assert pinned == wanted, f"{path} pins {len(pinned)} key line(s) that are not " \
                              "backup_known_hosts': the job would trust another store"
     ssh = job.get("rclone_program") or job.get("sftp_command") or ""

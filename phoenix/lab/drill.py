@@ -167,6 +167,8 @@ def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False,
 def _disaster(run: Run) -> None:
     """The primary built, written to and backed up, destroyed, recovered, and compared."""
     from phoenix.backup import snapshots as bk
+    from phoenix.backup.now import now as backup_now
+    from phoenix.backup.store import store_from_settings
     from phoenix.cutover import traffic as cut
     from phoenix.lab import offsite
     from phoenix.provision import droplet as prov
@@ -174,6 +176,7 @@ def _disaster(run: Run) -> None:
     from phoenix.recover import recover
     from phoenix.secrets import read_secret
     from phoenix.settings import load
+    from phoenix.sshconf import state_target
 
     config, workdir, report, say, standby = (run.config, run.workdir, run.report, run.say,
                                              run.standby)
@@ -185,7 +188,7 @@ def _disaster(run: Run) -> None:
     store_box = run.timed("offsite store", lambda: offsite.ensure(config, do, name=config.offsite))
     run.made.append(("offsite", store_box.droplet_id))
     settings = load("lab")
-    bk.init(bk.store_from_settings(settings))
+    bk.init(store_from_settings(settings))
     key = config.ssh_key
     token = read_secret("gitea_api_token", folder=settings["secrets_dir"])
 
@@ -206,10 +209,10 @@ def _disaster(run: Run) -> None:
             progress=say))
 
     run.timed("primary certificate (ACME)",
-                lambda: wait_https(settings, prov.target(primary).host))
-    issued = served_certificate(prov.target(primary).host, settings["gitea_domain"])
+                lambda: wait_https(settings, state_target(primary).host))
+    issued = served_certificate(state_target(primary).host, settings["gitea_domain"])
     forge = Forge.of(settings, address=primary.address, token=token)
-    ptarget = prov.target(primary)
+    ptarget = state_target(primary)
     lfs: dict[str, dict[str, int]] = {}
     two_factor = [enroll_two_factor(ptarget, settings, "ezra")]
 
@@ -221,7 +224,7 @@ def _disaster(run: Run) -> None:
     before = look(forge)
     notes_before = memories(ptarget, settings)
     snap_id = run.timed("backup (offsite snapshot)",
-                          lambda: bk.now(ptarget, settings=settings))
+                          lambda: backup_now(ptarget, settings=settings))
     snapshot_at = time.time()
     if standby:
         # The standby is built from that snapshot; the forge lives on and is backed up
@@ -229,14 +232,14 @@ def _disaster(run: Run) -> None:
         run.timed("standby converge (warm, restores the snapshot)", lambda: run_deploy(
             "inventories/standby.py", log=workdir / "standby.deploy.log",
             data={"restore_source": f"restic:{snap_id}"}, say=say))
-        run.one_primary["standby before promotion"] = duties(prov.target(spare), settings)
+        run.one_primary["standby before promotion"] = duties(state_target(spare), settings)
         written += write_data(forge, ptarget, settings, label="between-snapshots", lfs=lfs)
         before = look(forge)
         notes_before = memories(ptarget, settings)
-        snap_id = run.timed("second backup", lambda: bk.now(ptarget, settings=settings))
+        snap_id = run.timed("second backup", lambda: backup_now(ptarget, settings=settings))
         snapshot_at = time.time()
         run.timed("standby refresh (its timer's job)", lambda: ssh(
-            prov.target(spare), "systemctl start phoenix-standby-refresh.service"))
+            state_target(spare), "systemctl start phoenix-standby-refresh.service"))
     write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
     after = look(forge)
     notes_after = memories(ptarget, settings)
@@ -264,16 +267,16 @@ def _disaster(run: Run) -> None:
         report.steps = recover_command(workdir, env=run.env, say=say)
     rto = started - disaster_at + served_after(report.steps)
     state = State(role, workdir)
-    run.one_primary[f"{role} after cutover"] = duties(prov.target(state), settings)
+    run.one_primary[f"{role} after cutover"] = duties(state_target(state), settings)
     if standby:  # the README's converge again, after the promotion: it must stay primary
         run.timed("standby converge after promotion", lambda: run_deploy(
             "inventories/standby.py", log=workdir / "standby.reconverge.log"))
-        run.one_primary["standby after a later converge"] = duties(prov.target(state), settings)
+        run.one_primary["standby after a later converge"] = duties(state_target(state), settings)
 
-    served = served_certificate(prov.target(state).host, settings["gitea_domain"])
+    served = served_certificate(state_target(state).host, settings["gitea_domain"])
     recovered = look(Forge.of(settings, address=state.address, token=token))
-    notes_recovered = memories(prov.target(state), settings)
-    rtarget = prov.target(state)
+    notes_recovered = memories(state_target(state), settings)
+    rtarget = state_target(state)
     interval = settings.get("repo_snapshot_interval")
     report.extra["repo_snapshot_interval"] = interval
     report.extra["repo_snapshot_run_budget"] = settings.get("repo_snapshot_run_budget")
@@ -331,13 +334,13 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     `phoenix recover` runs again as the operator would (no --force). Everything written on
     it comes back: from its own first snapshot (taken at its cutover), its replicas and its
     repository snapshots, never its predecessor's."""
-    from phoenix.provision import droplet as prov
+    from phoenix.sshconf import state_target
 
     say = run.say
     state = State("recovery", run.workdir)
     first = dict(state.droplet or {})
     cut_at = time.time()
-    target = prov.target(state)
+    target = state_target(state)
     trickle = Trickle(state.address, token, target, settings, repo=repo)
     say(f"-- a second disaster: writes on the recovered forge {first.get('name')} "
         f"({AGAIN_TRICKLE_SECONDS:.0f} s)")
@@ -354,7 +357,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     steps = recover_command(run.workdir, env=run.env, say=say)
     state = State("recovery", run.workdir)
     second = state.droplet or {}
-    rtarget = prov.target(state)
+    rtarget = state_target(state)
     recovered = snapshot(Forge.of(settings, address=state.address, token=token))
     measured = measure(
         [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,

@@ -20,18 +20,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phoenix.backup import setup_store
-from phoenix.backup import store_spec as store_spec_for
+from phoenix.backup.replication import account_spec
+from phoenix.backup.store import setup_store
+from phoenix.backup.store import store_spec as store_spec_for
 from phoenix.errors import PhoenixError
 from phoenix.lab.config import DEFAULT_OFFSITE, LabConfig
 from phoenix.lab.sh import run
-from phoenix.replication import account_spec
 from phoenix.secrets import read_secret
 from phoenix.sshconf import Target, known_hosts_line, public_half
 
 if TYPE_CHECKING:  # pydo takes most of a second to import, and every lab converge reads
     # this module (group_data/lab.py)
-    from phoenix.do import DO
+    from phoenix.provision.do import DO
 
 DEFAULT_NAME = DEFAULT_OFFSITE
 TAG = "phoenix-offsite"
@@ -150,8 +150,8 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
     retention (files/phoenix-offsite-store); idempotent."""
     if not name.startswith("offsite-"):
         raise PhoenixError(f"an offsite store's name starts with offsite- (not {name!r})")
-    from phoenix.do import public_ip  # imported here: pydo takes most of a second
-    from phoenix.provision import user_data, wait_ssh
+    from phoenix.provision.do import public_ip  # imported here: pydo takes most of a second
+    from phoenix.provision.droplet import user_data, wait_ssh
 
     private, public = _host_key(config, name)
     found = [d for d in do.droplets(tag=TAG) if d["name"] == name]

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from phoenix.backup import snapshots as backup
+from phoenix.backup.store import store_from_settings
 from phoenix.forge.tls import https_session
 from phoenix.lab import fixtures, offsite
 from phoenix.lab.client import droplet_target, point_forge_name, wait_https
@@ -89,7 +90,7 @@ def store(lab, do_client, tmp_path_factory):
     try:
         made = offsite.ensure(lab, do_client, name=STORE)
         settings = {**load("lab"), **made.settings()}
-        opened = backup.store_from_settings(settings, key=lab.ssh_key,
+        opened = store_from_settings(settings, key=lab.ssh_key,
                                             known_hosts=tmp_path_factory.mktemp("kh") / "store")
         backup.init(opened)
         yield opened

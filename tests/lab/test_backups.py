@@ -24,6 +24,9 @@ import requests
 
 from phoenix.backup import appendonly
 from phoenix.backup import snapshots as backup
+from phoenix.backup.now import now as backup_now
+from phoenix.backup.restic import restic
+from phoenix.backup.store import Store, forge_channel, store_from_settings
 from phoenix.errors import PhoenixError
 from phoenix.forge.tls import https_session, served_certificate
 from phoenix.lab import offsite, wheelhouse
@@ -104,7 +107,7 @@ def store(lab, do_client, tmp_path_factory):
     try:
         made = offsite.ensure(lab, do_client, name=STORE)
         settings = {**load("lab"), **made.settings()}
-        opened = backup.store_from_settings(settings, key=lab.ssh_key,
+        opened = store_from_settings(settings, key=lab.ssh_key,
                                             known_hosts=tmp_path_factory.mktemp("kh") / "store")
         backup.init(opened)
         assert backup.init(opened) is False   # idempotent
@@ -147,7 +150,7 @@ def test_a_second_converge_changes_nothing(forge):
 def test_the_job_creates_a_snapshot_offsite(forge, store):
     target, _ = forge
     _, opened, settings = store
-    snapshot = backup.now(target, settings=settings)
+    snapshot = backup_now(target, settings=settings)
     assert snapshot in [s["id"] for s in backup.list_snapshots(opened)]
     status = json.loads(ssh_cat(target, settings["backup_status_file"]))
     assert status["snapshot_id"] == snapshot and status["counts"]["repositories"] >= 1
@@ -175,7 +178,7 @@ def test_data_written_then_restored_onto_a_new_droplet_is_all_there(lab, do_clie
     number = made.json()["number"]
     note = "/root/.hermes/memories/bk-test-note.yaml"
     assert ssh(lab, FORGE, f"echo 'survives: yes' > {note}").returncode == 0
-    snapshot = backup.now(target, settings=settings)
+    snapshot = backup_now(target, settings=settings)
     counts = json.loads(ssh_cat(target, settings["backup_status_file"]))["counts"]
     # Issue 21: written after the snapshot, it lives only in Litestream's replica.
     later = api(target.host, token, "POST", "/repos/Timmy_Foundation/timmy-config/issues",
@@ -302,7 +305,7 @@ def test_verify_restores_the_latest_snapshot(store, forge):
 def test_a_wrong_password_is_a_clear_error(lab, store, forge):
     target, _ = forge
     _, opened, settings = store
-    wrong = backup.Store(repository=opened.repository, password="not-the-password",
+    wrong = Store(repository=opened.repository, password="not-the-password",
                          ssh=opened.ssh)
     with pytest.raises(PhoenixError, match="wrong password for the restic repository"):
         backup.list_snapshots(wrong)
@@ -312,7 +315,7 @@ def test_a_wrong_password_is_a_clear_error(lab, store, forge):
                            f"echo not-the-password > {password}").returncode == 0
     try:
         with pytest.raises(PhoenixError, match="backup job failed on .*wrong password"):
-            backup.now(target, settings=settings)
+            backup_now(target, settings=settings)
     finally:
         assert ssh(lab, FORGE, f"mv -f {password}.good {password}").returncode == 0
 
@@ -371,7 +374,7 @@ def forge_restic(lab, args: str, *, password_file: str | None = None
 def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
     made, opened, settings = store
     target, _ = forge
-    backup.now(target, settings=settings)
+    backup_now(target, settings=settings)
     before = backup.list_snapshots(opened, all_hosts=True)
     assert len(before) >= 2
 
@@ -390,7 +393,7 @@ def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
 
     # Over the same channel, by hand: delete a pack, overwrite it. And ssh asking for a shell
     # command (from the forge, with its key) gets the forced command instead.
-    with backup.forge_channel(settings) as key:
+    with forge_channel(settings) as key:
         channel = appendonly.Channel(ssh_command(key, appendonly.UNFORCED))
         try:
             status, listing = channel.request("GET", "/data/")
@@ -419,11 +422,11 @@ def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
         assert result.files > 0 and result.counts["repositories"] >= 1
 
     # verify proves the property, and names the key the forge added; the operator removes it.
-    with backup.forge_channel(settings) as key:
+    with forge_channel(settings) as key:
         with pytest.raises(backup.BackupCheckError, match="has 2 keys, 1 expected"):
             backup.verify(opened, forge=key, keys_expected=1)
         extra = next(k["id"] for k in backup.list_keys(opened) if not k["current"])
-        backup.restic(opened, "key", "remove", extra, what="remove the forge's key")
+        restic(opened, "key", "remove", extra, what="remove the forge's key")
         result = backup.verify(opened, forge=key, keys_expected=1)
     assert result.refused == [what for what, _, _ in appendonly.PROBES] and result.keys == 1
     assert "append-only: the store refused the forge's key to delete a pack" in result.summary()
@@ -492,7 +495,7 @@ def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_comple
 
     def run() -> None:
         try:
-            outcome["snapshot"] = backup.now(target, settings=settings, timeout=600)
+            outcome["snapshot"] = backup_now(target, settings=settings, timeout=600)
         except PhoenixError as exc:
             outcome["error"] = str(exc)
 
@@ -514,7 +517,7 @@ def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_comple
     assert before <= {s["id"] for s in backup.list_snapshots(opened)}
     assert any(locks.iterdir())  # the cut-off run's lock is still in the store
     time.sleep(3)  # the bridge relearns the store's address
-    snapshot = backup.now(target, settings=settings)  # the store is back: the next run
+    snapshot = backup_now(target, settings=settings)  # the store is back: the next run
     assert not any(locks.iterdir())
     assert snapshot in [s["id"] for s in backup.list_snapshots(opened)]
     assert backup.verify(opened, read_data_subset="10%").snapshot_id == snapshot
@@ -527,13 +530,13 @@ def test_a_cut_off_restore_of_latest_finishes_with_the_snapshot_it_started_with(
     a mix of the two."""
     target, _ = forge
     _, opened, settings = store
-    first = backup.now(target, settings=settings)
+    first = backup_now(target, settings=settings)
     restore_dir = settings["restore_staging_dir"]
     assert ssh(lab, FORGE, f"echo database > {restore_dir}/cut-after").returncode == 0
     data = ("phoenix_role=primary", "restore_source=restic:latest")
     cut = converge(FORGE, tmp_path, *data, "restore_force=true")
     assert cut.returncode != 0 and "cut off after database" in cut.stdout + cut.stderr
-    second = backup.now(target, settings=settings)  # restic:latest moves on
+    second = backup_now(target, settings=settings)  # restic:latest moves on
     assert second != first and backup.latest_snapshot_id(opened) == second
     again = converge(FORGE, tmp_path, *data)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

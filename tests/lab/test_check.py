@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from phoenix.backup import snapshots as backup
+from phoenix.backup.store import store_from_settings
 from phoenix.errors import NOT_CONFIGURED
 from phoenix.lab import offsite
 from phoenix.lab.client import client_environment
@@ -29,7 +30,7 @@ def env(lab, do_client, tmp_path_factory):
     try:
         made = offsite.ensure(lab, do_client, name=STORE)
         settings = {**load("lab"), **made.settings()}
-        backup.init(backup.store_from_settings(
+        backup.init(store_from_settings(
             settings, key=lab.ssh_key, known_hosts=tmp_path_factory.mktemp("kh") / "store"))
         yield {**client_environment(lab), "PHOENIX_ENV": "lab", "PHOENIX_LAB_OFFSITE": STORE,
                "PHOENIX_STATE_DIR": str(tmp_path_factory.mktemp("state")),

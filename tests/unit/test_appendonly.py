@@ -19,6 +19,8 @@ import pytest
 
 from phoenix.backup import appendonly
 from phoenix.backup import snapshots as backup
+from phoenix.backup.restic import host_script, job_module, restic
+from phoenix.backup.store import Store, append_only, channel_config, store_spec
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
 from tests.unit import test_backup
@@ -39,7 +41,7 @@ def serve(repo: Path, *, append_only: bool = True) -> list[str]:
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    store = backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
+    store = Store(repository=str(tmp_path / "repo"), password=PASSWORD)
     backup.init(store)
     return tmp_path / "repo"
 
@@ -55,7 +57,7 @@ def test_the_job_writes_and_restores_through_the_append_only_endpoint(repo, forg
     assert proc.returncode == 0, proc.stderr
     snapshot = json.loads(proc.stdout)["snapshot_id"]
     assert "saved to the store (append-only)" in proc.stderr
-    local = backup.Store(repository=str(repo), password=PASSWORD)
+    local = Store(repository=str(repo), password=PASSWORD)
     assert [s["id"] for s in backup.list_snapshots(local)] == [snapshot]
     restored = run_job(config, "restore", snapshot, str(tmp_path / "restored"))
     assert restored.returncode == 0, restored.stderr
@@ -88,10 +90,10 @@ def test_a_key_that_runs_any_command_is_no_endpoint(tmp_path):
 
 
 def test_operator_prune_applies_the_policy(repo, tmp_path):
-    store = backup.Store(repository=str(repo), password=PASSWORD)
+    store = Store(repository=str(repo), password=PASSWORD)
     (tmp_path / "d").mkdir()
     for when in ("2020-01-13 09:00:00", "2020-01-14 09:00:00", "2020-01-15 10:00:00"):
-        backup.restic(store, "backup", "-q", "--host", "forge", "--tag", "phoenix", "--time",
+        restic(store, "backup", "-q", "--host", "forge", "--tag", "phoenix", "--time",
                       when, str(tmp_path / "d"), what="backup")
     with pytest.raises(PhoenixError, match="keeps nothing"):
         backup.prune(store, keep={"daily": 0})
@@ -101,10 +103,10 @@ def test_operator_prune_applies_the_policy(repo, tmp_path):
 
 
 def test_an_added_key_fails_the_key_check(repo, tmp_path):
-    store = backup.Store(repository=str(repo), password=PASSWORD)
+    store = Store(repository=str(repo), password=PASSWORD)
     assert backup.check_keys(store, expected=1) == 1
     (tmp_path / "new").write_text("another password\n")
-    backup.restic(store, "key", "add", "--new-password-file", str(tmp_path / "new"),
+    restic(store, "key", "add", "--new-password-file", str(tmp_path / "new"),
                   what="add a key")
     with pytest.raises(backup.BackupCheckError, match="has 2 keys, 1 expected"):
         backup.check_keys(store, expected=1)
@@ -114,23 +116,23 @@ def test_channel_config_pins_the_forge_to_the_endpoint(tmp_path):
     target = Target(host="10.0.0.5", user="restic", key=tmp_path / "id",
                     known_hosts=tmp_path / "kh")
     repository = "sftp:restic@10.0.0.5:/srv/restic/forge"
-    config = backup.channel_config(repository, target, append_only=True)
+    config = channel_config(repository, target, append_only=True)
     assert config["repository"] == "rclone:/srv/restic/forge"
     argv = shlex.split(config["rclone_program"])
     assert argv[0] == "ssh" and argv[-1] == "restic@10.0.0.5"
     assert "StrictHostKeyChecking=yes" in argv and "sftp_command" not in config
-    assert set(backup.channel_config(repository, target, append_only=False)) == {"sftp_command"}
-    assert backup.append_only({"backup_append_only": True, "backup_repository": repository})
-    assert not backup.append_only({"backup_append_only": True, "backup_repository": "s3:x/y"})
+    assert set(channel_config(repository, target, append_only=False)) == {"sftp_command"}
+    assert append_only({"backup_append_only": True, "backup_repository": repository})
+    assert not append_only({"backup_append_only": True, "backup_repository": "s3:x/y"})
     # restic's rclone.args: what a channel asks for (the forced command wins on a store)
-    job = backup.job_module()
+    job = job_module()
     assert job.restic_argv({**config}, "snapshots")[1:5] == [
         "-o", f"rclone.program={config['rclone_program']}", "-o",
         "rclone.args=serve restic --stdio --append-only"]
 
 
 def test_store_setup_pins_each_key_to_one_command():
-    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
     keys = script.authorized_keys({"repository": "/srv/restic/forge",
                                    "append_keys": ["ssh-ed25519 AAAAforge forge"],
                                    "full_keys": ["ssh-ed25519 AAAAop op"]}).splitlines()
@@ -167,7 +169,7 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
     """Issue 21: the forge's repository snapshots hold the lock for seconds, every few minutes;
     the store's retention tries again while restic says the repository is locked, and fails
     at once on anything else."""
-    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
     (tmp_path / "wait").write_text(script.LOCK_WAIT)
     fake = tmp_path / "restic"
     fake.write_text("#!/bin/sh\n"  # locked on its first run, then done
@@ -190,7 +192,7 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
     """A forge could add snapshots dated later in each hour/day than the real ones, so that
     keep-* keeps those and forgets the real ones: the store's guard stops the prune."""
-    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
     (tmp_path / "guard").write_text(script.GUARD)
     (tmp_path / "d").mkdir()
     (tmp_path / "pw").write_text(PASSWORD + "\n")
@@ -221,19 +223,19 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
     the line by its tag, whatever the hosts, as `phoenix backup prune` does."""
     from datetime import datetime, timedelta
 
-    script = backup.host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
     (tmp_path / "wait").write_text(script.LOCK_WAIT)
-    spec = backup.store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
+    spec = store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
                               "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},
                              forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
                              password=PASSWORD)
     service, _ = script.prune_units(spec, spec["prune"])
-    store = backup.Store(repository=str(repo), password=PASSWORD)
+    store = Store(repository=str(repo), password=PASSWORD)
     (tmp_path / "staging").mkdir()
     noon = datetime(2026, 11, 20, 12, 0)   # away from midnight: keep-daily counts days
 
     def snapshot(host: str, tag: str, age: timedelta) -> str:
-        proc = backup.restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
+        proc = restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
                              (noon - age).strftime("%Y-%m-%d %H:%M:%S"), str(tmp_path / "staging"),
                              what="a test snapshot")
         return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]

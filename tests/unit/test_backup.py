@@ -20,6 +20,8 @@ import pytest
 
 from phoenix.backup import restic
 from phoenix.backup import snapshots as backup
+from phoenix.backup.restic import JOB, host_script, job_module
+from phoenix.backup.store import Store, sftp_command, store_from_settings
 from phoenix.errors import PhoenixError
 from phoenix.lab.fixtures import add_attachment, add_lfs_object, make_gitea_backup
 from phoenix.settings import REPO
@@ -74,12 +76,12 @@ def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path) -> backup.Store:
-    return backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
+def store(tmp_path) -> Store:
+    return Store(repository=str(tmp_path / "repo"), password=PASSWORD)
 
 
 def run_job(config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(backup.JOB), "--config", str(config), *(args or ("run",))],
+    return subprocess.run([str(JOB), "--config", str(config), *(args or ("run",))],
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -98,7 +100,7 @@ def test_no_repository_says_to_init(store):
 
 def test_wrong_password_is_named(store):
     backup.init(store)
-    wrong = backup.Store(repository=store.repository, password="not the password")
+    wrong = Store(repository=store.repository, password="not the password")
     with pytest.raises(PhoenixError, match="wrong password .*restic_password") as info:
         backup.list_snapshots(wrong)
     assert "not the password" not in str(info.value)
@@ -167,7 +169,7 @@ def test_a_run_waits_for_a_lock_another_run_lets_go(store, tmp_path):
     (1, "Fatal: something else\n", None),
 ])
 def test_restic_failures_are_classified(code, stderr, kind):
-    assert backup.job_module().classify(code, stderr) == kind
+    assert job_module().classify(code, stderr) == kind
 
 
 def test_unreachable_store_is_named(tmp_path):
@@ -176,7 +178,7 @@ def test_unreachable_store_is_named(tmp_path):
                      "nbr7Ae2gtdPRymZa\n")
     target = Target(host="127.0.0.1", port=1, key=tmp_path / "none", known_hosts=known,
                     user="restic", connect_timeout=2)
-    store = backup.Store(repository="sftp:restic@127.0.0.1:/srv/restic/forge",
+    store = Store(repository="sftp:restic@127.0.0.1:/srv/restic/forge",
                          password=PASSWORD, ssh=target)
     with pytest.raises(PhoenixError, match="cannot reach the store of sftp:restic@127.0.0.1"):
         backup.list_snapshots(store)
@@ -189,10 +191,10 @@ def test_sftp_store_pins_the_host_key(tmp_path, monkeypatch):
     settings = {"backup_repository": "sftp:restic@10.213.77.5:/srv/restic/forge",
                 "backup_known_hosts": ["10.213.77.5 ssh-ed25519 AAAAkey"],
                 "ssh_key": str(tmp_path / "id_ed25519"), "backup_host": "forge"}
-    store = backup.store_from_settings(settings, known_hosts=tmp_path / "kh")
+    store = store_from_settings(settings, known_hosts=tmp_path / "kh")
     assert (store.ssh.host, store.ssh.user, store.ssh.port) == ("10.213.77.5", "restic", 22)
     assert (tmp_path / "kh").read_text() == "10.213.77.5 ssh-ed25519 AAAAkey\n"
-    command = backup.sftp_command(store.ssh)
+    command = sftp_command(store.ssh)
     assert "StrictHostKeyChecking=yes" in command and f"UserKnownHostsFile={tmp_path}/kh" in command
     assert command.endswith("restic@10.213.77.5 -s sftp")
     assert PASSWORD not in repr(store)
@@ -201,9 +203,9 @@ def test_sftp_store_pins_the_host_key(tmp_path, monkeypatch):
 def test_sftp_store_without_a_pinned_key_is_refused(monkeypatch):
     monkeypatch.setenv("PHOENIX_RESTIC_PASSWORD", PASSWORD)
     with pytest.raises(PhoenixError, match="backup_known_hosts is empty"):
-        backup.store_from_settings({"backup_repository": "sftp:restic@h:/r"})
+        store_from_settings({"backup_repository": "sftp:restic@h:/r"})
     with pytest.raises(PhoenixError, match="backup_repository is not set"):
-        backup.store_from_settings({"backup_repository": None})
+        store_from_settings({"backup_repository": None})
 
 
 def test_restore_source_names_a_snapshot():
@@ -260,7 +262,7 @@ def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
 
 
 def test_the_seal_records_what_the_live_forge_lacks_and_verify_reports_it(tmp_path):
-    verifier = backup.host_script(backup.VERIFIER)
+    verifier = host_script(backup.VERIFIER)
     folder = tmp_path / "gitea"
     make_gitea_backup(folder)
     uuid = add_attachment(folder / "data", folder / "gitea.db", repo_id=1, issue_id=1,
@@ -284,7 +286,7 @@ def test_the_seal_records_what_the_live_forge_lacks_and_verify_reports_it(tmp_pa
 
 
 def test_mirror_copies_refs_before_objects_and_leaves_out_what_is_excluded(tmp_path):
-    job = backup.job_module()
+    job = job_module()
     src, dest = tmp_path / "src", tmp_path / "dest"
     for rel in ("r.git/objects/ab/cdef", "r.git/refs/heads/main", "r.git/HEAD", "sessions/s"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +331,7 @@ def test_retention_forgets_repository_snapshots_past_their_window_and_keeps_full
 
     def snapshot(tag: str, age: timedelta) -> str:
         when = (now - age).strftime("%Y-%m-%d %H:%M:%S")
-        proc = backup.restic(store, "backup", "--json", "--host", "forge", "--tag", tag,
+        proc = restic.restic(store, "backup", "--json", "--host", "forge", "--tag", tag,
                              "--time", when, str(source), what="a test snapshot")
         return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]  # 0.14: short
 
@@ -432,7 +434,7 @@ def test_job_without_a_repository_fails_with_its_reason(tmp_path, forge):
 # --- the consistent copy ------------------------------------------------------------------------
 
 def test_mirror_keeps_unchanged_files_and_links_git_objects(tmp_path):
-    job = backup.job_module()
+    job = job_module()
     src, dest = tmp_path / "src", tmp_path / "dest"
     (src / "r.git" / "objects" / "ab").mkdir(parents=True)
     (src / "r.git" / "objects" / "ab" / "cdef").write_bytes(b"object")
@@ -455,7 +457,7 @@ def test_mirror_keeps_unchanged_files_and_links_git_objects(tmp_path):
 def test_mirror_copies_live_sqlite_through_the_backup_api_and_leaves_out_skips(tmp_path):
     """A Hermes house: state.db in WAL mode with rows only in its -wal file, secrets and
     runtime files that must not be in a backup."""
-    job = backup.job_module()
+    job = job_module()
     src, dest = tmp_path / "hermes", tmp_path / "dest"
     (src / "ezra" / "logs").mkdir(parents=True)
     (src / "ezra" / "memories").mkdir()
@@ -485,7 +487,7 @@ def test_mirror_copies_live_sqlite_through_the_backup_api_and_leaves_out_skips(t
 
 
 def test_database_copy_is_consistent_while_a_writer_is_busy(tmp_path):
-    job = backup.job_module()
+    job = job_module()
     db = tmp_path / "live.db"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE t (n INTEGER)")
@@ -552,15 +554,15 @@ def test_a_store_that_does_not_answer_is_told_from_one_that_does():
 
         thread = threading.Thread(target=greet)
         thread.start()
-        assert backup.job_module().store_answers(
+        assert job_module().store_answers(
             {"repository": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge"}) is True
         thread.join()
-    assert backup.job_module().store_answers(
+    assert job_module().store_answers(
         {"repository": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge"}, 1) is False
-    assert backup.job_module().store_answers({"repository": "/srv/restic/forge"}) is None
+    assert job_module().store_answers({"repository": "/srv/restic/forge"}) is None
     append_only = {"repository": "rclone:/srv/restic/forge",  # the store named in `location`
                    "location": f"sftp://restic@127.0.0.1:{port}//srv/restic/forge (append-only)"}
-    assert backup.job_module().store_answers(append_only, 1) is False
+    assert job_module().store_answers(append_only, 1) is False
 
 
 # --- Caddy's home: what lets a recovered forge serve its certificate before the cutover -------
@@ -588,7 +590,7 @@ def test_caddys_certificate_and_account_pass_the_backup_skips(tmp_path):
     group_data's backup_skip: the certificate, its key and the ACME account all arrive."""
     from phoenix.settings import load
 
-    job = backup.job_module()
+    job = job_module()
     src, dest = tmp_path / "caddy", tmp_path / "dest"
     data = src / ".local" / "share" / "caddy"
     ca = "10.213.91.1-14000-dir"
@@ -610,10 +612,10 @@ def test_caddys_certificate_and_account_pass_the_backup_skips(tmp_path):
 FUTURE = "2099-01-01 00:00:00"   # a time the forge may claim: restic's --time is the forge's
 
 
-def future_snapshot(store: backup.Store, source: Path, *, tag: str = "phoenix",
+def future_snapshot(store: Store, source: Path, *, tag: str = "phoenix",
                     host: str = "forge") -> str:
     """A snapshot of the forge's line that claims 2099 (what a compromised forge can add)."""
-    proc = backup.restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
+    proc = restic.restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
                          FUTURE, str(source), what="a snapshot from the future")
     return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from phoenix.backup import snapshots as backup
+from phoenix.backup.restic import job_module
+from phoenix.backup.store import Store
 from phoenix.lab.fixtures import make_gitea_backup
 from tests.unit.test_backup import PASSWORD, job_config, run_job
 
@@ -60,7 +62,7 @@ def line(tmp_path):
     # a budget no run keeps (1 ms once the timer's accuracy is taken off): logged, recorded
     data.update(repo_run_budget=1.001, repo_timer_accuracy=1)
     config.write_text(json.dumps(data))
-    store = backup.Store(repository=str(tmp_path / "repo"), password=PASSWORD)
+    store = Store(repository=str(tmp_path / "repo"), password=PASSWORD)
     backup.init(store)
     return forge, config, store
 
@@ -232,7 +234,7 @@ def hostile_repositories(tmp_path: Path) -> tuple[list[Path], Path, Path, str]:
 
 
 def test_git_runs_no_program_a_restored_repositorys_config_names(tmp_path):
-    job = backup.job_module()
+    job = job_module()
     hostile, marker, sound, sha = hostile_repositories(tmp_path)
     owner = (tmp_path / "sound.git").stat()
     for repo in hostile:
@@ -246,7 +248,7 @@ def test_git_runs_no_program_a_restored_repositorys_config_names(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to Gitea's user")
 def test_git_on_restored_repositories_runs_as_their_roots_owner_not_root(tmp_path):
-    job = backup.job_module()
+    job = job_module()
     _hostile, _marker, sound, sha = hostile_repositories(tmp_path)
     root = Path(tempfile.mkdtemp(prefix="phoenix-git-"))  # tmp_path is root's alone (0700)
     try:
@@ -274,7 +276,7 @@ def test_a_repository_snapshot_claiming_the_future_is_never_the_newest(line, tmp
     assert run_job(config, "repositories").returncode == 0
     real = json.loads((tmp_path / "job" / "repositories.json").read_text())["snapshot_id"]
     later = future_snapshot(store, forge / "etc", tag="phoenix-repositories")
-    job = backup.job_module()
+    job = job_module()
     found = job.newer_repository_snapshot(json.loads(config.read_text()), full)
     assert found is not None and found["id"].startswith(real[:8])
     assert f"snapshot {later} claims 2099-" in capsys.readouterr().err
