@@ -19,7 +19,7 @@ from pathlib import Path
 from phoenix.lab import image, net, procs
 from phoenix.lab import image as lab_image  # `image` is also the DO image slug argument
 from phoenix.lab.config import LabConfig
-from phoenix.lab.drivers import DriverError, Droplet
+from phoenix.lab.do.drivers import DriverError, Droplet
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
 from phoenix.poll import poll

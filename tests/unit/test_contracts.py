@@ -18,9 +18,9 @@ from phoenix import cutover as cut
 from phoenix import dns
 from phoenix.do import DO
 from phoenix.errors import PhoenixError
-from phoenix.lab import cfapi
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.cloudflare import api as cfapi
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
 from phoenix.provision import provision, target
 from phoenix.settings import load

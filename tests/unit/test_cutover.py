@@ -9,8 +9,8 @@ import pytest
 from phoenix import cutover as cut
 from phoenix.do import DO, public_ip
 from phoenix.errors import PhoenixError
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.provision import provision
 from phoenix.settings import load
 from phoenix.state import State

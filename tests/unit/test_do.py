@@ -17,8 +17,8 @@ import pytest
 from phoenix import cutover as cut
 from phoenix.do import DO
 from phoenix.errors import PhoenixError
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
 from phoenix.provision import provision, target
 from phoenix.settings import load
@@ -140,7 +140,7 @@ def quick_cloudflare_retries(monkeypatch):
 @pytest.mark.parametrize("call,kind", CF_CASES)
 def test_a_cloudflare_fault_is_retried_to_the_end(call, kind, quick_cloudflare_retries):
     from phoenix import dns
-    from phoenix.lab import cfapi
+    from phoenix.lab.cloudflare import api as cfapi
 
     server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
     try:
@@ -162,7 +162,7 @@ def test_a_cloudflare_fault_is_retried_to_the_end(call, kind, quick_cloudflare_r
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_cutover_whose_second_edit_fails_moves_nothing(when, quick_cloudflare_retries):
     from phoenix import dns
-    from phoenix.lab import cfapi
+    from phoenix.lab.cloudflare import api as cfapi
 
     server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
     try:

@@ -11,8 +11,8 @@ import pytest
 
 from phoenix.do import DO
 from phoenix.errors import PhoenixError
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
 from phoenix.provision import provision
 from phoenix.settings import load

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from phoenix.lab.doshapes import APIError, not_found, now, region_json
-from phoenix.lab.drivers import Driver
+from phoenix.lab.do.drivers import Driver
+from phoenix.lab.do.shapes import APIError, not_found, now, region_json
 
 log = logging.getLogger(__name__)
 

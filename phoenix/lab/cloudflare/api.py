@@ -2,7 +2,7 @@
 
 This module is the HTTP side only: routes, bearer auth, the fault switch and Cloudflare's
 envelope. What the account holds (zones and records) and the rules it applies live in
-`cfzones.py`. Behaviour copied from Cloudflare because clients depend on it: the `{success,
+`zones.py`. Behaviour copied from Cloudflare because clients depend on it: the `{success,
 errors, messages, result}` envelope, pages that run out (the SDK iterates until an empty
 page), `name=` / `name.exact=` filters, 403 code 10000 for a token it does not know.
 """
@@ -14,7 +14,7 @@ import math
 from collections import deque
 from typing import Any
 
-from phoenix.lab.cfzones import CFError, Zones, fqdn
+from phoenix.lab.cloudflare.zones import CFError, Zones, fqdn
 from phoenix.lab.httpd import Fault, JSONServer, Request, Response
 
 BASE = "/client/v4"
