@@ -35,11 +35,10 @@ from phoenix.lab.forgework import (
     duties,
     enroll_two_factor,
     memories,
-    recovered_keys,
     ssh,
     write_data,
 )
-from phoenix.lab.rpo import COMMITS, Trickle, measure
+from phoenix.lab.rpo import COMMITS, Trickle, measure, recovered_keys
 from phoenix.recover import PROMOTE, Report, run_deploy
 from phoenix.report import Step
 from phoenix.settings import project
