@@ -31,7 +31,7 @@ ERROR_MESSAGES = {429: "API Rate limit exceeded.",
                   500: "Server was unable to give you a response."}
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str) -> tuple[int, dict]:
     body = {"id": ERROR_IDS.get(status, "error"), "message": message,
             "request_id": str(uuid.uuid4())}
     return status, body
@@ -145,7 +145,7 @@ class DOServer(JSONServer):
             q = urlencode({**query, "page": number, "per_page": per_page})
             return self._href(request, f"{request.path}?{q}")
 
-        pages = {}
+        pages: dict[str, str] = {}
         if page > 1:
             pages.update(first=url(1), prev=url(min(page - 1, last)))
         if page < last:
