@@ -119,7 +119,7 @@ def served_after(steps: list[Step]) -> float:
 
 
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
-    """The primary's last repository snapshot run (issue 21): its length against
+    """The primary's last repository snapshot run: its length against
     repo_snapshot_run_budget, as `phoenix backup status` reads it."""
     from phoenix import replication
 
@@ -238,8 +238,9 @@ def _disaster(run: Run) -> None:
     write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
     after = look(forge)
     notes_after = memories(ptarget, settings)
-    # Issue 21: writes keep going until the very moment of the disaster (a standby's
-    # promotion replays the replicas as a recovery does).
+    # Writes keep going until the very moment of the disaster, so that the RPO is measured on
+    # what was still being written (a standby's promotion replays the replicas as a recovery
+    # does).
     trickle = Trickle(primary.address, token, ptarget, settings,
                       repo=sorted(r["full_name"] for r in forge.repos())[0])
     say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")

@@ -82,7 +82,7 @@ def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUs
     otp_secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
     ssh_input(target, f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
               # a busy timeout, as Gitea's own (SQLITE_TIMEOUT): Litestream's checkpoints
-              # hold the write lock for moments (issue 21)
+              # hold the write lock for moments
               ".timeout 20000\n"
               + fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
     return TwoFactorUser(login, fixtures.password_of(login), otp_secret)

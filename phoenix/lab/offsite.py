@@ -37,7 +37,7 @@ DEFAULT_NAME = DEFAULT_OFFSITE
 TAG = "phoenix-offsite"
 USER = "restic"
 HOME = "/srv/restic"
-# Litestream's replicas (issue 21): an account of their own on the same host, plain SFTP with
+# Litestream's replicas: an account of their own on the same host, plain SFTP with
 # delete rights (Litestream compacts and removes its own LTX files); restic's stays append-only.
 REPLICA_USER = "litestream"
 REPLICA_HOME = "/srv/litestream"

@@ -1,5 +1,5 @@
-"""The drill's RPO per kind of data (issue 21): writes that keep going until the primary is
-destroyed, and what of them the recovered forge has.
+"""The drill's RPO per kind of data: writes that keep going until the primary is destroyed,
+and what of them the recovered forge has.
 
 A Trickle writes on the primary, each write stamped with the time its success came back: an
 issue every `issue_every` seconds (Gitea's database), a chat through the backend every
