@@ -40,7 +40,7 @@ from phoenix.lab.forgework import (
 )
 from phoenix.lab.rpo import COMMITS, Trickle, measure, recovered_keys
 from phoenix.recover import PROMOTE, Report, run_deploy
-from phoenix.report import Step
+from phoenix.report import Say, Step
 from phoenix.settings import project
 from phoenix.sshconf import Target
 from phoenix.state import ROLES, State
@@ -48,7 +48,6 @@ from phoenix.state import ROLES, State
 if TYPE_CHECKING:
     from phoenix.do import DO
 
-Say = Callable[[str], None]
 T = TypeVar("T")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
