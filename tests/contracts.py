@@ -23,7 +23,7 @@ from cloudflare.types.zones import Zone
 from openapi_schema_validator import OAS30Validator
 from openapi_schema_validator._format import oas30_format_checker
 
-from phoenix.lab import cfapi
+from phoenix.lab.cloudflare import api as cfapi
 from phoenix.lab.httpd import Exchange
 
 DO_SPEC = Path(__file__).resolve().parents[1] / "contracts" / "digitalocean" / "openapi.json"

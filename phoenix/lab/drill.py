@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from phoenix.console import Say
 from phoenix.context import current, use
 from phoenix.errors import PhoenixError
 from phoenix.forge.api import Forge, compare, snapshot, tally
@@ -36,13 +37,12 @@ from phoenix.lab.forgework import (
     duties,
     enroll_two_factor,
     memories,
-    recovered_keys,
     ssh,
     write_data,
 )
-from phoenix.lab.rpo import COMMITS, Trickle, measure
-from phoenix.recover import PROMOTE, Report, run_deploy
-from phoenix.report import Step
+from phoenix.lab.rpo import COMMITS, Trickle, measure, recovered_keys
+from phoenix.recover import PROMOTE, run_deploy
+from phoenix.report import Report, Step
 from phoenix.settings import project
 from phoenix.sshconf import Target
 from phoenix.state import ROLES, State
@@ -50,7 +50,6 @@ from phoenix.state import ROLES, State
 if TYPE_CHECKING:
     from phoenix.provision.do import DO
 
-Say = Callable[[str], None]
 T = TypeVar("T")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
@@ -121,7 +120,7 @@ def served_after(steps: list[Step]) -> float:
 
 
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
-    """The primary's last repository snapshot run (issue 21): its length against
+    """The primary's last repository snapshot run: its length against
     repo_snapshot_run_budget, as `phoenix backup status` reads it."""
     from phoenix.backup import replication
 
@@ -243,8 +242,9 @@ def _disaster(run: Run) -> None:
     write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
     after = look(forge)
     notes_after = memories(ptarget, settings)
-    # Issue 21: writes keep going until the very moment of the disaster (a standby's
-    # promotion replays the replicas as a recovery does).
+    # Writes keep going until the very moment of the disaster, so that the RPO is measured on
+    # what was still being written (a standby's promotion replays the replicas as a recovery
+    # does).
     trickle = Trickle(primary.address, token, ptarget, settings,
                       repo=sorted(r["full_name"] for r in forge.repos())[0])
     say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")

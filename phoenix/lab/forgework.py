@@ -1,7 +1,7 @@
 """What the drill does on a forge and reads back from it: the data users and agents write
 (issues, comments, an attachment, an avatar, LFS, commits, memories, chats, a TOTP
 enrollment), and what it compares after the recovery (memories, sessions, one-primary
-duties, the trickle's writes)."""
+duties). The trickle of writes until the disaster, and what of it came back, is rpo.py's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import shlex
 
 from phoenix.errors import PhoenixError
 from phoenix.forge.api import Forge, TwoFactorUser
-from phoenix.lab import rpo
 from phoenix.sshconf import Target
 
 
@@ -83,7 +82,7 @@ def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUs
     otp_secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
     ssh_input(target, f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
               # a busy timeout, as Gitea's own (SQLITE_TIMEOUT): Litestream's checkpoints
-              # hold the write lock for moments (issue 21)
+              # hold the write lock for moments
               ".timeout 20000\n"
               + fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
     return TwoFactorUser(login, fixtures.password_of(login), otp_secret)
@@ -194,18 +193,3 @@ def duties(target: Target, settings: dict) -> dict:
             "cron": out[1 + n] == "cron", "backup_timer": out[2 + n],
             "refresh_timer": out[3 + n]}
 
-
-def recovered_keys(kind: str, recovered: dict, target: Target, settings: dict,
-                   repo: str) -> set[str]:
-    """What of a Trickle's kind of writes the recovered forge has (see phoenix.lab.rpo)."""
-    q = shlex.quote
-    if kind == rpo.ISSUES:  # phoenix.forge.api.snapshot: {"issues": {"<repo>#<n>": …}}
-        return {key.rsplit("#", 1)[1] for key in recovered.get("issues", {})
-                if key.rsplit("#", 1)[0] == repo}
-    if kind == rpo.SESSIONS:
-        db = q(f"{settings['hermes_root']}/{settings['backend_house']}/state.db")
-        return set(ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} "
-                               "'SELECT id FROM sessions'").split())
-    bare = q(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
-    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all")
-               .split())

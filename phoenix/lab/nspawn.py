@@ -19,7 +19,7 @@ from pathlib import Path
 from phoenix.lab import image, net, procs
 from phoenix.lab import image as lab_image  # `image` is also the DO image slug argument
 from phoenix.lab.config import LabConfig
-from phoenix.lab.drivers import DriverError, Droplet
+from phoenix.lab.do.drivers import DriverError, Droplet
 from phoenix.lab.objects import Ledger
 from phoenix.lab.sh import run
 from phoenix.poll import poll
@@ -120,7 +120,7 @@ class NspawnDriver:
         What DigitalOcean's hypervisor gives a droplet the lab writes into its own layer: the
         network's resolver, the apt proxy, and where its metadata (the NoCloud seed) is.
         Keys, hostname and user_data reach it only through cloud-init, as on DigitalOcean."""
-        record = self._record(droplet_id)
+        record = self._require(droplet_id)
         base = self.dir(droplet_id)
         root = base / "root"
         for sub in ("upper", "work", "root"):
@@ -140,7 +140,7 @@ class NspawnDriver:
             f'Acquire::http::Proxy "{self.config.apt_proxy}";\n')
 
     def boot(self, droplet_id: int) -> None:
-        record = self._record(droplet_id)
+        record = self._require(droplet_id)
         base = self.dir(droplet_id)
         ns = net.create_netns(self.config, self.ledger, droplet_id, record["ip"])
         for ip in record.get("extra_ips", []):

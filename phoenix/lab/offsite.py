@@ -37,7 +37,7 @@ DEFAULT_NAME = DEFAULT_OFFSITE
 TAG = "phoenix-offsite"
 USER = "restic"
 HOME = "/srv/restic"
-# Litestream's replicas (issue 21): an account of their own on the same host, plain SFTP with
+# Litestream's replicas: an account of their own on the same host, plain SFTP with
 # delete rights (Litestream compacts and removes its own LTX files); restic's stays append-only.
 REPLICA_USER = "litestream"
 REPLICA_HOME = "/srv/litestream"
@@ -167,7 +167,10 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
                              "tags": ["phoenix-test", TAG],
                              "user_data": user_data(private, public)})
     droplet = do.wait_active(droplet["id"], timeout=240)  # cloud-init on a loaded machine
-    offsite = Offsite(name=name, droplet_id=droplet["id"], ip=public_ip(droplet),
+    ip = public_ip(droplet)
+    if ip is None:
+        raise PhoenixError(f"the offsite store {name} is active without a public address")
+    offsite = Offsite(name=name, droplet_id=droplet["id"], ip=ip,
                       host_public_key=public.strip(), path=path or f"{HOME}/forge")
     target = root_target(config, offsite)
     wait_ssh(target, timeout=120, progress=progress)

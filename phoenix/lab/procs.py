@@ -35,7 +35,9 @@ def alive(record: dict) -> bool:
     """Running, and the same process as recorded; an exited one not yet reaped by its parent
     (a zombie, e.g. a container the lab server started) is not alive."""
     fields = _stat(record["pid"])
-    return bool(fields) and fields[19] == record["start"] and fields[0] not in ("Z", "X")
+    if not fields:
+        return False
+    return fields[19] == record["start"] and fields[0] not in ("Z", "X")
 
 
 def spawn(ledger: Ledger, name: str, cmd: Sequence[str], *, log: Path,

@@ -1,5 +1,5 @@
-"""The drill's RPO per kind of data (issue 21): writes that keep going until the primary is
-destroyed, and what of them the recovered forge has.
+"""The drill's RPO per kind of data: writes that keep going until the primary is destroyed,
+and what of them the recovered forge has.
 
 A Trickle writes on the primary, each write stamped with the time its success came back: an
 issue every `issue_every` seconds (Gitea's database), a chat through the backend every
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from phoenix.errors import PhoenixError
 from phoenix.forge.api import Forge
+from phoenix.lab.forgework import chat, push_commit, ssh
 from phoenix.sshconf import Target
 
 ISSUES = "issues (Gitea's database)"
@@ -66,8 +67,6 @@ class Trickle:
             self._thread.join(timeout=300)
 
     def _run(self) -> None:
-        from phoenix.lab.forgework import chat, push_commit, ssh
-
         forge = Forge.of(self.settings, address=self.address, token=self.token, timeout=5)
         due = {ISSUES: 0.0, SESSIONS: 0.0, COMMITS: 0.0}
         every = {ISSUES: self.issue_every, SESSIONS: self.chat_every, COMMITS: self.push_every}
@@ -102,6 +101,23 @@ class Trickle:
                                              acknowledged))
             except (PhoenixError, OSError, StopIteration) as exc:  # the disaster, or a hiccup
                 self.errors.append(f"{kind}: {exc}")
+
+
+def recovered_keys(kind: str, recovered: dict, target: Target, settings: dict,
+                   repo: str) -> set[str]:
+    """The keys of a Trickle's `kind` of writes that the recovered forge has: `recovered` is
+    its phoenix.forge.snapshot, the rest is read on the host."""
+    q = shlex.quote
+    if kind == ISSUES:  # phoenix.forge.snapshot: {"issues": {"<repo>#<n>": …}}
+        return {key.rsplit("#", 1)[1] for key in recovered.get("issues", {})
+                if key.rsplit("#", 1)[0] == repo}
+    if kind == SESSIONS:
+        db = q(f"{settings['hermes_root']}/{settings['backend_house']}/state.db")
+        return set(ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} "
+                               "'SELECT id FROM sessions'").split())
+    bare = q(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
+    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all")
+               .split())
 
 
 def measure(writes: list[Write], *, disaster_at: float, snapshot_at: float,

@@ -15,9 +15,11 @@ from dataclasses import asdict
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from phoenix.lab import cfapi, cfzones, doapi
+from phoenix.lab.cloudflare import api as cfapi
+from phoenix.lab.cloudflare.dnsserver import DNSServer
+from phoenix.lab.cloudflare.zones import Zones
 from phoenix.lab.config import LabConfig, load
-from phoenix.lab.dnsserver import DNSServer
+from phoenix.lab.do import api as doapi
 from phoenix.lab.httpd import Exchange
 from phoenix.lab.model import Model
 from phoenix.lab.nspawn import LAST_DROPLET_HOST, NspawnDriver
@@ -34,7 +36,7 @@ LAB_ZONE = "lab.test"
 LAB_RECORD = "forge.lab.test"
 
 
-def seed_zone(zones: cfzones.Zones, config: LabConfig) -> None:
+def seed_zone(zones: Zones, config: LabConfig) -> None:
     """The lab's forge name, first pointing at an unused lab address (no forge yet)."""
     zone = zones.find_zone(LAB_ZONE) or zones.add_zone(LAB_ZONE)
     if not any(r["name"] == LAB_RECORD for r in zones.records(zone["id"])):
@@ -107,7 +109,7 @@ def main() -> None:
     driver = NspawnDriver(config, ledger)
     do = doapi.make_server(driver, token=do_token, host=config.bridge_ip, port=config.do_port,
                            reserved_ips=reserved_pool(config), network=str(config.subnet))
-    zones = cfzones.Zones.load(zones_file)
+    zones = Zones.load(zones_file)
     seed_zone(zones, config)
     cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
                            port=config.cf_port)

@@ -17,9 +17,9 @@ import pytest
 from phoenix.cutover import dns
 from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
-from phoenix.lab import cfapi
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.cloudflare import api as cfapi
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
 from phoenix.provision.do import DO
 from phoenix.provision.droplet import provision

@@ -8,9 +8,8 @@ import pytest
 
 from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
-from phoenix.provision.do import DO, public_ip
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.provision.droplet import provision
 from phoenix.settings import load
 from phoenix.state import State

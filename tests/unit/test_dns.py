@@ -22,9 +22,9 @@ from phoenix.cutover.dnswire import (
     wait_for_propagation,
 )
 from phoenix.errors import PhoenixError
-from phoenix.lab.cfapi import make_server
-from phoenix.lab.cfzones import Zones
-from phoenix.lab.dnsserver import DNSServer
+from phoenix.lab.cloudflare.api import make_server
+from phoenix.lab.cloudflare.dnsserver import DNSServer
+from phoenix.lab.cloudflare.zones import Zones
 
 TOKEN = "cf-secret-token-5f2b9c0d7e"
 OLD, NEW, NEWER = "10.213.78.10", "10.213.79.20", "10.213.79.30"
@@ -357,7 +357,7 @@ def test_a_malformed_reply_is_reported_as_such_not_as_a_timeout():
 
 
 def test_dns_server_answers_a_proxied_name_with_the_edge(lab):
-    from phoenix.lab.cfzones import EDGE_V4
+    from phoenix.lab.cloudflare.zones import EDGE_V4
 
     answer = query_a("pages.example.com", "127.0.0.1", lab.dns_port, timeout=1)
     assert sorted(ip for ip, _ in answer.records) == sorted(EDGE_V4)

@@ -16,8 +16,8 @@ import pytest
 
 from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
 from phoenix.provision.do import DO
 from phoenix.provision.droplet import provision
@@ -141,7 +141,7 @@ def quick_cloudflare_retries(monkeypatch):
 @pytest.mark.parametrize("call,kind", CF_CASES)
 def test_a_cloudflare_fault_is_retried_to_the_end(call, kind, quick_cloudflare_retries):
     from phoenix.cutover import dns
-    from phoenix.lab import cfapi
+    from phoenix.lab.cloudflare import api as cfapi
 
     server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
     try:
@@ -163,7 +163,7 @@ def test_a_cloudflare_fault_is_retried_to_the_end(call, kind, quick_cloudflare_r
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_cutover_whose_second_edit_fails_moves_nothing(when, quick_cloudflare_retries):
     from phoenix.cutover import dns
-    from phoenix.lab import cfapi
+    from phoenix.lab.cloudflare import api as cfapi
 
     server = cfapi.make_server(token=TOKEN, zones=ZONE).start()
     try:

@@ -284,8 +284,8 @@ def test_the_served_certificate_is_told_by_its_digest(host, pki):
 @pytest.fixture
 def dns_for(tmp_path):
     """A lab DNS server answering NAME with the address given."""
-    from phoenix.lab.cfzones import Zones
-    from phoenix.lab.dnsserver import DNSServer
+    from phoenix.lab.cloudflare.dnsserver import DNSServer
+    from phoenix.lab.cloudflare.zones import Zones
 
     servers = []
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from phoenix.errors import PhoenixError
-from phoenix.lab.doapi import make_server
-from phoenix.lab.drivers import MemoryDriver
+from phoenix.lab.do.api import make_server
+from phoenix.lab.do.drivers import MemoryDriver
 from phoenix.lab.httpd import Fault
 from phoenix.provision.do import DO
 from phoenix.provision.droplet import provision

@@ -10,8 +10,8 @@ import cloudflare
 import pytest
 
 from phoenix.cutover.dns import make_client
-from phoenix.lab.cfapi import make_server
-from phoenix.lab.cfzones import Zones
+from phoenix.lab.cloudflare.api import make_server
+from phoenix.lab.cloudflare.zones import Zones
 
 TOKEN = "lab-token-0123456789abcdef"
 

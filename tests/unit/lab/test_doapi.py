@@ -9,8 +9,8 @@ import pydo
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
-from phoenix.lab.doapi import DOServer, make_server
-from phoenix.lab.drivers import DriverError, MemoryDriver
+from phoenix.lab.do.api import DOServer, make_server
+from phoenix.lab.do.drivers import DriverError, MemoryDriver
 
 TOKEN = "lab-token-for-tests"
 PLAIN = {"enforce_https": False}  # the lab speaks plain http; pydo refuses it otherwise

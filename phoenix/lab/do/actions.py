@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from phoenix.lab.doshapes import APIError, not_found, now, region_json
-from phoenix.lab.drivers import Driver
+from phoenix.lab.do.drivers import Driver
+from phoenix.lab.do.shapes import APIError, not_found, now, region_json
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Actions:
                     raise APIError(422, f"The {busy[0].replace('_', ' ')} already has a "
                                         "pending event; wait for it to complete.")
                 self._busy.add(busy)
-            action = {"id": next(self._ids), "status": "in-progress", "type": kind,
+            action: dict[str, Any] = {"id": next(self._ids), "status": "in-progress", "type": kind,
                       "started_at": now(), "completed_at": None, "resource_id": resource_id,
                       "resource_type": resource_type, "region": region_json(region),
                       "region_slug": region}

@@ -4,7 +4,7 @@ Account keys, droplets (their machines live in a `Driver`: memory records for un
 nspawn containers in the lab), reserved IPs and tags, with the rules DigitalOcean applies to
 them (names, regions, sizes, key formats, one pending action per resource). Everything comes
 back in DigitalOcean's JSON shapes; a broken rule raises `APIError` with the status DigitalOcean
-answers. `doapi.py` serves this account over HTTP.
+answers. `api.py` serves this account over HTTP.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from phoenix.lab.doactions import Actions
-from phoenix.lab.doreserved import ReservedIPs
-from phoenix.lab.doshapes import (
+from phoenix.lab.do.actions import Actions
+from phoenix.lab.do.drivers import Driver, Droplet
+from phoenix.lab.do.reserved import ReservedIPs
+from phoenix.lab.do.shapes import (
     HOSTNAME,
     IMAGES,
     KEY_TYPES,
@@ -32,7 +33,6 @@ from phoenix.lab.doshapes import (
     region_json,
     size_json,
 )
-from phoenix.lab.drivers import Driver, Droplet
 
 
 class Account(ReservedIPs):

@@ -1,7 +1,7 @@
 """The lab's DigitalOcean catalogue and shapes: regions, sizes, images, key formats, the names
 DigitalOcean accepts, and `APIError`, which ends a request with the status DigitalOcean answers.
 
-Shared by the account model (`doaccount.py`, `doactions.py`) and its HTTP server (`doapi.py`);
+Shared by the account model (`account.py`, `actions.py`) and its HTTP server (`api.py`);
 `contracts/digitalocean/openapi.json` holds the shapes to DigitalOcean's OpenAPI description.
 """
 

@@ -2,7 +2,7 @@
 
 This module is the HTTP side only: routes, bearer auth, the fault switch and Cloudflare's
 envelope. What the account holds (zones and records) and the rules it applies live in
-`cfzones.py`. Behaviour copied from Cloudflare because clients depend on it: the `{success,
+`zones.py`. Behaviour copied from Cloudflare because clients depend on it: the `{success,
 errors, messages, result}` envelope, pages that run out (the SDK iterates until an empty
 page), `name=` / `name.exact=` filters, 403 code 10000 for a token it does not know.
 """
@@ -14,7 +14,7 @@ import math
 from collections import deque
 from typing import Any
 
-from phoenix.lab.cfzones import CFError, Zones, fqdn
+from phoenix.lab.cloudflare.zones import CFError, Zones, fqdn
 from phoenix.lab.httpd import Fault, JSONServer, Request, Response
 
 BASE = "/client/v4"
@@ -65,7 +65,7 @@ class CloudflareAPI:
     def __init__(self, zones: Zones, token: str) -> None:
         self.zones = zones
         self._token = token.encode()
-        self.server: JSONServer | None = None  # set by make_server: its fault switch
+        self.server: JSONServer | None = None  # set by CFServer: its fault switch
         self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=1000)
 
     def rate_limit_next(self, n: int, *, retry_after: float = 1.0) -> None:
@@ -174,22 +174,24 @@ class CloudflareAPI:
         return _ok({"id": request.params["record_id"]})
 
 
+class CFServer(JSONServer):
+    """One lab Cloudflare API's server: `.zones` is its store and `.api` its `CloudflareAPI`
+    (whose `rate_limit_next(n)` is the 429 switch)."""
+
+    def __init__(self, api: CloudflareAPI, *, token: str, host: str, port: int) -> None:
+        super().__init__(host, port, api.routes(), before=api.before,
+                         fault_answer=api.fault_answer, control_token=token)
+        self.api = api
+        self.zones = api.zones
+        api.server = self
+
+
 def make_server(*, token: str, zones: Zones | dict[str, list[dict]] | None = None,
-                host: str = "127.0.0.1", port: int = 0) -> JSONServer:
+                host: str = "127.0.0.1", port: int = 0) -> CFServer:
     """A Cloudflare API at http://host:port/client/v4, not started yet.
 
     `zones` maps zone names to records ({"name", "type", "content", "ttl", "proxied"}), or is
-    a `Zones` store shared with the DNS server. The server carries `.zones` (the store) and
-    `.api` (the `CloudflareAPI`, whose `rate_limit_next(n)` is the 429 switch).
+    a `Zones` store shared with the DNS server.
     """
     store = zones if isinstance(zones, Zones) else Zones(zones)
-    api = CloudflareAPI(store, token)
-    server = JSONServer(host, port, api.routes(), before=api.before,
-                        fault_answer=api.fault_answer, control_token=token)
-    api.server = server
-    # JSONServer sends headers and body in two writes; with Nagle's algorithm on, each answer
-    # then waits ~40 ms for the client's delayed ACK. The handler class is this server's own.
-    server.httpd.RequestHandlerClass.disable_nagle_algorithm = True
-    server.zones = store  # type: ignore[attr-defined]
-    server.api = api  # type: ignore[attr-defined]
-    return server
+    return CFServer(CloudflareAPI(store, token), token=token, host=host, port=port)

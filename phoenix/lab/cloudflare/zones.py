@@ -1,9 +1,9 @@
 """The lab's Cloudflare account: the zones and DNS records, and the rules Cloudflare applies
-to them. The HTTP side is `cfapi.py`.
+to them. The HTTP side is `api.py`.
 
 `Zones` is the in-memory record store (thread-safe, optionally saved to a JSON file after
-each change); the API server and the lab's DNS server (`phoenix.lab.dnsserver`) both read it,
-so a change made through the API is what a DNS query answers next. Behaviour copied from
+each change); the API server and the lab's DNS server (`dnsserver.py`) both read it, so a
+change made through the API is what a DNS query answers next. Behaviour copied from
 Cloudflare because clients depend on it: ttl 1 ("automatic") forced on proxied records, 404
 code 81044 for a missing record.
 """

@@ -2,7 +2,7 @@
 
 This module is the HTTP side only: routes, bearer auth, rate-limit headers, paging, links and
 DigitalOcean's error bodies. What the account holds (keys, droplets, actions, reserved IPs,
-tags) and the rules it applies live in `doaccount.py`. Shapes, status codes and error bodies
+tags) and the rules it applies live in `account.py`. Shapes, status codes and error bodies
 follow DigitalOcean's, so the code under test cannot tell the difference;
 `contracts/digitalocean/openapi.json` (DigitalOcean's OpenAPI description, tightened) holds them
 to it in the tests. The fault switch (`inject`, or `fail_next` for the next answers) answers
@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Iterable
 from urllib.parse import unquote, urlencode
 
-from phoenix.lab.doaccount import Account
-from phoenix.lab.doshapes import APIError
-from phoenix.lab.drivers import Driver, DriverError
+from phoenix.lab.do.account import Account
+from phoenix.lab.do.drivers import Driver, DriverError
+from phoenix.lab.do.shapes import APIError
 from phoenix.lab.httpd import Fault, Handler, JSONServer, Request, Response
 
 RATE_LIMIT = 5000  # requests an hour, as DigitalOcean allows
@@ -31,7 +31,7 @@ ERROR_MESSAGES = {429: "API Rate limit exceeded.",
                   500: "Server was unable to give you a response."}
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str) -> tuple[int, dict]:
     body = {"id": ERROR_IDS.get(status, "error"), "message": message,
             "request_id": str(uuid.uuid4())}
     return status, body
@@ -145,7 +145,7 @@ class DOServer(JSONServer):
             q = urlencode({**query, "page": number, "per_page": per_page})
             return self._href(request, f"{request.path}?{q}")
 
-        pages = {}
+        pages: dict[str, str] = {}
         if page > 1:
             pages.update(first=url(1), prev=url(min(page - 1, last)))
         if page < last:

@@ -3,8 +3,8 @@
 It answers from the `Zones` store behind the lab's Cloudflare API, over UDP and TCP (RFC 7766:
 a client that gets a truncated UDP answer asks again over TCP), A and AAAA records with each
 record's TTL (Cloudflare's "automatic", ttl 1, is served as 300), a proxied record with
-Cloudflare's edge addresses (cfapi.EDGE_V4/EDGE_V6), never the origin: NXDOMAIN for an unknown name
-inside a zone, NODATA (with the zone's SOA) for a known name without such records, REFUSED
+Cloudflare's edge addresses (zones.EDGE_V4/EDGE_V6), never the origin: NXDOMAIN for an unknown
+name inside a zone, NODATA (with the zone's SOA) for a known name without such records, REFUSED
 for a name outside every zone. Messages are parsed and built with dnspython.
 """
 
@@ -26,7 +26,7 @@ import dns.rdatatype
 import dns.rrset
 
 from phoenix.cutover.dnswire import AUTO_TTL, NEGATIVE_TTL
-from phoenix.lab.cfzones import EDGE_V4, EDGE_V6, Zones
+from phoenix.lab.cloudflare.zones import EDGE_V4, EDGE_V6, Zones
 
 UDP_LIMIT = 512  # without EDNS (RFC 1035 4.2.1); larger answers are truncated over UDP
 SERVED = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}

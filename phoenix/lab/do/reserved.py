@@ -1,7 +1,7 @@
 """The reserved IPs of the lab's DigitalOcean account: a pool of addresses, each reserved in a
 region, assigned to a droplet (an action: it moves off its old droplet first) or not, and
 released back to the pool, with the rules DigitalOcean applies (same region, one pending action
-per address). Part of `doaccount.Account`, which holds the state this reads.
+per address). Part of `account.Account`, which holds the state this reads.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import ipaddress
 import threading
 from typing import Any
 
-from phoenix.lab.doactions import Actions
-from phoenix.lab.doshapes import PROJECT_ID, REGIONS, APIError, not_found, region_json
-from phoenix.lab.drivers import Driver, Droplet
+from phoenix.lab.do.actions import Actions
+from phoenix.lab.do.drivers import Driver, Droplet
+from phoenix.lab.do.shapes import PROJECT_ID, REGIONS, APIError, not_found, region_json
 
 
 class ReservedIPs:
