@@ -142,9 +142,7 @@ def _due() -> _Due | str | None:
     restored = host.get_fact(Marker, path=restored_marker)
     pending_line = host.get_fact(Marker, path=pending_marker)
     pending = Resolved.from_marker(pending_line)
-    resuming = pending_line is not None and (
-        pending_line == resolved.manifest_sha  # a marker of before issue 13
-        or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
+    resuming = pending is not None and pending.manifest_sha == resolved.manifest_sha
     due: _Due | str
     # Issue 21: a promotion restores even the snapshot the standby holds already (its warm
     # copy, so folders only move): the replicas and the repository snapshots are newer.
