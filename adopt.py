@@ -1,4 +1,4 @@
-"""Adopt the forge that runs today (issue 12): `pyinfra INVENTORY adopt.py`.
+"""Adopt the forge that runs today: `pyinfra INVENTORY adopt.py`.
 
 Orchestration only. It touches nothing but the backup job (tasks/adopt.py): the forge keeps
 its binary, app.ini, unit and data. `phoenix adopt` runs it, takes the first snapshot, proves

@@ -1,4 +1,4 @@
-"""Adopt figures (issue 12): `phoenix adopt` of the 1 GiB synthetic forge on a lab droplet,
+"""Adopt figures: `phoenix adopt` of the 1 GiB synthetic forge on a lab droplet,
 and the size of its first snapshot beside a plain `restic backup` of the same folder.
 
 The forge is the runbook's (phoenix.lab.fixtures.make_runbook_forge: the stand-in Gitea, its
@@ -119,8 +119,8 @@ def main() -> None:
         report = json.loads((state / "adopt" / "adopt.report.json").read_text())
         adopt_repo = size(store.path)
 
-        # The forge's key reaches only its own repository on the store (append-only, issue
-        # 17): the plain backup goes to a local repository on the forge, with the job's
+        # The forge's key reaches only its own repository on the store (append-only): the
+        # plain backup goes to a local repository on the forge, with the job's
         # password. Its size is the comparison; its time has no network in it.
         plain = f"/var/tmp/phoenix-plain-{os.getpid()}"
         restic = ("RESTIC_PASSWORD_FILE=/etc/phoenix-backup/password "

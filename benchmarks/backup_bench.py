@@ -1,4 +1,4 @@
-"""Backup figures (issue 6): backup and restore time of a 1 GiB synthetic forge, and what a
+"""Backup figures: backup and restore time of a 1 GiB synthetic forge, and what a
 small change adds to the repository.
 
 The forge: the lab's Gitea fixture (gitea.db, three git repositories, custom/) plus
@@ -11,7 +11,7 @@ not pass or fail on time.
     python3 benchmarks/backup_bench.py [--size-mib 1024] [--store local|lab] [--offsite NAME]
 
 Each transport is measured on the same forge, side by side. --store lab (the default as
-root): today's SFTP beside the append-only endpoint of issue 17 (the forge's key forced to
+root): today's SFTP beside the append-only endpoint (the forge's key forced to
 `rclone serve restic --stdio --append-only` on the store), to a lab store made for it
 (offsite-bench, destroyed at the end unless it existed) in the lab of the PHOENIX_LAB_*
 environment (brought up, and down again, if it was down). --store local: a local folder

@@ -1,4 +1,4 @@
-"""Converge and recovery figures (issues 3 and 7): first converge with a cold and a warm apt
+"""Converge and recovery figures: first converge with a cold and a warm apt
 cache, a no-change converge, and the drill's RTO, in a lab of its own (benchmarks/lab_bench.py's
 settings), so it runs beside the main lab. Root. Prints a table; it does not pass or fail.
     python3 benchmarks/converge_bench.py [--keep-image]

@@ -1,4 +1,4 @@
-"""A fleet (issue 10): the full deploy converged on 1 droplet, then on 8 at once (pyinfra's own
+"""A fleet: the full deploy converged on 1 droplet, then on 8 at once (pyinfra's own
 parallelism), side by side in one run: wall time, CPU seconds (the whole machine, and the
 pyinfra controller alone), and the lab's memory with 8 droplets up. In a lab of its own,
 reading the main lab's image and package cache when there is one. Root. Prints figures.

@@ -1,4 +1,4 @@
-"""The package floor (issue 20): in one run on fresh lab droplets, the first converge beside a
+"""The package floor: in one run on fresh lab droplets, the first converge beside a
 raw `apt-get update && apt-get install` of the same packages, and the no-change converge.
 
 A first converge spends most of its time installing packages; the floor is what that alone
@@ -9,7 +9,7 @@ on a fresh droplet, then the first and the no-change converge on another. Also p
 the converge's time goes: before the first operation (connect, facts, planning) and the
 slowest operations. Root. Prints a table; it does not pass or fail on time.
 
-Two floors, two ratios: apt alone (the issue's wording), and apt + the Hermes install, the same
+Two floors, two ratios: apt alone, and apt + the Hermes install, the same
 pip command the deploy runs from the same lock and wheelhouse, timed on the floor droplet right
 after apt: Hermes's wheels are packages the deploy installs, and no apt-get installs them.
     python3 benchmarks/floor_bench.py        # with PHOENIX_LAB_* set: that lab, else its own

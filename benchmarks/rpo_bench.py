@@ -1,4 +1,4 @@
-"""Issue 21's restore and repository-snapshot figures, on a --size-mib synthetic forge (the
+"""Restore and repository-snapshot figures, on a --size-mib synthetic forge (the
 one backup_bench.py makes) with a local restic repository and the pinned Litestream:
 
 1. what repository snapshots every `repo_snapshot_interval` cost the forge and the store:
@@ -6,7 +6,7 @@ one backup_bench.py makes) with a local restic repository and the pinned Litestr
    a ref), and once with nothing changed: wall and CPU seconds (the job and restic, from
    getrusage of the children), bytes the store gains; per day at --interval seconds;
 2. the forge's restore time with replicas beside snapshot-only, in one run: snapshot-only is
-   what a restore did before issue 21 (`phoenix-backup restore` of the full snapshot, then
+   what a restore does without replicas (`phoenix-backup restore` of the full snapshot, then
    phoenix-backup-verify); with replicas it is that, plus gitea.db from its Litestream file
    replica (files/phoenix-litestream-restore: restore, integrity check, lines up), plus the
    repositories from the newest repository snapshot (`phoenix-backup newer-repositories`:

@@ -111,7 +111,7 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
 
 
 def test_step4_newest_repository_snapshot_is_recent(host, settings, role, streaming):
-    """Issue 21: the repositories alone every repo_snapshot_interval seconds; the newest may
+    """The repositories alone every repo_snapshot_interval seconds; the newest may
     be three intervals old (a run in flight, a slow store) before this fails."""
     from phoenix.backup import replication
 
@@ -133,7 +133,7 @@ def test_step4_newest_repository_snapshot_is_recent(host, settings, role, stream
 
 
 def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, streaming):
-    """Issue 21: a disaster loses at most repo_snapshot_interval of pushes only while each run
+    """A disaster loses at most repo_snapshot_interval of pushes only while each run
     keeps to repo_snapshot_run_budget (the runs start every interval - budget); the last
     run's length is in its status file."""
     from phoenix.backup import replication

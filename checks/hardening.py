@@ -37,7 +37,8 @@ def test_security_no_secret_readable_by_others(host, settings):
 
 
 def test_security_units_sandboxed(host, settings):
-    """systemd-analyze's exposure of Phoenix's own units (hermes is issue 15's)."""
+    """systemd-analyze's exposure of Phoenix's own units (the Hermes units, to a limit of their
+    own: checks/hermes.py)."""
     limit = settings["unit_exposure_max"]
     worse = []
     for unit in ("gitea.service", "caddy.service", "phoenix-backup.service",

@@ -1,4 +1,4 @@
-"""Backups, continuously (tasks/litestream.py, issue 21): the forge's databases stream to their
+"""Backups, continuously (tasks/litestream.py): the forge's databases stream to their
 replicas with a lag below litestream_max_lag, in WAL mode; one writer per replica (a host that
 is not the forge streams nothing). The newest snapshot's age is checked in checks/backups.py."""
 

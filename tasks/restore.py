@@ -142,11 +142,9 @@ def _due() -> _Due | str | None:
     restored = host.get_fact(Marker, path=restored_marker)
     pending_line = host.get_fact(Marker, path=pending_marker)
     pending = Resolved.from_marker(pending_line)
-    resuming = pending_line is not None and (
-        pending_line == resolved.manifest_sha  # a marker of before issue 13
-        or (pending is not None and pending.manifest_sha == resolved.manifest_sha))
+    resuming = pending is not None and pending.manifest_sha == resolved.manifest_sha
     due: _Due | str
-    # Issue 21: a promotion restores even the snapshot the standby holds already (its warm
+    # A promotion restores even the snapshot the standby holds already (its warm
     # copy, so folders only move): the replicas and the repository snapshots are newer.
     if has_database and restored == resolved.manifest_sha and pending_line is None \
             and not promoting():
@@ -252,7 +250,7 @@ def restore_gitea() -> None:
                                 q(posixpath.join(stage, "applied.json")))],
     )
     if resolved.kind == "restic":
-        # Issue 21: the newest consistent point. The snapshot's databases are in place (and
+        # The newest consistent point. The snapshot's databases are in place (and
         # nothing runs on them yet); each one's Litestream replica, when it is newer and
         # lines up, takes its place. A separate step (tasks/litestream.py) on the resolved
         # source.

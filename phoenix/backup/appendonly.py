@@ -1,4 +1,4 @@
-"""Proof that the store is append-only for the forge (issue 17): with the forge's own key, try
+"""Proof that the store is append-only for the forge: with the forge's own key, try
 what a compromised forge would, and require the store's refusal.
 
 The forge's key is forced on the store to `rclone serve restic --stdio --append-only REPO`,

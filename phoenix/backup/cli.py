@@ -1,4 +1,4 @@
-"""`phoenix backup`: the offsite store from the operator's machine (issues 6, 17, 21).
+"""`phoenix backup`: the offsite store from the operator's machine.
 
 Registered on the `phoenix` group by phoenix/cli.py; expected failures are PhoenixError lines
 there, as for every command.
@@ -90,7 +90,7 @@ def backup_store_setup(root_user: str) -> None:
     click.echo(f"store {store.ssh.host} is append-only for the forge; "
                + (f"changed: {', '.join(changed)}" if changed else "nothing to change"))
     url = settings.get("litestream_replica_url")
-    if url:  # Litestream's account beside it (issue 21), when it lives on the same host
+    if url:  # Litestream's account beside it, when it lives on the same host
         from phoenix.backup import replication
 
         where = replication.parse_url(url)
@@ -166,7 +166,7 @@ def backup_status(role: str, as_json: bool) -> None:
     lags = (replication.replica_lags(role_target(role), settings,
                                      replication.binary_path(settings))
             if settings.get("litestream_replica_url") else [])
-    # The last repository run's length against its budget (issue 21): asked on the forge
+    # The last repository run's length against its budget: asked on the forge
     run_status = (replication.repo_run_status(role_target(role), settings)
                   if replication.repo_snapshot_period(settings) else None)
     found = replication.problems(age, lags, settings, repo_age, check_repo=True,

@@ -1,4 +1,4 @@
-"""Imports: a foreign backup becomes a sealed Gitea folder of the snapshot's layout (issue 13).
+"""Imports: a foreign backup becomes a sealed Gitea folder of the snapshot's layout.
 
 A `gitea dump` zip (Gitea 1.22's cmd/dump.go layout, the database from its gitea-db.sql), the
 runbook's backup (a folder with gitea.db or the newest gitea-YYYYMMDD.db, and custom/), or

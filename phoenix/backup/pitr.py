@@ -1,4 +1,4 @@
-"""`--point-in-time TIME` (issue 21): everything restored as it was at one earlier moment.
+"""`--point-in-time TIME`: everything restored as it was at one earlier moment.
 
 Three sources line up on TIME: the newest full restic snapshot taken at or before it
 (restore_source "restic:@TIME", resolved by phoenix.backup.snapshots.resolve_snapshot),

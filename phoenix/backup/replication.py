@@ -1,4 +1,4 @@
-"""The health of the forge's recovery points (issue 21), from the operator's side: the age of
+"""The health of the forge's recovery points, from the operator's side: the age of
 the newest restic snapshot, and each Litestream replica's lag behind its database (asked on
 the forge: files/phoenix-litestream-status). `phoenix backup status` prints them; each has a
 threshold (backup_max_age, litestream_max_lag) past which it is a problem.
@@ -93,7 +93,7 @@ REPO_TIMER_ACCURACY = 1
 
 
 def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
-    """Seconds between the starts of two repository snapshot runs (issue 21), None when they
+    """Seconds between the starts of two repository snapshot runs, None when they
     are off. repo_snapshot_interval is the promise: a disaster loses at most that much of the
     repositories' writes. A run saves what was pushed before it started, and only once it
     has ended: the newest saved run may have started one period plus the run in flight (up
@@ -162,7 +162,7 @@ def _job_status(target: Target, path: str, whose: str, timeout: float) -> dict |
 
 
 def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
-    """How old the newest repository snapshot may be (issue 21): three intervals and a
+    """How old the newest repository snapshot may be: three intervals and a
     minute (a run in flight, a slow store); None when they are off."""
     interval = int(settings.get("repo_snapshot_interval") or 0)
     return 3 * interval + 60 if interval > 0 else None

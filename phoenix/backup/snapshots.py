@@ -1,5 +1,4 @@
-"""Backups offsite with restic, the operator's side: init, verify, now, list, prune (issues 6
-and 17).
+"""Backups offsite with restic, the operator's side: init, verify, now, list, prune.
 
 The forge's hourly job (files/phoenix-backup) writes snapshots to `backup_repository`; from
 here the operator creates that repository, proves a snapshot restores, takes a last snapshot
@@ -143,7 +142,7 @@ def resolve_snapshot(store: Store, ref: str) -> str:
     """A concrete snapshot id for `latest`, an id (or its prefix), or `@TIME`."""
     if ref in ("", "latest"):
         return latest_snapshot_id(store)
-    if ref.startswith("@"):  # issue 21's --point-in-time: the newest at or before the time
+    if ref.startswith("@"):  # --point-in-time: the newest at or before the time
         from phoenix.backup import pitr
 
         return pitr.at_or_before(list_snapshots(store), ref[1:], where=store.location)["id"]
@@ -239,7 +238,7 @@ def prune(store: Store, *, keep: Mapping[str, Any],
     # The forge's line spans droplets (restic --host is each droplet's name): without a
     # backup_host, the policy applies to the whole line, grouped by its tags.
     line = ["--host", store.host] if store.host else ["--group-by", "tags"]
-    # Issue 21: the repository snapshots every few minutes are kept for a while only (the
+    # The repository snapshots every few minutes are kept for a while only (the
     # full snapshots keep the repositories for longer); the --prune below reclaims them.
     restic(store, "forget", *line, "--tag", repo_tag(store.tag), "--keep-within",
            repo_within, what="forget old repository snapshots")

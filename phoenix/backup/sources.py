@@ -1,8 +1,8 @@
-"""Where a restore comes from (issue 13): every source resolved once, on the operator's side,
+"""Where a restore comes from: every source resolved once, on the operator's side,
 into one of two sealed forms that the one restore path (tasks/restore.py) takes.
 
     restic:latest | restic:<id>   a Phoenix snapshot in the offsite store (backup_repository);
-                                  `latest` is the newest snapshot tagged backup_tag (issue 18)
+                                  `latest` is the newest snapshot tagged backup_tag
     PATH.tar.gz                   a Phoenix archive: a sealed Gitea folder (manifest.json)
     PATH.zip                      a `gitea dump` zip, laid out as Gitea 1.22's cmd/dump.go does
     PATH (folder or .db file)     the runbook's backups: gitea.db or gitea-YYYYMMDD.db, with
@@ -17,8 +17,10 @@ by the same verifier a restore runs (files/phoenix-backup-verify), and written a
 and says what it lacks (`Resolved.lacks`); it never invents the rest. Bad input is one
 PhoenixError line, before anything is staged.
 
-The seam: `resolve()` turns a restore_source into a `Resolved`; a new kind of source (a
-database replica, issue 21) is one more importer that returns a sealed folder.
+The seam: `resolve()` turns a restore_source into a `Resolved`; a new kind of source is one
+more importer that returns a sealed folder. Litestream's replicas are no source: the restore
+brings the snapshot's databases forward with them (tasks/litestream.py's
+replay_replicas).
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ class Resolved:
 
     @classmethod
     def from_marker(cls, line: str | None) -> Resolved | None:
-        """The resolution a `pending` marker holds; None for no marker or an older one (a bare
-        manifest sha, before issue 13)."""
+        """The resolution a `pending` marker holds; None for no marker or a line that is not
+        one (a bare manifest sha, say)."""
         if not line or not line.lstrip().startswith("{"):
             return None
         try:

@@ -15,8 +15,8 @@ from phoenix.poll import poll
 def step_9_1_command(name: str, ip: str, trust: str | None, port: int = 443) -> list[str]:
     """The runbook's `curl -I https://NAME/api/v1/version`, connecting where DNS said NAME is
     (curl cannot ask a given resolver), trusting only `trust` when given. A GET whose status
-    line is read, not -I's HEAD: Gitea 1.22's API answers HEAD with 405 (go-gitea/gitea
-    issue 18543; HEAD came to the API with PR 38245, long after 1.22)."""
+    line is read, not -I's HEAD: Gitea 1.22's API answers HEAD with 405 (go-gitea/gitea#18543;
+    HEAD came to the API with go-gitea/gitea#38245, long after 1.22)."""
     url = f"https://{name}{'' if port == 443 else f':{port}'}/api/v1/version"
     cmd = ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2", "--max-time", "10",
            "--resolve", f"{name}:{port}:{ip}"]

@@ -97,7 +97,9 @@ def _find_zone(client: cloudflare.Cloudflare, fqdn: str) -> Any:
     for start in range(len(labels) - 1):
         candidate = ".".join(labels[start:])
         with _cloudflare_errors(client, f"looking up the Cloudflare zone of {fqdn}"):
-            zones = client.zones.list(name=candidate).result  # one page: see NOTES.md
+            # One page (.result): iterating the list fetches pages until one comes back empty,
+            # forever from a server that ignores `page`.
+            zones = client.zones.list(name=candidate).result
         if zones:
             return zones[0]
     raise PhoenixError(f"No Cloudflare zone this token can see holds {fqdn}: check the "

@@ -260,7 +260,7 @@ Descends = Callable[[str, str, str], bool]
 
 def compare(before: dict, after: dict, *, descends: Descends | None = None) -> list[str]:
     """Human-readable differences: what `before` had that `after` lacks or holds otherwise.
-    `descends(branch, old, new)`: whether a branch's new head holds its old one (issue 21: the
+    `descends(branch, old, new)`: whether a branch's new head holds its old one (the
     repositories may come back newer than the snapshot); such a branch lost nothing."""
     lost: list[str] = []
     for kind, items in before.items():
