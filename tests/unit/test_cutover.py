@@ -10,6 +10,7 @@ from phoenix.cutover import traffic as cut
 from phoenix.errors import PhoenixError
 from phoenix.lab.do.api import make_server
 from phoenix.lab.do.drivers import MemoryDriver
+from phoenix.provision.do import DO, public_ip
 from phoenix.provision.droplet import provision
 from phoenix.settings import load
 from phoenix.state import State
