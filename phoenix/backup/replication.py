@@ -17,7 +17,7 @@ from typing import Any
 
 from phoenix.backup import pitr
 from phoenix.errors import PhoenixError
-from phoenix.settings import Readable
+from phoenix.settings import Readable, project
 from phoenix.sshconf import Target, last_line, run
 
 STATUS_SCRIPT = "/usr/local/sbin/phoenix-litestream-status"
@@ -49,7 +49,7 @@ def account_spec(url: str, forge_public_key: str) -> dict:
 
 def binary_path(settings: Readable, repo: Path | None = None) -> str:
     """Where the deploy puts the pinned Litestream: a virtualenv named after its lock file."""
-    repo = repo or Path(__file__).resolve().parent.parent
+    repo = repo or project()
     lock = repo / Path(str(settings.get("litestream_requirements") or
                            "files/litestream-requirements.txt")).expanduser()
     try:
