@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Phoenix's backup verifier, which the deploy ships to hosts: its COUNT_QUERIES define the counts.
-VERIFIER = REPO / "files" / "phoenix-backup-verify"
+VERIFIER = REPO / "files" / "phoenix_backup_verify.py"
 # The title marks the issues step 9 creates, so the restored counts can leave them out.
 VALIDATION_ISSUE_TITLE = "Phoenix post-recovery validation (runbook step 9)"
 ROOT = "__root__"  # app.ini's keys before the first [section], such as RUN_USER

@@ -1,7 +1,7 @@
 """Backups offsite with restic, the operator's side: init, verify, now, list, prune (issues 6
 and 17).
 
-The forge's hourly job (files/phoenix-backup) writes snapshots to `backup_repository`; from
+The forge's hourly job (files/phoenix_backup.py) writes snapshots to `backup_repository`; from
 here the operator creates that repository, proves a snapshot restores, takes a last snapshot
 from a forge that still answers (runbook step 4, "if accessible"), lists what there is, and
 prunes. An sftp store is append-only for the forge (backup_append_only): the forge's key
@@ -59,7 +59,7 @@ from phoenix.store import (  # noqa: F401  (the store's names, as callers know t
 GITEA = "gitea"   # the Gitea folder at the top of every snapshot (the job's layout)
 
 
-VERIFIER = REPO / "files" / "phoenix-backup-verify"
+VERIFIER = REPO / "files" / "phoenix_backup_verify.py"
 
 
 class BackupCheckError(PhoenixError):

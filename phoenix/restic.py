@@ -2,7 +2,7 @@
 while restic runs (never argv or the environment), the operator's own RESTIC_* settings kept
 but for the store and the password (Phoenix's), failures as one line.
 
-The on-host job's `classify` (files/phoenix-backup, loaded here as a module) reads both
+The on-host job's `classify` (files/phoenix_backup.py, loaded here as a module) reads both
 restic >= 0.17's exit codes (10 no repository, 11 locked, 12 wrong password) and the stderr
 of Debian 12's restic 0.14, which exits 1 for all of them.
 """
@@ -28,7 +28,7 @@ from phoenix.poll import poll
 from phoenix.settings import REPO
 from phoenix.store import Store, sftp_command
 
-JOB = REPO / "files" / "phoenix-backup"
+JOB = REPO / "files" / "phoenix_backup.py"
 # How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the
 # forge snapshots its repositories every few minutes (issue 21) and each run holds the store's
 # lock for seconds, up to its repo_snapshot_run_budget (60 s); a prune or check of the operator
@@ -39,7 +39,7 @@ LOCK_WAIT = 120.0
 @functools.cache
 def host_script(path: Path) -> ModuleType:
     """A script shipped to hosts, loaded as a module so that its code runs here too."""
-    loader = importlib.machinery.SourceFileLoader(path.name.replace("-", "_"), str(path))
+    loader = importlib.machinery.SourceFileLoader(path.stem, str(path))
     spec = importlib.util.spec_from_loader(loader.name, loader)
     assert spec is not None  # a SourceFileLoader always gives one
     module = importlib.util.module_from_spec(spec)

@@ -12,7 +12,7 @@ into one of two sealed forms that the one restore path (tasks/restore.py) takes.
 
 A snapshot is sealed already (the job wrote its manifest). Anything else is imported
 (phoenix/importers.py) into a Gitea folder of the snapshot's layout, checked and sealed by the
-same verifier a restore runs (files/phoenix-backup-verify), and written as a Phoenix archive
+same verifier a restore runs (files/phoenix_backup_verify.py), and written as a Phoenix archive
 (phoenix/archive.py) named by its sha256 in the state folder. An import restores what it has
 and says what it lacks (`Resolved.lacks`); it never invents the rest. Bad input is one
 PhoenixError line, before anything is staged.

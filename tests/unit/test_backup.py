@@ -1,6 +1,6 @@
 """Backups with restic, against a local repository in tmp_path (no root, no network).
 
-The on-host job (files/phoenix-backup) runs here on a synthetic forge; the operator's side
+The on-host job (files/phoenix_backup.py) runs here on a synthetic forge; the operator's side
 (phoenix.backup) then lists, checks and restores what it made.
 """
 
@@ -65,7 +65,7 @@ def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
         "paths": [str(forge / "memories"), str(forge / "not-there")],
         "staging_dir": str(tmp / "staging"), "status_file": str(tmp / "status.json"),
         "cache_dir": str(tmp / "cache"),
-        "verifier": str(REPO / "files" / "phoenix-backup-verify"),
+        "verifier": str(REPO / "files" / "phoenix_backup_verify.py"),
     }
     path = tmp / "config.json"
     path.write_text(json.dumps(config))

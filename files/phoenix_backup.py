@@ -34,7 +34,7 @@ repo_snapshot_run_budget seconds; the status file records each run's length): th
 crash-consistent copy of repositories/ alone, in a staging folder of its own, sent through the
 same restic line tagged `repo_tag`; git's objects are hard links and unchanged files are
 skipped, so a run costs a walk of the tree and the new objects. `newer-repositories`: a
-restore's second half (files/phoenix-restore has put the full snapshot's repositories in
+restore's second half (files/phoenix_restore.py has put the full snapshot's repositories in
 place): the newest repository snapshot of the full one's host taken after it (and at or before
 `--before`), each of its repositories checked (`git fsck --connectivity-only`) and put in place
 of the full snapshot's copy, which is set aside first; a repository gitea.db has no row for is

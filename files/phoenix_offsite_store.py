@@ -28,7 +28,8 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
   the unit fails, and the operator looks (and prunes, if all is well, with `phoenix backup
   prune`).
 
-    scp files/phoenix-offsite-store root@STORE: && ssh root@STORE ./phoenix-offsite-store <spec
+    scp files/phoenix_offsite_store.py root@STORE:
+    ssh root@STORE ./phoenix_offsite_store.py <spec
 
 (phoenix.lab.offsite sends it as `python3 -c SCRIPT`, the spec on stdin). Prints one JSON
 line: what changed. Any failure: one line on stderr and a non-zero exit.
@@ -99,7 +100,7 @@ def key_line(options: str, key: str) -> str:
 def authorized_keys(spec: dict) -> str:
     serve = (f"/usr/bin/rclone serve restic --stdio --append-only --config /dev/null -q "
              f"{shlex.quote(spec['repository'])}")
-    lines = ["# Phoenix offsite store (files/phoenix-offsite-store): each key, one command.\n"]
+    lines = ["# Phoenix offsite store (files/phoenix_offsite_store.py): each key, one command.\n"]
     lines += [key_line(f'restrict,command="{serve}"', k) for k in spec.get("append_keys", [])]
     lines += [key_line('restrict,command="internal-sftp"', k) for k in spec.get("full_keys", [])]
     return "".join(lines)
@@ -108,7 +109,7 @@ def authorized_keys(spec: dict) -> str:
 GUARD_PATH = "/usr/local/sbin/phoenix-offsite-prune-guard"
 GUARD = """\
 #!/usr/bin/python3
-# Phoenix offsite store (files/phoenix-offsite-store): retention's guard. A snapshot whose own
+# Phoenix offsite store (files/phoenix_offsite_store.py): retention's guard. A snapshot whose own
 # time is far from when it reached the store may be forged (to make keep-* forget the real
 # ones): then nothing is pruned, and this says which.
 import datetime, json, os, re, subprocess, sys
@@ -141,7 +142,7 @@ print(f"prune guard: every snapshot's time is within {tolerance:.0f} s of its ar
 LOCK_WAIT_PATH = "/usr/local/sbin/phoenix-offsite-lock-wait"
 LOCK_WAIT = """\
 #!/usr/bin/python3
-# Phoenix offsite store (files/phoenix-offsite-store): run restic (argv) again while another
+# Phoenix offsite store (files/phoenix_offsite_store.py): run restic (argv) again while another
 # run holds the repository's lock, for up to 600 s. The forge snapshots its repositories every
 # few minutes (issue 21), each run holding the lock for seconds; Debian 12's restic 0.14 has
 # no --retry-lock, so a prune that met one failed at once.
@@ -236,7 +237,7 @@ def main() -> int:
     if write(f"{KEYS_DIR}/{user}.keys", authorized_keys(spec), 0o644):
         changed.append("keys")
     dropin = f"""\
-# Phoenix offsite store (files/phoenix-offsite-store): {user}'s keys are root's file, each
+# Phoenix offsite store (files/phoenix_offsite_store.py): {user}'s keys are root's file, each
 # pinned to its command there; nothing but that command.
 Match User {user}
     AuthorizedKeysFile {KEYS_DIR}/%u.keys
