@@ -64,6 +64,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 DEFAULT_CONFIG = "/etc/phoenix-backup/config.json"
 GITEA = "gitea"     # the manifest folder inside the staging folder (and the snapshot)
@@ -95,7 +96,7 @@ def classify(returncode: int, stderr: str) -> str | None:
     phoenix/backup.py (the operator's side) loads this file and uses this same function."""
     if returncode == 0:
         return None
-    for kind, code, pattern in RESTIC_FAILURES:
+    for kind, code, _pattern in RESTIC_FAILURES:
         if code is not None and returncode == code:
             return kind
     for kind, _code, pattern in RESTIC_FAILURES:
@@ -260,7 +261,7 @@ def _is_sqlite(path: str) -> bool:
 
 
 def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
-           skip: list[str] = (), sqlite: bool = False, refuse_links: bool = False) -> int:
+           skip: Sequence[str] = (), sqlite: bool = False, refuse_links: bool = False) -> int:
     """dest becomes an exact copy of the folder src but for the `exclude` paths (relative to
     src); returns the number of files written. Unchanged files stay untouched, so restic's
     change detection skips them. A folder's files come before its subfolders, and `objects`
@@ -659,7 +660,7 @@ def run_repositories(config: dict) -> int:
         out = restic(config, "backup", "--json", "--host", config["host"],
                      "--tag", repo_tag(config), ".", what="restic backup (repositories)",
                      cwd=root)
-        summary = next((json.loads(line) for line in reversed(out.splitlines())
+        summary: dict = next((json.loads(line) for line in reversed(out.splitlines())
                         if line.startswith("{") and '"summary"' in line), {})
         snapshot = _snapshot_id(out)
     took = seconds_since_start()
