@@ -4,10 +4,10 @@ values out), so each test reads as the runbook check it makes."""
 from __future__ import annotations
 
 import configparser
-import importlib.machinery
-import importlib.util
 import shlex
 from pathlib import Path
+
+from phoenix.scripts import load
 
 REPO = Path(__file__).resolve().parents[1]
 # Phoenix's backup verifier, which the deploy ships to hosts: its COUNT_QUERIES define the counts.
@@ -65,11 +65,7 @@ def ini_get(ini: configparser.ConfigParser, section: str, key: str) -> str:
 
 def verifier():
     """Phoenix's on-host backup verifier as a module: its COUNT_QUERIES define the counts."""
-    loader = importlib.machinery.SourceFileLoader("phoenix_backup_verify", str(VERIFIER))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load(VERIFIER)
 
 
 def not_root(host, unit: str, expected: str) -> list[str]:

@@ -93,7 +93,7 @@ class JobError(Exception):
 
 def classify(returncode: int, stderr: str) -> str | None:
     """What a failed restic run means: one of the RESTIC_FAILURES kinds, or None (unknown).
-    phoenix/backup.py (the operator's side) loads this file and uses this same function."""
+    phoenix/restic.py (the operator's side) loads this file and uses this same function."""
     if returncode == 0:
         return None
     for kind, code, _pattern in RESTIC_FAILURES:

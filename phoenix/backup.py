@@ -34,12 +34,12 @@ from phoenix.restic import (  # noqa: F401  (as callers know them)
     JOB,
     _json,
     failure,
-    host_script,
     job_module,
     operator_restic_env,
     restic,
     run_restic,
 )
+from phoenix.scripts import load
 from phoenix.settings import REPO
 from phoenix.sshconf import Target
 from phoenix.store import (  # noqa: F401  (the store's names, as callers know them)
@@ -270,7 +270,7 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
     restore runs (every checksum, the refs, PRAGMA integrity_check, the counts). With `forge`
     (the forge's own key into the store), prove too that the store refuses it every deletion
     and overwrite (phoenix.appendonly); with `keys_expected`, that no key was added."""
-    verifier = host_script(VERIFIER)
+    verifier = load(VERIFIER)
     check_seconds = check(store, read_data_subset=read_data_subset)
     snapshot_id = resolve_snapshot(store, snapshot)
     info = next((s for s in list_snapshots(store, all_hosts=True) if s["id"] == snapshot_id),

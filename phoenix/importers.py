@@ -34,9 +34,10 @@ DATED_DB = re.compile(r"^gitea-(\d{8})\.db$")
 
 
 def _verifier() -> Any:
-    from phoenix.backup import VERIFIER, host_script
+    from phoenix.backup import VERIFIER
+    from phoenix.scripts import load
 
-    return host_script(VERIFIER)
+    return load(VERIFIER)
 
 
 def _copytree(src: Path, dest: Path, *, skip: tuple[str, ...] = ()) -> None:

@@ -10,21 +10,18 @@ of Debian 12's restic 0.14, which exits 1 for all of them.
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from phoenix.context import current
 from phoenix.errors import PhoenixError
 from phoenix.poll import poll
+from phoenix.scripts import load
 from phoenix.settings import REPO
 from phoenix.store import Store, sftp_command
 
@@ -36,20 +33,9 @@ JOB = REPO / "files" / "phoenix_backup.py"
 LOCK_WAIT = 120.0
 
 
-@functools.cache
-def host_script(path: Path) -> ModuleType:
-    """A script shipped to hosts, loaded as a module so that its code runs here too."""
-    loader = importlib.machinery.SourceFileLoader(path.stem, str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None  # a SourceFileLoader always gives one
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 def job_module() -> ModuleType:
     """The on-host job: its restic failure kinds are the operator's too."""
-    return host_script(JOB)
+    return load(JOB)
 
 
 # --- running restic ----------------------------------------------------------------------------

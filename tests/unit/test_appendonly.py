@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import appendonly, backup
+from phoenix import appendonly, backup, scripts
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
 from tests.unit import test_backup
@@ -129,7 +129,7 @@ def test_channel_config_pins_the_forge_to_the_endpoint(tmp_path):
 
 
 def test_store_setup_pins_each_key_to_one_command():
-    script = backup.host_script(backup.REPO / "files" / "phoenix_offsite_store.py")
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     keys = script.authorized_keys({"repository": "/srv/restic/forge",
                                    "append_keys": ["ssh-ed25519 AAAAforge forge"],
                                    "full_keys": ["ssh-ed25519 AAAAop op"]}).splitlines()
@@ -166,7 +166,7 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
     """Issue 21: the forge's repository snapshots hold the lock for seconds, every few minutes;
     the store's retention tries again while restic says the repository is locked, and fails
     at once on anything else."""
-    script = backup.host_script(backup.REPO / "files" / "phoenix_offsite_store.py")
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     (tmp_path / "wait").write_text(script.LOCK_WAIT)
     fake = tmp_path / "restic"
     fake.write_text("#!/bin/sh\n"  # locked on its first run, then done
@@ -189,7 +189,7 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
     """A forge could add snapshots dated later in each hour/day than the real ones, so that
     keep-* keeps those and forgets the real ones: the store's guard stops the prune."""
-    script = backup.host_script(backup.REPO / "files" / "phoenix_offsite_store.py")
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     (tmp_path / "guard").write_text(script.GUARD)
     (tmp_path / "d").mkdir()
     (tmp_path / "pw").write_text(PASSWORD + "\n")
@@ -220,7 +220,7 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
     the line by its tag, whatever the hosts, as `phoenix backup prune` does."""
     from datetime import datetime, timedelta
 
-    script = backup.host_script(backup.REPO / "files" / "phoenix_offsite_store.py")
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     (tmp_path / "wait").write_text(script.LOCK_WAIT)
     spec = backup.store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
                               "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix import backup, restic
+from phoenix import backup, restic, scripts
 from phoenix.errors import PhoenixError
 from phoenix.lab.fixtures import add_attachment, add_lfs_object, make_gitea_backup
 from phoenix.settings import REPO
@@ -259,7 +259,7 @@ def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
 
 
 def test_the_seal_records_what_the_live_forge_lacks_and_verify_reports_it(tmp_path):
-    verifier = backup.host_script(backup.VERIFIER)
+    verifier = scripts.load(backup.VERIFIER)
     folder = tmp_path / "gitea"
     make_gitea_backup(folder)
     uuid = add_attachment(folder / "data", folder / "gitea.db", repo_id=1, issue_id=1,

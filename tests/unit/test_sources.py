@@ -18,7 +18,7 @@ import pytest
 from phoenix import recover, sources
 from phoenix.errors import PhoenixError
 from phoenix.lab import fixtures
-from phoenix.restic import host_script
+from phoenix.scripts import load
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "files" / "phoenix_restore.py"
@@ -365,7 +365,7 @@ def test_apply_refuses_a_staged_symlink_and_touches_nothing(tmp_path, made, poin
 
 
 def test_chown_tree_never_follows_a_symlink(tmp_path):
-    restore = host_script(TOOL)
+    restore = load(TOOL)
     target, owner = outside_target(tmp_path)
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
