@@ -169,6 +169,7 @@ def main() -> None:
         (tmp / "password").chmod(0o600)
         base = {
             "password_file": str(tmp / "password"), "host": "forge", "tag": "phoenix",
+            "repo_tag": backup.repo_tag("phoenix"),
             "keep": {},   # no forget: what a run adds stays measurable
             "gitea": {"db_path": str(tmp / "forge/gitea/gitea.db"),
                       "repo_root": str(tmp / "forge/gitea/repositories"),

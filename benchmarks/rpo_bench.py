@@ -119,7 +119,7 @@ def main() -> None:
         repo = tmp / "repo"
         config = {
             "repository": str(repo), "password_file": str(tmp / "password"), "host": "forge",
-            "tag": "phoenix", "keep": {},
+            "tag": "phoenix", "repo_tag": backup.repo_tag("phoenix"), "keep": {},
             "gitea": {"db_path": str(db), "repo_root": str(forge / "gitea" / "repositories"),
                       "custom_dir": str(forge / "gitea" / "custom"),
                       "app_ini": str(forge / "etc" / "app.ini"), "version": "1.22.3"},

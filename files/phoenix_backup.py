@@ -135,7 +135,8 @@ def load_config(path: str) -> dict:
             config = json.load(handle)
     except (OSError, ValueError) as exc:
         raise JobError(f"cannot read the configuration {path}: {exc}") from None
-    for key in ("repository", "password_file", "staging_dir", "status_file", "host", "tag"):
+    for key in ("repository", "password_file", "staging_dir", "status_file", "host", "tag",
+                "repo_tag"):
         if not config.get(key):
             raise JobError(f"{path} has no {key!r}: converge the host again (tasks/backups.py)")
     return config
@@ -612,10 +613,6 @@ def restore(config: dict, snapshot: str, dest: str, *, use_prestaged: bool = Tru
 
 # --- repositories every few minutes (issue 21) ---------------------------------------------------
 
-def repo_tag(config: dict) -> str:
-    return config.get("repo_tag") or f"{config['tag']}-repositories"
-
-
 def _snapshot_id(out: str) -> str:
     result = next((json.loads(line) for line in reversed(out.splitlines())
                    if line.startswith("{") and '"summary"' in line), None)
@@ -658,7 +655,7 @@ def run_repositories(config: dict) -> int:
                          refuse_links=True)
         staged = time.monotonic()
         out = restic(config, "backup", "--json", "--host", config["host"],
-                     "--tag", repo_tag(config), ".", what="restic backup (repositories)",
+                     "--tag", config["repo_tag"], ".", what="restic backup (repositories)",
                      cwd=root)
         summary: dict = next((json.loads(line) for line in reversed(out.splitlines())
                         if line.startswith("{") and '"summary"' in line), {})
@@ -666,7 +663,7 @@ def run_repositories(config: dict) -> int:
     took = seconds_since_start()
     status = {
         "time": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
-        "snapshot_id": snapshot, "tag": repo_tag(config), "host": config["host"],
+        "snapshot_id": snapshot, "tag": config["repo_tag"], "host": config["host"],
         "files_written": written, "data_added": summary.get("data_added"),
         "stage_seconds": round(staged - started, 2),
         "backup_seconds": round(time.monotonic() - staged, 2),
@@ -728,7 +725,7 @@ def newer_repository_snapshot(config: dict, snapshot: str,
         raise JobError(f"no single snapshot {snapshot[:8]} in {location(config)}")
     full_time = _parse_time(rows[0]["time"])
     found = believable(config, json.loads(restic(
-        config, "snapshots", "--json", "--host", rows[0]["hostname"], "--tag", repo_tag(config),
+        config, "snapshots", "--json", "--host", rows[0]["hostname"], "--tag", config["repo_tag"],
         what="listing the repository snapshots") or "[]"))
     newer = [dict(row, parsed=_parse_time(row["time"])) for row in found]
     newer = [row for row in newer if row["parsed"] > full_time

@@ -98,10 +98,6 @@ def saved_paths(data: Any) -> list[str]:
     return paths
 
 
-def repo_tag(data: Any) -> str:
-    return backup.repo_tag(data.get("backup_tag") or "phoenix")
-
-
 def _job_config(paths: dict[str, str], gitea: dict | None = None,
                 extra_paths: list[str] | None = None) -> dict:
     """What files/phoenix_backup.py reads: no secret in it, only where the secrets are. `gitea`:
@@ -125,7 +121,8 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
         "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
         # Issue 21: the repositories alone, every repo_snapshot_interval seconds.
-        "repo_tag": repo_tag(data), "repo_staging_dir": data.backup_repo_staging_dir,
+        "repo_tag": backup.repo_tag(data.get("backup_tag") or "phoenix"),
+        "repo_staging_dir": data.backup_repo_staging_dir,
         "repo_status_file": data.backup_repo_status_file,
         "repo_run_budget": data.repo_snapshot_run_budget,
         "repo_timer_accuracy": replication.REPO_TIMER_ACCURACY,

@@ -57,6 +57,7 @@ def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
     config = {
         "repository": str(repository), "password_file": str(tmp / "password"),
         "host": "forge", "tag": "phoenix", "keep": keep or {"hourly": 24, "daily": 7},
+        "repo_tag": backup.repo_tag("phoenix"),
         "gitea": {"db_path": str(forge / "gitea" / "gitea.db"),
                   "repo_root": str(forge / "gitea" / "repositories"),
                   "custom_dir": str(forge / "gitea" / "custom"),
