@@ -17,9 +17,10 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
 - retention runs here, as the user, from a systemd timer (`prune.schedule`, default daily):
   `restic forget --group-by tags --tag T --keep-… --prune` on the local folder (the forge's
   line, every droplet that was the forge), with the repository
-  password from a root-only file (`password`) handed to the unit as a systemd credential.
-  Without `password` no timer is installed and retention is the operator's
-  (`phoenix backup prune`);
+  password from a root-only file (`password`) handed to the unit as a systemd credential,
+  each restic run tried again while another run holds the lock (`lock_wait`: the text of
+  files/phoenix_restic_lock_wait.py). Without `password` no timer is installed and retention
+  is the operator's (`phoenix backup prune`);
 - before it prunes, a guard compares each snapshot's own time (which the forge writes, and
   could forge) with when its file reached the store (the file's mtime: rclone sets it on
   arrival). A compromised forge could otherwise add snapshots dated later in each hour, day
@@ -31,7 +32,8 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
     scp files/phoenix_offsite_store.py root@STORE:
     ssh root@STORE ./phoenix_offsite_store.py <spec
 
-(phoenix.lab.offsite sends it as `python3 -c SCRIPT`, the spec on stdin). Prints one JSON
+(phoenix.store.setup_store, which `phoenix backup store-setup` and the lab use, sends it as
+`python3 -c SCRIPT`, the spec on stdin, and adds `lock_wait` to the spec). Prints one JSON
 line: what changed. Any failure: one line on stderr and a non-zero exit.
 """
 
@@ -139,25 +141,18 @@ print(f"prune guard: every snapshot's time is within {tolerance:.0f} s of its ar
 """
 
 
+# Retention runs restic through it: tried again while another run (the forge's repository
+# snapshots, every few minutes) holds the lock. Its text is files/phoenix_restic_lock_wait.py,
+# which comes in the spec (`lock_wait`), as this script runs alone (`python3 -c`).
 LOCK_WAIT_PATH = "/usr/local/sbin/phoenix-offsite-lock-wait"
-LOCK_WAIT = """\
-#!/usr/bin/python3
-# Phoenix offsite store (files/phoenix_offsite_store.py): run restic (argv) again while another
-# run holds the repository's lock, for up to 600 s. The forge snapshots its repositories every
-# few minutes (issue 21), each run holding the lock for seconds; Debian 12's restic 0.14 has
-# no --retry-lock, so a prune that met one failed at once.
-import subprocess, sys, time
 
-deadline = time.monotonic() + 600
-while True:
-    proc = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, text=True)
-    locked = "repository is already locked" in proc.stderr
-    if proc.returncode == 0 or not locked or time.monotonic() > deadline:
-        sys.stderr.write(proc.stderr)
-        sys.exit(proc.returncode)
-    print("another run holds the repository's lock: trying again in 5 s", flush=True)
-    time.sleep(5)
-"""
+
+def lock_wait(spec: dict) -> str:
+    text = spec.get("lock_wait")
+    if not text:
+        raise SystemExit("phoenix-offsite-store: the spec has no lock_wait (the text of "
+                         "files/phoenix_restic_lock_wait.py; phoenix.store.setup_store adds it)")
+    return text
 
 
 def prune_units(spec: dict, prune: dict) -> tuple[str, str]:
@@ -266,7 +261,8 @@ Match User {user}
         if write(f"{CONFIG_DIR}/password", spec["password"].strip() + "\n", 0o600):
             changed.append("password")
         service, timer = prune_units(spec, prune)
-        units = [write(GUARD_PATH, GUARD, 0o755) | write(LOCK_WAIT_PATH, LOCK_WAIT, 0o755),
+        units = [write(GUARD_PATH, GUARD, 0o755)
+                 | write(LOCK_WAIT_PATH, lock_wait(spec), 0o755),
                  write(f"{UNIT_DIR}/{PRUNE}.service", service, 0o644),
                  write(f"{UNIT_DIR}/{PRUNE}.timer", timer, 0o644)]
         if any(units):

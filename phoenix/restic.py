@@ -20,10 +20,9 @@ from typing import Any
 
 from phoenix.context import current
 from phoenix.errors import PhoenixError
-from phoenix.poll import poll
 from phoenix.scripts import load
 from phoenix.settings import REPO
-from phoenix.store import Store, sftp_command
+from phoenix.store import LOCK_WAIT_SCRIPT, Store, sftp_command
 
 JOB = REPO / "files" / "phoenix_backup.py"
 # How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the
@@ -72,25 +71,14 @@ def operator_restic_env() -> dict[str, str]:
 def run_restic(store: Store, *args: str, what: str, timeout: float | None = None,
                lock_wait: float = LOCK_WAIT) -> subprocess.CompletedProcess:
     """Run restic on `store` and return what it did, failed or not. A repository locked by
-    another run is tried again every 2 s for `lock_wait` seconds; then the locked run is
-    returned, and its failure names the lock."""
-    last: list[subprocess.CompletedProcess] = []
-
-    def attempt() -> subprocess.CompletedProcess | None:
-        last.clear()  # a run that raises (no restic, its timeout) leaves nothing to return
-        proc = _run_once(store, *args, what=what, timeout=timeout)
-        last.append(proc)
-        if proc.returncode != 0 and job_module().classify(proc.returncode,
-                                                          proc.stderr) == "locked":
-            return None
-        return proc
-
-    try:
-        return poll(attempt, timeout=lock_wait, what=f"{what}: the store's lock", interval=2)
-    except PhoenixError:
-        if not last:
-            raise  # not the wait: restic itself could not run
-        return last[0]  # still locked when the wait was over
+    another run is tried again every 2 s for `lock_wait` seconds (the store's retention waits
+    the same way); then the locked run is returned, and its failure names the lock. A run
+    that raises (no restic, its timeout) ends the wait."""
+    classify = job_module().classify
+    return load(LOCK_WAIT_SCRIPT).retry_while_locked(
+        lambda: _run_once(store, *args, what=what, timeout=timeout),
+        lambda proc: proc.returncode != 0 and classify(proc.returncode, proc.stderr) == "locked",
+        wait=lock_wait, interval=2)
 
 
 def _run_once(store: Store, *args: str, what: str, timeout: float | None

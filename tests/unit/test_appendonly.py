@@ -20,6 +20,7 @@ import pytest
 from phoenix import appendonly, backup, scripts
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
+from phoenix.store import LOCK_WAIT_SCRIPT
 from tests.unit import test_backup
 from tests.unit.test_backup import PASSWORD, job_config, run_job
 
@@ -166,8 +167,7 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
     """Issue 21: the forge's repository snapshots hold the lock for seconds, every few minutes;
     the store's retention tries again while restic says the repository is locked, and fails
     at once on anything else."""
-    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
-    (tmp_path / "wait").write_text(script.LOCK_WAIT)
+    (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
     fake = tmp_path / "restic"
     fake.write_text("#!/bin/sh\n"  # locked on its first run, then done
                     f"if [ ! -e {tmp_path}/ran ]; then touch {tmp_path}/ran; "
@@ -184,6 +184,16 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 3 and "wrong password" in failed.stderr
     assert "trying again" not in failed.stdout
+
+
+def test_the_store_writes_the_lock_wait_it_is_sent():
+    """The store's script runs alone (`python3 -c`): the lock wait's program comes in the spec,
+    and a spec without it is refused rather than a retention unit left without its wait."""
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
+    assert script.lock_wait({"lock_wait": LOCK_WAIT_SCRIPT.read_text()}).startswith(
+        "#!/usr/bin/python3\n")
+    with pytest.raises(SystemExit, match="no lock_wait"):
+        script.lock_wait({})
 
 
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
@@ -221,7 +231,7 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
     from datetime import datetime, timedelta
 
     script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
-    (tmp_path / "wait").write_text(script.LOCK_WAIT)
+    (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
     spec = backup.store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
                               "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},
                              forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
