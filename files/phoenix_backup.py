@@ -29,7 +29,7 @@ keep-* policy (a store without the append-only endpoint): `restic forget --prune
 (3), `restic unlock` clears what a run cut off mid-backup left (locks stay deletable through
 the append-only endpoint). Any failure: one line on stderr (the journal) and a non-zero exit.
 
-`repositories` (issue 21, from its own timer, every repo_snapshot_interval less
+`repositories` (from its own timer, every repo_snapshot_interval less
 repo_snapshot_run_budget seconds; the status file records each run's length): the same
 crash-consistent copy of repositories/ alone, in a staging folder of its own, sent through the
 same restic line tagged `repo_tag`; git's objects are hard links and unchanged files are
@@ -611,7 +611,7 @@ def restore(config: dict, snapshot: str, dest: str, *, use_prestaged: bool = Tru
     return 0
 
 
-# --- repositories every few minutes (issue 21) ---------------------------------------------------
+# --- repositories every few minutes --------------------------------------------------------------
 
 def _snapshot_id(out: str) -> str:
     result = next((json.loads(line) for line in reversed(out.splitlines())

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Phoenix (issue 21), on the host being restored, as root: each database brought from the
+"""Phoenix, on the host being restored, as root: each database brought from the
 restic snapshot's copy (already in place) to its Litestream replica's newest consistent point.
 
     phoenix-litestream-restore SPEC.json

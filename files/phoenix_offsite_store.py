@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The offsite store's side of Phoenix's backups (issue 17), run as root on the store host.
+"""The offsite store's side of Phoenix's backups, run as root on the store host.
 
 Reads a JSON spec on stdin and makes the host a restic store that a compromised forge cannot
 erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
@@ -13,7 +13,7 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
     never overwrite (rclone answers 403), whatever the client asks for;
   - `full_keys` (the operator) get `internal-sftp`: init, prune, repairs;
 - the same script, run again with another `user` and no `password`, makes a plain SFTP
-  account beside it: Litestream's replicas (issue 21), whose key may delete its own files;
+  account beside it: Litestream's replicas, whose key may delete its own files;
 - retention runs here, as the user, from a systemd timer (`prune.schedule`, default daily):
   `restic forget --group-by tags --tag T --keep-… --prune` on the local folder (the forge's
   line, every droplet that was the forge), with the repository
@@ -168,7 +168,7 @@ def prune_units(spec: dict, prune: dict) -> tuple[str, str]:
     line = ["--group-by", "tags"]
     command = shlex.join([LOCK_WAIT_PATH, "/usr/bin/restic", "forget", *line,
                           "--tag", prune["tag"], *keep, "--prune"])
-    # Issue 21: the repository snapshots (every few minutes) kept for a while only; forgotten
+    # The repository snapshots (every few minutes) are kept for a while only; forgotten
     # first, so that the --prune above reclaims their data too.
     repo_forget = "" if not prune.get("repo_tag") else "ExecStart=" + shlex.join([
         LOCK_WAIT_PATH, "/usr/bin/restic", "forget", *line, "--tag", prune["repo_tag"],
@@ -240,15 +240,15 @@ Match User {user}
     PermitTTY no
     PermitUserRC no
 """
-    # Litestream opens one SSH connection per database at once (issue 21: a dozen from one
-    # forge); sshd's default MaxStartups 10:30:100 resets some of them. Outside any Match.
+    # Litestream opens one SSH connection per database at once (a dozen from one forge);
+    # sshd's default MaxStartups 10:30:100 resets some of them. Outside any Match.
     if write(STARTUPS_DROPIN, "# Phoenix offsite store: many replicas connect at once.\n"
              "MaxStartups 64:30:256\n", 0o644):
         sh("sshd", "-t")
         sh("systemctl", "reload", "ssh")
         changed.append("sshd startups")
     # One drop-in per account (restic's keeps its first name): a second account, such as
-    # Litestream's replicas (issue 21: SFTP with delete rights, no append-only), leaves the
+    # Litestream's replicas (SFTP with delete rights, no append-only), leaves the
     # first one's rules alone.
     path = SSHD_DROPIN if user == "restic" else SSHD_DROPIN.replace(".conf", f"-{user}.conf")
     if write(path, dropin, 0o644):

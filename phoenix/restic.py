@@ -26,7 +26,7 @@ from phoenix.store import LOCK_WAIT_SCRIPT, Store, sftp_command
 
 JOB = REPO / "files" / "phoenix_backup.py"
 # How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the
-# forge snapshots its repositories every few minutes (issue 21) and each run holds the store's
+# forge snapshots its repositories every few minutes and each run holds the store's
 # lock for seconds, up to its repo_snapshot_run_budget (60 s); a prune or check of the operator
 # that met one failed at once. A stale lock is still named after the wait.
 LOCK_WAIT = 120.0

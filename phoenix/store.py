@@ -1,5 +1,5 @@
 """The offsite store: where `backup_repository` is, what opens it, how hosts reach it, and how
-the operator sets it up append-only (issue 17). phoenix/backup.py runs restic on it.
+the operator sets it up append-only. phoenix/backup.py runs restic on it.
 
 An sftp store is reached with the operator's key and its host key pinned (phoenix.sshconf,
 never trust on first use); the forge's key, on the operator's machine only meanwhile
@@ -30,7 +30,7 @@ STORE_SCRIPT = REPO / "files" / "phoenix_offsite_store.py"
 LOCK_WAIT_SCRIPT = REPO / "files" / "phoenix_restic_lock_wait.py"
 
 def repo_tag(tag: str) -> str:
-    """The tag of the repository snapshots beside the line's `tag` (issue 21): another tag, so
+    """The tag of the repository snapshots beside the line's `tag`: another tag, so
     that `restic:latest` and the line's retention keep meaning the full snapshots."""
     return f"{tag}-repositories"
 
@@ -154,7 +154,7 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
         "prune": {"tag": settings.get("backup_tag") or "phoenix", "keep": keep,
                   "schedule": settings.get("backup_prune_schedule") or "daily",
                   "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
-                  # issue 21: the repository snapshots, kept for a while (the full ones stay)
+                  # the repository snapshots, kept for a while (the full ones stay)
                   "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
                   "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d"},
     }

@@ -1,4 +1,4 @@
-"""Backups that survive the VPS (issue 6): the runbook's unversioned backup_databases.sh as
+"""Backups that survive the VPS: the runbook's unversioned backup_databases.sh as
 code. files/phoenix_backup.py runs hourly from a systemd timer and sends a sealed, consistent copy
 of the forge to the offsite restic repository `backup_repository`.
 
@@ -37,7 +37,7 @@ READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "bac
          "gitea_config_dir", "gitea_db_path", "gitea_repo_root", "gitea_version", "gitea_work_dir",
          "hermes_root", "https_state_dir", "restore_verifier_path", "secrets_dir",
          "standby_prestage_dir", "standby_warm", "unit_hardening",
-         # issue 21: the repository snapshots, and the restore's step that uses them
+         # the repository snapshots, and the restore's step that uses them
          "backup_repo_staging_dir", "backup_repo_status_file", "repo_snapshot_interval",
          "repo_snapshot_run_budget", "restore_aside_dir", "restore_newer_repositories",
          # a snapshot dated past now + this is never the newest (prestage, newer repositories)
@@ -120,7 +120,7 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
         "skip": list(data.backup_skip),
         "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
-        # Issue 21: the repositories alone, every repo_snapshot_interval seconds.
+        # The repositories alone, every repo_snapshot_interval seconds.
         "repo_tag": backup.repo_tag(data.get("backup_tag") or "phoenix"),
         "repo_staging_dir": data.backup_repo_staging_dir,
         "repo_status_file": data.backup_repo_status_file,
@@ -187,12 +187,12 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
 
 
 def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
-    """Issue 21: the repositories alone, every few minutes: (unit, command, description,
+    """The repositories alone, every few minutes: (unit, command, description,
     timer line, schedule), None when repo_snapshot_interval is 0. OnUnitActiveSec= counts
     from the service's last start, also for a oneshot still running (systemd's
     src/core/timer.c, timer_enter_waiting(): base = MAX(trigger->inactive_exit_timestamp,
     last_trigger); inactive_exit is when the service left "inactive", i.e. started; seen on a
-    lab droplet too, the note of issue 21). So the period is what phoenix.replication.
+    lab droplet too). So the period is what phoenix.replication.
     repo_snapshot_period gives: interval - budget."""
     settings = {key: data.get(key) for key in ("repo_snapshot_interval",
                                                "repo_snapshot_run_budget")}
@@ -203,7 +203,7 @@ def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
     if period is None:
         return None
     return ("phoenix-backup-repositories", "repositories",
-            "Phoenix snapshot of the forge's repositories alone (issue 21)",
+            "Phoenix snapshot of the forge's repositories alone",
             f"OnUnitActiveSec={period}s",
             f"every {period} s (at most {settings['repo_snapshot_interval']} s of pushes lost)")
 
@@ -221,8 +221,8 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
     # The unit may also write the folders of the databases it copies (not made here: they
-    # are gitea's and hermes's): SQLite's online backup of a WAL database (Gitea's too, since
-    # issue 21) must create the -shm beside it when no program has it open (a stopped Gitea).
+    # are gitea's and hermes's): SQLite's online backup of a WAL database (Gitea's too, for
+    # Litestream) must create the -shm beside it when no program has it open (a stopped Gitea).
     # "-": a forge without them (an adopted one has no Hermes) would otherwise fail the
     # unit's start (226/NAMESPACE).
     for path in write_paths():
@@ -280,7 +280,7 @@ def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
 
 
 def take_newer_repositories(snapshot_id: str, state_dir: str, before: str | None = None) -> None:
-    """Operations (issue 21) after the restore put `snapshot_id`'s files in place and the
+    """Operations after the restore put `snapshot_id`'s files in place and the
     databases were brought to their newest point: the repositories from the newest
     repository snapshot after it (at or before `before`), the full one's copies set aside
     (files/phoenix_backup.py newer-repositories). A restore step: call it only when one is due."""
