@@ -480,6 +480,12 @@ def open_checked_db(settings: Settings) -> None:
         conn.close()
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has the table `name` (older schemas lack some of them)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (name,)).fetchone() is not None
+
+
 def connect(settings: Settings) -> sqlite3.Connection:
     """A connection as Gitea's: its journal mode applied when app.ini sets one."""
     conn = sqlite3.connect(settings.db_path, timeout=10)
@@ -835,8 +841,7 @@ class Forge:
             return False
         if me["is_admin"] or me["id"] == repo["owner_id"]:
             return True
-        member = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='org_user'"
-                              ).fetchone() and conn.execute(
+        member = has_table(conn, "org_user") and conn.execute(
             "SELECT 1 FROM org_user WHERE uid = ? AND org_id = ?",
             (me["id"], repo["owner_id"])).fetchone()
         return bool(member)
@@ -1522,9 +1527,7 @@ def next_issue_index(conn: sqlite3.Connection, repo_id: int) -> int:
     """Gitea keeps the last issue number per repository in issue_index (resource index)."""
     top = conn.execute('SELECT COALESCE(MAX("index"), 0) FROM issue WHERE repo_id = ?',
                        (repo_id,)).fetchone()[0]
-    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                             "name='issue_index'").fetchone()
-    if has_table:
+    if has_table(conn, "issue_index"):
         row = conn.execute("SELECT max_index FROM issue_index WHERE group_id = ?",
                            (repo_id,)).fetchone()
         top = max(top, row[0] or 0) if row else top
@@ -1656,10 +1659,16 @@ def cmd_web(settings: Settings, opts: dict) -> int:
     return 0
 
 
-def cmd_regenerate_hooks(settings: Settings) -> int:
+def installed(settings: Settings) -> None:
+    """What a command that reads the database checks first: RUN_USER, the generated secrets
+    (saved to app.ini as Gitea does), a sound database."""
     check_run_user(settings)
     load_generated_secrets(settings)
     open_checked_db(settings)
+
+
+def cmd_regenerate_hooks(settings: Settings) -> int:
+    installed(settings)
     files = hook_files(gitea_executable(), settings.config)
     repos = bare_repos(settings.repo_root)
     changed = 0
@@ -1683,17 +1692,13 @@ def cmd_regenerate_hooks(settings: Settings) -> int:
 
 
 def cmd_regenerate_keys(settings: Settings) -> int:
-    check_run_user(settings)
-    load_generated_secrets(settings)
-    open_checked_db(settings)
+    installed(settings)
     ssh_dir = settings.ssh_root or os.path.join(pwd_home(settings.run_user), ".ssh")
     path = os.path.join(ssh_dir, "authorized_keys")
     conn = connect(settings)
     try:
-        has_keys = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                                "name='public_key'").fetchone()
         rows = conn.execute("SELECT id, content FROM public_key WHERE type IN (1, 2) ORDER BY id"
-                            ).fetchall() if has_keys else []
+                            ).fetchall() if has_table(conn, "public_key") else []
     finally:
         conn.close()
     kept: list[str] = []
@@ -1738,15 +1743,12 @@ def cmd_doctor(settings: Settings) -> int:
 
 
 def cmd_user_list(settings: Settings) -> int:
-    check_run_user(settings)
-    load_generated_secrets(settings)
-    open_checked_db(settings)
+    installed(settings)
     conn = connect(settings)
     try:
         rows = conn.execute("SELECT * FROM user WHERE type = 0 ORDER BY id").fetchall()
-        has_2fa = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                               "name='two_factor'").fetchone()
-        enrolled = {r[0] for r in conn.execute("SELECT uid FROM two_factor")} if has_2fa else set()
+        enrolled = ({r[0] for r in conn.execute("SELECT uid FROM two_factor")}
+                    if has_table(conn, "two_factor") else set())
     finally:
         conn.close()
     print("ID   Username   Email   IsActive   IsAdmin   2FA")  # cmd/admin_user_list.go
