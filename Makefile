@@ -16,7 +16,7 @@ lock:  ## re-resolve requirements.lock from pyproject.toml's bounds (PyPI, with 
 		--python-version 3.11 --index-url https://pypi.org/simple -o requirements.lock
 
 lint:  ## ruff and mypy over the code that runs (rules and reasons in pyproject.toml)
-	$(PYTHON) -m ruff check phoenix tasks facts checks
+	$(PYTHON) -m ruff check phoenix tasks facts checks files phoenix/lab/standins
 	$(PYTHON) -m mypy
 
 # The unit tests run beside the lab tests (their own tmp folders, labs and ports: they share

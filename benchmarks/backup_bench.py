@@ -3,7 +3,7 @@ small change adds to the repository.
 
 The forge: the lab's Gitea fixture (gitea.db, three git repositories, custom/) plus
 repositories of random (incompressible) packs and loose objects up to --size-mib. The real
-job (files/phoenix-backup) backs it up, first in full, then after a small change (one new
+job (files/phoenix_backup.py) backs it up, first in full, then after a small change (one new
 issue, one new loose object, one memory note); then the snapshot is restored as a restore
 task would (`phoenix-backup restore`, then phoenix-backup-verify). Prints a table; it does
 not pass or fail on time.
@@ -130,7 +130,7 @@ def run_sequence(tmp: Path, name: str, config: dict, store: backup.Store, size_o
     seconds, _ = job(work / "config.json", "restore", changed["snapshot_id"], str(dest))
     rows.append(("restore (restic restore)", seconds, None, None, None))
     started = time.monotonic()
-    verified = subprocess.run([str(REPO / "files" / "phoenix-backup-verify"), str(dest)],
+    verified = subprocess.run([str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)],
                               capture_output=True, text=True, check=False)
     if verified.returncode != 0:
         sys.exit(f"backup_bench: the restored copy failed verification: {verified.stderr}")
@@ -171,13 +171,14 @@ def main() -> None:
         (tmp / "password").chmod(0o600)
         base = {
             "password_file": str(tmp / "password"), "host": "forge", "tag": "phoenix",
+            "repo_tag": backup.repo_tag("phoenix"),
             "keep": {},   # no forget: what a run adds stays measurable
             "gitea": {"db_path": str(tmp / "forge/gitea/gitea.db"),
                       "repo_root": str(tmp / "forge/gitea/repositories"),
                       "custom_dir": str(tmp / "forge/gitea/custom"),
                       "app_ini": str(tmp / "forge/etc/app.ini"), "version": "1.22.3"},
             "paths": [str(tmp / "forge/memories")],
-            "verifier": str(REPO / "files" / "phoenix-backup-verify"),
+            "verifier": str(REPO / "files" / "phoenix_backup_verify.py"),
         }
         transports = []   # (name, job config, operator's Store, size of the repository)
         if args.store == "local":

@@ -8,7 +8,7 @@ one backup_bench.py makes) with a local restic repository and the pinned Litestr
 2. the forge's restore time with replicas beside snapshot-only, in one run: snapshot-only is
    what a restore does without replicas (`phoenix-backup restore` of the full snapshot, then
    phoenix-backup-verify); with replicas it is that, plus gitea.db from its Litestream file
-   replica (files/phoenix-litestream-restore: restore, integrity check, lines up), plus the
+   replica (files/phoenix_litestream_restore.py: restore, integrity check, lines up), plus the
    repositories from the newest repository snapshot (`phoenix-backup newer-repositories`:
    restic restore, git fsck --connectivity-only per repository, swap, branch table).
 
@@ -120,14 +120,14 @@ def main() -> None:
         repo = tmp / "repo"
         config = {
             "repository": str(repo), "password_file": str(tmp / "password"), "host": "forge",
-            "tag": "phoenix", "keep": {},
+            "tag": "phoenix", "repo_tag": backup.repo_tag("phoenix"), "keep": {},
             "gitea": {"db_path": str(db), "repo_root": str(forge / "gitea" / "repositories"),
                       "custom_dir": str(forge / "gitea" / "custom"),
                       "app_ini": str(forge / "etc" / "app.ini"), "version": "1.22.3"},
             "paths": [], "staging_dir": str(tmp / "staging"),
             "status_file": str(tmp / "status.json"), "cache_dir": str(tmp / "cache"),
             "repo_status_file": str(tmp / "repositories.json"),
-            "verifier": str(REPO / "files" / "phoenix-backup-verify")}
+            "verifier": str(REPO / "files" / "phoenix_backup_verify.py")}
         cfg = tmp / "config.json"
         cfg.write_text(json.dumps(config))
         backup.init(backup.Store(repository=str(repo), password=PASSWORD))
@@ -171,7 +171,7 @@ def main() -> None:
         dest.parent.mkdir()
         restic_s = job(cfg, "restore", full, str(dest))[0]
         started = time.monotonic()
-        subprocess.run([str(REPO / "files" / "phoenix-backup-verify"), str(dest)], check=True,
+        subprocess.run([str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)], check=True,
                        capture_output=True)
         verify_s = time.monotonic() - started
         snapshot_only = restic_s + verify_s
@@ -181,7 +181,7 @@ def main() -> None:
         dest.parent.mkdir()
         started = time.monotonic()
         job(cfg, "restore", full, str(dest))
-        subprocess.run([str(REPO / "files" / "phoenix-backup-verify"), str(dest)], check=True,
+        subprocess.run([str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)], check=True,
                        capture_output=True)
         base_s = time.monotonic() - started
         spec = tmp / "spec.json"
@@ -193,7 +193,7 @@ def main() -> None:
                      "config": {"dbs": [{"path": str(dest / "gitea.db"), "replica": json.loads(
                          litestream_cfg.read_text())["dbs"][0]["replica"]}]}}]}))
         started = time.monotonic()
-        subprocess.run([sys.executable, str(REPO / "files" / "phoenix-litestream-restore"),
+        subprocess.run([sys.executable, str(REPO / "files" / "phoenix_litestream_restore.py"),
                         str(spec)], check=True, capture_output=True)
         replica_s = time.monotonic() - started
         used = json.loads((tmp / "litestream.json").read_text())["databases"][0]["used"]

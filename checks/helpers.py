@@ -4,14 +4,14 @@ values out), so each test reads as the runbook check it makes."""
 from __future__ import annotations
 
 import configparser
-import importlib.machinery
-import importlib.util
 import shlex
 from pathlib import Path
 
+from phoenix.scripts import load
+
 REPO = Path(__file__).resolve().parents[1]
 # Phoenix's backup verifier, which the deploy ships to hosts: its COUNT_QUERIES define the counts.
-VERIFIER = REPO / "files" / "phoenix-backup-verify"
+VERIFIER = REPO / "files" / "phoenix_backup_verify.py"
 # The title marks the issues step 9 creates, so the restored counts can leave them out.
 VALIDATION_ISSUE_TITLE = "Phoenix post-recovery validation (runbook step 9)"
 ROOT = "__root__"  # app.ini's keys before the first [section], such as RUN_USER
@@ -65,11 +65,7 @@ def ini_get(ini: configparser.ConfigParser, section: str, key: str) -> str:
 
 def verifier():
     """Phoenix's on-host backup verifier as a module: its COUNT_QUERIES define the counts."""
-    loader = importlib.machinery.SourceFileLoader("phoenix_backup_verify", str(VERIFIER))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load(VERIFIER)
 
 
 def not_root(host, unit: str, expected: str) -> list[str]:

@@ -222,7 +222,7 @@ provision_ssh_key_name = "phoenix-operator"
 provision_timeout = 300              # seconds until active and answering SSH
 
 # ---- backups ------------------------------------------------------------------------------
-# The forge's own job (files/phoenix-backup), hourly, to an offsite restic repository. Secrets:
+# The forge's own job (files/phoenix_backup.py), hourly, to an offsite restic repository. Secrets:
 # restic_password; backup_ssh_key (sftp: the forge's key on the store); for s3,
 # backup_s3_access_key_id and backup_s3_secret_access_key. None: no backup job (the deploy
 # says so); a warm standby should keep it None, or its stale data becomes "latest".
@@ -238,7 +238,7 @@ backup_schedule = "hourly"           # systemd OnCalendar
 backup_randomized_delay = 300        # seconds, so that many forges do not hit one store at once
 backup_timeout = 3600                # seconds before systemd stops a stuck run
 backup_keep_hourly = 24              # retention: the store's daily restic forget --prune
-backup_keep_daily = 7                # (files/phoenix-offsite-store), or `phoenix backup prune`;
+backup_keep_daily = 7                # (files/phoenix_offsite_store.py), or `phoenix backup prune`;
 backup_keep_weekly = 4               # the forge's own job prunes only without append-only
 # An sftp store is written through its append-only endpoint. The forge's key (also
 # the standby's and the recovery host's) is forced there to `rclone serve restic --stdio

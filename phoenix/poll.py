@@ -1,7 +1,8 @@
 """One way to wait: ask until there is an answer or the time is up.
 
 Every deadline loop in Phoenix and its lab goes through `poll()`, so a wait always ends with
-one line that says what was awaited and for how long, never with a silent hang.
+one line that says what was awaited and for how long, never with a silent hang. (restic's
+lock wait is the one other: the store host runs it too, files/phoenix_restic_lock_wait.py.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Backups that survive the VPS: the runbook's unversioned backup_databases.sh as
-code. files/phoenix-backup runs hourly from a systemd timer and sends a sealed, consistent copy
+code. files/phoenix_backup.py runs hourly from a systemd timer and sends a sealed, consistent copy
 of the forge to the offsite restic repository `backup_repository`.
 
 The same job stages a restic snapshot for the restore task (`restore_source = "restic:…"`):
@@ -99,13 +99,9 @@ def saved_paths(data: Any) -> list[str]:
     return paths
 
 
-def repo_tag(data: Any) -> str:
-    return store.repo_tag(data.get("backup_tag") or "phoenix")
-
-
 def _job_config(paths: dict[str, str], gitea: dict | None = None,
                 extra_paths: list[str] | None = None) -> dict:
-    """What files/phoenix-backup reads: no secret in it, only where the secrets are. `gitea`:
+    """What files/phoenix_backup.py reads: no secret in it, only where the secrets are. `gitea`:
     where the forge keeps its files, when it is not where Phoenix puts them (an adopted one)."""
     data = host.data
     repository = data.backup_repository
@@ -126,7 +122,8 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
         "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
         # The repositories alone, every repo_snapshot_interval seconds.
-        "repo_tag": repo_tag(data), "repo_staging_dir": data.backup_repo_staging_dir,
+        "repo_tag": store.repo_tag(data.get("backup_tag") or "phoenix"),
+        "repo_staging_dir": data.backup_repo_staging_dir,
         "repo_status_file": data.backup_repo_status_file,
         "repo_run_budget": data.repo_snapshot_run_budget,
         "repo_timer_accuracy": replication.REPO_TIMER_ACCURACY,
@@ -160,10 +157,10 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
                  extra_install_args="-o DPkg::Lock::Timeout=180")
     files.directory(name="Ensure the backup job's folder exists, root's alone",
                     path=data.backup_config_dir, user="root", group="root", mode="0700")
-    files.put(name="Ensure the backup job is installed", src=str(FILES / "phoenix-backup"),
+    files.put(name="Ensure the backup job is installed", src=str(FILES / "phoenix_backup.py"),
               dest=data.backup_job_path, user="root", group="root", mode="0755")
     files.put(name="Ensure the backup verifier is installed",
-              src=str(FILES / "phoenix-backup-verify"), dest=data.restore_verifier_path,
+              src=str(FILES / "phoenix_backup_verify.py"), dest=data.restore_verifier_path,
               user="root", group="root", mode="0755")
     secret_file(name="Ensure the restic repository password is in place (0600)",
                 content=_secret("restic_password") + "\n", dest=paths["password"],
@@ -225,8 +222,8 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
     # The unit may also write the folders of the databases it copies (not made here: they
-    # are gitea's and hermes's): SQLite's online backup of a WAL database (Gitea's too, in WAL
-    # for Litestream) must create the -shm beside it when no program has it open (a stopped Gitea).
+    # are gitea's and hermes's): SQLite's online backup of a WAL database (Gitea's too, for
+    # Litestream) must create the -shm beside it when no program has it open (a stopped Gitea).
     # "-": a forge without them (an adopted one has no Hermes) would otherwise fail the
     # unit's start (226/NAMESPACE).
     for path in write_paths():
@@ -287,7 +284,7 @@ def take_newer_repositories(snapshot_id: str, state_dir: str, before: str | None
     """Operations after the restore put `snapshot_id`'s files in place and the
     databases were brought to their newest point: the repositories from the newest
     repository snapshot after it (at or before `before`), the full one's copies set aside
-    (files/phoenix-backup newer-repositories). A restore step: call it only when one is due."""
+    (files/phoenix_backup.py newer-repositories). A restore step: call it only when one is due."""
     data = host.data
     if not data.restore_newer_repositories:
         host.noop("restore_newer_repositories is off: the full snapshot's repositories stay")

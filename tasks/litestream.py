@@ -11,7 +11,7 @@ That is the restic line's identity too (backup_host, the droplet's name), so a r
 streams to a new place and never writes where the dead one's replicas lie.
 
 The restore side is replay_replicas, called by the restore task once the snapshot's files are
-in place and before anything starts: for each database, files/phoenix-litestream-restore
+in place and before anything starts: for each database, files/phoenix_litestream_restore.py
 restores the dead forge's replica at its newest position (`litestream restore`, then PRAGMA
 integrity_check), keeps it only when it lines up with the snapshot's copy and is newer, sets
 the snapshot's copy aside, and otherwise keeps the snapshot's copy and says why, in one line.
@@ -180,10 +180,10 @@ def install() -> None:
                 content=key.strip() + "\n", dest=paths["key"], user="root", group="root",
                 mode="0600")
     files.put(name="Ensure the replica restore script is installed",
-              src=str(FILES / "phoenix-litestream-restore"), dest=RESTORE_SCRIPT,
+              src=str(FILES / "phoenix_litestream_restore.py"), dest=RESTORE_SCRIPT,
               user="root", group="root", mode="0755")
     files.put(name="Ensure the replica status script is installed",
-              src=str(FILES / "phoenix-litestream-status"), dest=replication.STATUS_SCRIPT,
+              src=str(FILES / "phoenix_litestream_status.py"), dest=replication.STATUS_SCRIPT,
               user="root", group="root", mode="0755")
 
 

@@ -4,8 +4,8 @@ anything is stopped or touched, restored once, and never over data without being
 restore_source (phoenix/backup/sources.py) is resolved on the operator's side into a sealed Gitea
 folder: a restic snapshot, or a Phoenix archive (what an import of a `gitea dump` zip or of the
 runbook's backups becomes). It is staged on the host in a folder named by its id and checked
-there by files/phoenix-backup-verify (every checksum, PRAGMA integrity_check on a copy of
-gitea.db). Then files/phoenix-restore sets aside what is there and puts the backup in place,
+there by files/phoenix_backup_verify.py (every checksum, PRAGMA integrity_check on a copy of
+gitea.db). Then files/phoenix_restore.py sets aside what is there and puts the backup in place,
 and regenerates Gitea's hooks and keys. The `pending` marker holds the resolution while a
 restore is under way, so a re-run after a cut-off finishes the same backup (never a newer
 `restic:latest`); the `restored` marker holds the manifest's sha256, so a second converge
@@ -174,10 +174,10 @@ def verify_backup() -> None:
     state_dir = data.restore_staging_dir
     files.put(
         name="Ensure the backup verifier is installed",
-        src=str(FILES / "phoenix-backup-verify"), dest=data.restore_verifier_path,
+        src=str(FILES / "phoenix_backup_verify.py"), dest=data.restore_verifier_path,
         user="root", group="root", mode="0755",
     )
-    files.put(name="Ensure the restore tool is installed", src=str(FILES / "phoenix-restore"),
+    files.put(name="Ensure the restore tool is installed", src=str(FILES / "phoenix_restore.py"),
               dest=data.restore_tool_path, user="root", group="root", mode="0755")
     files.directory(name="Ensure the restore's staging folder exists, root's alone",
                     path=state_dir, user="root", group="root", mode="0700")

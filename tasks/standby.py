@@ -1,6 +1,6 @@
 """A warm standby keeps the latest offsite snapshot restored and verified, on a schedule.
 
-The refresh is the backup job's `prestage` (files/phoenix-backup): the snapshot goes to
+The refresh is the backup job's `prestage` (files/phoenix_backup.py): the snapshot goes to
 standby_prestage_dir/<id>, is verified there, and a promotion's restore of that snapshot
 takes it from there instead of the store. Off unless `standby_warm` (group_data/standby.py).
 """

@@ -145,5 +145,5 @@ def prove(target: Target, *, timeout: float = 30) -> list[str]:
     if allowed:
         raise PhoenixError(f"the store {target.host} is not append-only for the forge's key: it "
                            f"could {', '.join(allowed)}; pin that key to `rclone serve restic "
-                           "--stdio --append-only` there (files/phoenix-offsite-store)")
+                           "--stdio --append-only` there (files/phoenix_offsite_store.py)")
     return list(found)

@@ -58,7 +58,7 @@ def backup_verify(subset: str | None, snapshot: str, as_json: bool) -> None:
 
 
 @backup.command("store-setup", help="Make the store append-only for the forge, with its own "
-                "retention timer (as root over ssh; files/phoenix-offsite-store).")
+                "retention timer (as root over ssh; files/phoenix_offsite_store.py).")
 @click.option("--root-user", default="root", help="Who runs the setup on the store.")
 def backup_store_setup(root_user: str) -> None:
     import subprocess
@@ -97,7 +97,7 @@ def backup_store_setup(root_user: str) -> None:
         if where["host"] != store.ssh.host:
             raise PhoenixError(f"litestream_replica_url is on {where['host']}, not on the "
                                f"restic store {store.ssh.host}: set its account up there "
-                               "(files/phoenix-offsite-store, spec: phoenix.backup.replication."
+                               "(files/phoenix_offsite_store.py, spec: phoenix.backup.replication."
                                "account_spec)")
         key = read_secret("litestream_ssh_key", folder=settings.get("secrets_dir"))
         proc = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=key.strip() + "\n",

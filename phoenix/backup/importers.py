@@ -3,7 +3,7 @@
 A `gitea dump` zip (Gitea 1.22's cmd/dump.go layout, the database from its gitea-db.sql), the
 runbook's backup (a folder with gitea.db or the newest gitea-YYYYMMDD.db, and custom/), or
 that backup fetched from the old forge. Each is checked and sealed by the verifier a restore
-runs (files/phoenix-backup-verify); each returns what it lacks and never invents the rest.
+runs (files/phoenix_backup_verify.py); each returns what it lacks and never invents the rest.
 phoenix/backup/sources.py resolves a restore_source to one of these.
 """
 
@@ -34,10 +34,10 @@ DATED_DB = re.compile(r"^gitea-(\d{8})\.db$")
 
 
 def _verifier() -> Any:
-    from phoenix.backup.restic import host_script
     from phoenix.backup.snapshots import VERIFIER
+    from phoenix.scripts import load
 
-    return host_script(VERIFIER)
+    return load(VERIFIER)
 
 
 def _copytree(src: Path, dest: Path, *, skip: tuple[str, ...] = ()) -> None:

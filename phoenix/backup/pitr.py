@@ -2,11 +2,10 @@
 
 Three sources line up on TIME: the newest full restic snapshot taken at or before it
 (restore_source "restic:@TIME", resolved by phoenix.backup.snapshots.resolve_snapshot),
-each database's
-Litestream replica restored to it (`litestream restore -timestamp`, files/phoenix-litestream-
-restore, through litestream_restore_timestamp), and the repositories from the newest
-repository snapshot after the full one and at or before TIME (files/phoenix-backup
-newer-repositories --before).
+each database's Litestream replica restored to it (`litestream restore -timestamp`,
+files/phoenix_litestream_restore.py, through litestream_restore_timestamp), and the
+repositories from the newest repository snapshot after the full one and at or before TIME
+(files/phoenix_backup.py newer-repositories --before).
 """
 
 from __future__ import annotations

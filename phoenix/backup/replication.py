@@ -1,6 +1,6 @@
 """The health of the forge's recovery points, from the operator's side: the age of
 the newest restic snapshot, and each Litestream replica's lag behind its database (asked on
-the forge: files/phoenix-litestream-status). `phoenix backup status` prints them; each has a
+the forge: files/phoenix_litestream_status.py). `phoenix backup status` prints them; each has a
 threshold (backup_max_age, litestream_max_lag) past which it is a problem.
 """
 
@@ -40,7 +40,7 @@ def parse_url(url: str) -> dict:
 
 
 def account_spec(url: str, forge_public_key: str) -> dict:
-    """files/phoenix-offsite-store's spec of the replica account: plain SFTP for the forge's
+    """files/phoenix_offsite_store.py's spec of the replica account: plain SFTP for the forge's
     Litestream key (delete rights: Litestream compacts its own files), no restic retention."""
     where = parse_url(url)
     return {"user": where["user"], "home": posixpath.dirname(where["path"]),

@@ -2,7 +2,7 @@
 while restic runs (never argv or the environment), the operator's own RESTIC_* settings kept
 but for the store and the password (Phoenix's), failures as one line.
 
-The on-host job's `classify` (files/phoenix-backup, loaded here as a module) reads both
+The on-host job's `classify` (files/phoenix_backup.py, loaded here as a module) reads both
 restic >= 0.17's exit codes (10 no repository, 11 locked, 12 wrong password) and the stderr
 of Debian 12's restic 0.14, which exits 1 for all of them.
 """
@@ -10,25 +10,21 @@ of Debian 12's restic 0.14, which exits 1 for all of them.
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from phoenix.backup.store import Store, sftp_command
+from phoenix.backup.store import LOCK_WAIT_SCRIPT, Store, sftp_command
 from phoenix.context import current
 from phoenix.errors import PhoenixError
-from phoenix.poll import poll
+from phoenix.scripts import load
 from phoenix.settings import REPO
 
-JOB = REPO / "files" / "phoenix-backup"
+JOB = REPO / "files" / "phoenix_backup.py"
 # How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the
 # forge snapshots its repositories every few minutes and each run holds the store's
 # lock for seconds, up to its repo_snapshot_run_budget (60 s); a prune or check of the operator
@@ -36,20 +32,9 @@ JOB = REPO / "files" / "phoenix-backup"
 LOCK_WAIT = 120.0
 
 
-@functools.cache
-def host_script(path: Path) -> ModuleType:
-    """A script shipped to hosts, loaded as a module so that its code runs here too."""
-    loader = importlib.machinery.SourceFileLoader(path.name.replace("-", "_"), str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None  # a SourceFileLoader always gives one
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 def job_module() -> ModuleType:
     """The on-host job: its restic failure kinds are the operator's too."""
-    return host_script(JOB)
+    return load(JOB)
 
 
 # --- running restic ----------------------------------------------------------------------------
@@ -86,25 +71,14 @@ def operator_restic_env() -> dict[str, str]:
 def run_restic(store: Store, *args: str, what: str, timeout: float | None = None,
                lock_wait: float = LOCK_WAIT) -> subprocess.CompletedProcess:
     """Run restic on `store` and return what it did, failed or not. A repository locked by
-    another run is tried again every 2 s for `lock_wait` seconds; then the locked run is
-    returned, and its failure names the lock."""
-    last: list[subprocess.CompletedProcess] = []
-
-    def attempt() -> subprocess.CompletedProcess | None:
-        last.clear()  # a run that raises (no restic, its timeout) leaves nothing to return
-        proc = _run_once(store, *args, what=what, timeout=timeout)
-        last.append(proc)
-        if proc.returncode != 0 and job_module().classify(proc.returncode,
-                                                          proc.stderr) == "locked":
-            return None
-        return proc
-
-    try:
-        return poll(attempt, timeout=lock_wait, what=f"{what}: the store's lock", interval=2)
-    except PhoenixError:
-        if not last:
-            raise  # not the wait: restic itself could not run
-        return last[0]  # still locked when the wait was over
+    another run is tried again every 2 s for `lock_wait` seconds (the store's retention waits
+    the same way); then the locked run is returned, and its failure names the lock. A run
+    that raises (no restic, its timeout) ends the wait."""
+    classify = job_module().classify
+    return load(LOCK_WAIT_SCRIPT).retry_while_locked(
+        lambda: _run_once(store, *args, what=what, timeout=timeout),
+        lambda proc: proc.returncode != 0 and classify(proc.returncode, proc.stderr) == "locked",
+        wait=lock_wait, interval=2)
 
 
 def _run_once(store: Store, *args: str, what: str, timeout: float | None

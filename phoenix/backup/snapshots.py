@@ -1,6 +1,6 @@
 """Backups offsite with restic, the operator's side: init, verify, now, list, prune.
 
-The forge's hourly job (files/phoenix-backup) writes snapshots to `backup_repository`; from
+The forge's hourly job (files/phoenix_backup.py) writes snapshots to `backup_repository`; from
 here the operator creates that repository, proves a snapshot restores, takes a last snapshot
 from a forge that still answers (runbook step 4, "if accessible"), lists what there is, and
 prunes. An sftp store is append-only for the forge (backup_append_only): the forge's key
@@ -30,23 +30,20 @@ from typing import Any
 from phoenix.backup.restic import (
     _json,
     failure,
-    host_script,
     job_module,
     restic,
     run_restic,
 )
-from phoenix.backup.store import (
-    Store,
-    repo_tag,
-)
+from phoenix.backup.store import Store, repo_tag
 from phoenix.errors import PhoenixError
+from phoenix.scripts import load
 from phoenix.settings import REPO
 from phoenix.sshconf import Target
 
 GITEA = "gitea"   # the Gitea folder at the top of every snapshot (the job's layout)
 
 
-VERIFIER = REPO / "files" / "phoenix-backup-verify"
+VERIFIER = REPO / "files" / "phoenix_backup_verify.py"
 
 
 class BackupCheckError(PhoenixError):
@@ -257,7 +254,7 @@ def verify(store: Store, *, read_data_subset: str = "5%", snapshot: str = "lates
     restore runs (every checksum, the refs, PRAGMA integrity_check, the counts). With `forge`
     (the forge's own key into the store), prove too that the store refuses it every deletion
     and overwrite (phoenix.backup.appendonly); with `keys_expected`, that no key was added."""
-    verifier = host_script(VERIFIER)
+    verifier = load(VERIFIER)
     check_seconds = check(store, read_data_subset=read_data_subset)
     snapshot_id = resolve_snapshot(store, snapshot)
     info = next((s for s in list_snapshots(store, all_hosts=True) if s["id"] == snapshot_id),

@@ -12,9 +12,9 @@ into one of two sealed forms that the one restore path (tasks/restore.py) takes.
 
 A snapshot is sealed already (the job wrote its manifest). Anything else is imported
 (phoenix/backup/importers.py) into a Gitea folder of the snapshot's layout, checked and sealed
-by the same verifier a restore runs (files/phoenix-backup-verify), and written as a Phoenix archive
-(phoenix/backup/archive.py) named by its sha256 in the state folder. An import restores what it has
-and says what it lacks (`Resolved.lacks`); it never invents the rest. Bad input is one
+by the same verifier a restore runs (files/phoenix_backup_verify.py), and written as a Phoenix
+archive (phoenix/backup/archive.py) named by its sha256 in the state folder. An import restores
+what it has and says what it lacks (`Resolved.lacks`); it never invents the rest. Bad input is one
 PhoenixError line, before anything is staged.
 
 The seam: `resolve()` turns a restore_source into a `Resolved`; a new kind of source is one

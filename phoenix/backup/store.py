@@ -25,7 +25,9 @@ from phoenix.secrets import read_secret
 from phoenix.settings import REPO, Readable
 from phoenix.sshconf import Target, ssh_command
 
-STORE_SCRIPT = REPO / "files" / "phoenix-offsite-store"
+STORE_SCRIPT = REPO / "files" / "phoenix_offsite_store.py"
+# restic run again while another run holds the lock: the store's retention and the operator's
+LOCK_WAIT_SCRIPT = REPO / "files" / "phoenix_restic_lock_wait.py"
 
 def repo_tag(tag: str) -> str:
     """The tag of the repository snapshots beside the line's `tag`: another tag, so
@@ -137,7 +139,7 @@ def channel_config(repository: str, target: Target, *, append_only: bool) -> dic
 
 def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str,
                password: str) -> dict:
-    """What files/phoenix-offsite-store makes of the store of `backup_repository`: the forge's
+    """What files/phoenix_offsite_store.py makes of the store of `backup_repository`: the forge's
     public key append-only, the operator's SFTP, the retention timer with the keep-* policy.
     Holds the repository password: never print it."""
     repository = str(settings.get("backup_repository") or "")
@@ -159,10 +161,11 @@ def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str
 
 
 def setup_store(root: Target, spec: Mapping[str, Any], *, timeout: float = 900) -> list[str]:
-    """Run files/phoenix-offsite-store as root on the store (the spec on stdin, never argv);
-    returns what it changed."""
+    """Run files/phoenix_offsite_store.py as root on the store (the spec on stdin, never argv,
+    with the lock wait's program for its retention); returns what it changed."""
     script = STORE_SCRIPT.read_text()
-    proc = sshconf.run(root, f"python3 -c {shlex.quote(script)}", input=json.dumps(dict(spec)),
+    spec = {**spec, "lock_wait": LOCK_WAIT_SCRIPT.read_text()}
+    proc = sshconf.run(root, f"python3 -c {shlex.quote(script)}", input=json.dumps(spec),
                        timeout=timeout, late=f"setting up the store {root.host} did not finish")
     if proc.returncode != 0:
         raise PhoenixError(f"setting up the store {root.host} failed: "

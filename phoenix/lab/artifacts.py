@@ -41,7 +41,7 @@ def publish(config: LabConfig, *, log=print) -> dict:
     base = config.artifact_url
     version = fixtures.GITEA_VERSION
     gitea = root / "gitea" / version / f"gitea-{version}-linux-amd64"
-    _write_if_changed(gitea, standin("gitea"), 0o755)
+    _write_if_changed(gitea, standin("gitea.py"), 0o755)
     shutil.rmtree(root / "hermes", ignore_errors=True)  # the stand-ins' bundle, gone
     wheelhouse.publish(root / "wheelhouse", log=log)
     wheelhouse.publish(root / "litestream", wheelhouse.LITESTREAM_LOCK, log=log)

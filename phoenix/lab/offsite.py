@@ -2,7 +2,7 @@
 
 It is made through the lab's DigitalOcean API like any droplet, its host key handed over in
 user_data (as phoenix.provision does), so the first connection is already checked. The store's
-own side is files/phoenix-offsite-store (the same script a production store runs): a `restic`
+own side is files/phoenix_offsite_store.py (the same script a production store runs): a `restic`
 user whose keys are each pinned to one command, in a root-owned file. The forge's backup key
 (also the standby's and the recovery host's) may only run `rclone serve restic --stdio
 --append-only` on the repository; the operator's key speaks SFTP (init, prune, repairs).
@@ -109,7 +109,7 @@ def replica_key(config: LabConfig) -> Path:
 
 
 def replica_spec(offsite: Offsite, config: LabConfig) -> dict:
-    """files/phoenix-offsite-store's spec of the replica account (phoenix.replication)."""
+    """files/phoenix_offsite_store.py's spec of the replica account (phoenix.replication)."""
     return account_spec(offsite.replica_url, public_half(replica_key(config)).read_text())
 
 
@@ -130,7 +130,7 @@ def root_target(config: LabConfig, offsite: Offsite) -> Target:
 
 def store_spec(config: LabConfig, offsite: Offsite, settings: Mapping[str, Any] | None = None
                ) -> dict:
-    """The spec of files/phoenix-offsite-store for this store: the lab's forge key, the lab
+    """The spec of files/phoenix_offsite_store.py for this store: the lab's forge key, the lab
     operator's key, the lab's restic password, the keep-* policy of `settings` (default:
     group_data for the lab)."""
     if settings is None:
@@ -147,7 +147,7 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
            settings: Mapping[str, Any] | None = None,
            progress: Callable[[str], None] = lambda _: None) -> Offsite:
     """Find or create the store `name` and make it an append-only store with its own
-    retention (files/phoenix-offsite-store); idempotent."""
+    retention (files/phoenix_offsite_store.py); idempotent."""
     if not name.startswith("offsite-"):
         raise PhoenixError(f"an offsite store's name starts with offsite- (not {name!r})")
     from phoenix.provision.do import public_ip  # imported here: pydo takes most of a second

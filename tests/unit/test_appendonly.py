@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from phoenix import scripts
 from phoenix.backup import appendonly
 from phoenix.backup import snapshots as backup
-from phoenix.backup.restic import host_script, job_module, restic
-from phoenix.backup.store import Store, append_only, channel_config, store_spec
+from phoenix.backup.restic import job_module, restic
+from phoenix.backup.store import LOCK_WAIT_SCRIPT, Store, append_only, channel_config
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
 from tests.unit import test_backup
@@ -132,7 +133,7 @@ def test_channel_config_pins_the_forge_to_the_endpoint(tmp_path):
 
 
 def test_store_setup_pins_each_key_to_one_command():
-    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     keys = script.authorized_keys({"repository": "/srv/restic/forge",
                                    "append_keys": ["ssh-ed25519 AAAAforge forge"],
                                    "full_keys": ["ssh-ed25519 AAAAop op"]}).splitlines()
@@ -169,8 +170,7 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
     """Issue 21: the forge's repository snapshots hold the lock for seconds, every few minutes;
     the store's retention tries again while restic says the repository is locked, and fails
     at once on anything else."""
-    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
-    (tmp_path / "wait").write_text(script.LOCK_WAIT)
+    (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
     fake = tmp_path / "restic"
     fake.write_text("#!/bin/sh\n"  # locked on its first run, then done
                     f"if [ ! -e {tmp_path}/ran ]; then touch {tmp_path}/ran; "
@@ -189,10 +189,20 @@ def test_the_stores_prune_waits_for_a_lock_the_forges_run_holds(tmp_path):
     assert "trying again" not in failed.stdout
 
 
+def test_the_store_writes_the_lock_wait_it_is_sent():
+    """The store's script runs alone (`python3 -c`): the lock wait's program comes in the spec,
+    and a spec without it is refused rather than a retention unit left without its wait."""
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
+    assert script.lock_wait({"lock_wait": LOCK_WAIT_SCRIPT.read_text()}).startswith(
+        "#!/usr/bin/python3\n")
+    with pytest.raises(SystemExit, match="no lock_wait"):
+        script.lock_wait({})
+
+
 def test_the_prune_guard_refuses_snapshots_dated_far_from_their_arrival(repo, tmp_path):
     """A forge could add snapshots dated later in each hour/day than the real ones, so that
     keep-* keeps those and forgets the real ones: the store's guard stops the prune."""
-    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     (tmp_path / "guard").write_text(script.GUARD)
     (tmp_path / "d").mkdir()
     (tmp_path / "pw").write_text(PASSWORD + "\n")
@@ -223,9 +233,9 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
     the line by its tag, whatever the hosts, as `phoenix backup prune` does."""
     from datetime import datetime, timedelta
 
-    script = host_script(backup.REPO / "files" / "phoenix-offsite-store")
-    (tmp_path / "wait").write_text(script.LOCK_WAIT)
-    spec = store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
+    (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
+    spec = backup.store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
                               "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},
                              forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
                              password=PASSWORD)

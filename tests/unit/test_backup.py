@@ -1,6 +1,6 @@
 """Backups with restic, against a local repository in tmp_path (no root, no network).
 
-The on-host job (files/phoenix-backup) runs here on a synthetic forge; the operator's side
+The on-host job (files/phoenix_backup.py) runs here on a synthetic forge; the operator's side
 (phoenix.backup.snapshots) then lists, checks and restores what it made.
 """
 
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from phoenix import scripts
 from phoenix.backup import restic
 from phoenix.backup import snapshots as backup
-from phoenix.backup.restic import JOB, host_script, job_module
+from phoenix.backup.restic import JOB, job_module
 from phoenix.backup.store import Store, sftp_command, store_from_settings
 from phoenix.errors import PhoenixError
 from phoenix.lab.fixtures import add_attachment, add_lfs_object, make_gitea_backup
@@ -60,6 +61,7 @@ def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
     config = {
         "repository": str(repository), "password_file": str(tmp / "password"),
         "host": "forge", "tag": "phoenix", "keep": keep or {"hourly": 24, "daily": 7},
+        "repo_tag": backup.repo_tag("phoenix"),
         "gitea": {"db_path": str(forge / "gitea" / "gitea.db"),
                   "repo_root": str(forge / "gitea" / "repositories"),
                   "custom_dir": str(forge / "gitea" / "custom"),
@@ -68,7 +70,7 @@ def job_config(tmp: Path, forge: Path, repository: Path, **keep: int) -> Path:
         "paths": [str(forge / "memories"), str(forge / "not-there")],
         "staging_dir": str(tmp / "staging"), "status_file": str(tmp / "status.json"),
         "cache_dir": str(tmp / "cache"),
-        "verifier": str(REPO / "files" / "phoenix-backup-verify"),
+        "verifier": str(REPO / "files" / "phoenix_backup_verify.py"),
     }
     path = tmp / "config.json"
     path.write_text(json.dumps(config))
@@ -262,7 +264,7 @@ def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
 
 
 def test_the_seal_records_what_the_live_forge_lacks_and_verify_reports_it(tmp_path):
-    verifier = host_script(backup.VERIFIER)
+    verifier = scripts.load(backup.VERIFIER)
     folder = tmp_path / "gitea"
     make_gitea_backup(folder)
     uuid = add_attachment(folder / "data", folder / "gitea.db", repo_id=1, issue_id=1,

@@ -1,5 +1,5 @@
 """Issue 21, build 2: the repositories alone every few minutes, and a restore that takes them
-from the newest repository snapshot after the full one (files/phoenix-backup `repositories`
+from the newest repository snapshot after the full one (files/phoenix_backup.py `repositories`
 and `newer-repositories`), against a local restic repository in tmp_path."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def branch_rows(db: Path, rel: Path, main_at: str) -> tuple[int, str, str]:
 
 
 def restore_full(config: Path, snapshot: str, where: Path) -> Path:
-    """What files/phoenix-restore leaves: the full snapshot's gitea.db and repositories."""
+    """What files/phoenix_restore.py leaves: the full snapshot's gitea.db and repositories."""
     staged = where / "staged"
     assert run_job(config, "restore", snapshot, str(staged)).returncode == 0
     live = where / "live"

@@ -17,12 +17,12 @@ import pytest
 
 from phoenix import recover
 from phoenix.backup import sources
-from phoenix.backup.restic import host_script
 from phoenix.errors import PhoenixError
 from phoenix.lab import fixtures
+from phoenix.scripts import load
 
 REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "files" / "phoenix-restore"
+TOOL = REPO / "files" / "phoenix_restore.py"
 ME = pwd.getpwuid(os.getuid()).pw_name
 MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 SETTINGS = {"gitea_version": fixtures.GITEA_VERSION}
@@ -66,7 +66,7 @@ def live_forge(root: Path, made: Path) -> Path:
 
 
 def gitea_dump(ini: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(fixtures.STANDINS / "gitea"), "dump", "-c",
+    return subprocess.run([sys.executable, str(fixtures.STANDINS / "gitea.py"), "dump", "-c",
                            str(ini), "-f", str(out), *args], capture_output=True, text=True,
                           check=False, timeout=60)
 
@@ -366,7 +366,7 @@ def test_apply_refuses_a_staged_symlink_and_touches_nothing(tmp_path, made, poin
 
 
 def test_chown_tree_never_follows_a_symlink(tmp_path):
-    restore = host_script(TOOL)
+    restore = load(TOOL)
     target, owner = outside_target(tmp_path)
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)

@@ -8,7 +8,7 @@ from facts.gitea import GiteaVersion
 from phoenix.settings import REPO, load
 from tests.unit.facts.test_batch import alone
 
-STANDIN = REPO / "phoenix" / "lab" / "standins" / "gitea"
+STANDIN = REPO / "phoenix" / "lab" / "standins" / "gitea.py"
 
 
 def test_the_version_is_read_from_the_binarys_own_words(tmp_path):

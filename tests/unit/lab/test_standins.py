@@ -46,8 +46,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run(name: str, *args: str, env: dict[str, str] | None = None,
         timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, str(STANDINS / name), *args], capture_output=True, text=True,
-                          env=env or clean_env(), timeout=timeout, check=False)
+    return subprocess.run([PYTHON, str(STANDINS / f"{name}.py"), *args], capture_output=True,
+                          text=True, env=env or clean_env(), timeout=timeout, check=False)
 
 
 @contextlib.contextmanager
@@ -72,8 +72,8 @@ def notify_socket(address: str | None = None):
 def started(name: str, *args: str, env: dict[str, str] | None = None):
     """Start a stand-in, wait for its READY=1, yield the process; SIGTERM it at the end."""
     with notify_socket("@phoenix-test-" + uuid.uuid4().hex) as (address, sock):
-        proc = subprocess.Popen([PYTHON, str(STANDINS / name), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
+        proc = subprocess.Popen([PYTHON, str(STANDINS / f"{name}.py"), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**(env or clean_env()), "NOTIFY_SOCKET": address})
         try:
             try:
@@ -162,7 +162,7 @@ def forge(tmp_path, backup) -> Forge:
 
 def test_gitea_version_flag():
     for flag in ("--version", "-v"):
-        result = subprocess.run([str(STANDINS / "gitea"), flag], capture_output=True, text=True,
+        result = subprocess.run([str(STANDINS / "gitea.py"), flag], capture_output=True, text=True,
                                 check=False)
         assert result.returncode == 0
         assert result.stdout.startswith("Gitea version 1.22.3 built with GNU Make")
@@ -225,7 +225,7 @@ def test_issue_written_through_the_api_survives_backup_and_restore(forge, tmp_pa
 
 def test_gitea_notifies_systemd_on_a_socket_path(forge):
     with notify_socket() as (address, sock):
-        proc = subprocess.Popen([PYTHON, str(STANDINS / "gitea"), "web", "-c", str(forge.ini)],
+        proc = subprocess.Popen([PYTHON, str(STANDINS / "gitea.py"), "web", "-c", str(forge.ini)],
                                 env=clean_env(NOTIFY_SOCKET=address), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
@@ -265,7 +265,7 @@ def test_gitea_refuses_without_install_lock(forge):
 def run_with_readonly_ini(forge: Forge, *args: str) -> subprocess.CompletedProcess:
     """The stand-in with app.ini unwritable, as Phoenix's unit leaves it (root:gitea 0640 under
     ProtectSystem=full): a read-only bind mount for root (who ignores modes), 0440 otherwise."""
-    argv = [PYTHON, str(STANDINS / "gitea"), *args, "-c", str(forge.ini)]
+    argv = [PYTHON, str(STANDINS / "gitea.py"), *args, "-c", str(forge.ini)]
     if os.getuid() == 0:
         if not shutil.which("unshare"):
             pytest.fail("unshare (util-linux) is needed to test a read-only app.ini as root")
@@ -409,7 +409,7 @@ def test_gitea_hook_refuses_a_push_without_its_environment(forge):
     the check; the setting false lets such a push through."""
     assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
     bare = forge.repos / "timmy" / "the-nexus.git"
-    hook = [PYTHON, str(STANDINS / "gitea"), "hook", f"--config={forge.ini}"]
+    hook = [PYTHON, str(STANDINS / "gitea.py"), "hook", f"--config={forge.ini}"]
     line = "0" * 40 + " " + "1" * 40 + " refs/heads/main\n"
 
     def call(name: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
@@ -587,7 +587,7 @@ def test_runbook_step9_issue_create_and_close_with_gitea_api_sh(forge, tmp_path)
 
 # --- what every shipped script promises ------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["gitea", "phoenix-backup-verify"])
+@pytest.mark.parametrize("name", ["gitea.py", "phoenix_backup_verify.py"])
 def test_shipped_scripts_are_self_contained(name):
     path = fixtures.VERIFIER if name == fixtures.VERIFIER.name else STANDINS / name
     text = path.read_text()

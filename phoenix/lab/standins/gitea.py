@@ -165,16 +165,17 @@ def read_ini(path: str) -> configparser.ConfigParser:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise Fatal(f"Unable to load config file {path}: no such file (restore app.ini first)")
+        raise Fatal(f"Unable to load config file {path}: no such file "
+                    "(restore app.ini first)") from None
     except OSError as exc:
-        raise Fatal(f"Unable to load config file {path}: {exc.strerror}")
+        raise Fatal(f"Unable to load config file {path}: {exc.strerror}") from None
     parser = configparser.ConfigParser(interpolation=None, strict=False,
                                        default_section="__no_default__",
                                        comment_prefixes=("#", ";"), inline_comment_prefixes=None)
     try:
         parser.read_string(f"[{ROOT}]\n" + text, source=path)
     except configparser.Error as exc:
-        raise Fatal(f"Unable to parse config file {path}: {exc}")
+        raise Fatal(f"Unable to parse config file {path}: {exc}") from None
     return parser
 
 
@@ -215,7 +216,7 @@ def load_secret(settings: Settings, section: str, uri_key: str, key: str) -> str
         with open(unquote(parsed.path), encoding="utf-8") as handle:
             value = handle.read().strip()
     except OSError as exc:
-        raise Fatal(f"Failed to read {uri_key} ({parsed.path}): {exc}")
+        raise Fatal(f"Failed to read {uri_key} ({parsed.path}): {exc}") from None
     if not value:
         raise Fatal(f"Failed to read {uri_key} ({parsed.path}): the file is empty")
     return value
@@ -273,13 +274,14 @@ def load_generated_secrets(settings: Settings) -> None:
                 save_key(settings, "oauth2", "JWT_SECRET",
                          base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
             except OSError as exc:
-                raise Fatal(f'save oauth2.JWT_SECRET failed: failed to save "{where}": {exc}')
+                raise Fatal(f'save oauth2.JWT_SECRET failed: failed to save "{where}": '
+                            f'{exc}') from None
     # modules/setting/security.go: INTERNAL_TOKEN(_URI), generateSaveInternalToken
     if not load_secret(settings, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN"):
         try:
             save_key(settings, "security", "INTERNAL_TOKEN", new_internal_token())
         except OSError as exc:
-            raise Fatal(f'Error saving internal token: failed to save "{where}": {exc}')
+            raise Fatal(f'Error saving internal token: failed to save "{where}": {exc}') from None
     # modules/setting/lfs.go: only with [server] LFS_START_SERVER = true; saved through
     # CreateOrAppendToCustomConf (modules/setting/setting.go), whose failure is fatal too
     lfs_secret = settings.get("server", "LFS_JWT_SECRET")
@@ -288,7 +290,7 @@ def load_generated_secrets(settings: Settings) -> None:
             save_key(settings, "server", "LFS_JWT_SECRET",
                      base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
         except OSError as exc:
-            raise Fatal(f"error saving to custom config: open {where}: {exc.strerror}")
+            raise Fatal(f"error saving to custom config: open {where}: {exc.strerror}") from None
 
 
 def new_internal_token() -> str:
@@ -345,8 +347,8 @@ def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
             t[0] ^= RCON[i // nk - 1]
         elif nk > 6 and i % nk == 4:
             t = [SBOX[b] for b in t]
-        words.append([a ^ b for a, b in zip(words[i - nk], t)])
-    state = [b ^ k for b, k in zip(block, sum(words[0:4], []))]
+        words.append([a ^ b for a, b in zip(words[i - nk], t, strict=True)])
+    state = [b ^ k for b, k in zip(block, sum(words[0:4], []), strict=True)]
     for rnd in range(1, rounds + 1):
         state = [SBOX[b] for b in state]
         state = [state[(i + 4 * (i % 4)) % 16] for i in range(16)]  # ShiftRows, column-major
@@ -357,7 +359,7 @@ def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
                 total = a[0] ^ a[1] ^ a[2] ^ a[3]
                 mixed += [a[i] ^ total ^ _xtime(a[i] ^ a[(i + 1) % 4]) for i in range(4)]
             state = mixed
-        state = [b ^ k for b, k in zip(state, sum(words[4 * rnd:4 * rnd + 4], []))]
+        state = [b ^ k for b, k in zip(state, sum(words[4 * rnd:4 * rnd + 4], []), strict=True)]
     return bytes(state)
 
 
@@ -368,7 +370,7 @@ def aes_cfb(key: bytes, iv: bytes, data: bytes, *, decrypt: bool) -> bytes:
     for i in range(0, len(data), 16):
         chunk = data[i:i + 16]
         stream = aes_encrypt_block(key, register)
-        piece = bytes(a ^ b for a, b in zip(chunk, stream))
+        piece = bytes(a ^ b for a, b in zip(chunk, stream, strict=False))  # a last, short chunk
         out += piece
         register = (chunk if decrypt else piece) + register[len(chunk):]
     return bytes(out)
@@ -457,12 +459,12 @@ def open_checked_db(settings: Settings) -> None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)
     except sqlite3.Error as exc:
-        raise Fatal(f"cannot open database {path}: {exc}")
+        raise Fatal(f"cannot open database {path}: {exc}") from None
     try:
         try:
             rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
         except sqlite3.DatabaseError as exc:
-            raise Fatal(f"database {path} failed PRAGMA integrity_check: {exc}")
+            raise Fatal(f"database {path} failed PRAGMA integrity_check: {exc}") from None
         if rows != ["ok"]:
             raise Fatal(f"database {path} failed PRAGMA integrity_check: {'; '.join(rows[:3])}")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -476,6 +478,12 @@ def open_checked_db(settings: Settings) -> None:
                         f"({DB_VERSION}).")
     finally:
         conn.close()
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has the table `name` (older schemas lack some of them)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (name,)).fetchone() is not None
 
 
 def connect(settings: Settings) -> sqlite3.Connection:
@@ -516,7 +524,7 @@ def sd_notify(state: str) -> bool:
 
 def bare_repos(root: str) -> list[str]:
     """<root>/<owner>/<name>.git directories, as Gitea lays them out (lower case)."""
-    found = []
+    found: list[str] = []
     if not os.path.isdir(root):
         return found
     for owner in sorted(os.listdir(root)):
@@ -626,7 +634,8 @@ def multipart_file(content_type: str, body: bytes, field: str) -> tuple[str, byt
         f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == field:
-            return part.get_filename() or "file", part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)  # bytes, or None when it has none
+            return part.get_filename() or "file", payload if isinstance(payload, bytes) else b""
     raise ApiError(400, f"no file in the form field {field!r}")
 
 
@@ -654,7 +663,7 @@ class Forge:
         lfs = r"/(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/info/lfs/objects"
         # routers/api/v1/api.go (the /api/v1 tree) and routers/web/web.go (attachments,
         # avatars, LFS); "raw" routes take the request's bytes, the others a JSON object.
-        self.routes = [
+        routes = [
             ("GET", r"/api/v1/version", self.version, "json"),
             ("GET", r"/api/healthz", self.healthz, "json"),
             ("GET", r"/api/v1/user", self.me, "json"),
@@ -680,7 +689,7 @@ class Forge:
             ("PUT", lfs + r"/(?P<oid>[0-9a-f]{64})/(?P<size>\d+)", self.lfs_upload, "raw"),
             ("GET", lfs + r"/(?P<oid>[0-9a-f]{64})", self.lfs_download, "raw"),
         ]
-        self.routes = [(m, re.compile(p + "/?$"), h, k) for m, p, h, k in self.routes]
+        self.routes = [(m, re.compile(p + "/?$"), h, k) for m, p, h, k in routes]
         self.request = threading.local()  # the headers of the request being handled
 
     # -- plumbing --
@@ -832,8 +841,7 @@ class Forge:
             return False
         if me["is_admin"] or me["id"] == repo["owner_id"]:
             return True
-        member = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='org_user'"
-                              ).fetchone() and conn.execute(
+        member = has_table(conn, "org_user") and conn.execute(
             "SELECT 1 FROM org_user WHERE uid = ? AND org_id = ?",
             (me["id"], repo["owner_id"])).fetchone()
         return bool(member)
@@ -861,7 +869,7 @@ class Forge:
             page = max(1, int(query.get("page", ["1"])[0]))
             limit = int(query.get("limit", query.get("page_size", ["30"]))[0])
         except ValueError:
-            raise ApiError(422, "page and limit must be numbers")
+            raise ApiError(422, "page and limit must be numbers") from None
         return page, min(max(1, limit), 50)
 
     # -- handlers: each takes (conn, me, params, query, body) and returns (status, payload) --
@@ -1488,12 +1496,12 @@ class Forge:
                 continue
             if route_method != method:
                 continue
-            body = raw_body
+            body: object = raw_body
             if kind == "json":
                 try:
                     body = json.loads(raw_body) if raw_body.strip() else None
                 except ValueError:
-                    raise ApiError(422, "request body is not JSON")
+                    raise ApiError(422, "request body is not JSON") from None
                 if body is not None and not isinstance(body, dict):
                     raise ApiError(422, "request body must be a JSON object")
             self.request.headers = headers
@@ -1519,9 +1527,7 @@ def next_issue_index(conn: sqlite3.Connection, repo_id: int) -> int:
     """Gitea keeps the last issue number per repository in issue_index (resource index)."""
     top = conn.execute('SELECT COALESCE(MAX("index"), 0) FROM issue WHERE repo_id = ?',
                        (repo_id,)).fetchone()[0]
-    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                             "name='issue_index'").fetchone()
-    if has_table:
+    if has_table(conn, "issue_index"):
         row = conn.execute("SELECT max_index FROM issue_index WHERE group_id = ?",
                            (repo_id,)).fetchone()
         top = max(top, row[0] or 0) if row else top
@@ -1552,7 +1558,7 @@ def make_handler(forge: Forge):
 
         def _chunked(self) -> bytes:
             """A Transfer-Encoding: chunked body (RFC 9112 7.1), trailers dropped."""
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -1627,7 +1633,7 @@ def cmd_web(settings: Settings, opts: dict) -> int:
                        family)
     except OSError as exc:
         raise Fatal(f"Failed to start server: listen tcp {settings.http_addr}:"
-                    f"{settings.http_port}: {exc.strerror}")
+                    f"{settings.http_port}: {exc.strerror}") from None
     if opts.get("pid"):
         with open(str(opts["pid"]), "w", encoding="utf-8") as handle:
             handle.write(f"{os.getpid()}\n")
@@ -1653,10 +1659,16 @@ def cmd_web(settings: Settings, opts: dict) -> int:
     return 0
 
 
-def cmd_regenerate_hooks(settings: Settings) -> int:
+def installed(settings: Settings) -> None:
+    """What a command that reads the database checks first: RUN_USER, the generated secrets
+    (saved to app.ini as Gitea does), a sound database."""
     check_run_user(settings)
     load_generated_secrets(settings)
     open_checked_db(settings)
+
+
+def cmd_regenerate_hooks(settings: Settings) -> int:
+    installed(settings)
     files = hook_files(gitea_executable(), settings.config)
     repos = bare_repos(settings.repo_root)
     changed = 0
@@ -1680,17 +1692,13 @@ def cmd_regenerate_hooks(settings: Settings) -> int:
 
 
 def cmd_regenerate_keys(settings: Settings) -> int:
-    check_run_user(settings)
-    load_generated_secrets(settings)
-    open_checked_db(settings)
+    installed(settings)
     ssh_dir = settings.ssh_root or os.path.join(pwd_home(settings.run_user), ".ssh")
     path = os.path.join(ssh_dir, "authorized_keys")
     conn = connect(settings)
     try:
-        has_keys = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                                "name='public_key'").fetchone()
         rows = conn.execute("SELECT id, content FROM public_key WHERE type IN (1, 2) ORDER BY id"
-                            ).fetchall() if has_keys else []
+                            ).fetchall() if has_table(conn, "public_key") else []
     finally:
         conn.close()
     kept: list[str] = []
@@ -1735,15 +1743,12 @@ def cmd_doctor(settings: Settings) -> int:
 
 
 def cmd_user_list(settings: Settings) -> int:
-    check_run_user(settings)
-    load_generated_secrets(settings)
-    open_checked_db(settings)
+    installed(settings)
     conn = connect(settings)
     try:
         rows = conn.execute("SELECT * FROM user WHERE type = 0 ORDER BY id").fetchall()
-        has_2fa = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                               "name='two_factor'").fetchone()
-        enrolled = {r[0] for r in conn.execute("SELECT uid FROM two_factor")} if has_2fa else set()
+        enrolled = ({r[0] for r in conn.execute("SELECT uid FROM two_factor")}
+                    if has_table(conn, "two_factor") else set())
     finally:
         conn.close()
     print("ID   Username   Email   IsActive   IsAdmin   2FA")  # cmd/admin_user_list.go
@@ -1809,7 +1814,7 @@ def cmd_dump(settings: Settings, opts: dict) -> int:
                 conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=10)
                 sql = "\n".join(conn.iterdump()) + "\n"
             except sqlite3.Error as exc:
-                raise Fatal(f"Failed to dump database: {exc}")
+                raise Fatal(f"Failed to dump database: {exc}") from None
             zf.writestr("gitea-db.sql", sql)
             zf.write(settings.config, "app.ini")
             custom = settings.custom_path
@@ -1830,7 +1835,7 @@ def cmd_dump(settings: Settings, opts: dict) -> int:
             if not opts.get("skip_log"):
                 add_tree(zf, "log", log_root, [target])
     except OSError as exc:
-        raise Fatal(f"Failed to save {name}: {exc}")
+        raise Fatal(f"Failed to save {name}: {exc}") from None
     finally:
         if conn is not None:
             conn.close()
@@ -1963,7 +1968,8 @@ COMMANDS:
    hook                      Delegate commands called by the git hooks (1.22's checks)
 
 GLOBAL OPTIONS:
-   --config value, -c value       Set custom config file (default: "$GITEA_WORK_DIR/custom/conf/app.ini")
+   --config value, -c value       Set custom config file \
+(default: "$GITEA_WORK_DIR/custom/conf/app.ini")
    --work-path value, -w value    Set Gitea's working path (default: /var/lib/gitea)
    --custom-path value, -C value  Set custom path
    --version, -v                  print the version

@@ -29,12 +29,12 @@ keep-* policy (a store without the append-only endpoint): `restic forget --prune
 (3), `restic unlock` clears what a run cut off mid-backup left (locks stay deletable through
 the append-only endpoint). Any failure: one line on stderr (the journal) and a non-zero exit.
 
-`repositories` (issue 21, from its own timer, every repo_snapshot_interval less
+`repositories` (from its own timer, every repo_snapshot_interval less
 repo_snapshot_run_budget seconds; the status file records each run's length): the same
 crash-consistent copy of repositories/ alone, in a staging folder of its own, sent through the
 same restic line tagged `repo_tag`; git's objects are hard links and unchanged files are
 skipped, so a run costs a walk of the tree and the new objects. `newer-repositories`: a
-restore's second half (files/phoenix-restore has put the full snapshot's repositories in
+restore's second half (files/phoenix_restore.py has put the full snapshot's repositories in
 place): the newest repository snapshot of the full one's host taken after it (and at or before
 `--before`), each of its repositories checked (`git fsck --connectivity-only`) and put in place
 of the full snapshot's copy, which is set aside first; a repository gitea.db has no row for is
@@ -64,6 +64,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 DEFAULT_CONFIG = "/etc/phoenix-backup/config.json"
 GITEA = "gitea"     # the manifest folder inside the staging folder (and the snapshot)
@@ -92,10 +93,10 @@ class JobError(Exception):
 
 def classify(returncode: int, stderr: str) -> str | None:
     """What a failed restic run means: one of the RESTIC_FAILURES kinds, or None (unknown).
-    phoenix/backup.py (the operator's side) loads this file and uses this same function."""
+    phoenix/restic.py (the operator's side) loads this file and uses this same function."""
     if returncode == 0:
         return None
-    for kind, code, pattern in RESTIC_FAILURES:
+    for kind, code, _pattern in RESTIC_FAILURES:
         if code is not None and returncode == code:
             return kind
     for kind, _code, pattern in RESTIC_FAILURES:
@@ -134,7 +135,8 @@ def load_config(path: str) -> dict:
             config = json.load(handle)
     except (OSError, ValueError) as exc:
         raise JobError(f"cannot read the configuration {path}: {exc}") from None
-    for key in ("repository", "password_file", "staging_dir", "status_file", "host", "tag"):
+    for key in ("repository", "password_file", "staging_dir", "status_file", "host", "tag",
+                "repo_tag"):
         if not config.get(key):
             raise JobError(f"{path} has no {key!r}: converge the host again (tasks/backups.py)")
     return config
@@ -260,7 +262,7 @@ def _is_sqlite(path: str) -> bool:
 
 
 def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
-           skip: list[str] = (), sqlite: bool = False, refuse_links: bool = False) -> int:
+           skip: Sequence[str] = (), sqlite: bool = False, refuse_links: bool = False) -> int:
     """dest becomes an exact copy of the folder src but for the `exclude` paths (relative to
     src); returns the number of files written. Unchanged files stay untouched, so restic's
     change detection skips them. A folder's files come before its subfolders, and `objects`
@@ -609,11 +611,7 @@ def restore(config: dict, snapshot: str, dest: str, *, use_prestaged: bool = Tru
     return 0
 
 
-# --- repositories every few minutes (issue 21) ---------------------------------------------------
-
-def repo_tag(config: dict) -> str:
-    return config.get("repo_tag") or f"{config['tag']}-repositories"
-
+# --- repositories every few minutes --------------------------------------------------------------
 
 def _snapshot_id(out: str) -> str:
     result = next((json.loads(line) for line in reversed(out.splitlines())
@@ -657,15 +655,15 @@ def run_repositories(config: dict) -> int:
                          refuse_links=True)
         staged = time.monotonic()
         out = restic(config, "backup", "--json", "--host", config["host"],
-                     "--tag", repo_tag(config), ".", what="restic backup (repositories)",
+                     "--tag", config["repo_tag"], ".", what="restic backup (repositories)",
                      cwd=root)
-        summary = next((json.loads(line) for line in reversed(out.splitlines())
+        summary: dict = next((json.loads(line) for line in reversed(out.splitlines())
                         if line.startswith("{") and '"summary"' in line), {})
         snapshot = _snapshot_id(out)
     took = seconds_since_start()
     status = {
         "time": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
-        "snapshot_id": snapshot, "tag": repo_tag(config), "host": config["host"],
+        "snapshot_id": snapshot, "tag": config["repo_tag"], "host": config["host"],
         "files_written": written, "data_added": summary.get("data_added"),
         "stage_seconds": round(staged - started, 2),
         "backup_seconds": round(time.monotonic() - staged, 2),
@@ -727,7 +725,7 @@ def newer_repository_snapshot(config: dict, snapshot: str,
         raise JobError(f"no single snapshot {snapshot[:8]} in {location(config)}")
     full_time = _parse_time(rows[0]["time"])
     found = believable(config, json.loads(restic(
-        config, "snapshots", "--json", "--host", rows[0]["hostname"], "--tag", repo_tag(config),
+        config, "snapshots", "--json", "--host", rows[0]["hostname"], "--tag", config["repo_tag"],
         what="listing the repository snapshots") or "[]"))
     newer = [dict(row, parsed=_parse_time(row["time"])) for row in found]
     newer = [row for row in newer if row["parsed"] > full_time

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Phoenix (issue 21), on the forge, as root: how far each Litestream replica lags behind
+"""Phoenix, on the forge, as root: how far each Litestream replica lags behind
 its database.
 
     phoenix-litestream-status LITESTREAM CREDENTIALS_DIR CONFIG...

@@ -1,20 +1,21 @@
 #!/usr/bin/python3
-"""Phoenix (issue 21), on the host being restored, as root: each database brought from the
+"""Phoenix, on the host being restored, as root: each database brought from the
 restic snapshot's copy (already in place) to its Litestream replica's newest consistent point.
 
     phoenix-litestream-restore SPEC.json
 
 SPEC (written by tasks/litestream.py): {"litestream": BINARY, "source": HOST, "repo_root":
-Gitea's repositories, "manifest":
-the snapshot's manifest.json, "timestamp": ISO|null, "timeout": S, "aside_dir": DIR, "report":
-FILE, "dbs": [{"path", "name", "user", "config": Litestream's config for that one db}]}.
+Gitea's repositories, "manifest": the snapshot's manifest.json, "timestamp": ISO|null,
+"timeout": S, "aside_dir": DIR, "report": FILE, "dbs": [{"path", "name", "user", "config":
+Litestream's config for that one db}]}.
 
 For each database: `litestream restore -integrity-check full` into a file beside it (never
 over it); the replica is used only when it restored, passes PRAGMA integrity_check, lines up
 with the snapshot's copy (every table of the snapshot is there, and no table of the replica
 ends before the snapshot's: a replica of another database, or of an older life of this one,
 does not), and is at least as new as the snapshot. Then the snapshot's copy (and its -wal,
--shm) goes to ASIDE_DIR/<UTC time>/litestream/<name>/ and the replica's takes its place, same owner and mode.
+-shm) goes to ASIDE_DIR/<UTC time>/litestream/<name>/ and the replica's takes its place, same
+owner and mode.
 Otherwise the snapshot's copy stays, and one line says which database, why, and what that
 costs: the writes after the snapshot's time. A database that is in neither is left alone.
 When gitea.db comes from its replica, repository rows without git data on disk (created after
@@ -80,7 +81,7 @@ def newest_point(litestream: str, config: str, path: str, env: dict, timeout: in
         rows = json.loads(proc.stdout or "[]")
     except ValueError:
         return None
-    times = [parse_time(row.get("timestamp")) for row in rows or [] if row.get("timestamp")]
+    times = [t for row in rows or [] if (t := parse_time(row.get("timestamp"))) is not None]
     return max(times) if times else None
 
 

@@ -66,11 +66,8 @@ class BackupError(Exception):
 
 
 def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def walk_files(folder: str) -> list[str]:
@@ -187,10 +184,10 @@ def db_read(db_path: str) -> tuple[dict[str, int], dict[str, list[str]]]:
         try:
             conn = sqlite3.connect(copy)
             try:
-                rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-                if rows != ["ok"]:
+                said = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+                if said != ["ok"]:
                     raise BackupError(DATABASE, "PRAGMA integrity_check failed: "
-                                      + "; ".join(str(r) for r in rows[:3]))
+                                      + "; ".join(str(r) for r in said[:3]))
                 counts = {key: int(conn.execute(sql).fetchone()[0])
                           for key, sql in COUNT_QUERIES.items()}
                 tables = {r[0] for r in conn.execute(

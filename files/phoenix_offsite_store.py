@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The offsite store's side of Phoenix's backups (issue 17), run as root on the store host.
+"""The offsite store's side of Phoenix's backups, run as root on the store host.
 
 Reads a JSON spec on stdin and makes the host a restic store that a compromised forge cannot
 erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
@@ -13,13 +13,14 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
     never overwrite (rclone answers 403), whatever the client asks for;
   - `full_keys` (the operator) get `internal-sftp`: init, prune, repairs;
 - the same script, run again with another `user` and no `password`, makes a plain SFTP
-  account beside it: Litestream's replicas (issue 21), whose key may delete its own files;
+  account beside it: Litestream's replicas, whose key may delete its own files;
 - retention runs here, as the user, from a systemd timer (`prune.schedule`, default daily):
   `restic forget --group-by tags --tag T --keep-… --prune` on the local folder (the forge's
   line, every droplet that was the forge), with the repository
-  password from a root-only file (`password`) handed to the unit as a systemd credential.
-  Without `password` no timer is installed and retention is the operator's
-  (`phoenix backup prune`);
+  password from a root-only file (`password`) handed to the unit as a systemd credential,
+  each restic run tried again while another run holds the lock (`lock_wait`: the text of
+  files/phoenix_restic_lock_wait.py). Without `password` no timer is installed and retention
+  is the operator's (`phoenix backup prune`);
 - before it prunes, a guard compares each snapshot's own time (which the forge writes, and
   could forge) with when its file reached the store (the file's mtime: rclone sets it on
   arrival). A compromised forge could otherwise add snapshots dated later in each hour, day
@@ -28,9 +29,11 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
   the unit fails, and the operator looks (and prunes, if all is well, with `phoenix backup
   prune`).
 
-    scp files/phoenix-offsite-store root@STORE: && ssh root@STORE ./phoenix-offsite-store <spec
+    scp files/phoenix_offsite_store.py root@STORE:
+    ssh root@STORE ./phoenix_offsite_store.py <spec
 
-(phoenix.lab.offsite sends it as `python3 -c SCRIPT`, the spec on stdin). Prints one JSON
+(phoenix.store.setup_store, which `phoenix backup store-setup` and the lab use, sends it as
+`python3 -c SCRIPT`, the spec on stdin, and adds `lock_wait` to the spec). Prints one JSON
 line: what changed. Any failure: one line on stderr and a non-zero exit.
 """
 
@@ -99,7 +102,7 @@ def key_line(options: str, key: str) -> str:
 def authorized_keys(spec: dict) -> str:
     serve = (f"/usr/bin/rclone serve restic --stdio --append-only --config /dev/null -q "
              f"{shlex.quote(spec['repository'])}")
-    lines = ["# Phoenix offsite store (files/phoenix-offsite-store): each key, one command.\n"]
+    lines = ["# Phoenix offsite store (files/phoenix_offsite_store.py): each key, one command.\n"]
     lines += [key_line(f'restrict,command="{serve}"', k) for k in spec.get("append_keys", [])]
     lines += [key_line('restrict,command="internal-sftp"', k) for k in spec.get("full_keys", [])]
     return "".join(lines)
@@ -108,7 +111,7 @@ def authorized_keys(spec: dict) -> str:
 GUARD_PATH = "/usr/local/sbin/phoenix-offsite-prune-guard"
 GUARD = """\
 #!/usr/bin/python3
-# Phoenix offsite store (files/phoenix-offsite-store): retention's guard. A snapshot whose own
+# Phoenix offsite store (files/phoenix_offsite_store.py): retention's guard. A snapshot whose own
 # time is far from when it reached the store may be forged (to make keep-* forget the real
 # ones): then nothing is pruned, and this says which.
 import datetime, json, os, re, subprocess, sys
@@ -138,25 +141,18 @@ print(f"prune guard: every snapshot's time is within {tolerance:.0f} s of its ar
 """
 
 
+# Retention runs restic through it: tried again while another run (the forge's repository
+# snapshots, every few minutes) holds the lock. Its text is files/phoenix_restic_lock_wait.py,
+# which comes in the spec (`lock_wait`), as this script runs alone (`python3 -c`).
 LOCK_WAIT_PATH = "/usr/local/sbin/phoenix-offsite-lock-wait"
-LOCK_WAIT = """\
-#!/usr/bin/python3
-# Phoenix offsite store (files/phoenix-offsite-store): run restic (argv) again while another
-# run holds the repository's lock, for up to 600 s. The forge snapshots its repositories every
-# few minutes (issue 21), each run holding the lock for seconds; Debian 12's restic 0.14 has
-# no --retry-lock, so a prune that met one failed at once.
-import subprocess, sys, time
 
-deadline = time.monotonic() + 600
-while True:
-    proc = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, text=True)
-    locked = "repository is already locked" in proc.stderr
-    if proc.returncode == 0 or not locked or time.monotonic() > deadline:
-        sys.stderr.write(proc.stderr)
-        sys.exit(proc.returncode)
-    print("another run holds the repository's lock: trying again in 5 s", flush=True)
-    time.sleep(5)
-"""
+
+def lock_wait(spec: dict) -> str:
+    text = spec.get("lock_wait")
+    if not text:
+        raise SystemExit("phoenix-offsite-store: the spec has no lock_wait (the text of "
+                         "files/phoenix_restic_lock_wait.py; phoenix.store.setup_store adds it)")
+    return text
 
 
 def prune_units(spec: dict, prune: dict) -> tuple[str, str]:
@@ -172,7 +168,7 @@ def prune_units(spec: dict, prune: dict) -> tuple[str, str]:
     line = ["--group-by", "tags"]
     command = shlex.join([LOCK_WAIT_PATH, "/usr/bin/restic", "forget", *line,
                           "--tag", prune["tag"], *keep, "--prune"])
-    # Issue 21: the repository snapshots (every few minutes) kept for a while only; forgotten
+    # The repository snapshots (every few minutes) are kept for a while only; forgotten
     # first, so that the --prune above reclaims their data too.
     repo_forget = "" if not prune.get("repo_tag") else "ExecStart=" + shlex.join([
         LOCK_WAIT_PATH, "/usr/bin/restic", "forget", *line, "--tag", prune["repo_tag"],
@@ -236,7 +232,7 @@ def main() -> int:
     if write(f"{KEYS_DIR}/{user}.keys", authorized_keys(spec), 0o644):
         changed.append("keys")
     dropin = f"""\
-# Phoenix offsite store (files/phoenix-offsite-store): {user}'s keys are root's file, each
+# Phoenix offsite store (files/phoenix_offsite_store.py): {user}'s keys are root's file, each
 # pinned to its command there; nothing but that command.
 Match User {user}
     AuthorizedKeysFile {KEYS_DIR}/%u.keys
@@ -244,15 +240,15 @@ Match User {user}
     PermitTTY no
     PermitUserRC no
 """
-    # Litestream opens one SSH connection per database at once (issue 21: a dozen from one
-    # forge); sshd's default MaxStartups 10:30:100 resets some of them. Outside any Match.
+    # Litestream opens one SSH connection per database at once (a dozen from one forge);
+    # sshd's default MaxStartups 10:30:100 resets some of them. Outside any Match.
     if write(STARTUPS_DROPIN, "# Phoenix offsite store: many replicas connect at once.\n"
              "MaxStartups 64:30:256\n", 0o644):
         sh("sshd", "-t")
         sh("systemctl", "reload", "ssh")
         changed.append("sshd startups")
     # One drop-in per account (restic's keeps its first name): a second account, such as
-    # Litestream's replicas (issue 21: SFTP with delete rights, no append-only), leaves the
+    # Litestream's replicas (SFTP with delete rights, no append-only), leaves the
     # first one's rules alone.
     path = SSHD_DROPIN if user == "restic" else SSHD_DROPIN.replace(".conf", f"-{user}.conf")
     if write(path, dropin, 0o644):
@@ -265,7 +261,8 @@ Match User {user}
         if write(f"{CONFIG_DIR}/password", spec["password"].strip() + "\n", 0o600):
             changed.append("password")
         service, timer = prune_units(spec, prune)
-        units = [write(GUARD_PATH, GUARD, 0o755) | write(LOCK_WAIT_PATH, LOCK_WAIT, 0o755),
+        units = [write(GUARD_PATH, GUARD, 0o755)
+                 | write(LOCK_WAIT_PATH, lock_wait(spec), 0o755),
                  write(f"{UNIT_DIR}/{PRUNE}.service", service, 0o644),
                  write(f"{UNIT_DIR}/{PRUNE}.timer", timer, 0o644)]
         if any(units):
