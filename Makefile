@@ -15,8 +15,13 @@ lock:  ## re-resolve requirements.lock from pyproject.toml's bounds (PyPI, with 
 	uv pip compile pyproject.toml --extra test --extra lint --generate-hashes \
 		--python-version 3.11 --index-url https://pypi.org/simple -o requirements.lock
 
-lint:  ## ruff and mypy over the code that runs (rules and reasons in pyproject.toml)
-	$(PYTHON) -m ruff check phoenix tasks facts checks files phoenix/lab/standins
+# Every Python file but the tests': the host programs (files/) and the lab's stand-ins too.
+LINTED = phoenix tasks facts checks files benchmarks group_data inventories contracts \
+         deploy.py adopt.py
+
+lint:  ## ruff's rules and its format, then mypy (rules and reasons in pyproject.toml)
+	$(PYTHON) -m ruff check $(LINTED)
+	$(PYTHON) -m ruff format --check $(LINTED)
 	$(PYTHON) -m mypy
 
 # The unit tests run beside the lab tests (their own tmp folders, labs and ports: they share

@@ -3,6 +3,7 @@
 import json as _json
 
 from phoenix.context import current as _current
+from phoenix.lab import offsite as _offsite
 from phoenix.lab.config import load as _load
 
 _config = _load(_current().environ)  # the operator's context: a drill hands the lab's down
@@ -60,8 +61,6 @@ validate_issue_repo = "Timmy_Foundation/timmy-config"
 
 # Backups go to the lab's offsite store when it exists (phoenix.lab.offsite; its name is
 # PHOENIX_LAB_OFFSITE, default offsite-1); without one the forge has no backup job.
-from phoenix.lab import offsite as _offsite
-
 _store = _offsite.load(_config)
 backup_repository = _store.repository if _store else None
 backup_known_hosts = _store.known_hosts if _store else []

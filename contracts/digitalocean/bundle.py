@@ -2,7 +2,8 @@
 
 Run by hand (it needs PyYAML) when the upstream description moves
 (`python3 contracts/digitalocean/bundle.py PATH/TO/digitalocean-openapi/specification`); the
-output is committed, so tests and CI never need the full description. What it does, and nothing else:
+output is committed, so tests and CI never need the full description. What it does, and
+nothing else:
 
 - keeps only OPERATIONS, with every $ref resolved inline (no examples, code samples or
   descriptions: they are documentation, not contract);
