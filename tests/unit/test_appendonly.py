@@ -21,7 +21,7 @@ from phoenix import scripts
 from phoenix.backup import appendonly
 from phoenix.backup import snapshots as backup
 from phoenix.backup.restic import job_module, restic
-from phoenix.backup.store import LOCK_WAIT_SCRIPT, Store, append_only, channel_config
+from phoenix.backup.store import LOCK_WAIT_SCRIPT, Store, append_only, channel_config, store_spec
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
 from tests.unit import test_backup
@@ -235,7 +235,7 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
 
     script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
-    spec = backup.store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
+    spec = store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
                               "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},
                              forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
                              password=PASSWORD)
