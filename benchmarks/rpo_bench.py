@@ -204,8 +204,9 @@ def main() -> None:
         with_replicas = base_s + replica_s + newer_s
 
         per_day = 86400 / args.interval
+        restic = subprocess.run(["restic", "version"], capture_output=True, text=True)
         print(f"\nforge {forge_mib:.0f} MiB (gitea.db {db.stat().st_size / 2**20:.0f} MiB), "
-              f"local restic repository, restic {subprocess.run(['restic', 'version'], capture_output=True, text=True).stdout.split()[1]}")  # noqa: E501
+              f"local restic repository, restic {restic.stdout.split()[1]}")
         print(f"repository snapshots ({args.interval} s apart: {per_day:.0f} a day)")
         print(f"{'':36} {'wall s':>7} {'CPU s':>7} {'store +':>10} "
               f"{'CPU s/day':>10} {'store/day':>10}")

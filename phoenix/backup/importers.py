@@ -167,12 +167,12 @@ def find_runbook_db(folder: Path) -> Path:
     """gitea.db in a runbook backup folder, else its newest gitea-YYYYMMDD.db."""
     if (folder / "gitea.db").is_file():
         return folder / "gitea.db"
-    dated = sorted((p for p in folder.iterdir() if DATED_DB.match(p.name) and p.is_file()),
-                   key=lambda p: DATED_DB.match(p.name)[1])  # type: ignore[index]
+    dated = sorted((match[1], p) for p in folder.iterdir()
+                   if (match := DATED_DB.match(p.name)) and p.is_file())
     if not dated:
         raise PhoenixError(f"{folder} holds no gitea.db and no gitea-YYYYMMDD.db: not one of "
                            "the runbook's Gitea backups; nothing was restored")
-    return dated[-1]
+    return dated[-1][1]
 
 
 def import_runbook(path: Path, dest: Path, *, gitea_version: str) -> list[str]:
