@@ -26,8 +26,9 @@ from tasks.wizards import run_wizards
 
 speed_up()  # many facts in one SSH round trip, the same answers (tasks/_speed.py)
 # pip beside apt: the longest two; the packages of the later tasks in the same apt run
-install_base(beside_packages=start_hermes_install,
-             later_packages=https.PACKAGES + firewall.PACKAGES)
+install_base(
+    beside_packages=start_hermes_install, later_packages=https.PACKAGES + firewall.PACKAGES
+)
 record_role()
 make_layout()
 deploy_timmy_config()

@@ -22,8 +22,13 @@ from benchmarks.lab_bench import fresh_bench_lab, print_table  # noqa: E402  (pa
 def converge(name: str) -> float:
     env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": name}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py",
-                           "deploy.py"], cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploy.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         raise SystemExit(f"converge of {name} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -32,8 +37,11 @@ def converge(name: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--keep-image", action="store_true",
-                        help="keep the bench lab's image and apt cache (the cold run is warm)")
+    parser.add_argument(
+        "--keep-image",
+        action="store_true",
+        help="keep the bench lab's image and apt cache (the cold run is warm)",
+    )
     args = parser.parse_args()
     config = fresh_bench_lab(keep_image=args.keep_image)
     from phoenix.lab import lab as lablib
@@ -47,11 +55,21 @@ def main() -> None:
         do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
         fp = do.ensure_key("bench", public_half(config.ssh_key).read_text())
         for name in ("bench-cold", "bench-warm"):
-            d = do.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
-                           "image": "debian-12-x64", "ssh_keys": [fp]})
+            d = do.create(
+                {
+                    "name": name,
+                    "region": "nyc1",
+                    "size": "s-2vcpu-4gb",
+                    "image": "debian-12-x64",
+                    "ssh_keys": [fp],
+                }
+            )
             do.wait_active(d["id"], timeout=90)
-            label = "first converge, cold apt cache" if name == "bench-cold" else \
-                "first converge, warm apt cache"
+            label = (
+                "first converge, cold apt cache"
+                if name == "bench-cold"
+                else "first converge, warm apt cache"
+            )
             if args.keep_image and name == "bench-cold":
                 label = "first converge (cache kept: not cold)"
             rows.append((label, f"{converge(name):.1f} s"))
@@ -61,9 +79,13 @@ def main() -> None:
         for standby in (False, True):
             report = drill(standby=standby, say=lambda m: None).to_dict()
             steps = ", ".join(f"{s['name']} {s['seconds']} s" for s in report["steps"])
-            rows.append((f"drill{' --standby' if standby else ''} RTO",
-                         f"{report['rto_seconds']} s ({steps}); lost up to the snapshot: "
-                         f"{report['data_lost_up_to_snapshot']}"))
+            rows.append(
+                (
+                    f"drill{' --standby' if standby else ''} RTO",
+                    f"{report['rto_seconds']} s ({steps}); lost up to the snapshot: "
+                    f"{report['data_lost_up_to_snapshot']}",
+                )
+            )
     finally:
         lablib.down(config, purge=not args.keep_image)
     print_table(rows)

@@ -41,9 +41,22 @@ def converge(names: list[str]) -> tuple[float, float, float]:
     env = {**os.environ, "PHOENIX_LAB_DROPLETS": ",".join(names)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0, t0 = busy_seconds(), time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--parallel", str(len(names)),
-                           "inventories/lab.py", "deploy.py"], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "--parallel",
+            str(len(names)),
+            "inventories/lab.py",
+            "deploy.py",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall, cpu = time.monotonic() - t0, busy_seconds() - cpu0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -70,8 +83,18 @@ def main() -> None:
         fp = do.ensure_key("fleet", public_half(config.ssh_key).read_text())
 
         def make(names: list[str]) -> None:
-            made = [do.create({"name": n, "region": "nyc1", "size": "s-2vcpu-4gb",
-                               "image": "debian-12-x64", "ssh_keys": [fp]}) for n in names]
+            made = [
+                do.create(
+                    {
+                        "name": n,
+                        "region": "nyc1",
+                        "size": "s-2vcpu-4gb",
+                        "image": "debian-12-x64",
+                        "ssh_keys": [fp],
+                    }
+                )
+                for n in names
+            ]
             for d in made:
                 do.wait_active(d["id"], timeout=300)
 
@@ -79,22 +102,42 @@ def main() -> None:
             names = [f"fleet{size}-{n}" for n in range(size)]
             make(names)
             wall, cpu, own = converge(names)
-            rows.append((f"{size} droplet(s): first converge, wall",
-                         f"{wall:.1f} s ({wall / size:.1f} s per droplet)"))
-            rows.append((f"{size} droplet(s): CPU, machine / pyinfra controller",
-                         f"{cpu:.1f} s / {own:.1f} s ({cpu / size:.1f} s / "
-                         f"{own / size:.1f} s per droplet)"))
+            rows.append(
+                (
+                    f"{size} droplet(s): first converge, wall",
+                    f"{wall:.1f} s ({wall / size:.1f} s per droplet)",
+                )
+            )
+            rows.append(
+                (
+                    f"{size} droplet(s): CPU, machine / pyinfra controller",
+                    f"{cpu:.1f} s / {own:.1f} s ({cpu / size:.1f} s / "
+                    f"{own / size:.1f} s per droplet)",
+                )
+            )
             if size == args.fleet:
                 pids = []
                 for d in do.droplets(name=None):
                     ns = f"{config.tag}-{d['id']}"
-                    pids += [int(p) for p in subprocess.run(
-                        ["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
-                rows.append((f"lab memory with {size} converged droplets (PSS)",
-                             f"{pss_kib(pids) / 1024:.0f} MiB in {len(pids)} processes"))
+                    pids += [
+                        int(p)
+                        for p in subprocess.run(
+                            ["ip", "netns", "pids", ns], capture_output=True, text=True
+                        ).stdout.split()
+                    ]
+                rows.append(
+                    (
+                        f"lab memory with {size} converged droplets (PSS)",
+                        f"{pss_kib(pids) / 1024:.0f} MiB in {len(pids)} processes",
+                    )
+                )
             wall, _cpu, own = converge(names)
-            rows.append((f"{size} droplet(s): no-change converge, wall / controller CPU",
-                         f"{wall:.1f} s / {own:.1f} s"))
+            rows.append(
+                (
+                    f"{size} droplet(s): no-change converge, wall / controller CPU",
+                    f"{wall:.1f} s / {own:.1f} s",
+                )
+            )
         rows.append(("machine", f"{os.cpu_count()} cores; other work on it counts in 'machine'"))
     finally:
         lablib.down(config, purge=True)

@@ -45,12 +45,22 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def converge(name: str, repo: Path = REPO) -> tuple[float, float, list[tuple[float, str]]]:
     """(total seconds, seconds before the first operation, [(seconds, operation)])."""
-    env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": name,
-           "PYTHONPATH": str(repo)}
+    env = {
+        **os.environ,
+        "PHOENIX_ENV": "lab",
+        "PHOENIX_LAB_DROPLETS": name,
+        "PYTHONPATH": str(repo),
+    }
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py",
-                             "deploy.py"], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploy.py"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
     assert proc.stdout is not None
     first_op: float | None = None
     ops: list[tuple[float, str]] = []
@@ -76,8 +86,12 @@ def ssh(config, name: str, command: str) -> str:
     from phoenix.lab.client import droplet_target
     from phoenix.sshconf import ssh_command
 
-    proc = subprocess.run(ssh_command(droplet_target(config, name), command),
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        ssh_command(droplet_target(config, name), command),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"on {name}: {command[:80]} failed: {proc.stderr[-1500:]}")
     return proc.stdout
@@ -101,12 +115,14 @@ def pip_floor_command(lock_text: str) -> str:
     index = json.loads((labconfig.load().artifacts_dir / "index.json").read_text())
     links = index["hermes"]["wheelhouse"]
     lock, venv = "/root/floor-requirements.txt", "/root/floor-venv"
-    return (f"printf %s {shlex.quote(lock_text)} > {lock} && python3 -m venv --without-pip "
-            f"{venv} && python3 -m pip --python {venv}/bin/python install --quiet --isolated "
-            "--no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: "
-            f"--no-compile --no-index --find-links {shlex.quote(links)} --trusted-host "
-            f"{urlsplit(links).hostname} -r {lock} && {venv}/bin/python -m compileall -q -j0 "
-            f"{venv}/lib >/dev/null")
+    return (
+        f"printf %s {shlex.quote(lock_text)} > {lock} && python3 -m venv --without-pip "
+        f"{venv} && python3 -m pip --python {venv}/bin/python install --quiet --isolated "
+        "--no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: "
+        f"--no-compile --no-index --find-links {shlex.quote(links)} --trusted-host "
+        f"{urlsplit(links).hostname} -r {lock} && {venv}/bin/python -m compileall -q -j0 "
+        f"{venv}/lib >/dev/null"
+    )
 
 
 def median(values: list[float]) -> float:
@@ -148,8 +164,15 @@ def main() -> None:
         def make(*names: str) -> None:
             ids = []
             for name in names:
-                d = do.create({"name": name, "region": "nyc1", "size": "s-2vcpu-4gb",
-                               "image": "debian-12-x64", "ssh_keys": [fp]})
+                d = do.create(
+                    {
+                        "name": name,
+                        "region": "nyc1",
+                        "size": "s-2vcpu-4gb",
+                        "image": "debian-12-x64",
+                        "ssh_keys": [fp],
+                    }
+                )
                 made.append(d["id"])
                 ids.append(d["id"])
             for droplet_id in ids:
@@ -165,9 +188,12 @@ def main() -> None:
         before = set(ssh(config, "floor-raw-0", manual).split())
         converge("floor-warmup")
         packages = sorted(set(ssh(config, "floor-warmup", manual).split()) - before)
-        install = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
-                   "apt-get install -y -q --no-install-recommends "
-                   + " ".join(shlex.quote(p) for p in packages) + " >/dev/null")
+        install = (
+            "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
+            "apt-get install -y -q --no-install-recommends "
+            + " ".join(shlex.quote(p) for p in packages)
+            + " >/dev/null"
+        )
         for i in range(args.repeat):
             if i:  # one pair at a time: ten converged droplets at once strain a shared host
                 for droplet_id in made[:]:
@@ -212,29 +238,42 @@ def main() -> None:
             lablib.down(config)
     runs = f" (median of {args.repeat})" if args.repeat > 1 else ""
     rows: list[tuple[str, str]] = [
-        (f"floor: apt-get update && install of the deploy's {len(packages)} packages{runs}",
-         f"{median(floors):.1f} s"),
-        (f"floor with Hermes: + the same pip install of its lock (its wheels are packages the "
-         f"deploy installs){runs}", f"{median(floors) + median(pip_floors):.1f} s "
-         f"(pip {median(pip_floors):.1f} s)")]
+        (
+            f"floor: apt-get update && install of the deploy's {len(packages)} packages{runs}",
+            f"{median(floors):.1f} s",
+        ),
+        (
+            f"floor with Hermes: + the same pip install of its lock (its wheels are packages the "
+            f"deploy installs){runs}",
+            f"{median(floors) + median(pip_floors):.1f} s (pip {median(pip_floors):.1f} s)",
+        ),
+    ]
     for tree, got in figures.items():
         m = {key: median(values) for key, values in got.items()}
         rows += [
             (f"[{tree}] first converge (same packages, warm caches)", f"{m['first']:.1f} s"),
             (f"[{tree}] first converge / floor", f"{m['ratio']:.2f}x"),
-            (f"[{tree}] first converge / floor with Hermes (apt + pip)",
-             f"{m['ratio_pip']:.2f}x"),
+            (f"[{tree}] first converge / floor with Hermes (apt + pip)", f"{m['ratio_pip']:.2f}x"),
             ("  of it before the first operation (connect, facts, plan)", f"{m['before']:.1f} s"),
             ("  of it the package operations", f"{m['apt']:.1f} s"),
             ("  of it the Hermes install (or the wait for it to end)", f"{m['hermes']:.1f} s"),
             ("  of it every other operation", f"{m['rest']:.1f} s"),
             (f"[{tree}] no-change converge", f"{m['again']:.1f} s"),
             ("  of it before the first operation", f"{m['again_before']:.1f} s"),
-            ("  every figure of each run", "; ".join(
-                f"{key} " + "/".join(f"{v:.1f}" for v in values)
-                for key, values in got.items() if key != "again_ops")),
-            ("  floor runs (apt / pip)", "/".join(f"{v:.1f}" for v in floors) + " / "
-             + "/".join(f"{v:.1f}" for v in pip_floors)),
+            (
+                "  every figure of each run",
+                "; ".join(
+                    f"{key} " + "/".join(f"{v:.1f}" for v in values)
+                    for key, values in got.items()
+                    if key != "again_ops"
+                ),
+            ),
+            (
+                "  floor runs (apt / pip)",
+                "/".join(f"{v:.1f}" for v in floors)
+                + " / "
+                + "/".join(f"{v:.1f}" for v in pip_floors),
+            ),
         ]
     rows += [(f"  {op[:60]}", f"{t:.1f} s") for t, op in slowest[:6]]
     rows.append(("packages", " ".join(packages)))

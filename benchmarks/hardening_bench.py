@@ -27,8 +27,9 @@ UNITS = ["gitea", "caddy", "phoenix-backup", "phoenix-standby-refresh", "hermes-
 def on(target, command: str, timeout: float = 600) -> str:
     from phoenix.sshconf import ssh_command
 
-    proc = subprocess.run(ssh_command(target, command), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        ssh_command(target, command), capture_output=True, text=True, timeout=timeout, check=False
+    )
     if proc.returncode != 0:
         raise SystemExit(f"`{command}` failed on {target.host}: {proc.stderr[-500:]}")
     return proc.stdout
@@ -41,37 +42,53 @@ def exposure(target, unit: str) -> str:
 
 
 def ssh_audit(address: str) -> str:
-    proc = subprocess.run(["ssh-audit", "-n", address], capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        ["ssh-audit", "-n", address], capture_output=True, text=True, timeout=120, check=False
+    )
     lines = proc.stdout.splitlines()
     fails = [line for line in lines if "[fail]" in line]
     warns = [re.sub(r"\s+--.*", "", line).strip() for line in lines if "[warn]" in line]
-    return (f"{len(fails)} failures, {len(warns)} warnings"
-            + (f" ({'; '.join(warns)})" if warns else ""))
+    return f"{len(fails)} failures, {len(warns)} warnings" + (
+        f" ({'; '.join(warns)})" if warns else ""
+    )
 
 
 def lynis(target) -> tuple[str, str]:
     on(target, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q lynis >/dev/null")
-    on(target, "lynis audit system --quick --no-colors --logfile /root/lynis.log "
-               "--report-file /root/lynis-report.dat >/dev/null 2>&1 || true", timeout=900)
+    on(
+        target,
+        "lynis audit system --quick --no-colors --logfile /root/lynis.log "
+        "--report-file /root/lynis-report.dat >/dev/null 2>&1 || true",
+        timeout=900,
+    )
     report = on(target, "cat /root/lynis-report.dat")
     index = re.search(r"^hardening_index=(\d+)", report, re.MULTILINE)
-    warnings = [line.split("=", 1)[1].split("|")[0] for line in report.splitlines()
-                if line.startswith("warning[]=")]
+    warnings = [
+        line.split("=", 1)[1].split("|")[0]
+        for line in report.splitlines()
+        if line.startswith("warning[]=")
+    ]
     suggestions = sum(line.startswith("suggestion[]=") for line in report.splitlines())
-    return (index.group(1) if index else "?",
-            f"warnings: {', '.join(warnings) or 'none'}; {suggestions} suggestions")
+    return (
+        index.group(1) if index else "?",
+        f"warnings: {', '.join(warnings) or 'none'}; {suggestions} suggestions",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--keep-image", action="store_true",
-                        help="keep the bench lab's image and apt cache")
-    parser.add_argument("--current-lab", action="store_true",
-                        help="use the lab of the PHOENIX_LAB_* environment, not the bench's")
+    parser.add_argument(
+        "--keep-image", action="store_true", help="keep the bench lab's image and apt cache"
+    )
+    parser.add_argument(
+        "--current-lab",
+        action="store_true",
+        help="use the lab of the PHOENIX_LAB_* environment, not the bench's",
+    )
     args = parser.parse_args()
     if args.current_lab:
         from phoenix.lab import config as labconfig
+
         config = labconfig.load()
     else:
         config = fresh_bench_lab(keep_image=args.keep_image)

@@ -66,8 +66,11 @@ def print_table(rows: list[tuple[str, str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--droplets", type=int, default=5)
-    parser.add_argument("--keep-image", action="store_true",
-                        help="reuse a cached bench image (then the build is not cold)")
+    parser.add_argument(
+        "--keep-image",
+        action="store_true",
+        help="reuse a cached bench image (then the build is not cold)",
+    )
     args = parser.parse_args()
     config = fresh_bench_lab(keep_image=args.keep_image)
     from phoenix.lab import lab as lablib
@@ -79,8 +82,14 @@ def main() -> None:
     started = time.monotonic()
     timings = lablib.up(config, log=lambda m: None)
     rows.append(("lab up (incl. image build)", f"{time.monotonic() - started:.1f} s"))
-    rows.append(("image build (debootstrap, cold apt cache)" if not args.keep_image
-                 else "image build (cached)", f"{timings['image_build_s']:.1f} s"))
+    rows.append(
+        (
+            "image build (debootstrap, cold apt cache)"
+            if not args.keep_image
+            else "image build (cached)",
+            f"{timings['image_build_s']:.1f} s",
+        )
+    )
     try:
         do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
         fp = do.ensure_key("bench", public_half(config.ssh_key).read_text())
@@ -88,8 +97,15 @@ def main() -> None:
         ids: list[int] = []
         for n in range(args.droplets):
             t0 = time.monotonic()
-            droplet = do.create({"name": f"bench-{n}", "region": "nyc1", "size": "s-1vcpu-1gb",
-                                 "image": "debian-12-x64", "ssh_keys": [fp]})
+            droplet = do.create(
+                {
+                    "name": f"bench-{n}",
+                    "region": "nyc1",
+                    "size": "s-1vcpu-1gb",
+                    "image": "debian-12-x64",
+                    "ssh_keys": [fp],
+                }
+            )
             ids.append(droplet["id"])
             ip = None
             while ip is None:
@@ -99,15 +115,26 @@ def main() -> None:
                     time.sleep(0.05)
             wait_ssh(ip, 60, error=lambda n=n: f"bench-{n} never answered SSH")
             ready.append(time.monotonic() - t0)
-        rows.append((f"droplet create -> SSH ready (median of {len(ready)})",
-                     f"{statistics.median(ready):.2f} s (min {min(ready):.2f}, "
-                     f"max {max(ready):.2f})"))
+        rows.append(
+            (
+                f"droplet create -> SSH ready (median of {len(ready)})",
+                f"{statistics.median(ready):.2f} s (min {min(ready):.2f}, max {max(ready):.2f})",
+            )
+        )
         time.sleep(10)  # let boot-time work settle
         ns = f"{config.tag}-{ids[0]}"
-        pids = [int(p) for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
-                                               text=True).stdout.split()]
-        rows.append(("idle droplet memory (PSS of its processes)",
-                     f"{pss_kib(pids) / 1024:.1f} MiB in {len(pids)} processes"))
+        pids = [
+            int(p)
+            for p in subprocess.run(
+                ["ip", "netns", "pids", ns], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        rows.append(
+            (
+                "idle droplet memory (PSS of its processes)",
+                f"{pss_kib(pids) / 1024:.1f} MiB in {len(pids)} processes",
+            )
+        )
     finally:
         seconds = lablib.down(config)
         rows.append((f"lab down ({args.droplets} droplets)", f"{seconds:.1f} s"))

@@ -56,16 +56,28 @@ def size(path: Path) -> int:
 
 def config(root: Path, db: Path, replica: Path) -> Path:
     path = root / f"{db.stem}.yml"
-    path.write_text(json.dumps({"dbs": [{"path": str(db), "replica": {
-        "type": "file", "path": str(replica), "sync-interval": "1s"}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "dbs": [
+                    {
+                        "path": str(db),
+                        "replica": {"type": "file", "path": str(replica), "sync-interval": "1s"},
+                    }
+                ]
+            }
+        )
+    )
     return path
 
 
 def schema(db: Path) -> None:
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS issue(id INTEGER PRIMARY KEY, repo_id INTEGER, "
-                 "title TEXT, content TEXT, created_unix INTEGER)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS issue(id INTEGER PRIMARY KEY, repo_id INTEGER, "
+        "title TEXT, content TEXT, created_unix INTEGER)"
+    )
     conn.commit()
     conn.close()
 
@@ -73,8 +85,11 @@ def schema(db: Path) -> None:
 def trickle(root: Path, litestream: str, rate: float, seconds: float) -> dict:
     db, replica = root / "trickle.db", root / "trickle-replica"
     schema(db)
-    proc = subprocess.Popen([litestream, "replicate", "-config", str(config(root, db, replica))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [litestream, "replicate", "-config", str(config(root, db, replica))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(3)  # its start-up snapshot, not the trickle's cost
         cpu0, io0, rep0 = cpu_seconds(proc.pid), io_bytes(proc.pid), size(replica)
@@ -85,8 +100,11 @@ def trickle(root: Path, litestream: str, rate: float, seconds: float) -> dict:
             conn = sqlite3.connect(db)
             body = "x" * 1000  # an issue's text: about a kilobyte
             while not stop.is_set():
-                conn.execute("INSERT INTO issue(repo_id, title, content, created_unix) "
-                             "VALUES (1, 'trickle', ?, ?)", (body, int(time.time())))
+                conn.execute(
+                    "INSERT INTO issue(repo_id, title, content, created_unix) "
+                    "VALUES (1, 'trickle', ?, ?)",
+                    (body, int(time.time())),
+                )
                 conn.commit()
                 written[0] += 1
                 stop.wait(1 / rate)
@@ -100,17 +118,23 @@ def trickle(root: Path, litestream: str, rate: float, seconds: float) -> dict:
         thread.join()
         time.sleep(2)  # the last sync
         elapsed = time.monotonic() - started
-        cpu, io, rep = (cpu_seconds(proc.pid) - cpu0, io_bytes(proc.pid) - io0,
-                        size(replica) - rep0)
+        cpu, io, rep = (
+            cpu_seconds(proc.pid) - cpu0,
+            io_bytes(proc.pid) - io0,
+            size(replica) - rep0,
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     day = 86400 / elapsed
-    return {"writes": written[0], "seconds": round(elapsed, 1),
-            "cpu_percent": round(100 * cpu / elapsed, 2),
-            "cpu_seconds_per_day": round(cpu * day),
-            "local_mib_per_day": round(io * day / 2**20, 1),
-            "replica_mib_per_day": round(rep * day / 2**20, 1)}
+    return {
+        "writes": written[0],
+        "seconds": round(elapsed, 1),
+        "cpu_percent": round(100 * cpu / elapsed, 2),
+        "cpu_seconds_per_day": round(cpu * day),
+        "local_mib_per_day": round(io * day / 2**20, 1),
+        "replica_mib_per_day": round(rep * day / 2**20, 1),
+    }
 
 
 def restore_cost(root: Path, litestream: str, mib: int) -> dict:
@@ -119,13 +143,18 @@ def restore_cost(root: Path, litestream: str, mib: int) -> dict:
     conn = sqlite3.connect(db)
     row = os.urandom(3000).hex()  # incompressible, like packs would be; ~6 KB a row
     rows = mib * 2**20 // 6100
-    conn.executemany("INSERT INTO issue(repo_id, title, content, created_unix) VALUES "
-                     "(1, 'bulk', ?, 0)", ((row,) for _ in range(rows)))
+    conn.executemany(
+        "INSERT INTO issue(repo_id, title, content, created_unix) VALUES (1, 'bulk', ?, 0)",
+        ((row,) for _ in range(rows)),
+    )
     conn.commit()
     conn.close()
     cfg = config(root, db, replica)
-    proc = subprocess.Popen([litestream, "replicate", "-config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [litestream, "replicate", "-config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and size(replica) < db.stat().st_size // 3:
@@ -136,8 +165,21 @@ def restore_cost(root: Path, litestream: str, mib: int) -> dict:
         proc.wait(timeout=60)
     out = root / "restored.db"
     started = time.monotonic()
-    subprocess.run([litestream, "restore", "-config", str(cfg), "-o", str(out),
-                    "-integrity-check", "full", str(db)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            litestream,
+            "restore",
+            "-config",
+            str(cfg),
+            "-o",
+            str(out),
+            "-integrity-check",
+            "full",
+            str(db),
+        ],
+        check=True,
+        capture_output=True,
+    )
     restore = time.monotonic() - started
     started = time.monotonic()
     shutil.copyfile(db, root / "copied.db")
@@ -145,9 +187,12 @@ def restore_cost(root: Path, litestream: str, mib: int) -> dict:
     conn.execute("PRAGMA integrity_check").fetchall()
     conn.close()
     copy = time.monotonic() - started
-    return {"db_mib": round(db.stat().st_size / 2**20), "replica_mib": round(size(replica) /
-                                                                             2**20),
-            "restore_from_replica_s": round(restore, 2), "copy_and_check_s": round(copy, 2)}
+    return {
+        "db_mib": round(db.stat().st_size / 2**20),
+        "replica_mib": round(size(replica) / 2**20),
+        "restore_from_replica_s": round(restore, 2),
+        "copy_and_check_s": round(copy, 2),
+    }
 
 
 def main() -> None:
@@ -160,21 +205,26 @@ def main() -> None:
         root = Path(tmp)
         litestream = binary(root)
         cost = trickle(root, litestream, args.rate, args.seconds)
-        print(f"replication of a steady trickle ({cost['writes']} writes of ~1 KiB in "
-              f"{cost['seconds']} s, {args.rate:g}/s), litestream 0.5.17, file replica:")
-        print(f"  CPU              {cost['cpu_percent']}% of one core "
-              f"({cost['cpu_seconds_per_day']} CPU-s per day)")
+        print(
+            f"replication of a steady trickle ({cost['writes']} writes of ~1 KiB in "
+            f"{cost['seconds']} s, {args.rate:g}/s), litestream 0.5.17, file replica:"
+        )
+        print(
+            f"  CPU              {cost['cpu_percent']}% of one core "
+            f"({cost['cpu_seconds_per_day']} CPU-s per day)"
+        )
         print(f"  local writes     {cost['local_mib_per_day']} MiB per day (its L0 files)")
-        print(f"  to the replica   {cost['replica_mib_per_day']} MiB per day (before "
-              "compaction and L0 retention remove most of it)")
+        print(
+            f"  to the replica   {cost['replica_mib_per_day']} MiB per day (before "
+            "compaction and L0 retention remove most of it)"
+        )
         restore = restore_cost(root, litestream, args.db_mib)
-        print(f"restore of a {restore['db_mib']} MiB database "
-              f"(replica {restore['replica_mib']} MiB):")
-        print(f"  litestream restore -integrity-check full   "
-              f"{restore['restore_from_replica_s']} s")
+        print(
+            f"restore of a {restore['db_mib']} MiB database (replica {restore['replica_mib']} MiB):"
+        )
+        print(f"  litestream restore -integrity-check full   {restore['restore_from_replica_s']} s")
         print(f"  plain copy + integrity_check (snapshot-only) {restore['copy_and_check_s']} s")
-        print("  (the lab's SFTP transfer and restic's own restore come on top: "
-              "backup_bench.py)")
+        print("  (the lab's SFTP transfer and restic's own restore come on top: backup_bench.py)")
 
 
 if __name__ == "__main__":

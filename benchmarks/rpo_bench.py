@@ -50,8 +50,12 @@ def children_cpu() -> float:
 def job(config: Path, *args: str) -> tuple[float, float, str]:
     """(wall s, CPU s, stderr) of one run of the job."""
     cpu, started = children_cpu(), time.monotonic()
-    proc = subprocess.run([sys.executable, str(JOB), "--config", str(config), *args],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(JOB), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         sys.exit(f"rpo_bench: phoenix-backup {args[0]} failed: {proc.stderr.strip()}")
     return time.monotonic() - started, children_cpu() - cpu, proc.stderr
@@ -59,14 +63,31 @@ def job(config: Path, *args: str) -> tuple[float, float, str]:
 
 def push(repo: Path, n: int) -> None:
     """A small push as the store sees it: a commit of one new 10 KB file, its branch moved."""
+
     def git(*args: str, data: bytes | None = None) -> str:
-        return subprocess.run(["git", "--git-dir", str(repo), *args], input=data,
-                              capture_output=True, check=True).stdout.decode().strip()
+        return (
+            subprocess.run(
+                ["git", "--git-dir", str(repo), *args], input=data, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .strip()
+        )
+
     blob = git("hash-object", "-w", "--stdin", data=os.urandom(10_000))
     tree = git("mktree", data=f"100644 blob {blob}\tbench-{n}.bin\n".encode())
     head = git("rev-parse", "HEAD")
-    commit = git("-c", "user.name=bench", "-c", "user.email=bench@lab.test", "commit-tree",
-                 tree, "-p", head, "-m", f"bench push {n}")
+    commit = git(
+        "-c",
+        "user.name=bench",
+        "-c",
+        "user.email=bench@lab.test",
+        "commit-tree",
+        tree,
+        "-p",
+        head,
+        "-m",
+        f"bench push {n}",
+    )
     git("update-ref", "HEAD", commit)
 
 
@@ -75,8 +96,9 @@ def grow_database(db: Path, mib: int) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("CREATE TABLE IF NOT EXISTS bench_filler(id INTEGER PRIMARY KEY, body TEXT)")
     body = os.urandom(3000).hex()
-    conn.executemany("INSERT INTO bench_filler(body) VALUES (?)",
-                     ((body,) for _ in range(mib * 2**20 // 6100)))
+    conn.executemany(
+        "INSERT INTO bench_filler(body) VALUES (?)", ((body,) for _ in range(mib * 2**20 // 6100))
+    )
     conn.commit()
     conn.close()
 
@@ -85,10 +107,23 @@ def replicate(litestream: str, db: Path, replica: Path, work: Path, writes) -> P
     """`litestream replicate` of db to a file replica while `writes()` runs, until caught up;
     returns the config a restore reads."""
     cfg = work / "litestream.yml"
-    cfg.write_text(json.dumps({"dbs": [{"path": str(db), "replica": {
-        "type": "file", "path": str(replica), "sync-interval": "1s"}}]}))
-    proc = subprocess.Popen([litestream, "replicate", "-config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg.write_text(
+        json.dumps(
+            {
+                "dbs": [
+                    {
+                        "path": str(db),
+                        "replica": {"type": "file", "path": str(replica), "sync-interval": "1s"},
+                    }
+                ]
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [litestream, "replicate", "-config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and du(replica) < db.stat().st_size // 3:
@@ -119,15 +154,26 @@ def main() -> None:
         (tmp / "password").chmod(0o600)
         repo = tmp / "repo"
         config = {
-            "repository": str(repo), "password_file": str(tmp / "password"), "host": "forge",
-            "tag": "phoenix", "repo_tag": backup.repo_tag("phoenix"), "keep": {},
-            "gitea": {"db_path": str(db), "repo_root": str(forge / "gitea" / "repositories"),
-                      "custom_dir": str(forge / "gitea" / "custom"),
-                      "app_ini": str(forge / "etc" / "app.ini"), "version": "1.22.3"},
-            "paths": [], "staging_dir": str(tmp / "staging"),
-            "status_file": str(tmp / "status.json"), "cache_dir": str(tmp / "cache"),
+            "repository": str(repo),
+            "password_file": str(tmp / "password"),
+            "host": "forge",
+            "tag": "phoenix",
+            "repo_tag": backup.repo_tag("phoenix"),
+            "keep": {},
+            "gitea": {
+                "db_path": str(db),
+                "repo_root": str(forge / "gitea" / "repositories"),
+                "custom_dir": str(forge / "gitea" / "custom"),
+                "app_ini": str(forge / "etc" / "app.ini"),
+                "version": "1.22.3",
+            },
+            "paths": [],
+            "staging_dir": str(tmp / "staging"),
+            "status_file": str(tmp / "status.json"),
+            "cache_dir": str(tmp / "cache"),
             "repo_status_file": str(tmp / "repositories.json"),
-            "verifier": str(REPO / "files" / "phoenix_backup_verify.py")}
+            "verifier": str(REPO / "files" / "phoenix_backup_verify.py"),
+        }
         cfg = tmp / "config.json"
         cfg.write_text(json.dumps(config))
         backup.init(backup.Store(repository=str(repo), password=PASSWORD))
@@ -138,22 +184,28 @@ def main() -> None:
         forge_mib = du(forge) / 2**20
         # 1. repository snapshots: the first (all new to this tag, but the data is in the
         # repository already), then after small pushes, then with nothing changed.
-        bare = sorted(p for p in (forge / "gitea" / "repositories").glob("*/*.git")
-                      if p.parent.name != "bench")[0]  # a real git repository of the fixture
+        bare = sorted(
+            p
+            for p in (forge / "gitea" / "repositories").glob("*/*.git")
+            if p.parent.name != "bench"
+        )[0]  # a real git repository of the fixture
         rows = []
         before = du(repo)
-        rows.append(("first repository snapshot", *job(cfg, "repositories")[:2],
-                     du(repo) - before))
+        rows.append(("first repository snapshot", *job(cfg, "repositories")[:2], du(repo) - before))
         pushed = []
         for n in range(args.pushes):
             push(bare, n + 1)
             before = du(repo)
             wall, cpu, _ = job(cfg, "repositories")
             pushed.append((wall, cpu, du(repo) - before))
-        rows.append((f"after a small push (mean of {args.pushes})",
-                     sum(p[0] for p in pushed) / len(pushed),
-                     sum(p[1] for p in pushed) / len(pushed),
-                     sum(p[2] for p in pushed) // len(pushed)))
+        rows.append(
+            (
+                f"after a small push (mean of {args.pushes})",
+                sum(p[0] for p in pushed) / len(pushed),
+                sum(p[1] for p in pushed) / len(pushed),
+                sum(p[2] for p in pushed) // len(pushed),
+            )
+        )
         before = du(repo)
         rows.append(("nothing changed", *job(cfg, "repositories")[:2], du(repo) - before))
 
@@ -165,14 +217,18 @@ def main() -> None:
                 conn.execute("INSERT INTO bench_filler(body) VALUES (?)", (f"late {i}",))
                 conn.commit()
             conn.close()
+
         litestream_cfg = replicate(litestream, db, tmp / "replica", tmp, late_writes)
 
         dest = tmp / "restore-a" / "gitea"
         dest.parent.mkdir()
         restic_s = job(cfg, "restore", full, str(dest))[0]
         started = time.monotonic()
-        subprocess.run([str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)],
+            check=True,
+            capture_output=True,
+        )
         verify_s = time.monotonic() - started
         snapshot_only = restic_s + verify_s
         shutil.rmtree(tmp / "restore-a")
@@ -181,49 +237,100 @@ def main() -> None:
         dest.parent.mkdir()
         started = time.monotonic()
         job(cfg, "restore", full, str(dest))
-        subprocess.run([str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)],
+            check=True,
+            capture_output=True,
+        )
         base_s = time.monotonic() - started
         spec = tmp / "spec.json"
-        spec.write_text(json.dumps({
-            "litestream": litestream, "source": "forge", "manifest": str(dest / "manifest.json"),
-            "timestamp": None, "timeout": 600, "aside_dir": str(tmp / "aside"),
-            "repo_root": str(dest / "repositories"), "report": str(tmp / "litestream.json"),
-            "dbs": [{"path": str(dest / "gitea.db"), "name": "gitea", "user": "root",
-                     "config": {"dbs": [{"path": str(dest / "gitea.db"), "replica": json.loads(
-                         litestream_cfg.read_text())["dbs"][0]["replica"]}]}}]}))
+        spec.write_text(
+            json.dumps(
+                {
+                    "litestream": litestream,
+                    "source": "forge",
+                    "manifest": str(dest / "manifest.json"),
+                    "timestamp": None,
+                    "timeout": 600,
+                    "aside_dir": str(tmp / "aside"),
+                    "repo_root": str(dest / "repositories"),
+                    "report": str(tmp / "litestream.json"),
+                    "dbs": [
+                        {
+                            "path": str(dest / "gitea.db"),
+                            "name": "gitea",
+                            "user": "root",
+                            "config": {
+                                "dbs": [
+                                    {
+                                        "path": str(dest / "gitea.db"),
+                                        "replica": json.loads(litestream_cfg.read_text())["dbs"][0][
+                                            "replica"
+                                        ],
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                }
+            )
+        )
         started = time.monotonic()
-        subprocess.run([sys.executable, str(REPO / "files" / "phoenix_litestream_restore.py"),
-                        str(spec)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "files" / "phoenix_litestream_restore.py"), str(spec)],
+            check=True,
+            capture_output=True,
+        )
         replica_s = time.monotonic() - started
         used = json.loads((tmp / "litestream.json").read_text())["databases"][0]["used"]
-        newer_s = job(cfg, "newer-repositories", full, str(dest / "repositories"), "--db",
-                      str(dest / "gitea.db"), "--aside", str(tmp / "aside"), "--report",
-                      str(tmp / "newer.json"))[0]
+        newer_s = job(
+            cfg,
+            "newer-repositories",
+            full,
+            str(dest / "repositories"),
+            "--db",
+            str(dest / "gitea.db"),
+            "--aside",
+            str(tmp / "aside"),
+            "--report",
+            str(tmp / "newer.json"),
+        )[0]
         newer = json.loads((tmp / "newer.json").read_text())
         with_replicas = base_s + replica_s + newer_s
 
         per_day = 86400 / args.interval
         restic = subprocess.run(["restic", "version"], capture_output=True, text=True)
-        print(f"\nforge {forge_mib:.0f} MiB (gitea.db {db.stat().st_size / 2**20:.0f} MiB), "
-              f"local restic repository, restic {restic.stdout.split()[1]}")
+        print(
+            f"\nforge {forge_mib:.0f} MiB (gitea.db {db.stat().st_size / 2**20:.0f} MiB), "
+            f"local restic repository, restic {restic.stdout.split()[1]}"
+        )
         print(f"repository snapshots ({args.interval} s apart: {per_day:.0f} a day)")
-        print(f"{'':36} {'wall s':>7} {'CPU s':>7} {'store +':>10} "
-              f"{'CPU s/day':>10} {'store/day':>10}")
+        print(
+            f"{'':36} {'wall s':>7} {'CPU s':>7} {'store +':>10} "
+            f"{'CPU s/day':>10} {'store/day':>10}"
+        )
         for what, wall, cpu, added in rows:
-            print(f"{what:36} {wall:7.2f} {cpu:7.2f} {added / 2**10:8.0f} KiB "
-                  f"{cpu * per_day:10.0f} {added * per_day / 2**20:6.0f} MiB")
-        print("  (per day: if every run were like this row; a forge pushes between some "
-              "runs, not all)")
+            print(
+                f"{what:36} {wall:7.2f} {cpu:7.2f} {added / 2**10:8.0f} KiB "
+                f"{cpu * per_day:10.0f} {added * per_day / 2**20:6.0f} MiB"
+            )
+        print(
+            "  (per day: if every run were like this row; a forge pushes between some "
+            "runs, not all)"
+        )
         print("restore of the forge, side by side")
         print(f"  snapshot-only (restic restore + verify)             {snapshot_only:7.1f} s")
         print(f"  with replicas: restic restore + verify              {base_s:7.1f} s")
         print(f"                 + gitea.db from its replica ({used})   {replica_s:7.1f} s")
-        print(f"                 + newest repository snapshot          {newer_s:7.1f} s "
-              f"({len(newer['replaced'])} repositories replaced, "
-              f"{len(newer['kept_full'])} kept)")
-        print(f"                 = total                               {with_replicas:7.1f} s "
-              f"(+{with_replicas - snapshot_only:.1f} s; the lab's SFTP transfer on top)")
+        print(
+            f"                 + newest repository snapshot          {newer_s:7.1f} s "
+            f"({len(newer['replaced'])} repositories replaced, "
+            f"{len(newer['kept_full'])} kept)"
+        )
+        print(
+            f"                 = total                               {with_replicas:7.1f} s "
+            f"(+{with_replicas - snapshot_only:.1f} s; the lab's SFTP transfer on top)"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -6,8 +6,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for script in ("lab_bench.py", "converge_bench.py", "fleet_bench.py", "floor_bench.py",
-               "backup_bench.py", "adopt_bench.py", "hermes_bench.py", "hardening_bench.py",
-               "litestream_bench.py", "rpo_bench.py"):
+for script in (
+    "lab_bench.py",
+    "converge_bench.py",
+    "fleet_bench.py",
+    "floor_bench.py",
+    "backup_bench.py",
+    "adopt_bench.py",
+    "hermes_bench.py",
+    "hardening_bench.py",
+    "litestream_bench.py",
+    "rpo_bench.py",
+):
     print(f"\n## {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=False)

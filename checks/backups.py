@@ -35,8 +35,10 @@ def _future(status: dict, settings) -> str:
     backup_future_tolerance (a negative age passes any max age), else empty."""
     from phoenix.backup import pitr
 
-    found = pitr.future([{"id": str(status.get("snapshot_id") or "?"), "time": status["time"]}],
-                        float(settings.get("backup_future_tolerance") or 300))
+    found = pitr.future(
+        [{"id": str(status.get("snapshot_id") or "?"), "time": status["time"]}],
+        float(settings.get("backup_future_tolerance") or 300),
+    )
     return "; ".join(found.values())
 
 
@@ -49,17 +51,22 @@ def test_backups_job_installed_for_the_forges_store(host, settings, job):
     for name in ("config.json", "password"):
         f = host.file(f"{folder}/{name}")
         if not f.is_file or f.user != "root" or f.mode != 0o600:
-            problems.append(f"{folder}/{name} is "
-                            + (f"{f.user} {mode(f)}, expected root 0600" if f.is_file
-                               else "missing"))
+            problems.append(
+                f"{folder}/{name} is "
+                + (f"{f.user} {mode(f)}, expected root 0600" if f.is_file else "missing")
+            )
     repository = settings["backup_repository"]
     named = {job.get("repository"), str(job.get("location", "")).split(" ")[0]}
     if repository not in named:
-        problems.append(f"the job backs up to {job.get('location') or job.get('repository')}, "
-                        f"not backup_repository {repository}")
+        problems.append(
+            f"the job backs up to {job.get('location') or job.get('repository')}, "
+            f"not backup_repository {repository}"
+        )
     if job.get("tag") != settings["backup_tag"]:
-        problems.append(f"the job tags its snapshots {job.get('tag')!r}, not backup_tag "
-                        f"{settings['backup_tag']!r}: they would not be the forge's line")
+        problems.append(
+            f"the job tags its snapshots {job.get('tag')!r}, not backup_tag "
+            f"{settings['backup_tag']!r}: they would not be the forge's line"
+        )
     assert not problems, "; ".join(problems)
 
 
@@ -71,24 +78,31 @@ def test_backups_store_host_key_pinned(host, settings, job):
     assert f.is_file, f"{path} is missing: the job has no pinned host key for the store"
     pinned = sorted(known_hosts_lines(f.content_string))
     wanted = sorted(known_hosts_lines(settings["backup_known_hosts"]))
-    assert pinned == wanted, f"{path} pins {len(pinned)} key line(s) that are not " \
-                             "backup_known_hosts': the job would trust another store"
+    assert pinned == wanted, (
+        f"{path} pins {len(pinned)} key line(s) that are not "
+        "backup_known_hosts': the job would trust another store"
+    )
     ssh = job.get("rclone_program") or job.get("sftp_command") or ""
     words = shlex.split(ssh)
     for option in ("StrictHostKeyChecking=yes", f"UserKnownHostsFile={path}"):
-        assert option in words, f"the job's ssh to the store lacks -o {option}: its host key " \
-                                "would not be checked against the pinned one"
+        assert option in words, (
+            f"the job's ssh to the store lacks -o {option}: its host key "
+            "would not be checked against the pinned one"
+        )
 
 
 def test_backups_timer_runs_on_the_forge_alone(host, settings, role, job):
     timer = host.service(TIMER)
     if role == "primary":
         if settings["backup_timer_enabled"]:
-            assert timer.is_running and timer.is_enabled, \
+            assert timer.is_running and timer.is_enabled, (
                 f"{TIMER} is not running and enabled on the forge: no backup is taken"
+            )
         return
-    assert not timer.is_running, f"{TIMER} runs on a {role} host: its snapshots would join " \
-                                 "the forge's line (only the primary backs up)"
+    assert not timer.is_running, (
+        f"{TIMER} runs on a {role} host: its snapshots would join "
+        "the forge's line (only the primary backs up)"
+    )
 
 
 def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
@@ -98,16 +112,21 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
     # A primary takes its first full snapshot as it becomes one (its converge, or right after
     # its cutover): without it a disaster recovers the previous primary's data.
     if not text and not host.file(CUTOVER_FILE).exists:
-        pytest.skip("not yet protected: a promoted standby takes its first full snapshot "
-                    "right after its cutover (phoenix recover's protect step)")
-    assert text, ("not yet protected: this primary has taken no full snapshot of its own "
-                  f"({settings['backup_status_file']} is missing; phoenix backup now)")
+        pytest.skip(
+            "not yet protected: a promoted standby takes its first full snapshot "
+            "right after its cutover (phoenix recover's protect step)"
+        )
+    assert text, (
+        "not yet protected: this primary has taken no full snapshot of its own "
+        f"({settings['backup_status_file']} is missing; phoenix backup now)"
+    )
     status = json.loads(text)
     assert not (future := _future(status, settings)), future
     when = datetime.datetime.fromisoformat(status["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
-    assert age <= float(settings["backup_max_age"]), \
+    assert age <= float(settings["backup_max_age"]), (
         f"the newest snapshot is {age:.0f} s old (backup_max_age {settings['backup_max_age']})"
+    )
 
 
 def test_step4_newest_repository_snapshot_is_recent(host, settings, role, streaming):
@@ -120,16 +139,16 @@ def test_step4_newest_repository_snapshot_is_recent(host, settings, role, stream
         pytest.skip("only the forge snapshots its repositories, when repo_snapshot_interval > 0")
     timer = out(host, "systemctl is-active phoenix-backup-repositories.timer || true").strip()
     assert timer == "active", f"the repository snapshot timer is {timer or 'missing'}"
-    text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null "
-                     "|| true")
+    text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null || true")
     if not text:  # a forge that has just become the primary: its first run is on its way
         return
     status = json.loads(text)
     assert not (future := _future(status, settings)), future
     when = datetime.datetime.fromisoformat(status["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
-    assert age <= replication.repo_snapshot_max_age(settings), \
+    assert age <= replication.repo_snapshot_max_age(settings), (
         f"the newest repository snapshot is {age:.0f} s old (repo_snapshot_interval {interval})"
+    )
 
 
 def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, streaming):
@@ -141,8 +160,7 @@ def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, 
     period = replication.repo_snapshot_period(settings)
     if role != "primary" or not settings.get("backup_repository") or period is None:
         pytest.skip("only the forge snapshots its repositories, when repo_snapshot_interval > 0")
-    text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null "
-                     "|| true")
+    text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null || true")
     if not text:  # a forge that has just become the primary: its first run is on its way
         return
     problem = replication.repo_run_problem(json.loads(text), settings)

@@ -29,9 +29,12 @@ from .helpers import ROOT, ini_get, read_ini
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--require-dns", action="store_true",
-                     help="fail (not skip) when dns_records do not point at this host yet; "
-                          "for after the cutover")
+    parser.addoption(
+        "--require-dns",
+        action="store_true",
+        help="fail (not skip) when dns_records do not point at this host yet; "
+        "for after the cutover",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -45,6 +48,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # ---- settings and the operator's side -------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def settings() -> dict:
@@ -67,8 +71,9 @@ def address(host) -> str:
     if not hasattr(backend, "ssh_config"):
         return backend.hostname
     cmd = ["ssh", "-G"] + (["-F", backend.ssh_config] if backend.ssh_config else [])
-    out = subprocess.run([*cmd, backend.host.name], check=False, capture_output=True, text=True,
-                         timeout=10)
+    out = subprocess.run(
+        [*cmd, backend.host.name], check=False, capture_output=True, text=True, timeout=10
+    )
     for line in out.stdout.splitlines():
         key, _, value = line.partition(" ")
         if key == "hostname":
@@ -88,8 +93,9 @@ def forge_https(address, settings):
     https_trust_bundle when it is set."""
     from phoenix.forge.tls import https_session
 
-    return https_session(settings["gitea_domain"], address=address,
-                         trust=settings.get("https_trust_bundle"))
+    return https_session(
+        settings["gitea_domain"], address=address, trust=settings.get("https_trust_bundle")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +113,7 @@ def app_ini(host, app_ini_path) -> configparser.ConfigParser:
 @pytest.fixture(scope="module")
 def gitea_paths(app_ini, settings) -> dict:
     """Where this Gitea keeps its data, by app.ini and Gitea's own defaults."""
+
     def get(section: str, key: str) -> str:
         return ini_get(app_ini, section, key)
 
@@ -116,13 +123,19 @@ def gitea_paths(app_ini, settings) -> dict:
         return value if value.startswith("/") else f"{work.rstrip('/')}/{value}"
 
     data = path(get("server", "APP_DATA_PATH") or "data")
-    return {"work": work, "data": data, "custom": f"{work.rstrip('/')}/custom",
-            "db": path(get("database", "PATH") or f"{data}/gitea.db"),
-            "repos": path(get("repository", "ROOT") or f"{data}/gitea-repositories"),
-            "run_user": get(ROOT, "RUN_USER"), "db_type": get("database", "DB_TYPE")}
+    return {
+        "work": work,
+        "data": data,
+        "custom": f"{work.rstrip('/')}/custom",
+        "db": path(get("database", "PATH") or f"{data}/gitea.db"),
+        "repos": path(get("repository", "ROOT") or f"{data}/gitea-repositories"),
+        "run_user": get(ROOT, "RUN_USER"),
+        "db_type": get("database", "DB_TYPE"),
+    }
 
 
 # ---- the backup this host was restored from -------------------------------------------------
+
 
 def _manifest_from_source(source: str) -> dict | None:
     path = Path(source).expanduser()
@@ -161,8 +174,10 @@ def manifest(host, settings) -> dict:
         return found
     source = settings.get("restore_source")
     if not source:
-        pytest.skip("no restored backup to compare with: restore_source is not set and the "
-                    f"host has no restore record in {staging}")
+        pytest.skip(
+            "no restored backup to compare with: restore_source is not set and the "
+            f"host has no restore record in {staging}"
+        )
     try:
         found = _manifest_from_source(source)
     except (OSError, tarfile.TarError, ValueError) as exc:
@@ -174,6 +189,7 @@ def manifest(host, settings) -> dict:
 
 # ---- backups ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def streaming(settings) -> bool:
     if not settings.get("litestream_replica_url"):
@@ -182,6 +198,7 @@ def streaming(settings) -> bool:
 
 
 # ---- the Gitea API token (step 9) -----------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def gitea_token(settings) -> str:

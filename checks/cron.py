@@ -30,11 +30,12 @@ def _jobs(text: str) -> list[str]:
 def _source_jobs(host, settings) -> dict[str, str]:
     """job line -> the timmy-config file it comes from."""
     folder = f"{settings['timmy_config_dest']}/{settings['cron_source_dir']}"
-    assert host.file(folder).is_directory, f"timmy-config has no {settings['cron_source_dir']}/ " \
-                                           f"folder at {folder}: no cron source of truth"
+    assert host.file(folder).is_directory, (
+        f"timmy-config has no {settings['cron_source_dir']}/ "
+        f"folder at {folder}: no cron source of truth"
+    )
     jobs = {}
-    for name in out(host, f"find {shlex.quote(folder)} -maxdepth 1 -type f -name '*.cron'"
-                    ).split():
+    for name in out(host, f"find {shlex.quote(folder)} -maxdepth 1 -type f -name '*.cron'").split():
         for job in _jobs(host.file(name).content_string):
             jobs[job] = name
     return jobs
@@ -71,16 +72,19 @@ def test_step6_cron_daemon_active(host):
 
 def test_step6_cron_entries_installed(host, settings, role):
     if role == "standby":  # one primary: the jobs run on the forge alone
-        assert not host.file(settings["cron_file"]).exists, \
+        assert not host.file(settings["cron_file"]).exists, (
             f"{settings['cron_file']} is on an unpromoted standby: its jobs would run twice"
+        )
         return
     wanted = _source_jobs(host, settings)
     installed = _installed(host, settings)
-    missing = [f"`{job}` (from {source})" for job, source in wanted.items()
-               if job not in installed]
-    assert not missing, (f"{len(missing)} cron job(s) of timmy-config are not installed: "
-                         + "; ".join(missing[:3]) + f" (expected in {settings['cron_file']} "
-                         "or /etc/cron.d)")
+    missing = [f"`{job}` (from {source})" for job, source in wanted.items() if job not in installed]
+    assert not missing, (
+        f"{len(missing)} cron job(s) of timmy-config are not installed: "
+        + "; ".join(missing[:3])
+        + f" (expected in {settings['cron_file']} "
+        "or /etc/cron.d)"
+    )
 
 
 def test_step6_cron_files_safe_for_cron(host, settings):
@@ -93,8 +97,10 @@ def test_step6_cron_files_safe_for_cron(host, settings):
         if not CRON_D_NAME.match(base) and base != ".placeholder":
             problems.append(f"{name} has a dot or odd character in its name: cron ignores it")
         elif f.user != "root" or f.mode & 0o022:
-            problems.append(f"{name} is {f.user} {mode(f)}: cron ignores it unless it is "
-                            "root's and not writable by others")
+            problems.append(
+                f"{name} is {f.user} {mode(f)}: cron ignores it unless it is "
+                "root's and not writable by others"
+            )
     assert not problems, "; ".join(problems)
 
 
@@ -108,16 +114,23 @@ def test_step7_fleet_health_report_at_runbook_path(host, settings, role):
     if role == "standby":
         pytest.skip("an unpromoted standby runs no house and no cron, so nothing reports")
     cron = host.file(settings["cron_file"])
-    jobs = [line.split(None, 6) for line in (cron.content_string if cron.is_file else "")
-            .splitlines() if "fleet-health" in line and not line.lstrip().startswith("#")]
+    jobs = [
+        line.split(None, 6)
+        for line in (cron.content_string if cron.is_file else "").splitlines()
+        if "fleet-health" in line and not line.lstrip().startswith("#")
+    ]
     jobs = [fields for fields in jobs if len(fields) == 7]
-    assert jobs, f"no fleet-health job in {settings['cron_file']}: the runbook's heartbeat " \
-                 f"check (~/{FLEET_HEALTH_REPORTS}/*.json) would read nothing (runbook step 9)"
+    assert jobs, (
+        f"no fleet-health job in {settings['cron_file']}: the runbook's heartbeat "
+        f"check (~/{FLEET_HEALTH_REPORTS}/*.json) would read nothing (runbook step 9)"
+    )
     user, command = jobs[0][5], jobs[0][6]
     home = out(host, f"getent passwd {shlex.quote(user)} | cut -d: -f6").strip()
-    host.run(f"cd / && env -i HOME={shlex.quote(home)} LOGNAME={shlex.quote(user)} "
-             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SHELL=/bin/bash "
-             f"runuser -u {shlex.quote(user)} -- bash -c {shlex.quote(command)}")
+    host.run(
+        f"cd / && env -i HOME={shlex.quote(home)} LOGNAME={shlex.quote(user)} "
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SHELL=/bin/bash "
+        f"runuser -u {shlex.quote(user)} -- bash -c {shlex.quote(command)}"
+    )
     folder = f"{home}/{FLEET_HEALTH_REPORTS}"
     newest = host.run(f"ls -1t {shlex.quote(folder)}/*.json 2>/dev/null | head -1").stdout.strip()
     assert newest, f"the fleet-health job ({command}) wrote no report in {folder}"
@@ -127,9 +140,15 @@ def test_step7_fleet_health_report_at_runbook_path(host, settings, role):
     except (ValueError, KeyError, TypeError):
         pytest.fail(f"the last line of {newest} is not a fleet-health report")
     missing = [w for w in settings["wizard_names"] if w not in houses]
-    stale = [f"{w} ({houses[w].get('age')} s)" for w in settings["wizard_names"]
-             if w in houses and not houses[w].get("ok")]
-    assert not missing and not stale, \
-        f"the fleet-health report {newest} ({report.get('time')}) says: " + "; ".join(
+    stale = [
+        f"{w} ({houses[w].get('age')} s)"
+        for w in settings["wizard_names"]
+        if w in houses and not houses[w].get("ok")
+    ]
+    assert not missing and not stale, (
+        f"the fleet-health report {newest} ({report.get('time')}) says: "
+        + "; ".join(
             ([f"no heartbeat from {', '.join(missing)}"] if missing else [])
-            + ([f"STALE: {', '.join(stale)}"] if stale else []))
+            + ([f"STALE: {', '.join(stale)}"] if stale else [])
+        )
+    )

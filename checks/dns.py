@@ -29,17 +29,20 @@ def test_step8_dns_record_resolves_to_this_host(record, settings, address_ip, re
         except DNSQueryError as exc:
             pytest.fail(f"resolver {server}:{port} gave no answer for {record}: {exc}")
         got = answer.addresses
-        assert answer.status == "NOERROR" and got, \
+        assert answer.status == "NOERROR" and got, (
             f"{record} does not resolve at {server}:{port} ({answer.status}, no A record)"
-        assert got == [address_ip] or address_ip not in got, \
-            f"{record} resolves to {', '.join(got)} at {server}:{port}: this host and others, " \
+        )
+        assert got == [address_ip] or address_ip not in got, (
+            f"{record} resolves to {', '.join(got)} at {server}:{port}: this host and others, "
             "so some users still reach another forge"
+        )
         if got != [address_ip]:
             elsewhere.append(f"{', '.join(got)} at {server}:{port}")
     if elsewhere:
-        message = (f"{record} resolves to {'; '.join(elsewhere)}, not to this host "
-                   f"({address_ip})")
+        message = f"{record} resolves to {'; '.join(elsewhere)}, not to this host ({address_ip})"
         if request.config.getoption("--require-dns"):
             pytest.fail(message + ": the DNS cutover did not happen or has not propagated")
-        pytest.skip(message + ": not cut over yet (runbook step 8, `phoenix cutover`, "
-                    "comes after validation)")
+        pytest.skip(
+            message + ": not cut over yet (runbook step 8, `phoenix cutover`, "
+            "comes after validation)"
+        )

@@ -15,12 +15,15 @@ def _secret_files(host, settings) -> list[str]:
     (the model's and the API server's keys), and when there is a backup job, its folder's
     files (restic password, store key, credentials) but the store's public known_hosts."""
     paths = [f"{settings['gitea_config_dir']}/app.ini"]
-    paths += [f"{settings['hermes_root'].rstrip('/')}/{house}/.env"
-              for house in [settings["backend_house"], *settings["wizard_names"]]]
+    paths += [
+        f"{settings['hermes_root'].rstrip('/')}/{house}/.env"
+        for house in [settings["backend_house"], *settings["wizard_names"]]
+    ]
     folder = settings.get("backup_config_dir")
     if folder and host.file(folder).is_directory:
-        paths += sorted(out(host, f"find {shlex.quote(folder)} -type f "
-                                  "! -name known_hosts").split())
+        paths += sorted(
+            out(host, f"find {shlex.quote(folder)} -type f ! -name known_hosts").split()
+        )
     return [p for p in paths if host.file(p).exists]
 
 
@@ -31,8 +34,9 @@ def test_security_no_secret_readable_by_others(host, settings):
     for path in files:
         f = host.file(path)
         if f.mode & 0o007:
-            problems.append(f"{path} is mode {mode(f)}: readable by every user on the host "
-                            f"(chmod o-rwx {path})")
+            problems.append(
+                f"{path} is mode {mode(f)}: readable by every user on the host (chmod o-rwx {path})"
+            )
     assert not problems, "; ".join(problems)
 
 
@@ -41,13 +45,19 @@ def test_security_units_sandboxed(host, settings):
     own: checks/hermes.py)."""
     limit = settings["unit_exposure_max"]
     worse = []
-    for unit in ("gitea.service", "caddy.service", "phoenix-backup.service",
-                 "phoenix-backup-repositories.service", "phoenix-standby-refresh.service"):
+    for unit in (
+        "gitea.service",
+        "caddy.service",
+        "phoenix-backup.service",
+        "phoenix-backup-repositories.service",
+        "phoenix-standby-refresh.service",
+    ):
         if not unit_loaded(host, unit):
             continue
         line = out(host, f"systemd-analyze security --no-pager {unit} | tail -n1")
         found = re.search(r"exposure level for \S+: (\d+\.\d+)", line)
         if found is None or float(found.group(1)) > limit:
             worse.append(f"{unit} {found.group(1) if found else line.strip()}")
-    assert not worse, f"units more exposed than {limit} (systemd-analyze security): " \
-                      + ", ".join(worse)
+    assert not worse, f"units more exposed than {limit} (systemd-analyze security): " + ", ".join(
+        worse
+    )

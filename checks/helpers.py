@@ -24,8 +24,10 @@ def mode(f) -> str:
 def out(host, command: str) -> str:
     """stdout of a command that must succeed; its stderr in the failure otherwise."""
     result = host.run(command)
-    assert result.rc == 0, f"`{command}` failed on the host (exit {result.rc}): " \
-                           f"{(result.stderr or result.stdout).strip()[:300]}"
+    assert result.rc == 0, (
+        f"`{command}` failed on the host (exit {result.rc}): "
+        f"{(result.stderr or result.stdout).strip()[:300]}"
+    )
     return result.stdout
 
 
@@ -51,8 +53,7 @@ def host_now(host) -> float:
 
 def read_ini(text: str) -> configparser.ConfigParser:
     """app.ini as Gitea reads it: keys before the first [section] go to section ROOT."""
-    parser = configparser.ConfigParser(interpolation=None, strict=False,
-                                       default_section="__none__")
+    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="__none__")
     parser.read_string(f"[{ROOT}]\n" + text)
     return parser
 
@@ -99,6 +100,7 @@ def journal(host, unit: str, lines: int = 20) -> str:
 
 def active_and_enabled(host, unit: str, why: str) -> None:
     service = host.service(unit)
-    assert service.is_running, f"{unit} is not running ({why}); its journal ends:\n" \
-                               f"{journal(host, unit)}"
+    assert service.is_running, (
+        f"{unit} is not running ({why}); its journal ends:\n{journal(host, unit)}"
+    )
     assert service.is_enabled, f"{unit} is not enabled: it will not start at boot"

@@ -16,17 +16,24 @@ def test_step6_house_config_loads(host, settings, house):
     unit, path = house_unit(settings, house), f"{house_home(settings, house)}/config.yaml"
     if not unit_loaded(host, unit):
         pytest.skip(f"{unit} is missing (step 5/6 says so)")
-    env = dict(word.split("=", 1) for word in shlex.split(
-        out(host, f"systemctl show -p Environment --value {unit}")) if "=" in word)
+    env = dict(
+        word.split("=", 1)
+        for word in shlex.split(out(host, f"systemctl show -p Environment --value {unit}"))
+        if "=" in word
+    )
     python = f"{env.get('VIRTUAL_ENV', '/nonexistent')}/bin/python"
-    check = ("import sys, yaml\n"
-             "try:\n    c = yaml.safe_load(open(sys.argv[1]))\n"
-             "except Exception as e:\n    sys.exit(' '.join(str(e).split()))\n"
-             "if not (isinstance(c, dict) and isinstance(c.get('model'), dict)\n"
-             "        and c['model'].get('provider')):\n    sys.exit('it names no model.provider')")
+    check = (
+        "import sys, yaml\n"
+        "try:\n    c = yaml.safe_load(open(sys.argv[1]))\n"
+        "except Exception as e:\n    sys.exit(' '.join(str(e).split()))\n"
+        "if not (isinstance(c, dict) and isinstance(c.get('model'), dict)\n"
+        "        and c['model'].get('provider')):\n    sys.exit('it names no model.provider')"
+    )
     result = host.run(f"{shlex.quote(python)} -c {shlex.quote(check)} {shlex.quote(path)}")
-    assert result.rc == 0, f"{house}'s {path} is broken ({result.stderr.strip()[-300:]}), so " \
-                           f"Hermes runs without it; {unit}'s journal ends:\n{journal(host, unit)}"
+    assert result.rc == 0, (
+        f"{house}'s {path} is broken ({result.stderr.strip()[-300:]}), so "
+        f"Hermes runs without it; {unit}'s journal ends:\n{journal(host, unit)}"
+    )
 
 
 def test_security_hermes_not_running_as_root(host, settings):
@@ -48,6 +55,8 @@ def test_security_hermes_units_sandboxed(host, settings):
         words = [w for w in last.split() if w.replace(".", "", 1).isdigit()]
         exposure = float(words[-1]) if words else 10.0
         if exposure > limit:
-            problems.append(f"{unit} has exposure {exposure} (`systemd-analyze security "
-                            f"{unit}`), expected at most {limit}: its sandboxing was loosened")
+            problems.append(
+                f"{unit} has exposure {exposure} (`systemd-analyze security "
+                f"{unit}`), expected at most {limit}: its sandboxing was loosened"
+            )
     assert not problems, "; ".join(problems)

@@ -27,8 +27,9 @@ def test_step2_wizard_houses_exist(host, settings):
     root = settings["layout_wizard_root"]
     problems = _folder_problems(host, root, "root", None)
     for name in settings["wizard_names"]:
-        problems += _folder_problems(host, posixpath.join(root, name), "root",
-                                     settings.get("layout_wizard_mode"))
+        problems += _folder_problems(
+            host, posixpath.join(root, name), "root", settings.get("layout_wizard_mode")
+        )
     assert not problems, "; ".join(problems)
 
 
@@ -41,6 +42,7 @@ def test_step2_hermes_home_folders_exist(host, settings):
 
 
 def test_step2_log_folder_exists(host, settings):
-    problems = _folder_problems(host, settings["layout_log_dir"], "root",
-                                settings.get("layout_log_mode"))
+    problems = _folder_problems(
+        host, settings["layout_log_dir"], "root", settings.get("layout_log_mode")
+    )
     assert not problems, "; ".join(problems)

@@ -15,28 +15,34 @@ from .helpers import VALIDATION_ISSUE_TITLE, mode, out, verifier
 def test_step4_gitea_db_owned_by_run_user_0600(host, settings, gitea_paths):
     db = host.file(gitea_paths["db"])
     assert db.is_file, f"{gitea_paths['db']} is missing: the Gitea database was not restored"
-    assert db.user == settings["gitea_user"], \
-        f"gitea.db is owned by {db.user}, expected {settings['gitea_user']} " \
+    assert db.user == settings["gitea_user"], (
+        f"gitea.db is owned by {db.user}, expected {settings['gitea_user']} "
         f"(chown {settings['gitea_user']}: {gitea_paths['db']})"
-    assert db.mode == 0o600, f"gitea.db is mode {mode(db)}, expected 0600 " \
-                             f"(chmod 600 {gitea_paths['db']})"
+    )
+    assert db.mode == 0o600, (
+        f"gitea.db is mode {mode(db)}, expected 0600 (chmod 600 {gitea_paths['db']})"
+    )
 
 
 def _query_copy(host, db: str, sql: str) -> list[str]:
     """Run sqlite3 on a copy of the live database: never a lock on it, never a root-owned
     -wal/-shm beside it."""
-    script = ('set -e; t=$(mktemp -d); trap \'rm -rf "$t"\' EXIT; '
-              f'cp {shlex.quote(db)} "$t/db"; '
-              f'for s in -wal; do [ -f {shlex.quote(db)}$s ] && cp {shlex.quote(db)}$s "$t/db$s"; '
-              'done; '
-              f'sqlite3 -readonly "$t/db" {shlex.quote(sql)}')
+    script = (
+        "set -e; t=$(mktemp -d); trap 'rm -rf \"$t\"' EXIT; "
+        f'cp {shlex.quote(db)} "$t/db"; '
+        f'for s in -wal; do [ -f {shlex.quote(db)}$s ] && cp {shlex.quote(db)}$s "$t/db$s"; '
+        "done; "
+        f'sqlite3 -readonly "$t/db" {shlex.quote(sql)}'
+    )
     return out(host, f"bash -c {shlex.quote(script)}").splitlines()
 
 
 def test_step4_gitea_db_integrity_ok(host, gitea_paths):
     rows = _query_copy(host, gitea_paths["db"], "PRAGMA integrity_check;")
-    assert rows == ["ok"], f"gitea.db failed PRAGMA integrity_check: {'; '.join(rows[:3])} " \
-                           "(restore it again from the backup)"
+    assert rows == ["ok"], (
+        f"gitea.db failed PRAGMA integrity_check: {'; '.join(rows[:3])} "
+        "(restore it again from the backup)"
+    )
 
 
 def _replica_used(host, settings, name: str) -> bool:
@@ -46,8 +52,10 @@ def _replica_used(host, settings, name: str) -> bool:
     text = host.run(f"cat {shlex.quote(path)} 2>/dev/null || true").stdout
     if not text.strip():
         return False
-    return any(db.get("name") == name and db.get("used") == "replica"
-               for db in json.loads(text).get("databases", []))
+    return any(
+        db.get("name") == name and db.get("used") == "replica"
+        for db in json.loads(text).get("databases", [])
+    )
 
 
 def _backup_epoch(manifest: dict) -> int:
@@ -56,8 +64,10 @@ def _backup_epoch(manifest: dict) -> int:
     try:
         when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
-        pytest.fail(f"the backup's manifest has no valid 'created' time ({created!r}): "
-                    "restore it again from a sealed backup")
+        pytest.fail(
+            f"the backup's manifest has no valid 'created' time ({created!r}): "
+            "restore it again from a sealed backup"
+        )
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return int(when.timestamp())
@@ -67,11 +77,13 @@ def test_step4_restored_data_matches_backup_manifest(host, settings, gitea_paths
     queries = verifier().COUNT_QUERIES
     # Only the issues step 9 made on this host since the backup are not restored data: one
     # an earlier validation left on the old forge was backed up, and the manifest counts it.
-    own = ("SELECT COUNT(*) FROM issue WHERE COALESCE(is_pull, 0) = 0 AND name = '"
-           + VALIDATION_ISSUE_TITLE.replace("'", "''") + "' AND created_unix > "
-           + str(_backup_epoch(manifest)))
-    rows = _query_copy(host, gitea_paths["db"],
-                       "; ".join([*queries.values(), own]) + ";")
+    own = (
+        "SELECT COUNT(*) FROM issue WHERE COALESCE(is_pull, 0) = 0 AND name = '"
+        + VALIDATION_ISSUE_TITLE.replace("'", "''")
+        + "' AND created_unix > "
+        + str(_backup_epoch(manifest))
+    )
+    rows = _query_copy(host, gitea_paths["db"], "; ".join([*queries.values(), own]) + ";")
     *counts, own_issues = (int(r) for r in rows)
     found = dict(zip(queries, counts, strict=True))
     found["issues"] -= own_issues
@@ -80,17 +92,25 @@ def test_step4_restored_data_matches_backup_manifest(host, settings, gitea_paths
     # what the snapshot held (more: what was written after it), and every repository row
     # must still have its git data on disk.
     newer = _replica_used(host, settings, "gitea")
-    wrong = [f"{found[k]} {k}, the backup has {wanted[k]}"
-             for k in ("repositories", "users", "issues", "organizations")
-             if k in wanted and (found.get(k, 0) < wanted[k] if newer
-                                 else found.get(k) != wanted[k])]
+    wrong = [
+        f"{found[k]} {k}, the backup has {wanted[k]}"
+        for k in ("repositories", "users", "issues", "organizations")
+        if k in wanted and (found.get(k, 0) < wanted[k] if newer else found.get(k) != wanted[k])
+    ]
     # A wiki is <name>.wiki.git beside its repository, not a repository of its own
     # (models/repo/wiki.go WikiPath): it is not counted.
-    on_disk = out(host, f"find {shlex.quote(gitea_paths['repos'])} -mindepth 2 -maxdepth 2 "
-                        "-type d -name '*.git' ! -name '*.wiki.git' 2>/dev/null | wc -l").strip()
+    on_disk = out(
+        host,
+        f"find {shlex.quote(gitea_paths['repos'])} -mindepth 2 -maxdepth 2 "
+        "-type d -name '*.git' ! -name '*.wiki.git' 2>/dev/null | wc -l",
+    ).strip()
     rows_expected = found["repositories"] if newer else wanted.get("repositories")
     if rows_expected is not None and int(on_disk or 0) != rows_expected:
-        wrong.append(f"{on_disk} repositories on disk in {gitea_paths['repos']}, "
-                     f"the {'database' if newer else 'backup'} has {rows_expected}")
-    assert not wrong, f"the restored Gitea does not hold the backup's data: {'; '.join(wrong)}" \
-                      f" (backup of {manifest.get('created', 'unknown date')})"
+        wrong.append(
+            f"{on_disk} repositories on disk in {gitea_paths['repos']}, "
+            f"the {'database' if newer else 'backup'} has {rows_expected}"
+        )
+    assert not wrong, (
+        f"the restored Gitea does not hold the backup's data: {'; '.join(wrong)}"
+        f" (backup of {manifest.get('created', 'unknown date')})"
+    )

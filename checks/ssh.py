@@ -24,17 +24,23 @@ def sshd(host) -> dict[str, str]:
 def test_security_sshd_no_password_login(sshd, settings):
     if settings["ssh_password_authentication"]:
         pytest.skip("ssh_password_authentication is True in group_data: passwords allowed")
-    on = [key for key in ("passwordauthentication", "kbdinteractiveauthentication")
-          if sshd.get(key, "yes") != "no"]
-    assert not on, f"sshd accepts password logins ({', '.join(f'{k} yes' for k in on)} in " \
-                   "`sshd -T`): look for a drop-in in /etc/ssh/sshd_config.d that turns it on"
+    on = [
+        key
+        for key in ("passwordauthentication", "kbdinteractiveauthentication")
+        if sshd.get(key, "yes") != "no"
+    ]
+    assert not on, (
+        f"sshd accepts password logins ({', '.join(f'{k} yes' for k in on)} in "
+        "`sshd -T`): look for a drop-in in /etc/ssh/sshd_config.d that turns it on"
+    )
 
 
 def test_security_sshd_root_login_key_only(sshd):
     value = sshd.get("permitrootlogin", "yes")
-    assert value in ROOT_KEY_ONLY, f"sshd has permitrootlogin {value}: root may log in with " \
-                                   "a password; expected prohibit-password"
-
+    assert value in ROOT_KEY_ONLY, (
+        f"sshd has permitrootlogin {value}: root may log in with "
+        "a password; expected prohibit-password"
+    )
 
 
 def test_security_sshd_no_x11_forwarding(sshd):
@@ -44,10 +50,17 @@ def test_security_sshd_no_x11_forwarding(sshd):
 def test_security_ssh_audit_reports_no_failure(address):
     if shutil.which("ssh-audit") is None:
         pytest.skip("ssh-audit is not installed on this machine (apt-get install ssh-audit)")
-    proc = subprocess.run(["ssh-audit", "-n", "-l", "fail", address], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        ["ssh-audit", "-n", "-l", "fail", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     failures = [line.strip() for line in proc.stdout.splitlines() if "[fail]" in line]
     assert not failures, f"ssh-audit fails sshd on {address}: " + "; ".join(failures[:5])
     # ssh-audit 2.5 (Debian 12) exits 0 good, 2 warnings, 3 failures, 1 connection error.
-    assert proc.returncode in (0, 2), f"ssh-audit could not audit {address} (exit " \
+    assert proc.returncode in (0, 2), (
+        f"ssh-audit could not audit {address} (exit "
         f"{proc.returncode}): {(proc.stdout + proc.stderr).strip()[-300:]}"
+    )

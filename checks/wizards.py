@@ -14,11 +14,13 @@ from .helpers import active_and_enabled, host_now, house_home, out, unit_loaded
 
 def test_step6_wizard_active_and_enabled(host, wizard, role):
     unit = f"hermes-{wizard}"
-    assert unit_loaded(host, unit), \
+    assert unit_loaded(host, unit), (
         f"the {wizard} wizard has no unit: {unit}.service is missing (runbook step 6)"
+    )
     if role == "standby":  # one primary: its houses would act beside the forge's
-        assert not host.service(unit).is_running, \
+        assert not host.service(unit).is_running, (
             f"{unit} runs on an unpromoted standby: two houses would act at once"
+        )
         return
     active_and_enabled(host, unit, f"the {wizard} wizard house")
 
@@ -32,11 +34,14 @@ def test_step7_wizard_heartbeat_fresh(host, settings, wizard, role):
     assert f.is_file, f"{wizard}'s gateway has never written its heartbeat ({path} is missing)"
     try:
         stamp = datetime.datetime.fromisoformat(
-            json.loads(f.content_string)["updated_at"]).timestamp()
+            json.loads(f.content_string)["updated_at"]
+        ).timestamp()
     except (ValueError, KeyError, TypeError):
         stamp = float(out(host, f"stat -c %Y {shlex.quote(path)}"))
     age = host_now(host) - stamp
     limit = settings["hermes_heartbeat_max_age"]
-    assert age <= limit, f"the heartbeat of {wizard} is {age:.0f} s old, expected under " \
-                         f"{limit} s (hermes_heartbeat_max_age): is hermes-{wizard} hung? " \
-                         f"({path})"
+    assert age <= limit, (
+        f"the heartbeat of {wizard} is {age:.0f} s old, expected under "
+        f"{limit} s (hermes_heartbeat_max_age): is hermes-{wizard} hung? "
+        f"({path})"
+    )

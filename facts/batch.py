@@ -93,8 +93,11 @@ class _Kept:
 
 
 def _key(name: str, kwargs: dict, connector: dict) -> str:
-    return json.dumps([name, kwargs, {k: repr(v) for k, v in sorted(connector.items())}],
-                      sort_keys=True, default=repr)
+    return json.dumps(
+        [name, kwargs, {k: repr(v) for k, v in sorted(connector.items())}],
+        sort_keys=True,
+        default=repr,
+    )
 
 
 def _kept(host: Host) -> _Kept:
@@ -110,8 +113,7 @@ def _changed(host: Host) -> None:
         kept.generation += 1
 
 
-def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[StringCommand,
-                                                                               list]:
+def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[StringCommand, list]:
     """Every fact's command in its own subshell, its output followed by a TOKEN line carrying
     its exit status. Many (a converge's first read) run side by side, each output in a file of
     a private folder, printed in turn (pyinfra's Users alone takes most of a second); a few
@@ -125,28 +127,60 @@ def _batch_command(token: str, specs: list[tuple[str, type, dict]]) -> tuple[Str
         command = pyinfra_facts._make_command(fact.command, dict(kwargs))
         needs = pyinfra_facts._make_command(fact.requires_command, dict(kwargs))
         if needs:
-            command = StringCommand("if", "command", "-v", needs, ">/dev/null", "2>&1;", "then",
-                                    "(", command, ");", "else", "echo", f"{token}-nocmd;",
-                                    "fi")
+            command = StringCommand(
+                "if",
+                "command",
+                "-v",
+                needs,
+                ">/dev/null",
+                "2>&1;",
+                "then",
+                "(",
+                command,
+                ");",
+                "else",
+                "echo",
+                f"{token}-nocmd;",
+                "fi",
+            )
         if side_by_side:
             out = f'"$d/{len(made)}"'
-            parts += ["{", "(", command, ")", f">{out}", "2>/dev/null", "</dev/null;",
-                      "echo", "$?", f">{out}.rc;", "}", "&"]
+            parts += [
+                "{",
+                "(",
+                command,
+                ")",
+                f">{out}",
+                "2>/dev/null",
+                "</dev/null;",
+                "echo",
+                "$?",
+                f">{out}.rc;",
+                "}",
+                "&",
+            ]
         else:
-            parts += ["(", command, ")", "2>/dev/null", "</dev/null;",
-                      "echo", f'"{token} {len(made)} $?";']
+            parts += [
+                "(",
+                command,
+                ")",
+                "2>/dev/null",
+                "</dev/null;",
+                "echo",
+                f'"{token} {len(made)} $?";',
+            ]
         made.append(fact)
     if side_by_side:
         parts += ["wait;"]
         for index in range(len(made)):
-            parts += ["cat", f'"$d/{index}";',
-                      "echo", f'"{token} {index} $(cat "$d/{index}.rc")";']
+            parts += ["cat", f'"$d/{index}";', "echo", f'"{token} {index} $(cat "$d/{index}.rc")";']
         parts += ["rm", "-rf", '"$d"']
     return StringCommand(*parts), made
 
 
-def _read(host: Host, state, kept: _Kept, specs: list[tuple[str, type, dict]],
-          connector: dict) -> None:
+def _read(
+    host: Host, state, kept: _Kept, specs: list[tuple[str, type, dict]], connector: dict
+) -> None:
     token = f"@@phoenix-facts-{secrets.token_hex(8)}"
     kept.batches += 1
     command, made = _batch_command(token, specs)
@@ -165,7 +199,7 @@ def _read(host: Host, state, kept: _Kept, specs: list[tuple[str, type, dict]],
             continue
         if at > 0:
             lines.append(line[:at])  # the fact's last line had no newline
-        index_text, _, rc = line[at + len(token) + 1:].partition(" ")
+        index_text, _, rc = line[at + len(token) + 1 :].partition(" ")
         index = int(index_text)
         key, fact = specs[index][0], made[index]
         if lines == [f"{token}-nocmd"]:
@@ -189,15 +223,12 @@ def _spec(hint: list) -> tuple[str, type, dict] | None:
     return hint[0], cls, hint[1]
 
 
-def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None,
-              apply_failed_hosts=True):
+def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply_failed_hosts=True):
     name = _name(cls)
     fact = cls()
     if name in NEVER or getattr(fact, "shell_executable", None) or not host.connected:
-        return _original_get_fact(state, host, cls, args, kwargs, ensure_hosts,
-                                  apply_failed_hosts)
-    fact_kwargs, global_kwargs = pyinfra_facts._handle_fact_kwargs(state, host, cls, args,
-                                                                  kwargs)
+        return _original_get_fact(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
+    fact_kwargs, global_kwargs = pyinfra_facts._handle_fact_kwargs(state, host, cls, args, kwargs)
     fact_kwargs = {k: v for k, v in fact_kwargs.items() if k != "self"}
     connector = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
     kept = _kept(host)
@@ -217,8 +248,7 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None,
     generation = kept.generation
     kept.reading = True  # a fact read changes nothing: the kept answers stay
     try:
-        value = _original_get_fact(state, host, cls, args, kwargs, ensure_hosts,
-                                   apply_failed_hosts)
+        value = _original_get_fact(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
     finally:
         kept.reading = False
     if question is not None and kept.generation == generation:  # asked again: kept too
@@ -237,7 +267,7 @@ def _read_ahead(host, state, kept: _Kept, question: list, connector: dict) -> No
     elif position is not None:
         operation = kept.hints[position][2]
         upcoming = [question]
-        for hint in kept.hints[position + 1:position + AFTER_CHANGE]:
+        for hint in kept.hints[position + 1 : position + AFTER_CHANGE]:
             if hint[2] != operation or not operation:
                 break
             upcoming.append(hint)
@@ -246,15 +276,13 @@ def _read_ahead(host, state, kept: _Kept, question: list, connector: dict) -> No
     specs: dict[str, tuple[str, type, dict]] = {}
     for hint in upcoming:
         spec = _spec(hint)
-        if spec is None or spec[0] in NEVER or (spec[0] in NOT_AHEAD
-                                                and hint[:2] != question):
+        if spec is None or spec[0] in NEVER or (spec[0] in NOT_AHEAD and hint[:2] != question):
             continue
         key = _key(spec[0], spec[2], connector)
         if key not in specs and not kept.valid(key):
             specs[key] = spec
     if len(specs) > 1:
-        _read(host, state, kept, [(k, cls, kw) for k, (_, cls, kw) in specs.items()],
-              connector)
+        _read(host, state, kept, [(k, cls, kw) for k, (_, cls, kw) in specs.items()], connector)
 
 
 def _invalidating(method):
@@ -264,6 +292,7 @@ def _invalidating(method):
             return method(self, *args, **kwargs)
         finally:
             _changed(self)
+
     wrapper.__wrapped__ = method  # type: ignore[attr-defined]
     return wrapper
 
@@ -275,6 +304,7 @@ def _function_command(method):
             return method(self, state, host, *args, **kwargs)
         finally:
             _changed(host)
+
     wrapper.__wrapped__ = method  # type: ignore[attr-defined]
     return wrapper
 
@@ -288,5 +318,6 @@ def enable() -> None:
         if hasattr(Host, method):
             setattr(Host, method, _invalidating(getattr(Host, method)))
     FunctionCommand.execute = _function_command(  # type: ignore[method-assign]
-        FunctionCommand.execute)
+        FunctionCommand.execute
+    )
     atexit.register(questions.save, _hosts)

@@ -10,8 +10,10 @@ LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/list
 # (what `cloud-init status` reports as done or error): read it, as `cloud-init status` takes
 # most of a second to start; only a boot still running (or cloud-init disabled) waits on it.
 RESULT = "/run/cloud-init/result.json"
-_RESULT = ('import json, sys; errors = json.load(open(sys.argv[1]))["v1"]["errors"]; '
-           'print("cloud-init", "error" if errors else "done")')
+_RESULT = (
+    'import json, sys; errors = json.load(open(sys.argv[1]))["v1"]["errors"]; '
+    'print("cloud-init", "error" if errors else "done")'
+)
 
 # apt and dpkg take fcntl locks (not flock): the only way to see one held is to try it. A
 # holder is named from /proc/locks so the error can say who it is.
@@ -69,7 +71,8 @@ class BootSettled(FactBase):
             f"timeout {int(timeout)} cloud-init status --wait >/dev/null 2>&1; "
             "echo \"cloud-init $(cloud-init status 2>/dev/null | sed -n 's/^status: //p')\"; "
             "fi; "
-            f"python3 -c '{script}' {int(timeout)} {' '.join(LOCKS)}")
+            f"python3 -c '{script}' {int(timeout)} {' '.join(LOCKS)}"
+        )
 
     @staticmethod
     def default() -> dict:

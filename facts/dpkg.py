@@ -17,8 +17,10 @@ class DpkgInterrupted(FactBase):
     """
 
     def command(self) -> str:
-        return ("if [ -n \"$(ls -A /var/lib/dpkg/updates 2>/dev/null)\" ] "
-                "|| [ -n \"$(dpkg --audit 2>/dev/null)\" ]; then echo interrupted; fi")
+        return (
+            'if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] '
+            '|| [ -n "$(dpkg --audit 2>/dev/null)" ]; then echo interrupted; fi'
+        )
 
     def requires_command(self) -> str:
         return "dpkg"

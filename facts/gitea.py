@@ -6,8 +6,17 @@ import shlex
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-PROPERTIES = ("LoadState", "ActiveState", "MainPID", "ExecStart", "User", "Group",
-              "WorkingDirectory", "Environment", "FragmentPath")
+PROPERTIES = (
+    "LoadState",
+    "ActiveState",
+    "MainPID",
+    "ExecStart",
+    "User",
+    "Group",
+    "WorkingDirectory",
+    "Environment",
+    "FragmentPath",
+)
 
 
 class GiteaUnit(FactBase):
@@ -24,8 +33,15 @@ class GiteaUnit(FactBase):
     """
 
     def command(self, unit: str = "gitea.service") -> StringCommand:
-        return StringCommand("systemctl", "show", "--property=" + ",".join(PROPERTIES),
-                             QuoteString(unit), "2>/dev/null", "||", "true")
+        return StringCommand(
+            "systemctl",
+            "show",
+            "--property=" + ",".join(PROPERTIES),
+            QuoteString(unit),
+            "2>/dev/null",
+            "||",
+            "true",
+        )
 
     def process(self, output: list[str]) -> dict | None:
         props = dict(line.partition("=")[::2] for line in output if "=" in line)
@@ -39,12 +55,16 @@ class GiteaUnit(FactBase):
         for item in shlex.split(props.get("Environment", "")):
             key, _, value = item.partition("=")
             env[key] = value
-        return {"argv": argv, "user": props.get("User") or "root",
-                "group": props.get("Group") or "", "working_directory":
-                props.get("WorkingDirectory") or "", "environment": env,
-                "fragment_path": props.get("FragmentPath") or "",
-                "active": props.get("ActiveState") == "active",
-                "main_pid": int(props.get("MainPID") or 0)}
+        return {
+            "argv": argv,
+            "user": props.get("User") or "root",
+            "group": props.get("Group") or "",
+            "working_directory": props.get("WorkingDirectory") or "",
+            "environment": env,
+            "fragment_path": props.get("FragmentPath") or "",
+            "active": props.get("ActiveState") == "active",
+            "main_pid": int(props.get("MainPID") or 0),
+        }
 
 
 class GiteaVersion(FactBase):

@@ -16,8 +16,18 @@ class NotOwnedBy(FactBase):
     """
 
     def command(self, path: str, user: str) -> StringCommand:
-        return StringCommand("find", QuoteString(path), "!", "-user", QuoteString(user),
-                             "-print", "-quit", "2>/dev/null", "||", "true")
+        return StringCommand(
+            "find",
+            QuoteString(path),
+            "!",
+            "-user",
+            QuoteString(user),
+            "-print",
+            "-quit",
+            "2>/dev/null",
+            "||",
+            "true",
+        )
 
     def process(self, output: list[str]) -> str | None:
         return output[0].strip() if output and output[0].strip() else None

@@ -50,8 +50,11 @@ def save(kept: Mapping[str, Any]) -> None:
                 hosts.pop(host_name, None)  # the 50 hosts kept are the latest
                 hosts[host_name] = last = one.asked[:HINTS_KEPT]
             if current().flag("PHOENIX_FACT_BATCH_STATS"):
-                print(f"fact batch {host_name}: {one.batches} batches, {one.hits} answers "
-                      f"kept, {one.misses} asked alone", file=sys.stderr)
+                print(
+                    f"fact batch {host_name}: {one.batches} batches, {one.hits} answers "
+                    f"kept, {one.misses} asked alone",
+                    file=sys.stderr,
+                )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"hosts": dict(list(hosts.items())[-50:]), "last": last}))

@@ -16,8 +16,15 @@ class WeakModuli(FactBase):
     """
 
     def command(self, path: str, min_bits: int) -> StringCommand:
-        return StringCommand("awk", QuoteString(f"!/^#/ && NF >= 7 && $5 < {int(min_bits)}"),
-                             QuoteString(path), "2>/dev/null", "|", "wc", "-l")
+        return StringCommand(
+            "awk",
+            QuoteString(f"!/^#/ && NF >= 7 && $5 < {int(min_bits)}"),
+            QuoteString(path),
+            "2>/dev/null",
+            "|",
+            "wc",
+            "-l",
+        )
 
     def process(self, output: list[str]) -> int:
         return int(output[0].strip()) if output and output[0].strip().isdigit() else 0

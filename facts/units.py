@@ -18,8 +18,14 @@ class NeedDaemonReload(FactBase):
     """
 
     def command(self, units: tuple[str, ...]) -> StringCommand:
-        return StringCommand("systemctl", "show", "--property=NeedDaemonReload", "--value",
-                             "--", *(QuoteString(unit) for unit in units))
+        return StringCommand(
+            "systemctl",
+            "show",
+            "--property=NeedDaemonReload",
+            "--value",
+            "--",
+            *(QuoteString(unit) for unit in units),
+        )
 
     def process(self, output: list[str]) -> bool:
         return any(line.strip() == "yes" for line in output)

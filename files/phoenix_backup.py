@@ -67,23 +67,40 @@ import time
 from collections.abc import Sequence
 
 DEFAULT_CONFIG = "/etc/phoenix-backup/config.json"
-GITEA = "gitea"     # the manifest folder inside the staging folder (and the snapshot)
-FILES = "files"     # app.ini and the extra folders, below their absolute paths
-RCLONE_ARGS = "serve restic --stdio --append-only"   # what an append-only channel asks for
+GITEA = "gitea"  # the manifest folder inside the staging folder (and the snapshot)
+FILES = "files"  # app.ini and the extra folders, below their absolute paths
+RCLONE_ARGS = "serve restic --stdio --append-only"  # what an append-only channel asks for
 
 # restic >= 0.17 exits 10/11/12; Debian 12's 0.14 exits 1 for all and only its stderr tells.
 RESTIC_FAILURES = [
     ("wrong-password", 12, re.compile(r"wrong password or no key found")),
-    ("no-repository", 10, re.compile(r"Is there a repository at the following location\?|"
-                                      r"unable to open config file|repository does not exist")),
+    (
+        "no-repository",
+        10,
+        re.compile(
+            r"Is there a repository at the following location\?|"
+            r"unable to open config file|repository does not exist"
+        ),
+    ),
     ("locked", 11, re.compile(r"repository is already locked")),
-    ("host-key", None, re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION "
-                                  r"HAS CHANGED|No \S+ host key is known")),
-    ("unreachable", None, re.compile(
-        r"Connection refused|Connection timed out|No route to host|Network is unreachable|"
-        r"Could not resolve hostname|Permission denied \(publickey|Connection closed by|"
-        r"unable to start the sftp session|subprocess ssh:|dial tcp|no such host|"
-        r"Connection reset|connection lost|ssh command exited|server not responding")),
+    (
+        "host-key",
+        None,
+        re.compile(
+            r"Host key verification failed|REMOTE HOST IDENTIFICATION "
+            r"HAS CHANGED|No \S+ host key is known"
+        ),
+    ),
+    (
+        "unreachable",
+        None,
+        re.compile(
+            r"Connection refused|Connection timed out|No route to host|Network is unreachable|"
+            r"Could not resolve hostname|Permission denied \(publickey|Connection closed by|"
+            r"unable to start the sftp session|subprocess ssh:|dial tcp|no such host|"
+            r"Connection reset|connection lost|ssh command exited|server not responding"
+        ),
+    ),
 ]
 
 
@@ -115,10 +132,12 @@ def explain(kind: str | None, stderr: str, location: str) -> str:
         "wrong-password": f"wrong password for the restic repository {location}",
         "no-repository": f"no restic repository at {location}: run `phoenix backup init`",
         "locked": f"the restic repository {location} is locked by another run: "
-                  + next((line.strip() for line in stderr.splitlines()
-                          if "locked" in line), "see `restic list locks`"),
+        + next(
+            (line.strip() for line in stderr.splitlines() if "locked" in line),
+            "see `restic list locks`",
+        ),
         "host-key": f"the store of {location} answered with a host key other than the pinned "
-                    "one (backup_known_hosts): refusing to connect",
+        "one (backup_known_hosts): refusing to connect",
         "unreachable": f"cannot reach the store of {location}: {last_line(stderr)}",
     }.get(kind or "", f"restic failed at {location}: {last_line(stderr)}")
 
@@ -129,25 +148,36 @@ def log(message: str) -> None:
 
 # --- configuration and restic --------------------------------------------------------------
 
+
 def load_config(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
     except (OSError, ValueError) as exc:
         raise JobError(f"cannot read the configuration {path}: {exc}") from None
-    for key in ("repository", "password_file", "staging_dir", "status_file", "host", "tag",
-                "repo_tag"):
+    for key in (
+        "repository",
+        "password_file",
+        "staging_dir",
+        "status_file",
+        "host",
+        "tag",
+        "repo_tag",
+    ):
         if not config.get(key):
             raise JobError(f"{path} has no {key!r}: converge the host again (tasks/backups.py)")
     return config
 
 
 def restic_env(config: dict) -> dict[str, str]:
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "HOME": os.environ.get("HOME", "/root"), "LC_ALL": "C.UTF-8",
-           "RESTIC_REPOSITORY": config["repository"],
-           "RESTIC_PASSWORD_FILE": config["password_file"],
-           "RESTIC_CACHE_DIR": config.get("cache_dir") or "/var/cache/phoenix-backup"}
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LC_ALL": "C.UTF-8",
+        "RESTIC_REPOSITORY": config["repository"],
+        "RESTIC_PASSWORD_FILE": config["password_file"],
+        "RESTIC_CACHE_DIR": config.get("cache_dir") or "/var/cache/phoenix-backup",
+    }
     credentials = config.get("credentials_file")
     if credentials:  # KEY=VALUE lines (S3), 0600; read here so they never reach an argv
         with open(credentials, encoding="utf-8") as handle:
@@ -166,8 +196,12 @@ def restic_argv(config: dict, *args: str) -> list[str]:
         # The append-only endpoint: ssh to the store, where this host's key may only run
         # `rclone serve restic --stdio --append-only` on the repository (its forced command);
         # what restic asks for after the program is ignored there, so it cannot ask for more.
-        argv += ["-o", f"rclone.program={config['rclone_program']}",
-                 "-o", f"rclone.args={RCLONE_ARGS}"]
+        argv += [
+            "-o",
+            f"rclone.program={config['rclone_program']}",
+            "-o",
+            f"rclone.args={RCLONE_ARGS}",
+        ]
     return argv + list(args)
 
 
@@ -179,8 +213,14 @@ def location(config: dict) -> str:
 
 def restic(config: dict, *args: str, what: str, cwd: str | None = None) -> str:
     os.makedirs(restic_env(config)["RESTIC_CACHE_DIR"], mode=0o700, exist_ok=True)
-    proc = subprocess.run(restic_argv(config, *args), env=restic_env(config), text=True,
-                          capture_output=True, cwd=cwd, check=False)
+    proc = subprocess.run(
+        restic_argv(config, *args),
+        env=restic_env(config),
+        text=True,
+        capture_output=True,
+        cwd=cwd,
+        check=False,
+    )
     if proc.returncode != 0:
         kind = classify(proc.returncode, proc.stderr)
         if kind is None and store_answers(config) is False:
@@ -193,15 +233,18 @@ def restic(config: dict, *args: str, what: str, cwd: str | None = None) -> str:
 
 def store_answers(config: dict, timeout: float = 5.0) -> bool | None:
     """Whether the SSH store's sshd answers now (None: not an SSH store, or no host found)."""
-    match = re.match(r"sftp:(?://)?(?:[^@/]+@)?(\[[^\]]+\]|[^:/]+)(?::(\d+)(?=/))?",
-                     config.get("location") or config.get("repository", ""))
+    match = re.match(
+        r"sftp:(?://)?(?:[^@/]+@)?(\[[^\]]+\]|[^:/]+)(?::(\d+)(?=/))?",
+        config.get("location") or config.get("repository", ""),
+    )
     if not match:
         return None
     host = match.group(1).strip("[]")
     port = match.group(2)
     if port is None:
-        found = re.search(r"(?:^|\s)-p\s*(\d+)",
-                          config.get("rclone_program") or config.get("sftp_command") or "")
+        found = re.search(
+            r"(?:^|\s)-p\s*(\d+)", config.get("rclone_program") or config.get("sftp_command") or ""
+        )
         port = found.group(1) if found else "22"
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
@@ -213,10 +256,13 @@ def store_answers(config: dict, timeout: float = 5.0) -> bool | None:
 
 # --- the consistent copy ---------------------------------------------------------------------
 
+
 def _same(src: os.stat_result, dest: os.stat_result) -> bool:
     return (src.st_ino == dest.st_ino and src.st_dev == dest.st_dev) or (
-        src.st_size == dest.st_size and src.st_mtime_ns == dest.st_mtime_ns
-        and stat.S_IMODE(src.st_mode) == stat.S_IMODE(dest.st_mode))
+        src.st_size == dest.st_size
+        and src.st_mtime_ns == dest.st_mtime_ns
+        and stat.S_IMODE(src.st_mode) == stat.S_IMODE(dest.st_mode)
+    )
 
 
 def _same_dir_stat(src: str, dest: str) -> None:
@@ -261,8 +307,15 @@ def _is_sqlite(path: str) -> bool:
         return False
 
 
-def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
-           skip: Sequence[str] = (), sqlite: bool = False, refuse_links: bool = False) -> int:
+def mirror(
+    src: str,
+    dest: str,
+    exclude: frozenset[str] = frozenset(),
+    *,
+    skip: Sequence[str] = (),
+    sqlite: bool = False,
+    refuse_links: bool = False,
+) -> int:
     """dest becomes an exact copy of the folder src but for the `exclude` paths (relative to
     src); returns the number of files written. Unchanged files stay untouched, so restic's
     change detection skips them. A folder's files come before its subfolders, and `objects`
@@ -284,12 +337,18 @@ def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
         rel = "" if rel == "." else rel
-        dirnames[:] = sorted((n for n in dirnames
-                              if os.path.normpath(os.path.join(rel, n)) not in exclude
-                              and not skipped(os.path.join(rel, n) + "/")),
-                             key=lambda n: (n == "objects", n))
-        filenames[:] = [n for n in filenames
-                        if os.path.normpath(os.path.join(rel, n)) not in exclude]
+        dirnames[:] = sorted(
+            (
+                n
+                for n in dirnames
+                if os.path.normpath(os.path.join(rel, n)) not in exclude
+                and not skipped(os.path.join(rel, n) + "/")
+            ),
+            key=lambda n: (n == "objects", n),
+        )
+        filenames[:] = [
+            n for n in filenames if os.path.normpath(os.path.join(rel, n)) not in exclude
+        ]
         target_dir = os.path.normpath(os.path.join(dest, rel))
         os.makedirs(target_dir, exist_ok=True)
         _same_dir_stat(dirpath, target_dir)
@@ -298,8 +357,7 @@ def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode) or skipped(os.path.join(rel, name)):
                 continue
-            if sqlite and name.endswith(SQLITE_SIDE_FILES) \
-                    and _is_sqlite(path[:path.rindex("-")]):
+            if sqlite and name.endswith(SQLITE_SIDE_FILES) and _is_sqlite(path[: path.rindex("-")]):
                 continue
             try:
                 current = os.lstat(target)
@@ -309,11 +367,16 @@ def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
                 shutil.rmtree(target)
                 current = None
             if stat.S_ISLNK(st.st_mode) and refuse_links:
-                raise JobError(f"{path} is a symlink (to {os.readlink(path)}): a backup of the "
-                               "forge holds only files and folders; nothing was sent")
+                raise JobError(
+                    f"{path} is a symlink (to {os.readlink(path)}): a backup of the "
+                    "forge holds only files and folders; nothing was sent"
+                )
             if stat.S_ISLNK(st.st_mode):
-                if current is not None and stat.S_ISLNK(current.st_mode) \
-                        and os.readlink(target) == os.readlink(path):
+                if (
+                    current is not None
+                    and stat.S_ISLNK(current.st_mode)
+                    and os.readlink(target) == os.readlink(path)
+                ):
                     continue
                 if current is not None:
                     os.unlink(target)
@@ -341,11 +404,16 @@ def mirror(src: str, dest: str, exclude: frozenset[str] = frozenset(), *,
             path = os.path.join(dirpath, name)
             sub = os.path.join(rel, name)
             is_dir = os.path.isdir(path) and not os.path.islink(path)
-            if os.path.lexists(os.path.join(src, sub)) and \
-                    os.path.normpath(sub) not in exclude and \
-                    not skipped(sub + "/" if is_dir else sub) and \
-                    not (sqlite and name.endswith(SQLITE_SIDE_FILES)
-                         and _is_sqlite(os.path.join(src, sub[:sub.rindex("-")]))):
+            if (
+                os.path.lexists(os.path.join(src, sub))
+                and os.path.normpath(sub) not in exclude
+                and not skipped(sub + "/" if is_dir else sub)
+                and not (
+                    sqlite
+                    and name.endswith(SQLITE_SIDE_FILES)
+                    and _is_sqlite(os.path.join(src, sub[: sub.rindex("-")]))
+                )
+            ):
                 continue
             if is_dir:
                 shutil.rmtree(path)
@@ -402,9 +470,11 @@ def stage(config: dict) -> dict:
     os.makedirs(folder, mode=0o700, exist_ok=True)
     copy_database(gitea["db_path"], os.path.join(folder, "gitea.db"))
     data_dir = gitea.get("data_dir")
-    for name, src, exclude in (("repositories", gitea["repo_root"], frozenset()),
-                               ("custom", gitea["custom_dir"], frozenset()),
-                               ("data", data_dir, data_exclusions(gitea))):
+    for name, src, exclude in (
+        ("repositories", gitea["repo_root"], frozenset()),
+        ("custom", gitea["custom_dir"], frozenset()),
+        ("data", data_dir, data_exclusions(gitea)),
+    ):
         if src and os.path.isdir(src):
             mirror(src, os.path.join(folder, name), exclude, refuse_links=True)
         elif os.path.lexists(os.path.join(folder, name)):
@@ -412,8 +482,10 @@ def stage(config: dict) -> dict:
     if gitea.get("app_ini") and os.path.isfile(gitea["app_ini"]):
         copy_file(gitea["app_ini"], os.path.join(folder, "app.ini"))
     else:
-        raise JobError(f"no app.ini at {gitea.get('app_ini')}: the forge's secrets (SECRET_KEY, "
-                       "JWT_SECRET…) would be lost; converge the host again")
+        raise JobError(
+            f"no app.ini at {gitea.get('app_ini')}: the forge's secrets (SECRET_KEY, "
+            "JWT_SECRET…) would be lost; converge the host again"
+        )
     wanted = {}
     for path in config.get("paths", []):
         wanted[os.path.normpath(path)] = "folder"
@@ -429,9 +501,18 @@ def stage(config: dict) -> dict:
             missing.append(path)
             log(f"warning: {path} is missing on this host; it is not in this backup")
     _prune_files(files_root, wanted)
-    proc = subprocess.run([config["verifier"], "--write-manifest", "--gitea-version",
-                           str(gitea.get("version") or "unknown"), folder],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            config["verifier"],
+            "--write-manifest",
+            "--gitea-version",
+            str(gitea.get("version") or "unknown"),
+            folder,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise JobError(f"sealing the copy failed, nothing was sent: {last_line(proc.stderr)}")
     summary = json.loads(proc.stdout)
@@ -444,8 +525,11 @@ def data_exclusions(gitea: dict) -> frozenset[str]:
     the database and repositories when they live there (they have their own copies)."""
     data_dir = os.path.normpath(gitea.get("data_dir") or "/nonexistent")
     skip = set(gitea.get("exclude", ["sessions", "queues", "indexers", "tmp"]))
-    for path in (gitea["db_path"], *[gitea["db_path"] + s for s in ("-wal", "-shm", "-journal")],
-                 gitea["repo_root"]):
+    for path in (
+        gitea["db_path"],
+        *[gitea["db_path"] + s for s in ("-wal", "-shm", "-journal")],
+        gitea["repo_root"],
+    ):
         rel = os.path.relpath(os.path.normpath(path), data_dir)
         if not rel.startswith(".."):
             skip.add(rel)
@@ -478,6 +562,7 @@ def _prune_files(files_root: str, wanted: dict[str, str]) -> None:
 
 # --- the commands ----------------------------------------------------------------------------
 
+
 def write_status(path: str, status: dict) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = path + ".tmp"
@@ -508,36 +593,73 @@ def _run(config: dict) -> int:
     # forget --prune would stop on it ("already locked"). `unlock` removes stale locks only:
     # this host's dead runs (the flock above rules out a live one), or locks over 30 min old.
     restic(config, "unlock", what="removing stale restic locks")
-    out = restic(config, "backup", "--json", "--host", config["host"], "--tag", config["tag"],
-                 ".", what="restic backup", cwd=config["staging_dir"])
+    out = restic(
+        config,
+        "backup",
+        "--json",
+        "--host",
+        config["host"],
+        "--tag",
+        config["tag"],
+        ".",
+        what="restic backup",
+        cwd=config["staging_dir"],
+    )
     # `restic backup` runs in the staging folder: the snapshot holds gitea/ and files/ at its
     # top, whatever the staging folder is called on this host.
-    result = next((json.loads(line) for line in reversed(out.splitlines())
-                   if line.startswith("{") and '"summary"' in line), None)
+    result = next(
+        (
+            json.loads(line)
+            for line in reversed(out.splitlines())
+            if line.startswith("{") and '"summary"' in line
+        ),
+        None,
+    )
     if result is None or not result.get("snapshot_id"):
         raise JobError("restic backup printed no snapshot id")
-    listed = json.loads(restic(config, "snapshots", "--json", result["snapshot_id"],
-                               what="reading the new snapshot"))
+    listed = json.loads(
+        restic(
+            config, "snapshots", "--json", result["snapshot_id"], what="reading the new snapshot"
+        )
+    )
     snapshot = listed[0]["id"] if listed else result["snapshot_id"]
     status = {
         "time": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
-        "snapshot_id": snapshot, "repository": location(config), "host": config["host"],
-        "counts": summary.get("counts"), "files": summary.get("files"),
+        "snapshot_id": snapshot,
+        "repository": location(config),
+        "host": config["host"],
+        "counts": summary.get("counts"),
+        "files": summary.get("files"),
         "missing": summary.get("missing", []),
         "data_added": result.get("data_added"),
         "stage_seconds": round(staged - started, 2),
         "backup_seconds": round(time.monotonic() - staged, 2),
     }
     write_status(config["status_file"], status)
-    log(f"snapshot {snapshot[:8]} saved to {location(config)} "
-        f"({result.get('data_added', 0)} bytes added, {status['backup_seconds']} s)")
+    log(
+        f"snapshot {snapshot[:8]} saved to {location(config)} "
+        f"({result.get('data_added', 0)} bytes added, {status['backup_seconds']} s)"
+    )
     keep = config.get("keep", {})
-    policy = [arg for key in ("hourly", "daily", "weekly", "monthly")
-              if keep.get(key) for arg in (f"--keep-{key}", str(int(keep[key])))]
+    policy = [
+        arg
+        for key in ("hourly", "daily", "weekly", "monthly")
+        if keep.get(key)
+        for arg in (f"--keep-{key}", str(int(keep[key])))
+    ]
     if policy:
         try:
-            restic(config, "forget", "--host", config["host"], "--tag", config["tag"],
-                   *policy, "--prune", what="restic forget --prune")
+            restic(
+                config,
+                "forget",
+                "--host",
+                config["host"],
+                "--tag",
+                config["tag"],
+                *policy,
+                "--prune",
+                what="restic forget --prune",
+            )
         except JobError as exc:
             raise JobError(f"snapshot {snapshot[:8]} is saved, but {exc}") from None
     print(json.dumps(status, sort_keys=True), flush=True)
@@ -553,9 +675,13 @@ def prestage(config: dict) -> int:
         raise JobError("no prestage_dir in the config: this host is not a warm standby")
     # The primary line's newest (any droplet's: only the forge of the day backs up), by the
     # time each claims but never one past now (restic's --latest would take a forged 2099).
-    found = believable(config, json.loads(restic(config, "snapshots", "--json",
-                                                 "--tag", config["tag"],
-                                                 what="listing snapshots") or "[]"))
+    found = believable(
+        config,
+        json.loads(
+            restic(config, "snapshots", "--json", "--tag", config["tag"], what="listing snapshots")
+            or "[]"
+        ),
+    )
     if not found:
         raise JobError("the repository holds no snapshot of this forge yet")
     snapshot = max(found, key=lambda s: _parse_time(s["time"]))["id"]
@@ -563,12 +689,14 @@ def prestage(config: dict) -> int:
     dest = os.path.join(root, snapshot)
     if not os.path.exists(dest + ".verified"):
         restore(config, snapshot, dest, use_prestaged=False)
-        proc = subprocess.run([config["verifier"], dest], capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            [config["verifier"], dest], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             shutil.rmtree(dest, ignore_errors=True)
-            raise JobError(f"snapshot {snapshot[:8]} failed verification, not kept: "
-                           f"{last_line(proc.stderr)}")
+            raise JobError(
+                f"snapshot {snapshot[:8]} failed verification, not kept: {last_line(proc.stderr)}"
+            )
         with open(dest + ".verified", "w") as out:
             out.write(proc.stdout)
     for name in os.listdir(root):  # only the newest is worth keeping warm
@@ -600,8 +728,10 @@ def restore(config: dict, snapshot: str, dest: str, *, use_prestaged: bool = Tru
     restic(config, "restore", snapshot, "--target", tmp, what=f"restoring snapshot {snapshot}")
     if not os.path.isdir(os.path.join(tmp, GITEA)):
         raise JobError(f"snapshot {snapshot} holds no {GITEA}/ folder: not a Phoenix backup")
-    for src, target in ((os.path.join(tmp, FILES), dest + ".files"),
-                        (os.path.join(tmp, GITEA), dest)):
+    for src, target in (
+        (os.path.join(tmp, FILES), dest + ".files"),
+        (os.path.join(tmp, GITEA), dest),
+    ):
         if os.path.lexists(target):
             shutil.rmtree(target)
         if os.path.isdir(src):
@@ -613,9 +743,16 @@ def restore(config: dict, snapshot: str, dest: str, *, use_prestaged: bool = Tru
 
 # --- repositories every few minutes --------------------------------------------------------------
 
+
 def _snapshot_id(out: str) -> str:
-    result = next((json.loads(line) for line in reversed(out.splitlines())
-                   if line.startswith("{") and '"summary"' in line), None)
+    result = next(
+        (
+            json.loads(line)
+            for line in reversed(out.splitlines())
+            if line.startswith("{") and '"summary"' in line
+        ),
+        None,
+    )
     if result is None or not result.get("snapshot_id"):
         raise JobError("restic backup printed no snapshot id")
     return result["snapshot_id"]
@@ -651,36 +788,60 @@ def run_repositories(config: dict) -> int:
         started = time.monotonic()
         folder = os.path.join(root, GITEA)
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        written = mirror(config["gitea"]["repo_root"], os.path.join(folder, "repositories"),
-                         refuse_links=True)
+        written = mirror(
+            config["gitea"]["repo_root"], os.path.join(folder, "repositories"), refuse_links=True
+        )
         staged = time.monotonic()
-        out = restic(config, "backup", "--json", "--host", config["host"],
-                     "--tag", config["repo_tag"], ".", what="restic backup (repositories)",
-                     cwd=root)
-        summary: dict = next((json.loads(line) for line in reversed(out.splitlines())
-                        if line.startswith("{") and '"summary"' in line), {})
+        out = restic(
+            config,
+            "backup",
+            "--json",
+            "--host",
+            config["host"],
+            "--tag",
+            config["repo_tag"],
+            ".",
+            what="restic backup (repositories)",
+            cwd=root,
+        )
+        summary: dict = next(
+            (
+                json.loads(line)
+                for line in reversed(out.splitlines())
+                if line.startswith("{") and '"summary"' in line
+            ),
+            {},
+        )
         snapshot = _snapshot_id(out)
     took = seconds_since_start()
     status = {
         "time": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
-        "snapshot_id": snapshot, "tag": config["repo_tag"], "host": config["host"],
-        "files_written": written, "data_added": summary.get("data_added"),
+        "snapshot_id": snapshot,
+        "tag": config["repo_tag"],
+        "host": config["host"],
+        "files_written": written,
+        "data_added": summary.get("data_added"),
         "stage_seconds": round(staged - started, 2),
         "backup_seconds": round(time.monotonic() - staged, 2),
-        "duration_seconds": round(took, 2)}
+        "duration_seconds": round(took, 2),
+    }
     budget = config.get("repo_run_budget")
     if budget is not None:
         allowed = float(budget) - float(config.get("repo_timer_accuracy") or 0)
         status["budget_seconds"] = allowed
         if took > allowed:
-            log(f"repositories: this run took {took:.1f} s, over its budget of {allowed:g} s "
+            log(
+                f"repositories: this run took {took:.1f} s, over its budget of {allowed:g} s "
                 "(repo_snapshot_run_budget less the timer's accuracy): pushes older than "
-                "repo_snapshot_interval may be lost in a disaster")
+                "repo_snapshot_interval may be lost in a disaster"
+            )
     if config.get("repo_status_file"):
         write_status(config["repo_status_file"], status)
-    log(f"repositories: snapshot {snapshot[:8]} saved ({status['data_added']} bytes added, "
+    log(
+        f"repositories: snapshot {snapshot[:8]} saved ({status['data_added']} bytes added, "
         f"{status['stage_seconds']} + {status['backup_seconds']} s, "
-        f"{status['duration_seconds']} s in all)")
+        f"{status['duration_seconds']} s in all)"
+    )
     print(json.dumps(status, sort_keys=True), flush=True)
     return 0
 
@@ -707,34 +868,58 @@ def believable(config: dict, rows: list[dict]) -> list[dict]:
     for row in rows:
         claimed = _parse_time(row["time"])
         if claimed > limit:
-            log(f"snapshot {row['id'][:8]} claims "
+            log(
+                f"snapshot {row['id'][:8]} claims "
                 f"{claimed.astimezone(datetime.UTC):%Y-%m-%dT%H:%M:%SZ}, later than now + "
-                f"{tolerance:g} s: not taken as the newest")
+                f"{tolerance:g} s: not taken as the newest"
+            )
         else:
             kept.append(row)
     return kept
 
 
-def newer_repository_snapshot(config: dict, snapshot: str,
-                              before: datetime.datetime | None = None) -> dict | None:
+def newer_repository_snapshot(
+    config: dict, snapshot: str, before: datetime.datetime | None = None
+) -> dict | None:
     """The newest repository snapshot of `snapshot`'s host taken after it (and at or before
     `before`): {id, time}, or None."""
-    rows = json.loads(restic(config, "snapshots", "--json", snapshot,
-                             what=f"reading snapshot {snapshot[:8]}") or "[]")
+    rows = json.loads(
+        restic(config, "snapshots", "--json", snapshot, what=f"reading snapshot {snapshot[:8]}")
+        or "[]"
+    )
     if len(rows) != 1:
         raise JobError(f"no single snapshot {snapshot[:8]} in {location(config)}")
     full_time = _parse_time(rows[0]["time"])
-    found = believable(config, json.loads(restic(
-        config, "snapshots", "--json", "--host", rows[0]["hostname"], "--tag", config["repo_tag"],
-        what="listing the repository snapshots") or "[]"))
+    found = believable(
+        config,
+        json.loads(
+            restic(
+                config,
+                "snapshots",
+                "--json",
+                "--host",
+                rows[0]["hostname"],
+                "--tag",
+                config["repo_tag"],
+                what="listing the repository snapshots",
+            )
+            or "[]"
+        ),
+    )
     newer = [dict(row, parsed=_parse_time(row["time"])) for row in found]
-    newer = [row for row in newer if row["parsed"] > full_time
-             and (before is None or row["parsed"] <= before)]
+    newer = [
+        row
+        for row in newer
+        if row["parsed"] > full_time and (before is None or row["parsed"] <= before)
+    ]
     if not newer:
         return None
     best = max(newer, key=lambda row: row["parsed"])
-    return {"id": best["id"], "time": best["parsed"].isoformat(),
-            "full_time": full_time.isoformat()}
+    return {
+        "id": best["id"],
+        "time": best["parsed"].isoformat(),
+        "full_time": full_time.isoformat(),
+    }
 
 
 def _repository_rows(db: str | None) -> set[str] | None:
@@ -754,16 +939,34 @@ def _repository_rows(db: str | None) -> set[str] | None:
 
 # A restored repository is hostile input (the old forge's user wrote it, config included): git
 # runs as Gitea's user, not root, and runs no program its config or a promisor remote names.
-GIT_OVERRIDES = ("core.fsmonitor=", "core.bare=true", "core.worktree=",
-                 "core.hooksPath=/dev/null", "core.sshCommand=false", "core.askPass=",
-                 "credential.helper=", "protocol.allow=never", "diff.external=",
-                 "core.pager=cat", "core.editor=false", "core.alternateRefsCommand=",
-                 "uploadpack.packObjectsHook=", "gpg.program=false")
-GIT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent", "LC_ALL": "C.UTF-8",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
-           "GIT_ALLOW_PROTOCOL": "",  # no transport at all, whatever protocol.*.allow says
-           "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_NO_REPLACE_OBJECTS": "1",
-           "GIT_OPTIONAL_LOCKS": "0"}
+GIT_OVERRIDES = (
+    "core.fsmonitor=",
+    "core.bare=true",
+    "core.worktree=",
+    "core.hooksPath=/dev/null",
+    "core.sshCommand=false",
+    "core.askPass=",
+    "credential.helper=",
+    "protocol.allow=never",
+    "diff.external=",
+    "core.pager=cat",
+    "core.editor=false",
+    "core.alternateRefsCommand=",
+    "uploadpack.packObjectsHook=",
+    "gpg.program=false",
+)
+GIT_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/nonexistent",
+    "LC_ALL": "C.UTF-8",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ALLOW_PROTOCOL": "",  # no transport at all, whatever protocol.*.allow says
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "GIT_OPTIONAL_LOCKS": "0",
+}
 
 
 def run_git(path: str, *args: str, owner: os.stat_result) -> subprocess.CompletedProcess:
@@ -771,11 +974,22 @@ def run_git(path: str, *args: str, owner: os.stat_result) -> subprocess.Complete
     of the repositories' root: Gitea's user) when this runs as root."""
     switch = []
     if os.geteuid() == 0 and owner.st_uid != 0:
-        switch = ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}",
-                  "--clear-groups", "--"]
+        switch = [
+            "setpriv",
+            f"--reuid={owner.st_uid}",
+            f"--regid={owner.st_gid}",
+            "--clear-groups",
+            "--",
+        ]
     overrides = [arg for item in GIT_OVERRIDES for arg in ("-c", item)]
-    return subprocess.run([*switch, "git", "--no-pager", *overrides, f"--git-dir={path}", *args],
-                          env=GIT_ENV, cwd="/", capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [*switch, "git", "--no-pager", *overrides, f"--git-dir={path}", *args],
+        env=GIT_ENV,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def own_tree(path: str, uid: int, gid: int) -> None:
@@ -788,25 +1002,32 @@ def own_tree(path: str, uid: int, gid: int) -> None:
         st = os.lstat(entry)
         if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
             kind = "symlink" if stat.S_ISLNK(st.st_mode) else "special file"
-            raise JobError(f"{entry} is a {kind}: a restored repository holds only files and "
-                           "folders; refusing it")
+            raise JobError(
+                f"{entry} is a {kind}: a restored repository holds only files and "
+                "folders; refusing it"
+            )
     for entry in entries:
         os.chown(entry, uid, gid, follow_symlinks=False)
 
 
 def _git_sound(path: str, owner: os.stat_result) -> str | None:
     """None when every ref of the bare repository at path reaches its objects, else why not."""
-    proc = run_git(path, "fsck", "--connectivity-only", "--no-dangling", "--no-progress",
-                   owner=owner)
+    proc = run_git(
+        path, "fsck", "--connectivity-only", "--no-dangling", "--no-progress", owner=owner
+    )
     return None if proc.returncode == 0 else last_line(proc.stderr or proc.stdout)
 
 
 def _git_branches(path: str, owner: os.stat_result) -> dict[str, tuple[str, str, int]] | None:
     """refs/heads of a bare repository: name -> (sha, subject, committer time); None when git
     cannot read them."""
-    proc = run_git(path, "for-each-ref",
-                   "--format=%(refname:short)%00%(objectname)%00%(contents:subject)"
-                   "%00%(committerdate:unix)", "refs/heads", owner=owner)
+    proc = run_git(
+        path,
+        "for-each-ref",
+        "--format=%(refname:short)%00%(objectname)%00%(contents:subject)%00%(committerdate:unix)",
+        "refs/heads",
+        owner=owner,
+    )
     if proc.returncode != 0:
         return None
     out = {}
@@ -829,50 +1050,76 @@ def reconcile_branches(db: str | None, repo_root: str, aside: str) -> dict:
         return result
     conn = sqlite3.connect(db, timeout=30)
     try:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                            "AND name = 'branch'").fetchone():
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'branch'"
+        ).fetchone():
             result["skipped"] = "gitea.db has no branch table"
             return result
         now = int(time.time())
         root_owner = os.stat(repo_root)
         changes: list[tuple[str, tuple]] = []
         for repo_id, owner, name in conn.execute(
-                "SELECT id, owner_name, lower_name FROM repository").fetchall():
+            "SELECT id, owner_name, lower_name FROM repository"
+        ).fetchall():
             path = os.path.join(repo_root, (owner or "").lower(), f"{name}.git")
             if not os.path.isdir(path):
                 continue  # listed by the replica's restore (rows without git data)
             git = _git_branches(path, root_owner)
             if git is None:  # git could not read them: the rows stay, none is marked deleted
                 result["unread"].append(f"{owner}/{name}")
-                log(f"branches: git cannot read the branches of {owner}/{name}; its rows are "
-                    "left as they are")
+                log(
+                    f"branches: git cannot read the branches of {owner}/{name}; its rows are "
+                    "left as they are"
+                )
                 continue
-            rows = {r[1]: r for r in conn.execute(
-                "SELECT id, name, commit_id, is_deleted FROM branch WHERE repo_id = ?",
-                (repo_id,)).fetchall()}
+            rows = {
+                r[1]: r
+                for r in conn.execute(
+                    "SELECT id, name, commit_id, is_deleted FROM branch WHERE repo_id = ?",
+                    (repo_id,),
+                ).fetchall()
+            }
             full = f"{owner}/{name}"
             result["compared"] += len(rows)
             for branch, (sha, subject, when) in sorted(git.items()):
                 row = rows.get(branch)
                 if row is None:
-                    changes.append(("INSERT INTO branch (repo_id, name, commit_id, "
-                                    "commit_message, pusher_id, is_deleted, deleted_by_id, "
-                                    "deleted_unix, commit_time, created_unix, updated_unix) "
-                                    "VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?, ?)",
-                                    (repo_id, branch, sha, subject, when, now, now)))
+                    changes.append(
+                        (
+                            "INSERT INTO branch (repo_id, name, commit_id, "
+                            "commit_message, pusher_id, is_deleted, deleted_by_id, "
+                            "deleted_unix, commit_time, created_unix, updated_unix) "
+                            "VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?, ?)",
+                            (repo_id, branch, sha, subject, when, now, now),
+                        )
+                    )
                     result["added"].append(f"{full} {branch} at {sha[:10]}")
                 elif row[2] != sha:
-                    changes.append(("UPDATE branch SET commit_id = ?, commit_message = ?, "
-                                    "commit_time = ?, is_deleted = 0, updated_unix = ? "
-                                    "WHERE id = ?", (sha, subject, when, now, row[0])))
-                    result["updated"].append(f"{full} {branch}: the database had "
-                                             f"{(row[2] or '')[:10]}, git has {sha[:10]}")
+                    changes.append(
+                        (
+                            "UPDATE branch SET commit_id = ?, commit_message = ?, "
+                            "commit_time = ?, is_deleted = 0, updated_unix = ? "
+                            "WHERE id = ?",
+                            (sha, subject, when, now, row[0]),
+                        )
+                    )
+                    result["updated"].append(
+                        f"{full} {branch}: the database had "
+                        f"{(row[2] or '')[:10]}, git has {sha[:10]}"
+                    )
             for branch, row in sorted(rows.items()):
                 if branch not in git and not row[3]:
-                    changes.append(("UPDATE branch SET is_deleted = 1, deleted_by_id = 0, "
-                                    "deleted_unix = ? WHERE id = ?", (now, row[0])))
-                    result["deleted"].append(f"{full} {branch}: the database had "
-                                             f"{(row[2] or '')[:10]}, git has no such branch")
+                    changes.append(
+                        (
+                            "UPDATE branch SET is_deleted = 1, deleted_by_id = 0, "
+                            "deleted_unix = ? WHERE id = ?",
+                            (now, row[0]),
+                        )
+                    )
+                    result["deleted"].append(
+                        f"{full} {branch}: the database had "
+                        f"{(row[2] or '')[:10]}, git has no such branch"
+                    )
         if changes:
             stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
             kept = os.path.join(aside, stamp, "branches", os.path.basename(db))
@@ -894,8 +1141,7 @@ DIFF_LINE = re.compile(r"^[-+MTU?]\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.
 GONE_LINE = re.compile(r"^-\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.git)/$")
 
 
-def changed_repositories(config: dict, full: str,
-                         newer: str) -> tuple[list[str], list[str]] | None:
+def changed_repositories(config: dict, full: str, newer: str) -> tuple[list[str], list[str]] | None:
     """owner/name.git of each repository whose files differ between the two snapshots, and
     of each the newer one no longer has (deleted in between) (`restic diff`: their trees
     only, nothing is downloaded); None when restic cannot say."""
@@ -906,40 +1152,64 @@ def changed_repositories(config: dict, full: str,
         return None
     lines = out.splitlines()
     gone = sorted({m.group(1) for line in lines if (m := GONE_LINE.match(line))})
-    return (sorted({m.group(1) for line in lines if (m := DIFF_LINE.match(line))} - set(gone)),
-            gone)
+    return (
+        sorted({m.group(1) for line in lines if (m := DIFF_LINE.match(line))} - set(gone)),
+        gone,
+    )
 
 
 def _repositories_in(root: str) -> set[str]:
     """owner/name.git of the bare repositories below a repositories folder."""
     if not os.path.isdir(root):
         return set()
-    return {f"{user}/{name}" for user in os.listdir(root)
-            if os.path.isdir(os.path.join(root, user))
-            for name in os.listdir(os.path.join(root, user))
-            if name.endswith(".git") and os.path.isdir(os.path.join(root, user, name))}
+    return {
+        f"{user}/{name}"
+        for user in os.listdir(root)
+        if os.path.isdir(os.path.join(root, user))
+        for name in os.listdir(os.path.join(root, user))
+        if name.endswith(".git") and os.path.isdir(os.path.join(root, user, name))
+    }
 
 
 def _has_row(rows: set[str] | None, rel: str) -> bool:
     """gitea.db (its owner/name rows, None: unreadable) has the row of repository rel (a
     wiki's is its repository's)."""
     user, _, name = rel.partition("/")
-    base = name[:-len(".git")].removesuffix(".wiki")
+    base = name[: -len(".git")].removesuffix(".wiki")
     return rows is not None and f"{user.lower()}/{base.lower()}" in rows
 
 
-def newer_repositories(config: dict, snapshot: str, repo_root: str, *, db: str | None,
-                       aside: str, report: str, before: str | None = None) -> int:
+def newer_repositories(
+    config: dict,
+    snapshot: str,
+    repo_root: str,
+    *,
+    db: str | None,
+    aside: str,
+    report: str,
+    before: str | None = None,
+) -> int:
     """REPO_ROOT's repositories from the newest repository snapshot after SNAPSHOT (see the
     module's docstring); the report says which snapshot, what moved, what was set aside."""
     limit = _parse_time(before) if before else None
     found = newer_repository_snapshot(config, snapshot, limit)
-    result: dict = {"full_snapshot": snapshot, "before": before, "snapshot": None,
-                    "replaced": [], "added": [], "kept_full": [], "set_aside": [],
-                    "without_row": [], "deleted_since_full": []}
+    result: dict = {
+        "full_snapshot": snapshot,
+        "before": before,
+        "snapshot": None,
+        "replaced": [],
+        "added": [],
+        "kept_full": [],
+        "set_aside": [],
+        "without_row": [],
+        "deleted_since_full": [],
+    }
     if found is None:
-        log(f"repositories: no repository snapshot after {snapshot[:8]}"
-            + (f" and at or before {before}" if before else "") + ": the full snapshot's stay")
+        log(
+            f"repositories: no repository snapshot after {snapshot[:8]}"
+            + (f" and at or before {before}" if before else "")
+            + ": the full snapshot's stay"
+        )
         result["branches"] = reconcile_branches(db, repo_root, aside)
         write_status(report, result)
         return 0
@@ -952,13 +1222,25 @@ def newer_repositories(config: dict, snapshot: str, repo_root: str, *, db: str |
         changed, gone = diff if diff is not None else (None, None)
         result["changed"] = changed
         if changed == []:
-            log(f"repositories: repository snapshot {found['id'][:8]} holds nothing the full "
-                "snapshot does not")
+            log(
+                f"repositories: repository snapshot {found['id'][:8]} holds nothing the full "
+                "snapshot does not"
+            )
         else:  # only what changed (None: all of it) comes from the store a second time
-            includes = [arg for rel in changed or []
-                        for arg in ("--include", f"/{GITEA}/repositories/{rel}")]
-            restic(config, "restore", found["id"], "--target", tmp, *includes,
-                   what=f"restoring repository snapshot {found['id'][:8]}")
+            includes = [
+                arg
+                for rel in changed or []
+                for arg in ("--include", f"/{GITEA}/repositories/{rel}")
+            ]
+            restic(
+                config,
+                "restore",
+                found["id"],
+                "--target",
+                tmp,
+                *includes,
+                what=f"restoring repository snapshot {found['id'][:8]}",
+            )
         src_root = os.path.join(tmp, GITEA, "repositories")
         os.makedirs(src_root, exist_ok=True)
         if gone is None:  # every repository came again: those it lacks were deleted since
@@ -974,9 +1256,12 @@ def newer_repositories(config: dict, snapshot: str, repo_root: str, *, db: str |
                 src, dest = os.path.join(src_root, user, name), os.path.join(repo_root, user, name)
                 if not name.endswith(".git") or not os.path.isdir(src):
                     continue
-                base = name[:-len(".git")].removesuffix(".wiki")
-                if not os.path.isdir(dest) and rows is not None \
-                        and f"{user.lower()}/{base.lower()}" not in rows:
+                base = name[: -len(".git")].removesuffix(".wiki")
+                if (
+                    not os.path.isdir(dest)
+                    and rows is not None
+                    and f"{user.lower()}/{base.lower()}" not in rows
+                ):
                     kept = os.path.join(aside_root, "without-row", user, name)
                     os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
                     shutil.move(src, kept)
@@ -986,8 +1271,10 @@ def newer_repositories(config: dict, snapshot: str, repo_root: str, *, db: str |
                 why = _git_sound(src, owner)
                 if why is not None:
                     result["kept_full"].append(f"{rel}: {why}")
-                    log(f"repositories: {rel} from {found['id'][:8]} is not sound ({why}); "
-                        "keeping the full snapshot's copy")
+                    log(
+                        f"repositories: {rel} from {found['id'][:8]} is not sound ({why}); "
+                        "keeping the full snapshot's copy"
+                    )
                     continue
                 if os.path.lexists(dest):
                     old = os.path.join(aside_root, "full-snapshot", user, name)
@@ -1008,27 +1295,41 @@ def newer_repositories(config: dict, snapshot: str, repo_root: str, *, db: str |
             if not os.path.isdir(dest):
                 continue
             if _has_row(rows, rel):
-                result["kept_full"].append(f"{rel}: not in {found['id'][:8]}, but gitea.db "
-                                           "still has its row")
-                log(f"repositories: {rel} is gone from {found['id'][:8]} but gitea.db still "
-                    "has its row; keeping the full snapshot's copy")
+                result["kept_full"].append(
+                    f"{rel}: not in {found['id'][:8]}, but gitea.db still has its row"
+                )
+                log(
+                    f"repositories: {rel} is gone from {found['id'][:8]} but gitea.db still "
+                    "has its row; keeping the full snapshot's copy"
+                )
                 continue
             kept = os.path.join(aside_root, "deleted-since-full", rel)
             os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
             shutil.move(dest, kept)
             result["deleted_since_full"].append(rel)
-            log(f"repositories: {rel} was deleted before repository snapshot "
-                f"{found['id'][:8]} and gitea.db has no row for it; set aside in {kept}")
+            log(
+                f"repositories: {rel} was deleted before repository snapshot "
+                f"{found['id'][:8]} and gitea.db has no row for it; set aside in {kept}"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["branches"] = reconcile_branches(db, repo_root, aside)
     write_status(report, result)
-    log(f"repositories: {len(result['replaced'])} replaced and {len(result['added'])} added "
+    log(
+        f"repositories: {len(result['replaced'])} replaced and {len(result['added'])} added "
         f"from repository snapshot {found['id'][:8]} ({found['time']}); full snapshot's "
-        f"copies set aside in {aside_root}" + (f"; {len(result['kept_full'])} kept from the "
-                                               "full snapshot" if result["kept_full"] else "")
-        + (f"; {len(result['deleted_since_full'])} deleted since the full snapshot, set aside"
-           if result["deleted_since_full"] else ""))
+        f"copies set aside in {aside_root}"
+        + (
+            f"; {len(result['kept_full'])} kept from the full snapshot"
+            if result["kept_full"]
+            else ""
+        )
+        + (
+            f"; {len(result['deleted_since_full'])} deleted since the full snapshot, set aside"
+            if result["deleted_since_full"]
+            else ""
+        )
+    )
     return 0
 
 
@@ -1042,8 +1343,9 @@ def main(argv: list[str]) -> int:
     rest.add_argument("dest")
     sub.add_parser("prestage", help="restore and verify the latest snapshot ahead of time")
     sub.add_parser("repositories", help="snapshot the repositories alone (their timer)")
-    newer = sub.add_parser("newer-repositories",
-                           help="a restore's repositories from the newest repository snapshot")
+    newer = sub.add_parser(
+        "newer-repositories", help="a restore's repositories from the newest repository snapshot"
+    )
     newer.add_argument("snapshot")
     newer.add_argument("repo_root")
     newer.add_argument("--db")
@@ -1062,12 +1364,20 @@ def main(argv: list[str]) -> int:
         if args.command == "repositories":
             return run_repositories(config)
         if args.command == "newer-repositories":
-            return newer_repositories(config, args.snapshot, args.repo_root, db=args.db,
-                                      aside=args.aside, report=args.report, before=args.before)
+            return newer_repositories(
+                config,
+                args.snapshot,
+                args.repo_root,
+                db=args.db,
+                aside=args.aside,
+                report=args.report,
+                before=args.before,
+            )
         if args.command == "restic":
             os.makedirs(restic_env(config)["RESTIC_CACHE_DIR"], mode=0o700, exist_ok=True)
-            return subprocess.run(restic_argv(config, *args.args), env=restic_env(config),
-                                  check=False).returncode
+            return subprocess.run(
+                restic_argv(config, *args.args), env=restic_env(config), check=False
+            ).returncode
         return run(config)
     except JobError as exc:
         log(f"FAILED: {exc}")

@@ -85,15 +85,18 @@ def walk_files(folder: str) -> list[str]:
                 if rel != MANIFEST:
                     found.append(rel)
             elif not stat.S_ISDIR(mode):
-                raise BackupError(rel, "not a regular file: a backup holds only files and "
-                                  "folders")
+                raise BackupError(rel, "not a regular file: a backup holds only files and folders")
     return sorted(found)
 
 
 DATA = "data"
 # Files below data/ that the manifest counts (Gitea 1.22's default storage paths)
-DATA_COUNTS = {"attachments": "attachments", "avatars": "avatars",
-               "repo_avatars": "repo-avatars", "lfs_objects": "lfs"}
+DATA_COUNTS = {
+    "attachments": "attachments",
+    "avatars": "avatars",
+    "repo_avatars": "repo-avatars",
+    "lfs_objects": "lfs",
+}
 # A database row whose file must be in data/: (table, column, path of the file), the paths of
 # Gitea 1.22's Attachment.RelativePath (models/repo/attachment.go) and Pointer.RelativePath
 # (modules/lfs/pointer.go)
@@ -121,13 +124,17 @@ def cross_check(folder: str, rows: dict[str, list[str]]) -> dict[str, list[str]]
     repos = {key for key in on_disk if not key.endswith(".wiki")}
     wikis = {key[:-5] for key in on_disk if key.endswith(".wiki")}
     known = set(rows["repositories"])
-    result = {"repositories_without_folder": sorted(known - repos),
-              "folders_without_repository": sorted(repos - known),
-              "wikis_without_repository": sorted(wikis - known)}
+    result = {
+        "repositories_without_folder": sorted(known - repos),
+        "folders_without_repository": sorted(repos - known),
+        "wikis_without_repository": sorted(wikis - known),
+    }
     for key, (_table, _column, path) in DB_FILES.items():
         result[f"{key}_without_file"] = sorted(
-            value for value in rows.get(key, [])
-            if len(value) > 4 and not os.path.isfile(os.path.join(folder, DATA, path(value))))
+            value
+            for value in rows.get(key, [])
+            if len(value) > 4 and not os.path.isfile(os.path.join(folder, DATA, path(value)))
+        )
     return result
 
 
@@ -186,19 +193,32 @@ def db_read(db_path: str) -> tuple[dict[str, int], dict[str, list[str]]]:
             try:
                 said = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
                 if said != ["ok"]:
-                    raise BackupError(DATABASE, "PRAGMA integrity_check failed: "
-                                      + "; ".join(str(r) for r in said[:3]))
-                counts = {key: int(conn.execute(sql).fetchone()[0])
-                          for key, sql in COUNT_QUERIES.items()}
-                tables = {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-                rows = {"repositories": sorted(
-                    f"{(owner or '').lower()}/{name}" for owner, name in conn.execute(
-                        "SELECT owner_name, lower_name FROM repository"))}
+                    raise BackupError(
+                        DATABASE,
+                        "PRAGMA integrity_check failed: " + "; ".join(str(r) for r in said[:3]),
+                    )
+                counts = {
+                    key: int(conn.execute(sql).fetchone()[0]) for key, sql in COUNT_QUERIES.items()
+                }
+                tables = {
+                    r[0]
+                    for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+                rows = {
+                    "repositories": sorted(
+                        f"{(owner or '').lower()}/{name}"
+                        for owner, name in conn.execute(
+                            "SELECT owner_name, lower_name FROM repository"
+                        )
+                    )
+                }
                 for key, (table, column, _path) in DB_FILES.items():
                     if table in tables:
-                        rows[key] = sorted(str(r[0]) for r in conn.execute(
-                            f"SELECT DISTINCT {column} FROM {table}") if r[0])
+                        rows[key] = sorted(
+                            str(r[0])
+                            for r in conn.execute(f"SELECT DISTINCT {column} FROM {table}")
+                            if r[0]
+                        )
                 return counts, rows
             finally:
                 conn.close()
@@ -216,7 +236,10 @@ def build_manifest(folder: str, *, gitea_version: str, created: str | None = Non
     files = walk_files(folder)  # first: a symlink is refused before anything reads through it
     counts, rows = db_read(db_path)
     return {
-        "format": FORMAT, "kind": KIND, "gitea_version": gitea_version, "created": created,
+        "format": FORMAT,
+        "kind": KIND,
+        "gitea_version": gitea_version,
+        "created": created,
         "counts": {**counts, **content_counts(folder)},
         "files": {rel: sha256_file(os.path.join(folder, rel)) for rel in files},
         "refs": {key: read_refs(path) for key, path in repo_dirs(folder).items()},
@@ -274,8 +297,9 @@ def verify(folder: str) -> dict:
         if not stat.S_ISREG(mode):
             problems.append((rel, "not a regular file"))
         elif sha256_file(path) != listed[rel]:
-            message = (f"checksum mismatch (manifest {listed[rel][:12]}…, "
-                       f"file {sha256_file(path)[:12]}…)")
+            message = (
+                f"checksum mismatch (manifest {listed[rel][:12]}…, file {sha256_file(path)[:12]}…)"
+            )
             problems.append((rel, message))
     for rel in on_disk_files:
         if rel not in listed:
@@ -293,10 +317,14 @@ def verify(folder: str) -> dict:
     if recorded is not None and checked:
         for key, names in sorted(checked.items()):
             for name in sorted(set(names) - set(recorded.get(key, []))):
-                where = DATABASE if "without_file" in key or "without_folder" in key \
+                where = (
+                    DATABASE
+                    if "without_file" in key or "without_folder" in key
                     else f"{REPOSITORIES}/{name}"
-                message = (f"{key.replace('_', ' ')}: {name} (the forge had it when the backup "
-                           "was sealed)")
+                )
+                message = (
+                    f"{key.replace('_', ' ')}: {name} (the forge had it when the backup was sealed)"
+                )
                 problems.append((where, message))
     for key, expected in (manifest.get("counts") or {}).items():
         if counts and key in counts and counts[key] != expected:
@@ -317,28 +345,42 @@ def verify(folder: str) -> dict:
     if problems:
         path, message = problems[0]
         raise BackupError(path, message, problems)
-    return {"ok": True, "folder": os.path.abspath(folder), "files": len(listed),
-            "gitea_version": manifest.get("gitea_version"), "created": manifest.get("created"),
-            "counts": counts,
-            "repositories": sorted(k for k in on_disk if not k.endswith(".wiki")),
-            "wikis": sorted(k[:-5] for k in on_disk if k.endswith(".wiki")),
-            "cross_check": {k: v for k, v in checked.items() if v}}
+    return {
+        "ok": True,
+        "folder": os.path.abspath(folder),
+        "files": len(listed),
+        "gitea_version": manifest.get("gitea_version"),
+        "created": manifest.get("created"),
+        "counts": counts,
+        "repositories": sorted(k for k in on_disk if not k.endswith(".wiki")),
+        "wikis": sorted(k[:-5] for k in on_disk if k.endswith(".wiki")),
+        "cross_check": {k: v for k, v in checked.items() if v},
+    }
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="phoenix-backup-verify",
-                                     description="Verify (or seal) a Phoenix Gitea backup folder.")
+    parser = argparse.ArgumentParser(
+        prog="phoenix-backup-verify", description="Verify (or seal) a Phoenix Gitea backup folder."
+    )
     parser.add_argument("folder")
-    parser.add_argument("--write-manifest", action="store_true",
-                        help="write manifest.json for the folder instead of verifying it")
-    parser.add_argument("--gitea-version", default="unknown",
-                        help="recorded in the manifest by --write-manifest")
+    parser.add_argument(
+        "--write-manifest",
+        action="store_true",
+        help="write manifest.json for the folder instead of verifying it",
+    )
+    parser.add_argument(
+        "--gitea-version", default="unknown", help="recorded in the manifest by --write-manifest"
+    )
     args = parser.parse_args(argv)
     try:
         if args.write_manifest:
             manifest = write_manifest(args.folder, gitea_version=args.gitea_version)
-            print(json.dumps({"ok": True, "counts": manifest["counts"],
-                              "files": len(manifest["files"])}, sort_keys=True))
+            print(
+                json.dumps(
+                    {"ok": True, "counts": manifest["counts"], "files": len(manifest["files"])},
+                    sort_keys=True,
+                )
+            )
         else:
             print(json.dumps(verify(args.folder), sort_keys=True))
     except BackupError as exc:

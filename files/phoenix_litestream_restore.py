@@ -51,7 +51,7 @@ def last_line(text: str) -> str:
     if not lines:
         return "no output"
     line = lines[-1]
-    return line[len("Error: "):] if line.startswith("Error: ") else line
+    return line[len("Error: ") :] if line.startswith("Error: ") else line
 
 
 def explain(message: str) -> str:
@@ -59,22 +59,49 @@ def explain(message: str) -> str:
     low = message.lower()
     if "no matching backup" in low or "no backup files" in low:
         return "the replica store holds no replica of it"
-    if any(word in low for word in ("connection refused", "i/o timeout", "no route to host",
-                                    "network is unreachable", "handshake failed",
-                                    "unable to authenticate", "host key mismatch",
-                                    "connect:", "dial tcp")):
+    if any(
+        word in low
+        for word in (
+            "connection refused",
+            "i/o timeout",
+            "no route to host",
+            "network is unreachable",
+            "handshake failed",
+            "unable to authenticate",
+            "host key mismatch",
+            "connect:",
+            "dial tcp",
+        )
+    ):
         return f"the replica store is unreachable ({message})"
-    if any(word in low for word in ("checksum", "corrupt", "invalid ltx", "malformed",
-                                    "integrity check", "decode", "unexpected eof")):
+    if any(
+        word in low
+        for word in (
+            "checksum",
+            "corrupt",
+            "invalid ltx",
+            "malformed",
+            "integrity check",
+            "decode",
+            "unexpected eof",
+        )
+    ):
         return f"the replica is corrupt ({message})"
     return message
 
 
-def newest_point(litestream: str, config: str, path: str, env: dict, timeout: int
-                 ) -> datetime.datetime | None:
+def newest_point(
+    litestream: str, config: str, path: str, env: dict, timeout: int
+) -> datetime.datetime | None:
     """The time of the replica's newest LTX file, every level (`litestream ltx -json`)."""
-    proc = subprocess.run([litestream, "ltx", "-config", config, "-json", "-level", "all", path],
-                          capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    proc = subprocess.run(
+        [litestream, "ltx", "-config", config, "-json", "-level", "all", path],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
     if proc.returncode != 0:
         return None
     try:
@@ -102,14 +129,19 @@ def table_ends(path: str) -> dict[str, int]:
     """Each table's highest rowid (0 when empty; WITHOUT ROWID tables left out)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
-            "AND sql NOT LIKE '%WITHOUT ROWID%'")]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+                "AND sql NOT LIKE '%WITHOUT ROWID%'"
+            )
+        ]
         ends = {}
         for name in names:
             quoted = '"' + name.replace('"', '""') + '"'
-            ends[name] = int(conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {quoted}")
-                             .fetchone()[0])
+            ends[name] = int(
+                conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {quoted}").fetchone()[0]
+            )
         return ends
     finally:
         conn.close()
@@ -125,8 +157,10 @@ def lines_up(snapshot: str, restored: str) -> str | None:
         if table not in new:
             return f"its LTX range does not line up with the snapshot's database (no table {table})"
         if new[table] < end:
-            return (f"its LTX range does not line up with the snapshot's database (table "
-                    f"{table} ends at row {new[table]} in the replica, {end} in the snapshot)")
+            return (
+                f"its LTX range does not line up with the snapshot's database (table "
+                f"{table} ends at row {new[table]} in the replica, {end} in the snapshot)"
+            )
     return None
 
 
@@ -141,13 +175,19 @@ def set_aside(path: str, aside: str) -> None:
         shutil.move(meta, os.path.join(aside, f".{base}-litestream"))
 
 
-def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None,
-                aside: str) -> dict:
+def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None, aside: str) -> dict:
     path = db["path"]
-    result = {"path": path, "name": db["name"], "used": "snapshot",
-              "snapshot_time": snapshot_time.isoformat() if snapshot_time else None}
-    cost = (f"writes after the snapshot ({snapshot_time:%Y-%m-%d %H:%M:%S} UTC) are lost"
-            if snapshot_time else "writes after the snapshot are lost")
+    result = {
+        "path": path,
+        "name": db["name"],
+        "used": "snapshot",
+        "snapshot_time": snapshot_time.isoformat() if snapshot_time else None,
+    }
+    cost = (
+        f"writes after the snapshot ({snapshot_time:%Y-%m-%d %H:%M:%S} UTC) are lost"
+        if snapshot_time
+        else "writes after the snapshot are lost"
+    )
     if os.path.islink(path):  # restored from a backup its program's user wrote: not followed
         result["reason"] = f"{path} is a symlink: left alone"
         return result
@@ -160,14 +200,29 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None,
         with open(config, "w", encoding="utf-8") as out:
             json.dump(db["config"], out)
         out_path = os.path.join(work, os.path.basename(path))
-        argv = [spec["litestream"], "restore", "-config", config, "-o", out_path,
-                "-integrity-check", "full", "-json"]
+        argv = [
+            spec["litestream"],
+            "restore",
+            "-config",
+            config,
+            "-o",
+            out_path,
+            "-integrity-check",
+            "full",
+            "-json",
+        ]
         if spec.get("timestamp"):
             argv += ["-timestamp", spec["timestamp"]]
         env = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
         try:
-            proc = subprocess.run([*argv, path], capture_output=True, text=True,
-                                  timeout=int(spec.get("timeout") or 600), env=env, check=False)
+            proc = subprocess.run(
+                [*argv, path],
+                capture_output=True,
+                text=True,
+                timeout=int(spec.get("timeout") or 600),
+                env=env,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             result["reason"] = f"the replica store did not answer within {spec.get('timeout')} s"
             return result
@@ -175,7 +230,7 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None,
             result["reason"] = explain(last_line(proc.stderr or proc.stdout))
             return result
         try:
-            summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+            summary = json.loads(proc.stdout[proc.stdout.index("{") :])
         except ValueError:
             summary = {}
         result["txid"] = summary.get("txid")
@@ -183,8 +238,9 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None,
         if problem:
             result["reason"] = f"the replica is corrupt (integrity_check: {problem})"
             return result
-        newest = newest_point(spec["litestream"], config, path, env,
-                              int(spec.get("timeout") or 600))
+        newest = newest_point(
+            spec["litestream"], config, path, env, int(spec.get("timeout") or 600)
+        )
         wanted = parse_time(spec.get("timestamp"))
         if wanted and newest:
             newest = min(newest, wanted)
@@ -195,9 +251,11 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None,
                 result["reason"] = problem
                 return result
             if snapshot_time and newest and newest < snapshot_time and not wanted:
-                result["reason"] = (f"its newest point ({newest:%H:%M:%S}) is older than the "
-                                    f"snapshot ({snapshot_time:%H:%M:%S}): the snapshot's copy "
-                                    "is as new or newer")
+                result["reason"] = (
+                    f"its newest point ({newest:%H:%M:%S}) is older than the "
+                    f"snapshot ({snapshot_time:%H:%M:%S}): the snapshot's copy "
+                    "is as new or newer"
+                )
                 result["cost"] = "nothing"
                 return result
             st = os.stat(path)
@@ -205,6 +263,7 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None,
             set_aside(path, aside)
         else:
             import pwd
+
             entry = pwd.getpwnam(db["user"])
             owner, mode = (entry.pw_uid, entry.pw_gid), 0o600
         os.chown(out_path, *owner)
@@ -230,8 +289,11 @@ def repositories_without_git(db: str, root: str) -> list[str]:
             conn.close()
     except sqlite3.Error:
         return []
-    return [f"{owner}/{name}" for owner, name in rows
-            if not os.path.isdir(os.path.join(root, (owner or "").lower(), f"{name}.git"))]
+    return [
+        f"{owner}/{name}"
+        for owner, name in rows
+        if not os.path.isdir(os.path.join(root, (owner or "").lower(), f"{name}.git"))
+    ]
 
 
 def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[str]:
@@ -246,15 +308,19 @@ def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[st
         rows = conn.execute(
             "SELECT u.id, u.lower_name, u.avatar, s.avatar, s.use_custom_avatar FROM user u "
             "JOIN snap.user s ON s.id = u.id WHERE u.use_custom_avatar = 1 "
-            "AND coalesce(u.avatar, '') != coalesce(s.avatar, '')").fetchall()
+            "AND coalesce(u.avatar, '') != coalesce(s.avatar, '')"
+        ).fetchall()
         for uid, login, newer, older, older_custom in rows:
             if os.path.isfile(os.path.join(app_data, "avatars", newer or "-")):
                 continue
             if older and os.path.isfile(os.path.join(app_data, "avatars", older)):
-                conn.execute("UPDATE user SET avatar = ?, use_custom_avatar = ? WHERE id = ?",
-                             (older, older_custom, uid))
-                changed.append(f"{login}: the avatar of the snapshot (the newer one's file "
-                               "came after it)")
+                conn.execute(
+                    "UPDATE user SET avatar = ?, use_custom_avatar = ? WHERE id = ?",
+                    (older, older_custom, uid),
+                )
+                changed.append(
+                    f"{login}: the avatar of the snapshot (the newer one's file came after it)"
+                )
             else:
                 changed.append(f"{login}: avatar {newer} has no file")
         conn.commit()
@@ -281,11 +347,21 @@ def rows_without_files(db: str, app_data: str) -> list[dict]:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         checks = []
         if "attachment" in tables:
-            checks.append(("attachment", "uuid", lambda u: os.path.join(
-                app_data, "attachments", u[0], u[1], u)))
+            checks.append(
+                (
+                    "attachment",
+                    "uuid",
+                    lambda u: os.path.join(app_data, "attachments", u[0], u[1], u),
+                )
+            )
         if "lfs_meta_object" in tables:
-            checks.append(("lfs_meta_object", "oid", lambda o: os.path.join(
-                app_data, "lfs", o[0:2], o[2:4], o[4:])))
+            checks.append(
+                (
+                    "lfs_meta_object",
+                    "oid",
+                    lambda o: os.path.join(app_data, "lfs", o[0:2], o[2:4], o[4:]),
+                )
+            )
         for table, key, where in checks:
             for row in conn.execute(f"SELECT * FROM {table}").fetchall():  # noqa: S608
                 if row[key] and not os.path.isfile(where(row[key])):
@@ -319,38 +395,56 @@ def main() -> int:
         had = os.path.exists(db["path"])
         # One folder per database: the houses' databases share their file names.
         result = restore_one(spec, db, snapshot_time, os.path.join(aside, db["name"]))
-        if not had and result["used"] == "snapshot" and "holds no replica" in result.get(
-                "reason", ""):
+        if (
+            not had
+            and result["used"] == "snapshot"
+            and "holds no replica" in result.get("reason", "")
+        ):
             result["used"] = "none"  # in neither: a house that never made this database
         if result["used"] == "replica" and db["name"] == "gitea" and spec.get("repo_root"):
             result["repositories_without_git_data"] = repositories_without_git(
-                db["path"], spec["repo_root"])
+                db["path"], spec["repo_root"]
+            )
         snapshot_copy = os.path.join(aside, db["name"], os.path.basename(db["path"]))
-        if result["used"] == "replica" and db["name"] == "gitea" and spec.get("app_data") \
-                and os.path.isfile(snapshot_copy):
-            result["avatars"] = keep_avatars_with_files(db["path"], snapshot_copy,
-                                                        spec["app_data"])
+        if (
+            result["used"] == "replica"
+            and db["name"] == "gitea"
+            and spec.get("app_data")
+            and os.path.isfile(snapshot_copy)
+        ):
+            result["avatars"] = keep_avatars_with_files(db["path"], snapshot_copy, spec["app_data"])
             for line in result["avatars"]:
                 print(f"{db['path']}: {line}")
             result["rows_without_files"] = rows_without_files(db["path"], spec["app_data"])
             for row in result["rows_without_files"]:
-                print(f"{db['path']}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
-                      f"({row.get('name') or row.get('size') or row.get('error')}): its file "
-                      "came after the snapshot; the row is in the report, not in the forge")
+                print(
+                    f"{db['path']}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
+                    f"({row.get('name') or row.get('size') or row.get('error')}): its file "
+                    "came after the snapshot; the row is in the report, not in the forge"
+                )
         results.append(result)
         if result["used"] == "replica":
-            print(f"{db['path']}: replica of {spec['source']} at "
-                  f"{result.get('replica_time') or '?'} (txid {result.get('txid')})")
+            print(
+                f"{db['path']}: replica of {spec['source']} at "
+                f"{result.get('replica_time') or '?'} (txid {result.get('txid')})"
+            )
             missing = result.get("repositories_without_git_data")
             if missing:
-                print(f"{db['path']}: {len(missing)} repository row(s) newer than the "
-                      f"snapshot have no git data on disk: {', '.join(missing[:10])}")
+                print(
+                    f"{db['path']}: {len(missing)} repository row(s) newer than the "
+                    f"snapshot have no git data on disk: {', '.join(missing[:10])}"
+                )
         elif result["used"] == "snapshot":
-            print(f"{db['path']}: replica not used: {result['reason']}; keeping the "
-                  f"snapshot's copy: {result['cost']}")
-    report = {"source": spec["source"], "timestamp": spec.get("timestamp"),
-              "snapshot_time": snapshot_time.isoformat() if snapshot_time else None,
-              "databases": results}
+            print(
+                f"{db['path']}: replica not used: {result['reason']}; keeping the "
+                f"snapshot's copy: {result['cost']}"
+            )
+    report = {
+        "source": spec["source"],
+        "timestamp": spec.get("timestamp"),
+        "snapshot_time": snapshot_time.isoformat() if snapshot_time else None,
+        "databases": results,
+    }
     tmp = spec["report"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as out:
         json.dump(report, out, indent=1, sort_keys=True)

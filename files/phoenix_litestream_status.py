@@ -34,16 +34,21 @@ def txid_range(name: str) -> tuple[int, int] | None:
 
 def one(litestream: str, config: str, path: str, env: dict) -> dict:
     out: dict = {"path": path}
-    meta = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}-litestream",
-                        "ltx", "0")
+    meta = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}-litestream", "ltx", "0")
     local = []
     for name in glob.glob(os.path.join(meta, "*.ltx")):
         found = txid_range(name)
         if found:
             local.append((found[1], os.stat(name).st_mtime))
     out["local_txid"] = max((t for t, _ in local), default=0)
-    proc = subprocess.run([litestream, "ltx", "-config", config, "-json", "-level", "all", path],
-                          capture_output=True, text=True, timeout=60, env=env, check=False)
+    proc = subprocess.run(
+        [litestream, "ltx", "-config", config, "-json", "-level", "all", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     if proc.returncode != 0:
         lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip()]
         out["error"] = (lines[-1] if lines else "no output").removeprefix("Error: ")
@@ -65,7 +70,7 @@ def main() -> int:
     found = []
     for config in configs:
         with open(config, encoding="utf-8") as handle:
-            spec = json.load(handle)   # Phoenix writes it as JSON (which is YAML)
+            spec = json.load(handle)  # Phoenix writes it as JSON (which is YAML)
         for db in spec.get("dbs", []):
             try:
                 found.append(one(litestream, config, db["path"], env))

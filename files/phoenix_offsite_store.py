@@ -80,15 +80,30 @@ def sh(*argv: str) -> None:
 
 
 def packages() -> bool:
-    missing = [p for p in ("rclone", "restic") if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True,
-        check=False).stdout != "install ok installed"]
+    missing = [
+        p
+        for p in ("rclone", "restic")
+        if subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True, check=False
+        ).stdout
+        != "install ok installed"
+    ]
     if not missing:
         return False
     lock = "DPkg::Lock::Timeout=600"
     sh("apt-get", "-o", lock, "update", "-qq")
-    sh("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", lock, "install", "-y", "-qq",
-       "--no-install-recommends", *missing)
+    sh(
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "-o",
+        lock,
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+    )
     return True
 
 
@@ -100,8 +115,10 @@ def key_line(options: str, key: str) -> str:
 
 
 def authorized_keys(spec: dict) -> str:
-    serve = (f"/usr/bin/rclone serve restic --stdio --append-only --config /dev/null -q "
-             f"{shlex.quote(spec['repository'])}")
+    serve = (
+        f"/usr/bin/rclone serve restic --stdio --append-only --config /dev/null -q "
+        f"{shlex.quote(spec['repository'])}"
+    )
     lines = ["# Phoenix offsite store (files/phoenix_offsite_store.py): each key, one command.\n"]
     lines += [key_line(f'restrict,command="{serve}"', k) for k in spec.get("append_keys", [])]
     lines += [key_line('restrict,command="internal-sftp"', k) for k in spec.get("full_keys", [])]
@@ -150,54 +167,86 @@ LOCK_WAIT_PATH = "/usr/local/sbin/phoenix-offsite-lock-wait"
 def lock_wait(spec: dict) -> str:
     text = spec.get("lock_wait")
     if not text:
-        raise SystemExit("phoenix-offsite-store: the spec has no lock_wait (the text of "
-                         "files/phoenix_restic_lock_wait.py; phoenix.store.setup_store adds it)")
+        raise SystemExit(
+            "phoenix-offsite-store: the spec has no lock_wait (the text of "
+            "files/phoenix_restic_lock_wait.py; phoenix.store.setup_store adds it)"
+        )
     return text
 
 
 def prune_units(spec: dict, prune: dict) -> tuple[str, str]:
-    keep = [arg for name in ("hourly", "daily", "weekly", "monthly")
-            if int(prune.get("keep", {}).get(name) or 0)
-            for arg in (f"--keep-{name}", str(int(prune["keep"][name])))]
+    keep = [
+        arg
+        for name in ("hourly", "daily", "weekly", "monthly")
+        if int(prune.get("keep", {}).get(name) or 0)
+        for arg in (f"--keep-{name}", str(int(prune["keep"][name])))
+    ]
     if not keep:
-        raise SystemExit("phoenix-offsite-store: prune.keep keeps nothing: refusing a policy "
-                         "that would forget every snapshot")
+        raise SystemExit(
+            "phoenix-offsite-store: prune.keep keeps nothing: refusing a policy "
+            "that would forget every snapshot"
+        )
     # The forge's line is its tag: each droplet that was the forge backs up as its own name
     # (restic --host), so the line is one group by its tags whatever the hosts, as `phoenix
     # backup prune` groups it; a --host here would match no droplet and forget nothing.
     line = ["--group-by", "tags"]
-    command = shlex.join([LOCK_WAIT_PATH, "/usr/bin/restic", "forget", *line,
-                          "--tag", prune["tag"], *keep, "--prune"])
+    command = shlex.join(
+        [
+            LOCK_WAIT_PATH,
+            "/usr/bin/restic",
+            "forget",
+            *line,
+            "--tag",
+            prune["tag"],
+            *keep,
+            "--prune",
+        ]
+    )
     # The repository snapshots (every few minutes) are kept for a while only; forgotten
     # first, so that the --prune above reclaims their data too.
-    repo_forget = "" if not prune.get("repo_tag") else "ExecStart=" + shlex.join([
-        LOCK_WAIT_PATH, "/usr/bin/restic", "forget", *line, "--tag", prune["repo_tag"],
-        "--keep-within", str(prune.get("repo_keep_within") or "2d")]) + "\n"
+    repo_forget = (
+        ""
+        if not prune.get("repo_tag")
+        else "ExecStart="
+        + shlex.join(
+            [
+                LOCK_WAIT_PATH,
+                "/usr/bin/restic",
+                "forget",
+                *line,
+                "--tag",
+                prune["repo_tag"],
+                "--keep-within",
+                str(prune.get("repo_keep_within") or "2d"),
+            ]
+        )
+        + "\n"
+    )
     service = f"""\
 # Phoenix offsite store: retention, here and not on the forge (its key is append-only).
 [Unit]
-Description=Phoenix offsite store: restic retention of {spec['repository']}
+Description=Phoenix offsite store: restic retention of {spec["repository"]}
 
 [Service]
 Type=oneshot
-User={spec['user']}
+User={spec["user"]}
 LoadCredential=password:{CONFIG_DIR}/password
-Environment=RESTIC_REPOSITORY={spec['repository']}
+Environment=RESTIC_REPOSITORY={spec["repository"]}
 Environment=RESTIC_PASSWORD_FILE=%d/password
 Environment=RESTIC_CACHE_DIR=/var/cache/{PRUNE}
 CacheDirectory={PRUNE}
 Nice=10
 IOSchedulingClass=idle
-ExecStartPre={GUARD_PATH} {int(prune.get('time_tolerance') or 7200)}
+ExecStartPre={GUARD_PATH} {int(prune.get("time_tolerance") or 7200)}
 {repo_forget}ExecStart={command}
 """
     timer = f"""\
 [Unit]
-Description=Phoenix offsite store: restic retention, {prune.get('schedule') or 'daily'}
+Description=Phoenix offsite store: restic retention, {prune.get("schedule") or "daily"}
 
 [Timer]
-OnCalendar={prune.get('schedule') or 'daily'}
-RandomizedDelaySec={int(prune.get('randomized_delay', 1800))}
+OnCalendar={prune.get("schedule") or "daily"}
+RandomizedDelaySec={int(prune.get("randomized_delay", 1800))}
 Persistent=true
 
 [Install]
@@ -242,8 +291,11 @@ Match User {user}
 """
     # Litestream opens one SSH connection per database at once (a dozen from one forge);
     # sshd's default MaxStartups 10:30:100 resets some of them. Outside any Match.
-    if write(STARTUPS_DROPIN, "# Phoenix offsite store: many replicas connect at once.\n"
-             "MaxStartups 64:30:256\n", 0o644):
+    if write(
+        STARTUPS_DROPIN,
+        "# Phoenix offsite store: many replicas connect at once.\nMaxStartups 64:30:256\n",
+        0o644,
+    ):
         sh("sshd", "-t")
         sh("systemctl", "reload", "ssh")
         changed.append("sshd startups")
@@ -261,16 +313,17 @@ Match User {user}
         if write(f"{CONFIG_DIR}/password", spec["password"].strip() + "\n", 0o600):
             changed.append("password")
         service, timer = prune_units(spec, prune)
-        units = [write(GUARD_PATH, GUARD, 0o755)
-                 | write(LOCK_WAIT_PATH, lock_wait(spec), 0o755),
-                 write(f"{UNIT_DIR}/{PRUNE}.service", service, 0o644),
-                 write(f"{UNIT_DIR}/{PRUNE}.timer", timer, 0o644)]
+        units = [
+            write(GUARD_PATH, GUARD, 0o755) | write(LOCK_WAIT_PATH, lock_wait(spec), 0o755),
+            write(f"{UNIT_DIR}/{PRUNE}.service", service, 0o644),
+            write(f"{UNIT_DIR}/{PRUNE}.timer", timer, 0o644),
+        ]
         if any(units):
             sh("systemctl", "daemon-reload")
             changed.append("prune timer")
         sh("systemctl", "enable", "--now", f"{PRUNE}.timer")
         if units[2]:
-            sh("systemctl", "restart", f"{PRUNE}.timer")   # its new schedule
+            sh("systemctl", "restart", f"{PRUNE}.timer")  # its new schedule
     print(json.dumps({"changed": changed}))
     return 0
 

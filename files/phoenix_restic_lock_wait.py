@@ -27,13 +27,19 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-WAIT = 600.0     # the store's: its retention runs unattended, a late prune costs nothing
+WAIT = 600.0  # the store's: its retention runs unattended, a late prune costs nothing
 INTERVAL = 5.0
-LOCKED = "repository is already locked"   # restic 0.14's words (it exits 1 for everything)
+LOCKED = "repository is already locked"  # restic 0.14's words (it exits 1 for everything)
 
 
-def retry_while_locked(run: Callable[[], T], locked: Callable[[T], bool], *, wait: float,
-                       interval: float, waiting: Callable[[], None] = lambda: None) -> T:
+def retry_while_locked(
+    run: Callable[[], T],
+    locked: Callable[[T], bool],
+    *,
+    wait: float,
+    interval: float,
+    waiting: Callable[[], None] = lambda: None,
+) -> T:
     """run() until locked(what it returned) is false or `wait` seconds are over, every
     `interval` seconds (`waiting()` before each wait); returns the last result, still locked
     when the wait was over. What run() raises ends the wait."""
@@ -49,15 +55,22 @@ def retry_while_locked(run: Callable[[], T], locked: Callable[[T], bool], *, wai
 
 def main(argv: list[str]) -> int:
     """restic (argv) until it does not meet a lock; its stderr, its exit code."""
+
     def once() -> subprocess.CompletedProcess:
         return subprocess.run(argv, stderr=subprocess.PIPE, text=True, check=False)
 
     def waiting() -> None:
-        print(f"another run holds the repository's lock: trying again in {INTERVAL:g} s",
-              flush=True)
+        print(
+            f"another run holds the repository's lock: trying again in {INTERVAL:g} s", flush=True
+        )
 
-    proc = retry_while_locked(once, lambda p: p.returncode != 0 and LOCKED in p.stderr,
-                              wait=WAIT, interval=INTERVAL, waiting=waiting)
+    proc = retry_while_locked(
+        once,
+        lambda p: p.returncode != 0 and LOCKED in p.stderr,
+        wait=WAIT,
+        interval=INTERVAL,
+        waiting=waiting,
+    )
     sys.stderr.write(proc.stderr)
     return proc.returncode
 

@@ -57,8 +57,7 @@ def load_config(path: str) -> dict:
         raise RestoreError(f"cannot read the configuration {path}: {exc}") from None
     for key in ("db_path", "repo_root", "custom_dir", "data_dir", "aside_dir", "user", "group"):
         if not config.get(key):
-            raise RestoreError(f"{path} has no {key!r}: converge the host again "
-                               "(tasks/restore.py)")
+            raise RestoreError(f"{path} has no {key!r}: converge the host again (tasks/restore.py)")
     return config
 
 
@@ -158,35 +157,50 @@ def owner(config: dict) -> tuple[int, int]:
     try:
         return pwd.getpwnam(config["user"]).pw_uid, grp.getgrnam(config["group"]).gr_gid
     except KeyError as exc:
-        raise RestoreError(f"no user or group {exc} on this host: converge Gitea's task "
-                           "first") from None
+        raise RestoreError(
+            f"no user or group {exc} on this host: converge Gitea's task first"
+        ) from None
 
 
 def apply(config: dict, unpacked: str) -> dict:
     """Set aside, then put in place (see the module's docstring); returns what it did."""
     db = config["db_path"]
     if not os.path.isfile(os.path.join(unpacked, DATABASE)):
-        raise RestoreError(f"{unpacked} holds no {DATABASE}: stage and verify the backup "
-                           "first; nothing was set aside")
+        raise RestoreError(
+            f"{unpacked} holds no {DATABASE}: stage and verify the backup "
+            "first; nothing was set aside"
+        )
     uid, gid = owner(config)
     data_dir = config["data_dir"]
     staged_data = os.path.join(unpacked, "data")
-    extra = [p.rstrip("/") for p in config.get("paths", [])
-             if os.path.lexists(unpacked + ".files" + p.rstrip("/"))]
+    extra = [
+        p.rstrip("/")
+        for p in config.get("paths", [])
+        if os.path.lexists(unpacked + ".files" + p.rstrip("/"))
+    ]
     # What is chowned to Gitea's user, whole, and the tops of the extra folders: a link in them
     # is refused before anything is set aside.
-    for path in (os.path.join(unpacked, name) for name in (DATABASE, "repositories", "custom",
-                                                           "data")):
+    for path in (
+        os.path.join(unpacked, name) for name in (DATABASE, "repositories", "custom", "data")
+    ):
         why = os.path.lexists(path) and not_plain(path)
         if why:
             raise RestoreError(f"{why} in the staged backup: refusing it; nothing was set aside")
     for path in extra:
         if os.path.islink(unpacked + ".files" + path):
-            raise RestoreError(f"{unpacked}.files{path} is a symlink in the staged backup: "
-                               "refusing it; nothing was set aside")
+            raise RestoreError(
+                f"{unpacked}.files{path} is a symlink in the staged backup: "
+                "refusing it; nothing was set aside"
+            )
     data_entries = sorted(os.listdir(staged_data)) if os.path.isdir(staged_data) else []
-    in_the_way = [db, *(db + s for s in SIDE_FILES), config["repo_root"], config["custom_dir"],
-                  *(os.path.join(data_dir, name) for name in data_entries), *extra]
+    in_the_way = [
+        db,
+        *(db + s for s in SIDE_FILES),
+        config["repo_root"],
+        config["custom_dir"],
+        *(os.path.join(data_dir, name) for name in data_entries),
+        *extra,
+    ]
 
     folder = aside_folder(config["aside_dir"])
     moved = {path: where for path in in_the_way if (where := set_aside(path, folder))}
@@ -210,22 +224,42 @@ def apply(config: dict, unpacked: str) -> dict:
     for path in extra:  # the snapshot's backup_paths (Hermes state), owned as they were
         move_in(unpacked + ".files" + path, path)
     cut(config, "in-place")
-    return {"aside": folder if moved else None, "set_aside": sorted(moved),
-            "data": data_entries, "paths": extra}
+    return {
+        "aside": folder if moved else None,
+        "set_aside": sorted(moved),
+        "data": data_entries,
+        "paths": extra,
+    }
 
 
 def regenerate(config: dict) -> dict:
     """Gitea's hooks and authorized_keys rewritten for this host, as its run user."""
     user = pwd.getpwnam(config["user"])
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "USER": user.pw_name, "HOME": user.pw_dir, "GITEA_WORK_DIR": config["work_dir"]}
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "USER": user.pw_name,
+        "HOME": user.pw_dir,
+        "GITEA_WORK_DIR": config["work_dir"],
+    }
     # Gitea refuses to run as another user than RUN_USER: root switches to it (util-linux)
     switch = [] if os.getuid() == user.pw_uid else ["runuser", "-u", user.pw_name, "--"]
     for what in ("hooks", "keys"):
-        proc = subprocess.run([*switch, config["gitea_binary"], "--config", config["app_ini"],
-                               "admin", "regenerate", what],
-                              cwd=config["work_dir"], env=env, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            [
+                *switch,
+                config["gitea_binary"],
+                "--config",
+                config["app_ini"],
+                "admin",
+                "regenerate",
+                what,
+            ],
+            cwd=config["work_dir"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
             raise RestoreError(f"gitea admin regenerate {what} failed: {last}")
@@ -237,8 +271,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="phoenix-restore", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("apply", help="set aside what is there, put the staged backup in place") \
-        .add_argument("unpacked")
+    sub.add_parser(
+        "apply", help="set aside what is there, put the staged backup in place"
+    ).add_argument("unpacked")
     sub.add_parser("regenerate", help="gitea admin regenerate hooks and keys")
     args = parser.parse_args(argv)
     try:

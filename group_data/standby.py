@@ -3,7 +3,7 @@
 # promotion (`phoenix drill --standby`, or the deploy with restore_force) only moves folders.
 # It takes no backups itself: until it is promoted, its data is a copy, not the forge.
 restore_source = "restic:latest"
-phoenix_role = "standby"             # no houses, cron or backups until promoted (all.py)
+phoenix_role = "standby"  # no houses, cron or backups until promoted (all.py)
 standby_warm = True
 
 # What pyinfra exports from this file: without __all__ it parses the file again for every name

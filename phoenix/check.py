@@ -27,6 +27,7 @@ PLACEHOLDER = "CHANGE-ME"
 @dataclass
 class Inputs:
     """What the command was asked to do: its role, its restore source, how it cuts over."""
+
     command: str
     role: str = "recovery"
     source: str | None = None
@@ -40,6 +41,7 @@ Check = Callable[[Inputs], list[str]]
 
 # ---- settings ---------------------------------------------------------------------------------
 
+
 def check_settings(inputs: Inputs) -> list[str]:
     """Override files name only settings all.py defines, with its types; no placeholder left."""
     from phoenix import settings as st
@@ -51,16 +53,22 @@ def check_settings(inputs: Inputs) -> list[str]:
             continue
         for key, value in st._group_file(group).items():
             if key not in base:
-                found.append(f"group_data/{group}.py sets {key!r}, which group_data/all.py "
-                             "does not define: a typo? (every setting has its default there)")
+                found.append(
+                    f"group_data/{group}.py sets {key!r}, which group_data/all.py "
+                    "does not define: a typo? (every setting has its default there)"
+                )
             elif not _same_type(base[key], value):
-                found.append(f"group_data/{group}.py sets {key} to {value!r} "
-                             f"({type(value).__name__}), where all.py's default is "
-                             f"{base[key]!r} ({type(base[key]).__name__})")
+                found.append(
+                    f"group_data/{group}.py sets {key} to {value!r} "
+                    f"({type(value).__name__}), where all.py's default is "
+                    f"{base[key]!r} ({type(base[key]).__name__})"
+                )
     for key, value in sorted(inputs.settings.items()):
         if isinstance(value, str) and PLACEHOLDER in value:
-            found.append(f"setting {key} is still {value!r}: set it in group_data "
-                         "(all.py, or the file of your PHOENIX_ENV)")
+            found.append(
+                f"setting {key} is still {value!r}: set it in group_data "
+                "(all.py, or the file of your PHOENIX_ENV)"
+            )
     return found
 
 
@@ -77,6 +85,7 @@ def _same_type(default: Any, value: Any) -> bool:
 
 
 # ---- secrets and keys -------------------------------------------------------------------------
+
 
 def _secret(name: str, settings: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(value, None) or (None, what is wrong)."""
@@ -113,14 +122,19 @@ def check_secrets(inputs: Inputs) -> list[str]:
         if wrong:
             found.append(wrong)
         elif name.endswith("_ssh_key") and not _private_key(value or ""):
-            found.append(f"secret {name} is not an OpenSSH private key (-----BEGIN OPENSSH "
-                         "PRIVATE KEY-----): give the key file's content, not its .pub")
+            found.append(
+                f"secret {name} is not an OpenSSH private key (-----BEGIN OPENSSH "
+                "PRIVATE KEY-----): give the key file's content, not its .pub"
+            )
         elif name == "hermes_api_server_key" and len(value or "") < 16:
-            found.append("secret hermes_api_server_key is shorter than 16 characters: Hermes "
-                         "Agent's API server does not listen with it")
+            found.append(
+                "secret hermes_api_server_key is shorter than 16 characters: Hermes "
+                "Agent's API server does not listen with it"
+            )
         elif name == "gitea_api_token" and (len((value or "").split()) != 1):
-            found.append("secret gitea_api_token holds spaces or several words: give the "
-                         "token alone")
+            found.append(
+                "secret gitea_api_token holds spaces or several words: give the token alone"
+            )
     return found
 
 
@@ -133,11 +147,14 @@ def check_operator_key(inputs: Inputs) -> list[str]:
     path = current().ssh_key
     found = []
     if not path.is_file():
-        return [f"the operator SSH key {path} is missing: set PHOENIX_SSH_KEY or make one "
-                "(ssh-keygen -t ed25519)"]
+        return [
+            f"the operator SSH key {path} is missing: set PHOENIX_SSH_KEY or make one "
+            "(ssh-keygen -t ed25519)"
+        ]
     if not Path(f"{path}.pub").is_file():
-        found.append(f"{path}.pub is missing beside the operator's key: ssh-keygen -y -f "
-                     f"{path} > {path}.pub")
+        found.append(
+            f"{path}.pub is missing beside the operator's key: ssh-keygen -y -f {path} > {path}.pub"
+        )
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         found.append(f"the operator SSH key {path} is readable by others: chmod 600 it")
     return found
@@ -158,14 +175,20 @@ def check_pinned_host(inputs: Inputs) -> list[str]:
             return [str(exc)]
         return []
     known = ctx.known_hosts
-    how = (f"ssh-keyscan -t ed25519 {ctx.host} > FILE, check its fingerprint out of band, "
-           "then PHOENIX_KNOWN_HOSTS=FILE")
+    how = (
+        f"ssh-keyscan -t ed25519 {ctx.host} > FILE, check its fingerprint out of band, "
+        "then PHOENIX_KNOWN_HOSTS=FILE"
+    )
     if known is None:
         return [f"PHOENIX_HOST={ctx.host} needs PHOENIX_KNOWN_HOSTS, its pinned host key: {how}"]
     if not known.is_file():
         return [f"PHOENIX_KNOWN_HOSTS {known} does not exist: {how}"]
-    hosts = {word for line in known.read_text().splitlines() if line.strip()
-             and not line.startswith("#") for word in line.split()[0].split(",")}
+    hosts = {
+        word
+        for line in known.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+        for word in line.split()[0].split(",")
+    }
     if not ({ctx.host, f"[{ctx.host}]:22"} & hosts):
         return [f"PHOENIX_KNOWN_HOSTS {known} pins no key for {ctx.host}: {how}"]
     return []
@@ -178,17 +201,22 @@ def check_droplet(inputs: Inputs) -> list[str]:
     state = State(inputs.role)
     if state.address or current().host:
         return []
-    return [f"no {inputs.role} droplet in {state.path}: run `phoenix provision` (or `phoenix "
-            "recover`, which makes it) first"]
+    return [
+        f"no {inputs.role} droplet in {state.path}: run `phoenix provision` (or `phoenix "
+        "recover`, which makes it) first"
+    ]
 
 
 # ---- providers -------------------------------------------------------------------------------
 
+
 def check_digitalocean(inputs: Inputs) -> list[str]:
     ctx = current()
     if not ctx.do_token:
-        return ["no DigitalOcean token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN), "
-                "a token with droplet, ssh_key, tag and reserved_ip read and write"]
+        return [
+            "no DigitalOcean token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN), "
+            "a token with droplet, ssh_key, tag and reserved_ip read and write"
+        ]
     from phoenix.provision.do import DO
 
     client = DO(token=ctx.do_token, endpoint=ctx.do_endpoint, retries=0)
@@ -205,8 +233,10 @@ def check_cloudflare(inputs: Inputs) -> list[str]:
         return []
     ctx = current()
     if not ctx.cf_token.strip():
-        return ["no Cloudflare token: set CLOUDFLARE_API_TOKEN (Zone:Read and DNS:Edit on "
-                "the forge's zone)"]
+        return [
+            "no Cloudflare token: set CLOUDFLARE_API_TOKEN (Zone:Read and DNS:Edit on "
+            "the forge's zone)"
+        ]
     from phoenix.cutover import dns
 
     client = dns.make_client(token=ctx.cf_token, base_url=ctx.cf_base_url, max_retries=0)
@@ -227,18 +257,23 @@ def check_cloudflare(inputs: Inputs) -> list[str]:
 
 # ---- the store and what to restore ------------------------------------------------------------
 
+
 def check_store(inputs: Inputs) -> list[str]:
     s = inputs.settings
     if not s.get("backup_repository"):
-        return ["backup_repository is not set (group_data): say where the offsite restic "
-                "repository is, e.g. sftp:restic@store.example:/srv/restic/forge"]
+        return [
+            "backup_repository is not set (group_data): say where the offsite restic "
+            "repository is, e.g. sftp:restic@store.example:/srv/restic/forge"
+        ]
     found = []
     if str(s["backup_repository"]).startswith("sftp:"):
         from phoenix.backup.store import known_hosts_lines
 
         if not known_hosts_lines(s.get("backup_known_hosts")):
-            found.append("backup_known_hosts is empty: pin the store's host key (ssh-keyscan "
-                         "it once, check its fingerprint)")
+            found.append(
+                "backup_known_hosts is empty: pin the store's host key (ssh-keyscan "
+                "it once, check its fingerprint)"
+            )
     if s.get("litestream_replica_url") and not s.get("litestream_known_hosts"):
         found.append("litestream_known_hosts is empty: pin the replica store's host key")
     return found
@@ -263,13 +298,20 @@ def check_restore_source(inputs: Inputs) -> list[str]:
             return [f"restore source {source}: {exc}"]
         return []
     if source.startswith("forge:"):
-        return [] if current().host else [
-            f"restore source {source} reads the old forge: set PHOENIX_HOST (and "
-            "PHOENIX_KNOWN_HOSTS) to it"]
+        return (
+            []
+            if current().host
+            else [
+                f"restore source {source} reads the old forge: set PHOENIX_HOST (and "
+                "PHOENIX_KNOWN_HOSTS) to it"
+            ]
+        )
     path = Path(source).expanduser()
     if not path.exists():
-        return [f"restore source {path} does not exist: give restic:latest, restic:ID, a "
-                "backup .tar.gz, a gitea dump .zip, or the runbook's backup folder or .db"]
+        return [
+            f"restore source {path} does not exist: give restic:latest, restic:ID, a "
+            "backup .tar.gz, a gitea dump .zip, or the runbook's backup folder or .db"
+        ]
     if not os.access(path, os.R_OK):
         return [f"restore source {path} is not readable by this user"]
     return []
@@ -330,5 +372,8 @@ def require(inputs: Inputs) -> None:
     created or changed."""
     found = problems(inputs)
     if found:
-        raise NotConfigured(f"{len(found)} problem(s) before `phoenix {inputs.command}` "
-                            "changes anything:\n  " + "\n  ".join(found), found)
+        raise NotConfigured(
+            f"{len(found)} problem(s) before `phoenix {inputs.command}` "
+            "changes anything:\n  " + "\n  ".join(found),
+            found,
+        )

@@ -70,14 +70,21 @@ class PhoenixGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=PhoenixGroup,
-             help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
-             epilog=ENVIRONMENT + EXIT_CODES, context_settings={"max_content_width": 100})
-@click.version_option(__version__, "--version", "-V", prog_name="phoenix",
-                      message="%(prog)s %(version)s")
-@click.option("--project", type=click.Path(file_okay=False), default=None,
-              help="The project folder (deploy.py, group_data/); default: the current one "
-                   "or one above it.")
+@click.group(
+    cls=PhoenixGroup,
+    help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
+    epilog=ENVIRONMENT + EXIT_CODES,
+    context_settings={"max_content_width": 100},
+)
+@click.version_option(
+    __version__, "--version", "-V", prog_name="phoenix", message="%(prog)s %(version)s"
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The project folder (deploy.py, group_data/); default: the current one or one above it.",
+)
 def cli(project: str | None) -> None:
     # The one context of this command: read by phoenix.settings.project(), and handed to the
     # pyinfra/pytest runs it starts (Context.child_env).
@@ -95,19 +102,42 @@ def _role(standby: bool) -> str:
     return "standby" if standby else "recovery"
 
 
-@cli.command(help="Every problem a command would meet (tokens, secrets, settings, keys, the "
-             "restore source), all at once, changing nothing; exit 3 when there is one.")
-@click.option("--for", "command", default="recover", show_default=True,
-              type=click.Choice(["recover", "provision", "cutover", "adopt", "backup init",
-                                 "backup store-setup", "backup prune", "backup now"]),
-              help="The command to check for.")
+@cli.command(
+    help="Every problem a command would meet (tokens, secrets, settings, keys, the "
+    "restore source), all at once, changing nothing; exit 3 when there is one."
+)
+@click.option(
+    "--for",
+    "command",
+    default="recover",
+    show_default=True,
+    type=click.Choice(
+        [
+            "recover",
+            "provision",
+            "cutover",
+            "adopt",
+            "backup init",
+            "backup store-setup",
+            "backup prune",
+            "backup now",
+        ]
+    ),
+    help="The command to check for.",
+)
 @click.option("--standby", is_flag=True, help="For the standby (a promotion).")
 @click.option("--reserved-ip", is_flag=True, help="A cutover by the reserved IP, not DNS.")
-@click.option("--restore-source", "source", default=None, metavar="SOURCE",
-              help="The restore source `recover` would get (default restic:latest).")
+@click.option(
+    "--restore-source",
+    "source",
+    default=None,
+    metavar="SOURCE",
+    help="The restore source `recover` would get (default restic:latest).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
-def check(command: str, standby: bool, reserved_ip: bool, source: str | None,
-          as_json: bool) -> None:
+def check(
+    command: str, standby: bool, reserved_ip: bool, source: str | None, as_json: bool
+) -> None:
     from phoenix import check as chk
 
     role = "primary" if command == "adopt" else _role(standby)
@@ -115,13 +145,16 @@ def check(command: str, standby: bool, reserved_ip: bool, source: str | None,
     found = chk.problems(inputs)
     checked = chk.needs(inputs)
     if found:  # exit 3; with --json, the problems in main()'s one document
-        error = NotConfigured(f"{len(found)} problem(s) for `phoenix {command}`:\n  "
-                              + "\n  ".join(found), found)
+        error = NotConfigured(
+            f"{len(found)} problem(s) for `phoenix {command}`:\n  " + "\n  ".join(found), found
+        )
         error.output = {"command": command, "checks": checked}
         raise error
-    click.echo(json.dumps({"command": command, "checks": checked, "problems": []}, indent=2)
-               if as_json else f"no problem for `phoenix {command}` ({', '.join(checked)} "
-                               "checked)")
+    click.echo(
+        json.dumps({"command": command, "checks": checked, "problems": []}, indent=2)
+        if as_json
+        else f"no problem for `phoenix {command}` ({', '.join(checked)} checked)"
+    )
 
 
 @cli.command(help="Create (or find) the replacement droplet and pin its SSH host key.")
@@ -135,8 +168,14 @@ def provision(standby: bool) -> None:
 
     role = _role(standby)
     require(Inputs(command="provision", role=role))  # before a droplet is billed
-    droplet = prov.provision(role=role, settings=load(role=role), client=do.client(say=_say),
-                             state=State(role), key=prov.operator_key(), progress=_say)
+    droplet = prov.provision(
+        role=role,
+        settings=load(role=role),
+        client=do.client(say=_say),
+        state=State(role),
+        key=prov.operator_key(),
+        progress=_say,
+    )
     click.echo(f"{droplet['name']} ({droplet['id']}) is up at {droplet['ip']}")
 
 
@@ -144,8 +183,11 @@ def provision(standby: bool) -> None:
 @click.option("--standby", is_flag=True, help="Cut over to the standby instead.")
 @click.option("--reserved-ip", is_flag=True, help="Move the DigitalOcean reserved IP instead.")
 @click.option("--force", is_flag=True, help="Cut over even if validation has not passed.")
-@click.option("--fence", is_flag=True,
-              help="Power the old primary off through DigitalOcean (disk kept) if it answers.")
+@click.option(
+    "--fence",
+    is_flag=True,
+    help="Power the old primary off through DigitalOcean (disk kept) if it answers.",
+)
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
 def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
     from phoenix.check import Inputs, require
@@ -159,9 +201,16 @@ def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait:
     require(Inputs(command="cutover", role=role, reserved_ip=reserved_ip))
     needs_do = reserved_ip or fence or bool(current().do_token)
     settings, state = load(role=role), State(role)
-    cut.cutover(settings=settings, state=state, do=do_client() if needs_do else None,
-                reserved_ip=reserved_ip, force=force, say=_say, wait=not no_wait,
-                fence_old=fence)
+    cut.cutover(
+        settings=settings,
+        state=state,
+        do=do_client() if needs_do else None,
+        reserved_ip=reserved_ip,
+        force=force,
+        say=_say,
+        wait=not no_wait,
+        fence_old=fence,
+    )
     protect(state, settings, _say)  # users are served: now the new primary's first snapshot
 
 
@@ -176,11 +225,17 @@ def rollback(standby: bool, keep_running: bool) -> None:
     state = State(_role(standby))
     needs = cut.rollback_needs(state, power_off=not keep_running)
     if not needs:  # before a token is asked for: there is nothing to use it on
-        _say(f"nothing to roll back: {state.path} holds no saved DNS values, reserved IP, "
-             "fenced primary" + ("" if keep_running else " or droplet"))
+        _say(
+            f"nothing to roll back: {state.path} holds no saved DNS values, reserved IP, "
+            "fenced primary" + ("" if keep_running else " or droplet")
+        )
         return
-    cut.rollback(state=state, do=do_client(say=_say) if "digitalocean" in needs else None,
-                 say=_say, power_off=not keep_running)
+    cut.rollback(
+        state=state,
+        do=do_client(say=_say) if "digitalocean" in needs else None,
+        say=_say,
+        power_off=not keep_running,
+    )
 
 
 @cli.command(help="Prove the recovered host, step by step of the runbook (pytest-testinfra).")
@@ -215,24 +270,53 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
 
 
 @cli.command(help="Provision, deploy (restoring the backup), validate and cut over; timed.")
-@click.option("--standby", is_flag=True,
-              help="Promote the warm standby: the latest snapshot over its copy, then cut over.")
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="Promote the warm standby: the latest snapshot over its copy, then cut over.",
+)
 @click.option("--reserved-ip", is_flag=True, help="Cut over with the reserved IP, not DNS.")
 @click.option("--no-cutover", is_flag=True, help="Stop after validation.")
-@click.option("--dry", is_flag=True, help="Print the plan and change nothing; with a droplet "
-              "already there, also what the deploy would change (pyinfra --dry --diff).")
-@click.option("--restore-source", "source", default=None, metavar="SOURCE",
-              help="What to restore (default restic:latest, the store's newest snapshot): "
-              "restic:ID, a backup .tar.gz, a gitea dump .zip, the runbook's backup folder or "
-              ".db file, forge:[PATH] on the old forge.")
-@click.option("--point-in-time", "point_in_time", default=None, metavar="TIME",
-              help="Everything as it was at TIME (ISO 8601, UTC): the newest snapshot at or "
-              "before it, the databases' replicas and the repositories to it.")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the report goes (default: beside the state file).")
+@click.option(
+    "--dry",
+    is_flag=True,
+    help="Print the plan and change nothing; with a droplet "
+    "already there, also what the deploy would change (pyinfra --dry --diff).",
+)
+@click.option(
+    "--restore-source",
+    "source",
+    default=None,
+    metavar="SOURCE",
+    help="What to restore (default restic:latest, the store's newest snapshot): "
+    "restic:ID, a backup .tar.gz, a gitea dump .zip, the runbook's backup folder or "
+    ".db file, forge:[PATH] on the old forge.",
+)
+@click.option(
+    "--point-in-time",
+    "point_in_time",
+    default=None,
+    metavar="TIME",
+    help="Everything as it was at TIME (ISO 8601, UTC): the newest snapshot at or "
+    "before it, the databases' replicas and the repositories to it.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the report goes (default: beside the state file).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
-def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, source: str | None,
-            point_in_time: str | None, report_dir: Path | None, as_json: bool) -> None:
+def recover(
+    standby: bool,
+    reserved_ip: bool,
+    no_cutover: bool,
+    dry: bool,
+    source: str | None,
+    point_in_time: str | None,
+    report_dir: Path | None,
+    as_json: bool,
+) -> None:
     from phoenix import recover as rec
     from phoenix.backup import pitr
     from phoenix.check import Inputs, require
@@ -245,8 +329,13 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
     data = rec.recovery_data(standby=standby, source=source)
     if point_in_time:
         data.update(pitr.recovery_data(point_in_time))
-    inputs = Inputs(command="recover", role=role, source=data["restore_source"],
-                    reserved_ip=reserved_ip, cutover=not no_cutover)
+    inputs = Inputs(
+        command="recover",
+        role=role,
+        source=data["restore_source"],
+        reserved_ip=reserved_ip,
+        cutover=not no_cutover,
+    )
     if dry:
         for n, line in enumerate(rec.plan(role, data["restore_source"]), 1):
             click.echo(f"{n}. {line}")
@@ -254,13 +343,21 @@ def recover(standby: bool, reserved_ip: bool, no_cutover: bool, dry: bool, sourc
         rec.dry_deploy(role, say=click.echo, data=data)
         return
     require(inputs)  # before a droplet is billed
-    report = rec.recover(role=role, reserved_ip=reserved_ip, skip_cutover=no_cutover, say=_say,
-                         deploy_data=data, report_dir=report_dir)
+    report = rec.recover(
+        role=role,
+        reserved_ip=reserved_ip,
+        skip_cutover=no_cutover,
+        say=_say,
+        deploy_data=data,
+        report_dir=report_dir,
+    )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
-@cli.command(help="Back up the forge that runs today as it is (its backup job only), take a "
-             "snapshot, prove it restores, and check the forge was left unchanged.")
+@cli.command(
+    help="Back up the forge that runs today as it is (its backup job only), take a "
+    "snapshot, prove it restores, and check the forge was left unchanged."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
 def adopt(as_json: bool) -> None:
     from phoenix.check import Inputs, require
@@ -285,7 +382,7 @@ def main(args: list[str] | None = None) -> None:
     codes"); with --json, also one JSON document on stdout that says so."""
     args = sys.argv[1:] if args is None else list(args)
     # Even a failure before the command runs (a usage error, no project) answers in JSON.
-    as_json = "--json" in args[:args.index("--")] if "--" in args else "--json" in args
+    as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
         cli.main(args=args, standalone_mode=False)
     except PhoenixError as exc:

@@ -22,9 +22,9 @@ class Console:
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
-        self._status = ""                 # the status text last shown
+        self._status = ""  # the status text last shown
         self._since: float | None = None  # when the current wait began
-        self._open = False                # a status line is on screen without its newline
+        self._open = False  # a status line is on screen without its newline
         self._lock = threading.Lock()
         self._ticker: threading.Thread | None = None
 

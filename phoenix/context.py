@@ -20,8 +20,15 @@ from pathlib import Path
 
 # Which store and which password are Phoenix's to say (group_data and the restic_password
 # secret): the operator's own values for those would point restic elsewhere.
-RESTIC_OWN = frozenset({"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD",
-                        "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"})
+RESTIC_OWN = frozenset(
+    {
+        "RESTIC_REPOSITORY",
+        "RESTIC_REPOSITORY_FILE",
+        "RESTIC_PASSWORD",
+        "RESTIC_PASSWORD_FILE",
+        "RESTIC_PASSWORD_COMMAND",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class Context:
     """What the operator said, from the environment (and `--project`)."""
 
     environ: Mapping[str, str] = field(repr=False)
-    project: str | None = None   # --project, before PHOENIX_PROJECT
+    project: str | None = None  # --project, before PHOENIX_PROJECT
 
     @classmethod
     def from_process(cls, *, project: str | None = None) -> Context:
@@ -104,8 +111,11 @@ class Context:
 
     @property
     def do_endpoint(self) -> str:
-        return (self.get("DIGITALOCEAN_ENDPOINT") or self.get("DIGITALOCEAN_API_URL")
-                or "https://api.digitalocean.com")
+        return (
+            self.get("DIGITALOCEAN_ENDPOINT")
+            or self.get("DIGITALOCEAN_API_URL")
+            or "https://api.digitalocean.com"
+        )
 
     @property
     def cf_token(self) -> str:
@@ -119,16 +129,21 @@ class Context:
 
     def restic_env(self) -> dict[str, str]:
         """The operator's RESTIC_* settings (cache dir, compression, limits, pack size…)."""
-        return {k: v for k, v in self.environ.items()
-                if k.startswith("RESTIC_") and k not in RESTIC_OWN}
+        return {
+            k: v for k, v in self.environ.items() if k.startswith("RESTIC_") and k not in RESTIC_OWN
+        }
 
     def base_env(self) -> dict[str, str]:
         """The least a program needs (restic): PATH, HOME, a UTF-8 C locale."""
-        return {"PATH": self.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-                "HOME": self.environ.get("HOME", "/root")}
+        return {
+            "PATH": self.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C.UTF-8",
+            "HOME": self.environ.get("HOME", "/root"),
+        }
 
-    def child_env(self, extra: Mapping[str, str] | None = None, *,
-                  drop: tuple[str, ...] = ()) -> dict[str, str]:
+    def child_env(
+        self, extra: Mapping[str, str] | None = None, *, drop: tuple[str, ...] = ()
+    ) -> dict[str, str]:
         """The environment of a pyinfra or pytest run: this one, the project folder named
         (also when it came from --project), `drop` left out, `extra` on top."""
         env = {k: v for k, v in self.environ.items() if k not in drop}

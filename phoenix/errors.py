@@ -24,8 +24,12 @@ class PhoenixError(Exception):
     def to_dict(self) -> dict:
         """What `--json` prints for this failure: one document, the result so far and why
         it stopped."""
-        return {"problems": [str(self)], **(self.output or {}), "error": str(self),
-                "exit_code": self.exit_code}
+        return {
+            "problems": [str(self)],
+            **(self.output or {}),
+            "error": str(self),
+            "exit_code": self.exit_code,
+        }
 
 
 class NotConfigured(PhoenixError):

@@ -16,9 +16,15 @@ from phoenix.errors import PhoenixError
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 1.0,
-         progress: Callable[[str], None] | None = None,
-         error: Callable[[], str] | None = None) -> T:
+def poll(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+    error: Callable[[], str] | None = None,
+) -> T:
     """Call `check()` until it returns something other than None, and return that.
 
     `check` may raise to stop the wait early (a refusal that waiting cannot fix).

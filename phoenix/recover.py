@@ -20,16 +20,14 @@ from phoenix.errors import PhoenixError
 from phoenix.report import Report
 from phoenix.settings import env_name, project
 
-__all__ = ["DEFAULT_SOURCE", "PROMOTE", "Report", "plan", "recover", "recovery_data",
-           "run_deploy"]
+__all__ = ["DEFAULT_SOURCE", "PROMOTE", "Report", "plan", "recover", "recovery_data", "run_deploy"]
 
 # What a recovery restores unless told otherwise (README): the store's newest snapshot of the
 # forge (restic --tag backup_tag), resolved once by the deploy (phoenix/backup/sources.py).
 DEFAULT_SOURCE = "restic:latest"
 # A warm standby becomes the forge: the latest snapshot over its older copy (which is set
 # aside), and from now on it takes the backups.
-PROMOTE = {"restore_source": DEFAULT_SOURCE, "restore_force": "True",
-           "phoenix_promote": "True"}
+PROMOTE = {"restore_source": DEFAULT_SOURCE, "restore_force": "True", "phoenix_promote": "True"}
 
 
 def recovery_data(*, standby: bool, source: str | None = None) -> dict:
@@ -78,18 +76,34 @@ class DeployStream:
 
     def summary(self) -> str:
         t = self.tally
-        return (f"{sum(t.values())} operations: {t['changed']} changed, "
-                f"{t['unchanged']} unchanged" + (f", {t['failed']} failed" if t["failed"] else ""))
+        return (
+            f"{sum(t.values())} operations: {t['changed']} changed, "
+            f"{t['unchanged']} unchanged" + (f", {t['failed']} failed" if t["failed"] else "")
+        )
 
 
-def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
-               env: dict | None = None, say: Say | None = None, dry: bool = False,
-               timeout: float = 3600, deploy: str = "deploy.py") -> str:
+def run_deploy(
+    inventory: str,
+    *,
+    log: Path,
+    data: dict | None = None,
+    env: dict | None = None,
+    say: Say | None = None,
+    dry: bool = False,
+    timeout: float = 3600,
+    deploy: str = "deploy.py",
+) -> str:
     """`pyinfra -y INVENTORY DEPLOY` (`dry`: `--dry --diff`, nothing changes): the whole
     output goes to `log`, each operation to `say` as it runs, the log's tail into the error."""
     # -y would skip change detection, which is all a dry run is for
-    cmd = [sys.executable, "-m", "pyinfra", *(["--dry", "--diff"] if dry else ["-y"]),
-           inventory, deploy]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyinfra",
+        *(["--dry", "--diff"] if dry else ["-y"]),
+        inventory,
+        deploy,
+    ]
     for key, value in (data or {}).items():
         cmd += ["--data", f"{key}={value}"]
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -97,9 +111,15 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
     if say:  # from the start, so that it can be followed (tail -f) while the deploy runs
         say(f"   deploy log: {log}")
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=project(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace",
-                                env=current().child_env(env))
+        proc = subprocess.Popen(
+            cmd,
+            cwd=project(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=current().child_env(env),
+        )
         timer = threading.Timer(timeout, proc.kill)  # a hung deploy ends, and says so below
         timer.start()
         try:
@@ -115,8 +135,7 @@ def run_deploy(inventory: str, *, log: Path, data: dict | None = None,
     if returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-12:]
         why = f"killed after {timeout:.0f} s" if returncode == -9 else f"pyinfra exit {returncode}"
-        raise PhoenixError(f"the deploy failed ({why}); last lines of {log}:\n"
-                           + "\n".join(tail))
+        raise PhoenixError(f"the deploy failed ({why}); last lines of {log}:\n" + "\n".join(tail))
     return f"log {log}" if dry else f"{stream.summary()}; log {log.name}"
 
 
@@ -125,15 +144,15 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
     runbook's table, phoenix/runbook.py): the deploy's step by step, with its tasks/ modules."""
     what = {
         "provision": f"a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own is "
-                     "found by its tag), pin its host key, rotate it",
+        "found by its tag), pin its host key, rotate it",
         "deploy": f"pyinfra inventories/{role}.py deploy.py, with the restore of {source}",
         "validate": "the testinfra suite of checks/, per runbook step",
         "cutover": "refuse while the old primary answers (--fence powers it off), DNS A/AAAA "
-                   "records (cloudflare) or reserved IP, old values saved; the droplet becomes "
-                   "the primary (marker, backups on)",
+        "records (cloudflare) or reserved IP, old values saved; the droplet becomes "
+        "the primary (marker, backups on)",
         "https": "the name through DNS answers HTTP/2 200 over TLS",
         "protect": "the new primary's first full snapshot, once users are served (until it "
-                   "is saved a disaster would recover its predecessor's data)",
+        "is saved a disaster would recover its predecessor's data)",
     }
     lines = []
     for phase in runbook.PHASES:
@@ -142,13 +161,19 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
             line += ":" + "".join(
                 f"\n     {row.label:<9} {row.title}: "
                 + ", ".join(runbook.task_path(module) for module in row.tasks)
-                for row in runbook.of_phase(phase) if row.tasks)
+                for row in runbook.of_phase(phase)
+                if row.tasks
+            )
         # the runbook's own steps: the rows it lacks are other commands' work (phoenix backup)
-        rows = [row for row in runbook.of_phase(phase)
-                if row.operator and row.key.startswith("step")]
+        rows = [
+            row for row in runbook.of_phase(phase) if row.operator and row.key.startswith("step")
+        ]
         if rows:
-            line += "\n     from here: " + ", ".join(dict.fromkeys(
-                runbook.operator_path(module) for row in rows for module in row.operator))
+            line += "\n     from here: " + ", ".join(
+                dict.fromkeys(
+                    runbook.operator_path(module) for row in rows for module in row.operator
+                )
+            )
         lines.append(line)
     return lines
 
@@ -160,18 +185,29 @@ def dry_deploy(role: str, *, say: Say, data: dict | None = None) -> None:
 
     state = State(role)
     if not state.address and not current().host:
-        say(f"no {role} droplet yet ({state.path}): the deploy's changes can be listed once "
-            "`phoenix provision` has made it")
+        say(
+            f"no {role} droplet yet ({state.path}): the deploy's changes can be listed once "
+            "`phoenix provision` has made it"
+        )
         return
-    say(f"what the deploy would change on {state.address or current().host} "
-        "(pyinfra --dry --diff):")
-    run_deploy(f"inventories/{role}.py", log=state.folder / f"{role}.dry.log", data=data,
-               say=say, dry=True)
+    say(
+        f"what the deploy would change on {state.address or current().host} (pyinfra --dry --diff):"
+    )
+    run_deploy(
+        f"inventories/{role}.py", log=state.folder / f"{role}.dry.log", data=data, say=say, dry=True
+    )
 
 
-def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: bool = False,
-            say: Say = print, report_dir: Path | None = None,
-            deploy_data: dict | None = None, provision_step: bool = True) -> Report:
+def recover(
+    *,
+    role: str = "recovery",
+    reserved_ip: bool = False,
+    skip_cutover: bool = False,
+    say: Say = print,
+    report_dir: Path | None = None,
+    deploy_data: dict | None = None,
+    provision_step: bool = True,
+) -> Report:
     """The recovery; `deploy_data` overrides group_data for the deploy (by default the restore
     of restic:latest), `provision_step=False` uses the role's droplet as it is (a standby)."""
     if deploy_data is None:
@@ -194,16 +230,27 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
     do = do_client(say=say)
 
     def provision() -> str:
-        d = prov.provision(role=role, settings=settings, client=do, state=state,
-                           key=prov.operator_key(), progress=say)
+        d = prov.provision(
+            role=role,
+            settings=settings,
+            client=do,
+            state=state,
+            key=prov.operator_key(),
+            progress=say,
+        )
         return f"{d['name']} {d['ip']}"
 
     def validate() -> str:
         target = role_target(role)
-        result = run_validation(target=target, settings_env=env_name(), role=role,
-                                junit=folder / f"{role}.validation.xml")
-        cut.record_verdict(state, target, passed=result.passed,
-                           junit=folder / f"{role}.validation.xml")
+        result = run_validation(
+            target=target,
+            settings_env=env_name(),
+            role=role,
+            junit=folder / f"{role}.validation.xml",
+        )
+        cut.record_verdict(
+            state, target, passed=result.passed, junit=folder / f"{role}.validation.xml"
+        )
         say(result.render())
         if not result.passed:
             raise PhoenixError("validation failed; the cutover did not happen")
@@ -211,28 +258,41 @@ def recover(*, role: str = "recovery", reserved_ip: bool = False, skip_cutover: 
         return f"{c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
 
     def cutover() -> str:
-        result = cut.cutover(settings=settings, state=state, do=do, reserved_ip=reserved_ip,
-                             force=False, say=say)
+        result = cut.cutover(
+            settings=settings, state=state, do=do, reserved_ip=reserved_ip, force=False, say=say
+        )
         return ", ".join(result)
 
     def protect() -> str:  # after the users are served: not on the RTO's path
         snapshot = first_snapshot(state, settings, say)
-        return f"first full snapshot {snapshot[:8]} saved" if snapshot else \
-            "it has a full snapshot of its own already"
+        return (
+            f"first full snapshot {snapshot[:8]} saved"
+            if snapshot
+            else "it has a full snapshot of its own already"
+        )
 
     def https() -> str:  # runbook 9.1, through DNS, once the cutover moved the name
         public = settings["cutover_reserved_ip"] if reserved_ip else state.address
         if not public:
-            raise PhoenixError(f"no address recorded for the {role} droplet: nothing to check "
-                               "step 9.1 against (phoenix provision first)")
+            raise PhoenixError(
+                f"no address recorded for the {role} droplet: nothing to check "
+                "step 9.1 against (phoenix provision first)"
+            )
         return check_after_cutover(settings, public, say=say)
 
     try:
         if provision_step:
             report.timed("provision", provision, say)
-        report.timed("deploy", lambda: run_deploy(f"inventories/{role}.py", data=deploy_data,
-                                                   log=folder / f"{role}.deploy.log", say=say),
-                     say)
+        report.timed(
+            "deploy",
+            lambda: run_deploy(
+                f"inventories/{role}.py",
+                data=deploy_data,
+                log=folder / f"{role}.deploy.log",
+                say=say,
+            ),
+            say,
+        )
         if (deploy_data or {}).get("phoenix_promote"):
             with state.locked():  # the host's marker says so too (tasks/role.py)
                 state.data["promoted"] = {"at": state_now(), "droplet_id": state.droplet["id"]}

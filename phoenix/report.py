@@ -50,11 +50,15 @@ def rpo_line(kind: str, v: dict) -> str:
     the RPO's upper bound (the newest recovered, the writes' spacing included), apart."""
     line = f"{kind} {v['recovered']}/{v['written']} came back"
     lost = v.get("oldest_lost_s_before_disaster")
-    line += (", none lost" if lost is None else
-             f", the oldest lost was written {lost:.1f} s before the disaster")
+    line += (
+        ", none lost"
+        if lost is None
+        else f", the oldest lost was written {lost:.1f} s before the disaster"
+    )
     if "promise_seconds" in v:
-        line += (f" (promise: none older than {v['promise_seconds']:g} s lost: "
-                 + ("kept)" if v["promise_kept"] else "NOT kept)"))
+        line += f" (promise: none older than {v['promise_seconds']:g} s lost: " + (
+            "kept)" if v["promise_kept"] else "NOT kept)"
+        )
     return line + f"; RPO {v['rpo_seconds']:.1f} s (disaster - newest recovered)"
 
 
@@ -99,8 +103,9 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     # where the figures were measured: "lab" (PHOENIX_ENV=lab) or "production"
-    where: str = field(default_factory=lambda: "lab" if current().env_name == "lab"
-                       else "production")
+    where: str = field(
+        default_factory=lambda: "lab" if current().env_name == "lab" else "production"
+    )
     folder: Path | None = None  # where `save` wrote it
     error: str = ""  # why the step that failed failed, in full (its detail: the first line)
     _origin: float | None = None
@@ -125,8 +130,11 @@ class Report:
             step.ok = True
         except BaseException as exc:
             # the saved report and its --json say why, not only that it failed
-            self.error = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
-                str(exc) or type(exc).__name__
+            self.error = (
+                "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else str(exc) or type(exc).__name__
+            )
             step.detail = self.error.splitlines()[0].rstrip(":")
             raise
         finally:
@@ -140,19 +148,25 @@ class Report:
             if key.endswith("_seconds"):
                 shown = f"{hms(value)} ({self.where})"
             elif key == "data_compared":
-                shown = "; ".join(f"{kind} {v['same']}/{v['compared']}"
-                                  + (f" (lost: {text(v['lost'])})" if v["lost"] else "")
-                                  for kind, v in value.items())
+                shown = "; ".join(
+                    f"{kind} {v['same']}/{v['compared']}"
+                    + (f" (lost: {text(v['lost'])})" if v["lost"] else "")
+                    for kind, v in value.items()
+                )
             elif key == "rpo_by_kind":
                 shown = "; ".join(rpo_line(kind, v) for kind, v in value.items())
             elif key == "repo_snapshot_last_run" and isinstance(value, dict):
-                shown = (value.get("error") or
-                         f"{value.get('time')}: {value.get('duration_seconds')} s "
-                         f"(budget {value.get('budget_seconds')} s): "
-                         + (value.get("over_budget") or "within its budget"))
+                shown = (
+                    value.get("error")
+                    or f"{value.get('time')}: {value.get('duration_seconds')} s "
+                    f"(budget {value.get('budget_seconds')} s): "
+                    + (value.get("over_budget") or "within its budget")
+                )
             elif isinstance(value, dict):
-                shown = ", ".join(f"{k} {hms(v) if isinstance(v, int | float) else text(v)}"
-                                  for k, v in value.items())
+                shown = ", ".join(
+                    f"{k} {hms(v) if isinstance(v, int | float) else text(v)}"
+                    for k, v in value.items()
+                )
             else:
                 shown = text(value)
             rows.append((label, shown))
@@ -160,17 +174,21 @@ class Report:
 
     def _legend(self) -> str:
         if self.where == "lab":
-            return ("measured: this lab (systemd-nspawn droplets on one machine, packages from "
-                    "a local mirror); runbook: the manual estimate for a real VPS. "
-                    "Durations in h:mm:ss.")
+            return (
+                "measured: this lab (systemd-nspawn droplets on one machine, packages from "
+                "a local mirror); runbook: the manual estimate for a real VPS. "
+                "Durations in h:mm:ss."
+            )
         return "runbook: the manual estimate. Durations in h:mm:ss."
 
     def table(self) -> str:
         rows = [self.title, f"{'step':<12} {self.measured:>12}  {'runbook':>9}  detail"]
         for s in self.steps:
             book = hms(RUNBOOK.get(s.name, (None,))[0])
-            rows.append(f"{s.name:<12} {hms(s.seconds):>12}  {book:>9}"
-                        f"  {'' if s.ok else 'FAILED '}{s.detail}")
+            rows.append(
+                f"{s.name:<12} {hms(s.seconds):>12}  {book:>9}"
+                f"  {'' if s.ok else 'FAILED '}{s.detail}"
+            )
         low, high = RUNBOOK_TOTAL
         rows.append(f"{'total':<12} {hms(self.total):>12}  {hms(low)}-{hms(high)}")
         rows += [f"{label}: {shown}" for label, shown in self._extras()]
@@ -181,25 +199,43 @@ class Report:
 
     def to_dict(self) -> dict:
         """Seconds throughout; `measured_in` says where."""
-        return {"title": self.title, "measured_in": self.where,
-                "total_seconds": round(self.total, 1),
-                "runbook_total_seconds": list(RUNBOOK_TOTAL),
-                "steps": [{"name": s.name, "seconds": round(s.seconds, 1), "ok": s.ok,
-                           "start_seconds": round(s.start, 1), "detail": s.detail,
-                           "runbook_seconds": RUNBOOK.get(s.name, (None,))[0],
-                           "runbook_says": RUNBOOK.get(s.name, (None, ""))[1]}
-                          for s in self.steps], "error": self.error or None, **self.extra}
+        return {
+            "title": self.title,
+            "measured_in": self.where,
+            "total_seconds": round(self.total, 1),
+            "runbook_total_seconds": list(RUNBOOK_TOTAL),
+            "steps": [
+                {
+                    "name": s.name,
+                    "seconds": round(s.seconds, 1),
+                    "ok": s.ok,
+                    "start_seconds": round(s.start, 1),
+                    "detail": s.detail,
+                    "runbook_seconds": RUNBOOK.get(s.name, (None,))[0],
+                    "runbook_says": RUNBOOK.get(s.name, (None, ""))[1],
+                }
+                for s in self.steps
+            ],
+            "error": self.error or None,
+            **self.extra,
+        }
 
     def mermaid(self) -> str:
         """A gantt of the measured steps, and of the runbook's estimates beside them; times
         are offsets from the start written as clock times (HH:mm:ss, one day at most)."""
-        lines = ["```mermaid", "gantt", f"    title {self.title.replace(':', ' ')}",
-                 "    dateFormat HH:mm:ss", "    axisFormat %H:%M:%S",
-                 f"    section {self.measured}"]
+        lines = [
+            "```mermaid",
+            "gantt",
+            f"    title {self.title.replace(':', ' ')}",
+            "    dateFormat HH:mm:ss",
+            "    axisFormat %H:%M:%S",
+            f"    section {self.measured}",
+        ]
         for n, s in enumerate(self.steps):
             status = "done" if s.ok else "crit"
-            lines.append(f"    {s.name} :{status}, m{n}, {clock(s.start)}, "
-                         f"{max(1, round(s.seconds))}s")
+            lines.append(
+                f"    {s.name} :{status}, m{n}, {clock(s.start)}, {max(1, round(s.seconds))}s"
+            )
         lines.append("    section runbook estimate")
         at = 0
         for n, s in enumerate(self.steps):
@@ -211,13 +247,19 @@ class Report:
         return "\n".join(lines)
 
     def markdown(self, picture: str | None = None) -> str:
-        lines = [f"# {self.title}", "", f"| step | {self.measured} | runbook estimate | detail |",
-                 "|---|---:|---|---|"]
+        lines = [
+            f"# {self.title}",
+            "",
+            f"| step | {self.measured} | runbook estimate | detail |",
+            "|---|---:|---|---|",
+        ]
         for s in self.steps:
             book, why = RUNBOOK.get(s.name, (None, ""))
-            lines.append(f"| {s.name} | {hms(s.seconds)} | "
-                         f"{f'{hms(book)} ({why})' if book else why or '-'} | "
-                         f"{'' if s.ok else '**FAILED** '}{s.detail} |")
+            lines.append(
+                f"| {s.name} | {hms(s.seconds)} | "
+                f"{f'{hms(book)} ({why})' if book else why or '-'} | "
+                f"{'' if s.ok else '**FAILED** '}{s.detail} |"
+            )
         low, high = RUNBOOK_TOTAL
         lines.append(f"| **total** | **{hms(self.total)}** | {hms(low)}–{hms(high)} | |")
         lines += ["", *(f"- **{label}**: {shown}" for label, shown in self._extras())]
@@ -235,37 +277,45 @@ class Report:
         def x(seconds: float) -> float:
             return left + width * (math.log10(max(seconds, 1)) - lo) / (hi - lo)
 
-        rows = [*((s.name, s.seconds, RUNBOOK.get(s.name, (None,))[0], None)
-                  for s in self.steps),
-                ("total", self.total, RUNBOOK_TOTAL[0], RUNBOOK_TOTAL[1])]
+        rows = [
+            *((s.name, s.seconds, RUNBOOK.get(s.name, (None,))[0], None) for s in self.steps),
+            ("total", self.total, RUNBOOK_TOTAL[0], RUNBOOK_TOTAL[1]),
+        ]
         height = top + row * len(rows) + 50
-        out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" '
-               f'height="{height}" font-family="sans-serif" font-size="12">',
-               '<rect width="100%" height="100%" fill="white"/>',
-               f'<text x="{left}" y="20" font-size="14" font-weight="bold">'
-               f'{escape(self.title)}</text>',
-               f'<rect x="{left}" y="28" width="12" height="10" fill="#2b7bb9"/>'
-               f'<text x="{left + 16}" y="37">{self.measured}</text>'
-               f'<rect x="{left + 130}" y="28" width="12" height="10" fill="#c9c9c9"/>'
-               f'<text x="{left + 146}" y="37">runbook estimate</text>'
-               f'<text x="{left + width}" y="{height - 8}" text-anchor="end" fill="#666">'
-               'h:mm:ss, log scale</text>']
+        out = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" '
+            f'height="{height}" font-family="sans-serif" font-size="12">',
+            '<rect width="100%" height="100%" fill="white"/>',
+            f'<text x="{left}" y="20" font-size="14" font-weight="bold">'
+            f"{escape(self.title)}</text>",
+            f'<rect x="{left}" y="28" width="12" height="10" fill="#2b7bb9"/>'
+            f'<text x="{left + 16}" y="37">{self.measured}</text>'
+            f'<rect x="{left + 130}" y="28" width="12" height="10" fill="#c9c9c9"/>'
+            f'<text x="{left + 146}" y="37">runbook estimate</text>'
+            f'<text x="{left + width}" y="{height - 8}" text-anchor="end" fill="#666">'
+            "h:mm:ss, log scale</text>",
+        ]
         for tick, label in ticks:
-            out.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
-                       f'y2="{height - 40}" stroke="#e4e4e4"/>'
-                       f'<text x="{x(tick):.1f}" y="{height - 26}" text-anchor="middle">'
-                       f'{label}</text>')
+            out.append(
+                f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
+                f'y2="{height - 40}" stroke="#e4e4e4"/>'
+                f'<text x="{x(tick):.1f}" y="{height - 26}" text-anchor="middle">'
+                f"{label}</text>"
+            )
         for n, (name, seconds, book, upto) in enumerate(rows):
             y = top + n * row
-            out.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{escape(name)}'
-                       '</text>')
-            out.append(f'<rect x="{left}" y="{y + 4}" width="{x(seconds) - left:.1f}" '
-                       f'height="14" fill="#2b7bb9"/><text x="{x(seconds) + 4:.1f}" '
-                       f'y="{y + 15}">{hms(seconds)}</text>')
+            out.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{escape(name)}</text>')
+            out.append(
+                f'<rect x="{left}" y="{y + 4}" width="{x(seconds) - left:.1f}" '
+                f'height="14" fill="#2b7bb9"/><text x="{x(seconds) + 4:.1f}" '
+                f'y="{y + 15}">{hms(seconds)}</text>'
+            )
             if book:
-                out.append(f'<rect x="{left}" y="{y + 20}" width="{x(book) - left:.1f}" '
-                           f'height="14" fill="#c9c9c9"/><text x="{x(book) + 4:.1f}" '
-                           f'y="{y + 31}">{hms(book)}{"-" + hms(upto) if upto else ""}</text>')
+                out.append(
+                    f'<rect x="{left}" y="{y + 20}" width="{x(book) - left:.1f}" '
+                    f'height="14" fill="#c9c9c9"/><text x="{x(book) + 4:.1f}" '
+                    f'y="{y + 31}">{hms(book)}{"-" + hms(upto) if upto else ""}</text>'
+                )
         out.append("</svg>")
         return "\n".join(out) + "\n"
 

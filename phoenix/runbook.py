@@ -22,13 +22,13 @@ TOTAL_MINUTES = (4 * 60, 8 * 60)  # "TOTAL ESTIMATED RECOVERY TIME: 4-8 hours"
 
 @dataclass(frozen=True)
 class Step:
-    key: str                   # validation names its checks after it: test_<key>_…
-    title: str                 # the runbook's heading, or what the row adds to it
-    minutes: int | None        # the runbook's estimate; None where it gives none
-    says: str                  # the runbook's words for that estimate
-    phase: str                 # the part of `phoenix recover` that does it (PHASES)
-    tasks: tuple[str, ...]     # modules of tasks/ that do it
-    checks: tuple[str, ...]    # modules of checks/ that prove it on the host
+    key: str  # validation names its checks after it: test_<key>_…
+    title: str  # the runbook's heading, or what the row adds to it
+    minutes: int | None  # the runbook's estimate; None where it gives none
+    says: str  # the runbook's words for that estimate
+    phase: str  # the part of `phoenix recover` that does it (PHASES)
+    tasks: tuple[str, ...]  # modules of tasks/ that do it
+    checks: tuple[str, ...]  # modules of checks/ that prove it on the host
     operator: tuple[str, ...] = ()  # modules of phoenix/ that do it from the operator's side
 
     @property
@@ -38,38 +38,133 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("step1", "Provision Replacement VPS", None, "no estimate given", "provision",
-         (), (), ("provision.droplet", "provision.do")),
-    Step("step2", "Install Base Dependencies", 15, "15 min", "deploy",
-         ("base", "layout"), ("base", "layout"), ("recover",)),
-    Step("step3", "Deploy timmy-config Repository", 5, "5 min", "deploy",
-         ("timmy_config",), ("timmy_config",), ("recover",)),
-    Step("step4", "Restore Gitea Data from Backup", 20, "20 min", "deploy",
-         ("gitea", "restore", "https"), ("gitea", "restore", "https"),
-         ("recover", "backup.sources", "backup.importers", "forge.appini")),
-    Step("step5", "Restore FastAPI / Backend Services", 10, "10 min", "deploy",
-         ("hermes", "backend"), ("hermes", "backend"), ("recover",)),
-    Step("step6", "Deploy Wizard Houses via Ansible", 15, "15 min", "deploy",
-         ("wizards", "cron"), ("wizards", "cron"), ("recover",)),
+    Step(
+        "step1",
+        "Provision Replacement VPS",
+        None,
+        "no estimate given",
+        "provision",
+        (),
+        (),
+        ("provision.droplet", "provision.do"),
+    ),
+    Step(
+        "step2",
+        "Install Base Dependencies",
+        15,
+        "15 min",
+        "deploy",
+        ("base", "layout"),
+        ("base", "layout"),
+        ("recover",),
+    ),
+    Step(
+        "step3",
+        "Deploy timmy-config Repository",
+        5,
+        "5 min",
+        "deploy",
+        ("timmy_config",),
+        ("timmy_config",),
+        ("recover",),
+    ),
+    Step(
+        "step4",
+        "Restore Gitea Data from Backup",
+        20,
+        "20 min",
+        "deploy",
+        ("gitea", "restore", "https"),
+        ("gitea", "restore", "https"),
+        ("recover", "backup.sources", "backup.importers", "forge.appini"),
+    ),
+    Step(
+        "step5",
+        "Restore FastAPI / Backend Services",
+        10,
+        "10 min",
+        "deploy",
+        ("hermes", "backend"),
+        ("hermes", "backend"),
+        ("recover",),
+    ),
+    Step(
+        "step6",
+        "Deploy Wizard Houses via Ansible",
+        15,
+        "15 min",
+        "deploy",
+        ("wizards", "cron"),
+        ("wizards", "cron"),
+        ("recover",),
+    ),
     # Its checks (heartbeats, the fleet-health report) sit beside the wizards' and cron's.
-    Step("step7", "Verify Fleet Health", None, "no estimate given", "validate", (), (),
-         ("validate",)),
-    Step("step8", "Update DNS", 20, "5 min + ~15 min propagation", "cutover",
-         (), ("dns",), ("cutover.traffic", "cutover.dns", "cutover.primary")),
-    Step("step9", "Post-Recovery Validation", 15, "checks after a 15 min wait", "validate",
-         (), ("api",), ("validate", "cutover.after", "forge.tls")),
+    Step(
+        "step7", "Verify Fleet Health", None, "no estimate given", "validate", (), (), ("validate",)
+    ),
+    Step(
+        "step8",
+        "Update DNS",
+        20,
+        "5 min + ~15 min propagation",
+        "cutover",
+        (),
+        ("dns",),
+        ("cutover.traffic", "cutover.dns", "cutover.primary"),
+    ),
+    Step(
+        "step9",
+        "Post-Recovery Validation",
+        15,
+        "checks after a 15 min wait",
+        "validate",
+        (),
+        ("api",),
+        ("validate", "cutover.after", "forge.tls"),
+    ),
     # What the runbook leaves out or names only as a mitigation.
-    Step("security", "Security baseline (not in the runbook)", None, "", "deploy",
-         ("ssh", "firewall", "hardening"), ("ssh", "firewall", "hardening"), ("recover",)),
-    Step("backups", "Offsite backups (Mitigation 1)", None, "", "deploy",
-         ("backups", "litestream"), ("backups", "litestream"),
-         ("backup.cli", "backup.store", "backup.snapshots", "backup.replication")),
-    Step("standby", "One primary, warm standby (Mitigation 3)", None, "", "deploy",
-         ("role", "standby"), ("role", "standby"), ("cutover.primary",)),
+    Step(
+        "security",
+        "Security baseline (not in the runbook)",
+        None,
+        "",
+        "deploy",
+        ("ssh", "firewall", "hardening"),
+        ("ssh", "firewall", "hardening"),
+        ("recover",),
+    ),
+    Step(
+        "backups",
+        "Offsite backups (Mitigation 1)",
+        None,
+        "",
+        "deploy",
+        ("backups", "litestream"),
+        ("backups", "litestream"),
+        ("backup.cli", "backup.store", "backup.snapshots", "backup.replication"),
+    ),
+    Step(
+        "standby",
+        "One primary, warm standby (Mitigation 3)",
+        None,
+        "",
+        "deploy",
+        ("role", "standby"),
+        ("role", "standby"),
+        ("cutover.primary",),
+    ),
 )
 # `phoenix adopt` (adopt.py, not a recovery step): the backup job on the forge of today.
-ADOPT = Step("adopt", "Back up the forge that runs today", None, "", "adopt",
-             ("adopt",), ("backups",), ("forge.adopt", "forge.discover"))
+ADOPT = Step(
+    "adopt",
+    "Back up the forge that runs today",
+    None,
+    "",
+    "adopt",
+    ("adopt",),
+    ("backups",),
+    ("forge.adopt", "forge.discover"),
+)
 # The https phase is the first check of step 9, after the cutover, through DNS.
 HTTPS_SAYS = "step 9.1: curl -I https://forge/api/v1/version, HTTP/2 200"
 # The runbook never backs the new forge up: its next backup is whenever cron runs.

@@ -28,11 +28,15 @@ def read_secret(name: str, *, folder: str | None = None) -> str:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise NotConfigured(f"secret {name} is missing: set PHOENIX_{name.upper()} or write it "
-                            f"to {path} (mode 0600)") from None
+        raise NotConfigured(
+            f"secret {name} is missing: set PHOENIX_{name.upper()} or write it "
+            f"to {path} (mode 0600)"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise NotConfigured(f"secret file {path} is readable by others (mode "
-                            f"{stat.S_IMODE(mode):04o}); chmod 600 it")
+        raise NotConfigured(
+            f"secret file {path} is readable by others (mode "
+            f"{stat.S_IMODE(mode):04o}); chmod 600 it"
+        )
     value = path.read_text().strip()
     if not value:
         raise NotConfigured(f"secret file {path} is empty")

@@ -42,8 +42,10 @@ def project() -> Path:
     if named:
         folder = Path(named).expanduser().resolve()
         if not _is_project(folder):
-            raise NotConfigured(f"{folder} is not a Phoenix project folder (no deploy.py and "
-                                "group_data/all.py); check --project / PHOENIX_PROJECT")
+            raise NotConfigured(
+                f"{folder} is not a Phoenix project folder (no deploy.py and "
+                "group_data/all.py); check --project / PHOENIX_PROJECT"
+            )
         return folder
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
@@ -52,8 +54,10 @@ def project() -> Path:
     checkout = Path(__file__).resolve().parents[1]  # an editable install or a PYTHONPATH
     if _is_project(checkout):
         return checkout
-    raise NotConfigured(f"no Phoenix project folder at or above {here}: cd into your clone "
-                        "(deploy.py, group_data/) or name it with --project / PHOENIX_PROJECT")
+    raise NotConfigured(
+        f"no Phoenix project folder at or above {here}: cd into your clone "
+        "(deploy.py, group_data/) or name it with --project / PHOENIX_PROJECT"
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -65,8 +69,11 @@ def __getattr__(name: str) -> Any:
 
 
 def _public(namespace: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and not isinstance(v, types.ModuleType)}
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and not isinstance(v, types.ModuleType)
+    }
 
 
 def env_name(env: str | None = None) -> str | None:
@@ -94,8 +101,9 @@ def _group_file(name: str) -> dict[str, Any]:
     try:
         return _public(runpy.run_path(str(path)))
     except FileNotFoundError as exc:
-        raise NotConfigured(f"settings for {name!r} need {exc.filename}; "
-                            "is the lab up (`phoenix lab up`)?") from None
+        raise NotConfigured(
+            f"settings for {name!r} need {exc.filename}; is the lab up (`phoenix lab up`)?"
+        ) from None
 
 
 def load(env: str | None = None, *, role: str | None = None) -> dict[str, Any]:
@@ -105,8 +113,9 @@ def load(env: str | None = None, *, role: str | None = None) -> dict[str, Any]:
     group_data = project() / "group_data"
     name = env_name(env)
     if name and not (group_data / f"{name}.py").exists():
-        raise NotConfigured(f"no settings for environment {name!r} "
-                            f"({group_data / f'{name}.py'} is missing)")
+        raise NotConfigured(
+            f"no settings for environment {name!r} ({group_data / f'{name}.py'} is missing)"
+        )
     data: dict[str, Any] = {}
     for group in groups(env, role):
         if group == "all" or (group_data / f"{group}.py").exists():

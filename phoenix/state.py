@@ -37,8 +37,18 @@ CUTOVER_FILE = "/var/lib/phoenix/cutover"
 BACKUP_TIMERS = ("phoenix-backup", "phoenix-backup-repositories")
 STANDBY_TIMER = "phoenix-standby-refresh"
 # What belongs to one droplet: dropped (kept in history) when the next attempt begins.
-PER_DROPLET = ("droplet", "attempt", "validation", "dns_saved", "reserved_ip_saved",
-               "cutover", "promoted", "fenced", "host_key", "rolled_back")
+PER_DROPLET = (
+    "droplet",
+    "attempt",
+    "validation",
+    "dns_saved",
+    "reserved_ip_saved",
+    "cutover",
+    "promoted",
+    "fenced",
+    "host_key",
+    "rolled_back",
+)
 
 _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth): reentrant in-process
 
@@ -71,11 +81,15 @@ class State:
         try:
             data = json.loads(self.path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PhoenixError(f"the state file {self.path} is not valid JSON ({exc}); move it "
-                               "aside and look at it before running again") from None
+            raise PhoenixError(
+                f"the state file {self.path} is not valid JSON ({exc}); move it "
+                "aside and look at it before running again"
+            ) from None
         if not isinstance(data, dict):
-            raise PhoenixError(f"the state file {self.path} does not hold a JSON object; move "
-                               "it aside and look at it before running again")
+            raise PhoenixError(
+                f"the state file {self.path} does not hold a JSON object; move "
+                "it aside and look at it before running again"
+            )
         self.data = data
 
     @contextmanager
@@ -90,9 +104,10 @@ class State:
             except BlockingIOError:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise PhoenixError(f"another phoenix command (pid {holder}) is using the "
-                                   f"{self.role} state {self.path}; wait for it to finish"
-                                   ) from None
+                raise PhoenixError(
+                    f"another phoenix command (pid {holder}) is using the "
+                    f"{self.role} state {self.path}; wait for it to finish"
+                ) from None
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
         _held[self.lock_path] = (fd, depth + 1)

@@ -28,7 +28,7 @@ from phoenix.settings import REPO, load
 from phoenix.sshconf import Target, ssh_command, ssh_config
 
 ALIAS = "phoenix-target"  # the Host of the generated ssh_config; testinfra sees only this
-PYTEST_TIMEOUT = 900      # seconds for the whole suite
+PYTEST_TIMEOUT = 900  # seconds for the whole suite
 
 # Test names start with the step they prove: test_step4_…, test_security_….
 STEPS = {row.key: row.title for row in runbook.STEPS}
@@ -37,9 +37,9 @@ STEP_OF = re.compile(rf"^test_({'|'.join(map(re.escape, STEPS))})_")
 
 @dataclass
 class Check:
-    name: str            # the test's name, without the host part of its id
-    status: str          # "passed", "failed" or "skipped"
-    message: str = ""    # why it failed or was skipped, in the test's own words
+    name: str  # the test's name, without the host part of its id
+    status: str  # "passed", "failed" or "skipped"
+    message: str = ""  # why it failed or was skipped, in the test's own words
 
 
 @dataclass
@@ -55,8 +55,11 @@ class StepResult:
         return "passed" if "passed" in states else "skipped"
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "status": self.status,
-                "checks": [vars(c) for c in self.checks]}
+        return {
+            "title": self.title,
+            "status": self.status,
+            "checks": [vars(c) for c in self.checks],
+        }
 
 
 @dataclass
@@ -69,18 +72,27 @@ class ValidationResult:
     duration: float
 
     def to_dict(self) -> dict:
-        return {"host": self.host, "passed": self.passed, "counts": self.counts,
-                "junit": str(self.junit), "duration_seconds": round(self.duration, 1),
-                "steps": {key: step.to_dict() for key, step in self.steps.items()}}
+        return {
+            "host": self.host,
+            "passed": self.passed,
+            "counts": self.counts,
+            "junit": str(self.junit),
+            "duration_seconds": round(self.duration, 1),
+            "steps": {key: step.to_dict() for key, step in self.steps.items()},
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def render(self) -> str:
         c = self.counts
-        lines = [(f"validation of {self.host}: {'PASSED' if self.passed else 'FAILED'} "
-                  f"({c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped "
-                  f"in {self.duration:.1f} s)")]
+        lines = [
+            (
+                f"validation of {self.host}: {'PASSED' if self.passed else 'FAILED'} "
+                f"({c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped "
+                f"in {self.duration:.1f} s)"
+            )
+        ]
         width = max((len(step.title) for step in self.steps.values()), default=0)
         for key, step in self.steps.items():
             label = runbook.step(key).label if key in STEPS else key
@@ -148,29 +160,44 @@ def check_reachable(target: Target) -> None:
     here in seconds, with the reason, before pytest starts."""
     where = f"{target.user}@{target.host}:{target.port}"
     try:
-        proc = subprocess.run(ssh_command(target, "true"), check=False, capture_output=True,
-                              text=True, timeout=target.connect_timeout + 10,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ssh_command(target, "true"),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=target.connect_timeout + 10,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
-        raise PhoenixError(f"{where} did not answer SSH within {target.connect_timeout + 10} s; "
-                           "is the droplet up, and is this its address?") from None
+        raise PhoenixError(
+            f"{where} did not answer SSH within {target.connect_timeout + 10} s; "
+            "is the droplet up, and is this its address?"
+        ) from None
     if proc.returncode == 0:
         return
     said = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-    if "Host key verification failed" in proc.stderr or "IDENTIFICATION HAS CHANGED" in \
-            proc.stderr:
-        raise PhoenixError(f"{where} answered with a host key that is not the one pinned in "
-                           f"{target.known_hosts} (or that file pins none); refusing to "
-                           "validate it")
+    if "Host key verification failed" in proc.stderr or "IDENTIFICATION HAS CHANGED" in proc.stderr:
+        raise PhoenixError(
+            f"{where} answered with a host key that is not the one pinned in "
+            f"{target.known_hosts} (or that file pins none); refusing to "
+            "validate it"
+        )
     if "Permission denied" in proc.stderr:
         raise PhoenixError(f"{where} refused the key {target.key} ({said})")
-    raise PhoenixError(f"cannot reach {where} over SSH ({said}); is the droplet up, and is "
-                       "this its address? (`phoenix provision`, or PHOENIX_HOST)")
+    raise PhoenixError(
+        f"cannot reach {where} over SSH ({said}); is the droplet up, and is "
+        "this its address? (`phoenix provision`, or PHOENIX_HOST)"
+    )
 
 
-def run_validation(*, target: Target, settings_env: str | None, junit: Path,
-                   extra_args: Sequence[str] = (), role: str | None = None
-                   ) -> ValidationResult:
+def run_validation(
+    *,
+    target: Target,
+    settings_env: str | None,
+    junit: Path,
+    extra_args: Sequence[str] = (),
+    role: str | None = None,
+) -> ValidationResult:
     """Run the checks/ suite against `target` and summarise it per runbook step.
 
     How the CLI uses it (`phoenix validate` in phoenix/cli.py):
@@ -195,29 +222,63 @@ def run_validation(*, target: Target, settings_env: str | None, junit: Path,
         # One connection for the whole suite (testinfra asks for ControlMaster=auto itself);
         # the master is closed below, with the folder holding its socket.
         config.write_text(ssh_config(target, alias=ALIAS) + f"  ControlPath {tmp}/cm-%C\n")
-        cmd = [sys.executable, "-m", "pytest", *runbook.check_files(), f"--hosts=ssh://{ALIAS}",
-               f"--ssh-config={config}", f"--junitxml={junit}", "-p", "no:cacheprovider",
-               "-q", *extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *runbook.check_files(),
+            f"--hosts=ssh://{ALIAS}",
+            f"--ssh-config={config}",
+            f"--junitxml={junit}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *extra_args,
+        ]
         with open(log, "w") as out:
             try:
-                proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      timeout=PYTEST_TIMEOUT)
+                proc = subprocess.run(
+                    cmd,
+                    check=False,
+                    cwd=REPO,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=PYTEST_TIMEOUT,
+                )
             except subprocess.TimeoutExpired:
-                raise PhoenixError(f"the validation suite did not finish in {PYTEST_TIMEOUT} s "
-                                   f"on {target.host}; see {log}") from None
+                raise PhoenixError(
+                    f"the validation suite did not finish in {PYTEST_TIMEOUT} s "
+                    f"on {target.host}; see {log}"
+                ) from None
             finally:
-                subprocess.run(["ssh", "-F", str(config), "-O", "exit", ALIAS], check=False,
-                               capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+                subprocess.run(
+                    ["ssh", "-F", str(config), "-O", "exit", ALIAS],
+                    check=False,
+                    capture_output=True,
+                    timeout=10,
+                    stdin=subprocess.DEVNULL,
+                )
     duration = time.monotonic() - started
     if proc.returncode not in (0, 1, 5) or not junit.exists():
         tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-8:])
-        raise PhoenixError(f"the validation suite could not run (pytest exit "
-                           f"{proc.returncode}); last lines of {log}:\n{tail}")
+        raise PhoenixError(
+            f"the validation suite could not run (pytest exit "
+            f"{proc.returncode}); last lines of {log}:\n{tail}"
+        )
     checks = parse_junit(junit)
-    counts = {status: sum(c.status == status for c in checks)
-              for status in ("passed", "failed", "skipped")}
+    counts = {
+        status: sum(c.status == status for c in checks)
+        for status in ("passed", "failed", "skipped")
+    }
     counts["total"] = len(checks)
     passed = proc.returncode == 0 and counts["failed"] == 0 and counts["passed"] > 0
-    return ValidationResult(host=target.host, passed=passed, steps=summarise(checks),
-                            counts=counts, junit=junit, duration=duration)
+    return ValidationResult(
+        host=target.host,
+        passed=passed,
+        steps=summarise(checks),
+        counts=counts,
+        junit=junit,
+        duration=duration,
+    )

@@ -36,16 +36,26 @@ def _owner_and_mode(dest: str, user: str, group: str, mode: str):
 
 
 @operation()
-def verified_file(src: str, dest: str, sha256: str, *, staging_dir: str, setting: str,
-                  user: str = "root", group: str = "root", mode: str = "0644"):
+def verified_file(
+    src: str,
+    dest: str,
+    sha256: str,
+    *,
+    staging_dir: str,
+    setting: str,
+    user: str = "root",
+    group: str = "root",
+    mode: str = "0644",
+):
     """
     Install the file at URL `src` as `dest` once its sha256 is `sha256`; on a mismatch stop
     and leave `dest` as it was. `setting` names the pinned sum in the error.
     """
     sha256 = str(sha256).strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise OperationValueError(f"{setting} is not a sha256 (64 hex digits): set it to the "
-                                  f"published sha256 of {src}")
+        raise OperationValueError(
+            f"{setting} is not a sha256 (64 hex digits): set it to the published sha256 of {src}"
+        )
     if host.get_fact(Sha256File, path=dest) == sha256:
         commands = list(_owner_and_mode(dest, user, group, mode))
         if not commands:
@@ -54,17 +64,48 @@ def verified_file(src: str, dest: str, sha256: str, *, staging_dir: str, setting
         return
     staged = posixpath.join(staging_dir, f"{posixpath.basename(dest)}.{sha256[:12]}.part")
     fresh = f"{dest}.phoenix-new"
-    refusal = (f"{setting} mismatch: {src} does not have sha256 {sha256}; {dest} was left as "
-               f"it was (check the URL and the pinned sum). The download's sha256 is")
+    refusal = (
+        f"{setting} mismatch: {src} does not have sha256 {sha256}; {dest} was left as "
+        f"it was (check the URL and the pinned sum). The download's sha256 is"
+    )
     yield StringCommand("install", "-d", "-m", "0700", QuoteString(staging_dir))
-    yield StringCommand("curl", "-fsSL", "--retry", "3", "-o", QuoteString(staged),
-                        QuoteString(src))
-    yield StringCommand("got=$(sha256sum", QuoteString(staged), "| cut -d' ' -f1);",
-                        "if", "[", '"$got"', "!=", sha256, "];", "then",
-                        "rm", "-f", QuoteString(staged), ";",
-                        "echo", QuoteString(refusal), '"$got"', ">&2;", "exit", "1;", "fi")
-    yield StringCommand("install", "-o", QuoteString(user), "-g", QuoteString(group),
-                        "-m", mode, QuoteString(staged), QuoteString(fresh))
+    yield StringCommand(
+        "curl", "-fsSL", "--retry", "3", "-o", QuoteString(staged), QuoteString(src)
+    )
+    yield StringCommand(
+        "got=$(sha256sum",
+        QuoteString(staged),
+        "| cut -d' ' -f1);",
+        "if",
+        "[",
+        '"$got"',
+        "!=",
+        sha256,
+        "];",
+        "then",
+        "rm",
+        "-f",
+        QuoteString(staged),
+        ";",
+        "echo",
+        QuoteString(refusal),
+        '"$got"',
+        ">&2;",
+        "exit",
+        "1;",
+        "fi",
+    )
+    yield StringCommand(
+        "install",
+        "-o",
+        QuoteString(user),
+        "-g",
+        QuoteString(group),
+        "-m",
+        mode,
+        QuoteString(staged),
+        QuoteString(fresh),
+    )
     yield StringCommand("mv", "-f", QuoteString(fresh), QuoteString(dest))
     yield StringCommand("rm", "-f", QuoteString(staged))
 

@@ -38,8 +38,9 @@ def _stack(context: int = 1) -> list[tuple]:
 
 def _frameinfo(frame, context: int = 1) -> inspect.Traceback:
     """inspect.getframeinfo(frame) with its file name and line number only."""
-    return inspect.Traceback(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name,
-                             None, None)
+    return inspect.Traceback(
+        frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, None, None
+    )
 
 
 def no_delay(host) -> bool:

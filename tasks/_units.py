@@ -42,13 +42,22 @@ def reload_units(what: str, units: Sequence[str], unit_files: Sequence[Operation
     changed = _changed(unit_files)
     systemd.daemon_reload(
         name=f"Reload systemd for the changed {what}",
-        _if=lambda: changed() and host.get_fact(NeedDaemonReload, units=tuple(units)))
+        _if=lambda: changed() and host.get_fact(NeedDaemonReload, units=tuple(units)),
+    )
 
 
-def run_unit(unit: str, *, files: Sequence[OperationMeta], also: Sequence[str] = (),
-             restart_for: Sequence[OperationMeta] = (), running: bool = True,
-             what: str | None = None, running_name: str | None = None,
-             restart_name: str | None = None, together: bool = False) -> OperationMeta | None:
+def run_unit(
+    unit: str,
+    *,
+    files: Sequence[OperationMeta],
+    also: Sequence[str] = (),
+    restart_for: Sequence[OperationMeta] = (),
+    running: bool = True,
+    what: str | None = None,
+    running_name: str | None = None,
+    restart_name: str | None = None,
+    together: bool = False,
+) -> OperationMeta | None:
     """`unit` (full name) after its `files` (its unit file and drop-ins, and those of the units
     in `also`, e.g. a timer's service) were written: systemd reloaded if it runs an older copy,
     `unit` running and enabled (`running=False`: stopped and disabled), and, when running,
@@ -61,13 +70,22 @@ def run_unit(unit: str, *, files: Sequence[OperationMeta], also: Sequence[str] =
         _TOGETHER.setdefault(host.name, []).append((unit, _changed(restart_for), restart_name))
         return None
     if not running:
-        return systemd.service(name=running_name or f"Ensure {unit} is stopped and disabled",
-                               service=unit, running=False, enabled=False)
-    started = units_running(name=running_name or f"Ensure {unit} is running and enabled",
-                            units=[unit])
+        return systemd.service(
+            name=running_name or f"Ensure {unit} is stopped and disabled",
+            service=unit,
+            running=False,
+            enabled=False,
+        )
+    started = units_running(
+        name=running_name or f"Ensure {unit} is running and enabled", units=[unit]
+    )
     if restart_for:
-        systemd.service(name=restart_name, service=unit, restarted=True,
-                        _if=_restart_due(unit, [unit], _changed(restart_for)))
+        systemd.service(
+            name=restart_name,
+            service=unit,
+            restarted=True,
+            _if=_restart_due(unit, [unit], _changed(restart_for)),
+        )
     return started
 
 
@@ -86,8 +104,9 @@ def units_running(units: list[str]):
     if down:
         yield StringCommand("systemctl", "start", *(QuoteString(unit) for unit in down))
     if off:
-        yield StringCommand("systemctl", "enable", "--no-reload",
-                            *(QuoteString(unit) for unit in off))
+        yield StringCommand(
+            "systemctl", "enable", "--no-reload", *(QuoteString(unit) for unit in off)
+        )
     if not down and not off:
         host.noop(f"{', '.join(units)}: running and enabled")
 
@@ -101,8 +120,9 @@ def start_together(what: str) -> None:
     units = [unit for unit, _, _ in pending]
     units_running(name=f"Ensure {what} are running and enabled (started together)", units=units)
     for unit, changed, restart_name in pending:
-        systemd.service(name=restart_name, service=unit, restarted=True,
-                        _if=_restart_due(unit, units, changed))
+        systemd.service(
+            name=restart_name, service=unit, restarted=True, _if=_restart_due(unit, units, changed)
+        )
 
 
 def _restart_due(unit: str, units: list[str], changed: Callable[[], bool]) -> Callable[[], bool]:

@@ -27,8 +27,9 @@ def discover() -> GiteaInstall:
         config = config_path(unit) if unit else None
         lines = host.get_fact(FileContents, path=config) if config else None
         version = host.get_fact(GiteaVersion, binary=unit["argv"][0]) if unit else None
-        return describe(unit, "\n".join(lines) if lines is not None else None,
-                        version=version, unit_name=name)
+        return describe(
+            unit, "\n".join(lines) if lines is not None else None, version=version, unit_name=name
+        )
     except PhoenixError as exc:
         raise DeployError(f"{host.name}: {exc}") from None
 
@@ -36,11 +37,15 @@ def discover() -> GiteaInstall:
 @deploy("Adopt the running forge: its backup job, nothing else")
 def adopt_forge() -> None:
     if not host.data.backup_repository:
-        raise DeployError("backup_repository is not set: adopting a forge means backing it up; "
-                          "say where the offsite restic repository is (group_data)")
-    wait_for_boot()   # a fact: it waits for cloud-init and the dpkg lock, and changes nothing
+        raise DeployError(
+            "backup_repository is not set: adopting a forge means backing it up; "
+            "say where the offsite restic repository is (group_data)"
+        )
+    wait_for_boot()  # a fact: it waits for cloud-init and the dpkg lock, and changes nothing
     forge = discover()
     if forge.outside_data:
-        host.noop("storage outside the data folder is saved below files/ of each snapshot: "
-                  + ", ".join(forge.outside_data))
+        host.noop(
+            "storage outside the data folder is saved below files/ of each snapshot: "
+            + ", ".join(forge.outside_data)
+        )
     configure_backups(gitea=forge.job_paths(), extra_paths=forge.outside_data)

@@ -16,5 +16,9 @@ READS = ("backend_host", "backend_house", "backend_port")
 @deploy("Run the hermes backend")
 def run_backend() -> None:
     data = host.data
-    run_house(data.backend_house, unit="hermes-backend", api_server=True,
-              description=f"the backend (API server on {data.backend_host}:{data.backend_port})")
+    run_house(
+        data.backend_house,
+        unit="hermes-backend",
+        api_server=True,
+        description=f"the backend (API server on {data.backend_host}:{data.backend_port})",
+    )

@@ -30,25 +30,54 @@ from tasks._units import run_unit
 from tasks.role import promoting, role
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("backup_cache_dir", "backup_config_dir", "backup_connect_timeout", "backup_gitea_exclude",
-         "backup_host", "backup_job_path", "backup_keep_daily", "backup_keep_hourly",
-         "backup_keep_weekly", "backup_known_hosts", "backup_paths", "backup_randomized_delay",
-         "backup_repository", "backup_schedule", "backup_skip", "backup_staging_dir",
-         "backup_status_file", "backup_tag", "backup_timeout", "backup_timer_enabled",
-         "gitea_config_dir", "gitea_db_path", "gitea_repo_root", "gitea_version", "gitea_work_dir",
-         "hermes_root", "https_state_dir", "restore_verifier_path", "secrets_dir",
-         "standby_prestage_dir", "standby_warm", "unit_hardening",
-         # the repository snapshots, and the restore's step that uses them
-         "backup_repo_staging_dir", "backup_repo_status_file", "repo_snapshot_interval",
-         "repo_snapshot_run_budget", "restore_aside_dir", "restore_newer_repositories",
-         # a snapshot dated past now + this is never the newest (prestage, newer repositories)
-         "backup_future_tolerance")
+READS = (
+    "backup_cache_dir",
+    "backup_config_dir",
+    "backup_connect_timeout",
+    "backup_gitea_exclude",
+    "backup_host",
+    "backup_job_path",
+    "backup_keep_daily",
+    "backup_keep_hourly",
+    "backup_keep_weekly",
+    "backup_known_hosts",
+    "backup_paths",
+    "backup_randomized_delay",
+    "backup_repository",
+    "backup_schedule",
+    "backup_skip",
+    "backup_staging_dir",
+    "backup_status_file",
+    "backup_tag",
+    "backup_timeout",
+    "backup_timer_enabled",
+    "gitea_config_dir",
+    "gitea_db_path",
+    "gitea_repo_root",
+    "gitea_version",
+    "gitea_work_dir",
+    "hermes_root",
+    "https_state_dir",
+    "restore_verifier_path",
+    "secrets_dir",
+    "standby_prestage_dir",
+    "standby_warm",
+    "unit_hardening",
+    # the repository snapshots, and the restore's step that uses them
+    "backup_repo_staging_dir",
+    "backup_repo_status_file",
+    "repo_snapshot_interval",
+    "repo_snapshot_run_budget",
+    "restore_aside_dir",
+    "restore_newer_repositories",
+    # a snapshot dated past now + this is never the newest (prestage, newer repositories)
+    "backup_future_tolerance",
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 FILES = REPO / "files"
-UNIT_SETTINGS = ("backup_schedule", "backup_randomized_delay", "backup_timeout",
-                 "backup_job_path")
+UNIT_SETTINGS = ("backup_schedule", "backup_randomized_delay", "backup_timeout", "backup_job_path")
 
 
 def _secret(name: str) -> str:
@@ -60,8 +89,10 @@ def _secret(name: str) -> str:
 
 def _paths() -> dict[str, str]:
     folder = host.data.backup_config_dir
-    return {name: posixpath.join(folder, name) for name in
-            ("config.json", "password", "id_backup", "known_hosts", "credentials.env")}
+    return {
+        name: posixpath.join(folder, name)
+        for name in ("config.json", "password", "id_backup", "known_hosts", "credentials.env")
+    }
 
 
 def config_path() -> str:
@@ -73,8 +104,13 @@ def write_paths() -> list[str]:
     """The only folders the job's units may write (ProtectSystem=strict): made here, since
     the sandboxed job could not create them itself."""
     data = host.data
-    return sorted({posixpath.dirname(data.backup_staging_dir.rstrip("/")),
-                   posixpath.dirname(data.backup_status_file), data.backup_cache_dir})
+    return sorted(
+        {
+            posixpath.dirname(data.backup_staging_dir.rstrip("/")),
+            posixpath.dirname(data.backup_status_file),
+            data.backup_cache_dir,
+        }
+    )
 
 
 def _database_folders(gitea: dict | None) -> list[str]:
@@ -99,28 +135,38 @@ def saved_paths(data: Any) -> list[str]:
     return paths
 
 
-def _job_config(paths: dict[str, str], gitea: dict | None = None,
-                extra_paths: list[str] | None = None) -> dict:
+def _job_config(
+    paths: dict[str, str], gitea: dict | None = None, extra_paths: list[str] | None = None
+) -> dict:
     """What files/phoenix_backup.py reads: no secret in it, only where the secrets are. `gitea`:
     where the forge keeps its files, when it is not where Phoenix puts them (an adopted one)."""
     data = host.data
     repository = data.backup_repository
     config = {
-        "repository": repository, "password_file": paths["password"],
-        "host": data.backup_host or host.get_fact(Hostname), "tag": data.backup_tag,
+        "repository": repository,
+        "password_file": paths["password"],
+        "host": data.backup_host or host.get_fact(Hostname),
+        "tag": data.backup_tag,
         "future_tolerance": data.backup_future_tolerance,
-        "keep": {"hourly": int(data.backup_keep_hourly), "daily": int(data.backup_keep_daily),
-                 "weekly": int(data.backup_keep_weekly)},
-        "gitea": gitea or {
-            "db_path": data.gitea_db_path, "repo_root": data.gitea_repo_root,
+        "keep": {
+            "hourly": int(data.backup_keep_hourly),
+            "daily": int(data.backup_keep_daily),
+            "weekly": int(data.backup_keep_weekly),
+        },
+        "gitea": gitea
+        or {
+            "db_path": data.gitea_db_path,
+            "repo_root": data.gitea_repo_root,
             "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
             "data_dir": posixpath.join(data.gitea_work_dir, "data"),
             "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
-            "version": data.gitea_version},
+            "version": data.gitea_version,
+        },
         "paths": saved_paths(data) + list(extra_paths or []),
         "skip": list(data.backup_skip),
         "staging_dir": data.backup_staging_dir,
-        "status_file": data.backup_status_file, "cache_dir": data.backup_cache_dir,
+        "status_file": data.backup_status_file,
+        "cache_dir": data.backup_cache_dir,
         # The repositories alone, every repo_snapshot_interval seconds.
         "repo_tag": store.repo_tag(data.get("backup_tag") or "phoenix"),
         "repo_staging_dir": data.backup_repo_staging_dir,
@@ -133,9 +179,12 @@ def _job_config(paths: dict[str, str], gitea: dict | None = None,
     config["gitea"] = {**config["gitea"], "exclude": list(data.backup_gitea_exclude)}
     if repository.startswith("sftp:"):
         try:
-            target = sftp_target(repository, key=Path(paths["id_backup"]),
-                                 known_hosts=Path(paths["known_hosts"]),
-                                 connect_timeout=data.backup_connect_timeout)
+            target = sftp_target(
+                repository,
+                key=Path(paths["id_backup"]),
+                known_hosts=Path(paths["known_hosts"]),
+                connect_timeout=data.backup_connect_timeout,
+            )
         except PhoenixError as exc:
             raise DeployError(str(exc)) from None
         append_only = store.append_only(data)
@@ -153,38 +202,86 @@ def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None
     paths = _paths()
     config = _job_config(paths, gitea, extra_paths)
     # On a forge Phoenix did not build (adopt), apt-daily may hold the lock: wait, as base does
-    apt.packages(name="Ensure restic is installed", packages=["restic"],
-                 extra_install_args="-o DPkg::Lock::Timeout=180")
-    files.directory(name="Ensure the backup job's folder exists, root's alone",
-                    path=data.backup_config_dir, user="root", group="root", mode="0700")
-    files.put(name="Ensure the backup job is installed", src=str(FILES / "phoenix_backup.py"),
-              dest=data.backup_job_path, user="root", group="root", mode="0755")
-    files.put(name="Ensure the backup verifier is installed",
-              src=str(FILES / "phoenix_backup_verify.py"), dest=data.restore_verifier_path,
-              user="root", group="root", mode="0755")
-    secret_file(name="Ensure the restic repository password is in place (0600)",
-                content=_secret("restic_password") + "\n", dest=paths["password"],
-                user="root", group="root", mode="0600")
+    apt.packages(
+        name="Ensure restic is installed",
+        packages=["restic"],
+        extra_install_args="-o DPkg::Lock::Timeout=180",
+    )
+    files.directory(
+        name="Ensure the backup job's folder exists, root's alone",
+        path=data.backup_config_dir,
+        user="root",
+        group="root",
+        mode="0700",
+    )
+    files.put(
+        name="Ensure the backup job is installed",
+        src=str(FILES / "phoenix_backup.py"),
+        dest=data.backup_job_path,
+        user="root",
+        group="root",
+        mode="0755",
+    )
+    files.put(
+        name="Ensure the backup verifier is installed",
+        src=str(FILES / "phoenix_backup_verify.py"),
+        dest=data.restore_verifier_path,
+        user="root",
+        group="root",
+        mode="0755",
+    )
+    secret_file(
+        name="Ensure the restic repository password is in place (0600)",
+        content=_secret("restic_password") + "\n",
+        dest=paths["password"],
+        user="root",
+        group="root",
+        mode="0600",
+    )
     if "sftp_command" in config or "rclone_program" in config:  # the store over ssh
         known = store.known_hosts_lines(data.backup_known_hosts)
         if not known:
-            raise DeployError("backup_known_hosts is empty: pin the store's host key; Phoenix "
-                              "never trusts a host key on first use")
-        secret_file(name="Ensure the forge's SSH key for the backup store is in place (0600)",
-                    content=_secret("backup_ssh_key").strip() + "\n",
-                    dest=paths["id_backup"], user="root", group="root", mode="0600")
-        files.put(name="Ensure the backup store's host key is pinned",
-                  src=io.StringIO("".join(line + "\n" for line in known)),
-                  dest=paths["known_hosts"], user="root", group="root", mode="0644")
+            raise DeployError(
+                "backup_known_hosts is empty: pin the store's host key; Phoenix "
+                "never trusts a host key on first use"
+            )
+        secret_file(
+            name="Ensure the forge's SSH key for the backup store is in place (0600)",
+            content=_secret("backup_ssh_key").strip() + "\n",
+            dest=paths["id_backup"],
+            user="root",
+            group="root",
+            mode="0600",
+        )
+        files.put(
+            name="Ensure the backup store's host key is pinned",
+            src=io.StringIO("".join(line + "\n" for line in known)),
+            dest=paths["known_hosts"],
+            user="root",
+            group="root",
+            mode="0644",
+        )
     if "credentials_file" in config:
-        content = (f"AWS_ACCESS_KEY_ID={_secret('backup_s3_access_key_id')}\n"
-                   f"AWS_SECRET_ACCESS_KEY={_secret('backup_s3_secret_access_key')}\n")
-        secret_file(name="Ensure the S3 credentials of the backup are in place (0600)",
-                    content=content, dest=paths["credentials.env"],
-                    user="root", group="root", mode="0600")
-    files.put(name="Ensure the backup job's configuration is current",
-              src=io.StringIO(json.dumps(config, indent=1, sort_keys=True) + "\n"),
-              dest=paths["config.json"], user="root", group="root", mode="0600")
+        content = (
+            f"AWS_ACCESS_KEY_ID={_secret('backup_s3_access_key_id')}\n"
+            f"AWS_SECRET_ACCESS_KEY={_secret('backup_s3_secret_access_key')}\n"
+        )
+        secret_file(
+            name="Ensure the S3 credentials of the backup are in place (0600)",
+            content=content,
+            dest=paths["credentials.env"],
+            user="root",
+            group="root",
+            mode="0600",
+        )
+    files.put(
+        name="Ensure the backup job's configuration is current",
+        src=io.StringIO(json.dumps(config, indent=1, sort_keys=True) + "\n"),
+        dest=paths["config.json"],
+        user="root",
+        group="root",
+        mode="0600",
+    )
 
 
 def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
@@ -195,18 +292,22 @@ def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
     last_trigger); inactive_exit is when the service left "inactive", i.e. started; seen on a
     lab droplet too). So the period is what phoenix.backup.replication.
     repo_snapshot_period gives: interval - budget."""
-    settings = {key: data.get(key) for key in ("repo_snapshot_interval",
-                                               "repo_snapshot_run_budget")}
+    settings = {
+        key: data.get(key) for key in ("repo_snapshot_interval", "repo_snapshot_run_budget")
+    }
     try:
         period = replication.repo_snapshot_period(settings)
     except PhoenixError as exc:
         raise DeployError(str(exc)) from None
     if period is None:
         return None
-    return (BACKUP_TIMERS[1], "repositories",
-            "Phoenix snapshot of the forge's repositories alone",
-            f"OnUnitActiveSec={period}s",
-            f"every {period} s (at most {settings['repo_snapshot_interval']} s of pushes lost)")
+    return (
+        BACKUP_TIMERS[1],
+        "repositories",
+        "Phoenix snapshot of the forge's repositories alone",
+        f"OnUnitActiveSec={period}s",
+        f"every {period} s (at most {settings['repo_snapshot_interval']} s of pushes lost)",
+    )
 
 
 @deploy("Back the forge up offsite, hourly")
@@ -227,10 +328,22 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     # "-": a forge without them (an adopted one has no Hermes) would otherwise fail the
     # unit's start (226/NAMESPACE).
     for path in write_paths():
-        files.directory(name=f"Ensure {path} exists for the backup job, root's alone",
-                        path=path, user="root", group="root", mode="0700")
-    jobs = [(BACKUP_TIMERS[0], "run", "Phoenix backup of the forge to its offsite restic "
-             "repository", f"OnCalendar={data.backup_schedule}", data.backup_schedule)]
+        files.directory(
+            name=f"Ensure {path} exists for the backup job, root's alone",
+            path=path,
+            user="root",
+            group="root",
+            mode="0700",
+        )
+    jobs = [
+        (
+            BACKUP_TIMERS[0],
+            "run",
+            "Phoenix backup of the forge to its offsite restic repository",
+            f"OnCalendar={data.backup_schedule}",
+            data.backup_schedule,
+        )
+    ]
     if (repo_job := repo_snapshot_job(data)) is not None:
         jobs.append(repo_job)
     # One primary: only the forge backs up. A recovery host's timer starts at cutover
@@ -241,30 +354,54 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
             name=f"Ensure the {unit} job's unit is current",
             src=str(TEMPLATES / "phoenix-backup.service.j2"),
             dest=f"/etc/systemd/system/{unit}.service",
-            user="root", group="root", mode="0644", config_path=config_path,
-            job_command=command, description=description,
+            user="root",
+            group="root",
+            mode="0644",
+            config_path=config_path,
+            job_command=command,
+            description=description,
             backup_write_paths=write_paths() + [f"-{path}" for path in _database_folders(gitea)],
-            unit_hardening=data.unit_hardening, **settings)
+            unit_hardening=data.unit_hardening,
+            **settings,
+        )
         timer = files.template(
             name=f"Ensure the {unit} timer's unit is current",
             src=str(TEMPLATES / "phoenix-backup.timer.j2"),
-            dest=f"/etc/systemd/system/{unit}.timer", user="root", group="root",
-            mode="0644", description=description, when=when, schedule=schedule,
-            unit=unit, accuracy=replication.REPO_TIMER_ACCURACY, **settings)
-        run_unit(f"{unit}.timer", files=[service, timer], also=[f"{unit}.service"],
-                 restart_for=[timer], running=on, what=f"{unit} units",
-                 running_name=f"Ensure {unit} runs {schedule}" if on else
-                 f"Ensure {unit} does not run yet ({role()}: not the forge)",
-                 restart_name=f"Restart the {unit} timer for its new schedule")
+            dest=f"/etc/systemd/system/{unit}.timer",
+            user="root",
+            group="root",
+            mode="0644",
+            description=description,
+            when=when,
+            schedule=schedule,
+            unit=unit,
+            accuracy=replication.REPO_TIMER_ACCURACY,
+            **settings,
+        )
+        run_unit(
+            f"{unit}.timer",
+            files=[service, timer],
+            also=[f"{unit}.service"],
+            restart_for=[timer],
+            running=on,
+            what=f"{unit} units",
+            running_name=f"Ensure {unit} runs {schedule}"
+            if on
+            else f"Ensure {unit} does not run yet ({role()}: not the forge)",
+            restart_name=f"Restart the {unit} timer for its new schedule",
+        )
     # A primary is protected from its first moment (a forge adopted or built): its first full
     # snapshot now, not at the timer's next hour, or a disaster would recover the previous
     # primary's data. A promotion's comes once users are served (phoenix recover's protect).
     if on and not promoting() and not host.get_fact(File, path=data.backup_status_file):
-        server.shell(name="Ensure this primary has a full snapshot of its own (its first)",
-                     commands=["systemctl start phoenix-backup.service"])
+        server.shell(
+            name="Ensure this primary has a full snapshot of its own (its first)",
+            commands=["systemctl start phoenix-backup.service"],
+        )
 
 
 # --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------
+
 
 def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
     """Operations that make `dest` on the host the Gitea folder of `snapshot_id`, restored by
@@ -274,9 +411,16 @@ def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
     _install_job()
     server.shell(
         name=f"Stage restic snapshot {snapshot_id[:8]} from the offsite store",
-        commands=[StringCommand(QuoteString(host.data.backup_job_path), "--config",
-                                QuoteString(_paths()["config.json"]), "restore",
-                                QuoteString(snapshot_id), QuoteString(dest))],
+        commands=[
+            StringCommand(
+                QuoteString(host.data.backup_job_path),
+                "--config",
+                QuoteString(_paths()["config.json"]),
+                "restore",
+                QuoteString(snapshot_id),
+                QuoteString(dest),
+            )
+        ],
     )
 
 
@@ -289,12 +433,23 @@ def take_newer_repositories(snapshot_id: str, state_dir: str, before: str | None
     if not data.restore_newer_repositories:
         host.noop("restore_newer_repositories is off: the full snapshot's repositories stay")
         return
-    command = [QuoteString(data.backup_job_path), "--config", QuoteString(_paths()["config.json"]),
-               "newer-repositories", QuoteString(snapshot_id), QuoteString(data.gitea_repo_root),
-               "--db", QuoteString(data.gitea_db_path), "--aside",
-               QuoteString(data.restore_aside_dir), "--report",
-               QuoteString(posixpath.join(state_dir, "repositories.json"))]
+    command = [
+        QuoteString(data.backup_job_path),
+        "--config",
+        QuoteString(_paths()["config.json"]),
+        "newer-repositories",
+        QuoteString(snapshot_id),
+        QuoteString(data.gitea_repo_root),
+        "--db",
+        QuoteString(data.gitea_db_path),
+        "--aside",
+        QuoteString(data.restore_aside_dir),
+        "--report",
+        QuoteString(posixpath.join(state_dir, "repositories.json")),
+    ]
     if before:
         command += ["--before", QuoteString(before)]
-    server.shell(name="Put the repositories of the newest repository snapshot in place",
-                 commands=[StringCommand(*command)])
+    server.shell(
+        name="Put the repositories of the newest repository snapshot in place",
+        commands=[StringCommand(*command)],
+    )

@@ -10,8 +10,13 @@ from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.operations import apt, files, server, systemd
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("base_install_recommends", "firewall_metadata_address", "firewall_metadata_denied_users",
-         "firewall_tcp_ports", "gitea_ssh_port")
+READS = (
+    "base_install_recommends",
+    "firewall_metadata_address",
+    "firewall_metadata_denied_users",
+    "firewall_tcp_ports",
+    "gitea_ssh_port",
+)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Debian's; deploy.py has the base install take them in its one apt run, and this
@@ -29,17 +34,34 @@ def firewall_host() -> None:
     # nft resolves these names when it loads the rules: the deploy runs this task after the
     # tasks that create the users (Caddy's comes with its package).
     denied = list(data.firewall_metadata_denied_users)
-    apt.packages(name="Ensure nftables is installed", packages=PACKAGES,
-                 no_recommends=not data.base_install_recommends)
+    apt.packages(
+        name="Ensure nftables is installed",
+        packages=PACKAGES,
+        no_recommends=not data.base_install_recommends,
+    )
     rules = files.template(
         name=f"Ensure the firewall drops all input but TCP {', '.join(map(str, ports))}",
-        src=str(TEMPLATES / "nftables.conf.j2"), dest=RULES, user="root", group="root",
-        mode="0644", firewall_tcp_ports=ports, firewall_metadata_denied_users=denied,
-        firewall_metadata_address=data.firewall_metadata_address)
+        src=str(TEMPLATES / "nftables.conf.j2"),
+        dest=RULES,
+        user="root",
+        group="root",
+        mode="0644",
+        firewall_tcp_ports=ports,
+        firewall_metadata_denied_users=denied,
+        firewall_metadata_address=data.firewall_metadata_address,
+    )
     server.shell(
         name="Check and load the new firewall rules",
-        commands=[StringCommand("nft", "-c", "-f", QuoteString(RULES), "&&",
-                                "nft", "-f", QuoteString(RULES))],
-        _if=rules.did_change)
-    systemd.service(name="Ensure the firewall is loaded at boot", service="nftables.service",
-                    running=True, enabled=True)
+        commands=[
+            StringCommand(
+                "nft", "-c", "-f", QuoteString(RULES), "&&", "nft", "-f", QuoteString(RULES)
+            )
+        ],
+        _if=rules.did_change,
+    )
+    systemd.service(
+        name="Ensure the firewall is loaded at boot",
+        service="nftables.service",
+        running=True,
+        enabled=True,
+    )

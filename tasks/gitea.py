@@ -22,19 +22,52 @@ from tasks._units import run_unit
 from tasks.restore import backup_app_ini
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("gitea_binary_path", "gitea_binary_url", "gitea_config_dir", "gitea_db_path",
-         "gitea_disable_registration", "gitea_domain", "gitea_group", "gitea_home",
-         "gitea_http_addr", "gitea_http_port", "gitea_log_level", "gitea_repo_root",
-         "gitea_root_url", "gitea_sha256", "gitea_sqlite_journal_mode", "gitea_ssh_port",
-         "gitea_start_requires_database", "gitea_user", "gitea_version", "gitea_work_dir",
-         "phoenix_state_dir", "secrets_dir", "unit_hardening")
+READS = (
+    "gitea_binary_path",
+    "gitea_binary_url",
+    "gitea_config_dir",
+    "gitea_db_path",
+    "gitea_disable_registration",
+    "gitea_domain",
+    "gitea_group",
+    "gitea_home",
+    "gitea_http_addr",
+    "gitea_http_port",
+    "gitea_log_level",
+    "gitea_repo_root",
+    "gitea_root_url",
+    "gitea_sha256",
+    "gitea_sqlite_journal_mode",
+    "gitea_ssh_port",
+    "gitea_start_requires_database",
+    "gitea_user",
+    "gitea_version",
+    "gitea_work_dir",
+    "phoenix_state_dir",
+    "secrets_dir",
+    "unit_hardening",
+)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-SETTINGS = ("gitea_user", "gitea_group", "gitea_home", "gitea_work_dir", "gitea_config_dir",
-            "gitea_binary_path", "gitea_db_path", "gitea_repo_root", "gitea_domain",
-            "gitea_root_url", "gitea_http_addr", "gitea_http_port", "gitea_ssh_port",
-            "gitea_log_level", "gitea_disable_registration", "gitea_start_requires_database",
-            "gitea_sqlite_journal_mode")
+SETTINGS = (
+    "gitea_user",
+    "gitea_group",
+    "gitea_home",
+    "gitea_work_dir",
+    "gitea_config_dir",
+    "gitea_binary_path",
+    "gitea_db_path",
+    "gitea_repo_root",
+    "gitea_domain",
+    "gitea_root_url",
+    "gitea_http_addr",
+    "gitea_http_port",
+    "gitea_ssh_port",
+    "gitea_log_level",
+    "gitea_disable_registration",
+    "gitea_start_requires_database",
+    "gitea_sqlite_journal_mode",
+)
 
 
 def _settings() -> dict:
@@ -58,13 +91,19 @@ def _app_ini() -> str:
     old = appini.parse(found[1]) if found else {}
     try:
         chosen = appini.resolve_identity(
-            backup=appini.identity(old), operator=_operator_secret, lfs=appini.lfs_on(old),
-            where=found[0] if found else "the backup")
+            backup=appini.identity(old),
+            operator=_operator_secret,
+            lfs=appini.lfs_on(old),
+            where=found[0] if found else "the backup",
+        )
     except PhoenixError as exc:
         raise DeployError(f"{host.name}: {exc}") from None
     text = get_template(str(TEMPLATES / "app.ini.j2")).render(
-        **_settings(), secret_key=chosen["gitea_secret_key"],
-        internal_token=chosen["gitea_internal_token"], jwt_secret=chosen["gitea_jwt_secret"])
+        **_settings(),
+        secret_key=chosen["gitea_secret_key"],
+        internal_token=chosen["gitea_internal_token"],
+        jwt_secret=chosen["gitea_jwt_secret"],
+    )
     if not old:
         return text
     merged = appini.merge(appini.parse(text), old)
@@ -80,33 +119,64 @@ def install_gitea() -> None:
     server.group(name=f"Ensure the {group} group exists", group=group, system=True)
     server.user(
         name=f"Ensure the {user} system user exists (Gitea's RUN_USER)",
-        user=user, group=group, home=data.gitea_home, shell="/bin/bash",
-        system=True, create_home=True,
+        user=user,
+        group=group,
+        home=data.gitea_home,
+        shell="/bin/bash",
+        system=True,
+        create_home=True,
     )
-    for path in (data.gitea_work_dir, *(posixpath.join(data.gitea_work_dir, sub)
-                                        for sub in ("custom", "data", "log")),
-                 data.gitea_repo_root):
-        files.directory(name=f"Ensure {path} exists, {user}'s alone",
-                        path=path, user=user, group=group, mode="0750")
-    files.directory(name=f"Ensure {data.gitea_config_dir} exists, readable by {group} only",
-                    path=data.gitea_config_dir, user="root", group=group, mode="0750")
+    for path in (
+        data.gitea_work_dir,
+        *(posixpath.join(data.gitea_work_dir, sub) for sub in ("custom", "data", "log")),
+        data.gitea_repo_root,
+    ):
+        files.directory(
+            name=f"Ensure {path} exists, {user}'s alone",
+            path=path,
+            user=user,
+            group=group,
+            mode="0750",
+        )
+    files.directory(
+        name=f"Ensure {data.gitea_config_dir} exists, readable by {group} only",
+        path=data.gitea_config_dir,
+        user="root",
+        group=group,
+        mode="0750",
+    )
 
     binary = verified_file(
         name=f"Ensure the Gitea {data.gitea_version} binary is installed, its sha256 checked",
-        src=data.gitea_binary_url, dest=data.gitea_binary_path, sha256=data.gitea_sha256,
+        src=data.gitea_binary_url,
+        dest=data.gitea_binary_path,
+        sha256=data.gitea_sha256,
         staging_dir=posixpath.join(data.phoenix_state_dir, "downloads"),
-        setting="gitea_sha256", mode="0755",
+        setting="gitea_sha256",
+        mode="0755",
     )
     app_ini = secret_file(
         name="Ensure app.ini is current (INSTALL_LOCK, the operator's secrets)",
-        content=_app_ini(), dest=posixpath.join(data.gitea_config_dir, "app.ini"),
-        user="root", group=group, mode="0640",
+        content=_app_ini(),
+        dest=posixpath.join(data.gitea_config_dir, "app.ini"),
+        user="root",
+        group=group,
+        mode="0640",
     )
     unit = files.template(
         name="Ensure the Gitea unit is current",
-        src=str(TEMPLATES / "gitea.service.j2"), dest="/etc/systemd/system/gitea.service",
-        user="root", group="root", mode="0644", **_settings(),
+        src=str(TEMPLATES / "gitea.service.j2"),
+        dest="/etc/systemd/system/gitea.service",
+        user="root",
+        group="root",
+        mode="0644",
+        **_settings(),
     )
-    run_unit("gitea.service", files=[unit], restart_for=[binary, app_ini, unit],
-             what="Gitea unit", running_name="Ensure Gitea is running and enabled",
-             restart_name="Restart Gitea for a new binary, app.ini or unit")
+    run_unit(
+        "gitea.service",
+        files=[unit],
+        restart_for=[binary, app_ini, unit],
+        what="Gitea unit",
+        running_name="Ensure Gitea is running and enabled",
+        restart_name="Restart Gitea for a new binary, app.ini or unit",
+    )

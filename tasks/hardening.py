@@ -24,20 +24,42 @@ def harden_host() -> None:
     data = host.data
     sysctls = files.put(
         name="Ensure the network sysctls of a host that routes nothing",
-        src=io.StringIO(HEADER + "".join(f"{key} = {value}\n" for key, value
-                                         in sorted(data.hardening_sysctls.items()))),
-        dest=SYSCTL, user="root", group="root", mode="0644")
-    server.shell(name="Apply the network sysctls now (systemd-sysctl does at boot)",
-                 commands=[StringCommand("sysctl", "-q", "-p", QuoteString(SYSCTL))],
-                 _if=sysctls.did_change)
+        src=io.StringIO(
+            HEADER
+            + "".join(f"{key} = {value}\n" for key, value in sorted(data.hardening_sysctls.items()))
+        ),
+        dest=SYSCTL,
+        user="root",
+        group="root",
+        mode="0644",
+    )
+    server.shell(
+        name="Apply the network sysctls now (systemd-sysctl does at boot)",
+        commands=[StringCommand("sysctl", "-q", "-p", QuoteString(SYSCTL))],
+        _if=sysctls.did_change,
+    )
     files.put(
-        name="Ensure no process leaves a core dump" if not data.hardening_core_dumps else
-        "Ensure core dumps are allowed",
+        name="Ensure no process leaves a core dump"
+        if not data.hardening_core_dumps
+        else "Ensure core dumps are allowed",
         src=io.StringIO(HEADER + ("" if data.hardening_core_dumps else "* hard core 0\n")),
-        dest=LIMITS, user="root", group="root", mode="0644")
+        dest=LIMITS,
+        user="root",
+        group="root",
+        mode="0644",
+    )
     # `install M /bin/true`: modprobe runs that instead of loading M (the CIS form lynis reads).
     files.put(
         name="Ensure unused kernel modules never load",
-        src=io.StringIO(HEADER + "".join(f"install {m} /bin/true\nblacklist {m}\n"
-                                         for m in data.hardening_blacklisted_modules)),
-        dest=MODPROBE, user="root", group="root", mode="0644")
+        src=io.StringIO(
+            HEADER
+            + "".join(
+                f"install {m} /bin/true\nblacklist {m}\n"
+                for m in data.hardening_blacklisted_modules
+            )
+        ),
+        dest=MODPROBE,
+        user="root",
+        group="root",
+        mode="0644",
+    )

@@ -26,11 +26,24 @@ from tasks._ops import pip_index_args, secret_file
 from tasks._units import run_unit
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("backend_host", "backend_port", "hermes_find_links", "hermes_hardening",
-         "hermes_index_url", "hermes_install_dir", "hermes_model_base_url",
-         "hermes_model_context_length", "hermes_model_name", "hermes_requirements", "hermes_root",
-         "hermes_tirith_enabled", "hermes_user", "hermes_version", "hermes_watchdog_seconds",
-         "secrets_dir")
+READS = (
+    "backend_host",
+    "backend_port",
+    "hermes_find_links",
+    "hermes_hardening",
+    "hermes_index_url",
+    "hermes_install_dir",
+    "hermes_model_base_url",
+    "hermes_model_context_length",
+    "hermes_model_name",
+    "hermes_requirements",
+    "hermes_root",
+    "hermes_tirith_enabled",
+    "hermes_user",
+    "hermes_version",
+    "hermes_watchdog_seconds",
+    "secrets_dir",
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -40,8 +53,10 @@ def _lock() -> Path:
     """The hash-locked requirements file (hermes_requirements; relative to the repository)."""
     path = REPO / Path(host.data.hermes_requirements).expanduser()
     if not path.is_file():
-        raise DeployError(f"hermes_requirements {path} does not exist: point it at a "
-                          "requirements file with --hash lines (files/hermes-requirements.txt)")
+        raise DeployError(
+            f"hermes_requirements {path} does not exist: point it at a "
+            "requirements file with --hash lines (files/hermes-requirements.txt)"
+        )
     return path
 
 
@@ -77,17 +92,31 @@ def _install_paths() -> tuple[str, str, str]:
     """(the lock file on the host, the virtualenv, its marker: the lock's sha256 once complete)."""
     digest = _lock_sha256()
     venv = venv_dir()
-    return (posixpath.join(host.data.hermes_install_dir, f"requirements-{digest[:16]}.txt"),
-            venv, posixpath.join(venv, ".phoenix-installed"))
+    return (
+        posixpath.join(host.data.hermes_install_dir, f"requirements-{digest[:16]}.txt"),
+        venv,
+        posixpath.join(venv, ".phoenix-installed"),
+    )
 
 
 def _lock_on_host() -> None:
     data = host.data
     lock, _, _ = _install_paths()
-    files.directory(name=f"Ensure {data.hermes_install_dir} exists",
-                    path=data.hermes_install_dir, user="root", group="root", mode="0755")
-    files.put(name="Ensure the hash-locked Hermes requirements are on the host",
-              src=str(_lock()), dest=lock, user="root", group="root", mode="0644")
+    files.directory(
+        name=f"Ensure {data.hermes_install_dir} exists",
+        path=data.hermes_install_dir,
+        user="root",
+        group="root",
+        mode="0755",
+    )
+    files.put(
+        name="Ensure the hash-locked Hermes requirements are on the host",
+        src=str(_lock()),
+        dest=lock,
+        user="root",
+        group="root",
+        mode="0644",
+    )
 
 
 def _install_command() -> str:
@@ -99,20 +128,69 @@ def _install_command() -> str:
     without its .pyc, as pip leaves it."""
     data = host.data
     lock, venv, marker = _install_paths()
-    refusal = (f"installing hermes-agent {data.hermes_version} from {lock} failed (a wheel "
-               f"missing or not matching its pinned sha256?): the running houses keep their "
-               f"virtualenv; see pip's message above")
+    refusal = (
+        f"installing hermes-agent {data.hermes_version} from {lock} failed (a wheel "
+        f"missing or not matching its pinned sha256?): the running houses keep their "
+        f"virtualenv; see pip's message above"
+    )
     q = QuoteString
     python = q(f"{venv}/bin/python")
     return StringCommand(
-        "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", "--without-pip", q(venv), "&&",
-        "python3", "-m", "pip", "--python", python, "install", "--quiet", "--isolated",
-        "--no-cache-dir", "--disable-pip-version-check", "--require-hashes",
-        "--only-binary=:all:", "--no-compile", *_index_args(), "-r", q(lock), "&&",
-        "{", python, "-m", "compileall", "-q", "-j0", q(f"{venv}/lib"), ">/dev/null", "||",
-        "true;", "}", "&&",
-        "echo", _lock_sha256(), ">", q(marker),
-        "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}",
+        "rm",
+        "-rf",
+        q(venv),
+        "&&",
+        "python3",
+        "-m",
+        "venv",
+        "--without-pip",
+        q(venv),
+        "&&",
+        "python3",
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        "--isolated",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--require-hashes",
+        "--only-binary=:all:",
+        "--no-compile",
+        *_index_args(),
+        "-r",
+        q(lock),
+        "&&",
+        "{",
+        python,
+        "-m",
+        "compileall",
+        "-q",
+        "-j0",
+        q(f"{venv}/lib"),
+        ">/dev/null",
+        "||",
+        "true;",
+        "}",
+        "&&",
+        "echo",
+        _lock_sha256(),
+        ">",
+        q(marker),
+        "||",
+        "{",
+        "rm",
+        "-rf",
+        q(venv),
+        ";",
+        "echo",
+        q(refusal),
+        ">&2;",
+        "exit",
+        "1;",
+        "}",
     ).get_raw_value()
 
 
@@ -125,9 +203,11 @@ def start_hermes_install() -> None:
     _, venv, marker = _install_paths()
     server.shell(
         name=f"Start the Hermes install into {venv} beside the package install",
-        commands=[f"systemctl -q is-active {BACKGROUND} || systemd-run --quiet --collect "
-                  f"--unit={BACKGROUND} --description='Phoenix: install Hermes Agent' "
-                  f"/bin/sh -c {shlex.quote(_install_command())}"],
+        commands=[
+            f"systemctl -q is-active {BACKGROUND} || systemd-run --quiet --collect "
+            f"--unit={BACKGROUND} --description='Phoenix: install Hermes Agent' "
+            f"/bin/sh -c {shlex.quote(_install_command())}"
+        ],
         _if=lambda: host.get_fact(Marker, path=marker) != _lock_sha256(),
     )
 
@@ -139,11 +219,20 @@ def install_hermes() -> None:
     server.group(name=f"Ensure the {user} group exists", group=user, system=True)
     server.user(
         name=f"Ensure the {user} system user exists (the backend and wizards run as it)",
-        user=user, group=user, home=data.hermes_root, shell="/usr/sbin/nologin",
-        system=True, create_home=False,
+        user=user,
+        group=user,
+        home=data.hermes_root,
+        shell="/usr/sbin/nologin",
+        system=True,
+        create_home=False,
     )
-    files.directory(name=f"Ensure {data.hermes_root} exists, {user}'s own",
-                    path=data.hermes_root, user=user, group=user, mode="0750")
+    files.directory(
+        name=f"Ensure {data.hermes_root} exists, {user}'s own",
+        path=data.hermes_root,
+        user=user,
+        group=user,
+        mode="0750",
+    )
     _lock_on_host()
     _, venv, marker = _install_paths()
     digest = _lock_sha256()
@@ -152,9 +241,11 @@ def install_hermes() -> None:
     # undone (cut off, failed, never started) is installed here, its errors shown.
     server.shell(
         name=f"Install hermes-agent {data.hermes_version} into {venv} (hashes required)",
-        commands=[f"while systemctl -q is-active {BACKGROUND}; do sleep 0.3; done; "
-                  f"[ \"$(head -n1 {shlex.quote(marker)} 2>/dev/null)\" = {digest} ] || "
-                  f"{{ {_install_command()}; }}"],
+        commands=[
+            f"while systemctl -q is-active {BACKGROUND}; do sleep 0.3; done; "
+            f'[ "$(head -n1 {shlex.quote(marker)} 2>/dev/null)" = {digest} ] || '
+            f"{{ {_install_command()}; }}"
+        ],
         _if=lambda: host.get_fact(Marker, path=marker) != digest,
     )
 
@@ -167,50 +258,86 @@ def _env_file(*, api_server: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_house(name: str, *, unit: str, description: str, api_server: bool,
-              running: bool = True) -> None:
+def run_house(
+    name: str, *, unit: str, description: str, api_server: bool, running: bool = True
+) -> None:
     """One Hermes house: its HERMES_HOME, config.yaml, .env, unit; running, enabled, and
     restarted when any of them changed (`running=False`: installed, stopped and disabled, as
     on an unpromoted standby). Started with the other houses by start_together (the last
     house's @deploy calls it: run_wizards). Call it inside a @deploy."""
     data = host.data
     user, home, venv = data.hermes_user, house_home(name), venv_dir()
-    files.directory(name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
-                    path=home, user=user, group=user, mode="0700")
+    files.directory(
+        name=f"Ensure the HERMES_HOME of {name} exists ({home}, 0700)",
+        path=home,
+        user=user,
+        group=user,
+        mode="0700",
+    )
     # A restored house comes with the old host's numeric owners; asked when it runs, after
     # the restore of this converge.
     server.shell(
         name=f"Ensure everything in the HERMES_HOME of {name} is {user}'s",
-        commands=[StringCommand("chown", "-R", "--no-dereference",
-                                QuoteString(f"{user}:{user}"), QuoteString(home))],
+        commands=[
+            StringCommand(
+                "chown", "-R", "--no-dereference", QuoteString(f"{user}:{user}"), QuoteString(home)
+            )
+        ],
         _if=lambda: host.get_fact(NotOwnedBy, path=home, user=user) is not None,
     )
     config = files.template(
         name=f"Ensure the Hermes config.yaml of {name} is current",
-        src=str(TEMPLATES / "hermes-config.yaml.j2"), dest=posixpath.join(home, "config.yaml"),
-        user=user, group=user, mode="0600", house=name,
-        model_base_url=data.hermes_model_base_url, model_name=data.hermes_model_name,
+        src=str(TEMPLATES / "hermes-config.yaml.j2"),
+        dest=posixpath.join(home, "config.yaml"),
+        user=user,
+        group=user,
+        mode="0600",
+        house=name,
+        model_base_url=data.hermes_model_base_url,
+        model_name=data.hermes_model_name,
         model_context_length=data.hermes_model_context_length,
         watchdog=data.hermes_watchdog_seconds,
     )
-    env = secret_file(name=f"Ensure the .env of {name} holds its secrets (0600)",
-                      content=_env_file(api_server=api_server),
-                      dest=posixpath.join(home, ".env"), user=user, group=user, mode="0600")
+    env = secret_file(
+        name=f"Ensure the .env of {name} holds its secrets (0600)",
+        content=_env_file(api_server=api_server),
+        dest=posixpath.join(home, ".env"),
+        user=user,
+        group=user,
+        mode="0600",
+    )
     environment = {"TIRITH_ENABLED": "true" if data.hermes_tirith_enabled else "false"}
     if api_server:
-        environment.update(API_SERVER_ENABLED="true", API_SERVER_HOST=data.backend_host,
-                           API_SERVER_PORT=str(data.backend_port))
+        environment.update(
+            API_SERVER_ENABLED="true",
+            API_SERVER_HOST=data.backend_host,
+            API_SERVER_PORT=str(data.backend_port),
+        )
     service = files.template(
         name=f"Ensure the {unit} unit is current",
         src=str(TEMPLATES / "hermes-house.service.j2"),
-        dest=f"/etc/systemd/system/{unit}.service", user="root", group="root", mode="0644",
-        description=description, venv=venv, home=home, hermes_user=user,
-        environment=environment, watchdog=data.hermes_watchdog_seconds,
+        dest=f"/etc/systemd/system/{unit}.service",
+        user="root",
+        group="root",
+        mode="0644",
+        description=description,
+        venv=venv,
+        home=home,
+        hermes_user=user,
+        environment=environment,
+        watchdog=data.hermes_watchdog_seconds,
         hermes_hardening=data.hermes_hardening,
     )
     # Not restarted right after a first start: a gateway takes seconds to come up.
-    run_unit(f"{unit}.service", files=[service], restart_for=[service, config, env],
-             running=running, what=f"{unit} unit", together=True,
-             running_name=f"Ensure {unit} is running and enabled" if running else
-             f"Ensure {unit} is stopped until promotion (standby)",
-             restart_name=f"Restart {unit} for its new unit, config or secrets")
+    run_unit(
+        f"{unit}.service",
+        files=[service],
+        restart_for=[service, config, env],
+        running=running,
+        what=f"{unit} unit",
+        together=True,
+        running_name=f"Ensure {unit} is running and enabled"
+        if running
+        else f"Ensure {unit} is stopped until promotion (standby)",
+        restart_name=f"Restart {unit} for its new unit, config or secrets",
+    )

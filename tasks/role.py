@@ -24,15 +24,15 @@ READS = ("phoenix_promote", "phoenix_role")
 
 
 def _marker() -> str:
-    return (host.get_fact(Command, command=f"cat {ROLE_FILE} 2>/dev/null || true")
-            or "").strip()
+    return (host.get_fact(Command, command=f"cat {ROLE_FILE} 2>/dev/null || true") or "").strip()
 
 
 def promoting() -> bool:
     """This converge promotes the host: phoenix_promote, and its marker (from before this
     run) does not say primary yet. A second promotion of the forge is no promotion."""
-    return host.data.get("phoenix_promote") in (True, "True", "true", "1") \
-        and _marker() != "primary"
+    return (
+        host.data.get("phoenix_promote") in (True, "True", "true", "1") and _marker() != "primary"
+    )
 
 
 def role() -> str:
@@ -49,5 +49,11 @@ def role() -> str:
 
 @deploy("Record this host's role")
 def record_role() -> None:
-    files.put(name=f"Ensure {ROLE_FILE} says {role()}", src=io.StringIO(role() + "\n"),
-              dest=ROLE_FILE, user="root", group="root", mode="0644")
+    files.put(
+        name=f"Ensure {ROLE_FILE} says {role()}",
+        src=io.StringIO(role() + "\n"),
+        dest=ROLE_FILE,
+        user="root",
+        group="root",
+        mode="0644",
+    )

@@ -15,8 +15,15 @@ from pyinfra.operations import files, server
 from facts.markers import Marker
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("phoenix_state_dir", "timmy_config_branch", "timmy_config_bundle", "timmy_config_commit",
-         "timmy_config_dest", "timmy_config_home", "timmy_config_url")
+READS = (
+    "phoenix_state_dir",
+    "timmy_config_branch",
+    "timmy_config_bundle",
+    "timmy_config_commit",
+    "timmy_config_dest",
+    "timmy_config_home",
+    "timmy_config_url",
+)
 
 
 def _source() -> str:
@@ -26,12 +33,18 @@ def _source() -> str:
         return data.timmy_config_url
     bundle = Path(data.timmy_config_bundle).expanduser()
     if not bundle.is_file():
-        raise DeployError(f"timmy_config_bundle {bundle} does not exist: make it with "
-                          "`git bundle create FILE --all` in your timmy-config checkout")
+        raise DeployError(
+            f"timmy_config_bundle {bundle} does not exist: make it with "
+            "`git bundle create FILE --all` in your timmy-config checkout"
+        )
     dest = posixpath.join(data.phoenix_state_dir, "timmy-config.bundle")
     files.put(
         name="Ensure the operator's timmy-config bundle is on the host",
-        src=str(bundle), dest=dest, user="root", group="root", mode="0600",
+        src=str(bundle),
+        dest=dest,
+        user="root",
+        group="root",
+        mode="0600",
     )
     return dest
 
@@ -44,15 +57,40 @@ def _check_out(source: str, dest: str, ref: str, what: str, **gate) -> None:
     server.shell(
         name=f"Check out timmy-config at {what}",
         commands=[
-            StringCommand("test", "-d", q(f"{dest}/.git"), "||",
-                          "git", "clone", "--quiet", "--no-checkout", q(source), q(dest)),
+            StringCommand(
+                "test",
+                "-d",
+                q(f"{dest}/.git"),
+                "||",
+                "git",
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                q(source),
+                q(dest),
+            ),
             StringCommand("git", "-C", q(dest), "remote", "set-url", "origin", q(source)),
             StringCommand("git", "-C", q(dest), "fetch", "--quiet", "--prune", "origin"),
-            StringCommand("git", "-C", q(dest), "cat-file", "-e",
-                          StringCommand(q(ref), "^{commit}", _separator=""), "2>/dev/null",
-                          "||", "{", "echo", q(missing), ">&2;", "exit", "1;", "}"),
-            StringCommand("git", "-C", q(dest), "checkout", "--quiet", "--force", "--detach",
-                          q(ref)),
+            StringCommand(
+                "git",
+                "-C",
+                q(dest),
+                "cat-file",
+                "-e",
+                StringCommand(q(ref), "^{commit}", _separator=""),
+                "2>/dev/null",
+                "||",
+                "{",
+                "echo",
+                q(missing),
+                ">&2;",
+                "exit",
+                "1;",
+                "}",
+            ),
+            StringCommand(
+                "git", "-C", q(dest), "checkout", "--quiet", "--force", "--detach", q(ref)
+            ),
         ],
         **gate,
     )
@@ -83,9 +121,11 @@ def deploy_timmy_config() -> None:
     home = StringCommand("HOME=", QuoteString(data.timmy_config_home), _separator="")
     server.shell(
         name="Run timmy-config's deploy.sh for the checked-out commit",
-        commands=[StringCommand("cd", QuoteString(dest), "&&", "env", home, "./deploy.sh"),
-                  StringCommand("git", "-C", QuoteString(dest), "rev-parse", "HEAD", ">",
-                                QuoteString(marker))],
-        _if=lambda: host.get_fact(Marker, path=marker) != host.get_fact(GitLocalCommit,
-                                                                         repo=dest),
+        commands=[
+            StringCommand("cd", QuoteString(dest), "&&", "env", home, "./deploy.sh"),
+            StringCommand(
+                "git", "-C", QuoteString(dest), "rev-parse", "HEAD", ">", QuoteString(marker)
+            ),
+        ],
+        _if=lambda: host.get_fact(Marker, path=marker) != host.get_fact(GitLocalCommit, repo=dest),
     )

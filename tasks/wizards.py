@@ -22,11 +22,19 @@ def run_wizards() -> None:
     data = host.data
     for wizard in data.wizard_names:
         # One primary: a standby's houses are installed but wait for its promotion.
-        run_house(wizard, unit=f"hermes-{wizard}", api_server=False,
-                  description=f"the wizard house {wizard}", running=role() != "standby")
-        files.link(name=f"Ensure {data.layout_wizard_root}/{wizard}/hermes-home points at "
-                        f"its HERMES_HOME",
-                   path=posixpath.join(data.layout_wizard_root, wizard, "hermes-home"),
-                   target=house_home(wizard), user="root", group="root")
+        run_house(
+            wizard,
+            unit=f"hermes-{wizard}",
+            api_server=False,
+            description=f"the wizard house {wizard}",
+            running=role() != "standby",
+        )
+        files.link(
+            name=f"Ensure {data.layout_wizard_root}/{wizard}/hermes-home points at its HERMES_HOME",
+            path=posixpath.join(data.layout_wizard_root, wizard, "hermes-home"),
+            target=house_home(wizard),
+            user="root",
+            group="root",
+        )
     # The backend's house (run_backend, just before) and the wizards' come up side by side.
     start_together("the Hermes houses")

@@ -40,8 +40,15 @@ OPERATIONS = {  # path: methods, exactly as in DigitalOcean-public.v2.yaml
 }
 # `discriminator` only names branches of a oneOf by file reference (which the bundle no longer
 # has); the oneOf itself still decides.
-DROP = {"example", "examples", "x-codeSamples", "description", "summary", "externalDocs",
-        "discriminator"}
+DROP = {
+    "example",
+    "examples",
+    "x-codeSamples",
+    "description",
+    "summary",
+    "externalDocs",
+    "discriminator",
+}
 
 _files: dict[Path, object] = {}
 
@@ -52,10 +59,11 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
-                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _load(path: Path) -> object:
@@ -83,8 +91,11 @@ def resolve(node: object, base: Path, depth: int = 0, names: bool = False) -> ob
         extra = {k: v for k, v in node.items() if k != "$ref" and k not in DROP}
         return {**merged, **resolve(extra, base, depth + 1)} if extra else merged
     # Under `properties` the keys are field names ("description" is one of a size's).
-    return {k: resolve(v, base, depth + 1, names=k == "properties" and not names)
-            for k, v in node.items() if names or k not in DROP}
+    return {
+        k: resolve(v, base, depth + 1, names=k == "properties" and not names)
+        for k, v in node.items()
+        if names or k not in DROP
+    }
 
 
 def _merge_all_of(schema: dict) -> dict:
@@ -109,8 +120,9 @@ def tighten(schema: object) -> object:
         return schema
     if "allOf" in schema and all(isinstance(p, dict) for p in schema["allOf"]):
         schema = _merge_all_of(schema)
-    out = {k: tighten(v) if k in ("items", "oneOf", "anyOf", "not") else v
-           for k, v in schema.items()}
+    out = {
+        k: tighten(v) if k in ("items", "oneOf", "anyOf", "not") else v for k, v in schema.items()
+    }
     if "properties" in out:
         out["properties"] = {k: tighten(v) for k, v in out["properties"].items()}
         out.setdefault("additionalProperties", False)
@@ -132,11 +144,15 @@ def bundle(spec_dir: Path) -> dict:
             for media in ((op.get("requestBody") or {}).get("content") or {}).values():
                 media["schema"] = tighten(media.get("schema", {}))
             paths.setdefault(path, {})[method] = op
-    return {"openapi": root["openapi"],
-            "info": {"title": "DigitalOcean API (the subset Phoenix uses)",
-                     "version": root["info"]["version"]},
-            "servers": [{"url": "https://api.digitalocean.com"}],
-            "paths": paths}
+    return {
+        "openapi": root["openapi"],
+        "info": {
+            "title": "DigitalOcean API (the subset Phoenix uses)",
+            "version": root["info"]["version"],
+        },
+        "servers": [{"url": "https://api.digitalocean.com"}],
+        "paths": paths,
+    }
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ PROBES = [  # (what a compromised forge would do, method, path); the config's PO
     ("forget a snapshot", "DELETE", f"/snapshots/{ZERO}"),
     ("overwrite the repository's config", "POST", "/config"),
 ]
-REST_V2 = "application/vnd.x.restic.rest.v2"   # what restic asks for (rclone needs it to list)
+REST_V2 = "application/vnd.x.restic.rest.v2"  # what restic asks for (rclone needs it to list)
 # Run if the key is NOT forced to the endpoint: exits at once, so the channel closes unread.
 UNFORCED = "exit 0"
 
@@ -43,12 +43,14 @@ class Channel:
 
     def __init__(self, argv: list[str], *, timeout: float = 30) -> None:
         self.timeout = timeout
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         # Pipes, as asked for above (Popen types them Optional).
         self.stdin, self.stdout, self.stderr = cast(
             "tuple[IO[bytes], IO[bytes], IO[bytes]]",
-            (self.proc.stdin, self.proc.stdout, self.proc.stderr))
+            (self.proc.stdin, self.proc.stdout, self.proc.stderr),
+        )
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         self._flush()
@@ -71,8 +73,13 @@ class Channel:
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         sid = self.conn.get_next_available_stream_id()
-        headers = [(":method", method), (":path", path), (":scheme", "http"),
-                   (":authority", "restic"), ("accept", REST_V2)]
+        headers = [
+            (":method", method),
+            (":path", path),
+            (":scheme", "http"),
+            (":authority", "restic"),
+            ("accept", REST_V2),
+        ]
         if body is not None:
             headers.append(("content-length", str(len(body))))
         self.conn.send_headers(sid, headers, end_stream=body is None)
@@ -86,8 +93,10 @@ class Channel:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 self.proc.kill()
-                raise PhoenixError(f"the store's endpoint did not answer {method} {path} "
-                                   f"within {self.timeout:.0f} s")
+                raise PhoenixError(
+                    f"the store's endpoint did not answer {method} {path} "
+                    f"within {self.timeout:.0f} s"
+                )
             chunk = os.read(fd, 65536)
             if not chunk:
                 raise self._closed()
@@ -97,8 +106,10 @@ class Channel:
                 elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
                     data += event.data
                     self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) \
-                        and event.stream_id == sid:
+                elif (
+                    isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset))
+                    and event.stream_id == sid
+                ):
                     self._flush()
                     return status, data
                 elif isinstance(event, h2.events.ConnectionTerminated):
@@ -129,8 +140,10 @@ def refusals(argv: list[str], *, timeout: float = 30) -> dict[str, int]:
             if method == "POST":
                 got, config = channel.request("GET", path)
                 if got != 200:
-                    raise PhoenixError(f"the store's endpoint has no repository config "
-                                       f"(HTTP {got}): is the repository initialised?")
+                    raise PhoenixError(
+                        f"the store's endpoint has no repository config "
+                        f"(HTTP {got}): is the repository initialised?"
+                    )
             found[what], _ = channel.request(method, path, config if method == "POST" else None)
         return found
     finally:
@@ -143,7 +156,9 @@ def prove(target: Target, *, timeout: float = 30) -> list[str]:
     found = refusals(ssh_command(target, UNFORCED), timeout=timeout)
     allowed = [f"{what} (HTTP {status})" for what, status in found.items() if status != 403]
     if allowed:
-        raise PhoenixError(f"the store {target.host} is not append-only for the forge's key: it "
-                           f"could {', '.join(allowed)}; pin that key to `rclone serve restic "
-                           "--stdio --append-only` there (files/phoenix_offsite_store.py)")
+        raise PhoenixError(
+            f"the store {target.host} is not append-only for the forge's key: it "
+            f"could {', '.join(allowed)}; pin that key to `rclone serve restic "
+            "--stdio --append-only` there (files/phoenix_offsite_store.py)"
+        )
     return list(found)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from phoenix.errors import PhoenixError
 
-ARCHIVE_EPOCH = 1714000000   # the fixed time of every archive member: same folder, same bytes
+ARCHIVE_EPOCH = 1714000000  # the fixed time of every archive member: same folder, same bytes
 
 
 def write_archive(folder: Path, archive: Path) -> str:
@@ -20,9 +20,11 @@ def write_archive(folder: Path, archive: Path) -> str:
     folder, archive = Path(folder), Path(archive)
     paths = sorted(p for p in folder.rglob("*") if p != archive)
     archive.parent.mkdir(parents=True, exist_ok=True)
-    with open(archive, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        open(archive, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         for path in paths:
             info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
             info.uid = info.gid = 0
@@ -50,8 +52,10 @@ def archive_manifest(archive: Path) -> bytes:
                 raise KeyError("manifest.json")
             return member.read()
     except (tarfile.TarError, KeyError, OSError, EOFError) as exc:
-        raise PhoenixError(f"{archive} is not a Phoenix backup archive (a .tar.gz with "
-                           f"manifest.json at its top): {type(exc).__name__}: {exc}") from None
+        raise PhoenixError(
+            f"{archive} is not a Phoenix backup archive (a .tar.gz with "
+            f"manifest.json at its top): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def archive_file(archive: Path, name: str) -> bytes | None:

@@ -71,29 +71,42 @@ def seal(folder: Path, *, what: str, gitea_version: str, created: str) -> list[s
     checked = verifier.cross_check(str(folder), rows)
     lacks: list[str] = []
     if (folder / "repositories").is_dir():
-        extra, missing = checked["folders_without_repository"], \
-            checked["repositories_without_folder"]
+        extra, missing = (
+            checked["folders_without_repository"],
+            checked["repositories_without_folder"],
+        )
         if extra or missing:
             on_disk = len([k for k in verifier.repo_dirs(str(folder)) if not k.endswith(".wiki")])
-            named = (f"the database has no row for {extra[0]}" if extra
-                     else f"{missing[0]} has no folder")
+            named = (
+                f"the database has no row for {extra[0]}"
+                if extra
+                else f"{missing[0]} has no folder"
+            )
             raise PhoenixError(
                 f"{what}: its database names {counts['repositories']} repositories and its "
                 f"folder holds {on_disk} ({named}{' …' if len(extra) + len(missing) > 1 else ''}"
-                "): not one backup; nothing was restored")
+                "): not one backup; nothing was restored"
+            )
     elif counts["repositories"]:
-        lacks.append(f"repositories: the database names {counts['repositories']}, their git "
-                     "data is not in this backup")
+        lacks.append(
+            f"repositories: the database names {counts['repositories']}, their git "
+            "data is not in this backup"
+        )
     if not (folder / "custom").is_dir():
         lacks.append("custom/ (templates, public files)")
     if not (folder / "app.ini").is_file():
-        lacks.append("app.ini (the forge's SECRET_KEY, INTERNAL_TOKEN, JWT secrets come from "
-                     "the operator's secrets)")
-    for key, name in (("attachments_without_file", "attachments"),
-                      ("lfs_objects_without_file", "LFS objects")):
+        lacks.append(
+            "app.ini (the forge's SECRET_KEY, INTERNAL_TOKEN, JWT secrets come from "
+            "the operator's secrets)"
+        )
+    for key, name in (
+        ("attachments_without_file", "attachments"),
+        ("lfs_objects_without_file", "LFS objects"),
+    ):
         if checked.get(key):
-            lacks.append(f"{name}: the database names {len(checked[key])} whose files are not "
-                         "in this backup")
+            lacks.append(
+                f"{name}: the database names {len(checked[key])} whose files are not in this backup"
+            )
     try:
         verifier.write_manifest(str(folder), gitea_version=gitea_version, created=created)
     except verifier.BackupError as exc:
@@ -106,8 +119,10 @@ def _safe_members(zf: zipfile.ZipFile, where: Path) -> list[zipfile.ZipInfo]:
     for info in zf.infolist():
         parts = info.filename.split("/")
         if info.filename.startswith("/") or ".." in parts:
-            raise PhoenixError(f"{where}: member {info.filename!r} would land outside the "
-                               "restore: not a Gitea dump; nothing was restored")
+            raise PhoenixError(
+                f"{where}: member {info.filename!r} would land outside the "
+                "restore: not a Gitea dump; nothing was restored"
+            )
         members.append(info)
     return members
 
@@ -119,15 +134,18 @@ def import_dump(zip_path: Path, dest: Path, *, gitea_version: str) -> list[str]:
     with `sqlite3 $DATABASE_PATH <gitea-db.sql`); a data/gitea.db beside it was copied live."""
     what = f"the gitea dump {zip_path}"
     if not zipfile.is_zipfile(zip_path):
-        raise PhoenixError(f"{zip_path} is not a zip file: not a gitea dump; nothing was "
-                           "restored")
-    with tempfile.TemporaryDirectory(prefix="phoenix-dump-") as tmp, \
-            zipfile.ZipFile(zip_path) as zf:
+        raise PhoenixError(f"{zip_path} is not a zip file: not a gitea dump; nothing was restored")
+    with (
+        tempfile.TemporaryDirectory(prefix="phoenix-dump-") as tmp,
+        zipfile.ZipFile(zip_path) as zf,
+    ):
         names = {info.filename.rstrip("/") for info in zf.infolist()}
         if DUMP_SQL not in names:
-            raise PhoenixError(f"{zip_path} is a zip but not a gitea dump: it has no "
-                               f"{DUMP_SQL} at its top (cmd/dump.go always writes one); "
-                               "nothing was restored")
+            raise PhoenixError(
+                f"{zip_path} is a zip but not a gitea dump: it has no "
+                f"{DUMP_SQL} at its top (cmd/dump.go always writes one); "
+                "nothing was restored"
+            )
         try:
             zf.extractall(tmp, members=_safe_members(zf, zip_path))
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -143,23 +161,30 @@ def import_dump(zip_path: Path, dest: Path, *, gitea_version: str) -> list[str]:
             finally:
                 conn.close()
         except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise PhoenixError(f"{what}: {DUMP_SQL} is not a sound SQL dump ({exc}); nothing "
-                               "was restored") from None
+            raise PhoenixError(
+                f"{what}: {DUMP_SQL} is not a sound SQL dump ({exc}); nothing was restored"
+            ) from None
         if (root / "repos").is_dir():
             _copytree(root / "repos", dest / "repositories")
         if (root / "custom").is_dir():
             _copytree(root / "custom", dest / "custom")
         if (root / "data").is_dir():
-            _copytree(root / "data", dest / "data",
-                      skip=(*REBUILT, "gitea.db", "gitea.db-wal", "gitea.db-shm",
-                            "gitea.db-journal"))
+            _copytree(
+                root / "data",
+                dest / "data",
+                skip=(*REBUILT, "gitea.db", "gitea.db-wal", "gitea.db-shm", "gitea.db-journal"),
+            )
         if (root / "app.ini").is_file():
             shutil.copy2(root / "app.ini", dest / "app.ini")
         created = _created(zip_path)
         lacks = seal(dest, what=what, gitea_version=gitea_version, created=created)
         if not (root / "repos").is_dir():
-            lacks = [line + " (dumped with --skip-repository?)" if line.startswith(
-                "repositories") else line for line in lacks]
+            lacks = [
+                line + " (dumped with --skip-repository?)"
+                if line.startswith("repositories")
+                else line
+                for line in lacks
+            ]
         return lacks
 
 
@@ -167,11 +192,14 @@ def find_runbook_db(folder: Path) -> Path:
     """gitea.db in a runbook backup folder, else its newest gitea-YYYYMMDD.db."""
     if (folder / "gitea.db").is_file():
         return folder / "gitea.db"
-    dated = sorted((match[1], p) for p in folder.iterdir()
-                   if (match := DATED_DB.match(p.name)) and p.is_file())
+    dated = sorted(
+        (match[1], p) for p in folder.iterdir() if (match := DATED_DB.match(p.name)) and p.is_file()
+    )
     if not dated:
-        raise PhoenixError(f"{folder} holds no gitea.db and no gitea-YYYYMMDD.db: not one of "
-                           "the runbook's Gitea backups; nothing was restored")
+        raise PhoenixError(
+            f"{folder} holds no gitea.db and no gitea-YYYYMMDD.db: not one of "
+            "the runbook's Gitea backups; nothing was restored"
+        )
     return dated[-1][1]
 
 
@@ -205,21 +233,31 @@ def fetch_from_forge(spec: str, dest: Path, *, target: Any) -> Path:
     runbook's places that holds a database), copied here over ssh with its pinned host key."""
     from phoenix.sshconf import ssh_command
 
-    wanted = spec[len("forge:"):].strip()
+    wanted = spec[len("forge:") :].strip()
     places = [wanted] if wanted else list(RUNBOOK_PLACES)
-    script = ("for d in " + " ".join(shlex.quote(p) for p in places) + "; do "
-              "if ls \"$d\"/gitea.db >/dev/null 2>&1 || "
-              "ls \"$d\"/gitea-[0-9]*.db >/dev/null 2>&1; then "
-              "echo \"$d\" >&2; exec tar -C \"$d\" -cf - .; fi; done; "
-              "echo 'no gitea.db or gitea-YYYYMMDD.db in '\"$*\" >&2; exit 3")
+    script = (
+        "for d in " + " ".join(shlex.quote(p) for p in places) + "; do "
+        'if ls "$d"/gitea.db >/dev/null 2>&1 || '
+        'ls "$d"/gitea-[0-9]*.db >/dev/null 2>&1; then '
+        'echo "$d" >&2; exec tar -C "$d" -cf - .; fi; done; '
+        "echo 'no gitea.db or gitea-YYYYMMDD.db in '\"$*\" >&2; exit 3"
+    )
     dest.mkdir(parents=True)
-    proc = subprocess.run(ssh_command(target, "sh -c " + shlex.quote(script) + " - "
-                                      + " ".join(shlex.quote(p) for p in places)),
-                          capture_output=True, timeout=1800, check=False)
+    proc = subprocess.run(
+        ssh_command(
+            target,
+            "sh -c " + shlex.quote(script) + " - " + " ".join(shlex.quote(p) for p in places),
+        ),
+        capture_output=True,
+        timeout=1800,
+        check=False,
+    )
     if proc.returncode != 0:
         last = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise PhoenixError(f"cannot fetch the runbook backup from {target.host} "
-                           f"({', '.join(places)}): {last[-1] if last else 'no output'}")
+        raise PhoenixError(
+            f"cannot fetch the runbook backup from {target.host} "
+            f"({', '.join(places)}): {last[-1] if last else 'no output'}"
+        )
     with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as tar:
         tar.extractall(dest, filter="data")
     return dest

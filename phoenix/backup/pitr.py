@@ -24,12 +24,13 @@ def parse(text: str) -> datetime.datetime:
     if "." in cleaned:  # restic prints nanoseconds; Python takes microseconds
         head, _, tail = cleaned.partition(".")
         digits = len(tail) - len(tail.lstrip("0123456789"))
-        cleaned = f"{head}.{tail[:min(digits, 6)]}{tail[digits:]}"
+        cleaned = f"{head}.{tail[: min(digits, 6)]}{tail[digits:]}"
     try:
         when = datetime.datetime.fromisoformat(cleaned)
     except ValueError:
-        raise PhoenixError(f"{raw!r} is not a time: give ISO 8601 UTC, e.g. "
-                           "2026-11-28T15:04:05Z") from None
+        raise PhoenixError(
+            f"{raw!r} is not a time: give ISO 8601 UTC, e.g. 2026-11-28T15:04:05Z"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -38,16 +39,20 @@ def normalize(text: str) -> str:
     return parse(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def future(snapshots: list[dict], tolerance: float,
-           now: datetime.datetime | None = None) -> dict[str, str]:
+def future(
+    snapshots: list[dict], tolerance: float, now: datetime.datetime | None = None
+) -> dict[str, str]:
     """Those of `snapshots` ({id, time}) that claim a time later than now + `tolerance`
     seconds, by id, each with the line that names it. The forge writes a snapshot's time
     (restic --time, or a forged snapshot file through its append-only key): one dated 2099
     taken as the newest would stay `latest` for ever, and its age would look healthy."""
     limit = (now or datetime.datetime.now(UTC)) + datetime.timedelta(seconds=tolerance)
-    return {s["id"]: f"snapshot {s['id'][:8]} claims {normalize(s['time'])}, later than now + "
-                     f"{tolerance:g} s: not taken as the newest"
-            for s in snapshots if parse(s["time"]) > limit}
+    return {
+        s["id"]: f"snapshot {s['id'][:8]} claims {normalize(s['time'])}, later than now + "
+        f"{tolerance:g} s: not taken as the newest"
+        for s in snapshots
+        if parse(s["time"]) > limit
+    }
 
 
 def at_or_before(snapshots: list[dict], when: str, *, where: str) -> dict:
@@ -59,8 +64,10 @@ def at_or_before(snapshots: list[dict], when: str, *, where: str) -> dict:
     earlier = [s for s in snapshots if parse(s["time"]) <= limit]
     if not earlier:
         oldest = min((s["time"] for s in snapshots), default=None)
-        raise PhoenixError(f"{where} has no snapshot at or before {normalize(when)}"
-                           + (f" (the oldest is of {oldest})" if oldest else ""))
+        raise PhoenixError(
+            f"{where} has no snapshot at or before {normalize(when)}"
+            + (f" (the oldest is of {oldest})" if oldest else "")
+        )
     return max(earlier, key=lambda s: parse(s["time"]))
 
 

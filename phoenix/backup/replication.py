@@ -31,33 +31,56 @@ def parse_url(url: str) -> dict:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url or "")
-    if parts.scheme != "sftp" or not parts.hostname or not parts.username or \
-            not parts.path.startswith("/") or parts.password:
-        raise PhoenixError(f"litestream_replica_url {url!r} is not sftp://USER@HOST[:PORT]/PATH "
-                           "(a key, never a password in the URL)")
-    return {"host": parts.hostname, "port": parts.port or 22, "user": parts.username,
-            "path": parts.path.rstrip("/")}
+    if (
+        parts.scheme != "sftp"
+        or not parts.hostname
+        or not parts.username
+        or not parts.path.startswith("/")
+        or parts.password
+    ):
+        raise PhoenixError(
+            f"litestream_replica_url {url!r} is not sftp://USER@HOST[:PORT]/PATH "
+            "(a key, never a password in the URL)"
+        )
+    return {
+        "host": parts.hostname,
+        "port": parts.port or 22,
+        "user": parts.username,
+        "path": parts.path.rstrip("/"),
+    }
 
 
 def account_spec(url: str, forge_public_key: str) -> dict:
     """files/phoenix_offsite_store.py's spec of the replica account: plain SFTP for the forge's
     Litestream key (delete rights: Litestream compacts its own files), no restic retention."""
     where = parse_url(url)
-    return {"user": where["user"], "home": posixpath.dirname(where["path"]),
-            "repository": where["path"], "full_keys": [forge_public_key.strip()]}
+    return {
+        "user": where["user"],
+        "home": posixpath.dirname(where["path"]),
+        "repository": where["path"],
+        "full_keys": [forge_public_key.strip()],
+    }
 
 
 def binary_path(settings: Readable, repo: Path | None = None) -> str:
     """Where the deploy puts the pinned Litestream: a virtualenv named after its lock file."""
     repo = repo or project()
-    lock = repo / Path(str(settings.get("litestream_requirements") or
-                           "files/litestream-requirements.txt")).expanduser()
+    lock = (
+        repo
+        / Path(
+            str(settings.get("litestream_requirements") or "files/litestream-requirements.txt")
+        ).expanduser()
+    )
     try:
         digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     except OSError as exc:
         raise PhoenixError(f"litestream_requirements {lock}: {exc.strerror}") from None
-    return posixpath.join(str(settings.get("litestream_install_dir") or "/opt/litestream"),
-                          f"venv-{digest[:16]}", "bin", "litestream")
+    return posixpath.join(
+        str(settings.get("litestream_install_dir") or "/opt/litestream"),
+        f"venv-{digest[:16]}",
+        "bin",
+        "litestream",
+    )
 
 
 def snapshot_age(snapshots: list[dict], now: datetime.datetime | None = None) -> float | None:
@@ -71,19 +94,22 @@ def snapshot_age(snapshots: list[dict], now: datetime.datetime | None = None) ->
     return round((now - when).total_seconds(), 1)
 
 
-def replica_lags(target: Target, settings: Mapping[str, Any], binary: str,
-                 timeout: float = 120) -> list[dict]:
+def replica_lags(
+    target: Target, settings: Mapping[str, Any], binary: str, timeout: float = 120
+) -> list[dict]:
     """Each database's replica lag, asked on the forge (root) with its units' configuration."""
     folder = settings.get("litestream_config_dir") or "/etc/litestream"
     configs = [posixpath.join(folder, f"{unit}.yml") for unit in UNITS]
-    command = shlex.join([STATUS_SCRIPT, binary, posixpath.join(folder, "credentials"),
-                          *configs])
-    proc = run(target, command, timeout=timeout,
-               late=f"the replica status on {target.host} did not answer")
+    command = shlex.join([STATUS_SCRIPT, binary, posixpath.join(folder, "credentials"), *configs])
+    proc = run(
+        target, command, timeout=timeout, late=f"the replica status on {target.host} did not answer"
+    )
     if proc.returncode != 0:
-        raise PhoenixError(f"cannot read the replica status on {target.host}: "
-                           f"{last_line(proc.stderr)} (is Litestream deployed there? "
-                           "tasks/litestream.py)")
+        raise PhoenixError(
+            f"cannot read the replica status on {target.host}: "
+            f"{last_line(proc.stderr)} (is Litestream deployed there? "
+            "tasks/litestream.py)"
+        )
     return json.loads(proc.stdout)["databases"]
 
 
@@ -103,17 +129,22 @@ def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
     if interval <= 0:
         return None
     budget = settings.get("repo_snapshot_run_budget")
-    if not isinstance(budget, int | float) or isinstance(budget, bool) \
-            or budget <= REPO_TIMER_ACCURACY or budget >= interval:
-        raise PhoenixError(f"repo_snapshot_run_budget {budget!r} must be a number of seconds "
-                           f"above the timer's accuracy ({REPO_TIMER_ACCURACY} s) and below "
-                           f"repo_snapshot_interval ({interval} s): the runs start every "
-                           "interval - budget")
+    if (
+        not isinstance(budget, int | float)
+        or isinstance(budget, bool)
+        or budget <= REPO_TIMER_ACCURACY
+        or budget >= interval
+    ):
+        raise PhoenixError(
+            f"repo_snapshot_run_budget {budget!r} must be a number of seconds "
+            f"above the timer's accuracy ({REPO_TIMER_ACCURACY} s) and below "
+            f"repo_snapshot_interval ({interval} s): the runs start every "
+            "interval - budget"
+        )
     return max(1, int(interval - budget))
 
 
-def repo_run_problem(status: Mapping[str, Any] | None,
-                     settings: Mapping[str, Any]) -> str | None:
+def repo_run_problem(status: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> str | None:
     """One line when the last repository snapshot run (its status file on the forge: files/
     phoenix-backup `repositories`) took longer than repo_snapshot_run_budget allows (less the
     timer's accuracy): then a disaster may lose more than repo_snapshot_interval of pushes."""
@@ -121,44 +152,57 @@ def repo_run_problem(status: Mapping[str, Any] | None,
         return None
     took = status.get("duration_seconds")
     if took is None:
-        return ("the last repository snapshot run recorded no duration (an older "
-                "phoenix-backup: converge the forge)")
+        return (
+            "the last repository snapshot run recorded no duration (an older "
+            "phoenix-backup: converge the forge)"
+        )
     allowed = float(settings["repo_snapshot_run_budget"]) - REPO_TIMER_ACCURACY
     if float(took) <= allowed:
         return None
-    return (f"the last repository snapshot run ({status.get('time', '?')}) took {took:.1f} s, "
-            f"over the {allowed:g} s repo_snapshot_run_budget allows (its "
-            f"{settings['repo_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
-            f"s): pushes older than repo_snapshot_interval "
-            f"({settings['repo_snapshot_interval']} s) may be lost in a disaster")
+    return (
+        f"the last repository snapshot run ({status.get('time', '?')}) took {took:.1f} s, "
+        f"over the {allowed:g} s repo_snapshot_run_budget allows (its "
+        f"{settings['repo_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
+        f"s): pushes older than repo_snapshot_interval "
+        f"({settings['repo_snapshot_interval']} s) may be lost in a disaster"
+    )
 
 
-def repo_run_status(target: Target, settings: Mapping[str, Any],
-                    timeout: float = 60) -> dict | None:
+def repo_run_status(
+    target: Target, settings: Mapping[str, Any], timeout: float = 60
+) -> dict | None:
     """The forge's last repository snapshot run (backup_repo_status_file), None before its
     first. PhoenixError when the forge cannot be asked."""
-    return _job_status(target, str(settings.get("backup_repo_status_file") or ""),
-                       "the repository job's", timeout)
+    return _job_status(
+        target, str(settings.get("backup_repo_status_file") or ""), "the repository job's", timeout
+    )
 
 
-def full_run_status(target: Target, settings: Mapping[str, Any],
-                    timeout: float = 60) -> dict | None:
+def full_run_status(
+    target: Target, settings: Mapping[str, Any], timeout: float = 60
+) -> dict | None:
     """The forge's last full snapshot of its own (backup_status_file), None before its first:
     until then it is not yet protected. PhoenixError when the forge cannot be asked."""
-    return _job_status(target, str(settings.get("backup_status_file") or ""),
-                       "the backup job's", timeout)
+    return _job_status(
+        target, str(settings.get("backup_status_file") or ""), "the backup job's", timeout
+    )
 
 
 def _job_status(target: Target, path: str, whose: str, timeout: float) -> dict | None:
-    proc = run(target, f"cat {shlex.quote(path)} 2>/dev/null || true", timeout=timeout,
-               late=f"{whose} status on {target.host} did not answer")
+    proc = run(
+        target,
+        f"cat {shlex.quote(path)} 2>/dev/null || true",
+        timeout=timeout,
+        late=f"{whose} status on {target.host} did not answer",
+    )
     if proc.returncode != 0:
         raise PhoenixError(f"cannot read {path} on {target.host}: {last_line(proc.stderr)}")
     try:
         return json.loads(proc.stdout) if proc.stdout.strip() else None
     except ValueError:
-        raise PhoenixError(f"{path} on {target.host} is not JSON: "
-                           f"{last_line(proc.stdout)}") from None
+        raise PhoenixError(
+            f"{path} on {target.host} is not JSON: {last_line(proc.stdout)}"
+        ) from None
 
 
 def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
@@ -168,10 +212,16 @@ def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
     return 3 * interval + 60 if interval > 0 else None
 
 
-def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
-             repo_age: float | None = None, *, check_repo: bool = False,
-             repo_status: Mapping[str, Any] | None = None,
-             future: Iterable[str] = ()) -> list[str]:
+def problems(
+    age: float | None,
+    lags: list[dict],
+    settings: Mapping[str, Any],
+    repo_age: float | None = None,
+    *,
+    check_repo: bool = False,
+    repo_status: Mapping[str, Any] | None = None,
+    future: Iterable[str] = (),
+) -> list[str]:
     """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
     newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on,
     and `repo_status` (the last run's status file) against repo_snapshot_run_budget.
@@ -183,8 +233,10 @@ def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
         if repo_age is None:
             found.append("no repository snapshot of the forge yet (phoenix-backup-repositories)")
         elif repo_age > limit:
-            found.append(f"the newest repository snapshot is {repo_age:.0f} s old "
-                         f"(3 x repo_snapshot_interval + 60 s: {limit:.0f})")
+            found.append(
+                f"the newest repository snapshot is {repo_age:.0f} s old "
+                f"(3 x repo_snapshot_interval + 60 s: {limit:.0f})"
+            )
     if check_repo and (slow := repo_run_problem(repo_status, settings)):
         found.append(slow)
     max_age = float(settings.get("backup_max_age") or 7200)
@@ -197,6 +249,8 @@ def problems(age: float | None, lags: list[dict], settings: Mapping[str, Any],
         if db.get("error"):
             found.append(f"{db['path']}: its replica cannot be read: {db['error']}")
         elif float(db.get("lag_seconds") or 0) > max_lag:
-            found.append(f"{db['path']}: its replica lags {db['lag_seconds']:.0f} s "
-                         f"(litestream_max_lag {max_lag:.0f})")
+            found.append(
+                f"{db['path']}: its replica lags {db['lag_seconds']:.0f} s "
+                f"(litestream_max_lag {max_lag:.0f})"
+            )
     return found

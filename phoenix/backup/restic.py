@@ -39,6 +39,7 @@ def job_module() -> ModuleType:
 
 # --- running restic ----------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def _password_file(password: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="phoenix-restic-") as tmp:  # 0700
@@ -68,8 +69,9 @@ def operator_restic_env() -> dict[str, str]:
     return current().restic_env()
 
 
-def run_restic(store: Store, *args: str, what: str, timeout: float | None = None,
-               lock_wait: float = LOCK_WAIT) -> subprocess.CompletedProcess:
+def run_restic(
+    store: Store, *args: str, what: str, timeout: float | None = None, lock_wait: float = LOCK_WAIT
+) -> subprocess.CompletedProcess:
     """Run restic on `store` and return what it did, failed or not. A repository locked by
     another run is tried again every 2 s for `lock_wait` seconds (the store's retention waits
     the same way); then the locked run is returned, and its failure names the lock. A run
@@ -78,33 +80,43 @@ def run_restic(store: Store, *args: str, what: str, timeout: float | None = None
     return load(LOCK_WAIT_SCRIPT).retry_while_locked(
         lambda: _run_once(store, *args, what=what, timeout=timeout),
         lambda proc: proc.returncode != 0 and classify(proc.returncode, proc.stderr) == "locked",
-        wait=lock_wait, interval=2)
+        wait=lock_wait,
+        interval=2,
+    )
 
 
-def _run_once(store: Store, *args: str, what: str, timeout: float | None
-              ) -> subprocess.CompletedProcess:
+def _run_once(
+    store: Store, *args: str, what: str, timeout: float | None
+) -> subprocess.CompletedProcess:
     argv = ["restic"]
     if store.ssh is not None:
         argv += ["-o", f"sftp.command={sftp_command(store.ssh)}"]
     argv += list(args)
     ctx = current()
     with _password_file(store.password) as password_file:
-        env = {**ctx.base_env(), "RESTIC_CACHE_DIR": str(ctx.cache_dir / "restic"),
-               **ctx.restic_env(),
-               "RESTIC_REPOSITORY": store.repository, "RESTIC_PASSWORD_FILE": password_file,
-               **store.env}
+        env = {
+            **ctx.base_env(),
+            "RESTIC_CACHE_DIR": str(ctx.cache_dir / "restic"),
+            **ctx.restic_env(),
+            "RESTIC_REPOSITORY": store.repository,
+            "RESTIC_PASSWORD_FILE": password_file,
+            **store.env,
+        }
         try:
-            return subprocess.run(argv, env=env, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+            return subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except FileNotFoundError:
             raise PhoenixError("restic is not installed here: apt-get install restic") from None
         except subprocess.TimeoutExpired:
-            raise PhoenixError(f"cannot {what}: restic did not finish within {timeout:.0f} s "
-                               f"({store.location})") from None
+            raise PhoenixError(
+                f"cannot {what}: restic did not finish within {timeout:.0f} s ({store.location})"
+            ) from None
 
 
-def restic(store: Store, *args: str, what: str, timeout: float | None = None,
-           lock_wait: float = LOCK_WAIT) -> subprocess.CompletedProcess:
+def restic(
+    store: Store, *args: str, what: str, timeout: float | None = None, lock_wait: float = LOCK_WAIT
+) -> subprocess.CompletedProcess:
     """Run restic on `store`; a failure raises the PhoenixError that says what it means."""
     proc = run_restic(store, *args, what=what, timeout=timeout, lock_wait=lock_wait)
     if proc.returncode != 0:

@@ -46,6 +46,7 @@ class Resolved:
 
     kind "restic": `ref` is the snapshot id; kind "archive": `ref` is the sealed archive's
     local path. `stage_id` names the staging folder on the host, `manifest_sha` the backup."""
+
     requested: str
     kind: str
     ref: str
@@ -74,6 +75,7 @@ class Resolved:
 
 # --- the resolver ----------------------------------------------------------------------------
 
+
 def cache_dir() -> Path:
     from phoenix.state import state_dir
 
@@ -89,18 +91,24 @@ def _tree_digest(path: Path) -> str:
     base = path if path.is_dir() else path.parent
     roots = [path]
     if path.is_file() and not zipfile.is_zipfile(path):
-        roots += [base / n for n in ("repositories", "gitea-repositories", "repos", "custom",
-                                     "data", "app.ini") if (base / n).exists()]
-    files = sorted(f for root in roots
-                   for f in ([root] if root.is_file() else root.rglob("*")) if f.is_file())
+        roots += [
+            base / n
+            for n in ("repositories", "gitea-repositories", "repos", "custom", "data", "app.ini")
+            if (base / n).exists()
+        ]
+    files = sorted(
+        f for root in roots for f in ([root] if root.is_file() else root.rglob("*")) if f.is_file()
+    )
     for item in files:
-        digest.update(item.relative_to(base).as_posix().encode() + b"\0"
-                      + sha256_file(item).encode())
+        digest.update(
+            item.relative_to(base).as_posix().encode() + b"\0" + sha256_file(item).encode()
+        )
     return digest.hexdigest()
 
 
-def _imported(origin: str, source: Path, requested: str, *, gitea_version: str,
-              importer: Any) -> Resolved:
+def _imported(
+    origin: str, source: Path, requested: str, *, gitea_version: str, importer: Any
+) -> Resolved:
     """Import `source` once (cached by its content) into a sealed archive; resolve to it."""
     key = _tree_digest(source)
     cache = cache_dir()
@@ -114,20 +122,29 @@ def _imported(origin: str, source: Path, requested: str, *, gitea_version: str,
     lacks = json.loads(notes.read_text())["lacks"]
     sha = sha256_file(archive)
     manifest = archive_manifest(archive)
-    return Resolved(requested=requested, kind="archive", ref=str(archive), stage_id=sha,
-                    manifest_sha=hashlib.sha256(manifest).hexdigest(),
-                    label=f"{origin} {source.name}", origin=origin, lacks=tuple(lacks))
+    return Resolved(
+        requested=requested,
+        kind="archive",
+        ref=str(archive),
+        stage_id=sha,
+        manifest_sha=hashlib.sha256(manifest).hexdigest(),
+        label=f"{origin} {source.name}",
+        origin=origin,
+        lacks=tuple(lacks),
+    )
 
 
-def resolve(source: str, settings: Readable, *,
-            pending: Resolved | None = None, forge_target: Any = None) -> Resolved:
+def resolve(
+    source: str, settings: Readable, *, pending: Resolved | None = None, forge_target: Any = None
+) -> Resolved:
     """restore_source as one sealed backup. `pending`: a restore of the same source cut off on
     the host, which is finished with the backup it started with (never a newer `latest`)."""
     requested = str(source)
     if pending is not None and pending.requested == requested:
         staged = Path(pending.ref)
-        if pending.kind == "restic" or (staged.is_file()
-                                        and sha256_file(staged) == pending.stage_id):
+        if pending.kind == "restic" or (
+            staged.is_file() and sha256_file(staged) == pending.stage_id
+        ):
             return pending  # else the archive changed since: resolved anew, the task decides
     version = str(settings.get("gitea_version") or "unknown")
     if requested.startswith("restic:"):
@@ -138,10 +155,15 @@ def resolve(source: str, settings: Readable, *,
         store = store_from_settings(settings)
         snapshot_id = backup.resolve_snapshot(store, ref)
         manifest = backup.read_manifest(store, snapshot_id)
-        return Resolved(requested=requested, kind="restic", ref=snapshot_id,
-                        stage_id=snapshot_id,
-                        manifest_sha=hashlib.sha256(manifest).hexdigest(),
-                        label=f"restic snapshot {snapshot_id[:8]}", origin="phoenix snapshot")
+        return Resolved(
+            requested=requested,
+            kind="restic",
+            ref=snapshot_id,
+            stage_id=snapshot_id,
+            manifest_sha=hashlib.sha256(manifest).hexdigest(),
+            label=f"restic snapshot {snapshot_id[:8]}",
+            origin="phoenix snapshot",
+        )
     if requested.startswith("forge:"):
         if forge_target is None:
             from phoenix.sshconf import role_target
@@ -149,24 +171,32 @@ def resolve(source: str, settings: Readable, *,
             forge_target = role_target("primary")
         with tempfile.TemporaryDirectory(prefix="phoenix-fetch-", dir=cache_dir()) as tmp:
             folder = fetch_from_forge(requested, Path(tmp) / "backup", target=forge_target)
-            return _imported("runbook backup", folder, requested, gitea_version=version,
-                             importer=import_runbook)
+            return _imported(
+                "runbook backup", folder, requested, gitea_version=version, importer=import_runbook
+            )
     path = Path(requested).expanduser()
     if not path.exists():
-        raise PhoenixError(f"restore_source {path} does not exist: give restic:latest, a "
-                           "snapshot id (restic:ID), a backup .tar.gz, a gitea dump .zip, or "
-                           "the runbook's backup folder or .db file")
+        raise PhoenixError(
+            f"restore_source {path} does not exist: give restic:latest, a "
+            "snapshot id (restic:ID), a backup .tar.gz, a gitea dump .zip, or "
+            "the runbook's backup folder or .db file"
+        )
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         manifest = archive_manifest(path)
-        return Resolved(requested=requested, kind="archive", ref=str(path),
-                        stage_id=sha256_file(path),
-                        manifest_sha=hashlib.sha256(manifest).hexdigest(),
-                        label=f"phoenix archive {path.name}", origin="phoenix archive")
+        return Resolved(
+            requested=requested,
+            kind="archive",
+            ref=str(path),
+            stage_id=sha256_file(path),
+            manifest_sha=hashlib.sha256(manifest).hexdigest(),
+            label=f"phoenix archive {path.name}",
+            origin="phoenix archive",
+        )
     if path.is_file() and (path.suffix == ".zip" or zipfile.is_zipfile(path)):
-        return _imported("gitea dump", path, requested, gitea_version=version,
-                         importer=import_dump)
-    return _imported("runbook backup", path, requested, gitea_version=version,
-                     importer=import_runbook)
+        return _imported("gitea dump", path, requested, gitea_version=version, importer=import_dump)
+    return _imported(
+        "runbook backup", path, requested, gitea_version=version, importer=import_runbook
+    )
 
 
 def app_ini(resolved: Resolved, settings: Readable) -> str | None:

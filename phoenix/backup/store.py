@@ -29,6 +29,7 @@ STORE_SCRIPT = REPO / "files" / "phoenix_offsite_store.py"
 # restic run again while another run holds the lock: the store's retention and the operator's
 LOCK_WAIT_SCRIPT = REPO / "files" / "phoenix_restic_lock_wait.py"
 
+
 def repo_tag(tag: str) -> str:
     """The tag of the repository snapshots beside the line's `tag`: another tag, so
     that `restic:latest` and the line's retention keep meaning the full snapshots."""
@@ -38,21 +39,22 @@ def repo_tag(tag: str) -> str:
 @dataclass(frozen=True)
 class Store:
     """A restic repository and what opens it. Secrets stay out of repr()."""
+
     repository: str
     password: str = field(repr=False)
-    ssh: Target | None = None           # sftp: the store, the operator's key, its host key
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)   # s3 credentials
-    host: str | None = None             # restic --host: None, the whole primary line
-    tag: str = "phoenix"                # the line's --tag (backup_tag)
-    future_tolerance: float = 300       # backup_future_tolerance: later is never the newest
+    ssh: Target | None = None  # sftp: the store, the operator's key, its host key
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # s3 credentials
+    host: str | None = None  # restic --host: None, the whole primary line
+    tag: str = "phoenix"  # the line's --tag (backup_tag)
+    future_tolerance: float = 300  # backup_future_tolerance: later is never the newest
 
     @property
     def location(self) -> str:
         return re.sub(r"//[^/@]*@", "//", self.repository)
 
 
-
 # --- the store from settings -------------------------------------------------------------------
+
 
 def known_hosts_lines(value: Any) -> list[str]:
     """backup_known_hosts as lines: a string (one or more lines) or a list of lines."""
@@ -62,8 +64,9 @@ def known_hosts_lines(value: Any) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-def store_from_settings(settings: Readable, *, key: Path | None = None,
-                        known_hosts: Path | None = None) -> Store:
+def store_from_settings(
+    settings: Readable, *, key: Path | None = None, known_hosts: Path | None = None
+) -> Store:
     """The Store that `settings` (group_data, or pyinfra's host.data) describe.
 
     sftp: `key` is the operator's SSH key (default: settings' ssh_key, then PHOENIX_SSH_KEY or
@@ -72,9 +75,11 @@ def store_from_settings(settings: Readable, *, key: Path | None = None,
     """
     repository = settings.get("backup_repository")
     if not repository:
-        raise NotConfigured("backup_repository is not set (group_data): say where the offsite "
-                            "restic repository is, e.g. "
-                            "sftp:restic@store.example:/srv/restic/forge")
+        raise NotConfigured(
+            "backup_repository is not set (group_data): say where the offsite "
+            "restic repository is, e.g. "
+            "sftp:restic@store.example:/srv/restic/forge"
+        )
     folder = settings.get("secrets_dir")
     password = read_secret("restic_password", folder=folder)
     env: dict[str, str] = {}
@@ -83,11 +88,14 @@ def store_from_settings(settings: Readable, *, key: Path | None = None,
         sshconf.sftp_parts(repository)  # an address that is not one: say so first
         lines = known_hosts_lines(settings.get("backup_known_hosts"))
         if not lines:
-            raise PhoenixError("backup_known_hosts is empty: pin the store's host key "
-                               "(`ssh-keyscan` it once, check its fingerprint); Phoenix never "
-                               "trusts a host key on first use")
+            raise PhoenixError(
+                "backup_known_hosts is empty: pin the store's host key "
+                "(`ssh-keyscan` it once, check its fingerprint); Phoenix never "
+                "trusts a host key on first use"
+            )
         if known_hosts is None:
             from phoenix.state import state_dir
+
             known_hosts = state_dir() / "backup.known_hosts"
         known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         known_hosts.write_text("".join(line + "\n" for line in lines))
@@ -96,18 +104,28 @@ def store_from_settings(settings: Readable, *, key: Path | None = None,
             key = Path(named).expanduser() if named else None
         if key is None:
             from phoenix.provision.droplet import operator_key
+
             key = operator_key()
         ssh = sshconf.sftp_target(
-            repository, key=Path(key), known_hosts=known_hosts,
-            connect_timeout=int(settings.get("backup_connect_timeout") or 10))
+            repository,
+            key=Path(key),
+            known_hosts=known_hosts,
+            connect_timeout=int(settings.get("backup_connect_timeout") or 10),
+        )
     elif repository.startswith("s3:"):
-        env = {"AWS_ACCESS_KEY_ID": read_secret("backup_s3_access_key_id", folder=folder),
-               "AWS_SECRET_ACCESS_KEY": read_secret("backup_s3_secret_access_key",
-                                                    folder=folder)}
-    return Store(repository=repository, password=password, ssh=ssh, env=env,
-                 host=settings.get("backup_host") or None,
-                 tag=settings.get("backup_tag") or "phoenix",
-                 future_tolerance=float(settings.get("backup_future_tolerance") or 300))
+        env = {
+            "AWS_ACCESS_KEY_ID": read_secret("backup_s3_access_key_id", folder=folder),
+            "AWS_SECRET_ACCESS_KEY": read_secret("backup_s3_secret_access_key", folder=folder),
+        }
+    return Store(
+        repository=repository,
+        password=password,
+        ssh=ssh,
+        env=env,
+        host=settings.get("backup_host") or None,
+        tag=settings.get("backup_tag") or "phoenix",
+        future_tolerance=float(settings.get("backup_future_tolerance") or 300),
+    )
 
 
 def sftp_command(target: Target) -> str:
@@ -117,8 +135,9 @@ def sftp_command(target: Target) -> str:
 
 def append_only(settings: Readable) -> bool:
     """Whether hosts reach the store through its append-only endpoint (sftp stores only)."""
-    return bool(settings.get("backup_append_only")) and \
-        str(settings.get("backup_repository") or "").startswith("sftp:")
+    return bool(settings.get("backup_append_only")) and str(
+        settings.get("backup_repository") or ""
+    ).startswith("sftp:")
 
 
 def channel_config(repository: str, target: Target, *, append_only: bool) -> dict[str, str]:
@@ -131,32 +150,39 @@ def channel_config(repository: str, target: Target, *, append_only: bool) -> dic
     path = sshconf.sftp_parts(repository)["path"]
     if not append_only:
         return {"sftp_command": sftp_command(target)}
-    return {"repository": f"rclone:{path}",
-            "rclone_program": shlex.join(ssh_command(target)),
-            "location": f"{repository} (append-only)"}
+    return {
+        "repository": f"rclone:{path}",
+        "rclone_program": shlex.join(ssh_command(target)),
+        "location": f"{repository} (append-only)",
+    }
 
 
-
-def store_spec(settings: Mapping[str, Any], *, forge_key: str, operator_key: str,
-               password: str) -> dict:
+def store_spec(
+    settings: Mapping[str, Any], *, forge_key: str, operator_key: str, password: str
+) -> dict:
     """What files/phoenix_offsite_store.py makes of the store of `backup_repository`: the forge's
     public key append-only, the operator's SFTP, the retention timer with the keep-* policy.
     Holds the repository password: never print it."""
     repository = str(settings.get("backup_repository") or "")
-    parts = sshconf.sftp_parts(repository,
-                               why=": only an sftp store can be made append-only here")
+    parts = sshconf.sftp_parts(repository, why=": only an sftp store can be made append-only here")
     path = parts["path"] if parts["path"].startswith("/") else "/" + parts["path"]
     keep = {k: int(settings.get(f"backup_keep_{k}") or 0) for k in ("hourly", "daily", "weekly")}
     return {
-        "user": parts["user"] or "restic", "home": os.path.dirname(path.rstrip("/")),
-        "repository": path, "append_keys": [forge_key.strip()],
-        "full_keys": [operator_key.strip()], "password": password,
-        "prune": {"tag": settings.get("backup_tag") or "phoenix", "keep": keep,
-                  "schedule": settings.get("backup_prune_schedule") or "daily",
-                  "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
-                  # the repository snapshots, kept for a while (the full ones stay)
-                  "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
-                  "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d"},
+        "user": parts["user"] or "restic",
+        "home": os.path.dirname(path.rstrip("/")),
+        "repository": path,
+        "append_keys": [forge_key.strip()],
+        "full_keys": [operator_key.strip()],
+        "password": password,
+        "prune": {
+            "tag": settings.get("backup_tag") or "phoenix",
+            "keep": keep,
+            "schedule": settings.get("backup_prune_schedule") or "daily",
+            "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
+            # the repository snapshots, kept for a while (the full ones stay)
+            "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
+            "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d",
+        },
     }
 
 
@@ -165,11 +191,17 @@ def setup_store(root: Target, spec: Mapping[str, Any], *, timeout: float = 900) 
     with the lock wait's program for its retention); returns what it changed."""
     script = STORE_SCRIPT.read_text()
     spec = {**spec, "lock_wait": LOCK_WAIT_SCRIPT.read_text()}
-    proc = sshconf.run(root, f"python3 -c {shlex.quote(script)}", input=json.dumps(spec),
-                       timeout=timeout, late=f"setting up the store {root.host} did not finish")
+    proc = sshconf.run(
+        root,
+        f"python3 -c {shlex.quote(script)}",
+        input=json.dumps(spec),
+        timeout=timeout,
+        late=f"setting up the store {root.host} did not finish",
+    )
     if proc.returncode != 0:
-        raise PhoenixError(f"setting up the store {root.host} failed: "
-                           f"{sshconf.last_line(proc.stderr)}")
+        raise PhoenixError(
+            f"setting up the store {root.host} failed: {sshconf.last_line(proc.stderr)}"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])["changed"]
 
 
@@ -187,8 +219,12 @@ def forge_channel(settings: Mapping[str, Any]) -> Iterator[Target]:
         with os.fdopen(fd, "w") as out:
             out.write(key.strip() + "\n")
         known = Path(tmp) / "known_hosts"
-        known.write_text("".join(line + "\n" for line in
-                                 known_hosts_lines(settings.get("backup_known_hosts"))))
+        known.write_text(
+            "".join(line + "\n" for line in known_hosts_lines(settings.get("backup_known_hosts")))
+        )
         yield sshconf.sftp_target(
-            repository, key=Path(path), known_hosts=known,
-            connect_timeout=int(settings.get("backup_connect_timeout") or 10))
+            repository,
+            key=Path(path),
+            known_hosts=known,
+            connect_timeout=int(settings.get("backup_connect_timeout") or 10),
+        )

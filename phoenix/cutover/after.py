@@ -18,8 +18,19 @@ def step_9_1_command(name: str, ip: str, trust: str | None, port: int = 443) -> 
     line is read, not -I's HEAD: Gitea 1.22's API answers HEAD with 405 (go-gitea/gitea#18543;
     HEAD came to the API with go-gitea/gitea#38245, long after 1.22)."""
     url = f"https://{name}{'' if port == 443 else f':{port}'}/api/v1/version"
-    cmd = ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2", "--max-time", "10",
-           "--resolve", f"{name}:{port}:{ip}"]
+    cmd = [
+        "curl",
+        "-sS",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "--http2",
+        "--max-time",
+        "10",
+        "--resolve",
+        f"{name}:{port}:{ip}",
+    ]
     if trust:
         cmd += ["--cacert", trust]
     return [*cmd, url]
@@ -33,8 +44,9 @@ def _resolve(name: str, server: str, port: int) -> list[str]:
     return query_a(name, server, port, timeout=3).addresses
 
 
-def _step_9_1_once(name: str, ip: str, trust: str | None, servers: list[tuple[str, int]],
-                   port: int) -> str | None:
+def _step_9_1_once(
+    name: str, ip: str, trust: str | None, servers: list[tuple[str, int]], port: int
+) -> str | None:
     """None when every resolver says `ip` and curl gets HTTP/2 200 there; else why not."""
     from phoenix.cutover.dnswire import DNSQueryError
 
@@ -46,8 +58,14 @@ def _step_9_1_once(name: str, ip: str, trust: str | None, servers: list[tuple[st
             return f"{name} does not resolve at {where}: {exc}"
         if ips != [ip]:
             return f"{name} resolves to {', '.join(ips) or 'nothing'} at {where}, not {ip}"
-    proc = subprocess.run(step_9_1_command(name, ip, trust, port), capture_output=True, text=True,
-                          timeout=20, check=False, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        step_9_1_command(name, ip, trust, port),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         return f"curl https://{name}/api/v1/version failed: {proc.stderr.strip()[-200:]}"
     status = (proc.stdout.splitlines() or [""])[0].strip()
@@ -56,8 +74,9 @@ def _step_9_1_once(name: str, ip: str, trust: str | None, servers: list[tuple[st
     return None
 
 
-def check_after_cutover(settings: dict, expected_ip: str, *, timeout: float | None = None,
-                        say=print, port: int = 443) -> str:
+def check_after_cutover(
+    settings: dict, expected_ip: str, *, timeout: float | None = None, say=print, port: int = 443
+) -> str:
     """Runbook step 9.1: the forge's name, resolved through DNS (dns_resolvers, else the
     system's resolver), is this host and answers `HTTP/2 200` on /api/v1/version with a
     certificate valid for the name (from the CA of https_trust_bundle, else the system's
@@ -76,6 +95,11 @@ def check_after_cutover(settings: dict, expected_ip: str, *, timeout: float | No
             return f"https://{name}/api/v1/version: HTTP/2 200 from {expected_ip} (DNS via {via})"
         return None
 
-    return poll(answered, timeout=limit, what="runbook step 9.1", interval=2,
-                progress=lambda _: say(f"step 9.1 not yet: {why}"),
-                error=lambda: f"runbook step 9.1 failed after the cutover: {why}")
+    return poll(
+        answered,
+        timeout=limit,
+        what="runbook step 9.1",
+        interval=2,
+        progress=lambda _: say(f"step 9.1 not yet: {why}"),
+        error=lambda: f"runbook step 9.1 failed after the cutover: {why}",
+    )

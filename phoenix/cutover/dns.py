@@ -20,14 +20,18 @@ from phoenix.context import Context, current
 from phoenix.errors import NotConfigured, PhoenixError
 
 
-def make_client(*, token: str, base_url: str | None, max_retries: int = 3,
-                timeout: float = 10) -> cloudflare.Cloudflare:
+def make_client(
+    *, token: str, base_url: str | None, max_retries: int = 3, timeout: float = 10
+) -> cloudflare.Cloudflare:
     """A client that authenticates with `token` only (base_url None: the real Cloudflare)."""
     if not token or not token.strip():
-        raise NotConfigured("CLOUDFLARE_API_TOKEN is empty: create an API token with "
-                            "Zone:Read and DNS:Edit on the forge's zone and export it.")
-    client = cloudflare.Cloudflare(api_token=token.strip(), base_url=base_url,
-                                   max_retries=max_retries, timeout=timeout)
+        raise NotConfigured(
+            "CLOUDFLARE_API_TOKEN is empty: create an API token with "
+            "Zone:Read and DNS:Edit on the forge's zone and export it."
+        )
+    client = cloudflare.Cloudflare(
+        api_token=token.strip(), base_url=base_url, max_retries=max_retries, timeout=timeout
+    )
     # The SDK prefers CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY from the environment over the
     # token when they are set; Phoenix means the token it was given.
     client.api_email = client.api_key = client.user_service_key = None
@@ -47,32 +51,46 @@ def _cloudflare_errors(client: cloudflare.Cloudflare, doing: str) -> Iterator[No
     try:
         yield
     except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as exc:
-        message = (f"Cloudflare rejected the API token (CLOUDFLARE_API_TOKEN) while {doing} "
-                   f"({_reason(exc)}): check that the token is current and has Zone:Read "
-                   f"and DNS:Edit on this zone.")
+        message = (
+            f"Cloudflare rejected the API token (CLOUDFLARE_API_TOKEN) while {doing} "
+            f"({_reason(exc)}): check that the token is current and has Zone:Read "
+            f"and DNS:Edit on this zone."
+        )
         raise PhoenixError(_scrub(message, client)) from exc
     except cloudflare.NotFoundError as exc:
-        raise PhoenixError(_scrub(f"Cloudflare found nothing while {doing} ({_reason(exc)}): "
-                                  "check the name and that the record still exists.",
-                                  client)) from exc
+        raise PhoenixError(
+            _scrub(
+                f"Cloudflare found nothing while {doing} ({_reason(exc)}): "
+                "check the name and that the record still exists.",
+                client,
+            )
+        ) from exc
     except cloudflare.RateLimitError as exc:
-        raise PhoenixError(f"Cloudflare kept answering 429 (rate limited) while {doing}, "
-                           f"also after {client.max_retries} retries: wait a few minutes and "
-                           "run the step again; it resumes where it stopped.") from exc
+        raise PhoenixError(
+            f"Cloudflare kept answering 429 (rate limited) while {doing}, "
+            f"also after {client.max_retries} retries: wait a few minutes and "
+            "run the step again; it resumes where it stopped."
+        ) from exc
     except cloudflare.APIConnectionError as exc:  # includes APITimeoutError
-        raise PhoenixError(f"The Cloudflare API at {base_url} is unreachable while {doing} "
-                           f"({_cause(exc)}): check the network, or CLOUDFLARE_BASE_URL if "
-                           "it is set.") from exc
+        raise PhoenixError(
+            f"The Cloudflare API at {base_url} is unreachable while {doing} "
+            f"({_cause(exc)}): check the network, or CLOUDFLARE_BASE_URL if "
+            "it is set."
+        ) from exc
     except cloudflare.APIStatusError as exc:
-        raise PhoenixError(_scrub(f"Cloudflare answered {exc.status_code} while {doing}: "
-                                  f"{_reason(exc)}.", client)) from exc
+        raise PhoenixError(
+            _scrub(f"Cloudflare answered {exc.status_code} while {doing}: {_reason(exc)}.", client)
+        ) from exc
 
 
 def _reason(exc: cloudflare.APIStatusError) -> str:
     """Cloudflare's own error lines ("code: message"), or the HTTP status."""
     body = exc.body if isinstance(exc.body, dict) else {}
-    errors = [f"{e.get('code')}: {e.get('message')}" for e in body.get("errors") or []
-              if isinstance(e, dict)]
+    errors = [
+        f"{e.get('code')}: {e.get('message')}"
+        for e in body.get("errors") or []
+        if isinstance(e, dict)
+    ]
     return "; ".join(errors) or f"HTTP {exc.status_code}"
 
 
@@ -102,21 +120,28 @@ def _find_zone(client: cloudflare.Cloudflare, fqdn: str) -> Any:
             zones = client.zones.list(name=candidate).result
         if zones:
             return zones[0]
-    raise PhoenixError(f"No Cloudflare zone this token can see holds {fqdn}: check the "
-                       "record name, and that the token has Zone:Read on its zone.")
+    raise PhoenixError(
+        f"No Cloudflare zone this token can see holds {fqdn}: check the "
+        "record name, and that the token has Zone:Read on its zone."
+    )
 
 
 def _find_record(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> Any:
     with _cloudflare_errors(client, f"looking up the A record of {fqdn}"):
-        records = client.dns.records.list(zone_id=zone.id, name={"exact": fqdn}, type="A",
-                                          per_page=100).result
+        records = client.dns.records.list(
+            zone_id=zone.id, name={"exact": fqdn}, type="A", per_page=100
+        ).result
     if not records:
-        raise PhoenixError(f"{fqdn} has no A record in the Cloudflare zone {zone.name}: "
-                           "create it (any address) or fix the record name.")
+        raise PhoenixError(
+            f"{fqdn} has no A record in the Cloudflare zone {zone.name}: "
+            "create it (any address) or fix the record name."
+        )
     if len(records) > 1:
         addresses = ", ".join(sorted(str(r.content) for r in records))
-        raise PhoenixError(f"{fqdn} has {len(records)} A records ({addresses}); cutover "
-                           "moves a name with exactly one: remove the extra ones first.")
+        raise PhoenixError(
+            f"{fqdn} has {len(records)} A records ({addresses}); cutover "
+            "moves a name with exactly one: remove the extra ones first."
+        )
     return records[0]
 
 
@@ -138,8 +163,11 @@ def _value(record: Any) -> dict:
 
 def _find_aaaa(client: cloudflare.Cloudflare, zone: Any, fqdn: str) -> list:
     with _cloudflare_errors(client, f"looking up the AAAA records of {fqdn}"):
-        return list(client.dns.records.list(zone_id=zone.id, name={"exact": fqdn},
-                                            type="AAAA", per_page=100).result)
+        return list(
+            client.dns.records.list(
+                zone_id=zone.id, name={"exact": fqdn}, type="AAAA", per_page=100
+            ).result
+        )
 
 
 def current_addresses(client: cloudflare.Cloudflare, records: list[str]) -> list[str]:
@@ -151,10 +179,16 @@ def current_addresses(client: cloudflare.Cloudflare, records: list[str]) -> list
     return list(dict.fromkeys(out))
 
 
-def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
-            client: cloudflare.Cloudflare, saved: dict,
-            on_saved: Callable[[dict], None] | None = None,
-            new_ipv6: str | None = None) -> dict:
+def cutover(
+    *,
+    records: list[str],
+    new_ip: str,
+    ttl: int = 300,
+    client: cloudflare.Cloudflare,
+    saved: dict,
+    on_saved: Callable[[dict], None] | None = None,
+    new_ipv6: str | None = None,
+) -> dict:
     """Point each name in `records` at `new_ip` with `ttl`, and its AAAA records at
     `new_ipv6`; without one (the droplet has no IPv6) the AAAA records are removed, as they
     would keep sending IPv6 clients to the old server. Rollback puts them back.
@@ -174,32 +208,42 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
     try:
         ipaddress.IPv4Address(new_ip)
     except ValueError:
-        raise PhoenixError(f"{new_ip!r} is not an IPv4 address; cutover needs the new "
-                           "server's public IPv4 address.") from None
+        raise PhoenixError(
+            f"{new_ip!r} is not an IPv4 address; cutover needs the new "
+            "server's public IPv4 address."
+        ) from None
     if new_ipv6 is not None:
         try:
             ipaddress.IPv6Address(new_ipv6)
         except ValueError:
             raise PhoenixError(f"{new_ipv6!r} is not an IPv6 address.") from None
     if ttl != 1 and not 60 <= ttl <= 86400:
-        raise PhoenixError(f"TTL {ttl} is not allowed by Cloudflare: use 1 (automatic) or "
-                           "60..86400 seconds.")
+        raise PhoenixError(
+            f"TTL {ttl} is not allowed by Cloudflare: use 1 (automatic) or 60..86400 seconds."
+        )
     found = []
     for fqdn in dict.fromkeys(full_name(name) for name in records):  # every lookup first
         zone = _find_zone(client, fqdn)
         aaaa = _find_aaaa(client, zone, fqdn)
         if new_ipv6 and len(aaaa) > 1:
-            raise PhoenixError(f"{fqdn} has {len(aaaa)} AAAA records; cutover moves a name "
-                               "with at most one: remove the extra ones first.")
+            raise PhoenixError(
+                f"{fqdn} has {len(aaaa)} AAAA records; cutover moves a name "
+                "with at most one: remove the extra ones first."
+            )
         found.append((fqdn, zone, _find_record(client, zone, fqdn), aaaa))
     for fqdn, zone, record, aaaa in found:
         saved.setdefault(fqdn, {"zone_id": zone.id, "record_id": record.id, **_value(record)})
         for six in aaaa:
-            if not any(v.get("type") == "AAAA" and v["record_id"] == six.id
-                       for v in saved.values()):
-                saved[f"{fqdn} AAAA {six.id}"] = {"name": fqdn, "type": "AAAA",
-                                                  "zone_id": zone.id, "record_id": six.id,
-                                                  **_value(six)}
+            if not any(
+                v.get("type") == "AAAA" and v["record_id"] == six.id for v in saved.values()
+            ):
+                saved[f"{fqdn} AAAA {six.id}"] = {
+                    "name": fqdn,
+                    "type": "AAAA",
+                    "zone_id": zone.id,
+                    "record_id": six.id,
+                    **_value(six),
+                }
     if on_saved is not None:
         on_saved(saved)
     result = {}
@@ -212,9 +256,15 @@ def cutover(*, records: list[str], new_ip: str, ttl: int = 300,
             touched.append((fqdn, zone, record))
             try:
                 with _cloudflare_errors(client, f"pointing {fqdn} at {new_ip}"):
-                    edited = client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn,
-                                                     type="A", ttl=ttl, content=new_ip,
-                                                     proxied=before["proxied"])
+                    edited = client.dns.records.edit(
+                        record.id,
+                        zone_id=zone.id,
+                        name=fqdn,
+                        type="A",
+                        ttl=ttl,
+                        content=new_ip,
+                        proxied=before["proxied"],
+                    )
             except PhoenixError as exc:
                 raise PhoenixError(f"{exc} {_put_back(client, touched)}") from None
             after = _value(edited)
@@ -237,28 +287,43 @@ def _put_back(client: cloudflare.Cloudflare, touched: list[tuple[str, Any, Any]]
         value = _value(record)
         try:
             with _cloudflare_errors(client, f"pointing {fqdn} back at {value['content']}"):
-                client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn, type="A",
-                                        **value)
+                client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn, type="A", **value)
             back.append(f"{fqdn} ({value['content']})")
         except PhoenixError:
             stuck.append(fqdn)
     if stuck:
-        return (f"Could not put {', '.join(stuck)} back: run `phoenix rollback` (the old "
-                "values are saved), then the cutover again.")
-    return (f"Put back {', '.join(back)}: no name moved; run the cutover again once "
-            "Cloudflare answers.")
+        return (
+            f"Could not put {', '.join(stuck)} back: run `phoenix rollback` (the old "
+            "values are saved), then the cutover again."
+        )
+    return (
+        f"Put back {', '.join(back)}: no name moved; run the cutover again once Cloudflare answers."
+    )
 
 
-def _point(client: cloudflare.Cloudflare, zone: Any, fqdn: str, rtype: str, record: Any,
-           address: str, ttl: int) -> dict:
+def _point(
+    client: cloudflare.Cloudflare,
+    zone: Any,
+    fqdn: str,
+    rtype: str,
+    record: Any,
+    address: str,
+    ttl: int,
+) -> dict:
     before = _value(record)
     done = before["content"] == address and (before["ttl"] == ttl or before["proxied"])
     after = before
     if not done:
         with _cloudflare_errors(client, f"pointing {fqdn} ({rtype}) at {address}"):
-            edited = client.dns.records.edit(record.id, zone_id=zone.id, name=fqdn,
-                                             type=rtype, ttl=ttl, content=address,
-                                             proxied=before["proxied"])
+            edited = client.dns.records.edit(
+                record.id,
+                zone_id=zone.id,
+                name=fqdn,
+                type=rtype,
+                ttl=ttl,
+                content=address,
+                proxied=before["proxied"],
+            )
         after = _value(edited)
     return {"changed": not done, "before": before, "after": after}
 
@@ -275,8 +340,10 @@ def confirm(*, client: cloudflare.Cloudflare, saved: dict, names: list[str], ip:
         with _cloudflare_errors(client, f"reading the A record of {name} back"):
             record = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
         if record is None or record.content != ip:
-            raise PhoenixError(f"Cloudflare still holds {getattr(record, 'content', None)} for "
-                               f"{name}, not {ip}; run the cutover again")
+            raise PhoenixError(
+                f"Cloudflare still holds {getattr(record, 'content', None)} for "
+                f"{name}, not {ip}; run the cutover again"
+            )
 
 
 def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
@@ -288,8 +355,9 @@ def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
         fqdn, rtype = value.get("name", key), value.get("type", "A")
         want = {k: value[k] for k in ("content", "ttl", "proxied")}
         try:
-            with _cloudflare_errors(client, f"reading the {rtype} record of {fqdn} to roll "
-                                            "it back"):
+            with _cloudflare_errors(
+                client, f"reading the {rtype} record of {fqdn} to roll it back"
+            ):
                 current = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
         except PhoenixError:
             if rtype != "AAAA":
@@ -298,13 +366,14 @@ def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
         changed = current is None or _value(current) != want
         if current is None and rtype == "AAAA":
             with _cloudflare_errors(client, f"making the AAAA record of {fqdn} again"):
-                made = client.dns.records.create(zone_id=value["zone_id"], name=fqdn,
-                                                 type="AAAA", **want)
+                made = client.dns.records.create(
+                    zone_id=value["zone_id"], name=fqdn, type="AAAA", **want
+                )
             value["record_id"] = made.id
         elif changed:
             with _cloudflare_errors(client, f"pointing {fqdn} back at {want['content']}"):
-                client.dns.records.edit(value["record_id"], zone_id=value["zone_id"],
-                                        name=fqdn, type=rtype, **want)
-        done.append({"name": fqdn if rtype == "A" else f"{fqdn} AAAA", "changed": changed,
-                     **want})
+                client.dns.records.edit(
+                    value["record_id"], zone_id=value["zone_id"], name=fqdn, type=rtype, **want
+                )
+        done.append({"name": fqdn if rtype == "A" else f"{fqdn} AAAA", "changed": changed, **want})
     return done

@@ -66,8 +66,10 @@ def parse_server(item: str, default_port: int = 53) -> tuple[str, int]:
         address = str(ipaddress.ip_address(host))
         number = int(port) if port else default_port
     except ValueError:
-        raise PhoenixError(f"DNS resolver {item!r} is not an IP address with an optional port "
-                           "(1.1.1.1, 1.1.1.1:53, [2606:4700::1111]:53)") from None
+        raise PhoenixError(
+            f"DNS resolver {item!r} is not an IP address with an optional port "
+            "(1.1.1.1, 1.1.1.1:53, [2606:4700::1111]:53)"
+        ) from None
     if not 0 < number < 65536:
         raise PhoenixError(f"DNS resolver {item!r}: port {number} is out of range")
     return address, number
@@ -83,29 +85,34 @@ def address_text(server: str, port: int) -> str:
     return f"[{server}]:{port}" if ":" in server else f"{server}:{port}"
 
 
-def query(name: str, server: str, port: int = 53, timeout: float = 2.0, *,
-          rdtype: str = "A") -> DNSAnswer:
+def query(
+    name: str, server: str, port: int = 53, timeout: float = 2.0, *, rdtype: str = "A"
+) -> DNSAnswer:
     """Ask `server` for `rdtype` records of `name`; DNSQueryError when no usable answer comes."""
     if rdtype not in RECORD_TYPES:
         raise ValueError(f"record type {rdtype} is not one Phoenix asks for")
     where = address_text(server, port)
     request = dns.message.make_query(name, rdtype)
     try:
-        reply, tcp = dns.query.udp_with_fallback(request, server, timeout=timeout, port=port,
-                                                 ignore_unexpected=True)
+        reply, tcp = dns.query.udp_with_fallback(
+            request, server, timeout=timeout, port=port, ignore_unexpected=True
+        )
     except dns.exception.Timeout:
         raise DNSQueryError(f"no answer from {where} within {timeout:g} s") from None
     except dns.query.BadResponse:
-        raise DNSQueryError(f"{where} sent a reply that is not the answer to our query "
-                            f"for {name}") from None
+        raise DNSQueryError(
+            f"{where} sent a reply that is not the answer to our query for {name}"
+        ) from None
     except dns.exception.DNSException as exc:  # FormError, ShortHeader, TrailingJunk…
-        raise DNSQueryError(f"{where} sent a malformed reply for {name}: "
-                            f"{type(exc).__name__}") from None
+        raise DNSQueryError(
+            f"{where} sent a malformed reply for {name}: {type(exc).__name__}"
+        ) from None
     except OSError as exc:  # e.g. ICMP port unreachable or a TCP reset: nothing listens there
         raise DNSQueryError(f"{where}: {exc.strerror or exc}") from None
     wanted = dns.rdatatype.from_text(rdtype)
-    answer = DNSAnswer(rcode=int(reply.rcode()), authoritative=bool(reply.flags & dns.flags.AA),
-                       tcp=tcp)
+    answer = DNSAnswer(
+        rcode=int(reply.rcode()), authoritative=bool(reply.flags & dns.flags.AA), tcp=tcp
+    )
     for rrset in reply.answer:
         if rrset.rdtype == wanted and rrset.rdclass == dns.rdataclass.IN:
             answer.records += [(rdata.address, rrset.ttl) for rdata in rrset]
@@ -116,8 +123,9 @@ def query_a(name: str, server: str, port: int = 53, timeout: float = 2.0) -> DNS
     return query(name, server, port, timeout, rdtype="A")
 
 
-def resolve(name: str, server: str, port: int = 53, timeout: float = 2.0, *,
-            rdtype: str = "A") -> list[str]:
+def resolve(
+    name: str, server: str, port: int = 53, timeout: float = 2.0, *, rdtype: str = "A"
+) -> list[str]:
     """The addresses `server` answers for `name`, sorted; [] for NXDOMAIN or no such record."""
     answer = query(name, server, port, timeout, rdtype=rdtype)
     if answer.rcode not in (NOERROR, NXDOMAIN):
@@ -129,13 +137,22 @@ def resolve_a(name: str, server: str, port: int = 53, timeout: float = 2.0) -> l
     return resolve(name, server, port, timeout, rdtype="A")
 
 
-def wait_for_propagation(records: list[str], ip: str, *, resolvers: list[tuple[str, int]],
-                         timeout: float = 600, interval: float = 5,
-                         progress: Callable[[str], None] | None = None) -> None:
+def wait_for_propagation(
+    records: list[str],
+    ip: str,
+    *,
+    resolvers: list[tuple[str, int]],
+    timeout: float = 600,
+    interval: float = 5,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Return once every resolver (address, port) answers exactly `ip` for every record."""
     deadline = time.monotonic() + timeout
-    pending = {(name.strip().rstrip(".").lower(), resolver): "has not been asked"
-               for name in records for resolver in resolvers}
+    pending = {
+        (name.strip().rstrip(".").lower(), resolver): "has not been asked"
+        for name in records
+        for resolver in resolvers
+    }
     total = len(pending)
 
     def agreed() -> bool | None:
@@ -156,15 +173,21 @@ def wait_for_propagation(records: list[str], ip: str, *, resolvers: list[tuple[s
             return True
         (fqdn, (server, port)), seen = next(iter(pending.items()))
         if progress is not None:
-            progress(f"{total - len(pending)}/{total} answers show {ip}; {fqdn} at "
-                     f"{address_text(server, port)} {seen}")
+            progress(
+                f"{total - len(pending)}/{total} answers show {ip}; {fqdn} at "
+                f"{address_text(server, port)} {seen}"
+            )
         return None
 
     def late() -> str:
-        where = "; ".join(f"{name} at {address_text(srv, prt)} {what}"
-                          for (name, (srv, prt)), what in pending.items())
-        return (f"DNS has not moved to {ip} after {timeout:g} s: {where}. Check the record in "
-                "Cloudflare, or wait longer (the old TTL may still be running out) and run the "
-                "check again.")
+        where = "; ".join(
+            f"{name} at {address_text(srv, prt)} {what}"
+            for (name, (srv, prt)), what in pending.items()
+        )
+        return (
+            f"DNS has not moved to {ip} after {timeout:g} s: {where}. Check the record in "
+            "Cloudflare, or wait longer (the old TTL may still be running out) and run the "
+            "check again."
+        )
 
     poll(agreed, timeout=timeout, what=f"DNS answers {ip}", interval=interval, error=late)

@@ -25,6 +25,7 @@ from phoenix.state import BACKUP_TIMERS, CUTOVER_FILE, ROLE_FILE, STANDBY_TIMER,
 
 # ---- fencing: the old primary must not come back beside the new one -------------------------
 
+
 def _answers(ip: str, ports: list[int], timeout: float = 3) -> int | None:
     """The first of `ports` that accepts a TCP connection on `ip`, or None."""
     for port in ports:
@@ -43,8 +44,7 @@ def _droplet_at(do: DO, ip: str) -> dict | None:
     return None
 
 
-def live_old_primaries(*, old: list[str], settings: dict,
-                       do: DO | None) -> list[dict[str, Any]]:
+def live_old_primaries(*, old: list[str], settings: dict, do: DO | None) -> list[dict[str, Any]]:
     """Which old addresses still serve: a droplet of this account that is not off (it may
     come back), or any address that accepts a connection on `fence_probe_ports`."""
     live: list[dict[str, Any]] = []
@@ -52,9 +52,14 @@ def live_old_primaries(*, old: list[str], settings: dict,
         droplet = _droplet_at(do, ip) if do is not None else None
         if droplet is not None:
             if droplet["status"] != "off":
-                live.append({"ip": ip, "droplet": droplet,
-                             "why": f"droplet {droplet['name']} ({droplet['id']}) is "
-                                    f"{droplet['status']}"})
+                live.append(
+                    {
+                        "ip": ip,
+                        "droplet": droplet,
+                        "why": f"droplet {droplet['name']} ({droplet['id']}) is "
+                        f"{droplet['status']}",
+                    }
+                )
             continue
         port = _answers(ip, settings.get("fence_probe_ports", [22, 443]))
         if port is not None:
@@ -67,21 +72,28 @@ def fence(*, state: State, live: list[dict], do: DO | None, fence_it: bool, say:
         return
     what = "; ".join(f"{item['ip']}: {item['why']}" for item in live)
     if not fence_it:
-        raise PhoenixError(f"the old primary still answers ({what}); two forges would serve "
-                           "and back up at once. Run `phoenix cutover --fence` to power it off "
-                           "through DigitalOcean (disk kept), or stop it by hand")
+        raise PhoenixError(
+            f"the old primary still answers ({what}); two forges would serve "
+            "and back up at once. Run `phoenix cutover --fence` to power it off "
+            "through DigitalOcean (disk kept), or stop it by hand"
+        )
     for item in live:
         droplet = item["droplet"]
         if droplet is None or do is None:
-            raise PhoenixError(f"the old primary at {item['ip']} answers but is no droplet this "
-                               "DigitalOcean token can see; power it off by hand, then run "
-                               "cutover again")
+            raise PhoenixError(
+                f"the old primary at {item['ip']} answers but is no droplet this "
+                "DigitalOcean token can see; power it off by hand, then run "
+                "cutover again"
+            )
         do.action(droplet["id"], "power_off")
         state.data.setdefault("fenced", []).append(
-            {"id": droplet["id"], "name": droplet["name"], "ip": item["ip"], "at": now()})
+            {"id": droplet["id"], "name": droplet["name"], "ip": item["ip"], "at": now()}
+        )
         state.save()
-        say(f"fenced the old primary {droplet['name']} ({droplet['id']}, {item['ip']}): "
-            "powered off, disk kept")
+        say(
+            f"fenced the old primary {droplet['name']} ({droplet['id']}, {item['ip']}): "
+            "powered off, disk kept"
+        )
 
 
 # ---- the new primary ------------------------------------------------------------------------
@@ -94,21 +106,30 @@ def host_role(state: State) -> str:
 
 def _switch(verb: str, units: list[str]) -> str:
     """Shell: `systemctl VERB --now` each unit this host has (a role may lack some)."""
-    return "".join(f"if systemctl cat {u} >/dev/null 2>&1; then systemctl {verb} --now {u}; fi; "
-                   for u in map(shlex.quote, units))
+    return "".join(
+        f"if systemctl cat {u} >/dev/null 2>&1; then systemctl {verb} --now {u}; fi; "
+        for u in map(shlex.quote, units)
+    )
 
 
 def activate(state: State, say: Say) -> None:
     """The droplet is the forge now: its marker says so (every later converge honours it),
     its backups start, a standby's refresh stops."""
-    _ssh(state, f"set -e; mkdir -p {ROLE_FILE.rsplit('/', 1)[0]}; "
-                f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
-                f"date -u +%FT%TZ > {CUTOVER_FILE}; "
-                + _switch("disable", [f"{STANDBY_TIMER}.timer"])
-                + _switch("enable", [f"{t}.timer" for t in BACKUP_TIMERS]
-                          + [f"{u}.service" for u in replication.UNITS]))
-    say(f"{state.droplet['name']} is the primary now: backups and replication on, "
-        f"marker {ROLE_FILE}")
+    _ssh(
+        state,
+        f"set -e; mkdir -p {ROLE_FILE.rsplit('/', 1)[0]}; "
+        f"echo primary > {ROLE_FILE}.new; mv -f {ROLE_FILE}.new {ROLE_FILE}; "
+        f"date -u +%FT%TZ > {CUTOVER_FILE}; "
+        + _switch("disable", [f"{STANDBY_TIMER}.timer"])
+        + _switch(
+            "enable",
+            [f"{t}.timer" for t in BACKUP_TIMERS] + [f"{u}.service" for u in replication.UNITS],
+        ),
+    )
+    say(
+        f"{state.droplet['name']} is the primary now: backups and replication on, "
+        f"marker {ROLE_FILE}"
+    )
 
 
 def protect(state: State, settings: dict, say: Say) -> str | None:
@@ -119,19 +140,26 @@ def protect(state: State, settings: dict, say: Say) -> str | None:
     if not settings.get("backup_repository"):
         return None
     status = str(settings.get("backup_status_file") or "")
-    found = _ssh(state, f"if ! systemctl cat phoenix-backup.service >/dev/null 2>&1; then "
-                        f"echo no-job; elif [ -s {shlex.quote(status)} ]; then echo has; "
-                        "else echo none; fi").strip()
+    found = _ssh(
+        state,
+        f"if ! systemctl cat phoenix-backup.service >/dev/null 2>&1; then "
+        f"echo no-job; elif [ -s {shlex.quote(status)} ]; then echo has; "
+        "else echo none; fi",
+    ).strip()
     if found != "none":
         return None
     try:
         snapshot = backup_now(state_target(state), settings=settings)
     except PhoenixError as exc:
-        raise PhoenixError(f"{state.droplet['name']} serves the forge, but its first full "
-                           f"snapshot failed ({exc}): it is not yet protected; run `phoenix "
-                           "backup now` once the cause is fixed") from None
-    say(f"{state.droplet['name']}'s first full snapshot {snapshot[:8]} is saved: a disaster "
-        "from now on recovers this primary")
+        raise PhoenixError(
+            f"{state.droplet['name']} serves the forge, but its first full "
+            f"snapshot failed ({exc}): it is not yet protected; run `phoenix "
+            "backup now` once the cause is fixed"
+        ) from None
+    say(
+        f"{state.droplet['name']}'s first full snapshot {snapshot[:8]} is saved: a disaster "
+        "from now on recovers this primary"
+    )
     return snapshot
 
 

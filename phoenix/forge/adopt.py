@@ -28,8 +28,9 @@ FIXED = ("binary", "app.ini", "unit")
 
 
 def _remote(target: Target, command: str, *, timeout: float = 600) -> str:
-    proc = subprocess.run(ssh_command(target, command), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        ssh_command(target, command), capture_output=True, text=True, timeout=timeout, check=False
+    )
     if proc.returncode != 0:
         raise PhoenixError(f"on {target.host}: {proc.stderr.strip()[-300:] or 'ssh failed'}")
     return proc.stdout
@@ -50,19 +51,26 @@ def discover(target: Target, unit_name: str = "gitea.service") -> GiteaInstall:
     unit = fact(GiteaUnit, unit=unit_name)
     lines = fact(FileContents, path=config_path(unit)) if unit else None
     version = fact(GiteaVersion, binary=unit["argv"][0]) if unit else None
-    return describe(unit, "\n".join(lines) if lines is not None else None, version=version,
-                    unit_name=unit_name)
+    return describe(
+        unit, "\n".join(lines) if lines is not None else None, version=version, unit_name=unit_name
+    )
 
 
 def fingerprint(target: Target, forge: GiteaInstall) -> dict[str, str]:
     """sha256 of each of the forge's files, and of each folder's sorted file list with sums."""
     q = shlex.quote
-    files = {"binary": forge.binary, "app.ini": forge.config, "unit": forge.unit_file,
-             "database": forge.db_path}
-    trees = {"data": forge.data_dir, "repositories": forge.repo_root,
-             "custom": forge.custom_dir}
-    inside = Path(forge.repo_root).relative_to(forge.data_dir).as_posix() \
-        if Path(forge.repo_root).is_relative_to(forge.data_dir) else None
+    files = {
+        "binary": forge.binary,
+        "app.ini": forge.config,
+        "unit": forge.unit_file,
+        "database": forge.db_path,
+    }
+    trees = {"data": forge.data_dir, "repositories": forge.repo_root, "custom": forge.custom_dir}
+    inside = (
+        Path(forge.repo_root).relative_to(forge.data_dir).as_posix()
+        if Path(forge.repo_root).is_relative_to(forge.data_dir)
+        else None
+    )
     skip = " ".join(f"-not -path ./{q(name)}/'*'" for name in (*LIVE, inside) if name)
     db = Path(forge.db_path).name
     script = ["set -e"]
@@ -73,7 +81,8 @@ def fingerprint(target: Target, forge: GiteaInstall) -> dict[str, str]:
             f"printf '%s ' {q(key)}; if [ -d {q(path)} ]; then cd {q(path)}; "
             f"find . -type f {skip} -not -name {q(db + '-wal')} -not -name {q(db + '-shm')} "
             f"-not -name {q(db + '-journal')} -print0 | sort -z | xargs -0r sha256sum "
-            f"| sha256sum | cut -d' ' -f1; else echo absent; fi")
+            f"| sha256sum | cut -d' ' -f1; else echo absent; fi"
+        )
     out = _remote(target, "bash -c " + q("\n".join(script)), timeout=3600)
     return dict(line.split(" ", 1) for line in out.strip().splitlines())
 
@@ -96,23 +105,30 @@ def adopt(*, say: Say = print, report_dir: Path) -> Report:
     found: dict = {}
 
     def find() -> str:
-        found["forge"] = forge = discover(target, settings.get("adopt_gitea_unit")
-                                          or "gitea.service")
+        found["forge"] = forge = discover(
+            target, settings.get("adopt_gitea_unit") or "gitea.service"
+        )
         found["before"] = fingerprint(target, forge)
-        return (f"Gitea {forge.version} {forge.binary}, app.ini {forge.config}, data "
-                f"{forge.data_dir}, run by {forge.run_user}")
+        return (
+            f"Gitea {forge.version} {forge.binary}, app.ini {forge.config}, data "
+            f"{forge.data_dir}, run by {forge.run_user}"
+        )
 
     def deploy() -> str:
-        return run_deploy("inventories/forge.py", deploy="adopt.py",
-                          log=report_dir / "adopt.deploy.log")
+        return run_deploy(
+            "inventories/forge.py", deploy="adopt.py", log=report_dir / "adopt.deploy.log"
+        )
 
     def snapshot() -> str:
         found["snapshot"] = now(target, settings=settings)
         return f"snapshot {found['snapshot'][:8]}"
 
     def verify() -> str:
-        result = backup.verify(store_from_settings(settings), snapshot=found["snapshot"],
-                               read_data_subset=settings.get("backup_verify_subset", "5%"))
+        result = backup.verify(
+            store_from_settings(settings),
+            snapshot=found["snapshot"],
+            read_data_subset=settings.get("backup_verify_subset", "5%"),
+        )
         found["counts"] = result.counts
         return result.summary()
 
@@ -121,21 +137,36 @@ def adopt(*, say: Say = print, report_dir: Path) -> Report:
         differ = changed(found["before"], after)
         report.extra["unchanged"] = sorted(set(found["before"]) - set(differ))
         if set(differ) & set(FIXED):
-            raise PhoenixError(f"the adoption changed the forge's {', '.join(differ)}: look "
-                               f"at {report_dir / 'adopt.deploy.log'}")
+            raise PhoenixError(
+                f"the adoption changed the forge's {', '.join(differ)}: look "
+                f"at {report_dir / 'adopt.deploy.log'}"
+            )
         if differ:
             report.extra["changed_while_adopting"] = (
-                f"{', '.join(differ)} (Gitea writes them while it runs: users were active)")
-        return "binary, app.ini, unit, database, data and repositories as they were" \
-            if not differ else f"changed while adopting: {', '.join(differ)}"
+                f"{', '.join(differ)} (Gitea writes them while it runs: users were active)"
+            )
+        return (
+            "binary, app.ini, unit, database, data and repositories as they were"
+            if not differ
+            else f"changed while adopting: {', '.join(differ)}"
+        )
 
     try:
-        for name, step in (("discover", find), ("deploy (backup job)", deploy),
-                           ("first snapshot", snapshot), ("test restore", verify),
-                           ("forge unchanged", unchanged)):
+        for name, step in (
+            ("discover", find),
+            ("deploy (backup job)", deploy),
+            ("first snapshot", snapshot),
+            ("test restore", verify),
+            ("forge unchanged", unchanged),
+        ):
             report.timed(name, step, say)
-        report.extra.update({"snapshot": found["snapshot"], "counts": found["counts"],
-                             "forge": found["forge"].to_dict()})
+        report.extra.update(
+            {
+                "snapshot": found["snapshot"],
+                "counts": found["counts"],
+                "forge": found["forge"].to_dict(),
+            }
+        )
     except PhoenixError as exc:
         exc.output = report.to_dict()  # --json prints the report with the error
         raise

@@ -28,13 +28,23 @@ from phoenix.errors import PhoenixError
 from phoenix.forge.tls import https_session
 
 LFS_MEDIA = "application/vnd.git-lfs+json"
-KINDS = ("repositories", "branches", "issues", "issue bodies", "comments", "attachments",
-         "avatars", "lfs objects", "logins")
+KINDS = (
+    "repositories",
+    "branches",
+    "issues",
+    "issue bodies",
+    "comments",
+    "attachments",
+    "avatars",
+    "lfs objects",
+    "logins",
+)
 
 
 @dataclass(frozen=True)
 class TwoFactorUser:
     """A user enrolled in TOTP: the password and the base32 secret an authenticator holds."""
+
     login: str
     password: str
     otp_secret: str
@@ -46,7 +56,7 @@ def totp(secret_b32: str, at: float | None = None) -> str:
     counter = int((time.time() if at is None else at) // 30)
     digest = hmac.new(key, counter.to_bytes(8, "big"), hashlib.sha1).digest()
     offset = digest[-1] & 0x0F
-    return f"{(int.from_bytes(digest[offset:offset + 4], 'big') & 0x7FFFFFFF) % 1_000_000:06d}"
+    return f"{(int.from_bytes(digest[offset : offset + 4], 'big') & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
 def sha256(data: bytes) -> str:
@@ -54,8 +64,15 @@ def sha256(data: bytes) -> str:
 
 
 class Forge:
-    def __init__(self, name: str, *, address: str | None = None, trust: str | None = None,
-                 token: str | None = None, timeout: float = 10) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        address: str | None = None,
+        trust: str | None = None,
+        token: str | None = None,
+        timeout: float = 10,
+    ) -> None:
         self.session, self.root = https_session(name, address=address, trust=trust)
         self.base = self.root + "/api/v1"
         self.where = f"https://{name}" + (f" (at {address})" if address else "")
@@ -65,22 +82,35 @@ class Forge:
         self.timeout = timeout
 
     @classmethod
-    def of(cls, settings: dict, *, address: str | None = None, token: str | None = None,
-           timeout: float = 10) -> Forge:
+    def of(
+        cls,
+        settings: dict,
+        *,
+        address: str | None = None,
+        token: str | None = None,
+        timeout: float = 10,
+    ) -> Forge:
         """The forge of group_data (gitea_domain, https_trust_bundle), at `address`."""
-        return cls(settings["gitea_domain"], address=address,
-                   trust=settings.get("https_trust_bundle"), token=token, timeout=timeout)
+        return cls(
+            settings["gitea_domain"],
+            address=address,
+            trust=settings.get("https_trust_bundle"),
+            token=token,
+            timeout=timeout,
+        )
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             return self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise PhoenixError(f"Gitea at {self.where}: TLS failed, the certificate is not "
-                               f"valid for the name or not from the trusted CA ({_why(exc)})") \
-                from None
+            raise PhoenixError(
+                f"Gitea at {self.where}: TLS failed, the certificate is not "
+                f"valid for the name or not from the trusted CA ({_why(exc)})"
+            ) from None
         except requests.RequestException as exc:
-            raise PhoenixError(f"Gitea at {self.where} is unreachable ({type(exc).__name__})") \
-                from None
+            raise PhoenixError(
+                f"Gitea at {self.where} is unreachable ({type(exc).__name__})"
+            ) from None
 
     def _here(self, url: str) -> str:
         """A link Gitea gave (attachment, avatar, LFS action) names the forge by its ROOT_URL,
@@ -93,8 +123,9 @@ class Forge:
         if response.status_code == 401:
             raise PhoenixError(f"Gitea at {self.where} rejected the API token")
         if response.status_code >= 400:
-            raise PhoenixError(f"Gitea {method} {path} answered {response.status_code}: "
-                               f"{response.text[:200]}")
+            raise PhoenixError(
+                f"Gitea {method} {path} answered {response.status_code}: {response.text[:200]}"
+            )
         return response.json() if response.content else None
 
     def _pages(self, path: str, **params: Any) -> list[dict]:
@@ -130,19 +161,22 @@ class Forge:
         return self._call("GET", f"/repos/{full_name}/issues/{index}/comments")
 
     def create_issue(self, full_name: str, title: str, body: str = "") -> dict:
-        return self._call("POST", f"/repos/{full_name}/issues", json={"title": title,
-                                                                     "body": body})
+        return self._call("POST", f"/repos/{full_name}/issues", json={"title": title, "body": body})
 
     def close_issue(self, full_name: str, index: int) -> dict:
         return self._call("PATCH", f"/repos/{full_name}/issues/{index}", json={"state": "closed"})
 
     def create_comment(self, full_name: str, index: int, body: str) -> dict:
-        return self._call("POST", f"/repos/{full_name}/issues/{index}/comments",
-                          json={"body": body})
+        return self._call(
+            "POST", f"/repos/{full_name}/issues/{index}/comments", json={"body": body}
+        )
 
     def attach(self, full_name: str, index: int, name: str, content: bytes) -> dict:
-        return self._call("POST", f"/repos/{full_name}/issues/{index}/assets",
-                          files={"attachment": (name, content, "application/octet-stream")})
+        return self._call(
+            "POST",
+            f"/repos/{full_name}/issues/{index}/assets",
+            files={"attachment": (name, content, "application/octet-stream")},
+        )
 
     def set_avatar(self, image: bytes) -> None:
         self._call("POST", "/user/avatar", json={"image": base64.b64encode(image).decode()})
@@ -158,13 +192,20 @@ class Forge:
 
     def _lfs_batch(self, full_name: str, operation: str, oid: str, size: int) -> dict:
         response = self._request(
-            "POST", f"{self.root}/{full_name}.git/info/lfs/objects/batch",
-            json={"operation": operation, "transfers": ["basic"],
-                  "objects": [{"oid": oid, "size": size}]},
-            headers={"Accept": LFS_MEDIA, "Content-Type": LFS_MEDIA})
+            "POST",
+            f"{self.root}/{full_name}.git/info/lfs/objects/batch",
+            json={
+                "operation": operation,
+                "transfers": ["basic"],
+                "objects": [{"oid": oid, "size": size}],
+            },
+            headers={"Accept": LFS_MEDIA, "Content-Type": LFS_MEDIA},
+        )
         if response.status_code >= 400:
-            raise PhoenixError(f"Gitea's LFS batch ({operation}) for {full_name} answered "
-                               f"{response.status_code}: is [server] LFS_START_SERVER on?")
+            raise PhoenixError(
+                f"Gitea's LFS batch ({operation}) for {full_name} answered "
+                f"{response.status_code}: is [server] LFS_START_SERVER on?"
+            )
         return response.json()["objects"][0]
 
     def lfs_upload(self, full_name: str, content: bytes) -> str:
@@ -173,8 +214,9 @@ class Forge:
         answer = self._lfs_batch(full_name, "upload", oid, len(content))
         upload = answer.get("actions", {}).get("upload")
         if upload:
-            response = self._request("PUT", self._here(upload["href"]), data=content,
-                                     headers=upload.get("header") or {})
+            response = self._request(
+                "PUT", self._here(upload["href"]), data=content, headers=upload.get("header") or {}
+            )
             if response.status_code >= 400:
                 raise PhoenixError(f"LFS upload of {oid[:12]} answered {response.status_code}")
         return oid
@@ -185,14 +227,14 @@ class Forge:
         link = answer.get("actions", {}).get("download")
         if not link:
             return None
-        response = self._request("GET", self._here(link["href"]),
-                                 headers=link.get("header") or {})
+        response = self._request("GET", self._here(link["href"]), headers=link.get("header") or {})
         return response.content if response.status_code == 200 else None
 
     def login_status(self, login: str, password: str, otp: str | None) -> int:
         """The status of GET /user with basic auth and (when given) X-Gitea-OTP."""
-        headers = {"Authorization": "Basic " + base64.b64encode(
-            f"{login}:{password}".encode()).decode()}
+        headers = {
+            "Authorization": "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+        }
         if otp is not None:
             headers["X-Gitea-OTP"] = otp
         # inside TLS as every call; these headers replace the session's token for this one
@@ -209,8 +251,12 @@ def _why(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,
-             two_factor: Sequence[TwoFactorUser] = ()) -> dict[str, dict[str, str]]:
+def snapshot(
+    forge: Forge,
+    *,
+    lfs: dict[str, dict[str, int]] | None = None,
+    two_factor: Sequence[TwoFactorUser] = (),
+) -> dict[str, dict[str, str]]:
     """What a user would miss, by kind ({kind: {what: fingerprint}}): every repository and
     branch head, every issue's title/state and body, every comment, every attachment and
     custom avatar by sha256, the LFS objects named in `lfs` ({repo: {oid: size}}), whether
@@ -227,12 +273,14 @@ def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,
             out["issue bodies"][key] = sha256((issue.get("body") or "").encode())
             for asset in issue.get("assets") or []:
                 content = forge.download(asset["browser_download_url"])
-                out["attachments"][f"{key} {asset['name']} ({asset['uuid']})"] = \
+                out["attachments"][f"{key} {asset['name']} ({asset['uuid']})"] = (
                     sha256(content) if content is not None else "missing"
+                )
             if issue.get("comments"):
                 for comment in forge.comments(name, issue["number"]):
-                    out["comments"][f"{key} comment {comment['id']}"] = \
-                        sha256((comment.get("body") or "").encode())
+                    out["comments"][f"{key} comment {comment['id']}"] = sha256(
+                        (comment.get("body") or "").encode()
+                    )
     for user in forge.users():
         url = user.get("avatar_url") or ""
         if "/avatars/" in url and len(url.rsplit("/", 1)[1]) == 64:  # an uploaded avatar
@@ -241,8 +289,9 @@ def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,
     for name, objects in (lfs or {}).items():
         for oid, size in objects.items():
             content = forge.lfs_download(name, oid, size)
-            out["lfs objects"][f"{name} {oid[:12]}"] = \
+            out["lfs objects"][f"{name} {oid[:12]}"] = (
                 sha256(content) if content is not None else "missing"
+            )
     if forge.token:
         try:
             out["logins"]["the API token"] = f"logs in as {forge.me()['login']}"
@@ -250,8 +299,9 @@ def snapshot(forge: Forge, *, lfs: dict[str, dict[str, int]] | None = None,
             out["logins"]["the API token"] = str(exc)
     for enrolled in two_factor:
         code = forge.login_status(enrolled.login, enrolled.password, totp(enrolled.otp_secret))
-        out["logins"][f"2FA login of {enrolled.login} with a TOTP code"] = \
+        out["logins"][f"2FA login of {enrolled.login} with a TOTP code"] = (
             "works" if code == 200 else f"refused ({code})"
+        )
     return out
 
 
@@ -269,14 +319,16 @@ def compare(before: dict, after: dict, *, descends: Descends | None = None) -> l
             got = have.get(what)
             if got is None:
                 lost.append(f"{kind}: {what} is missing")
-            elif got != value and not (kind == "branches" and descends is not None
-                                       and descends(what, value, got)):
+            elif got != value and not (
+                kind == "branches" and descends is not None and descends(what, value, got)
+            ):
                 lost.append(f"{kind}: {what}: {_short(value)} before, {_short(got)} after")
     return lost
 
 
-def tally(before: dict, after: dict, *,
-          descends: Descends | None = None) -> dict[str, dict[str, Any]]:
+def tally(
+    before: dict, after: dict, *, descends: Descends | None = None
+) -> dict[str, dict[str, Any]]:
     """Per kind: how many there were, how many came back the same (or moved on from it), and
     which did not."""
     table: dict[str, dict[str, Any]] = {}
@@ -287,5 +339,4 @@ def tally(before: dict, after: dict, *,
 
 
 def _short(value: str) -> str:
-    return value[:10] if len(value) == 64 and all(c in "0123456789abcdef" for c in value) \
-        else value
+    return value[:10] if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else value

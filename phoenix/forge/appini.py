@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 
 from phoenix.errors import PhoenixError
 
-ROOT = ""   # the keys before the first [section]
+ROOT = ""  # the keys before the first [section]
 Ini = dict[str, dict[str, str]]
 
 # (section, key) -> the operator secret of the same value (phoenix/secrets.py)
@@ -34,14 +34,30 @@ SECRETS = {
 # Where the old host kept files: below Phoenix's own paths on the new one, so not carried.
 HOST_PATHS = {
     ROOT: {"WORK_PATH"},
-    "server": {"APP_DATA_PATH", "LFS_CONTENT_PATH", "CERT_FILE", "KEY_FILE", "SSH_ROOT_PATH",
-               "STATIC_ROOT_PATH", "PID_FILE"},
-    "database": {"PATH"}, "repository": {"ROOT"}, "log": {"ROOT_PATH"}, "git": {"HOME_PATH"},
-    "lfs": {"PATH"}, "attachment": {"PATH"}, "repo-archive": {"PATH"}, "packages": {"PATH",
-    "CHUNKED_UPLOAD_PATH"}, "storage": {"PATH"}, "picture": {"AVATAR_UPLOAD_PATH",
-    "REPOSITORY_AVATAR_UPLOAD_PATH"}, "repository.upload": {"TEMP_PATH"},
-    "repository.local": {"LOCAL_COPY_PATH"}, "indexer": {"ISSUE_INDEXER_PATH",
-    "REPO_INDEXER_PATH"}, "queue": {"DATADIR", "CONN_STR"}, "session": {"PROVIDER_CONFIG"},
+    "server": {
+        "APP_DATA_PATH",
+        "LFS_CONTENT_PATH",
+        "CERT_FILE",
+        "KEY_FILE",
+        "SSH_ROOT_PATH",
+        "STATIC_ROOT_PATH",
+        "PID_FILE",
+    },
+    "database": {"PATH"},
+    "repository": {"ROOT"},
+    "log": {"ROOT_PATH"},
+    "git": {"HOME_PATH"},
+    "lfs": {"PATH"},
+    "attachment": {"PATH"},
+    "repo-archive": {"PATH"},
+    "packages": {"PATH", "CHUNKED_UPLOAD_PATH"},
+    "storage": {"PATH"},
+    "picture": {"AVATAR_UPLOAD_PATH", "REPOSITORY_AVATAR_UPLOAD_PATH"},
+    "repository.upload": {"TEMP_PATH"},
+    "repository.local": {"LOCAL_COPY_PATH"},
+    "indexer": {"ISSUE_INDEXER_PATH", "REPO_INDEXER_PATH"},
+    "queue": {"DATADIR", "CONN_STR"},
+    "session": {"PROVIDER_CONFIG"},
     "oauth2": {"JWT_SIGNING_PRIVATE_KEY_FILE"},
 }
 
@@ -61,14 +77,14 @@ def parse(text: str) -> Ini:
             continue
         key, sep, value = line.partition("=")
         if sep:
-            ini[section][key.strip().strip("`\"")] = value.strip()
+            ini[section][key.strip().strip('`"')] = value.strip()
     return ini
 
 
 def value(ini: Ini, section: str, key: str) -> str:
     """A setting without Gitea's optional quotes ("…" or `…`)."""
     raw = ini.get(section, {}).get(key, "")
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"`":
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in '"`':
         return raw[1:-1]
     return raw
 
@@ -112,8 +128,11 @@ def merge(phoenix: Ini, old: Ini) -> Ini:
 
 def identity(ini: Ini) -> dict[str, str]:
     """The secrets an app.ini holds, by operator secret name (only those set)."""
-    return {name: value(ini, section, key) for (section, key), name in SECRETS.items()
-            if value(ini, section, key)}
+    return {
+        name: value(ini, section, key)
+        for (section, key), name in SECRETS.items()
+        if value(ini, section, key)
+    }
 
 
 def jwt_secret_ok(text: str) -> bool:
@@ -130,8 +149,9 @@ def lfs_on(ini: Ini) -> bool:
     return value(ini, "server", "LFS_START_SERVER").lower() in ("1", "true", "t", "yes", "on")
 
 
-def resolve_identity(*, backup: Mapping[str, str], operator: Callable[[str], str | None],
-                     lfs: bool, where: str) -> dict[str, str]:
+def resolve_identity(
+    *, backup: Mapping[str, str], operator: Callable[[str], str | None], lfs: bool, where: str
+) -> dict[str, str]:
     """The secrets the new app.ini gets: the backup's, or the operator's where the backup has
     none. An operator secret that differs from the backup's raises, naming the key."""
     chosen: dict[str, str] = {}
@@ -143,7 +163,8 @@ def resolve_identity(*, backup: Mapping[str, str], operator: Callable[[str], str
                 f"the operator secret {name} differs from [{section}] {key} in the app.ini of "
                 f"{where}: the forge's data depends on the backup's value. Remove {name} (and "
                 f"PHOENIX_{name.upper()}) to carry the backup's over, or restore another backup;"
-                " nothing was changed")
+                " nothing was changed"
+            )
         value = theirs or mine
         if value:
             chosen[name] = value
@@ -151,9 +172,12 @@ def resolve_identity(*, backup: Mapping[str, str], operator: Callable[[str], str
                 raise PhoenixError(
                     f"[{section}] {key} from {'the backup' if theirs else name} is not 32 bytes "
                     "of unpadded base64url, so Gitea would replace it and die saving app.ini: "
-                    "make one with `openssl rand -base64 32 | tr '+/' '-_' | tr -d '='`")
+                    "make one with `openssl rand -base64 32 | tr '+/' '-_' | tr -d '='`"
+                )
         elif name != "gitea_lfs_jwt_secret" or lfs:
             source = f"neither {where}'s app.ini nor" if backup else "no backup app.ini and not"
-            raise PhoenixError(f"[{section}] {key} comes from {source} the operator secret "
-                               f"{name}: write it (mode 0600) or set PHOENIX_{name.upper()}")
+            raise PhoenixError(
+                f"[{section}] {key} comes from {source} the operator secret "
+                f"{name}: write it (mode 0600) or set PHOENIX_{name.upper()}"
+            )
     return chosen

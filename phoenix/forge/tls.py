@@ -40,8 +40,9 @@ class _Trusting(requests.Session):
         return settings
 
 
-def https_session(name: str, *, address: str | None = None,
-                  trust: str | None = None) -> tuple[requests.Session, str]:
+def https_session(
+    name: str, *, address: str | None = None, trust: str | None = None
+) -> tuple[requests.Session, str]:
     """A session for https://`name`, reaching `address` if given (else DNS), trusting only
     the CA file `trust` (None: the system's store); returns it with the base URL to use."""
     session = _Trusting()
@@ -54,19 +55,21 @@ def https_session(name: str, *, address: str | None = None,
     return session, base
 
 
-def served_certificate(address: str, name: str, *, port: int = 443,
-                       timeout: float = 10) -> str:
+def served_certificate(address: str, name: str, *, port: int = 443, timeout: float = 10) -> str:
     """The sha256 of the certificate `address` serves for SNI `name`, trusted or not: tells
     a restored certificate from a new one (the drill, the backup tests)."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:
-        with socket.create_connection((address, port), timeout=timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=name) as tls:
+        with (
+            socket.create_connection((address, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except OSError as exc:
-        raise PhoenixError(f"no TLS answer for {name} at {address}:{port} "
-                           f"({type(exc).__name__}: {exc})") from None
+        raise PhoenixError(
+            f"no TLS answer for {name} at {address}:{port} ({type(exc).__name__}: {exc})"
+        ) from None
     if not der:
         raise PhoenixError(f"{address}:{port} sent no certificate for {name}")
     return hashlib.sha256(der).hexdigest()

@@ -23,22 +23,24 @@ def _conf(config: LabConfig) -> str:
     base = config.state_dir / "apt-cacher-ng"
     mirror = config.mirror.rstrip("/")
     security = mirror.rsplit("/", 1)[0] + "/debian-security"
-    return "\n".join([
-        "# Written by phoenix lab: the lab's own apt proxy.",
-        f"CacheDir: {base / 'cache'}",
-        f"LogDir: {base / 'log'}",
-        "SupportDir: /usr/lib/apt-cacher-ng",
-        f"Port: {config.apt_port}",
-        # Its own control socket: the packaged default is shared by every instance.
-        f"SocketPath: {base / 'socket'}",
-        f"BindAddress: {config.bridge_ip}",
-        f"Remap-debrep: file:deb_mirror*.gz /debian ; {mirror}/",
-        f"Remap-secdeb: security.debian.org deb.debian.org/debian-security ; {security}/",
-        "ReportPage: acng-report.html",
-        "ExThreshold: 4",
-        "PassThroughPattern: ^$",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by phoenix lab: the lab's own apt proxy.",
+            f"CacheDir: {base / 'cache'}",
+            f"LogDir: {base / 'log'}",
+            "SupportDir: /usr/lib/apt-cacher-ng",
+            f"Port: {config.apt_port}",
+            # Its own control socket: the packaged default is shared by every instance.
+            f"SocketPath: {base / 'socket'}",
+            f"BindAddress: {config.bridge_ip}",
+            f"Remap-debrep: file:deb_mirror*.gz /debian ; {mirror}/",
+            f"Remap-secdeb: security.debian.org deb.debian.org/debian-security ; {security}/",
+            "ReportPage: acng-report.html",
+            "ExThreshold: 4",
+            "PassThroughPattern: ^$",
+            "",
+        ]
+    )
 
 
 def start(config: LabConfig, ledger: Ledger) -> None:
@@ -51,8 +53,12 @@ def start(config: LabConfig, ledger: Ledger) -> None:
     _share_cache(config, ledger, base / "cache")
     (base / "conf" / "acng.conf").write_text(_conf(config))
     ensure_port_free(config.bridge_ip, config.apt_port, "the apt proxy")
-    procs.spawn(ledger, NAME, ["apt-cacher-ng", "-c", str(base / "conf"), "ForeGround=1"],
-                log=base / "log" / "stdout.log")
+    procs.spawn(
+        ledger,
+        NAME,
+        ["apt-cacher-ng", "-c", str(base / "conf"), "ForeGround=1"],
+        log=base / "log" / "stdout.log",
+    )
     wait_port(config.bridge_ip, config.apt_port, what="apt-cacher-ng", log=base / "log")
 
 
@@ -68,8 +74,17 @@ def _share_cache(config: LabConfig, ledger: Ledger, cache: Path) -> None:
     upper.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
     ledger.add("mounts", str(cache))
-    run(["mount", "-t", "overlay", "overlay", "-o",
-         f"lowerdir={shared},upperdir={upper},workdir={work}", str(cache)])
+    run(
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={shared},upperdir={upper},workdir={work}",
+            str(cache),
+        ]
+    )
 
 
 def ensure_port_free(host: str, port: int, what: str) -> None:
@@ -78,8 +93,10 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise PhoenixError(f"port {host}:{port} for {what} is already taken ({exc.strerror});"
-                               " free it or choose another with PHOENIX_LAB_*_PORT") from None
+            raise PhoenixError(
+                f"port {host}:{port} for {what} is already taken ({exc.strerror});"
+                " free it or choose another with PHOENIX_LAB_*_PORT"
+            ) from None
 
 
 def wait_port(host: str, port: int, *, what: str, timeout: float = 15, log=None) -> None:
@@ -90,6 +107,13 @@ def wait_port(host: str, port: int, *, what: str, timeout: float = 15, log=None)
         except OSError:
             return None
 
-    poll(listening, timeout=timeout, what=f"{what} on {host}:{port}", interval=0.1,
-         error=lambda: f"{what} did not answer on {host}:{port} within {timeout:.0f} s"
-                       + (f"; see {log}" if log else ""))
+    poll(
+        listening,
+        timeout=timeout,
+        what=f"{what} on {host}:{port}",
+        interval=0.1,
+        error=lambda: (
+            f"{what} did not answer on {host}:{port} within {timeout:.0f} s"
+            + (f"; see {log}" if log else "")
+        ),
+    )

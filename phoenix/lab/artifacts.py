@@ -49,15 +49,18 @@ def publish(config: LabConfig, *, log=print) -> dict:
     shutil.rmtree(repo, ignore_errors=True)  # deterministic: rebuilt to the same commit
     commit = fixtures.make_timmy_config(repo)
     index = {
-        "gitea": {"version": version, "url": f"{base}/{gitea.relative_to(root)}",
-                  "sha256": sha256_file(gitea)},
-        "hermes": {"wheelhouse": f"{base}/wheelhouse/",
-                   "lock_sha256": wheelhouse.lock_sha256()},
-        "litestream": {"wheelhouse": f"{base}/litestream/",
-                       "lock_sha256": wheelhouse.lock_sha256(wheelhouse.LITESTREAM_LOCK)},
+        "gitea": {
+            "version": version,
+            "url": f"{base}/{gitea.relative_to(root)}",
+            "sha256": sha256_file(gitea),
+        },
+        "hermes": {"wheelhouse": f"{base}/wheelhouse/", "lock_sha256": wheelhouse.lock_sha256()},
+        "litestream": {
+            "wheelhouse": f"{base}/litestream/",
+            "lock_sha256": wheelhouse.lock_sha256(wheelhouse.LITESTREAM_LOCK),
+        },
         "model": {"base_url": f"{base}/v1", "name": model.MODEL_ID},
-        "timmy_config": {"url": f"{base}/timmy-config.git", "commit": commit,
-                         "branch": "main"},
+        "timmy_config": {"url": f"{base}/timmy-config.git", "commit": commit, "branch": "main"},
     }
     _write_if_changed(root / "index.json", json.dumps(index, indent=2).encode())
     _lab_backup(config)

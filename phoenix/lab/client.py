@@ -16,8 +16,9 @@ from phoenix.poll import poll
 from phoenix.sshconf import Target, known_hosts_line
 
 
-def client_environment(config: LabConfig, *,
-                       token: Callable[[Path], str] | None = None) -> dict[str, str]:
+def client_environment(
+    config: LabConfig, *, token: Callable[[Path], str] | None = None
+) -> dict[str, str]:
     """What a client of the lab needs in its environment: the lab's own variables, the two
     APIs and their tokens (`token` gives each from its file; by default the token itself),
     the operator's SSH key and secrets folder."""
@@ -42,8 +43,11 @@ def env_exports(config: LabConfig) -> str:
 
 
 def droplet_record(config: LabConfig, name_or_id: str) -> dict:
-    droplets = Ledger(config.objects_file).read()["droplets"].values() \
-        if config.objects_file.exists() else []
+    droplets = (
+        Ledger(config.objects_file).read()["droplets"].values()
+        if config.objects_file.exists()
+        else []
+    )
     for record in droplets:
         if record["name"] == name_or_id or str(record["id"]) == name_or_id:
             return record
@@ -62,19 +66,23 @@ def droplet_target(config: LabConfig, name_or_id: str) -> Target:
     return Target(host=record["ip"], key=config.ssh_key, known_hosts=known)
 
 
-def faults(config: LabConfig, api: str, *, add: dict | None = None,
-           clear: bool = False) -> list[dict]:
+def faults(
+    config: LabConfig, api: str, *, add: dict | None = None, clear: bool = False
+) -> list[dict]:
     """The fault switch of the lab server's `api` ("do" or "cf"): add a fault (the fields
     of `phoenix.lab.httpd.Fault`) or clear them all; returns the faults and their hits."""
-    port, token_file = {"do": (config.do_port, config.do_token_file),
-                        "cf": (config.cf_port, config.cf_token_file)}[api]
+    port, token_file = {
+        "do": (config.do_port, config.do_token_file),
+        "cf": (config.cf_port, config.cf_token_file),
+    }[api]
     url = config.url(port, FAULTS_PATH)
     headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
     method = "DELETE" if clear else "POST" if add is not None else "GET"
     answer = requests.request(method, url, json=add, headers=headers, timeout=10)
     if answer.status_code != 200:
-        raise PhoenixError(f"the lab's {api} fault switch answered {answer.status_code}: "
-                           f"{answer.text.strip()}")
+        raise PhoenixError(
+            f"the lab's {api} fault switch answered {answer.status_code}: {answer.text.strip()}"
+        )
     return answer.json()["faults"]
 
 
@@ -83,8 +91,9 @@ def point_forge_name(config: LabConfig, ip: str, name: str = "forge.lab.test") -
     so that Pebble validates a certificate request from that droplet."""
     from phoenix.cutover import dns
 
-    client = dns.make_client(token=config.cf_token_file.read_text().strip(),
-                             base_url=config.cf_base_url)
+    client = dns.make_client(
+        token=config.cf_token_file.read_text().strip(), base_url=config.cf_base_url
+    )
     dns.cutover(records=[name], new_ip=ip, ttl=60, client=client, saved={})
 
 
@@ -103,5 +112,9 @@ def wait_https(settings: dict, ip: str, *, timeout: float = 90) -> str:
             last[:] = [str(exc)]
             return None
 
-    return poll(answer, timeout=timeout, what=f"valid HTTPS at {ip}",
-                error=lambda: f"no valid HTTPS at {ip} after {timeout:.0f} s: {last[0]}")
+    return poll(
+        answer,
+        timeout=timeout,
+        what=f"valid HTTPS at {ip}",
+        error=lambda: f"no valid HTTPS at {ip} after {timeout:.0f} s: {last[0]}",
+    )

@@ -47,8 +47,10 @@ def lab_status(as_json: bool) -> None:
     for name, alive in state["processes"].items():
         click.echo(f"  {name}: {'running' if alive else 'dead'}")
     for d in state["droplets"]:
-        click.echo(f"  droplet {d['id']} {d['name']} {d['ip']} {d['status']}"
-                   + (f" error: {d['error']}" if d.get("error") else ""))
+        click.echo(
+            f"  droplet {d['id']} {d['name']} {d['ip']} {d['status']}"
+            + (f" error: {d['error']}" if d.get("error") else "")
+        )
 
 
 @lab.command("env", help="Shell exports a client needs to use the lab (tokens read from files).")
@@ -58,8 +60,11 @@ def lab_env() -> None:
     click.echo(env_exports(labconfig.load()))
 
 
-@lab.command("ssh", help="SSH into a lab droplet by name, its host key pinned.",
-             context_settings={"ignore_unknown_options": True})
+@lab.command(
+    "ssh",
+    help="SSH into a lab droplet by name, its host key pinned.",
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def lab_ssh(name: str, command: tuple[str, ...]) -> None:
@@ -73,8 +78,12 @@ def lab_ssh(name: str, command: tuple[str, ...]) -> None:
 @click.command(help="A whole disaster and recovery in the lab (root): RTO, RPO, data lost.")
 @click.option("--standby", is_flag=True, help="Promote a warm standby instead of provisioning.")
 @click.option("--keep-lab", is_flag=True, help="Leave the lab and the drill's droplets up.")
-@click.option("--again", is_flag=True, help="Then a second disaster: the recovered forge, "
-              "written to, destroyed minutes after its cutover, and recovered in turn.")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Then a second disaster: the recovered forge, "
+    "written to, destroyed minutes after its cutover, and recovered in turn.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def drill(standby: bool, keep_lab: bool, again: bool, as_json: bool) -> None:
     from phoenix.console import Console

@@ -62,11 +62,15 @@ class LabConfig:
         """The PHOENIX_LAB_* variables that make `load()` give this same lab again (for the
         lab's own server process, and `phoenix lab env`)."""
         return {
-            "PHOENIX_LAB_TAG": self.tag, "PHOENIX_LAB_DIR": str(self.state_dir),
-            "PHOENIX_LAB_SUBNET": str(self.subnet), "PHOENIX_LAB_BRIDGE": self.bridge,
-            "PHOENIX_LAB_DO_PORT": str(self.do_port), "PHOENIX_LAB_CF_PORT": str(self.cf_port),
+            "PHOENIX_LAB_TAG": self.tag,
+            "PHOENIX_LAB_DIR": str(self.state_dir),
+            "PHOENIX_LAB_SUBNET": str(self.subnet),
+            "PHOENIX_LAB_BRIDGE": self.bridge,
+            "PHOENIX_LAB_DO_PORT": str(self.do_port),
+            "PHOENIX_LAB_CF_PORT": str(self.cf_port),
             "PHOENIX_LAB_ARTIFACT_PORT": str(self.artifact_port),
-            "PHOENIX_LAB_APT_PORT": str(self.apt_port), "PHOENIX_LAB_DNS_PORT": str(self.dns_port),
+            "PHOENIX_LAB_APT_PORT": str(self.apt_port),
+            "PHOENIX_LAB_DNS_PORT": str(self.dns_port),
             "PHOENIX_LAB_MIRROR": self.mirror,
             "PHOENIX_LAB_SHARE_FROM": str(self.share_from or "none"),
             "PHOENIX_LAB_OFFSITE": self.offsite,
@@ -133,8 +137,10 @@ def load(environ: Mapping[str, str] | None = None) -> LabConfig:
     env = os.environ if environ is None else environ
     tag = env.get("PHOENIX_LAB_TAG", DEFAULT_TAG)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", tag):
-        raise ValueError(f"PHOENIX_LAB_TAG {tag!r}: 1-8 lowercase letters and digits, "
-                         "starting with a letter (it prefixes interface names)")
+        raise ValueError(
+            f"PHOENIX_LAB_TAG {tag!r}: 1-8 lowercase letters and digits, "
+            "starting with a letter (it prefixes interface names)"
+        )
     default_dir = "/var/lib/phoenix-lab" + ("" if tag == DEFAULT_TAG else f"-{tag}")
     return LabConfig(
         state_dir=Path(env.get("PHOENIX_LAB_DIR", default_dir)),
@@ -165,21 +171,20 @@ def _share_from(env, tag: str, own_dir: str) -> Path | None:
 
 def wheelhouse_cache() -> Path:
     """The wheel cache shared by every lab on this machine (phoenix.lab.wheelhouse)."""
-    return Path(os.environ.get("PHOENIX_LAB_WHEELHOUSE_CACHE",
-                               "/var/cache/phoenix-lab/wheelhouse"))
+    return Path(os.environ.get("PHOENIX_LAB_WHEELHOUSE_CACHE", "/var/cache/phoenix-lab/wheelhouse"))
 
 
 def inventory_droplets() -> list[str]:
     """The droplets `inventories/lab.py` lists: PHOENIX_LAB_DROPLETS, names or ids, commas."""
-    return [n.strip() for n in os.environ.get("PHOENIX_LAB_DROPLETS", "").split(",")
-            if n.strip()]
+    return [n.strip() for n in os.environ.get("PHOENIX_LAB_DROPLETS", "").split(",") if n.strip()]
 
 
-def child_environment(extra: Mapping[str, str] | None = None, *,
-                      drop_prefix: str | None = None) -> dict[str, str]:
+def child_environment(
+    extra: Mapping[str, str] | None = None, *, drop_prefix: str | None = None
+) -> dict[str, str]:
     """The environment of a process the lab starts: this process's own, less the variables
     that start with `drop_prefix`, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if drop_prefix is None or not k.startswith(drop_prefix)}
+    env = {
+        k: v for k, v in os.environ.items() if drop_prefix is None or not k.startswith(drop_prefix)
+    }
     return {**env, **(extra or {})}
-

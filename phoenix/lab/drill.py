@@ -54,20 +54,22 @@ T = TypeVar("T")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
 AGAIN_TRICKLE_SECONDS = 10.0  # writes on the recovered forge before the second disaster
-AGAIN_SETTLE_SECONDS = 5.0    # beyond repo_snapshot_interval: the replicas' seconds
+AGAIN_SETTLE_SECONDS = 5.0  # beyond repo_snapshot_interval: the replicas' seconds
 
 
 def operator_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
     """What `eval "$(phoenix lab env)"` gives a shell (tokens read), in the lab's group_data,
     with the drill's own state folder: the environment of what the drill runs."""
-    return {**client_environment(config), "PHOENIX_ENV": "lab",
-            "PHOENIX_STATE_DIR": str(state_dir)}
+    return {**client_environment(config), "PHOENIX_ENV": "lab", "PHOENIX_STATE_DIR": str(state_dir)}
 
 
 def host_env(state: State) -> dict[str, str]:
     """inventories/recovery.py aimed at another role's droplet (PHOENIX_HOST & co)."""
-    return {"PHOENIX_HOST": state.address, "PHOENIX_KNOWN_HOSTS": str(state.known_hosts),
-            "PHOENIX_SSH_KEY": state.data["ssh_key"]}
+    return {
+        "PHOENIX_HOST": state.address,
+        "PHOENIX_KNOWN_HOSTS": str(state.known_hosts),
+        "PHOENIX_SSH_KEY": state.data["ssh_key"],
+    }
 
 
 def recover_command(workdir: Path, *, env: dict[str, str], say: Say) -> list[Step]:
@@ -76,23 +78,37 @@ def recover_command(workdir: Path, *, env: dict[str, str], say: Say) -> list[Ste
     drill's report. A failed recovery is one PhoenixError with the command's words."""
     cmd = [sys.executable, "-m", "phoenix", "recover", "--json", "--report-dir", str(workdir)]
     say("$ phoenix recover --json")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False,
-                          cwd=project(), env=env)
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False, cwd=project(), env=env
+    )
     saved = workdir / "recovery.report.json"
-    data = json.loads(proc.stdout) if proc.returncode == 0 else (
-        json.loads(saved.read_text()) if saved.is_file() else {"steps": []})
-    steps = [Step(s["name"], seconds=s["seconds"], ok=s["ok"], detail=s["detail"],
-                  start=s["start_seconds"]) for s in data["steps"]]
+    data = (
+        json.loads(proc.stdout)
+        if proc.returncode == 0
+        else (json.loads(saved.read_text()) if saved.is_file() else {"steps": []})
+    )
+    steps = [
+        Step(
+            s["name"],
+            seconds=s["seconds"],
+            ok=s["ok"],
+            detail=s["detail"],
+            start=s["start_seconds"],
+        )
+        for s in data["steps"]
+    ]
     if proc.returncode != 0:
         failed = next((s.name for s in steps if not s.ok), "its start")
-        raise PhoenixError(f"`phoenix recover` failed at {failed} (exit {proc.returncode}); "
-                           "its own error is above")
+        raise PhoenixError(
+            f"`phoenix recover` failed at {failed} (exit {proc.returncode}); its own error is above"
+        )
     return steps
 
 
 @dataclass
 class Run:
     """What one drill carries from step to step."""
+
     config: labconfig.LabConfig
     workdir: Path
     report: Report
@@ -133,8 +149,9 @@ def primary_repo_run(target: Target, settings: dict) -> dict | None:
     return status
 
 
-def drill(*, standby: bool = False, say: Say = print, keep_lab: bool = False,
-          again: bool = False) -> Report:
+def drill(
+    *, standby: bool = False, say: Say = print, keep_lab: bool = False, again: bool = False
+) -> Report:
     """The whole disaster, in the lab; returns the report (also written beside the state).
     `again`: then a second disaster, minutes after the recovered forge's cutover (_again)."""
     from phoenix.lab import lab as lablib
@@ -177,8 +194,13 @@ def _disaster(run: Run) -> None:
     from phoenix.settings import load
     from phoenix.sshconf import state_target
 
-    config, workdir, report, say, standby = (run.config, run.workdir, run.report, run.say,
-                                             run.standby)
+    config, workdir, report, say, standby = (
+        run.config,
+        run.workdir,
+        run.report,
+        run.say,
+        run.standby,
+    )
     do = DO(token=config.do_token_file.read_text().strip(), endpoint=config.do_endpoint)
     for role in ROLES:  # a drill cut off earlier may have left its droplets behind
         for droplet in do.droplets(tag=f"phoenix-{role}"):
@@ -192,23 +214,36 @@ def _disaster(run: Run) -> None:
     token = read_secret("gitea_api_token", folder=settings["secrets_dir"])
 
     primary = State("primary", workdir)
-    run.timed("primary provision", lambda: prov.provision(
-        role="primary", settings=settings, client=do, state=primary, key=key, progress=say))
+    run.timed(
+        "primary provision",
+        lambda: prov.provision(
+            role="primary", settings=settings, client=do, state=primary, key=key, progress=say
+        ),
+    )
     # The forge's name points at the primary before it is built, so that its Caddy gets
     # the first certificate from the ACME CA (which the backup then carries).
-    cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True,
-                say=say)
-    run.timed("primary converge", lambda: run_deploy(
-        "inventories/recovery.py", env=host_env(primary), log=workdir / "primary.deploy.log",
-        say=say))
+    cut.cutover(settings=settings, state=primary, do=None, reserved_ip=False, force=True, say=say)
+    run.timed(
+        "primary converge",
+        lambda: run_deploy(
+            "inventories/recovery.py",
+            env=host_env(primary),
+            log=workdir / "primary.deploy.log",
+            say=say,
+        ),
+    )
     if standby:
         spare = State("standby", workdir)
-        run.timed("standby provision", lambda: prov.provision(
-            role="standby", settings=settings, client=do, state=spare, key=key,
-            progress=say))
+        run.timed(
+            "standby provision",
+            lambda: prov.provision(
+                role="standby", settings=settings, client=do, state=spare, key=key, progress=say
+            ),
+        )
 
-    run.timed("primary certificate (ACME)",
-                lambda: wait_https(settings, state_target(primary).host))
+    run.timed(
+        "primary certificate (ACME)", lambda: wait_https(settings, state_target(primary).host)
+    )
     issued = served_certificate(state_target(primary).host, settings["gitea_domain"])
     forge = Forge.of(settings, address=primary.address, token=token)
     ptarget = state_target(primary)
@@ -222,31 +257,43 @@ def _disaster(run: Run) -> None:
     written.append("the TOTP enrollment of ezra")
     before = look(forge)
     notes_before = memories(ptarget, settings)
-    snap_id = run.timed("backup (offsite snapshot)",
-                          lambda: backup_now(ptarget, settings=settings))
+    snap_id = run.timed("backup (offsite snapshot)", lambda: backup_now(ptarget, settings=settings))
     snapshot_at = time.time()
     if standby:
         # The standby is built from that snapshot; the forge lives on and is backed up
         # again, and the standby's schedule stages the newer snapshot ahead of time.
-        run.timed("standby converge (warm, restores the snapshot)", lambda: run_deploy(
-            "inventories/standby.py", log=workdir / "standby.deploy.log",
-            data={"restore_source": f"restic:{snap_id}"}, say=say))
+        run.timed(
+            "standby converge (warm, restores the snapshot)",
+            lambda: run_deploy(
+                "inventories/standby.py",
+                log=workdir / "standby.deploy.log",
+                data={"restore_source": f"restic:{snap_id}"},
+                say=say,
+            ),
+        )
         run.one_primary["standby before promotion"] = duties(state_target(spare), settings)
         written += write_data(forge, ptarget, settings, label="between-snapshots", lfs=lfs)
         before = look(forge)
         notes_before = memories(ptarget, settings)
         snap_id = run.timed("second backup", lambda: backup_now(ptarget, settings=settings))
         snapshot_at = time.time()
-        run.timed("standby refresh (its timer's job)", lambda: ssh(
-            state_target(spare), "systemctl start phoenix-standby-refresh.service"))
+        run.timed(
+            "standby refresh (its timer's job)",
+            lambda: ssh(state_target(spare), "systemctl start phoenix-standby-refresh.service"),
+        )
     write_data(forge, ptarget, settings, label="after-snapshot", lfs=lfs)
     after = look(forge)
     notes_after = memories(ptarget, settings)
     # Writes keep going until the very moment of the disaster, so that the RPO is measured on
     # what was still being written (a standby's promotion replays the replicas as a recovery
     # does).
-    trickle = Trickle(primary.address, token, ptarget, settings,
-                      repo=sorted(r["full_name"] for r in forge.repos())[0])
+    trickle = Trickle(
+        primary.address,
+        token,
+        ptarget,
+        settings,
+        repo=sorted(r["full_name"] for r in forge.repos())[0],
+    )
     say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
     trickle.start()
     time.sleep(TRICKLE_SECONDS)
@@ -260,8 +307,9 @@ def _disaster(run: Run) -> None:
     role = "standby" if standby else "recovery"
     started = time.time()
     if standby:
-        rec = recover(role=role, say=say, report_dir=workdir, provision_step=False,
-                      deploy_data=PROMOTE)
+        rec = recover(
+            role=role, say=say, report_dir=workdir, provision_step=False, deploy_data=PROMOTE
+        )
         report.steps = rec.steps
     else:  # the operator's command itself, with what it restores by default
         report.steps = recover_command(workdir, env=run.env, say=say)
@@ -269,8 +317,10 @@ def _disaster(run: Run) -> None:
     state = State(role, workdir)
     run.one_primary[f"{role} after cutover"] = duties(state_target(state), settings)
     if standby:  # the README's converge again, after the promotion: it must stay primary
-        run.timed("standby converge after promotion", lambda: run_deploy(
-            "inventories/standby.py", log=workdir / "standby.reconverge.log"))
+        run.timed(
+            "standby converge after promotion",
+            lambda: run_deploy("inventories/standby.py", log=workdir / "standby.reconverge.log"),
+        )
         run.one_primary["standby after a later converge"] = duties(state_target(state), settings)
 
     served = served_certificate(state_target(state).host, settings["gitea_domain"])
@@ -282,48 +332,64 @@ def _disaster(run: Run) -> None:
     report.extra["repo_snapshot_run_budget"] = settings.get("repo_snapshot_run_budget")
     report.extra["repo_snapshot_last_run"] = last_repo_run
     report.extra["rpo_by_kind"] = measure(
-        [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+        [w for w in trickle.writes if w.at <= disaster_at],
+        disaster_at=disaster_at,
         snapshot_at=snapshot_at,
-        recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings,
-                                              trickle.repo),
+        recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings, trickle.repo),
         # the promise of repo_snapshot_interval: pushes older than it came back
-        promises={COMMITS: float(interval)} if interval else None)
+        promises={COMMITS: float(interval)} if interval else None,
+    )
 
     def descends(branch: str, old: str, new: str) -> bool:
         """The recovered branch holds the old head (git on the recovered forge)."""
         repo, _, _name = branch.partition(" ")
         bare = shlex.quote(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
-        return ssh(rtarget, f"git -c safe.directory='*' --git-dir {bare} merge-base "
-                           f"--is-ancestor {shlex.quote(old)} {shlex.quote(new)} "
-                           "&& echo yes || echo no").strip() == "yes"
+        return (
+            ssh(
+                rtarget,
+                f"git -c safe.directory='*' --git-dir {bare} merge-base "
+                f"--is-ancestor {shlex.quote(old)} {shlex.quote(new)} "
+                "&& echo yes || echo no",
+            ).strip()
+            == "yes"
+        )
 
     compared = tally(before, recovered, descends=descends)
     compared["agents' memories and sessions"] = {
         "compared": len(notes_before),
         "same": len(notes_before) - len(compare_files(notes_before, notes_recovered)),
-        "lost": compare_files(notes_before, notes_recovered)}
+        "lost": compare_files(notes_before, notes_recovered),
+    }
     lost = [item for kind in compared.values() for item in kind["lost"]]
-    missing_late = compare(after, recovered, descends=descends) + \
-        compare_files(notes_after, notes_recovered)
-    report.extra.update({
-        "rto_seconds": round(rto, 1),
-        "rpo_seconds": round(disaster_at - snapshot_at, 1),
-        "snapshot": snap_id,
-        "written_before_snapshot": len(written),
-        "data_compared": compared,
-        "logins_after_recovery": recovered["logins"],
-        "data_lost_up_to_snapshot": lost or "none",
-        "written_after_snapshot_and_lost": missing_late,
-        "setup": run.setup,
-        "one_primary": run.one_primary,
-        # Caddy's home came back with the snapshot: the primary's certificate, not a new
-        # one the CA could only issue once DNS pointed at the new host.
-        "certificate": ("the primary's, restored" if served == issued else
-                        "a new one: the primary's was not restored") + f" ({served[:16]})",
-    })
+    missing_late = compare(after, recovered, descends=descends) + compare_files(
+        notes_after, notes_recovered
+    )
+    report.extra.update(
+        {
+            "rto_seconds": round(rto, 1),
+            "rpo_seconds": round(disaster_at - snapshot_at, 1),
+            "snapshot": snap_id,
+            "written_before_snapshot": len(written),
+            "data_compared": compared,
+            "logins_after_recovery": recovered["logins"],
+            "data_lost_up_to_snapshot": lost or "none",
+            "written_after_snapshot_and_lost": missing_late,
+            "setup": run.setup,
+            "one_primary": run.one_primary,
+            # Caddy's home came back with the snapshot: the primary's certificate, not a new
+            # one the CA could only issue once DNS pointed at the new host.
+            "certificate": (
+                "the primary's, restored"
+                if served == issued
+                else "a new one: the primary's was not restored"
+            )
+            + f" ({served[:16]})",
+        }
+    )
     if lost:
-        raise PhoenixError("data written before the snapshot is missing after the "
-                           "recovery: " + "; ".join(lost))
+        raise PhoenixError(
+            "data written before the snapshot is missing after the recovery: " + "; ".join(lost)
+        )
     if run.again and not standby:
         report.extra["second_disaster"] = _again(run, do, settings, token, trickle.repo)
 
@@ -342,8 +408,10 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     cut_at = time.time()
     target = state_target(state)
     trickle = Trickle(state.address, token, target, settings, repo=repo)
-    say(f"-- a second disaster: writes on the recovered forge {first.get('name')} "
-        f"({AGAIN_TRICKLE_SECONDS:.0f} s)")
+    say(
+        f"-- a second disaster: writes on the recovered forge {first.get('name')} "
+        f"({AGAIN_TRICKLE_SECONDS:.0f} s)"
+    )
     trickle.start()
     time.sleep(AGAIN_TRICKLE_SECONDS)
     trickle.stop()
@@ -351,8 +419,10 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     # databases' replicas; then the disaster.
     time.sleep(float(settings.get("repo_snapshot_interval") or 0) + AGAIN_SETTLE_SECONDS)
     disaster_at = time.time()
-    say(f"-- the recovered forge {first.get('name')} is destroyed, "
-        f"{disaster_at - cut_at:.0f} s after the first recovery ended")
+    say(
+        f"-- the recovered forge {first.get('name')} is destroyed, "
+        f"{disaster_at - cut_at:.0f} s after the first recovery ended"
+    )
     do.destroy(first["id"])
     steps = recover_command(run.workdir, env=run.env, say=say)
     state = State("recovery", run.workdir)
@@ -360,26 +430,31 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     rtarget = state_target(state)
     recovered = snapshot(Forge.of(settings, address=state.address, token=token))
     measured = measure(
-        [w for w in trickle.writes if w.at <= disaster_at], disaster_at=disaster_at,
+        [w for w in trickle.writes if w.at <= disaster_at],
+        disaster_at=disaster_at,
         snapshot_at=cut_at,
-        recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings, repo))
+        recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings, repo),
+    )
     result = {
-        "first_droplet": first.get("name"), "second_droplet": second.get("name"),
+        "first_droplet": first.get("name"),
+        "second_droplet": second.get("name"),
         "destroyed_s_after_first_recovery": round(disaster_at - cut_at, 1),
-        "steps": [{"name": st.name, "ok": st.ok, "seconds": round(st.seconds, 1)}
-                  for st in steps],
-        "rpo_by_kind": measured, "trickle_errors": trickle.errors,
+        "steps": [{"name": st.name, "ok": st.ok, "seconds": round(st.seconds, 1)} for st in steps],
+        "rpo_by_kind": measured,
+        "trickle_errors": trickle.errors,
     }
-    lost = [f"{kind}: {m['lost']} of {m['written']}" for kind, m in measured.items()
-            if m["lost"]]
+    lost = [f"{kind}: {m['lost']} of {m['written']}" for kind, m in measured.items() if m["lost"]]
     if lost or len(measured) < 3:
-        raise PhoenixError("the second recovery lost what the first recovered forge had "
-                           f"written before its promise: {'; '.join(lost) or measured}")
+        raise PhoenixError(
+            "the second recovery lost what the first recovered forge had "
+            f"written before its promise: {'; '.join(lost) or measured}"
+        )
     return result
 
 
-def _clean_up(config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: bool,
-              say: Say) -> None:
+def _clean_up(
+    config: labconfig.LabConfig, made: list[tuple[str, int]], was_up: bool, say: Say
+) -> None:
     from phoenix.lab import lab as lablib
     from phoenix.lab import offsite
     from phoenix.lab.lab import ledger_for

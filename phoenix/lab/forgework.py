@@ -21,12 +21,15 @@ def ssh(target: Target, command: str, *, timeout: float = 120) -> str:
 
 # GIT_ASKPASS for push_commit: the user, then the token, each from the environment git passes on
 # to it; the token stays in a 0600 file of a 0700 folder removed at the end.
-ASKPASS = ('#!/bin/sh\ncase "$1" in Username*) printf \'%s\\n\' "$PHOENIX_PUSH_USER" ;; '
-           '*) cat "$PHOENIX_PUSH_TOKEN_FILE" ;; esac\n')
+ASKPASS = (
+    '#!/bin/sh\ncase "$1" in Username*) printf \'%s\\n\' "$PHOENIX_PUSH_USER" ;; '
+    '*) cat "$PHOENIX_PUSH_TOKEN_FILE" ;; esac\n'
+)
 
 
-def push_commit(target: Target, settings: dict, repo: str, message: str, *, user: str,
-                token: str) -> None:
+def push_commit(
+    target: Target, settings: dict, repo: str, message: str, *, user: str, token: str
+) -> None:
     """A commit pushed to `repo` ("owner/name") as a forge user does: over git's smart HTTP to
     the forge's Gitea (from the droplet itself, on gitea_http_addr:gitea_http_port), as `user`
     with its API token. Gitea's hooks refuse a push made straight into the repository on disk
@@ -36,15 +39,16 @@ def push_commit(target: Target, settings: dict, repo: str, message: str, *, user
     url = f"http://{settings['gitea_http_addr']}:{settings['gitea_http_port']}/{repo}.git"
     script = (
         "set -e; umask 077; w=$(mktemp -d); trap 'rm -rf \"$w\"' EXIT; "
-        "IFS= read -r t; printf '%s\\n' \"$t\" > \"$w/token\"; unset t; "
-        f"printf %s {q(ASKPASS)} > \"$w/askpass\"; chmod 700 \"$w/askpass\"; "
+        'IFS= read -r t; printf \'%s\\n\' "$t" > "$w/token"; unset t; '
+        f'printf %s {q(ASKPASS)} > "$w/askpass"; chmod 700 "$w/askpass"; '
         "unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY; "
-        "export GIT_ASKPASS=\"$w/askpass\" PHOENIX_PUSH_TOKEN_FILE=\"$w/token\" "
+        'export GIT_ASKPASS="$w/askpass" PHOENIX_PUSH_TOKEN_FILE="$w/token" '
         f"PHOENIX_PUSH_USER={q(user)} GIT_TERMINAL_PROMPT=0 GIT_CONFIG_NOSYSTEM=1 "
-        "GIT_CONFIG_GLOBAL=/dev/null; cd \"$w\"; "
+        'GIT_CONFIG_GLOBAL=/dev/null; cd "$w"; '
         f"git clone -q {q(url)} w; cd w; "
         f"git -c user.name=drill -c user.email=drill@forge.lab.invalid commit -q "
-        f"--allow-empty -m {q(message)}; git push -q origin HEAD")
+        f"--allow-empty -m {q(message)}; git push -q origin HEAD"
+    )
     ssh_input(target, f"bash -c {q(script)}", token + "\n")
 
 
@@ -54,8 +58,14 @@ def ssh_input(target: Target, command: str, data: str, *, timeout: float = 120) 
 
     from phoenix.sshconf import ssh_command
 
-    proc = subprocess.run(ssh_command(target, command), input=data, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        ssh_command(target, command),
+        input=data,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
         raise PhoenixError(f"on {target.host}: `{command}` failed: {proc.stderr.strip()[-300:]}")
     return proc.stdout
@@ -75,16 +85,21 @@ def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUs
     if not key:
         raise PhoenixError(f"no [security] SECRET_KEY in {ini} on {target.host}")
     db = shlex.quote(settings["gitea_db_path"])
-    uid = ssh(target, f"sqlite3 -readonly {db} "
-                      f"\"SELECT id FROM user WHERE lower_name = '{login.lower()}'\"").strip()
+    uid = ssh(
+        target,
+        f"sqlite3 -readonly {db} \"SELECT id FROM user WHERE lower_name = '{login.lower()}'\"",
+    ).strip()
     if not uid.isdigit():
         raise PhoenixError(f"no user {login} in the forge's database on {target.host}")
     otp_secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
-    ssh_input(target, f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
-              # a busy timeout, as Gitea's own (SQLITE_TIMEOUT): Litestream's checkpoints
-              # hold the write lock for moments
-              ".timeout 20000\n"
-              + fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret))
+    ssh_input(
+        target,
+        f"runuser -u {shlex.quote(settings['gitea_user'])} -- sqlite3 {db}",
+        # a busy timeout, as Gitea's own (SQLITE_TIMEOUT): Litestream's checkpoints
+        # hold the write lock for moments
+        ".timeout 20000\n"
+        + fixtures.enroll_totp_sql(secret_key=key, uid=int(uid), otp_secret=otp_secret),
+    )
     return TwoFactorUser(login, fixtures.password_of(login), otp_secret)
 
 
@@ -94,44 +109,67 @@ def avatar_png(label: str) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     grey = bytes([0, sum(label.encode()) % 256])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(grey)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(grey))
+        + chunk(b"IEND", b"")
+    )
 
 
-def write_data(forge: Forge, target: Target, settings: dict, *, label: str,
-               lfs: dict[str, dict[str, int]]) -> list[str]:
+def write_data(
+    forge: Forge, target: Target, settings: dict, *, label: str, lfs: dict[str, dict[str, int]]
+) -> list[str]:
     """What users do on a forge: an issue with a body and a comment in every repository, an
     attachment, a new avatar, an LFS object (its oid added to `lfs`) and a commit in the
     first; what the agents keep: a note in the memories and a chat with the backend."""
     written = []
     repos = sorted(r["full_name"] for r in forge.repos())
     for name in repos:
-        issue = forge.create_issue(name, f"{label}: filed on the primary",
-                                   f"drill data ({label}), a body users would miss")
+        issue = forge.create_issue(
+            name, f"{label}: filed on the primary", f"drill data ({label}), a body users would miss"
+        )
         comment = forge.create_comment(name, issue["number"], f"{label}: a comment")
-        written += [f"{name}#{issue['number']}", f"{name}#{issue['number']} comment "
-                                                 f"{comment['id']}"]
+        written += [
+            f"{name}#{issue['number']}",
+            f"{name}#{issue['number']} comment {comment['id']}",
+        ]
     first = repos[0]
-    asset = forge.attach(first, issue_number(forge, first, label), f"{label}.log",
-                         f"{label}: an attachment\n".encode() * 64)
+    asset = forge.attach(
+        first,
+        issue_number(forge, first, label),
+        f"{label}.log",
+        f"{label}: an attachment\n".encode() * 64,
+    )
     written.append(f"attachment {asset['name']} ({asset['uuid']})")
     forge.set_avatar(avatar_png(label))
     written.append(f"the avatar of {forge.me()['login']} ({label})")
     content = f"{label}: a large file kept in LFS\n".encode() * 4096
     lfs.setdefault(first, {})[forge.lfs_upload(first, content)] = len(content)
     written.append(f"an LFS object in {first} ({label})")
-    push_commit(target, settings, first, f"{label}: a commit on the primary",
-                user=forge.me()["login"], token=forge.token or "")
+    push_commit(
+        target,
+        settings,
+        first,
+        f"{label}: a commit on the primary",
+        user=forge.me()["login"],
+        token=forge.token or "",
+    )
     written.append(f"{first}@{label}")
     note = f"{settings['layout_hermes_home']}/memories/drill-{label}.yaml"
     ssh(target, f"printf 'note: {label}\\n' > {shlex.quote(note)}")
     written.append(note)
     memory = f"{settings['hermes_root']}/{settings['wizard_names'][0]}/memories/drill-{label}.md"
-    ssh(target, f"printf 'drill: {label}\\n' > {shlex.quote(memory)} && "
-                f"chown {shlex.quote(settings['hermes_user'])}: {shlex.quote(memory)}")
+    ssh(
+        target,
+        f"printf 'drill: {label}\\n' > {shlex.quote(memory)} && "
+        f"chown {shlex.quote(settings['hermes_user'])}: {shlex.quote(memory)}",
+    )
     written.append(memory)
     chat(target, settings, f"drill {label}: remember this session")
     written.append(f"a chat through the backend ({label})")
@@ -148,10 +186,14 @@ def chat(target: Target, settings: dict, text: str) -> str:
     env = shlex.quote(f"{settings['hermes_root']}/{settings['backend_house']}/.env")
     body = json.dumps({"model": "hermes-agent", "messages": [{"role": "user", "content": text}]})
     url = f"http://{settings['backend_host']}:{settings['backend_port']}/v1/chat/completions"
-    return ssh(target, f"sed -n 's/^API_SERVER_KEY=//p' {env} | {{ read -r k; "
-                       "printf 'header = \"Authorization: Bearer %s\"\\n' \"$k\"; } | "
-                       f"curl -fsS -m 180 -K - -H 'Content-Type: application/json' "
-                       f"-d {shlex.quote(body)} {shlex.quote(url)}", timeout=240)
+    return ssh(
+        target,
+        f"sed -n 's/^API_SERVER_KEY=//p' {env} | {{ read -r k; "
+        'printf \'header = "Authorization: Bearer %s"\\n\' "$k"; } | '
+        f"curl -fsS -m 180 -K - -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(body)} {shlex.quote(url)}",
+        timeout=240,
+    )
 
 
 def memories(target: Target, settings: dict) -> dict[str, str]:
@@ -160,8 +202,7 @@ def memories(target: Target, settings: dict) -> dict[str, str]:
     (its state.db, read as Hermes wrote it)."""
     root = settings["hermes_root"].rstrip("/")
     folders = f"{shlex.quote(settings['layout_hermes_home'] + '/memories')} {root}/*/memories"
-    out = ssh(target, f"find {folders} -type f -print0 2>/dev/null | sort -z | "
-                      "xargs -0r sha256sum")
+    out = ssh(target, f"find {folders} -type f -print0 2>/dev/null | sort -z | xargs -0r sha256sum")
     kept = {line.split(None, 1)[1]: line.split()[0] for line in out.splitlines()}
     for house in [settings["backend_house"], *settings["wizard_names"]]:
         db = shlex.quote(f"{root}/{house}/state.db")
@@ -171,8 +212,11 @@ def memories(target: Target, settings: dict) -> dict[str, str]:
 
 
 def compare_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return [f"{name} {'is missing' if name not in after else 'differs'}"
-            for name, digest in sorted(before.items()) if after.get(name) != digest]
+    return [
+        f"{name} {'is missing' if name not in after else 'differs'}"
+        for name, digest in sorted(before.items())
+        if after.get(name) != digest
+    ]
 
 
 def duties(target: Target, settings: dict) -> dict:
@@ -180,16 +224,20 @@ def duties(target: Target, settings: dict) -> dict:
     the cron file is there, and the backup and standby-refresh timers."""
     q = shlex.quote
     houses = " ".join(f"hermes-{w}.service" for w in settings["wizard_names"])
-    out = ssh(target, f"cat /var/lib/phoenix/role 2>/dev/null || echo none; "
-                      f"for u in {houses}; do systemctl is-active $u || true; done; "
-                      f"test -e {q(settings['cron_file'])} && echo cron || echo no-cron; "
-                      "systemctl is-active phoenix-backup.timer || true; "
-                      "systemctl is-active phoenix-standby-refresh.timer || true").split()
+    out = ssh(
+        target,
+        f"cat /var/lib/phoenix/role 2>/dev/null || echo none; "
+        f"for u in {houses}; do systemctl is-active $u || true; done; "
+        f"test -e {q(settings['cron_file'])} && echo cron || echo no-cron; "
+        "systemctl is-active phoenix-backup.timer || true; "
+        "systemctl is-active phoenix-standby-refresh.timer || true",
+    ).split()
     names = settings["wizard_names"]
     n = len(names)
-    return {"role": out[0],
-            "houses_active": [w for w, st in zip(names, out[1:1 + n], strict=True)
-                              if st == "active"],
-            "cron": out[1 + n] == "cron", "backup_timer": out[2 + n],
-            "refresh_timer": out[3 + n]}
-
+    return {
+        "role": out[0],
+        "houses_active": [w for w, st in zip(names, out[1 : 1 + n], strict=True) if st == "active"],
+        "cron": out[1 + n] == "cron",
+        "backup_timer": out[2 + n],
+        "refresh_timer": out[3 + n],
+    }

@@ -81,8 +81,11 @@ class Fault:
         re.compile(self.path)
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.hits < self.count and self.method.upper() in ("", method)
-                and re.search(self.path, path) is not None)
+        return (
+            self.hits < self.count
+            and self.method.upper() in ("", method)
+            and re.search(self.path, path) is not None
+        )
 
 
 @dataclass
@@ -105,10 +108,16 @@ def _generic_fault_answer(status: int, fault: Fault) -> Response:
 
 
 class JSONServer:
-    def __init__(self, host: str, port: int, routes: list[tuple[str, str, Handler]],
-                 *, before: Callable[[Request], Response | None] | None = None,
-                 fault_answer: Callable[[int, Fault], Response] = _generic_fault_answer,
-                 control_token: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: list[tuple[str, str, Handler]],
+        *,
+        before: Callable[[Request], Response | None] | None = None,
+        fault_answer: Callable[[int, Fault], Response] = _generic_fault_answer,
+        control_token: str | None = None,
+    ) -> None:
         self.routes = [(m, re.compile(p + r"/?$"), h) for m, p, h in routes]
         self.before = before
         self.fault_answer = fault_answer
@@ -150,8 +159,7 @@ class JSONServer:
             gone, self.faults = self.faults, []
         return gone
 
-    def fail_next(self, n: int = 1, *, status: int = 429,
-                  retry_after: float | None = 1) -> None:
+    def fail_next(self, n: int = 1, *, status: int = 429, retry_after: float | None = 1) -> None:
         """Answer the next `n` requests with `status` (429, 500, 503...) instead of serving
         them, in the API's own error shape; `retry_after` becomes a Retry-After header (None:
         no header). The faults before are cleared."""
@@ -204,8 +212,7 @@ class JSONServer:
         for method, pattern, handler in self.routes:
             match = pattern.match(url.path)
             if match and method == h.command:
-                request = Request(h.command, url.path, query, h.headers, body,
-                                  match.groupdict())
+                request = Request(h.command, url.path, query, h.headers, body, match.groupdict())
                 fault = self._take_fault(h.command, url.path)
                 if fault is None or fault.when == "after":
                     try:
@@ -221,15 +228,17 @@ class JSONServer:
                 status, payload, *rest = result
                 headers = rest[0] if rest else {}
                 if self.recorder is not None:
-                    self.recorder(Exchange(h.command, url.path, query, body, status,
-                                           headers, payload, fault))
+                    self.recorder(
+                        Exchange(h.command, url.path, query, body, status, headers, payload, fault)
+                    )
                 self._send(h, status, payload, headers)
                 return
         self._send(h, 404, {"id": "not_found", "message": "no such endpoint"}, {})
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: Any,
-              headers: dict[str, str]) -> None:
+    def _send(
+        h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]
+    ) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
         try:
             h.send_response(status)
@@ -244,8 +253,7 @@ class JSONServer:
             h.close_connection = True
 
     def start(self) -> JSONServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 

@@ -26,8 +26,19 @@ from phoenix.lab.config import LabConfig, child_environment
 from phoenix.lab.sh import run
 
 RELEASE = "bookworm"
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "sudo",
-            "ca-certificates", "iproute2", "ifupdown", "netbase", "less"]
+PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "sudo",
+    "ca-certificates",
+    "iproute2",
+    "ifupdown",
+    "netbase",
+    "less",
+]
 # Installed by apt inside the new root, after debootstrap: debootstrap's own dependency order
 # fails to configure cloud-init's Python dependencies (python3-cryptography) in one pass.
 APT_PACKAGES = ["cloud-init"]
@@ -76,9 +87,16 @@ WantedBy=multi-user.target
 
 
 def recipe(config: LabConfig) -> dict:
-    return {"release": RELEASE, "variant": "minbase", "packages": PACKAGES,
-            "apt_packages": APT_PACKAGES, "mirror": config.mirror, "revision": REVISION,
-            "cloud_cfg": CLOUD_CFG, "agent": [AGENT_INSTALL, AGENT_UNIT]}
+    return {
+        "release": RELEASE,
+        "variant": "minbase",
+        "packages": PACKAGES,
+        "apt_packages": APT_PACKAGES,
+        "mirror": config.mirror,
+        "revision": REVISION,
+        "cloud_cfg": CLOUD_CFG,
+        "agent": [AGENT_INSTALL, AGENT_UNIT],
+    }
 
 
 def recipe_hash(config: LabConfig) -> str:
@@ -87,8 +105,11 @@ def recipe_hash(config: LabConfig) -> str:
 
 def _current(image_dir: Path, config: LabConfig) -> bool:
     stamp = image_dir / "recipe.sha256"
-    return (image_dir / "rootfs").is_dir() and stamp.is_file() and \
-        stamp.read_text().strip() == recipe_hash(config)
+    return (
+        (image_dir / "rootfs").is_dir()
+        and stamp.is_file()
+        and stamp.read_text().strip() == recipe_hash(config)
+    )
 
 
 def rootfs(config: LabConfig) -> Path:
@@ -111,8 +132,9 @@ def mounted_over(path: Path, *, mounts_file: str = "/proc/mounts") -> list[str]:
         for line in mounts:
             fields = line.split()
             if fields[0] == "overlay" and any(
-                    opt == f"lowerdir={path}" or opt.startswith(f"lowerdir={path}:")
-                    for opt in fields[3].split(",")):
+                opt == f"lowerdir={path}" or opt.startswith(f"lowerdir={path}:")
+                for opt in fields[3].split(",")
+            ):
                 found.append(fields[1])
     return found
 
@@ -124,8 +146,10 @@ def ensure(config: LabConfig, *, log=print) -> float:
         return 0.0
     users = mounted_over(config.image_dir / "rootfs")
     if users:
-        raise PhoenixError(f"the lab image recipe changed but {len(users)} droplet(s) still "
-                           f"use the old image (e.g. {users[0]}); take their lab down first")
+        raise PhoenixError(
+            f"the lab image recipe changed but {len(users)} droplet(s) still "
+            f"use the old image (e.g. {users[0]}); take their lab down first"
+        )
     started = time.monotonic()
     tmp = config.state_dir / f"image.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -151,31 +175,51 @@ def ensure(config: LabConfig, *, log=print) -> float:
 def _debootstrap(config: LabConfig, target: Path, env: dict[str, str]) -> None:
     import subprocess
 
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-           RELEASE, str(target), config.mirror]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_environment(env),
-                          timeout=1800)
+    cmd = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        RELEASE,
+        str(target),
+        config.mirror,
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=child_environment(env), timeout=1800
+    )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise PhoenixError("building the lab image failed (debootstrap exit "
-                           f"{proc.returncode}): " + " / ".join(tail))
+        raise PhoenixError(
+            "building the lab image failed (debootstrap exit "
+            f"{proc.returncode}): " + " / ".join(tail)
+        )
 
 
 def _apt_install(config: LabConfig, root: Path) -> None:
     """APT_PACKAGES with apt's own resolver, in a container of the new root (proc, dev)."""
     import subprocess
 
-    cmd = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", str(root),
-           f"--machine={config.tag}-image-{os.getpid()}",
-           f"--setenv=http_proxy={config.apt_proxy}", "--setenv=DEBIAN_FRONTEND=noninteractive",
-           "sh", "-c", "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
-           + " ".join(APT_PACKAGES)]
+    cmd = [
+        "systemd-nspawn",
+        "--quiet",
+        "--register=no",
+        "--keep-unit",
+        "-D",
+        str(root),
+        f"--machine={config.tag}-image-{os.getpid()}",
+        f"--setenv=http_proxy={config.apt_proxy}",
+        "--setenv=DEBIAN_FRONTEND=noninteractive",
+        "sh",
+        "-c",
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+        + " ".join(APT_PACKAGES),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise PhoenixError("building the lab image failed (apt-get install "
-                           f"{' '.join(APT_PACKAGES)}, exit {proc.returncode}): "
-                           + " / ".join(tail))
+        raise PhoenixError(
+            "building the lab image failed (apt-get install "
+            f"{' '.join(APT_PACKAGES)}, exit {proc.returncode}): " + " / ".join(tail)
+        )
 
 
 def _customise(config: LabConfig, root: Path) -> None:
@@ -190,13 +234,15 @@ def _customise(config: LabConfig, root: Path) -> None:
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "phoenix-lab-agent-install.service").unlink(missing_ok=True)
     (wants / "phoenix-lab-agent-install.service").symlink_to(
-        "/etc/systemd/system/phoenix-lab-agent-install.service")
+        "/etc/systemd/system/phoenix-lab-agent-install.service"
+    )
     mirror = config.mirror.rstrip("/")
     security = mirror.rsplit("/", 1)[0] + "/debian-security"
     (root / "etc/apt/sources.list").write_text(
         f"deb {mirror} {RELEASE} main\n"
         f"deb {mirror} {RELEASE}-updates main\n"
-        f"deb {security} {RELEASE}-security main\n")
+        f"deb {security} {RELEASE}-security main\n"
+    )
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/machine-id").write_text("")
     (root / "etc/hostname").write_text("droplet\n")

@@ -31,8 +31,9 @@ def require_root_and_tools() -> None:
         raise PhoenixError("the lab needs root (network namespaces, mounts, systemd-nspawn)")
     missing = missing_tools()
     if missing:
-        raise PhoenixError("the lab needs these Debian packages: apt-get install "
-                           + " ".join(missing))
+        raise PhoenixError(
+            "the lab needs these Debian packages: apt-get install " + " ".join(missing)
+        )
 
 
 def ledger_for(config: LabConfig) -> Ledger:
@@ -45,17 +46,35 @@ def ensure_secrets(config: LabConfig) -> None:
         if not path.exists():
             write_secret(path, "lab-" + secrets.token_hex(24))
     # The operator secrets a deploy reads (phoenix/secrets.py), made up for the lab.
-    for name in ("gitea_secret_key", "gitea_internal_token", "restic_password",
-                 "gitea_api_token", "hermes_model_api_key", "hermes_api_server_key"):
+    for name in (
+        "gitea_secret_key",
+        "gitea_internal_token",
+        "restic_password",
+        "gitea_api_token",
+        "hermes_model_api_key",
+        "hermes_api_server_key",
+    ):
         path = config.state_dir / "secrets" / name
         if not path.exists():
             write_secret(path, secrets.token_hex(32))
-    jwt = config.state_dir / "secrets" / "gitea_jwt_secret"   # Gitea's format: 32 bytes base64url
+    jwt = config.state_dir / "secrets" / "gitea_jwt_secret"  # Gitea's format: 32 bytes base64url
     if not jwt.exists():
         write_secret(jwt, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
     if not config.ssh_key.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "phoenix-lab-operator",
-             "-f", str(config.ssh_key)])
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "phoenix-lab-operator",
+                "-f",
+                str(config.ssh_key),
+            ]
+        )
 
 
 def up(config: LabConfig, *, log=print) -> dict:
@@ -68,6 +87,7 @@ def up(config: LabConfig, *, log=print) -> dict:
     aptproxy.start(config, ledger)
     timings["image_build_s"] = image.ensure(config, log=log)
     from phoenix.lab import artifacts
+
     artifacts.publish(config, log=log)
     start_server(config, ledger)
     pebble.start(config, ledger)  # after the DNS server it resolves through
@@ -78,16 +98,20 @@ def start_server(config: LabConfig, ledger: Ledger) -> None:
     record = ledger.read()["processes"].get(SERVER)
     if record and procs.alive(record):
         return
-    for port, what in ((config.do_port, "the DigitalOcean API"),
-                       (config.cf_port, "the Cloudflare API"),
-                       (config.artifact_port, "the artifact server")):
+    for port, what in (
+        (config.do_port, "the DigitalOcean API"),
+        (config.cf_port, "the Cloudflare API"),
+        (config.artifact_port, "the artifact server"),
+    ):
         aptproxy.ensure_port_free(config.bridge_ip, port, what)
     env = child_environment(config.to_env())
     log = config.state_dir / "logs" / "server.log"
     procs.spawn(ledger, SERVER, [sys.executable, "-m", "phoenix.lab.server"], log=log, env=env)
-    for port, what in ((config.do_port, "the lab's DigitalOcean API"),
-                       (config.cf_port, "the lab's Cloudflare API"),
-                       (config.artifact_port, "the lab's artifact server")):
+    for port, what in (
+        (config.do_port, "the lab's DigitalOcean API"),
+        (config.cf_port, "the lab's Cloudflare API"),
+        (config.artifact_port, "the lab's artifact server"),
+    ):
         aptproxy.wait_port(config.bridge_ip, port, what=what, log=log)
 
 
@@ -98,11 +122,16 @@ def down(config: LabConfig, *, purge: bool = False) -> float:
         raise PhoenixError("the lab needs root to remove its objects")
     if purge:
         for shared in (config.image_dir / "rootfs", config.state_dir / "apt-cacher-ng" / "cache"):
-            users = [m for m in image.mounted_over(shared)
-                     if not m.startswith(str(config.state_dir) + "/")]
+            users = [
+                m
+                for m in image.mounted_over(shared)
+                if not m.startswith(str(config.state_dir) + "/")
+            ]
             if users:
-                raise PhoenixError(f"cannot purge: another lab reads {shared} (mounted at "
-                                   f"{users[0]}); take that lab down first")
+                raise PhoenixError(
+                    f"cannot purge: another lab reads {shared} (mounted at "
+                    f"{users[0]}); take that lab down first"
+                )
     ledger = ledger_for(config)
     if config.objects_file.exists():
         procs.stop(ledger, SERVER)
@@ -135,9 +164,17 @@ def status(config: LabConfig) -> dict:
     if not config.objects_file.exists():
         return {"up": False, "processes": {}, "droplets": []}
     data = ledger.read()
-    processes = {name: procs.alive(rec) for name, rec in data["processes"].items()
-                 if not name.startswith("droplet-")}
-    return {"up": bool(processes.get(SERVER)), "processes": processes,
-            "image": image.is_current(config),
-            "droplets": [{k: r.get(k) for k in ("id", "name", "ip", "status", "tags", "error")}
-                         for r in data["droplets"].values()]}
+    processes = {
+        name: procs.alive(rec)
+        for name, rec in data["processes"].items()
+        if not name.startswith("droplet-")
+    }
+    return {
+        "up": bool(processes.get(SERVER)),
+        "processes": processes,
+        "image": image.is_current(config),
+        "droplets": [
+            {k: r.get(k) for k in ("id", "name", "ip", "status", "tags", "error")}
+            for r in data["droplets"].values()
+        ],
+    }

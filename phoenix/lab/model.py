@@ -76,59 +76,122 @@ class Model:
         auth = h.headers.get("Authorization", "")
         if auth != f"Bearer {self.key}":
             self._record({"time": time.time(), "path": path, "status": 401})
-            return self._json(h, *_error(
-                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+            return self._json(
+                h,
+                *_error(
+                    401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+                ),
+            )
         if path == "/v1/models" and h.command == "GET":
-            return self._json(h, 200, {"object": "list", "data": [
-                {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "phoenix-lab",
-                 "context_length": CONTEXT_LENGTH}]})
+            return self._json(
+                h,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": MODEL_ID,
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": "phoenix-lab",
+                            "context_length": CONTEXT_LENGTH,
+                        }
+                    ],
+                },
+            )
         if path != "/v1/chat/completions" or h.command != "POST":
-            return self._json(h, *_error(405, f"{h.command} is not allowed on {path}",
-                                         "invalid_request_error", None))
+            return self._json(
+                h,
+                *_error(
+                    405, f"{h.command} is not allowed on {path}", "invalid_request_error", None
+                ),
+            )
         try:
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return self._json(h, *_error(400, "We could not parse the JSON body of your "
-                                         "request.", "invalid_request_error", None))
+            return self._json(
+                h,
+                *_error(
+                    400,
+                    "We could not parse the JSON body of your request.",
+                    "invalid_request_error",
+                    None,
+                ),
+            )
         messages = body.get("messages")
         if not body.get("model") or not isinstance(messages, list) or not messages:
-            return self._json(h, *_error(400, "you must provide a model parameter and a "
-                                         "non-empty messages array", "invalid_request_error",
-                                         None))
+            return self._json(
+                h,
+                *_error(
+                    400,
+                    "you must provide a model parameter and a non-empty messages array",
+                    "invalid_request_error",
+                    None,
+                ),
+            )
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         nonces = NONCE.findall(_text(users[-1].get("content")) if users else "")
         stream = bool(body.get("stream"))
-        self._record({"time": time.time(), "path": path, "status": 200,
-                      "model": body["model"], "stream": stream, "messages": len(messages),
-                      "nonces": nonces})
+        self._record(
+            {
+                "time": time.time(),
+                "path": path,
+                "status": 200,
+                "model": body["model"],
+                "stream": stream,
+                "messages": len(messages),
+                "nonces": nonces,
+            }
+        )
         text = answer_for(nonces)
         reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        usage = {"prompt_tokens": sum(len(_text(m.get("content")).split()) for m in users),
-                 "completion_tokens": len(text.split())}
+        usage = {
+            "prompt_tokens": sum(len(_text(m.get("content")).split()) for m in users),
+            "completion_tokens": len(text.split()),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not stream:
-            return self._json(h, 200, {
-                "id": reply_id, "object": "chat.completion", "created": created,
-                "model": body["model"], "usage": usage,
-                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                             "message": {"role": "assistant", "content": text}}]})
+            return self._json(
+                h,
+                200,
+                {
+                    "id": reply_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": body["model"],
+                    "usage": usage,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                },
+            )
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Cache-Control", "no-cache")
         h.send_header("Connection", "close")
         h.end_headers()
-        base = {"id": reply_id, "object": "chat.completion.chunk", "created": created,
-                "model": body["model"]}
+        base = {
+            "id": reply_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": body["model"],
+        }
         words = text.split(" ")
-        chunks = [{"role": "assistant", "content": ""}] + \
-                 [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        chunks = [{"role": "assistant", "content": ""}] + [
+            {"content": w if i == 0 else " " + w} for i, w in enumerate(words)
+        ]
         for delta in chunks:
-            self._event(h, {**base, "choices": [{"index": 0, "delta": delta,
-                                                 "finish_reason": None}]})
-        self._event(h, {**base, "choices": [{"index": 0, "delta": {},
-                                             "finish_reason": "stop"}]})
+            self._event(
+                h, {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            )
+        self._event(h, {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event(h, {**base, "choices": [], "usage": usage})
         h.wfile.write(b"data: [DONE]\n\n")

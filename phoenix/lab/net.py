@@ -24,15 +24,22 @@ def used_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
         dst = route.get("dst")
         if dst and dst != "default" and route.get("type", "unicast") == "unicast":
             try:
-                found.append((f"route {dst} dev {route.get('dev')}",
-                              ipaddress.IPv4Network(dst, strict=False)))
+                found.append(
+                    (
+                        f"route {dst} dev {route.get('dev')}",
+                        ipaddress.IPv4Network(dst, strict=False),
+                    )
+                )
             except ValueError:
                 pass
     for link in json.loads(run(["ip", "-j", "-4", "addr"]).stdout):
         for addr in link.get("addr_info", []):
-            found.append((f"address on {link['ifname']}",
-                          ipaddress.IPv4Network(f"{addr['local']}/{addr['prefixlen']}",
-                                                strict=False)))
+            found.append(
+                (
+                    f"address on {link['ifname']}",
+                    ipaddress.IPv4Network(f"{addr['local']}/{addr['prefixlen']}", strict=False),
+                )
+            )
     try:
         for line in Path("/etc/resolv.conf").read_text().splitlines():
             match = re.match(r"\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)", line)
@@ -50,7 +57,8 @@ def check_subnet(config: LabConfig) -> None:
         if net.overlaps(config.subnet) and net.prefixlen > 0:
             raise PhoenixError(
                 f"lab subnet {config.subnet} overlaps {what} ({net}); "
-                "choose another with PHOENIX_LAB_SUBNET")
+                "choose another with PHOENIX_LAB_SUBNET"
+            )
 
 
 def link_exists(name: str) -> bool:
@@ -66,7 +74,8 @@ def ensure_bridge(config: LabConfig, ledger: Ledger) -> None:
         raise PhoenixError(
             f"bridge {config.bridge} already exists and is not this lab's "
             f"(not in {config.objects_file}); give this lab its own PHOENIX_LAB_TAG "
-            "(or PHOENIX_LAB_BRIDGE), or remove the bridge if it is a leftover")
+            "(or PHOENIX_LAB_BRIDGE), or remove the bridge if it is a leftover"
+        )
     check_subnet(config)
     if not exists:
         ledger.add("links", config.bridge)

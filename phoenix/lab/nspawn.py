@@ -25,12 +25,13 @@ from phoenix.lab.sh import run
 from phoenix.poll import poll
 
 BOOT_TIMEOUT = 180.0  # cloud-init's first boot on a loaded 2-core machine
-FIRST_DROPLET_HOST = 10   # .10 … .199 for droplets
-LAST_DROPLET_HOST = 199   # .200 … .250 are the reserved-IP pool
+FIRST_DROPLET_HOST = 10  # .10 … .199 for droplets
+LAST_DROPLET_HOST = 199  # .200 … .250 are the reserved-IP pool
 
 
 def wait_ssh(ip: str, timeout: float, *, error: Callable[[], str]) -> None:
     """Until sshd on `ip` says hello; at `timeout`, a PhoenixError of `error()`."""
+
     def hello() -> bool | None:
         try:
             with socket.create_connection((ip, 22), timeout=0.5) as sock:
@@ -70,10 +71,18 @@ class NspawnDriver:
         proc = record.get("process")
         if status == "active" and not (proc and procs.alive(proc)):
             status = "off"  # its container died under it
-        return Droplet(id=record["id"], name=record["name"], region=record["region"],
-                       size=record["size"], image=record["image"], tags=record["tags"],
-                       status=status, ip=record["ip"] if status != "new" else None,
-                       extra_ips=record.get("extra_ips", []), created_at=record["created_at"])
+        return Droplet(
+            id=record["id"],
+            name=record["name"],
+            region=record["region"],
+            size=record["size"],
+            image=record["image"],
+            tags=record["tags"],
+            status=status,
+            ip=record["ip"] if status != "new" else None,
+            extra_ips=record.get("extra_ips", []),
+            created_at=record["created_at"],
+        )
 
     def dir(self, droplet_id: int) -> Path:
         return self.config.droplets_dir / str(droplet_id)
@@ -91,19 +100,33 @@ class NspawnDriver:
             span = LAST_DROPLET_HOST - FIRST_DROPLET_HOST + 1
             start = data.get("last_host", FIRST_DROPLET_HOST - 1) + 1 - FIRST_DROPLET_HOST
             hosts = [FIRST_DROPLET_HOST + (start + k) % span for k in range(span)]
-            pick = next((n for n in hosts
-                         if str(self.config.subnet.network_address + n) not in used), None)
+            pick = next(
+                (n for n in hosts if str(self.config.subnet.network_address + n) not in used), None
+            )
             if pick is None:
                 raise DriverError("the lab subnet has no free droplet address left")
             data["last_host"] = pick
             ip = str(self.config.subnet.network_address + pick)
-            record = {"id": droplet_id, "name": name, "region": region, "size": size,
-                      "image": image, "tags": list(tags), "status": "new", "ip": ip,
-                      "extra_ips": [], "dir": str(self.dir(droplet_id)),
-                      "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            record = {
+                "id": droplet_id,
+                "name": name,
+                "region": region,
+                "size": size,
+                "image": image,
+                "tags": list(tags),
+                "status": "new",
+                "ip": ip,
+                "extra_ips": [],
+                "dir": str(self.dir(droplet_id)),
+                "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
             data["droplets"][str(droplet_id)] = record
-        threading.Thread(target=self._build_and_boot, name=f"droplet-{droplet_id}",
-                         args=(droplet_id, ssh_keys, user_data), daemon=True).start()
+        threading.Thread(
+            target=self._build_and_boot,
+            name=f"droplet-{droplet_id}",
+            args=(droplet_id, ssh_keys, user_data),
+            daemon=True,
+        ).start()
         return self._droplet(record)
 
     def _build_and_boot(self, droplet_id: int, ssh_keys: list[str], user_data: str | None):
@@ -127,17 +150,28 @@ class NspawnDriver:
             (base / sub).mkdir(parents=True, exist_ok=True)
         self.ledger.add("mounts", str(root))
         if not root.is_mount():
-            run(["mount", "-t", "overlay", "overlay", "-o",
-                 f"lowerdir={image.rootfs(self.config)},upperdir={base / 'upper'},"
-                 f"workdir={base / 'work'}", str(root)])
+            run(
+                [
+                    "mount",
+                    "-t",
+                    "overlay",
+                    "overlay",
+                    "-o",
+                    f"lowerdir={image.rootfs(self.config)},upperdir={base / 'upper'},"
+                    f"workdir={base / 'work'}",
+                    str(root),
+                ]
+            )
         seed = write_seed(self.config, record, ssh_keys=ssh_keys, user_data=user_data)
         (root / "etc/cloud/cloud.cfg.d/05-phoenix-lab-seed.cfg").write_text(
             "# phoenix lab: this droplet's metadata (DigitalOcean's would be link-local)\n"
-            f"datasource:\n  NoCloud:\n    seedfrom: {seed}\n")
+            f"datasource:\n  NoCloud:\n    seedfrom: {seed}\n"
+        )
         (root / "etc/resolv.conf").write_text(f"nameserver {self.config.bridge_ip}\n")
         (root / "etc/apt/apt.conf.d/01phoenix-lab-proxy").write_text(
             "// The lab's apt proxy (phoenix lab): droplets reach Debian only through it.\n"
-            f'Acquire::http::Proxy "{self.config.apt_proxy}";\n')
+            f'Acquire::http::Proxy "{self.config.apt_proxy}";\n'
+        )
 
     def boot(self, droplet_id: int) -> None:
         record = self._require(droplet_id)
@@ -146,20 +180,39 @@ class NspawnDriver:
         for ip in record.get("extra_ips", []):
             net.add_address(self.config, droplet_id, ip)
         console = base / "console.log"
-        proc = procs.spawn(self.ledger, f"droplet-{droplet_id}", [
-            "systemd-nspawn", "--quiet", "-D", str(base / "root"), "-b",
-            "--register=no", "--keep-unit", f"--machine={self.config.tag}-{droplet_id}",
-            f"--hostname={record['name']}", f"--network-namespace-path=/run/netns/{ns}",
-            # Beside the path, --private-network keeps CAP_NET_ADMIN (and a writable
-            # /proc/sys/net) inside the droplet's own namespace, as on a real droplet:
-            # without it nftables cannot load a firewall.
-            "--private-network",
-            "--resolv-conf=off", "--timezone=off", "--console=read-only",
-        ], log=console)
+        proc = procs.spawn(
+            self.ledger,
+            f"droplet-{droplet_id}",
+            [
+                "systemd-nspawn",
+                "--quiet",
+                "-D",
+                str(base / "root"),
+                "-b",
+                "--register=no",
+                "--keep-unit",
+                f"--machine={self.config.tag}-{droplet_id}",
+                f"--hostname={record['name']}",
+                f"--network-namespace-path=/run/netns/{ns}",
+                # Beside the path, --private-network keeps CAP_NET_ADMIN (and a writable
+                # /proc/sys/net) inside the droplet's own namespace, as on a real droplet:
+                # without it nftables cannot load a firewall.
+                "--private-network",
+                "--resolv-conf=off",
+                "--timezone=off",
+                "--console=read-only",
+            ],
+            log=console,
+        )
         self._update(droplet_id, process=proc)
-        wait_ssh(record["ip"], BOOT_TIMEOUT, error=lambda: (
-            f"droplet {record['name']} ({record['ip']}) did not answer SSH within "
-            f"{BOOT_TIMEOUT:.0f} s; last console lines:\n{console_tail(console)}"))
+        wait_ssh(
+            record["ip"],
+            BOOT_TIMEOUT,
+            error=lambda: (
+                f"droplet {record['name']} ({record['ip']}) did not answer SSH within "
+                f"{BOOT_TIMEOUT:.0f} s; last console lines:\n{console_tail(console)}"
+            ),
+        )
         self._update(droplet_id, status="active", error=None)
 
     def get(self, droplet_id: int) -> Droplet | None:
@@ -210,8 +263,9 @@ def seed_dir(config: LabConfig, droplet_id: int) -> Path:
     return config.artifacts_dir / "seed" / str(droplet_id)
 
 
-def write_seed(config: LabConfig, record: dict, *, ssh_keys: list[str],
-               user_data: str | None) -> str:
+def write_seed(
+    config: LabConfig, record: dict, *, ssh_keys: list[str], user_data: str | None
+) -> str:
     """The droplet's NoCloud seed on the artifact server, in the shape of DigitalOcean's
     metadata: meta-data (instance id, hostname, the account keys given at create), user-data
     as sent, and vendor-data as DigitalOcean's (root logins, no default user). Served only
@@ -219,12 +273,17 @@ def write_seed(config: LabConfig, record: dict, *, ssh_keys: list[str],
     folder = seed_dir(config, record["id"])
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    meta = {"instance-id": f"i-{record['id']}", "local-hostname": record["name"],
-            "public-keys": [k.strip() for k in ssh_keys]}
+    meta = {
+        "instance-id": f"i-{record['id']}",
+        "local-hostname": record["name"],
+        "public-keys": [k.strip() for k in ssh_keys],
+    }
     vendor = {"disable_root": False, "users": []}
-    for name, text in (("meta-data", json.dumps(meta, indent=2) + "\n"),
-                       ("user-data", user_data or ""),
-                       ("vendor-data", "#cloud-config\n" + json.dumps(vendor) + "\n")):
+    for name, text in (
+        ("meta-data", json.dumps(meta, indent=2) + "\n"),
+        ("user-data", user_data or ""),
+        ("vendor-data", "#cloud-config\n" + json.dumps(vendor) + "\n"),
+    ):
         path = folder / name
         path.touch(mode=0o600)
         path.write_text(text)

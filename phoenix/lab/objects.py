@@ -38,10 +38,10 @@ class Ledger:
         except FileNotFoundError:
             data = {}
         data.setdefault("processes", {})  # name -> {"pid", "cmd"}
-        data.setdefault("links", [])      # bridge and veth names
+        data.setdefault("links", [])  # bridge and veth names
         data.setdefault("netns", [])
         data.setdefault("mounts", [])
-        data.setdefault("droplets", {})   # id (str) -> droplet record
+        data.setdefault("droplets", {})  # id (str) -> droplet record
         return data
 
     def read(self) -> dict[str, Any]:

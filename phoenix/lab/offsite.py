@@ -42,6 +42,7 @@ HOME = "/srv/restic"
 REPLICA_USER = "litestream"
 REPLICA_HOME = "/srv/litestream"
 
+
 @dataclass(frozen=True)
 class Offsite:
     name: str
@@ -116,8 +117,20 @@ def replica_spec(offsite: Offsite, config: LabConfig) -> dict:
 def _host_key(config: LabConfig, name: str) -> tuple[str, str]:
     private = _folder(config) / f"{name}.host_ed25519"
     if not private.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host",
-             "-f", str(private)])
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"{name}-host",
+                "-f",
+                str(private),
+            ]
+        )
     return private.read_text(), public_half(private).read_text()
 
 
@@ -128,24 +141,33 @@ def root_target(config: LabConfig, offsite: Offsite) -> Target:
     return Target(host=offsite.ip, key=config.ssh_key, known_hosts=known)
 
 
-def store_spec(config: LabConfig, offsite: Offsite, settings: Mapping[str, Any] | None = None
-               ) -> dict:
+def store_spec(
+    config: LabConfig, offsite: Offsite, settings: Mapping[str, Any] | None = None
+) -> dict:
     """The spec of files/phoenix_offsite_store.py for this store: the lab's forge key, the lab
     operator's key, the lab's restic password, the keep-* policy of `settings` (default:
     group_data for the lab)."""
     if settings is None:
         from phoenix.settings import load
+
         settings = load("lab")
     return store_spec_for(
         {**settings, **offsite.settings()},
         forge_key=public_half(backup_key(config)).read_text(),
         operator_key=public_half(config.ssh_key).read_text(),
-        password=read_secret("restic_password", folder=str(config.state_dir / "secrets")))
+        password=read_secret("restic_password", folder=str(config.state_dir / "secrets")),
+    )
 
 
-def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | None = None,
-           settings: Mapping[str, Any] | None = None,
-           progress: Callable[[str], None] = lambda _: None) -> Offsite:
+def ensure(
+    config: LabConfig,
+    do: DO,
+    *,
+    name: str = DEFAULT_NAME,
+    path: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Offsite:
     """Find or create the store `name` and make it an append-only store with its own
     retention (files/phoenix_offsite_store.py); idempotent."""
     if not name.startswith("offsite-"):
@@ -162,16 +184,28 @@ def ensure(config: LabConfig, do: DO, *, name: str = DEFAULT_NAME, path: str | N
     else:
         fingerprint = do.ensure_key("phoenix-lab-operator", public_half(config.ssh_key).read_text())
         progress(f"creating the offsite store {name}")
-        droplet = do.create({"name": name, "region": "nyc1", "size": "s-1vcpu-1gb",
-                             "image": "debian-12-x64", "ssh_keys": [fingerprint],
-                             "tags": ["phoenix-test", TAG],
-                             "user_data": user_data(private, public)})
+        droplet = do.create(
+            {
+                "name": name,
+                "region": "nyc1",
+                "size": "s-1vcpu-1gb",
+                "image": "debian-12-x64",
+                "ssh_keys": [fingerprint],
+                "tags": ["phoenix-test", TAG],
+                "user_data": user_data(private, public),
+            }
+        )
     droplet = do.wait_active(droplet["id"], timeout=240)  # cloud-init on a loaded machine
     ip = public_ip(droplet)
     if ip is None:
         raise PhoenixError(f"the offsite store {name} is active without a public address")
-    offsite = Offsite(name=name, droplet_id=droplet["id"], ip=ip,
-                      host_public_key=public.strip(), path=path or f"{HOME}/forge")
+    offsite = Offsite(
+        name=name,
+        droplet_id=droplet["id"],
+        ip=ip,
+        host_public_key=public.strip(),
+        path=path or f"{HOME}/forge",
+    )
     target = root_target(config, offsite)
     wait_ssh(target, timeout=120, progress=progress)
     try:
@@ -199,4 +233,3 @@ def forget(config: LabConfig, offsite: Offsite) -> None:
     record_path(config, offsite.name).unlink(missing_ok=True)
     for suffix in (".known_hosts", ".host_ed25519", ".host_ed25519.pub"):
         (_folder(config) / f"{offsite.name}{suffix}").unlink(missing_ok=True)
-

@@ -28,7 +28,7 @@ from phoenix.lab.sh import run
 from phoenix.poll import poll
 
 NAME = "pebble"
-ACME_PORT = 14000        # the directory: https://BRIDGE:14000/dir
+ACME_PORT = 14000  # the directory: https://BRIDGE:14000/dir
 MANAGEMENT_PORT = 15000  # https://BRIDGE:15000/roots/0
 
 
@@ -53,9 +53,20 @@ def issued_root(config: LabConfig) -> Path:
 def _valid_for_bridge(config: LabConfig, cert: Path) -> bool:
     """The listener certificate is from the lab CA and for this lab's bridge address (a lab
     whose subnet changed keeps its state folder, and Pebble would answer with the old one)."""
-    proc = subprocess.run(["openssl", "verify", "-CAfile", str(listener_ca(config)),
-                           "-verify_ip", config.bridge_ip, str(cert)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(listener_ca(config)),
+            "-verify_ip",
+            config.bridge_ip,
+            str(cert),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.returncode == 0
 
 
@@ -70,16 +81,61 @@ def ensure_listener_cert(config: LabConfig) -> None:
         return
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     if not (ca.exists() and ca_key.exists()):
-        run(["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca),
-             "-days", "3650", "-subj", f"/CN=Phoenix lab {config.tag} Pebble listener CA"])
+        run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                *ec,
+                "-keyout",
+                str(ca_key),
+                "-out",
+                str(ca),
+                "-days",
+                "3650",
+                "-subj",
+                f"/CN=Phoenix lab {config.tag} Pebble listener CA",
+            ]
+        )
     ext = base / "listener.ext"
-    ext.write_text(f"subjectAltName=IP:{config.bridge_ip}\nbasicConstraints=CA:FALSE\n"
-                   "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    ext.write_text(
+        f"subjectAltName=IP:{config.bridge_ip}\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
     csr = base / "listener.csr"
-    run(["openssl", "req", *ec, "-keyout", str(key), "-out", str(csr),
-         "-subj", f"/CN={config.bridge_ip}"])
-    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out", str(cert)])
+    run(
+        [
+            "openssl",
+            "req",
+            *ec,
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={config.bridge_ip}",
+        ]
+    )
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(cert),
+        ]
+    )
     for path in (ca_key, key):
         os.chmod(path, 0o600)
     csr.unlink()
@@ -98,19 +154,34 @@ def start(config: LabConfig, ledger: Ledger) -> None:
         aptproxy.ensure_port_free(config.bridge_ip, port, "Pebble (the lab's ACME CA)")
     base = folder(config)
     settings = base / "pebble-config.json"
-    settings.write_text(json.dumps({"pebble": {
-        "listenAddress": f"{config.bridge_ip}:{ACME_PORT}",
-        "managementListenAddress": f"{config.bridge_ip}:{MANAGEMENT_PORT}",
-        "certificate": str(base / "listener.pem"), "privateKey": str(base / "listener.key"),
-        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
-        "externalAccountBindingRequired": False}}, indent=1))
+    settings.write_text(
+        json.dumps(
+            {
+                "pebble": {
+                    "listenAddress": f"{config.bridge_ip}:{ACME_PORT}",
+                    "managementListenAddress": f"{config.bridge_ip}:{MANAGEMENT_PORT}",
+                    "certificate": str(base / "listener.pem"),
+                    "privateKey": str(base / "listener.key"),
+                    "httpPort": 80,
+                    "tlsPort": 443,
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": False,
+                }
+            },
+            indent=1,
+        )
+    )
     # its random wait before validating: at most 1 s here
     env = child_environment({"PEBBLE_VA_SLEEPTIME": "1"}, drop_prefix="PEBBLE_")
     log = config.state_dir / "logs" / "pebble.log"
     issued_root(config).unlink(missing_ok=True)  # the old root is worthless from now on
-    procs.spawn(ledger, NAME, ["pebble", "-config", str(settings),
-                               "-dnsserver", f"{config.bridge_ip}:{config.dns_port}"],
-                log=log, env=env)
+    procs.spawn(
+        ledger,
+        NAME,
+        ["pebble", "-config", str(settings), "-dnsserver", f"{config.bridge_ip}:{config.dns_port}"],
+        log=log,
+        env=env,
+    )
     for port in (ACME_PORT, MANAGEMENT_PORT):
         aptproxy.wait_port(config.bridge_ip, port, what="Pebble (the lab's ACME CA)", log=log)
     fetch_root(config)
@@ -130,8 +201,13 @@ def fetch_root(config: LabConfig, *, timeout: float = 10) -> Path:
             last[:] = [exc]
             return None
 
-    pem = poll(read, timeout=timeout, what="Pebble's root", interval=0.2,
-               error=lambda: f"Pebble's root is not readable at {url}: {last[0]}")
+    pem = poll(
+        read,
+        timeout=timeout,
+        what="Pebble's root",
+        interval=0.2,
+        error=lambda: f"Pebble's root is not readable at {url}: {last[0]}",
+    )
     if "BEGIN CERTIFICATE" not in pem:
         raise PhoenixError(f"{url} did not answer a PEM certificate")
     path = issued_root(config)

@@ -40,13 +40,20 @@ def alive(record: dict) -> bool:
     return fields[19] == record["start"] and fields[0] not in ("Z", "X")
 
 
-def spawn(ledger: Ledger, name: str, cmd: Sequence[str], *, log: Path,
-          env: dict[str, str] | None = None) -> dict:
+def spawn(
+    ledger: Ledger, name: str, cmd: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env=env, close_fds=True)
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
     record = {"pid": proc.pid, "start": start_time(proc.pid), "cmd": list(cmd)}
     with ledger.edit() as data:
         data["processes"][name] = record

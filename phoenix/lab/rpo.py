@@ -37,13 +37,14 @@ COMMITS = "commits (the repositories)"
 @dataclass
 class Write:
     kind: str
-    key: str      # issue number, session id, commit sha
-    at: float     # when its success came back (time.time())
+    key: str  # issue number, session id, commit sha
+    at: float  # when its success came back (time.time())
 
 
 @dataclass
 class Trickle:
     """Writes on the primary in a thread until stop(); only acknowledged writes count."""
+
     address: str | None  # the primary's: Gitea behind Caddy, over TLS for the forge's name
     token: str
     target: Target
@@ -70,8 +71,9 @@ class Trickle:
         forge = Forge.of(self.settings, address=self.address, token=self.token, timeout=5)
         due = {ISSUES: 0.0, SESSIONS: 0.0, COMMITS: 0.0}
         every = {ISSUES: self.issue_every, SESSIONS: self.chat_every, COMMITS: self.push_every}
-        state_db = shlex.quote(f"{self.settings['hermes_root']}/"
-                               f"{self.settings['backend_house']}/state.db")
+        state_db = shlex.quote(
+            f"{self.settings['hermes_root']}/{self.settings['backend_house']}/state.db"
+        )
         n = 0
         pusher = ""
         while not self._stop.is_set():
@@ -88,41 +90,62 @@ class Trickle:
                     self.writes.append(Write(kind, str(made["number"]), time.time()))
                 elif kind == SESSIONS:
                     chat(self.target, self.settings, f"trickle {n}: keep this session")
-                    sid = ssh(self.target, f"sqlite3 -readonly {state_db} "
-                                           "'SELECT id FROM sessions ORDER BY rowid DESC LIMIT 1'")
+                    sid = ssh(
+                        self.target,
+                        f"sqlite3 -readonly {state_db} "
+                        "'SELECT id FROM sessions ORDER BY rowid DESC LIMIT 1'",
+                    )
                     self.writes.append(Write(kind, sid.strip(), time.time()))
                 else:
                     pusher = pusher or forge.me()["login"]
-                    push_commit(self.target, self.settings, self.repo, f"trickle {n}",
-                                user=pusher, token=self.token)
+                    push_commit(
+                        self.target,
+                        self.settings,
+                        self.repo,
+                        f"trickle {n}",
+                        user=pusher,
+                        token=self.token,
+                    )
                     acknowledged = time.time()  # the push returned: not after the next ask
                     head = forge.branches(self.repo)
-                    self.writes.append(Write(kind, head.get("main") or next(iter(head.values())),
-                                             acknowledged))
+                    self.writes.append(
+                        Write(kind, head.get("main") or next(iter(head.values())), acknowledged)
+                    )
             except (PhoenixError, OSError, StopIteration) as exc:  # the disaster, or a hiccup
                 self.errors.append(f"{kind}: {exc}")
 
 
-def recovered_keys(kind: str, recovered: dict, target: Target, settings: dict,
-                   repo: str) -> set[str]:
+def recovered_keys(
+    kind: str, recovered: dict, target: Target, settings: dict, repo: str
+) -> set[str]:
     """The keys of a Trickle's `kind` of writes that the recovered forge has: `recovered` is
     its phoenix.forge.snapshot, the rest is read on the host."""
     q = shlex.quote
     if kind == ISSUES:  # phoenix.forge.snapshot: {"issues": {"<repo>#<n>": …}}
-        return {key.rsplit("#", 1)[1] for key in recovered.get("issues", {})
-                if key.rsplit("#", 1)[0] == repo}
+        return {
+            key.rsplit("#", 1)[1]
+            for key in recovered.get("issues", {})
+            if key.rsplit("#", 1)[0] == repo
+        }
     if kind == SESSIONS:
         db = q(f"{settings['hermes_root']}/{settings['backend_house']}/state.db")
-        return set(ssh(target, f"[ ! -f {db} ] || sqlite3 -readonly {db} "
-                               "'SELECT id FROM sessions'").split())
+        return set(
+            ssh(
+                target, f"[ ! -f {db} ] || sqlite3 -readonly {db} 'SELECT id FROM sessions'"
+            ).split()
+        )
     bare = q(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
-    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all")
-               .split())
+    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all").split())
 
 
-def measure(writes: list[Write], *, disaster_at: float, snapshot_at: float,
-            recovered: Callable[[str], set[str]],
-            promises: dict[str, float] | None = None) -> dict[str, dict]:
+def measure(
+    writes: list[Write],
+    *,
+    disaster_at: float,
+    snapshot_at: float,
+    recovered: Callable[[str], set[str]],
+    promises: dict[str, float] | None = None,
+) -> dict[str, dict]:
     """Per kind: writes, recovered, newest recovered and oldest lost (seconds before the
     disaster), and the RPO. `recovered(kind)` gives the keys the recovered forge has; for
     commits, a key recovered means every earlier commit is too (the branch's history).
@@ -145,16 +168,20 @@ def measure(writes: list[Write], *, disaster_at: float, snapshot_at: float,
         newest = max((w.at for w in got), default=snapshot_at)
         oldest_lost = min((w.at for w in lost), default=None)
         out[kind] = {
-            "written": len(mine), "recovered": len(got), "lost": len(lost),
+            "written": len(mine),
+            "recovered": len(got),
+            "lost": len(lost),
             "last_write_s_before_disaster": round(disaster_at - mine[-1].at, 1),
             "newest_recovered_s_before_disaster": round(disaster_at - newest, 1),
-            "oldest_lost_s_before_disaster":
-                None if oldest_lost is None else round(disaster_at - oldest_lost, 1),
+            "oldest_lost_s_before_disaster": None
+            if oldest_lost is None
+            else round(disaster_at - oldest_lost, 1),
             # Nothing lost: every acknowledged write came back. Else the newest one that did.
             "rpo_seconds": 0.0 if not lost else round(disaster_at - newest, 1),
             # A write lost while a later one came back would be an inconsistent recovery.
-            "lost_before_a_recovered_one": bool(lost and got and min(
-                w.at for w in lost) < max(w.at for w in got)),
+            "lost_before_a_recovered_one": bool(
+                lost and got and min(w.at for w in lost) < max(w.at for w in got)
+            ),
         }
         if kind in (promises or {}):
             promise = float((promises or {})[kind])

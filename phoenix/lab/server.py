@@ -28,8 +28,11 @@ from phoenix.lab.objects import Ledger
 
 def reserved_pool(config: LabConfig) -> list[str]:
     net = config.subnet
-    return [str(net.network_address + n) for n in range(LAST_DROPLET_HOST + 1, 251)
-            if net.network_address + n in net]
+    return [
+        str(net.network_address + n)
+        for n in range(LAST_DROPLET_HOST + 1, 251)
+        if net.network_address + n in net
+    ]
 
 
 LAB_ZONE = "lab.test"
@@ -40,9 +43,16 @@ def seed_zone(zones: Zones, config: LabConfig) -> None:
     """The lab's forge name, first pointing at an unused lab address (no forge yet)."""
     zone = zones.find_zone(LAB_ZONE) or zones.add_zone(LAB_ZONE)
     if not any(r["name"] == LAB_RECORD for r in zones.records(zone["id"])):
-        zones.create(zone["id"], {"type": "A", "name": LAB_RECORD, "ttl": 3600,
-                                  "content": str(config.subnet.network_address + 254),
-                                  "proxied": False})
+        zones.create(
+            zone["id"],
+            {
+                "type": "A",
+                "name": LAB_RECORD,
+                "ttl": 3600,
+                "content": str(config.subnet.network_address + 254),
+                "proxied": False,
+            },
+        )
 
 
 EXCHANGE_LIMIT = 50 * 2**20  # bytes of record per API and server run; past it, no more
@@ -65,6 +75,7 @@ def jsonl_recorder(path: Path):
             if not path.exists() or path.stat().st_size < EXCHANGE_LIMIT:
                 with path.open("a", encoding="utf-8") as out:
                     out.write(line)
+
     return record
 
 
@@ -72,7 +83,7 @@ class _Artifacts(SimpleHTTPRequestHandler):
     """The artifact files, and the lab model's /v1/ endpoints."""
 
     ledger: Ledger  # set per server: whose address may read which droplet's seed
-    model: Model    # set per server: the lab's model stand-in
+    model: Model  # set per server: the lab's model stand-in
 
     def log_message(self, *args) -> None:
         pass
@@ -107,22 +118,32 @@ def main() -> None:
     zones_file = config.state_dir / "dns-zones.json"
 
     driver = NspawnDriver(config, ledger)
-    do = doapi.make_server(driver, token=do_token, host=config.bridge_ip, port=config.do_port,
-                           reserved_ips=reserved_pool(config), network=str(config.subnet))
+    do = doapi.make_server(
+        driver,
+        token=do_token,
+        host=config.bridge_ip,
+        port=config.do_port,
+        reserved_ips=reserved_pool(config),
+        network=str(config.subnet),
+    )
     zones = Zones.load(zones_file)
     seed_zone(zones, config)
-    cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip,
-                           port=config.cf_port)
+    cf = cfapi.make_server(token=cf_token, zones=zones, host=config.bridge_ip, port=config.cf_port)
     do.recorder = jsonl_recorder(exchanges_file(config, "do"))
     cf.recorder = jsonl_recorder(exchanges_file(config, "cf"))
     dns = DNSServer(zones, config.bridge_ip, config.dns_port)
     config.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    model = Model(key=(config.state_dir / "secrets" / "hermes_model_api_key").read_text().strip(),
-                  log=config.state_dir / "logs" / "model.log")
+    model = Model(
+        key=(config.state_dir / "secrets" / "hermes_model_api_key").read_text().strip(),
+        log=config.state_dir / "logs" / "model.log",
+    )
     files = ThreadingHTTPServer(
         (config.bridge_ip, config.artifact_port),
-        functools.partial(type("Files", (_Artifacts,), {"ledger": ledger, "model": model}),
-                          directory=str(config.artifacts_dir)))
+        functools.partial(
+            type("Files", (_Artifacts,), {"ledger": ledger, "model": model}),
+            directory=str(config.artifacts_dir),
+        ),
+    )
     files.daemon_threads = True
 
     stop = threading.Event()
@@ -132,8 +153,11 @@ def main() -> None:
     cf.start()
     dns.start()
     threading.Thread(target=files.serve_forever, daemon=True).start()
-    print(f"lab server on {config.bridge_ip}: DO :{config.do_port} CF :{config.cf_port} "
-          f"DNS :{config.dns_port}/udp+tcp artifacts :{config.artifact_port}", flush=True)
+    print(
+        f"lab server on {config.bridge_ip}: DO :{config.do_port} CF :{config.cf_port} "
+        f"DNS :{config.dns_port}/udp+tcp artifacts :{config.artifact_port}",
+        flush=True,
+    )
     stop.wait()
     for server in (do, cf):
         server.stop()

@@ -24,11 +24,29 @@ REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "files" / "hermes-requirements.txt"
 LITESTREAM_LOCK = REPO / "files" / "litestream-requirements.txt"
 # The droplets' platform (Debian 12, CPython 3.11, x86_64), whatever this machine runs.
-PLATFORM_ARGS = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-                 "--abi", "cp311", "--abi", "abi3", "--abi", "none",
-                 "--platform", "manylinux_2_34_x86_64", "--platform", "manylinux_2_28_x86_64",
-                 "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-                 "--platform", "linux_x86_64"]
+PLATFORM_ARGS = [
+    "--only-binary=:all:",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--abi",
+    "abi3",
+    "--abi",
+    "none",
+    "--platform",
+    "manylinux_2_34_x86_64",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux_2_17_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--platform",
+    "linux_x86_64",
+]
 
 
 def cache_root() -> Path:
@@ -49,14 +67,34 @@ def ensure_cached(lock: Path = LOCK, *, log=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"downloading the wheels of {lock.name} into {folder} (once)")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--isolated", "--quiet",
-         "--disable-pip-version-check", "--index-url", "https://pypi.org/simple",
-         "--require-hashes", "--no-deps", *PLATFORM_ARGS, "-r", str(lock), "-d", str(tmp)],
-        capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--isolated",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--index-url",
+            "https://pypi.org/simple",
+            "--require-hashes",
+            "--no-deps",
+            *PLATFORM_ARGS,
+            "-r",
+            str(lock),
+            "-d",
+            str(tmp),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise PhoenixError(f"could not download the wheels of {lock} from PyPI: "
-                           f"{(result.stderr or result.stdout).strip()[-400:]}")
+        raise PhoenixError(
+            f"could not download the wheels of {lock} from PyPI: "
+            f"{(result.stderr or result.stdout).strip()[-400:]}"
+        )
     (tmp / ".complete").write_text(lock_sha256(lock) + "\n")
     try:
         tmp.rename(folder)

@@ -41,9 +41,16 @@ class RateLimited(PhoenixError):
 
 
 class DO:
-    def __init__(self, *, token: str, endpoint: str = "https://api.digitalocean.com",
-                 retries: int = 3, timeout: float = 20,
-                 say: Callable[[str], None] | None = None, slow: float = 3) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        endpoint: str = "https://api.digitalocean.com",
+        retries: int = 3,
+        timeout: float = 20,
+        say: Callable[[str], None] | None = None,
+        slow: float = 3,
+    ) -> None:
         self.endpoint = endpoint
         self.retries = retries
         self.timeout = timeout
@@ -52,9 +59,14 @@ class DO:
         # may go on: an API that hangs is not a silent minute.
         self.say, self.slow = say, slow
         self._kw: dict[str, Any] = {"enforce_https": endpoint.startswith("https://")}
-        self.client = pydo.Client(token=token, endpoint=endpoint, retry_total=retries,
-                                  retry_backoff_factor=0.5, connection_timeout=timeout,
-                                  read_timeout=timeout)
+        self.client = pydo.Client(
+            token=token,
+            endpoint=endpoint,
+            retry_total=retries,
+            retry_backoff_factor=0.5,
+            connection_timeout=timeout,
+            read_timeout=timeout,
+        )
 
     def longest(self, retry_total: int | None = None) -> float:
         """The longest one call may wait for its answer: each attempt's timeout and, as
@@ -65,9 +77,14 @@ class DO:
     def call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         timer = None
         if self.say:
-            timer = threading.Timer(self.slow, self.say, [
-                f"waiting for DigitalOcean to answer ({what}), up to "
-                f"{self.longest(kwargs.get('retry_total')):.0f} s"])
+            timer = threading.Timer(
+                self.slow,
+                self.say,
+                [
+                    f"waiting for DigitalOcean to answer ({what}), up to "
+                    f"{self.longest(kwargs.get('retry_total')):.0f} s"
+                ],
+            )
             timer.daemon = True
             timer.start()
         try:
@@ -80,26 +97,33 @@ class DO:
         try:
             return fn(**kwargs, **self._kw)
         except ClientAuthenticationError:
-            raise PhoenixError(f"DigitalOcean rejected the API token while trying to {what} "
-                               "(check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)") from None
+            raise PhoenixError(
+                f"DigitalOcean rejected the API token while trying to {what} "
+                "(check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)"
+            ) from None
         except (ServiceRequestError, ServiceResponseError) as exc:
-            raise PhoenixError(f"cannot reach the DigitalOcean API at {self.endpoint} to "
-                               f"{what}: {_cause(exc)}") from None
+            raise PhoenixError(
+                f"cannot reach the DigitalOcean API at {self.endpoint} to {what}: {_cause(exc)}"
+            ) from None
         except HttpResponseError as exc:
             status = exc.status_code
             message = _message(exc)
             if status == 401:
-                raise PhoenixError(f"DigitalOcean rejected the API token while trying to {what}"
-                                   " (check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)"
-                                   ) from None
+                raise PhoenixError(
+                    f"DigitalOcean rejected the API token while trying to {what}"
+                    " (check DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)"
+                ) from None
             if status == 422:
                 raise PhoenixError(f"DigitalOcean refused to {what}: {message}") from None
             if status == 429:
-                raise RateLimited(f"DigitalOcean rate limit hit while trying to {what}, even "
-                                  "after retries; wait a minute and run again",
-                                  _retry_after(exc)) from None
-            raise PhoenixError(f"DigitalOcean API error {status} while trying to {what}: "
-                               f"{message}") from None
+                raise RateLimited(
+                    f"DigitalOcean rate limit hit while trying to {what}, even "
+                    "after retries; wait a minute and run again",
+                    _retry_after(exc),
+                ) from None
+            raise PhoenixError(
+                f"DigitalOcean API error {status} while trying to {what}: {message}"
+            ) from None
 
     # ---- droplets -----------------------------------------------------------------------
     def droplets(self, *, tag: str | None = None, name: str | None = None) -> list[dict]:
@@ -112,8 +136,9 @@ class DO:
         return [d for d in body.get("droplets", []) if not name or d["name"] == name]
 
     def get(self, droplet_id: int) -> dict | None:
-        body = self.call(f"get droplet {droplet_id}", self.client.droplets.get,
-                         droplet_id=droplet_id)
+        body = self.call(
+            f"get droplet {droplet_id}", self.client.droplets.get, droplet_id=droplet_id
+        )
         return body.get("droplet")  # pydo returns the 404 body instead of raising
 
     def post_once(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -130,20 +155,29 @@ class DO:
 
     def create(self, body: dict) -> dict:
         """Create a droplet; a failure may still have made it (the caller looks by tag)."""
-        return self.post_once(f"create droplet {body.get('name')}",
-                              self.client.droplets.create, body=body)["droplet"]
+        return self.post_once(
+            f"create droplet {body.get('name')}", self.client.droplets.create, body=body
+        )["droplet"]
 
     def destroy(self, droplet_id: int) -> None:
         """Destroy a droplet; one already gone (a repeat after a lost answer) is fine."""
         try:
-            self.call(f"destroy droplet {droplet_id}", self.client.droplets.destroy,
-                      droplet_id=droplet_id)
+            self.call(
+                f"destroy droplet {droplet_id}", self.client.droplets.destroy, droplet_id=droplet_id
+            )
         except PhoenixError:
             if self.get(droplet_id) is not None:
                 raise
 
-    def act_once(self, what: str, post: Callable[[], dict], *, state: Callable[[], dict],
-                 done: Callable[[dict], bool], timeout: float) -> None:
+    def act_once(
+        self,
+        what: str,
+        post: Callable[[], dict],
+        *,
+        state: Callable[[], dict],
+        done: Callable[[dict], bool],
+        timeout: float,
+    ) -> None:
         """Post an action and follow it. After a failed or lost answer, wait while the
         resource is locked (an action of ours may be running) and post again only if it is
         not already done: one action, never two."""
@@ -166,32 +200,50 @@ class DO:
         goal = {"power_off": "off", "shutdown": "off", "power_on": "active"}.get(kind)
 
         def post() -> dict:
-            return self.post_once(f"{kind} droplet {droplet_id}",
-                                  self.client.droplet_actions.post, droplet_id=droplet_id,
-                                  body={"type": kind})["action"]
+            return self.post_once(
+                f"{kind} droplet {droplet_id}",
+                self.client.droplet_actions.post,
+                droplet_id=droplet_id,
+                body={"type": kind},
+            )["action"]
 
-        self.act_once(what, post, state=lambda: self.get(droplet_id) or {},
-                      done=lambda d: goal is not None and d.get("status") == goal,
-                      timeout=timeout)
+        self.act_once(
+            what,
+            post,
+            state=lambda: self.get(droplet_id) or {},
+            done=lambda d: goal is not None and d.get("status") == goal,
+            timeout=timeout,
+        )
 
     def wait_action(self, action: dict, *, what: str, timeout: float = 120) -> dict:
         latest, rounds = [action], [0]
 
         def followed() -> dict | None:
             if rounds[0]:  # the action as posted first, then as DigitalOcean tells it
-                latest[0] = self.call(f"follow {what}", self.client.actions.get,
-                                      action_id=action["id"])["action"]
+                latest[0] = self.call(
+                    f"follow {what}", self.client.actions.get, action_id=action["id"]
+                )["action"]
             rounds[0] += 1
             return latest[0] if latest[0]["status"] != "in-progress" else None
 
-        action = poll(followed, timeout=timeout, what=what, interval=self.poll,
-                      error=lambda: f"{what} did not complete within {timeout:.0f} s")
+        action = poll(
+            followed,
+            timeout=timeout,
+            what=what,
+            interval=self.poll,
+            error=lambda: f"{what} did not complete within {timeout:.0f} s",
+        )
         if action["status"] != "completed":
             raise PhoenixError(f"{what} ended {action['status']}")
         return action
 
-    def wait_active(self, droplet_id: int, *, timeout: float = 300,
-                    progress: Callable[[str], None] | None = None) -> dict:
+    def wait_active(
+        self,
+        droplet_id: int,
+        *,
+        timeout: float = 300,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict:
         seen: dict = {}
 
         def active() -> dict | None:
@@ -205,13 +257,21 @@ class DO:
                 progress(droplet["status"])
             return None
 
-        return poll(active, timeout=timeout, what=f"droplet {droplet_id} active", interval=1,
-                    error=lambda: f"droplet {seen['name']} ({droplet_id}) is still "
-                                  f"{seen['status']} after {timeout:.0f} s")
+        return poll(
+            active,
+            timeout=timeout,
+            what=f"droplet {droplet_id} active",
+            interval=1,
+            error=lambda: (
+                f"droplet {seen['name']} ({droplet_id}) is still "
+                f"{seen['status']} after {timeout:.0f} s"
+            ),
+        )
 
     # ---- keys ---------------------------------------------------------------------------
     def ensure_key(self, name: str, public_key: str) -> str:
         """Register the operator's key unless it is there; returns its fingerprint."""
+
         def registered() -> str | None:
             keys = self.call("list SSH keys", self.client.ssh_keys.list, per_page=200)
             for key in keys.get("ssh_keys", []):
@@ -224,15 +284,17 @@ class DO:
             return found
         body = {"name": name, "public_key": public_key.strip()}
         try:
-            return self.post_once("register the SSH key", self.client.ssh_keys.create,
-                                  body=body)["ssh_key"]["fingerprint"]
+            return self.post_once("register the SSH key", self.client.ssh_keys.create, body=body)[
+                "ssh_key"
+            ]["fingerprint"]
         except PhoenixError:
             found = registered()  # the answer may have been lost after the key was made
             if found:
                 return found
             # Not made: asking again is safe (DigitalOcean refuses a key it already has).
-            return self.post_once("register the SSH key", self.client.ssh_keys.create,
-                                  body=body)["ssh_key"]["fingerprint"]
+            return self.post_once("register the SSH key", self.client.ssh_keys.create, body=body)[
+                "ssh_key"
+            ]["fingerprint"]
 
     # ---- reserved IPs -------------------------------------------------------------------
     def reserved_ip(self, ip: str) -> dict:
@@ -243,21 +305,28 @@ class DO:
 
     def assign_reserved_ip(self, ip: str, droplet_id: int | None) -> None:
         """Point `ip` at `droplet_id` (None: unassign it)."""
-        body = {"type": "assign", "droplet_id": droplet_id} if droplet_id else \
-            {"type": "unassign"}
-        what = f"assign reserved IP {ip} to droplet {droplet_id}" if droplet_id else \
-            f"unassign reserved IP {ip}"
+        body = {"type": "assign", "droplet_id": droplet_id} if droplet_id else {"type": "unassign"}
+        what = (
+            f"assign reserved IP {ip} to droplet {droplet_id}"
+            if droplet_id
+            else f"unassign reserved IP {ip}"
+        )
 
         def post() -> dict:
-            answer = self.post_once(what, self.client.reserved_ips_actions.post,
-                                    reserved_ip=ip, body=body)
+            answer = self.post_once(
+                what, self.client.reserved_ips_actions.post, reserved_ip=ip, body=body
+            )
             if "action" not in answer:
                 raise PhoenixError(f"DigitalOcean refused to {what}: {answer.get('message')}")
             return answer["action"]
 
-        self.act_once(what, post, state=lambda: self.reserved_ip(ip),
-                      done=lambda r: (r.get("droplet") or {}).get("id") == droplet_id,
-                      timeout=120)
+        self.act_once(
+            what,
+            post,
+            state=lambda: self.reserved_ip(ip),
+            done=lambda r: (r.get("droplet") or {}).get("id") == droplet_id,
+            timeout=120,
+        )
 
 
 def public_ip(droplet: dict) -> str | None:
@@ -305,6 +374,7 @@ def client(ctx: Context | None = None, *, say: Callable[[str], None] | None = No
     is announced to `say` (default: a line on stderr)."""
     ctx = ctx or current()
     if not ctx.do_token:
-        raise NotConfigured("no DigitalOcean token: set DIGITALOCEAN_TOKEN (or "
-                            "DIGITALOCEAN_ACCESS_TOKEN)")
+        raise NotConfigured(
+            "no DigitalOcean token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN)"
+        )
     return DO(token=ctx.do_token, endpoint=ctx.do_endpoint, say=say or Console())

@@ -41,25 +41,41 @@ Progress = Callable[[str], None]
 def operator_key() -> Path:
     path = current().ssh_key
     if not path.exists() or not public_half(path).exists():
-        raise NotConfigured(f"the operator SSH key {path} (and {path}.pub) is missing; "
-                            "set PHOENIX_SSH_KEY")
+        raise NotConfigured(
+            f"the operator SSH key {path} (and {path}.pub) is missing; set PHOENIX_SSH_KEY"
+        )
     return path
 
 
 def ensure_host_key(state: State) -> tuple[str, str]:
     if not state.host_key.exists():
         state.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                        f"phoenix-{state.role}-host", "-f", str(state.host_key)], check=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"phoenix-{state.role}-host",
+                "-f",
+                str(state.host_key),
+            ],
+            check=True,
+        )
     return state.host_key.read_text(), public_half(state.host_key).read_text()
 
 
 def user_data(private: str, public: str) -> str:
     """cloud-config in its JSON form (YAML is a superset), read by cloud-init on the droplet."""
-    return "#cloud-config\n" + json.dumps({
-        "ssh_deletekeys": True,
-        "ssh_keys": {"ed25519_private": private, "ed25519_public": public.strip()},
-    })
+    return "#cloud-config\n" + json.dumps(
+        {
+            "ssh_deletekeys": True,
+            "ssh_keys": {"ed25519_private": private, "ed25519_public": public.strip()},
+        }
+    )
 
 
 def droplet_name(client: DO, role: str, attempt: str, day: datetime | None = None) -> str:
@@ -90,8 +106,10 @@ def _by_tag(client: DO, tag: str) -> dict | None:
     found = client.droplets(tag=tag)
     if len(found) > 1:
         ids = ", ".join(str(d["id"]) for d in found)
-        raise PhoenixError(f"more than one droplet has the attempt tag {tag} ({ids}); destroy "
-                           "the extra ones (same host key) before running again")
+        raise PhoenixError(
+            f"more than one droplet has the attempt tag {tag} ({ids}); destroy "
+            "the extra ones (same host key) before running again"
+        )
     return found[0] if found else None
 
 
@@ -110,58 +128,100 @@ def _current(client: DO, role: str, state: State, progress: Progress) -> tuple[d
     return _new_attempt(client, role, state, progress), None
 
 
-def provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
-              progress: Progress = lambda _: None, check_ssh: bool = True) -> dict:
+def provision(
+    *,
+    role: str,
+    settings: dict,
+    client: DO,
+    state: State,
+    key: Path,
+    progress: Progress = lambda _: None,
+    check_ssh: bool = True,
+) -> dict:
     with state.locked():
-        return _provision(role=role, settings=settings, client=client, state=state, key=key,
-                          progress=progress, check_ssh=check_ssh)
+        return _provision(
+            role=role,
+            settings=settings,
+            client=client,
+            state=state,
+            key=key,
+            progress=progress,
+            check_ssh=check_ssh,
+        )
 
 
-def _provision(*, role: str, settings: dict, client: DO, state: State, key: Path,
-               progress: Progress, check_ssh: bool) -> dict:
+def _provision(
+    *,
+    role: str,
+    settings: dict,
+    client: DO,
+    state: State,
+    key: Path,
+    progress: Progress,
+    check_ssh: bool,
+) -> dict:
     attempt, droplet = _current(client, role, state, progress)
     name, tag = attempt["name"], attempt["tag"]
     if droplet is None:
-        fingerprint = client.ensure_key(settings["provision_ssh_key_name"],
-                                        public_half(key).read_text())
+        fingerprint = client.ensure_key(
+            settings["provision_ssh_key_name"], public_half(key).read_text()
+        )
         progress(f"creating droplet {name} in {settings['provision_region']}")
         private, public = ensure_host_key(state)
         try:
-            droplet = client.create({
-                "name": name, "region": settings["provision_region"],
-                "size": settings["provision_size"], "image": settings["provision_image"],
-                "ssh_keys": [fingerprint],
-                "tags": [*settings["provision_tags"], f"phoenix-{role}", tag],
-                "user_data": user_data(private, public), "monitoring": True,
-            })
+            droplet = client.create(
+                {
+                    "name": name,
+                    "region": settings["provision_region"],
+                    "size": settings["provision_size"],
+                    "image": settings["provision_image"],
+                    "ssh_keys": [fingerprint],
+                    "tags": [*settings["provision_tags"], f"phoenix-{role}", tag],
+                    "user_data": user_data(private, public),
+                    "monitoring": True,
+                }
+            )
         except PhoenixError as exc:
             try:
                 droplet = _by_tag(client, tag)
             except PhoenixError as lookup:
-                raise PhoenixError(f"{exc}; and looking the droplet up by its tag {tag} failed "
-                                   f"too ({lookup}): run `phoenix provision` again, it looks "
-                                   "the droplet up before it creates one") from None
+                raise PhoenixError(
+                    f"{exc}; and looking the droplet up by its tag {tag} failed "
+                    f"too ({lookup}): run `phoenix provision` again, it looks "
+                    "the droplet up before it creates one"
+                ) from None
             if droplet is None:
-                raise PhoenixError(f"{exc} (no droplet {name} was made; run "
-                                   "`phoenix provision` again)") from None
-            progress(f"the create call failed ({exc}), but droplet {droplet['id']} with tag "
-                     f"{tag} was made: using it")
+                raise PhoenixError(
+                    f"{exc} (no droplet {name} was made; run `phoenix provision` again)"
+                ) from None
+            progress(
+                f"the create call failed ({exc}), but droplet {droplet['id']} with tag "
+                f"{tag} was made: using it"
+            )
         state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": None}
         state.save()  # a crash from here on finds this droplet again
     else:
         progress(f"droplet {name} ({droplet['id']}) exists already; reusing it")
     wait = waiter(progress)
-    droplet = client.wait_active(droplet["id"], timeout=settings["provision_timeout"],
-                                 progress=lambda s: wait(
-                                     f"droplet {name} is {s}, waiting for active (up to "
-                                     f"{settings['provision_timeout']:g} s)"))
+    droplet = client.wait_active(
+        droplet["id"],
+        timeout=settings["provision_timeout"],
+        progress=lambda s: wait(
+            f"droplet {name} is {s}, waiting for active (up to {settings['provision_timeout']:g} s)"
+        ),
+    )
     ip = public_ip(droplet)
     assert ip, "wait_active returns only a droplet with a public address"
     rotated = (state.data.get("host_key") or {}).get("public")
     state.known_hosts.write_text(known_hosts_line(ip, rotated or attempt["host_public"]))
-    state.data["droplet"] = {"id": droplet["id"], "name": name, "ip": ip, "tag": tag,
-                             "ipv6": public_ipv6(droplet),
-                             "region": settings["provision_region"]}
+    state.data["droplet"] = {
+        "id": droplet["id"],
+        "name": name,
+        "ip": ip,
+        "tag": tag,
+        "ipv6": public_ipv6(droplet),
+        "region": settings["provision_region"],
+    }
     state.data["ssh_key"] = str(key)
     state.save()
     if check_ssh:
@@ -179,14 +239,20 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
     handed-over one (readable in the droplet's metadata) retired there and deleted here."""
     t = target(state)
     old = state.data["attempt"]["host_public"]
-    new = remote(t, f"set -e; umask 077; rm -f {NEW_KEY} {NEW_KEY}.pub; "
-                  f"ssh-keygen -q -t ed25519 -N '' -C '' -f {NEW_KEY}; cat {NEW_KEY}.pub").strip()
+    new = remote(
+        t,
+        f"set -e; umask 077; rm -f {NEW_KEY} {NEW_KEY}.pub; "
+        f"ssh-keygen -q -t ed25519 -N '' -C '' -f {NEW_KEY}; cat {NEW_KEY}.pub",
+    ).strip()
     # Both keys are accepted while sshd switches, so no moment pins neither.
     state.known_hosts.write_text(known_hosts_line(t.host, old) + known_hosts_line(t.host, new))
-    remote(t, f"set -e; chmod 0644 {NEW_KEY}.pub; "
-            f"mv -f {NEW_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub; "
-            f"mv -f {NEW_KEY} /etc/ssh/ssh_host_ed25519_key; "
-            "sshd -t; systemctl reload ssh")
+    remote(
+        t,
+        f"set -e; chmod 0644 {NEW_KEY}.pub; "
+        f"mv -f {NEW_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub; "
+        f"mv -f {NEW_KEY} /etc/ssh/ssh_host_ed25519_key; "
+        "sshd -t; systemctl reload ssh",
+    )
     only_new = state.known_hosts.with_suffix(".rotating")
     only_new.write_text(known_hosts_line(t.host, new))
     try:
@@ -208,17 +274,25 @@ def wait_ssh(t: Target, *, timeout: float, progress: Progress) -> None:
 
     def answers() -> bool | None:
         nonlocal last
-        proc = subprocess.run(ssh_command(t, "true"), capture_output=True, text=True,
-                              timeout=30)
+        proc = subprocess.run(ssh_command(t, "true"), capture_output=True, text=True, timeout=30)
         if proc.returncode == 0:
             return True
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else last
-        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stderr or \
-                "Host key verification failed" in proc.stderr:
-            raise PhoenixError(f"{t.host} answered with a host key other than the pinned one "
-                               f"({t.known_hosts}); refusing to connect")
+        if (
+            "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stderr
+            or "Host key verification failed" in proc.stderr
+        ):
+            raise PhoenixError(
+                f"{t.host} answered with a host key other than the pinned one "
+                f"({t.known_hosts}); refusing to connect"
+            )
         return None
 
-    poll(answers, timeout=timeout, what=f"waiting for sshd on {t.host}", interval=1,
-         progress=progress,
-         error=lambda: f"sshd on {t.host} did not answer within {timeout:.0f} s ({last})")
+    poll(
+        answers,
+        timeout=timeout,
+        what=f"waiting for sshd on {t.host}",
+        interval=1,
+        progress=progress,
+        error=lambda: f"sshd on {t.host} did not answer within {timeout:.0f} s ({last})",
+    )

@@ -31,10 +31,13 @@ def _ok(result: Any, status: int = 200, **extra: Any) -> Response:
     return status, {"success": True, "errors": [], "messages": [], "result": result, **extra}
 
 
-def _fail(status: int, code: int, message: str,
-          headers: dict[str, str] | None = None) -> Response:
-    body = {"success": False, "errors": [{"code": code, "message": message}], "messages": [],
-            "result": None}
+def _fail(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {
+        "success": False,
+        "errors": [{"code": code, "message": message}],
+        "messages": [],
+        "result": None,
+    }
     return status, body, headers or {}
 
 
@@ -45,18 +48,29 @@ def _page(request: Request, items: list[dict], *, default: int, maximum: int) ->
         per_page = min(maximum, max(5, int(float(request.arg("per_page", str(default))))))
     except ValueError:
         raise CFError(400, 1004, "page and per_page must be numbers") from None
-    chunk = items[(page - 1) * per_page:page * per_page]
-    info = {"page": page, "per_page": per_page, "count": len(chunk),
-            "total_count": len(items), "total_pages": math.ceil(len(items) / per_page)}
+    chunk = items[(page - 1) * per_page : page * per_page]
+    info = {
+        "page": page,
+        "per_page": per_page,
+        "count": len(chunk),
+        "total_count": len(items),
+        "total_pages": math.ceil(len(items) / per_page),
+    }
     return _ok(chunk, result_info=info)
 
 
 def _matches(value: str, op: str, wanted: str) -> bool:
     value, wanted = value.lower(), wanted.lower()
-    return {"exact": value == wanted, "equal": value == wanted,
-            "not_equal": value != wanted, "contains": wanted in value,
-            "startswith": value.startswith(wanted), "starts_with": value.startswith(wanted),
-            "endswith": value.endswith(wanted), "ends_with": value.endswith(wanted)}[op]
+    return {
+        "exact": value == wanted,
+        "equal": value == wanted,
+        "not_equal": value != wanted,
+        "contains": wanted in value,
+        "startswith": value.startswith(wanted),
+        "starts_with": value.startswith(wanted),
+        "endswith": value.endswith(wanted),
+        "ends_with": value.endswith(wanted),
+    }[op]
 
 
 class CloudflareAPI:
@@ -76,13 +90,17 @@ class CloudflareAPI:
     @staticmethod
     def fault_answer(status: int, fault: Fault) -> Response:
         """Cloudflare's envelope for an injected failure (429: its rate-limit code 971)."""
-        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None \
-            else {}
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
         if status == 429:
-            return _fail(429, 971, "Please wait and consider throttling your request speed",
-                         headers)
-        return _fail(status, 10000 + status if status >= 500 else 1000,
-                     "Injected failure (lab fault switch).", headers)
+            return _fail(
+                429, 971, "Please wait and consider throttling your request speed", headers
+            )
+        return _fail(
+            status,
+            10000 + status if status >= 500 else 1000,
+            "Injected failure (lab fault switch).",
+            headers,
+        )
 
     def routes(self) -> list[tuple[str, str, Any]]:
         z, r = r"(?P<zone_id>[^/]+)", r"(?P<record_id>[^/]+)"
@@ -102,8 +120,7 @@ class CloudflareAPI:
     def before(self, request: Request) -> Response | None:
         self.requests.append((request.method, request.path, request.query))
         if request.bearer is None:
-            return _fail(401, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization "
-                                    "headers")
+            return _fail(401, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
         if not hmac.compare_digest(request.bearer.encode(), self._token):
             return _fail(403, 10000, "Authentication error")
         return None
@@ -115,6 +132,7 @@ class CloudflareAPI:
                 return handler(request)
             except CFError as exc:
                 return _fail(exc.status, exc.code, exc.message)
+
         return wrapped
 
     def verify(self, request: Request) -> Response:
@@ -130,8 +148,7 @@ class CloudflareAPI:
             zones = [zone for zone in zones if _matches(zone["name"], op, value)]
         if request.arg("status"):
             zones = [zone for zone in zones if zone["status"] == request.arg("status")]
-        return _page(request, sorted(zones, key=lambda zone: zone["name"]),
-                     default=20, maximum=50)
+        return _page(request, sorted(zones, key=lambda zone: zone["name"]), default=20, maximum=50)
 
     def get_zone(self, request: Request) -> Response:
         return _ok(self.zones.zone(request.params["zone_id"]))
@@ -143,7 +160,11 @@ class CloudflareAPI:
         for key, values in request.query.items():
             field, _, op = key.partition(".")
             if field in ("name", "content") and (op or "exact") in (
-                    "exact", "contains", "startswith", "endswith"):
+                "exact",
+                "contains",
+                "startswith",
+                "endswith",
+            ):
                 wanted = fqdn(values[0]) if field == "name" else values[0]
                 records = [r for r in records if _matches(r[field], op or "exact", wanted)]
             elif key == "type":
@@ -156,18 +177,33 @@ class CloudflareAPI:
         return _ok(_shown(self.zones.create(request.params["zone_id"], request.body)))
 
     def get_record(self, request: Request) -> Response:
-        return _ok(_shown(self.zones.record(request.params["zone_id"],
-                                            request.params["record_id"])))
+        return _ok(
+            _shown(self.zones.record(request.params["zone_id"], request.params["record_id"]))
+        )
 
     def edit_record(self, request: Request) -> Response:
-        return _ok(_shown(self.zones.update(request.params["zone_id"],
-                                            request.params["record_id"], request.body,
-                                            replace=False)))
+        return _ok(
+            _shown(
+                self.zones.update(
+                    request.params["zone_id"],
+                    request.params["record_id"],
+                    request.body,
+                    replace=False,
+                )
+            )
+        )
 
     def update_record(self, request: Request) -> Response:
-        return _ok(_shown(self.zones.update(request.params["zone_id"],
-                                            request.params["record_id"], request.body,
-                                            replace=True)))
+        return _ok(
+            _shown(
+                self.zones.update(
+                    request.params["zone_id"],
+                    request.params["record_id"],
+                    request.body,
+                    replace=True,
+                )
+            )
+        )
 
     def delete_record(self, request: Request) -> Response:
         self.zones.delete(request.params["zone_id"], request.params["record_id"])
@@ -179,15 +215,26 @@ class CFServer(JSONServer):
     (whose `rate_limit_next(n)` is the 429 switch)."""
 
     def __init__(self, api: CloudflareAPI, *, token: str, host: str, port: int) -> None:
-        super().__init__(host, port, api.routes(), before=api.before,
-                         fault_answer=api.fault_answer, control_token=token)
+        super().__init__(
+            host,
+            port,
+            api.routes(),
+            before=api.before,
+            fault_answer=api.fault_answer,
+            control_token=token,
+        )
         self.api = api
         self.zones = api.zones
         api.server = self
 
 
-def make_server(*, token: str, zones: Zones | dict[str, list[dict]] | None = None,
-                host: str = "127.0.0.1", port: int = 0) -> CFServer:
+def make_server(
+    *,
+    token: str,
+    zones: Zones | dict[str, list[dict]] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> CFServer:
     """A Cloudflare API at http://host:port/client/v4, not started yet.
 
     `zones` maps zone names to records ({"name", "type", "content", "ttl", "proxied"}), or is

@@ -34,9 +34,13 @@ SERVED = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
 
 def _soa(zone: str) -> dns.rrset.RRset:
     """The zone's SOA: negative answers carry it in the authority section (RFC 2308)."""
-    return dns.rrset.from_text(zone + ".", NEGATIVE_TTL, "IN", "SOA",
-                               f"ns1.{zone}. hostmaster.{zone}. 1 10800 3600 604800 "
-                               f"{NEGATIVE_TTL}")
+    return dns.rrset.from_text(
+        zone + ".",
+        NEGATIVE_TTL,
+        "IN",
+        "SOA",
+        f"ns1.{zone}. hostmaster.{zone}. 1 10800 3600 604800 {NEGATIVE_TTL}",
+    )
 
 
 def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
@@ -62,8 +66,13 @@ def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
         response.set_rcode(dns.rcode.NXDOMAIN)
         response.authority.append(_soa(zone["name"]))
         return response
-    wanted = [SERVED[question.rdtype]] if question.rdtype in SERVED else \
-        list(SERVED.values()) if question.rdtype == dns.rdatatype.ANY else []
+    wanted = (
+        [SERVED[question.rdtype]]
+        if question.rdtype in SERVED
+        else list(SERVED.values())
+        if question.rdtype == dns.rdatatype.ANY
+        else []
+    )
     for rtype in wanted:
         matching = [r for r in records if r["type"] == rtype]
         if matching:
@@ -72,8 +81,11 @@ def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
             # Cloudflare answers a proxied name with its edge, never the origin.
             edge = EDGE_V4 if rtype == "A" else EDGE_V6
             served = [a for r in matching for a in (edge if r["proxied"] else [r["content"]])]
-            response.answer.append(dns.rrset.from_text_list(
-                question.name, ttl, "IN", rtype, list(dict.fromkeys(served))))
+            response.answer.append(
+                dns.rrset.from_text_list(
+                    question.name, ttl, "IN", rtype, list(dict.fromkeys(served))
+                )
+            )
     if question.rdtype == dns.rdatatype.SOA and apex:
         response.answer.append(_soa(zone["name"]))
     if not response.answer:

@@ -26,7 +26,7 @@ PROXIABLE = ("A", "AAAA", "CNAME")
 # published 104.16.0.0/13), never the origin in the record's content. Only ever answered in
 # DNS by the lab; nothing connects to them.
 EDGE_V4 = ("104.16.132.229", "104.16.133.229")
-EDGE_V6 = ("2606:4700::6810:84e5", "2606:4700::6810:85e5")   # from its 2606:4700::/32
+EDGE_V6 = ("2606:4700::6810:84e5", "2606:4700::6810:85e5")  # from its 2606:4700::/32
 FIELDS = ("name", "type", "content", "ttl", "proxied", "comment", "tags")
 
 
@@ -59,8 +59,9 @@ class Zones:
     `Zones(seed, path=p)` starts over from `seed`, `Zones.load(p)` carries on from the file.
     """
 
-    def __init__(self, zones: dict[str, list[dict]] | None = None, *,
-                 path: Path | None = None) -> None:
+    def __init__(
+        self, zones: dict[str, list[dict]] | None = None, *, path: Path | None = None
+    ) -> None:
         self._lock = threading.RLock()
         self._zones: dict[str, dict] = {}  # zone id -> zone
         self._records: dict[str, dict[str, dict]] = {}  # zone id -> record id -> record
@@ -97,8 +98,12 @@ class Zones:
         if target is None:
             raise ValueError("no path to save the zones to")
         with self._lock:
-            data = {"zones": [dict(zone, records=list(self._records[zid].values()))
-                              for zid, zone in self._zones.items()]}
+            data = {
+                "zones": [
+                    dict(zone, records=list(self._records[zid].values()))
+                    for zid, zone in self._zones.items()
+                ]
+            }
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -118,14 +123,22 @@ class Zones:
             if zone_id not in self._zones:
                 now = _now()
                 self._zones[zone_id] = {
-                    "id": zone_id, "name": name, "status": "active", "paused": False,
-                    "type": "full", "development_mode": 0,
+                    "id": zone_id,
+                    "name": name,
+                    "status": "active",
+                    "paused": False,
+                    "type": "full",
+                    "development_mode": 0,
                     "name_servers": ["ns1.lab.phoenix.invalid", "ns2.lab.phoenix.invalid"],
-                    "original_name_servers": None, "account": {"id": "lab", "name": "lab"},
+                    "original_name_servers": None,
+                    "account": {"id": "lab", "name": "lab"},
                     "owner": {"id": None, "type": "user", "name": None},
                     "plan": {"id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "name": "Free Website"},
-                    "meta": {}, "permissions": ["#dns_records:edit", "#zone:read"],
-                    "created_on": now, "modified_on": now, "activated_on": now,
+                    "meta": {},
+                    "permissions": ["#dns_records:edit", "#zone:read"],
+                    "created_on": now,
+                    "modified_on": now,
+                    "activated_on": now,
                 }
                 self._records[zone_id] = {}
                 self._changed()
@@ -138,8 +151,12 @@ class Zones:
     def zone(self, zone_id: str) -> dict:
         with self._lock:
             if zone_id not in self._zones:
-                raise CFError(404, 7003, f"Could not route to /zones/{zone_id}, perhaps your "
-                                         "object identifier is invalid?")
+                raise CFError(
+                    404,
+                    7003,
+                    f"Could not route to /zones/{zone_id}, perhaps your "
+                    "object identifier is invalid?",
+                )
             return dict(self._zones[zone_id])
 
     def find_zone(self, name: str) -> dict | None:
@@ -171,16 +188,23 @@ class Zones:
             zone = self.find_zone(name)
             if zone is None:
                 return None
-            return zone, [_copy(r) for r in self._records[zone["id"]].values()
-                          if r["name"] == name]
+            return zone, [_copy(r) for r in self._records[zone["id"]].values() if r["name"] == name]
 
     def create(self, zone_id: str, fields: Any) -> dict:
         with self._lock:
             zone = self.zone(zone_id)
             now = _now()
-            record = {"id": uuid.uuid4().hex, "zone_id": zone_id, "zone_name": zone["name"],
-                      "ttl": 1, "proxied": False, "comment": None, "tags": [],
-                      "created_on": now, "modified_on": now}
+            record = {
+                "id": uuid.uuid4().hex,
+                "zone_id": zone_id,
+                "zone_name": zone["name"],
+                "ttl": 1,
+                "proxied": False,
+                "comment": None,
+                "tags": [],
+                "created_on": now,
+                "modified_on": now,
+            }
             self._write(zone, record, fields, required=("name", "type", "content"))
             return _copy(record)
 
@@ -194,8 +218,9 @@ class Zones:
             if replace:
                 record.update(ttl=1, proxied=False, comment=None, tags=[])
             record["modified_on"] = _now()
-            self._write(zone, record, fields,
-                        required=("name", "type", "content") if replace else ())
+            self._write(
+                zone, record, fields, required=("name", "type", "content") if replace else ()
+            )
             return _copy(record)
 
     def delete(self, zone_id: str, record_id: str) -> None:
@@ -229,8 +254,9 @@ class Zones:
         if rtype == "AAAA" and not _is_ip(content, 6):
             raise CFError(400, 9005, "Content for AAAA record must be a valid IPv6 address.")
         if type(ttl) is not int or not (ttl == 1 or 60 <= ttl <= 86400):
-            raise CFError(400, 9021, "Invalid TTL. Must be between 60 and 86400 seconds, "
-                                     "or 1 for Automatic.")
+            raise CFError(
+                400, 9021, "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic."
+            )
         if type(record["proxied"]) is not bool:
             raise CFError(400, 9003, "Invalid 'proxied' value, must be a boolean")
         if record["proxied"] and rtype not in PROXIABLE:
@@ -241,10 +267,12 @@ class Zones:
             if other["type"] == rtype and other["content"] == content:
                 raise CFError(400, 81058, "An identical record already exists.")
             if "CNAME" in (rtype, other["type"]):
-                raise CFError(400, 81053, "A CNAME record cannot share its name with another "
-                                          "record.")
-        record.update(name=name, proxiable=rtype in PROXIABLE,
-                      ttl=1 if record["proxied"] else ttl)  # proxied records are always auto
+                raise CFError(
+                    400, 81053, "A CNAME record cannot share its name with another record."
+                )
+        record.update(
+            name=name, proxiable=rtype in PROXIABLE, ttl=1 if record["proxied"] else ttl
+        )  # proxied records are always auto
         self._records[zone["id"]][record["id"]] = record
         self._changed()
 

@@ -44,8 +44,9 @@ class Account(ReservedIPs):
     copies, so callers cannot bypass the lock.
     """
 
-    def __init__(self, driver: Driver, *, reserved_ips: Iterable[str] | str = (),
-                 network: str | None = None) -> None:
+    def __init__(
+        self, driver: Driver, *, reserved_ips: Iterable[str] | str = (), network: str | None = None
+    ) -> None:
         self.driver = driver
         if isinstance(reserved_ips, str):
             reserved_ips = [str(ip) for ip in ipaddress.IPv4Network(reserved_ips).hosts()]
@@ -79,8 +80,12 @@ class Account(ReservedIPs):
         with self._lock:
             if any(k["fingerprint"] == fingerprint for k in self._keys.values()):
                 raise APIError(422, "SSH Key is already in use on your account")
-            key = {"id": next(self._key_ids), "fingerprint": fingerprint,
-                   "public_key": public_key, "name": name}
+            key = {
+                "id": next(self._key_ids),
+                "fingerprint": fingerprint,
+                "public_key": public_key,
+                "name": name,
+            }
             self._keys[key["id"]] = key
             return dict(key)
 
@@ -103,8 +108,11 @@ class Account(ReservedIPs):
                 try:
                     line = self.key(text)["public_key"]
                 except APIError:
-                    raise APIError(422, f"ssh_keys: no key {text!r} on this account; "
-                                        "register it with POST /v2/account/keys") from None
+                    raise APIError(
+                        422,
+                        f"ssh_keys: no key {text!r} on this account; "
+                        "register it with POST /v2/account/keys",
+                    ) from None
             if line not in lines:
                 lines.append(line)
         return lines
@@ -121,25 +129,47 @@ class Account(ReservedIPs):
         net = self._network
         if net is None or ipaddress.IPv4Address(ip) not in net:
             net = ipaddress.IPv4Network(f"{ip}/24", strict=False)
-        return {"ip_address": ip, "netmask": str(net.netmask),
-                "gateway": str(next(net.hosts())), "type": "public"}
+        return {
+            "ip_address": ip,
+            "netmask": str(net.netmask),
+            "gateway": str(next(net.hosts())),
+            "type": "public",
+        }
 
     def droplet_json(self, d: Droplet) -> dict:
         addresses = ([d.ip] if d.ip else []) + [ip for ip in d.extra_ips if ip != d.ip]
         size = size_json(d.size)
         locked = self.actions.busy(("droplet", d.id))
-        return {"id": d.id, "name": d.name, "status": d.status, "locked": locked,
-                "memory": size["memory"], "vcpus": size["vcpus"], "disk": size["disk"],
-                "created_at": d.created_at, "region": region_json(d.region),
-                "image": image_json(d.image), "size": size, "size_slug": d.size,
-                "tags": list(d.tags), "features": [], "backup_ids": [], "snapshot_ids": [],
-                "volume_ids": [], "kernel": None, "next_backup_window": None,
-                "networks": {"v4": [self._v4(ip) for ip in addresses], "v6": []}}
+        return {
+            "id": d.id,
+            "name": d.name,
+            "status": d.status,
+            "locked": locked,
+            "memory": size["memory"],
+            "vcpus": size["vcpus"],
+            "disk": size["disk"],
+            "created_at": d.created_at,
+            "region": region_json(d.region),
+            "image": image_json(d.image),
+            "size": size,
+            "size_slug": d.size,
+            "tags": list(d.tags),
+            "features": [],
+            "backup_ids": [],
+            "snapshot_ids": [],
+            "volume_ids": [],
+            "kernel": None,
+            "next_backup_window": None,
+            "networks": {"v4": [self._v4(ip) for ip in addresses], "v6": []},
+        }
 
     def droplets(self, *, tag: str | None = None, name: str | None = None) -> list[dict]:
         found = sorted(self.driver.list(), key=lambda d: d.id)
-        return [self.droplet_json(d) for d in found
-                if (tag is None or tag in d.tags) and (name is None or d.name == name)]
+        return [
+            self.droplet_json(d)
+            for d in found
+            if (tag is None or tag in d.tags) and (name is None or d.name == name)
+        ]
 
     def create_droplets(self, names: Any, spec: dict) -> list[tuple[dict, dict]]:
         """Droplets named `names` from a create request's `spec`: (droplet, action) each."""
@@ -147,21 +177,29 @@ class Account(ReservedIPs):
             raise APIError(422, "names must list 1 to 10 droplet names.")
         for name in names:
             if not isinstance(name, str) or not HOSTNAME.match(name):
-                raise APIError(422, f"Droplet name {name!r}: only valid hostname characters "
-                                    "are allowed. (a-z, A-Z, 0-9, . and -)")
+                raise APIError(
+                    422,
+                    f"Droplet name {name!r}: only valid hostname characters "
+                    "are allowed. (a-z, A-Z, 0-9, . and -)",
+                )
         region, size, image = spec.get("region"), spec.get("size"), spec.get("image")
         if region not in REGIONS:
-            raise APIError(422, f"Region {region!r} is not available; use one of "
-                                f"{', '.join(REGIONS)}.")
+            raise APIError(
+                422, f"Region {region!r} is not available; use one of {', '.join(REGIONS)}."
+            )
         if size not in SIZES:
-            raise APIError(422, f"Size {size!r} is not available in this region; use one of "
-                                f"{', '.join(SIZES)}.")
+            raise APIError(
+                422,
+                f"Size {size!r} is not available in this region; use one of {', '.join(SIZES)}.",
+            )
         if image not in IMAGES:
-            raise APIError(422, f"You specified an invalid image {image!r} for Droplet "
-                                f"creation; use {', '.join(IMAGES)}.")
+            raise APIError(
+                422,
+                f"You specified an invalid image {image!r} for Droplet "
+                f"creation; use {', '.join(IMAGES)}.",
+            )
         tags = spec.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) and TAG.match(t)
-                                                 for t in tags):
+        if not isinstance(tags, list) or not all(isinstance(t, str) and TAG.match(t) for t in tags):
             raise APIError(422, "tags must be names of letters, digits, '_', '-' and ':'.")
         user_data = spec.get("user_data")
         if user_data is not None and len(str(user_data).encode()) > 64 * 1024:
@@ -171,8 +209,15 @@ class Account(ReservedIPs):
             self._tags.update(dict.fromkeys(tags))
         created = []
         for name in names:
-            droplet = self.driver.create(name=name, region=region, size=size, image=image,
-                                         tags=tags, ssh_keys=keys, user_data=user_data)
+            droplet = self.driver.create(
+                name=name,
+                region=region,
+                size=size,
+                image=image,
+                tags=tags,
+                ssh_keys=keys,
+                user_data=user_data,
+            )
             action = self.actions.start("create", droplet.id, "droplet", region)
             created.append((self.droplet_json(droplet), action))
         return created
@@ -197,19 +242,25 @@ class Account(ReservedIPs):
     def droplet_action(self, droplet_id: int | str, kind: Any) -> dict:
         droplet = self.droplet(droplet_id)
         driver, did = self.driver, droplet.id
-        steps = {"power_off": [driver.power_off], "shutdown": [driver.power_off],
-                 "power_on": [driver.power_on], "reboot": [driver.power_off, driver.power_on],
-                 "power_cycle": [driver.power_off, driver.power_on]}
+        steps = {
+            "power_off": [driver.power_off],
+            "shutdown": [driver.power_off],
+            "power_on": [driver.power_on],
+            "reboot": [driver.power_off, driver.power_on],
+            "power_cycle": [driver.power_off, driver.power_on],
+        }
         if kind not in steps:
-            raise APIError(422, f"Droplet action type {kind!r} is not supported by the lab; "
-                                f"use one of {', '.join(steps)}.")
+            raise APIError(
+                422,
+                f"Droplet action type {kind!r} is not supported by the lab; "
+                f"use one of {', '.join(steps)}.",
+            )
 
         def work() -> None:
             for step in steps[kind]:
                 step(did)
 
-        return self.actions.start(kind, did, "droplet", droplet.region, work,
-                                  busy=("droplet", did))
+        return self.actions.start(kind, did, "droplet", droplet.region, work, busy=("droplet", did))
 
     # -- tags -------------------------------------------------------------------------------
 
@@ -217,9 +268,14 @@ class Account(ReservedIPs):
     def _tag_json(name: str, droplets: list[Droplet]) -> dict:
         tagged = [d for d in droplets if name in d.tags]
         last = f"/v2/droplets/{tagged[-1].id}" if tagged else ""
-        return {"name": name, "resources": {
-            "count": len(tagged), "last_tagged_uri": last,
-            "droplets": {"count": len(tagged), "last_tagged_uri": last}}}
+        return {
+            "name": name,
+            "resources": {
+                "count": len(tagged),
+                "last_tagged_uri": last,
+                "droplets": {"count": len(tagged), "last_tagged_uri": last},
+            },
+        }
 
     def tags(self) -> list[dict]:
         droplets = self.driver.list()

@@ -34,25 +34,46 @@ class Actions:
         with self._lock:
             return resource in self._busy
 
-    def start(self, kind: str, resource_id: int, resource_type: str, region: str,
-              work: Callable[[], None] | None = None, busy: Resource | None = None) -> dict:
+    def start(
+        self,
+        kind: str,
+        resource_id: int,
+        resource_type: str,
+        region: str,
+        work: Callable[[], None] | None = None,
+        busy: Resource | None = None,
+    ) -> dict:
         """Record an action and run `work` in the background; `busy` names the resource
         it locks. Returns the action as it stood when it was started."""
         with self._lock:
             if busy is not None:
                 if busy in self._busy:
-                    raise APIError(422, f"The {busy[0].replace('_', ' ')} already has a "
-                                        "pending event; wait for it to complete.")
+                    raise APIError(
+                        422,
+                        f"The {busy[0].replace('_', ' ')} already has a "
+                        "pending event; wait for it to complete.",
+                    )
                 self._busy.add(busy)
-            action: dict[str, Any] = {"id": next(self._ids), "status": "in-progress", "type": kind,
-                      "started_at": now(), "completed_at": None, "resource_id": resource_id,
-                      "resource_type": resource_type, "region": region_json(region),
-                      "region_slug": region}
+            action: dict[str, Any] = {
+                "id": next(self._ids),
+                "status": "in-progress",
+                "type": kind,
+                "started_at": now(),
+                "completed_at": None,
+                "resource_id": resource_id,
+                "resource_type": resource_type,
+                "region": region_json(region),
+                "region_slug": region,
+            }
             self._actions[action["id"]] = action
             started = dict(action)
         if work is not None:
-            threading.Thread(target=self._run, args=(action, work, busy),
-                             name=f"do-action-{action['id']}", daemon=True).start()
+            threading.Thread(
+                target=self._run,
+                args=(action, work, busy),
+                name=f"do-action-{action['id']}",
+                daemon=True,
+            ).start()
         return started
 
     def _run(self, action: dict, work: Callable[[], None], busy: Resource | None) -> None:
@@ -60,8 +81,14 @@ class Actions:
             work()
             status = "completed"
         except Exception as exc:  # the action errors, as on DigitalOcean; the server goes on
-            log.warning("action %s (%s) on %s %s failed: %s", action["id"], action["type"],
-                        action["resource_type"], action["resource_id"], exc)
+            log.warning(
+                "action %s (%s) on %s %s failed: %s",
+                action["id"],
+                action["type"],
+                action["resource_type"],
+                action["resource_id"],
+                exc,
+            )
             status = "errored"
         with self._lock:
             action.update(status=status, completed_at=now())
@@ -72,16 +99,21 @@ class Actions:
             droplet = self.driver.get(action["resource_id"])
             if droplet is None or droplet.status != "new":
                 with self._lock:
-                    action.update(status="errored" if droplet is None else "completed",
-                                  completed_at=now())
+                    action.update(
+                        status="errored" if droplet is None else "completed", completed_at=now()
+                    )
         with self._lock:
             return dict(action)
 
     def list(self, *, droplet_id: int | None = None) -> list[dict]:
         """All actions, or those of one droplet."""
         with self._lock:
-            found = [a for a in self._actions.values() if droplet_id is None
-                     or (a["resource_type"] == "droplet" and a["resource_id"] == droplet_id)]
+            found = [
+                a
+                for a in self._actions.values()
+                if droplet_id is None
+                or (a["resource_type"] == "droplet" and a["resource_id"] == droplet_id)
+            ]
         return [self._json(a) for a in found]
 
     def get(self, action_id: int | str) -> dict:

@@ -24,16 +24,26 @@ from phoenix.lab.do.shapes import APIError
 from phoenix.lab.httpd import Fault, Handler, JSONServer, Request, Response
 
 RATE_LIMIT = 5000  # requests an hour, as DigitalOcean allows
-ERROR_IDS = {400: "bad_request", 401: "Unauthorized", 404: "not_found",
-             422: "unprocessable_entity", 429: "too_many_requests", 500: "server_error",
-             502: "bad_gateway", 503: "service_unavailable", 504: "gateway_timeout"}
-ERROR_MESSAGES = {429: "API Rate limit exceeded.",
-                  500: "Server was unable to give you a response."}
+ERROR_IDS = {
+    400: "bad_request",
+    401: "Unauthorized",
+    404: "not_found",
+    422: "unprocessable_entity",
+    429: "too_many_requests",
+    500: "server_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+ERROR_MESSAGES = {429: "API Rate limit exceeded.", 500: "Server was unable to give you a response."}
 
 
 def _error(status: int, message: str) -> tuple[int, dict]:
-    body = {"id": ERROR_IDS.get(status, "error"), "message": message,
-            "request_id": str(uuid.uuid4())}
+    body = {
+        "id": ERROR_IDS.get(status, "error"),
+        "message": message,
+        "request_id": str(uuid.uuid4()),
+    }
     return status, body
 
 
@@ -41,8 +51,16 @@ class DOServer(JSONServer):
     """DigitalOcean API v2 for pydo, serving one `Account` over `driver` (see `Account` for
     `reserved_ips` and `network`)."""
 
-    def __init__(self, driver: Driver, *, token: str, host: str = "127.0.0.1", port: int = 0,
-                 reserved_ips: Iterable[str] | str = (), network: str | None = None) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reserved_ips: Iterable[str] | str = (),
+        network: str | None = None,
+    ) -> None:
         self.account = Account(driver, reserved_ips=reserved_ips, network=network)
         self.driver = driver
         self._token = token
@@ -74,8 +92,13 @@ class DOServer(JSONServer):
             ("POST", "/v2/tags", self._tags_create),
             ("GET", "/v2/tags/(?P<tag>[^/]+)", self._tags_get),
         ]
-        super().__init__(host, port, [(m, p, self._guarded(h)) for m, p, h in routes],
-                         fault_answer=self._fault_answer, control_token=token)
+        super().__init__(
+            host,
+            port,
+            [(m, p, self._guarded(h)) for m, p, h in routes],
+            fault_answer=self._fault_answer,
+            control_token=token,
+        )
 
     # -- test switch, auth, rate-limit headers --------------------------------------------
 
@@ -105,6 +128,7 @@ class DOServer(JSONServer):
             if status == 204:  # DigitalOcean labels its empty answers JSON all the same
                 headers["content-type"] = "application/json; charset=utf-8"
             return status, body, {**headers, **(extra[0] if extra else {})}
+
         return answer
 
     def _count_request(self) -> dict[str, str]:
@@ -113,9 +137,11 @@ class DOServer(JSONServer):
             if time.time() >= start + 3600:
                 start, used = time.time(), 0
             self._window = (start, used + 1)
-        return {"ratelimit-limit": str(RATE_LIMIT),
-                "ratelimit-remaining": str(max(0, RATE_LIMIT - used - 1)),
-                "ratelimit-reset": str(int(start + 3600))}
+        return {
+            "ratelimit-limit": str(RATE_LIMIT),
+            "ratelimit-remaining": str(max(0, RATE_LIMIT - used - 1)),
+            "ratelimit-reset": str(int(start + 3600)),
+        }
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -150,7 +176,7 @@ class DOServer(JSONServer):
             pages.update(first=url(1), prev=url(min(page - 1, last)))
         if page < last:
             pages.update(next=url(page + 1), last=url(last))
-        chunk = items[(page - 1) * per_page:page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         return 200, {key: chunk, "links": {"pages": pages}, "meta": {"total": len(items)}}
 
     # -- account keys -----------------------------------------------------------------------
@@ -180,8 +206,7 @@ class DOServer(JSONServer):
         body = self._body(request)
         names = body.get("names") if "names" in body else [body.get("name")]
         created = self.account.create_droplets(names, body)
-        links = {"actions": [self._link(request, a["id"], "create", "actions")
-                             for _, a in created]}
+        links = {"actions": [self._link(request, a["id"], "create", "actions") for _, a in created]}
         if "names" in body:
             return 202, {"droplets": [d for d, _ in created], "links": links}
         return 202, {"droplet": created[0][0], "links": links}
@@ -221,8 +246,9 @@ class DOServer(JSONServer):
 
     def _reserved_create(self, request: Request) -> Response:
         body = self._body(request)
-        ip, action = self.account.reserve(droplet_id=body.get("droplet_id"),
-                                          region=body.get("region"))
+        ip, action = self.account.reserve(
+            droplet_id=body.get("droplet_id"), region=body.get("region")
+        )
         links: dict[str, list] = {"droplets": [], "actions": []}
         if action is not None:
             droplet_id = int(body["droplet_id"])  # `reserve` assigned it: a droplet's id
@@ -245,8 +271,10 @@ class DOServer(JSONServer):
             droplet = self.account.assignable(body.get("droplet_id"))
             return 201, {"action": self.account.assign(ip, droplet)}
         if body.get("type") != "unassign":
-            raise APIError(422, f"Reserved IP action type {body.get('type')!r} is unknown; "
-                                "use assign or unassign.")
+            raise APIError(
+                422,
+                f"Reserved IP action type {body.get('type')!r} is unknown; use assign or unassign.",
+            )
         return 201, {"action": self.account.unassign(ip)}
 
     # -- tags -------------------------------------------------------------------------------
@@ -261,8 +289,16 @@ class DOServer(JSONServer):
         return 200, {"tag": self.account.tag(unquote(request.params["tag"]))}
 
 
-def make_server(driver: Driver, *, token: str, host: str = "127.0.0.1", port: int = 0,
-                reserved_ips: Iterable[str] | str = (), network: str | None = None) -> DOServer:
+def make_server(
+    driver: Driver,
+    *,
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    reserved_ips: Iterable[str] | str = (),
+    network: str | None = None,
+) -> DOServer:
     """A DigitalOcean API server (not yet started: call `.start()`)."""
-    return DOServer(driver, token=token, host=host, port=port, reserved_ips=reserved_ips,
-                    network=network)
+    return DOServer(
+        driver, token=token, host=host, port=port, reserved_ips=reserved_ips, network=network
+    )

@@ -33,8 +33,17 @@ class DriverError(Exception):
 
 
 class Driver(Protocol):
-    def create(self, *, name: str, region: str, size: str, image: str, tags: list[str],
-               ssh_keys: list[str], user_data: str | None) -> Droplet:
+    def create(
+        self,
+        *,
+        name: str,
+        region: str,
+        size: str,
+        image: str,
+        tags: list[str],
+        ssh_keys: list[str],
+        user_data: str | None,
+    ) -> Droplet:
         """Start creating a droplet; `ssh_keys` are public keys (OpenSSH lines)."""
 
     def get(self, droplet_id: int) -> Droplet | None: ...
@@ -67,8 +76,15 @@ class MemoryDriver:
 
     def create(self, *, name, region, size, image, tags, ssh_keys, user_data) -> Droplet:
         with self._lock:
-            droplet = Droplet(id=next(self._ids), name=name, region=region, size=size,
-                              image=image, tags=list(tags), status="new")
+            droplet = Droplet(
+                id=next(self._ids),
+                name=name,
+                region=region,
+                size=size,
+                image=image,
+                tags=list(tags),
+                status="new",
+            )
             self._droplets[droplet.id] = droplet
             self._polls[droplet.id] = 0
             return droplet

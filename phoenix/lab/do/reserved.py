@@ -40,8 +40,13 @@ class ReservedIPs:
         if record["droplet_id"] is not None:
             found = self.driver.get(record["droplet_id"])
             droplet = self.droplet_json(found) if found else None
-        return {"ip": ip, "droplet": droplet, "region": region_json(record["region"]),
-                "locked": self.actions.busy(("reserved_ip", ip)), "project_id": PROJECT_ID}
+        return {
+            "ip": ip,
+            "droplet": droplet,
+            "region": region_json(record["region"]),
+            "locked": self.actions.busy(("reserved_ip", ip)),
+            "project_id": PROJECT_ID,
+        }
 
     def reserved_ips(self) -> list[dict]:
         with self._lock:
@@ -56,12 +61,18 @@ class ReservedIPs:
             droplet = self.assignable(droplet_id)
             region = droplet.region
         elif region not in REGIONS:
-            raise APIError(422, f"Region {region!r} is not available; give a region "
-                                f"({', '.join(REGIONS)}) or a droplet_id.")
+            raise APIError(
+                422,
+                f"Region {region!r} is not available; give a region "
+                f"({', '.join(REGIONS)}) or a droplet_id.",
+            )
         with self._lock:
             if not self._pool:
-                raise APIError(422, "No reserved IP is left in the lab's pool; delete one "
-                                    "or start the lab with a larger pool.")
+                raise APIError(
+                    422,
+                    "No reserved IP is left in the lab's pool; delete one "
+                    "or start the lab with a larger pool.",
+                )
             ip = self._pool.pop(0)
             self._reserved[ip] = {"region": region, "droplet_id": None}
         return ip, (self.assign(ip, droplet) if droplet is not None else None)
@@ -88,8 +99,11 @@ class ReservedIPs:
     def assign(self, ip: str, droplet: Droplet) -> dict:
         record = self._reserved_record(ip)
         if droplet.region != record["region"]:
-            raise APIError(422, f"Reserved IP {ip} is in {record['region']} and droplet "
-                                f"{droplet.id} in {droplet.region}: they must share a region.")
+            raise APIError(
+                422,
+                f"Reserved IP {ip} is in {record['region']} and droplet "
+                f"{droplet.id} in {droplet.region}: they must share a region.",
+            )
 
         def work() -> None:  # moving an IP takes it off its current droplet first
             old = record["droplet_id"]
@@ -103,8 +117,14 @@ class ReservedIPs:
             with self._lock:
                 record["droplet_id"] = droplet.id
 
-        return self.actions.start("assign_ip", int(ipaddress.IPv4Address(ip)), "reserved_ip",
-                                  record["region"], work, busy=("reserved_ip", ip))
+        return self.actions.start(
+            "assign_ip",
+            int(ipaddress.IPv4Address(ip)),
+            "reserved_ip",
+            record["region"],
+            work,
+            busy=("reserved_ip", ip),
+        )
 
     def unassign(self, ip: str) -> dict:
         record = self._reserved_record(ip)
@@ -117,6 +137,11 @@ class ReservedIPs:
             with self._lock:
                 record["droplet_id"] = None
 
-        return self.actions.start("unassign_ip", int(ipaddress.IPv4Address(ip)),
-                                  "reserved_ip", record["region"], work,
-                                  busy=("reserved_ip", ip))
+        return self.actions.start(
+            "unassign_ip",
+            int(ipaddress.IPv4Address(ip)),
+            "reserved_ip",
+            record["region"],
+            work,
+            busy=("reserved_ip", ip),
+        )

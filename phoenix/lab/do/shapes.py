@@ -14,8 +14,14 @@ import re
 import struct
 from datetime import UTC, datetime
 
-REGIONS = {"nyc1": "New York 1", "nyc3": "New York 3", "sfo3": "San Francisco 3",
-           "ams3": "Amsterdam 3", "fra1": "Frankfurt 1", "lon1": "London 1"}
+REGIONS = {
+    "nyc1": "New York 1",
+    "nyc3": "New York 3",
+    "sfo3": "San Francisco 3",
+    "ams3": "Amsterdam 3",
+    "fra1": "Frankfurt 1",
+    "lon1": "London 1",
+}
 SIZES = {  # slug: (memory MiB, vcpus, disk GB, transfer TB, USD a month)
     "s-1vcpu-1gb": (1024, 1, 25, 1.0, 6),
     "s-1vcpu-2gb": (2048, 1, 50, 2.0, 12),
@@ -24,9 +30,15 @@ SIZES = {  # slug: (memory MiB, vcpus, disk GB, transfer TB, USD a month)
     "s-4vcpu-8gb": (8192, 4, 160, 5.0, 48),
 }
 IMAGES = {"debian-12-x64": {"id": 152227015, "name": "12 x64", "distribution": "Debian"}}
-KEY_TYPES = {"ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-             "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
-             "sk-ecdsa-sha2-nistp256@openssh.com"}
+KEY_TYPES = {
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+}
 PROJECT_ID = "4e1bfbc3-dc3e-41f2-a18f-1b4d7ba71679"  # the account's default project
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$")
 TAG = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
@@ -44,7 +56,7 @@ class APIError(Exception):
 def md5_fingerprint(public_key: str) -> str:
     """DigitalOcean's key fingerprint: colon-separated MD5 of the key blob."""
     digest = hashlib.md5(key_blob(public_key)).hexdigest()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def key_blob(public_key: str) -> bytes:
@@ -57,7 +69,7 @@ def key_blob(public_key: str) -> bytes:
         (length,) = struct.unpack(">I", blob[:4])
     except (binascii.Error, struct.error):
         raise invalid from None
-    if blob[4:4 + length] != words[0].encode():
+    if blob[4 : 4 + length] != words[0].encode():
         raise invalid
     return blob
 
@@ -71,20 +83,43 @@ def not_found() -> APIError:
 
 
 def region_json(slug: str) -> dict:
-    return {"slug": slug, "name": REGIONS.get(slug, slug), "available": True,
-            "features": ["backups", "ipv6", "metadata", "install_agent", "storage"],
-            "sizes": list(SIZES)}
+    return {
+        "slug": slug,
+        "name": REGIONS.get(slug, slug),
+        "available": True,
+        "features": ["backups", "ipv6", "metadata", "install_agent", "storage"],
+        "sizes": list(SIZES),
+    }
 
 
 def size_json(slug: str) -> dict:
     memory, vcpus, disk, transfer, monthly = SIZES.get(slug, (0, 0, 0, 0.0, 0))
-    return {"slug": slug, "memory": memory, "vcpus": vcpus, "disk": disk, "transfer": transfer,
-            "price_monthly": monthly, "price_hourly": round(monthly / 672, 5),
-            "regions": list(REGIONS), "available": True, "description": "Basic"}
+    return {
+        "slug": slug,
+        "memory": memory,
+        "vcpus": vcpus,
+        "disk": disk,
+        "transfer": transfer,
+        "price_monthly": monthly,
+        "price_hourly": round(monthly / 672, 5),
+        "regions": list(REGIONS),
+        "available": True,
+        "description": "Basic",
+    }
 
 
 def image_json(slug: str) -> dict:
     known = IMAGES.get(slug, {"id": 0, "name": slug, "distribution": "Unknown"})
-    return {**known, "slug": slug, "public": True, "regions": list(REGIONS), "type": "base",
-            "min_disk_size": 15, "size_gigabytes": 2.36, "description": known["name"],
-            "tags": [], "status": "available", "created_at": "2023-06-12T00:00:00Z"}
+    return {
+        **known,
+        "slug": slug,
+        "public": True,
+        "regions": list(REGIONS),
+        "type": "base",
+        "min_disk_size": 15,
+        "size_gigabytes": 2.36,
+        "description": known["name"],
+        "tags": [],
+        "status": "available",
+        "created_at": "2023-06-12T00:00:00Z",
+    }

@@ -38,8 +38,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 GITEA_VERSION = "1.22.3"
-BUILD_LINE = (f"Gitea version {GITEA_VERSION} built with GNU Make 4.3, go1.22.8 : "
-              "bindata, sqlite, sqlite_unlock_notify")
+BUILD_LINE = (
+    f"Gitea version {GITEA_VERSION} built with GNU Make 4.3, go1.22.8 : "
+    "bindata, sqlite, sqlite_unlock_notify"
+)
 DB_VERSION = 299  # the migration number this release expects in the `version` table
 REQUIRED_TABLES = ("version", "user", "repository", "issue", "access_token")
 HOOK_NAMES = ("pre-receive", "update", "post-receive")
@@ -58,17 +60,45 @@ def log(level: str, message: str) -> None:
 
 # --- command line ----------------------------------------------------------------------------
 
-VALUE_FLAGS = {"-c": "config", "--config": "config", "-w": "work_path", "--work-path": "work_path",
-               "-C": "custom_path", "--custom-path": "custom_path", "-p": "port", "--port": "port",
-               "-P": "pid", "--pid": "pid", "-f": "file", "--file": "file",
-               "-t": "tempdir", "--tempdir": "tempdir", "--type": "type"}
-BOOL_FLAGS = {"-v": "version", "--version": "version", "-h": "help", "--help": "help",
-              "-q": "quiet", "--quiet": "quiet", "--verbose": "verbose", "--debug": "verbose",
-              "--all": "all", "-A": "all", "--fix": "fix",
-              "-R": "skip_repository", "--skip-repository": "skip_repository",
-              "-L": "skip_log", "--skip-log": "skip_log", "--skip-custom-dir": "skip_custom_dir",
-              "--skip-lfs-data": "skip_lfs_data", "--skip-attachment-data": "skip_attachment_data",
-              "--skip-package-data": "skip_package_data", "--skip-index": "skip_index"}
+VALUE_FLAGS = {
+    "-c": "config",
+    "--config": "config",
+    "-w": "work_path",
+    "--work-path": "work_path",
+    "-C": "custom_path",
+    "--custom-path": "custom_path",
+    "-p": "port",
+    "--port": "port",
+    "-P": "pid",
+    "--pid": "pid",
+    "-f": "file",
+    "--file": "file",
+    "-t": "tempdir",
+    "--tempdir": "tempdir",
+    "--type": "type",
+}
+BOOL_FLAGS = {
+    "-v": "version",
+    "--version": "version",
+    "-h": "help",
+    "--help": "help",
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "--verbose": "verbose",
+    "--debug": "verbose",
+    "--all": "all",
+    "-A": "all",
+    "--fix": "fix",
+    "-R": "skip_repository",
+    "--skip-repository": "skip_repository",
+    "-L": "skip_log",
+    "--skip-log": "skip_log",
+    "--skip-custom-dir": "skip_custom_dir",
+    "--skip-lfs-data": "skip_lfs_data",
+    "--skip-attachment-data": "skip_attachment_data",
+    "--skip-package-data": "skip_package_data",
+    "--skip-index": "skip_index",
+}
 
 
 def parse_args(argv: list[str]) -> tuple[list[str], dict[str, str | bool]]:
@@ -117,37 +147,44 @@ class Settings:
             config = os.path.join(custom_guess, config)
         self.config = os.path.abspath(config)
         self.ini = read_ini(self.config)
-        self.work_path = str(opts.get("work_path") or env_work or self.get(ROOT, "WORK_PATH")
-                             or "/var/lib/gitea")
+        self.work_path = str(
+            opts.get("work_path") or env_work or self.get(ROOT, "WORK_PATH") or "/var/lib/gitea"
+        )
         if not self.custom_path:
             self.custom_path = os.path.join(self.work_path, "custom")
         self.run_user = self.get(ROOT, "RUN_USER") or current_username()
-        self.allow_root = (truthy(self.get(ROOT, "I_AM_BEING_UNSAFE_RUNNING_AS_ROOT"))
-                           or truthy(os.environ.get("GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT")))
+        self.allow_root = truthy(self.get(ROOT, "I_AM_BEING_UNSAFE_RUNNING_AS_ROOT")) or truthy(
+            os.environ.get("GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT")
+        )
         self.install_lock = truthy(self.get("security", "INSTALL_LOCK"))
         self.app_data = self.path(self.get("server", "APP_DATA_PATH") or "data")
         self.protocol = (self.get("server", "PROTOCOL") or "http").lower()
         self.http_addr = self.get("server", "HTTP_ADDR") or "0.0.0.0"
         self.http_port = int(opts.get("port") or self.get("server", "HTTP_PORT") or 3000)
         domain = self.get("server", "DOMAIN") or "localhost"
-        self.root_url = (self.get("server", "ROOT_URL")
-                         or f"{self.protocol}://{domain}:{self.http_port}/")
+        self.root_url = (
+            self.get("server", "ROOT_URL") or f"{self.protocol}://{domain}:{self.http_port}/"
+        )
         if not self.root_url.endswith("/"):
             self.root_url += "/"
         self.ssh_domain = self.get("server", "SSH_DOMAIN") or domain
         self.ssh_root = self.get("server", "SSH_ROOT_PATH")
         self.db_type = (self.get("database", "DB_TYPE") or "sqlite3").lower()
-        self.db_path = self.path(self.get("database", "PATH")
-                                 or os.path.join(self.app_data, "gitea.db"))
+        self.db_path = self.path(
+            self.get("database", "PATH") or os.path.join(self.app_data, "gitea.db")
+        )
         # modules/setting/database.go: SQLITE_JOURNAL_MODE, default "" (SQLite's own, DELETE);
         # set, Gitea adds `_journal_mode=` to the driver's DSN, which mattn/go-sqlite3 applies
         # as PRAGMA journal_mode on every connection and refuses when it is not one it knows.
         self.journal_mode = self.get("database", "SQLITE_JOURNAL_MODE")
         if self.journal_mode and self.journal_mode.upper() not in JOURNAL_MODES:
-            raise Fatal(f"Invalid _journal_mode: {self.journal_mode}, expecting value of "
-                        f"'{' '.join(JOURNAL_MODES)}'")
-        self.repo_root = self.path(self.get("repository", "ROOT")
-                                   or os.path.join(self.app_data, "gitea-repositories"))
+            raise Fatal(
+                f"Invalid _journal_mode: {self.journal_mode}, expecting value of "
+                f"'{' '.join(JOURNAL_MODES)}'"
+            )
+        self.repo_root = self.path(
+            self.get("repository", "ROOT") or os.path.join(self.app_data, "gitea-repositories")
+        )
 
     def get(self, section: str, key: str) -> str:
         if not self.ini.has_section(section):
@@ -155,8 +192,9 @@ class Settings:
         return self.ini.get(section, key, fallback="").strip().strip('"').strip("`")
 
     def path(self, value: str) -> str:
-        return os.path.normpath(value if os.path.isabs(value)
-                                else os.path.join(self.work_path, value))
+        return os.path.normpath(
+            value if os.path.isabs(value) else os.path.join(self.work_path, value)
+        )
 
 
 def read_ini(path: str) -> configparser.ConfigParser:
@@ -165,13 +203,18 @@ def read_ini(path: str) -> configparser.ConfigParser:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise Fatal(f"Unable to load config file {path}: no such file "
-                    "(restore app.ini first)") from None
+        raise Fatal(
+            f"Unable to load config file {path}: no such file (restore app.ini first)"
+        ) from None
     except OSError as exc:
         raise Fatal(f"Unable to load config file {path}: {exc.strerror}") from None
-    parser = configparser.ConfigParser(interpolation=None, strict=False,
-                                       default_section="__no_default__",
-                                       comment_prefixes=("#", ";"), inline_comment_prefixes=None)
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        strict=False,
+        default_section="__no_default__",
+        comment_prefixes=("#", ";"),
+        inline_comment_prefixes=None,
+    )
     try:
         parser.read_string(f"[{ROOT}]\n" + text, source=path)
     except configparser.Error as exc:
@@ -193,14 +236,17 @@ def current_username() -> str:
 def check_run_user(settings: Settings) -> None:
     """The same two refusals as Gitea's setting package, in the same order."""
     if os.getuid() == 0 and not settings.allow_root:
-        raise Fatal("Gitea is not supposed to be run as root. Sorry. If you need to use privileged "
-                    "TCP ports please instead use setcap and the `cap_net_bind_service` permission")
+        raise Fatal(
+            "Gitea is not supposed to be run as root. Sorry. If you need to use privileged "
+            "TCP ports please instead use setcap and the `cap_net_bind_service` permission"
+        )
     current = current_username()
     if settings.run_user != current:
         raise Fatal(f"Expect user '{settings.run_user}' but current user is: {current}")
 
 
 # --- secrets Gitea generates and saves into app.ini -------------------------------------------
+
 
 def load_secret(settings: Settings, section: str, uri_key: str, key: str) -> str:
     """modules/setting/security.go loadSecret: KEY or KEY_URI (file: only), never both."""
@@ -239,15 +285,20 @@ def save_key(settings: Settings, section: str, key: str, value: str) -> None:
     with open(settings.config, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     header = "[]" if section == ROOT else f"[{section}]"
-    start = 0 if section == ROOT else next(
-        (i + 1 for i, line in enumerate(lines) if line.strip() == header), None)
+    start = (
+        0
+        if section == ROOT
+        else next((i + 1 for i, line in enumerate(lines) if line.strip() == header), None)
+    )
     if start is None:
         lines += ["", header, f"{key} = {value}"]
     else:
-        end = next((i for i in range(start, len(lines)) if lines[i].strip().startswith("[")),
-                   len(lines))
-        found = next((i for i in range(start, end)
-                      if lines[i].split("=", 1)[0].strip() == key), None)
+        end = next(
+            (i for i in range(start, len(lines)) if lines[i].strip().startswith("[")), len(lines)
+        )
+        found = next(
+            (i for i in range(start, end) if lines[i].split("=", 1)[0].strip() == key), None
+        )
         if found is None:
             lines.insert(end, f"{key} = {value}")
         else:
@@ -271,11 +322,16 @@ def load_generated_secrets(settings: Settings) -> None:
         jwt = load_secret(settings, "oauth2", "JWT_SECRET_URI", "JWT_SECRET")
         if not jwt_secret_ok(jwt):
             try:
-                save_key(settings, "oauth2", "JWT_SECRET",
-                         base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+                save_key(
+                    settings,
+                    "oauth2",
+                    "JWT_SECRET",
+                    base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="),
+                )
             except OSError as exc:
-                raise Fatal(f'save oauth2.JWT_SECRET failed: failed to save "{where}": '
-                            f'{exc}') from None
+                raise Fatal(
+                    f'save oauth2.JWT_SECRET failed: failed to save "{where}": {exc}'
+                ) from None
     # modules/setting/security.go: INTERNAL_TOKEN(_URI), generateSaveInternalToken
     if not load_secret(settings, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN"):
         try:
@@ -287,23 +343,33 @@ def load_generated_secrets(settings: Settings) -> None:
     lfs_secret = settings.get("server", "LFS_JWT_SECRET")
     if truthy(settings.get("server", "LFS_START_SERVER")) and not jwt_secret_ok(lfs_secret):
         try:
-            save_key(settings, "server", "LFS_JWT_SECRET",
-                     base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+            save_key(
+                settings,
+                "server",
+                "LFS_JWT_SECRET",
+                base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="),
+            )
         except OSError as exc:
             raise Fatal(f"error saving to custom config: open {where}: {exc.strerror}") from None
 
 
 def new_internal_token() -> str:
     """generate.NewInternalToken: an HS256 JWT with an nbf claim, signed by a random key."""
+
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    body = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(
-        json.dumps({"nbf": int(time.time())}, separators=(",", ":")).encode())
+
+    body = (
+        b64(b'{"alg":"HS256","typ":"JWT"}')
+        + "."
+        + b64(json.dumps({"nbf": int(time.time())}, separators=(",", ":")).encode())
+    )
     key = b64(secrets.token_bytes(32)).encode()
     return body + "." + b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
 
 
 # --- 2FA secrets, passwords and TOTP as Gitea 1.22 keeps and checks them ---------------------
+
 
 def _aes_tables() -> tuple[list[int], list[int]]:
     """AES's S-box and round constants, computed (FIPS-197 5.1.1): no crypto module here."""
@@ -315,8 +381,13 @@ def _aes_tables() -> tuple[list[int], list[int]]:
             q ^= (q << shift) & 0xFF
         if q & 0x80:
             q ^= 0x09
-        x = q ^ ((q << 1 | q >> 7) & 0xFF) ^ ((q << 2 | q >> 6) & 0xFF) \
-            ^ ((q << 3 | q >> 5) & 0xFF) ^ ((q << 4 | q >> 4) & 0xFF)
+        x = (
+            q
+            ^ ((q << 1 | q >> 7) & 0xFF)
+            ^ ((q << 2 | q >> 6) & 0xFF)
+            ^ ((q << 3 | q >> 5) & 0xFF)
+            ^ ((q << 4 | q >> 4) & 0xFF)
+        )
         sbox[p] = x ^ 0x63
         if p == 1:
             break
@@ -339,7 +410,7 @@ def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
     """One AES block (key of 16, 24 or 32 bytes), FIPS-197; CFB needs only this direction."""
     nk = len(key) // 4
     rounds = nk + 6
-    words = [list(key[4 * i:4 * i + 4]) for i in range(nk)]
+    words = [list(key[4 * i : 4 * i + 4]) for i in range(nk)]
     for i in range(nk, 4 * (rounds + 1)):
         t = list(words[i - 1])
         if i % nk == 0:
@@ -355,11 +426,11 @@ def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
         if rnd != rounds:
             mixed = []
             for c in range(4):
-                a = state[4 * c:4 * c + 4]
+                a = state[4 * c : 4 * c + 4]
                 total = a[0] ^ a[1] ^ a[2] ^ a[3]
                 mixed += [a[i] ^ total ^ _xtime(a[i] ^ a[(i + 1) % 4]) for i in range(4)]
             state = mixed
-        state = [b ^ k for b, k in zip(state, sum(words[4 * rnd:4 * rnd + 4], []), strict=True)]
+        state = [b ^ k for b, k in zip(state, sum(words[4 * rnd : 4 * rnd + 4], []), strict=True)]
     return bytes(state)
 
 
@@ -368,11 +439,11 @@ def aes_cfb(key: bytes, iv: bytes, data: bytes, *, decrypt: bool) -> bytes:
     out = bytearray()
     register = iv
     for i in range(0, len(data), 16):
-        chunk = data[i:i + 16]
+        chunk = data[i : i + 16]
         stream = aes_encrypt_block(key, register)
         piece = bytes(a ^ b for a, b in zip(chunk, stream, strict=False))  # a last, short chunk
         out += piece
-        register = (chunk if decrypt else piece) + register[len(chunk):]
+        register = (chunk if decrypt else piece) + register[len(chunk) :]
     return bytes(out)
 
 
@@ -415,7 +486,7 @@ def totp_valid(otp_secret: str, passcode: str, now: float | None = None) -> bool
     for step in (counter - 1, counter, counter + 1):
         digest = hmac.new(key, step.to_bytes(8, "big"), hashlib.sha1).digest()
         offset = digest[-1] & 0x0F
-        code = (int.from_bytes(digest[offset:offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
+        code = (int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
         if hmac.compare_digest(f"{code:06d}", passcode):
             return True
     return False
@@ -426,18 +497,30 @@ def check_password(user, password: str) -> bool:
     parameters, passwd is the hex digest. pbkdf2 and scrypt here (hashlib has them); argon2
     and bcrypt need libraries this stand-in does not have: such a user cannot log in."""
     algo = (user["passwd_hash_algo"] or "").split("$")
-    aliases = {"pbkdf2": ["pbkdf2", "50000", "50"], "pbkdf2_v2": ["pbkdf2", "50000", "50"],
-               "pbkdf2_v1": ["pbkdf2", "10000", "50"], "pbkdf2_hi": ["pbkdf2", "320000", "50"],
-               "scrypt": ["scrypt", "65536", "16", "2", "50"]}
+    aliases = {
+        "pbkdf2": ["pbkdf2", "50000", "50"],
+        "pbkdf2_v2": ["pbkdf2", "50000", "50"],
+        "pbkdf2_v1": ["pbkdf2", "10000", "50"],
+        "pbkdf2_hi": ["pbkdf2", "320000", "50"],
+        "scrypt": ["scrypt", "65536", "16", "2", "50"],
+    }
     algo = aliases.get(algo[0], algo) if len(algo) == 1 else algo
     salt = (user["salt"] or "").encode()
     try:
         if algo[0] == "pbkdf2":
-            digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, int(algo[1]),
-                                         int(algo[2]))
+            digest = hashlib.pbkdf2_hmac(
+                "sha256", password.encode(), salt, int(algo[1]), int(algo[2])
+            )
         elif algo[0] == "scrypt":
-            digest = hashlib.scrypt(password.encode(), salt=salt, n=int(algo[1]), r=int(algo[2]),
-                                    p=int(algo[3]), dklen=int(algo[4]), maxmem=2 ** 27)
+            digest = hashlib.scrypt(
+                password.encode(),
+                salt=salt,
+                n=int(algo[1]),
+                r=int(algo[2]),
+                p=int(algo[3]),
+                dklen=int(algo[4]),
+                maxmem=2**27,
+            )
         else:
             log("W", f"password hash {algo[0]} is not supported by the stand-in")
             return False
@@ -448,14 +531,17 @@ def check_password(user, password: str) -> bool:
 
 # --- database --------------------------------------------------------------------------------
 
+
 def open_checked_db(settings: Settings) -> None:
     """Refuse a database that is not there, not SQLite, corrupt, or not a Gitea schema."""
     if settings.db_type not in ("sqlite3", "sqlite"):
         raise Fatal(f"[database] DB_TYPE = {settings.db_type!r}: this stand-in only runs sqlite3")
     path = settings.db_path
     if not os.path.isfile(path):
-        raise Fatal(f"database file {path} does not exist: restore gitea.db before starting "
-                    "(a fresh empty database would hide a failed restore)")
+        raise Fatal(
+            f"database file {path} does not exist: restore gitea.db before starting "
+            "(a fresh empty database would hide a failed restore)"
+        )
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)
     except sqlite3.Error as exc:
@@ -473,17 +559,23 @@ def open_checked_db(settings: Settings) -> None:
             raise Fatal(f"database {path} has no table {missing[0]!r}: not a Gitea database")
         row = conn.execute("SELECT version FROM version ORDER BY id DESC LIMIT 1").fetchone()
         if row and row[0] and int(row[0]) > DB_VERSION:
-            raise Fatal(f"Your database (migration version: {row[0]}) is for a newer Gitea, you "
-                        f"can not use the newer database for this old Gitea release "
-                        f"({DB_VERSION}).")
+            raise Fatal(
+                f"Your database (migration version: {row[0]}) is for a newer Gitea, you "
+                f"can not use the newer database for this old Gitea release "
+                f"({DB_VERSION})."
+            )
     finally:
         conn.close()
 
 
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
     """Whether the database has the table `name` (older schemas lack some of them)."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                        (name,)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        is not None
+    )
 
 
 def connect(settings: Settings) -> sqlite3.Connection:
@@ -503,6 +595,7 @@ def iso(unix: int | None) -> str | None:
 
 # --- systemd ---------------------------------------------------------------------------------
 
+
 def sd_notify(state: str) -> bool:
     """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET ('@' = abstract)."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -521,6 +614,7 @@ def sd_notify(state: str) -> bool:
 
 
 # --- git repositories on disk ----------------------------------------------------------------
+
 
 def bare_repos(root: str) -> list[str]:
     """<root>/<owner>/<name>.git directories, as Gitea lays them out (lower case)."""
@@ -565,16 +659,18 @@ def hook_files(gitea_bin: str, config: str) -> dict[str, str]:
     for hook in HOOK_NAMES:
         files[f"hooks/{hook}"] = (
             "#!/usr/bin/env bash\n# AUTO GENERATED BY GITEA, DO NOT MODIFY\n"
-            "data=$(cat)\nexitcodes=\"\"\nhookname=$(basename $0)\n"
+            'data=$(cat)\nexitcodes=""\nhookname=$(basename $0)\n'
             "GIT_DIR=${GIT_DIR:-$(dirname $0)/..}\n\n"
             "for hook in ${GIT_DIR}/hooks/${hookname}.d/*; do\n"
-            "  test -x \"${hook}\" && test -f \"${hook}\" || continue\n"
-            "  echo \"${data}\" | \"${hook}\"\n  exitcodes=\"${exitcodes} $?\"\ndone\n\n"
-            "for i in ${exitcodes}; do\n  [ ${i} -eq 0 ] || exit ${i}\ndone\n")
+            '  test -x "${hook}" && test -f "${hook}" || continue\n'
+            '  echo "${data}" | "${hook}"\n  exitcodes="${exitcodes} $?"\ndone\n\n'
+            "for i in ${exitcodes}; do\n  [ ${i} -eq 0 ] || exit ${i}\ndone\n"
+        )
         args = " $1 $2 $3" if hook == "update" else ""
         files[f"hooks/{hook}.d/gitea"] = (
             "#!/usr/bin/env bash\n# AUTO GENERATED BY GITEA, DO NOT MODIFY\n"
-            f"\"{gitea_bin}\" hook --config='{config}' {hook}{args}\n")
+            f"\"{gitea_bin}\" hook --config='{config}' {hook}{args}\n"
+        )
     return files
 
 
@@ -610,6 +706,7 @@ def init_bare_repo(path: str, default_branch: str) -> None:
 
 # --- the HTTP API ----------------------------------------------------------------------------
 
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -631,7 +728,8 @@ def multipart_file(content_type: str, body: bytes, field: str) -> tuple[str, byt
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(400, "expected multipart/form-data")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == field:
             payload = part.get_payload(decode=True)  # bytes, or None when it has none
@@ -724,17 +822,21 @@ class Forge:
             return self.may_log_in(user)
         if self.s.get("service", "ENABLE_BASIC_AUTHENTICATION").lower() in ("false", "0"):
             raise ApiError(401, "basic authentication is disabled")
-        user = conn.execute("SELECT * FROM user WHERE (lower_name = ? OR lower(email) = ?) "
-                            "AND type = 0", (name.lower(), name.lower())).fetchone()
+        user = conn.execute(
+            "SELECT * FROM user WHERE (lower_name = ? OR lower(email) = ?) AND type = 0",
+            (name.lower(), name.lower()),
+        ).fetchone()
         if user is None or not check_password(user, password):
-            raise ApiError(401, f"user's password is invalid [uid: {user['id'] if user else 0}, "
-                                f"name: {name}]")
+            raise ApiError(
+                401, f"user's password is invalid [uid: {user['id'] if user else 0}, name: {name}]"
+            )
         self.may_log_in(user)
         twofa = conn.execute("SELECT * FROM two_factor WHERE uid = ?", (user["id"],)).fetchone()
         if twofa is not None:
             try:
-                otp_secret = decrypt_totp_secret(self.s.get("security", "SECRET_KEY"),
-                                                 twofa["secret"] or "")
+                otp_secret = decrypt_totp_secret(
+                    self.s.get("security", "SECRET_KEY"), twofa["secret"] or ""
+                )
             except ValueError as exc:  # a SECRET_KEY other than the one that enrolled it
                 log("E", f"validateTOTP for uid {user['id']}: {exc}")
                 raise ApiError(401, str(exc)) from None
@@ -746,12 +848,16 @@ class Forge:
     def user_by_token(conn: sqlite3.Connection, token: str) -> sqlite3.Row | None:
         """models/auth/access_token.go GetAccessTokenBySHA: by the last eight characters,
         then the salted hash."""
-        rows = conn.execute("SELECT uid, token_hash, token_salt FROM access_token "
-                            "WHERE token_last_eight = ? OR token_last_eight IS NULL "
-                            "OR token_last_eight = ''", (token[-8:],)).fetchall()
+        rows = conn.execute(
+            "SELECT uid, token_hash, token_salt FROM access_token "
+            "WHERE token_last_eight = ? OR token_last_eight IS NULL "
+            "OR token_last_eight = ''",
+            (token[-8:],),
+        ).fetchall()
         for row in rows:
-            if hmac.compare_digest(hash_token(token, row["token_salt"] or ""),
-                                   row["token_hash"] or ""):
+            if hmac.compare_digest(
+                hash_token(token, row["token_salt"] or ""), row["token_hash"] or ""
+            ):
                 return conn.execute("SELECT * FROM user WHERE id = ?", (row["uid"],)).fetchone()
         return None
 
@@ -770,66 +876,107 @@ class Forge:
     def user_json(self, u: sqlite3.Row, *, me: sqlite3.Row | None = None) -> dict:
         show_private = me is not None and (me["is_admin"] or me["id"] == u["id"])
         return {
-            "id": u["id"], "login": u["name"], "login_name": u["login_name"] or "",
-            "source_id": 0, "full_name": u["full_name"] or "",
+            "id": u["id"],
+            "login": u["name"],
+            "login_name": u["login_name"] or "",
+            "source_id": 0,
+            "full_name": u["full_name"] or "",
             "email": u["email"] if show_private or not u["keep_email_private"] else "",
             "avatar_url": self.avatar_url(u),
-            "html_url": self.url(u["name"]), "language": u["language"] or "",
+            "html_url": self.url(u["name"]),
+            "language": u["language"] or "",
             "is_admin": bool(u["is_admin"]) if show_private else False,
             "last_login": iso(u["last_login_unix"]) or "1970-01-01T00:00:00+00:00",
-            "created": iso(u["created_unix"]), "restricted": bool(u["is_restricted"]),
-            "active": bool(u["is_active"]), "prohibit_login": bool(u["prohibit_login"]),
-            "location": u["location"] or "", "website": u["website"] or "",
+            "created": iso(u["created_unix"]),
+            "restricted": bool(u["is_restricted"]),
+            "active": bool(u["is_active"]),
+            "prohibit_login": bool(u["prohibit_login"]),
+            "location": u["location"] or "",
+            "website": u["website"] or "",
             "description": u["description"] or "",
             "visibility": ["public", "limited", "private"][u["visibility"] or 0],
             "username": u["name"],
         }
 
-    def repo_json(self, conn: sqlite3.Connection, r: sqlite3.Row,
-                  me: sqlite3.Row | None) -> dict:
+    def repo_json(self, conn: sqlite3.Connection, r: sqlite3.Row, me: sqlite3.Row | None) -> dict:
         owner = conn.execute("SELECT * FROM user WHERE id = ?", (r["owner_id"],)).fetchone()
         full = f"{r['owner_name']}/{r['name']}"
         host = urlsplit(self.s.root_url).hostname or "localhost"
         return {
-            "id": r["id"], "owner": self.user_json(owner, me=me) if owner else None,
-            "name": r["name"], "full_name": full, "description": r["description"] or "",
-            "empty": bool(r["is_empty"]), "private": bool(r["is_private"]),
-            "fork": bool(r["is_fork"]), "template": False, "mirror": bool(r["is_mirror"]),
-            "size": r["size"] or 0, "html_url": self.url(full),
+            "id": r["id"],
+            "owner": self.user_json(owner, me=me) if owner else None,
+            "name": r["name"],
+            "full_name": full,
+            "description": r["description"] or "",
+            "empty": bool(r["is_empty"]),
+            "private": bool(r["is_private"]),
+            "fork": bool(r["is_fork"]),
+            "template": False,
+            "mirror": bool(r["is_mirror"]),
+            "size": r["size"] or 0,
+            "html_url": self.url(full),
             "ssh_url": f"{run_user_for_ssh(self.s)}@{self.s.ssh_domain or host}:{full}.git",
-            "clone_url": self.url(f"{full}.git"), "website": r["website"] or "",
-            "stars_count": r["num_stars"] or 0, "forks_count": r["num_forks"] or 0,
+            "clone_url": self.url(f"{full}.git"),
+            "website": r["website"] or "",
+            "stars_count": r["num_stars"] or 0,
+            "forks_count": r["num_forks"] or 0,
             "watchers_count": r["num_watches"] or 0,
             "open_issues_count": (r["num_issues"] or 0) - (r["num_closed_issues"] or 0),
             "open_pr_counter": (r["num_pulls"] or 0) - (r["num_closed_pulls"] or 0),
-            "default_branch": r["default_branch"] or "main", "archived": bool(r["is_archived"]),
-            "created_at": iso(r["created_unix"]), "updated_at": iso(r["updated_unix"]),
-            "has_issues": True, "permissions": {"admin": self.can_write(conn, r, me),
-                                                "push": self.can_write(conn, r, me),
-                                                "pull": True},
+            "default_branch": r["default_branch"] or "main",
+            "archived": bool(r["is_archived"]),
+            "created_at": iso(r["created_unix"]),
+            "updated_at": iso(r["updated_unix"]),
+            "has_issues": True,
+            "permissions": {
+                "admin": self.can_write(conn, r, me),
+                "push": self.can_write(conn, r, me),
+                "pull": True,
+            },
         }
 
-    def issue_json(self, conn: sqlite3.Connection, repo: sqlite3.Row, i: sqlite3.Row,
-                   me: sqlite3.Row | None) -> dict:
+    def issue_json(
+        self, conn: sqlite3.Connection, repo: sqlite3.Row, i: sqlite3.Row, me: sqlite3.Row | None
+    ) -> dict:
         poster = conn.execute("SELECT * FROM user WHERE id = ?", (i["poster_id"],)).fetchone()
         full = f"{repo['owner_name']}/{repo['name']}"
         return {
-            "id": i["id"], "url": self.url(f"api/v1/repos/{full}/issues/{i['index']}"),
-            "html_url": self.url(f"{full}/issues/{i['index']}"), "number": i["index"],
+            "id": i["id"],
+            "url": self.url(f"api/v1/repos/{full}/issues/{i['index']}"),
+            "html_url": self.url(f"{full}/issues/{i['index']}"),
+            "number": i["index"],
             "user": self.user_json(poster, me=me) if poster else None,
             "original_author": i["original_author"] or "",
-            "original_author_id": i["original_author_id"] or 0, "title": i["name"] or "",
-            "body": i["content"] or "", "ref": i["ref"] or "", "labels": [], "milestone": None,
-            "assignee": None, "assignees": None,
-            "state": "closed" if i["is_closed"] else "open", "is_locked": bool(i["is_locked"]),
-            "comments": i["num_comments"] or 0, "created_at": iso(i["created_unix"]),
-            "updated_at": iso(i["updated_unix"]), "closed_at": iso(i["closed_unix"]),
-            "due_date": iso(i["deadline_unix"]), "pull_request": None,
-            "assets": [self.attachment_json(a) for a in conn.execute(
-                "SELECT * FROM attachment WHERE issue_id = ? AND COALESCE(comment_id, 0) = 0 "
-                "ORDER BY id", (i["id"],))],
-            "repository": {"id": repo["id"], "name": repo["name"], "owner": repo["owner_name"],
-                           "full_name": full},
+            "original_author_id": i["original_author_id"] or 0,
+            "title": i["name"] or "",
+            "body": i["content"] or "",
+            "ref": i["ref"] or "",
+            "labels": [],
+            "milestone": None,
+            "assignee": None,
+            "assignees": None,
+            "state": "closed" if i["is_closed"] else "open",
+            "is_locked": bool(i["is_locked"]),
+            "comments": i["num_comments"] or 0,
+            "created_at": iso(i["created_unix"]),
+            "updated_at": iso(i["updated_unix"]),
+            "closed_at": iso(i["closed_unix"]),
+            "due_date": iso(i["deadline_unix"]),
+            "pull_request": None,
+            "assets": [
+                self.attachment_json(a)
+                for a in conn.execute(
+                    "SELECT * FROM attachment WHERE issue_id = ? AND COALESCE(comment_id, 0) = 0 "
+                    "ORDER BY id",
+                    (i["id"],),
+                )
+            ],
+            "repository": {
+                "id": repo["id"],
+                "name": repo["name"],
+                "owner": repo["owner_name"],
+                "full_name": full,
+            },
         }
 
     def visible(self, conn: sqlite3.Connection, repo: sqlite3.Row, me: sqlite3.Row | None) -> bool:
@@ -841,24 +988,31 @@ class Forge:
             return False
         if me["is_admin"] or me["id"] == repo["owner_id"]:
             return True
-        member = has_table(conn, "org_user") and conn.execute(
-            "SELECT 1 FROM org_user WHERE uid = ? AND org_id = ?",
-            (me["id"], repo["owner_id"])).fetchone()
+        member = (
+            has_table(conn, "org_user")
+            and conn.execute(
+                "SELECT 1 FROM org_user WHERE uid = ? AND org_id = ?", (me["id"], repo["owner_id"])
+            ).fetchone()
+        )
         return bool(member)
 
-    def find_repo(self, conn: sqlite3.Connection, owner: str, name: str,
-                  me: sqlite3.Row | None) -> sqlite3.Row:
+    def find_repo(
+        self, conn: sqlite3.Connection, owner: str, name: str, me: sqlite3.Row | None
+    ) -> sqlite3.Row:
         repo = conn.execute(
             "SELECT r.* FROM repository r JOIN user u ON u.id = r.owner_id "
             "WHERE u.lower_name = ? AND r.lower_name = ?",
-            (owner.lower(), name.lower())).fetchone()
+            (owner.lower(), name.lower()),
+        ).fetchone()
         if repo is None or not self.visible(conn, repo, me):
             raise ApiError(404, NOT_FOUND)
         return repo
 
     def find_issue(self, conn: sqlite3.Connection, repo: sqlite3.Row, index: str) -> sqlite3.Row:
-        issue = conn.execute('SELECT * FROM issue WHERE repo_id = ? AND "index" = ? AND '
-                             "COALESCE(is_pull, 0) = 0", (repo["id"], int(index))).fetchone()
+        issue = conn.execute(
+            'SELECT * FROM issue WHERE repo_id = ? AND "index" = ? AND COALESCE(is_pull, 0) = 0',
+            (repo["id"], int(index)),
+        ).fetchone()
         if issue is None:
             raise ApiError(404, NOT_FOUND)
         return issue
@@ -884,17 +1038,23 @@ class Forge:
             db = "pass"
         except sqlite3.Error:
             db = "fail"
-        payload = {"status": db, "description": "Gitea: Git with a cup of tea",
-                   "checks": {"cache:ping": [{"status": "pass", "time": now}],
-                              "database:ping": [{"status": db, "time": now}]}}
+        payload = {
+            "status": db,
+            "description": "Gitea: Git with a cup of tea",
+            "checks": {
+                "cache:ping": [{"status": "pass", "time": now}],
+                "database:ping": [{"status": db, "time": now}],
+            },
+        }
         return (200 if db == "pass" else 500), payload, {"Content-Type": "application/health+json"}
 
     def me(self, conn, me, params, query, body):
         return 200, self.user_json(self.require(me), me=me)
 
     def get_user(self, conn, me, params, query, body):
-        user = conn.execute("SELECT * FROM user WHERE lower_name = ?",
-                            (params["name"].lower(),)).fetchone()
+        user = conn.execute(
+            "SELECT * FROM user WHERE lower_name = ?", (params["name"].lower(),)
+        ).fetchone()
         if user is None:
             raise ApiError(404, f"user redirect does not exist [name: {params['name']}]")
         return 200, self.user_json(user, me=me)
@@ -904,32 +1064,52 @@ class Forge:
         {"ok": true, "data": [User]} (models/user/search.go: type 0, visible ones)."""
         page, limit = self.paging(query)
         words = query.get("q", [""])[0].lower()
-        rows = [u for u in conn.execute("SELECT * FROM user WHERE type = 0 ORDER BY id")
-                if words in u["lower_name"] and ((u["visibility"] or 0) == 0 or (
-                    me is not None and (me["is_admin"] or me["id"] == u["id"])))]
-        chunk = rows[(page - 1) * limit: page * limit]
-        return 200, {"ok": True, "data": [self.user_json(u, me=me) for u in chunk]}, \
-            {"X-Total-Count": str(len(rows))}
+        rows = [
+            u
+            for u in conn.execute("SELECT * FROM user WHERE type = 0 ORDER BY id")
+            if words in u["lower_name"]
+            and (
+                (u["visibility"] or 0) == 0
+                or (me is not None and (me["is_admin"] or me["id"] == u["id"]))
+            )
+        ]
+        chunk = rows[(page - 1) * limit : page * limit]
+        return (
+            200,
+            {"ok": True, "data": [self.user_json(u, me=me) for u in chunk]},
+            {"X-Total-Count": str(len(rows))},
+        )
 
     def search_repos(self, conn, me, params, query, body):
         page, limit = self.paging(query)
         words = query.get("q", [""])[0].lower()
-        rows = [r for r in conn.execute("SELECT * FROM repository ORDER BY id")
-                if self.visible(conn, r, me) and words in r["lower_name"]]
-        chunk = rows[(page - 1) * limit: page * limit]
-        return 200, {"ok": True, "data": [self.repo_json(conn, r, me) for r in chunk]}, \
-            {"X-Total-Count": str(len(rows))}
+        rows = [
+            r
+            for r in conn.execute("SELECT * FROM repository ORDER BY id")
+            if self.visible(conn, r, me) and words in r["lower_name"]
+        ]
+        chunk = rows[(page - 1) * limit : page * limit]
+        return (
+            200,
+            {"ok": True, "data": [self.repo_json(conn, r, me) for r in chunk]},
+            {"X-Total-Count": str(len(rows))},
+        )
 
     def get_repo(self, conn, me, params, query, body):
-        return 200, self.repo_json(conn, self.find_repo(conn, params["owner"], params["repo"], me),
-                                   me)
+        return 200, self.repo_json(
+            conn, self.find_repo(conn, params["owner"], params["repo"], me), me
+        )
 
     def branches(self, conn, me, params, query, body):
         repo = self.find_repo(conn, params["owner"], params["repo"], me)
-        path = os.path.join(self.s.repo_root, repo["owner_name"].lower(),
-                            repo["lower_name"] + ".git")
-        out = [{"name": ref[len("refs/heads/"):], "commit": {"id": sha}}
-               for ref, sha in read_refs(path).items() if ref.startswith("refs/heads/")]
+        path = os.path.join(
+            self.s.repo_root, repo["owner_name"].lower(), repo["lower_name"] + ".git"
+        )
+        out = [
+            {"name": ref[len("refs/heads/") :], "commit": {"id": sha}}
+            for ref, sha in read_refs(path).items()
+            if ref.startswith("refs/heads/")
+        ]
         return 200, out, {"X-Total-Count": str(len(out))}
 
     def list_issues(self, conn, me, params, query, body):
@@ -939,12 +1119,18 @@ class Forge:
             return 200, [], {"X-Total-Count": "0"}
         page, limit = self.paging(query)
         where = {"open": " AND is_closed = 0", "closed": " AND is_closed = 1"}.get(state, "")
-        rows = conn.execute('SELECT * FROM issue WHERE repo_id = ? AND COALESCE(is_pull, 0) = 0'
-                            + where + ' ORDER BY created_unix DESC, "index" DESC',
-                            (repo["id"],)).fetchall()
-        chunk = rows[(page - 1) * limit: page * limit]
-        return 200, [self.issue_json(conn, repo, i, me) for i in chunk], \
-            {"X-Total-Count": str(len(rows))}
+        rows = conn.execute(
+            "SELECT * FROM issue WHERE repo_id = ? AND COALESCE(is_pull, 0) = 0"
+            + where
+            + ' ORDER BY created_unix DESC, "index" DESC',
+            (repo["id"],),
+        ).fetchall()
+        chunk = rows[(page - 1) * limit : page * limit]
+        return (
+            200,
+            [self.issue_json(conn, repo, i, me) for i in chunk],
+            {"X-Total-Count": str(len(rows))},
+        )
 
     def get_issue(self, conn, me, params, query, body):
         repo = self.find_repo(conn, params["owner"], params["repo"], me)
@@ -967,11 +1153,25 @@ class Forge:
                 "original_author_id, name, content, milestone_id, priority, is_closed, is_pull, "
                 "num_comments, ref, deadline_unix, created_unix, updated_unix, closed_unix, "
                 "is_locked) VALUES (?, ?, ?, '', 0, ?, ?, 0, 0, ?, 0, 0, ?, 0, ?, ?, ?, 0)",
-                (repo["id"], index, me["id"], title, str(body.get("body") or ""), int(closed),
-                 str(body.get("ref") or ""), now, now, now if closed else 0))
-            conn.execute("UPDATE repository SET num_issues = COALESCE(num_issues, 0) + 1, "
-                         "num_closed_issues = COALESCE(num_closed_issues, 0) + ?, "
-                         "updated_unix = ? WHERE id = ?", (int(closed), now, repo["id"]))
+                (
+                    repo["id"],
+                    index,
+                    me["id"],
+                    title,
+                    str(body.get("body") or ""),
+                    int(closed),
+                    str(body.get("ref") or ""),
+                    now,
+                    now,
+                    now if closed else 0,
+                ),
+            )
+            conn.execute(
+                "UPDATE repository SET num_issues = COALESCE(num_issues, 0) + 1, "
+                "num_closed_issues = COALESCE(num_closed_issues, 0) + ?, "
+                "updated_unix = ? WHERE id = ?",
+                (int(closed), now, repo["id"]),
+            )
         return 201, self.issue_json(conn, repo, self.find_issue(conn, repo, str(index)), me)
 
     def edit_issue(self, conn, me, params, query, body):
@@ -990,15 +1190,26 @@ class Forge:
         was_closed = bool(issue["is_closed"])
         closed = was_closed if state is None else state == "closed"
         with self.write_lock, conn:
-            conn.execute("UPDATE issue SET name = ?, content = ?, is_closed = ?, closed_unix = ?, "
-                         "updated_unix = ? WHERE id = ?",
-                         (title, content, int(closed),
-                          (now if closed and not was_closed else issue["closed_unix"] or 0)
-                          if closed else 0, now, issue["id"]))
+            conn.execute(
+                "UPDATE issue SET name = ?, content = ?, is_closed = ?, closed_unix = ?, "
+                "updated_unix = ? WHERE id = ?",
+                (
+                    title,
+                    content,
+                    int(closed),
+                    (now if closed and not was_closed else issue["closed_unix"] or 0)
+                    if closed
+                    else 0,
+                    now,
+                    issue["id"],
+                ),
+            )
             if closed != was_closed:
-                conn.execute("UPDATE repository SET num_closed_issues = "
-                             "COALESCE(num_closed_issues, 0) + ?, updated_unix = ? WHERE id = ?",
-                             (1 if closed else -1, now, repo["id"]))
+                conn.execute(
+                    "UPDATE repository SET num_closed_issues = "
+                    "COALESCE(num_closed_issues, 0) + ?, updated_unix = ? WHERE id = ?",
+                    (1 if closed else -1, now, repo["id"]),
+                )
         return 201, self.issue_json(conn, repo, self.find_issue(conn, repo, params["index"]), me)
 
     # -- comments, attachments, avatars, LFS --
@@ -1016,41 +1227,61 @@ class Forge:
     def lfs_root(self) -> str:
         """modules/setting/lfs.go: [lfs] PATH, else [server] LFS_CONTENT_PATH, else
         APP_DATA_PATH/lfs."""
-        return self.s.path(self.s.get("lfs", "PATH") or self.s.get("server", "LFS_CONTENT_PATH")
-                           or os.path.join(self.s.app_data, "lfs"))
+        return self.s.path(
+            self.s.get("lfs", "PATH")
+            or self.s.get("server", "LFS_CONTENT_PATH")
+            or os.path.join(self.s.app_data, "lfs")
+        )
 
     def attachment_json(self, a: sqlite3.Row) -> dict:
         """swagger Attachment (modules/structs/attachment.go); the download link is the web
         route /attachments/{uuid} (models/repo/attachment.go DownloadURL)."""
-        return {"id": a["id"], "name": a["name"] or "", "size": a["size"] or 0,
-                "download_count": a["download_count"] or 0, "created_at": iso(a["created_unix"]),
-                "uuid": a["uuid"], "browser_download_url": self.url(f"attachments/{a['uuid']}")}
+        return {
+            "id": a["id"],
+            "name": a["name"] or "",
+            "size": a["size"] or 0,
+            "download_count": a["download_count"] or 0,
+            "created_at": iso(a["created_unix"]),
+            "uuid": a["uuid"],
+            "browser_download_url": self.url(f"attachments/{a['uuid']}"),
+        }
 
-    def comment_json(self, conn, repo: sqlite3.Row, issue: sqlite3.Row, c: sqlite3.Row,
-                     me) -> dict:
+    def comment_json(self, conn, repo: sqlite3.Row, issue: sqlite3.Row, c: sqlite3.Row, me) -> dict:
         """swagger Comment (modules/structs/issue_comment.go, services/convert/issue_comment.go)."""
         poster = conn.execute("SELECT * FROM user WHERE id = ?", (c["poster_id"],)).fetchone()
         full = f"{repo['owner_name']}/{repo['name']}"
         return {
-            "id": c["id"], "html_url": self.url(f"{full}/issues/{issue['index']}#issuecomment-"
-                                                f"{c['id']}"),
-            "pull_request_url": "", "issue_url": self.url(f"{full}/issues/{issue['index']}"),
+            "id": c["id"],
+            "html_url": self.url(f"{full}/issues/{issue['index']}#issuecomment-{c['id']}"),
+            "pull_request_url": "",
+            "issue_url": self.url(f"{full}/issues/{issue['index']}"),
             "user": self.user_json(poster, me=me) if poster else None,
             "original_author": c["original_author"] or "",
-            "original_author_id": c["original_author_id"] or 0, "body": c["content"] or "",
-            "assets": [self.attachment_json(a) for a in conn.execute(
-                "SELECT * FROM attachment WHERE comment_id = ? ORDER BY id", (c["id"],))],
-            "created_at": iso(c["created_unix"]), "updated_at": iso(c["updated_unix"]),
+            "original_author_id": c["original_author_id"] or 0,
+            "body": c["content"] or "",
+            "assets": [
+                self.attachment_json(a)
+                for a in conn.execute(
+                    "SELECT * FROM attachment WHERE comment_id = ? ORDER BY id", (c["id"],)
+                )
+            ],
+            "created_at": iso(c["created_unix"]),
+            "updated_at": iso(c["updated_unix"]),
         }
 
     def list_comments(self, conn, me, params, query, body):
         """routers/api/v1/repo/issue_comment.go ListIssueComments: type 0 (plain comments)."""
         repo = self.find_repo(conn, params["owner"], params["repo"], me)
         issue = self.find_issue(conn, repo, params["index"])
-        rows = conn.execute("SELECT * FROM comment WHERE issue_id = ? AND type = 0 ORDER BY "
-                            "created_unix, id", (issue["id"],)).fetchall()
-        return 200, [self.comment_json(conn, repo, issue, c, me) for c in rows], \
-            {"X-Total-Count": str(len(rows))}
+        rows = conn.execute(
+            "SELECT * FROM comment WHERE issue_id = ? AND type = 0 ORDER BY created_unix, id",
+            (issue["id"],),
+        ).fetchall()
+        return (
+            200,
+            [self.comment_json(conn, repo, issue, c, me) for c in rows],
+            {"X-Total-Count": str(len(rows))},
+        )
 
     def create_comment(self, conn, me, params, query, body):
         """routers/api/v1/repo/issue_comment.go CreateIssueComment: 201 Comment; a locked
@@ -1068,9 +1299,14 @@ class Forge:
             cursor = conn.execute(
                 "INSERT INTO comment (type, poster_id, original_author, original_author_id, "
                 "issue_id, content, content_version, created_unix, updated_unix) "
-                "VALUES (0, ?, '', 0, ?, ?, 0, ?, ?)", (me["id"], issue["id"], text, now, now))
-            conn.execute("UPDATE issue SET num_comments = COALESCE(num_comments, 0) + 1, "
-                         "updated_unix = ? WHERE id = ?", (now, issue["id"]))
+                "VALUES (0, ?, '', 0, ?, ?, 0, ?, ?)",
+                (me["id"], issue["id"], text, now, now),
+            )
+            conn.execute(
+                "UPDATE issue SET num_comments = COALESCE(num_comments, 0) + 1, "
+                "updated_unix = ? WHERE id = ?",
+                (now, issue["id"]),
+            )
         row = conn.execute("SELECT * FROM comment WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return 201, self.comment_json(conn, repo, issue, row, me)
 
@@ -1078,14 +1314,19 @@ class Forge:
         """routers/api/v1/repo/issue_attachment.go ListIssueAttachments."""
         repo = self.find_repo(conn, params["owner"], params["repo"], me)
         issue = self.find_issue(conn, repo, params["index"])
-        rows = conn.execute("SELECT * FROM attachment WHERE issue_id = ? AND "
-                            "COALESCE(comment_id, 0) = 0 ORDER BY id", (issue["id"],)).fetchall()
+        rows = conn.execute(
+            "SELECT * FROM attachment WHERE issue_id = ? AND "
+            "COALESCE(comment_id, 0) = 0 ORDER BY id",
+            (issue["id"],),
+        ).fetchall()
         return 200, [self.attachment_json(a) for a in rows]
 
     # modules/setting/attachment.go: [attachment] ALLOWED_TYPES' default
-    ALLOWED_TYPES = (".cpio .css .csv .diff .doc .docx .gif .gz .jpeg .jpg .json .jsonc .log .md "
-                     ".mov .mp4 .odf .odg .odp .ods .odt .patch .pdf .png .pptx .svg .tgz .txt "
-                     ".webm .xls .xlsx .zip").split()
+    ALLOWED_TYPES = (
+        ".cpio .css .csv .diff .doc .docx .gif .gz .jpeg .jpg .json .jsonc .log .md "
+        ".mov .mp4 .odf .odg .odp .ods .odt .patch .pdf .png .pptx .svg .tgz .txt "
+        ".webm .xls .xlsx .zip"
+    ).split()
 
     def create_issue_asset(self, conn, me, params, query, body):
         """routers/api/v1/repo/issue_attachment.go CreateIssueAttachment: multipart field
@@ -1096,8 +1337,9 @@ class Forge:
         issue = self.find_issue(conn, repo, params["index"])
         if not (self.can_write(conn, repo, me) or issue["poster_id"] == me["id"]):
             raise ApiError(403, "user is not allowed to edit this issue")
-        filename, content = multipart_file(self.request.headers.get("Content-Type", ""), body,
-                                           "attachment")
+        filename, content = multipart_file(
+            self.request.headers.get("Content-Type", ""), body, "attachment"
+        )
         name = query.get("name", [filename])[0] or filename
         if os.path.splitext(name)[1].lower() not in self.ALLOWED_TYPES:
             raise ApiError(422, f"This file extension or type is not allowed: {name}")
@@ -1112,7 +1354,8 @@ class Forge:
                 "INSERT INTO attachment (uuid, repo_id, issue_id, release_id, uploader_id, "
                 "comment_id, name, download_count, size, created_unix) "
                 "VALUES (?, ?, ?, 0, ?, 0, ?, 0, ?, ?)",
-                (uuid, repo["id"], issue["id"], me["id"], name, len(content), now))
+                (uuid, repo["id"], issue["id"], me["id"], name, len(content), now),
+            )
         row = conn.execute("SELECT * FROM attachment WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return 201, self.attachment_json(row)
 
@@ -1133,10 +1376,18 @@ class Forge:
             log("E", f"attachment {row['uuid']}: {path} is missing")
             raise ApiError(500, "attachment content is missing") from None
         with self.write_lock, conn:
-            conn.execute("UPDATE attachment SET download_count = download_count + 1 WHERE id = ?",
-                         (row["id"],))
-        return 200, content, {"Content-Type": "application/octet-stream",
-                              "Content-Disposition": f"attachment; filename=\"{row['name']}\""}
+            conn.execute(
+                "UPDATE attachment SET download_count = download_count + 1 WHERE id = ?",
+                (row["id"],),
+            )
+        return (
+            200,
+            content,
+            {
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{row["name"]}"',
+            },
+        )
 
     def update_avatar(self, conn, me, params, query, body):
         """routers/api/v1/user/avatar.go UpdateAvatar -> services/user/avatar.go UploadAvatar:
@@ -1160,8 +1411,10 @@ class Forge:
         with open(path, "wb") as handle:
             handle.write(data)
         with self.write_lock, conn:
-            conn.execute("UPDATE user SET avatar = ?, use_custom_avatar = 1, updated_unix = ? "
-                         "WHERE id = ?", (avatar, int(time.time()), me["id"]))
+            conn.execute(
+                "UPDATE user SET avatar = ?, use_custom_avatar = 1, updated_unix = ? WHERE id = ?",
+                (avatar, int(time.time()), me["id"]),
+            )
         return 204, b"", {}
 
     def serve_avatar(self, conn, me, params, query, body):
@@ -1179,9 +1432,11 @@ class Forge:
         repository; 401 with LFS-Authenticate when the doer may not (requireAuth)."""
         if not truthy(self.s.get("server", "LFS_START_SERVER")):
             raise ApiError(404, NOT_FOUND)
-        row = conn.execute("SELECT r.* FROM repository r JOIN user u ON u.id = r.owner_id "
-                           "WHERE u.lower_name = ? AND r.lower_name = ?",
-                           (params["owner"].lower(), params["repo"].lower())).fetchone()
+        row = conn.execute(
+            "SELECT r.* FROM repository r JOIN user u ON u.id = r.owner_id "
+            "WHERE u.lower_name = ? AND r.lower_name = ?",
+            (params["owner"].lower(), params["repo"].lower()),
+        ).fetchone()
         if row is None:
             raise ApiError(404, "Repository not found")
         if not (self.can_write(conn, row, me) if write else self.visible(conn, row, me)):
@@ -1208,8 +1463,7 @@ class Forge:
             raise ApiError(422, "Unprocessable Entity")
         repo = self.lfs_repo(conn, me, params, write=operation == "upload")
         base = self.url(f"{repo['owner_name']}/{repo['name']}.git/info/lfs")
-        auth = {"Authorization": headers["Authorization"]} if headers.get("Authorization") \
-            else {}
+        auth = {"Authorization": headers["Authorization"]} if headers.get("Authorization") else {}
         answers = []
         for obj in objects:
             oid, size = str(obj.get("oid", "")), obj.get("size")
@@ -1218,19 +1472,21 @@ class Forge:
                 out["error"] = {"code": 422, "message": "Oid or size are invalid"}
                 answers.append(out)
                 continue
-            meta = conn.execute("SELECT * FROM lfs_meta_object WHERE oid = ? AND "
-                                "repository_id = ?", (oid, repo["id"])).fetchone()
+            meta = conn.execute(
+                "SELECT * FROM lfs_meta_object WHERE oid = ? AND repository_id = ?",
+                (oid, repo["id"]),
+            ).fetchone()
             exists = os.path.isfile(self.lfs_object_path(oid))
             if operation == "download":
                 if meta is None or not exists:
                     out["error"] = {"code": 404, "message": "Object does not exist"}
                 else:
-                    out["actions"] = {"download": {"href": f"{base}/objects/{oid}",
-                                                   "header": auth}}
+                    out["actions"] = {"download": {"href": f"{base}/objects/{oid}", "header": auth}}
             elif not (meta is not None and exists):
-                out["actions"] = {"upload": {"href": f"{base}/objects/{oid}/{size}",
-                                             "header": auth},
-                                  "verify": {"href": f"{base}/verify", "header": auth}}
+                out["actions"] = {
+                    "upload": {"href": f"{base}/objects/{oid}/{size}", "header": auth},
+                    "verify": {"href": f"{base}/verify", "header": auth},
+                }
             answers.append(out)
         return 200, {"objects": answers}, {"Content-Type": "application/vnd.git-lfs+json"}
 
@@ -1248,16 +1504,20 @@ class Forge:
         os.replace(path + ".tmp", path)
         now = int(time.time())
         with self.write_lock, conn:
-            conn.execute("INSERT OR IGNORE INTO lfs_meta_object (oid, size, repository_id, "
-                         "created_unix, updated_unix) VALUES (?, ?, ?, ?, ?)",
-                         (oid, size, repo["id"], now, now))
+            conn.execute(
+                "INSERT OR IGNORE INTO lfs_meta_object (oid, size, repository_id, "
+                "created_unix, updated_unix) VALUES (?, ?, ?, ?, ?)",
+                (oid, size, repo["id"], now, now),
+            )
         return 200, b"", {}
 
     def lfs_download(self, conn, me, params, query, body):
         """services/lfs/server.go DownloadHandler: the object's content, 404 if unknown."""
         repo = self.lfs_repo(conn, me, params, write=False)
-        meta = conn.execute("SELECT 1 FROM lfs_meta_object WHERE oid = ? AND repository_id = ?",
-                            (params["oid"], repo["id"])).fetchone()
+        meta = conn.execute(
+            "SELECT 1 FROM lfs_meta_object WHERE oid = ? AND repository_id = ?",
+            (params["oid"], repo["id"]),
+        ).fetchone()
         path = self.lfs_object_path(params["oid"])
         if meta is None or not os.path.isfile(path):
             raise ApiError(404, NOT_FOUND)
@@ -1290,9 +1550,20 @@ class Forge:
                 "avatar_email, num_repos, num_members, visibility) VALUES (?, ?, ?, ?, 0, ?, "
                 "'pbkdf2$50000$50', ?, 0, '', 0, '', '', ?, ?, '', '', ?, ?, 0, 1, 0, 0, 0, '', ?, "
                 "0, 0, 0)",
-                (name.lower(), name, str(body.get("full_name") or ""), email, passwd,
-                 int(bool(body.get("must_change_password", True))), os.urandom(16).hex(), salt,
-                 now, now, email))
+                (
+                    name.lower(),
+                    name,
+                    str(body.get("full_name") or ""),
+                    email,
+                    passwd,
+                    int(bool(body.get("must_change_password", True))),
+                    os.urandom(16).hex(),
+                    salt,
+                    now,
+                    now,
+                    email,
+                ),
+            )
         user = conn.execute("SELECT * FROM user WHERE lower_name = ?", (name.lower(),)).fetchone()
         return 201, self.user_json(user, me=me)
 
@@ -1302,8 +1573,10 @@ class Forge:
         name = str(body.get("name") or "")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
             raise ApiError(422, "[Name]: invalid repository name")
-        if conn.execute("SELECT 1 FROM repository WHERE owner_id = ? AND lower_name = ?",
-                        (me["id"], name.lower())).fetchone():
+        if conn.execute(
+            "SELECT 1 FROM repository WHERE owner_id = ? AND lower_name = ?",
+            (me["id"], name.lower()),
+        ).fetchone():
             raise ApiError(409, "The repository with the same name already exists.")
         branch = str(body.get("default_branch") or "main")
         path = os.path.join(self.s.repo_root, me["lower_name"], name.lower() + ".git")
@@ -1319,25 +1592,44 @@ class Forge:
                 "num_issues, num_closed_issues, num_pulls, num_closed_pulls, is_private, is_empty, "
                 "is_archived, is_mirror, is_fork, fork_id, size, created_unix, updated_unix) "
                 "VALUES (?, ?, ?, ?, ?, '', '', ?, 1, 0, 0, 0, 0, 0, 0, ?, 1, 0, 0, 0, 0, 0, ?, ?)",
-                (me["id"], me["name"], name.lower(), name, str(body.get("description") or ""),
-                 branch, int(bool(body.get("private"))), now, now))
-            conn.execute("UPDATE user SET num_repos = COALESCE(num_repos, 0) + 1 WHERE id = ?",
-                         (me["id"],))
+                (
+                    me["id"],
+                    me["name"],
+                    name.lower(),
+                    name,
+                    str(body.get("description") or ""),
+                    branch,
+                    int(bool(body.get("private"))),
+                    now,
+                    now,
+                ),
+            )
+            conn.execute(
+                "UPDATE user SET num_repos = COALESCE(num_repos, 0) + 1 WHERE id = ?", (me["id"],)
+            )
         return 201, self.repo_json(conn, self.find_repo(conn, me["name"], name, me), me)
 
     # -- git's smart HTTP (routers/web/repo/githttp.go, 1.22) --
 
-    GIT_ROUTE = re.compile(r"/(?P<owner>[^/]+)/(?P<repo>[^/]+)/"
-                           r"(?P<what>info/refs|git-upload-pack|git-receive-pack)/?$")
+    GIT_ROUTE = re.compile(
+        r"/(?P<owner>[^/]+)/(?P<repo>[^/]+)/"
+        r"(?P<what>info/refs|git-upload-pack|git-receive-pack)/?$"
+    )
     GIT_PROTOCOL_HEADER = re.compile(r"^[0-9a-zA-Z]+=[0-9a-zA-Z]+(:[0-9a-zA-Z]+=[0-9a-zA-Z]+)*$")
-    NO_CACHE = {"Expires": "Fri, 01 Jan 1980 00:00:00 GMT", "Pragma": "no-cache",
-                "Cache-Control": "no-cache, max-age=0, must-revalidate"}
+    NO_CACHE = {
+        "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
+        "Pragma": "no-cache",
+        "Cache-Control": "no-cache, max-age=0, must-revalidate",
+    }
 
     @staticmethod
     def plain(status: int, text: str, headers: dict | None = None) -> tuple:
         """ctx.PlainText / ctx.Error: a text body."""
-        return status, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
-                                       **(headers or {})}
+        return (
+            status,
+            text.encode(),
+            {"Content-Type": "text/plain; charset=utf-8", **(headers or {})},
+        )
 
     def git_http(self, method: str, params: dict, query: dict, headers, body: bytes) -> tuple:
         """httpBase, then GetInfoRefs or serviceRPC: who may pull or push which repository
@@ -1352,32 +1644,42 @@ class Forge:
         if (method != "GET") if what == "info/refs" else (method != "POST"):
             return self.plain(405, "Method Not Allowed")
         if truthy(self.s.get("repository", "DISABLE_HTTP_GIT")):  # HTTPGitEnabledHandler
-            return self.plain(403, "Interacting with repositories by HTTP protocol is not "
-                                   "allowed")
+            return self.plain(403, "Interacting with repositories by HTTP protocol is not allowed")
         service = query.get("service", [""])[0]
         receive = service == "git-receive-pack" or what == "git-receive-pack"
-        pull = not receive and (service == "git-upload-pack" or what == "git-upload-pack"
-                                or method == "GET")
+        pull = not receive and (
+            service == "git-upload-pack" or what == "git-upload-pack" or method == "GET"
+        )
         username = params["owner"]
         reponame = params["repo"][:-4] if params["repo"].endswith(".git") else params["repo"]
         conn = connect(self.s)
         try:
-            owner = conn.execute("SELECT * FROM user WHERE lower_name = ?",
-                                 (username.lower(),)).fetchone()
+            owner = conn.execute(
+                "SELECT * FROM user WHERE lower_name = ?", (username.lower(),)
+            ).fetchone()
             if owner is None or reponame.endswith(".wiki"):  # the stand-in keeps no wikis
                 return self.plain(404, "Not found.")
             if owner["type"] == USER_TYPE_INDIVIDUAL and not owner["is_active"]:
-                return self.plain(403, "Repository cannot be accessed. You cannot push or open "
-                                       "issues/pull-requests.")
-            repo = conn.execute("SELECT * FROM repository WHERE owner_id = ? AND lower_name = ?",
-                                (owner["id"], reponame.lower())).fetchone()
+                return self.plain(
+                    403,
+                    "Repository cannot be accessed. You cannot push or open issues/pull-requests.",
+                )
+            repo = conn.execute(
+                "SELECT * FROM repository WHERE owner_id = ? AND lower_name = ?",
+                (owner["id"], reponame.lower()),
+            ).fetchone()
             if repo is not None and repo["is_archived"] and not pull:
-                return self.plain(403, "This repo is archived. You can view files and clone it, "
-                                       "but cannot push or open issues/pull-requests.")
+                return self.plain(
+                    403,
+                    "This repo is archived. You can view files and clone it, "
+                    "but cannot push or open issues/pull-requests.",
+                )
             public_pull = repo is not None and not repo["is_private"] and pull
-            ask_auth = (not public_pull or ini_must_bool(
-                self.s.get("service", "REQUIRE_SIGNIN_VIEW"), False)
-                or (owner["visibility"] or 0) != 0)
+            ask_auth = (
+                not public_pull
+                or ini_must_bool(self.s.get("service", "REQUIRE_SIGNIN_VIEW"), False)
+                or (owner["visibility"] or 0) != 0
+            )
             environ: dict[str, str] = {}
             if ask_auth:
                 try:
@@ -1385,24 +1687,37 @@ class Forge:
                 except ApiError:
                     me = None
                 if me is None:  # not signed in: git asks its credential helper and retries
-                    return self.plain(401, "Unauthorized",
-                                      {"WWW-Authenticate": 'Basic realm="Gitea"'})
-                if self.password_login(conn, headers) and conn.execute(
-                        "SELECT 1 FROM two_factor WHERE uid = ?", (me["id"],)).fetchone():
-                    return self.plain(401, "Users with two-factor authentication enabled cannot "
-                                           "perform HTTP/HTTPS operations via plain username and "
-                                           "password. Please create and use a personal access "
-                                           "token on the user settings page")
-                environ = {"GITEA_REPO_USER_NAME": username, "GITEA_REPO_NAME": reponame,
-                           "GITEA_PUSHER_NAME": me["name"], "GITEA_PUSHER_ID": str(me["id"]),
-                           "GITEA_ROOT_URL": self.s.root_url}
+                    return self.plain(
+                        401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="Gitea"'}
+                    )
+                if (
+                    self.password_login(conn, headers)
+                    and conn.execute(
+                        "SELECT 1 FROM two_factor WHERE uid = ?", (me["id"],)
+                    ).fetchone()
+                ):
+                    return self.plain(
+                        401,
+                        "Users with two-factor authentication enabled cannot "
+                        "perform HTTP/HTTPS operations via plain username and "
+                        "password. Please create and use a personal access "
+                        "token on the user settings page",
+                    )
+                environ = {
+                    "GITEA_REPO_USER_NAME": username,
+                    "GITEA_REPO_NAME": reponame,
+                    "GITEA_PUSHER_NAME": me["name"],
+                    "GITEA_PUSHER_ID": str(me["id"]),
+                    "GITEA_ROOT_URL": self.s.root_url,
+                }
                 if repo is not None:
                     # 1.22 checks only read access here when git has proc-receive (Debian's
                     # does) and leaves write to the pre-receive hook's internal call
                     # (routers/private/hook_pre_receive.go); the stand-in's hook does not call
                     # back, so write is checked here: the same pushes are refused.
-                    allowed = self.visible(conn, repo, me) if pull \
-                        else self.can_write(conn, repo, me)
+                    allowed = (
+                        self.visible(conn, repo, me) if pull else self.can_write(conn, repo, me)
+                    )
                     if not allowed:
                         return self.plain(404, "Repository not found")
                     if not pull and repo["is_mirror"]:
@@ -1416,8 +1731,11 @@ class Forge:
                 kind = "organizations" if owner["type"] == USER_TYPE_ORGANIZATION else "users"
                 return self.plain(403, f"Push to create is not enabled for {kind}.")
             environ["GITEA_REPO_ID"] = str(repo["id"])
-            path = os.path.join(self.s.repo_root, (repo["owner_name"] or username).lower(),
-                                repo["lower_name"] + ".git")
+            path = os.path.join(
+                self.s.repo_root,
+                (repo["owner_name"] or username).lower(),
+                repo["lower_name"] + ".git",
+            )
         finally:
             conn.close()
         protocol = headers.get("Git-Protocol", "")
@@ -1427,23 +1745,38 @@ class Forge:
         if what == "info/refs":  # GetInfoRefs
             svc = service[4:] if service.startswith("git-") else ""
             if svc not in ("upload-pack", "receive-pack"):  # dumb HTTP: the info/refs file
-                subprocess.run(["git", "update-server-info"], cwd=path, capture_output=True,
-                               check=False)
+                subprocess.run(
+                    ["git", "update-server-info"], cwd=path, capture_output=True, check=False
+                )
                 try:
                     with open(os.path.join(path, "info", "refs"), "rb") as handle:
-                        return 200, handle.read(), {**self.NO_CACHE,
-                                                    "Content-Type": "text/plain; charset=utf-8"}
+                        return (
+                            200,
+                            handle.read(),
+                            {**self.NO_CACHE, "Content-Type": "text/plain; charset=utf-8"},
+                        )
                 except FileNotFoundError:
                     return self.plain(404, "Not found.")
-            done = subprocess.run(["git", svc, "--stateless-rpc", "--advertise-refs", "."],
-                                  cwd=path, env=env, capture_output=True, check=False)
+            done = subprocess.run(
+                ["git", svc, "--stateless-rpc", "--advertise-refs", "."],
+                cwd=path,
+                env=env,
+                capture_output=True,
+                check=False,
+            )
             if done.returncode != 0:
-                log("E", f"git {svc} --advertise-refs in {path}: "
-                         f"{done.stderr.decode(errors='replace').strip()}")
+                log(
+                    "E",
+                    f"git {svc} --advertise-refs in {path}: "
+                    f"{done.stderr.decode(errors='replace').strip()}",
+                )
             head = f"# service=git-{svc}\n"
             advert = f"{len(head) + 4:04x}{head}0000".encode() + done.stdout
-            return 200, advert, {**self.NO_CACHE,
-                                 "Content-Type": f"application/x-git-{svc}-advertisement"}
+            return (
+                200,
+                advert,
+                {**self.NO_CACHE, "Content-Type": f"application/x-git-{svc}-advertisement"},
+            )
         svc = what[4:]  # serviceRPC
         if headers.get("Content-Type", "") != f"application/x-git-{svc}-request":
             return self.plain(401, "Unauthorized")
@@ -1453,11 +1786,20 @@ class Forge:
             except (OSError, EOFError):
                 return self.plain(500, "Internal Server Error")
         env["SSH_ORIGINAL_COMMAND"] = svc  # "set this for allow pre-receive and post-receive"
-        done = subprocess.run(["git", svc, "--stateless-rpc", path], cwd=path, env=env,
-                              input=body, capture_output=True, check=False)
+        done = subprocess.run(
+            ["git", svc, "--stateless-rpc", path],
+            cwd=path,
+            env=env,
+            input=body,
+            capture_output=True,
+            check=False,
+        )
         if done.returncode != 0:
-            log("E", f"Fail to serve RPC({svc}) in {path}: exit status {done.returncode} - "
-                     f"{done.stderr.decode(errors='replace').strip()}")
+            log(
+                "E",
+                f"Fail to serve RPC({svc}) in {path}: exit status {done.returncode} - "
+                f"{done.stderr.decode(errors='replace').strip()}",
+            )
         return 200, done.stdout, {"Content-Type": f"application/x-git-{svc}-result"}
 
     def password_login(self, conn: sqlite3.Connection, headers) -> bool:
@@ -1484,8 +1826,10 @@ class Forge:
                 with open(robots, "rb") as handle:
                     return 200, handle.read(), {"Content-Type": "text/plain; charset=utf-8"}
         if method == "GET" and path == "/":
-            page = (f"<!DOCTYPE html><html><head><title>Gitea (lab stand-in)</title></head>"
-                    f"<body>Gitea {GITEA_VERSION} lab stand-in</body></html>").encode()
+            page = (
+                f"<!DOCTYPE html><html><head><title>Gitea (lab stand-in)</title></head>"
+                f"<body>Gitea {GITEA_VERSION} lab stand-in</body></html>"
+            ).encode()
             return 200, page, {"Content-Type": "text/html; charset=utf-8"}
         git = self.GIT_ROUTE.match(path)
         if git:
@@ -1525,14 +1869,18 @@ def hash_token(token: str, salt: str) -> str:
 
 def next_issue_index(conn: sqlite3.Connection, repo_id: int) -> int:
     """Gitea keeps the last issue number per repository in issue_index (resource index)."""
-    top = conn.execute('SELECT COALESCE(MAX("index"), 0) FROM issue WHERE repo_id = ?',
-                       (repo_id,)).fetchone()[0]
+    top = conn.execute(
+        'SELECT COALESCE(MAX("index"), 0) FROM issue WHERE repo_id = ?', (repo_id,)
+    ).fetchone()[0]
     if has_table(conn, "issue_index"):
-        row = conn.execute("SELECT max_index FROM issue_index WHERE group_id = ?",
-                           (repo_id,)).fetchone()
+        row = conn.execute(
+            "SELECT max_index FROM issue_index WHERE group_id = ?", (repo_id,)
+        ).fetchone()
         top = max(top, row[0] or 0) if row else top
-        conn.execute("INSERT OR REPLACE INTO issue_index (group_id, max_index) VALUES (?, ?)",
-                     (repo_id, top + 1))
+        conn.execute(
+            "INSERT OR REPLACE INTO issue_index (group_id, max_index) VALUES (?, ?)",
+            (repo_id, top + 1),
+        )
     return top + 1
 
 
@@ -1581,8 +1929,7 @@ def make_handler(forge: Forge):
                 status, headers = exc.status, {}
                 if isinstance(exc, LfsAuthRequired):
                     headers = {"LFS-Authenticate": 'Basic realm="gitea-lfs"'}
-                payload = {"errors": None, "message": str(exc),
-                           "url": forge.url("api/swagger")}
+                payload = {"errors": None, "message": str(exc), "url": forge.url("api/swagger")}
             except Exception as exc:  # noqa: BLE001 -- a stand-in bug must answer, not hang
                 log("E", f"{self.command} {self.path}: {type(exc).__name__}: {exc}")
                 status, headers = 500, {}
@@ -1616,24 +1963,30 @@ class Server(ThreadingHTTPServer):
 
 # --- subcommands -----------------------------------------------------------------------------
 
+
 def cmd_web(settings: Settings, opts: dict) -> int:
     check_run_user(settings)
     load_generated_secrets(settings)
     if not settings.install_lock:
-        raise Fatal(f"[security] INSTALL_LOCK is not true in {settings.config}: real Gitea would "
-                    "serve the install page; this stand-in only runs an installed (restored) "
-                    "instance")
+        raise Fatal(
+            f"[security] INSTALL_LOCK is not true in {settings.config}: real Gitea would "
+            "serve the install page; this stand-in only runs an installed (restored) "
+            "instance"
+        )
     if settings.protocol not in ("http",):
         raise Fatal(f"[server] PROTOCOL = {settings.protocol}: this stand-in serves http only")
     open_checked_db(settings)
     os.makedirs(settings.repo_root, exist_ok=True)
     family = socket.AF_INET6 if ":" in settings.http_addr else socket.AF_INET
     try:
-        httpd = Server((settings.http_addr, settings.http_port), make_handler(Forge(settings)),
-                       family)
+        httpd = Server(
+            (settings.http_addr, settings.http_port), make_handler(Forge(settings)), family
+        )
     except OSError as exc:
-        raise Fatal(f"Failed to start server: listen tcp {settings.http_addr}:"
-                    f"{settings.http_port}: {exc.strerror}") from None
+        raise Fatal(
+            f"Failed to start server: listen tcp {settings.http_addr}:"
+            f"{settings.http_port}: {exc.strerror}"
+        ) from None
     if opts.get("pid"):
         with open(str(opts["pid"]), "w", encoding="utf-8") as handle:
             handle.write(f"{os.getpid()}\n")
@@ -1680,11 +2033,15 @@ def cmd_regenerate_hooks(settings: Settings) -> int:
     conn = connect(settings)
     try:
         for row in conn.execute("SELECT owner_name, lower_name FROM repository ORDER BY id"):
-            path = os.path.join(settings.repo_root, (row["owner_name"] or "").lower(),
-                                row["lower_name"] + ".git")
+            path = os.path.join(
+                settings.repo_root, (row["owner_name"] or "").lower(), row["lower_name"] + ".git"
+            )
             if path not in repos:
-                log("W", f"repository {row['owner_name']}/{row['lower_name']} is in the database "
-                         f"but {path} does not exist")
+                log(
+                    "W",
+                    f"repository {row['owner_name']}/{row['lower_name']} is in the database "
+                    f"but {path} does not exist",
+                )
     finally:
         conn.close()
     print(f"Regenerated hooks in {len(repos)} repositories ({changed} files changed)", flush=True)
@@ -1697,8 +2054,13 @@ def cmd_regenerate_keys(settings: Settings) -> int:
     path = os.path.join(ssh_dir, "authorized_keys")
     conn = connect(settings)
     try:
-        rows = conn.execute("SELECT id, content FROM public_key WHERE type IN (1, 2) ORDER BY id"
-                            ).fetchall() if has_table(conn, "public_key") else []
+        rows = (
+            conn.execute(
+                "SELECT id, content FROM public_key WHERE type IN (1, 2) ORDER BY id"
+            ).fetchall()
+            if has_table(conn, "public_key")
+            else []
+        )
     finally:
         conn.close()
     kept: list[str] = []
@@ -1717,9 +2079,12 @@ def cmd_regenerate_keys(settings: Settings) -> int:
     command = f'"{gitea_executable()} --config={settings.config} serv key-%d"'
     text = "".join(f"{line}\n" for line in kept)
     for row in rows:
-        text += ("# gitea public key\n" f"command={command % row['id']},no-port-forwarding,"
-                 "no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc,restrict "
-                 f"{row['content'].strip()}\n")
+        text += (
+            "# gitea public key\n"
+            f"command={command % row['id']},no-port-forwarding,"
+            "no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc,restrict "
+            f"{row['content'].strip()}\n"
+        )
     os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
     write_if_changed(path, text, 0o600)
     print(f"Regenerated {path} with {len(rows)} keys", flush=True)
@@ -1747,14 +2112,19 @@ def cmd_user_list(settings: Settings) -> int:
     conn = connect(settings)
     try:
         rows = conn.execute("SELECT * FROM user WHERE type = 0 ORDER BY id").fetchall()
-        enrolled = ({r[0] for r in conn.execute("SELECT uid FROM two_factor")}
-                    if has_table(conn, "two_factor") else set())
+        enrolled = (
+            {r[0] for r in conn.execute("SELECT uid FROM two_factor")}
+            if has_table(conn, "two_factor")
+            else set()
+        )
     finally:
         conn.close()
     print("ID   Username   Email   IsActive   IsAdmin   2FA")  # cmd/admin_user_list.go
     for u in rows:
-        print(f"{u['id']}   {u['name']}   {u['email']}   {bool(u['is_active'])}   "
-              f"{bool(u['is_admin'])}   {str(u['id'] in enrolled).lower()}")
+        print(
+            f"{u['id']}   {u['name']}   {u['email']}   {bool(u['is_active'])}   "
+            f"{bool(u['is_admin'])}   {str(u['id'] in enrolled).lower()}"
+        )
     return 0
 
 
@@ -1785,8 +2155,9 @@ def cmd_dump(settings: Settings, opts: dict) -> int:
     lfs = _storage_path(settings, "lfs", "lfs")
     attachments = _storage_path(settings, "attachment", "attachments")
     packages = _storage_path(settings, "packages", "packages")
-    log_root = settings.path(settings.get("log", "ROOT_PATH")
-                             or os.path.join(settings.work_path, "log"))
+    log_root = settings.path(
+        settings.get("log", "ROOT_PATH") or os.path.join(settings.work_path, "log")
+    )
 
     def add_tree(zf, inside: str, root: str, excludes: list[str]) -> None:
         # cmd/dump.go addRecursiveExclude: folders (as entries) and regular files, recursively
@@ -1824,9 +2195,12 @@ def cmd_dump(settings: Settings, opts: dict) -> int:
             if os.path.isdir(settings.app_data):
                 excludes = [settings.repo_root, lfs, attachments, packages, log_root, target]
                 if (settings.get("session", "PROVIDER") or "memory") == "file":
-                    excludes.append(settings.path(settings.get("session", "PROVIDER_CONFIG")
-                                                  or os.path.join(settings.app_data,
-                                                                  "sessions")))
+                    excludes.append(
+                        settings.path(
+                            settings.get("session", "PROVIDER_CONFIG")
+                            or os.path.join(settings.app_data, "sessions")
+                        )
+                    )
                 add_tree(zf, "data", settings.app_data, excludes)
             if not opts.get("skip_attachment_data"):
                 add_tree(zf, "data/attachments", attachments, [])
@@ -1846,9 +2220,11 @@ def cmd_dump(settings: Settings, opts: dict) -> int:
 
 # modules/repository/env.go (1.22): what Gitea sets for the hooks of a push it serves
 ENV_IS_INTERNAL = "GITEA_INTERNAL_PUSH"
-NO_ENVIRONMENT = ("Rejecting changes as Gitea environment not set.\n"
-                  "If you are pushing over SSH you must push with a key managed by\n"
-                  "Gitea or set your environment appropriately.")
+NO_ENVIRONMENT = (
+    "Rejecting changes as Gitea environment not set.\n"
+    "If you are pushing over SSH you must push with a key managed by\n"
+    "Gitea or set your environment appropriately."
+)
 
 
 def go_parse_bool(value: str | None) -> bool | None:
@@ -1864,11 +2240,23 @@ def ini_must_bool(value: str, default: bool) -> bool:
     """go-ini's Key.MustBool: its parseBool's words (strconv's, plus yes/no/on/off/y/n),
     the default for anything else or an empty value."""
     low = value.strip()
-    if low in ("1", "t", "T", "TRUE", "true", "True", "YES", "yes", "Yes", "y", "ON", "on",
-               "On"):
+    if low in ("1", "t", "T", "TRUE", "true", "True", "YES", "yes", "Yes", "y", "ON", "on", "On"):
         return True
-    if low in ("0", "f", "F", "FALSE", "false", "False", "NO", "no", "No", "n", "OFF", "off",
-               "Off"):
+    if low in (
+        "0",
+        "f",
+        "F",
+        "FALSE",
+        "false",
+        "False",
+        "NO",
+        "no",
+        "No",
+        "n",
+        "OFF",
+        "off",
+        "Off",
+    ):
         return False
     return default
 
@@ -1885,9 +2273,11 @@ def hook_setup(opts: dict) -> Settings:
     """cmd/serv.go setup: setting.MustInstalled, then the repository root must be there."""
     settings = Settings(opts)
     if not settings.install_lock:
-        raise Fatal('Unable to load config file for a installed Gitea instance, you should either '
-                    'use "--config" to set your config file (app.ini), or run "gitea web" command '
-                    'to install Gitea.')
+        raise Fatal(
+            "Unable to load config file for a installed Gitea instance, you should either "
+            'use "--config" to set your config file (app.ini), or run "gitea web" command '
+            "to install Gitea."
+        )
     if not os.path.exists(settings.repo_root):
         raise HookRefused("Unable to access repository path")
     return settings
@@ -1927,10 +2317,13 @@ def cmd_hook(words: list[str], opts: dict) -> int:
         if name == "post-receive":  # runHookPostReceive
             settings = hook_setup(opts)
             import subprocess
+
             done = subprocess.run(["git", "update-server-info"], capture_output=True, check=False)
             if done.returncode != 0:
-                raise Fatal("Failed to call 'git update-server-info': "
-                            + done.stderr.decode(errors="replace").strip())
+                raise Fatal(
+                    "Failed to call 'git update-server-info': "
+                    + done.stderr.decode(errors="replace").strip()
+                )
             if internal:
                 return 0
             if no_environment and only_push_with_environment(settings):
@@ -1948,8 +2341,7 @@ def cmd_hook(words: list[str], opts: dict) -> int:
 
 
 def only_push_with_environment(settings: Settings) -> bool:
-    return ini_must_bool(settings.get("security", "ONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET"),
-                         True)
+    return ini_must_bool(settings.get("security", "ONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET"), True)
 
 
 USAGE = f"""NAME:
