@@ -5,9 +5,13 @@ restic snapshot's copy (already in place) to its Litestream replica's newest con
     phoenix-litestream-restore SPEC.json
 
 SPEC (written by tasks/litestream.py): {"litestream": BINARY, "source": HOST, "repo_root":
-Gitea's repositories, "manifest": the snapshot's manifest.json, "timestamp": ISO|null,
-"timeout": S, "aside_dir": DIR, "report": FILE, "dbs": [{"path", "name", "user", "config":
-Litestream's config for that one db}]}.
+Gitea's repositories, "manifest": the snapshot's manifest.json, "timestamp": ISO|null (the
+restore's point; null: the replica's newest), "snapshot_time": ISO|null (the snapshot's own
+time, as the store has it), "timeout": S, "aside_dir": DIR, "report": FILE, "dbs": [{"path",
+"name", "user", "config": Litestream's config for that one db}]}.
+
+A point not after the snapshot's own time (a snapshot restored by its id) is the snapshot's
+copy: Litestream is not asked, and nothing written after the snapshot comes back.
 
 For each database: `litestream restore -integrity-check full` into a file beside it (never
 over it); the replica is used only when it restored, passes PRAGMA integrity_check, lines up
@@ -191,6 +195,19 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None, a
     if os.path.islink(path):  # restored from a backup its program's user wrote: not followed
         result["reason"] = f"{path} is a symlink: left alone"
         return result
+    wanted = parse_time(spec.get("timestamp"))
+    own = parse_time(spec.get("snapshot_time"))
+    if wanted and own and wanted <= own:
+        # The replica's LTX times trail its writes: restored to the snapshot's own time it
+        # could be older than the snapshot's copy, which is the database at that point.
+        result["reason"] = (
+            f"the restore's point ({wanted:%Y-%m-%d %H:%M:%S} UTC) is not after the "
+            "snapshot's own time: its copy is the database then"
+        )
+        result["cost"] = "nothing"
+        if not os.path.exists(path):  # not in the snapshot: it did not exist then
+            result["used"] = "none"
+        return result
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         os.makedirs(folder, mode=0o750, exist_ok=True)
@@ -241,7 +258,6 @@ def restore_one(spec: dict, db: dict, snapshot_time: datetime.datetime | None, a
         newest = newest_point(
             spec["litestream"], config, path, env, int(spec.get("timeout") or 600)
         )
-        wanted = parse_time(spec.get("timestamp"))
         if wanted and newest:
             newest = min(newest, wanted)
         result["replica_time"] = newest.isoformat() if newest else None

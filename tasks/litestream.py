@@ -12,9 +12,11 @@ streams to a new place and never writes where the dead one's replicas lie.
 
 The restore side is replay_replicas, called by the restore task once the snapshot's files are
 in place and before anything starts: for each database, files/phoenix_litestream_restore.py
-restores the dead forge's replica at its newest position (`litestream restore`, then PRAGMA
-integrity_check), keeps it only when it lines up with the snapshot's copy and is newer, sets
-the snapshot's copy aside, and otherwise keeps the snapshot's copy and says why, in one line.
+restores the dead forge's replica at its newest position, or at the restore's point
+(phoenix/backup/pitr.py replay_until: a snapshot named by its id is its own point, and its
+copies stay), with `litestream restore` then PRAGMA integrity_check; keeps it only when it
+lines up with the snapshot's copy and is newer, sets the snapshot's copy aside, and otherwise
+keeps the snapshot's copy and says why, in one line.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pyinfra.facts.server import Hostname
 from pyinfra.operations import files, server
 
 from facts.markers import Marker
-from phoenix.backup import replication
+from phoenix.backup import pitr, replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
@@ -60,7 +62,6 @@ READS = (
     "litestream_requirements",
     "litestream_restore_from",
     "litestream_restore_timeout",
-    "litestream_restore_timestamp",
     "litestream_sync_interval",
     "litestream_version",
     "restore_aside_dir",
@@ -377,16 +378,17 @@ def replicate_databases() -> None:
 
 # --- restore: the replicas over the snapshot's databases (called by tasks/restore.py) ---------
 
-_SOURCES: dict[tuple[str, str], str] = {}
+_ROWS: dict[tuple[str, str], dict] = {}
 
 
-def snapshot_source(snapshot_id: str) -> str:
-    """The host that made restic snapshot `snapshot_id` (its replicas' folder), asked once."""
+def snapshot_row(snapshot_id: str) -> dict:
+    """restic's row of snapshot `snapshot_id` (its hostname: its replicas' folder; its time:
+    the restore's point), asked once per host."""
     from phoenix.backup.restic import restic
     from phoenix.backup.store import store_from_settings
 
     key = (host.name, snapshot_id)
-    if key not in _SOURCES:
+    if key not in _ROWS:
         try:
             store = store_from_settings(host.data)
             proc = restic(
@@ -400,14 +402,24 @@ def snapshot_source(snapshot_id: str) -> str:
             rows = json.loads(proc.stdout.strip().splitlines()[-1] or "[]")
         except (PhoenixError, ValueError, IndexError) as exc:
             raise DeployError(f"restore: snapshot {snapshot_id[:8]}: {exc}") from None
-        if len(rows) != 1 or not rows[0].get("hostname"):
-            raise DeployError(f"restore: no single snapshot {snapshot_id[:8]} with a hostname")
-        _SOURCES[key] = rows[0]["hostname"]
-    return _SOURCES[key]
+        if len(rows) != 1 or not rows[0].get("hostname") or not rows[0].get("time"):
+            raise DeployError(
+                f"restore: no single snapshot {snapshot_id[:8]} with a hostname and a time"
+            )
+        _ROWS[key] = rows[0]
+    return _ROWS[key]
 
 
-def replay_replicas(*, snapshot_id: str, unpacked: str, state_dir: str) -> None:
-    """Operations that bring each database to its replica's newest consistent point, after
+def snapshot_source(snapshot_id: str) -> str:
+    """The host that made restic snapshot `snapshot_id` (its replicas' folder)."""
+    return str(snapshot_row(snapshot_id)["hostname"])
+
+
+def replay_replicas(
+    *, snapshot_id: str, unpacked: str, state_dir: str, until: str | None = None
+) -> None:
+    """Operations that bring each database to its replica's newest consistent point (or its
+    point at `until`; one not after the snapshot's own time is the snapshot's copy), after
     the snapshot's files are in place and before Gitea or a house starts. Never fails the
     restore for a replica: one that cannot be used leaves the snapshot's copy, and the
     report (<state_dir>/litestream.json) says why and what that costs."""
@@ -435,7 +447,9 @@ def replay_replicas(*, snapshot_id: str, unpacked: str, state_dir: str) -> None:
         "dbs": dbs,
         "source": source,
         "manifest": posixpath.join(unpacked, "manifest.json"),
-        "timestamp": data.litestream_restore_timestamp,
+        "timestamp": until,
+        # restic prints nanoseconds: the script's Python reads microseconds
+        "snapshot_time": pitr.parse(snapshot_row(snapshot_id)["time"]).isoformat(),
         "timeout": int(data.litestream_restore_timeout),
         "aside_dir": data.restore_aside_dir,
         "repo_root": data.gitea_repo_root,
@@ -451,7 +465,8 @@ def replay_replicas(*, snapshot_id: str, unpacked: str, state_dir: str) -> None:
         group="root",
         mode="0600",
     )
+    point = f"point at {until}" if until else "newest point"
     server.shell(  # gated by the restore itself: runs only when a restore is due
-        name=f"Bring the databases to their replicas' newest point ({source}'s, Litestream)",
+        name=f"Bring the databases to their replicas' {point} ({source}'s, Litestream)",
         commands=[StringCommand(q(RESTORE_SCRIPT), q(spec_path))],
     )

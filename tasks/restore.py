@@ -5,8 +5,11 @@ restore_source (phoenix/backup/sources.py) is resolved on the operator's side in
 folder: a restic snapshot, or a Phoenix archive (what an import of a `gitea dump` zip or of the
 runbook's backups becomes). It is staged on the host in a folder named by its id and checked
 there by files/phoenix_backup_verify.py (every checksum, PRAGMA integrity_check on a copy of
-gitea.db). Then files/phoenix_restore.py sets aside what is there and puts the backup in place,
-and regenerates Gitea's hooks and keys. The `pending` marker holds the resolution while a
+gitea.db). Then files/phoenix_restore.py sets aside what is there and puts the backup in place;
+a restic snapshot is brought to the restore's point (phoenix/backup/pitr.py replay_until) by
+the replicas and the repository snapshots: restic:latest to their newest, restic:@TIME to TIME,
+restic:<id> to that snapshot's own time (a rollback to before an incident must not replay it);
+Gitea's hooks and keys are regenerated. The `pending` marker holds the resolution while a
 restore is under way, so a re-run after a cut-off finishes the same backup (never a newer
 `restic:latest`); the `restored` marker holds the manifest's sha256, so a second converge
 restores nothing.
@@ -26,11 +29,11 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from facts.markers import Marker
-from phoenix.backup import sources
+from phoenix.backup import pitr, sources
 from phoenix.backup.sources import Resolved
 from phoenix.errors import PhoenixError
 from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
-from tasks.litestream import replay_replicas
+from tasks.litestream import replay_replicas, snapshot_row
 from tasks.role import promoting
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
@@ -55,6 +58,7 @@ READS = (
     "restore_tool_path",
     "restore_verifier_path",
     "wizard_names",
+    "backup_future_tolerance",
     "litestream_restore_timestamp",
 )
 
@@ -170,12 +174,22 @@ def _wait_for_api(url: str, timeout: int) -> StringCommand:
 
 
 class _Due:
-    """A restore that is due on this host: the backup and where it is staged."""
+    """A restore that is due on this host: the backup, where it is staged, and for a restic
+    snapshot its row and the point the replay stops at (pitr.replay_until; None: the
+    replicas' and the repository snapshots' newest)."""
 
     def __init__(self, resolved: Resolved) -> None:
         self.resolved = resolved
         self.stage = posixpath.join(host.data.restore_staging_dir, resolved.stage_id)
         self.unpacked = posixpath.join(self.stage, "unpacked")
+        self.snapshot: dict | None = None
+        self.until: str | None = None
+        if resolved.kind == "restic":
+            row = snapshot_row(resolved.ref)
+            self.snapshot = {"id": resolved.ref, "time": row["time"]}
+            self.until = pitr.replay_until(
+                resolved.requested, row["time"], host.data.litestream_restore_timestamp
+            )
 
 
 _DUE: dict[str, _Due | str | None] = {}
@@ -284,6 +298,15 @@ def verify_backup() -> None:
     resolved = due.resolved
     if resolved.lacks:
         logger.warning(f"[{host.name}] {resolved.label} lacks: " + "; ".join(resolved.lacks))
+    tolerance = float(data.backup_future_tolerance or 300)
+    if due.snapshot is not None and pitr.future([due.snapshot], tolerance):
+        # The forge wrote that time, on the clock its replicas and repository snapshots
+        # share: as a point it keeps out what came after the snapshot all the same.
+        logger.warning(
+            f"[{host.name}] snapshot {resolved.ref[:8]} claims {due.snapshot['time']}, later "
+            f"than now + {tolerance:g} s (the forge's clock?): the restore's point is "
+            f"{due.until or 'the newest'}"
+        )
     files.directory(
         name=f"Ensure the staging folder of backup {resolved.stage_id[:12]} exists, root's alone",
         path=due.stage,
@@ -389,14 +412,17 @@ def restore_gitea() -> None:
         ],
     )
     if resolved.kind == "restic":
-        # The newest consistent point. The snapshot's databases are in place (and
-        # nothing runs on them yet); each one's Litestream replica, when it is newer and
-        # lines up, takes its place. A separate step (tasks/litestream.py) on the resolved
-        # source.
-        replay_replicas(snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir)
-        # The repositories from the newest repository snapshot after the full one (minutes),
-        # once gitea.db is final: a repository it has no row for is set aside, not served.
-        take_newer_repositories(resolved.ref, state_dir, before=data.litestream_restore_timestamp)
+        # The restore's point (due.until): the newest consistent one for restic:latest, the
+        # snapshot's own for restic:<id>. The snapshot's databases are in place (and nothing
+        # runs on them yet); each one's Litestream replica, when it is newer and lines up,
+        # takes its place. A separate step (tasks/litestream.py) on the resolved source.
+        replay_replicas(
+            snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir, until=due.until
+        )
+        # The repositories from the newest repository snapshot after the full one (minutes)
+        # up to the point, once gitea.db is final: a repository it has no row for is set
+        # aside, not served.
+        take_newer_repositories(resolved.ref, state_dir, before=due.until)
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",

@@ -6,6 +6,9 @@ each database's Litestream replica restored to it (`litestream restore -timestam
 files/phoenix_litestream_restore.py, through litestream_restore_timestamp), and the
 repositories from the newest repository snapshot after the full one and at or before TIME
 (files/phoenix_backup.py newer-repositories --before).
+
+A snapshot named by its id is a point too: its own time bounds the replay (replay_until),
+so that rolling back to a snapshot from before an incident does not bring the incident back.
 """
 
 from __future__ import annotations
@@ -75,3 +78,21 @@ def recovery_data(when: str) -> dict:
     """The deploy's overrides for a point-in-time recovery."""
     stamp = normalize(when)
     return {"restore_source": f"restic:@{stamp}", "litestream_restore_timestamp": stamp}
+
+
+def replay_until(requested: str, snapshot_time: str, asked: str | None = None) -> str | None:
+    """How far a restore of restic snapshot `requested` brings the databases (their replicas)
+    and the repositories (the repository snapshots): a time, or None for their newest.
+    restic:latest: the newest, unless `asked` (litestream_restore_timestamp); restic:@TIME:
+    TIME; restic:<id>: that snapshot's own time (`snapshot_time`, as the store has it), or
+    `asked` when later. A snapshot that claims a time in the future bounds nothing past
+    itself either: the replicas and repository snapshots are judged on the same clock."""
+    from phoenix.backup.snapshots import restore_ref
+
+    ref = restore_ref(requested) or "latest"
+    if ref == "latest":
+        return normalize(asked) if asked else None
+    if ref.startswith("@"):
+        return normalize(asked or ref[1:])
+    own = parse(snapshot_time)
+    return normalize(asked) if asked and parse(asked) > own else normalize(snapshot_time)

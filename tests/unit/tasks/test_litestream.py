@@ -111,7 +111,7 @@ def forge(binary, tmp_path_factory) -> dict:
 
 def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dict,
                 snapshot: Path | None = None, taken: datetime.datetime | None = None,
-                timestamp: str | None = None) -> dict:
+                timestamp: str | None = None, snapshot_time: str | None = None) -> dict:
     target = tmp_path / "data" / "gitea.db"
     target.parent.mkdir()
     shutil.copy(snapshot or forge["snapshot"], target)
@@ -121,7 +121,8 @@ def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dic
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({
         "litestream": binary, "source": "forge-1", "manifest": str(manifest),
-        "timestamp": timestamp, "timeout": 20, "aside_dir": str(tmp_path / "aside"),
+        "timestamp": timestamp, "snapshot_time": snapshot_time,
+        "timeout": 20, "aside_dir": str(tmp_path / "aside"),
         "repo_root": str(tmp_path / "repositories"),
         "report": str(tmp_path / "report.json"),
         "dbs": [{"path": str(target), "name": "gitea", "user": "root",
@@ -175,6 +176,48 @@ def test_point_in_time_picks_the_newest_snapshot_at_or_before_it():
     assert pitr.recovery_data("2026-11-28 12:00:00+02:00") == {
         "restore_source": "restic:@2026-11-28T10:00:00Z",
         "litestream_restore_timestamp": "2026-11-28T10:00:00Z"}
+
+
+def test_a_snapshot_named_by_its_id_is_its_own_point_and_latest_the_newest():
+    """restic:<id> restores that snapshot: nothing written after it is replayed, unless a
+    later point is asked for; restic:latest and --point-in-time replay as far as they say."""
+    from phoenix.backup import pitr
+
+    own = "2026-11-28T10:00:00.123456789Z"  # as restic prints it
+    assert pitr.replay_until("restic:3f2a9c1e", own) == "2026-11-28T10:00:00Z"
+    assert pitr.replay_until("restic:3f2a9c1e", own, "2026-11-28T11:00:00Z") == \
+        "2026-11-28T11:00:00Z"
+    assert pitr.replay_until("restic:3f2a9c1e", own, "2026-11-28T09:00:00Z") == \
+        "2026-11-28T10:00:00Z"                           # never before the snapshot itself
+    assert pitr.replay_until("restic:3f2a9c1e", "2099-01-01T00:00:00Z") == \
+        "2099-01-01T00:00:00Z"                           # a claimed future keeps all out
+    assert pitr.replay_until("restic:latest", own) is None
+    assert pitr.replay_until("restic:", own) is None
+    assert pitr.replay_until("restic:latest", own, "2026-11-28 12:00:00+02:00") == \
+        "2026-11-28T10:00:00Z"
+    assert pitr.replay_until("restic:@2026-11-28T10:30:00Z", own) == "2026-11-28T10:30:00Z"
+
+
+def test_a_point_at_the_snapshots_own_time_keeps_its_copy(binary, tmp_path, forge):
+    """A snapshot restored by its id: the replica's 8 later writes stay out, and the replica
+    store is not even asked (here: unreachable, and that is not what the report says)."""
+    from phoenix.backup import pitr
+
+    own = forge["taken"].isoformat()
+    got = run_restore(binary, tmp_path, forge, replica_config={
+        "type": "sftp", "host": "127.0.0.1:1", "user": "litestream", "path": "/srv/x"},
+        timestamp=pitr.replay_until("restic:3f2a9c1e", own), snapshot_time=own)
+    assert got["db"]["used"] == "snapshot" and got["db"]["cost"] == "nothing", got["out"]
+    assert "is not after the snapshot's own time" in got["out"], got["out"]
+    assert rows(got["target"]) == 5
+    assert not (tmp_path / "aside").exists()             # nothing was replaced
+    (tmp_path / "later").mkdir()
+    later = run_restore(binary, tmp_path / "later", forge,
+                        replica_config=file_replica(forge["replica"]),
+                        timestamp=pitr.replay_until("restic:3f2a9c1e", own,
+                                                    forge["middle"].isoformat()),
+                        snapshot_time=own)
+    assert later["db"]["used"] == "replica" and rows(later["target"]) == 10
 
 
 def test_a_replica_that_does_not_line_up_leaves_the_snapshot_copy(binary, tmp_path, forge):
