@@ -11,6 +11,11 @@ been verified (phoenix-backup-verify) and Gitea stopped before `apply` runs.
                                                    extra folders (UNPACKED.files) take its place
     phoenix-restore --config FILE regenerate       `gitea admin regenerate hooks` and `keys`,
                                                    as Gitea's run user (Gitea must be running)
+    phoenix-restore --config FILE record PLAN OUT  what was restored, each kind from which
+                                                   point: PLAN (the deploy's: the source, its
+                                                   snapshot, the point) and the outcomes the
+                                                   replicas' and repository snapshots'
+                                                   reports give, written to OUT
 
 Nothing is deleted: whatever a path held (a file, or a folder with something in it) is moved
 aside first, and only then is the backup moved in. A run cut off anywhere is finished by the
@@ -267,6 +272,82 @@ def regenerate(config: dict) -> dict:
     return {"regenerated": ["hooks", "keys"]}
 
 
+def _report(path: str | None) -> dict | None:
+    """A report this restore wrote (the deploy removes the last one's first), or None."""
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def record(plan_path: str, out: str) -> dict:
+    """OUT: PLAN's source, label, origin and lacks, and `point`: the snapshot, how far the
+    replay went (`until`, None: the newest), and where the databases and the repositories
+    came from, as their reports say (a replica not used, or no repository snapshot: the
+    backup's copy, and why)."""
+    with open(plan_path, encoding="utf-8") as handle:
+        plan = json.load(handle)
+    reports = plan.get("reports") or {}
+    # No report: no replica was replayed, every database is the backup's
+    replayed = _report(reports.get("databases"))
+    each = {}
+    for db in (replayed or {}).get("databases", []):
+        if db.get("used") == "replica":
+            each[db["name"]] = {"from": "replica", "time": db.get("replica_time")}
+        elif db.get("used") == "none":
+            each[db["name"]] = {"from": "none"}
+        else:
+            each[db["name"]] = {"from": "backup", "why": db.get("reason")}
+    databases = {
+        "replayed": replayed is not None,
+        "up_to": (replayed or {}).get("timestamp"),  # None: the replicas' newest
+        "each": each,
+    }
+    repositories: dict = {"from": "backup"}
+    taken = _report(reports.get("repositories"))
+    if taken is not None and taken.get("snapshot"):
+        repositories = {
+            "from": "repository snapshot",
+            "id": taken["snapshot"],
+            "time": taken.get("time"),
+        }
+    elif taken is not None:
+        before = taken.get("before")
+        repositories["why"] = "no repository snapshot after it" + (
+            f" and at or before {before}" if before else ""
+        )
+    done = {
+        **{key: plan.get(key) for key in ("source", "label", "origin", "lacks")},
+        "point": {
+            "snapshot": plan.get("snapshot"),
+            "until": plan.get("until"),
+            "databases": databases,
+            "repositories": repositories,
+        },
+    }
+    tmp = out + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(done, handle, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, out)
+    said = {"replica": "its replica's point", "backup": "the backup's", "none": "none"}
+    dbs = ", ".join(
+        f"{name} {said[v['from']]}" + (f" {v['time']}" if v.get("time") else "")
+        for name, v in sorted(each.items())
+    )
+    log(
+        f"restored {plan.get('label')}"
+        + (f" up to {plan['until']}" if plan.get("until") else "")
+        + f"; databases: {dbs or said['backup']}; repositories: "
+        + (
+            f"repository snapshot {repositories['id'][:8]} of {repositories.get('time')}"
+            if repositories["from"] == "repository snapshot"
+            else said["backup"]
+        )
+    )
+    return done
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="phoenix-restore", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
@@ -275,11 +356,19 @@ def main(argv: list[str]) -> int:
         "apply", help="set aside what is there, put the staged backup in place"
     ).add_argument("unpacked")
     sub.add_parser("regenerate", help="gitea admin regenerate hooks and keys")
+    recorded = sub.add_parser("record", help="what was restored, each kind from which point")
+    recorded.add_argument("plan")
+    recorded.add_argument("out")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-        done = apply(config, args.unpacked) if args.command == "apply" else regenerate(config)
-    except (RestoreError, OSError) as exc:
+        if args.command == "apply":
+            done = apply(config, args.unpacked)
+        elif args.command == "record":
+            done = record(args.plan, args.out)
+        else:
+            done = regenerate(config)
+    except (RestoreError, OSError, ValueError) as exc:
         log(f"FAILED: {exc}")
         return 1
     print(json.dumps(done, sort_keys=True))

@@ -387,12 +387,20 @@ def restore_gitea() -> None:
     state_dir = data.restore_staging_dir
     tool_config = posixpath.join(state_dir, "config.json")
     pending_marker, restored_marker = _markers()
+    reports = {
+        "databases": posixpath.join(state_dir, "litestream.json"),
+        "repositories": posixpath.join(state_dir, "repositories.json"),
+    }
     files.put(
         name=f"Record that the restore of {label} is under way",
         src=io.StringIO(resolved.marker() + "\n"),
         dest=pending_marker,
         mode="0600",
     )
+    for kind, report in sorted(reports.items()):  # an earlier restore's would speak for this
+        files.file(
+            name=f"Clear the last restore's report on its {kind}", path=report, present=False
+        )
     server.shell(name="Stop Gitea for the restore", commands=["systemctl stop gitea.service"])
     if resolved.kind == "restic" and data.backup_paths:
         # A snapshot also holds backup_paths (the Hermes state): the houses must not write
@@ -462,8 +470,9 @@ def restore_gitea() -> None:
         name=f"Regenerate Gitea's hooks and keys for this host, as {data.gitea_user}",
         commands=[StringCommand(*tool, "regenerate")],
     )
+    plan = posixpath.join(state_dir, "restore-plan.json")
     files.put(
-        name=f"Record what {label} lacked",
+        name=f"Ensure the record of what {label} restored is planned",
         src=io.StringIO(
             json.dumps(
                 {
@@ -471,13 +480,22 @@ def restore_gitea() -> None:
                     "label": label,
                     "origin": resolved.origin,
                     "lacks": list(resolved.lacks),
+                    "snapshot": due.snapshot,
+                    "until": due.until,
+                    "reports": reports,
                 },
                 sort_keys=True,
             )
             + "\n"
         ),
-        dest=posixpath.join(state_dir, "restored.json"),
+        dest=plan,
         mode="0600",
+    )
+    server.shell(
+        name=f"Record what {label} lacked and where each kind of data came from",
+        commands=[
+            StringCommand(*tool, "record", q(plan), q(posixpath.join(state_dir, "restored.json")))
+        ],
     )
     files.put(
         name=f"Record that {label} is restored",

@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from phoenix.backup import snapshots as backup
 from phoenix.backup.restic import job_module
 from phoenix.backup.store import Store
 from phoenix.lab.fixtures import make_gitea_backup
+from phoenix.settings import REPO
+from tests.unit.tasks.test_litestream import binary  # noqa: F401  (the pinned Litestream)
 from tests.unit.test_backup import PASSWORD, job_config, run_job
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
@@ -280,3 +283,152 @@ def test_a_repository_snapshot_claiming_the_future_is_never_the_newest(line, tmp
     found = job.newer_repository_snapshot(json.loads(config.read_text()), full)
     assert found is not None and found["id"].startswith(real[:8])
     assert f"snapshot {later} claims 2099-" in capsys.readouterr().err
+
+
+# --- a point means that point: restic:<id> against restic:latest ---------------------------------
+
+def issues(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT id, repo_id, name FROM issue ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def all_refs(root: Path) -> dict[str, str]:
+    """owner/name.git -> its refs and their commits, every bare repository below root."""
+    return {str(bare.relative_to(root)): git("--git-dir", str(bare), "for-each-ref",
+                                             "--format=%(refname) %(objectname)")
+            for bare in sorted(root.glob("*/*.git"))}
+
+
+@pytest.fixture
+def incident(line, binary, tmp_path):
+    """A forge whose gitea.db `litestream replicate` streams to a file replica: full snapshot
+    A, then (the incident) issues written and a push, streamed and in a repository snapshot."""
+    from tests.unit.tasks.test_litestream import rows as replica_rows
+
+    forge, config, store = line
+    repos, db = forge / "gitea" / "repositories", forge / "gitea" / "gitea.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    stream = tmp_path / "litestream.yml"
+    stream.write_text(json.dumps({"dbs": [{"path": str(db), "replica": {
+        "type": "file", "path": str(tmp_path / "replica"), "sync-interval": "200ms"}}]}))
+    proc = subprocess.Popen([binary, "replicate", "-config", str(stream)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert run_job(config).returncode == 0
+        snapshot = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
+        at_snapshot = {"issues": issues(db), "refs": all_refs(repos)}
+        time.sleep(1.1)  # restic's and Litestream's times: the incident comes after A's
+        conn = sqlite3.connect(db)
+        for n in range(3):
+            conn.execute("INSERT INTO issue (repo_id, \"index\", name) VALUES (1, ?, ?)",
+                         (100 + n, f"written after the snapshot {n}"))
+            conn.commit()
+        conn.close()
+        commit(sorted(repos.glob("*/*.git"))[0], tmp_path / "work", "pushed after the snapshot")
+        assert run_job(config, "repositories").returncode == 0
+        newer = json.loads((tmp_path / "job" / "repositories.json").read_text())["snapshot_id"]
+        probe = tmp_path / "probe.db"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the replica holds the incident's writes
+            probe.unlink(missing_ok=True)
+            subprocess.run([binary, "restore", "-config", str(stream), "-o", str(probe),
+                            str(db)], capture_output=True, check=False)
+            if probe.exists() and replica_rows(probe) == len(at_snapshot["issues"]) + 3:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("litestream replicate did not stream the writes in 30 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"line": line, "binary": binary, "replica": tmp_path / "replica",
+            "snapshot": snapshot, "repository_snapshot": newer, "at_snapshot": at_snapshot,
+            "at_end": {"issues": issues(db), "refs": all_refs(repos)}}
+
+
+def restore_source(requested: str, incident: dict, where: Path) -> tuple[Path, dict]:
+    """What tasks/restore.py does for restore_source `requested`, its programs run here: the
+    full snapshot's files in place, the point (pitr.replay_until, from the snapshot's time
+    as restic lists it), the replica to it (files/phoenix_litestream_restore.py), the
+    repository snapshots up to it (newer-repositories --before), and the record
+    (phoenix-restore record). Returns the live folder and restored.json."""
+    from phoenix.backup import pitr
+    from tests.unit.test_sources import ME, MY_GROUP, TOOL
+
+    _forge, config, store = incident["line"]
+    snapshot = backup.resolve_snapshot(store, backup.restore_ref(requested))
+    claimed = next(s["time"] for s in backup.list_snapshots(store) if s["id"] == snapshot)
+    until = pitr.replay_until(requested, claimed)
+    live = restore_full(config, snapshot, where)
+    db, reports = live / "gitea.db", {"databases": str(where / "litestream.json"),
+                                      "repositories": str(where / "repositories.json")}
+    spec = where / "litestream-restore.json"
+    spec.write_text(json.dumps({
+        "litestream": incident["binary"], "source": "forge",
+        "manifest": str(where / "staged" / "manifest.json"), "timestamp": until,
+        "snapshot_time": pitr.parse(claimed).isoformat(), "timeout": 20,
+        "aside_dir": str(where / "aside"), "repo_root": str(live / "repositories"),
+        "report": reports["databases"],
+        "dbs": [{"path": str(db), "name": "gitea", "user": ME, "config": {"dbs": [
+            {"path": str(db), "replica": {"type": "file", "path": str(incident["replica"])}}]}}]}))
+    done = subprocess.run([sys.executable, str(REPO / "files" / "phoenix_litestream_restore.py"),
+                           str(spec)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    before = ["--before", until] if until else []
+    done = run_job(config, "newer-repositories", snapshot, str(live / "repositories"),
+                   "--db", str(db), "--aside", str(where / "aside"),
+                   "--report", reports["repositories"], *before)
+    assert done.returncode == 0, done.stderr
+    tool = where / "restore-config.json"
+    tool.write_text(json.dumps({
+        "db_path": str(db), "repo_root": str(live / "repositories"),
+        "custom_dir": str(live / "custom"), "data_dir": str(live / "data"),
+        "aside_dir": str(where / "aside"), "user": ME, "group": MY_GROUP}))
+    plan = where / "restore-plan.json"
+    plan.write_text(json.dumps({
+        "source": requested, "label": f"restic snapshot {snapshot[:8]}",
+        "origin": "phoenix snapshot", "lacks": [], "snapshot": {"id": snapshot, "time": claimed},
+        "until": until, "reports": reports}))
+    done = subprocess.run([sys.executable, str(TOOL), "--config", str(tool), "record", str(plan),
+                           str(where / "restored.json")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return live, json.loads((where / "restored.json").read_text())
+
+
+def test_a_snapshot_restored_by_its_id_comes_back_as_it_was(incident, tmp_path):
+    """Rolling back to snapshot A, from before an incident: A's rows and A's refs, though the
+    replica and a repository snapshot hold the incident."""
+    snapshot = incident["snapshot"]
+    live, record = restore_source(f"restic:{snapshot}", incident, tmp_path / "by-id")
+    assert issues(live / "gitea.db") == incident["at_snapshot"]["issues"]
+    assert all_refs(live / "repositories") == incident["at_snapshot"]["refs"]
+    assert incident["at_snapshot"] != incident["at_end"]
+    from phoenix.backup import pitr
+
+    point = record["point"]
+    assert point["snapshot"]["id"] == snapshot  # up to its own time (to the second)
+    assert point["until"] == pitr.normalize(point["snapshot"]["time"])
+    assert point["databases"]["each"]["gitea"]["from"] == "backup"
+    assert "not after the snapshot's own time" in point["databases"]["each"]["gitea"]["why"]
+    assert point["repositories"] == {
+        "from": "backup",
+        "why": f"no repository snapshot after it and at or before {point['until']}"}
+
+
+def test_latest_still_replays_the_replicas_and_repository_snapshots_to_their_newest(
+        incident, tmp_path):
+    live, record = restore_source("restic:latest", incident, tmp_path / "latest")
+    assert backup.restore_ref("restic:latest") == "latest"
+    assert issues(live / "gitea.db") == incident["at_end"]["issues"]
+    assert all_refs(live / "repositories") == incident["at_end"]["refs"]
+    point = record["point"]
+    assert point["snapshot"]["id"] == incident["snapshot"] and point["until"] is None
+    assert point["databases"]["each"]["gitea"]["from"] == "replica"
+    assert point["repositories"]["from"] == "repository snapshot"
+    assert point["repositories"]["id"].startswith(incident["repository_snapshot"][:8])
