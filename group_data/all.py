@@ -83,7 +83,9 @@ gitea_ready_timeout = 60  # seconds to wait for /api/v1/version after a start
 # "restic:<id>"; a Phoenix backup .tar.gz; a `gitea dump` .zip; the runbook's backup (a folder
 # with gitea.db or gitea-YYYYMMDD.db and custom/, or the .db file); "forge:[PATH]" for that on
 # the old forge while it answers. Resolved once and sealed; None skips restore. `phoenix
-# recover` passes "restic:latest" unless told otherwise (--restore-source).
+# recover` passes "restic:latest" unless told otherwise (--restore-source). The replicas and
+# repository snapshots replay "restic:latest" to their newest, "restic:<id>" only to that
+# snapshot's own time (phoenix/backup/pitr.py replay_until).
 restore_source = None
 restore_force = False  # restore over existing data (which is first set aside)
 restore_staging_dir = "/var/lib/phoenix/restore"  # per backup: <sha256 of the archive>/
@@ -386,7 +388,9 @@ litestream_max_lag = 60  # seconds; `phoenix backup status` and validation fail 
 backup_max_age = 7200  # seconds since the newest snapshot, the same (hourly + slack)
 litestream_restore_timeout = 600  # seconds per database for `litestream restore`
 litestream_restore_from = None  # whose replicas a restore reads; None: the snapshot's host
-litestream_restore_timestamp = None  # ISO time: the databases as they were then (-timestamp)
+# ISO time: the databases and repositories as they were then (-timestamp, --before); with
+# restic:<id>, only a time after that snapshot's own counts
+litestream_restore_timestamp = None
 # Gitea runs SQLite in WAL mode (app.ini [database] SQLITE_JOURNAL_MODE): Litestream needs it.
 gitea_sqlite_journal_mode = "WAL"
 # Its units' sandbox (as the houses'; `systemd-analyze security` about 1.7 in the lab). Not

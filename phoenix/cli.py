@@ -288,9 +288,10 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     "source",
     default=None,
     metavar="SOURCE",
-    help="What to restore (default restic:latest, the store's newest snapshot): "
-    "restic:ID, a backup .tar.gz, a gitea dump .zip, the runbook's backup folder or "
-    ".db file, forge:[PATH] on the old forge.",
+    help="What to restore (default restic:latest, the store's newest snapshot, the "
+    "replicas and repository snapshots to their newest): restic:ID (that snapshot as it "
+    "was, nothing replayed past it), a backup .tar.gz, a gitea dump .zip, the runbook's "
+    "backup folder or .db file, forge:[PATH] on the old forge.",
 )
 @click.option(
     "--point-in-time",
