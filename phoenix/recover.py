@@ -150,7 +150,8 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
         "cutover": "refuse while the old primary answers (--fence powers it off), DNS A/AAAA "
         "records (cloudflare) or reserved IP, old values saved; the droplet becomes "
         "the primary (marker, backups on)",
-        "https": "the name through DNS answers HTTP/2 200 over TLS",
+        "https": "the name through DNS answers HTTP/2 200 over TLS (a proxied one: "
+        "Cloudflare's record holds the droplet, which answers for the name)",
         "protect": "the new primary's first full snapshot, once users are served (until it "
         "is saved a disaster would recover its predecessor's data)",
     }
@@ -278,7 +279,9 @@ def recover(
                 f"no address recorded for the {role} droplet: nothing to check "
                 "step 9.1 against (phoenix provision first)"
             )
-        return check_after_cutover(settings, public, say=say)
+        # a proxied name is proved as the cutover proved it (the API's record, the origin)
+        saved = None if reserved_ip else state.data.get("dns_saved")
+        return check_after_cutover(settings, public, saved=saved, say=say)
 
     try:
         if provision_step:

@@ -333,16 +333,24 @@ def proxied_names(saved: dict) -> list[str]:
     return [name for name, v in saved.items() if v.get("type", "A") == "A" and v["proxied"]]
 
 
+def read_back(*, client: cloudflare.Cloudflare, saved: dict, name: str) -> dict:
+    """The A record of `name` as Cloudflare holds it now ({content, ttl, proxied}), found by
+    the id the cutover saved."""
+    value = saved[name]
+    with _cloudflare_errors(client, f"reading the A record of {name} back"):
+        record = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
+    if record is None:
+        raise PhoenixError(f"Cloudflare returned no A record for {name}; run the cutover again")
+    return _value(record)
+
+
 def confirm(*, client: cloudflare.Cloudflare, saved: dict, names: list[str], ip: str) -> None:
     """Read the A records of `names` back through the API: each must hold `ip` now."""
     for name in names:
-        value = saved[name]
-        with _cloudflare_errors(client, f"reading the A record of {name} back"):
-            record = client.dns.records.get(value["record_id"], zone_id=value["zone_id"])
-        if record is None or record.content != ip:
+        held = read_back(client=client, saved=saved, name=name)["content"]
+        if held != ip:
             raise PhoenixError(
-                f"Cloudflare still holds {getattr(record, 'content', None)} for "
-                f"{name}, not {ip}; run the cutover again"
+                f"Cloudflare still holds {held} for {name}, not {ip}; run the cutover again"
             )
 
 

@@ -382,3 +382,53 @@ def test_aaaa_records_move_with_a_or_go_and_come_back(lab):
     assert aaaa() == [] and result["git.example.com AAAA"]["after"] is None
     rollback(client=lab.client(), saved=saved)
     assert [(r["content"], r["ttl"]) for r in aaaa()] == [("2001:db8::1", 600)]
+
+
+def ask(name: str, rdtype: str, port: int):
+    """A raw dnspython query to the lab DNS server (the answer's sections, not our client's)."""
+    import dns.message
+    import dns.query
+
+    return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port,
+                         timeout=1)
+
+
+def test_txt_records_made_through_the_api_are_served_until_removed(lab):
+    """What ACME DNS-01 needs of the lab's name servers: the challenge record an ACME client
+    makes through the Cloudflare API, answered authoritatively, gone once it is removed."""
+    import dns.flags
+    import dns.rcode
+    import dns.rdatatype
+
+    client = lab.client()
+    zone_id = lab.zones.find_zone("example.com")["id"]
+    challenge = "_acme-challenge.git.example.com"
+    digest = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"  # a key authorization's digest
+    quoted = client.dns.records.create(zone_id=zone_id, name=challenge, type="TXT",
+                                       content=f'"{digest}"', ttl=60)
+    # ACME clients (lego, certbot's plugin) send it unquoted: the same one string
+    bare = client.dns.records.create(zone_id=zone_id, name=challenge, type="TXT",
+                                     content="second-" + digest, ttl=120)
+    long = client.dns.records.create(zone_id=zone_id, name="git.example.com", type="TXT",
+                                     content="v" * 300, ttl=1)
+
+    reply = ask(challenge, "TXT", lab.dns_port)
+    assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+    (rrset,) = reply.answer
+    assert sorted(b"".join(r.strings) for r in rrset) == \
+        [digest.encode(), b"second-" + digest.encode()]
+    assert rrset.ttl == 60
+    (rrset,) = ask("git.example.com", "TXT", lab.dns_port).answer
+    assert [[len(s) for s in r.strings] for r in rrset] == [[255, 45]]  # split, as Cloudflare does
+    nodata = ask(challenge, "A", lab.dns_port)  # a TXT-only name has no address
+    assert (nodata.rcode(), nodata.answer) == (dns.rcode.NOERROR, [])
+    assert nodata.authority[0].rdtype == dns.rdatatype.SOA
+
+    for record in (quoted, bare, long):
+        client.dns.records.delete(record.id, zone_id=zone_id)
+    gone = ask(challenge, "TXT", lab.dns_port)  # nothing left at the name: NXDOMAIN
+    assert (gone.rcode(), gone.answer) == (dns.rcode.NXDOMAIN, [])
+    assert gone.flags & dns.flags.AA and gone.authority[0].rdtype == dns.rdatatype.SOA
+    nodata = ask("git.example.com", "TXT", lab.dns_port)  # its A record stays: NODATA
+    assert (nodata.rcode(), nodata.answer) == (dns.rcode.NOERROR, [])
+    assert resolve_a("git.example.com", "127.0.0.1", lab.dns_port, 1) == [OLD]

@@ -1,11 +1,12 @@
 """A small authoritative DNS server for the lab: it stands in for Cloudflare's name servers.
 
 It answers from the `Zones` store behind the lab's Cloudflare API, over UDP and TCP (RFC 7766:
-a client that gets a truncated UDP answer asks again over TCP), A and AAAA records with each
-record's TTL (Cloudflare's "automatic", ttl 1, is served as 300), a proxied record with
-Cloudflare's edge addresses (zones.EDGE_V4/EDGE_V6), never the origin: NXDOMAIN for an unknown
-name inside a zone, NODATA (with the zone's SOA) for a known name without such records, REFUSED
-for a name outside every zone. Messages are parsed and built with dnspython.
+a client that gets a truncated UDP answer asks again over TCP), A, AAAA and TXT records with
+each record's TTL (Cloudflare's "automatic", ttl 1, is served as 300), a proxied A or AAAA record
+with Cloudflare's edge addresses (zones.EDGE_V4/EDGE_V6), never the origin: NXDOMAIN for an
+unknown name inside a zone, NODATA (with the zone's SOA) for a known name without such records,
+REFUSED for a name outside every zone. TXT is there for ACME DNS-01 (Pebble resolves the
+challenge through this server). Messages are parsed and built with dnspython.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.rrset
+import dns.tokenizer
 
 from phoenix.cutover.dnswire import AUTO_TTL, NEGATIVE_TTL
 from phoenix.lab.cloudflare.zones import EDGE_V4, EDGE_V6, Zones
 
 UDP_LIMIT = 512  # without EDNS (RFC 1035 4.2.1); larger answers are truncated over UDP
-SERVED = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
+SERVED = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA", dns.rdatatype.TXT: "TXT"}
 
 
 def _soa(zone: str) -> dns.rrset.RRset:
@@ -41,6 +45,39 @@ def _soa(zone: str) -> dns.rrset.RRset:
         "SOA",
         f"ns1.{zone}. hostmaster.{zone}. 1 10800 3600 604800 {NEGATIVE_TTL}",
     )
+
+
+def _txt_strings(content: str) -> list[bytes]:
+    """A TXT record's character strings: Cloudflare takes its content as quoted strings
+    (`"a" "b"`) or, as ACME clients send it, bare text for one string; either is split into
+    strings of at most 255 bytes."""
+    strings: list[bytes] = []
+    if content.startswith('"'):
+        try:
+            tokens = dns.tokenizer.Tokenizer(content)
+            while not (token := tokens.get()).is_eol_or_eof():
+                if not token.is_quoted_string():
+                    raise dns.exception.SyntaxError("text outside the quotes")
+                strings.append(token.unescape_to_bytes().value)
+        except dns.exception.SyntaxError:
+            strings = []  # not quoted strings after all: the text as it is
+    whole = strings or [content.encode()]
+    return [part[i : i + 255] for part in whole for i in range(0, max(len(part), 1), 255)]
+
+
+def _rdatas(rtype: str, records: list[dict]) -> list[dns.rdata.Rdata]:
+    """What DNS answers for `records` of one type; Cloudflare answers a proxied name with
+    its edge, never the origin."""
+    if rtype == "TXT":
+        return [
+            dns.rdtypes.ANY.TXT.TXT(
+                dns.rdataclass.IN, dns.rdatatype.TXT, _txt_strings(r["content"])
+            )
+            for r in records
+        ]
+    edge = EDGE_V4 if rtype == "A" else EDGE_V6
+    served = [a for r in records for a in (edge if r["proxied"] else [r["content"]])]
+    return [dns.rdata.from_text("IN", rtype, a) for a in dict.fromkeys(served)]
 
 
 def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
@@ -78,13 +115,8 @@ def respond(zones: Zones, request: dns.message.Message) -> dns.message.Message:
         if matching:
             ttl = min(AUTO_TTL if r["ttl"] == 1 else r["ttl"] for r in matching)
             # the name as asked (keeps the client's 0x20 letter case)
-            # Cloudflare answers a proxied name with its edge, never the origin.
-            edge = EDGE_V4 if rtype == "A" else EDGE_V6
-            served = [a for r in matching for a in (edge if r["proxied"] else [r["content"]])]
             response.answer.append(
-                dns.rrset.from_text_list(
-                    question.name, ttl, "IN", rtype, list(dict.fromkeys(served))
-                )
+                dns.rrset.from_rdata_list(question.name, ttl, _rdatas(rtype, matching))
             )
     if question.rdtype == dns.rdatatype.SOA and apex:
         response.answer.append(_soa(zone["name"]))
