@@ -158,3 +158,60 @@ def test_sqlites_own_dump_loads_in_one_transaction_with_counters_at_the_largest_
         "version": 1, "user": 4, "org_user": 3, "public_key": 3, "repository": 3, "issue": 12}
     conn.close()
     restored.close()
+
+
+# --- forge: ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def forge(monkeypatch):
+    """The old forge's shell is this machine's (ssh_command runs the command here)."""
+    import phoenix.sshconf
+
+    run: dict[str, str] = {}
+    monkeypatch.setattr(
+        phoenix.sshconf, "ssh_command", lambda target, cmd: ["sh", "-c", run.get("cmd", cmd)]
+    )
+    return run
+
+
+TARGET = type("Target", (), {"host": "old-forge"})()
+
+
+@pytest.mark.parametrize(
+    ("stream", "limits", "says"),
+    [
+        ("exec yes", {"fetch_bytes": 1 << 20}, "the copy is over 1 MiB"),
+        ("exec sleep 30", {"fetch_seconds": 0.5}, "the copy took more than 0.5 s"),
+    ],
+)
+def test_a_forge_stream_that_never_ends_is_refused(tmp_path, forge, stream, limits, says):
+    forge["cmd"] = stream
+    dest = tmp_path / "fetched" / "backup"
+    started = time.monotonic()
+    with pytest.raises(PhoenixError) as err:
+        importers.fetch_from_forge(
+            "forge:/backups/gitea", dest, target=TARGET, limits=importers.Limits(**limits)
+        )
+    assert time.monotonic() - started < 10
+    assert says in str(err.value) and "\n" not in str(err.value)
+    assert not dest.exists() and list((tmp_path / "fetched").iterdir()) == []
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_a_link_in_the_forges_backup_is_refused_in_one_line(tmp_path, forge, link):
+    there = tmp_path / "old-forge" / "backups" / "gitea"
+    there.mkdir(parents=True)
+    fixtures.make_gitea_backup(tmp_path / "made", repos=0)
+    subprocess.run(["cp", str(tmp_path / "made" / "gitea.db"), str(there)], check=True)
+    if link == "symlink":
+        (there / "latest.db").symlink_to("/etc/passwd")
+    else:
+        (there / "latest.db").hardlink_to(there / "gitea.db")
+    with pytest.raises(PhoenixError) as err:
+        sources.resolve(f"forge:{there}", {"gitea_version": VERSION}, forge_target=TARGET)
+    said = str(err.value)
+    assert "\n" not in said and said.endswith("refused, nothing was restored")
+    kind = "symlink (to '/etc/passwd')" if link == "symlink" else "hard link"
+    assert f"'./latest.db' is a {kind}" in said or f"'./gitea.db' is a {kind}" in said
+    assert [p.name for p in sources.cache_dir().iterdir()] == []
