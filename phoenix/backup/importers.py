@@ -47,8 +47,9 @@ class Limits:
     # One file of a dump: above any git pack or LFS object a small forge keeps (Gitea's
     # LFS_MAX_FILE_SIZE is unlimited by default, so the bound is ours).
     member_bytes: int = 16 << 30
-    # A dump's unpacked over packed size: git packs do not shrink, SQL text shrinks ~10x,
-    # a deflate bomb ~1000x.
+    # The files a dump unpacks to disk, over their packed size: git packs, LFS objects and
+    # avatars do not shrink, templates ~5x, a deflate bomb ~1000x. (gitea-db.sql is not
+    # unpacked: it streams into the database, whose statements, size and time are bounded.)
     expansion: int = 100
     # One SQL statement, that is one row: Gitea keeps files outside its database.
     statement_bytes: int = 64 << 20
@@ -172,11 +173,12 @@ def _dump_place(name: str) -> str | None:
 
 def _dump_plan(
     zf: zipfile.ZipFile, where: Path, limits: Limits
-) -> list[tuple[zipfile.ZipInfo, str]]:
-    """The members to unpack and where, after what a dump's names and sizes may be."""
-    infos = zf.infolist()
+) -> tuple[zipfile.ZipInfo, list[tuple[zipfile.ZipInfo, str]]]:
+    """gitea-db.sql, and the members to unpack and where, after what a dump's names and sizes
+    may be."""
+    sql = zf.getinfo(DUMP_SQL)
     plan = []
-    for info in infos:
+    for info in zf.infolist():
         parts = info.filename.split("/")
         if info.filename.startswith("/") or ".." in parts:
             raise PhoenixError(
@@ -188,8 +190,8 @@ def _dump_plan(
                 f"{where}: member {info.filename!r} is a symlink, which gitea dump never "
                 "writes (it stores what a link points at): nothing was restored"
             )
-        place = DUMP_SQL if info.filename == DUMP_SQL else _dump_place(info.filename.rstrip("/"))
-        if place is None:
+        place = _dump_place(info.filename.rstrip("/"))
+        if info is not sql and place is None:
             continue
         if info.file_size > limits.member_bytes:
             raise PhoenixError(
@@ -197,16 +199,17 @@ def _dump_plan(
                 f"the {limits.member_bytes >> 20} MiB a dump's file may be: refused, nothing "
                 "was restored"
             )
-        plan.append((info, place))
-    packed = sum(info.compress_size for info in infos)
-    unpacked = sum(info.file_size for info in infos)
+        if info is not sql and place is not None:
+            plan.append((info, place))
+    packed = sum(info.compress_size for info, _ in plan)
+    unpacked = sum(info.file_size for info, _ in plan)
     if unpacked > limits.expansion * max(packed, 1):
         raise PhoenixError(
-            f"{where} unpacks {unpacked // max(packed, 1)} times its size ({unpacked >> 20} "
-            f"MiB), over the {limits.expansion}x a dump may: a zip bomb? refused, nothing was "
-            "restored"
+            f"{where} unpacks its files to {unpacked // max(packed, 1)} times their size "
+            f"({unpacked >> 20} MiB), over the {limits.expansion}x a dump's may: a zip bomb? "
+            "refused, nothing was restored"
         )
-    return plan
+    return sql, plan
 
 
 def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, where: Path) -> None:
@@ -240,34 +243,32 @@ def import_dump(
     if not zipfile.is_zipfile(zip_path):
         raise PhoenixError(f"{zip_path} is not a zip file: not a gitea dump; nothing was restored")
     with zipfile.ZipFile(zip_path) as zf:
-        names = {info.filename.rstrip("/") for info in zf.infolist()}
-        if DUMP_SQL not in names:
+        if DUMP_SQL not in zf.namelist():
             raise PhoenixError(
                 f"{zip_path} is a zip but not a gitea dump: it has no "
                 f"{DUMP_SQL} at its top (cmd/dump.go always writes one); "
                 "nothing was restored"
             )
-        plan = _dump_plan(zf, zip_path, limits)
-        needed = sum(info.file_size for info, _ in plan)
-        if needed > _free_bytes(dest):
+        sql, plan = _dump_plan(zf, zip_path, limits)
+        files = sum(info.file_size for info, _ in plan)
+        free = _free_bytes(dest)
+        if files + sql.file_size > free:
             raise PhoenixError(
-                f"{what} needs {needed >> 20} MiB unpacked and {dest.parent} has "
-                f"{_free_bytes(dest) >> 20} MiB free: nothing was restored"
+                f"{what} needs {(files + sql.file_size) >> 20} MiB unpacked and {dest.parent} "
+                f"has {free >> 20} MiB free: nothing was restored"
             )
         dest.mkdir(parents=True)
         try:
-            sql = next(info for info, place in plan if place == DUMP_SQL)
             with zf.open(sql) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
                 dumpsql.load(
                     text,
                     dest / "gitea.db",
                     statement_bytes=limits.statement_bytes,
-                    max_bytes=sql.file_size * limits.db_growth + (64 << 20),
+                    max_bytes=min(sql.file_size * limits.db_growth + (64 << 20), free - files),
                     seconds=limits.sql_seconds,
                 )
             for info, place in plan:
-                if place != DUMP_SQL:
-                    _unpack(zf, info, dest / place, zip_path)
+                _unpack(zf, info, dest / place, zip_path)
             lacks = seal(dest, what=what, gitea_version=gitea_version, created=_created(zip_path))
         except dumpsql.DumpRefused as exc:
             shutil.rmtree(dest, ignore_errors=True)

@@ -4,6 +4,7 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import time
@@ -128,6 +129,14 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, forge_sql):
     assert "a zip bomb?" in refused(bomb)
     said = refused(bomb, member_bytes=16 << 20, expansion=10_000)
     assert "'data/lfs/big' unpacks to 64 MiB, over the 16 MiB" in said
+
+
+def test_a_dump_larger_than_the_free_space_is_refused_before_it_is_unpacked(
+        tmp_path, forge_sql, monkeypatch):
+    dump = dump_zip(tmp_path / "dump.zip", forge_sql, custom__big=os.urandom(4 << 20))
+    monkeypatch.setattr(importers, "_free_bytes", lambda path: 2 << 20)
+    said = refused(dump)
+    assert "needs 4 MiB unpacked and" in said and "has 2 MiB free" in said
 
 
 def test_a_torn_dump_says_where_it_ends(tmp_path, forge_sql):
