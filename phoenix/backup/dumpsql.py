@@ -112,7 +112,7 @@ def load(sql: TextIO, db: Path, *, statement_bytes: int, max_bytes: int, seconds
     """Build the SQLite database `db` (a new file) from the dump `sql`, within `max_bytes` on
     disk and `seconds`. Raises DumpRefused; the caller then removes `db`."""
     deadline = time.monotonic() + seconds
-    conn = sqlite3.connect(db, isolation_level=None, cached_statements=0)
+    conn = sqlite3.connect(db, isolation_level=None)
     denied: list[str] = []
     late = False
 
