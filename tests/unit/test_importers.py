@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix.backup import importers, sources
+from phoenix.backup import fetch, importers, sources
 from phoenix.errors import PhoenixError
 from phoenix.lab import fixtures
 
@@ -199,7 +199,7 @@ def test_a_forge_stream_that_never_ends_is_refused(tmp_path, forge, stream, limi
     dest = tmp_path / "fetched" / "backup"
     started = time.monotonic()
     with pytest.raises(PhoenixError) as err:
-        importers.fetch_from_forge(
+        fetch.fetch_from_forge(
             "forge:/backups/gitea", dest, target=TARGET, limits=importers.Limits(**limits)
         )
     assert time.monotonic() - started < 10
