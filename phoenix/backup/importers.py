@@ -50,8 +50,8 @@ class Limits:
     # The database built over its SQL's size: indexes add, X'..' blobs and xorm's column
     # names on every row take away.
     db_growth: int = 4
-    # Loading the SQL: some 20k rows a second on a loaded machine (benchmarks/import_bench.py),
-    # so 15 minutes is near 18M rows, well past a small forge's database.
+    # Loading the SQL: 11k-21k rows a second on a loaded machine (benchmarks/import_bench.py),
+    # so 15 minutes is 10M rows or more, well past a small forge's database.
     sql_seconds: float = 900
     # A runbook backup fetched from the forge (its databases, custom/, maybe the
     # repositories), and the hour its copy may take.
