@@ -101,7 +101,6 @@ def test_what_no_dump_holds_is_refused_before_it_runs(tmp_path, forge_sql, state
 
 def test_a_query_that_never_ends_is_refused(tmp_path, forge_sql):
     endless = (
-        "CREATE TABLE n (x INTEGER);\n"
         "INSERT INTO `version` (`version`) WITH RECURSIVE c(x) AS "
         "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c WHERE x < 0;\n"
     )
