@@ -12,6 +12,7 @@ for script in (
     "fleet_bench.py",
     "floor_bench.py",
     "backup_bench.py",
+    "import_bench.py",
     "adopt_bench.py",
     "hermes_bench.py",
     "hardening_bench.py",

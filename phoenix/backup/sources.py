@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from phoenix.backup.archive import archive_file, archive_manifest, sha256_file, write_archive
-from phoenix.backup.importers import fetch_from_forge, import_dump, import_runbook
+from phoenix.backup.fetch import fetch_from_forge
+from phoenix.backup.importers import import_dump, import_runbook
 from phoenix.errors import PhoenixError
 from phoenix.settings import Readable
 
