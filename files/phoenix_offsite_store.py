@@ -27,7 +27,12 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
   and week than the real ones, and the keep-* policy would keep those and forget every real
   snapshot. Beyond `prune.time_tolerance` seconds (default 7200) the guard refuses: no prune,
   the unit fails, and the operator looks (and prunes, if all is well, with `phoenix backup
-  prune`).
+  prune`);
+- and a lock guard: restic 0.14 never takes a lock dated in the future for stale, so a forge
+  could stop every prune with one; a lock claiming a time later than its arrival by more than
+  `prune.lock_tolerance` seconds (default 300), or unreadable that long after it arrived, is
+  removed before the prune and named in its log (never `restic unlock --remove-all`, which
+  would remove live locks too).
 
     scp files/phoenix_offsite_store.py root@STORE:
     ssh root@STORE ./phoenix_offsite_store.py <spec
@@ -158,6 +163,63 @@ print(f"prune guard: every snapshot's time is within {tolerance:.0f} s of its ar
 """
 
 
+LOCK_GUARD_PATH = "/usr/local/sbin/phoenix-offsite-lock-guard"
+LOCK_GUARD = """\
+#!/usr/bin/python3
+# Phoenix offsite store (files/phoenix_offsite_store.py): retention's lock guard. restic 0.14
+# never takes a lock dated in the future for stale, so one planted by a forge would stop every
+# prune; restic writes a lock (and each refresh of it) with the time it is written, so a lock
+# claiming a time later than it reached the store (its file's mtime: rclone sets it on arrival)
+# by more than the tolerance, or unreadable that long after it arrived, is removed here and
+# named. Only those: `restic unlock --remove-all` would remove live locks too.
+import datetime, json, os, re, subprocess, sys, time
+
+tolerance = float(sys.argv[1])
+repo = os.environ["RESTIC_REPOSITORY"]
+
+
+def restic(*args):
+    return subprocess.run(["restic", "--no-lock", *args], capture_output=True, text=True,
+                          check=False)
+
+
+def utc(stamp):
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+listed = restic("list", "locks")
+if listed.returncode != 0:
+    sys.exit("lock guard: restic list locks failed: " + listed.stderr.strip()[-300:])
+ids = listed.stdout.split()
+removed = []
+for lock_id in ids:
+    path = os.path.join(repo, "locks", lock_id)
+    try:
+        arrived = os.stat(path).st_mtime
+    except FileNotFoundError:
+        continue  # released meanwhile
+    shown = restic("cat", "lock", lock_id)
+    if shown.returncode != 0:
+        if not os.path.exists(path) or time.time() - arrived <= tolerance:
+            continue  # released meanwhile, or maybe still arriving
+        why = "unreadable (" + (shown.stderr.strip().splitlines() or ["?"])[-1][:120] + ")"
+    else:
+        lock = json.loads(shown.stdout)
+        text = re.sub(r"(\\.\\d{6})\\d+", r"\\1", lock["time"]).replace("Z", "+00:00")
+        claimed = datetime.datetime.fromisoformat(text).timestamp()
+        if claimed - arrived <= tolerance:
+            continue
+        why = (f"of {lock.get('hostname')} (pid {lock.get('pid')}) claims "
+               f"{utc(claimed)} UTC")
+    os.remove(path)
+    removed.append(f"{lock_id[:8]} {why}, arrived {utc(arrived)} UTC")
+for line in removed:
+    print("lock guard: removed lock " + line)
+print(f"lock guard: {len(ids)} lock(s), {len(removed)} removed (dated more than "
+      f"{tolerance:.0f} s after their arrival, or unreadable)")
+"""
+
 # Retention runs restic through it: tried again while another run (the forge's repository
 # snapshots, every few minutes) holds the lock. Its text is files/phoenix_restic_lock_wait.py,
 # which comes in the spec (`lock_wait`), as this script runs alone (`python3 -c`).
@@ -238,6 +300,7 @@ CacheDirectory={PRUNE}
 Nice=10
 IOSchedulingClass=idle
 ExecStartPre={GUARD_PATH} {int(prune.get("time_tolerance") or 7200)}
+ExecStartPre={LOCK_GUARD_PATH} {int(prune.get("lock_tolerance") or 300)}
 {repo_forget}ExecStart={command}
 """
     timer = f"""\
@@ -314,7 +377,9 @@ Match User {user}
             changed.append("password")
         service, timer = prune_units(spec, prune)
         units = [
-            write(GUARD_PATH, GUARD, 0o755) | write(LOCK_WAIT_PATH, lock_wait(spec), 0o755),
+            write(GUARD_PATH, GUARD, 0o755)
+            | write(LOCK_GUARD_PATH, LOCK_GUARD, 0o755)
+            | write(LOCK_WAIT_PATH, lock_wait(spec), 0o755),
             write(f"{UNIT_DIR}/{PRUNE}.service", service, 0o644),
             write(f"{UNIT_DIR}/{PRUNE}.timer", timer, 0o644),
         ]

@@ -319,6 +319,9 @@ backup_prune_schedule = "daily"  # the store's retention timer (systemd OnCalend
 backup_prune_time_tolerance = 7200  # seconds; a snapshot dated further from its arrival on
 # the store (forged dates could make keep-* forget the
 # real ones) stops the store's prune until you look
+backup_prune_lock_tolerance = 300  # seconds; a restic lock dated further after its arrival
+# on the store (restic never takes a future-dated lock for stale: a forge could stop every
+# prune with one) is removed by the store's retention, and named in its log
 backup_future_tolerance = 300  # seconds; a snapshot dated later than now + this (the forge
 # writes its time) is never the newest, and is a problem
 backup_keys_expected = 1  # `phoenix backup verify` fails on more keys (one added by

@@ -179,6 +179,7 @@ def store_spec(
             "keep": keep,
             "schedule": settings.get("backup_prune_schedule") or "daily",
             "time_tolerance": int(settings.get("backup_prune_time_tolerance") or 7200),
+            "lock_tolerance": int(settings.get("backup_prune_lock_tolerance") or 300),
             # the repository snapshots, kept for a while (the full ones stay)
             "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
             "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d",

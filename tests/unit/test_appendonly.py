@@ -273,3 +273,109 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
     # keep-daily 2 over the whole line: the newest of the last two days, whichever droplet;
     # keep-within 2d of the line's newest repository snapshot, whichever droplet
     assert left == {full[2], full[3], repos[1], repos[2]}
+
+
+def plant_lock(repo: Path, claimed: str, hostname: str = "forge-1") -> str:
+    """A restic lock dated `claimed`, written as anyone holding the repository's password (the
+    forge) could: restic's own format (internal/crypto/crypto.go: IV || AES-256-CTR ||
+    Poly1305-AES of the ciphertext; the master key in keys/ under scrypt), named by the sha256
+    of its bytes. restic itself always dates a lock now, and it is a Go program: no faketime."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    def aes_ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
+        crypt = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+        return crypt.update(data) + crypt.finalize()
+
+    def mac(k: bytes, r: bytes, iv: bytes, data: bytes) -> bytes:
+        s = Cipher(algorithms.AES(k), modes.ECB()).encryptor().update(iv)
+        return Poly1305.generate_tag(r + s, data)
+
+    keyfile = json.loads(next((repo / "keys").iterdir()).read_bytes())
+    user = hashlib.scrypt(PASSWORD.encode(), salt=base64.b64decode(keyfile["salt"]),
+                          n=keyfile["N"], r=keyfile["r"], p=keyfile["p"], dklen=64,
+                          maxmem=1 << 30)
+    sealed = base64.b64decode(keyfile["data"])
+    iv, body, tag = sealed[:16], sealed[16:-16], sealed[-16:]
+    assert mac(user[32:48], user[48:64], iv, body) == tag, "not restic's key format"
+    master = json.loads(aes_ctr(user[:32], iv, body))
+    enc = base64.b64decode(master["encrypt"])
+    k, r = base64.b64decode(master["mac"]["k"]), base64.b64decode(master["mac"]["r"])
+    lock = json.dumps({"time": claimed, "exclusive": False, "hostname": hostname,
+                       "username": "root", "pid": 4242}).encode()
+    iv = os.urandom(16)
+    body = aes_ctr(enc, iv, lock)
+    data = iv + body + mac(k, r, iv, body)
+    name = hashlib.sha256(data).hexdigest()
+    (repo / "locks" / name).write_bytes(data)
+    return name
+
+
+def test_a_lock_dated_in_the_future_no_longer_stops_the_stores_retention(repo, tmp_path):
+    """restic 0.14 never takes a future-dated lock for stale: one planted by the forge stopped
+    the store's prune every day. The lock guard before it removes that lock (and an unreadable
+    one left for long), names them, and leaves a live lock alone."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
+    spec = store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
+                       "backup_keep_daily": 2},
+                      forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
+                      password=PASSWORD)
+    service, _ = script.prune_units(spec, spec["prune"])
+    pre = [shlex.split(line[len("ExecStartPre="):]) for line in service.splitlines()
+           if line.startswith("ExecStartPre=")]
+    assert [argv[0] for argv in pre] == [script.GUARD_PATH, script.LOCK_GUARD_PATH]
+    assert pre[1][1] == "300"  # backup_prune_lock_tolerance's default
+    (tmp_path / "lockguard").write_text(script.LOCK_GUARD)
+    (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    (tmp_path / "d").mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RESTIC_REPOSITORY": str(repo),
+           "RESTIC_PASSWORD_FILE": str(tmp_path / "pw"),
+           "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    forget = ["restic", "forget", "--group-by", "tags", "--tag", "phoenix", "--keep-daily", "2",
+              "--prune"]
+
+    def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(list(argv), env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    planted = plant_lock(repo, tomorrow)
+    blocked = run(*forget)
+    assert blocked.returncode != 0 and "repository is already locked" in blocked.stderr, \
+        blocked.stderr
+    garbage = repo / "locks" / ("ab" * 32)
+    garbage.write_bytes(os.urandom(120))
+    os.utime(garbage, (time.time() - 900, time.time() - 900))  # arrived 15 min ago
+    # a live lock: a backup reading its stdin holds one while the guard runs
+    live = subprocess.Popen(["restic", "backup", "--stdin", "--stdin-filename", "live"],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((repo / "locks").iterdir())) < 3:
+            assert time.monotonic() < deadline, "the backup took no lock"
+            time.sleep(0.2)
+        mine = {p.name for p in (repo / "locks").iterdir()} - {planted, garbage.name}
+        guard = run(sys.executable, str(tmp_path / "lockguard"), pre[1][1])
+        assert guard.returncode == 0, guard.stderr
+        left = {p.name for p in (repo / "locks").iterdir()}
+        assert left == mine, guard.stdout   # the live lock stays; both others are gone
+        assert f"removed lock {planted[:8]} of forge-1 (pid 4242) claims " \
+               f"{tomorrow[:10]}" in guard.stdout, guard.stdout
+        assert f"removed lock {garbage.name[:8]} unreadable" in guard.stdout, guard.stdout
+        assert "3 lock(s), 2 removed" in guard.stdout, guard.stdout
+    finally:
+        live.communicate(b"live data\n", timeout=60)
+    assert live.returncode == 0
+    pruned = run(sys.executable, str(tmp_path / "wait"), *forget, timeout=300)
+    assert pruned.returncode == 0, pruned.stderr
+    again = run(sys.executable, str(tmp_path / "lockguard"), "300")
+    assert again.stdout.strip().endswith("0 lock(s), 0 removed (dated more than 300 s after "
+                                         "their arrival, or unreadable)"), again.stdout
