@@ -318,6 +318,26 @@ WantedBy=timers.target
     return service, timer
 
 
+def folders(entry: pwd.struct_passwd, home: str, repo: str) -> list[str]:
+    """The account's home and repository, made for it where missing. A folder that existed is
+    never taken over: the home is the repository's parent, which may be /srv (or / for a
+    shallow path), and nothing the forge's key reaches may own that. An existing repository
+    the account does not own is refused, in one line, touching nothing."""
+    if os.path.isdir(repo) and os.stat(repo).st_uid != entry.pw_uid:
+        raise SystemExit(
+            f"phoenix-offsite-store: {repo} exists and is not {entry.pw_name}'s (uid "
+            f"{os.stat(repo).st_uid}): give the store a folder of its own (backup_repository), "
+            "or chown it yourself if it is the store's"
+        )
+    made = []
+    for folder in (home, repo):
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+            made.append(folder)
+    return made
+
+
 def main() -> int:
     spec = json.load(sys.stdin)
     spec.setdefault("user", "restic")
@@ -335,11 +355,7 @@ def main() -> int:
     if entry.pw_shell != "/bin/sh":
         sh("usermod", "--shell", "/bin/sh", user)
         changed.append("shell")
-    for folder in (home, repo):
-        if not os.path.isdir(folder):
-            os.makedirs(folder, mode=0o700)
-            changed.append(folder)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
+    changed += folders(entry, home, repo)
     os.makedirs(KEYS_DIR, mode=0o755, exist_ok=True)
     if write(f"{KEYS_DIR}/{user}.keys", authorized_keys(spec), 0o644):
         changed.append("keys")

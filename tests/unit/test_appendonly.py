@@ -379,3 +379,32 @@ def test_a_lock_dated_in_the_future_no_longer_stops_the_stores_retention(repo, t
     again = run(sys.executable, str(tmp_path / "lockguard"), "300")
     assert again.stdout.strip().endswith("0 lock(s), 0 removed (dated more than 300 s after "
                                          "their arrival, or unreadable)"), again.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root (make test runs as root)")
+def test_the_stores_setup_never_takes_over_a_folder_it_did_not_create(tmp_path):
+    """The account's home is the repository's parent: /srv for /srv/forge. Setup used to chown
+    it to the account the forge's key reaches; now it makes what is missing, owned by the
+    account, and leaves what existed as it was; a repository of someone else's is refused."""
+    import pwd
+
+    script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
+    account = pwd.getpwnam("nobody")
+    srv = tmp_path / "srv"
+    srv.mkdir(mode=0o755)
+    made = script.folders(account, str(srv), str(srv / "forge"))
+    assert made == [str(srv / "forge")]
+    assert (srv.stat().st_uid, srv.stat().st_mode & 0o777) == (0, 0o755)  # still root's
+    assert (srv / "forge").stat().st_uid == account.pw_uid
+    assert script.folders(account, str(srv), str(srv / "forge")) == []   # a second run: nothing
+    assert srv.stat().st_uid == 0
+    deeper = tmp_path / "store" / "restic"
+    assert script.folders(account, str(deeper), str(deeper / "forge")) == [
+        str(deeper), str(deeper / "forge")]
+    assert deeper.stat().st_uid == account.pw_uid and (tmp_path / "store").stat().st_uid == 0
+    theirs = srv / "theirs"
+    theirs.mkdir()
+    (theirs / "data").write_text("kept")
+    with pytest.raises(SystemExit, match=r"theirs exists and is not nobody's \(uid 0\)"):
+        script.folders(account, str(srv), str(theirs))
+    assert theirs.stat().st_uid == 0 and (theirs / "data").read_text() == "kept"
