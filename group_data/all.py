@@ -50,7 +50,11 @@ layout_log_mode = "0750"
 timmy_config_url = "https://github.com/Timmy-Foundation/timmy-config.git"
 timmy_config_bundle = None  # a local path to a `git bundle`; wins over the URL
 timmy_config_branch = "main"
-timmy_config_commit = None  # pin a commit; None follows the branch
+timmy_config_commit = None  # pin a commit; None follows the branch, signed (below)
+# deploy.sh runs as root: following the branch, only from a tip signed by a key in this file
+# of yours (git's allowed-signers format, `PRINCIPAL KEYTYPE KEY` per line; a local path).
+# Neither a pinned commit nor this: the deploy refuses to run deploy.sh.
+timmy_config_allowed_signers = None
 timmy_config_dest = "/root/timmy-config"
 timmy_config_home = "/root"  # deploy.sh overlays $HOME/.hermes (layout_hermes_home)
 

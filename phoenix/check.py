@@ -279,6 +279,17 @@ def check_store(inputs: Inputs) -> list[str]:
     return found
 
 
+def check_timmy_config(inputs: Inputs) -> list[str]:
+    """deploy.sh runs as root: from a pinned commit, or a tip signed by an allowed key."""
+    from phoenix.configrepo import verification
+
+    try:
+        verification(inputs.settings)
+    except NotConfigured as exc:
+        return [str(exc)]
+    return []
+
+
 def _source(inputs: Inputs) -> str:
     return str(inputs.source or inputs.settings.get("restore_source") or "restic:latest")
 
@@ -329,6 +340,7 @@ CHECKS: dict[str, Check] = {
     "Cloudflare": check_cloudflare,
     "store": check_store,
     "restore source": check_restore_source,
+    "timmy-config": check_timmy_config,
 }
 
 NEEDS: dict[str, tuple[str, ...]] = {

@@ -150,10 +150,17 @@ def check(
         )
         error.output = {"command": command, "checks": checked}
         raise error
+    # which verification deploy.sh's commit gets, where the command deploys
+    modes = {}
+    if "timmy-config" in checked:
+        from phoenix.configrepo import verification
+
+        modes["timmy-config"] = verification(inputs.settings)
     click.echo(
-        json.dumps({"command": command, "checks": checked, "problems": []}, indent=2)
+        json.dumps({"command": command, "checks": checked, "problems": [], **modes}, indent=2)
         if as_json
         else f"no problem for `phoenix {command}` ({', '.join(checked)} checked)"
+        + "".join(f"\n{name}: {mode}" for name, mode in modes.items())
     )
 
 

@@ -1,6 +1,14 @@
 """Runbook step 3: timmy-config checked out from a source that does not need the dead forge
 (a mirror URL, or the operator's checkout sent as a git bundle), pinned to a commit or
-following a branch, and its deploy.sh run once per checked-out commit."""
+following a branch, and its deploy.sh run once per checked-out commit.
+
+deploy.sh runs as root, and a mirror is something the old forge (or whoever took it) could
+write: it runs only from a verified commit. Pinned (`timmy_config_commit`), the commit is its
+own proof; following a branch, its tip must be signed by a key in the operator's
+allowed-signers file (`timmy_config_allowed_signers`, git's `gpg.ssh.allowedSignersFile`),
+checked before the checkout and again right before deploy.sh. Neither: refused, before
+anything is changed (phoenix/configrepo.py).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +21,13 @@ from pyinfra.facts.git import GitLocalCommit, GitRemoteBranchCommit
 from pyinfra.operations import files, server
 
 from facts.markers import Marker
+from phoenix import configrepo
+from phoenix.errors import NotConfigured
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = (
     "phoenix_state_dir",
+    "timmy_config_allowed_signers",
     "timmy_config_branch",
     "timmy_config_bundle",
     "timmy_config_commit",
@@ -49,9 +60,53 @@ def _source() -> str:
     return dest
 
 
-def _check_out(source: str, dest: str, ref: str, what: str, **gate) -> None:
-    """Clone if needed, fetch every branch (forced, as a mirror may be rewritten), and check
-    out `ref` detached: the working tree is exactly that commit, whatever it was before."""
+def verification(data) -> str:
+    """How deploy.sh's commit is verified (phoenix/configrepo.py), or a DeployError."""
+    try:
+        return configrepo.verification(data)
+    except NotConfigured as exc:
+        raise DeployError(str(exc)) from None
+
+
+def _verify(dest: str, signers: str | None, ref: str) -> list[StringCommand]:
+    """git verify-commit `ref` against the allowed signers (nothing for a pinned commit): one
+    line naming the commit when it fails."""
+    if not signers:
+        return []
+    q = QuoteString
+    refused = (
+        f"timmy-config: {ref} is not signed by a key in timmy_config_allowed_signers: "
+        "refusing to run its deploy.sh"
+    )
+    return [
+        StringCommand(
+            "git",
+            "-C",
+            q(dest),
+            "-c",
+            StringCommand("gpg.ssh.allowedSignersFile=", q(signers), _separator=""),
+            "verify-commit",
+            q(ref),
+            ">/dev/null",
+            "2>&1",
+            "||",
+            "{",
+            "echo",
+            q(refused),
+            ">&2;",
+            "exit",
+            "1;",
+            "}",
+        )
+    ]
+
+
+def _check_out(
+    source: str, dest: str, ref: str, what: str, signers: str | None = None, **gate
+) -> None:
+    """Clone if needed, fetch every branch (forced, as a mirror may be rewritten), verify
+    `ref`, and check it out detached: the working tree is exactly that commit, whatever it
+    was before; an unverified one is never checked out."""
     q = QuoteString
     missing = f"{what} is not in {source}: pin one that the source has"
     server.shell(
@@ -88,6 +143,7 @@ def _check_out(source: str, dest: str, ref: str, what: str, **gate) -> None:
                 "1;",
                 "}",
             ),
+            *_verify(dest, signers, ref),
             StringCommand(
                 "git", "-C", q(dest), "checkout", "--quiet", "--force", "--detach", q(ref)
             ),
@@ -99,7 +155,19 @@ def _check_out(source: str, dest: str, ref: str, what: str, **gate) -> None:
 @deploy("Deploy timmy-config")
 def deploy_timmy_config() -> None:
     data = host.data
+    verification(data)  # before anything is changed
     dest = data.timmy_config_dest
+    signers = None
+    if not data.timmy_config_commit:
+        signers = posixpath.join(data.phoenix_state_dir, "timmy-config.allowed_signers")
+        files.put(
+            name="Ensure timmy-config's allowed signers are the operator's",
+            src=str(Path(data.timmy_config_allowed_signers).expanduser()),
+            dest=signers,
+            user="root",
+            group="root",
+            mode="0644",
+        )
     source = _source()
     head = host.get_fact(GitLocalCommit, repo=dest)  # None on a fresh host (no git yet)
     if data.timmy_config_commit:
@@ -113,7 +181,7 @@ def deploy_timmy_config() -> None:
             tip = host.get_fact(GitRemoteBranchCommit, repo=dest, remote=source, branch=branch)
             return tip is None or tip != host.get_fact(GitLocalCommit, repo=dest)
 
-        _check_out(source, dest, f"origin/{branch}", f"the tip of {branch}", _if=behind)
+        _check_out(source, dest, f"origin/{branch}", f"the tip of {branch}", signers, _if=behind)
 
     # deploy.sh runs once per commit: the marker is written only after it succeeded, and
     # compared when this runs, after the checkout above (also after a cut-off converge).
@@ -122,6 +190,7 @@ def deploy_timmy_config() -> None:
     server.shell(
         name="Run timmy-config's deploy.sh for the checked-out commit",
         commands=[
+            *_verify(dest, signers, "HEAD"),
             StringCommand("cd", QuoteString(dest), "&&", "env", home, "./deploy.sh"),
             StringCommand(
                 "git", "-C", QuoteString(dest), "rev-parse", "HEAD", ">", QuoteString(marker)

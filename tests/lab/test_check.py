@@ -61,6 +61,8 @@ def test_a_configured_lab_passes_every_check(env):
     result = phoenix(env, "check", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["problems"] == []
+    # the lab pins timmy-config's commit (its artifact): deploy.sh runs from that one only
+    assert json.loads(result.stdout)["timmy-config"].startswith("pinned: "), result.stdout
     # recover --dry: the plan, its checks passed (the lab's backup archive: this store holds
     # no snapshot yet), and no droplet to ask pyinfra about
     source = load("lab")["restore_source"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from phoenix import check
 from phoenix.errors import NOT_CONFIGURED
 from tests.unit.test_cli import phoenix
@@ -20,6 +22,7 @@ NOTHING = {
     "Cloudflare": ["Cloudflare token"],
     "store": ["backup_repository"],
     "restore source": [],                                     # restic:latest: the store's say
+    "timmy-config": ["neither timmy_config_commit nor timmy_config_allowed_signers"],
 }
 
 
@@ -93,3 +96,18 @@ def test_settings_with_an_unknown_key_or_a_wrong_type_are_named(tmp_path, monkey
     assert any("sets 'bakup_schedule', which group_data/all.py does not define" in line
                for line in found), found
     assert any("sets backup_tag to 5 (int), where all.py's default is 'phoenix' (str)" in line for line in found), found
+
+
+def test_check_says_how_deploy_sh_is_verified_and_refuses_a_missing_signers_file(tmp_path):
+    from phoenix.configrepo import verification
+    from phoenix.errors import NotConfigured
+
+    assert verification({"timmy_config_commit": "0123456789abcdef"}) == \
+        "pinned: deploy.sh runs only from commit 0123456789ab"
+    allowed = tmp_path / "allowed"
+    with pytest.raises(NotConfigured, match=f"{allowed} does not exist"):
+        verification({"timmy_config_allowed_signers": str(allowed)})
+    allowed.write_text("op@example ssh-ed25519 AAAA\n")
+    assert verification({"timmy_config_allowed_signers": str(allowed),
+                         "timmy_config_branch": "main"}) == \
+        f"signed: deploy.sh runs only from a tip of main signed by a key in {allowed}"
