@@ -329,6 +329,7 @@ def recover(
     from phoenix.backup import pitr
     from phoenix.check import Inputs, require
     from phoenix.settings import project
+    from phoenix.state import recovering
 
     project()  # group_data, deploy.py: nothing to recover with outside a project folder
     role = _role(standby)
@@ -350,15 +351,16 @@ def recover(
         require(inputs)  # every problem, before the deploy's own dry run meets the first
         rec.dry_deploy(role, say=click.echo, data=data)
         return
-    require(inputs)  # before a droplet is billed
-    report = rec.recover(
-        role=role,
-        reserved_ip=reserved_ip,
-        skip_cutover=no_cutover,
-        say=_say,
-        deploy_data=data,
-        report_dir=report_dir,
-    )
+    with recovering():  # a second run is refused before its checks, not after them
+        require(inputs)  # before a droplet is billed
+        report = rec.recover(
+            role=role,
+            reserved_ip=reserved_ip,
+            skip_cutover=no_cutover,
+            say=_say,
+            deploy_data=data,
+            report_dir=report_dir,
+        )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 

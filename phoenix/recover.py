@@ -211,8 +211,32 @@ def recover(
 ) -> Report:
     """The recovery; `deploy_data` overrides group_data for the deploy (by default the restore
     of restic:latest), `provision_step=False` uses the role's droplet as it is (a standby)."""
+    from phoenix.state import recovering
+
     if deploy_data is None:
         deploy_data = recovery_data(standby=role == "standby")
+    with recovering():  # the whole run: two would deploy to one droplet side by side
+        return _recover(
+            role=role,
+            reserved_ip=reserved_ip,
+            skip_cutover=skip_cutover,
+            say=say,
+            report_dir=report_dir,
+            deploy_data=deploy_data,
+            provision_step=provision_step,
+        )
+
+
+def _recover(
+    *,
+    role: str,
+    reserved_ip: bool,
+    skip_cutover: bool,
+    say: Say,
+    report_dir: Path | None,
+    deploy_data: dict,
+    provision_step: bool,
+) -> Report:
     from phoenix.cutover import traffic as cut
     from phoenix.cutover.after import check_after_cutover
     from phoenix.cutover.primary import protect as first_snapshot

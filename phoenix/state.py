@@ -5,7 +5,9 @@ Lives in PHOENIX_STATE_DIR (default $XDG_STATE_HOME/phoenix, else ~/.local/state
 (<role>.host_ed25519, 0600) until it is rotated. Written atomically, 0600, so a crash never
 leaves half a state and nobody else reads it. A command that changes it holds <role>.lock
 (`State.locked()`), so two phoenix commands never write one role's state at the same time; a
-file that is not JSON is a one-line error, never a traceback.
+file that is not JSON is a one-line error, never a traceback. Beside them, recover.lock holds
+one `phoenix recover` per folder for its whole run and cutover.lock one cutover or rollback
+of any role.
 
 One state file describes one droplet (one *attempt*): `begin_attempt` starts the next one and
 moves what belonged to the last (its validation verdict, the DNS values it saved) into
@@ -17,8 +19,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,63 @@ _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth): reentrant i
 
 def state_dir() -> Path:
     return current().state_dir
+
+
+@contextmanager
+def exclusive(path: Path, refusal: Callable[[str], str]) -> Iterator[None]:
+    """flock(path) for the block, reentrant in this process; the holder's pid and start time
+    are written in it, and another process is refused with refusal("pid N, since T")."""
+    fd, depth = _held.get(path, (-1, 0))
+    if depth == 0:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            words = os.read(fd, 128).decode(errors="replace").split()
+            os.close(fd)
+            holder = f"pid {words[0] if words else '?'}" + (
+                f", since {words[1]}" if words[1:] else ""
+            )
+            raise PhoenixError(refusal(holder)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {now()}\n".encode())
+    _held[path] = (fd, depth + 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held.pop(path)
+        if depth > 1:
+            _held[path] = (fd, depth - 1)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def recovering(folder: Path | None = None) -> AbstractContextManager[None]:
+    """One `phoenix recover` at a time per state folder, for its whole run: two would deploy
+    to one droplet side by side."""
+    lock = (folder or state_dir()) / "recover.lock"
+    return exclusive(
+        lock,
+        lambda holder: (
+            f"another phoenix recover ({holder}) is running with the state in {lock.parent}; "
+            f"wait for it to finish (it holds {lock})"
+        ),
+    )
+
+
+def cutting_over(folder: Path | None = None) -> AbstractContextManager[None]:
+    """One cutover or rollback at a time, whatever the role: the recovery's and the
+    standby's move the same names."""
+    lock = (folder or state_dir()) / "cutover.lock"
+    return exclusive(
+        lock,
+        lambda holder: (
+            f"another cutover or rollback ({holder}) is moving traffic with the state in "
+            f"{lock.parent}; wait for it to finish"
+        ),
+    )
 
 
 def now() -> str:
@@ -95,32 +154,16 @@ class State:
     @contextmanager
     def locked(self) -> Iterator[State]:
         """Hold <role>.lock (reentrant in this process) and re-read the file under it."""
-        fd, depth = _held.get(self.lock_path, (-1, 0))
-        if depth == 0:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                raise PhoenixError(
-                    f"another phoenix command (pid {holder}) is using the "
-                    f"{self.role} state {self.path}; wait for it to finish"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-        _held[self.lock_path] = (fd, depth + 1)
-        try:
+
+        def refusal(holder: str) -> str:
+            return (
+                f"another phoenix command ({holder}) is using the {self.role} state "
+                f"{self.path}; wait for it to finish"
+            )
+
+        with exclusive(self.lock_path, refusal):
             self.reload()
             yield self
-        finally:
-            fd, depth = _held.pop(self.lock_path)
-            if depth > 1:
-                _held[self.lock_path] = (fd, depth - 1)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
 
     def save(self) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from phoenix.cutover.primary import activate, fence, host_role, live_old_primari
 from phoenix.errors import NotConfigured, PhoenixError
 from phoenix.provision.do import DO, public_ip
 from phoenix.sshconf import Target
-from phoenix.state import State, now
+from phoenix.state import State, cutting_over, now
 
 
 def pinned_keys(known_hosts: Path, host: str) -> list[str]:
@@ -98,7 +98,7 @@ def cutover(
     fence_old: bool = False,
     activate_host: bool = True,
 ) -> dict:
-    with state.locked():
+    with cutting_over(state.folder), state.locked():
         return _cutover(
             settings=settings,
             state=state,
@@ -307,7 +307,7 @@ def rollback_needs(state: State, *, power_off: bool = True) -> set[str]:
 
 
 def rollback(*, state: State, do: DO | None, say: Say, power_off: bool = True) -> list[str]:
-    with state.locked():
+    with cutting_over(state.folder), state.locked():
         return _rollback(state=state, do=do, say=say, power_off=power_off)
 
 
