@@ -24,13 +24,21 @@ lint:  ## ruff's rules and its format, then mypy (rules and reasons in pyproject
 	$(PYTHON) -m ruff format --check $(LINTED)
 	$(PYTHON) -m mypy
 
-# The unit tests run beside the lab tests (their own tmp folders, labs and ports: they share
-# nothing), their output printed after; either failing fails the target.
-test: deps lint  ## lint, then unit tests beside lab tests (root; skipped without it)
-	@log=$$(mktemp); $(PYTHON) -m pytest tests/unit > "$$log" 2>&1 & unit=$$!; \
-	$(PYTHON) -m pytest tests/lab; lab=$$?; wait $$unit; units=$$?; \
-	echo "== the unit tests, run beside the lab tests"; cat "$$log"; rm -f "$$log"; \
-	[ $$lab -eq 0 ] && [ $$units -eq 0 ]
+# The lab tests run in two labs side by side: BESIDE (the longest files, each test with
+# droplets of its own) in a lab of its own (tests/lab/beside.py), the rest in the default lab;
+# the unit tests beside both (their own tmp folders, labs and ports: they share nothing).
+# The outputs run beside are printed after; any failing fails the target.
+BESIDE = tests/lab/test_drill.py tests/lab/test_backups.py
+test: deps lint  ## lint, then unit tests beside lab tests in two labs (root; skipped without it)
+	@unitlog=$$(mktemp); besidelog=$$(mktemp); \
+	$(PYTHON) -m pytest tests/unit > "$$unitlog" 2>&1 & unit=$$!; \
+	$(PYTHON) -m tests.lab.beside $(BESIDE) > "$$besidelog" 2>&1 & beside=$$!; \
+	$(PYTHON) -m pytest tests/lab $(addprefix --ignore=,$(BESIDE)); lab=$$?; \
+	wait $$beside; besides=$$?; wait $$unit; units=$$?; \
+	echo "== $(BESIDE), in a lab of their own beside the others"; cat "$$besidelog"; \
+	echo "== the unit tests, run beside the lab tests"; cat "$$unitlog"; \
+	rm -f "$$unitlog" "$$besidelog"; \
+	[ $$lab -eq 0 ] && [ $$besides -eq 0 ] && [ $$units -eq 0 ]
 
 test-unit:
 	$(PYTHON) -m pytest tests/unit

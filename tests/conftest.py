@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -18,19 +20,45 @@ def lab_config():
 lab_config_baseline: dict = {}
 
 
-def machine_snapshot() -> dict:
-    """What the lab may add to this machine: namespaces, links, mounts, lab processes."""
+def other_labs(own_tag: str) -> list[str]:
+    """The tags of the other labs this machine may be running beside this session's (make test
+    runs the drills in a lab of their own): each keeps its state under /var/lib/phoenix-lab-TAG,
+    the default lab under /var/lib/phoenix-lab."""
+    tags = {p.name.removeprefix("phoenix-lab-") for p in Path("/var/lib").glob("phoenix-lab-*")}
+    if Path("/var/lib/phoenix-lab").is_dir():
+        tags.add(labconfig.DEFAULT_TAG)
+    return sorted(tags - {own_tag})
+
+
+def state_folder(tag: str) -> str:
+    return "/var/lib/phoenix-lab" + ("" if tag == labconfig.DEFAULT_TAG else f"-{tag}")
+
+
+def machine_snapshot(own_tag: str = labconfig.DEFAULT_TAG) -> dict:
+    """What the lab may add to this machine: namespaces, links, mounts, lab processes. Objects
+    named for another lab running beside this one are its own, not this lab's: left out."""
     import subprocess
+
+    others = other_labs(own_tag)
 
     def out(*cmd: str) -> list[str]:
         return sorted(subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines())
 
+    def another_labs(text: str) -> bool:
+        """Named for another lab's tag (netns TAG-ID, bridge TAG-br0, veth TAGvID, nspawn's
+        --machine=TAG-ID) or under its state folder."""
+        return any(re.search(rf"(^|=){tag}(-|v\d+$)", text) or f"{state_folder(tag)}/" in text
+                   for tag in others)
+
     links = [line.split(":")[1].strip().split("@")[0] for line in out("ip", "-o", "link")]
-    procs = [line for line in out("ps", "-eo", "comm")
-             if line in ("systemd-nspawn", "apt-cacher-ng")]
-    mounts = [line.split()[1] for line in out("cat", "/proc/mounts") if "phoenix" in line]
-    return {"netns": out("ip", "netns", "list"), "links": sorted(links),
-            "processes": procs, "mounts": mounts}
+    procs = [line.split(None, 1)[0] for line in out("ps", "-eo", "comm,args")
+             if line.split(None, 1)[0] in ("systemd-nspawn", "apt-cacher-ng")
+             and not another_labs(line.split(None, 1)[1])]
+    mounts = [line.split()[1] for line in out("cat", "/proc/mounts") if "phoenix" in line
+              and not another_labs(line.split()[1] + "/")]
+    return {"netns": [n for n in out("ip", "netns", "list") if not another_labs(n.split()[0])],
+            "links": sorted(link for link in links if not another_labs(link)),
+            "processes": sorted(procs), "mounts": mounts}
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +69,7 @@ def lab(lab_config):
     from phoenix.lab import lab as lablib
 
     was_up = lablib.status(lab_config)["up"]
-    lab_config_baseline.update(machine_snapshot(), was_up=was_up)
+    lab_config_baseline.update(machine_snapshot(lab_config.tag), was_up=was_up)
     try:
         lablib.up(lab_config, log=lambda m: print(m))
         yield lab_config

@@ -96,7 +96,7 @@ def test_lab_down_leaves_the_machine_as_before(lab):
     if lab_config_baseline.get("was_up"):
         pytest.skip("the lab was already up before the tests: no clean baseline to compare")
     lablib.down(lab)
-    after = machine_snapshot()
+    after = machine_snapshot(lab.tag)
     try:
         assert after == {k: v for k, v in lab_config_baseline.items() if k != "was_up"}
     finally:
