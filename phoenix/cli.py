@@ -248,29 +248,45 @@ def provision(standby: bool) -> None:
     is_flag=True,
     help="Power the old primary off through DigitalOcean (disk kept) if it answers.",
 )
+@click.option(
+    "--fence-unconfirmed",
+    is_flag=True,
+    help="As --fence; when DigitalOcean cannot power it off (an outage), go on only while "
+    "the old primary answers on none of fence_probe_ports from here, and record that.",
+)
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
-def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
+def cutover(
+    standby: bool,
+    reserved_ip: bool,
+    force: bool,
+    fence: bool,
+    fence_unconfirmed: bool,
+    no_wait: bool,
+) -> None:
     from phoenix.check import Inputs, require
     from phoenix.cutover import traffic as cut
-    from phoenix.cutover.primary import protect
+    from phoenix.cutover.primary import protect, unconfirmed_fencing
     from phoenix.provision.do import client as do_client
     from phoenix.settings import load
     from phoenix.state import State
 
     role = _role(standby)
     require(Inputs(command="cutover", role=role, reserved_ip=reserved_ip))
+    fence = fence or fence_unconfirmed
     needs_do = reserved_ip or fence or bool(current().do_token)
     settings, state = load(role=role), State(role)
-    cut.cutover(
-        settings=settings,
-        state=state,
-        do=do_client() if needs_do else None,
-        reserved_ip=reserved_ip,
-        force=force,
-        say=_say,
-        wait=not no_wait,
-        fence_old=fence,
-    )
+    ports = settings.get("fence_probe_ports", [22, 443]) if fence_unconfirmed else None
+    with unconfirmed_fencing(ports):
+        cut.cutover(
+            settings=settings,
+            state=state,
+            do=do_client() if needs_do else None,
+            reserved_ip=reserved_ip,
+            force=force,
+            say=_say,
+            wait=not no_wait,
+            fence_old=fence,
+        )
     protect(state, settings, _say)  # users are served: now the new primary's first snapshot
 
 
