@@ -95,3 +95,22 @@ def test_the_crisis_commands_that_need_no_lab_run_as_written(tmp_path):
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert "no DigitalOcean token: set DIGITALOCEAN_TOKEN" in result.stderr
     assert "no Cloudflare token: set CLOUDFLARE_API_TOKEN" in result.stderr
+
+
+def test_the_runtime_lock_is_the_development_locks_versions_without_its_tools():
+    root = Path(__file__).resolve().parents[2]
+
+    def pins(name: str) -> dict[str, tuple[str, frozenset]]:
+        found = {}
+        for block in re.split(r"\n(?=[A-Za-z0-9])", (root / name).read_text()):
+            match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
+            if match:
+                found[match[1].lower()] = (match[2],
+                                           frozenset(re.findall(r"sha256:([0-9a-f]{64})", block)))
+        return found
+
+    dev, runtime = pins("requirements.lock"), pins("requirements-runtime.lock")
+    assert {"pyinfra", "pydo", "cloudflare", "click", "pytest-testinfra"} <= set(runtime)
+    assert not {"ruff", "mypy", "openapi-schema-validator"} & set(runtime)
+    for name, (version, hashes) in runtime.items():
+        assert dev[name][0] == version and hashes and hashes <= dev[name][1], name
