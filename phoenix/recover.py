@@ -138,7 +138,8 @@ def run_deploy(
                 stderr=subprocess.STDOUT,
                 text=True,
                 errors="replace",
-                env=current().child_env({**(env or {}), ENV: str(write_fd)}),
+                # a dry run executes no operation: its view is pyinfra's own text
+                env=current().child_env({**(env or {}), **({} if dry else {ENV: str(write_fd)})}),
                 pass_fds=(write_fd,),
             )
         finally:

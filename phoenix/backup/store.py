@@ -193,7 +193,14 @@ def watch_spec(settings: Mapping[str, Any], repository: str) -> dict | None:
     command: full snapshots against backup_max_age, repository snapshots against their own
     limit, and the replicas (when Litestream's account is on this store) against
     backup_alert_replica_max_age."""
-    command = list(settings.get("backup_alert_command") or [])
+    command = settings.get("backup_alert_command") or []
+    for name in ("backup_alert_command", "backup_alert_ok_command"):
+        value = settings.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+            raise NotConfigured(
+                f"{name} must be a list of words, the program first (it runs without a "
+                'shell), e.g. ["mail", "-s", "forge backups", "ops@example.org"]'
+            )
     if not command:
         return None
     from phoenix.backup import replication

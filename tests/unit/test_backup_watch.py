@@ -161,3 +161,11 @@ def test_the_watch_is_set_up_on_the_store_only_with_an_alert_command():
     assert "User=restic" in service and "OnCalendar=*:0/15" in timer
     with pytest.raises(SystemExit, match="no watch_program"):
         store.install_watch({}, found)
+
+
+def test_an_alert_command_given_as_one_string_is_refused():
+    """A string would run as one program named after the whole line (no shell there)."""
+    from phoenix.errors import NotConfigured
+
+    with pytest.raises(NotConfigured, match="backup_alert_command must be a list of words"):
+        watch_spec({"backup_alert_command": "mail -s forge ops@example.org"}, "/srv/r")
