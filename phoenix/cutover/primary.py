@@ -98,7 +98,7 @@ def live_old_primaries(*, old: list[str], settings: dict, do: DO | None) -> list
 def _unconfirmed(state: State, item: dict, failure: str, say: Say) -> None:
     """Fencing failed (`failure`); with --fence-unconfirmed, go on only while `item`'s address
     answers on no probed port, and record it. This proves what this machine sees, not what
-    every user sees: hence an explicit choice, and a record rollback and the report show."""
+    every user sees: hence an explicit choice, said on screen and kept in the state file."""
     ports = _UNCONFIRMED.get()
     ip = item["ip"]
     if ports is None:
