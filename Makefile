@@ -3,7 +3,7 @@ PYTHON ?= python3
 APT_PACKAGES = systemd-container debootstrap apt-cacher-ng iproute2 openssh-client git \
                sqlite3 restic rclone dnsutils pebble openssl curl ssh-audit
 
-.PHONY: deps lock lint test test-unit test-lab drill bench lab-down
+.PHONY: deps lock lock-runtime lint test test-unit test-lab drill bench lab-down
 
 deps:  ## the Debian packages, exactly the locked Python packages (hashes checked), then Phoenix
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -14,6 +14,15 @@ deps:  ## the Debian packages, exactly the locked Python packages (hashes checke
 lock:  ## re-resolve requirements.lock from pyproject.toml's bounds (PyPI, with hashes)
 	uv pip compile pyproject.toml --extra test --extra lint --generate-hashes \
 		--python-version 3.11 --index-url https://pypi.org/simple -o requirements.lock
+	$(MAKE) lock-runtime
+
+# What an operator's machine installs: the same versions as requirements.lock, without the
+# test and lint tools (the development lock's pins are its constraints).
+lock-runtime:  ## requirements-runtime.lock from requirements.lock's pins (with hashes)
+	@pins=$$(mktemp); sed -n 's/^\([A-Za-z0-9_.-]*==[^ \\]*\).*/\1/p' requirements.lock > "$$pins"; \
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--index-url https://pypi.org/simple --custom-compile-command "make lock-runtime" \
+		--no-annotate --quiet -c "$$pins" -o requirements-runtime.lock; rc=$$?; rm -f "$$pins"; exit $$rc
 
 # Every Python file but the tests': the host programs (files/) and the lab's stand-ins too.
 LINTED = phoenix tasks facts checks files benchmarks group_data inventories contracts \

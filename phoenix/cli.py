@@ -15,42 +15,59 @@ from phoenix.console import Console
 from phoenix.context import Context, current, install
 from phoenix.errors import INTERRUPTED, NotConfigured, PhoenixError, Unhealthy
 
-ENVIRONMENT = """\b
-Environment (Phoenix's own name first; the usual tools' names are accepted too):
-  PHOENIX_PROJECT             the project folder (as --project)
-  PHOENIX_ENV                 group_data override file to use (lab, recovery, standby)
-  PHOENIX_ROLE                whose settings (recovery, standby, primary): its group_data
-                              file on top, as pyinfra reads it (set for the validation suite)
-  DIGITALOCEAN_TOKEN          DigitalOcean API token (or DIGITALOCEAN_ACCESS_TOKEN, doctl's)
-  DIGITALOCEAN_ENDPOINT       DigitalOcean API URL (or DIGITALOCEAN_API_URL)
-  CLOUDFLARE_API_TOKEN        Cloudflare token: Zone:Read + DNS:Edit
-  CLOUDFLARE_BASE_URL         Cloudflare API URL (the lab's, for a drill)
-  PHOENIX_SSH_KEY             the operator's SSH key (default ~/.ssh/id_ed25519)
-  PHOENIX_STATE_DIR           state files (default $XDG_STATE_HOME/phoenix,
-                              else ~/.local/state/phoenix)
-  PHOENIX_FACT_BATCH=0        the deploy reads each host fact on its own (default: many per
-                              SSH round trip, the questions of the last converge kept in
-                              the state folder)
-  PHOENIX_SECRETS_DIR         secret files, 0600 (default $XDG_CONFIG_HOME/phoenix/secrets,
-                              else ~/.config/phoenix/secrets)
-  PHOENIX_<SECRET>            one secret, e.g. PHOENIX_RESTIC_PASSWORD
-  PHOENIX_HOST, PHOENIX_KNOWN_HOSTS  a host without a state file (its pinned key)
-  RESTIC_*                    passed to restic (repository and password stay Phoenix's)
-  XDG_CACHE_HOME              restic's cache (default ~/.cache)
-  PHOENIX_LAB_*               the lab's folder, subnet, bridge and ports (see README)
-"""
+# (name, what it sets): click wraps them to the terminal, whatever its width.
+ENVIRONMENT = [
+    ("PHOENIX_PROJECT", "the project folder (as --project)"),
+    ("PHOENIX_ENV", "group_data override file to use (lab, recovery, standby)"),
+    (
+        "PHOENIX_ROLE",
+        "whose settings (recovery, standby, primary): its group_data file on top, as pyinfra "
+        "reads it (set for the validation suite)",
+    ),
+    ("DIGITALOCEAN_TOKEN", "DigitalOcean API token (or DIGITALOCEAN_ACCESS_TOKEN, doctl's)"),
+    ("DIGITALOCEAN_ENDPOINT", "DigitalOcean API URL (or DIGITALOCEAN_API_URL)"),
+    ("CLOUDFLARE_API_TOKEN", "Cloudflare token: Zone:Read + DNS:Edit"),
+    ("CLOUDFLARE_BASE_URL", "Cloudflare API URL (the lab's, for a drill)"),
+    ("PHOENIX_SSH_KEY", "the operator's SSH key (default ~/.ssh/id_ed25519)"),
+    (
+        "PHOENIX_STATE_DIR",
+        "state files (default $XDG_STATE_HOME/phoenix, else ~/.local/state/phoenix)",
+    ),
+    (
+        "PHOENIX_FACT_BATCH=0",
+        "the deploy reads each host fact on its own (default: many per SSH round trip, the "
+        "questions of the last converge kept in the state folder)",
+    ),
+    (
+        "PHOENIX_SECRETS_DIR",
+        "secret files, 0600 (default $XDG_CONFIG_HOME/phoenix/secrets, else "
+        "~/.config/phoenix/secrets)",
+    ),
+    ("PHOENIX_<SECRET>", "one secret, e.g. PHOENIX_RESTIC_PASSWORD"),
+    ("PHOENIX_HOST", "a host without a state file"),
+    ("PHOENIX_KNOWN_HOSTS", "that host's pinned key"),
+    ("RESTIC_*", "passed to restic (repository and password stay Phoenix's)"),
+    ("XDG_CACHE_HOME", "restic's cache (default ~/.cache)"),
+    ("PHOENIX_LAB_*", "the lab's folder, subnet, bridge and ports (see README)"),
+]
 
-EXIT_CODES = """
-\b
-Exit codes (with --json a failure is also a JSON document on stdout: error, exit_code,
-problems):
-  0    done
-  1    failed
-  2    usage: an unknown command or option
-  3    not configured: a setting, secret, token, key or file missing or wrong
-  4    unhealthy: validation failed, or backups past a threshold (backup status)
-  130  interrupted
-"""
+EXIT_CODES = [
+    ("0", "done"),
+    ("1", "failed"),
+    ("2", "usage: an unknown command or option"),
+    ("3", "not configured: a setting, secret, token, key or file missing or wrong"),
+    ("4", "unhealthy: validation failed, or backups past a threshold (backup status)"),
+    ("130", "interrupted"),
+]
+
+# `phoenix --help` in a crisis's order: what the operator runs when the forge is down first,
+# what keeps them ready next, the lab apart. Every command is in one section.
+SECTIONS = [
+    ("The forge is down (in this order)", ["check", "recover", "rollback"]),
+    ("Step by step (what recover chains)", ["provision", "validate", "cutover"]),
+    ("Before the disaster", ["backup", "adopt"]),
+    ("The lab (this machine, as root)", ["drill", "lab"]),
+]
 
 
 class PhoenixGroup(click.Group):
@@ -60,7 +77,9 @@ class PhoenixGroup(click.Group):
     LAB = ("lab", "drill")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.LAB])
+        known = [*super().list_commands(ctx), *self.LAB]
+        ordered = [name for _, names in SECTIONS for name in names if name in known]
+        return ordered + sorted(set(known) - set(ordered))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.LAB:
@@ -69,12 +88,43 @@ class PhoenixGroup(click.Group):
             return COMMANDS[cmd_name]
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = set()
+        sections = [*SECTIONS, ("Other commands", self.list_commands(ctx))]
+        for title, names in sections:
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if name in listed or command is None or command.hidden:
+                    continue
+                listed.add(name)
+                rows.append((name, command.get_short_help_str(limit=formatter.width)))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Environment"):
+            formatter.write_text(
+                "Phoenix's own name first; the usual tools' names are accepted too."
+            )
+            formatter.write_paragraph()
+            formatter.write_dl(ENVIRONMENT, col_max=24)
+        with formatter.section("Exit codes"):
+            formatter.write_text(
+                "With --json a failure is also a JSON document on stdout (error, exit_code, "
+                "problems)."
+            )
+            formatter.write_paragraph()
+            formatter.write_dl(EXIT_CODES)
+        with formatter.section("Shell completion (bash; zsh and fish alike)"):
+            formatter.write_text('eval "$(_PHOENIX_COMPLETE=bash_source phoenix)"')
+
 
 @click.group(
     cls=PhoenixGroup,
     help="Rebuild the forge VPS from code, prove it, and move DNS to it.",
-    epilog=ENVIRONMENT + EXIT_CODES,
-    context_settings={"max_content_width": 100},
+    context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
 )
 @click.version_option(
     __version__, "--version", "-V", prog_name="phoenix", message="%(prog)s %(version)s"
@@ -85,10 +135,19 @@ class PhoenixGroup(click.Group):
     default=None,
     help="The project folder (deploy.py, group_data/); default: the current one or one above it.",
 )
-def cli(project: str | None) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Also print pyinfra's own lines as the deploy runs (-vv: and its facts and no-ops).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr: only results and errors.")
+def cli(project: str | None, verbose: int, quiet: bool) -> None:
     # The one context of this command: read by phoenix.settings.project(), and handed to the
     # pyinfra/pytest runs it starts (Context.child_env).
-    install(Context.from_process(project=project))
+    if verbose and quiet:
+        raise click.UsageError("-v and -q say opposite things: choose one")
+    install(Context.from_process(project=project, verbosity=-1 if quiet else verbose))
     if project:
         from phoenix.settings import project as project_folder
 
@@ -103,8 +162,9 @@ def _role(standby: bool) -> str:
 
 
 @cli.command(
+    short_help="Every problem a command would meet, all at once, changing nothing.",
     help="Every problem a command would meet (tokens, secrets, settings, keys, the "
-    "restore source), all at once, changing nothing; exit 3 when there is one."
+    "restore source), all at once, changing nothing; exit 3 when there is one.",
 )
 @click.option(
     "--for",
@@ -195,29 +255,45 @@ def provision(standby: bool) -> None:
     is_flag=True,
     help="Power the old primary off through DigitalOcean (disk kept) if it answers.",
 )
+@click.option(
+    "--fence-unconfirmed",
+    is_flag=True,
+    help="As --fence; when DigitalOcean cannot power it off (an outage), go on only while "
+    "the old primary answers on none of fence_probe_ports from here, and record that.",
+)
 @click.option("--no-wait", is_flag=True, help="Do not wait for the resolvers to agree.")
-def cutover(standby: bool, reserved_ip: bool, force: bool, fence: bool, no_wait: bool) -> None:
+def cutover(
+    standby: bool,
+    reserved_ip: bool,
+    force: bool,
+    fence: bool,
+    fence_unconfirmed: bool,
+    no_wait: bool,
+) -> None:
     from phoenix.check import Inputs, require
     from phoenix.cutover import traffic as cut
-    from phoenix.cutover.primary import protect
+    from phoenix.cutover.primary import protect, unconfirmed_fencing
     from phoenix.provision.do import client as do_client
     from phoenix.settings import load
     from phoenix.state import State
 
     role = _role(standby)
     require(Inputs(command="cutover", role=role, reserved_ip=reserved_ip))
+    fence = fence or fence_unconfirmed
     needs_do = reserved_ip or fence or bool(current().do_token)
     settings, state = load(role=role), State(role)
-    cut.cutover(
-        settings=settings,
-        state=state,
-        do=do_client() if needs_do else None,
-        reserved_ip=reserved_ip,
-        force=force,
-        say=_say,
-        wait=not no_wait,
-        fence_old=fence,
-    )
+    ports = settings.get("fence_probe_ports", [22, 443]) if fence_unconfirmed else None
+    with unconfirmed_fencing(ports):
+        cut.cutover(
+            settings=settings,
+            state=state,
+            do=do_client() if needs_do else None,
+            reserved_ip=reserved_ip,
+            force=force,
+            say=_say,
+            wait=not no_wait,
+            fence_old=fence,
+        )
     protect(state, settings, _say)  # users are served: now the new primary's first snapshot
 
 
@@ -365,8 +441,9 @@ def recover(
 
 
 @cli.command(
+    short_help="Back up today's forge as it is and prove the snapshot restores.",
     help="Back up the forge that runs today as it is (its backup job only), take a "
-    "snapshot, prove it restores, and check the forge was left unchanged."
+    "snapshot, prove it restores, and check the forge was left unchanged.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
 def adopt(as_json: bool) -> None:
@@ -394,7 +471,7 @@ def main(args: list[str] | None = None) -> None:
     # Even a failure before the command runs (a usage error, no project) answers in JSON.
     as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
-        cli.main(args=args, standalone_mode=False)
+        cli.main(args=args, prog_name="phoenix", standalone_mode=False)
     except PhoenixError as exc:
         if as_json:
             click.echo(json.dumps(exc.to_dict(), indent=2))

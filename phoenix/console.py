@@ -3,7 +3,8 @@
 On a terminal a wait (a droplet booting, sshd coming up, a deploy operation running, DNS
 propagating) is one line that updates in place, its elapsed time ticking every second;
 elsewhere (a log, CI) a wait prints a plain line only when what it reports changes, so a log
-is not one line per poll.
+is not one line per poll. With `phoenix -q` it prints nothing: results go to stdout, errors
+to stderr through the CLI, not through it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from phoenix.context import current
+
 # Whatever prints a line for the operator: print, Console.say, a list's append in a test.
 Say = Callable[[str], None]
 
 
 class Console:
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, tty: bool | None = None, quiet: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
+        self._quiet = quiet  # None: as the command's -q says (read when a line is printed)
         self.tty = self.stream.isatty() if tty is None else tty
         self._status = ""  # the status text last shown
         self._since: float | None = None  # when the current wait began
@@ -28,8 +34,14 @@ class Console:
         self._lock = threading.Lock()
         self._ticker: threading.Thread | None = None
 
+    @property
+    def quiet(self) -> bool:
+        return current().verbosity < 0 if self._quiet is None else self._quiet
+
     def say(self, message: str) -> None:
         """A line that stays (a step starts or ends, a change was made)."""
+        if self.quiet:
+            return
         with self._lock:
             self._close()
             self._since = None
@@ -41,6 +53,8 @@ class Console:
 
     def wait(self, message: str) -> None:
         """The state of a wait: replaces the previous one on a terminal."""
+        if self.quiet:
+            return
         with self._lock:
             if self._since is None:
                 self._since = time.monotonic()

@@ -37,10 +37,15 @@ class Context:
 
     environ: Mapping[str, str] = field(repr=False)
     project: str | None = None  # --project, before PHOENIX_PROJECT
+    verbosity: int = 0  # -q: -1 (no progress), -v: 1 (pyinfra's lines too), -vv: 2
 
     @classmethod
-    def from_process(cls, *, project: str | None = None) -> Context:
-        return cls(environ=os.environ, project=os.path.abspath(project) if project else None)
+    def from_process(cls, *, project: str | None = None, verbosity: int = 0) -> Context:
+        return cls(
+            environ=os.environ,
+            project=os.path.abspath(project) if project else None,
+            verbosity=verbosity,
+        )
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The variable's value; unset and empty are the same."""
@@ -48,7 +53,9 @@ class Context:
 
     def with_env(self, **changes: str) -> Context:
         """This context with some variables set (a drill hands its lab's down this way)."""
-        return Context(environ={**self.environ, **changes}, project=self.project)
+        return Context(
+            environ={**self.environ, **changes}, project=self.project, verbosity=self.verbosity
+        )
 
     # --- folders and files ---------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ puts the measured time of each step beside the runbook's estimate for the same w
 
 from __future__ import annotations
 
-import re
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -37,49 +38,61 @@ def recovery_data(*, standby: bool, source: str | None = None) -> dict:
     return data
 
 
-# A line of pyinfra's output: an operation starts, or a host reports how it ended.
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_START = re.compile(r"^--> Starting (?:[\w ,]+ )?operation: (?P<name>.*?)(?: \(.*\))?$")
-_RESULT = re.compile(r"^\s+\[(?P<host>[^\]]+)\] (?P<what>Success|No changes|Error)")
-_PHASE = re.compile(r"^--> (?P<what>[A-Z][\w ]+)\.\.\.$")
-
-
 class DeployStream:
-    """Turns pyinfra's output into what the operator follows: the operation running now (a
-    status line on a terminal) and one line per operation as it ends, with a tally."""
+    """What the operator follows of a deploy, from pyinfra's callbacks (phoenix.deploy_events):
+    the operation running now (a status line on a terminal) and one line per operation and host
+    as it ends, with a tally. pyinfra's printed lines go to the log; to `say` only when asked
+    (`raw`: a dry run's proposed changes and diffs; `phoenix -v`)."""
+
+    MARK = {"changed": "changed  ", "unchanged": "ok       ", "failed": "FAILED   "}
 
     def __init__(self, say: Say, *, raw: bool = False) -> None:
         self.say, self.raw = say, raw
         self.wait = waiter(say)
         self.done = say.done if isinstance(say, Console) else say
-        self.current = ""
+        self.attached = False
         self.tally = {"changed": 0, "unchanged": 0, "failed": 0}
 
-    def feed(self, raw: str) -> None:
-        line = _ANSI.sub("", raw.rstrip("\n"))
-        if self.raw:  # a dry run: pyinfra's proposed changes and diffs, as they are
-            self.say(line)
-        elif match := _START.match(line):
-            self.current = match["name"]
-            self.wait(f"   … {self.current}")
-        elif (match := _RESULT.match(line)) and self.current:
-            kind = {"Success": "changed", "No changes": "unchanged"}.get(match["what"], "failed")
-            self.tally[kind] += 1
-            mark = {"changed": "changed  ", "unchanged": "ok       ", "failed": "FAILED   "}
-            self.done(f"   {mark[kind]}{self.current}")
-        elif match := _PHASE.match(line):
-            self.wait(f"   {match['what'].lower()}")
+    def feed(self, line: str) -> None:
+        """A line of pyinfra's output."""
+        if self.raw:
+            self.say(line.rstrip("\n"))
+
+    def event(self, event: dict) -> None:
+        """One of pyinfra's callbacks, as phoenix.deploy_events sends it."""
+        kind = event.get("event")
+        if kind == "attached":
+            self.attached = True
+            self.wait("   preparing operations (reading facts)")
+        elif kind == "start":
+            self.wait(f"   … {event['op']}")
+        elif kind == "done" and event.get("result") in self.tally:
+            self.tally[event["result"]] += 1
+            self.done(f"   {self.MARK[event['result']]}{event['op']}")
+        elif kind == "disconnect":
+            self.wait("   disconnecting")
 
     def close(self) -> None:
         if isinstance(self.say, Console):
-            self.say.clear()  # "disconnecting from hosts" is not worth a line
+            self.say.clear()  # "disconnecting" is not worth a line
 
-    def summary(self) -> str:
+    def summary(self, deploy: str = "deploy.py") -> str:
+        if not self.attached:  # said, never a silently empty view
+            return f"operations not reported: {deploy} does not call phoenix.deploy_events.attach()"
         t = self.tally
         return (
             f"{sum(t.values())} operations: {t['changed']} changed, "
             f"{t['unchanged']} unchanged" + (f", {t['failed']} failed" if t["failed"] else "")
         )
+
+
+def _read_events(fd: int, stream: DeployStream) -> None:
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as events:
+        for line in events:
+            try:
+                stream.event(json.loads(line))
+            except (ValueError, KeyError, TypeError):  # a torn line: the log has it all
+                continue
 
 
 def run_deploy(
@@ -94,32 +107,47 @@ def run_deploy(
     deploy: str = "deploy.py",
 ) -> str:
     """`pyinfra -y INVENTORY DEPLOY` (`dry`: `--dry --diff`, nothing changes): the whole
-    output goes to `log`, each operation to `say` as it runs, the log's tail into the error."""
+    output goes to `log`, each operation to `say` as pyinfra's callbacks report it, the log's
+    tail into the error."""
+    from phoenix.deploy_events import ENV  # pyinfra's API: loaded when a deploy runs
+
+    verbosity = current().verbosity
     # -y would skip change detection, which is all a dry run is for
     cmd = [
         sys.executable,
         "-m",
         "pyinfra",
         *(["--dry", "--diff"] if dry else ["-y"]),
+        *(["-v"] if verbosity >= 2 else []),
         inventory,
         deploy,
     ]
     for key, value in (data or {}).items():
         cmd += ["--data", f"{key}={value}"]
     log.parent.mkdir(parents=True, exist_ok=True)
-    stream = DeployStream(say or (lambda _: None), raw=dry)
+    stream = DeployStream(say or (lambda _: None), raw=dry or verbosity >= 1)
     if say:  # from the start, so that it can be followed (tail -f) while the deploy runs
         say(f"   deploy log: {log}")
+    read_fd, write_fd = os.pipe()
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=project(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=current().child_env(env),
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=project(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                # a dry run executes no operation: its view is pyinfra's own text
+                env=current().child_env({**(env or {}), **({} if dry else {ENV: str(write_fd)})}),
+                pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)  # the deploy holds the only writer: its exit ends the events
+        reader = threading.Thread(
+            target=_read_events, args=(read_fd, stream), name="deploy-events", daemon=True
         )
+        reader.start()
         timer = threading.Timer(timeout, proc.kill)  # a hung deploy ends, and says so below
         timer.start()
         try:
@@ -129,6 +157,7 @@ def run_deploy(
                 out.flush()
                 stream.feed(line)
             returncode = proc.wait()
+            reader.join(timeout=10)
         finally:
             timer.cancel()
             stream.close()
@@ -136,7 +165,7 @@ def run_deploy(
         tail = log.read_text(errors="replace").strip().splitlines()[-12:]
         why = f"killed after {timeout:.0f} s" if returncode == -9 else f"pyinfra exit {returncode}"
         raise PhoenixError(f"the deploy failed ({why}); last lines of {log}:\n" + "\n".join(tail))
-    return f"log {log}" if dry else f"{stream.summary()}; log {log.name}"
+    return f"log {log}" if dry else f"{stream.summary(deploy)}; log {log.name}"
 
 
 def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:

@@ -28,6 +28,7 @@ from phoenix.sshconf import Target, ssh_command
 STORE_SCRIPT = REPO / "files" / "phoenix_offsite_store.py"
 # restic run again while another run holds the lock: the store's retention and the operator's
 LOCK_WAIT_SCRIPT = REPO / "files" / "phoenix_restic_lock_wait.py"
+WATCH_SCRIPT = REPO / "files" / "phoenix_backup_watch.py"
 
 
 def repo_tag(tag: str) -> str:
@@ -184,6 +185,62 @@ def store_spec(
             "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
             "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d",
         },
+        **({"watch": watch} if (watch := watch_spec(settings, path)) else {}),
+    }
+
+
+def watch_spec(settings: Mapping[str, Any], repository: str) -> dict | None:
+    """What files/phoenix_backup_watch.py checks on the store, or None without an alert
+    command: full snapshots against backup_max_age, repository snapshots against their own
+    limit, and the replicas (when Litestream's account is on this store) against
+    backup_alert_replica_max_age."""
+    command = settings.get("backup_alert_command") or []
+    for name in ("backup_alert_command", "backup_alert_ok_command"):
+        value = settings.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+            raise NotConfigured(
+                f"{name} must be a list of words, the program first (it runs without a "
+                'shell), e.g. ["mail", "-s", "forge backups", "ops@example.org"]'
+            )
+    if not command:
+        return None
+    from phoenix.backup import replication
+
+    tag = str(settings.get("backup_tag") or "phoenix")
+    folder = repository.rstrip("/") + "/snapshots"
+    checks: list[dict[str, Any]] = [
+        {
+            "name": "full snapshots",
+            "folder": folder,
+            "tag": tag,
+            "max_age": float(settings.get("backup_max_age") or 7200),
+        }
+    ]
+    repo_limit = replication.repo_snapshot_max_age(settings)
+    if repo_limit is not None:
+        checks.append(
+            {
+                "name": "repository snapshots",
+                "folder": folder,
+                "tag": repo_tag(tag),
+                "max_age": repo_limit,
+            }
+        )
+    url = settings.get("litestream_replica_url")
+    if url:
+        checks.append(
+            {
+                "name": "database replicas",
+                "folder": replication.parse_url(url)["path"],
+                "max_age": float(settings.get("backup_alert_replica_max_age") or 86400),
+            }
+        )
+    return {
+        "checks": checks,
+        "alert_command": command,
+        "ok_command": list(settings.get("backup_alert_ok_command") or []),
+        "repeat": float(settings.get("backup_alert_repeat") or 86400),
+        "schedule": settings.get("backup_alert_schedule") or "*:0/15",
     }
 
 
@@ -192,6 +249,8 @@ def setup_store(root: Target, spec: Mapping[str, Any], *, timeout: float = 900) 
     with the lock wait's program for its retention); returns what it changed."""
     script = STORE_SCRIPT.read_text()
     spec = {**spec, "lock_wait": LOCK_WAIT_SCRIPT.read_text()}
+    if spec.get("watch"):
+        spec["watch_program"] = WATCH_SCRIPT.read_text()
     proc = sshconf.run(
         root,
         f"python3 -c {shlex.quote(script)}",

@@ -4,6 +4,9 @@ after it (runbook step 8 and the rollback plan; phoenix/cutover/traffic.py calls
 While the old primary still answers (a droplet of this account that is not off, or an address
 accepting `fence_probe_ports`), two forges would serve and back up at once: cutover refuses,
 or with --fence powers it off through DigitalOcean, disk kept (rollback powers it on again).
+In a provider outage (the power_off action errors, the droplet stays `active`) fencing cannot
+be confirmed: --fence-unconfirmed then lets the cutover through only while the old primary
+answers on none of `fence_probe_ports` from the operator's machine, and records that it did.
 Once traffic has moved, the marker /var/lib/phoenix/role on the droplet says `primary`
 (tasks/role.py honours it on every later converge), its backups and replication start and a
 standby's refresh stops.
@@ -13,6 +16,9 @@ from __future__ import annotations
 
 import shlex
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from phoenix.backup import replication
@@ -24,6 +30,21 @@ from phoenix.sshconf import remote, state_target
 from phoenix.state import BACKUP_TIMERS, CUTOVER_FILE, ROLE_FILE, STANDBY_TIMER, State, now
 
 # ---- fencing: the old primary must not come back beside the new one -------------------------
+
+
+# The ports --fence-unconfirmed probes, while the operator allows it for one cutover
+_UNCONFIRMED: ContextVar[list[int] | None] = ContextVar("fence_unconfirmed", default=None)
+
+
+@contextmanager
+def unconfirmed_fencing(ports: list[int] | None) -> Iterator[None]:
+    """While the block runs, a fence DigitalOcean cannot complete is accepted when the old
+    primary answers on none of `ports` from here (None: not accepted)."""
+    token = _UNCONFIRMED.set([int(p) for p in ports] if ports is not None else None)
+    try:
+        yield
+    finally:
+        _UNCONFIRMED.reset(token)
 
 
 def _answers(ip: str, ports: list[int], timeout: float = 3) -> int | None:
@@ -49,7 +70,14 @@ def live_old_primaries(*, old: list[str], settings: dict, do: DO | None) -> list
     come back), or any address that accepts a connection on `fence_probe_ports`."""
     live: list[dict[str, Any]] = []
     for ip in old:
-        droplet = _droplet_at(do, ip) if do is not None else None
+        try:
+            droplet = _droplet_at(do, ip) if do is not None else None
+        except PhoenixError as exc:  # the API itself is down: only a probe can tell
+            if _UNCONFIRMED.get() is None:
+                raise
+            why = f"DigitalOcean cannot say ({exc})"
+            live.append({"ip": ip, "droplet": None, "why": why, "failure": why})
+            continue
         if droplet is not None:
             if droplet["status"] != "off":
                 live.append(
@@ -67,6 +95,45 @@ def live_old_primaries(*, old: list[str], settings: dict, do: DO | None) -> list
     return live
 
 
+def _unconfirmed(state: State, item: dict, failure: str, say: Say) -> None:
+    """Fencing failed (`failure`); with --fence-unconfirmed, go on only while `item`'s address
+    answers on no probed port, and record it. This proves what this machine sees, not what
+    every user sees: hence an explicit choice, said on screen and kept in the state file."""
+    ports = _UNCONFIRMED.get()
+    ip = item["ip"]
+    if ports is None:
+        raise PhoenixError(
+            f"fencing the old primary at {ip} failed: {failure}. If DigitalOcean is failing "
+            "(status.digitalocean.com), stop it by hand (its console, support), or run "
+            "`phoenix cutover --fence-unconfirmed`: it goes on only while "
+            f"{ip} answers on none of fence_probe_ports from this machine"
+        )
+    port = _answers(ip, ports)
+    if port is not None:
+        raise PhoenixError(
+            f"fencing the old primary at {ip} failed ({failure}) and it still answers on "
+            f"port {port}: two forges would serve. Stop it by hand, then run cutover again"
+        )
+    droplet = item.get("droplet") or {}
+    # Apart from "fenced": nothing was powered off, so rollback has nothing to power on
+    state.data.setdefault("fenced_unconfirmed", []).append(
+        {
+            "id": droplet.get("id"),
+            "name": droplet.get("name"),
+            "ip": ip,
+            "at": now(),
+            "failure": failure,
+            "silent_ports": ports,
+        }
+    )
+    state.save()
+    say(
+        f"NOT fenced by DigitalOcean: the old primary at {ip} ({failure}) answers on none of "
+        f"ports {', '.join(map(str, ports))} from here; going on (--fence-unconfirmed, "
+        f"recorded in {state.path})"
+    )
+
+
 def fence(*, state: State, live: list[dict], do: DO | None, fence_it: bool, say: Say) -> None:
     if not live:
         return
@@ -80,12 +147,14 @@ def fence(*, state: State, live: list[dict], do: DO | None, fence_it: bool, say:
     for item in live:
         droplet = item["droplet"]
         if droplet is None or do is None:
-            raise PhoenixError(
-                f"the old primary at {item['ip']} answers but is no droplet this "
-                "DigitalOcean token can see; power it off by hand, then run "
-                "cutover again"
-            )
-        do.action(droplet["id"], "power_off")
+            failure = item.get("failure", "it is no droplet this DigitalOcean token can see")
+            _unconfirmed(state, item, failure, say)
+            continue
+        try:
+            do.action(droplet["id"], "power_off")
+        except PhoenixError as exc:  # the action errored or never ended; the API may be down
+            _unconfirmed(state, item, str(exc), say)
+            continue
         state.data.setdefault("fenced", []).append(
             {"id": droplet["id"], "name": droplet["name"], "ip": item["ip"], "at": now()}
         )

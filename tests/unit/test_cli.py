@@ -133,3 +133,49 @@ def test_backup_prune_and_store_setup_without_a_store_say_what_to_set(tmp_path):
         assert result.returncode == 3
         assert "backup_repository is not set" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_h_is_help_at_every_level():
+    assert phoenix("-h").stdout == phoenix("--help").stdout != ""
+    for command in (("backup", "status"), ("cutover",), ("lab",)):
+        result = phoenix(*command, "-h")
+        assert result.returncode == 0 and result.stdout.startswith("Usage: phoenix "), command
+
+
+def test_the_help_fits_80_columns_and_keeps_every_variable():
+    out = phoenix("--help", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for name in ("PHOENIX_FACT_BATCH=0", "PHOENIX_SECRETS_DIR", "PHOENIX_KNOWN_HOSTS",
+                 "PHOENIX_LAB_*", "130"):
+        assert name in out
+
+
+def test_the_help_lists_the_disaster_first_in_its_order_and_the_lab_apart():
+    out = phoenix("--help").stdout
+    crisis = out.index("The forge is down")
+    lab = out.index("The lab (")
+    at = {name: out.index(f"\n  {name} ") for name in
+          ("check", "recover", "rollback", "provision", "validate", "cutover", "backup",
+           "adopt", "drill", "lab")}
+    assert crisis < at["check"] < at["recover"] < at["rollback"] < at["provision"]
+    assert at["provision"] < at["validate"] < at["cutover"] < at["backup"] < lab < at["drill"]
+    assert "Other commands" not in out  # every command has its section
+    assert out.index("Environment") > at["lab"]
+
+
+def test_shell_completion_is_documented_and_works():
+    assert "_PHOENIX_COMPLETE=bash_source phoenix" in phoenix("--help").stdout
+    assert "_phoenix_completion" in phoenix(env={"_PHOENIX_COMPLETE": "bash_source"}).stdout
+    done = phoenix(env={"_PHOENIX_COMPLETE": "bash_complete", "COMP_WORDS": "phoenix cut",
+                        "COMP_CWORD": "1"})
+    assert done.stdout.split() == ["plain,cutover"]
+
+
+def test_quiet_leaves_out_the_progress_not_the_errors(tmp_path):
+    assert "nothing to roll back" in phoenix("rollback", tmp=tmp_path).stderr
+    quiet = phoenix("-q", "rollback", tmp=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    failed = phoenix("-q", "provision", tmp=tmp_path)
+    assert failed.returncode == 3 and "DIGITALOCEAN_TOKEN" in failed.stderr
+    both = phoenix("-v", "-q", "check", tmp=tmp_path)
+    assert both.returncode == 2 and "choose one" in both.stderr

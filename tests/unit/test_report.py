@@ -7,12 +7,15 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from phoenix.console import Console
 from phoenix.recover import DeployStream
 from phoenix.report import Report, Step, hms
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def drill_report() -> Report:
@@ -100,30 +103,32 @@ def test_a_wait_prints_plain_lines_only_on_change_elsewhere():
     assert out.getvalue().splitlines() == ["droplet is new", "droplet is active"]
 
 
-PYINFRA = """\
---> Loading config...
---> Loading inventory...
---> Connecting to hosts...
-    [10.213.96.5] Connected
---> Beginning operation run...
---> Starting operation: Base | Ensure the base packages are installed
-    [10.213.96.5] Success
---> Starting operation: Layout | Ensure /srv/forge exists
-    [10.213.96.5] No changes
---> Starting operation: Gitea | Ensure gitea is running (restarted=True)
-    [10.213.96.5] Error: executed 1 commands
-"""
+# What phoenix.deploy_events sends from pyinfra's callbacks during a deploy.
+EVENTS = [
+    {"event": "attached"},
+    {"event": "start", "op": "Base | Ensure the base packages are installed"},
+    {"event": "done", "op": "Base | Ensure the base packages are installed",
+     "host": "10.213.96.5", "result": "changed"},
+    {"event": "start", "op": "Layout | Ensure /srv/forge exists"},
+    {"event": "done", "op": "Layout | Ensure /srv/forge exists", "host": "10.213.96.5",
+     "result": "unchanged"},
+    {"event": "start", "op": "Gitea | Ensure gitea is running"},
+    {"event": "done", "op": "Gitea | Ensure gitea is running", "host": "10.213.96.5",
+     "result": "failed"},
+]
 
 
 def test_the_deploy_is_followed_operation_by_operation():
     out = io.StringIO()
     stream = DeployStream(Console(out, tty=False))
-    for line in PYINFRA.splitlines(keepends=True):
-        stream.feed(line)
+    stream.feed("--> Starting operation: pyinfra's wording, which the view does not read\n")
+    for event in EVENTS:
+        stream.event(event)
     lines = out.getvalue().splitlines()
     assert "   changed  Base | Ensure the base packages are installed" in lines
     assert "   ok       Layout | Ensure /srv/forge exists" in lines
     assert "   FAILED   Gitea | Ensure gitea is running" in lines
+    assert not any("wording" in line for line in lines)
     assert stream.summary() == "3 operations: 1 changed, 1 unchanged, 1 failed"
 
 
@@ -131,10 +136,71 @@ def test_the_deploys_last_status_goes_when_it_ends():
     out = io.StringIO()
     console = Console(out, tty=True)
     stream = DeployStream(console)
-    stream.feed("--> Disconnecting from hosts...\n")
+    stream.event({"event": "disconnect", "host": "10.213.96.5"})
     stream.close()
     console.say("== deploy: ok")
     assert out.getvalue().endswith("\r\x1b[K== deploy: ok\n")
+
+
+LOCAL_DEPLOY = """\
+from pyinfra.operations import files, server
+
+from phoenix.deploy_events import attach
+
+ATTACH
+server.shell(name="Make a change", commands=["true"])
+files.directory(name="Ensure the folder exists", path=FOLDER)
+FAIL
+"""
+
+
+def local_deploy(tmp_path, *, attach: bool = True, fail: bool = False) -> tuple[str, list]:
+    """A real pyinfra run on @local; what the operator saw."""
+    from phoenix.errors import PhoenixError
+    from phoenix.recover import run_deploy
+
+    (tmp_path / "folder").mkdir(exist_ok=True)
+    deploy = tmp_path / "deploy.py"
+    deploy.write_text(LOCAL_DEPLOY.replace("FOLDER", repr(str(tmp_path / "folder")))
+                      .replace("ATTACH", "attach()" if attach else "")
+                      .replace("FAIL", 'server.shell(name="Fail", commands=["exit 3"])'
+                               if fail else ""))
+    said: list[str] = []
+    try:
+        detail = run_deploy("@local", deploy=str(deploy), log=tmp_path / "d.log",
+                            say=said.append, timeout=300)
+    except PhoenixError as exc:
+        detail = str(exc)
+    return detail, said
+
+
+def test_a_real_deploy_is_followed_from_pyinfras_callbacks(tmp_path):
+    detail, said = local_deploy(tmp_path)
+    assert said[1:] == ["   preparing operations (reading facts)",
+                        "   … Make a change", "   changed  Make a change",
+                        "   … Ensure the folder exists", "   ok       Ensure the folder exists",
+                        "   disconnecting"], said
+    assert detail == "2 operations: 1 changed, 1 unchanged; log d.log"
+    # pyinfra's own lines went to the log, not to the view
+    assert "Starting operation" in (tmp_path / "d.log").read_text()
+
+
+def test_a_failed_operation_shows_in_the_view_and_the_error(tmp_path):
+    detail, said = local_deploy(tmp_path, fail=True)
+    assert "   FAILED   Fail" in said
+    assert detail.startswith("the deploy failed (pyinfra exit 1)")
+
+
+def test_a_deploy_that_reports_nothing_says_so(tmp_path):
+    detail, said = local_deploy(tmp_path, attach=False)
+    assert detail.startswith("operations not reported: ")
+    assert "does not call phoenix.deploy_events.attach()" in detail
+    assert not [line for line in said if "changed" in line]
+
+
+def test_the_deploy_files_report_their_operations():
+    for deploy in ("deploy.py", "adopt.py"):
+        assert "report_operations()" in (REPO / deploy).read_text(), deploy
 
 
 def test_a_failed_step_says_why_in_its_detail_and_the_report(tmp_path):
@@ -166,3 +232,14 @@ def test_the_deploy_log_is_named_before_the_deploy_runs(tmp_path):
         run_deploy("@local", deploy="no-such-deploy.py", log=tmp_path / "d.log",
                    say=said.append, timeout=60)
     assert said[0] == f"   deploy log: {tmp_path / 'd.log'}"
+
+
+def test_verbose_adds_pyinfras_own_lines_to_the_view(tmp_path):
+    import os
+
+    from phoenix.context import Context, use
+
+    with use(Context(environ=dict(os.environ), verbosity=1)):
+        detail, said = local_deploy(tmp_path)
+    assert any("Starting operation" in line for line in said)
+    assert "   changed  Make a change" in said and detail.startswith("2 operations")
