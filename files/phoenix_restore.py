@@ -1208,7 +1208,7 @@ def newer_repositories(
                     result["added"].append(rel)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 os.chown(os.path.dirname(dest), owner.st_uid, owner.st_gid)
-                shutil.move(src, dest)
+                move_in(src, dest)  # an empty folder left there is replaced, never filled
                 own_tree(dest, owner.st_uid, owner.st_gid)
         # Deleted between the full snapshot and the newer one: the full one's copy is set
         # aside, never deleted, unless gitea.db (its newest point) still has the row.
