@@ -6,10 +6,10 @@ one backup_bench.py makes) with a local restic repository and the pinned Litestr
    a ref), and once with nothing changed: wall and CPU seconds (the job and restic, from
    getrusage of the children), bytes the store gains; per day at --interval seconds;
 2. the forge's restore time with replicas beside snapshot-only, in one run: snapshot-only is
-   what a restore does without replicas (`phoenix-backup restore` of the full snapshot, then
+   what a restore does without replicas (`phoenix-restore stage` of the full snapshot, then
    phoenix-backup-verify); with replicas it is that, plus gitea.db from its Litestream file
-   replica (files/phoenix_litestream_restore.py: restore, integrity check, lines up), plus the
-   repositories from the newest repository snapshot (`phoenix-backup newer-repositories`:
+   replica (`phoenix-restore replay`: restore, integrity check, lines up), plus the
+   repositories from the newest repository snapshot (`phoenix-restore repositories`:
    restic restore, git fsck --connectivity-only per repository, swap, branch table).
 
     python3 benchmarks/rpo_bench.py [--size-mib 1024] [--db-mib 64] [--pushes 3]
@@ -41,24 +41,43 @@ from phoenix.backup import snapshots as backup
 from phoenix.backup.restic import JOB
 from phoenix.settings import REPO
 
+RESTORE = REPO / "files" / "phoenix_restore.py"
+
 
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def job(config: Path, *args: str) -> tuple[float, float, str]:
-    """(wall s, CPU s, stderr) of one run of the job."""
+def job(config: Path, *args: str, program: Path = JOB) -> tuple[float, float, str]:
+    """(wall s, CPU s, stderr) of one run of the job (or of the restore's program)."""
     cpu, started = children_cpu(), time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(JOB), "--config", str(config), *args],
+        [sys.executable, str(program), "--config", str(config), *args],
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
-        sys.exit(f"rpo_bench: phoenix-backup {args[0]} failed: {proc.stderr.strip()}")
+        sys.exit(f"rpo_bench: {program.name} {args[0]} failed: {proc.stderr.strip()}")
     return time.monotonic() - started, children_cpu() - cpu, proc.stderr
+
+
+def restore_config(work: Path, job_config: Path, dest: Path) -> Path:
+    """phoenix-restore's configuration for a restore into `dest` through the job's line."""
+    path = work / "restore-config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "db_path": str(dest / "gitea.db"),
+                "repo_root": str(dest / "repositories"),
+                "aside_dir": str(work / "aside"),
+                "backup_job": str(JOB),
+                "backup_config": str(job_config),
+            }
+        )
+    )
+    return path
 
 
 def push(repo: Path, n: int) -> None:
@@ -222,7 +241,8 @@ def main() -> None:
 
         dest = tmp / "restore-a" / "gitea"
         dest.parent.mkdir()
-        restic_s = job(cfg, "restore", full, str(dest))[0]
+        tool = restore_config(tmp, cfg, dest)
+        restic_s = job(tool, "stage", full, str(dest), program=RESTORE)[0]
         started = time.monotonic()
         subprocess.run(
             [str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)],
@@ -235,8 +255,9 @@ def main() -> None:
 
         dest = tmp / "restore-b" / "gitea"
         dest.parent.mkdir()
+        tool = restore_config(tmp, cfg, dest)
         started = time.monotonic()
-        job(cfg, "restore", full, str(dest))
+        job(tool, "stage", full, str(dest), program=RESTORE)
         subprocess.run(
             [str(REPO / "files" / "phoenix_backup_verify.py"), str(dest)],
             check=True,
@@ -252,7 +273,6 @@ def main() -> None:
                     "manifest": str(dest / "manifest.json"),
                     "timestamp": None,
                     "timeout": 600,
-                    "aside_dir": str(tmp / "aside"),
                     "repo_root": str(dest / "repositories"),
                     "report": str(tmp / "litestream.json"),
                     "dbs": [
@@ -275,25 +295,10 @@ def main() -> None:
                 }
             )
         )
-        started = time.monotonic()
-        subprocess.run(
-            [sys.executable, str(REPO / "files" / "phoenix_litestream_restore.py"), str(spec)],
-            check=True,
-            capture_output=True,
-        )
-        replica_s = time.monotonic() - started
+        replica_s = job(tool, "replay", str(spec), program=RESTORE)[0]
         used = json.loads((tmp / "litestream.json").read_text())["databases"][0]["used"]
         newer_s = job(
-            cfg,
-            "newer-repositories",
-            full,
-            str(dest / "repositories"),
-            "--db",
-            str(dest / "gitea.db"),
-            "--aside",
-            str(tmp / "aside"),
-            "--report",
-            str(tmp / "newer.json"),
+            tool, "repositories", full, "--report", str(tmp / "newer.json"), program=RESTORE
         )[0]
         newer = json.loads((tmp / "newer.json").read_text())
         with_replicas = base_s + replica_s + newer_s

@@ -47,7 +47,7 @@ def test_step4_gitea_db_integrity_ok(host, gitea_paths):
 
 def _replica_used(host, settings, name: str) -> bool:
     """Whether the restore brought database `name` to its Litestream replica's newer point
-    (files/phoenix_litestream_restore.py's report on the host)."""
+    (`phoenix-restore replay`'s report on the host)."""
     path = f"{settings['restore_staging_dir'].rstrip('/')}/litestream.json"
     text = host.run(f"cat {shlex.quote(path)} 2>/dev/null || true").stdout
     if not text.strip():

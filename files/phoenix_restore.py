@@ -1,32 +1,46 @@
 #!/usr/bin/python3
-"""Phoenix's restore, on the host: set aside what is there, put the backup in place, regenerate.
+"""Phoenix's restore, on the host: every step that touches the host's data, in one program.
 
 Debian 12's python3 standard library only; one file, shipped and configured by
-tasks/restore.py (config.json beside the restore's staging folder). The staged backup has
-been verified (phoenix-backup-verify) and Gitea stopped before `apply` runs.
+tasks/restore.py (config.json beside the restore's staging folder). The offsite store is
+reached through the backup job's one restic line: its program (`backup_job`) loaded as a
+module, with its configuration (`backup_config`): the same password file, channel and
+reading of restic's failures.
 
-    phoenix-restore --config FILE apply UNPACKED   what is in the way goes to ASIDE/<UTC time>/
-                                                   <its path>, then the backup's database,
-                                                   repositories/, custom/, data/ entries and
-                                                   extra folders (UNPACKED.files) take its place
+    phoenix-restore --config FILE stage ID DEST     restic snapshot ID's Gitea folder to DEST
+                                                   (a warm standby's verified copy if it has one)
+    phoenix-restore --config FILE apply UNPACKED   what is in the way is set aside, then the
+                                                   backup's database, repositories/, custom/,
+                                                   data/ entries and extra folders
+                                                   (UNPACKED.files) take its place
+    phoenix-restore --config FILE replay SPEC      each database brought from the snapshot's
+                                                   copy to its Litestream replica's point
+    phoenix-restore --config FILE repositories ID --report FILE [--before TIME]
+                                                   the repositories from the newest repository
+                                                   snapshot after ID (up to TIME), then Gitea's
+                                                   branch table made to match the git data
     phoenix-restore --config FILE regenerate       `gitea admin regenerate hooks` and `keys`,
                                                    as Gitea's run user (Gitea must be running)
     phoenix-restore --config FILE record PLAN OUT  what was restored, each kind from which
                                                    point: PLAN (the deploy's: the source, its
                                                    snapshot, the point) and the outcomes the
-                                                   replicas' and repository snapshots'
-                                                   reports give, written to OUT
+                                                   replay's and the repositories' reports give
 
-Nothing is deleted: whatever a path held (a file, or a folder with something in it) is moved
-aside first, and only then is the backup moved in. A run cut off anywhere is finished by the
-next one: the deploy stages the backup afresh, and what the cut-off run had already put in
-place is set aside again like anything else (into a folder of its own), so the data found
-before the first run stays where that run put it.
+Nothing is deleted: every step moves what it replaces with set_aside, into a folder of its
+own below ASIDE (<UTC time>[-N]/, made when something is first set aside), never over anything.
+A run cut off anywhere is finished by the next one: the deploy stages the backup afresh, and
+what the cut-off run had already put in place is set aside again like anything else, so the
+data found before the first run stays where that run put it.
+
+A backup is hostile input (the old forge's users wrote it): nothing in it runs, and no link in
+it is followed; git runs on a restored repository as Gitea's user with every program its
+config could name turned off.
 
 config.json: {"db_path", "repo_root", "custom_dir", "data_dir", "aside_dir", "user", "group",
-"paths": [extra folders], "gitea_binary", "app_ini", "work_dir", "cut_file"}. `cut_file` is a
-fault switch for tests: when it holds the name of a step (set-aside, database, in-place,
-regenerated), the run stops right after that step with exit 137, as if killed, and removes it.
+"paths": [extra folders], "gitea_binary", "app_ini", "work_dir", "backup_job",
+"backup_config", "cut_file"}. `cut_file` is a fault switch for tests: when it holds the name
+of a step (set-aside, database, in-place, regenerated), the run stops right after that step
+with exit 137, as if killed, and removes it.
 """
 
 from __future__ import annotations
@@ -34,16 +48,34 @@ from __future__ import annotations
 import argparse
 import datetime
 import grp
+import importlib.machinery
+import importlib.util
 import json
 import os
 import pwd
+import re
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
+import time
+from types import ModuleType
 
 DATABASE = "gitea.db"
 SIDE_FILES = ("-wal", "-shm", "-journal")
+GITEA = "gitea"  # the Gitea folder at the top of a full or repository snapshot
+UTC = datetime.UTC
+# What each command needs from config.json
+NEEDS = {
+    "stage": ("backup_job", "backup_config"),
+    "apply": ("db_path", "repo_root", "custom_dir", "data_dir", "aside_dir", "user", "group"),
+    "replay": ("aside_dir",),
+    "repositories": ("db_path", "repo_root", "aside_dir", "backup_job", "backup_config"),
+    "regenerate": ("user", "gitea_binary", "app_ini", "work_dir"),
+    "record": (),
+}
 
 
 class RestoreError(Exception):
@@ -54,13 +86,13 @@ def log(message: str) -> None:
     print(f"phoenix-restore: {message}", file=sys.stderr, flush=True)
 
 
-def load_config(path: str) -> dict:
+def load_config(path: str, command: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
     except (OSError, ValueError) as exc:
         raise RestoreError(f"cannot read the configuration {path}: {exc}") from None
-    for key in ("db_path", "repo_root", "custom_dir", "data_dir", "aside_dir", "user", "group"):
+    for key in NEEDS[command]:
         if not config.get(key):
             raise RestoreError(f"{path} has no {key!r}: converge the host again (tasks/restore.py)")
     return config
@@ -85,23 +117,41 @@ def holds_something(path: str) -> bool:
     return os.path.isdir(path) and bool(os.listdir(path))
 
 
-def aside_folder(root: str) -> str:
-    """A new ASIDE/<UTC time>[-N] folder, root's alone."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder, n = os.path.join(root, stamp), 1
-    while os.path.lexists(folder):
-        n += 1
-        folder = os.path.join(root, f"{stamp}-{n}")
-    os.makedirs(folder, mode=0o700)
-    return folder
+class Aside:
+    """Where one step sets aside what it replaces: ROOT/<UTC time>[-N]/, root's alone, made
+    when something is first set aside (a step that replaces nothing leaves no folder)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._folder: str | None = None
+
+    @property
+    def folder(self) -> str:
+        if self._folder is None:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            stamp = datetime.datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            folder, n = os.path.join(self.root, stamp), 1
+            while os.path.lexists(folder):
+                n += 1
+                folder = os.path.join(self.root, f"{stamp}-{n}")
+            os.makedirs(folder, mode=0o700)
+            self._folder = folder
+        return self._folder
+
+    @property
+    def used(self) -> bool:
+        return self._folder is not None
 
 
-def set_aside(path: str, folder: str) -> str | None:
-    """Move path (when it holds something) to folder/<its absolute path>; returns where."""
+def set_aside(path: str, aside: Aside, name: str | None = None) -> str | None:
+    """The one way a restore replaces data: path (when it holds something) moved to
+    <aside's folder>/<name> (default: its absolute path), never over anything there; returns
+    where, None when path held nothing."""
     if not holds_something(path):
         return None
-    target = os.path.join(folder, os.path.abspath(path).lstrip("/"))
+    target = os.path.join(aside.folder, name or os.path.abspath(path).lstrip("/"))
+    if os.path.lexists(target):
+        raise RestoreError(f"{target} exists: refusing to set {path} aside over it")
     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
     shutil.move(path, target)
     log(f"set aside: {path} -> {target}")
@@ -167,6 +217,57 @@ def owner(config: dict) -> tuple[int, int]:
         ) from None
 
 
+# --- the offsite store: the backup job's restic line --------------------------------------
+
+
+class ResticLine:
+    """The backup job's program (`backup_job`) loaded as a module with its configuration
+    (`backup_config`): the one way this host reaches the store. Its failures are one line."""
+
+    def __init__(self, config: dict) -> None:
+        sys.dont_write_bytecode = True  # no __pycache__ left beside the installed programs
+        loader = importlib.machinery.SourceFileLoader("phoenix_backup", config["backup_job"])
+        spec = importlib.util.spec_from_loader(loader.name, loader)
+        if spec is None:
+            raise RestoreError(f"cannot load the backup job {config['backup_job']}")
+        self.job: ModuleType = importlib.util.module_from_spec(spec)
+        try:
+            loader.exec_module(self.job)
+        except OSError as exc:
+            raise RestoreError(f"cannot load the backup job: {exc}") from None
+        self.config = self._call(self.job.load_config, config["backup_config"])
+
+    def _call(self, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except self.job.JobError as exc:
+            raise RestoreError(str(exc)) from None
+
+    def restic(self, *args: str, what: str) -> str:
+        return self._call(self.job.restic, self.config, *args, what=what)
+
+    def time(self, text: str) -> datetime.datetime:
+        """restic's and an operator's times, read as the job reads them."""
+        return self._call(self.job._parse_time, text)
+
+    def believable(self, rows: list[dict]) -> list[dict]:
+        return self._call(self.job.believable, self.config, rows)
+
+    def stage(self, snapshot: str, dest: str) -> None:
+        """DEST becomes the snapshot's Gitea folder, DEST.files its app.ini and extra folders
+        (a warm standby's prestaged copy of the same snapshot is taken instead)."""
+        self._call(self.job.restore, self.config, snapshot, dest)
+
+
+def write_json(path: str, data: dict) -> None:
+    """data written whole or not at all, root's alone."""
+    tmp = path + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
 def apply(config: dict, unpacked: str) -> dict:
     """Set aside, then put in place (see the module's docstring); returns what it did."""
     db = config["db_path"]
@@ -207,10 +308,8 @@ def apply(config: dict, unpacked: str) -> dict:
         *extra,
     ]
 
-    folder = aside_folder(config["aside_dir"])
-    moved = {path: where for path in in_the_way if (where := set_aside(path, folder))}
-    if not moved:
-        os.rmdir(folder)
+    aside = Aside(config["aside_dir"])
+    moved = {path: where for path in in_the_way if (where := set_aside(path, aside))}
     cut(config, "set-aside")
 
     os.makedirs(os.path.dirname(db), exist_ok=True)
@@ -230,11 +329,928 @@ def apply(config: dict, unpacked: str) -> dict:
         move_in(unpacked + ".files" + path, path)
     cut(config, "in-place")
     return {
-        "aside": folder if moved else None,
+        "aside": aside.folder if aside.used else None,
         "set_aside": sorted(moved),
         "data": data_entries,
         "paths": extra,
     }
+
+
+# --- the databases from their Litestream replicas -------------------------------------------
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def litestream_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return "no output"
+    line = lines[-1]
+    return line[len("Error: ") :] if line.startswith("Error: ") else line
+
+
+def explain(message: str) -> str:
+    """Litestream's error, said as what it means for this restore."""
+    low = message.lower()
+    if "no matching backup" in low or "no backup files" in low:
+        return "the replica store holds no replica of it"
+    if any(
+        word in low
+        for word in (
+            "connection refused",
+            "i/o timeout",
+            "no route to host",
+            "network is unreachable",
+            "handshake failed",
+            "unable to authenticate",
+            "host key mismatch",
+            "connect:",
+            "dial tcp",
+        )
+    ):
+        return f"the replica store is unreachable ({message})"
+    if any(
+        word in low
+        for word in (
+            "checksum",
+            "corrupt",
+            "invalid ltx",
+            "malformed",
+            "integrity check",
+            "decode",
+            "unexpected eof",
+        )
+    ):
+        return f"the replica is corrupt ({message})"
+    return message
+
+
+def newest_point(
+    litestream: str, config: str, path: str, env: dict, timeout: int
+) -> datetime.datetime | None:
+    """The time of the replica's newest LTX file, every level (`litestream ltx -json`)."""
+    proc = subprocess.run(
+        [litestream, "ltx", "-config", config, "-json", "-level", "all", path],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    try:
+        rows = json.loads(proc.stdout or "[]")
+    except ValueError:
+        return None
+    times = [t for row in rows or [] if (t := parse_time(row.get("timestamp"))) is not None]
+    return max(times) if times else None
+
+
+def integrity(path: str) -> str | None:
+    """None when PRAGMA integrity_check says ok, else what it says."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows[:3])
+
+
+def table_ends(path: str) -> dict[str, int]:
+    """Each table's highest rowid (0 when empty; WITHOUT ROWID tables left out)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+                "AND sql NOT LIKE '%WITHOUT ROWID%'"
+            )
+        ]
+        ends = {}
+        for name in names:
+            quoted = '"' + name.replace('"', '""') + '"'
+            ends[name] = int(
+                conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {quoted}").fetchone()[0]
+            )
+        return ends
+    finally:
+        conn.close()
+
+
+def lines_up(snapshot: str, restored: str) -> str | None:
+    """None when the replica continues the snapshot's database, else why it does not."""
+    try:
+        old, new = table_ends(snapshot), table_ends(restored)
+    except sqlite3.Error as exc:
+        return f"cannot compare with the snapshot's copy: {exc}"
+    for table, end in sorted(old.items()):
+        if table not in new:
+            return f"its LTX range does not line up with the snapshot's database (no table {table})"
+        if new[table] < end:
+            return (
+                f"its LTX range does not line up with the snapshot's database (table "
+                f"{table} ends at row {new[table]} in the replica, {end} in the snapshot)"
+            )
+    return None
+
+
+def set_aside_database(path: str, aside: Aside, name: str) -> None:
+    """The database at path, its side files and Litestream's state of it, set aside below
+    litestream/<name>/ (the houses' databases share their file names)."""
+    base = os.path.basename(path)
+    for suffix in ("", *SIDE_FILES):
+        set_aside(path + suffix, aside, os.path.join("litestream", name, base + suffix))
+    meta = os.path.join(os.path.dirname(path), f".{base}-litestream")
+    # Litestream's own state of the old life: not this one's
+    set_aside(meta, aside, os.path.join("litestream", name, f".{base}-litestream"))
+
+
+def restore_one(
+    spec: dict, db: dict, snapshot_time: datetime.datetime | None, aside: Aside
+) -> dict:
+    path = db["path"]
+    result = {
+        "path": path,
+        "name": db["name"],
+        "used": "snapshot",
+        "snapshot_time": snapshot_time.isoformat() if snapshot_time else None,
+    }
+    cost = (
+        f"writes after the snapshot ({snapshot_time:%Y-%m-%d %H:%M:%S} UTC) are lost"
+        if snapshot_time
+        else "writes after the snapshot are lost"
+    )
+    if os.path.islink(path):  # restored from a backup its program's user wrote: not followed
+        result["reason"] = f"{path} is a symlink: left alone"
+        return result
+    wanted = parse_time(spec.get("timestamp"))
+    own = parse_time(spec.get("snapshot_time"))
+    if wanted and own and wanted <= own:
+        # The replica's LTX times trail its writes: restored to the snapshot's own time it
+        # could be older than the snapshot's copy, which is the database at that point.
+        result["reason"] = (
+            f"the restore's point ({wanted:%Y-%m-%d %H:%M:%S} UTC) is not after the "
+            "snapshot's own time: its copy is the database then"
+        )
+        result["cost"] = "nothing"
+        if not os.path.exists(path):  # not in the snapshot: it did not exist then
+            result["used"] = "none"
+        return result
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o750, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".phoenix-litestream-", dir=folder)
+    try:
+        config = os.path.join(work, "litestream.yml")
+        with open(config, "w", encoding="utf-8") as out:
+            json.dump(db["config"], out)
+        out_path = os.path.join(work, os.path.basename(path))
+        argv = [
+            spec["litestream"],
+            "restore",
+            "-config",
+            config,
+            "-o",
+            out_path,
+            "-integrity-check",
+            "full",
+            "-json",
+        ]
+        if spec.get("timestamp"):
+            argv += ["-timestamp", spec["timestamp"]]
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+        try:
+            proc = subprocess.run(
+                [*argv, path],
+                capture_output=True,
+                text=True,
+                timeout=int(spec.get("timeout") or 600),
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            result["reason"] = f"the replica store did not answer within {spec.get('timeout')} s"
+            return result
+        if proc.returncode != 0:
+            result["reason"] = explain(litestream_line(proc.stderr or proc.stdout))
+            return result
+        try:
+            summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+        except ValueError:
+            summary = {}
+        result["txid"] = summary.get("txid")
+        problem = integrity(out_path)
+        if problem:
+            result["reason"] = f"the replica is corrupt (integrity_check: {problem})"
+            return result
+        newest = newest_point(
+            spec["litestream"], config, path, env, int(spec.get("timeout") or 600)
+        )
+        if wanted and newest:
+            newest = min(newest, wanted)
+        result["replica_time"] = newest.isoformat() if newest else None
+        if os.path.exists(path):
+            problem = lines_up(path, out_path)
+            if problem:
+                result["reason"] = problem
+                return result
+            if snapshot_time and newest and newest < snapshot_time and not wanted:
+                result["reason"] = (
+                    f"its newest point ({newest:%H:%M:%S}) is older than the "
+                    f"snapshot ({snapshot_time:%H:%M:%S}): the snapshot's copy "
+                    "is as new or newer"
+                )
+                result["cost"] = "nothing"
+                return result
+            st = os.stat(path)
+            owner, mode = (st.st_uid, st.st_gid), st.st_mode & 0o7777
+            set_aside_database(path, aside, db["name"])
+        else:
+            import pwd
+
+            entry = pwd.getpwnam(db["user"])
+            owner, mode = (entry.pw_uid, entry.pw_gid), 0o600
+        os.chown(out_path, *owner)
+        os.chmod(out_path, mode)
+        os.replace(out_path, path)
+        result["used"] = "replica"
+        result.pop("reason", None)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if result["used"] == "snapshot" and "cost" not in result:
+            result["cost"] = cost
+
+
+def repositories_without_git(db: str, root: str) -> list[str]:
+    """Gitea's repository rows whose bare repository is not on disk (made after the
+    snapshot: the replica has the row, restic has no git data): listed, never dropped."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT owner_name, lower_name FROM repository").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [
+        f"{owner}/{name}"
+        for owner, name in rows
+        if not os.path.isdir(os.path.join(root, (owner or "").lower(), f"{name}.git"))
+    ]
+
+
+def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[str]:
+    """A user whose avatar was changed after the snapshot has a row naming a file restic never
+    saw: back to the snapshot's avatar when its file is there (the newer one is listed, the
+    row never points at nothing). Gitea is not running yet; the file keeps its owner."""
+    changed = []
+    st = os.stat(db)
+    try:
+        conn = sqlite3.connect(db)
+        conn.execute("ATTACH DATABASE ? AS snap", (f"file:{snapshot_db}?mode=ro",))
+        rows = conn.execute(
+            "SELECT u.id, u.lower_name, u.avatar, s.avatar, s.use_custom_avatar FROM user u "
+            "JOIN snap.user s ON s.id = u.id WHERE u.use_custom_avatar = 1 "
+            "AND coalesce(u.avatar, '') != coalesce(s.avatar, '')"
+        ).fetchall()
+        for uid, login, newer, older, older_custom in rows:
+            if os.path.isfile(os.path.join(app_data, "avatars", newer or "-")):
+                continue
+            if older and os.path.isfile(os.path.join(app_data, "avatars", older)):
+                conn.execute(
+                    "UPDATE user SET avatar = ?, use_custom_avatar = ? WHERE id = ?",
+                    (older, older_custom, uid),
+                )
+                changed.append(
+                    f"{login}: the avatar of the snapshot (the newer one's file came after it)"
+                )
+            else:
+                changed.append(f"{login}: avatar {newer} has no file")
+        conn.commit()
+        conn.execute("DETACH DATABASE snap")
+        conn.close()
+    except sqlite3.Error as exc:
+        return [f"avatars not checked: {exc}"]
+    for suffix in ("-wal", "-shm", "-journal"):
+        if os.path.exists(db + suffix):
+            os.chown(db + suffix, st.st_uid, st.st_gid, follow_symlinks=False)
+    return changed
+
+
+def rows_without_files(db: str, app_data: str) -> list[dict]:
+    """Attachments and LFS objects whose rows the replica has but whose files came after the
+    snapshot: Gitea would answer 500 for them (routers/web/repo/attachment.go: the Open
+    fails). Their rows are taken out and returned whole (the report keeps them): listed,
+    never silently dropped."""
+    found: list[dict] = []
+    st = os.stat(db)
+    try:
+        conn = sqlite3.connect(db)
+        conn.row_factory = sqlite3.Row
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        checks = []
+        if "attachment" in tables:
+            checks.append(
+                (
+                    "attachment",
+                    "uuid",
+                    lambda u: os.path.join(app_data, "attachments", u[0], u[1], u),
+                )
+            )
+        if "lfs_meta_object" in tables:
+            checks.append(
+                (
+                    "lfs_meta_object",
+                    "oid",
+                    lambda o: os.path.join(app_data, "lfs", o[0:2], o[2:4], o[4:]),
+                )
+            )
+        for table, key, where in checks:
+            for row in conn.execute(f"SELECT * FROM {table}").fetchall():  # noqa: S608
+                if row[key] and not os.path.isfile(where(row[key])):
+                    found.append({"table": table, **dict(row)})
+                    conn.execute(f"DELETE FROM {table} WHERE id = ?", (row["id"],))  # noqa: S608
+        conn.commit()
+        conn.close()
+    except sqlite3.Error as exc:
+        return [{"error": f"attachments and LFS objects not checked: {exc}"}]
+    for suffix in ("-wal", "-shm", "-journal"):
+        if os.path.exists(db + suffix):
+            os.chown(db + suffix, st.st_uid, st.st_gid, follow_symlinks=False)
+    return found
+
+
+def replay(config: dict, spec_path: str) -> dict:
+    """Each database of SPEC (written by tasks/restore.py) brought from the snapshot's copy
+    (in place) to its Litestream replica's point. SPEC: {"litestream": BINARY, "source": HOST,
+    "repo_root", "app_data", "manifest": the snapshot's manifest.json, "timestamp": ISO|null
+    (the restore's point; null: the replica's newest), "snapshot_time": ISO|null (the
+    snapshot's own time, as the store has it), "timeout": S, "report": FILE, "dbs": [{"path",
+    "name", "user", "config": Litestream's config for that one db}]}.
+
+    A point not after the snapshot's own time (a snapshot restored by its id) is the
+    snapshot's copy: Litestream is not asked, and nothing written after the snapshot comes
+    back. Otherwise `litestream restore -integrity-check full` into a file beside the
+    database (never over it); the replica is used only when it restored, passes PRAGMA
+    integrity_check, lines up with the snapshot's copy (every table of the snapshot is
+    there, and no table of the replica ends before the snapshot's: a replica of another
+    database, or of an older life of this one, does not), and is at least as new as the
+    snapshot; then the snapshot's copy is set aside and the replica's takes its place, same
+    owner and mode. Else the snapshot's copy stays, and one line says which database, why,
+    and what that costs. Never fails for a replica: the snapshot is the backstop."""
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    snapshot_time = None
+    try:
+        with open(spec["manifest"], encoding="utf-8") as handle:
+            snapshot_time = parse_time(json.load(handle).get("created"))
+    except (OSError, ValueError, KeyError):
+        pass
+    aside = Aside(config["aside_dir"])
+    results = []
+    for db in spec["dbs"]:
+        had = os.path.exists(db["path"])
+        # One folder per database: the houses' databases share their file names.
+        result = restore_one(spec, db, snapshot_time, aside)
+        if (
+            not had
+            and result["used"] == "snapshot"
+            and "holds no replica" in result.get("reason", "")
+        ):
+            result["used"] = "none"  # in neither: a house that never made this database
+        if result["used"] == "replica" and db["name"] == "gitea" and spec.get("repo_root"):
+            result["repositories_without_git_data"] = repositories_without_git(
+                db["path"], spec["repo_root"]
+            )
+        snapshot_copy = os.path.join(
+            aside.folder if aside.used else "/nonexistent",
+            "litestream",
+            db["name"],
+            os.path.basename(db["path"]),
+        )
+        if (
+            result["used"] == "replica"
+            and db["name"] == "gitea"
+            and spec.get("app_data")
+            and os.path.isfile(snapshot_copy)
+        ):
+            result["avatars"] = keep_avatars_with_files(db["path"], snapshot_copy, spec["app_data"])
+            for line in result["avatars"]:
+                print(f"{db['path']}: {line}")
+            result["rows_without_files"] = rows_without_files(db["path"], spec["app_data"])
+            for row in result["rows_without_files"]:
+                print(
+                    f"{db['path']}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
+                    f"({row.get('name') or row.get('size') or row.get('error')}): its file "
+                    "came after the snapshot; the row is in the report, not in the forge"
+                )
+        results.append(result)
+        if result["used"] == "replica":
+            print(
+                f"{db['path']}: replica of {spec['source']} at "
+                f"{result.get('replica_time') or '?'} (txid {result.get('txid')})"
+            )
+            missing = result.get("repositories_without_git_data")
+            if missing:
+                print(
+                    f"{db['path']}: {len(missing)} repository row(s) newer than the "
+                    f"snapshot have no git data on disk: {', '.join(missing[:10])}"
+                )
+        elif result["used"] == "snapshot":
+            print(
+                f"{db['path']}: replica not used: {result['reason']}; keeping the "
+                f"snapshot's copy: {result['cost']}"
+            )
+    report = {
+        "source": spec["source"],
+        "timestamp": spec.get("timestamp"),
+        "snapshot_time": snapshot_time.isoformat() if snapshot_time else None,
+        "databases": results,
+    }
+    write_json(spec["report"], report)
+    return report
+
+
+# --- the repositories from the newest repository snapshot ------------------------------------
+
+
+def job_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def keep_copy(db: str, aside: Aside, name: str) -> str:
+    """A consistent copy of the database at db (SQLite's backup API) set aside below name/,
+    before the database is changed in place."""
+    fd, tmp = tempfile.mkstemp(prefix=".phoenix-copy-", dir=os.path.dirname(db))
+    os.close(fd)
+    try:
+        source, target = sqlite3.connect(db, timeout=60), sqlite3.connect(tmp)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        os.chmod(tmp, 0o600)
+        kept = set_aside(tmp, aside, os.path.join(name, os.path.basename(db)))
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    assert kept is not None  # a file always holds something
+    return kept
+
+
+def newer_repository_snapshot(
+    line: ResticLine, snapshot: str, before: datetime.datetime | None = None
+) -> dict | None:
+    """The newest repository snapshot of `snapshot`'s host taken after it (and at or before
+    `before`): {id, time}, or None."""
+    rows = json.loads(
+        line.restic("snapshots", "--json", snapshot, what=f"reading snapshot {snapshot[:8]}")
+        or "[]"
+    )
+    if len(rows) != 1:
+        raise RestoreError(f"no single snapshot {snapshot[:8]} in {line.job.location(line.config)}")
+    full_time = line.time(rows[0]["time"])
+    found = line.believable(
+        json.loads(
+            line.restic(
+                "snapshots",
+                "--json",
+                "--host",
+                rows[0]["hostname"],
+                "--tag",
+                line.config["repo_tag"],
+                what="listing the repository snapshots",
+            )
+            or "[]"
+        ),
+    )
+    newer = [dict(row, parsed=line.time(row["time"])) for row in found]
+    newer = [
+        row
+        for row in newer
+        if row["parsed"] > full_time and (before is None or row["parsed"] <= before)
+    ]
+    if not newer:
+        return None
+    best = max(newer, key=lambda row: row["parsed"])
+    return {
+        "id": best["id"],
+        "time": best["parsed"].isoformat(),
+        "full_time": full_time.isoformat(),
+    }
+
+
+def _repository_rows(db: str | None) -> set[str] | None:
+    """owner/name (lower case) of gitea.db's repository rows; None without a readable db."""
+    if not db or not os.path.isfile(db):
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute("SELECT owner_name, lower_name FROM repository").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return {f"{(owner or '').lower()}/{(name or '').lower()}" for owner, name in rows}
+
+
+# A restored repository is hostile input (the old forge's user wrote it, config included): git
+# runs as Gitea's user, not root, and runs no program its config or a promisor remote names.
+GIT_OVERRIDES = (
+    "core.fsmonitor=",
+    "core.bare=true",
+    "core.worktree=",
+    "core.hooksPath=/dev/null",
+    "core.sshCommand=false",
+    "core.askPass=",
+    "credential.helper=",
+    "protocol.allow=never",
+    "diff.external=",
+    "core.pager=cat",
+    "core.editor=false",
+    "core.alternateRefsCommand=",
+    "uploadpack.packObjectsHook=",
+    "gpg.program=false",
+)
+GIT_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/nonexistent",
+    "LC_ALL": "C.UTF-8",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ALLOW_PROTOCOL": "",  # no transport at all, whatever protocol.*.allow says
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "GIT_OPTIONAL_LOCKS": "0",
+}
+
+
+def run_git(path: str, *args: str, owner: os.stat_result) -> subprocess.CompletedProcess:
+    """git on the bare repository at path, hardened (see GIT_OVERRIDES), as `owner` (a stat
+    of the repositories' root: Gitea's user) when this runs as root."""
+    switch = []
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        switch = [
+            "setpriv",
+            f"--reuid={owner.st_uid}",
+            f"--regid={owner.st_gid}",
+            "--clear-groups",
+            "--",
+        ]
+    overrides = [arg for item in GIT_OVERRIDES for arg in ("-c", item)]
+    return subprocess.run(
+        [*switch, "git", "--no-pager", *overrides, f"--git-dir={path}", *args],
+        env=GIT_ENV,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def own_tree(path: str, uid: int, gid: int) -> None:
+    """path and everything below it owned by uid:gid, never through a symlink: a restored tree
+    holding a link or a special file is refused (RestoreError naming it) rather than followed."""
+    entries = [path]
+    for dirpath, dirnames, filenames in os.walk(path):
+        entries += [os.path.join(dirpath, name) for name in dirnames + filenames]
+    for entry in entries:
+        st = os.lstat(entry)
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "special file"
+            raise RestoreError(
+                f"{entry} is a {kind}: a restored repository holds only files and "
+                "folders; refusing it"
+            )
+    for entry in entries:
+        os.chown(entry, uid, gid, follow_symlinks=False)
+
+
+def _git_sound(path: str, owner: os.stat_result) -> str | None:
+    """None when every ref of the bare repository at path reaches its objects, else why not."""
+    proc = run_git(
+        path, "fsck", "--connectivity-only", "--no-dangling", "--no-progress", owner=owner
+    )
+    return None if proc.returncode == 0 else job_line(proc.stderr or proc.stdout)
+
+
+def _git_branches(path: str, owner: os.stat_result) -> dict[str, tuple[str, str, int]] | None:
+    """refs/heads of a bare repository: name -> (sha, subject, committer time); None when git
+    cannot read them."""
+    proc = run_git(
+        path,
+        "for-each-ref",
+        "--format=%(refname:short)%00%(objectname)%00%(contents:subject)%00%(committerdate:unix)",
+        "refs/heads",
+        owner=owner,
+    )
+    if proc.returncode != 0:
+        return None
+    out = {}
+    for line in proc.stdout.splitlines():
+        name, sha, subject, when = (line.split("\0") + ["", "", "", "0"])[:4]
+        out[name] = (sha, subject, int(when or 0))
+    return out
+
+
+def reconcile_branches(db: str | None, repo_root: str, aside: Aside) -> dict:
+    """Gitea 1.22's branch table made to match the git data on disk, as Gitea's own
+    SyncRepoBranchesWithRepo does (modules/repository/branch.go: a changed head is updated,
+    a branch git does not have is marked deleted, one it lacks is added): after a restore the
+    database may be newer than the repositories (its replica). Every change is listed with
+    the row's old values, and the database is copied aside first. A database without the
+    table (the lab's stand-in) has nothing to compare."""
+    result: dict = {"compared": 0, "updated": [], "deleted": [], "added": [], "unread": []}
+    if not db or not os.path.isfile(db):
+        result["skipped"] = "no gitea.db"
+        return result
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'branch'"
+        ).fetchone():
+            result["skipped"] = "gitea.db has no branch table"
+            return result
+        now = int(time.time())
+        root_owner = os.stat(repo_root)
+        changes: list[tuple[str, tuple]] = []
+        for repo_id, owner, name in conn.execute(
+            "SELECT id, owner_name, lower_name FROM repository"
+        ).fetchall():
+            path = os.path.join(repo_root, (owner or "").lower(), f"{name}.git")
+            if not os.path.isdir(path):
+                continue  # listed by the replica's restore (rows without git data)
+            git = _git_branches(path, root_owner)
+            if git is None:  # git could not read them: the rows stay, none is marked deleted
+                result["unread"].append(f"{owner}/{name}")
+                log(
+                    f"branches: git cannot read the branches of {owner}/{name}; its rows are "
+                    "left as they are"
+                )
+                continue
+            rows = {
+                r[1]: r
+                for r in conn.execute(
+                    "SELECT id, name, commit_id, is_deleted FROM branch WHERE repo_id = ?",
+                    (repo_id,),
+                ).fetchall()
+            }
+            full = f"{owner}/{name}"
+            result["compared"] += len(rows)
+            for branch, (sha, subject, when) in sorted(git.items()):
+                row = rows.get(branch)
+                if row is None:
+                    changes.append(
+                        (
+                            "INSERT INTO branch (repo_id, name, commit_id, "
+                            "commit_message, pusher_id, is_deleted, deleted_by_id, "
+                            "deleted_unix, commit_time, created_unix, updated_unix) "
+                            "VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?, ?)",
+                            (repo_id, branch, sha, subject, when, now, now),
+                        )
+                    )
+                    result["added"].append(f"{full} {branch} at {sha[:10]}")
+                elif row[2] != sha:
+                    changes.append(
+                        (
+                            "UPDATE branch SET commit_id = ?, commit_message = ?, "
+                            "commit_time = ?, is_deleted = 0, updated_unix = ? "
+                            "WHERE id = ?",
+                            (sha, subject, when, now, row[0]),
+                        )
+                    )
+                    result["updated"].append(
+                        f"{full} {branch}: the database had "
+                        f"{(row[2] or '')[:10]}, git has {sha[:10]}"
+                    )
+            for branch, row in sorted(rows.items()):
+                if branch not in git and not row[3]:
+                    changes.append(
+                        (
+                            "UPDATE branch SET is_deleted = 1, deleted_by_id = 0, "
+                            "deleted_unix = ? WHERE id = ?",
+                            (now, row[0]),
+                        )
+                    )
+                    result["deleted"].append(
+                        f"{full} {branch}: the database had "
+                        f"{(row[2] or '')[:10]}, git has no such branch"
+                    )
+        if changes:
+            result["database_before"] = keep_copy(db, aside, "branches")
+            with conn:
+                for sql, args in changes:
+                    conn.execute(sql, args)
+    finally:
+        conn.close()
+    for line in result["updated"] + result["deleted"] + result["added"]:
+        log(f"branches: {line}")
+    return result
+
+
+DIFF_LINE = re.compile(r"^[-+MTU?]\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.git)(?:/|$)")
+# restic diff names a folder gone from the newer snapshot on a line of its own: "-    /x/y/"
+GONE_LINE = re.compile(r"^-\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.git)/$")
+
+
+def changed_repositories(
+    line: ResticLine, full: str, newer: str
+) -> tuple[list[str], list[str]] | None:
+    """owner/name.git of each repository whose files differ between the two snapshots, and
+    of each the newer one no longer has (deleted in between) (`restic diff`: their trees
+    only, nothing is downloaded); None when restic cannot say."""
+    try:
+        out = line.restic("diff", full, newer, what="comparing the snapshots")
+    except RestoreError as exc:
+        log(f"repositories: {exc}; restoring every repository")
+        return None
+    lines = out.splitlines()
+    gone = sorted({m.group(1) for line in lines if (m := GONE_LINE.match(line))})
+    return (
+        sorted({m.group(1) for line in lines if (m := DIFF_LINE.match(line))} - set(gone)),
+        gone,
+    )
+
+
+def _repositories_in(root: str) -> set[str]:
+    """owner/name.git of the bare repositories below a repositories folder."""
+    if not os.path.isdir(root):
+        return set()
+    return {
+        f"{user}/{name}"
+        for user in os.listdir(root)
+        if os.path.isdir(os.path.join(root, user))
+        for name in os.listdir(os.path.join(root, user))
+        if name.endswith(".git") and os.path.isdir(os.path.join(root, user, name))
+    }
+
+
+def _has_row(rows: set[str] | None, rel: str) -> bool:
+    """gitea.db (its owner/name rows, None: unreadable) has the row of repository rel (a
+    wiki's is its repository's)."""
+    user, _, name = rel.partition("/")
+    base = name[: -len(".git")].removesuffix(".wiki")
+    return rows is not None and f"{user.lower()}/{base.lower()}" in rows
+
+
+def newer_repositories(
+    line: ResticLine,
+    snapshot: str,
+    repo_root: str,
+    *,
+    db: str | None,
+    aside: Aside,
+    report: str,
+    before: str | None = None,
+) -> dict:
+    """REPO_ROOT's repositories from the newest repository snapshot after SNAPSHOT (see the
+    module's docstring); the report says which snapshot, what moved, what was set aside."""
+    limit = line.time(before) if before else None
+    found = newer_repository_snapshot(line, snapshot, limit)
+    result: dict = {
+        "full_snapshot": snapshot,
+        "before": before,
+        "snapshot": None,
+        "replaced": [],
+        "added": [],
+        "kept_full": [],
+        "set_aside": [],
+        "without_row": [],
+        "deleted_since_full": [],
+    }
+    if found is None:
+        log(
+            f"repositories: no repository snapshot after {snapshot[:8]}"
+            + (f" and at or before {before}" if before else "")
+            + ": the full snapshot's stay"
+        )
+        result["branches"] = reconcile_branches(db, repo_root, aside)
+        write_json(report, result)
+        return result
+    result.update(snapshot=found["id"], time=found["time"], full_time=found["full_time"])
+    tmp = repo_root.rstrip("/") + ".newer-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o700)
+    try:
+        diff = changed_repositories(line, snapshot, found["id"])
+        changed, gone = diff if diff is not None else (None, None)
+        result["changed"] = changed
+        if changed == []:
+            log(
+                f"repositories: repository snapshot {found['id'][:8]} holds nothing the full "
+                "snapshot does not"
+            )
+        else:  # only what changed (None: all of it) comes from the store a second time
+            includes = [
+                arg
+                for rel in changed or []
+                for arg in ("--include", f"/{GITEA}/repositories/{rel}")
+            ]
+            line.restic(
+                "restore",
+                found["id"],
+                "--target",
+                tmp,
+                *includes,
+                what=f"restoring repository snapshot {found['id'][:8]}",
+            )
+        src_root = os.path.join(tmp, GITEA, "repositories")
+        os.makedirs(src_root, exist_ok=True)
+        if gone is None:  # every repository came again: those it lacks were deleted since
+            gone = sorted(_repositories_in(repo_root) - _repositories_in(src_root))
+        rows = _repository_rows(db)
+        owner = os.stat(repo_root)
+        own_tree(tmp, owner.st_uid, owner.st_gid)  # git reads it as Gitea's user (run_git)
+        for user in sorted(os.listdir(src_root)):
+            for name in sorted(os.listdir(os.path.join(src_root, user))):
+                rel = f"{user}/{name}"
+                src, dest = os.path.join(src_root, user, name), os.path.join(repo_root, user, name)
+                if not name.endswith(".git") or not os.path.isdir(src):
+                    continue
+                base = name[: -len(".git")].removesuffix(".wiki")
+                if (
+                    not os.path.isdir(dest)
+                    and rows is not None
+                    and f"{user.lower()}/{base.lower()}" not in rows
+                ):
+                    kept = set_aside(src, aside, f"repositories/without-row/{rel}")
+                    result["without_row"].append(rel)
+                    log(f"repositories: {rel} has no row in gitea.db; set aside in {kept}")
+                    continue
+                why = _git_sound(src, owner)
+                if why is not None:
+                    result["kept_full"].append(f"{rel}: {why}")
+                    log(
+                        f"repositories: {rel} from {found['id'][:8]} is not sound ({why}); "
+                        "keeping the full snapshot's copy"
+                    )
+                    continue
+                old = set_aside(dest, aside, f"repositories/full-snapshot/{rel}")
+                if old is not None:
+                    result["set_aside"].append(old)
+                    result["replaced"].append(rel)
+                else:
+                    result["added"].append(rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.chown(os.path.dirname(dest), owner.st_uid, owner.st_gid)
+                move_in(src, dest)  # an empty folder left there is replaced, never filled
+                own_tree(dest, owner.st_uid, owner.st_gid)
+        # Deleted between the full snapshot and the newer one: the full one's copy is set
+        # aside, never deleted, unless gitea.db (its newest point) still has the row.
+        for rel in gone:
+            dest = os.path.join(repo_root, rel)
+            if not os.path.isdir(dest):
+                continue
+            if _has_row(rows, rel):
+                result["kept_full"].append(
+                    f"{rel}: not in {found['id'][:8]}, but gitea.db still has its row"
+                )
+                log(
+                    f"repositories: {rel} is gone from {found['id'][:8]} but gitea.db still "
+                    "has its row; keeping the full snapshot's copy"
+                )
+                continue
+            kept = set_aside(dest, aside, f"repositories/deleted-since-full/{rel}")
+            result["deleted_since_full"].append(rel)
+            log(
+                f"repositories: {rel} was deleted before repository snapshot "
+                f"{found['id'][:8]} and gitea.db has no row for it; set aside in {kept}"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["branches"] = reconcile_branches(db, repo_root, aside)
+    write_json(report, result)
+    log(
+        f"repositories: {len(result['replaced'])} replaced and {len(result['added'])} added "
+        f"from repository snapshot {found['id'][:8]} ({found['time']}); full snapshot's "
+        f"copies set aside in {aside.folder if aside.used else '(none)'}"
+        + (
+            f"; {len(result['kept_full'])} kept from the full snapshot"
+            if result["kept_full"]
+            else ""
+        )
+        + (
+            f"; {len(result['deleted_since_full'])} deleted since the full snapshot, set aside"
+            if result["deleted_since_full"]
+            else ""
+        )
+    )
+    return result
 
 
 def regenerate(config: dict) -> dict:
@@ -352,18 +1368,41 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="phoenix-restore", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
     sub = parser.add_subparsers(dest="command", required=True)
+    staged = sub.add_parser("stage", help="restic snapshot ID's Gitea folder to DEST")
+    staged.add_argument("snapshot")
+    staged.add_argument("dest")
     sub.add_parser(
         "apply", help="set aside what is there, put the staged backup in place"
     ).add_argument("unpacked")
+    sub.add_parser("replay", help="the databases to their replicas' point").add_argument("spec")
+    newer = sub.add_parser("repositories", help="the newest repository snapshot's repositories")
+    newer.add_argument("snapshot")
+    newer.add_argument("--report", required=True)
+    newer.add_argument("--before")
     sub.add_parser("regenerate", help="gitea admin regenerate hooks and keys")
     recorded = sub.add_parser("record", help="what was restored, each kind from which point")
     recorded.add_argument("plan")
     recorded.add_argument("out")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
-        if args.command == "apply":
+        config = load_config(args.config, args.command)
+        if args.command == "stage":
+            ResticLine(config).stage(args.snapshot, args.dest)
+            done = {"staged": args.dest}
+        elif args.command == "apply":
             done = apply(config, args.unpacked)
+        elif args.command == "replay":
+            done = replay(config, args.spec)
+        elif args.command == "repositories":
+            done = newer_repositories(
+                ResticLine(config),
+                args.snapshot,
+                config["repo_root"],
+                db=config["db_path"],
+                aside=Aside(config["aside_dir"]),
+                report=args.report,
+                before=args.before,
+            )
         elif args.command == "record":
             done = record(args.plan, args.out)
         else:
@@ -371,7 +1410,8 @@ def main(argv: list[str]) -> int:
     except (RestoreError, OSError, ValueError) as exc:
         log(f"FAILED: {exc}")
         return 1
-    print(json.dumps(done, sort_keys=True))
+    if args.command != "replay":  # replay prints one line per database
+        print(json.dumps(done, sort_keys=True))
     return 0
 
 

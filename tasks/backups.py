@@ -2,8 +2,8 @@
 code. files/phoenix_backup.py runs hourly from a systemd timer and sends a sealed, consistent copy
 of the forge to the offsite restic repository `backup_repository`.
 
-The same job stages a restic snapshot for the restore task (`restore_source = "restic:…"`):
-see stage_restic_snapshot, which the restore task calls before it verifies and restores.
+Its restic line (the program, its configuration and secrets: install_job) is the restore's way
+to the store too; the restore itself is tasks/restore.py's.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
+from pyinfra.api import DeployError, deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Hostname
 from pyinfra.operations import apt, files, server
@@ -63,13 +63,11 @@ READS = (
     "standby_prestage_dir",
     "standby_warm",
     "unit_hardening",
-    # the repository snapshots, and the restore's step that uses them
+    # the repository snapshots
     "backup_repo_staging_dir",
     "backup_repo_status_file",
     "repo_snapshot_interval",
     "repo_snapshot_run_budget",
-    "restore_aside_dir",
-    "restore_newer_repositories",
     # a snapshot dated past now + this is never the newest (prestage, newer repositories)
     "backup_future_tolerance",
 )
@@ -196,8 +194,9 @@ def _job_config(
     return config
 
 
-def _install_job(gitea: dict | None = None, extra_paths: list[str] | None = None) -> None:
-    """The job, its configuration and its secrets (what both the timer and a restore need)."""
+def install_job(gitea: dict | None = None, extra_paths: list[str] | None = None) -> None:
+    """The job, its configuration and its secrets: what both the timer and a restore (its way
+    to the store) need. Operations: call inside a @deploy."""
     data = host.data
     paths = _paths()
     config = _job_config(paths, gitea, extra_paths)
@@ -319,7 +318,7 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
     if not data.backup_repository:
         host.noop("backup_repository is not set: this host has no backup job")
         return
-    _install_job(gitea, extra_paths)
+    install_job(gitea, extra_paths)
     settings = {key: data.get(key) for key in UNIT_SETTINGS}
     config_path = _paths()["config.json"]
     # The unit may also write the folders of the databases it copies (not made here: they
@@ -398,58 +397,3 @@ def configure_backups(gitea: dict | None = None, extra_paths: list[str] | None =
             name="Ensure this primary has a full snapshot of its own (its first)",
             commands=["systemctl start phoenix-backup.service"],
         )
-
-
-# --- restore from a restic snapshot (called by tasks/restore.py) ------------------------------
-
-
-def stage_restic_snapshot(snapshot_id: str, dest: str) -> None:
-    """Operations that make `dest` on the host the Gitea folder of `snapshot_id`, restored by
-    restic from the offsite store (its app.ini and extra folders beside it, in `dest`.files).
-    Call it only when a restore is due, as the restore task does: like an archive's unpack, it
-    stages afresh each time. Verifying the folder is the caller's next step."""
-    _install_job()
-    server.shell(
-        name=f"Stage restic snapshot {snapshot_id[:8]} from the offsite store",
-        commands=[
-            StringCommand(
-                QuoteString(host.data.backup_job_path),
-                "--config",
-                QuoteString(_paths()["config.json"]),
-                "restore",
-                QuoteString(snapshot_id),
-                QuoteString(dest),
-            )
-        ],
-    )
-
-
-def take_newer_repositories(snapshot_id: str, state_dir: str, before: str | None = None) -> None:
-    """Operations after the restore put `snapshot_id`'s files in place and the
-    databases were brought to their newest point: the repositories from the newest
-    repository snapshot after it (at or before `before`), the full one's copies set aside
-    (files/phoenix_backup.py newer-repositories). A restore step: call it only when one is due."""
-    data = host.data
-    if not data.restore_newer_repositories:
-        host.noop("restore_newer_repositories is off: the full snapshot's repositories stay")
-        return
-    command = [
-        QuoteString(data.backup_job_path),
-        "--config",
-        QuoteString(_paths()["config.json"]),
-        "newer-repositories",
-        QuoteString(snapshot_id),
-        QuoteString(data.gitea_repo_root),
-        "--db",
-        QuoteString(data.gitea_db_path),
-        "--aside",
-        QuoteString(data.restore_aside_dir),
-        "--report",
-        QuoteString(posixpath.join(state_dir, "repositories.json")),
-    ]
-    if before:
-        command += ["--before", QuoteString(before)]
-    server.shell(
-        name="Put the repositories of the newest repository snapshot in place",
-        commands=[StringCommand(*command)],
-    )

@@ -10,13 +10,8 @@ own (litestream_replica_url, its host key pinned), below the forge's name: `<pat
 That is the restic line's identity too (backup_host, the droplet's name), so a recovered forge
 streams to a new place and never writes where the dead one's replicas lie.
 
-The restore side is replay_replicas, called by the restore task once the snapshot's files are
-in place and before anything starts: for each database, files/phoenix_litestream_restore.py
-restores the dead forge's replica at its newest position, or at the restore's point
-(phoenix/backup/pitr.py replay_until: a snapshot named by its id is its own point, and its
-copies stay), with `litestream restore` then PRAGMA integrity_check; keeps it only when it
-lines up with the snapshot's copy and is newer, sets the snapshot's copy aside, and otherwise
-keeps the snapshot's copy and says why, in one line.
+The restore's replay of the replicas (tasks/restore.py, `phoenix-restore replay` on the host)
+uses what is here: the pinned binary (install, binary), the streams and their configuration.
 """
 
 from __future__ import annotations
@@ -33,7 +28,7 @@ from pyinfra.facts.server import Hostname
 from pyinfra.operations import files, server
 
 from facts.markers import Marker
-from phoenix.backup import pitr, replication
+from phoenix.backup import replication
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
@@ -60,11 +55,8 @@ READS = (
     "litestream_known_hosts",
     "litestream_replica_url",
     "litestream_requirements",
-    "litestream_restore_from",
-    "litestream_restore_timeout",
     "litestream_sync_interval",
     "litestream_version",
-    "restore_aside_dir",
     "secrets_dir",
     "wizard_names",
 )
@@ -72,7 +64,6 @@ READS = (
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 FILES = REPO / "files"
-RESTORE_SCRIPT = "/usr/local/sbin/phoenix-litestream-restore"
 q = QuoteString
 
 
@@ -169,6 +160,11 @@ def _paths() -> dict[str, str]:
     }
 
 
+def key_path() -> str:
+    """Where the replica store's key is on the host (root's alone)."""
+    return _paths()["key"]
+
+
 def _lock() -> Path:
     path = REPO / Path(host.data.litestream_requirements).expanduser()
     if not path.is_file():
@@ -194,7 +190,7 @@ def _index_args() -> list[str | QuoteString]:
 
 
 def install() -> None:
-    """The pinned binary, its replica key and the restore script: what streaming and a
+    """The pinned binary, its replica key and the status script: what streaming and a
     restore both need. Operations: call inside a @deploy."""
     data = host.data
     lock = _lock()
@@ -300,14 +296,6 @@ def install() -> None:
         mode="0600",
     )
     files.put(
-        name="Ensure the replica restore script is installed",
-        src=str(FILES / "phoenix_litestream_restore.py"),
-        dest=RESTORE_SCRIPT,
-        user="root",
-        group="root",
-        mode="0755",
-    )
-    files.put(
         name="Ensure the replica status script is installed",
         src=str(FILES / "phoenix_litestream_status.py"),
         dest=replication.STATUS_SCRIPT,
@@ -374,99 +362,3 @@ def replicate_databases() -> None:
             else f"Ensure {unit} does not stream yet ({role()}: not the forge)",
             restart_name=f"Restart {unit} for its new unit or configuration",
         )
-
-
-# --- restore: the replicas over the snapshot's databases (called by tasks/restore.py) ---------
-
-_ROWS: dict[tuple[str, str], dict] = {}
-
-
-def snapshot_row(snapshot_id: str) -> dict:
-    """restic's row of snapshot `snapshot_id` (its hostname: its replicas' folder; its time:
-    the restore's point), asked once per host."""
-    from phoenix.backup.restic import restic
-    from phoenix.backup.store import store_from_settings
-
-    key = (host.name, snapshot_id)
-    if key not in _ROWS:
-        try:
-            store = store_from_settings(host.data)
-            proc = restic(
-                store,
-                "snapshots",
-                "--json",
-                snapshot_id,
-                what=f"read snapshot {snapshot_id[:8]}",
-                timeout=300,
-            )
-            rows = json.loads(proc.stdout.strip().splitlines()[-1] or "[]")
-        except (PhoenixError, ValueError, IndexError) as exc:
-            raise DeployError(f"restore: snapshot {snapshot_id[:8]}: {exc}") from None
-        if len(rows) != 1 or not rows[0].get("hostname") or not rows[0].get("time"):
-            raise DeployError(
-                f"restore: no single snapshot {snapshot_id[:8]} with a hostname and a time"
-            )
-        _ROWS[key] = rows[0]
-    return _ROWS[key]
-
-
-def snapshot_source(snapshot_id: str) -> str:
-    """The host that made restic snapshot `snapshot_id` (its replicas' folder)."""
-    return str(snapshot_row(snapshot_id)["hostname"])
-
-
-def replay_replicas(
-    *, snapshot_id: str, unpacked: str, state_dir: str, until: str | None = None
-) -> None:
-    """Operations that bring each database to its replica's newest consistent point (or its
-    point at `until`; one not after the snapshot's own time is the snapshot's copy), after
-    the snapshot's files are in place and before Gitea or a house starts. Never fails the
-    restore for a replica: one that cannot be used leaves the snapshot's copy, and the
-    report (<state_dir>/litestream.json) says why and what that costs."""
-    data = host.data
-    if not enabled():
-        host.noop("litestream_replica_url is not set: the snapshot's databases stay")
-        return
-    install()
-    source = data.litestream_restore_from or snapshot_source(snapshot_id)
-    dbs = []
-    for stream in streams():
-        for path, name in stream["dbs"]:
-            dbs.append(
-                {
-                    "path": path,
-                    "name": name,
-                    "user": stream["user"],
-                    "config": json.loads(
-                        config_text([(path, name)], source=source, key_path=_paths()["key"])
-                    ),
-                }
-            )
-    spec = {
-        "litestream": binary(),
-        "dbs": dbs,
-        "source": source,
-        "manifest": posixpath.join(unpacked, "manifest.json"),
-        "timestamp": until,
-        # restic prints nanoseconds: the script's Python reads microseconds
-        "snapshot_time": pitr.parse(snapshot_row(snapshot_id)["time"]).isoformat(),
-        "timeout": int(data.litestream_restore_timeout),
-        "aside_dir": data.restore_aside_dir,
-        "repo_root": data.gitea_repo_root,
-        "app_data": posixpath.join(data.gitea_work_dir, "data"),
-        "report": posixpath.join(state_dir, "litestream.json"),
-    }
-    spec_path = posixpath.join(state_dir, "litestream-restore.json")
-    files.put(
-        name="Ensure the replica restore's plan is staged",
-        src=io.StringIO(json.dumps(spec, indent=1, sort_keys=True) + "\n"),
-        dest=spec_path,
-        user="root",
-        group="root",
-        mode="0600",
-    )
-    point = f"point at {until}" if until else "newest point"
-    server.shell(  # gated by the restore itself: runs only when a restore is due
-        name=f"Bring the databases to their replicas' {point} ({source}'s, Litestream)",
-        commands=[StringCommand(q(RESTORE_SCRIPT), q(spec_path))],
-    )

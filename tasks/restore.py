@@ -1,13 +1,17 @@
 """Runbook step 4, restore half: Gitea's data from one backup, resolved once, verified before
 anything is stopped or touched, restored once, and never over data without being asked.
 
+The whole restore is this task and one host program, files/phoenix_restore.py (phoenix-restore):
+
 restore_source (phoenix/backup/sources.py) is resolved on the operator's side into a sealed Gitea
 folder: a restic snapshot, or a Phoenix archive (what an import of a `gitea dump` zip or of the
-runbook's backups becomes). It is staged on the host in a folder named by its id and checked
-there by files/phoenix_backup_verify.py (every checksum, PRAGMA integrity_check on a copy of
-gitea.db). Then files/phoenix_restore.py sets aside what is there and puts the backup in place;
-a restic snapshot is brought to the restore's point (phoenix/backup/pitr.py replay_until) by
-the replicas and the repository snapshots: restic:latest to their newest, restic:@TIME to TIME,
+runbook's backups becomes). It is staged on the host in a folder named by its id (a snapshot by
+`phoenix-restore stage`, through the backup job's restic line) and checked there by
+files/phoenix_backup_verify.py (every checksum, PRAGMA integrity_check on a copy of gitea.db).
+Then `phoenix-restore apply` sets aside what is there and puts the backup in place; a restic
+snapshot is brought to the restore's point (phoenix/backup/pitr.py replay_until) by the
+replicas (`replay`) and the repository snapshots (`repositories`, which also makes Gitea's
+branch table match the git data): restic:latest to their newest, restic:@TIME to TIME,
 restic:<id> to that snapshot's own time (a rollback to before an incident must not replay it);
 Gitea's hooks and keys are regenerated. The `pending` marker holds the resolution while a
 restore is under way, so a re-run after a cut-off finishes the same backup (never a newer
@@ -32,8 +36,8 @@ from facts.markers import Marker
 from phoenix.backup import pitr, sources
 from phoenix.backup.sources import Resolved
 from phoenix.errors import PhoenixError
-from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
-from tasks.litestream import replay_replicas, snapshot_row
+from tasks import backups, litestream
+from tasks.backups import saved_paths
 from tasks.role import promoting
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
@@ -59,10 +63,18 @@ READS = (
     "restore_verifier_path",
     "wizard_names",
     "backup_future_tolerance",
+    "backup_job_path",
+    "gitea_repo_root",
+    "litestream_restore_from",
+    "litestream_restore_timeout",
     "litestream_restore_timestamp",
+    "restore_newer_repositories",
 )
 
 FILES = Path(__file__).resolve().parent.parent / "files"
+# Installed by earlier deploys, now part of phoenix-restore: removed so that no host keeps a
+# second, stale way of restoring.
+RETIRED = ("/usr/local/sbin/phoenix-litestream-restore",)
 q = QuoteString
 logger = logging.getLogger("pyinfra")
 
@@ -120,6 +132,9 @@ def _restore_config() -> str:
                 "gitea_binary": data.gitea_binary_path,
                 "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
                 "work_dir": data.gitea_work_dir,
+                # the store, through the backup job's restic line
+                "backup_job": data.backup_job_path,
+                "backup_config": backups.config_path(),
                 "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
             },
             indent=1,
@@ -185,7 +200,7 @@ class _Due:
         self.snapshot: dict | None = None
         self.until: str | None = None
         if resolved.kind == "restic":
-            row = snapshot_row(resolved.ref)
+            row = _snapshot_row(resolved.ref)
             self.snapshot = {"id": resolved.ref, "time": row["time"]}
             self.until = pitr.replay_until(
                 resolved.requested, row["time"], host.data.litestream_restore_timestamp
@@ -273,6 +288,12 @@ def verify_backup() -> None:
         group="root",
         mode="0755",
     )
+    for path in RETIRED:
+        files.file(
+            name=f"Ensure the retired {path} is gone (phoenix-restore does it)",
+            path=path,
+            present=False,
+        )
     files.directory(
         name="Ensure the restore's staging folder exists, root's alone",
         path=state_dir,
@@ -315,7 +336,7 @@ def verify_backup() -> None:
         mode="0700",
     )
     if resolved.kind == "restic":
-        stage_restic_snapshot(resolved.ref, due.unpacked)
+        _stage_snapshot(resolved.ref, due.unpacked)
     else:
         archive, unpacked = posixpath.join(due.stage, "backup.tar.gz"), due.unpacked
         files.put(
@@ -385,7 +406,6 @@ def restore_gitea() -> None:
     data = host.data
     resolved, stage, label = due.resolved, due.stage, due.resolved.label
     state_dir = data.restore_staging_dir
-    tool_config = posixpath.join(state_dir, "config.json")
     pending_marker, restored_marker = _markers()
     reports = {
         "databases": posixpath.join(state_dir, "litestream.json"),
@@ -410,27 +430,20 @@ def restore_gitea() -> None:
             name="Stop the Hermes houses while their state is restored",
             commands=[StringCommand("systemctl", "stop", *houses, "2>/dev/null", "||", "true")],
         )
-    tool = [q(data.restore_tool_path), "--config", q(tool_config)]
     server.shell(
         name="Set the data found on the host aside and put the backup's in place",
-        commands=[
-            StringCommand(
-                *tool, "apply", q(due.unpacked), ">", q(posixpath.join(stage, "applied.json"))
-            )
-        ],
+        commands=[_tool("apply", q(due.unpacked), ">", q(posixpath.join(stage, "applied.json")))],
     )
     if resolved.kind == "restic":
         # The restore's point (due.until): the newest consistent one for restic:latest, the
         # snapshot's own for restic:<id>. The snapshot's databases are in place (and nothing
         # runs on them yet); each one's Litestream replica, when it is newer and lines up,
-        # takes its place. A separate step (tasks/litestream.py) on the resolved source.
-        replay_replicas(
-            snapshot_id=resolved.ref, unpacked=due.unpacked, state_dir=state_dir, until=due.until
-        )
+        # takes its place.
+        _replay_replicas(due, reports["databases"])
         # The repositories from the newest repository snapshot after the full one (minutes)
         # up to the point, once gitea.db is final: a repository it has no row for is set
         # aside, not served.
-        take_newer_repositories(resolved.ref, state_dir, before=due.until)
+        _newer_repositories(due, reports["repositories"])
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",
@@ -468,7 +481,7 @@ def restore_gitea() -> None:
     )
     server.shell(
         name=f"Regenerate Gitea's hooks and keys for this host, as {data.gitea_user}",
-        commands=[StringCommand(*tool, "regenerate")],
+        commands=[_tool("regenerate")],
     )
     plan = posixpath.join(state_dir, "restore-plan.json")
     files.put(
@@ -493,9 +506,7 @@ def restore_gitea() -> None:
     )
     server.shell(
         name=f"Record what {label} lacked and where each kind of data came from",
-        commands=[
-            StringCommand(*tool, "record", q(plan), q(posixpath.join(state_dir, "restored.json")))
-        ],
+        commands=[_tool("record", q(plan), q(posixpath.join(state_dir, "restored.json")))],
     )
     files.put(
         name=f"Record that {label} is restored",
@@ -504,3 +515,138 @@ def restore_gitea() -> None:
         mode="0600",
     )
     files.file(name="Clear the under-way record", path=pending_marker, present=False)
+
+
+# --- the steps of a restic snapshot's restore (called when a restore is due) -------------------
+
+_ROWS: dict[tuple[str, str], dict] = {}
+
+
+def _snapshot_row(snapshot_id: str) -> dict:
+    """restic's row of snapshot `snapshot_id` (its hostname: its replicas' folder; its time:
+    the restore's point), asked once per host."""
+    from phoenix.backup.restic import restic
+    from phoenix.backup.store import store_from_settings
+
+    key = (host.name, snapshot_id)
+    if key not in _ROWS:
+        try:
+            store = store_from_settings(host.data)
+            proc = restic(
+                store,
+                "snapshots",
+                "--json",
+                snapshot_id,
+                what=f"read snapshot {snapshot_id[:8]}",
+                timeout=300,
+            )
+            rows = json.loads(proc.stdout.strip().splitlines()[-1] or "[]")
+        except (PhoenixError, ValueError, IndexError) as exc:
+            raise DeployError(f"restore: snapshot {snapshot_id[:8]}: {exc}") from None
+        if len(rows) != 1 or not rows[0].get("hostname") or not rows[0].get("time"):
+            raise DeployError(
+                f"restore: no single snapshot {snapshot_id[:8]} with a hostname and a time"
+            )
+        _ROWS[key] = rows[0]
+    return _ROWS[key]
+
+
+def _tool(*args: str | QuoteString) -> StringCommand:
+    data = host.data
+    config = posixpath.join(data.restore_staging_dir, "config.json")
+    return StringCommand(q(data.restore_tool_path), "--config", q(config), *args)
+
+
+def _stage_snapshot(snapshot_id: str, dest: str) -> None:
+    """`dest` on the host becomes the Gitea folder of `snapshot_id` (its app.ini and extra
+    folders in `dest`.files), from the offsite store through the backup job's restic line
+    (installed here: a recovery host has no backup job yet). Stages afresh each time."""
+    backups.install_job()
+    server.shell(  # the restore itself is gated: this runs only when a restore is due
+        name=f"Stage restic snapshot {snapshot_id[:8]} from the offsite store",
+        commands=[_tool("stage", q(snapshot_id), q(dest))],
+    )
+
+
+def replay_spec(
+    *, source: str, snapshot_time: str, until: str | None, unpacked: str, report: str
+) -> dict:
+    """What `phoenix-restore replay` reads: each streamed database with the Litestream
+    configuration of its replica below `source` (the host that made the snapshot), and the
+    restore's point (`until`; None: the replicas' newest)."""
+    data = host.data
+    dbs = [
+        {
+            "path": path,
+            "name": name,
+            "user": stream["user"],
+            "config": json.loads(
+                litestream.config_text(
+                    [(path, name)], source=source, key_path=litestream.key_path()
+                )
+            ),
+        }
+        for stream in litestream.streams()
+        for path, name in stream["dbs"]
+    ]
+    return {
+        "litestream": litestream.binary(),
+        "dbs": dbs,
+        "source": source,
+        "manifest": posixpath.join(unpacked, "manifest.json"),
+        "timestamp": until,
+        # restic prints nanoseconds: the program's Python reads microseconds
+        "snapshot_time": pitr.parse(snapshot_time).isoformat(),
+        "timeout": int(data.litestream_restore_timeout),
+        "repo_root": data.gitea_repo_root,
+        "app_data": posixpath.join(data.gitea_work_dir, "data"),
+        "report": report,
+    }
+
+
+def _replay_replicas(due: _Due, report: str) -> None:
+    """Each database brought to its replica's newest consistent point (or its point at
+    due.until; one not after the snapshot's own time is the snapshot's copy). Never fails the
+    restore for a replica: one that cannot be used leaves the snapshot's copy, and the report
+    says why and what that costs."""
+    data = host.data
+    if not litestream.enabled():
+        host.noop("litestream_replica_url is not set: the snapshot's databases stay")
+        return
+    litestream.install()
+    row = _snapshot_row(due.resolved.ref)
+    source = data.litestream_restore_from or str(row["hostname"])
+    spec = replay_spec(
+        source=source,
+        snapshot_time=row["time"],
+        until=due.until,
+        unpacked=due.unpacked,
+        report=report,
+    )
+    spec_path = posixpath.join(data.restore_staging_dir, "litestream-restore.json")
+    files.put(
+        name="Ensure the replica restore's plan is staged",
+        src=io.StringIO(json.dumps(spec, indent=1, sort_keys=True) + "\n"),
+        dest=spec_path,
+        user="root",
+        group="root",
+        mode="0600",
+    )
+    point = f"point at {due.until}" if due.until else "newest point"
+    server.shell(  # gated by the restore itself: runs only when a restore is due
+        name=f"Bring the databases to their replicas' {point} ({source}'s, Litestream)",
+        commands=[_tool("replay", q(spec_path))],
+    )
+
+
+def _newer_repositories(due: _Due, report: str) -> None:
+    """The repositories from the newest repository snapshot after the full one (at or before
+    due.until), the full one's copies set aside; then Gitea's branch table made to match."""
+    if not host.data.restore_newer_repositories:
+        host.noop("restore_newer_repositories is off: the full snapshot's repositories stay")
+        return
+    before: list[str | QuoteString] = ["--before", q(due.until)] if due.until else []
+    server.shell(
+        name="Put the repositories of the newest repository snapshot in place",
+        commands=[_tool("repositories", q(due.resolved.ref), "--report", q(report), *before)],
+    )

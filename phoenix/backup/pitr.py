@@ -3,9 +3,9 @@
 Three sources line up on TIME: the newest full restic snapshot taken at or before it
 (restore_source "restic:@TIME", resolved by phoenix.backup.snapshots.resolve_snapshot),
 each database's Litestream replica restored to it (`litestream restore -timestamp`,
-files/phoenix_litestream_restore.py, through litestream_restore_timestamp), and the
-repositories from the newest repository snapshot after the full one and at or before TIME
-(files/phoenix_backup.py newer-repositories --before).
+`phoenix-restore replay`, through litestream_restore_timestamp), and the repositories from
+the newest repository snapshot after the full one and at or before TIME (`phoenix-restore
+repositories --before`), both in files/phoenix_restore.py.
 
 A snapshot named by its id is a point too: its own time bounds the replay (replay_until),
 so that rolling back to a snapshot from before an incident does not bring the incident back.

@@ -19,8 +19,8 @@ PhoenixError line, before anything is staged.
 
 The seam: `resolve()` turns a restore_source into a `Resolved`; a new kind of source is one
 more importer that returns a sealed folder. Litestream's replicas are no source: the restore
-brings the snapshot's databases forward with them (tasks/litestream.py's
-replay_replicas).
+brings the snapshot's databases forward with them (tasks/restore.py, `phoenix-restore
+replay`).
 """
 
 from __future__ import annotations

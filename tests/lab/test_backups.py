@@ -535,9 +535,15 @@ def test_a_cut_off_restore_of_latest_finishes_with_the_snapshot_it_started_with(
     first = backup_now(target, settings=settings)
     restore_dir = settings["restore_staging_dir"]
     assert ssh(lab, FORGE, f"echo database > {restore_dir}/cut-after").returncode == 0
+    # A host an earlier Phoenix deployed has phoenix-litestream-restore: phoenix-restore
+    # replays the replicas now, and the deploy takes the stale program away.
+    retired = "/usr/local/sbin/phoenix-litestream-restore"
+    assert ssh(lab, FORGE, f"printf '#!/bin/sh\\n' > {retired} && chmod 755 {retired}"
+               ).returncode == 0
     data = ("phoenix_role=primary", "restore_source=restic:latest")
     cut = converge(FORGE, tmp_path, *data, "restore_force=true")
     assert cut.returncode != 0 and "cut off after database" in cut.stdout + cut.stderr
+    assert ssh(lab, FORGE, f"test -e {retired} || echo gone").stdout.strip() == "gone"
     second = backup_now(target, settings=settings)  # restic:latest moves on
     assert second != first and backup.latest_snapshot_id(opened) == second
     again = converge(FORGE, tmp_path, *data)

@@ -25,7 +25,7 @@ from phoenix.backup.store import LOCK_WAIT_SCRIPT, Store, append_only, channel_c
 from phoenix.errors import PhoenixError
 from phoenix.sshconf import Target
 from tests.unit import test_backup
-from tests.unit.test_backup import PASSWORD, job_config, run_job
+from tests.unit.test_backup import PASSWORD, job_config, run_job, run_restore
 
 forge = test_backup.forge   # the same synthetic forge (a fixture)
 
@@ -60,7 +60,7 @@ def test_the_job_writes_and_restores_through_the_append_only_endpoint(repo, forg
     assert "saved to the store (append-only)" in proc.stderr
     local = Store(repository=str(repo), password=PASSWORD)
     assert [s["id"] for s in backup.list_snapshots(local)] == [snapshot]
-    restored = run_job(config, "restore", snapshot, str(tmp_path / "restored"))
+    restored = run_restore(config, "stage", snapshot, str(tmp_path / "restored"))
     assert restored.returncode == 0, restored.stderr
     assert (tmp_path / "restored" / "gitea.db").is_file()
 

@@ -87,6 +87,19 @@ def run_job(config: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
+RESTORE = REPO / "files" / "phoenix_restore.py"
+
+
+def run_restore(config: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    """The restore's program (phoenix-restore), reaching the store through the job at
+    `config` (its restic line); `settings`: the rest of its configuration."""
+    tool = config.with_name(config.stem + "-restore.json")
+    tool.write_text(json.dumps({"backup_job": str(JOB), "backup_config": str(config),
+                                **settings}))
+    return subprocess.run([str(RESTORE), "--config", str(tool), *args],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
 # --- restic's failures, one clear line each -----------------------------------------------------
 
 def test_init_creates_the_repository_once(store):
@@ -249,7 +262,7 @@ def test_job_snapshot_lists_verifies_and_restores(store, forge, tmp_path):
 
     staged = tmp_path / "restored" / "gitea"
     staged.parent.mkdir()
-    assert run_job(config, "restore", status["snapshot_id"], str(staged)).returncode == 0
+    assert run_restore(config, "stage", status["snapshot_id"], str(staged)).returncode == 0
     assert (staged / "manifest.json").exists()
     assert (Path(f"{staged}.files") / str(forge / "memories" / "fleet.yaml").lstrip("/")
             ).read_text() == "wizards: [ezra, allegro, bezalel]\n"
@@ -527,7 +540,7 @@ def test_a_warm_standby_prestages_the_latest_snapshot_and_a_restore_takes_it(
     shutil.rmtree(store.repository)
     dest = tmp_path / "promoted" / "gitea"
     dest.parent.mkdir()
-    proc = run_job(config, "restore", snapshot, str(dest))
+    proc = run_restore(config, "stage", snapshot, str(dest))
     assert proc.returncode == 0, proc.stderr
     assert "from the warm copy" in proc.stderr
     assert (dest / "gitea.db").exists() and not (warm / snapshot).exists()

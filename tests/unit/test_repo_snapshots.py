@@ -1,6 +1,6 @@
 """Issue 21, build 2: the repositories alone every few minutes, and a restore that takes them
-from the newest repository snapshot after the full one (files/phoenix_backup.py `repositories`
-and `newer-repositories`), against a local restic repository in tmp_path."""
+from the newest repository snapshot after the full one (files/phoenix_backup.py `repositories`,
+files/phoenix_restore.py `repositories`), against a local restic repository in tmp_path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from phoenix.backup import snapshots as backup
-from phoenix.backup.restic import job_module
+from phoenix.backup.restic import JOB
 from phoenix.backup.store import Store
 from phoenix.lab.fixtures import make_gitea_backup
-from phoenix.settings import REPO
+from phoenix.scripts import load
 from tests.unit.tasks.test_litestream import binary  # noqa: F401  (the pinned Litestream)
-from tests.unit.test_backup import PASSWORD, job_config, run_job
+from tests.unit.test_backup import RESTORE, PASSWORD, job_config, run_job, run_restore
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
 
@@ -91,14 +90,27 @@ def branch_rows(db: Path, rel: Path, main_at: str) -> tuple[int, str, str]:
 
 
 def restore_full(config: Path, snapshot: str, where: Path) -> Path:
-    """What files/phoenix_restore.py leaves: the full snapshot's gitea.db and repositories."""
+    """What `phoenix-restore stage` then `apply` leave: the full snapshot's gitea.db and
+    repositories in place."""
     staged = where / "staged"
-    assert run_job(config, "restore", snapshot, str(staged)).returncode == 0
+    assert run_restore(config, "stage", snapshot, str(staged)).returncode == 0
     live = where / "live"
     live.mkdir()
     shutil.move(staged / "repositories", live / "repositories")
     shutil.move(staged / "gitea.db", live / "gitea.db")
     return live
+
+
+def newer_repositories(config: Path, snapshot: str, live: Path, aside: Path, report: Path,
+                       *before: str) -> subprocess.CompletedProcess:
+    """`phoenix-restore repositories` on the restored forge at `live`."""
+    return run_restore(config, "repositories", snapshot, "--report", str(report), *before,
+                       db_path=str(live / "gitea.db"), repo_root=str(live / "repositories"),
+                       aside_dir=str(aside))
+
+
+def restore_module():
+    return load(RESTORE)
 
 
 def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line, tmp_path):
@@ -140,9 +152,7 @@ def test_a_restore_takes_the_newest_repository_snapshot_after_the_full_one(line,
         conn.execute("DELETE FROM repository WHERE lower(owner_name) = ? AND lower_name = ?",
                      (gone.parts[0].lower(), gone.parts[1][:-len(".git")].lower()))
     report = tmp_path / "restore" / "repositories.json"
-    proc = run_job(config, "newer-repositories", full, str(live / "repositories"),
-                   "--db", str(live / "gitea.db"), "--aside", str(tmp_path / "aside"),
-                   "--report", str(report))
+    proc = newer_repositories(config, full, live, tmp_path / "aside", report)
     assert proc.returncode == 0, proc.stderr
     assert head(live / "repositories" / rel) == pushed != later
     done = json.loads(report.read_text())
@@ -182,20 +192,19 @@ def test_a_repository_snapshot_after_the_time_asked_for_or_none_leaves_the_full_
     live = restore_full(config, full, tmp_path / "restore")
     rel = bare.relative_to(forge / "gitea" / "repositories")
     in_full = head(bare)
-    args = [full, str(live / "repositories"), "--db", str(live / "gitea.db"),
-            "--aside", str(tmp_path / "aside"), "--report", str(tmp_path / "r.json")]
-    proc = run_job(config, "newer-repositories", *args)   # none yet
+    args = (full, live, tmp_path / "aside", tmp_path / "r.json")
+    proc = newer_repositories(config, *args)   # none yet
     assert proc.returncode == 0 and "no repository snapshot after" in proc.stderr
     time.sleep(1.1)
     cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     time.sleep(1.1)
     commit(bare, tmp_path / "work", "after the cut-off")
     assert run_job(config, "repositories").returncode == 0
-    proc = run_job(config, "newer-repositories", *args, "--before", cutoff)
+    proc = newer_repositories(config, *args, "--before", cutoff)
     assert proc.returncode == 0 and "at or before" in proc.stderr
     assert head(live / "repositories" / rel) == in_full != head(bare)
     assert json.loads((tmp_path / "r.json").read_text())["snapshot"] is None
-    proc = run_job(config, "newer-repositories", *args, "--before", "yesterday")
+    proc = newer_repositories(config, *args, "--before", "yesterday")
     assert proc.returncode == 1 and "is not an ISO 8601 time" in proc.stderr
     with sqlite3.connect(live / "gitea.db") as conn:  # the full snapshot's db is untouched
         assert conn.execute("SELECT COUNT(*) FROM repository").fetchone()[0] == 2
@@ -237,7 +246,7 @@ def hostile_repositories(tmp_path: Path) -> tuple[list[Path], Path, Path, str]:
 
 
 def test_git_runs_no_program_a_restored_repositorys_config_names(tmp_path):
-    job = job_module()
+    job = restore_module()
     hostile, marker, sound, sha = hostile_repositories(tmp_path)
     owner = (tmp_path / "sound.git").stat()
     for repo in hostile:
@@ -251,7 +260,7 @@ def test_git_runs_no_program_a_restored_repositorys_config_names(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to Gitea's user")
 def test_git_on_restored_repositories_runs_as_their_roots_owner_not_root(tmp_path):
-    job = job_module()
+    job = restore_module()
     _hostile, _marker, sound, sha = hostile_repositories(tmp_path)
     root = Path(tempfile.mkdtemp(prefix="phoenix-git-"))  # tmp_path is root's alone (0700)
     try:
@@ -279,8 +288,9 @@ def test_a_repository_snapshot_claiming_the_future_is_never_the_newest(line, tmp
     assert run_job(config, "repositories").returncode == 0
     real = json.loads((tmp_path / "job" / "repositories.json").read_text())["snapshot_id"]
     later = future_snapshot(store, forge / "etc", tag="phoenix-repositories")
-    job = job_module()
-    found = job.newer_repository_snapshot(json.loads(config.read_text()), full)
+    restore = restore_module()
+    line = restore.ResticLine({"backup_job": str(JOB), "backup_config": str(config)})
+    found = restore.newer_repository_snapshot(line, full)
     assert found is not None and found["id"].startswith(real[:8])
     assert f"snapshot {later} claims 2099-" in capsys.readouterr().err
 
@@ -352,59 +362,64 @@ def incident(line, binary, tmp_path):
 
 
 def restore_source(requested: str, incident: dict, where: Path) -> tuple[Path, dict]:
-    """What tasks/restore.py does for restore_source `requested`, its programs run here: the
-    full snapshot's files in place, the point (pitr.replay_until, from the snapshot's time
-    as restic lists it), the replica to it (files/phoenix_litestream_restore.py), the
-    repository snapshots up to it (newer-repositories --before), and the record
-    (phoenix-restore record). Returns the live folder and restored.json."""
+    """What tasks/restore.py has the host do for restore_source `requested`, every step by the
+    one restore program (files/phoenix_restore.py) with one configuration: the snapshot
+    staged through the job's restic line and put in place (`stage`, `apply`), the point
+    (pitr.replay_until, from the snapshot's time as restic lists it), the replica to it
+    (`replay`), the repository snapshots up to it (`repositories --before`), and the record
+    (`record`). Returns the live folder and restored.json."""
     from phoenix.backup import pitr
-    from tests.unit.test_sources import ME, MY_GROUP, TOOL
+    from tests.unit.test_sources import ME, MY_GROUP
 
     _forge, config, store = incident["line"]
     snapshot = backup.resolve_snapshot(store, backup.restore_ref(requested))
     claimed = next(s["time"] for s in backup.list_snapshots(store) if s["id"] == snapshot)
     until = pitr.replay_until(requested, claimed)
-    live = restore_full(config, snapshot, where)
+    where.mkdir()
+    live, staged = where / "live", where / "staged"
     db, reports = live / "gitea.db", {"databases": str(where / "litestream.json"),
                                       "repositories": str(where / "repositories.json")}
+    settings = {"db_path": str(db), "repo_root": str(live / "repositories"),
+                "custom_dir": str(live / "custom"), "data_dir": str(live / "data"),
+                "aside_dir": str(where / "aside"), "user": ME, "group": MY_GROUP}
+
+    def step(*args: str) -> subprocess.CompletedProcess:
+        done = run_restore(config, *args, **settings)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    step("stage", snapshot, str(staged))
+    step("apply", str(staged))
     spec = where / "litestream-restore.json"
     spec.write_text(json.dumps({
         "litestream": incident["binary"], "source": "forge",
-        "manifest": str(where / "staged" / "manifest.json"), "timestamp": until,
+        "manifest": str(staged / "manifest.json"), "timestamp": until,
         "snapshot_time": pitr.parse(claimed).isoformat(), "timeout": 20,
-        "aside_dir": str(where / "aside"), "repo_root": str(live / "repositories"),
-        "report": reports["databases"],
+        "repo_root": str(live / "repositories"), "report": reports["databases"],
         "dbs": [{"path": str(db), "name": "gitea", "user": ME, "config": {"dbs": [
             {"path": str(db), "replica": {"type": "file", "path": str(incident["replica"])}}]}}]}))
-    done = subprocess.run([sys.executable, str(REPO / "files" / "phoenix_litestream_restore.py"),
-                           str(spec)], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    before = ["--before", until] if until else []
-    done = run_job(config, "newer-repositories", snapshot, str(live / "repositories"),
-                   "--db", str(db), "--aside", str(where / "aside"),
-                   "--report", reports["repositories"], *before)
-    assert done.returncode == 0, done.stderr
-    tool = where / "restore-config.json"
-    tool.write_text(json.dumps({
-        "db_path": str(db), "repo_root": str(live / "repositories"),
-        "custom_dir": str(live / "custom"), "data_dir": str(live / "data"),
-        "aside_dir": str(where / "aside"), "user": ME, "group": MY_GROUP}))
+    step("replay", str(spec))
+    step("repositories", snapshot, "--report", reports["repositories"],
+         *(["--before", until] if until else []))
     plan = where / "restore-plan.json"
     plan.write_text(json.dumps({
         "source": requested, "label": f"restic snapshot {snapshot[:8]}",
         "origin": "phoenix snapshot", "lacks": [], "snapshot": {"id": snapshot, "time": claimed},
         "until": until, "reports": reports}))
-    done = subprocess.run([sys.executable, str(TOOL), "--config", str(tool), "record", str(plan),
-                           str(where / "restored.json")],
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    step("record", str(plan), str(where / "restored.json"))
     return live, json.loads((where / "restored.json").read_text())
 
 
 def test_a_snapshot_restored_by_its_id_comes_back_as_it_was(incident, tmp_path):
     """Rolling back to snapshot A, from before an incident: A's rows and A's refs, though the
-    replica and a repository snapshot hold the incident."""
+    replica, a repository snapshot and a newer full snapshot hold the incident."""
+    _forge, config, store = incident["line"]
     snapshot = incident["snapshot"]
+    data = json.loads(config.read_text())
+    del data["keep"]  # as through the append-only endpoint: the store's retention, not the job's
+    config.write_text(json.dumps(data))
+    assert run_job(config).returncode == 0  # a newer full snapshot: A is no longer the latest
+    assert backup.latest_snapshot_id(store) != snapshot
     live, record = restore_source(f"restic:{snapshot}", incident, tmp_path / "by-id")
     assert issues(live / "gitea.db") == incident["at_snapshot"]["issues"]
     assert all_refs(live / "repositories") == incident["at_snapshot"]["refs"]

