@@ -54,6 +54,7 @@ restore_source = str(_config.state_dir / "backups" / "lab-gitea-backup.tar.gz")
 
 dns_records = ["forge.lab.test"]
 dns_resolvers = [f"{_config.bridge_ip}:{_config.dns_port}"]
+dns_authoritative = dns_resolvers  # the lab's name server is the zone's only one
 
 # The lab backup's own repositories (phoenix.lab.fixtures): the org's first one, writable by
 # the lab operator's token (its user is an admin of the restored forge).
