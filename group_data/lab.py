@@ -76,12 +76,6 @@ if _store and litestream_find_links:
 repo_snapshot_interval = 15
 repo_snapshot_run_budget = 7
 
-# In the lab the fence and the proxied-record origin probe ask plain HTTP on gitea_http_port,
-# not 443.
-fence_probe_ports = [22, 3000]
-origin_probe_scheme = "http"
-origin_probe_port = 3000
-
 # What pyinfra exports from this file: without __all__ it parses the file again for every name
 # (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge.
 __all__ = [_name for _name in dict(globals()) if not _name.startswith("_")]
