@@ -165,7 +165,7 @@ def ensure(
         return "none: https_state_dir is None, this host serves no HTTPS"
     left = days_left(target, name, home=home)
     if left is not None and left > settings["https_min_days"]:
-        return f"restored from the backup, valid {left:.0f} more days"
+        return f"kept: Caddy's storage (the backup's) holds one valid {left:.0f} more days"
     found = (
         "no certificate in the backup" if left is None else f"the backup's ends in {left:.1f} days"
     )
