@@ -59,9 +59,10 @@ def test_step4_http_redirects_to_https(address, settings):
 
 
 def test_step4_caddy_holds_the_forges_certificate(host, settings):
-    """Caddy's home came back with the backup (tasks/backups.saved_paths): a recovered host
-    serves the forge's certificate before the DNS cutover, when no ACME CA could validate a
-    new one. Told apart here from a Caddy that holds it but does not serve it."""
+    """Caddy's home came back with the backup (tasks/backups.saved_paths), or `phoenix
+    recover` wrote one it got over DNS-01 (phoenix/forge/caddycert.py): a recovered host
+    serves the forge's certificate before the DNS cutover, when HTTP-01 and TLS-ALPN-01 could
+    not validate a new one. Told apart here from a Caddy that holds it but does not serve it."""
     home, name = settings.get("https_state_dir"), settings["gitea_domain"]
     if not home:
         pytest.skip("https_state_dir is None in group_data: this host serves no HTTPS")
@@ -72,7 +73,7 @@ def test_step4_caddy_holds_the_forges_certificate(host, settings):
     assert found, (
         f"Caddy's storage ({home}/.local/share/caddy/certificates) holds no "
         f"certificate for {name}: it was not restored from the backup (is "
-        f"{home} in the snapshot?), nor issued yet (journalctl -u caddy)"
+        f"{home} in the snapshot?), nor written by phoenix recover's certificate step"
     )
     owner = host.file(found[0])
     assert owner.user == "caddy", (

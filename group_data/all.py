@@ -199,6 +199,11 @@ https_acme_email = None  # the ACME account's contact; None: no contact address
 # The operator's checks trust this CA file only (None: the system's trust store).
 https_trust_bundle = None
 https_ready_timeout = 60  # seconds the post-cutover check waits for HTTP/2 200
+# A recovery keeps the backup's certificate while it is valid for more than this many days
+# (no ACME call); else the operator's machine gets one over ACME DNS-01 through Cloudflare
+# before validation, while DNS still points at the old forge (phoenix/forge/caddycert.py).
+https_min_days = 14
+https_acme_timeout = 300  # seconds for the TXT record to show and the CA to issue
 # Caddy's home (Debian's caddy user): its certificates and ACME account, below
 # .local/share/caddy. Always saved and restored with the forge, whatever backup_paths says
 # (tasks/backups.saved_paths), so a recovery serves the forge's certificate before the DNS
@@ -286,6 +291,9 @@ validate_issue_repo = "Timmy_Foundation/timmy-config"  # step 9 opens and closes
 dns_records = ["forge.alexanderwhitestone.com"]
 dns_ttl = 300
 dns_resolvers = ["1.1.1.1:53"]  # addr, addr:port or [v6addr]:port
+# Where a DNS-01 TXT record must show before the CA is told to look: the zone's name servers
+# as addresses; None: those Cloudflare lists for the zone, looked up through dns_resolvers.
+dns_authoritative = None
 
 # ---- provision (runbook step 1) -----------------------------------------------------------
 provision_region = "nyc1"

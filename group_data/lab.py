@@ -54,6 +54,7 @@ restore_source = str(_config.state_dir / "backups" / "lab-gitea-backup.tar.gz")
 
 dns_records = ["forge.lab.test"]
 dns_resolvers = [f"{_config.bridge_ip}:{_config.dns_port}"]
+dns_authoritative = dns_resolvers  # the lab's name server is the zone's only one
 
 # The lab backup's own repositories (phoenix.lab.fixtures): the org's first one, writable by
 # the lab operator's token (its user is an admin of the restored forge).
@@ -74,12 +75,6 @@ if _store and litestream_find_links:
 # shared machine): runs every 8 s.
 repo_snapshot_interval = 15
 repo_snapshot_run_budget = 7
-
-# In the lab the fence and the proxied-record origin probe ask plain HTTP on gitea_http_port,
-# not 443.
-fence_probe_ports = [22, 3000]
-origin_probe_scheme = "http"
-origin_probe_port = 3000
 
 # What pyinfra exports from this file: without __all__ it parses the file again for every name
 # (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge.

@@ -229,7 +229,9 @@ def check_digitalocean(inputs: Inputs) -> list[str]:
 
 
 def check_cloudflare(inputs: Inputs) -> list[str]:
-    if not inputs.cutover or inputs.reserved_ip:
+    # a recovery's certificate step may need DNS-01 through Cloudflare, whatever its cutover
+    records = inputs.cutover and not inputs.reserved_ip
+    if not records and inputs.command != "recover":
         return []
     ctx = current()
     if not ctx.cf_token.strip():
@@ -249,7 +251,7 @@ def check_cloudflare(inputs: Inputs) -> list[str]:
     found = []
     for name in inputs.settings.get("dns_records") or []:
         try:
-            dns.find_a_record(client, name)
+            dns.find_a_record(client, name) if records else dns.zone_of(client, name)
         except PhoenixError as exc:
             found.append(f"DNS record {name}: {exc}")
     return found

@@ -1,4 +1,5 @@
-"""`phoenix recover`: provision → deploy (restoring the backup) → validate → cutover, timed.
+"""`phoenix recover`: provision → deploy (restoring the backup) → certificate → validate →
+cutover, timed.
 
 Each step is idempotent, so a re-run after a failure picks up where it stopped: provision
 finds its droplet, the deploy converges, validation and cutover repeat safely. The report
@@ -175,6 +176,9 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
         "provision": f"a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own is "
         "found by its tag), pin its host key, rotate it",
         "deploy": f"pyinfra inventories/{role}.py deploy.py, with the restore of {source}",
+        "certificate": "the backup's certificate if valid for more than https_min_days, "
+        "else one over ACME DNS-01 from here (TXT record through cloudflare), into Caddy's "
+        "storage; DNS untouched",
         "validate": "the testinfra suite of checks/, per runbook step",
         "cutover": "refuse while the old primary answers (--fence powers it off), DNS A/AAAA "
         "records (cloudflare) or reserved IP, old values saved; the droplet becomes "
@@ -294,6 +298,11 @@ def _recover(
         )
         return f"{d['name']} {d['ip']}"
 
+    def certificate() -> str:  # before validation: DNS still points at the old forge
+        from phoenix.forge.caddycert import ensure
+
+        return ensure(settings, role_target(role), say=say)
+
     def validate() -> str:
         target = role_target(role)
         result = run_validation(
@@ -353,6 +362,7 @@ def _recover(
             with state.locked():  # the host's marker says so too (tasks/role.py)
                 state.data["promoted"] = {"at": state_now(), "droplet_id": state.droplet["id"]}
                 state.save()
+        report.timed("certificate", certificate, say)
         report.timed("validate", validate, say)
         if not skip_cutover:
             report.timed("cutover", cutover, say)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from phoenix.settings import REPO
 
 # The parts of `phoenix recover`, in order (phoenix/recover.py), each doing some steps.
-PHASES = ("provision", "deploy", "validate", "cutover", "https", "protect")
+PHASES = ("provision", "deploy", "certificate", "validate", "cutover", "https", "protect")
 TOTAL_MINUTES = (4 * 60, 8 * 60)  # "TOTAL ESTIMATED RECOVERY TIME: 4-8 hours"
 
 
@@ -165,6 +165,8 @@ ADOPT = Step(
     ("backups",),
     ("forge.adopt", "forge.discover"),
 )
+# The runbook's forge has no HTTPS of its own to recover: nothing to compare with.
+CERTIFICATE_SAYS = "no step: the runbook's forge has no certificate to recover"
 # The https phase is the first check of step 9, after the cutover, through DNS.
 HTTPS_SAYS = "step 9.1: curl -I https://forge/api/v1/version, HTTP/2 200"
 # The runbook never backs the new forge up: its next backup is whenever cron runs.
@@ -196,6 +198,8 @@ def estimate(phase: str) -> tuple[int | None, str]:
     """What the runbook says a phase of `phoenix recover` takes: (seconds or None, why)."""
     if phase == "https":
         return None, HTTPS_SAYS
+    if phase == "certificate":
+        return None, CERTIFICATE_SAYS
     if phase == "protect":
         return None, PROTECT_SAYS
     rows = [row for row in of_phase(phase) if row.key.startswith("step")]

@@ -2,8 +2,9 @@
 http -> https redirect; Gitea itself listens on the loopback only (gitea_http_addr).
 
 Runs after the restore: Caddy's home (its certificates and ACME account) comes back with the
-backup (backup_paths), so a recovered forge serves its certificate from the start, also to a
-check that reaches it by address before the DNS cutover, and asks the CA for nothing new.
+backup (backup_paths); without one there, `phoenix recover` writes one it got over DNS-01 from
+the operator's machine and restarts Caddy (phoenix/forge/caddycert.py), so a recovered forge
+serves its certificate before the DNS cutover, also to a check that reaches it by address.
 """
 
 from __future__ import annotations

@@ -385,3 +385,25 @@ def rollback(*, client: cloudflare.Cloudflare, saved: dict) -> list[dict]:
                 )
         done.append({"name": fqdn if rtype == "A" else f"{fqdn} AAAA", "changed": changed, **want})
     return done
+
+
+def zone_of(client: cloudflare.Cloudflare, name: str) -> Any:
+    """The Cloudflare zone that holds `name` (its `id`, `name` and `name_servers`)."""
+    return _find_zone(client, full_name(name))
+
+
+def add_txt(
+    client: cloudflare.Cloudflare, *, zone: Any, name: str, content: str, ttl: int = 60
+) -> str:
+    """A TXT record `name` = `content` in `zone` (an ACME challenge); returns its id."""
+    with _cloudflare_errors(client, f"adding the TXT record {name}"):
+        made = client.dns.records.create(
+            zone_id=zone.id, name=full_name(name), type="TXT", content=content, ttl=ttl
+        )
+    return str(made.id)
+
+
+def remove_record(client: cloudflare.Cloudflare, *, zone_id: str, record_id: str) -> None:
+    """Delete one record by id (the TXT record `add_txt` made)."""
+    with _cloudflare_errors(client, f"removing the record {record_id}"):
+        client.dns.records.delete(record_id, zone_id=zone_id)

@@ -1,5 +1,5 @@
-"""DNS queries, the client side: how Phoenix asks a name server for A or AAAA records, and
-waits until every resolver answers the new address (`wait_for_propagation`).
+"""DNS queries, the client side: how Phoenix asks a name server for A, AAAA or TXT records,
+and waits until every resolver answers the new address (`wait_for_propagation`).
 
 Used by the cutover (propagation) and the validation suite, through dnspython: UDP first,
 TCP when the answer comes back truncated (TC), IPv4 or IPv6 servers. A server is always an
@@ -19,6 +19,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
@@ -28,7 +29,7 @@ from phoenix.poll import poll
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 AUTO_TTL = 300  # what Cloudflare serves for ttl 1 ("automatic")
 NEGATIVE_TTL = 60
-RECORD_TYPES = ("A", "AAAA")
+RECORD_TYPES = ("A", "AAAA", "TXT")  # TXT: an ACME DNS-01 challenge (phoenix/forge/dns01.py)
 
 
 class DNSQueryError(Exception):
@@ -38,7 +39,8 @@ class DNSQueryError(Exception):
 @dataclass
 class DNSAnswer:
     rcode: int
-    records: list[tuple[str, int]] = field(default_factory=list)  # (address, ttl)
+    # (address, ttl); a TXT record's value is its character strings joined, as ACME reads it
+    records: list[tuple[str, int]] = field(default_factory=list)
     authoritative: bool = False
     tcp: bool = False  # the UDP answer was truncated and this one came over TCP
 
@@ -115,8 +117,14 @@ def query(
     )
     for rrset in reply.answer:
         if rrset.rdtype == wanted and rrset.rdclass == dns.rdataclass.IN:
-            answer.records += [(rdata.address, rrset.ttl) for rdata in rrset]
+            answer.records += [(_value(rdata), rrset.ttl) for rdata in rrset]
     return answer
+
+
+def _value(rdata: dns.rdata.Rdata) -> str:
+    if rdata.rdtype == dns.rdatatype.TXT:
+        return b"".join(rdata.strings).decode(errors="replace")  # type: ignore[attr-defined]
+    return str(rdata.address)  # type: ignore[attr-defined]
 
 
 def query_a(name: str, server: str, port: int = 53, timeout: float = 2.0) -> DNSAnswer:

@@ -86,15 +86,17 @@ def faults(
     return answer.json()["faults"]
 
 
-def point_forge_name(config: LabConfig, ip: str, name: str = "forge.lab.test") -> None:
-    """The lab's DNS answers `name` with `ip` (through its Cloudflare API, as a cutover does),
-    so that Pebble validates a certificate request from that droplet."""
+def certificate(config: LabConfig, target: Target) -> str:
+    """The certificate step of `phoenix recover` for a lab droplet converged by hand: the
+    backup's if it has one, else DNS-01 through the lab's Cloudflare, DNS left as it is."""
     from phoenix.cutover import dns
+    from phoenix.forge.caddycert import ensure
+    from phoenix.settings import load
 
-    client = dns.make_client(
+    cf = dns.make_client(
         token=config.cf_token_file.read_text().strip(), base_url=config.cf_base_url
     )
-    dns.cutover(records=[name], new_ip=ip, ttl=60, client=client, saved={})
+    return ensure(load("lab"), target, cf=cf, say=lambda _: None)
 
 
 def wait_https(settings: dict, ip: str, *, timeout: float = 90) -> str:

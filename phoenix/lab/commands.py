@@ -84,14 +84,23 @@ def lab_ssh(name: str, command: tuple[str, ...]) -> None:
     help="Then a second disaster: the recovered forge, "
     "written to, destroyed minutes after its cutover, and recovered in turn.",
 )
+@click.option(
+    "--no-certificate-in-backup",
+    "bare",
+    is_flag=True,
+    help="The first disaster: the primary's backups leave Caddy's home out, so the "
+    "recovery gets its certificate over DNS-01 before the cutover.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def drill(standby: bool, keep_lab: bool, again: bool, as_json: bool) -> None:
+def drill(standby: bool, keep_lab: bool, again: bool, bare: bool, as_json: bool) -> None:
     from phoenix.console import Console
     from phoenix.lab import drill as drl
 
     if again and standby:
         raise click.UsageError("--again follows a recovery, not a promotion: drop --standby")
-    report = drl.drill(standby=standby, say=Console(), keep_lab=keep_lab, again=again)
+    report = drl.drill(
+        standby=standby, say=Console(), keep_lab=keep_lab, again=again, no_certificate=bare
+    )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 

@@ -115,6 +115,7 @@ class Run:
     say: Say
     standby: bool
     again: bool = False
+    no_certificate: bool = False  # the primary's backups leave Caddy's home out
     env: dict[str, str] = field(default_factory=dict)
     setup: dict[str, float] = field(default_factory=dict)  # seconds
     one_primary: dict[str, dict] = field(default_factory=dict)
@@ -135,6 +136,12 @@ def served_after(steps: list[Step]) -> float:
     return https.start + https.seconds
 
 
+def certificate_step(steps: list[Step]) -> str:
+    """What the recovery's certificate step says: restored, or issued by DNS-01 in N s."""
+    step = next((s for s in steps if s.name == "certificate"), None)
+    return step.detail if step else "no certificate step"
+
+
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
     """The primary's last repository snapshot run: its length against
     repo_snapshot_run_budget, as `phoenix backup status` reads it."""
@@ -150,18 +157,26 @@ def primary_repo_run(target: Target, settings: dict) -> dict | None:
 
 
 def drill(
-    *, standby: bool = False, say: Say = print, keep_lab: bool = False, again: bool = False
+    *,
+    standby: bool = False,
+    say: Say = print,
+    keep_lab: bool = False,
+    again: bool = False,
+    no_certificate: bool = False,
 ) -> Report:
     """The whole disaster, in the lab; returns the report (also written beside the state).
-    `again`: then a second disaster, minutes after the recovered forge's cutover (_again)."""
+    `again`: then a second disaster, minutes after the recovered forge's cutover (_again).
+    `no_certificate`: the first disaster's backup, with no certificate in it (the forge of
+    today has no Caddy): the recovery gets one over DNS-01 before its cutover."""
     from phoenix.lab import lab as lablib
 
     config = replace(labconfig.load(), offsite=OFFSITE)
     was_up = lablib.status(config)["up"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = config.state_dir / "drills" / stamp
-    report = Report(f"phoenix drill{' --standby' if standby else ''} ({stamp})", where="lab")
-    run = Run(config, workdir, report, say, standby, again)
+    flags = " --standby" * standby + " --no-certificate-in-backup" * no_certificate
+    report = Report(f"phoenix drill{flags} ({stamp})", where="lab")
+    run = Run(config, workdir, report, say, standby, again, no_certificate)
     try:
         run.timed("lab up", lambda: lablib.up(config, log=say))
         run.env = labconfig.child_environment(operator_environment(config, workdir))
@@ -230,6 +245,8 @@ def _disaster(run: Run) -> None:
             env=host_env(primary),
             log=workdir / "primary.deploy.log",
             say=say,
+            # its backups without Caddy's home (tasks/backups.saved_paths): no certificate
+            data={"https_state_dir": "null"} if run.no_certificate else None,
         ),
     )
     if standby:
@@ -376,13 +393,10 @@ def _disaster(run: Run) -> None:
             "written_after_snapshot_and_lost": missing_late,
             "setup": run.setup,
             "one_primary": run.one_primary,
-            # Caddy's home came back with the snapshot: the primary's certificate, not a new
-            # one the CA could only issue once DNS pointed at the new host.
-            "certificate": (
-                "the primary's, restored"
-                if served == issued
-                else "a new one: the primary's was not restored"
-            )
+            # Where the recovered forge's certificate came from (its certificate step): the
+            # primary's, restored with Caddy's home, or a new one over DNS-01 before cutover.
+            "certificate": f"{certificate_step(report.steps)}; "
+            + ("the primary's" if served == issued else "not the primary's")
             + f" ({served[:16]})",
         }
     )

@@ -4,8 +4,9 @@ avatar and an LFS object, LFS on), is adopted with nothing of it changed, gets a
 offsite snapshot, and a new droplet recovered from that snapshot has its attachment, its LFS
 object and its identity (SECRET_KEY, INTERNAL_TOKEN, JWT_SECRET, LFS_JWT_SECRET).
 
-Droplets: offsite-adt (the store), adopt-rb (the runbook's forge), adopt-new (the recovery);
-each is destroyed when its fixture ends, also on failure.
+Droplets: offsite-adt (the store), adopt-rb (the runbook's forge), and the recovery that
+`phoenix recover` provisions once adopt-rb is destroyed; each is destroyed when its test or
+fixture ends, also on failure.
 """
 
 from __future__ import annotations
@@ -20,24 +21,29 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from phoenix.backup import snapshots as backup
 from phoenix.backup.store import store_from_settings
+from phoenix.cutover import dns
+from phoenix.cutover.dnswire import resolve_a
+from phoenix.errors import PhoenixError
 from phoenix.forge.tls import https_session
 from phoenix.lab import fixtures, offsite
-from phoenix.lab.client import droplet_target, point_forge_name, wait_https
-from phoenix.provision.do import public_ip
+from phoenix.lab.client import client_environment, droplet_record, droplet_target
+from phoenix.poll import poll
+from phoenix.secrets import write_secret
 from phoenix.settings import REPO, load
-from phoenix.sshconf import public_half, ssh_command
+from phoenix.sshconf import Target, public_half, ssh_command, state_target
+from phoenix.state import State
 
 pytestmark = pytest.mark.lab
 
 STORE = "offsite-adt"
 FORGE = "adopt-rb"
-NEW = "adopt-new"
 TOKEN = "lab-" + uuid.uuid4().hex   # made here, never printed
 INI = fixtures.RUNBOOK_APP_INI
 STATE = ("systemctl show -p MainPID --value gitea.service; find /usr/local/bin/gitea "
@@ -56,6 +62,13 @@ def ssh(lab, name: str, command: str, *, stdin: bytes | None = None,
 
 def out(lab, name: str, command: str) -> str:
     proc = ssh(lab, name, command)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return proc.stdout.decode()
+
+
+def on(target: Target, command: str) -> str:
+    proc = subprocess.run(ssh_command(target, command), capture_output=True, timeout=300,
+                          check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     return proc.stdout.decode()
 
@@ -157,43 +170,85 @@ def test_adopt_leaves_the_forge_as_it_was_and_backs_it_up(lab, adopted, store):
     assert [op["name"] for op in plan if op["hosts_with_change"]] == []
 
 
+def recover(lab, tmp: Path, snapshot: str, secrets_dir: Path, *,
+            during: dict[str, Callable[[], object]]) -> tuple[int, dict, str]:
+    """`phoenix recover --json` as the operator runs it, in the lab's environment; `during`
+    maps a step's name to what to look at while that step runs (from its first line on)."""
+    env = {**os.environ, **client_environment(lab), "PHOENIX_ENV": "lab",
+           "PHOENIX_LAB_OFFSITE": STORE, "PHOENIX_STATE_DIR": str(tmp),
+           "PHOENIX_SECRETS_DIR": str(secrets_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "phoenix", "recover", "--json",
+                             "--report-dir", str(tmp), "--restore-source",
+                             f"restic:{snapshot}"], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    said: list[str] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    for line in proc.stderr:  # progress, as it runs
+        said.append(line)
+        step = line.strip().removeprefix("== ")
+        if line.startswith("== ") and step in during:
+            during[step] = during[step]()  # what it saw, in place of how to look
+    out = proc.stdout.read()
+    proc.wait(timeout=60)
+    report = json.loads((tmp / "recovery.report.json").read_text())
+    return proc.returncode, report, out + "".join(said)
+
+
 def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         lab, do_client, forge, adopted, tmp_path):
+    """The first real disaster: the runbook's forge (no Caddy, so no certificate in its
+    snapshot) dies while its name still points at it, and `phoenix recover` brings it back:
+    a certificate over DNS-01 before validation, DNS untouched until the cutover."""
     identity, files = forge
     snapshot = adopted[0]["snapshot"]
-    droplet = None
+    name = load("lab")["gitea_domain"]
+    server = (lab.bridge_ip, lab.dns_port)
+    cf = dns.make_client(token=lab.cf_token_file.read_text().strip(), base_url=lab.cf_base_url)
+    (record,) = cf.dns.records.list(zone_id=dns.zone_of(cf, name).id, name={"exact": name},
+                                    type="A").result
+    tmp = tmp_path / "recovery"
     try:
-        droplet = make_droplet(lab, do_client, NEW)
-        new_ip = public_ip(do_client.wait_active(droplet["id"], timeout=240))  # BOOT_TIMEOUT
-        # The runbook's forge had no Caddy (so the snapshot holds no certificate): the name
-        # points at the new droplet, so that its Caddy gets one from the lab's CA.
-        point_forge_name(lab, new_ip)
-        source = f"restore_source=restic:{snapshot}"
-        env = {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_DROPLETS": NEW,
-               "PHOENIX_LAB_OFFSITE": STORE}
-        argv = [sys.executable, "-m", "pyinfra", "-y", f"--data={source}"]
+        # The world before the disaster: the forge of the day holds its name (production's
+        # DNS), then dies with the name still pointing at it.
+        dead = droplet_target(lab, FORGE).host
+        dns.cutover(records=[name], new_ip=dead, ttl=60, client=cf, saved={})
+        do_client.destroy(droplet_record(lab, FORGE)["id"])
         # The lab operator's own Gitea secrets differ from the forge's: stopped, untouched.
-        proc = subprocess.run([*argv, "inventories/lab.py", "deploy.py"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=1800, check=False)
-        assert proc.returncode != 0
-        said = proc.stdout + proc.stderr
+        code, report, said = recover(lab, tmp, snapshot, lab.state_dir / "secrets", during={})
+        assert code != 0
+        assert [(s["name"], s["ok"]) for s in report["steps"]] == [
+            ("provision", True), ("deploy", False)]
         assert "gitea_secret_key differs from [security] SECRET_KEY" in said
         assert identity["SECRET_KEY"] not in said
-        assert out(lab, NEW, "test -e /var/lib/gitea; echo $?").strip() == "1"
-        # Without them, the backup's identity is carried over.
+        new = state_target(State("recovery", tmp))
+        assert on(new, "test -e /var/lib/gitea; echo $?").strip() == "1"
+        # Without them, the backup's identity is carried over: the same droplet, again.
         mine = tmp_path / "secrets"
         mine.mkdir(mode=0o700)
         for path in (lab.state_dir / "secrets").iterdir():  # all but the Gitea identity
-            if path.is_file() and not (path.name.startswith("gitea_")
-                                       and path.name != "gitea_api_token"):
+            if path.is_file() and not path.name.startswith("gitea_"):
                 shutil.copy(path, mine / path.name)
-        proc = subprocess.run([*argv, f"--data=secrets_dir={mine}", "inventories/lab.py",
-                               "deploy.py"], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=1800, check=False)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        # the operator's token of the old forge, which comes back with its database
+        write_secret(mine / "gitea_api_token", TOKEN)
+        looked = {"certificate": lambda: resolve_a(name, *server),
+                  "validate": lambda: resolve_a(name, *server)}
+        code, report, said = recover(lab, tmp, snapshot, mine, during=looked)
+        assert code == 0, said[-4000:]
+        steps = {s["name"]: s for s in report["steps"]}
+        assert list(steps) == ["provision", "deploy", "certificate", "validate", "cutover",
+                               "https", "protect"]
+        assert all(s["ok"] for s in steps.values())
+        # DNS held the dead forge's address while the certificate came and validation ran
+        assert looked == {"certificate": [dead], "validate": [dead]}
+        assert steps["certificate"]["detail"].startswith("issued by DNS-01 in ")
+        assert steps["https"]["detail"].startswith(f"https://{name}/api/v1/version: HTTP/2 200 "
+                                                   f"from {new.host} (DNS via ")
+        assert resolve_a(name, *server) == [new.host]
+        # the challenge's TXT record went with the issuance
+        assert cf.dns.records.list(zone_id=dns.zone_of(cf, name).id, type="TXT").result == []
         ini = fixtures.standin_module("gitea").read_ini  # the stand-in's reading of app.ini
         path = tmp_path / "app.ini"
-        path.write_text(out(lab, NEW, "cat /etc/gitea/app.ini"))
+        path.write_text(on(new, "cat /etc/gitea/app.ini"))
         got = ini(str(path))
         assert {"SECRET_KEY": got.get("security", "SECRET_KEY"),
                 "INTERNAL_TOKEN": got.get("security", "INTERNAL_TOKEN"),
@@ -201,15 +256,22 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
                 "LFS_JWT_SECRET": got.get("server", "LFS_JWT_SECRET")} == identity
         assert got.get("mailer", "SMTP_ADDR") == "smtp.forge.lab.test"
         assert got.get("webhook", "ALLOWED_HOST_LIST") == "ci.forge.lab.test"
-        sums = out(lab, NEW, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
+        sums = on(new, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
         assert dict(reversed(line.split()) for line in sums.splitlines()) == files
-        assert out(lab, NEW, "systemctl is-active gitea").strip() == "active"
+        # Over HTTPS by the name through DNS, trusting the lab CA's root only
         settings = load("lab")
-        wait_https(settings, new_ip)  # Gitea answers only behind Caddy, over TLS
-        session, base = https_session(settings["gitea_domain"], address=new_ip,
+        session, base = https_session(name, address=new.host,
                                       trust=settings["https_trust_bundle"])
         issue = session.get(f"{base}/api/v1/repos/Timmy_Foundation/timmy-config/issues/1",
                             headers={"Authorization": f"token {TOKEN}"}, timeout=10)
         assert issue.status_code == 200
     finally:
-        destroy(do_client, droplet)
+        dns.cutover(records=[name], new_ip=record.content, ttl=int(record.ttl), client=cf,
+                    saved={})
+        made = State("recovery", tmp).droplet if (tmp / "recovery.json").exists() else None
+        try:
+            destroy(do_client, made)
+        except PhoenixError:  # the lab's DigitalOcean answers once the droplet is torn
+            # down, which can outlast the client's 20 s on a loaded machine: wait for it
+            poll(lambda: True if do_client.get(made["id"]) is None else None, timeout=300,
+                 what=f"droplet {made['id']} destroyed", interval=5)

@@ -30,7 +30,7 @@ from phoenix.backup.store import Store, forge_channel, store_from_settings
 from phoenix.errors import PhoenixError
 from phoenix.forge.tls import https_session, served_certificate
 from phoenix.lab import offsite, wheelhouse
-from phoenix.lab.client import droplet_target, point_forge_name, wait_https
+from phoenix.lab.client import certificate, droplet_target, wait_https
 from phoenix.provision.do import public_ip
 from phoenix.settings import REPO, load
 from phoenix.sshconf import public_half, ssh_command
@@ -125,10 +125,10 @@ def forge(lab, do_client, store, tmp_path_factory):
     try:
         droplet = make_droplet(lab, do_client, FORGE)
         ip = public_ip(do_client.wait_active(droplet["id"], timeout=240))
-        point_forge_name(lab, ip)  # so that its Caddy gets the forge's certificate
         # The forge itself (not a recovery waiting for its cutover): it backs up on its timer.
         proc = converge(FORGE, tmp, "phoenix_role=primary")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        certificate(lab, droplet_target(lab, FORGE))  # DNS-01: the name is not moved for it
         wait_https(load("lab"), ip)
         yield droplet_target(lab, FORGE), tmp
     finally:

@@ -20,7 +20,7 @@ import requests
 
 from phoenix.forge.tls import https_session
 from phoenix.lab import fixtures
-from phoenix.lab.client import droplet_record, droplet_target, point_forge_name, wait_https
+from phoenix.lab.client import certificate, droplet_record, droplet_target, wait_https
 from phoenix.poll import poll
 from phoenix.provision.do import public_ip
 from phoenix.settings import load
@@ -73,12 +73,12 @@ def forge(lab, module_droplet_factory):
     """A fresh droplet, converged once; (name, ip, seconds the converge took)."""
     name = f"deploy-forge-{os.getpid()}"
     droplet = module_droplet_factory(name)
-    point_forge_name(lab, public_ip(droplet))  # so that its Caddy gets a certificate
     started = time.monotonic()
     result = converge(name)
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"first converge of {name}: {seconds:.1f} s")
+    certificate(lab, droplet_target(lab, name))  # as `phoenix recover` does: DNS-01
     wait_https(load("lab"), public_ip(droplet))
     return name, public_ip(droplet), seconds
 

@@ -14,17 +14,18 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     report = drill(say=print, again=True)
     data = report.to_dict()
 
-    assert [s["name"] for s in data["steps"]] == ["provision", "deploy", "validate", "cutover",
-                                                  "https", "protect"]
+    assert [s["name"] for s in data["steps"]] == ["provision", "deploy", "certificate",
+                                                  "validate", "cutover", "https", "protect"]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     # Runbook 9.1 after the cutover: the name through the lab DNS, Pebble's root only.
     assert "HTTP/2 200" in data["steps"][-2]["detail"], data["steps"][-2]
     # then the new primary's first full snapshot, off the RTO's path
     assert data["steps"][-1]["detail"].startswith("first full snapshot "), data["steps"][-1]
     assert data["data_lost_up_to_snapshot"] == "none"
-    # Caddy's home came back: the recovered forge serves the primary's certificate (validation
-    # before the cutover could not have passed on a new one; this names the cause).
-    assert data["certificate"].startswith("the primary's, restored"), data["certificate"]
+    # Caddy's home came back: the recovered forge serves the primary's certificate, and its
+    # certificate step asked the CA for nothing.
+    assert data["certificate"].startswith("kept: "), data["certificate"]
+    assert "; the primary's (" in data["certificate"], data["certificate"]
     # What was written after the snapshot is reported as lost, not silently dropped:
     lost = data["written_after_snapshot_and_lost"]
     assert any("after-snapshot" in item for item in lost), lost
@@ -73,7 +74,7 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
     # promise comes back: from the recovered forge's own first snapshot, replicas and
     # repository snapshots, not its predecessor's hour-old line.
     again = data["second_disaster"]
-    assert [s["name"] for s in again["steps"]] == ["provision", "deploy", "validate",
+    assert [s["name"] for s in again["steps"]] == ["provision", "deploy", "certificate", "validate",
                                                    "cutover", "https", "protect"], again
     assert all(s["ok"] for s in again["steps"]), again["steps"]
     assert again["second_droplet"] != again["first_droplet"], again
@@ -96,15 +97,16 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     data = drill(standby=True, say=print).to_dict()
 
     # No provisioning on the clock: the standby was there, warm; it is promoted.
-    assert [s["name"] for s in data["steps"]] == ["deploy", "validate", "cutover", "https",
-                                                  "protect"]
+    assert [s["name"] for s in data["steps"]] == ["deploy", "certificate", "validate",
+                                                  "cutover", "https", "protect"]
     # a promotion's first full snapshot comes once users are served, not in its deploy
     assert data["steps"][-1]["detail"].startswith("first full snapshot "), data["steps"][-1]
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
     assert data["logins_after_recovery"]["2FA login of ezra with a TOTP code"] == "works"
     assert "standby refresh (its timer's job)" in data["setup"]
-    assert data["certificate"].startswith("the primary's, restored"), data["certificate"]
+    assert data["certificate"].startswith("kept: "), data["certificate"]
+    assert "; the primary's (" in data["certificate"], data["certificate"]
     # Issue 21: the promotion replays the replicas as a recovery does
     rpo = data["rpo_by_kind"]
     for kind in ("issues (Gitea's database)", "Hermes sessions (the backend's state.db)"):

@@ -182,11 +182,33 @@ def test_a_live_old_primary_refuses_cutover_and_is_fenced_with_fence(provisioned
         state.save()
 
 
+CADDYFILE = """{{
+\tacme_ca {ca}
+\tacme_ca_root /etc/caddy/acme-ca-root.pem
+\temail {email}
+}}
+
+{name} {{
+\trespond /api/v1/version `{{"version": "origin"}}` 200
+}}
+"""
+
+
 def test_a_proxied_record_and_an_aaaa_record_cut_over_and_roll_back(provisioned, lab,
                                                                     cloudflare_env):
+    """The origin is Debian's Caddy with a certificate issued over DNS-01 before it first
+    starts (phoenix/forge/caddycert.py), while DNS shows Cloudflare's edge: cutover probes
+    it over https on 443 as production does, and step 9.1 proves the name through the API's
+    record and the origin's HTTP/2 200."""
+    from phoenix.cutover.after import check_after_cutover
+    from phoenix.forge import caddycert
+    from phoenix.forge.tls import served_certificate
+    from phoenix.lab import pebble
+
     do, state, droplet, settings = provisioned
     client, zone, record = cloudflare_env
-    wait_ssh(target(state), timeout=60, progress=lambda _: None)
+    t = target(state)
+    wait_ssh(t, timeout=60, progress=lambda _: None)
     client.dns.records.edit(record.id, zone_id=zone.id, name=LAB_RECORD, type="A",
                             ttl=1, content=record.content, proxied=True)
     client.dns.records.create(zone_id=zone.id, name=LAB_RECORD, type="AAAA", ttl=300,
@@ -194,14 +216,43 @@ def test_a_proxied_record_and_an_aaaa_record_cut_over_and_roll_back(provisioned,
     server = (lab.bridge_ip, lab.dns_port)
     edge = resolve_a(LAB_RECORD, *server)
     assert record.content not in edge  # public DNS shows Cloudflare's edge, not the origin
-    # The origin answers HTTP for the name (the lab's forge has no TLS yet: issue 16).
-    subprocess.run(ssh_command(target(state), "systemd-run --unit=origin-probe -- "
-                               "python3 -m http.server 3000"), check=True, timeout=30)
+
+    def on(command: str, stdin: str | None = None) -> str:
+        proc = subprocess.run(ssh_command(t, command), input=stdin, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    on("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq caddy "
+       "&& systemctl stop caddy")
+    on("cat > /etc/caddy/acme-ca-root.pem", pebble.listener_ca(lab).read_text())
+    on("cat > /etc/caddy/Caddyfile", CADDYFILE.format(
+        ca=settings["https_acme_ca"], email=settings["https_acme_email"], name=LAB_RECORD))
+    said = []
+    assert caddycert.ensure(settings, t, cf=client, say=said.append).startswith(
+        "issued by DNS-01 in ")
+    on("systemctl start caddy")
+    stored = on(f"cat /var/lib/caddy/.local/share/caddy/certificates/"
+                f"{caddycert.safe(caddycert.issuer_key(settings['https_acme_ca']))}/"
+                f"{LAB_RECORD}/{LAB_RECORD}.crt")
     try:
         said = []
         cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
                     say=said.append, wait=True)
-        assert any("proxied; Cloudflare holds" in line for line in said), said
+        assert any("proxied; Cloudflare holds" in line and "answers https" in line
+                   for line in said), said
+        # Caddy serves what was written, at once: no ACME of its own (Pebble could not
+        # validate it over http-01 or tls-alpn-01 with DNS at Cloudflare's edge)
+        import hashlib
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+        der = x509.load_pem_x509_certificates(stored.encode())[0].public_bytes(Encoding.DER)
+        assert served_certificate(droplet["ip"], LAB_RECORD) == hashlib.sha256(der).hexdigest()
+        proved = check_after_cutover(settings, droplet["ip"], saved=state.data["dns_saved"],
+                                     client=client, say=lambda _: None)
+        assert proved == (f"https://{LAB_RECORD}/api/v1/version: HTTP/2 200 from "
+                          f"{droplet['ip']} (proxied: Cloudflare's record holds it, public DNS "
+                          "answers Cloudflare's edge)")
         (a,) = client.dns.records.list(zone_id=zone.id, name={"exact": LAB_RECORD},
                                        type="A").result
         assert a.content == droplet["ip"] and a.proxied
@@ -218,5 +269,37 @@ def test_a_proxied_record_and_an_aaaa_record_cut_over_and_roll_back(provisioned,
                                          type="AAAA").result
         assert (six.content, six.proxied) == ("2001:db8::10", True)
     finally:
-        subprocess.run(ssh_command(target(state), "systemctl stop origin-probe"),
-                       timeout=30)
+        subprocess.run(ssh_command(t, "systemctl stop caddy"), timeout=30)
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "late"])
+def test_a_ca_fault_stops_the_certificate_with_dns_unchanged_and_no_txt_left(lab, fault,
+                                                                            cloudflare_env):
+    """The certificate step alone, against the lab's Pebble and Cloudflare (no droplet):
+    a CA nothing answers at, or one that has not issued within https_acme_timeout, is one
+    line; the forge's record is as it was and no challenge record is left behind."""
+    from phoenix.cutover.dnswire import parse_server, resolvers
+    from phoenix.forge import dns01
+    from phoenix.lab import pebble
+
+    client, zone, record = cloudflare_env
+    settings = load("lab")
+    directory = settings["https_acme_ca"]
+    if fault == "unreachable":  # nothing listens on the port after Pebble's management one
+        directory = f"https://{lab.bridge_ip}:{pebble.MANAGEMENT_PORT + 1}/dir"
+    before = resolve_a(LAB_RECORD, lab.bridge_ip, lab.dns_port)
+    with pytest.raises(PhoenixError) as stopped:
+        dns01.issue(name=LAB_RECORD, cf=client, directory=directory,
+                    email=settings["https_acme_email"], ca_bundle=settings["https_acme_ca_root"],
+                    authoritative=[parse_server(s) for s in settings["dns_authoritative"]],
+                    resolvers=resolvers(settings), timeout=0 if fault == "late" else 10,
+                    say=lambda _: None)
+    line = str(stopped.value)
+    assert "\n" not in line
+    assert line == {
+        "unreachable": f"the ACME CA at {directory} is unreachable (ConnectionError)",
+        "late": f"the ACME CA at {directory} issued nothing for {LAB_RECORD} within 0 s; "
+                "no TXT record left",
+    }[fault]
+    assert resolve_a(LAB_RECORD, lab.bridge_ip, lab.dns_port) == before
+    assert client.dns.records.list(zone_id=zone.id, type="TXT").result == []

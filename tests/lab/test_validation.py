@@ -41,7 +41,7 @@ def settings():
 @pytest.fixture(scope="module")
 def converged(lab, do_client, tmp_path_factory) -> Target:
     """A fresh lab droplet converged once by the deploy (as `phoenix recover` would)."""
-    from phoenix.lab.client import droplet_target, point_forge_name, wait_https
+    from phoenix.lab.client import certificate, droplet_target, wait_https
     from phoenix.provision.do import public_ip
     from phoenix.sshconf import public_half
 
@@ -53,7 +53,6 @@ def converged(lab, do_client, tmp_path_factory) -> Target:
                                 "tags": ["phoenix-test"]})
     try:
         ip = public_ip(do_client.wait_active(droplet["id"], timeout=90))
-        point_forge_name(lab, ip)  # so that its Caddy gets the forge's certificate
         log = tmp_path_factory.mktemp("converge") / "deploy.log"
         with open(log, "w") as out:
             proc = subprocess.run(
@@ -63,6 +62,7 @@ def converged(lab, do_client, tmp_path_factory) -> Target:
                 check=False)
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         assert proc.returncode == 0, f"the deploy did not converge {DROPLET}:\n{tail}"
+        certificate(lab, droplet_target(lab, DROPLET))  # as `phoenix recover` does: DNS-01
         wait_https(load("lab"), ip)
         yield droplet_target(lab, DROPLET)
     finally:

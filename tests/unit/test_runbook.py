@@ -82,4 +82,5 @@ def test_the_dry_plan_names_every_step_and_task_of_the_deploy():
         assert f"{row.label:<9} {row.title}" in deploy
         for module in row.tasks:
             assert runbook.task_path(module) in deploy
-    assert "steps 7 and 9" in plan[2] and "step 8" in plan[3]
+    assert "DNS-01" in plan[2] and "DNS untouched" in plan[2]
+    assert "steps 7 and 9" in plan[3] and "step 8" in plan[4]

@@ -4,7 +4,8 @@ This module is the HTTP side only: routes, bearer auth, the fault switch and Clo
 envelope. What the account holds (zones and records) and the rules it applies live in
 `zones.py`. Behaviour copied from Cloudflare because clients depend on it: the `{success,
 errors, messages, result}` envelope, pages that run out (the SDK iterates until an empty
-page), `name=` / `name.exact=` filters, 403 code 10000 for a token it does not know.
+page), `name=` / `name.exact=` filters, 403 code 10000 for a token it does not know, and
+for a write by a token without DNS:Edit (a read-only token: Zone:Read and DNS:Read).
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ def _matches(value: str, op: str, wanted: str) -> bool:
 class CloudflareAPI:
     """Routes and test switches of one lab Cloudflare API."""
 
-    def __init__(self, zones: Zones, token: str) -> None:
+    def __init__(self, zones: Zones, token: str, read_token: str | None = None) -> None:
         self.zones = zones
         self._token = token.encode()
+        self._read_token = read_token.encode() if read_token else None
         self.server: JSONServer | None = None  # set by CFServer: its fault switch
         self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=1000)
 
@@ -121,7 +123,11 @@ class CloudflareAPI:
         self.requests.append((request.method, request.path, request.query))
         if request.bearer is None:
             return _fail(401, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
-        if not hmac.compare_digest(request.bearer.encode(), self._token):
+        bearer = request.bearer.encode()
+        if self._read_token and hmac.compare_digest(bearer, self._read_token):
+            # what Cloudflare answers a token whose permissions do not cover the request
+            return None if request.method == "GET" else _fail(403, 10000, "Authentication error")
+        if not hmac.compare_digest(bearer, self._token):
             return _fail(403, 10000, "Authentication error")
         return None
 
@@ -231,6 +237,7 @@ class CFServer(JSONServer):
 def make_server(
     *,
     token: str,
+    read_token: str | None = None,
     zones: Zones | dict[str, list[dict]] | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -238,7 +245,7 @@ def make_server(
     """A Cloudflare API at http://host:port/client/v4, not started yet.
 
     `zones` maps zone names to records ({"name", "type", "content", "ttl", "proxied"}), or is
-    a `Zones` store shared with the DNS server.
+    a `Zones` store shared with the DNS server. `read_token` may read but not write.
     """
     store = zones if isinstance(zones, Zones) else Zones(zones)
-    return CFServer(CloudflareAPI(store, token), token=token, host=host, port=port)
+    return CFServer(CloudflareAPI(store, token, read_token), token=token, host=host, port=port)
