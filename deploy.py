@@ -4,7 +4,11 @@ Orchestration only: every step is a @deploy function in tasks/, its settings in 
 Each converges, so the whole deploy is safe to re-run at any point, also after a cut-off run.
 """
 
+from pyinfra import host
+from pyinfra.api import DeployError
+
 from phoenix.deploy_events import attach as report_operations
+from phoenix.settings import wrong_types
 from tasks import firewall, https
 from tasks._speed import speed_up
 from tasks.backend import run_backend
@@ -25,6 +29,10 @@ from tasks.standby import keep_warm
 from tasks.timmy_config import deploy_timmy_config
 from tasks.wizards import run_wizards
 
+# every setting of the wrong type, one line each, before any operation (phoenix/settings.py)
+bad_settings = wrong_types(host.data)
+if bad_settings:
+    raise DeployError("; ".join(bad_settings))
 speed_up()  # many facts in one SSH round trip, the same answers (tasks/_speed.py)
 report_operations()  # to `phoenix recover`'s live view, through pyinfra's callbacks
 # pip beside apt: the longest two; the packages of the later tasks in the same apt run

@@ -373,6 +373,8 @@ def problems(inputs: Inputs) -> list[str]:
     if not inputs.settings:
         try:
             inputs.settings = load(role=inputs.role)
+        except NotConfigured as exc:
+            return exc.problems  # one line each (a setting of the wrong type: each named)
         except PhoenixError as exc:
             return [str(exc)]
     found = []

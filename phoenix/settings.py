@@ -120,4 +120,54 @@ def load(env: str | None = None, *, role: str | None = None) -> dict[str, Any]:
     for group in groups(env, role):
         if group == "all" or (group_data / f"{group}.py").exists():
             data.update(_group_file(group))
+    bad = wrong_types(data)
+    if bad:
+        raise NotConfigured(f"{len(bad)} setting(s) of the wrong type:\n  " + "\n  ".join(bad), bad)
     return data
+
+
+def schema() -> dict[str, Any]:
+    """Each setting's type: group_data/all.py's annotations (`backup_keep_hourly: int = 24`)."""
+    return dict(runpy.run_path(str(project() / "group_data" / "all.py")).get("__annotations__", {}))
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if isinstance(kind, types.UnionType):
+        return any(_fits(value, k) for k in kind.__args__)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return not isinstance(kind, type) or isinstance(value, kind)
+
+
+def _name(kind: Any) -> str:
+    if isinstance(kind, types.UnionType):
+        return " or ".join(_name(k) for k in kind.__args__)
+    names = {
+        int: "a whole number",
+        float: "a number",
+        str: "text",
+        bool: "True or False",
+        list: "a list",
+        tuple: "a list",
+        dict: "a dict",
+        type(None): "None",
+    }
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def wrong_types(values: Readable) -> list[str]:
+    """One line per setting whose value is not of the type all.py declares for it: said where
+    the settings are read, not as a ValueError deep in the command that uses it."""
+    return [
+        f"setting {name} is {values.get(name)!r}, not {_name(kind)} (group_data)"
+        for name, kind in schema().items()
+        if not _fits(values.get(name), kind)
+    ]

@@ -107,3 +107,32 @@ def test_an_operators_machine_without_a_lab_reads_the_settings_pyinfra_gives(tmp
     monkeypatch.setenv("PHOENIX_ENV", "lab")
     with pytest.raises(PhoenixError, match="is the lab up"):
         settings.load()
+
+
+
+def test_a_setting_of_the_wrong_type_is_one_line_where_the_settings_are_read(tmp_path):
+    """backup_keep_hourly = "24h" in all.py ended `phoenix backup prune` in a ValueError
+    traceback; every setting is checked against the type all.py declares for it."""
+    import shutil
+
+    from phoenix.errors import NOT_CONFIGURED
+    from tests.unit.test_cli import REPO, phoenix
+
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "group_data", project / "group_data")
+    shutil.copy(REPO / "deploy.py", project / "deploy.py")
+    all_py = project / "group_data" / "all.py"
+    text = all_py.read_text()
+    for old, new in (("backup_keep_hourly: int = 24", 'backup_keep_hourly: int = "24h"'),
+                     ("backup_append_only: bool = True", "backup_append_only: bool = 1")):
+        assert old in text
+        text = text.replace(old, new)
+    all_py.write_text(text)
+    env = {"PHOENIX_PROJECT": str(project), "PYTHONPATH": str(REPO)}
+    for command in (["backup", "prune"], ["check"]):
+        result = phoenix(*command, env=env, tmp=tmp_path)
+        assert result.returncode == NOT_CONFIGURED, result.stderr
+        assert "Traceback" not in result.stderr
+        lines = [line.strip() for line in result.stderr.splitlines()]
+        assert "setting backup_keep_hourly is '24h', not a whole number (group_data)" in lines
+        assert "setting backup_append_only is 1, not True or False (group_data)" in lines
