@@ -7,7 +7,8 @@ section without a header, [server], [database], [repository], [security]), refus
 root or as any user but RUN_USER, refuses a missing or corrupt SQLite database, serves the
 API subset the recovery checks and the drill use (/api/v1/version, repos, users, issues,
 comments, issue attachments, avatars; LFS batch, upload and download; token and basic auth with
-X-Gitea-OTP against 1.22's two_factor rows, decrypted with SECRET_KEY), git's smart HTTP
+X-Gitea-OTP against 1.22's two_factor rows, decrypted with SECRET_KEY or its built-in
+default), git's smart HTTP
 (clone, fetch and push through Debian's git, with the hooks' environment), answers
 `gitea admin regenerate hooks|keys`, `gitea hook` (which refuses pushes made without Gitea, as
 1.22's does) and `gitea dump` (the zip of Gitea 1.22's cmd/dump.go), and tells systemd READY=1
@@ -269,6 +270,16 @@ def load_secret(settings: Settings, section: str, uri_key: str, key: str) -> str
     return value
 
 
+# modules/setting/security.go loadSecurityFrom: an empty SECRET_KEY is this built-in key, kept
+# "until it supports rotating an existing secret key" (go-gitea#16832).
+DEFAULT_SECRET_KEY = "!#@FDEWREWR&*("
+
+
+def secret_key(settings: Settings) -> str:
+    """setting.SecretKey as loadSecurityFrom sets it: SECRET_KEY(_URI), else the built-in key."""
+    return load_secret(settings, "security", "SECRET_KEY_URI", "SECRET_KEY") or DEFAULT_SECRET_KEY
+
+
 def jwt_secret_ok(value: str) -> bool:
     """modules/generate/generate.go DecodeJwtSecretBase64: raw (unpadded) base64url that decodes
     to exactly 32 bytes."""
@@ -333,15 +344,22 @@ def load_generated_secrets(settings: Settings) -> None:
                 raise Fatal(
                     f'save oauth2.JWT_SECRET failed: failed to save "{where}": {exc}'
                 ) from None
-    # modules/setting/security.go: INTERNAL_TOKEN(_URI), generateSaveInternalToken
+    # modules/setting/security.go: SECRET_KEY(_URI) first, INTERNAL_TOKEN(_URI) and
+    # generateSaveInternalToken next
+    secret_key(settings)
     if not load_secret(settings, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN"):
         try:
             save_key(settings, "security", "INTERNAL_TOKEN", new_internal_token())
         except OSError as exc:
             raise Fatal(f'Error saving internal token: failed to save "{where}": {exc}') from None
-    # modules/setting/lfs.go: only with [server] LFS_START_SERVER = true; saved through
-    # CreateOrAppendToCustomConf (modules/setting/setting.go), whose failure is fatal too
-    lfs_secret = settings.get("server", "LFS_JWT_SECRET")
+    # modules/setting/lfs.go: only with [server] LFS_START_SERVER = true, read through loadSecret
+    # (LFS_JWT_SECRET_URI beside it); saved through CreateOrAppendToCustomConf
+    # (modules/setting/setting.go), whose failure is fatal too
+    lfs_secret = (
+        load_secret(settings, "server", "LFS_JWT_SECRET_URI", "LFS_JWT_SECRET")
+        if truthy(settings.get("server", "LFS_START_SERVER"))
+        else ""
+    )
     if truthy(settings.get("server", "LFS_START_SERVER")) and not jwt_secret_ok(lfs_secret):
         try:
             save_key(
@@ -835,9 +853,7 @@ class Forge:
         twofa = conn.execute("SELECT * FROM two_factor WHERE uid = ?", (user["id"],)).fetchone()
         if twofa is not None:
             try:
-                otp_secret = decrypt_totp_secret(
-                    self.s.get("security", "SECRET_KEY"), twofa["secret"] or ""
-                )
+                otp_secret = decrypt_totp_secret(secret_key(self.s), twofa["secret"] or "")
             except ValueError as exc:  # a SECRET_KEY other than the one that enrolled it
                 log("E", f"validateTOTP for uid {user['id']}: {exc}")
                 raise ApiError(401, str(exc)) from None

@@ -618,3 +618,61 @@ def test_gitea_runs_sqlite_in_the_journal_mode_app_ini_sets(forge):
     forge.ini.write_text(text.replace("[repository]", "SQLITE_JOURNAL_MODE = FAST\n\n[repository]"))
     result = run("gitea", "admin", "regenerate", "keys", "-c", str(forge.ini))
     assert result.returncode != 0 and "Invalid _journal_mode: FAST" in result.stderr
+
+
+def basic_status(forge: Forge, login: str, password: str, otp: str | None) -> int:
+    import base64
+    request = urllib.request.Request(f"{forge.url}/api/v1/user")
+    request.add_header("Authorization",
+                       "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode())
+    if otp:
+        request.add_header("X-Gitea-OTP", otp)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_an_empty_secret_key_is_giteas_builtin_one_for_2fa(forge):
+    """modules/setting/security.go: an empty SECRET_KEY means `!#@FDEWREWR&*(`, so 2FA rows a
+    forge enrolled without a key of its own decrypt under it, and not under ""."""
+    from phoenix.forge.api import totp
+
+    otp = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    gitea = fixtures.standin_module("gitea")
+    forge.write_ini(secret_key="")
+    with sqlite3.connect(forge.db) as conn:
+        conn.executescript(fixtures.enroll_totp_sql(secret_key=gitea.DEFAULT_SECRET_KEY, uid=2,
+                                                    otp_secret=otp))
+        login = conn.execute("SELECT name FROM user WHERE id = 2").fetchone()[0]
+    password = fixtures.password_of(login)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert basic_status(forge, login, password, totp(otp)) == 200
+        assert basic_status(forge, login, password, None) == 401
+    with sqlite3.connect(forge.db) as conn:  # encrypted under "" instead: Gitea cannot read it
+        conn.execute("DELETE FROM two_factor")
+        conn.executescript(fixtures.enroll_totp_sql(secret_key="", uid=2, otp_secret=otp))
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert basic_status(forge, login, password, totp(otp)) == 401
+
+
+def test_gitea_reads_a_secret_from_its_uri_and_refuses_both_forms(forge, tmp_path):
+    token_file = tmp_path / "internal_token"
+    token_file.write_text("a-token-from-a-file\n")
+    text = forge.ini.read_text() + f"INTERNAL_TOKEN_URI = file:{token_file}\n"
+    forge.ini.write_text(text)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert forge.api("GET", "/version")[0] == 200
+    saved = fixtures.standin_module("gitea").read_ini(str(forge.ini))
+    assert not saved.has_option("security", "INTERNAL_TOKEN")  # read, not generated
+    forge.ini.write_text(text + "INTERNAL_TOKEN = a-literal-token\n")
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1
+    assert "Cannot specify both INTERNAL_TOKEN_URI and INTERNAL_TOKEN" in result.stderr
+    forge.ini.write_text(text.replace("SECRET_KEY = lab-secret-key-one",
+                                      f"SECRET_KEY = x\nSECRET_KEY_URI = file:{token_file}"))
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1
+    assert "Cannot specify both SECRET_KEY_URI and SECRET_KEY" in result.stderr
