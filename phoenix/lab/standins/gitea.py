@@ -8,11 +8,11 @@ root or as any user but RUN_USER, refuses a missing or corrupt SQLite database, 
 API subset the recovery checks and the drill use (/api/v1/version, repos, users, issues,
 comments, issue attachments, avatars; LFS batch, upload and download; token and basic auth with
 X-Gitea-OTP against 1.22's two_factor rows, decrypted with SECRET_KEY or its built-in
-default), git's smart HTTP
-(clone, fetch and push through Debian's git, with the hooks' environment), answers
-`gitea admin regenerate hooks|keys`, `gitea hook` (which refuses pushes made without Gitea, as
-1.22's does) and `gitea dump` (the zip of Gitea 1.22's cmd/dump.go), and tells systemd READY=1
-(Type=notify).
+default), git's smart HTTP (clone, fetch and push through Debian's git, with the hooks'
+environment) and the private API `gitea serv` asks, answers `gitea admin regenerate
+hooks|keys`, `gitea serv key-N` (git over SSH from authorized_keys, cmd/serv.go), `gitea hook`
+(which refuses pushes made without Gitea, as 1.22's does) and `gitea dump` (the zip of Gitea
+1.22's cmd/dump.go), and tells systemd READY=1 (Type=notify).
 Runs with Debian 12's python3 standard library only: it is copied onto target hosts.
 """
 
@@ -48,6 +48,8 @@ DB_VERSION = 299  # the migration number this release expects in the `version` t
 REQUIRED_TABLES = ("version", "user", "repository", "issue", "access_token")
 HOOK_NAMES = ("pre-receive", "update", "post-receive")
 USER_TYPE_INDIVIDUAL, USER_TYPE_ORGANIZATION = 0, 1
+KEY_TYPE_USER, KEY_TYPE_DEPLOY = 1, 2  # models/asymkey KeyType
+ACCESS_READ, ACCESS_WRITE = 1, 2  # models/perm AccessMode
 
 
 class Fatal(Exception):
@@ -1626,6 +1628,208 @@ class Forge:
             )
         return 201, self.repo_json(conn, self.find_repo(conn, me["name"], name, me), me)
 
+    # -- the private API `gitea serv` calls (routers/private/, 1.22) --
+
+    INTERNAL_ROUTES = (
+        ("GET", re.compile(r"/api/internal/serv/none/(?P<keyid>-?\d+)$"), "serv_none"),
+        (
+            "GET",
+            re.compile(
+                r"/api/internal/serv/command/(?P<keyid>-?\d+)/(?P<owner>[^/]+)/(?P<repo>[^/]+)$"
+            ),
+            "serv_command",
+        ),
+        (
+            "POST",
+            re.compile(r"/api/internal/ssh/(?P<keyid>-?\d+)/update/(?P<repoid>\d+)$"),
+            "key_used",
+        ),
+    )
+
+    def internal(self, method: str, path: str, query: dict, headers) -> tuple:
+        """routers/private/internal.go CheckInternalToken: `Authorization: Bearer
+        INTERNAL_TOKEN` or 403; then the route's JSON (private.Response's err/user_msg)."""
+        token = load_secret(self.s, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN")
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        if scheme != "Bearer" or not token or not hmac.compare_digest(given, token):
+            return self.plain(403, "Forbidden")
+        for route_method, pattern, name in self.INTERNAL_ROUTES:
+            match = pattern.match(path)
+            if match and route_method == method:
+                conn = connect(self.s)
+                try:
+                    with self.write_lock:
+                        status, body = getattr(self, name)(conn, match.groupdict(), query)
+                        conn.commit()
+                finally:
+                    conn.close()
+                return status, body
+        raise ApiError(404, NOT_FOUND)
+
+    @staticmethod
+    def public_key(conn: sqlite3.Connection, key_id: int) -> sqlite3.Row | None:
+        if key_id <= 0 or not has_table(conn, "public_key"):
+            return None
+        return conn.execute("SELECT * FROM public_key WHERE id = ?", (key_id,)).fetchone()
+
+    def serv_none(self, conn, params: dict, _query: dict) -> tuple:
+        """routers/private/serv.go ServNoCommand: the key and its owner."""
+        key_id = int(params["keyid"])
+        if key_id <= 0:
+            return 400, {"err": f"Bad key id: {key_id}"}
+        key = self.public_key(conn, key_id)
+        if key is None:
+            return 401, {"err": f"Cannot find key: {key_id}"}
+        owner = None
+        if key["type"] == KEY_TYPE_USER:
+            owner = conn.execute("SELECT * FROM user WHERE id = ?", (key["owner_id"],)).fetchone()
+            if owner is None:
+                return 401, {
+                    "err": f"Cannot find owner with id: {key['owner_id']} for key: {key_id}"
+                }
+        return 200, {
+            "key": {
+                "id": key["id"],
+                "name": key["name"],
+                "type": key["type"],
+                "content": key["content"],
+            },
+            "user": {"id": owner["id"], "name": owner["name"]} if owner else None,
+        }
+
+    def serv_command(self, conn, params: dict, query: dict) -> tuple:
+        """routers/private/serv.go ServCommand: the repository, the key, its user (or deploy
+        key), then the user's access to the code unit against the mode asked (1 read, 2 write);
+        a refusal's user_msg is what `gitea serv` shows the git client."""
+        key_id, owner_name, repo_name = int(params["keyid"]), params["owner"], params["repo"]
+        mode = int((query.get("mode") or ["0"])[0] or 0)
+        results = {
+            "IsWiki": False,
+            "DeployKeyID": 0,
+            "KeyID": key_id,
+            "KeyName": "",
+            "UserName": "",
+            "UserEmail": "",
+            "UserID": 0,
+            "OwnerName": owner_name,
+            "RepoName": repo_name,
+            "RepoID": 0,
+        }
+        mode_string = "write to" if mode > ACCESS_READ else "read"
+        if repo_name.endswith(".wiki"):  # the stand-in keeps no wikis
+            return 404, {
+                "err": "wikis are not served by the lab stand-in",
+                "user_msg": f"Cannot find repository: {owner_name}/{repo_name}",
+            }
+        owner = conn.execute(
+            "SELECT * FROM user WHERE lower_name = ?", (owner_name.lower(),)
+        ).fetchone()
+        repo = (
+            owner
+            and conn.execute(
+                "SELECT * FROM repository WHERE owner_id = ? AND lower_name = ?",
+                (owner["id"], repo_name.lower()),
+            ).fetchone()
+        )
+        if repo:
+            results["RepoID"] = repo["id"]
+            if mode > ACCESS_READ and repo["is_mirror"]:
+                return 403, {
+                    "err": "mirror",
+                    "user_msg": f"Mirror Repository {owner_name}/{repo_name} is read-only",
+                }
+        key = self.public_key(conn, key_id)
+        if key is None:
+            return 401, {
+                "err": f"Cannot find key: {key_id}",
+                "user_msg": f"Cannot find key: {key_id}",
+            }
+        results.update(KeyName=key["name"], KeyID=key["id"], UserID=key["owner_id"])
+        if key["type"] == KEY_TYPE_DEPLOY:
+            deploy = (
+                repo
+                and has_table(conn, "deploy_key")
+                and conn.execute(
+                    "SELECT * FROM deploy_key WHERE key_id = ? AND repo_id = ?",
+                    (key["id"], repo["id"]),
+                ).fetchone()
+            )
+            if not deploy:
+                return 403, {
+                    "err": "deploy key",
+                    "user_msg": f"Public (Deploy) Key: {key['id']}:{key['name']} is not authorized "
+                    f"to {mode_string} {owner_name}/{repo_name}.",
+                }
+            if (deploy["mode"] or ACCESS_READ) < mode:
+                return 403, {
+                    "err": "deploy key",
+                    "user_msg": f"Deploy Key: {key['id']}:{key['name']} is not authorized to "
+                    f"{mode_string} {owner_name}/{repo_name}.",
+                }
+            results.update(
+                KeyName=deploy["name"],
+                DeployKeyID=deploy["id"],
+                UserName=owner_name,
+                UserID=repo["owner_id"],
+            )
+            return 200, results
+        user = conn.execute("SELECT * FROM user WHERE id = ?", (key["owner_id"],)).fetchone()
+        if user is None:
+            return 401, {
+                "err": "no owner",
+                "user_msg": f"Public Key: {key['id']}:{key['name']} owner {key['owner_id']} does "
+                "not exist.",
+            }
+        if not user["is_active"] or user["prohibit_login"]:
+            return 403, {"err": "disabled", "user_msg": "Your account is disabled."}
+        results.update(
+            UserName=user["name"],
+            UserEmail="" if user["keep_email_private"] else (user["email"] or ""),
+        )
+        if repo and mode > ACCESS_READ and repo["is_archived"]:
+            return 401, {
+                "err": "archived",
+                "user_msg": f"Repo: {owner_name}/{repo_name} is archived.",
+            }
+        if repo and (
+            mode > ACCESS_READ
+            or repo["is_private"]
+            or ini_must_bool(self.s.get("service", "REQUIRE_SIGNIN_VIEW"), False)
+        ):
+            allowed = (
+                self.can_write(conn, repo, user)
+                if mode > ACCESS_READ
+                else self.visible(conn, repo, user)
+            )
+            if not allowed:
+                return 403, {
+                    "err": "unauthorized",
+                    "user_msg": f"User: {user['id']}:{user['name']} with Key: {key['id']}:"
+                    f"{key['name']} is not authorized to {mode_string} "
+                    f"{owner_name}/{repo_name}.",
+                }
+        if not repo:
+            if mode <= ACCESS_READ or owner is None:
+                return 404, {
+                    "err": "no repository",
+                    "user_msg": f"Cannot find repository: {owner_name}/{repo_name}",
+                }
+            kind = "organizations" if owner["type"] == USER_TYPE_ORGANIZATION else "users"
+            return 403, {
+                "err": "push create",
+                "user_msg": f"Push to create is not enabled for {kind}.",
+            }  # the stand-in's default
+        return 200, results
+
+    def key_used(self, conn, params: dict, _query: dict) -> tuple:
+        """routers/private/key.go UpdatePublicKeyInRepo: the key's last use."""
+        if self.public_key(conn, int(params["keyid"])) is not None:
+            conn.execute(
+                "UPDATE public_key SET updated_unix = ? WHERE id = ?",
+                (int(time.time()), int(params["keyid"])),
+            )
+        return 200, {}
+
     # -- git's smart HTTP (routers/web/repo/githttp.go, 1.22) --
 
     GIT_ROUTE = re.compile(
@@ -1848,6 +2052,8 @@ class Forge:
                 f"<body>Gitea {GITEA_VERSION} lab stand-in</body></html>"
             ).encode()
             return 200, page, {"Content-Type": "text/html; charset=utf-8"}
+        if path.startswith("/api/internal/"):
+            return self.internal(method, path, parse_qs(url.query), headers)
         git = self.GIT_ROUTE.match(path)
         if git:
             return self.git_http(method, git.groupdict(), parse_qs(url.query), headers, raw_body)
@@ -2457,6 +2663,159 @@ def only_push_with_environment(settings: Settings) -> bool:
     return ini_must_bool(settings.get("security", "ONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET"), True)
 
 
+# cmd/serv.go (1.22): the verbs `gitea serv` lets through, and the access each asks for
+SERV_VERBS = {
+    "git-upload-pack": ACCESS_READ,
+    "git-upload-archive": ACCESS_READ,
+    "git-receive-pack": ACCESS_WRITE,
+}
+SERV_LFS_VERBS = ("git-lfs-authenticate", "git-lfs-transfer")
+
+
+def local_url(settings: Settings) -> str:
+    """modules/setting/server.go LOCAL_ROOT_URL: where Gitea's own commands reach its web
+    process (HTTP_ADDR, 0.0.0.0 read as localhost)."""
+    given = settings.get("server", "LOCAL_ROOT_URL")
+    if given:
+        return given if given.endswith("/") else given + "/"
+    addr = settings.http_addr if settings.http_addr not in ("0.0.0.0", "") else "localhost"
+    return f"http://{addr}:{settings.http_port}/"
+
+
+def private_call(settings: Settings, method: str, path: str) -> tuple[int, dict]:
+    """modules/private/request.go: the internal API with the internal token; a web process that
+    does not answer is "Internal Server Connection Error", as for real Gitea."""
+    import urllib.error
+    import urllib.request
+
+    token = load_secret(settings, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN")
+    request = urllib.request.Request(
+        local_url(settings) + path.lstrip("/"),
+        method=method,
+        headers={"Authorization": f"Bearer {token}"},
+        data=b"" if method == "POST" else None,
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"{}")
+        except ValueError:
+            return exc.code, {"err": raw.decode(errors="replace").strip()}
+    except OSError as exc:
+        raise HookRefused("Internal Server Connection Error") from exc
+
+
+def cmd_serv(words: list[str], opts: dict) -> int:
+    """`gitea serv key-N`, what the `command=` of each authorized_keys line runs (cmd/serv.go,
+    1.22): the key named by its id, SSH_ORIGINAL_COMMAND split as a shell would, the verb and
+    `owner/repo` checked, the private API asked whether this key's user may read or write it
+    (routers/private/serv.go), then Debian's git-upload-pack or git-receive-pack run in the
+    repository root with Gitea's environment (modules/repository/env.go), so the hooks take
+    the push. Every refusal goes through `fail`: `Gitea: <why>` on stderr, exit status 1."""
+    import shlex
+    import subprocess
+
+    try:
+        settings = hook_setup(opts)
+        if truthy(settings.get("server", "DISABLE_SSH")):
+            print("Gitea: SSH has been disabled", file=sys.stderr, flush=True)
+            return 0
+        if len(words) < 2:
+            print(USAGE)
+            return 0
+        keys = words[1].split("-")
+        if len(keys) != 2 or keys[0] != "key":
+            return hook_fail("Key ID format error")
+        if not re.fullmatch(r"-?\d+", keys[1]):
+            return hook_fail("Key ID parsing error")
+        key_id = int(keys[1])
+        command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+        if not command:
+            status, body = private_call(settings, "GET", f"api/internal/serv/none/{key_id}")
+            if status != 200:
+                return hook_fail("Key check failed")
+            key, user = body["key"], body.get("user") or {}
+            if key["type"] == KEY_TYPE_DEPLOY:
+                print(
+                    "Hi there! You've successfully authenticated with the deploy key named "
+                    f"{key['name']}, but Gitea does not provide shell access.",
+                    file=sys.stderr,
+                )
+            else:
+                print(
+                    f"Hi there, {user.get('name')}! You've successfully authenticated with the "
+                    f"key named {key['name']}, but Gitea does not provide shell access.",
+                    file=sys.stderr,
+                )
+            print(
+                "If this is unexpected, please log in with password and setup Gitea under "
+                "another user.",
+                file=sys.stderr,
+            )
+            return 0
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            return hook_fail("Error parsing arguments")
+        if len(argv) < 2:
+            return hook_fail("Too few arguments")
+        verb, repo_path = argv[0], argv[1].removeprefix("/")
+        parts = repo_path.split("/", 1)
+        if len(parts) != 2:
+            return hook_fail("Invalid repository path")
+        username, reponame = parts[0], parts[1].removesuffix(".git")
+        repo_path = repo_path.strip().lower()
+        if re.search(r"[^\w\-.]", reponame):
+            return hook_fail("Invalid repo name")
+        if verb in SERV_LFS_VERBS:
+            if not truthy(settings.get("server", "LFS_START_SERVER")):
+                return hook_fail("LFS Server is not enabled")
+            return hook_fail(f"{verb} is not served by the lab stand-in")
+        if verb not in SERV_VERBS:
+            return hook_fail("Unknown git command")
+        status, results = private_call(
+            settings,
+            "GET",
+            f"api/internal/serv/command/{key_id}/{username}/{reponame}"
+            f"?mode={SERV_VERBS[verb]}&verb={verb}",
+        )
+        if status != 200:
+            return hook_fail(results.get("user_msg") or "Internal Server Error (no specific error)")
+        home = settings.get("git", "HOME_PATH") or os.path.join(settings.app_data, "home")
+        env = {
+            **os.environ,
+            "GITEA_REPO_IS_WIKI": "true" if results["IsWiki"] else "false",
+            "GITEA_REPO_NAME": results["RepoName"],
+            "GITEA_REPO_USER_NAME": results["OwnerName"],
+            "GITEA_PUSHER_NAME": results["UserName"],
+            "GITEA_PUSHER_EMAIL": results["UserEmail"],
+            "GITEA_PUSHER_ID": str(results["UserID"]),
+            "GITEA_REPO_ID": str(results["RepoID"]),
+            "GITEA_PR_ID": "0",
+            "GITEA_DEPLOY_KEY_ID": str(results["DeployKeyID"]),
+            "GITEA_KEY_ID": str(results["KeyID"]),
+            "GITEA_ROOT_URL": settings.root_url,
+            # modules/git/git.go CommonCmdServEnvs
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+            "HOME": settings.path(home),
+        }
+        done = subprocess.run([verb, repo_path], cwd=settings.repo_root, env=env, check=False)
+        if done.returncode != 0:
+            return hook_fail("Failed to execute git command")
+        if results["KeyID"] > 0:
+            private_call(
+                settings, "POST", f"api/internal/ssh/{results['KeyID']}/update/{results['RepoID']}"
+            )
+        return 0
+    except HookRefused as exc:
+        return hook_fail(str(exc))
+
+
 USAGE = f"""NAME:
    gitea - A painless self-hosted Git service (LAB STAND-IN {GITEA_VERSION})
 
@@ -2471,6 +2830,7 @@ COMMANDS:
    doctor check              PRAGMA integrity_check of the database
    dump [-f FILE] [-R] …     Dump Gitea files and database into a zip (cmd/dump.go's layout)
    hook                      Delegate commands called by the git hooks (1.22's checks)
+   serv key-N                Git over SSH for the key N (authorized_keys' command=)
 
 GLOBAL OPTIONS:
    --config value, -c value       Set custom config file \
@@ -2492,6 +2852,8 @@ def main(argv: list[str]) -> int:
             return 0
         if words[:1] == ["hook"]:
             return cmd_hook(words, opts)
+        if words[:1] == ["serv"]:
+            return cmd_serv(words, opts)
         command = words or ["web"]  # like Gitea: no subcommand means `web`
         settings = Settings(opts)
         if command == ["web"]:

@@ -676,3 +676,50 @@ def test_gitea_reads_a_secret_from_its_uri_and_refuses_both_forms(forge, tmp_pat
     result = run("gitea", "web", "-c", str(forge.ini))
     assert result.returncode == 1
     assert "Cannot specify both SECRET_KEY_URI and SECRET_KEY" in result.stderr
+
+
+def test_gitea_serv_serves_git_over_ssh_by_key_and_permission(forge, tmp_path):
+    """cmd/serv.go and routers/private/serv.go (1.22), as sshd runs them from authorized_keys'
+    `command=`: git as the key's user, a push only with write access, the refusal's reason
+    shown to git, and nothing served while the web process (its private API) is down."""
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    fake_ssh = tmp_path / "ssh"  # what sshd does with the key's command= line, without sshd
+    fake_ssh.write_text(
+        "#!/bin/sh\nfor last; do :; done\n"
+        f'SSH_ORIGINAL_COMMAND="$last" exec {PYTHON} {STANDINS / "gitea.py"} '
+        f'--config={forge.ini} serv "key-$LAB_KEY_ID"\n')
+    fake_ssh.chmod(0o700)
+    bare = forge.repos / "timmy" / "the-nexus.git"
+
+    def git(*args: str, key: int) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
+                              env=git_env(GIT_SSH_COMMAND=str(fake_ssh), LAB_KEY_ID=str(key)),
+                              check=False)
+
+    work = tmp_path / "work"
+    url = "git@forge.lab.invalid:timmy/the-nexus.git"
+    down = git("clone", "-q", url, str(tmp_path / "down"), key=1)
+    assert down.returncode != 0 and "Gitea: Internal Server Connection Error" in down.stderr
+    with started("gitea", "web", "-c", str(forge.ini)):
+        cloned = git("clone", "-q", url, str(work), key=1)  # timmy's key: the owner
+        assert cloned.returncode == 0, cloned.stderr
+        assert git("-C", str(work), "commit", "-q", "--allow-empty", "-m", "over ssh",
+                   key=1).returncode == 0
+        pushed = git("-C", str(work), "push", "origin", "HEAD", key=1)
+        assert pushed.returncode == 0, pushed.stderr
+        head = git("-C", str(work), "rev-parse", "HEAD", key=1).stdout.strip()
+        assert git("--git-dir", str(bare), "rev-parse", "HEAD", key=1).stdout.strip() == head
+        # allegro (key 3) may read timmy's public repository but not write to it
+        assert git("clone", "-q", url, str(tmp_path / "reader"), key=3).returncode == 0
+        assert git("-C", str(work), "commit", "-q", "--allow-empty", "-m", "by a reader",
+                   key=3).returncode == 0
+        refused = git("-C", str(work), "push", "origin", "HEAD", key=3)
+        assert refused.returncode != 0
+        assert ("Gitea: User: 3:allegro with Key: 3:allegro@lab is not authorized to write to "
+                "timmy/the-nexus." in refused.stderr)
+        assert git("--git-dir", str(bare), "rev-parse", "HEAD", key=1).stdout.strip() == head
+        unknown = git("clone", "-q", url, str(tmp_path / "unknown"), key=99)
+        assert unknown.returncode != 0 and "Gitea: Cannot find key: 99" in unknown.stderr
+    with sqlite3.connect(forge.db) as conn:  # the key's last use, as UpdatePublicKeyInRepo
+        assert conn.execute("SELECT updated_unix FROM public_key WHERE id = 1").fetchone()[0] > (
+            conn.execute("SELECT created_unix FROM public_key WHERE id = 1").fetchone()[0])
