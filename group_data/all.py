@@ -273,6 +273,10 @@ ssh_host_key_algorithms = [
     "rsa-sha2-256-cert-v01@openssh.com",
 ]
 ssh_moduli_min_bits = 3071  # diffie-hellman-group-exchange: no moduli below 3072 bits
+# Users' RSA keys: the forge's git users log in through this sshd, so it takes every key Gitea
+# 1.22 takes ([ssh.minimum_key_sizes] RSA = 2047 by default). The host keys are not weakened:
+# they are ed25519 and a 3072-bit RSA (checks/ssh.py), whatever this says.
+ssh_required_rsa_size = 2047
 ssh_dropin_path = "/etc/ssh/sshd_config.d/01-phoenix.conf"  # first match wins in sshd_config
 
 # ---- validation (runbook steps 7 and 9) ---------------------------------------------------

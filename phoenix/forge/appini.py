@@ -72,6 +72,12 @@ HOST_PATHS = {
 }
 
 
+# What users hold from the old forge, whatever Phoenix renders: the clone URLs in their
+# remotes name this SSH host and port, which may not be the web name (a proxy does not carry
+# SSH).
+FORGE_KEEPS = {("server", "SSH_DOMAIN"), ("server", "SSH_PORT")}
+
+
 def parse(text: str) -> Ini:
     """app.ini as {section: {KEY: value}}; "" holds the keys before the first section.
     Values are kept verbatim (Gitea's quotes included); a repeated key: the last wins."""
@@ -121,10 +127,16 @@ def header_of(text: str) -> str:
 
 
 def merge(phoenix: Ini, old: Ini) -> Ini:
-    """Phoenix's settings over the old forge's; the old host's paths dropped."""
+    """Phoenix's settings over the old forge's (but FORGE_KEEPS); the old host's paths
+    dropped."""
     merged: Ini = {}
     for section, keys in phoenix.items():
-        merged[section] = dict(keys)
+        merged[section] = {
+            key: old[section][key]
+            if (section, key) in FORGE_KEEPS and old.get(section, {}).get(key)
+            else val
+            for key, val in keys.items()
+        }
     for section, keys in old.items():
         # the secrets are written verbatim: their old `*_URI` forms go (one form only)
         drop = HOST_PATHS.get(section, set()) | {

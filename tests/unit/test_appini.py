@@ -148,3 +148,18 @@ def test_an_empty_secret_key_is_giteas_builtin_one_and_stays_empty():
             "gitea_secret_key": "operators-own"}.get, lfs=True, where="snapshot abc")
     # no backup app.ini at all: nothing says the forge used the built-in key
     assert "gitea_secret_key" not in appini.identity({})
+
+
+def test_the_forges_ssh_host_and_port_are_kept_not_rewritten_with_the_web_name():
+    old = appini.parse(OLD.replace("DOMAIN = forge.example",
+                                   "DOMAIN = forge.example\nSSH_DOMAIN = git.example\n"
+                                   "SSH_PORT = 2222"))
+    phoenix = appini.parse(PHOENIX.replace("DOMAIN = forge.lab.test",
+                                           "DOMAIN = forge.lab.test\nSSH_DOMAIN = forge.lab.test\n"
+                                           "SSH_PORT = 22"))
+    merged = appini.merge(phoenix, old)
+    assert merged["server"]["SSH_DOMAIN"] == "git.example"
+    assert merged["server"]["SSH_PORT"] == "2222"
+    assert merged["server"]["DOMAIN"] == "forge.lab.test"
+    # a forge that never set them: Phoenix's
+    assert appini.merge(phoenix, appini.parse(OLD))["server"]["SSH_DOMAIN"] == "forge.lab.test"
