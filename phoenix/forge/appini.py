@@ -179,8 +179,9 @@ def identity(
 ) -> dict[str, str]:
     """The secrets an app.ini holds, by operator secret name: verbatim, or read from the file
     its `*_URI` names (`read_file`: that file's text in the backup, None when it lacks it,
-    which gives "" here). Both forms of one key: refused, as Gitea dies on it. An app.ini
-    with no SECRET_KEY at all has Gitea's built-in one."""
+    which gives "" here). Both forms of one key: refused, as Gitea dies on it. The app.ini of
+    an installed forge with no SECRET_KEY ran under Gitea's built-in one (its installer writes
+    a key of its own: without INSTALL_LOCK the app.ini does not tell)."""
     found = {}
     for (section, key), name in SECRETS.items():
         verbatim, uri = value(ini, section, key), value(ini, section, key + "_URI")
@@ -193,9 +194,14 @@ def identity(
             found[name] = (read_file(secret_file(uri, f"[{section}] {key}_URI")) or "").strip()
         elif verbatim:
             found[name] = verbatim
-        elif key == "SECRET_KEY" and ini:
+        elif key == "SECRET_KEY" and installed(ini):
             found[name] = DEFAULT_SECRET_KEY
     return found
+
+
+def installed(ini: Ini) -> bool:
+    """[security] INSTALL_LOCK: the app.ini of a forge that ran, not a partial one."""
+    return value(ini, "security", "INSTALL_LOCK").lower() in ("1", "true", "t", "yes", "on")
 
 
 def written_secret_key(secret_key: str) -> str:

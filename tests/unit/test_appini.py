@@ -146,8 +146,10 @@ def test_an_empty_secret_key_is_giteas_builtin_one_and_stays_empty():
     with pytest.raises(PhoenixError, match="gitea_secret_key differs"):
         appini.resolve_identity(backup=appini.identity(old), operator={
             "gitea_secret_key": "operators-own"}.get, lfs=True, where="snapshot abc")
-    # no backup app.ini at all: nothing says the forge used the built-in key
+    # no backup app.ini, or one of a forge not installed: nothing says it used the built-in key
     assert "gitea_secret_key" not in appini.identity({})
+    partial = appini.parse("[server]\nLFS_START_SERVER = true\n")
+    assert "gitea_secret_key" not in appini.identity(partial)
 
 
 def test_the_forges_ssh_host_and_port_are_kept_not_rewritten_with_the_web_name():
