@@ -45,6 +45,11 @@ BUILD_LINE = (
     "bindata, sqlite, sqlite_unlock_notify"
 )
 DB_VERSION = 299  # the migration number this release expects in the `version` table
+# models/migrations/migrations.go (1.22): the oldest database it migrates (Gitea 1.5.3), and
+# what each migration costs the stand-in: real ones rewrite tables, so an older database
+# takes Gitea's start-up longer in proportion to the number of migrations it is behind.
+MIN_DB_VERSION = 70
+MIGRATION_SECONDS = 0.5
 REQUIRED_TABLES = ("version", "user", "repository", "issue", "access_token")
 HOOK_NAMES = ("pre-receive", "update", "post-receive")
 USER_TYPE_INDIVIDUAL, USER_TYPE_ORGANIZATION = 0, 1
@@ -578,15 +583,63 @@ def open_checked_db(settings: Settings) -> None:
         missing = [t for t in REQUIRED_TABLES if t not in tables]
         if missing:
             raise Fatal(f"database {path} has no table {missing[0]!r}: not a Gitea database")
-        row = conn.execute("SELECT version FROM version ORDER BY id DESC LIMIT 1").fetchone()
-        if row and row[0] and int(row[0]) > DB_VERSION:
-            raise Fatal(
-                f"Your database (migration version: {row[0]}) is for a newer Gitea, you "
-                f"can not use the newer database for this old Gitea release "
-                f"({DB_VERSION})."
-            )
     finally:
         conn.close()
+
+
+def db_version(settings: Settings) -> int:
+    """migrations.GetCurrentDBVersion: the `version` row with id 1 (-1: none)."""
+    conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT version FROM version WHERE id = 1").fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row and row[0] is not None else -1
+
+
+def migrate(settings: Settings) -> None:
+    """models/migrations/migrations.go Migrate (1.22), inside `gitea web`'s start-up (before
+    READY=1, so under systemd's start timeout): a database older than 1.5.3's or newer than
+    this release's is fatal and left as it is; an older one is brought forward one migration
+    at a time, the version row written after each, so a start cut off resumes where it
+    stopped."""
+    current = db_version(settings)
+    if current < 0:
+        raise Fatal("database has not been initialized")  # a fresh install: not a restore
+    if current < MIN_DB_VERSION:
+        raise Fatal(
+            "Gitea no longer supports auto-migration from your previously installed version.\n"
+            "Please try upgrading to a lower version first (suggested v1.6.4), then upgrade "
+            "to this version."
+        )
+    if current > DB_VERSION:
+        raise Fatal(
+            f"Migration Error: Your database (migration version: {current}) is for a newer "
+            f"Gitea, you can not use the newer database for this old Gitea release "
+            f"({DB_VERSION}).\nGitea will exit to keep your database safe and unchanged. "
+            "Please use the correct Gitea release, do not change the migration version "
+            "manually (incorrect manual operation may lose data)."
+        )
+    for number in range(current, DB_VERSION):
+        log("I", f"Migration[{number}]: (lab stand-in: {MIGRATION_SECONDS:g} s)")
+        time.sleep(MIGRATION_SECONDS)
+        conn = sqlite3.connect(settings.db_path, timeout=10)
+        try:
+            with conn:
+                conn.execute("UPDATE version SET version = ? WHERE id = 1", (number + 1,))
+        finally:
+            conn.close()
+
+
+def ensure_up_to_date(settings: Settings) -> None:
+    """migrations.EnsureUpToDate: what Gitea's other commands require of the database."""
+    current = db_version(settings)
+    if current != DB_VERSION:
+        raise Fatal(
+            f"current database version {current} is not equal to the expected version "
+            f'{DB_VERSION}. Please run "gitea [--config /path/to/app.ini] migrate" to update '
+            "the database version"
+        )
 
 
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -2199,6 +2252,7 @@ def cmd_web(settings: Settings, opts: dict) -> int:
     if settings.protocol not in ("http",):
         raise Fatal(f"[server] PROTOCOL = {settings.protocol}: this stand-in serves http only")
     open_checked_db(settings)
+    migrate(settings)
     os.makedirs(settings.repo_root, exist_ok=True)
     family = socket.AF_INET6 if ":" in settings.http_addr else socket.AF_INET
     try:
@@ -2241,6 +2295,16 @@ def installed(settings: Settings) -> None:
     check_run_user(settings)
     load_generated_secrets(settings)
     open_checked_db(settings)
+    ensure_up_to_date(settings)
+
+
+def cmd_migrate(settings: Settings) -> int:
+    """`gitea migrate` (cmd/migrate.go): the migrations alone, without serving."""
+    check_run_user(settings)
+    load_generated_secrets(settings)
+    open_checked_db(settings)
+    migrate(settings)
+    return 0
 
 
 def cmd_regenerate_hooks(settings: Settings) -> int:
@@ -2824,6 +2888,7 @@ USAGE:
 
 COMMANDS:
    web                       Start Gitea web server (needs INSTALL_LOCK, RUN_USER, a sound db)
+   migrate                   Migrate an older database to this release's version
    admin regenerate hooks    Rewrite the git hooks of every repository
    admin regenerate keys     Rewrite the RUN_USER's authorized_keys from the database
    admin user list           List users
@@ -2864,6 +2929,8 @@ def main(argv: list[str]) -> int:
             return cmd_regenerate_keys(settings)
         if command == ["admin", "user", "list"]:
             return cmd_user_list(settings)
+        if command == ["migrate"]:
+            return cmd_migrate(settings)
         if command == ["dump"]:
             return cmd_dump(settings, opts)
         if command[:2] == ["doctor", "check"] or command == ["doctor"]:

@@ -723,3 +723,46 @@ def test_gitea_serv_serves_git_over_ssh_by_key_and_permission(forge, tmp_path):
     with sqlite3.connect(forge.db) as conn:  # the key's last use, as UpdatePublicKeyInRepo
         assert conn.execute("SELECT updated_unix FROM public_key WHERE id = 1").fetchone()[0] > (
             conn.execute("SELECT created_unix FROM public_key WHERE id = 1").fetchone()[0])
+
+
+def set_db_version(db: Path, version: int) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE version SET version = ? WHERE id = 1", (version,))
+
+
+def db_version_of(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT version FROM version WHERE id = 1").fetchone()[0]
+
+
+def test_gitea_migrates_an_older_database_in_time_proportional_to_the_gap(forge):
+    """models/migrations/migrations.go (1.22): the pending migrations run inside `gitea web`'s
+    start-up, before READY=1, one version row update each; the other commands refuse a
+    database that is not at this release's version."""
+    import time
+
+    gitea = fixtures.standin_module("gitea")
+    set_db_version(forge.db, gitea.DB_VERSION - 4)
+    refused = run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini))
+    assert refused.returncode == 1
+    assert (f"current database version {gitea.DB_VERSION - 4} is not equal to the expected "
+            f"version {gitea.DB_VERSION}") in refused.stderr
+    begun = time.monotonic()
+    with started("gitea", "web", "-c", str(forge.ini)):  # READY=1 only once migrated
+        took = time.monotonic() - begun
+        assert db_version_of(forge.db) == gitea.DB_VERSION
+        assert forge.api("GET", "/version")[0] == 200
+    assert took >= 4 * gitea.MIGRATION_SECONDS  # a lower bound: the machine's load only adds
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+
+
+def test_gitea_refuses_a_newer_or_too_old_database_and_leaves_it_as_it_is(forge):
+    gitea = fixtures.standin_module("gitea")
+    for version, says in ((gitea.DB_VERSION + 13, "is for a newer Gitea"),
+                          (gitea.MIN_DB_VERSION - 1, "no longer supports auto-migration")):
+        set_db_version(forge.db, version)
+        before = forge.db.read_bytes()
+        result = run("gitea", "web", "-c", str(forge.ini))
+        assert result.returncode == 1 and says in result.stderr, result.stderr
+        assert "Listen:" not in result.stdout
+        assert forge.db.read_bytes() == before
