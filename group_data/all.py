@@ -77,6 +77,10 @@ gitea_start_requires_database = True
 gitea_domain = "forge.alexanderwhitestone.com"
 gitea_root_url = "https://forge.alexanderwhitestone.com/"
 gitea_ready_timeout = 60  # seconds to wait for /api/v1/version after a start
+# A backup from an older Gitea migrates inside Gitea's start (Type=notify): its start timeout
+# is this (systemd's default) plus this much per migration it is behind (phoenix/forge/versions.py)
+gitea_start_timeout = 90
+gitea_migration_seconds = 10
 
 # ---- restore (runbook step 4) -------------------------------------------------------------
 # One of (phoenix/backup/sources.py): "restic:latest" (the newest snapshot tagged backup_tag) or

@@ -32,6 +32,7 @@ from facts.markers import Marker
 from phoenix.backup import pitr, sources
 from phoenix.backup.sources import Resolved
 from phoenix.errors import PhoenixError
+from tasks._versions import check_backup_version
 from tasks.backups import saved_paths, stage_restic_snapshot, take_newer_repositories
 from tasks.litestream import replay_replicas, snapshot_row
 from tasks.role import promoting
@@ -374,6 +375,7 @@ def verify_backup() -> None:
             )
         ],
     )
+    check_backup_version(posixpath.join(due.unpacked, "gitea.db"), label=resolved.label)
 
 
 @deploy("Restore Gitea's data from the backup")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -489,6 +490,40 @@ def test_bad_input_stops_before_anything_is_touched(lab, forge, forge_dump, runb
         assert len(said) == 1 and says in said[0], result.stderr[-3000:]
         assert "Traceback" not in result.stdout + result.stderr
     assert ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}") == before
+
+
+def test_a_backup_of_another_gitea_is_refused_untouched_or_migrates_in_its_time(
+        lab, forge, own_state, tmp_path):
+    """models/migrations/migrations.go (1.22): a database newer than the release's is refused
+    by Phoenix in one line before Gitea is stopped; an older one migrates inside Gitea's start
+    under a start timeout sized for its 10 migrations (gitea_start_timeout 90 +
+    gitea_migration_seconds 10 each), and the forge serves it at 1.22's version."""
+    name, ip, _seconds = forge
+    archives = {}
+    for db_version in (312, 289):
+        folder = tmp_path / f"at-{db_version}"
+        with tarfile.open(lab.state_dir / "backups" / "lab-gitea-backup.tar.gz") as tar:
+            tar.extractall(folder, filter="data")
+        with sqlite3.connect(folder / "gitea.db") as conn:
+            conn.execute("UPDATE version SET version = ? WHERE id = 1", (db_version,))
+        conn.close()
+        fixtures.write_manifest(folder)
+        archives[db_version] = tmp_path / f"gitea-at-{db_version}.tar.gz"
+        fixtures.make_backup_archive(folder, archives[db_version])
+    before = ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}")
+    refused = restore(name, archives[312], restore_force="true")
+    assert refused.returncode != 0
+    said = [line for line in refused.stderr.splitlines()
+            if "the backup's database is at migration version 312" in line]
+    assert said and "refuses a newer one" in said[0], refused.stderr[-3000:]
+    assert ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}") == before
+    migrated = restore(name, archives[289], restore_force="true")
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    assert ssh(lab, name, "sqlite3 -readonly /var/lib/gitea/data/gitea.db "
+                          "'SELECT version FROM version WHERE id = 1'") == "299"
+    assert ssh(lab, name, "systemctl show -p TimeoutStartUSec gitea") == \
+        "TimeoutStartUSec=3min 10s"
+    assert api(ip, "version")[1]["version"] == fixtures.GITEA_VERSION
 
 
 @pytest.mark.parametrize("step", ["set-aside", "database", "regenerated"])
