@@ -206,7 +206,7 @@ def installed(ini: Ini) -> bool:
 
 def written_secret_key(secret_key: str) -> str:
     """SECRET_KEY as app.ini gets it: Gitea's built-in key stays the empty setting it was
-    (a literal `#` would start an inline comment for go-ini)."""
+    (written out, its `#` would need the quoting Gitea's config cheat sheet asks for)."""
     return "" if secret_key == DEFAULT_SECRET_KEY else secret_key
 
 
