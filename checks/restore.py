@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import shlex
 
 import pytest
@@ -113,4 +114,41 @@ def test_step4_restored_data_matches_backup_manifest(host, settings, gitea_paths
     assert not wrong, (
         f"the restored Gitea does not hold the backup's data: {'; '.join(wrong)}"
         f" (backup of {manifest.get('created', 'unknown date')})"
+    )
+
+
+def test_step4_git_over_ssh_takes_every_key_in_the_database(host, gitea_paths, app_ini_path):
+    """Git over SSH is `gitea serv key-N`, run by sshd from the run user's authorized_keys
+    (`gitea admin regenerate keys` after a restore): every user and deploy key in the database
+    has its line, naming a Gitea binary that is there and this app.ini."""
+    db, user = gitea_paths["db"], gitea_paths["run_user"]
+    has_keys = _query_copy(
+        host, db, "SELECT count(*) FROM sqlite_master WHERE name = 'public_key';"
+    )
+    keys = (
+        _query_copy(host, db, "SELECT id FROM public_key WHERE type IN (1, 2) ORDER BY id;")
+        if has_keys == ["1"]
+        else []
+    )
+    if not keys:
+        return  # no key to serve: nothing to prove, nothing wrong
+    path = f"{host.user(user).home}/.ssh/authorized_keys"
+    text = out(host, f"cat {shlex.quote(path)} 2>/dev/null || true")
+    lines = re.findall(r'command="(\S+) --config=(\S+) serv key-(\d+)"', text)
+    missing = sorted(set(keys) - {key for _binary, _config, key in lines}, key=int)
+    assert not missing, (
+        f"{path} has no `serv` line for key id {', '.join(missing)}: those users cannot "
+        f"use git over SSH (runuser -u {user} -- gitea admin regenerate keys)"
+    )
+    wrong = sorted(
+        {f"{binary} --config={config}" for binary, config, _key in lines}
+        - {
+            f"{binary} --config={app_ini_path}"
+            for binary, _config, _key in lines
+            if host.file(binary).is_file
+        }
+    )
+    assert not wrong, (
+        f"{path} runs `{wrong[0]}`, not a Gitea binary here with {app_ini_path}: "
+        f"regenerate the keys (runuser -u {user} -- gitea admin regenerate keys)"
     )

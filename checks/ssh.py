@@ -64,3 +64,20 @@ def test_security_ssh_audit_reports_no_failure(address):
         f"ssh-audit could not audit {address} (exit "
         f"{proc.returncode}): {(proc.stdout + proc.stderr).strip()[-300:]}"
     )
+
+
+def test_security_sshd_host_keys_are_strong(host):
+    """sshd takes users' RSA keys down to Gitea's minimum (ssh_required_rsa_size); its own host
+    keys stay ed25519 or RSA of 3072 bits and more."""
+    weak = []
+    keys = out(
+        host, "{ sshd -T 2>/dev/null || /usr/sbin/sshd -T; } | awk '$1 == \"hostkey\" {print $2}'"
+    )
+    assert keys.split(), "`sshd -T` names no host key"
+    for key in keys.split():
+        line = out(host, f"ssh-keygen -l -f {key}.pub 2>/dev/null || true").split()
+        if line and line[-1] == "(RSA)" and int(line[0]) < 3072:
+            weak.append(f"{key} is RSA-{line[0]}")
+        elif line and line[-1] not in ("(RSA)", "(ED25519)"):
+            weak.append(f"{key} is {line[-1].strip('()')}")
+    assert not weak, "weak sshd host keys: " + "; ".join(weak) + " (make 3072-bit RSA or ed25519)"

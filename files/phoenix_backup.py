@@ -481,7 +481,7 @@ def stage(config: dict) -> dict:
         )
     wanted = {}
     for path in config.get("paths", []):
-        wanted[os.path.normpath(path)] = "folder"
+        wanted[os.path.normpath(path)] = "file" if os.path.isfile(path) else "folder"
     files_root = os.path.join(root, FILES)
     missing = []
     for path, kind in sorted(wanted.items()):

@@ -83,6 +83,10 @@ gitea_start_requires_database: bool = True
 gitea_domain: str = "forge.alexanderwhitestone.com"
 gitea_root_url: str = "https://forge.alexanderwhitestone.com/"
 gitea_ready_timeout: int = 60  # seconds to wait for /api/v1/version after a start
+# A backup from an older Gitea migrates inside Gitea's start (Type=notify): its start timeout
+# is this (systemd's default) plus this much per migration it is behind (phoenix/forge/versions.py)
+gitea_start_timeout: int = 90
+gitea_migration_seconds: int = 10
 
 # ---- restore (runbook step 4) -------------------------------------------------------------
 # One of (phoenix/backup/sources.py): "restic:latest" (the newest snapshot tagged backup_tag) or
@@ -291,6 +295,10 @@ ssh_host_key_algorithms: list = [
     "rsa-sha2-256-cert-v01@openssh.com",
 ]
 ssh_moduli_min_bits: int = 3071  # diffie-hellman-group-exchange: no moduli below 3072 bits
+# Users' RSA keys: the forge's git users log in through this sshd, so it takes every key Gitea
+# 1.22 takes ([ssh.minimum_key_sizes] RSA = 2047 by default). The host keys are not weakened:
+# they are ed25519 and a 3072-bit RSA (checks/ssh.py), whatever this says.
+ssh_required_rsa_size: int = 2047
 ssh_dropin_path: str = "/etc/ssh/sshd_config.d/01-phoenix.conf"  # first match wins in sshd_config
 
 # ---- validation (runbook steps 7 and 9) ---------------------------------------------------

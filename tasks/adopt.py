@@ -48,4 +48,5 @@ def adopt_forge() -> None:
             "storage outside the data folder is saved below files/ of each snapshot: "
             + ", ".join(forge.outside_data)
         )
-    configure_backups(gitea=forge.job_paths(), extra_paths=forge.outside_data)
+    # app.ini's *_URI files hold the forge's secrets: saved below files/ as the folders are
+    configure_backups(gitea=forge.job_paths(), extra_paths=forge.outside_data + forge.secret_files)

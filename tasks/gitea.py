@@ -14,12 +14,13 @@ from pyinfra.api import DeployError, deploy
 from pyinfra.api.util import get_template
 from pyinfra.operations import files, server
 
+from phoenix.backup import sources
 from phoenix.errors import PhoenixError
 from phoenix.forge import appini
 from phoenix.secrets import read_secret
 from tasks._ops import secret_file, verified_file
 from tasks._units import run_unit
-from tasks.restore import backup_app_ini
+from tasks.restore import backup_app_ini, resolved_source
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = (
@@ -89,9 +90,13 @@ def _app_ini() -> str:
     LFS_JWT_SECRET) from the backup, else from the operator's secrets (phoenix/forge/appini.py)."""
     found = backup_app_ini()
     old = appini.parse(found[1]) if found else {}
+    resolved = resolved_source()
     try:
         chosen = appini.resolve_identity(
-            backup=appini.identity(old),
+            backup=appini.identity(
+                old,
+                lambda path: sources.saved_file(resolved, host.data, path) if resolved else None,
+            ),
             operator=_operator_secret,
             lfs=appini.lfs_on(old),
             where=found[0] if found else "the backup",
@@ -100,7 +105,7 @@ def _app_ini() -> str:
         raise DeployError(f"{host.name}: {exc}") from None
     text = get_template(str(TEMPLATES / "app.ini.j2")).render(
         **_settings(),
-        secret_key=chosen["gitea_secret_key"],
+        secret_key=appini.written_secret_key(chosen["gitea_secret_key"]),
         internal_token=chosen["gitea_internal_token"],
         jwt_secret=chosen["gitea_jwt_secret"],
     )

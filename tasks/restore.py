@@ -37,6 +37,7 @@ from phoenix.backup import pitr, sources
 from phoenix.backup.sources import Resolved
 from phoenix.errors import PhoenixError
 from tasks import backups, litestream
+from tasks._versions import check_backup_version
 from tasks.backups import saved_paths
 from tasks.role import promoting
 
@@ -395,6 +396,7 @@ def verify_backup() -> None:
             )
         ],
     )
+    check_backup_version(posixpath.join(due.unpacked, "gitea.db"), label=resolved.label)
 
 
 @deploy("Restore Gitea's data from the backup")

@@ -27,6 +27,7 @@ READS = (
     "ssh_moduli_min_bits",
     "ssh_password_authentication",
     "ssh_permit_root_login",
+    "ssh_required_rsa_size",
     "ssh_tcp_forwarding",
     "ssh_x11_forwarding",
 )
@@ -47,6 +48,7 @@ SETTINGS = (
     "ssh_ciphers",
     "ssh_macs",
     "ssh_host_key_algorithms",
+    "ssh_required_rsa_size",
 )
 
 

@@ -185,11 +185,12 @@ def read_manifest(store: Store, snapshot_id: str) -> bytes:
     return proc.stdout.encode()
 
 
-def read_file(store: Store, snapshot_id: str, path: str) -> bytes | None:
-    """A file of a snapshot's Gitea folder (e.g. app.ini), read without restoring it; None when
-    the snapshot has no such file (snapshots older than the file's place in the layout)."""
+def read_file(store: Store, snapshot_id: str, path: str, *, folder: str = GITEA) -> bytes | None:
+    """A file of a snapshot's Gitea folder (e.g. app.ini), or of another top folder (`files`:
+    what the job saved below its absolute path), read without restoring it; None when the
+    snapshot has no such file (snapshots older than the file's place in the layout)."""
     what = f"read {path} of snapshot {snapshot_id[:8]}"
-    proc = run_restic(store, "dump", snapshot_id, f"/{GITEA}/{path}", what=what, timeout=300)
+    proc = run_restic(store, "dump", snapshot_id, f"/{folder}/{path}", what=what, timeout=300)
     if proc.returncode != 0:
         if re.search(r"not found|no such file", proc.stderr, re.IGNORECASE):
             return None

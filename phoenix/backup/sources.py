@@ -210,3 +210,17 @@ def app_ini(resolved: Resolved, settings: Readable) -> str | None:
     else:
         raw = archive_file(Path(resolved.ref), "app.ini")
     return raw.decode() if raw is not None else None
+
+
+def saved_file(resolved: Resolved, settings: Readable, path: str) -> str | None:
+    """A file the backup job saved by its absolute path (below the snapshot's files/): the
+    secret files an app.ini's `*_URI` names. None when the backup holds none (imports never do)."""
+    if resolved.kind != "restic":
+        return None
+    from phoenix.backup import snapshots as backup
+    from phoenix.backup.store import store_from_settings
+
+    raw = backup.read_file(
+        store_from_settings(settings), resolved.ref, path.lstrip("/"), folder="files"
+    )
+    return raw.decode() if raw is not None else None

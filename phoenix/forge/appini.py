@@ -11,13 +11,20 @@ renders (paths, addresses, RUN_USER), the old settings it does not render (maile
 ALLOWED_HOST_LIST…) are kept, the old host's own storage paths are dropped (the data comes back
 below Phoenix's APP_DATA_PATH), and the secrets are the backup's. An operator secret that
 differs from the backup's is an error that names the key, never its value.
+
+Gitea reads each of these secrets either verbatim or from the file a `*_URI` names (`file:`
+only) and dies when both are set ("Cannot specify both", modules/setting/security.go
+loadSecret): the new app.ini holds the value verbatim and drops the `*_URI`. The file is data
+of the backup (an adopted forge saves it below files/), read through `read_file`.
 """
 
 from __future__ import annotations
 
 import base64
+import posixpath
 import re
 from collections.abc import Callable, Mapping
+from urllib.parse import unquote, urlsplit
 
 from phoenix.errors import PhoenixError
 
@@ -31,6 +38,9 @@ SECRETS = {
     ("oauth2", "JWT_SECRET"): "gitea_jwt_secret",
     ("server", "LFS_JWT_SECRET"): "gitea_lfs_jwt_secret",
 }
+# modules/setting/security.go loadSecurityFrom: an empty SECRET_KEY (and SECRET_KEY_URI) means
+# this built-in key, under which such a forge's 2FA secrets are encrypted (go-gitea#16832).
+DEFAULT_SECRET_KEY = "!#@FDEWREWR&*("
 # Where the old host kept files: below Phoenix's own paths on the new one, so not carried.
 HOST_PATHS = {
     ROOT: {"WORK_PATH"},
@@ -60,6 +70,12 @@ HOST_PATHS = {
     "session": {"PROVIDER_CONFIG"},
     "oauth2": {"JWT_SIGNING_PRIVATE_KEY_FILE"},
 }
+
+
+# What users hold from the old forge, whatever Phoenix renders: the clone URLs in their
+# remotes name this SSH host and port, which may not be the web name (a proxy does not carry
+# SSH).
+FORGE_KEEPS = {("server", "SSH_DOMAIN"), ("server", "SSH_PORT")}
 
 
 def parse(text: str) -> Ini:
@@ -111,12 +127,21 @@ def header_of(text: str) -> str:
 
 
 def merge(phoenix: Ini, old: Ini) -> Ini:
-    """Phoenix's settings over the old forge's; the old host's paths dropped."""
+    """Phoenix's settings over the old forge's (but FORGE_KEEPS); the old host's paths
+    dropped."""
     merged: Ini = {}
     for section, keys in phoenix.items():
-        merged[section] = dict(keys)
+        merged[section] = {
+            key: old[section][key]
+            if (section, key) in FORGE_KEEPS and old.get(section, {}).get(key)
+            else val
+            for key, val in keys.items()
+        }
     for section, keys in old.items():
-        drop = HOST_PATHS.get(section, set())
+        # the secrets are written verbatim: their old `*_URI` forms go (one form only)
+        drop = HOST_PATHS.get(section, set()) | {
+            key + "_URI" for (sec, key) in SECRETS if sec == section
+        }
         if section.startswith(("storage.", "queue.")):
             drop = drop | {"PATH", "DATADIR", "CONN_STR"}
         target = merged.setdefault(section, {})
@@ -126,13 +151,63 @@ def merge(phoenix: Ini, old: Ini) -> Ini:
     return merged
 
 
-def identity(ini: Ini) -> dict[str, str]:
-    """The secrets an app.ini holds, by operator secret name (only those set)."""
-    return {
-        name: value(ini, section, key)
-        for (section, key), name in SECRETS.items()
-        if value(ini, section, key)
-    }
+def secret_file(uri: str, setting: str) -> str:
+    """The absolute path a `*_URI` names: loadSecret takes `file:` URIs only."""
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    if parts.scheme != "file" or parts.netloc or not posixpath.isabs(path):
+        raise PhoenixError(
+            f"{setting} = {uri!r} is not a file: URI of an absolute path, which Gitea 1.22 "
+            "refuses to start with (modules/setting/security.go loadSecret)"
+        )
+    return posixpath.normpath(path)
+
+
+def secret_files(ini: Ini) -> dict[str, str]:
+    """{"[section] KEY_URI": path} of the secrets an app.ini reads from files: the backup
+    must hold these files."""
+    found = {}
+    for section, key in SECRETS:
+        uri = value(ini, section, key + "_URI")
+        if uri:
+            found[f"[{section}] {key}_URI"] = secret_file(uri, f"[{section}] {key}_URI")
+    return found
+
+
+def identity(
+    ini: Ini, read_file: Callable[[str], str | None] = lambda _path: None
+) -> dict[str, str]:
+    """The secrets an app.ini holds, by operator secret name: verbatim, or read from the file
+    its `*_URI` names (`read_file`: that file's text in the backup, None when it lacks it,
+    which gives "" here). Both forms of one key: refused, as Gitea dies on it. The app.ini of
+    an installed forge with no SECRET_KEY ran under Gitea's built-in one (its installer writes
+    a key of its own: without INSTALL_LOCK the app.ini does not tell)."""
+    found = {}
+    for (section, key), name in SECRETS.items():
+        verbatim, uri = value(ini, section, key), value(ini, section, key + "_URI")
+        if verbatim and uri:
+            raise PhoenixError(
+                f"[{section}] sets both {key} and {key}_URI: Gitea 1.22 refuses to start "
+                '("Cannot specify both", modules/setting/security.go)'
+            )
+        if uri:
+            found[name] = (read_file(secret_file(uri, f"[{section}] {key}_URI")) or "").strip()
+        elif verbatim:
+            found[name] = verbatim
+        elif key == "SECRET_KEY" and installed(ini):
+            found[name] = DEFAULT_SECRET_KEY
+    return found
+
+
+def installed(ini: Ini) -> bool:
+    """[security] INSTALL_LOCK: the app.ini of a forge that ran, not a partial one."""
+    return value(ini, "security", "INSTALL_LOCK").lower() in ("1", "true", "t", "yes", "on")
+
+
+def written_secret_key(secret_key: str) -> str:
+    """SECRET_KEY as app.ini gets it: Gitea's built-in key stays the empty setting it was
+    (written out, its `#` would need the quoting Gitea's config cheat sheet asks for)."""
+    return "" if secret_key == DEFAULT_SECRET_KEY else secret_key
 
 
 def jwt_secret_ok(text: str) -> bool:
@@ -176,6 +251,8 @@ def resolve_identity(
                 )
         elif name != "gitea_lfs_jwt_secret" or lfs:
             source = f"neither {where}'s app.ini nor" if backup else "no backup app.ini and not"
+            if name in backup:
+                source = f"neither the file {where}'s app.ini names in {key}_URI (not in it) nor"
             raise PhoenixError(
                 f"[{section}] {key} comes from {source} the operator secret "
                 f"{name}: write it (mode 0600) or set PHOENIX_{name.upper()}"

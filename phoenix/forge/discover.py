@@ -47,6 +47,7 @@ class GiteaInstall:
     unit_file: str
     version: str | None = None
     outside_data: list[str] = field(default_factory=list)  # storage folders elsewhere
+    secret_files: list[str] = field(default_factory=list)  # what app.ini's *_URI name
 
     def job_paths(self) -> dict:
         """The `gitea` section of the backup job's config.json."""
@@ -148,4 +149,5 @@ def describe(
         unit_file=unit.get("fragment_path") or "",
         version=version,
         outside_data=sorted(outside),
+        secret_files=sorted(set(appini.secret_files(ini).values())),
     )

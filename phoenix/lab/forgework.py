@@ -81,9 +81,11 @@ def enroll_two_factor(target: Target, settings: dict, login: str) -> TwoFactorUs
     from phoenix.lab import fixtures
 
     ini = shlex.quote(f"{settings['gitea_config_dir']}/app.ini")
+    from phoenix.forge.appini import DEFAULT_SECRET_KEY
+
+    # an empty or absent SECRET_KEY is Gitea's built-in one (modules/setting/security.go)
     key = ssh(target, f"sed -n 's/^SECRET_KEY *= *//p' {ini} | tail -1").strip()
-    if not key:
-        raise PhoenixError(f"no [security] SECRET_KEY in {ini} on {target.host}")
+    key = key or DEFAULT_SECRET_KEY
     db = shlex.quote(settings["gitea_db_path"])
     uid = ssh(
         target,

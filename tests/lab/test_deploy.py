@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -120,6 +121,68 @@ def test_a_second_converge_changes_nothing(forge):
     results = json.loads(again.stdout)["results"]
     assert results["totals"]["success"] == 0, [op["name"] for op in results["operations"]
                                                 if op["success"]]
+
+
+def test_git_over_ssh_with_every_key_gitea_accepts(lab, forge, tmp_path):
+    """Git over the forge's sshd as its users reach it: ezra with an ed25519 key and allegro
+    with an RSA-2048 one (Gitea 1.22 takes RSA from 2047 bits) clone and push; allegro's push
+    to a repository he may only read is refused with Gitea's reason, and nothing lands."""
+    import shlex
+
+    from phoenix.lab.forgework import ssh_input
+    from phoenix.sshconf import Target, ssh_options
+
+    name, ip, _seconds = forge
+    pinned = droplet_target(lab, name)
+    keys = {}
+    for user, key_id, kind in (("ezra", 2, ["-t", "ed25519"]), ("allegro", 3,
+                                                                   ["-t", "rsa", "-b", "2048"])):
+        path = tmp_path / f"id_{user}"
+        subprocess.run(["ssh-keygen", "-q", *kind, "-N", "", "-C", f"{user}@lab", "-f",
+                        str(path)], check=True)
+        keys[user] = (path, key_id, path.with_suffix(".pub").read_text().strip())
+    # The users' keys as Gitea stores a key a user adds, then its authorized_keys rewritten
+    sql = ".timeout 20000\n" + "".join(
+        f"UPDATE public_key SET content = '{public}' WHERE id = {key_id};\n"
+        for _path, key_id, public in keys.values())
+    ssh_input(pinned, "runuser -u gitea -- sqlite3 /var/lib/gitea/data/gitea.db", sql)
+    ssh(lab, name, "runuser -u gitea -- /usr/local/bin/gitea admin regenerate keys "
+                   "--config /etc/gitea/app.ini")
+
+    def git(user: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        target = Target(host=ip, key=keys[user][0], known_hosts=pinned.known_hosts,
+                        user="gitea")
+        env = {**os.environ, "GIT_SSH_COMMAND": shlex.join(["ssh", *ssh_options(target)]),
+               "GIT_AUTHOR_NAME": user, "GIT_AUTHOR_EMAIL": f"{user}@lab.invalid",
+               "GIT_COMMITTER_NAME": user, "GIT_COMMITTER_EMAIL": f"{user}@lab.invalid"}
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=120, env=env, check=False)
+
+    def on_forge(repo: str, ref: str) -> str:
+        return ssh(lab, name, f"git --git-dir=/var/lib/gitea/data/gitea-repositories/{repo}.git "
+                              f"rev-parse --verify -q {ref} || true")
+
+    for user, repo in (("ezra", "ezra/hermes-agent"),
+                       ("allegro", "timmy_foundation/timmy-config")):
+        work = tmp_path / f"{user}-clone"
+        cloned = git(user, "clone", "-q", f"gitea@{ip}:{repo}.git", str(work))
+        assert cloned.returncode == 0, f"{user}: {cloned.stderr}"
+        assert git(user, "commit", "-q", "--allow-empty", "-m", f"over ssh by {user}",
+                   cwd=work).returncode == 0
+        pushed = git(user, "push", "-q", "origin", f"HEAD:refs/heads/ssh-{user}", cwd=work)
+        assert pushed.returncode == 0, f"{user}: {pushed.stderr}"
+        head = git(user, "rev-parse", "HEAD", cwd=work).stdout.strip()
+        assert on_forge(repo, f"refs/heads/ssh-{user}") == head
+    work = tmp_path / "allegro-reads"
+    assert git("allegro", "clone", "-q", f"gitea@{ip}:timmy/the-nexus.git",
+               str(work)).returncode == 0
+    assert git("allegro", "commit", "-q", "--allow-empty", "-m", "not his",
+               cwd=work).returncode == 0
+    refused = git("allegro", "push", "-q", "origin", "HEAD:refs/heads/ssh-refused", cwd=work)
+    assert refused.returncode != 0
+    assert ("Gitea: User: 3:allegro with Key: 3:allegro@lab is not authorized to write to "
+            "timmy/the-nexus." in refused.stderr), refused.stderr
+    assert on_forge("timmy/the-nexus", "refs/heads/ssh-refused") == ""
 
 
 DRIFT = {  # made behind the converge's back -> the operation that must repair it
@@ -346,7 +409,8 @@ def forge_dump(lab, forge, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runbook_backup(lab, tmp_path_factory) -> Path:
-    """The runbook's backup: /backups/gitea/ with gitea-YYYYMMDD.db and custom/ only."""
+    """The runbook's backup: /backups/gitea/ with gitea-YYYYMMDD.db and custom/ only, from
+    the Gitea 1.21 the forge ran (database version 280)."""
     folder = tmp_path_factory.mktemp("runbook") / "backups" / "gitea"
     folder.mkdir(parents=True)
     with tarfile.open(lab.state_dir / "backups" / "lab-gitea-backup.tar.gz") as tar:
@@ -354,6 +418,9 @@ def runbook_backup(lab, tmp_path_factory) -> Path:
                                         if m.name == "gitea.db" or m.name.startswith("custom")],
                        filter="data")
     (folder / "gitea.db").rename(folder / "gitea-20261127.db")
+    with sqlite3.connect(folder / "gitea-20261127.db") as conn:  # the forge ran Gitea 1.21
+        conn.execute("UPDATE version SET version = 280 WHERE id = 1")
+    conn.close()
     return folder
 
 
@@ -397,6 +464,12 @@ def test_the_runbooks_database_and_custom_restore_and_say_what_they_lack(
     assert [line.split(":")[0].split(" ")[0] for line in record["lacks"]] == \
         ["repositories", "app.ini"]
     assert api(ip, "version")[0] == 200
+    # Gitea 1.22 migrated it inside its start (models/migrations/migrations.go), given 90 s
+    # and gitea_migration_seconds for each of its 19 migrations
+    assert ssh(lab, name, "sqlite3 -readonly /var/lib/gitea/data/gitea.db "
+                          "'SELECT version FROM version WHERE id = 1'") == "299"
+    assert ssh(lab, name, "systemctl show -p TimeoutStartUSec gitea") == \
+        "TimeoutStartUSec=4min 40s"
     assert ssh(lab, name, "ls -A /var/lib/gitea/data/gitea-repositories") == ""
     assert ssh(lab, name, "test -f /var/lib/gitea/custom/public/robots.txt && echo yes") == "yes"
 
@@ -417,6 +490,14 @@ def test_bad_input_stops_before_anything_is_touched(lab, forge, forge_dump, runb
         tar.extractall(mismatch, filter="data")
     (mismatch / "manifest.json").unlink()
     shutil.rmtree(next((mismatch / "repositories").iterdir()))
+    newer, newer_archive = tmp_path / "newer", tmp_path / "gitea-1.23.tar.gz"
+    with tarfile.open(lab.state_dir / "backups" / "lab-gitea-backup.tar.gz") as tar:
+        tar.extractall(newer, filter="data")
+    with sqlite3.connect(newer / "gitea.db") as conn:  # what Gitea 1.23 leaves
+        conn.execute("UPDATE version SET version = 312 WHERE id = 1")
+    conn.close()
+    fixtures.write_manifest(newer)
+    fixtures.make_backup_archive(newer, newer_archive)
     before = ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}")
     for source, says in ((torn, "gitea-db.sql is not a sound SQL dump"),
                          (not_dump, "is a zip but not a gitea dump"),
@@ -426,6 +507,13 @@ def test_bad_input_stops_before_anything_is_touched(lab, forge, forge_dump, runb
         said = [line for line in result.stderr.splitlines() if f"restore_source {source}" in line]
         assert len(said) == 1 and says in said[0], result.stderr[-3000:]
         assert "Traceback" not in result.stdout + result.stderr
+    # A backup of a newer Gitea, refused on the host where its database is staged
+    result = restore(name, newer_archive, restore_force="true")
+    assert result.returncode != 0
+    said = [line for line in result.stderr.splitlines() if "migration version 312" in line]
+    assert said and "Gitea 1.22.3 expects 299 and refuses a newer one" in said[0] and \
+        "nothing was touched" in said[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
     assert ssh(lab, name, f"{GITEA_STATE}; systemctl show -p MainPID gitea; ls {ASIDE}") == before
 
 

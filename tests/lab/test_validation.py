@@ -260,6 +260,23 @@ def _firewall_load(t, s):
     on_host(t, "systemctl restart nftables")
 
 
+def _keys_file(s):
+    return shlex.quote(f"{s['gitea_home']}/.ssh/authorized_keys")
+
+
+def _serv_lines_gone(t, s):
+    """A restore that skipped `gitea admin regenerate keys`: the run user's authorized_keys
+    without Gitea's `serv` lines, so no user could use git over SSH."""
+    keys = _keys_file(s)
+    on_host(t, f"cp -p {keys} /root/authorized_keys.saved && "
+               f"sed -i '/# gitea public key/d; /serv key-/d' {keys}")
+    return ""
+
+
+def _serv_lines_back(t, s):
+    on_host(t, f"mv /root/authorized_keys.saved {_keys_file(s)}")
+
+
 # Test names and words may name {w0} and {w1}: the first two of the lab's wizard_names.
 BREAKS = [
     Break("gitea-stopped", _gitea_stop, _gitea_start,
@@ -267,6 +284,9 @@ BREAKS = [
                  "test_step4_gitea_listening_on_http_port": ["nothing listens", "3000"],
                  "test_step4_gitea_api_version_200_from_operator": ["does not answer"],
                  "test_step9_issue_create_and_close_through_api": ["does not answer"]}),
+    Break("git-over-ssh-keys-gone", _serv_lines_gone, _serv_lines_back,
+          fails={"test_step4_git_over_ssh_takes_every_key_in_the_database":
+                 ["has no `serv` line for key id", "gitea admin regenerate keys"]}),
     Break("gitea-db-0644", _db_0644, _db_0600,
           fails={"test_step4_gitea_db_owned_by_run_user_0600":
                  ["gitea.db is mode 0644, expected 0600"]}),

@@ -136,3 +136,19 @@ def test_a_setting_of_the_wrong_type_is_one_line_where_the_settings_are_read(tmp
         lines = [line.strip() for line in result.stderr.splitlines()]
         assert "setting backup_keep_hourly is '24h', not a whole number (group_data)" in lines
         assert "setting backup_append_only is 1, not True or False (group_data)" in lines
+
+
+def test_every_setting_declares_its_type_and_every_group_file_keeps_to_it():
+    import runpy
+
+    from phoenix.settings import GROUP_DATA, _fits, schema
+
+    declared = schema()
+    names = runpy.run_path(str(GROUP_DATA / "all.py"))["__all__"]
+    assert [n for n in names if n not in declared] == []
+    for path in sorted(GROUP_DATA.glob("*.py")):
+        if path.name == "lab.py":
+            continue  # reads the lab's artifacts: checked by load("lab") in the lab tests
+        values = runpy.run_path(str(path))
+        assert [k for k in declared if k in values and not _fits(values[k], declared[k])] == \
+            [], path

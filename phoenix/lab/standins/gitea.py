@@ -7,11 +7,12 @@ section without a header, [server], [database], [repository], [security]), refus
 root or as any user but RUN_USER, refuses a missing or corrupt SQLite database, serves the
 API subset the recovery checks and the drill use (/api/v1/version, repos, users, issues,
 comments, issue attachments, avatars; LFS batch, upload and download; token and basic auth with
-X-Gitea-OTP against 1.22's two_factor rows, decrypted with SECRET_KEY), git's smart HTTP
-(clone, fetch and push through Debian's git, with the hooks' environment), answers
-`gitea admin regenerate hooks|keys`, `gitea hook` (which refuses pushes made without Gitea, as
-1.22's does) and `gitea dump` (the zip of Gitea 1.22's cmd/dump.go), and tells systemd READY=1
-(Type=notify).
+X-Gitea-OTP against 1.22's two_factor rows, decrypted with SECRET_KEY or its built-in
+default), git's smart HTTP (clone, fetch and push through Debian's git, with the hooks'
+environment) and the private API `gitea serv` asks, answers `gitea admin regenerate
+hooks|keys`, `gitea serv key-N` (git over SSH from authorized_keys, cmd/serv.go), `gitea hook`
+(which refuses pushes made without Gitea, as 1.22's does) and `gitea dump` (the zip of Gitea
+1.22's cmd/dump.go), and tells systemd READY=1 (Type=notify).
 Runs with Debian 12's python3 standard library only: it is copied onto target hosts.
 """
 
@@ -44,9 +45,16 @@ BUILD_LINE = (
     "bindata, sqlite, sqlite_unlock_notify"
 )
 DB_VERSION = 299  # the migration number this release expects in the `version` table
+# models/migrations/migrations.go (1.22): the oldest database it migrates (Gitea 1.5.3), and
+# what each migration costs the stand-in: real ones rewrite tables, so an older database
+# takes Gitea's start-up longer in proportion to the number of migrations it is behind.
+MIN_DB_VERSION = 70
+MIGRATION_SECONDS = 0.5
 REQUIRED_TABLES = ("version", "user", "repository", "issue", "access_token")
 HOOK_NAMES = ("pre-receive", "update", "post-receive")
 USER_TYPE_INDIVIDUAL, USER_TYPE_ORGANIZATION = 0, 1
+KEY_TYPE_USER, KEY_TYPE_DEPLOY = 1, 2  # models/asymkey KeyType
+ACCESS_READ, ACCESS_WRITE = 1, 2  # models/perm AccessMode
 
 
 class Fatal(Exception):
@@ -269,6 +277,16 @@ def load_secret(settings: Settings, section: str, uri_key: str, key: str) -> str
     return value
 
 
+# modules/setting/security.go loadSecurityFrom: an empty SECRET_KEY is this built-in key, kept
+# "until it supports rotating an existing secret key" (go-gitea#16832).
+DEFAULT_SECRET_KEY = "!#@FDEWREWR&*("
+
+
+def secret_key(settings: Settings) -> str:
+    """setting.SecretKey as loadSecurityFrom sets it: SECRET_KEY(_URI), else the built-in key."""
+    return load_secret(settings, "security", "SECRET_KEY_URI", "SECRET_KEY") or DEFAULT_SECRET_KEY
+
+
 def jwt_secret_ok(value: str) -> bool:
     """modules/generate/generate.go DecodeJwtSecretBase64: raw (unpadded) base64url that decodes
     to exactly 32 bytes."""
@@ -333,15 +351,22 @@ def load_generated_secrets(settings: Settings) -> None:
                 raise Fatal(
                     f'save oauth2.JWT_SECRET failed: failed to save "{where}": {exc}'
                 ) from None
-    # modules/setting/security.go: INTERNAL_TOKEN(_URI), generateSaveInternalToken
+    # modules/setting/security.go: SECRET_KEY(_URI) first, INTERNAL_TOKEN(_URI) and
+    # generateSaveInternalToken next
+    secret_key(settings)
     if not load_secret(settings, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN"):
         try:
             save_key(settings, "security", "INTERNAL_TOKEN", new_internal_token())
         except OSError as exc:
             raise Fatal(f'Error saving internal token: failed to save "{where}": {exc}') from None
-    # modules/setting/lfs.go: only with [server] LFS_START_SERVER = true; saved through
-    # CreateOrAppendToCustomConf (modules/setting/setting.go), whose failure is fatal too
-    lfs_secret = settings.get("server", "LFS_JWT_SECRET")
+    # modules/setting/lfs.go: only with [server] LFS_START_SERVER = true, read through loadSecret
+    # (LFS_JWT_SECRET_URI beside it); saved through CreateOrAppendToCustomConf
+    # (modules/setting/setting.go), whose failure is fatal too
+    lfs_secret = (
+        load_secret(settings, "server", "LFS_JWT_SECRET_URI", "LFS_JWT_SECRET")
+        if truthy(settings.get("server", "LFS_START_SERVER"))
+        else ""
+    )
     if truthy(settings.get("server", "LFS_START_SERVER")) and not jwt_secret_ok(lfs_secret):
         try:
             save_key(
@@ -558,15 +583,63 @@ def open_checked_db(settings: Settings) -> None:
         missing = [t for t in REQUIRED_TABLES if t not in tables]
         if missing:
             raise Fatal(f"database {path} has no table {missing[0]!r}: not a Gitea database")
-        row = conn.execute("SELECT version FROM version ORDER BY id DESC LIMIT 1").fetchone()
-        if row and row[0] and int(row[0]) > DB_VERSION:
-            raise Fatal(
-                f"Your database (migration version: {row[0]}) is for a newer Gitea, you "
-                f"can not use the newer database for this old Gitea release "
-                f"({DB_VERSION})."
-            )
     finally:
         conn.close()
+
+
+def db_version(settings: Settings) -> int:
+    """migrations.GetCurrentDBVersion: the `version` row with id 1 (-1: none)."""
+    conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT version FROM version WHERE id = 1").fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row and row[0] is not None else -1
+
+
+def migrate(settings: Settings) -> None:
+    """models/migrations/migrations.go Migrate (1.22), inside `gitea web`'s start-up (before
+    READY=1, so under systemd's start timeout): a database older than 1.5.3's or newer than
+    this release's is fatal and left as it is; an older one is brought forward one migration
+    at a time, the version row written after each, so a start cut off resumes where it
+    stopped."""
+    current = db_version(settings)
+    if current < 0:
+        raise Fatal("database has not been initialized")  # a fresh install: not a restore
+    if current < MIN_DB_VERSION:
+        raise Fatal(
+            "Gitea no longer supports auto-migration from your previously installed version.\n"
+            "Please try upgrading to a lower version first (suggested v1.6.4), then upgrade "
+            "to this version."
+        )
+    if current > DB_VERSION:
+        raise Fatal(
+            f"Migration Error: Your database (migration version: {current}) is for a newer "
+            f"Gitea, you can not use the newer database for this old Gitea release "
+            f"({DB_VERSION}).\nGitea will exit to keep your database safe and unchanged. "
+            "Please use the correct Gitea release, do not change the migration version "
+            "manually (incorrect manual operation may lose data)."
+        )
+    for number in range(current, DB_VERSION):
+        log("I", f"Migration[{number}]: (lab stand-in: {MIGRATION_SECONDS:g} s)")
+        time.sleep(MIGRATION_SECONDS)
+        conn = sqlite3.connect(settings.db_path, timeout=10)
+        try:
+            with conn:
+                conn.execute("UPDATE version SET version = ? WHERE id = 1", (number + 1,))
+        finally:
+            conn.close()
+
+
+def ensure_up_to_date(settings: Settings) -> None:
+    """migrations.EnsureUpToDate: what Gitea's other commands require of the database."""
+    current = db_version(settings)
+    if current != DB_VERSION:
+        raise Fatal(
+            f"current database version {current} is not equal to the expected version "
+            f'{DB_VERSION}. Please run "gitea [--config /path/to/app.ini] migrate" to update '
+            "the database version"
+        )
 
 
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -835,9 +908,7 @@ class Forge:
         twofa = conn.execute("SELECT * FROM two_factor WHERE uid = ?", (user["id"],)).fetchone()
         if twofa is not None:
             try:
-                otp_secret = decrypt_totp_secret(
-                    self.s.get("security", "SECRET_KEY"), twofa["secret"] or ""
-                )
+                otp_secret = decrypt_totp_secret(secret_key(self.s), twofa["secret"] or "")
             except ValueError as exc:  # a SECRET_KEY other than the one that enrolled it
                 log("E", f"validateTOTP for uid {user['id']}: {exc}")
                 raise ApiError(401, str(exc)) from None
@@ -1610,6 +1681,208 @@ class Forge:
             )
         return 201, self.repo_json(conn, self.find_repo(conn, me["name"], name, me), me)
 
+    # -- the private API `gitea serv` calls (routers/private/, 1.22) --
+
+    INTERNAL_ROUTES = (
+        ("GET", re.compile(r"/api/internal/serv/none/(?P<keyid>-?\d+)$"), "serv_none"),
+        (
+            "GET",
+            re.compile(
+                r"/api/internal/serv/command/(?P<keyid>-?\d+)/(?P<owner>[^/]+)/(?P<repo>[^/]+)$"
+            ),
+            "serv_command",
+        ),
+        (
+            "POST",
+            re.compile(r"/api/internal/ssh/(?P<keyid>-?\d+)/update/(?P<repoid>\d+)$"),
+            "key_used",
+        ),
+    )
+
+    def internal(self, method: str, path: str, query: dict, headers) -> tuple:
+        """routers/private/internal.go CheckInternalToken: `Authorization: Bearer
+        INTERNAL_TOKEN` or 403; then the route's JSON (private.Response's err/user_msg)."""
+        token = load_secret(self.s, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN")
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        if scheme != "Bearer" or not token or not hmac.compare_digest(given, token):
+            return self.plain(403, "Forbidden")
+        for route_method, pattern, name in self.INTERNAL_ROUTES:
+            match = pattern.match(path)
+            if match and route_method == method:
+                conn = connect(self.s)
+                try:
+                    with self.write_lock:
+                        status, body = getattr(self, name)(conn, match.groupdict(), query)
+                        conn.commit()
+                finally:
+                    conn.close()
+                return status, body
+        raise ApiError(404, NOT_FOUND)
+
+    @staticmethod
+    def public_key(conn: sqlite3.Connection, key_id: int) -> sqlite3.Row | None:
+        if key_id <= 0 or not has_table(conn, "public_key"):
+            return None
+        return conn.execute("SELECT * FROM public_key WHERE id = ?", (key_id,)).fetchone()
+
+    def serv_none(self, conn, params: dict, _query: dict) -> tuple:
+        """routers/private/serv.go ServNoCommand: the key and its owner."""
+        key_id = int(params["keyid"])
+        if key_id <= 0:
+            return 400, {"err": f"Bad key id: {key_id}"}
+        key = self.public_key(conn, key_id)
+        if key is None:
+            return 401, {"err": f"Cannot find key: {key_id}"}
+        owner = None
+        if key["type"] == KEY_TYPE_USER:
+            owner = conn.execute("SELECT * FROM user WHERE id = ?", (key["owner_id"],)).fetchone()
+            if owner is None:
+                return 401, {
+                    "err": f"Cannot find owner with id: {key['owner_id']} for key: {key_id}"
+                }
+        return 200, {
+            "key": {
+                "id": key["id"],
+                "name": key["name"],
+                "type": key["type"],
+                "content": key["content"],
+            },
+            "user": {"id": owner["id"], "name": owner["name"]} if owner else None,
+        }
+
+    def serv_command(self, conn, params: dict, query: dict) -> tuple:
+        """routers/private/serv.go ServCommand: the repository, the key, its user (or deploy
+        key), then the user's access to the code unit against the mode asked (1 read, 2 write);
+        a refusal's user_msg is what `gitea serv` shows the git client."""
+        key_id, owner_name, repo_name = int(params["keyid"]), params["owner"], params["repo"]
+        mode = int((query.get("mode") or ["0"])[0] or 0)
+        results = {
+            "IsWiki": False,
+            "DeployKeyID": 0,
+            "KeyID": key_id,
+            "KeyName": "",
+            "UserName": "",
+            "UserEmail": "",
+            "UserID": 0,
+            "OwnerName": owner_name,
+            "RepoName": repo_name,
+            "RepoID": 0,
+        }
+        mode_string = "write to" if mode > ACCESS_READ else "read"
+        if repo_name.endswith(".wiki"):  # the stand-in keeps no wikis
+            return 404, {
+                "err": "wikis are not served by the lab stand-in",
+                "user_msg": f"Cannot find repository: {owner_name}/{repo_name}",
+            }
+        owner = conn.execute(
+            "SELECT * FROM user WHERE lower_name = ?", (owner_name.lower(),)
+        ).fetchone()
+        repo = (
+            owner
+            and conn.execute(
+                "SELECT * FROM repository WHERE owner_id = ? AND lower_name = ?",
+                (owner["id"], repo_name.lower()),
+            ).fetchone()
+        )
+        if repo:
+            results["RepoID"] = repo["id"]
+            if mode > ACCESS_READ and repo["is_mirror"]:
+                return 403, {
+                    "err": "mirror",
+                    "user_msg": f"Mirror Repository {owner_name}/{repo_name} is read-only",
+                }
+        key = self.public_key(conn, key_id)
+        if key is None:
+            return 401, {
+                "err": f"Cannot find key: {key_id}",
+                "user_msg": f"Cannot find key: {key_id}",
+            }
+        results.update(KeyName=key["name"], KeyID=key["id"], UserID=key["owner_id"])
+        if key["type"] == KEY_TYPE_DEPLOY:
+            deploy = (
+                repo
+                and has_table(conn, "deploy_key")
+                and conn.execute(
+                    "SELECT * FROM deploy_key WHERE key_id = ? AND repo_id = ?",
+                    (key["id"], repo["id"]),
+                ).fetchone()
+            )
+            if not deploy:
+                return 403, {
+                    "err": "deploy key",
+                    "user_msg": f"Public (Deploy) Key: {key['id']}:{key['name']} is not authorized "
+                    f"to {mode_string} {owner_name}/{repo_name}.",
+                }
+            if (deploy["mode"] or ACCESS_READ) < mode:
+                return 403, {
+                    "err": "deploy key",
+                    "user_msg": f"Deploy Key: {key['id']}:{key['name']} is not authorized to "
+                    f"{mode_string} {owner_name}/{repo_name}.",
+                }
+            results.update(
+                KeyName=deploy["name"],
+                DeployKeyID=deploy["id"],
+                UserName=owner_name,
+                UserID=repo["owner_id"],
+            )
+            return 200, results
+        user = conn.execute("SELECT * FROM user WHERE id = ?", (key["owner_id"],)).fetchone()
+        if user is None:
+            return 401, {
+                "err": "no owner",
+                "user_msg": f"Public Key: {key['id']}:{key['name']} owner {key['owner_id']} does "
+                "not exist.",
+            }
+        if not user["is_active"] or user["prohibit_login"]:
+            return 403, {"err": "disabled", "user_msg": "Your account is disabled."}
+        results.update(
+            UserName=user["name"],
+            UserEmail="" if user["keep_email_private"] else (user["email"] or ""),
+        )
+        if repo and mode > ACCESS_READ and repo["is_archived"]:
+            return 401, {
+                "err": "archived",
+                "user_msg": f"Repo: {owner_name}/{repo_name} is archived.",
+            }
+        if repo and (
+            mode > ACCESS_READ
+            or repo["is_private"]
+            or ini_must_bool(self.s.get("service", "REQUIRE_SIGNIN_VIEW"), False)
+        ):
+            allowed = (
+                self.can_write(conn, repo, user)
+                if mode > ACCESS_READ
+                else self.visible(conn, repo, user)
+            )
+            if not allowed:
+                return 403, {
+                    "err": "unauthorized",
+                    "user_msg": f"User: {user['id']}:{user['name']} with Key: {key['id']}:"
+                    f"{key['name']} is not authorized to {mode_string} "
+                    f"{owner_name}/{repo_name}.",
+                }
+        if not repo:
+            if mode <= ACCESS_READ or owner is None:
+                return 404, {
+                    "err": "no repository",
+                    "user_msg": f"Cannot find repository: {owner_name}/{repo_name}",
+                }
+            kind = "organizations" if owner["type"] == USER_TYPE_ORGANIZATION else "users"
+            return 403, {
+                "err": "push create",
+                "user_msg": f"Push to create is not enabled for {kind}.",
+            }  # the stand-in's default
+        return 200, results
+
+    def key_used(self, conn, params: dict, _query: dict) -> tuple:
+        """routers/private/key.go UpdatePublicKeyInRepo: the key's last use."""
+        if self.public_key(conn, int(params["keyid"])) is not None:
+            conn.execute(
+                "UPDATE public_key SET updated_unix = ? WHERE id = ?",
+                (int(time.time()), int(params["keyid"])),
+            )
+        return 200, {}
+
     # -- git's smart HTTP (routers/web/repo/githttp.go, 1.22) --
 
     GIT_ROUTE = re.compile(
@@ -1832,6 +2105,8 @@ class Forge:
                 f"<body>Gitea {GITEA_VERSION} lab stand-in</body></html>"
             ).encode()
             return 200, page, {"Content-Type": "text/html; charset=utf-8"}
+        if path.startswith("/api/internal/"):
+            return self.internal(method, path, parse_qs(url.query), headers)
         git = self.GIT_ROUTE.match(path)
         if git:
             return self.git_http(method, git.groupdict(), parse_qs(url.query), headers, raw_body)
@@ -1977,6 +2252,7 @@ def cmd_web(settings: Settings, opts: dict) -> int:
     if settings.protocol not in ("http",):
         raise Fatal(f"[server] PROTOCOL = {settings.protocol}: this stand-in serves http only")
     open_checked_db(settings)
+    migrate(settings)
     os.makedirs(settings.repo_root, exist_ok=True)
     family = socket.AF_INET6 if ":" in settings.http_addr else socket.AF_INET
     try:
@@ -2019,6 +2295,16 @@ def installed(settings: Settings) -> None:
     check_run_user(settings)
     load_generated_secrets(settings)
     open_checked_db(settings)
+    ensure_up_to_date(settings)
+
+
+def cmd_migrate(settings: Settings) -> int:
+    """`gitea migrate` (cmd/migrate.go): the migrations alone, without serving."""
+    check_run_user(settings)
+    load_generated_secrets(settings)
+    open_checked_db(settings)
+    migrate(settings)
+    return 0
 
 
 def cmd_regenerate_hooks(settings: Settings) -> int:
@@ -2441,6 +2727,159 @@ def only_push_with_environment(settings: Settings) -> bool:
     return ini_must_bool(settings.get("security", "ONLY_ALLOW_PUSH_IF_GITEA_ENVIRONMENT_SET"), True)
 
 
+# cmd/serv.go (1.22): the verbs `gitea serv` lets through, and the access each asks for
+SERV_VERBS = {
+    "git-upload-pack": ACCESS_READ,
+    "git-upload-archive": ACCESS_READ,
+    "git-receive-pack": ACCESS_WRITE,
+}
+SERV_LFS_VERBS = ("git-lfs-authenticate", "git-lfs-transfer")
+
+
+def local_url(settings: Settings) -> str:
+    """modules/setting/server.go LOCAL_ROOT_URL: where Gitea's own commands reach its web
+    process (HTTP_ADDR, 0.0.0.0 read as localhost)."""
+    given = settings.get("server", "LOCAL_ROOT_URL")
+    if given:
+        return given if given.endswith("/") else given + "/"
+    addr = settings.http_addr if settings.http_addr not in ("0.0.0.0", "") else "localhost"
+    return f"http://{addr}:{settings.http_port}/"
+
+
+def private_call(settings: Settings, method: str, path: str) -> tuple[int, dict]:
+    """modules/private/request.go: the internal API with the internal token; a web process that
+    does not answer is "Internal Server Connection Error", as for real Gitea."""
+    import urllib.error
+    import urllib.request
+
+    token = load_secret(settings, "security", "INTERNAL_TOKEN_URI", "INTERNAL_TOKEN")
+    request = urllib.request.Request(
+        local_url(settings) + path.lstrip("/"),
+        method=method,
+        headers={"Authorization": f"Bearer {token}"},
+        data=b"" if method == "POST" else None,
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"{}")
+        except ValueError:
+            return exc.code, {"err": raw.decode(errors="replace").strip()}
+    except OSError as exc:
+        raise HookRefused("Internal Server Connection Error") from exc
+
+
+def cmd_serv(words: list[str], opts: dict) -> int:
+    """`gitea serv key-N`, what the `command=` of each authorized_keys line runs (cmd/serv.go,
+    1.22): the key named by its id, SSH_ORIGINAL_COMMAND split as a shell would, the verb and
+    `owner/repo` checked, the private API asked whether this key's user may read or write it
+    (routers/private/serv.go), then Debian's git-upload-pack or git-receive-pack run in the
+    repository root with Gitea's environment (modules/repository/env.go), so the hooks take
+    the push. Every refusal goes through `fail`: `Gitea: <why>` on stderr, exit status 1."""
+    import shlex
+    import subprocess
+
+    try:
+        settings = hook_setup(opts)
+        if truthy(settings.get("server", "DISABLE_SSH")):
+            print("Gitea: SSH has been disabled", file=sys.stderr, flush=True)
+            return 0
+        if len(words) < 2:
+            print(USAGE)
+            return 0
+        keys = words[1].split("-")
+        if len(keys) != 2 or keys[0] != "key":
+            return hook_fail("Key ID format error")
+        if not re.fullmatch(r"-?\d+", keys[1]):
+            return hook_fail("Key ID parsing error")
+        key_id = int(keys[1])
+        command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+        if not command:
+            status, body = private_call(settings, "GET", f"api/internal/serv/none/{key_id}")
+            if status != 200:
+                return hook_fail("Key check failed")
+            key, user = body["key"], body.get("user") or {}
+            if key["type"] == KEY_TYPE_DEPLOY:
+                print(
+                    "Hi there! You've successfully authenticated with the deploy key named "
+                    f"{key['name']}, but Gitea does not provide shell access.",
+                    file=sys.stderr,
+                )
+            else:
+                print(
+                    f"Hi there, {user.get('name')}! You've successfully authenticated with the "
+                    f"key named {key['name']}, but Gitea does not provide shell access.",
+                    file=sys.stderr,
+                )
+            print(
+                "If this is unexpected, please log in with password and setup Gitea under "
+                "another user.",
+                file=sys.stderr,
+            )
+            return 0
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            return hook_fail("Error parsing arguments")
+        if len(argv) < 2:
+            return hook_fail("Too few arguments")
+        verb, repo_path = argv[0], argv[1].removeprefix("/")
+        parts = repo_path.split("/", 1)
+        if len(parts) != 2:
+            return hook_fail("Invalid repository path")
+        username, reponame = parts[0], parts[1].removesuffix(".git")
+        repo_path = repo_path.strip().lower()
+        if re.search(r"[^\w\-.]", reponame):
+            return hook_fail("Invalid repo name")
+        if verb in SERV_LFS_VERBS:
+            if not truthy(settings.get("server", "LFS_START_SERVER")):
+                return hook_fail("LFS Server is not enabled")
+            return hook_fail(f"{verb} is not served by the lab stand-in")
+        if verb not in SERV_VERBS:
+            return hook_fail("Unknown git command")
+        status, results = private_call(
+            settings,
+            "GET",
+            f"api/internal/serv/command/{key_id}/{username}/{reponame}"
+            f"?mode={SERV_VERBS[verb]}&verb={verb}",
+        )
+        if status != 200:
+            return hook_fail(results.get("user_msg") or "Internal Server Error (no specific error)")
+        home = settings.get("git", "HOME_PATH") or os.path.join(settings.app_data, "home")
+        env = {
+            **os.environ,
+            "GITEA_REPO_IS_WIKI": "true" if results["IsWiki"] else "false",
+            "GITEA_REPO_NAME": results["RepoName"],
+            "GITEA_REPO_USER_NAME": results["OwnerName"],
+            "GITEA_PUSHER_NAME": results["UserName"],
+            "GITEA_PUSHER_EMAIL": results["UserEmail"],
+            "GITEA_PUSHER_ID": str(results["UserID"]),
+            "GITEA_REPO_ID": str(results["RepoID"]),
+            "GITEA_PR_ID": "0",
+            "GITEA_DEPLOY_KEY_ID": str(results["DeployKeyID"]),
+            "GITEA_KEY_ID": str(results["KeyID"]),
+            "GITEA_ROOT_URL": settings.root_url,
+            # modules/git/git.go CommonCmdServEnvs
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+            "HOME": settings.path(home),
+        }
+        done = subprocess.run([verb, repo_path], cwd=settings.repo_root, env=env, check=False)
+        if done.returncode != 0:
+            return hook_fail("Failed to execute git command")
+        if results["KeyID"] > 0:
+            private_call(
+                settings, "POST", f"api/internal/ssh/{results['KeyID']}/update/{results['RepoID']}"
+            )
+        return 0
+    except HookRefused as exc:
+        return hook_fail(str(exc))
+
+
 USAGE = f"""NAME:
    gitea - A painless self-hosted Git service (LAB STAND-IN {GITEA_VERSION})
 
@@ -2449,12 +2888,14 @@ USAGE:
 
 COMMANDS:
    web                       Start Gitea web server (needs INSTALL_LOCK, RUN_USER, a sound db)
+   migrate                   Migrate an older database to this release's version
    admin regenerate hooks    Rewrite the git hooks of every repository
    admin regenerate keys     Rewrite the RUN_USER's authorized_keys from the database
    admin user list           List users
    doctor check              PRAGMA integrity_check of the database
    dump [-f FILE] [-R] …     Dump Gitea files and database into a zip (cmd/dump.go's layout)
    hook                      Delegate commands called by the git hooks (1.22's checks)
+   serv key-N                Git over SSH for the key N (authorized_keys' command=)
 
 GLOBAL OPTIONS:
    --config value, -c value       Set custom config file \
@@ -2476,6 +2917,8 @@ def main(argv: list[str]) -> int:
             return 0
         if words[:1] == ["hook"]:
             return cmd_hook(words, opts)
+        if words[:1] == ["serv"]:
+            return cmd_serv(words, opts)
         command = words or ["web"]  # like Gitea: no subcommand means `web`
         settings = Settings(opts)
         if command == ["web"]:
@@ -2486,6 +2929,8 @@ def main(argv: list[str]) -> int:
             return cmd_regenerate_keys(settings)
         if command == ["admin", "user", "list"]:
             return cmd_user_list(settings)
+        if command == ["migrate"]:
+            return cmd_migrate(settings)
         if command == ["dump"]:
             return cmd_dump(settings, opts)
         if command[:2] == ["doctor", "check"] or command == ["doctor"]:

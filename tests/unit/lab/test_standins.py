@@ -618,3 +618,151 @@ def test_gitea_runs_sqlite_in_the_journal_mode_app_ini_sets(forge):
     forge.ini.write_text(text.replace("[repository]", "SQLITE_JOURNAL_MODE = FAST\n\n[repository]"))
     result = run("gitea", "admin", "regenerate", "keys", "-c", str(forge.ini))
     assert result.returncode != 0 and "Invalid _journal_mode: FAST" in result.stderr
+
+
+def basic_status(forge: Forge, login: str, password: str, otp: str | None) -> int:
+    import base64
+    request = urllib.request.Request(f"{forge.url}/api/v1/user")
+    request.add_header("Authorization",
+                       "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode())
+    if otp:
+        request.add_header("X-Gitea-OTP", otp)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_an_empty_secret_key_is_giteas_builtin_one_for_2fa(forge):
+    """modules/setting/security.go: an empty SECRET_KEY means `!#@FDEWREWR&*(`, so 2FA rows a
+    forge enrolled without a key of its own decrypt under it, and not under ""."""
+    from phoenix.forge.api import totp
+
+    otp = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    gitea = fixtures.standin_module("gitea")
+    forge.write_ini(secret_key="")
+    with sqlite3.connect(forge.db) as conn:
+        conn.executescript(fixtures.enroll_totp_sql(secret_key=gitea.DEFAULT_SECRET_KEY, uid=2,
+                                                    otp_secret=otp))
+        login = conn.execute("SELECT name FROM user WHERE id = 2").fetchone()[0]
+    password = fixtures.password_of(login)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert basic_status(forge, login, password, totp(otp)) == 200
+        assert basic_status(forge, login, password, None) == 401
+    with sqlite3.connect(forge.db) as conn:  # encrypted under "" instead: Gitea cannot read it
+        conn.execute("DELETE FROM two_factor")
+        conn.executescript(fixtures.enroll_totp_sql(secret_key="", uid=2, otp_secret=otp))
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert basic_status(forge, login, password, totp(otp)) == 401
+
+
+def test_gitea_reads_a_secret_from_its_uri_and_refuses_both_forms(forge, tmp_path):
+    token_file = tmp_path / "internal_token"
+    token_file.write_text("a-token-from-a-file\n")
+    text = forge.ini.read_text() + f"INTERNAL_TOKEN_URI = file:{token_file}\n"
+    forge.ini.write_text(text)
+    with started("gitea", "web", "-c", str(forge.ini)):
+        assert forge.api("GET", "/version")[0] == 200
+    saved = fixtures.standin_module("gitea").read_ini(str(forge.ini))
+    assert not saved.has_option("security", "INTERNAL_TOKEN")  # read, not generated
+    forge.ini.write_text(text + "INTERNAL_TOKEN = a-literal-token\n")
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1
+    assert "Cannot specify both INTERNAL_TOKEN_URI and INTERNAL_TOKEN" in result.stderr
+    forge.ini.write_text(text.replace("SECRET_KEY = lab-secret-key-one",
+                                      f"SECRET_KEY = x\nSECRET_KEY_URI = file:{token_file}"))
+    result = run("gitea", "web", "-c", str(forge.ini))
+    assert result.returncode == 1
+    assert "Cannot specify both SECRET_KEY_URI and SECRET_KEY" in result.stderr
+
+
+def test_gitea_serv_serves_git_over_ssh_by_key_and_permission(forge, tmp_path):
+    """cmd/serv.go and routers/private/serv.go (1.22), as sshd runs them from authorized_keys'
+    `command=`: git as the key's user, a push only with write access, the refusal's reason
+    shown to git, and nothing served while the web process (its private API) is down."""
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+    fake_ssh = tmp_path / "ssh"  # what sshd does with the key's command= line, without sshd
+    fake_ssh.write_text(
+        "#!/bin/sh\nfor last; do :; done\n"
+        f'SSH_ORIGINAL_COMMAND="$last" exec {PYTHON} {STANDINS / "gitea.py"} '
+        f'--config={forge.ini} serv "key-$LAB_KEY_ID"\n')
+    fake_ssh.chmod(0o700)
+    bare = forge.repos / "timmy" / "the-nexus.git"
+
+    def git(*args: str, key: int) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60,
+                              env=git_env(GIT_SSH_COMMAND=str(fake_ssh), LAB_KEY_ID=str(key)),
+                              check=False)
+
+    work = tmp_path / "work"
+    url = "git@forge.lab.invalid:timmy/the-nexus.git"
+    down = git("clone", "-q", url, str(tmp_path / "down"), key=1)
+    assert down.returncode != 0 and "Gitea: Internal Server Connection Error" in down.stderr
+    with started("gitea", "web", "-c", str(forge.ini)):
+        cloned = git("clone", "-q", url, str(work), key=1)  # timmy's key: the owner
+        assert cloned.returncode == 0, cloned.stderr
+        assert git("-C", str(work), "commit", "-q", "--allow-empty", "-m", "over ssh",
+                   key=1).returncode == 0
+        pushed = git("-C", str(work), "push", "origin", "HEAD", key=1)
+        assert pushed.returncode == 0, pushed.stderr
+        head = git("-C", str(work), "rev-parse", "HEAD", key=1).stdout.strip()
+        assert git("--git-dir", str(bare), "rev-parse", "HEAD", key=1).stdout.strip() == head
+        # allegro (key 3) may read timmy's public repository but not write to it
+        assert git("clone", "-q", url, str(tmp_path / "reader"), key=3).returncode == 0
+        assert git("-C", str(work), "commit", "-q", "--allow-empty", "-m", "by a reader",
+                   key=3).returncode == 0
+        refused = git("-C", str(work), "push", "origin", "HEAD", key=3)
+        assert refused.returncode != 0
+        assert ("Gitea: User: 3:allegro with Key: 3:allegro@lab is not authorized to write to "
+                "timmy/the-nexus." in refused.stderr)
+        assert git("--git-dir", str(bare), "rev-parse", "HEAD", key=1).stdout.strip() == head
+        unknown = git("clone", "-q", url, str(tmp_path / "unknown"), key=99)
+        assert unknown.returncode != 0 and "Gitea: Cannot find key: 99" in unknown.stderr
+    with sqlite3.connect(forge.db) as conn:  # the key's last use, as UpdatePublicKeyInRepo
+        assert conn.execute("SELECT updated_unix FROM public_key WHERE id = 1").fetchone()[0] > (
+            conn.execute("SELECT created_unix FROM public_key WHERE id = 1").fetchone()[0])
+
+
+def set_db_version(db: Path, version: int) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE version SET version = ? WHERE id = 1", (version,))
+
+
+def db_version_of(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT version FROM version WHERE id = 1").fetchone()[0]
+
+
+def test_gitea_migrates_an_older_database_in_time_proportional_to_the_gap(forge):
+    """models/migrations/migrations.go (1.22): the pending migrations run inside `gitea web`'s
+    start-up, before READY=1, one version row update each; the other commands refuse a
+    database that is not at this release's version."""
+    import time
+
+    gitea = fixtures.standin_module("gitea")
+    set_db_version(forge.db, gitea.DB_VERSION - 4)
+    refused = run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini))
+    assert refused.returncode == 1
+    assert (f"current database version {gitea.DB_VERSION - 4} is not equal to the expected "
+            f"version {gitea.DB_VERSION}") in refused.stderr
+    begun = time.monotonic()
+    with started("gitea", "web", "-c", str(forge.ini)):  # READY=1 only once migrated
+        took = time.monotonic() - begun
+        assert db_version_of(forge.db) == gitea.DB_VERSION
+        assert forge.api("GET", "/version")[0] == 200
+    assert took >= 4 * gitea.MIGRATION_SECONDS  # a lower bound: the machine's load only adds
+    assert run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini)).returncode == 0
+
+
+def test_gitea_refuses_a_newer_or_too_old_database_and_leaves_it_as_it_is(forge):
+    gitea = fixtures.standin_module("gitea")
+    for version, says in ((gitea.DB_VERSION + 13, "is for a newer Gitea"),
+                          (gitea.MIN_DB_VERSION - 1, "no longer supports auto-migration")):
+        set_db_version(forge.db, version)
+        before = forge.db.read_bytes()
+        result = run("gitea", "web", "-c", str(forge.ini))
+        assert result.returncode == 1 and says in result.stderr, result.stderr
+        assert "Listen:" not in result.stdout
+        assert forge.db.read_bytes() == before
