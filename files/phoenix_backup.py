@@ -452,6 +452,70 @@ def copy_file(src: str, dest: str) -> None:
     _replace_with(src, dest, st, link=False)
 
 
+def _to_write(src: str, dest: str, exclude: frozenset[str] = frozenset()) -> int:
+    """Bytes mirror(src, dest) would write: files missing or changed in dest, git objects
+    only when a hard link cannot be made (dest on another filesystem). Over, never under."""
+    if not os.path.isdir(src):
+        return 0
+    total = 0
+    same_fs = os.path.isdir(dest) and os.stat(src).st_dev == os.stat(dest).st_dev
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        rel = "" if rel == "." else rel
+        dirnames[:] = [n for n in dirnames if os.path.normpath(os.path.join(rel, n)) not in exclude]
+        for name in filenames:
+            if os.path.normpath(os.path.join(rel, name)) in exclude:
+                continue
+            st = os.lstat(os.path.join(dirpath, name))
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if same_fs and f"{os.sep}objects{os.sep}" in os.path.join(dirpath, name):
+                continue
+            try:
+                have = os.lstat(os.path.join(dest, rel, name))
+                if have.st_size == st.st_size and int(have.st_mtime) == int(st.st_mtime):
+                    continue
+            except OSError:
+                pass
+            total += st.st_size
+    return total
+
+
+def check_free_space(config: dict) -> None:
+    """Refuse, before anything is staged, a run whose copy would fill the staging folder's
+    filesystem: it is the forge's own disk, where Gitea and SQLite fail when it is full."""
+    gitea, root = config["gitea"], config["staging_dir"]
+    folder = os.path.join(root, GITEA)
+    needed = sum(
+        os.path.getsize(path)
+        for path in [gitea["db_path"], gitea["db_path"] + "-wal"]
+        if os.path.isfile(path)
+    )
+    for name, src, exclude in (
+        ("repositories", gitea["repo_root"], frozenset()),
+        ("custom", gitea["custom_dir"], frozenset()),
+        ("data", gitea.get("data_dir"), data_exclusions(gitea)),
+    ):
+        if src:
+            needed += _to_write(src, os.path.join(folder, name), exclude)
+    for path in config.get("paths", []):
+        target = os.path.join(root, FILES, os.path.normpath(path).lstrip("/"))
+        if os.path.isfile(path):
+            needed += os.path.getsize(path)
+        else:
+            needed += _to_write(path, target)
+    fs = os.statvfs(root)
+    free = fs.f_bavail * fs.f_frsize
+    reserve = int(config.get("staging_reserve_mib", 256)) * 2**20  # left for Gitea and SQLite
+    if needed + reserve > free:
+        mib = 2**20
+        raise JobError(
+            f"the staging copy needs {needed / mib:.0f} MiB more in {root} and only "
+            f"{free / mib:.0f} MiB are free (keeping {reserve / mib:.0f} MiB for the forge): "
+            "nothing was staged or sent; free space there, or move staging_dir"
+        )
+
+
 def stage(config: dict) -> dict:
     """The staging folder as a sealed, consistent copy of the forge; returns the manifest's
     summary from phoenix-backup-verify."""
@@ -459,6 +523,7 @@ def stage(config: dict) -> dict:
     root = config["staging_dir"]
     os.makedirs(root, mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
+    check_free_space(config)
     folder = os.path.join(root, GITEA)
     os.makedirs(folder, mode=0o700, exist_ok=True)
     copy_database(gitea["db_path"], os.path.join(folder, "gitea.db"))

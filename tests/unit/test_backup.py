@@ -695,3 +695,35 @@ def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_pa
     # the age is the real newest's, not a negative one
     age = re.search(r"newest snapshot: (-?\d+) s old", found.stdout)
     assert age and 0 <= int(age[1]) < 600, found.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (make test runs as root)")
+def test_staging_refuses_to_start_on_a_filesystem_too_small_for_it(forge, tmp_path):
+    """The staging copy is written on the forge's own disk: when it would not fit (less the
+    reserve kept for Gitea and SQLite), the run stops before staging anything, naming the
+    numbers, and the forge's data is as it was."""
+    shutil.copytree(forge, tmp_path / "forge", symlinks=True)
+    forge = tmp_path / "forge"   # a copy of its own: the fixture is shared
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(small)], check=True)
+    try:
+        (forge / "gitea" / "data" / "attachments").mkdir(parents=True, exist_ok=True)
+        big = forge / "gitea" / "data" / "attachments" / "big"
+        big.write_bytes(os.urandom(1 << 20) * 64)   # 64 MiB: 300 - 256 reserved is too little
+        before = {p: p.stat().st_mtime_ns for p in (forge / "gitea").rglob("*") if p.is_file()}
+        config = job_config(tmp_path, forge, tmp_path / "repo")
+        data = json.loads(config.read_text())
+        data["staging_dir"] = str(small / "staging")
+        config.write_text(json.dumps(data))
+        proc = run_job(config)
+        assert proc.returncode != 0
+        line = proc.stderr.strip().splitlines()[-1]
+        assert "the staging copy needs 64 MiB more in" in line, proc.stderr
+        assert "MiB are free (keeping 256 MiB for the forge): nothing was staged or sent" \
+            in line, line
+        assert not (small / "staging" / "gitea").exists()
+        assert {p: p.stat().st_mtime_ns for p in (forge / "gitea").rglob("*")
+                if p.is_file()} == before
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
