@@ -150,6 +150,25 @@ def answer(zones: Zones, packet: bytes, *, limit: int | None = UDP_LIMIT) -> byt
         return response.to_wire(max_size=size)
 
 
+def _bind_pair(family: int, host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same port. With port 0 the free UDP port the
+    kernel picks may be taken for TCP by another process: try another, a few times."""
+    for attempt in range(20):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            udp.bind((host, port))
+            tcp.bind((host, udp.getsockname()[1]))
+            return udp, tcp
+        except OSError:
+            udp.close()
+            tcp.close()
+            if port != 0 or attempt == 19:
+                raise
+    raise AssertionError("unreachable")
+
+
 class DNSServer:
     """Serves `zones` on host:port over UDP and TCP (port 0: any free port, the same for
     both, see `.port`) in threads."""
@@ -157,11 +176,7 @@ class DNSServer:
     def __init__(self, zones: Zones, host: str = "127.0.0.1", port: int = 0) -> None:
         self.zones = zones
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        self._udp = socket.socket(family, socket.SOCK_DGRAM)
-        self._tcp = socket.socket(family, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._udp.bind((host, port))
-        self._tcp.bind((host, self._udp.getsockname()[1]))
+        self._udp, self._tcp = _bind_pair(family, host, port)
         self._tcp.listen(16)
         self._udp.settimeout(0.2)  # how often the loops look at the stop flag
         self._tcp.settimeout(0.2)
