@@ -920,7 +920,7 @@ def believable(config: dict, rows: list[dict]) -> list[dict]:
     seconds, each named in one line. The forge writes a snapshot's time (restic --time, or a
     forged snapshot file through its append-only key): one dated 2099 must never be the
     newest, or it would stay the newest for ever."""
-    tolerance = float(config.get("future_tolerance") or 300)
+    tolerance = float(config.get("future_tolerance") or 30)
     limit = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=tolerance)
     kept = []
     for row in rows:

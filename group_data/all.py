@@ -351,8 +351,9 @@ backup_prune_time_tolerance: int = 7200  # seconds; a snapshot dated further fro
 backup_prune_lock_tolerance: int = 300  # seconds; a restic lock dated further after its arrival
 # on the store (restic never takes a future-dated lock for stale: a forge could stop every
 # prune with one) is removed by the store's retention, and named in its log
-backup_future_tolerance: int = 300  # seconds; a snapshot dated later than now + this (the forge
-# writes its time) is never the newest, and is a problem
+backup_future_tolerance: int = 30  # seconds; a snapshot dated later than now + this (the forge
+# writes its time) is never the newest, and is a problem. restic dates a snapshot when it starts,
+# so only clock skew between NTP-kept hosts needs room here, not minutes
 backup_keys_expected: int = 1  # `phoenix backup verify` fails on more keys (one added by
 # a compromised forge: `restic key add` stays possible)
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):

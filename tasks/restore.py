@@ -320,7 +320,7 @@ def verify_backup() -> None:
     resolved = due.resolved
     if resolved.lacks:
         logger.warning(f"[{host.name}] {resolved.label} lacks: " + "; ".join(resolved.lacks))
-    tolerance = float(data.backup_future_tolerance or 300)
+    tolerance = float(data.backup_future_tolerance or 30)
     if due.snapshot is not None and pitr.future([due.snapshot], tolerance):
         # The forge wrote that time, on the clock its replicas and repository snapshots
         # share: as a point it keeps out what came after the snapshot all the same.
