@@ -351,6 +351,9 @@ backup_prune_time_tolerance: int = 7200  # seconds; a snapshot dated further fro
 backup_prune_lock_tolerance: int = 300  # seconds; a restic lock dated further after its arrival
 # on the store (restic never takes a future-dated lock for stale: a forge could stop every
 # prune with one) is removed by the store's retention, and named in its log
+backup_disk_reserve_mib: int = 256  # MiB a backup's staging copy and a restore's unpacking
+# leave free on the host's disk (the forge's own: Gitea and SQLite fail when it is full); a run
+# that would eat into it is refused before it writes anything, naming the numbers
 backup_future_tolerance: int = 30  # seconds; a snapshot dated later than now + this (the forge
 # writes its time) is never the newest, and is a problem. restic dates a snapshot when it starts,
 # so only clock skew between NTP-kept hosts needs room here, not minutes
