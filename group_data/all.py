@@ -100,6 +100,10 @@ restore_source: str | None = None
 restore_force: bool = False  # restore over existing data (which is first set aside)
 restore_staging_dir: str = "/var/lib/phoenix/restore"  # per backup: <sha256 of the archive>/
 restore_aside_dir: str = "/var/lib/gitea-aside"  # data found before a restore: <UTC time>/, kept
+# Days what restores set aside (restore_aside_dir) and staged (restore_staging_dir: the backup's
+# archive, its unpacked copy) are kept; None keeps them for ever (nothing set aside is removed
+# unless this says so). Applied on each converge.
+restore_keep_days: float | None = None
 restore_verifier_path: str = "/usr/local/sbin/phoenix-backup-verify"  # from files/
 restore_tool_path: str = "/usr/local/sbin/phoenix-restore"  # set aside, put in place, regenerate
 # Restarted (when running) once the saved folders (backup_paths, https_state_dir) are back,

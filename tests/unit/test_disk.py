@@ -50,3 +50,51 @@ def test_a_restore_too_big_for_the_disk_is_refused_before_it_writes(forge, tmp_p
             == 64 << 20
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_what_restores_set_aside_goes_only_past_the_days_the_operator_set(tmp_path):
+    from tests.unit.test_backup import RESTORE
+
+    aside, staging = tmp_path / "aside", tmp_path / "restore"
+    for folder in ("20260101T000000Z", "20260101T000000Z-2", "29990101T000000Z", "not-a-stamp"):
+        (aside / folder).mkdir(parents=True)
+        (aside / folder / "gitea.db").write_text("set aside")
+    (aside / "20250101T000000Z").symlink_to(tmp_path / "elsewhere")   # never followed
+    (tmp_path / "elsewhere").mkdir()
+    old = 1_700_000_000
+    for stage in ("a" * 64, "b" * 64, "c" * 64):
+        (staging / stage).mkdir(parents=True)
+        (staging / stage / "backup.tar.gz").write_text("archive")
+    for stage in ("a" * 64, "b" * 64):
+        os.utime(staging / stage, (old, old))
+    (staging / "config.json").write_text("{}")
+    config = tmp_path / "tool.json"
+    config.write_text(json.dumps({"aside_dir": str(aside), "staging_dir": str(staging)}))
+
+    def prune(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(RESTORE), "--config", str(config), "prune", *args],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    proc = prune("--keep-days", "30", "--current", "b" * 64)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in aside.iterdir()) == [
+        "20250101T000000Z", "29990101T000000Z", "not-a-stamp"]
+    assert (tmp_path / "elsewhere").is_dir()
+    assert sorted(p.name for p in staging.iterdir()) == ["b" * 64, "c" * 64, "config.json"]
+    assert json.loads(proc.stdout)["removed"] == [
+        str(aside / "20260101T000000Z"), str(aside / "20260101T000000Z-2"),
+        str(staging / ("a" * 64))]
+    again = prune("--keep-days", "30", "--current", "b" * 64)
+    assert again.returncode == 0 and json.loads(again.stdout)["removed"] == []
+
+
+def test_the_deploy_prunes_only_when_restore_keep_days_is_set(tmp_path):
+    from tests.unit.tasks.dry import run_task
+
+    data = {"restore_staging_dir": str(tmp_path / "restore"),
+            "restore_aside_dir": str(tmp_path / "aside"),
+            "gitea_start_requires_database": "False"}
+    kept = run_task(tmp_path, "restore", "verify_backup", data=data)
+    assert not [name for name in kept if name.startswith("Remove what restores set aside")]
+    pruned = run_task(tmp_path, "restore", "verify_backup", data={**data, "restore_keep_days": 30})
+    assert pruned["Remove what restores set aside or staged over 30 days ago"] is True
