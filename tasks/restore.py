@@ -314,17 +314,12 @@ def verify_backup() -> None:
     )
     due = _due()
     if data.restore_keep_days is not None:  # else what a restore set aside stays for ever
-        current = [q(due.resolved.stage_id)] if isinstance(due, _Due) else []
+        keep: list[str | QuoteString] = ["--keep-days", q(str(data.restore_keep_days))]
+        if isinstance(due, _Due):
+            keep += ["--current", q(due.resolved.stage_id)]
         server.shell(
             name=f"Remove what restores set aside or staged over {data.restore_keep_days} days ago",
-            commands=[
-                _tool(
-                    "prune",
-                    "--keep-days",
-                    q(str(data.restore_keep_days)),
-                    *(["--current", *current] if current else []),
-                )
-            ],
+            commands=[_tool("prune", *keep)],
         )
     if due is None:
         host.noop("no restore_source: nothing to restore")

@@ -42,11 +42,12 @@ def sftp_mtimes(argv: list[str], folder: str, *, timeout: float, where: str) -> 
     import paramiko
 
     ours, theirs = socket.socketpair()
-    proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE)
+    fd = theirs.fileno()
+    proc = subprocess.Popen(argv, stdin=fd, stdout=fd, stderr=subprocess.PIPE)
     theirs.close()
     ours.settimeout(timeout)
     try:
-        client = paramiko.SFTPClient(_Pipe(ours))
+        client = paramiko.SFTPClient(_Pipe(ours))  # type: ignore[arg-type]  # duck-typed
         try:
             return {
                 attr.filename: float(attr.st_mtime or 0) for attr in client.listdir_attr(folder)
