@@ -1,6 +1,6 @@
 # Phoenix: `make drill` runs a whole disaster and recovery in the local lab; `make test` the tests.
 PYTHON ?= python3
-APT_PACKAGES = systemd-container debootstrap apt-cacher-ng iproute2 openssh-client git \
+APT_PACKAGES = systemd-container debootstrap apt-cacher-ng iproute2 openssh-client openssh-sftp-server git \
                sqlite3 restic rclone dnsutils pebble openssl curl ssh-audit
 
 .PHONY: deps lock lock-runtime lint test test-unit test-lab drill bench lab-down

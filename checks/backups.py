@@ -37,7 +37,7 @@ def _future(status: dict, settings) -> str:
 
     found = pitr.future(
         [{"id": str(status.get("snapshot_id") or "?"), "time": status["time"]}],
-        float(settings.get("backup_future_tolerance") or 300),
+        float(settings.get("backup_future_tolerance") or 30),
     )
     return "; ".join(found.values())
 

@@ -504,15 +504,24 @@ def check_free_space(config: dict) -> None:
             needed += os.path.getsize(path)
         else:
             needed += _to_write(path, target)
-    fs = os.statvfs(root)
+    refuse_short_of_space(config, needed, root, "the staging copy", "nothing was staged or sent")
+
+
+def refuse_short_of_space(config: dict, needed: int, folder: str, what: str, kept: str) -> None:
+    """A one-line refusal when writing `needed` bytes into `folder` would leave less than the
+    reserve (staging_reserve_mib, backup_disk_reserve_mib) free on its filesystem."""
+    existing = folder
+    while not os.path.isdir(existing) and existing not in ("", "/"):
+        existing = os.path.dirname(existing)  # made by the run: its filesystem is the parent's
+    fs = os.statvfs(existing or "/")
     free = fs.f_bavail * fs.f_frsize
     reserve = int(config.get("staging_reserve_mib", 256)) * 2**20  # left for Gitea and SQLite
     if needed + reserve > free:
         mib = 2**20
         raise JobError(
-            f"the staging copy needs {needed / mib:.0f} MiB more in {root} and only "
+            f"{what} needs {needed / mib:.0f} MiB more in {folder} and only "
             f"{free / mib:.0f} MiB are free (keeping {reserve / mib:.0f} MiB for the forge): "
-            "nothing was staged or sent; free space there, or move staging_dir"
+            f"{kept}; free space there, or move it"
         )
 
 
@@ -782,6 +791,24 @@ def restore(config: dict, snapshot: str, dest: str, *, use_prestaged: bool = Tru
         return 0
     tmp = dest + ".restic-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    size = json.loads(
+        restic(
+            config,
+            "stats",
+            "--json",
+            "--mode",
+            "restore-size",
+            snapshot,
+            what=f"sizing snapshot {snapshot}",
+        )
+    )["total_size"]
+    refuse_short_of_space(
+        config,
+        int(size),
+        os.path.dirname(os.path.abspath(dest)),
+        f"restoring snapshot {snapshot[:8]}",
+        "nothing was restored",
+    )
     os.makedirs(tmp, mode=0o700)
     restic(config, "restore", snapshot, "--target", tmp, what=f"restoring snapshot {snapshot}")
     if not os.path.isdir(os.path.join(tmp, GITEA)):
@@ -920,7 +947,7 @@ def believable(config: dict, rows: list[dict]) -> list[dict]:
     seconds, each named in one line. The forge writes a snapshot's time (restic --time, or a
     forged snapshot file through its append-only key): one dated 2099 must never be the
     newest, or it would stay the newest for ever."""
-    tolerance = float(config.get("future_tolerance") or 300)
+    tolerance = float(config.get("future_tolerance") or 30)
     limit = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=tolerance)
     kept = []
     for row in rows:

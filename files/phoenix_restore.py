@@ -75,7 +75,10 @@ NEEDS = {
     "repositories": ("db_path", "repo_root", "aside_dir", "backup_job", "backup_config"),
     "regenerate": ("user", "gitea_binary", "app_ini", "work_dir"),
     "record": (),
+    "prune": ("aside_dir", "staging_dir"),
 }
+STAMP = re.compile(r"(\d{8}T\d{6}Z)(-\d+)?")  # an Aside folder's name
+STAGE = re.compile(r"[0-9a-f]{8,64}")  # a staging folder: the snapshot id or archive's sha256
 
 
 class RestoreError(Exception):
@@ -1364,6 +1367,34 @@ def record(plan_path: str, out: str) -> dict:
     return done
 
 
+def prune(config: dict, keep_days: float, current: str | None) -> dict:
+    """What restores set aside (aside_dir/<UTC time>/) and staged (staging_dir/<id>/) more than
+    `keep_days` ago, removed; the staging folder of `current` kept whatever its age. Ages come
+    from the folders' names and mtimes, which this tool wrote, never from what a backup holds."""
+    limit = datetime.datetime.now(UTC) - datetime.timedelta(days=keep_days)
+    removed: list[str] = []
+    for root, pattern in ((config["aside_dir"], STAMP), (config["staging_dir"], STAGE)):
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if not pattern.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
+                continue
+            if entry.name == current:
+                continue
+            if pattern is STAMP:
+                when = datetime.datetime.strptime(entry.name[:16], "%Y%m%dT%H%M%SZ")
+                when = when.replace(tzinfo=UTC)
+            else:
+                when = datetime.datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+            if when < limit:
+                shutil.rmtree(entry.path)
+                log(f"removed {entry.path}: older than {keep_days:g} days (restore_keep_days)")
+                removed.append(entry.path)
+    return {"removed": removed}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="phoenix-restore", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
@@ -1383,6 +1414,9 @@ def main(argv: list[str]) -> int:
     recorded = sub.add_parser("record", help="what was restored, each kind from which point")
     recorded.add_argument("plan")
     recorded.add_argument("out")
+    pruned = sub.add_parser("prune", help="what restores set aside or staged, past its days")
+    pruned.add_argument("--keep-days", type=float, required=True)
+    pruned.add_argument("--current")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.command)
@@ -1405,6 +1439,8 @@ def main(argv: list[str]) -> int:
             )
         elif args.command == "record":
             done = record(args.plan, args.out)
+        elif args.command == "prune":
+            done = prune(config, args.keep_days, args.current)
         else:
             done = regenerate(config)
     except (RestoreError, OSError, ValueError) as exc:

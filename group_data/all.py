@@ -100,6 +100,10 @@ restore_source: str | None = None
 restore_force: bool = False  # restore over existing data (which is first set aside)
 restore_staging_dir: str = "/var/lib/phoenix/restore"  # per backup: <sha256 of the archive>/
 restore_aside_dir: str = "/var/lib/gitea-aside"  # data found before a restore: <UTC time>/, kept
+# Days what restores set aside (restore_aside_dir) and staged (restore_staging_dir: the backup's
+# archive, its unpacked copy) are kept; None keeps them for ever (nothing set aside is removed
+# unless this says so). Applied on each converge.
+restore_keep_days: float | None = None
 restore_verifier_path: str = "/usr/local/sbin/phoenix-backup-verify"  # from files/
 restore_tool_path: str = "/usr/local/sbin/phoenix-restore"  # set aside, put in place, regenerate
 # Restarted (when running) once the saved folders (backup_paths, https_state_dir) are back,
@@ -351,8 +355,12 @@ backup_prune_time_tolerance: int = 7200  # seconds; a snapshot dated further fro
 backup_prune_lock_tolerance: int = 300  # seconds; a restic lock dated further after its arrival
 # on the store (restic never takes a future-dated lock for stale: a forge could stop every
 # prune with one) is removed by the store's retention, and named in its log
-backup_future_tolerance: int = 300  # seconds; a snapshot dated later than now + this (the forge
-# writes its time) is never the newest, and is a problem
+backup_disk_reserve_mib: int = 256  # MiB a backup's staging copy and a restore's unpacking
+# leave free on the host's disk (the forge's own: Gitea and SQLite fail when it is full); a run
+# that would eat into it is refused before it writes anything, naming the numbers
+backup_future_tolerance: int = 30  # seconds; a snapshot dated later than now + this (the forge
+# writes its time) is never the newest, and is a problem. restic dates a snapshot when it starts,
+# so only clock skew between NTP-kept hosts needs room here, not minutes
 backup_keys_expected: int = 1  # `phoenix backup verify` fails on more keys (one added by
 # a compromised forge: `restic key add` stays possible)
 # Gitea's data folder is saved but for what Gitea rebuilds (below APP_DATA_PATH):

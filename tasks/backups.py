@@ -70,6 +70,7 @@ READS = (
     "repo_snapshot_run_budget",
     # a snapshot dated past now + this is never the newest (prestage, newer repositories)
     "backup_future_tolerance",
+    "backup_disk_reserve_mib",
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,6 +164,7 @@ def _job_config(
         "paths": saved_paths(data) + list(extra_paths or []),
         "skip": list(data.backup_skip),
         "staging_dir": data.backup_staging_dir,
+        "staging_reserve_mib": data.backup_disk_reserve_mib,
         "status_file": data.backup_status_file,
         "cache_dir": data.backup_cache_dir,
         # The repositories alone, every repo_snapshot_interval seconds.

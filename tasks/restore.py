@@ -56,6 +56,7 @@ READS = (
     "gitea_user",
     "gitea_work_dir",
     "restore_aside_dir",
+    "restore_keep_days",
     "restore_force",
     "restore_restart_units",
     "restore_source",
@@ -137,6 +138,7 @@ def _restore_config() -> str:
                 "backup_job": data.backup_job_path,
                 "backup_config": backups.config_path(),
                 "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
+                "staging_dir": data.restore_staging_dir,
             },
             indent=1,
             sort_keys=True,
@@ -311,6 +313,14 @@ def verify_backup() -> None:
         mode="0600",
     )
     due = _due()
+    if data.restore_keep_days is not None:  # else what a restore set aside stays for ever
+        keep: list[str | QuoteString] = ["--keep-days", q(str(data.restore_keep_days))]
+        if isinstance(due, _Due):
+            keep += ["--current", q(due.resolved.stage_id)]
+        server.shell(
+            name=f"Remove what restores set aside or staged over {data.restore_keep_days} days ago",
+            commands=[_tool("prune", *keep)],
+        )
     if due is None:
         host.noop("no restore_source: nothing to restore")
         return
@@ -320,7 +330,7 @@ def verify_backup() -> None:
     resolved = due.resolved
     if resolved.lacks:
         logger.warning(f"[{host.name}] {resolved.label} lacks: " + "; ".join(resolved.lacks))
-    tolerance = float(data.backup_future_tolerance or 300)
+    tolerance = float(data.backup_future_tolerance or 30)
     if due.snapshot is not None and pitr.future([due.snapshot], tolerance):
         # The forge wrote that time, on the clock its replicas and repository snapshots
         # share: as a point it keeps out what came after the snapshot all the same.

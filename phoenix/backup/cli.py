@@ -202,7 +202,7 @@ def backup_status(role: str, as_json: bool) -> None:
     store = _store()
     every = bk.list_snapshots(store, all_hosts=True)
     # a snapshot dated later than now (the forge writes its time) is a problem, not the newest
-    future = pitr.future(every, float(settings.get("backup_future_tolerance") or 300))
+    future = pitr.future(every, float(settings.get("backup_future_tolerance") or 30))
     every = [s for s in every if s["id"] not in future]
     age = replication.snapshot_age([s for s in every if store.tag in s["tags"]])
     repo_age = replication.snapshot_age([s for s in every if repo_tag(store.tag) in s["tags"]])

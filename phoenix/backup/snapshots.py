@@ -133,9 +133,11 @@ def parse_snapshots(rows: list[dict]) -> list[dict]:
 
 
 def latest_snapshot_id(store: Store) -> str:
-    """The id of the forge's newest snapshot; an error when there is none. One that claims a
-    time later than now + backup_future_tolerance is named on stderr and passed over."""
-    from phoenix.backup import pitr
+    """The id of the forge's newest snapshot: the last to arrive on the store where the store
+    shows arrivals (phoenix.backup.arrival), else the latest claimed time; an error when there
+    is none. One that claims a time later than now + backup_future_tolerance is named on
+    stderr and passed over either way."""
+    from phoenix.backup import arrival, pitr
 
     snapshots = list_snapshots(store)
     future = pitr.future(snapshots, store.future_tolerance)
@@ -150,6 +152,9 @@ def latest_snapshot_id(store: Store) -> str:
             + (f" (and {len(future)} that claim a time in the future)" if future else "")
             + ": run the backup job (`phoenix backup now`)"
         )
+    arrived = arrival.arrivals(store)
+    if arrived is not None:
+        return arrival.newest(snapshots, arrived)["id"]
     return max(snapshots, key=lambda s: pitr.parse(s["time"]))["id"]
 
 

@@ -47,7 +47,7 @@ class Store:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # s3 credentials
     host: str | None = None  # restic --host: None, the whole primary line
     tag: str = "phoenix"  # the line's --tag (backup_tag)
-    future_tolerance: float = 300  # backup_future_tolerance: later is never the newest
+    future_tolerance: float = 30  # backup_future_tolerance: later is never the newest
 
     @property
     def location(self) -> str:
@@ -125,7 +125,7 @@ def store_from_settings(
         env=env,
         host=settings.get("backup_host") or None,
         tag=settings.get("backup_tag") or "phoenix",
-        future_tolerance=float(settings.get("backup_future_tolerance") or 300),
+        future_tolerance=float(settings.get("backup_future_tolerance") or 30),
     )
 
 

@@ -120,16 +120,46 @@ def install(target: Target, issued: Issued, *, home: str) -> None:
         )
 
 
-def days_left(target: Target, name: str, *, home: str) -> float | None:
-    """Days until the newest certificate for `name` in Caddy's storage on `target` expires
-    (whatever its issuer); None when there is none."""
+_NEXT = "--phoenix-next-file--"
+
+
+def stored_chains(target: Target, name: str, *, home: str) -> list[list[x509.Certificate]]:
+    """Each certificate file for `name` in Caddy's storage on `target` (whatever its issuer),
+    as its chain: the certificate for the name first, then its intermediates."""
     pattern = f"{home.rstrip('/')}/{DATA}/certificates/*/{safe(name)}/{safe(name)}.crt"
-    out = remote(target, f'for f in {pattern}; do [ -f "$f" ] && cat "$f"; done; true')
-    ends = [cert.not_valid_after_utc for cert in _certificates(out) if name in _names(cert)]
-    if not ends:
-        return None
-    left = max(ends) - datetime.datetime.now(datetime.UTC)
-    return left.total_seconds() / 86400
+    out = remote(
+        target, f'for f in {pattern}; do [ -f "$f" ] && cat "$f" && echo {_NEXT}; done; true'
+    )
+    chains = [_certificates(part) for part in out.split(_NEXT)]
+    return [chain for chain in chains if chain and name in _names(chain[0])]
+
+
+def untrusted(chain: list[x509.Certificate], name: str, bundle: str | None) -> str | None:
+    """Why the operator's checks would refuse `chain` for `name` (validation trusts the CA
+    file `bundle` only, else the system's store, as requests does); None when they accept it.
+    A certificate restored from a backup may come from a CA no longer trusted."""
+    import certifi
+    from cryptography.x509 import DNSName
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    path = bundle or certifi.where()
+    try:
+        with open(path, "rb") as fh:
+            roots = x509.load_pem_x509_certificates(fh.read())
+    except (OSError, ValueError) as exc:
+        return f"the trust bundle {path} cannot be read ({exc})"
+    verifier = PolicyBuilder().store(Store(roots)).build_server_verifier(DNSName(name))
+    try:
+        verifier.verify(chain[0], chain[1:])
+    except VerificationError as exc:
+        return f"not trusted by {'https_trust_bundle' if bundle else 'the system store'} ({exc})"
+    return None
+
+
+def days_left(chain: list[x509.Certificate]) -> float:
+    return (
+        chain[0].not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    ).total_seconds() / 86400
 
 
 def _certificates(pem: str) -> list[x509.Certificate]:
@@ -155,7 +185,8 @@ def ensure(
     say: Say = print,
 ) -> str:
     """The forge's certificate in place before validation: the backup's when it is valid for
-    more than https_min_days (no ACME call), else a new one over DNS-01. Says which."""
+    more than https_min_days and trusted as validation trusts (no ACME call), else a new one
+    over DNS-01. Says which."""
     from phoenix.cutover import dns
     from phoenix.cutover.dnswire import parse_server, resolvers
     from phoenix.forge import dns01
@@ -163,12 +194,18 @@ def ensure(
     home, name = settings.get("https_state_dir"), settings["gitea_domain"]
     if not home:
         return "none: https_state_dir is None, this host serves no HTTPS"
-    left = days_left(target, name, home=home)
+    bundle = settings.get("https_trust_bundle")
+    chains = stored_chains(target, name, home=home)
+    trusted = [chain for chain in chains if untrusted(chain, name, bundle) is None]
+    left = max((days_left(chain) for chain in trusted), default=None)
     if left is not None and left > settings["https_min_days"]:
         return f"kept: Caddy's storage (the backup's) holds one valid {left:.0f} more days"
-    found = (
-        "no certificate in the backup" if left is None else f"the backup's ends in {left:.1f} days"
-    )
+    if left is not None:
+        found = f"the backup's ends in {left:.1f} days"
+    elif chains:
+        found = f"the backup's is {untrusted(chains[0], name, bundle)}"
+    else:
+        found = "no certificate in the backup"
     say(f"   {found}: a new one for {name} over DNS-01")
     given = settings.get("dns_authoritative")
     issued = dns01.issue(

@@ -87,6 +87,16 @@ def destroy(do_client, droplet: dict | None) -> None:
         do_client.destroy(droplet["id"])
 
 
+def destroyed(do_client, droplet: dict | None) -> None:
+    try:
+        destroy(do_client, droplet)
+    except PhoenixError:  # the lab's DigitalOcean answers once the droplet is torn down,
+        # which can outlast the client's 20 s on a loaded machine: wait for it
+        assert droplet is not None
+        poll(lambda: True if do_client.get(droplet["id"]) is None else None, timeout=300,
+             what=f"droplet {droplet['id']} destroyed", interval=5)
+
+
 def adopt_env(lab, tmp: Path) -> dict[str, str]:
     target = droplet_target(lab, FORGE)
     return {**os.environ, "PHOENIX_ENV": "lab", "PHOENIX_LAB_OFFSITE": STORE,
@@ -198,7 +208,8 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         lab, do_client, forge, adopted, tmp_path):
     """The first real disaster: the runbook's forge (no Caddy, so no certificate in its
     snapshot) dies while its name still points at it, and `phoenix recover` brings it back:
-    a certificate over DNS-01 before validation, DNS untouched until the cutover."""
+    a certificate over DNS-01 before validation, DNS untouched until the cutover. Then the
+    recovered forge dies too, its name proxied, and comes back from its own first snapshot."""
     identity, files = forge
     snapshot = adopted[0]["snapshot"]
     name = load("lab")["gitea_domain"]
@@ -207,6 +218,7 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
     (record,) = cf.dns.records.list(zone_id=dns.zone_of(cf, name).id, name={"exact": name},
                                     type="A").result
     tmp = tmp_path / "recovery"
+    dropped: list[dict] = []  # droplets a disaster took, destroyed again on the way out
     try:
         # The world before the disaster: the forge of the day holds its name (production's
         # DNS), then dies with the name still pointing at it.
@@ -265,13 +277,40 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         issue = session.get(f"{base}/api/v1/repos/Timmy_Foundation/timmy-config/issues/1",
                             headers={"Authorization": f"token {TOKEN}"}, timeout=10)
         assert issue.status_code == 200
+
+        # A disaster can strike again the second after a cutover. The recovered forge dies
+        # with its name proxied by Cloudflare (turned on by the operator once it served), and
+        # comes back the way any forge Phoenix recovered does: `phoenix recover` from the same
+        # state folder, restic:latest (its own first full snapshot, the last to arrive).
+        zone = dns.zone_of(cf, name).id
+        (now,) = cf.dns.records.list(zone_id=zone, name={"exact": name}, type="A").result
+        cf.dns.records.edit(now.id, zone_id=zone, name=name, type="A", ttl=1,
+                            content=new.host, proxied=True)
+        first = State("recovery", tmp).droplet
+        dropped.append(first)
+        destroyed(do_client, first)
+        origin = {"validate": lambda: [(r.content, r.proxied) for r in cf.dns.records.list(
+            zone_id=zone, name={"exact": name}, type="A").result]}
+        code, report, said = recover(lab, tmp, "latest", mine, during=origin)
+        assert code == 0, said[-4000:]
+        steps = {s["name"]: s for s in report["steps"]}
+        assert all(s["ok"] for s in steps.values()), steps
+        newer = state_target(State("recovery", tmp))
+        assert newer.host != new.host
+        assert origin == {"validate": [(new.host, True)]}  # the dead one's, until the cutover
+        assert steps["certificate"]["detail"].startswith("kept: "), steps["certificate"]
+        assert steps["https"]["detail"] == (
+            f"https://{name}/api/v1/version: HTTP/2 200 from {newer.host} (proxied: "
+            "Cloudflare's record holds it, public DNS answers Cloudflare's edge)")
+        (a,) = cf.dns.records.list(zone_id=zone, name={"exact": name}, type="A").result
+        assert (a.content, a.proxied) == (newer.host, True)
+        sums = on(newer, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
+        assert dict(reversed(line.split()) for line in sums.splitlines()) == files
     finally:
-        dns.cutover(records=[name], new_ip=record.content, ttl=int(record.ttl), client=cf,
-                    saved={})
+        zone = dns.zone_of(cf, name).id
+        (now,) = cf.dns.records.list(zone_id=zone, name={"exact": name}, type="A").result
+        cf.dns.records.edit(now.id, zone_id=zone, name=name, type="A", ttl=int(record.ttl),
+                            content=record.content, proxied=record.proxied)
         made = State("recovery", tmp).droplet if (tmp / "recovery.json").exists() else None
-        try:
-            destroy(do_client, made)
-        except PhoenixError:  # the lab's DigitalOcean answers once the droplet is torn
-            # down, which can outlast the client's 20 s on a loaded machine: wait for it
-            poll(lambda: True if do_client.get(made["id"]) is None else None, timeout=300,
-                 what=f"droplet {made['id']} destroyed", interval=5)
+        for droplet in [*dropped, made]:
+            destroyed(do_client, droplet)

@@ -30,9 +30,10 @@ def env(lab, do_client, tmp_path_factory):
     try:
         made = offsite.ensure(lab, do_client, name=STORE)
         settings = {**load("lab"), **made.settings()}
-        backup.init(store_from_settings(
-            settings, key=lab.ssh_key, known_hosts=tmp_path_factory.mktemp("kh") / "store"))
-        yield {**client_environment(lab), "PHOENIX_ENV": "lab", "PHOENIX_LAB_OFFSITE": STORE,
+        store = store_from_settings(
+            settings, key=lab.ssh_key, known_hosts=tmp_path_factory.mktemp("kh") / "store")
+        backup.init(store)
+        yield {"store": store, **client_environment(lab), "PHOENIX_ENV": "lab", "PHOENIX_LAB_OFFSITE": STORE,
                "PHOENIX_STATE_DIR": str(tmp_path_factory.mktemp("state")),
                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": str(Path.home())}
@@ -42,6 +43,7 @@ def env(lab, do_client, tmp_path_factory):
 
 
 def phoenix(env: dict, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in env.items() if isinstance(v, str)}
     return subprocess.run([sys.executable, "-m", "phoenix", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
@@ -69,6 +71,30 @@ def test_a_configured_lab_passes_every_check(env):
     dry = phoenix(env, "recover", "--dry", "--restore-source", source)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "1. " in dry.stdout and "no recovery droplet yet" in dry.stdout
+
+
+def test_the_operator_reads_arrivals_on_the_real_store_and_latest_follows_them(env, tmp_path):
+    """restic:latest over the store's SFTP (its forced internal-sftp, the operator's key): the
+    snapshot that arrived last, though the one before claims a later time."""
+    import time
+
+    from phoenix.backup import arrival, restic
+
+    store = env["store"]
+    (tmp_path / "memories").mkdir()
+    (tmp_path / "memories" / "fleet.yaml").write_text("wizards: [ezra]\n")
+    ids = []
+    for claimed in ("2026-12-01 12:00:00", "2026-11-30 12:00:00"):
+        proc = restic.restic(store, "backup", "--json", "--host", store.host or "forge",
+                             "--tag", store.tag, "--time", claimed, str(tmp_path / "memories"),
+                             what="a snapshot")
+        ids.append(json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"])
+        time.sleep(1.1)   # the store's clock keeps whole seconds apart
+    arrived = arrival.arrivals(store)
+    assert arrived is not None
+    full = [next(name for name in arrived if name.startswith(short)) for short in ids]
+    assert arrived[full[1]] > arrived[full[0]]
+    assert backup.resolve_snapshot(store, "latest") == full[1]
 
 
 def test_recover_with_one_bad_item_stops_before_any_change(lab, env, tmp_path):

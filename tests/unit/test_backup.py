@@ -628,10 +628,11 @@ FUTURE = "2099-01-01 00:00:00"   # a time the forge may claim: restic's --time i
 
 
 def future_snapshot(store: Store, source: Path, *, tag: str = "phoenix",
-                    host: str = "forge") -> str:
-    """A snapshot of the forge's line that claims 2099 (what a compromised forge can add)."""
+                    host: str = "forge", when: str = FUTURE) -> str:
+    """A snapshot of the forge's line that claims `when`, 2099 unless told (what a compromised
+    forge can add)."""
     proc = restic.restic(store, "backup", "--json", "--host", host, "--tag", tag, "--time",
-                         FUTURE, str(source), what="a snapshot from the future")
+                         when, str(source), what="a snapshot from the future")
     return json.loads(proc.stdout.strip().splitlines()[-1])["snapshot_id"][:8]
 
 
@@ -643,7 +644,7 @@ def test_a_snapshot_claiming_the_future_is_never_latest(store, forge, tmp_path, 
     later = future_snapshot(store, forge / "memories")
     assert backup.resolve_snapshot(store, "latest") == real
     named = capsys.readouterr().err
-    assert f"snapshot {later} claims 2099-" in named and "later than now + 300 s: not taken " \
+    assert f"snapshot {later} claims 2099-" in named and "later than now + 30 s: not taken " \
                                                         "as the newest" in named
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert backup.resolve_snapshot(store, "@" + now) == real   # a point in time, too

@@ -5,6 +5,8 @@ challenge through that DNS server and validates for real (PEBBLE_VA_ALWAYS_VALID
 
 from __future__ import annotations
 
+import datetime
+
 import json
 import os
 import shutil
@@ -226,3 +228,22 @@ def test_a_name_in_no_zone_is_refused_before_the_ca_is_asked(world):
                                            "forge.other.test"):
         issue(world, name="forge.other.test", directory="https://127.0.0.1:1/dir")
     assert txt_records(api) == []
+
+
+def test_a_restored_certificate_counts_only_when_validation_would_trust_it(world, tmp_path):
+    _, _, pebble, _ = world
+    issued = issue(world)
+    chain = x509.load_pem_x509_certificates(issued.fullchain_pem.encode())
+    root = tmp_path / "root.pem"
+    root.write_bytes(pebble.root())
+    assert caddycert.untrusted(chain, NAME, str(root)) is None
+    # the same certificate against another CA (an older lab's Pebble, a CA the operator no
+    # longer trusts) and against the system's store: refused, with the reason
+    other = tmp_path / "other.pem"
+    other.write_bytes(pebble.ca.read_bytes())
+    assert caddycert.untrusted(chain, NAME, str(other)).startswith(
+        "not trusted by https_trust_bundle (")
+    assert caddycert.untrusted(chain, NAME, None).startswith("not trusted by the system store (")
+    assert caddycert.untrusted(chain, "other.lab.test", str(root)) is not None
+    left = (chain[0].not_valid_after_utc - datetime.datetime.now(datetime.UTC)).days
+    assert abs(caddycert.days_left(chain) - left) < 1
