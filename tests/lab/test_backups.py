@@ -29,7 +29,7 @@ from phoenix.backup.restic import restic
 from phoenix.backup.store import Store, forge_channel, store_from_settings
 from phoenix.errors import PhoenixError
 from phoenix.forge.tls import https_session, served_certificate
-from phoenix.lab import offsite, wheelhouse
+from phoenix.lab import offsite, pings, wheelhouse
 from phoenix.lab.client import certificate, droplet_target, wait_https
 from phoenix.provision.do import public_ip
 from phoenix.settings import REPO, load
@@ -555,6 +555,12 @@ def test_a_cut_off_restore_of_latest_finishes_with_the_snapshot_it_started_with(
     assert ssh(lab, FORGE, f"test -e {restore_dir}/pending || echo done").stdout.strip() == "done"
 
 
+def forge_pings(lab, secret: str, ip: str) -> list[dict]:
+    """What the lab's alert receiver got from `ip` at the check the secret's URL names."""
+    check = (lab.state_dir / "secrets" / secret).read_text().strip().rsplit("/", 1)[1]
+    return [p for p in pings.read(lab, check) if p["from"] == ip]
+
+
 WATCH_LOG = "/var/lib/phoenix-backup-watch"  # the watch unit's StateDirectory, the user's
 
 
@@ -562,7 +568,9 @@ def test_the_store_tells_the_operator_when_backups_stop_arriving(lab, do_client,
     """The watch on the store (files/phoenix_backup_watch.py, its timer), its thresholds
     shortened through settings: an ok after a backup arrives; an alert naming the full
     snapshots once the forge's backup timers stop; the all-clear when one arrives again; and
-    an alert again when the forge can no longer reach the store (its backup fails)."""
+    an alert again when the forge can no longer reach the store (its backup fails). The
+    forge's own pings (the secrets alert_url and alert_replicas_url, the lab's receiver): one
+    per run, a failure ping with the reason, Litestream's heartbeat."""
     made, opened, settings = store
     target, _ = forge
     root = offsite.root_target(lab, made)
@@ -600,9 +608,13 @@ def test_the_store_tells_the_operator_when_backups_stop_arriving(lab, do_client,
     timers = " ".join(f"{t}.timer" for t in BACKUP_TIMERS)
     try:
         offsite.ensure(lab, do_client, name=STORE, settings=watched)
-        backup_now(target, settings=settings)  # (the one before may be older than 30 s)
+        snapshot = backup_now(target, settings=settings)  # (the one before may be older)
         wait_for("== forge backups arrive\n", "oks", size("oks"), timeout=60)
         base = size("alerts")
+        # The forge's own pings reached the operator's alert URL (the lab's receiver)
+        got = [p["body"] for p in forge_pings(lab, "alert_url", target.host)]
+        assert f"full backup: snapshot {snapshot[:8]} saved" in got, got[-5:]
+        assert any(re.fullmatch(r"repositories: snapshot [0-9a-f]{8} saved", b) for b in got)
 
         # The forge's backup timers stop: the full snapshots' arrival is late, named.
         assert ssh(lab, FORGE, f"systemctl stop {timers}").returncode == 0
@@ -624,9 +636,15 @@ def test_the_store_tells_the_operator_when_backups_stop_arriving(lab, do_client,
         assert ssh(lab, FORGE, block).returncode == 0
         with pytest.raises(PhoenixError, match="cannot reach the store"):
             backup_now(target, settings=settings, timeout=120)
+        failed = [p["body"] for p in forge_pings(lab, "alert_url", target.host) if p["failed"]]
+        assert any(b.startswith("full backup FAILED: ") and "cannot reach the store" in b
+                   for b in failed), failed
         before = size("alerts")
         said = wait_for("== forge backups stopped arriving", "alerts", before)
         assert "full snapshots: the newest arrived" in said, said
+        # Litestream's own heartbeat reached its URL while the replicas flowed
+        assert [p for p in forge_pings(lab, "alert_replicas_url", target.host)
+                if not p["failed"] and p["body"] == ""]
     finally:
         ssh(lab, FORGE, f"nft delete table inet phoenix_test_cut; systemctl start {timers}")
         on_store("systemctl disable --now phoenix-backup-watch.timer")
