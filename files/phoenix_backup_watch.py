@@ -38,7 +38,12 @@ import time
 def newest_arrival(folder: str, names: set[str] | None = None) -> float | None:
     """The newest mtime of a file under `folder` (only files named in `names`, if given)."""
     newest = None
-    for root, _dirs, files in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:  # one it may not read proves nothing; one pruned
+        if isinstance(exc, PermissionError):  # meanwhile is gone, and that is all
+            raise exc
+
+    for root, _dirs, files in os.walk(folder, onerror=unreadable):
         for name in files:
             if names is not None and name not in names:
                 continue
@@ -68,6 +73,10 @@ def tagged(tag: str) -> set[str] | None:
     return {snap["id"] for snap in json.loads(proc.stdout or "[]")}
 
 
+def ago(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
 def late(checks: list[dict], now: float) -> list[str]:
     """One line per check whose newest file arrived too long ago (or never)."""
     found = []
@@ -77,13 +86,17 @@ def late(checks: list[dict], now: float) -> list[str]:
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             found.append(f"{check['name']}: cannot tell: {exc}")
             continue
-        newest = newest_arrival(check["folder"], names)
+        try:
+            newest = newest_arrival(check["folder"], names)
+        except PermissionError as exc:
+            found.append(f"{check['name']}: cannot tell: {exc}")
+            continue
         if newest is None:
             found.append(f"{check['name']}: nothing has arrived in {check['folder']}")
         elif now - newest > float(check["max_age"]):
             at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(newest))
             found.append(
-                f"{check['name']}: the newest arrived {(now - newest) / 3600:.1f} h ago "
+                f"{check['name']}: the newest arrived {ago(now - newest)} ago "
                 f"({at}), past its {float(check['max_age']):.0f} s"
             )
     return found

@@ -349,7 +349,8 @@ WATCH_PATH = f"/usr/local/sbin/{WATCH}"
 def watch_units(spec: dict, watch: dict, password: bool) -> tuple[str, str]:
     """The watch's oneshot and its timer. Its config (the alert command, maybe a webhook's
     address) stays root's file, handed in as a credential; with the store's password it tells
-    full and repository snapshots apart."""
+    full and repository snapshots apart. It looks into the replica account's folder too
+    (another user's, 0700): CAP_DAC_READ_SEARCH, and no other capability."""
     restic = (
         f"LoadCredential=password:{CONFIG_DIR}/password\n"
         f"Environment=RESTIC_REPOSITORY={spec['repository']}\n"
@@ -365,6 +366,8 @@ Description=Phoenix offsite store: are the forge's backups still arriving?
 [Service]
 Type=oneshot
 User={spec["user"]}
+AmbientCapabilities=CAP_DAC_READ_SEARCH
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH
 LoadCredential=watch:{CONFIG_DIR}/watch.json
 {restic}Environment=RESTIC_CACHE_DIR=/var/cache/{WATCH}
 CacheDirectory={WATCH}

@@ -409,6 +409,13 @@ backup_verify_subset: str = "5%"  # `phoenix backup verify`: restic check --read
 backup_connect_timeout: int = 10  # seconds for the store's sshd to answer
 backup_timer_enabled: bool = True  # False on a warm standby: its data is not the forge's
 
+# ---- the forge's own pings: the secrets alert_url and alert_replicas_url -------------------
+# With the secret alert_url (a healthchecks-style URL, e.g. https://hc-ping.com/<uuid>), the
+# backup job POSTs to it after each full and repository run, and to <url>/fail with the one
+# line that says why a run failed; a missed ping tells the operator the timers stopped. With
+# alert_replicas_url, Litestream pings it while the databases replicate. Both are written to
+# the forge in root's files (never on a command line); unset: no pings.
+
 # ---- the alert when backups stop: a timer on the offsite store -----------------------------
 # files/phoenix_backup_watch.py, installed by `phoenix backup store-setup`, looks every
 # backup_alert_schedule at what arrived on the store (not at what the forge says it sent) and
@@ -436,6 +443,9 @@ litestream_replica_url: str | None = (
 )
 litestream_known_hosts: list = []  # the replica store's pinned host key lines ("HOST TYPE KEY")
 litestream_version: str = "0.5.17"  # what the lock file pins (for messages)
+# With the secret alert_replicas_url (a healthchecks-style URL), Litestream GETs it this often
+# while every database replicates (its own heartbeat-url; at least 60 s)
+litestream_heartbeat_interval: int = 300
 litestream_requirements: str = "files/litestream-requirements.txt"  # relative to this repository
 litestream_install_dir: str = "/opt/litestream"
 litestream_index_url: str = "https://pypi.org/simple"

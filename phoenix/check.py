@@ -12,6 +12,7 @@ write scope shows at the first create.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,19 @@ def check_secrets(inputs: Inputs) -> list[str]:
         elif name == "gitea_api_token" and (len((value or "").split()) != 1):
             found.append(
                 "secret gitea_api_token holds spaces or several words: give the token alone"
+            )
+    from phoenix.secrets import optional_secret
+
+    for name in ("alert_url", "alert_replicas_url"):  # optional: the forge's pings
+        try:
+            value = optional_secret(name, folder=inputs.settings.get("secrets_dir"))
+        except PhoenixError as exc:
+            found.append(str(exc))
+            continue
+        if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            found.append(
+                f"secret {name} is not an http(s) URL: give the ping URL alone "
+                "(e.g. https://hc-ping.com/<uuid>)"
             )
     return found
 

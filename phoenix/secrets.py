@@ -43,6 +43,14 @@ def read_secret(name: str, *, folder: str | None = None) -> str:
     return value
 
 
+def optional_secret(name: str, *, folder: str | None = None) -> str | None:
+    """A secret the operator may leave unset: None when neither its variable nor its file
+    exists; set but unreadable, too open or empty is the same error as read_secret's."""
+    if not current().secret(name) and not (secrets_dir(folder) / name).exists():
+        return None
+    return read_secret(name, folder=folder)
+
+
 def write_secret(path: Path, value: str) -> None:
     """Create or replace a secret file with mode 0600 from the start (no window at 0644)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from pyinfra.operations import apt, files, server
 
 from phoenix.backup import replication, store
 from phoenix.errors import PhoenixError
-from phoenix.secrets import read_secret
+from phoenix.secrets import optional_secret, read_secret
 from phoenix.sshconf import sftp_target
 from phoenix.state import BACKUP_TIMERS
 from tasks._ops import secret_file
@@ -90,7 +90,14 @@ def _paths() -> dict[str, str]:
     folder = host.data.backup_config_dir
     return {
         name: posixpath.join(folder, name)
-        for name in ("config.json", "password", "id_backup", "known_hosts", "credentials.env")
+        for name in (
+            "config.json",
+            "password",
+            "id_backup",
+            "known_hosts",
+            "credentials.env",
+            "alert_url",
+        )
     }
 
 
@@ -262,6 +269,20 @@ def install_job(gitea: dict | None = None, extra_paths: list[str] | None = None)
             group="root",
             mode="0644",
         )
+    try:  # the operator's alert URL: pinged after each run (files/phoenix_backup.py)
+        alert = optional_secret("alert_url", folder=data.secrets_dir)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
+    if alert:
+        secret_file(
+            name="Ensure the operator's alert URL is in place (0600)",
+            content=alert + "\n",
+            dest=paths["alert_url"],
+            user="root",
+            group="root",
+            mode="0600",
+        )
+        config["alert_url_file"] = paths["alert_url"]
     if "credentials_file" in config:
         content = (
             f"AWS_ACCESS_KEY_ID={_secret('backup_s3_access_key_id')}\n"

@@ -30,7 +30,7 @@ from pyinfra.operations import files, server
 from facts.markers import Marker
 from phoenix.backup import replication
 from phoenix.errors import PhoenixError
-from phoenix.secrets import read_secret
+from phoenix.secrets import optional_secret, read_secret
 from tasks._ops import pip_index_args, secret_file
 from tasks._units import run_unit
 from tasks.role import role
@@ -49,6 +49,7 @@ READS = (
     "litestream_config_dir",
     "litestream_find_links",
     "litestream_hardening",
+    "litestream_heartbeat_interval",
     "litestream_house_databases",
     "litestream_index_url",
     "litestream_install_dir",
@@ -122,11 +123,20 @@ def streams() -> list[dict]:
     ]
 
 
-def config_text(dbs: list[tuple[str, str]], *, source: str, key_path: str, data=None) -> str:
+def config_text(
+    dbs: list[tuple[str, str]],
+    *,
+    source: str,
+    key_path: str,
+    data=None,
+    heartbeat: str | None = None,
+) -> str:
     """Litestream's configuration (JSON, which is YAML) for `dbs`, replicated below
     `<replica path>/<source>/`; `data`: the settings (default host.data). Field names from
     Litestream 0.5's cmd/litestream/main.go (ReplicaConfig: type, host, user, path, key-path,
-    host-key, sync-interval); host-key is checked with ssh.FixedHostKey (sftp/replica_client.go)."""
+    host-key, sync-interval); host-key is checked with ssh.FixedHostKey (sftp/replica_client.go).
+    `heartbeat`: the URL Litestream itself GETs every litestream_heartbeat_interval while all
+    its databases replicate (top-level heartbeat-url, heartbeat-interval: 0.5.17, min 1 min)."""
     data = host.data if data is None else data
     where = replica(data.get("litestream_replica_url"))
     pinned = host_key(data.get("litestream_known_hosts"), where["host"])
@@ -148,6 +158,9 @@ def config_text(dbs: list[tuple[str, str]], *, source: str, key_path: str, data=
             for path, name in dbs
         ],
     }
+    if heartbeat:
+        config["heartbeat-url"] = heartbeat
+        config["heartbeat-interval"] = f"{int(data.get('litestream_heartbeat_interval') or 300)}s"
     return json.dumps(config, indent=1, sort_keys=True) + "\n"
 
 
@@ -319,21 +332,37 @@ def replicate_databases() -> None:
         return
     install()
     on = role() == "primary"  # one writer per replica: a recovery host streams from cutover
+    try:  # the operator's URL for the replicas' heartbeat (healthchecks-style), optional
+        heartbeat = optional_secret("alert_replicas_url", folder=data.secrets_dir)
+    except PhoenixError as exc:
+        raise DeployError(str(exc)) from None
     for stream in streams():
         unit = stream["unit"]
         conf_path = posixpath.join(data.litestream_config_dir, f"{unit}.yml")
-        config = files.put(
-            name=f"Ensure {unit}'s Litestream configuration is current",
-            src=io.StringIO(
-                config_text(
-                    stream["dbs"], source=_source(), key_path="${CREDENTIALS_DIRECTORY}/replica_key"
-                )
-            ),
-            dest=conf_path,
-            user="root",
-            group="root",
-            mode="0644",
+        text = config_text(
+            stream["dbs"],
+            source=_source(),
+            key_path="${CREDENTIALS_DIRECTORY}/replica_key",
+            heartbeat=heartbeat,
         )
+        if heartbeat:  # the operator's URL: never printed, read by the unit's group alone
+            config = secret_file(
+                name=f"Ensure {unit}'s Litestream configuration is current (0640)",
+                content=text,
+                dest=conf_path,
+                user="root",
+                group=stream["group"],
+                mode="0640",
+            )
+        else:
+            config = files.put(
+                name=f"Ensure {unit}'s Litestream configuration is current",
+                src=io.StringIO(text),
+                dest=conf_path,
+                user="root",
+                group="root",
+                mode="0644",
+            )
         service = files.template(
             name=f"Ensure the {unit} unit is current",
             src=str(TEMPLATES / "litestream.service.j2"),

@@ -86,6 +86,27 @@ def faults(
     return answer.json()["faults"]
 
 
+def action_faults(
+    config: LabConfig, *, fail: str | None = None, count: int = 1, clear: bool = False
+) -> list[dict]:
+    """The lab DigitalOcean's action fault switch: the next `count` droplet actions of type
+    `fail` (e.g. power_off) are accepted and then error, the droplet unchanged; or clear
+    them all. Returns the switch's entries and their hits."""
+    from phoenix.lab.do.api import ACTION_FAULTS_PATH
+
+    url = config.url(config.do_port, ACTION_FAULTS_PATH)
+    headers = {"Authorization": f"Bearer {config.do_token_file.read_text().strip()}"}
+    body = None if clear else {"type": fail, "count": count}
+    answer = requests.request(
+        "DELETE" if clear else "POST", url, json=body, headers=headers, timeout=10
+    )
+    if answer.status_code != 200:
+        raise PhoenixError(
+            f"the lab's do action fault switch answered {answer.status_code}: {answer.text.strip()}"
+        )
+    return answer.json()["faults"]
+
+
 def certificate(config: LabConfig, target: Target) -> str:
     """The certificate step of `phoenix recover` for a lab droplet converged by hand: the
     backup's if it has one, else DNS-01 through the lab's Cloudflare, DNS left as it is."""

@@ -9,7 +9,8 @@ The fault switch: `inject(Fault(...))` makes matching requests fail before they 
 (the provider's own error shape, from `fault_answer`), after a stall (a client timeout), or
 with no answer at all (the connection closed). With a `control_token`, the same switch is
 reachable over HTTP at /_lab/faults (GET: the faults and their hits, POST: add one, DELETE:
-clear, answering the faults it cleared), so tests can drive the lab server process.
+clear, answering the faults it cleared), so tests can drive the lab server process; a stand-in
+adds switches of its own under /_lab/ with `controls` (path -> handler(method, body)).
 `recorder`, when set, sees every exchange (the contract tests validate them).
 """
 
@@ -117,6 +118,7 @@ class JSONServer:
         before: Callable[[Request], Response | None] | None = None,
         fault_answer: Callable[[int, Fault], Response] = _generic_fault_answer,
         control_token: str | None = None,
+        controls: dict[str, Callable[[str, Any], Any]] | None = None,
     ) -> None:
         self.routes = [(m, re.compile(p + r"/?$"), h) for m, p, h in routes]
         self.before = before
@@ -124,6 +126,7 @@ class JSONServer:
         self.faults: list[Fault] = []
         self._faults_lock = threading.Lock()
         self._control_token = control_token
+        self._controls = {FAULTS_PATH: self._faults_control, **(controls or {})}
         self.recorder: Callable[[Exchange], None] | None = None
         server = self
 
@@ -175,26 +178,28 @@ class JSONServer:
                     return fault
         return None
 
-    def _control(self, h: BaseHTTPRequestHandler, body: Any) -> None:
+    def _control(self, h: BaseHTTPRequestHandler, body: Any, path: str) -> None:
         given = h.headers.get("Authorization", "")[7:].encode()
         if not hmac.compare_digest(given, (self._control_token or "").encode()):
             self._send(h, 401, {"message": "the fault switch needs the lab's API token"}, {})
             return
-        if h.command == "POST":
+        try:
+            answer = self._controls[path](h.command, body)
+        except (TypeError, ValueError, re.error) as exc:
+            self._send(h, 400, {"message": f"bad fault: {exc}"}, {})
+            return
+        self._send(h, 200, answer, {})
+
+    def _faults_control(self, method: str, body: Any) -> dict:
+        if method == "POST":
             names = {f.name for f in fields(Fault)} - {"hits"}
-            try:
-                if not isinstance(body, dict) or set(body) - names:
-                    raise ValueError(f"a fault takes {', '.join(sorted(names))}")
-                self.inject(Fault(**body))
-            except (TypeError, ValueError, re.error) as exc:
-                self._send(h, 400, {"message": f"bad fault: {exc}"}, {})
-                return
-        if h.command == "DELETE":  # the faults that were there, with their hits
-            listed = [asdict(f) for f in self.clear_faults()]
-        else:
-            with self._faults_lock:
-                listed = [asdict(f) for f in self.faults]
-        self._send(h, 200, {"faults": listed}, {})
+            if not isinstance(body, dict) or set(body) - names:
+                raise ValueError(f"a fault takes {', '.join(sorted(names))}")
+            self.inject(Fault(**body))
+        if method == "DELETE":  # the faults that were there, with their hits
+            return {"faults": [asdict(f) for f in self.clear_faults()]}
+        with self._faults_lock:
+            return {"faults": [asdict(f) for f in self.faults]}
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         url = urlsplit(h.path)
@@ -205,8 +210,8 @@ class JSONServer:
         except ValueError:
             self._send(h, 400, {"message": "request body is not JSON"}, {})
             return
-        if self._control_token and url.path == FAULTS_PATH:
-            self._control(h, body)
+        if self._control_token and url.path in self._controls:
+            self._control(h, body, url.path)
             return
         query = parse_qs(url.query)
         for method, pattern, handler in self.routes:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 
 from phoenix.errors import PhoenixError
 from phoenix.lab import aptproxy, image, net, pebble, procs
@@ -57,6 +58,11 @@ def ensure_secrets(config: LabConfig) -> None:
         path = config.state_dir / "secrets" / name
         if not path.exists():
             write_secret(path, secrets.token_hex(32))
+    # The operator's alert URLs: checks of the lab's receiver (phoenix/lab/pings.py)
+    for name in ("alert_url", "alert_replicas_url"):
+        alert = config.state_dir / "secrets" / name
+        if not alert.exists():
+            write_secret(alert, f"{config.artifact_url}/ping/{uuid.uuid4()}")
     jwt = config.state_dir / "secrets" / "gitea_jwt_secret"  # Gitea's format: 32 bytes base64url
     if not jwt.exists():
         write_secret(jwt, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))

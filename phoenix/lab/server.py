@@ -24,6 +24,7 @@ from phoenix.lab.httpd import Exchange
 from phoenix.lab.model import Model
 from phoenix.lab.nspawn import LAST_DROPLET_HOST, NspawnDriver
 from phoenix.lab.objects import Ledger
+from phoenix.lab.pings import Receiver, pings_file
 
 
 def reserved_pool(config: LabConfig) -> list[str]:
@@ -80,10 +81,11 @@ def jsonl_recorder(path: Path):
 
 
 class _Artifacts(SimpleHTTPRequestHandler):
-    """The artifact files, and the lab model's /v1/ endpoints."""
+    """The artifact files, the lab model's /v1/ endpoints and the alert receiver's /ping/."""
 
     ledger: Ledger  # set per server: whose address may read which droplet's seed
     model: Model  # set per server: the lab's model stand-in
+    pings: Receiver  # set per server: the operator's alert URL (phoenix/lab/pings.py)
 
     def log_message(self, *args) -> None:
         pass
@@ -102,11 +104,15 @@ class _Artifacts(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.model.handles(self.path):
             return self.model.serve(self)
+        if self.pings.handles(self.path):
+            return self.pings.serve(self)
         return super().do_GET()
 
     def do_POST(self) -> None:
         if self.model.handles(self.path):
             return self.model.serve(self)
+        if self.pings.handles(self.path):
+            return self.pings.serve(self)
         self.send_error(405, "the artifact server takes no uploads")
 
 
@@ -140,7 +146,11 @@ def main() -> None:
     files = ThreadingHTTPServer(
         (config.bridge_ip, config.artifact_port),
         functools.partial(
-            type("Files", (_Artifacts,), {"ledger": ledger, "model": model}),
+            type(
+                "Files",
+                (_Artifacts,),
+                {"ledger": ledger, "model": model, "pings": Receiver(pings_file(config))},
+            ),
             directory=str(config.artifacts_dir),
         ),
     )

@@ -29,10 +29,11 @@ from phoenix.backup.restic import restic
 from phoenix.backup.store import Store, forge_channel, store_from_settings
 from phoenix.errors import PhoenixError
 from phoenix.forge.tls import https_session, served_certificate
-from phoenix.lab import offsite, wheelhouse
+from phoenix.lab import offsite, pings, wheelhouse
 from phoenix.lab.client import certificate, droplet_target, wait_https
 from phoenix.provision.do import public_ip
 from phoenix.settings import REPO, load
+from phoenix.state import BACKUP_TIMERS
 from phoenix.sshconf import public_half, ssh_command
 from tests.conftest import network_cut
 
@@ -552,3 +553,104 @@ def test_a_cut_off_restore_of_latest_finishes_with_the_snapshot_it_started_with(
     assert ssh_cat(target, f"{restore_dir}/restored").strip() == want
     assert first[:8] in json.loads(ssh_cat(target, f"{restore_dir}/restored.json"))["label"]
     assert ssh(lab, FORGE, f"test -e {restore_dir}/pending || echo done").stdout.strip() == "done"
+
+
+def forge_pings(lab, secret: str, ip: str) -> list[dict]:
+    """What the lab's alert receiver got from `ip` at the check the secret's URL names."""
+    check = (lab.state_dir / "secrets" / secret).read_text().strip().rsplit("/", 1)[1]
+    return [p for p in pings.read(lab, check) if p["from"] == ip]
+
+
+WATCH_LOG = "/var/lib/phoenix-backup-watch"  # the watch unit's StateDirectory, the user's
+
+
+def test_the_store_tells_the_operator_when_backups_stop_arriving(lab, do_client, store, forge):
+    """The watch on the store (files/phoenix_backup_watch.py, its timer), its thresholds
+    shortened through settings: an ok after a backup arrives; an alert naming the full
+    snapshots once the forge's backup timers stop; the all-clear when one arrives again; and
+    an alert again when the forge can no longer reach the store (its backup fails). The
+    forge's own pings (the secrets alert_url and alert_replicas_url, the lab's receiver): one
+    per run, a failure ping with the reason, Litestream's heartbeat."""
+    made, opened, settings = store
+    target, _ = forge
+    root = offsite.root_target(lab, made)
+
+    def on_store(command: str) -> str:
+        proc = subprocess.run(ssh_command(root, command), capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def wait_for(what: str, path: str, after: int, timeout: float = 150) -> str:
+        """The log `path` once it holds `what` past its first `after` characters."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = on_store(f"cat {WATCH_LOG}/{path} 2>/dev/null || true")
+            if what in text[after:]:
+                return text[after:]
+            time.sleep(2)
+        alerts = on_store(f"cat {WATCH_LOG}/alerts 2>/dev/null || true")
+        raise AssertionError(f"{what!r} not in {path} within {timeout:.0f} s: "
+                             f"{text[after:]!r}; alerts: {alerts[-2000:]!r}")
+
+    def size(path: str) -> int:
+        return len(on_store(f"cat {WATCH_LOG}/{path} 2>/dev/null || true"))
+
+    # The operator's commands: what a mail or a webhook would carry, kept in the watch's files
+    log = 'printf "== %s\\n" "$PHOENIX_ALERT_SUBJECT" >> "$0"; cat >> "$0"'
+    watched = {**settings,
+               "backup_alert_command": ["sh", "-c", log, f"{WATCH_LOG}/alerts"],
+               "backup_alert_ok_command": ["sh", "-c", log, f"{WATCH_LOG}/oks"],
+               "backup_alert_schedule": "*:*:0/5", "backup_max_age": 30}
+    block = (f"nft add table inet phoenix_test_cut && nft add chain inet phoenix_test_cut out "
+             f"'{{ type filter hook output priority 0; }}' && nft add rule inet "
+             f"phoenix_test_cut out ip daddr {made.ip} drop")
+    timers = " ".join(f"{t}.timer" for t in BACKUP_TIMERS)
+    try:
+        offsite.ensure(lab, do_client, name=STORE, settings=watched)
+        snapshot = backup_now(target, settings=settings)  # (the one before may be older)
+        wait_for("== forge backups arrive\n", "oks", size("oks"), timeout=60)
+        base = size("alerts")
+        # The forge's own pings reached the operator's alert URL (the lab's receiver)
+        got = [p["body"] for p in forge_pings(lab, "alert_url", target.host)]
+        assert f"full backup: snapshot {snapshot[:8]} saved" in got, got[-5:]
+        assert any(re.fullmatch(r"repositories: snapshot [0-9a-f]{8} saved", b) for b in got)
+
+        # The forge's backup timers stop: the full snapshots' arrival is late, named.
+        assert ssh(lab, FORGE, f"systemctl stop {timers}").returncode == 0
+        stopped = time.time()
+        said = wait_for("== forge backups stopped arriving at the offsite store\n", "alerts",
+                        base)
+        assert re.search(r"^full snapshots: the newest arrived \d+ s ago \(.*\), past its 30 s$",
+                         said, re.M), said
+        assert "repository snapshots" not in said and "database replicas" not in said, said
+
+        # ... and the operator's alert URL missed its pings meanwhile (a run under way when
+        # the timers stopped may still end, within repo_snapshot_run_budget)
+        late = stopped + float(settings["repo_snapshot_run_budget"]) + 2
+        time.sleep(max(0.0, late + 20 - time.time()))  # room for two or three missed runs
+        assert [p for p in forge_pings(lab, "alert_url", target.host) if p["at"] > late] == []
+        # They run again: the all-clear, once.
+        assert ssh(lab, FORGE, f"systemctl start {timers}").returncode == 0
+        before = size("alerts")
+        backup_now(target, settings=settings)
+        said = wait_for("(full snapshots)", "alerts", before, timeout=60)
+        assert said == ("== forge backups arrive at the offsite store again\n"
+                        "forge backups arrive at the offsite store again (full snapshots)\n")
+
+        # The store unreachable from the forge: its backup fails, and nothing arrives.
+        assert ssh(lab, FORGE, block).returncode == 0
+        with pytest.raises(PhoenixError, match="cannot reach the store"):
+            backup_now(target, settings=settings, timeout=120)
+        failed = [p["body"] for p in forge_pings(lab, "alert_url", target.host) if p["failed"]]
+        assert any(b.startswith("full backup FAILED: ") and "cannot reach the store" in b
+                   for b in failed), failed
+        before = size("alerts")
+        said = wait_for("== forge backups stopped arriving", "alerts", before)
+        assert "full snapshots: the newest arrived" in said, said
+        # Litestream's own heartbeat reached its URL while the replicas flowed
+        assert [p for p in forge_pings(lab, "alert_replicas_url", target.host)
+                if not p["failed"] and p["body"] == ""]
+    finally:
+        ssh(lab, FORGE, f"nft delete table inet phoenix_test_cut; systemctl start {timers}")
+        on_store("systemctl disable --now phoenix-backup-watch.timer")

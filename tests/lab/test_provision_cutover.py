@@ -11,7 +11,9 @@ import pytest
 from phoenix.cutover import dns
 from phoenix.cutover import traffic as cut
 from phoenix.cutover.dnswire import query_a, resolve_a
+from phoenix.cutover.primary import unconfirmed_fencing
 from phoenix.errors import PhoenixError
+from phoenix.lab.client import action_faults
 from phoenix.lab.server import LAB_RECORD
 from phoenix.provision.droplet import provision, wait_ssh
 from phoenix.settings import load
@@ -173,11 +175,54 @@ def test_a_live_old_primary_refuses_cutover_and_is_fenced_with_fence(provisioned
         assert do.get(made["id"])["status"] == "active"  # the fenced one serves again
         assert resolve_a(LAB_RECORD, *server) == [made["ip"]]
         assert do.get(droplet["id"])["status"] == "off"
+
+        # A provider outage, on the same pair: DigitalOcean accepts the power_off, the action
+        # errors and the old primary stays active. Cutover refuses without the override, and
+        # with it (as `phoenix cutover --fence-unconfirmed` runs it) while a probed port answers.
+        do.action(droplet["id"], "power_on")
+        wait_ssh(target(state), timeout=60, progress=lambda _: None)
+        for key in ("rolled_back", "dns_saved", "cutover", "fenced"):
+            state.data.pop(key, None)
+        state.save()
+        action_faults(lab, fail="power_off", count=10)
+        with pytest.raises(PhoenixError, match=rf"fencing the old primary at {made['ip']} "
+                           r"failed: .*ended errored.*--fence-unconfirmed"):
+            cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
+                        fence_old=True, say=lambda _: None)
+        assert do.get(made["id"])["status"] == "active"
+        assert resolve_a(LAB_RECORD, *server) == [made["ip"]]  # nothing moved
+        ports = settings["fence_probe_ports"]
+        with unconfirmed_fencing(ports), pytest.raises(
+                PhoenixError, match=r"ended errored\) and it still answers on port 22"):
+            cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
+                        fence_old=True, say=lambda _: None)
+        assert resolve_a(LAB_RECORD, *server) == [made["ip"]]
+        assert "fenced_unconfirmed" not in state.data
+        # Its sshd stopped (what a host cut off from us looks like from here): no fenced
+        # port answers, and the override goes on, said on screen and kept in the state file.
+        stop = subprocess.run(ssh_command(target(old), "systemctl stop ssh.socket ssh.service"),
+                              capture_output=True, text=True, timeout=30)
+        assert stop.returncode == 0, stop.stderr
+        said: list[str] = []
+        with unconfirmed_fencing(ports):
+            cut.cutover(settings=settings, state=state, do=do, reserved_ip=False, force=True,
+                        fence_old=True, say=said.append)
+        assert resolve_a(LAB_RECORD, *server) == [droplet["ip"]]
+        assert do.get(made["id"])["status"] == "active"  # DigitalOcean never fenced it
+        (record,) = State("recovery", state.folder).data["fenced_unconfirmed"]
+        assert (record["id"], record["ip"], record["silent_ports"]) == (made["id"], made["ip"],
+                                                                        ports)
+        assert "ended errored" in record["failure"]
+        assert any(line.startswith(f"NOT fenced by DigitalOcean: the old primary at "
+                                   f"{made['ip']}") for line in said), said
+        assert "fenced" not in state.data  # rollback has nothing to power on
+        assert [f["hits"] for f in action_faults(lab, clear=True)] == [3]
     finally:
+        action_faults(lab, clear=True)
         do.destroy(made["id"])
         if do.get(droplet["id"])["status"] == "off":
             do.action(droplet["id"], "power_on")
-        for key in ("rolled_back", "dns_saved", "cutover", "fenced"):
+        for key in ("rolled_back", "dns_saved", "cutover", "fenced", "fenced_unconfirmed"):
             state.data.pop(key, None)
         state.save()
 

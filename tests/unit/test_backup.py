@@ -446,6 +446,55 @@ def test_job_without_a_repository_fails_with_its_reason(tmp_path, forge):
     assert not (tmp_path / "status.json").exists()
 
 
+def test_each_run_pings_the_alert_url_and_a_failure_pings_fail_with_its_reason(
+        store, forge, tmp_path):
+    """The operator's alert URL (healthchecks-style) gets a ping per run, the lab's receiver
+    standing in for the service; a URL that does not answer changes nothing."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from phoenix.lab.pings import Receiver
+
+    log = tmp_path / "pings.jsonl"
+    receiver = Receiver(log)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            receiver.serve(self)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    check = "5f0c3c1e-4d7b-4a8e-9a59-0f6f3c2a1b7d"
+    try:
+        (tmp_path / "alert_url").write_text(f"http://127.0.0.1:{server.server_port}/ping/{check}\n")
+        backup.init(store)
+        config = job_config(tmp_path, forge, Path(store.repository))
+        job = {**json.loads(config.read_text()), "repo_status_file": str(tmp_path / "r.json")}
+        config.write_text(json.dumps({**job, "alert_url_file": str(tmp_path / "alert_url")}))
+        assert run_job(config).returncode == 0
+        snapshot = json.loads((tmp_path / "status.json").read_text())["snapshot_id"]
+        assert run_job(config, "repositories").returncode == 0
+        config.write_text(json.dumps({**job, "alert_url_file": str(tmp_path / "alert_url"),
+                                      "repository": str(tmp_path / "nowhere")}))
+        assert run_job(config).returncode == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    pings = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(p["check"], p["failed"]) for p in pings] == [(check, False)] * 2 + [(check, True)]
+    assert pings[0]["body"] == f"full backup: snapshot {snapshot[:8]} saved"
+    assert re.fullmatch(r"repositories: snapshot [0-9a-f]{8} saved", pings[1]["body"])
+    assert pings[2]["body"].startswith("full backup FAILED: ") and \
+        "no restic repository at" in pings[2]["body"]
+    # nobody listens there any more: the run still succeeds, and the URL stays out of the log
+    config.write_text(json.dumps({**job, "alert_url_file": str(tmp_path / "alert_url")}))
+    done = run_job(config)
+    assert done.returncode == 0 and "the alert URL did not take the ping: URLError" in done.stderr
+    assert check not in done.stderr + done.stdout
+
+
 # --- the consistent copy ------------------------------------------------------------------------
 
 def test_mirror_keeps_unchanged_files_and_links_git_objects(tmp_path):

@@ -111,3 +111,14 @@ def test_check_says_how_deploy_sh_is_verified_and_refuses_a_missing_signers_file
     assert verification({"timmy_config_allowed_signers": str(allowed),
                          "timmy_config_branch": "main"}) == \
         f"signed: deploy.sh runs only from a tip of main signed by a key in {allowed}"
+
+
+def test_an_alert_url_that_is_not_one_is_named_and_a_missing_one_is_no_problem(tmp_path):
+    bad = phoenix("check", "--json", tmp=tmp_path,
+                  env={"PHOENIX_ALERT_URL": "hc-ping.com/abc",
+                       "PHOENIX_ALERT_REPLICAS_URL": "https://hc-ping.com/5f0c3c1e"})
+    found = json.loads(bad.stdout)["problems"]
+    assert sum("alert_url is not an http(s) URL" in line for line in found) == 1, found
+    assert not any("alert_replicas_url" in line for line in found), found
+    wanted = [word for words in NOTHING.values() for word in words]
+    assert len(found) == len(wanted) + 1

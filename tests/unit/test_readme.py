@@ -1,5 +1,5 @@
 """The README as an operator reads it in a crisis: its first section says what to do, and every
-`phoenix` command and option it names exists."""
+`phoenix` command and option it names exists; so do those of docs/, and the make targets."""
 
 from __future__ import annotations
 
@@ -13,25 +13,27 @@ import pytest
 from phoenix.cli import cli
 from tests.unit.test_cli import phoenix
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+DOCS = {path.name: path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))}
 HELP = {"-h", "--help"}
 
 
-def named_commands() -> list[str]:
-    """Every `phoenix …` the README tells the reader to run: a code line or a backtick span
-    that starts with it."""
+def named_commands(text: str = README, program: str = "phoenix") -> list[str]:
+    """Every `phoenix …` (or `program …`) the text tells the reader to run: a code line or a
+    backtick span that starts with it."""
     found, in_code = [], False
-    for line in README.splitlines():
+    for line in text.splitlines():
         if line.startswith("```"):
             in_code = not in_code
             continue
         if in_code:
-            text = line.split("#", 1)[0].strip()
-            if text.startswith("phoenix "):
-                found.append(text)
+            code = line.split("#", 1)[0].strip()
+            if code.startswith(f"{program} "):
+                found.append(code)
         else:
             found += [span for span in re.findall(r"`([^`]+)`", line)
-                      if span.startswith("phoenix ")]
+                      if span.startswith(f"{program} ")]
     return found
 
 
@@ -78,6 +80,28 @@ def test_every_command_and_option_the_readme_names_exists():
     assert len(named) > 30 and "phoenix cutover --fence-unconfirmed" in named
     for text in named:
         check_named(text)
+
+
+def test_the_docs_name_only_commands_options_and_make_targets_that_exist():
+    assert {"lab.md", "testing.md"} <= set(DOCS)
+    assert "phoenix lab up" in named_commands(DOCS["lab.md"])
+    for text in DOCS.values():
+        for command in named_commands(text):
+            check_named(command)
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+    named = {m.split()[1] for text in [README, *DOCS.values()]
+             for m in named_commands(text, "make")}
+    assert {"drill", "test"} <= named and named <= targets, named - targets
+
+
+def test_the_readme_keeps_its_two_commands_and_links_the_docs_that_exist():
+    assert "make drill    #" in README and "make test     #" in README
+    links = re.findall(r"\]\((docs/[^)#]+)", README)
+    assert {"docs/lab.md", "docs/testing.md"} <= set(links)
+    for text in [README, *DOCS.values()]:
+        for link in re.findall(r"\]\(([^)#:]+\.md)", text):
+            base = ROOT if text is README else ROOT / "docs"
+            assert (base / link).exists(), link
 
 
 def test_the_check_finds_what_is_wrong_with_the_readme():

@@ -4,6 +4,12 @@ reserved IP, with DigitalOcean's rule that a resource has at most one pending ac
 An action's work (slow driver calls: power, addresses) runs in a thread of its own and the
 action completes or errors with it, as DigitalOcean reports; a droplet's "create" action
 follows the droplet and completes once the droplet is no longer new.
+
+The action fault switch (`fail`) makes the next actions of a type error without doing their
+work, as in a provider outage: DigitalOcean accepts the action (201, "in-progress") and
+later reports it "errored" (its status enum: "in-progress", "completed", "errored", in
+shared/contracts/digitalocean-openapi/specification/resources/actions/models/action.yml),
+the resource unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +35,27 @@ class Actions:
         self._ids = itertools.count(2_000_000_001)
         self._actions: dict[int, dict] = {}
         self._busy: set[Resource] = set()  # resources with an action in progress
+        self._failing: list[dict] = []  # {"type", "count", "hits"}: the fault switch
+
+    def fail(self, kind: str | None, count: int = 1) -> list[dict]:
+        """The next `count` actions of type `kind` error, their work undone; `kind` None
+        clears the switch. Returns the switch's entries (those cleared, with their hits)."""
+        with self._lock:
+            if kind is None:
+                gone, self._failing = self._failing, []
+                return gone
+            if not isinstance(kind, str) or not isinstance(count, int) or count < 1:
+                raise ValueError("an action fault takes a type (str) and a count (int >= 1)")
+            self._failing.append({"type": kind, "count": count, "hits": 0})
+            return [dict(f) for f in self._failing]
+
+    def _fails(self, kind: str) -> bool:
+        with self._lock:
+            for fault in self._failing:
+                if fault["type"] == kind and fault["hits"] < fault["count"]:
+                    fault["hits"] += 1
+                    return True
+        return False
 
     def busy(self, resource: Resource) -> bool:
         with self._lock:
@@ -67,6 +94,11 @@ class Actions:
             }
             self._actions[action["id"]] = action
             started = dict(action)
+        if work is not None and self._fails(kind):
+
+            def work() -> None:
+                raise RuntimeError(f"{kind} errored (the lab's action fault switch)")
+
         if work is not None:
             threading.Thread(
                 target=self._run,

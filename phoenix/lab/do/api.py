@@ -6,7 +6,8 @@ tags) and the rules it applies live in `account.py`. Shapes, status codes and er
 follow DigitalOcean's, so the code under test cannot tell the difference;
 `contracts/digitalocean/openapi.json` (DigitalOcean's OpenAPI description, tightened) holds them
 to it in the tests. The fault switch (`inject`, or `fail_next` for the next answers) answers
-with DigitalOcean's error shape and headers.
+with DigitalOcean's error shape and headers; /_lab/action-faults makes the next actions of
+a type error after they were accepted (POST {"type", "count"}, DELETE: clear).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 from phoenix.lab.do.account import Account
@@ -23,6 +25,7 @@ from phoenix.lab.do.drivers import Driver, DriverError
 from phoenix.lab.do.shapes import APIError
 from phoenix.lab.httpd import Fault, Handler, JSONServer, Request, Response
 
+ACTION_FAULTS_PATH = "/_lab/action-faults"
 RATE_LIMIT = 5000  # requests an hour, as DigitalOcean allows
 ERROR_IDS = {
     400: "bad_request",
@@ -98,12 +101,22 @@ class DOServer(JSONServer):
             [(m, p, self._guarded(h)) for m, p, h in routes],
             fault_answer=self._fault_answer,
             control_token=token,
+            controls={ACTION_FAULTS_PATH: self._action_faults},
         )
 
     # -- test switch, auth, rate-limit headers --------------------------------------------
 
     # `fail_next` is the JSONServer's. Note that azure-core, under pydo, retries any method on
     # any 4xx/5xx that carries Retry-After.
+
+    def _action_faults(self, method: str, body: Any) -> dict:
+        if method == "POST":
+            if not isinstance(body, dict) or set(body) - {"type", "count"}:
+                raise ValueError("an action fault takes type and count")
+            return {"faults": self.account.actions.fail(body.get("type"), body.get("count", 1))}
+        if method == "DELETE":
+            return {"faults": self.account.actions.fail(None)}
+        raise ValueError(f"{method}: POST adds an action fault, DELETE clears them")
 
     def _fault_answer(self, status: int, fault: Fault) -> Response:
         headers = self._count_request()

@@ -259,6 +259,30 @@ def test_power_off_and_on_complete_and_change_status(client):
     assert client.droplets.get(droplet_id, **PLAIN)["droplet"]["status"] == "active"
 
 
+def test_the_action_fault_switch_errors_a_power_off_and_leaves_the_droplet_active(server,
+                                                                                  client):
+    import requests
+
+    url = f"http://127.0.0.1:{server.port}/_lab/action-faults"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.post(url, json={"type": "power_off"}, timeout=5).status_code == 401
+    bad = requests.post(url, json={"type": "power_off", "count": 0}, headers=auth, timeout=5)
+    assert bad.status_code == 400
+    added = requests.post(url, json={"type": "power_off", "count": 1}, headers=auth, timeout=5)
+    assert added.json()["faults"] == [{"type": "power_off", "count": 1, "hits": 0}]
+    droplet_id = client.droplets.create(body=spec("forge-1"), **PLAIN)["droplet"]["id"]
+    active(client, droplet_id)
+
+    off = client.droplet_actions.post(droplet_id, body={"type": "power_off"}, **PLAIN)
+    assert off["action"]["status"] == "in-progress"  # accepted, as DigitalOcean does
+    assert finish(client, off)["status"] == "errored"
+    assert client.droplets.get(droplet_id, **PLAIN)["droplet"]["status"] == "active"
+    again = client.droplet_actions.post(droplet_id, body={"type": "power_off"}, **PLAIN)
+    assert finish(client, again)["status"] == "completed"  # the switch was for one action
+    cleared = requests.delete(url, headers=auth, timeout=5).json()["faults"]
+    assert cleared == [{"type": "power_off", "count": 1, "hits": 1}]
+
+
 def test_reserved_ip_shows_in_networks_and_moves_between_droplets(client):
     first = client.droplets.create(body=spec("old-forge"), **PLAIN)["droplet"]["id"]
     second = client.droplets.create(body=spec("new-forge"), **PLAIN)["droplet"]["id"]

@@ -13,6 +13,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from phoenix.lab import model
+from phoenix.lab.pings import PATH, Receiver
 from phoenix.lab.server import _Artifacts
 
 KEY = "lab-model-key-for-the-unit-test"
@@ -23,6 +24,7 @@ def endpoint(tmp_path):
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "artifact.txt").write_text("an artifact\n")
     _Artifacts.model = model.Model(key=KEY, log=tmp_path / "model.log")
+    _Artifacts.pings = Receiver(tmp_path / "pings.jsonl")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
         _Artifacts, directory=str(tmp_path / "files")))
     server.daemon_threads = True
@@ -93,3 +95,17 @@ def test_a_body_without_messages_is_400(endpoint):
     url, _log = endpoint
     status, body = call(f"{url}/v1/chat/completions", {"model": "m"})
     assert status == 400 and json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+def test_the_alert_receiver_records_pings_beside_the_artifacts(endpoint):
+    url, log = endpoint
+    check = "5f0c3c1e-4d7b-4a8e-9a59-0f6f3c2a1b7d"
+    assert call(f"{url}/ping/{check}", key=None)[0] == 200  # Litestream's GET
+    request = urllib.request.Request(f"{url}/ping/{check}/fail", data=b"full backup FAILED: x")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.read() == b"OK"
+    lines = [json.loads(line) for line in (log.parent / "pings.jsonl").read_text().splitlines()]
+    assert [(p["check"], p["failed"], p["body"]) for p in lines] == [
+        (check, False, ""), (check, True, "full backup FAILED: x")]
+    assert PATH.match("/ping/../etc/passwd") is None
+    assert call(f"{url}/artifact.txt", key=None) == (200, b"an artifact\n")

@@ -289,6 +289,20 @@ def test_units_pin_the_replica_store_host_key_and_name_the_forge():
                          data={**settings, "litestream_replica_url": "sftp://host/x"})
 
 
+def test_the_replicas_heartbeat_is_litestreams_own_top_level_setting():
+    settings = {"litestream_replica_url": "sftp://litestream@10.0.0.9:22/srv/litestream/forge",
+                "litestream_known_hosts": ["10.0.0.9 ssh-ed25519 AAAAC3Nza"],
+                "litestream_sync_interval": "1s", "litestream_heartbeat_interval": 120}
+    plain = json.loads(task.config_text([("/db", "db")], source="f", key_path="/k",
+                                        data=settings))
+    assert "heartbeat-url" not in plain
+    beat = json.loads(task.config_text([("/db", "db")], source="f", key_path="/k",
+                                       data=settings, heartbeat="https://hc.example/ping/x"))
+    assert (beat["heartbeat-url"], beat["heartbeat-interval"]) == ("https://hc.example/ping/x",
+                                                                   "120s")
+    assert beat["dbs"] == plain["dbs"]
+
+
 def test_health_says_which_threshold_is_passed():
     from phoenix.backup import replication
 
