@@ -904,7 +904,7 @@ class Webhooks:
         except OSError as exc:
             return f"dial tcp: lookup {host}: {exc.strerror or exc}"
         for info in infos:
-            address = info[4][0]
+            address = str(info[4][0])
             if not self.allowed.match(host, ipaddress.ip_address(address)):
                 shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
                 return (
