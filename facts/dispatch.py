@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 
@@ -18,8 +20,9 @@ class DispatchHooks(FactBase):
     def command(self, *, script: str, wanted: str, db: str, user: str) -> StringCommand:
         return StringCommand(
             "test", "-f", QuoteString(db), "&&", "test", "-f", QuoteString(wanted), "&&",
-            "runuser", "-u", QuoteString(user), "--", "python3", QuoteString(script),
-            "--check", QuoteString(db), "<", QuoteString(wanted), "||", "true",
+            "runuser", "-u", QuoteString(user), "--", "python3", "-c",
+            f'"$(cat {shlex.quote(script)})"', "--check", QuoteString(db), "<",
+            QuoteString(wanted), "||", "true",
         )  # fmt: skip
 
     def process(self, output: list[str]) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import shlex
 from pathlib import Path
 
 from pyinfra import host
@@ -76,7 +77,8 @@ def dispatch_issues() -> None:
     )
     q = QuoteString
     args = {"script": script, "wanted": spec, "db": data.gitea_db_path, "user": data.gitea_user}
-    # Imperative (Gitea has no command for webhooks); gated on the rows as they are.
+    # Imperative (Gitea has no command for webhooks); gated on the rows as they are. Root
+    # reads the program and the list (root's alone); Gitea's user writes its own database.
     server.shell(
         name="Ensure Gitea holds a system webhook per wizard house, with its secret",
         commands=[
@@ -86,7 +88,8 @@ def dispatch_issues() -> None:
                 q(data.gitea_user),
                 "--",
                 "python3",
-                q(script),
+                "-c",
+                f'"$(cat {shlex.quote(script)})"',
                 q(data.gitea_db_path),
                 "<",
                 q(spec),

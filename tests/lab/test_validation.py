@@ -323,8 +323,8 @@ def _hook_row_back(t, s):
     """What the deploy's dispatch operation runs (tasks/dispatch.py)."""
     user, db = shlex.quote(s["gitea_user"]), shlex.quote(s["gitea_db_path"])
     folder = f"{s['phoenix_state_dir']}/dispatch"
-    on_host(t, f"runuser -u {user} -- python3 {folder}/phoenix_dispatch_hooks.py {db} "
-               f"< {folder}/hooks.json")
+    on_host(t, f"runuser -u {user} -- python3 -c \"$(cat {folder}/phoenix_dispatch_hooks.py)\" "
+               f"{db} < {folder}/hooks.json")
 
 
 def _host_list_default(t, s):
