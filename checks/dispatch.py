@@ -15,7 +15,7 @@ import pytest
 from phoenix import dispatch
 
 from .api import _call
-from .helpers import house_home
+from .helpers import DISPATCH_ISSUE_TITLE, house_home
 
 # Run on the host as root (python3, read only): what Gitea did with the issue's event for each
 # house (its webhook row, its hook task and the answer) and what the house kept of it.
@@ -153,7 +153,7 @@ def test_step9_4_issue_dispatched_to_each_wizard(
     api = f"{base}/api/v1"
     repo = settings["validate_issue_repo"]
     nonce = f"phoenix-nonce-{secrets.token_hex(8)}"
-    title = f"Phoenix dispatch check {nonce} (runbook step 9.4)"
+    title = nonce.join(DISPATCH_ISSUE_TITLE)
     created = _call(
         session,
         "POST",

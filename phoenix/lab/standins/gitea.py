@@ -2845,30 +2845,38 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_regenerate_hooks(settings: Settings) -> int:
+    """services/repository/hooks.go SyncRepositoryHooks (1.22): for every repository row, its
+    delegate hooks (gitrepo.CreateDelegateHooks, which makes the folders it writes into, so a
+    row whose git data is missing gets a hooks/ folder and nothing else), and its wiki's when
+    the wiki is there (HasWiki). A repository on disk with no row is not touched."""
     installed(settings)
     files = hook_files(gitea_executable(), settings.config)
-    repos = bare_repos(settings.repo_root)
-    changed = 0
-    for repo in repos:
-        for rel, content in files.items():
-            path = os.path.join(repo, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            changed += write_if_changed(path, content, 0o755)
     conn = connect(settings)
     try:
-        for row in conn.execute("SELECT owner_name, lower_name FROM repository ORDER BY id"):
-            path = os.path.join(
-                settings.repo_root, (row["owner_name"] or "").lower(), row["lower_name"] + ".git"
-            )
-            if path not in repos:
-                log(
-                    "W",
-                    f"repository {row['owner_name']}/{row['lower_name']} is in the database "
-                    f"but {path} does not exist",
-                )
+        rows = conn.execute("SELECT owner_name, lower_name FROM repository ORDER BY id").fetchall()
     finally:
         conn.close()
-    print(f"Regenerated hooks in {len(repos)} repositories ({changed} files changed)", flush=True)
+    changed = done = 0
+    for row in rows:
+        base = os.path.join(
+            settings.repo_root, (row["owner_name"] or "").lower(), row["lower_name"]
+        )
+        targets = [base + ".git"]
+        if os.path.isdir(base + ".wiki.git"):
+            targets.append(base + ".wiki.git")
+        if not os.path.isfile(os.path.join(base + ".git", "HEAD")):
+            log(
+                "W",
+                f"repository {row['owner_name']}/{row['lower_name']} has a row but no git "
+                "data: its hooks are written into an otherwise empty folder",
+            )
+        for repo in targets:
+            for rel, content in files.items():
+                path = os.path.join(repo, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                changed += write_if_changed(path, content, 0o755)
+        done += 1
+    print(f"Regenerated hooks in {done} repositories ({changed} files changed)", flush=True)
     return 0
 
 

@@ -201,3 +201,23 @@ def test_host_match_list_as_hostmatcher(allowed, address, admitted):
 
     matcher = gitea.HostMatchList("webhook.ALLOWED_HOST_LIST", allowed)
     assert matcher.match(address, ipaddress.ip_address(address)) is admitted
+
+
+def test_regenerate_hooks_walks_the_rows_not_the_disk(forge):
+    """1.22's SyncRepositoryHooks: a row whose git data is missing gets a hooks folder; a
+    repository on disk that no row names is left as it was."""
+    import shutil
+    import subprocess
+
+    from tests.unit.lab.test_standins import run
+
+    gone = forge.repos / "timmy" / "the-nexus.git"
+    shutil.rmtree(gone)
+    stray = forge.repos / "nobody" / "stray.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(stray)], check=True)
+    result = run("gitea", "admin", "regenerate", "hooks", "-c", str(forge.ini))
+    assert result.returncode == 0, result.stderr
+    assert (gone / "hooks" / "post-receive.d" / "gitea").is_file()
+    assert not (gone / "HEAD").exists()
+    assert "has a row but no git data" in result.stderr
+    assert not (stray / "hooks" / "post-receive.d").exists()
