@@ -268,7 +268,8 @@ def snapshot(
     """What a user would miss, by kind ({kind: {what: fingerprint}}): every repository and
     branch head, every issue's title/state and body, every comment, every attachment and
     custom avatar by sha256, the LFS objects named in `lfs` ({repo: {oid: size}}), the system
-    webhooks (where they deliver, which events), whether the API token still logs in, and whether each 2FA user logs in with a fresh TOTP code."""
+    webhooks (where they deliver, which events), whether the API token still logs in, and
+    whether each 2FA user logs in with a fresh TOTP code."""
     out: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
     for repo in sorted(forge.repos(), key=lambda r: r["full_name"]):
         name = repo["full_name"]
