@@ -15,6 +15,7 @@ from tasks.backend import run_backend
 from tasks.backups import configure_backups
 from tasks.base import install_base
 from tasks.cron import install_cron
+from tasks.dispatch import dispatch_issues
 from tasks.firewall import firewall_host
 from tasks.gitea import install_gitea
 from tasks.hardening import harden_host
@@ -49,6 +50,7 @@ serve_https()
 install_hermes()
 run_backend()
 run_wizards()
+dispatch_issues()
 install_cron()
 harden_ssh()
 configure_backups()

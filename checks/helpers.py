@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 VERIFIER = REPO / "files" / "phoenix_backup_verify.py"
 # The title marks the issues step 9 creates, so the restored counts can leave them out.
 VALIDATION_ISSUE_TITLE = "Phoenix post-recovery validation (runbook step 9)"
+# Step 9.4's issue: this prefix, a nonce (phoenix-nonce-<hex>) and this suffix.
+DISPATCH_ISSUE_TITLE = ("Phoenix dispatch check ", " (runbook step 9.4)")
 ROOT = "__root__"  # app.ini's keys before the first [section], such as RUN_USER
 
 

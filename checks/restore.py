@@ -10,7 +10,7 @@ import shlex
 
 import pytest
 
-from .helpers import VALIDATION_ISSUE_TITLE, mode, out, verifier
+from .helpers import DISPATCH_ISSUE_TITLE, VALIDATION_ISSUE_TITLE, mode, out, verifier
 
 
 def test_step4_gitea_db_owned_by_run_user_0600(host, settings, gitea_paths):
@@ -76,12 +76,14 @@ def _backup_epoch(manifest: dict) -> int:
 
 def test_step4_restored_data_matches_backup_manifest(host, settings, gitea_paths, manifest):
     queries = verifier().COUNT_QUERIES
-    # Only the issues step 9 made on this host since the backup are not restored data: one
-    # an earlier validation left on the old forge was backed up, and the manifest counts it.
+    # Only the issues steps 9 and 9.4 made on this host since the backup are not restored
+    # data: one an earlier validation left on the old forge was backed up, and the manifest
+    # counts it.
+    dispatch = "%".join(part.replace("'", "''") for part in DISPATCH_ISSUE_TITLE)
     own = (
-        "SELECT COUNT(*) FROM issue WHERE COALESCE(is_pull, 0) = 0 AND name = '"
+        "SELECT COUNT(*) FROM issue WHERE COALESCE(is_pull, 0) = 0 AND (name = '"
         + VALIDATION_ISSUE_TITLE.replace("'", "''")
-        + "' AND created_unix > "
+        + f"' OR name LIKE '{dispatch}') AND created_unix > "
         + str(_backup_epoch(manifest))
     )
     rows = _query_copy(host, gitea_paths["db"], "; ".join([*queries.values(), own]) + ";")

@@ -134,6 +134,15 @@ backend_port: int = 8645
 backend_health_path: str = "/health"
 wizard_names: list = ["ezra", "allegro", "bezalel"]
 hermes_heartbeat_max_age: int = 120  # validation: state/gateway.heartbeat beats every 30 s
+# Dispatch (runbook step 9.4, phoenix/dispatch.py): Gitea's issue events reach each wizard
+# house through Hermes's webhook platform. House i listens on dispatch_address_first + i,
+# port dispatch_port_first + i (Hermes's 8644 for all would collide), reached by Gitea alone;
+# the route secrets derive from the operator's secret hermes_webhook_secret.
+dispatch_address_first: str = "127.0.0.11"
+dispatch_port_first: int = 8651
+dispatch_route: str = "gitea-issues"  # Hermes serves it at /webhooks/<route>
+dispatch_events: list = ["issues"]  # X-GitHub-Event values the route accepts
+dispatch_wait: int = 120  # validation: seconds from a new issue to the house's session
 # systemd sandboxing of the backend and wizard units: what the gateway tolerates (it writes
 # only its HERMES_HOME and listens on TCP). `systemd-analyze security` rates it 1.5 in the lab.
 # Not `~@privileged`: Hermes 0.19 makes a call of that set at start and dies of SIGSYS.

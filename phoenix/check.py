@@ -111,8 +111,13 @@ def needed_secrets(inputs: Inputs) -> list[str]:
     if s.get("litestream_replica_url"):
         names.append("litestream_ssh_key")
     if inputs.command == "recover":
-        # the houses' model and API keys (the deploy), runbook step 9's API token
-        names += ["hermes_model_api_key", "hermes_api_server_key", "gitea_api_token"]
+        # the houses' model, API and webhook keys (the deploy), runbook step 9's API token
+        names += [
+            "hermes_model_api_key",
+            "hermes_api_server_key",
+            "hermes_webhook_secret",
+            "gitea_api_token",
+        ]
     return names
 
 

@@ -94,7 +94,7 @@ STEPS: tuple[Step, ...] = (
         15,
         "15 min",
         "deploy",
-        ("wizards", "cron"),
+        ("wizards", "cron", "dispatch"),
         ("wizards", "cron"),
         ("recover",),
     ),
@@ -119,7 +119,7 @@ STEPS: tuple[Step, ...] = (
         "checks after a 15 min wait",
         "validate",
         (),
-        ("api",),
+        ("api", "dispatch"),
         ("validate", "cutover.after", "forge.tls"),
     ),
     # What the runbook leaves out or names only as a mitigation.

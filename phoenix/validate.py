@@ -40,6 +40,7 @@ class Check:
     name: str  # the test's name, without the host part of its id
     status: str  # "passed", "failed" or "skipped"
     message: str = ""  # why it failed or was skipped, in the test's own words
+    properties: dict[str, str] = field(default_factory=dict)  # what it measured (record_property)
 
 
 @dataclass
@@ -83,6 +84,14 @@ class ValidationResult:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def measured(self, name: str) -> str | None:
+        """A figure a check recorded (e.g. step 9.4's dispatch_seconds), or None."""
+        for step in self.steps.values():
+            for check in step.checks:
+                if name in check.properties:
+                    return check.properties[name]
+        return None
 
     def render(self) -> str:
         c = self.counts
@@ -142,7 +151,10 @@ def parse_junit(path: Path) -> list[Check]:
             if child.tag == "skipped":
                 status = "skipped"
                 message = _first_line(child.get("message")) or _first_line(child.text)
-        checks.append(Check(_short_name(case.get("name", "")), status, message))
+        measured = {
+            p.get("name", ""): p.get("value", "") for p in case.iter("property") if p.get("name")
+        }
+        checks.append(Check(_short_name(case.get("name", "")), status, message, measured))
     return checks
 
 

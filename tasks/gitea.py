@@ -14,6 +14,7 @@ from pyinfra.api import DeployError, deploy
 from pyinfra.api.util import get_template
 from pyinfra.operations import files, server
 
+from phoenix import dispatch
 from phoenix.backup import sources
 from phoenix.errors import PhoenixError
 from phoenix.forge import appini
@@ -24,6 +25,10 @@ from tasks.restore import backup_app_ini, resolved_source
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
 READS = (
+    "dispatch_address_first",
+    "dispatch_port_first",
+    "dispatch_route",
+    "wizard_names",
     "gitea_binary_path",
     "gitea_binary_url",
     "gitea_config_dir",
@@ -108,6 +113,7 @@ def _app_ini() -> str:
         secret_key=appini.written_secret_key(chosen["gitea_secret_key"]),
         internal_token=chosen["gitea_internal_token"],
         jwt_secret=chosen["gitea_jwt_secret"],
+        webhook_allowed_hosts=dispatch.allowed_host_list(host.data),
     )
     if not old:
         return text

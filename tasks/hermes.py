@@ -20,6 +20,7 @@ from pyinfra.operations import files, server
 
 from facts.markers import Marker
 from facts.owners import NotOwnedBy
+from phoenix import dispatch
 from phoenix.errors import PhoenixError
 from phoenix.secrets import read_secret
 from tasks._ops import pip_index_args, secret_file
@@ -29,6 +30,7 @@ from tasks._units import run_unit
 READS = (
     "backend_host",
     "backend_port",
+    "dispatch_events",
     "hermes_find_links",
     "hermes_hardening",
     "hermes_index_url",
@@ -250,16 +252,26 @@ def install_hermes() -> None:
     )
 
 
-def _env_file(*, api_server: bool) -> str:
-    """A house's .env: its secrets only (the model provider's key, the API server's key)."""
+def _env_file(*, api_server: bool, webhook: dispatch.House | None) -> str:
+    """A house's .env: its secrets (the model provider's key, the API server's key, its
+    webhook route's secret, which Hermes reads only with WEBHOOK_ENABLED)."""
     lines = [f"PHOENIX_MODEL_API_KEY={_secret('hermes_model_api_key')}"]
     if api_server:
         lines.append(f"API_SERVER_KEY={_secret('hermes_api_server_key')}")
+    if webhook:
+        secret = dispatch.house_secret(_secret(dispatch.SECRET_NAME), webhook.name)
+        lines += ["WEBHOOK_ENABLED=true", f"WEBHOOK_SECRET={secret}"]
     return "\n".join(lines) + "\n"
 
 
 def run_house(
-    name: str, *, unit: str, description: str, api_server: bool, running: bool = True
+    name: str,
+    *,
+    unit: str,
+    description: str,
+    api_server: bool,
+    running: bool = True,
+    webhook: dispatch.House | None = None,
 ) -> None:
     """One Hermes house: its HERMES_HOME, config.yaml, .env, unit; running, enabled, and
     restarted when any of them changed (`running=False`: installed, stopped and disabled, as
@@ -297,10 +309,12 @@ def run_house(
         model_name=data.hermes_model_name,
         model_context_length=data.hermes_model_context_length,
         watchdog=data.hermes_watchdog_seconds,
+        webhook=webhook,
+        webhook_events=list(data.dispatch_events),
     )
     env = secret_file(
         name=f"Ensure the .env of {name} holds its secrets (0600)",
-        content=_env_file(api_server=api_server),
+        content=_env_file(api_server=api_server, webhook=webhook),
         dest=posixpath.join(home, ".env"),
         user=user,
         group=user,

@@ -9,21 +9,30 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from phoenix import dispatch
 from tasks._units import start_together
 from tasks.hermes import house_home, run_house
 from tasks.role import role
 
 # The host data this task reads, each defined in group_data/all.py (tests/unit/test_tasks.py)
-READS = ("layout_wizard_root", "wizard_names")
+READS = (
+    "dispatch_address_first",
+    "dispatch_port_first",
+    "dispatch_route",
+    "layout_wizard_root",
+    "wizard_names",
+)
 
 
 @deploy("Run the hermes wizards")
 def run_wizards() -> None:
     data = host.data
-    for wizard in data.wizard_names:
+    for house in dispatch.houses(data):
+        wizard = house.name
         # One primary: a standby's houses are installed but wait for its promotion.
         run_house(
             wizard,
+            webhook=house,
             unit=f"hermes-{wizard}",
             api_server=False,
             description=f"the wizard house {wizard}",

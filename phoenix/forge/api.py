@@ -37,6 +37,7 @@ KINDS = (
     "attachments",
     "avatars",
     "lfs objects",
+    "webhooks",
     "logins",
 )
 
@@ -157,6 +158,13 @@ class Forge:
     def branches(self, full_name: str) -> dict[str, str]:
         return {b["name"]: b["commit"]["id"] for b in self._pages(f"/repos/{full_name}/branches")}
 
+    def system_hooks(self) -> list[dict]:
+        """The system webhooks (an admin's token; [] for another, which may not list them)."""
+        response = self._request("GET", f"{self.base}/admin/hooks")
+        if response.status_code == 403:
+            return []
+        return self._pages("/admin/hooks")
+
     def comments(self, full_name: str, index: int) -> list[dict]:
         return self._call("GET", f"/repos/{full_name}/issues/{index}/comments")
 
@@ -259,8 +267,9 @@ def snapshot(
 ) -> dict[str, dict[str, str]]:
     """What a user would miss, by kind ({kind: {what: fingerprint}}): every repository and
     branch head, every issue's title/state and body, every comment, every attachment and
-    custom avatar by sha256, the LFS objects named in `lfs` ({repo: {oid: size}}), whether
-    the API token still logs in, and whether each 2FA user logs in with a fresh TOTP code."""
+    custom avatar by sha256, the LFS objects named in `lfs` ({repo: {oid: size}}), the system
+    webhooks (where they deliver, which events), whether the API token still logs in, and
+    whether each 2FA user logs in with a fresh TOTP code."""
     out: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
     for repo in sorted(forge.repos(), key=lambda r: r["full_name"]):
         name = repo["full_name"]
@@ -293,6 +302,12 @@ def snapshot(
                 sha256(content) if content is not None else "missing"
             )
     if forge.token:
+        for hook in forge.system_hooks():  # Gitea never shows a secret: validation proves it
+            state = "active" if hook.get("active") else "inactive"
+            events = ",".join(sorted(hook.get("events") or []))
+            out["webhooks"][f"system webhook to {hook['config'].get('url', '')}"] = (
+                f"{events} ({state})"
+            )
         try:
             out["logins"]["the API token"] = f"logs in as {forge.me()['login']}"
         except PhoenixError as exc:

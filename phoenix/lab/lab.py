@@ -54,6 +54,7 @@ def ensure_secrets(config: LabConfig) -> None:
         "gitea_api_token",
         "hermes_model_api_key",
         "hermes_api_server_key",
+        "hermes_webhook_secret",
     ):
         path = config.state_dir / "secrets" / name
         if not path.exists():

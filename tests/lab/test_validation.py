@@ -277,13 +277,82 @@ def _serv_lines_back(t, s):
     on_host(t, f"mv /root/authorized_keys.saved {_keys_file(s)}")
 
 
+def _house(s, i):
+    from phoenix import dispatch
+
+    return dispatch.houses(s)[i]
+
+
+def _env_path(s, i):
+    return f"{s['hermes_root']}/{s['wizard_names'][i]}/.env"
+
+
+def _route_secret_differs(t, s):
+    """The house's route secret is not the one Gitea's webhook signs with (a house restored
+    with another operator secret than the forge's webhook row)."""
+    env = _env_path(s, 0)
+    on_host(t, f"cp -p {env} /root/val-env.saved && sed -i "
+               f"'s/^WEBHOOK_SECRET=.*/WEBHOOK_SECRET=not-the-forges-secret/' {env} && "
+               f"systemctl restart hermes-{s['wizard_names'][0]} && sleep 8")
+    return ""
+
+
+def _route_secret_back(t, s):
+    on_host(t, f"mv /root/val-env.saved {_env_path(s, 0)} && "
+               f"systemctl restart hermes-{s['wizard_names'][0]} && sleep 8")
+
+
+def _house_stop(t, s):
+    on_host(t, f"systemctl stop hermes-{s['wizard_names'][1]}")
+    return ""
+
+
+def _house_start(t, s):
+    on_host(t, f"systemctl start hermes-{s['wizard_names'][1]} && sleep 8")
+
+
+def _hook_row_delete(t, s):
+    user, db = shlex.quote(s["gitea_user"]), shlex.quote(s["gitea_db_path"])
+    url = _house(s, 0).url
+    on_host(t, f"runuser -u {user} -- sqlite3 {db} "
+               f"\"DELETE FROM webhook WHERE url = '{url}'\"")
+    return url
+
+
+def _hook_row_back(t, s):
+    """What the deploy's dispatch operation runs (tasks/dispatch.py)."""
+    user, db = shlex.quote(s["gitea_user"]), shlex.quote(s["gitea_db_path"])
+    folder = f"{s['phoenix_state_dir']}/dispatch"
+    on_host(t, f"runuser -u {user} -- python3 -c \"$(cat {folder}/phoenix_dispatch_hooks.py)\" "
+               f"{db} < {folder}/hooks.json")
+
+
+def _host_list_default(t, s):
+    """app.ini back to 1.22's default ALLOWED_HOST_LIST (external): the houses are refused."""
+    ini = f"{s['gitea_config_dir']}/app.ini"
+    on_host(t, f"cp -p {ini} /root/val-app.ini.saved && sed -i "
+               f"'s/^ALLOWED_HOST_LIST *=.*/ALLOWED_HOST_LIST = external/' {ini}")
+    _gitea_stop(t, s)
+    _gitea_start(t, s)
+    return _house(s, 0).address
+
+
+def _host_list_back(t, s):
+    on_host(t, f"mv /root/val-app.ini.saved {s['gitea_config_dir']}/app.ini")
+    _gitea_stop(t, s)
+    _gitea_start(t, s)
+
+
+DISPATCH = "test_step9_4_issue_dispatched_to_each_wizard"
+
 # Test names and words may name {w0} and {w1}: the first two of the lab's wizard_names.
 BREAKS = [
     Break("gitea-stopped", _gitea_stop, _gitea_start,
           fails={"test_step4_gitea_service_active_and_enabled": ["gitea service is not running"],
                  "test_step4_gitea_listening_on_http_port": ["nothing listens", "3000"],
                  "test_step4_gitea_api_version_200_from_operator": ["does not answer"],
-                 "test_step9_issue_create_and_close_through_api": ["does not answer"]}),
+                 "test_step9_issue_create_and_close_through_api": ["does not answer"]},
+          may_fail={DISPATCH}),
     Break("git-over-ssh-keys-gone", _serv_lines_gone, _serv_lines_back,
           fails={"test_step4_git_over_ssh_takes_every_key_in_the_database":
                  ["has no `serv` line for key id", "gitea admin regenerate keys"]}),
@@ -294,7 +363,7 @@ BREAKS = [
           fails={"test_step6_wizard_active_and_enabled[{w1}]": ["hermes-{w1}.service is missing"]},
           may_fail={"test_step7_wizard_heartbeat_fresh[{w1}]",
                     "test_step6_house_config_loads[{w1}]",
-                    "test_step7_fleet_health_report_at_runbook_path"}),
+                    "test_step7_fleet_health_report_at_runbook_path", DISPATCH}),
     # Hermes only warns about such a file and runs on without its model or its watchdog
     # setting, so it never says READY=1 either: the unit hangs in "activating".
     Break("house-config-broken", _config_break, _config_restore,
@@ -302,7 +371,7 @@ BREAKS = [
                  ["config.yaml is broken", "while parsing", "journal ends"]},
           may_fail={"test_step6_wizard_active_and_enabled[{w1}]",
                     "test_step7_wizard_heartbeat_fresh[{w1}]",
-                    "test_step7_fleet_health_report_at_runbook_path"}),
+                    "test_step7_fleet_health_report_at_runbook_path", DISPATCH}),
     Break("cron-line-deleted", _cron_delete, _cron_restore,
           fails={"test_step6_cron_entries_installed": ["not installed"]},
           may_fail={"test_step7_fleet_health_report_at_runbook_path"}),  # when it is that job
@@ -310,20 +379,38 @@ BREAKS = [
           fails={"test_step7_wizard_heartbeat_fresh[{w0}]":
                  ["heartbeat of {w0} is", "s old", "hermes-{w0} hung"],
                  "test_step7_fleet_health_report_at_runbook_path":
-                 [".local/timmy/fleet-health/", "STALE: {w0}"]}),
+                 [".local/timmy/fleet-health/", "STALE: {w0}"]},
+          may_fail={DISPATCH}),
     Break("token-rejected-beside-a-wiki", _token_revoked_beside_a_wiki, _token_back_wiki_gone,
           fails={"test_step9_issue_create_and_close_through_api":
-                 ["token is not valid on this Gitea", "answered 401"]}),
+                 ["token is not valid on this Gitea", "answered 401"]},
+          may_fail={DISPATCH}),
     Break("caddy-stopped", _caddy_stop, _caddy_start,
           fails={"test_step4_gitea_api_version_200_from_operator": ["does not answer"],
                  "test_step4_http_redirects_to_https": ["nothing answers http://"],
-                 "test_step9_issue_create_and_close_through_api": ["does not answer"]}),
+                 "test_step9_issue_create_and_close_through_api": ["does not answer"]},
+          may_fail={DISPATCH}),
     Break("firewall-flushed", _firewall_flush, _firewall_load,
           fails={"test_security_firewall_drops_input_by_default": ["accepts by default"],
                  "test_security_service_users_cannot_reach_metadata": ["not refused"]}),
     Break("password-login", _password_on, _password_off,
           fails={"test_security_sshd_no_password_login":
                  ["sshd accepts password logins", "passwordauthentication yes"]}),
+    # Runbook step 9.4: each link of the dispatch path broken, the cause named.
+    Break("dispatch-route-secret-differs", _route_secret_differs, _route_secret_back,
+          fails={DISPATCH: ["{w0}: the house refused Gitea's signature (401)",
+                            "route secret differs"]}),
+    Break("dispatch-house-stopped", _house_stop, _house_start,
+          fails={DISPATCH: ["{w1}: hermes-{w1} is not running"],
+                 "test_step6_wizard_active_and_enabled[{w1}]": ["hermes-{w1} is not running"]},
+          may_fail={"test_step7_wizard_heartbeat_fresh[{w1}]",
+                    "test_step6_house_config_loads[{w1}]",
+                    "test_step7_fleet_health_report_at_runbook_path"}),
+    Break("dispatch-webhook-row-missing", _hook_row_delete, _hook_row_back,
+          fails={DISPATCH: ["{w0}: Gitea has no system webhook for"]}),
+    Break("dispatch-host-list-refuses", _host_list_default, _host_list_back,
+          fails={DISPATCH: ["{w0}: Gitea's [webhook] ALLOWED_HOST_LIST refuses",
+                            "webhook can only call allowed HTTP servers"]}),
 ]
 
 

@@ -15,7 +15,7 @@ from tests.unit.test_cli import phoenix
 NOTHING = {
     "settings": ["gitea_sha256", "hermes_model_name"],        # CHANGE-ME left in all.py
     "secrets": ["restic_password", "hermes_model_api_key", "hermes_api_server_key",
-                "gitea_api_token"],
+                "hermes_webhook_secret", "gitea_api_token"],
     "operator SSH key": ["operator SSH key"],
     "pinned host key": [],                                    # no PHOENIX_HOST: nothing pinned
     "DigitalOcean": ["DigitalOcean token"],

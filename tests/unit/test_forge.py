@@ -331,3 +331,17 @@ def test_step_9_1_refuses_a_certificate_from_another_ca(host, dns_for, pki):
     settings = {**_settings(host, dns_for("127.0.0.1")), "https_trust_bundle": str(pki["other"][0])}
     with pytest.raises(PhoenixError, match="curl .* failed"):
         check_after_cutover(settings, "127.0.0.1", timeout=0, port=port, say=lambda _: None)
+
+
+def test_snapshot_lists_system_webhooks_and_a_missing_one_is_lost(host):
+    forge = Forge(host, token=TOKEN)
+    hook = forge._call("POST", "/admin/hooks", json={
+        "type": "gitea", "active": True, "events": ["issues"],
+        "config": {"url": "http://127.0.0.11:8651/webhooks/gitea-issues",
+                   "content_type": "json", "secret": "s"}})
+    before = snapshot(forge)
+    assert before["webhooks"] == {
+        "system webhook to http://127.0.0.11:8651/webhooks/gitea-issues": "issues (active)"}
+    forge._call("DELETE", f"/admin/hooks/{hook['id']}")
+    assert compare(before, snapshot(forge)) == [
+        "webhooks: system webhook to http://127.0.0.11:8651/webhooks/gitea-issues is missing"]

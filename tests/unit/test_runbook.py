@@ -84,3 +84,18 @@ def test_the_dry_plan_names_every_step_and_task_of_the_deploy():
             assert runbook.task_path(module) in deploy
     assert "DNS-01" in plan[2] and "DNS untouched" in plan[2]
     assert "steps 7 and 9" in plan[3] and "step 8" in plan[4]
+
+
+def test_a_figure_a_check_records_is_read_from_the_junit(tmp_path):
+    xml = tmp_path / "junit.xml"
+    xml.write_text(
+        '<testsuites><testsuite name="pytest"><testcase classname="checks.dispatch" '
+        'name="test_step9_4_issue_dispatched_to_each_wizard[ssh://phoenix-target]">'
+        '<properties><property name="dispatch_seconds" value="4.8"/></properties>'
+        '</testcase></testsuite></testsuites>')
+    checks = validate.parse_junit(xml)
+    assert checks[0].properties == {"dispatch_seconds": "4.8"}
+    result = validate.ValidationResult(host="h", passed=True, steps=validate.summarise(checks),
+                                       counts={}, junit=xml, duration=1.0)
+    assert result.measured("dispatch_seconds") == "4.8"
+    assert result.measured("nothing") is None

@@ -21,8 +21,11 @@ from __future__ import annotations
 import base64
 import configparser
 import datetime
+import fnmatch
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import os
 import pwd
@@ -37,7 +40,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 GITEA_VERSION = "1.22.3"
 BUILD_LINE = (
@@ -667,6 +670,380 @@ def iso(unix: int | None) -> str | None:
     return datetime.datetime.fromtimestamp(int(unix), datetime.UTC).isoformat()
 
 
+# --- webhooks: tables, hook tasks, delivery (Gitea 1.22) --------------------------------------
+
+# The tables as 1.22's models declare them (xorm on SQLite): models/webhook/webhook.go Webhook
+# and models/webhook/hooktask.go HookTask (payload_version came with migration v290,
+# models/migrations/v1_22/v290.go). `gitea web` creates a table that is missing after its
+# migrations, as 1.22's db.SyncAllTables does, so an older database gains them at start.
+SYNC_TABLES = {
+    "webhook": (
+        "CREATE TABLE `webhook` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, "
+        "`repo_id` INTEGER NULL, `owner_id` INTEGER NULL, `is_system_webhook` INTEGER NULL, "
+        "`url` TEXT NULL, `http_method` TEXT NULL, `content_type` INTEGER NULL, "
+        "`secret` TEXT NULL, `events` TEXT NULL, `is_active` INTEGER NULL, `type` TEXT NULL, "
+        "`meta` TEXT NULL, `last_status` INTEGER NULL, "
+        "`header_authorization_encrypted` TEXT NULL, `created_unix` INTEGER NULL, "
+        "`updated_unix` INTEGER NULL);\n"
+        "CREATE INDEX `IDX_webhook_repo_id` ON `webhook` (`repo_id`);\n"
+        "CREATE INDEX `IDX_webhook_owner_id` ON `webhook` (`owner_id`);\n"
+        "CREATE INDEX `IDX_webhook_is_active` ON `webhook` (`is_active`);\n"
+        "CREATE INDEX `IDX_webhook_created_unix` ON `webhook` (`created_unix`);\n"
+        "CREATE INDEX `IDX_webhook_updated_unix` ON `webhook` (`updated_unix`);\n"
+    ),
+    "hook_task": (
+        "CREATE TABLE `hook_task` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, "
+        "`hook_id` INTEGER NULL, `uuid` TEXT NULL, `payload_content` TEXT NULL, "
+        "`payload_version` INTEGER DEFAULT 1 NULL, `event_type` TEXT NULL, "
+        "`is_delivered` INTEGER NULL, `delivered` INTEGER NULL, `is_succeed` INTEGER NULL, "
+        "`request_content` TEXT NULL, `response_content` TEXT NULL);\n"
+        "CREATE INDEX `IDX_hook_task_hook_id` ON `hook_task` (`hook_id`);\n"
+        "CREATE UNIQUE INDEX `UQE_hook_task_uuid` ON `hook_task` (`uuid`);\n"
+    ),
+}
+CONTENT_TYPES = {"json": 1, "form": 2}  # models/webhook/webhook.go HookContentType
+HOOK_STATUS_SUCCEED, HOOK_STATUS_FAIL = 1, 2  # modules/webhook/type.go HookStatus
+# modules/webhook/type.go HookEvents (1.22): the event names a hook can choose.
+HOOK_EVENTS = (
+    "create delete fork issues issue_assign issue_label issue_milestone issue_comment push "
+    "pull_request pull_request_assign pull_request_label pull_request_milestone "
+    "pull_request_comment pull_request_review pull_request_sync pull_request_review_request "
+    "wiki repository release package"
+).split()
+HOOK_TYPES = (
+    "gitea gogs slack discord dingtalk telegram msteams feishu matrix wechatwork packagist"
+).split()
+
+
+def sync_tables(settings: Settings) -> None:
+    """db.SyncAllTables after the migrations: create what this release keeps and the database
+    lacks (xorm's Sync adds tables; it never drops)."""
+    conn = sqlite3.connect(settings.db_path, timeout=10)
+    try:
+        with conn:
+            for table, ddl in SYNC_TABLES.items():
+                if not has_table(conn, table):
+                    log("I", f"[db] Syncing table {table}")
+                    conn.executescript(ddl)
+    finally:
+        conn.close()
+
+
+def encrypt_secret(secret_key_value: str, text: str, iv: bytes | None = None) -> str:
+    """modules/secret/secret.go EncryptSecret (1.22): hex of IV + AES-CFB of base64(text),
+    keyed by the sha256 of SECRET_KEY (webhook.header_authorization_encrypted)."""
+    iv = iv or os.urandom(16)
+    key = hashlib.sha256(secret_key_value.encode()).digest()
+    inner = base64.b64encode(text.encode())
+    return (iv + aes_cfb(key, iv, inner, decrypt=False)).hex()
+
+
+def decrypt_secret(secret_key_value: str, stored: str) -> str:
+    """DecryptSecret (1.22); ValueError with Gitea's words when the key is not the one used."""
+    try:
+        raw = bytes.fromhex(stored)
+    except ValueError:
+        raise ValueError("failed to decrypt by secret, invalid hex string") from None
+    if len(raw) < 16:
+        raise ValueError("AesDecrypt ciphertext too short")
+    key = hashlib.sha256(secret_key_value.encode()).digest()
+    plain = aes_cfb(key, raw[:16], raw[16:], decrypt=True)
+    try:
+        return base64.b64decode(plain, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(
+            "failed to decrypt by secret, the key (maybe SECRET_KEY?) might be incorrect: "
+            "AesDecrypt invalid decrypted base64 string"
+        ) from None
+
+
+def go_json(value: object) -> str:
+    """What 1.22's payloads' JSONPayload writes: json.MarshalIndent(p, "", "  "), with Go's
+    escaping of <, > and & (they only occur inside strings)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def go_is_global_unicast(ip) -> bool:
+    """Go's net.IP.IsGlobalUnicast: not unspecified, loopback, multicast, link-local or the
+    IPv4 broadcast address."""
+    return not (
+        ip.is_unspecified
+        or ip.is_loopback
+        or ip.is_multicast
+        or ip.is_link_local
+        or str(ip) == "255.255.255.255"
+    )
+
+
+def go_is_private(ip) -> bool:
+    """Go's net.IP.IsPrivate: RFC 1918 and RFC 4193 only."""
+    nets = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+    return any(ip.version == n.version and ip in n for n in map(ipaddress.ip_network, nets))
+
+
+class HostMatchList:
+    """modules/hostmatcher/hostmatcher.go (1.22) ParseHostMatchList and MatchHostOrIP: builtins
+    `external` (global unicast, not private), `private`, `loopback`; CIDRs; else host name
+    patterns (path.Match, `*` also matching any address)."""
+
+    def __init__(self, hint: str, value: str) -> None:
+        self.hint = hint
+        self.builtins: list[str] = []
+        self.patterns: list[str] = []
+        self.nets: list = []
+        for item in value.split(","):
+            item = item.strip().lower()
+            if not item:
+                continue
+            try:  # net.ParseCIDR: only an address with a prefix length
+                net = ipaddress.ip_network(item, strict=False) if "/" in item else None
+            except ValueError:
+                net = None
+            if net is not None:
+                self.nets.append(net)
+            elif item in ("external", "private", "loopback"):
+                self.builtins.append(item)
+            else:
+                self.patterns.append(item)
+
+    def match(self, host: str, ip) -> bool:
+        if any(fnmatch.fnmatchcase(host.lower(), p) for p in self.patterns):
+            return True
+        if any(fnmatch.fnmatchcase(str(ip), p) for p in self.patterns) or "*" in self.patterns:
+            return True
+        for builtin in self.builtins:
+            if builtin == "external" and go_is_global_unicast(ip) and not go_is_private(ip):
+                return True
+            if builtin == "private" and go_is_private(ip):
+                return True
+            if builtin == "loopback" and ip.is_loopback:
+                return True
+        return any(ip.version == n.version and ip in n for n in self.nets)
+
+
+class Webhooks:
+    """services/webhook (1.22): PrepareWebhooks makes one hook_task per active hook of the
+    repository, its owner and the system that has the event, and queues its id; one worker
+    delivers each task once (deliver.go Deliver): no retry, a failure stays in the task's
+    response. At start, undelivered tasks are queued again (populateWebhookSendingQueue)."""
+
+    def __init__(self, settings: Settings, write_lock: threading.Lock) -> None:
+        self.s = settings
+        self.lock = write_lock
+        self.queue: list[int] = []
+        self.wakeup = threading.Condition()
+        allowed = settings.get("webhook", "ALLOWED_HOST_LIST") or "external"
+        self.allowed = HostMatchList("webhook.ALLOWED_HOST_LIST", allowed)
+        self.timeout = int(settings.get("webhook", "DELIVER_TIMEOUT") or 5)
+        self.disabled = truthy(settings.get("security", "DISABLE_WEBHOOKS"))
+
+    def start(self) -> None:
+        conn = connect(self.s)
+        try:
+            pending = [
+                r[0]
+                for r in conn.execute("SELECT id FROM hook_task WHERE is_delivered = 0 ORDER BY id")
+            ]
+        finally:
+            conn.close()
+        for task_id in pending:
+            self.enqueue(task_id)
+        threading.Thread(target=self._worker, name="webhook_sender", daemon=True).start()
+
+    def enqueue(self, task_id: int) -> None:
+        with self.wakeup:
+            self.queue.append(task_id)
+            self.wakeup.notify()
+
+    def prepare(self, conn: sqlite3.Connection, repo: sqlite3.Row, event: str, payload: dict):
+        """services/webhook/webhook.go PrepareWebhooks + PrepareWebhook, in the caller's
+        transaction; the ids to enqueue once it commits."""
+        if self.disabled or not has_table(conn, "webhook"):
+            return []
+        hooks = conn.execute(
+            "SELECT * FROM webhook WHERE is_active = 1 AND (repo_id = ? OR "
+            "(owner_id = ? AND COALESCE(repo_id, 0) = 0) OR "
+            "(is_system_webhook = 1 AND COALESCE(repo_id, 0) = 0 AND COALESCE(owner_id, 0) = 0)) "
+            "ORDER BY repo_id DESC, owner_id DESC, id",
+            (repo["id"], repo["owner_id"]),
+        ).fetchall()
+        content = go_json(payload)
+        ids = []
+        for hook in hooks:
+            if not hook_has_event(hook["events"], event):
+                continue
+            cursor = conn.execute(
+                "INSERT INTO hook_task (hook_id, uuid, payload_content, payload_version, "
+                "event_type, is_delivered, delivered, is_succeed, request_content, "
+                "response_content) VALUES (?, ?, ?, 2, ?, 0, 0, 0, '', '')",
+                (hook["id"], str(uuidlib.uuid4()), content, event),
+            )
+            ids.append(cursor.lastrowid)
+        return ids
+
+    def _worker(self) -> None:
+        while True:
+            with self.wakeup:
+                while not self.queue:
+                    self.wakeup.wait()
+                task_id = self.queue.pop(0)
+            try:
+                self.deliver(task_id)
+            except Exception as exc:  # noqa: BLE001 -- deliver.go recovers a panic and goes on
+                log("E", f"Unable to deliver webhook task[{task_id}]: {exc}")
+
+    def _refused(self, url: str) -> str | None:
+        """hostmatcher.NewDialContext's Control: every address the name resolves to must be
+        allowed, else the dial fails with this message."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"dial tcp: lookup {host}: {exc.strerror or exc}"
+        for info in infos:
+            address = str(info[4][0])
+            if not self.allowed.match(host, ipaddress.ip_address(address)):
+                shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+                return (
+                    f"dial tcp {shown}: webhook can only call allowed HTTP servers (check your "
+                    f"{self.allowed.hint} setting), deny '{host}({shown})'"
+                )
+        return None
+
+    def deliver(self, task_id: int) -> None:
+        conn = connect(self.s)
+        try:
+            task = conn.execute("SELECT * FROM hook_task WHERE id = ?", (task_id,)).fetchone()
+            if task is None:
+                return
+            if task["is_delivered"]:
+                log("W", f"Found already delivered HookTask[{task_id}]")
+                return
+            hook = conn.execute("SELECT * FROM webhook WHERE id = ?", (task["hook_id"],)).fetchone()
+            if hook is None:
+                log(
+                    "E",
+                    f"Unable to deliver webhook task[{task_id}]: webhook does not exist "
+                    f"[id: {task['hook_id']}]",
+                )
+                return
+            request, response, succeed = self._send(hook, task)
+            with self.lock, conn:
+                conn.execute(
+                    "UPDATE hook_task SET is_delivered = 1, delivered = ?, is_succeed = ?, "
+                    "request_content = ?, response_content = ? WHERE id = ?",
+                    (
+                        time.time_ns(),
+                        int(succeed),
+                        json.dumps(request),
+                        json.dumps(response),
+                        task_id,
+                    ),
+                )
+                conn.execute(
+                    "UPDATE webhook SET last_status = ? WHERE id = ?",
+                    (HOOK_STATUS_SUCCEED if succeed else HOOK_STATUS_FAIL, hook["id"]),
+                )
+        finally:
+            conn.close()
+
+    def _send(self, hook: sqlite3.Row, task: sqlite3.Row) -> tuple[dict, dict, bool]:
+        """deliver.go newDefaultRequest + addDefaultHeaders: the payload as it was stored, its
+        HMAC-SHA256 (and SHA1) with the hook's secret, Gitea's, Gogs's and GitHub's headers."""
+        body = (task["payload_content"] or "").encode()
+        method = (hook["http_method"] or "POST").upper()
+        url = hook["url"] or ""
+        if method != "POST":
+            raise ValueError(f"invalid http method for webhook: [{task['id']}] {method}")
+        content_type = "application/json"
+        if hook["content_type"] == CONTENT_TYPES["form"]:
+            body = ("payload=" + quote(task["payload_content"] or "", safe="")).encode()
+            content_type = "application/x-www-form-urlencoded"
+        secret = (hook["secret"] or "").encode()
+        signed = (task["payload_content"] or "").encode()
+        sha1 = hmac.new(secret, signed, hashlib.sha1).hexdigest() if secret else ""
+        sha256 = hmac.new(secret, signed, hashlib.sha256).hexdigest() if secret else ""
+        event_type = task["event_type"] or ""
+        event = hook_event_name(event_type)
+        headers = {
+            "Content-Type": content_type,
+            "User-Agent": "Go-http-client/1.1",
+            "X-Gitea-Delivery": task["uuid"],
+            "X-Gitea-Event": event,
+            "X-Gitea-Event-Type": event_type,
+            "X-Gitea-Signature": sha256,
+            "X-Gogs-Delivery": task["uuid"],
+            "X-Gogs-Event": event,
+            "X-Gogs-Event-Type": event_type,
+            "X-Gogs-Signature": sha256,
+            "X-Hub-Signature": "sha1=" + sha1,
+            "X-Hub-Signature-256": "sha256=" + sha256,
+            "X-GitHub-Delivery": task["uuid"],
+            "X-GitHub-Event": event,
+            "X-GitHub-Event-Type": event_type,
+        }
+        if hook["header_authorization_encrypted"]:
+            headers["Authorization"] = decrypt_secret(
+                secret_key(self.s), hook["header_authorization_encrypted"]
+            )
+        shown = {k: v for k, v in headers.items() if k != "Authorization"}
+        request = {"url": url, "http_method": method, "headers": shown}
+        response: dict = {"status": 0, "headers": {}, "body": ""}
+        if not hook["is_active"]:
+            return request, response, False
+        refused = self._refused(url)
+        if refused:
+            response["body"] = f'Delivery: Post "{url}": {refused}'
+            log("E", f"Unable to deliver webhook task[{task['id']}]: {response['body'][10:]}")
+            return request, response, False
+        parts = urlsplit(url)
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:  # http.client keeps the headers' case, as Go sends X-GitHub-* (deliver.go)
+            connection = kind(parts.hostname or "", parts.port, timeout=self.timeout)
+            try:
+                connection.request(method, target, body=body, headers=headers)
+                answer = connection.getresponse()
+                status, got, text = answer.status, dict(answer.getheaders()), answer.read()
+            finally:
+                connection.close()
+        except (OSError, http.client.HTTPException) as exc:
+            response["body"] = f'Delivery: Post "{url}": {exc}'
+            log("E", f"Unable to deliver webhook task[{task['id']}]: {response['body'][10:]}")
+            return request, response, False
+        response.update(status=status, headers=got, body=text.decode(errors="replace"))
+        return request, response, status // 100 == 2
+
+
+def hook_has_event(events_json: str | None, event: str) -> bool:
+    """Webhook.HasEvent (models/webhook/webhook.go) over the stored HookEvent JSON."""
+    try:
+        events = json.loads(events_json or "{}")
+    except ValueError:
+        return False
+    if events.get("send_everything"):
+        return True
+    if events.get("push_only"):
+        return event == "push"
+    return bool((events.get("events") or {}).get(event))
+
+
+def hook_event_name(event_type: str) -> str:
+    """HookEventType.Event (modules/webhook/type.go): what X-Gitea-Event says."""
+    if event_type in ("issues", "issue_assign", "issue_label", "issue_milestone"):
+        return "issues"
+    if event_type in ("issue_comment", "pull_request_comment"):
+        return "issue_comment"
+    if event_type.startswith("pull_request"):
+        return "pull_request"
+    return event_type
+
+
 # --- systemd ---------------------------------------------------------------------------------
 
 
@@ -854,6 +1231,10 @@ class Forge:
             ("GET", issue + "/assets", self.list_issue_assets, "json"),
             ("POST", issue + "/assets", self.create_issue_asset, "raw"),
             ("POST", r"/api/v1/admin/users", self.create_user, "json"),
+            ("GET", r"/api/v1/admin/hooks", self.list_system_hooks, "json"),
+            ("POST", r"/api/v1/admin/hooks", self.create_system_hook, "json"),
+            ("GET", r"/api/v1/admin/hooks/(?P<id>\d+)", self.get_system_hook, "json"),
+            ("DELETE", r"/api/v1/admin/hooks/(?P<id>\d+)", self.delete_system_hook, "json"),
             ("POST", r"/api/v1/user/repos", self.create_repo, "json"),
             ("GET", r"/attachments/(?P<uuid>[0-9a-f-]{36})", self.serve_attachment, "raw"),
             ("GET", r"/avatars/(?P<hash>[0-9a-f]{32,64})", self.serve_avatar, "raw"),
@@ -862,6 +1243,7 @@ class Forge:
             ("GET", lfs + r"/(?P<oid>[0-9a-f]{64})", self.lfs_download, "raw"),
         ]
         self.routes = [(m, re.compile(p + "/?$"), h, k) for m, p, h, k in routes]
+        self.webhooks = Webhooks(settings, self.write_lock)
         self.request = threading.local()  # the headers of the request being handled
 
     # -- plumbing --
@@ -1244,7 +1626,10 @@ class Forge:
                 "updated_unix = ? WHERE id = ?",
                 (int(closed), now, repo["id"]),
             )
-        return 201, self.issue_json(conn, repo, self.find_issue(conn, repo, str(index)), me)
+            issue = self.find_issue(conn, repo, str(index))
+            tasks = self.issue_event(conn, repo, issue, me, "opened")
+        self.enqueue(tasks)
+        return 201, self.issue_json(conn, repo, issue, me)
 
     def edit_issue(self, conn, me, params, query, body):
         me = self.require(me)
@@ -1282,7 +1667,158 @@ class Forge:
                     "COALESCE(num_closed_issues, 0) + ?, updated_unix = ? WHERE id = ?",
                     (1 if closed else -1, now, repo["id"]),
                 )
+            # services/issue: an edit notifies "edited" (with what changed), a state change
+            # "closed" or "reopened" (services/webhook/notifier.go).
+            tasks = []
+            edited = {}
+            if title != issue["name"]:
+                edited["title"] = {"from": issue["name"] or ""}
+            if content != (issue["content"] or ""):
+                edited["body"] = {"from": issue["content"] or ""}
+            fresh = self.find_issue(conn, repo, params["index"])
+            if edited:
+                tasks += self.issue_event(conn, repo, fresh, me, "edited", edited)
+            if closed != was_closed:
+                tasks += self.issue_event(conn, repo, fresh, me, "closed" if closed else "reopened")
+        self.enqueue(tasks)
         return 201, self.issue_json(conn, repo, self.find_issue(conn, repo, params["index"]), me)
+
+    # -- webhooks --
+
+    def issue_event(self, conn, repo, issue, me, action: str, changes: dict | None = None):
+        """An issues event's hook tasks (modules/structs/hook.go IssuePayload), in the
+        caller's transaction."""
+        payload = {
+            "action": action,
+            "number": issue["index"],
+            **({"changes": changes} if changes else {}),
+            "issue": self.issue_json(conn, repo, issue, me),
+            "repository": self.repo_json(conn, repo, me),
+            "sender": self.user_json(me, me=me),
+            "commit_id": "",
+        }
+        return self.webhooks.prepare(conn, repo, "issues", payload)
+
+    def enqueue(self, task_ids: list[int]) -> None:
+        for task_id in task_ids:
+            self.webhooks.enqueue(task_id)
+
+    def hook_json(self, w: sqlite3.Row) -> dict:
+        """services/convert ToHook: the secret is never shown."""
+        try:
+            stored = json.loads(w["events"] or "{}")
+        except ValueError:
+            stored = {}
+        if stored.get("send_everything"):
+            events = list(HOOK_EVENTS)
+        elif stored.get("push_only"):
+            events = ["push"]
+        else:
+            events = [e for e, on in (stored.get("events") or {}).items() if on]
+        content_type = {v: k for k, v in CONTENT_TYPES.items()}.get(w["content_type"], "")
+        return {
+            "id": w["id"],
+            "type": w["type"] or "",
+            "branch_filter": stored.get("branch_filter", ""),
+            "config": {"url": w["url"] or "", "content_type": content_type},
+            "events": events,
+            "authorization_header": "",
+            "active": bool(w["is_active"]),
+            "updated_at": iso(w["updated_unix"]),
+            "created_at": iso(w["created_unix"]),
+        }
+
+    @staticmethod
+    def require_admin(me):
+        if me is None:
+            raise ApiError(401, "token is required")
+        if not me["is_admin"]:
+            raise ApiError(403, "reqSiteAdmin")
+        return me
+
+    def list_system_hooks(self, conn, me, params, query, body):
+        """routers/api/v1/admin/hooks.go ListHooks: the system hooks."""
+        self.require_admin(me)
+        rows = conn.execute(
+            "SELECT * FROM webhook WHERE is_system_webhook = 1 AND COALESCE(repo_id, 0) = 0 "
+            "AND COALESCE(owner_id, 0) = 0 ORDER BY id"
+        ).fetchall()
+        return 200, [self.hook_json(w) for w in rows]
+
+    def get_system_hook(self, conn, me, params, query, body):
+        self.require_admin(me)
+        row = conn.execute(
+            "SELECT * FROM webhook WHERE id = ? AND is_system_webhook = 1", (int(params["id"]),)
+        ).fetchone()
+        if row is None:
+            raise ApiError(404, NOT_FOUND)
+        return 200, self.hook_json(row)
+
+    def delete_system_hook(self, conn, me, params, query, body):
+        """DeleteHook: the row and its hook tasks (models/webhook DeleteWebhookByID)."""
+        self.require_admin(me)
+        hook_id = int(params["id"])
+        with self.write_lock, conn:
+            gone = conn.execute(
+                "DELETE FROM webhook WHERE id = ? AND is_system_webhook = 1", (hook_id,)
+            ).rowcount
+            if gone:
+                conn.execute("DELETE FROM hook_task WHERE hook_id = ?", (hook_id,))
+        if not gone:
+            raise ApiError(404, NOT_FOUND)
+        return 204, b""
+
+    def create_system_hook(self, conn, me, params, query, body):
+        """routers/api/v1/admin/hooks.go CreateHook → utils.AddSystemHook (utils/hook.go
+        checkCreateHookOption, addHook): 422 for an unknown type, a missing url or
+        content_type, or a content type that is not json/form."""
+        self.require_admin(me)
+        body = body or {}
+        kind = str(body.get("type") or "")
+        if kind not in HOOK_TYPES:
+            raise ApiError(422, "Invalid hook type")
+        config = body.get("config") or {}
+        if not isinstance(config, dict):
+            raise ApiError(422, "config must be an object")
+        for name in ("url", "content_type"):
+            if name not in config:
+                raise ApiError(422, f"Missing config option: {name}")
+        if config["content_type"] not in CONTENT_TYPES:
+            raise ApiError(422, "Invalid content type")
+        chosen = [str(e) for e in (body.get("events") or ["push"])]
+        events = {name: name in chosen for name in HOOK_EVENTS}
+        if "issues_only" in chosen:
+            events["issues"] = True
+        stored = {
+            "push_only": False,
+            "send_everything": False,
+            "choose_events": True,
+            "branch_filter": str(body.get("branch_filter") or ""),
+            "events": events,
+        }
+        authorization = str(body.get("authorization_header") or "")
+        now = int(time.time())
+        with self.write_lock, conn:
+            cursor = conn.execute(
+                "INSERT INTO webhook (repo_id, owner_id, is_system_webhook, url, http_method, "
+                "content_type, secret, events, is_active, type, meta, last_status, "
+                "header_authorization_encrypted, created_unix, updated_unix) "
+                "VALUES (0, 0, 1, ?, ?, ?, ?, ?, ?, ?, '', 0, ?, ?, ?)",
+                (
+                    str(config["url"]),
+                    str(config.get("http_method") or "POST").upper(),
+                    CONTENT_TYPES[config["content_type"]],
+                    str(config.get("secret") or ""),  # 1.22 keeps it as given
+                    json.dumps(stored, separators=(",", ":")),
+                    int(bool(body.get("active", False))),
+                    kind,
+                    encrypt_secret(secret_key(self.s), authorization) if authorization else "",
+                    now,
+                    now,
+                ),
+            )
+        row = conn.execute("SELECT * FROM webhook WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return 201, self.hook_json(row)
 
     # -- comments, attachments, avatars, LFS --
 
@@ -2253,12 +2789,12 @@ def cmd_web(settings: Settings, opts: dict) -> int:
         raise Fatal(f"[server] PROTOCOL = {settings.protocol}: this stand-in serves http only")
     open_checked_db(settings)
     migrate(settings)
+    sync_tables(settings)
     os.makedirs(settings.repo_root, exist_ok=True)
     family = socket.AF_INET6 if ":" in settings.http_addr else socket.AF_INET
+    forge = Forge(settings)
     try:
-        httpd = Server(
-            (settings.http_addr, settings.http_port), make_handler(Forge(settings)), family
-        )
+        httpd = Server((settings.http_addr, settings.http_port), make_handler(forge), family)
     except OSError as exc:
         raise Fatal(
             f"Failed to start server: listen tcp {settings.http_addr}:"
@@ -2280,6 +2816,7 @@ def cmd_web(settings: Settings, opts: dict) -> int:
     log("I", f"AppURL(ROOT_URL): {settings.root_url}")
     log("I", f"Database: sqlite3 {settings.db_path}; repositories: {settings.repo_root}")
     log("I", f"Listen: http://{settings.http_addr}:{httpd.server_address[1]}")
+    forge.webhooks.start()
     sd_notify(f"READY=1\nSTATUS=Running\nMAINPID={os.getpid()}")
     try:
         httpd.serve_forever(poll_interval=0.2)
@@ -2308,30 +2845,38 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_regenerate_hooks(settings: Settings) -> int:
+    """services/repository/hooks.go SyncRepositoryHooks (1.22): for every repository row, its
+    delegate hooks (gitrepo.CreateDelegateHooks, which makes the folders it writes into, so a
+    row whose git data is missing gets a hooks/ folder and nothing else), and its wiki's when
+    the wiki is there (HasWiki). A repository on disk with no row is not touched."""
     installed(settings)
     files = hook_files(gitea_executable(), settings.config)
-    repos = bare_repos(settings.repo_root)
-    changed = 0
-    for repo in repos:
-        for rel, content in files.items():
-            path = os.path.join(repo, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            changed += write_if_changed(path, content, 0o755)
     conn = connect(settings)
     try:
-        for row in conn.execute("SELECT owner_name, lower_name FROM repository ORDER BY id"):
-            path = os.path.join(
-                settings.repo_root, (row["owner_name"] or "").lower(), row["lower_name"] + ".git"
-            )
-            if path not in repos:
-                log(
-                    "W",
-                    f"repository {row['owner_name']}/{row['lower_name']} is in the database "
-                    f"but {path} does not exist",
-                )
+        rows = conn.execute("SELECT owner_name, lower_name FROM repository ORDER BY id").fetchall()
     finally:
         conn.close()
-    print(f"Regenerated hooks in {len(repos)} repositories ({changed} files changed)", flush=True)
+    changed = done = 0
+    for row in rows:
+        base = os.path.join(
+            settings.repo_root, (row["owner_name"] or "").lower(), row["lower_name"]
+        )
+        targets = [base + ".git"]
+        if os.path.isdir(base + ".wiki.git"):
+            targets.append(base + ".wiki.git")
+        if not os.path.isfile(os.path.join(base + ".git", "HEAD")):
+            log(
+                "W",
+                f"repository {row['owner_name']}/{row['lower_name']} has a row but no git "
+                "data: its hooks are written into an otherwise empty folder",
+            )
+        for repo in targets:
+            for rel, content in files.items():
+                path = os.path.join(repo, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                changed += write_if_changed(path, content, 0o755)
+        done += 1
+    print(f"Regenerated hooks in {done} repositories ({changed} files changed)", flush=True)
     return 0
 
 

@@ -63,7 +63,13 @@ def exchanges(tmp_path_factory) -> list[tuple]:
         for served in (f"/repos/{name}/issues/{issue['number']}",  # served, not used by Phoenix
                        f"/repos/{name}/issues/{issue['number']}/assets", "/users/ezra"):
             forge._call("GET", served)
+        hook = forge._call("POST", "/admin/hooks", json={  # what dispatch's rows stand for
+            "type": "gitea", "active": True, "events": ["issues"],
+            "config": {"url": "http://127.0.0.11:8651/webhooks/gitea-issues",
+                       "content_type": "json", "secret": "contract"}})
+        forge._call("GET", f"/admin/hooks/{hook['id']}")
         snapshot(forge, lfs={name: {oid: len(content)}}, two_factor=[EZRA])
+        forge._call("DELETE", f"/admin/hooks/{hook['id']}")
         # the failures Phoenix turns into messages
         for bad in (lambda: forge.create_issue("nobody/nothing", "x"),
                     lambda: forge.create_comment(name, 999, "x")):
