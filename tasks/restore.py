@@ -57,6 +57,7 @@ READS = (
     "gitea_work_dir",
     "restore_aside_dir",
     "restore_force",
+    "restore_host_keys",
     "restore_restart_units",
     "restore_source",
     "restore_staging_dir",
@@ -70,6 +71,7 @@ READS = (
     "litestream_restore_timeout",
     "litestream_restore_timestamp",
     "restore_newer_repositories",
+    "ssh_host_keys",
 )
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -137,6 +139,7 @@ def _restore_config() -> str:
                 "backup_job": data.backup_job_path,
                 "backup_config": backups.config_path(),
                 "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
+                "host_keys": list(data.ssh_host_keys or []),
             },
             indent=1,
             sort_keys=True,
@@ -397,6 +400,42 @@ def verify_backup() -> None:
         ],
     )
     check_backup_version(posixpath.join(due.unpacked, "gitea.db"), label=resolved.label)
+    _stage_host_keys(due)
+
+
+def _stage_host_keys(due: _Due) -> None:
+    """The backup's SSH host keys checked and staged (`host-keys`), for `phoenix recover` to
+    make them the droplet's over its pinned session (phoenix/provision/droplet.py
+    take_backup_host_keys); restore_host_keys False: only the public halves, to be named."""
+    data = host.data
+    public_only = not data.restore_host_keys
+    refused = (
+        f"the SSH host keys in {due.resolved.label} are not sound (above): nothing was "
+        "touched; recover with --new-host-keys (restore_host_keys=False) to keep the "
+        "droplet's new ones"
+    )
+    server.shell(
+        name="Check the backup's SSH host keys and stage them for the switch"
+        + (" (public halves only: new host keys)" if public_only else ""),
+        commands=[
+            StringCommand(
+                _tool(
+                    "host-keys",
+                    q(due.unpacked),
+                    q(posixpath.join(data.restore_staging_dir, "host-keys")),
+                    *(["--public-only"] if public_only else []),
+                ),
+                "||",
+                "{",
+                "echo",
+                q(refused),
+                ">&2;",
+                "exit",
+                "2;",
+                "}",
+            )
+        ],
+    )
 
 
 @deploy("Restore Gitea's data from the backup")
