@@ -489,15 +489,22 @@ def install_host_keys(config: dict, dest: str) -> dict:
             target = key["path"] + suffix
             moved.append((target, set_aside(target, aside)))
             staged = os.path.join(dest, os.path.basename(key["path"])) + suffix
-            os.chown(staged, 0, 0, follow_symlinks=False)
-            os.chmod(staged, mode)
-            os.replace(staged, target)
+            with open(staged, "rb") as handle:
+                content = handle.read()
+            tmp = target + ".phoenix-tmp"  # beside it: /etc may be another filesystem
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as out:
+                out.write(content)
+            os.chown(tmp, 0, 0, follow_symlinks=False)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
     checked = subprocess.run(["sshd", "-t"], capture_output=True, text=True, check=False)
     if checked.returncode != 0:
         for target, where in moved:
             os.unlink(target)
             if where:
-                os.replace(where, target)
+                shutil.move(where, target)
         why = (checked.stderr.strip() or "no output").splitlines()[-1]
         raise RestoreError(f"sshd -t refuses the backup's host keys ({why}): the host's are back")
     shutil.rmtree(dest)
