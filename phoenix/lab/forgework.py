@@ -342,34 +342,40 @@ def first_contact(user: SshUser, name: str, address: str) -> str:
 
 
 def clone_and_push(
-    user: SshUser, name: str, address: str, folder: Path, target: Target, repo_root: str
+    user: SshUser,
+    name: str,
+    address: str,
+    folder: Path,
+    target: Target,
+    repo_root: str,
+    *,
+    branch: str = "after-recovery",
 ) -> str:
     """`git clone` and `git push` over SSH as `user`, checking the host key against the
     known_hosts the user already has (StrictHostKeyChecking=yes); the pushed branch is read
-    back on the forge. One line: the user, their key's type, what was pushed."""
+    back on the forge (`branch`-LOGIN). One line: the user, their key's type, what was pushed."""
     work = folder / f"{user.login}-clone"
     steps = (
         ("clone", ("clone", "-q", f"FORGE:{user.repo}.git", str(work)), None),
         (
             "commit",
-            ("commit", "-q", "--allow-empty", "-m", f"after recovery, by {user.login}"),
+            ("commit", "-q", "--allow-empty", "-m", f"{branch} by {user.login}"),
             work,
         ),
-        ("push", ("push", "-q", "origin", f"HEAD:refs/heads/after-recovery-{user.login}"), work),
+        ("push", ("push", "-q", "origin", f"HEAD:refs/heads/{branch}-{user.login}"), work),
     )
     for what, args, cwd in steps:
         done = git_as(user, name, address, *args, cwd=cwd)
         if done.returncode != 0:
             raise PhoenixError(
-                f"{user.login}: git {what} over SSH failed after the recovery: "
-                f"{done.stderr.strip()[-400:]}"
+                f"{user.login}: git {what} over SSH failed: {done.stderr.strip()[-400:]}"
             )
     head = git_as(user, name, address, "rev-parse", "HEAD", cwd=work).stdout.strip()
     bare = shlex.quote(f"{repo_root}/{user.repo.lower()}.git")
     on_forge = ssh(
         target,
         f"git -c safe.directory='*' --git-dir {bare} rev-parse --verify -q "
-        f"refs/heads/after-recovery-{user.login} || true",
+        f"refs/heads/{branch}-{user.login} || true",
     ).strip()
     if on_forge != head:
         raise PhoenixError(f"{user.login}: the pushed {head[:12]} is not on the forge ({on_forge})")
