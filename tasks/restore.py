@@ -13,7 +13,9 @@ snapshot is brought to the restore's point (phoenix/backup/pitr.py replay_until)
 replicas (`replay`) and the repository snapshots (`repositories`, which also makes Gitea's
 branch table match the git data): restic:latest to their newest, restic:@TIME to TIME,
 restic:<id> to that snapshot's own time (a rollback to before an incident must not replay it);
-Gitea's hooks and keys are regenerated. The `pending` marker holds the resolution while a
+Gitea's hooks and keys are regenerated. The forge's SSH host keys in the backup are checked and
+staged (`host-keys`) for `phoenix recover` to switch sshd to after the deploy. The `pending`
+marker holds the resolution while a
 restore is under way, so a re-run after a cut-off finishes the same backup (never a newer
 `restic:latest`); the `restored` marker holds the manifest's sha256, so a second converge
 restores nothing.

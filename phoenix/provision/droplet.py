@@ -12,7 +12,8 @@ the droplet is looked up by the attempt's tag.
 The host key pair is made here and handed over in user_data (cloud-config `ssh_keys`), so
 the first SSH connection is already checked against a known key; over that first pinned
 session the droplet makes a new key, so the one readable in the droplet's metadata for its
-whole life is dead, and the local copy of the handed-over private key is deleted.
+whole life is dead, and the local copy of the handed-over private key is deleted. After a
+restore, the forge's own keys from the backup replace it the same way (take_backup_host_keys).
 """
 
 from __future__ import annotations

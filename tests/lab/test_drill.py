@@ -110,6 +110,9 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
     assert data["logins_after_recovery"]["2FA login of ezra with a TOTP code"] == "works"
+    # the promoted standby answers with the forge's host key: users' known_hosts still work
+    assert data["ssh_host_keys"].startswith("the backup's host keys"), data["ssh_host_keys"]
+    assert len(data["git_over_ssh_after_recovery"]) == 2, data["git_over_ssh_after_recovery"]
     assert "standby refresh (its timer's job)" in data["setup"]
     assert data["certificate"].startswith("kept: "), data["certificate"]
     assert "; the primary's (" in data["certificate"], data["certificate"]
