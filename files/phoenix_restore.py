@@ -21,6 +21,13 @@ reading of restic's failures.
                                                    branch table made to match the git data
     phoenix-restore --config FILE regenerate       `gitea admin regenerate hooks` and `keys`,
                                                    as Gitea's run user (Gitea must be running)
+    phoenix-restore --config FILE host-keys UNPACKED DEST [--public-only]
+                                                   the backup's SSH host keys (UNPACKED.files)
+                                                   checked and staged in DEST (root's alone),
+                                                   or only their public halves
+    phoenix-restore --config FILE install-host-keys DEST
+                                                   the staged host keys in place of the host's
+                                                   (set aside), checked by `sshd -t`
     phoenix-restore --config FILE record PLAN OUT  what was restored, each kind from which
                                                    point: PLAN (the deploy's: the source, its
                                                    snapshot, the point) and the outcomes the
@@ -38,9 +45,9 @@ config could name turned off.
 
 config.json: {"db_path", "repo_root", "custom_dir", "data_dir", "aside_dir", "user", "group",
 "paths": [extra folders], "gitea_binary", "app_ini", "work_dir", "backup_job",
-"backup_config", "cut_file"}. `cut_file` is a fault switch for tests: when it holds the name
-of a step (set-aside, database, in-place, regenerated), the run stops right after that step
-with exit 137, as if killed, and removes it.
+"backup_config", "cut_file", "host_keys": [sshd's private host key files]}. `cut_file` is a
+fault switch for tests: when it holds the name of a step (set-aside, database, in-place,
+regenerated), the run stops right after that step with exit 137, as if killed, and removes it.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ NEEDS = {
     "replay": ("aside_dir",),
     "repositories": ("db_path", "repo_root", "aside_dir", "backup_job", "backup_config"),
     "regenerate": ("user", "gitea_binary", "app_ini", "work_dir"),
+    "host-keys": ("host_keys",),
+    "install-host-keys": ("host_keys", "aside_dir"),
     "record": (),
     "prune": ("aside_dir", "staging_dir"),
 }
@@ -336,6 +345,175 @@ def apply(config: dict, unpacked: str) -> dict:
         "set_aside": sorted(moved),
         "data": data_entries,
         "paths": extra,
+    }
+
+
+# --- the forge's SSH host keys -------------------------------------------------------------
+
+# The key type each of sshd's host key files must hold (its name says which)
+HOST_KEY_TYPES = {
+    "ed25519": ("ssh-ed25519",),
+    "rsa": ("ssh-rsa",),
+    "ecdsa": ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"),
+}
+HOST_KEY_MAX_BYTES = 16384
+RSA_HOST_KEY_MIN_BITS = 3072  # what checks/ssh.py holds sshd's own keys to
+KEYS_JSON = "keys.json"
+
+
+def _read_plain(path: str, *, private: bool) -> bytes:
+    """The bytes of a regular file of the backup, never through a link; a private key that
+    others could read was not sshd's (sshd refuses such a key too)."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise RestoreError(f"{path} is not a regular file (a link or a special file)")
+    if private and st.st_mode & 0o077:
+        raise RestoreError(f"{path} has mode {st.st_mode & 0o777:04o}: a host key is root's alone")
+    if st.st_size > HOST_KEY_MAX_BYTES:
+        raise RestoreError(f"{path} is {st.st_size} bytes: no host key is that large")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(HOST_KEY_MAX_BYTES + 1)
+
+
+def _keygen(*args: str) -> str:
+    proc = subprocess.run(
+        ["ssh-keygen", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RestoreError((proc.stderr.strip() or "ssh-keygen failed").splitlines()[-1])
+    return proc.stdout.strip()
+
+
+def _check_host_key(path: str, source: str, work: str, *, public_only: bool) -> dict:
+    """One host key of the backup (`source`: its private half there), copied into `work`
+    and checked there: its type is the one its name says, the private half (unencrypted)
+    gives the public half, an RSA key has at least RSA_HOST_KEY_MIN_BITS bits."""
+    name = os.path.basename(path)
+    match = re.fullmatch(r"ssh_host_([a-z0-9]+)_key", name)
+    if not match or match.group(1) not in HOST_KEY_TYPES:
+        raise RestoreError(f"{path}: not a host key file sshd names (ssh_host_<type>_key)")
+    public_text = _read_plain(source + ".pub", private=False).decode("ascii", "replace")
+    fields = public_text.strip().split()
+    if len(public_text.strip().splitlines()) != 1 or len(fields) < 2:
+        raise RestoreError(f"{source}.pub is not one public key line")
+    if fields[0] not in HOST_KEY_TYPES[match.group(1)]:
+        raise RestoreError(
+            f"{source}.pub holds a {fields[0]} key, not the {match.group(1)} its name says"
+        )
+    public = f"{fields[0]} {fields[1]}"
+    copy = os.path.join(work, name)
+    with open(os.open(copy + ".pub", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as out:
+        out.write(public + "\n")
+    try:
+        line = _keygen("-l", "-E", "sha256", "-f", copy + ".pub").split()
+    except RestoreError as exc:
+        raise RestoreError(f"{source}.pub is not a public key ssh-keygen reads: {exc}") from None
+    bits, fingerprint = int(line[0]), line[1]
+    if fields[0] == "ssh-rsa" and bits < RSA_HOST_KEY_MIN_BITS:
+        raise RestoreError(
+            f"{source}.pub is a {bits}-bit RSA key: sshd's are {RSA_HOST_KEY_MIN_BITS} and more"
+        )
+    if not public_only:
+        secret = _read_plain(source, private=True)
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(secret)
+        try:
+            derived = _keygen("-y", "-P", "", "-f", copy).split()
+        except RestoreError as exc:
+            raise RestoreError(
+                f"{source} is not an unencrypted private key ssh-keygen reads: {exc}"
+            ) from None
+        if derived[:2] != fields[:2]:
+            raise RestoreError(f"{source} and {source}.pub are not halves of one key")
+    return {
+        "path": path,
+        "type": fields[0],
+        "bits": bits,
+        "fingerprint": fingerprint,
+        "public": public,
+        "staged": not public_only,
+    }
+
+
+def host_keys(config: dict, unpacked: str, dest: str, *, public_only: bool = False) -> dict:
+    """DEST becomes the backup's host keys (each checked: _check_host_key) and keys.json
+    saying which, or, with `public_only`, keys.json alone. A bad key refuses them all,
+    before DEST is touched; a backup without host keys leaves a keys.json that says so."""
+    found = []
+    for path in config["host_keys"]:
+        source = unpacked + ".files" + path
+        here = [os.path.lexists(p) for p in (source, source + ".pub")]
+        if not any(here):
+            continue
+        if not all(here) and not (public_only and here[1]):
+            raise RestoreError(f"{source} is in the staged backup without its other half")
+        found.append((path, source))
+    parent = os.path.dirname(dest.rstrip("/")) or "/"
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".host-keys-", dir=parent)
+    try:
+        keys = [_check_host_key(p, s, work, public_only=public_only) for p, s in found]
+        if public_only:
+            for name in os.listdir(work):
+                os.unlink(os.path.join(work, name))
+        write_json(os.path.join(work, KEYS_JSON), {"keys": keys})
+        if os.path.lexists(dest):
+            shutil.rmtree(dest)  # an earlier restore's staging, never the host's keys
+        os.replace(work, dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return {"host_keys": [{k: key[k] for k in ("path", "type", "fingerprint")} for key in keys]}
+
+
+def install_host_keys(config: dict, dest: str) -> dict:
+    """The host keys staged in DEST in place of the host's (set aside first), root's alone;
+    when `sshd -t` does not take them, the host's are put back."""
+    with open(os.path.join(dest, KEYS_JSON), encoding="utf-8") as handle:
+        keys = [key for key in json.load(handle)["keys"] if key.get("staged")]
+    wanted = set(config["host_keys"])
+    if any(key["path"] not in wanted for key in keys):
+        raise RestoreError(f"{dest}/{KEYS_JSON} names a host key sshd does not use")
+    aside = Aside(config["aside_dir"])
+    moved = []
+    for key in keys:
+        for suffix in ("", ".pub"):
+            staged = os.path.join(dest, os.path.basename(key["path"])) + suffix
+            if not stat.S_ISREG(os.lstat(staged).st_mode):
+                raise RestoreError(f"{staged} is not a regular file")
+    for key in keys:
+        for suffix, mode in (("", 0o600), (".pub", 0o644)):
+            target = key["path"] + suffix
+            moved.append((target, set_aside(target, aside)))
+            staged = os.path.join(dest, os.path.basename(key["path"])) + suffix
+            with open(staged, "rb") as handle:
+                content = handle.read()
+            tmp = target + ".phoenix-tmp"  # beside it: /etc may be another filesystem
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as out:
+                out.write(content)
+            os.chown(tmp, 0, 0, follow_symlinks=False)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+    checked = subprocess.run(["sshd", "-t"], capture_output=True, text=True, check=False)
+    if checked.returncode != 0:
+        for target, where in moved:
+            os.unlink(target)
+            if where:
+                shutil.move(where, target)
+        why = (checked.stderr.strip() or "no output").splitlines()[-1]
+        raise RestoreError(f"sshd -t refuses the backup's host keys ({why}): the host's are back")
+    shutil.rmtree(dest)
+    return {
+        "installed": [key["fingerprint"] for key in keys],
+        "aside": aside.folder if aside.used else None,
     }
 
 
@@ -1411,6 +1589,13 @@ def main(argv: list[str]) -> int:
     newer.add_argument("--report", required=True)
     newer.add_argument("--before")
     sub.add_parser("regenerate", help="gitea admin regenerate hooks and keys")
+    keys = sub.add_parser("host-keys", help="the backup's SSH host keys checked and staged")
+    keys.add_argument("unpacked")
+    keys.add_argument("dest")
+    keys.add_argument("--public-only", action="store_true")
+    sub.add_parser(
+        "install-host-keys", help="the staged host keys in place of the host's"
+    ).add_argument("dest")
     recorded = sub.add_parser("record", help="what was restored, each kind from which point")
     recorded.add_argument("plan")
     recorded.add_argument("out")
@@ -1441,6 +1626,10 @@ def main(argv: list[str]) -> int:
             done = record(args.plan, args.out)
         elif args.command == "prune":
             done = prune(config, args.keep_days, args.current)
+        elif args.command == "host-keys":
+            done = host_keys(config, args.unpacked, args.dest, public_only=args.public_only)
+        elif args.command == "install-host-keys":
+            done = install_host_keys(config, args.dest)
         else:
             done = regenerate(config)
     except (RestoreError, OSError, ValueError) as exc:

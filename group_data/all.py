@@ -98,6 +98,10 @@ gitea_migration_seconds: int = 10
 # snapshot's own time (phoenix/backup/pitr.py replay_until).
 restore_source: str | None = None
 restore_force: bool = False  # restore over existing data (which is first set aside)
+# The forge's SSH host keys (ssh_host_keys) come back from the backup, so users' known_hosts
+# still trust it. False (`phoenix recover --new-host-keys`, after a compromise: the old key is
+# the attacker's too): the droplet's own new keys stay, the backup's are only named.
+restore_host_keys: bool = True
 restore_staging_dir: str = "/var/lib/phoenix/restore"  # per backup: <sha256 of the archive>/
 restore_aside_dir: str = "/var/lib/gitea-aside"  # data found before a restore: <UTC time>/, kept
 # Days what restores set aside (restore_aside_dir) and staged (restore_staging_dir: the backup's

@@ -390,6 +390,13 @@ def validate(standby: bool, junit: str | None, as_json: bool) -> None:
     default=None,
     help="Where the report goes (default: beside the state file).",
 )
+@click.option(
+    "--new-host-keys",
+    is_flag=True,
+    help="Keep the new droplet's own SSH host keys, not the backup's (after a compromise: "
+    "the old key is the attacker's too). Users must update their known_hosts; the report "
+    "gives the old and new fingerprints.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (seconds).")
 def recover(
     standby: bool,
@@ -399,6 +406,7 @@ def recover(
     source: str | None,
     point_in_time: str | None,
     report_dir: Path | None,
+    new_host_keys: bool,
     as_json: bool,
 ) -> None:
     from phoenix import recover as rec
@@ -411,7 +419,7 @@ def recover(
     role = _role(standby)
     if point_in_time and source:
         raise PhoenixError("--point-in-time chooses the snapshot itself: drop --restore-source")
-    data = rec.recovery_data(standby=standby, source=source)
+    data = rec.recovery_data(standby=standby, source=source, new_host_keys=new_host_keys)
     if point_in_time:
         data.update(pitr.recovery_data(point_in_time))
     inputs = Inputs(

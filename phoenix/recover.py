@@ -32,10 +32,13 @@ DEFAULT_SOURCE = "restic:latest"
 PROMOTE = {"restore_source": DEFAULT_SOURCE, "restore_force": "True", "phoenix_promote": "True"}
 
 
-def recovery_data(*, standby: bool, source: str | None = None) -> dict:
-    """The deploy's overrides for a recovery (or a promotion): always a restore source."""
+def recovery_data(*, standby: bool, source: str | None = None, new_host_keys: bool = False) -> dict:
+    """The deploy's overrides for a recovery (or a promotion): always a restore source;
+    `new_host_keys`: the droplet's own new SSH host keys, not the backup's."""
     data = dict(PROMOTE) if standby else {}
     data["restore_source"] = source or DEFAULT_SOURCE
+    if new_host_keys:
+        data["restore_host_keys"] = "False"
     return data
 
 
@@ -175,7 +178,8 @@ def plan(role: str, source: str = DEFAULT_SOURCE) -> list[str]:
     what = {
         "provision": f"a new forge-{role}-YYYYMMDD droplet (pydo; a cut-off attempt's own is "
         "found by its tag), pin its host key, rotate it",
-        "deploy": f"pyinfra inventories/{role}.py deploy.py, with the restore of {source}",
+        "deploy": f"pyinfra inventories/{role}.py deploy.py, with the restore of {source}; "
+        "then the backup's SSH host keys made the droplet's (both pinned meanwhile)",
         "certificate": "the backup's certificate if valid for more than https_min_days, "
         "else one over ACME DNS-01 from here (TXT record through cloudflare), into Caddy's "
         "storage; DNS untouched",
@@ -298,6 +302,22 @@ def _recover(
         )
         return f"{d['name']} {d['ip']}"
 
+    def deploy() -> str:
+        done = run_deploy(
+            f"inventories/{role}.py", data=deploy_data, log=folder / f"{role}.deploy.log", say=say
+        )
+        # Before validation and cutover, so before sshd serves anyone but us
+        keys = prov.take_backup_host_keys(
+            state,
+            settings,
+            new_keys=str(deploy_data.get("restore_host_keys")) == "False",
+            progress=say,
+        )
+        if keys is None:
+            return done
+        report.extra["ssh_host_keys"] = keys["said"]
+        return f"{done}; host keys: " + ("the backup's" if keys["kept"] == "backup" else "NEW")
+
     def certificate() -> str:  # before validation: DNS still points at the old forge
         from phoenix.forge.caddycert import ensure
 
@@ -350,16 +370,7 @@ def _recover(
     try:
         if provision_step:
             report.timed("provision", provision, say)
-        report.timed(
-            "deploy",
-            lambda: run_deploy(
-                f"inventories/{role}.py",
-                data=deploy_data,
-                log=folder / f"{role}.deploy.log",
-                say=say,
-            ),
-            say,
-        )
+        report.timed("deploy", deploy, say)
         if (deploy_data or {}).get("phoenix_promote"):
             with state.locked():  # the host's marker says so too (tasks/role.py)
                 state.data["promoted"] = {"at": state_now(), "droplet_id": state.droplet["id"]}

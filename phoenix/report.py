@@ -42,6 +42,8 @@ LABELS = {
     "repo_snapshot_interval": "repository snapshots: at most this many seconds of pushes lost",
     "repo_snapshot_run_budget": "repository snapshots: seconds one run may take",
     "repo_snapshot_last_run": "the primary's last repository snapshot run",
+    "ssh_host_keys": "SSH host keys of the recovered forge",
+    "git_over_ssh_after_recovery": "git over SSH after recovery, with the known_hosts users had",
 }
 
 

@@ -60,6 +60,7 @@ READS = (
     "https_state_dir",
     "restore_verifier_path",
     "secrets_dir",
+    "ssh_host_keys",
     "standby_prestage_dir",
     "standby_warm",
     "unit_hardening",
@@ -141,6 +142,12 @@ def saved_paths(data: Any) -> list[str]:
     return paths
 
 
+def host_key_files(data: Any) -> list[str]:
+    """sshd's host keys, both halves: in every snapshot (root's alone, as on the host), so a
+    recovered forge can answer with the key its users' known_hosts hold (tasks/restore.py)."""
+    return [path + suffix for path in data.get("ssh_host_keys") or [] for suffix in ("", ".pub")]
+
+
 def _job_config(
     paths: dict[str, str], gitea: dict | None = None, extra_paths: list[str] | None = None
 ) -> dict:
@@ -168,7 +175,7 @@ def _job_config(
             "app_ini": posixpath.join(data.gitea_config_dir, "app.ini"),
             "version": data.gitea_version,
         },
-        "paths": saved_paths(data) + list(extra_paths or []),
+        "paths": saved_paths(data) + list(extra_paths or []) + host_key_files(data),
         "skip": list(data.backup_skip),
         "staging_dir": data.backup_staging_dir,
         "staging_reserve_mib": data.backup_disk_reserve_mib,

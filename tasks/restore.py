@@ -13,7 +13,9 @@ snapshot is brought to the restore's point (phoenix/backup/pitr.py replay_until)
 replicas (`replay`) and the repository snapshots (`repositories`, which also makes Gitea's
 branch table match the git data): restic:latest to their newest, restic:@TIME to TIME,
 restic:<id> to that snapshot's own time (a rollback to before an incident must not replay it);
-Gitea's hooks and keys are regenerated. The `pending` marker holds the resolution while a
+Gitea's hooks and keys are regenerated. The forge's SSH host keys in the backup are checked and
+staged (`host-keys`) for `phoenix recover` to switch sshd to after the deploy. The `pending`
+marker holds the resolution while a
 restore is under way, so a re-run after a cut-off finishes the same backup (never a newer
 `restic:latest`); the `restored` marker holds the manifest's sha256, so a second converge
 restores nothing.
@@ -58,6 +60,7 @@ READS = (
     "restore_aside_dir",
     "restore_keep_days",
     "restore_force",
+    "restore_host_keys",
     "restore_restart_units",
     "restore_source",
     "restore_staging_dir",
@@ -71,6 +74,7 @@ READS = (
     "litestream_restore_timeout",
     "litestream_restore_timestamp",
     "restore_newer_repositories",
+    "ssh_host_keys",
 )
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -139,6 +143,7 @@ def _restore_config() -> str:
                 "backup_config": backups.config_path(),
                 "cut_file": posixpath.join(data.restore_staging_dir, "cut-after"),
                 "staging_dir": data.restore_staging_dir,
+                "host_keys": list(data.ssh_host_keys or []),
             },
             indent=1,
             sort_keys=True,
@@ -407,6 +412,42 @@ def verify_backup() -> None:
         ],
     )
     check_backup_version(posixpath.join(due.unpacked, "gitea.db"), label=resolved.label)
+    _stage_host_keys(due)
+
+
+def _stage_host_keys(due: _Due) -> None:
+    """The backup's SSH host keys checked and staged (`host-keys`), for `phoenix recover` to
+    make them the droplet's over its pinned session (phoenix/provision/droplet.py
+    take_backup_host_keys); restore_host_keys False: only the public halves, to be named."""
+    data = host.data
+    public_only = not data.restore_host_keys
+    refused = (
+        f"the SSH host keys in {due.resolved.label} are not sound (above): nothing was "
+        "touched; recover with --new-host-keys (restore_host_keys=False) to keep the "
+        "droplet's new ones"
+    )
+    server.shell(
+        name="Check the backup's SSH host keys and stage them for the switch"
+        + (" (public halves only: new host keys)" if public_only else ""),
+        commands=[
+            StringCommand(
+                _tool(
+                    "host-keys",
+                    q(due.unpacked),
+                    q(posixpath.join(data.restore_staging_dir, "host-keys")),
+                    *(["--public-only"] if public_only else []),
+                ),
+                "||",
+                "{",
+                "echo",
+                q(refused),
+                ">&2;",
+                "exit",
+                "2;",
+                "}",
+            )
+        ],
+    )
 
 
 @deploy("Restore Gitea's data from the backup")

@@ -33,11 +33,14 @@ from phoenix.forge.tls import served_certificate
 from phoenix.lab import config as labconfig
 from phoenix.lab.client import client_environment, wait_https
 from phoenix.lab.forgework import (
+    clone_and_push,
     compare_files,
     duties,
     enroll_two_factor,
+    first_contact,
     memories,
     ssh,
+    ssh_users,
     write_data,
 )
 from phoenix.lab.rpo import COMMITS, Trickle, measure, recovered_keys
@@ -140,6 +143,17 @@ def certificate_step(steps: list[Step]) -> str:
     """What the recovery's certificate step says: restored, or issued by DNS-01 in N s."""
     step = next((s for s in steps if s.name == "certificate"), None)
     return step.detail if step else "no certificate step"
+
+
+def by_name(settings: dict) -> str:
+    """Where the forge's name leads, as users' machines ask DNS (the lab's name server)."""
+    from phoenix.cutover.dnswire import resolve_a, resolvers
+
+    server, port = resolvers(settings)[0]
+    found = resolve_a(settings["gitea_domain"], server, port)
+    if not found:
+        raise PhoenixError(f"{settings['gitea_domain']} has no A record at {server}:{port}")
+    return found[0]
 
 
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
@@ -272,6 +286,11 @@ def _disaster(run: Run) -> None:
 
     written = write_data(forge, ptarget, settings, label="before-snapshot", lfs=lfs)
     written.append("the TOTP enrollment of ezra")
+    # Users of git over SSH: each one's first connection records the forge's host key, by
+    # its name, in their own known_hosts, as on their machines.
+    users = ssh_users(ptarget, workdir / "users")
+    for user in users:
+        first_contact(user, settings["gitea_domain"], by_name(settings))
     before = look(forge)
     notes_before = memories(ptarget, settings)
     snap_id = run.timed("backup (offsite snapshot)", lambda: backup_now(ptarget, settings=settings))
@@ -332,6 +351,8 @@ def _disaster(run: Run) -> None:
         report.steps = recover_command(workdir, env=run.env, say=say)
     rto = started - disaster_at + served_after(report.steps)
     state = State(role, workdir)
+    said = json.loads((workdir / f"{role}.report.json").read_text()).get("ssh_host_keys")
+    report.extra["ssh_host_keys"] = said or "the droplet's own (nothing said of the backup's)"
     run.one_primary[f"{role} after cutover"] = duties(state_target(state), settings)
     if standby:  # the README's converge again, after the promotion: it must stay primary
         run.timed(
@@ -342,6 +363,18 @@ def _disaster(run: Run) -> None:
 
     served = served_certificate(state_target(state).host, settings["gitea_domain"])
     recovered = look(Forge.of(settings, address=state.address, token=token))
+    # The same users, the same known_hosts, strict: the recovered forge has the key they trust
+    git_over_ssh = [
+        clone_and_push(
+            user,
+            settings["gitea_domain"],
+            by_name(settings),
+            workdir / "users",
+            state_target(state),
+            settings["gitea_repo_root"],
+        )
+        for user in users
+    ]
     notes_recovered = memories(state_target(state), settings)
     rtarget = state_target(state)
     interval = settings.get("repo_snapshot_interval")
@@ -389,6 +422,7 @@ def _disaster(run: Run) -> None:
             "written_before_snapshot": len(written),
             "data_compared": compared,
             "logins_after_recovery": recovered["logins"],
+            "git_over_ssh_after_recovery": git_over_ssh,
             "data_lost_up_to_snapshot": lost or "none",
             "written_after_snapshot_and_lost": missing_late,
             "setup": run.setup,

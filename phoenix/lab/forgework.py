@@ -6,7 +6,11 @@ duties). The trickle of writes until the disaster, and what of it came back, is 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 from phoenix.errors import PhoenixError
 from phoenix.forge.api import Forge, TwoFactorUser
@@ -243,3 +247,137 @@ def duties(target: Target, settings: dict) -> dict:
         "backup_timer": out[2 + n],
         "refresh_timer": out[3 + n],
     }
+
+
+# --- git over SSH, as the forge's users reach it ------------------------------------------
+
+# Who pushes over SSH, with which key (Gitea 1.22 takes RSA from 2047 bits), the fixture's key
+# row each one replaces, and a repository each may write to.
+SSH_USERS = (
+    ("ezra", 2, ("-t", "ed25519"), "ezra/hermes-agent"),
+    ("allegro", 3, ("-t", "rsa", "-b", "2048"), "timmy_foundation/timmy-config"),
+)
+
+
+@dataclass
+class SshUser:
+    """A forge user on their own machine: a key, and a known_hosts of their own."""
+
+    login: str
+    key: Path
+    known_hosts: Path
+    repo: str
+
+
+def ssh_users(target: Target, folder: Path) -> list[SshUser]:
+    """ezra (ed25519) and allegro (RSA-2048) with keys made in `folder`, stored in Gitea as a
+    key a user adds is (the fixture's row replaced), authorized_keys rewritten by Gitea."""
+    folder.mkdir(parents=True, exist_ok=True)
+    users, sql = [], ".timeout 20000\n"
+    for login, key_id, kind, repo in SSH_USERS:
+        key = folder / f"id_{login}"
+        if not key.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", *kind, "-N", "", "-C", f"{login}@lab", "-f", str(key)],
+                check=True,
+            )
+        public = key.with_name(key.name + ".pub").read_text().strip()
+        sql += f"UPDATE public_key SET content = '{public}' WHERE id = {key_id};\n"
+        users.append(SshUser(login, key, folder / f"{login}.known_hosts", repo))
+    ssh_input(target, "runuser -u gitea -- sqlite3 /var/lib/gitea/data/gitea.db", sql)
+    ssh(
+        target,
+        "runuser -u gitea -- /usr/local/bin/gitea admin regenerate keys "
+        "--config /etc/gitea/app.ini",
+    )
+    return users
+
+
+def git_as(
+    user: SshUser, name: str, address: str, *args: str, cwd: Path | None = None, first: bool = False
+) -> subprocess.CompletedProcess:
+    """git as `user`, reaching the forge by its name `name` (at `address`, what DNS gives):
+    host keys checked against the user's own known_hosts, under that name; `first`: the
+    user's first connection, which records the key (accept-new), as users did."""
+    command = [
+        "ssh",
+        "-i",
+        str(user.key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"StrictHostKeyChecking={'accept-new' if first else 'yes'}",
+        "-o",
+        f"UserKnownHostsFile={user.known_hosts}",
+        "-o",
+        f"HostKeyAlias={name}",
+        "-o",
+        "ConnectTimeout=20",
+    ]
+    env = {
+        **os.environ,
+        "GIT_SSH_COMMAND": shlex.join(command),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_AUTHOR_NAME": user.login,
+        "GIT_AUTHOR_EMAIL": f"{user.login}@lab.invalid",
+        "GIT_COMMITTER_NAME": user.login,
+        "GIT_COMMITTER_EMAIL": f"{user.login}@lab.invalid",
+    }
+    args = tuple(a.replace("FORGE:", f"gitea@{address}:") for a in args)
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def first_contact(user: SshUser, name: str, address: str) -> str:
+    """The user's first `git ls-remote` over SSH: the forge's host key goes into their
+    known_hosts; returns the key recorded."""
+    done = git_as(user, name, address, "ls-remote", f"FORGE:{user.repo}.git", first=True)
+    if done.returncode != 0:
+        raise PhoenixError(f"{user.login}: git ls-remote over SSH failed: {done.stderr.strip()}")
+    return user.known_hosts.read_text().strip()
+
+
+def clone_and_push(
+    user: SshUser,
+    name: str,
+    address: str,
+    folder: Path,
+    target: Target,
+    repo_root: str,
+    *,
+    branch: str = "after-recovery",
+) -> str:
+    """`git clone` and `git push` over SSH as `user`, checking the host key against the
+    known_hosts the user already has (StrictHostKeyChecking=yes); the pushed branch is read
+    back on the forge (`branch`-LOGIN). One line: the user, their key's type, what was pushed."""
+    work = folder / f"{user.login}-clone"
+    steps = (
+        ("clone", ("clone", "-q", f"FORGE:{user.repo}.git", str(work)), None),
+        (
+            "commit",
+            ("commit", "-q", "--allow-empty", "-m", f"{branch} by {user.login}"),
+            work,
+        ),
+        ("push", ("push", "-q", "origin", f"HEAD:refs/heads/{branch}-{user.login}"), work),
+    )
+    for what, args, cwd in steps:
+        done = git_as(user, name, address, *args, cwd=cwd)
+        if done.returncode != 0:
+            raise PhoenixError(
+                f"{user.login}: git {what} over SSH failed: {done.stderr.strip()[-400:]}"
+            )
+    head = git_as(user, name, address, "rev-parse", "HEAD", cwd=work).stdout.strip()
+    bare = shlex.quote(f"{repo_root}/{user.repo.lower()}.git")
+    on_forge = ssh(
+        target,
+        f"git -c safe.directory='*' --git-dir {bare} rev-parse --verify -q "
+        f"refs/heads/{branch}-{user.login} || true",
+    ).strip()
+    if on_forge != head:
+        raise PhoenixError(f"{user.login}: the pushed {head[:12]} is not on the forge ({on_forge})")
+    kind = user.key.with_name(user.key.name + ".pub").read_text().split()[0]
+    return f"{user.login} ({kind}): clone and push {head[:12]} to {user.repo}"

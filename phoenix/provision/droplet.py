@@ -12,7 +12,8 @@ the droplet is looked up by the attempt's tag.
 The host key pair is made here and handed over in user_data (cloud-config `ssh_keys`), so
 the first SSH connection is already checked against a known key; over that first pinned
 session the droplet makes a new key, so the one readable in the droplet's metadata for its
-whole life is dead, and the local copy of the handed-over private key is deleted.
+whole life is dead, and the local copy of the handed-over private key is deleted. After a
+restore, the forge's own keys from the backup replace it the same way (take_backup_host_keys).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
@@ -244,28 +246,102 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
         f"set -e; umask 077; rm -f {NEW_KEY} {NEW_KEY}.pub; "
         f"ssh-keygen -q -t ed25519 -N '' -C '' -f {NEW_KEY}; cat {NEW_KEY}.pub",
     ).strip()
-    # Both keys are accepted while sshd switches, so no moment pins neither.
-    state.known_hosts.write_text(known_hosts_line(t.host, old) + known_hosts_line(t.host, new))
-    remote(
+    _switch(
         t,
+        old,
+        new,
         f"set -e; chmod 0644 {NEW_KEY}.pub; "
         f"mv -f {NEW_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub; "
         f"mv -f {NEW_KEY} /etc/ssh/ssh_host_ed25519_key; "
         "sshd -t; systemctl reload ssh",
+        progress=progress,
     )
-    only_new = state.known_hosts.with_suffix(".rotating")
-    only_new.write_text(known_hosts_line(t.host, new))
-    try:
-        wait_ssh(replace(t, known_hosts=only_new), timeout=30, progress=progress)
-        os.replace(only_new, state.known_hosts)
-    finally:
-        only_new.unlink(missing_ok=True)
     for path in (state.host_key, public_half(state.host_key)):
         path.unlink(missing_ok=True)
     state.data["host_key"] = {"public": new, "rotated": now()}
     state.save()
     progress(f"{t.host}: host key rotated; the one in its user_data no longer opens a session")
     return new
+
+
+def _switch(t: Target, old: str, new: str, command: str, *, progress: Progress) -> None:
+    """`command` makes sshd answer with `new` instead of `old`: both are pinned while it
+    runs, so no moment pins neither; then only `new`, once it has opened a session."""
+    t.known_hosts.write_text(known_hosts_line(t.host, old) + known_hosts_line(t.host, new))
+    remote(t, command)
+    only_new = t.known_hosts.with_suffix(".rotating")
+    only_new.write_text(known_hosts_line(t.host, new))
+    try:
+        wait_ssh(replace(t, known_hosts=only_new), timeout=30, progress=progress)
+        os.replace(only_new, t.known_hosts)
+    finally:
+        only_new.unlink(missing_ok=True)
+
+
+def _fingerprints(keys: list[dict]) -> str:
+    return ", ".join(f"{k['type']} {k['fingerprint']}" for k in keys) or "none"
+
+
+def take_backup_host_keys(
+    state: State, settings: dict, *, new_keys: bool, progress: Progress = lambda _: None
+) -> dict | None:
+    """The host keys the restore staged from the backup (files/phoenix_restore.py
+    `host-keys`) made the droplet's, over the pinned session and with both keys pinned
+    meanwhile, so the recovered forge answers with the key its users trust; `new_keys`
+    (after a compromise the old key is the attacker's too): the droplet's own new keys stay
+    and the backup's are only named. None when the restore staged nothing (no restore, or
+    taken already)."""
+    t = target(state)
+    staged = f"{settings['restore_staging_dir'].rstrip('/')}/host-keys"
+    text = remote(t, f"cat {shlex.quote(staged)}/keys.json 2>/dev/null || true").strip()
+    if not text:
+        return None
+    backup = json.loads(text)["keys"]
+    pinned = (state.data.get("host_key") or {}).get("public") or state.data["attempt"][
+        "host_public"
+    ]
+    ours = _host_fingerprints(t, settings)
+    if new_keys or not any(k["staged"] for k in backup):
+        remote(t, f"rm -rf {shlex.quote(staged)}")
+        why = "--new-host-keys" if new_keys else "the backup holds no host keys"
+        said = (
+            f"NEW host keys ({why}): {_fingerprints(ours)}; the old forge's were "
+            f"{_fingerprints(backup)}. Users see 'REMOTE HOST IDENTIFICATION HAS CHANGED' "
+            "until they run `ssh-keygen -R <forge name>` and accept the new fingerprint"
+        )
+        progress(f"{t.host}: {said}")
+        return {"kept": "new", "old": backup, "new": ours, "said": said}
+    new = next((k["public"] for k in backup if k["type"] == "ssh-ed25519" and k["staged"]), pinned)
+    tool = shlex.quote(settings["restore_tool_path"])
+    config = shlex.quote(f"{settings['restore_staging_dir'].rstrip('/')}/config.json")
+    _switch(
+        t,
+        pinned,
+        new,
+        f"set -e; {tool} --config {config} install-host-keys {shlex.quote(staged)} >/dev/null; "
+        "systemctl reload ssh",
+        progress=progress,
+    )
+    state.data["host_key"] = {"public": new, "from_backup": now()}
+    state.save()
+    said = f"the backup's host keys, which users trust: {_fingerprints(backup)}"
+    progress(f"{t.host}: {said}")
+    return {"kept": "backup", "old": backup, "new": backup, "said": said}
+
+
+def _host_fingerprints(t: Target, settings: dict) -> list[dict]:
+    """The host keys sshd serves on `t` (ssh_host_keys), as keys.json names them."""
+    keys = []
+    for path in settings["ssh_host_keys"]:
+        line = remote(t, f"ssh-keygen -l -E sha256 -f {shlex.quote(path)}.pub || true").split()
+        if len(line) >= 2:
+            kind = line[-1].strip("()").lower()
+            keys.append({"path": path, "type": KEY_TYPES.get(kind, kind), "fingerprint": line[1]})
+    return keys
+
+
+# ssh-keygen -l names a key's type in its last field, "(ED25519)"; keys.json as the key line
+KEY_TYPES = {"ed25519": "ssh-ed25519", "rsa": "ssh-rsa"}
 
 
 def wait_ssh(t: Target, *, timeout: float, progress: Progress) -> None:

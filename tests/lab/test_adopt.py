@@ -2,7 +2,8 @@
 not by Phoenix (the stand-in Gitea in its own paths, its own unit, data with an attachment, an
 avatar and an LFS object, LFS on), is adopted with nothing of it changed, gets a verified
 offsite snapshot, and a new droplet recovered from that snapshot has its attachment, its LFS
-object and its identity (SECRET_KEY, INTERNAL_TOKEN, JWT_SECRET, LFS_JWT_SECRET).
+object and its identity (SECRET_KEY, INTERNAL_TOKEN, JWT_SECRET, LFS_JWT_SECRET), with SSH
+host keys of its own as asked (--new-host-keys), the snapshot's named.
 
 Droplets: offsite-adt (the store), adopt-rb (the runbook's forge), and the recovery that
 `phoenix recover` provisions once adopt-rb is destroyed; each is destroyed when its test or
@@ -181,7 +182,8 @@ def test_adopt_leaves_the_forge_as_it_was_and_backs_it_up(lab, adopted, store):
 
 
 def recover(lab, tmp: Path, snapshot: str, secrets_dir: Path, *,
-            during: dict[str, Callable[[], object]]) -> tuple[int, dict, str]:
+            during: dict[str, Callable[[], object]], args: tuple[str, ...] = ()
+            ) -> tuple[int, dict, str]:
     """`phoenix recover --json` as the operator runs it, in the lab's environment; `during`
     maps a step's name to what to look at while that step runs (from its first line on)."""
     env = {**os.environ, **client_environment(lab), "PHOENIX_ENV": "lab",
@@ -189,7 +191,7 @@ def recover(lab, tmp: Path, snapshot: str, secrets_dir: Path, *,
            "PHOENIX_SECRETS_DIR": str(secrets_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "phoenix", "recover", "--json",
                              "--report-dir", str(tmp), "--restore-source",
-                             f"restic:{snapshot}"], cwd=REPO, env=env, text=True,
+                             f"restic:{snapshot}", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     said: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None
@@ -202,6 +204,13 @@ def recover(lab, tmp: Path, snapshot: str, secrets_dir: Path, *,
     proc.wait(timeout=60)
     report = json.loads((tmp / "recovery.report.json").read_text())
     return proc.returncode, report, out + "".join(said)
+
+
+def fingerprint(public: str) -> str:
+    """SHA256:… of a public key line."""
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", "-"], input=public,
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()[1]
 
 
 def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
@@ -223,6 +232,8 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         # The world before the disaster: the forge of the day holds its name (production's
         # DNS), then dies with the name still pointing at it.
         dead = droplet_target(lab, FORGE).host
+        old_key = fingerprint(on(droplet_target(lab, FORGE),
+                                 "cat /etc/ssh/ssh_host_ed25519_key.pub"))
         dns.cutover(records=[name], new_ip=dead, ttl=60, client=cf, saved={})
         do_client.destroy(droplet_record(lab, FORGE)["id"])
         # The lab operator's own Gitea secrets differ from the forge's: stopped, untouched.
@@ -244,8 +255,19 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         write_secret(mine / "gitea_api_token", TOKEN)
         looked = {"certificate": lambda: resolve_a(name, *server),
                   "validate": lambda: resolve_a(name, *server)}
-        code, report, said = recover(lab, tmp, snapshot, mine, during=looked)
+        # After a compromise (the old host key is the attacker's too): new host keys
+        code, report, said = recover(lab, tmp, snapshot, mine, during=looked,
+                                     args=("--new-host-keys",))
         assert code == 0, said[-4000:]
+        # The droplet answers with a key of its own; the report names the old (the backup's)
+        # and the new, and what users must do.
+        new_key = fingerprint(on(new, "cat /etc/ssh/ssh_host_ed25519_key.pub"))
+        pinned = fingerprint(next(line.split(None, 1)[1] for line in
+                                  State("recovery", tmp).known_hosts.read_text().splitlines()))
+        assert new_key == pinned and new_key != old_key
+        keys = report["ssh_host_keys"]
+        assert keys.startswith("NEW host keys (--new-host-keys): ssh-ed25519 " + new_key), keys
+        assert f"the old forge's were ssh-ed25519 {old_key}" in keys and "ssh-keygen -R" in keys
         steps = {s["name"]: s for s in report["steps"]}
         assert list(steps) == ["provision", "deploy", "certificate", "validate", "cutover",
                                "https", "protect"]

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 UNITS = ["gitea", "caddy", "hermes-backend", "hermes-ezra", "hermes-allegro", "hermes-bezalel"]
 # Per file, so that a failed comparison names the file that changed.
 GITEA_STATE = "find /var/lib/gitea /etc/gitea -type f | sort | xargs sha256sum"
+REPO_ROOT = "/var/lib/gitea/data/gitea-repositories"
 
 
 def converge(name: str, *, dry: bool = False, timeout: float = 600,
@@ -125,64 +126,32 @@ def test_a_second_converge_changes_nothing(forge):
 
 def test_git_over_ssh_with_every_key_gitea_accepts(lab, forge, tmp_path):
     """Git over the forge's sshd as its users reach it: ezra with an ed25519 key and allegro
-    with an RSA-2048 one (Gitea 1.22 takes RSA from 2047 bits) clone and push; allegro's push
-    to a repository he may only read is refused with Gitea's reason, and nothing lands."""
-    import shlex
-
-    from phoenix.lab.forgework import ssh_input
-    from phoenix.sshconf import Target, ssh_options
+    with an RSA-2048 one (Gitea 1.22 takes RSA from 2047 bits) record the forge's host key
+    (the one the operator pinned), clone and push; allegro's push to a repository he may only
+    read is refused with Gitea's reason, and nothing lands."""
+    from phoenix.lab.forgework import clone_and_push, first_contact, git_as, ssh_users
 
     name, ip, _seconds = forge
     pinned = droplet_target(lab, name)
-    keys = {}
-    for user, key_id, kind in (("ezra", 2, ["-t", "ed25519"]), ("allegro", 3,
-                                                                   ["-t", "rsa", "-b", "2048"])):
-        path = tmp_path / f"id_{user}"
-        subprocess.run(["ssh-keygen", "-q", *kind, "-N", "", "-C", f"{user}@lab", "-f",
-                        str(path)], check=True)
-        keys[user] = (path, key_id, path.with_suffix(".pub").read_text().strip())
-    # The users' keys as Gitea stores a key a user adds, then its authorized_keys rewritten
-    sql = ".timeout 20000\n" + "".join(
-        f"UPDATE public_key SET content = '{public}' WHERE id = {key_id};\n"
-        for _path, key_id, public in keys.values())
-    ssh_input(pinned, "runuser -u gitea -- sqlite3 /var/lib/gitea/data/gitea.db", sql)
-    ssh(lab, name, "runuser -u gitea -- /usr/local/bin/gitea admin regenerate keys "
-                   "--config /etc/gitea/app.ini")
-
-    def git(user: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        target = Target(host=ip, key=keys[user][0], known_hosts=pinned.known_hosts,
-                        user="gitea")
-        env = {**os.environ, "GIT_SSH_COMMAND": shlex.join(["ssh", *ssh_options(target)]),
-               "GIT_AUTHOR_NAME": user, "GIT_AUTHOR_EMAIL": f"{user}@lab.invalid",
-               "GIT_COMMITTER_NAME": user, "GIT_COMMITTER_EMAIL": f"{user}@lab.invalid"}
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=120, env=env, check=False)
-
-    def on_forge(repo: str, ref: str) -> str:
-        return ssh(lab, name, f"git --git-dir=/var/lib/gitea/data/gitea-repositories/{repo}.git "
-                              f"rev-parse --verify -q {ref} || true")
-
-    for user, repo in (("ezra", "ezra/hermes-agent"),
-                       ("allegro", "timmy_foundation/timmy-config")):
-        work = tmp_path / f"{user}-clone"
-        cloned = git(user, "clone", "-q", f"gitea@{ip}:{repo}.git", str(work))
-        assert cloned.returncode == 0, f"{user}: {cloned.stderr}"
-        assert git(user, "commit", "-q", "--allow-empty", "-m", f"over ssh by {user}",
-                   cwd=work).returncode == 0
-        pushed = git(user, "push", "-q", "origin", f"HEAD:refs/heads/ssh-{user}", cwd=work)
-        assert pushed.returncode == 0, f"{user}: {pushed.stderr}"
-        head = git(user, "rev-parse", "HEAD", cwd=work).stdout.strip()
-        assert on_forge(repo, f"refs/heads/ssh-{user}") == head
+    forge_name = load("lab")["gitea_domain"]
+    users = ssh_users(pinned, tmp_path)
+    for user in users:
+        recorded = first_contact(user, forge_name, ip).split()  # its name hashed (Debian's)
+        assert " ".join(recorded[1:3]) in pinned.known_hosts.read_text()
+        clone_and_push(user, forge_name, ip, tmp_path, pinned, REPO_ROOT, branch="ssh")
+    allegro = users[1]
     work = tmp_path / "allegro-reads"
-    assert git("allegro", "clone", "-q", f"gitea@{ip}:timmy/the-nexus.git",
-               str(work)).returncode == 0
-    assert git("allegro", "commit", "-q", "--allow-empty", "-m", "not his",
-               cwd=work).returncode == 0
-    refused = git("allegro", "push", "-q", "origin", "HEAD:refs/heads/ssh-refused", cwd=work)
+    assert git_as(allegro, forge_name, ip, "clone", "-q", "FORGE:timmy/the-nexus.git",
+                  str(work)).returncode == 0
+    assert git_as(allegro, forge_name, ip, "commit", "-q", "--allow-empty", "-m", "not his",
+                  cwd=work).returncode == 0
+    refused = git_as(allegro, forge_name, ip, "push", "-q", "origin",
+                     "HEAD:refs/heads/ssh-refused", cwd=work)
     assert refused.returncode != 0
     assert ("Gitea: User: 3:allegro with Key: 3:allegro@lab is not authorized to write to "
             "timmy/the-nexus." in refused.stderr), refused.stderr
-    assert on_forge("timmy/the-nexus", "refs/heads/ssh-refused") == ""
+    assert ssh(lab, name, f"git --git-dir={REPO_ROOT}/timmy/the-nexus.git "
+                          "rev-parse --verify -q refs/heads/ssh-refused || true") == ""
 
 
 DRIFT = {  # made behind the converge's back -> the operation that must repair it

@@ -43,6 +43,12 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
         assert compared[kind]["same"] == compared[kind]["compared"]
     assert data["logins_after_recovery"] == {"the API token": "logs in as timmy",
                                              "2FA login of ezra with a TOTP code": "works"}
+    # The forge's SSH host keys came back: ezra (ed25519 key) and allegro (RSA-2048) clone
+    # and push over SSH with the known_hosts they filled before the disaster, strictly.
+    assert data["steps"][1]["detail"].endswith("host keys: the backup's"), data["steps"][1]
+    assert data["ssh_host_keys"].startswith("the backup's host keys"), data["ssh_host_keys"]
+    assert [line.split(":")[0] for line in data["git_over_ssh_after_recovery"]] == [
+        "ezra (ssh-ed25519)", "allegro (ssh-rsa)"], data["git_over_ssh_after_recovery"]
     assert data["rto_seconds"] > 0 and data["rpo_seconds"] >= 0
     # Issue 21: writes went on until the disaster; the databases lose seconds at most, and
     # nothing older than what came back (the repositories: up to the snapshot's interval).
@@ -104,6 +110,9 @@ def test_standby_drill_promotes_the_warm_standby(lab):
     assert all(s["ok"] for s in data["steps"]), data["steps"]
     assert data["data_lost_up_to_snapshot"] == "none"
     assert data["logins_after_recovery"]["2FA login of ezra with a TOTP code"] == "works"
+    # the promoted standby answers with the forge's host key: users' known_hosts still work
+    assert data["ssh_host_keys"].startswith("the backup's host keys"), data["ssh_host_keys"]
+    assert len(data["git_over_ssh_after_recovery"]) == 2, data["git_over_ssh_after_recovery"]
     assert "standby refresh (its timer's job)" in data["setup"]
     assert data["certificate"].startswith("kept: "), data["certificate"]
     assert "; the primary's (" in data["certificate"], data["certificate"]

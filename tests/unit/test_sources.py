@@ -471,6 +471,9 @@ def test_recover_restores_the_latest_snapshot_unless_told_otherwise():
     promote = recover.recovery_data(standby=True)
     assert promote["restore_source"] == "restic:latest" and promote["phoenix_promote"] == "True"
     assert "restore of restic:latest" in recover.plan("recovery")[1]
+    # the backup's SSH host keys come back unless the operator asks for new ones
+    assert "restore_host_keys" not in recover.recovery_data(standby=False)
+    assert recover.recovery_data(standby=False, new_host_keys=True)["restore_host_keys"] == "False"
 
 
 def test_the_dump_sql_database_is_the_one_restored(tmp_path, made):
