@@ -319,6 +319,8 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         assert all(s["ok"] for s in steps.values()), steps
         newer = state_target(State("recovery", tmp))
         assert newer.host != new.host
+        # the key users learnt after the first recovery is the one the second answers with
+        assert fingerprint(on(newer, "cat /etc/ssh/ssh_host_ed25519_key.pub")) == new_key
         assert origin == {"validate": [(new.host, True)]}  # the dead one's, until the cutover
         assert steps["certificate"]["detail"].startswith("kept: "), steps["certificate"]
         assert steps["https"]["detail"] == (
