@@ -1,7 +1,7 @@
 """Restore and repository-snapshot figures, on a --size-mib synthetic forge (the
 one backup_bench.py makes) with a local restic repository and the pinned Litestream:
 
-1. what repository snapshots every `repo_snapshot_interval` cost the forge and the store:
+1. what repository snapshots every `frequent_snapshot_interval` cost the forge and the store:
    `phoenix-backup repositories` run after each of --pushes small pushes (a 10 KB object and
    a ref), and once with nothing changed: wall and CPU seconds (the job and restic, from
    getrusage of the children), bytes the store gains; per day at --interval seconds;

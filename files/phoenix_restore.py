@@ -16,9 +16,12 @@ reading of restic's failures.
     phoenix-restore --config FILE replay SPEC      each database brought from the snapshot's
                                                    copy to its Litestream replica's point
     phoenix-restore --config FILE repositories ID --report FILE [--before TIME]
-                                                   the repositories from the newest repository
-                                                   snapshot after ID (up to TIME), then Gitea's
-                                                   branch table made to match the git data
+                    [--databases FILE] [--full-only]
+                                                   the repositories and other files from the
+                                                   newest frequent snapshot after ID (up to
+                                                   TIME), then Gitea's branch table made to
+                                                   match the git data and the rows that name
+                                                   files checked against them
     phoenix-restore --config FILE regenerate       `gitea admin regenerate hooks` and `keys`,
                                                    as Gitea's run user (Gitea must be running)
     phoenix-restore --config FILE record PLAN OUT  what was restored, each kind from which
@@ -739,22 +742,10 @@ def replay(config: dict, spec_path: str) -> dict:
             db["name"],
             os.path.basename(db["path"]),
         )
-        if (
-            result["used"] == "replica"
-            and db["name"] == "gitea"
-            and spec.get("app_data")
-            and os.path.isfile(snapshot_copy)
-        ):
-            result["avatars"] = keep_avatars_with_files(db["path"], snapshot_copy, spec["app_data"])
-            for line in result["avatars"]:
-                print(f"{db['path']}: {line}")
-            result["rows_without_files"] = rows_without_files(db["path"], spec["app_data"])
-            for row in result["rows_without_files"]:
-                print(
-                    f"{db['path']}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
-                    f"({row.get('name') or row.get('size') or row.get('error')}): its file "
-                    "came after the snapshot; the row is in the report, not in the forge"
-                )
+        if result["used"] == "replica" and db["name"] == "gitea" and os.path.isfile(snapshot_copy):
+            # The rows that name files are checked once the newer files are in place
+            # (`repositories`: rows_with_files), against this copy.
+            result["snapshot_copy"] = snapshot_copy
         results.append(result)
         if result["used"] == "replica":
             print(
@@ -1068,18 +1059,21 @@ DIFF_LINE = re.compile(r"^[-+MTU?]\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.
 GONE_LINE = re.compile(r"^-\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.git)/$")
 
 
-def changed_repositories(
-    line: ResticLine, full: str, newer: str
-) -> tuple[list[str], list[str]] | None:
-    """owner/name.git of each repository whose files differ between the two snapshots, and
-    of each the newer one no longer has (deleted in between) (`restic diff`: their trees
-    only, nothing is downloaded); None when restic cannot say."""
+def snapshot_diff(line: ResticLine, full: str, newer: str) -> list[str] | None:
+    """`restic diff` of the two snapshots (their trees only, nothing is downloaded); None when
+    restic cannot say."""
     try:
-        out = line.restic("diff", full, newer, what="comparing the snapshots")
+        return line.restic("diff", full, newer, what="comparing the snapshots").splitlines()
     except RestoreError as exc:
-        log(f"repositories: {exc}; restoring every repository")
+        log(f"repositories: {exc}; restoring every repository and file")
         return None
-    lines = out.splitlines()
+
+
+def changed_repositories(lines: list[str] | None) -> tuple[list[str], list[str]] | None:
+    """owner/name.git of each repository whose files differ between the two snapshots, and
+    of each the newer one no longer has (deleted in between), from their diff's `lines`."""
+    if lines is None:
+        return None
     gone = sorted({m.group(1) for line in lines if (m := GONE_LINE.match(line))})
     return (
         sorted({m.group(1) for line in lines if (m := DIFF_LINE.match(line))} - set(gone)),
@@ -1117,11 +1111,18 @@ def newer_repositories(
     aside: Aside,
     report: str,
     before: str | None = None,
+    data_dir: str | None = None,
+    paths: list[str] | None = None,
+    databases: str | None = None,
+    newer: bool = True,
 ) -> dict:
-    """REPO_ROOT's repositories from the newest repository snapshot after SNAPSHOT (see the
-    module's docstring); the report says which snapshot, what moved, what was set aside."""
+    """REPO_ROOT's repositories, and the other files (newer_files: Gitea's data folder, the
+    extra `paths`), from the newest frequent snapshot after SNAPSHOT (see the module's
+    docstring); then the rows that name files checked against them (rows_with_files, with the
+    replay's report `databases`). The report says which snapshot, what moved, what was set
+    aside."""
     limit = line.time(before) if before else None
-    found = newer_repository_snapshot(line, snapshot, limit)
+    found = newer_repository_snapshot(line, snapshot, limit) if newer else None
     result: dict = {
         "full_snapshot": snapshot,
         "before": before,
@@ -1140,6 +1141,7 @@ def newer_repositories(
             + ": the full snapshot's stay"
         )
         result["branches"] = reconcile_branches(db, repo_root, aside)
+        result["rows"] = rows_with_files(db, data_dir, databases, aside)
         write_json(report, result)
         return result
     result.update(snapshot=found["id"], time=found["time"], full_time=found["full_time"])
@@ -1147,7 +1149,8 @@ def newer_repositories(
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp, mode=0o700)
     try:
-        diff = changed_repositories(line, snapshot, found["id"])
+        lines = snapshot_diff(line, snapshot, found["id"])
+        diff = changed_repositories(lines)
         changed, gone = diff if diff is not None else (None, None)
         result["changed"] = changed
         if changed == []:
@@ -1231,9 +1234,13 @@ def newer_repositories(
                 f"repositories: {rel} was deleted before repository snapshot "
                 f"{found['id'][:8]} and gitea.db has no row for it; set aside in {kept}"
             )
+        result["files"] = newer_files(
+            line, snapshot, found["id"], lines, data_dir=data_dir, paths=paths or [], aside=aside
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["branches"] = reconcile_branches(db, repo_root, aside)
+    result["rows"] = rows_with_files(db, data_dir, databases, aside)
     write_json(report, result)
     log(
         f"repositories: {len(result['replaced'])} replaced and {len(result['added'])} added "
@@ -1251,6 +1258,216 @@ def newer_repositories(
         )
     )
     return result
+
+
+# --- the other files of the newest frequent snapshot ----------------------------------------
+
+WRITE_ONCE = ("attachments", "lfs", "packages")  # read in place by the job (IN_PLACE)
+IN_PLACE = "in-place.json"
+CHANGE_LINE = re.compile(r"^([-+MTU?])\s+(/.*[^/])$")  # a file's line, never a folder's
+
+
+def _is_database(path: str) -> bool:
+    """path is a SQLite database or one of its side files: Litestream's, never a file's."""
+    base = path[: path.rindex("-")] if path.endswith(SIDE_FILES) else path
+    try:
+        with open(base, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _below(path: str, roots: list[str]) -> str | None:
+    """The root of `roots` path lies below (normalized, no '..'), or None."""
+    norm = os.path.normpath(path)
+    if norm != path.rstrip("/") or "/../" in path + "/":
+        return None
+    return next((r for r in roots if norm.startswith(r.rstrip("/") + "/")), None)
+
+
+def _make_parents(dest: str, root: str) -> None:
+    """dest's missing folders below root made with root's owner and mode (Gitea's user keeps
+    writing there); refused when an existing one is a symlink: nothing is followed."""
+    rel = os.path.relpath(os.path.dirname(dest), root)
+    at, st = root, os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RestoreError(f"{root} is not a folder: refusing to restore into it")
+    for part in [] if rel == "." else rel.split(os.sep):
+        at = os.path.join(at, part)
+        try:
+            mode = os.lstat(at).st_mode
+        except FileNotFoundError:
+            os.mkdir(at, stat.S_IMODE(st.st_mode))
+            os.chown(at, st.st_uid, st.st_gid)
+            continue
+        if not stat.S_ISDIR(mode):
+            raise RestoreError(f"{at} is not a folder (a symlink?): refusing to restore through it")
+
+
+def _in_place_folders(line: ResticLine, newer: str) -> dict[str, str]:
+    """The write-once folders the job read in place for snapshot `newer` (name -> absolute
+    path inside it); {} for a snapshot without the list. Hostile input: only known names and
+    plain absolute paths."""
+    try:
+        text = line.restic("dump", newer, f"/{GITEA}/{IN_PLACE}", what="reading its file list")
+        found = json.loads(text or "{}")
+    except (RestoreError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {
+        name: path
+        for name, path in found.items()
+        if name in WRITE_ONCE
+        and isinstance(path, str)
+        and path.startswith("/")
+        and os.path.normpath(path) == path
+    }
+
+
+def newer_files(
+    line: ResticLine,
+    full: str,
+    newer: str,
+    lines: list[str] | None,
+    *,
+    data_dir: str | None,
+    paths: list[str],
+    aside: Aside,
+) -> dict:
+    """Gitea's data folder and the extra folders (`paths`) from frequent snapshot `newer`:
+    every file that differs from the full snapshot (restic diff `lines`) and every write-once
+    file (attachments, LFS, packages) the host lacks. What they replace, and files the newer
+    snapshot no longer has, are set aside; databases (Litestream's) are never touched."""
+    result: dict = {"replaced": [], "added": [], "deleted_since_full": [], "refused": []}
+    wanted: dict[str, tuple[str, str]] = {}  # path in the snapshot -> (destination, its root)
+    gone: dict[str, tuple[str, str]] = {}
+    roots = {r.rstrip("/") for r in paths if r.startswith("/")}
+    data_prefix = f"/{GITEA}/data/"
+    has_data = lines is not None and f"-    {data_prefix}" not in lines
+    has_files = lines is not None and "-    /files/" not in lines
+    for entry in lines or []:
+        m = CHANGE_LINE.match(entry)
+        if not m:
+            continue
+        what, path = m.groups()
+        if path.startswith(data_prefix) and data_dir and has_data:
+            rel = path[len(data_prefix) :]
+            if rel.split("/", 1)[0] in WRITE_ONCE or _below("/" + rel, ["/"]) is None:
+                continue
+            dest, root = os.path.join(data_dir, rel), data_dir
+        elif path.startswith("/files/") and has_files:
+            dest = path[len("/files") :]
+            root = _below(dest, sorted(roots))
+            if root is None:
+                continue
+        else:
+            continue
+        (gone if what == "-" else wanted)[path] = (dest, root)
+    in_place = _in_place_folders(line, newer) if data_dir else {}
+    for name, where in sorted(in_place.items()):
+        out = line.restic("ls", "--json", "--recursive", newer, where, what=f"listing its {name}")
+        for raw in out.splitlines():
+            try:
+                node = json.loads(raw)
+            except ValueError:
+                continue
+            path = node.get("path") or ""
+            if node.get("type") != "file" or _below(path, [where]) is None:
+                continue
+            dest = os.path.join(data_dir, name, path[len(where) + 1 :])
+            if not os.path.lexists(dest):  # written once: one the host has is the same file
+                wanted[path] = (dest, data_dir)
+    tmp = (data_dir or "/var/lib/phoenix").rstrip("/") + ".newer-files-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o700)
+    try:
+        if wanted:
+            includes = [arg for path in sorted(wanted) for arg in ("--include", path)]
+            line.restic(
+                "restore", newer, "--target", tmp, *includes, what=f"restoring {newer[:8]}'s files"
+            )
+        for path, (dest, root) in sorted(wanted.items()):
+            src = tmp + path
+            if not os.path.lexists(src) or not stat.S_ISREG(os.lstat(src).st_mode):
+                result["refused"].append(f"{path}: not a regular file in {newer[:8]}")
+                continue
+            if os.path.lexists(dest) and _is_database(dest):
+                continue
+            _make_parents(dest, root)
+            old = set_aside(dest, aside, os.path.join("newer-files", dest.lstrip("/")))
+            result["replaced" if old else "added"].append(dest)
+            parent = os.stat(os.path.dirname(dest))
+            shutil.move(src, dest)
+            os.chown(dest, parent.st_uid, parent.st_gid, follow_symlinks=False)
+        for _path, (dest, _root) in sorted(gone.items()):
+            if not os.path.isfile(dest) or os.path.islink(dest) or _is_database(dest):
+                continue
+            set_aside(dest, aside, os.path.join("newer-files", "deleted-since-full", dest[1:]))
+            result["deleted_since_full"].append(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(
+        f"files: {len(result['replaced'])} replaced and {len(result['added'])} added from "
+        f"frequent snapshot {newer[:8]}; {len(result['deleted_since_full'])} deleted since the "
+        "full snapshot, set aside"
+    )
+    return result
+
+
+def rows_with_files(db: str | None, data_dir: str | None, databases: str | None, aside: Aside):
+    """Once every file is back: a write-once file gitea.db has no row for is set aside and
+    listed, and (when gitea.db came from its replica) a row whose file did not come back is
+    taken out into the report, an avatar whose file did not goes back to the snapshot's."""
+    out: dict = {"files_without_row": [], "rows_without_files": [], "avatars": []}
+    if not db or not data_dir or not os.path.isfile(db):
+        return out
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        uuids = (
+            {r[0] for r in conn.execute("SELECT uuid FROM attachment")}
+            if "attachment" in tables
+            else None
+        )
+        oids = (
+            {r[0] for r in conn.execute("SELECT oid FROM lfs_meta_object")}
+            if "lfs_meta_object" in tables
+            else None
+        )
+        conn.close()
+    except sqlite3.Error as exc:
+        out["error"] = f"files not checked against gitea.db: {exc}"
+        return out
+    for name, keys, key_of in (
+        ("attachments", uuids, lambda rel: os.path.basename(rel)),
+        ("lfs", oids, lambda rel: rel.replace("/", "")),
+    ):
+        top = os.path.join(data_dir, name)
+        if keys is None or not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, filenames in os.walk(top):
+            for filename in filenames:
+                path = os.path.join(dirpath, filename)
+                if key_of(os.path.relpath(path, top)) in keys:
+                    continue
+                kept = set_aside(path, aside, os.path.join("without-row", path.lstrip("/")))
+                out["files_without_row"].append(path)
+                log(f"files: {path} has no row in gitea.db; set aside in {kept}")
+    report = _report(databases) or {}
+    gitea = next((d for d in report.get("databases", []) if d.get("name") == "gitea"), {})
+    if gitea.get("used") == "replica" and gitea.get("snapshot_copy"):
+        out["avatars"] = keep_avatars_with_files(db, gitea["snapshot_copy"], data_dir)
+        for said in out["avatars"]:
+            log(f"{db}: {said}")
+        out["rows_without_files"] = rows_without_files(db, data_dir)
+        for row in out["rows_without_files"]:
+            log(
+                f"{db}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
+                f"({row.get('name') or row.get('size') or row.get('error')}): its file came "
+                "after the newest frequent snapshot; the row is in the report, not in the forge"
+            )
+    return out
 
 
 def regenerate(config: dict) -> dict:
@@ -1379,6 +1596,8 @@ def main(argv: list[str]) -> int:
     newer.add_argument("snapshot")
     newer.add_argument("--report", required=True)
     newer.add_argument("--before")
+    newer.add_argument("--databases", help="the replay's report (gitea.db's point)")
+    newer.add_argument("--full-only", action="store_true", help="no frequent snapshot: checks")
     sub.add_parser("regenerate", help="gitea admin regenerate hooks and keys")
     recorded = sub.add_parser("record", help="what was restored, each kind from which point")
     recorded.add_argument("plan")
@@ -1402,6 +1621,10 @@ def main(argv: list[str]) -> int:
                 aside=Aside(config["aside_dir"]),
                 report=args.report,
                 before=args.before,
+                data_dir=config.get("data_dir"),
+                paths=config.get("paths") or [],
+                databases=args.databases,
+                newer=not args.full_only,
             )
         elif args.command == "record":
             done = record(args.plan, args.out)

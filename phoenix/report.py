@@ -39,8 +39,8 @@ LABELS = {
     "setup": "drill setup (not part of the RTO)",
     "certificate": "HTTPS certificate of the recovered forge",
     "rpo_by_kind": "RPO per kind, writes going on until the disaster",
-    "repo_snapshot_interval": "repository snapshots: at most this many seconds of pushes lost",
-    "repo_snapshot_run_budget": "repository snapshots: seconds one run may take",
+    "frequent_snapshot_interval": "repository snapshots: at most this many seconds of pushes lost",
+    "frequent_snapshot_run_budget": "repository snapshots: seconds one run may take",
     "repo_snapshot_last_run": "the primary's last repository snapshot run",
 }
 

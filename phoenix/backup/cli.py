@@ -153,7 +153,7 @@ def backup_prune() -> None:
     settings = load()
     keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
     kept, removed = bk.prune(
-        _store(), keep=keep, repo_within=settings.get("repo_snapshot_keep_within") or "2d"
+        _store(), keep=keep, repo_within=settings.get("frequent_snapshot_keep_within") or "2d"
     )
     click.echo(
         f"kept {len(kept)} snapshot(s), removed {len(removed)}"
@@ -182,7 +182,7 @@ def backup_now(role: str) -> None:
     "status",
     help="The newest snapshot's age, each database replica's lag and "
     "the last repository snapshot run's length; exits 4 when one passes its "
-    "threshold (backup_max_age, litestream_max_lag, repo_snapshot_run_budget).",
+    "threshold (backup_max_age, litestream_max_lag, frequent_snapshot_run_budget).",
 )
 @click.option(
     "--role",
@@ -257,8 +257,8 @@ def backup_status(role: str, as_json: bool) -> None:
         if run_status and run_status.get("duration_seconds") is not None:
             click.echo(
                 f"  its last run took {run_status['duration_seconds']:.1f} s "
-                f"(repo_snapshot_run_budget {settings['repo_snapshot_run_budget']} s, "
-                f"repo_snapshot_interval {settings['repo_snapshot_interval']} s)"
+                f"(frequent_snapshot_run_budget {settings['frequent_snapshot_run_budget']} s, "
+                f"frequent_snapshot_interval {settings['frequent_snapshot_interval']} s)"
             )
         for db in lags:
             click.echo(

@@ -114,21 +114,21 @@ def replica_lags(
 
 
 # The repository snapshots' timer fires up to this late (its AccuracySec=; systemd's default
-# is a minute): repo_snapshot_run_budget counts it (templates/phoenix-backup.timer.j2).
+# is a minute): frequent_snapshot_run_budget counts it (templates/phoenix-backup.timer.j2).
 REPO_TIMER_ACCURACY = 1
 
 
 def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
     """Seconds between the starts of two repository snapshot runs, None when they
-    are off. repo_snapshot_interval is the promise: a disaster loses at most that much of the
+    are off. frequent_snapshot_interval is the promise: a disaster loses at most that much of the
     repositories' writes. A run saves what was pushed before it started, and only once it
     has ended: the newest saved run may have started one period plus the run in flight (up
-    to repo_snapshot_run_budget, the timer's lateness included) before the disaster. So runs
+    to frequent_snapshot_run_budget, the timer's lateness included) before the disaster. So runs
     start every interval - budget. PhoenixError (one line) when the budget leaves no period."""
-    interval = int(settings.get("repo_snapshot_interval") or 0)
+    interval = int(settings.get("frequent_snapshot_interval") or 0)
     if interval <= 0:
         return None
-    budget = settings.get("repo_snapshot_run_budget")
+    budget = settings.get("frequent_snapshot_run_budget")
     if (
         not isinstance(budget, int | float)
         or isinstance(budget, bool)
@@ -136,9 +136,9 @@ def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
         or budget >= interval
     ):
         raise PhoenixError(
-            f"repo_snapshot_run_budget {budget!r} must be a number of seconds "
+            f"frequent_snapshot_run_budget {budget!r} must be a number of seconds "
             f"above the timer's accuracy ({REPO_TIMER_ACCURACY} s) and below "
-            f"repo_snapshot_interval ({interval} s): the runs start every "
+            f"frequent_snapshot_interval ({interval} s): the runs start every "
             "interval - budget"
         )
     return max(1, int(interval - budget))
@@ -146,8 +146,8 @@ def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
 
 def repo_run_problem(status: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> str | None:
     """One line when the last repository snapshot run (its status file on the forge: files/
-    phoenix-backup `repositories`) took longer than repo_snapshot_run_budget allows (less the
-    timer's accuracy): then a disaster may lose more than repo_snapshot_interval of pushes."""
+    phoenix-backup `repositories`) took longer than frequent_snapshot_run_budget allows (less the
+    timer's accuracy): then a disaster may lose more than frequent_snapshot_interval of pushes."""
     if not status or repo_snapshot_period(settings) is None:
         return None
     took = status.get("duration_seconds")
@@ -156,15 +156,15 @@ def repo_run_problem(status: Mapping[str, Any] | None, settings: Mapping[str, An
             "the last repository snapshot run recorded no duration (an older "
             "phoenix-backup: converge the forge)"
         )
-    allowed = float(settings["repo_snapshot_run_budget"]) - REPO_TIMER_ACCURACY
+    allowed = float(settings["frequent_snapshot_run_budget"]) - REPO_TIMER_ACCURACY
     if float(took) <= allowed:
         return None
     return (
         f"the last repository snapshot run ({status.get('time', '?')}) took {took:.1f} s, "
-        f"over the {allowed:g} s repo_snapshot_run_budget allows (its "
-        f"{settings['repo_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
-        f"s): pushes older than repo_snapshot_interval "
-        f"({settings['repo_snapshot_interval']} s) may be lost in a disaster"
+        f"over the {allowed:g} s frequent_snapshot_run_budget allows (its "
+        f"{settings['frequent_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
+        f"s): pushes older than frequent_snapshot_interval "
+        f"({settings['frequent_snapshot_interval']} s) may be lost in a disaster"
     )
 
 
@@ -208,7 +208,7 @@ def _job_status(target: Target, path: str, whose: str, timeout: float) -> dict |
 def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
     """How old the newest repository snapshot may be: three intervals and a
     minute (a run in flight, a slow store); None when they are off."""
-    interval = int(settings.get("repo_snapshot_interval") or 0)
+    interval = int(settings.get("frequent_snapshot_interval") or 0)
     return 3 * interval + 60 if interval > 0 else None
 
 
@@ -223,8 +223,8 @@ def problems(
     future: Iterable[str] = (),
 ) -> list[str]:
     """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
-    newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on,
-    and `repo_status` (the last run's status file) against repo_snapshot_run_budget.
+    newest repository snapshot's, None: none) is checked when frequent_snapshot_interval is on,
+    and `repo_status` (the last run's status file) against frequent_snapshot_run_budget.
     `future`: the lines of pitr.future, snapshots that claim a time past now + tolerance (the
     ages are of the others)."""
     found = list(future)
@@ -235,7 +235,7 @@ def problems(
         elif repo_age > limit:
             found.append(
                 f"the newest repository snapshot is {repo_age:.0f} s old "
-                f"(3 x repo_snapshot_interval + 60 s: {limit:.0f})"
+                f"(3 x frequent_snapshot_interval + 60 s: {limit:.0f})"
             )
     if check_repo and (slow := repo_run_problem(repo_status, settings)):
         found.append(slow)

@@ -54,7 +54,7 @@ T = TypeVar("T")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
 AGAIN_TRICKLE_SECONDS = 10.0  # writes on the recovered forge before the second disaster
-AGAIN_SETTLE_SECONDS = 5.0  # beyond repo_snapshot_interval: the replicas' seconds
+AGAIN_SETTLE_SECONDS = 5.0  # beyond frequent_snapshot_interval: the replicas' seconds
 
 
 def operator_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
@@ -144,7 +144,7 @@ def certificate_step(steps: list[Step]) -> str:
 
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
     """The primary's last repository snapshot run: its length against
-    repo_snapshot_run_budget, as `phoenix backup status` reads it."""
+    frequent_snapshot_run_budget, as `phoenix backup status` reads it."""
     from phoenix.backup import replication
 
     try:
@@ -344,16 +344,16 @@ def _disaster(run: Run) -> None:
     recovered = look(Forge.of(settings, address=state.address, token=token))
     notes_recovered = memories(state_target(state), settings)
     rtarget = state_target(state)
-    interval = settings.get("repo_snapshot_interval")
-    report.extra["repo_snapshot_interval"] = interval
-    report.extra["repo_snapshot_run_budget"] = settings.get("repo_snapshot_run_budget")
+    interval = settings.get("frequent_snapshot_interval")
+    report.extra["frequent_snapshot_interval"] = interval
+    report.extra["frequent_snapshot_run_budget"] = settings.get("frequent_snapshot_run_budget")
     report.extra["repo_snapshot_last_run"] = last_repo_run
     report.extra["rpo_by_kind"] = measure(
         [w for w in trickle.writes if w.at <= disaster_at],
         disaster_at=disaster_at,
         snapshot_at=snapshot_at,
         recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings, trickle.repo),
-        # the promise of repo_snapshot_interval: pushes older than it came back
+        # the promise of frequent_snapshot_interval: pushes older than it came back
         promises={COMMITS: float(interval)} if interval else None,
     )
 
@@ -431,7 +431,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     trickle.stop()
     # Every write older than its promise: the repositories' interval, a few seconds for the
     # databases' replicas; then the disaster.
-    time.sleep(float(settings.get("repo_snapshot_interval") or 0) + AGAIN_SETTLE_SECONDS)
+    time.sleep(float(settings.get("frequent_snapshot_interval") or 0) + AGAIN_SETTLE_SECONDS)
     disaster_at = time.time()
     say(
         f"-- the recovered forge {first.get('name')} is destroyed, "

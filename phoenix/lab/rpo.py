@@ -11,7 +11,7 @@ acknowledged before the disaster is there).
 
 Two bounds, then. What a setting promises is "every write acknowledged more than N seconds
 before the disaster came back": `oldest_lost_s_before_disaster <= N` (for the repositories,
-N = repo_snapshot_interval; `promise_kept`). `rpo_seconds` (disaster - newest recovered) is an
+N = frequent_snapshot_interval; `promise_kept`). `rpo_seconds` (disaster - newest recovered) is an
 upper bound on it: it also holds the spacing between the trickle's writes (a push every
 `push_every` s), since nothing was written between the newest recovered write and the next.
 """

@@ -265,7 +265,7 @@ def test_litestream_streams_the_forges_databases_in_wal_mode(lab, forge):
 
 def test_repository_runs_start_every_interval_less_budget_and_keep_to_it(lab, forge):
     """Issue 21: OnUnitActiveSec= counts from the oneshot's start (its InactiveExitTimestamp),
-    not its end, so the runs start every repo_snapshot_interval - repo_snapshot_run_budget;
+    not its end, so the runs start every frequent_snapshot_interval - frequent_snapshot_run_budget;
     each records its length, which `phoenix backup status` and validation read."""
     from phoenix.backup import replication
 

@@ -52,11 +52,11 @@ def test_full_drill_loses_nothing_up_to_the_snapshot(lab):
         assert not rpo[kind]["lost_before_a_recovered_one"], rpo
     # The repositories come from the newest repository snapshot: pushes after the full
     # snapshot come back, and the promise holds: every push acknowledged more than
-    # repo_snapshot_interval (15 s in the lab) before the disaster came back, while the runs
+    # frequent_snapshot_interval (15 s in the lab) before the disaster came back, while the runs
     # kept to their budget (rpo_seconds, disaster - newest recovered, also holds the
     # trickle's spacing between pushes: reported, not the promise).
     commits = rpo["commits (the repositories)"]
-    interval = data["repo_snapshot_interval"]
+    interval = data["frequent_snapshot_interval"]
     assert commits["written"] >= 2 and commits["recovered"] >= 1, rpo
     assert commits["promise_seconds"] == interval, rpo
     assert commits["promise_kept"] and not commits["lost_before_a_recovered_one"], (

@@ -311,11 +311,11 @@ def test_health_says_which_threshold_is_passed():
                      "connection refused"]
     assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
     # issue 21: the repository snapshots, when they are on
-    settings["repo_snapshot_interval"] = 300
+    settings["frequent_snapshot_interval"] = 300
     assert replication.problems(1799.5, [], settings, 900.0, check_repo=True) == []
     assert replication.problems(1799.5, [], settings) == []   # not asked (validation's lags)
     assert replication.problems(1799.5, [], settings, 1000.0, check_repo=True) == [
-        "the newest repository snapshot is 1000 s old (3 x repo_snapshot_interval + 60 s: 960)"]
+        "the newest repository snapshot is 1000 s old (3 x frequent_snapshot_interval + 60 s: 960)"]
     assert replication.problems(1799.5, [], settings, None, check_repo=True) == [
         "no repository snapshot of the forge yet (phoenix-backup-repositories)"]
 
