@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import grp
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -613,10 +614,28 @@ def repositories_without_git(db: str, root: str) -> list[str]:
     ]
 
 
+def newest_avatar_of(uid: int, folder: str) -> str | None:
+    """The name of the newest file in `folder` that is user `uid`'s avatar: Gitea 1.22 names
+    one HashAvatar(uid, data), sha256 of "<uid>-" and the image (modules/avatar/hash.go); an
+    image Gitea re-encoded does not prove itself so, and is not taken."""
+    best: tuple[float, str] | None = None
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or len(name) != 64 or st.st_size > 1 << 20:
+            continue
+        with open(path, "rb") as handle:
+            digest = hashlib.sha256(f"{uid}-".encode() + handle.read()).hexdigest()
+        if digest == name and (best is None or st.st_mtime > best[0]):
+            best = (st.st_mtime, name)
+    return best[1] if best else None
+
+
 def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[str]:
-    """A user whose avatar was changed after the snapshot has a row naming a file restic never
-    saw: back to the snapshot's avatar when its file is there (the newer one is listed, the
-    row never points at nothing). Gitea is not running yet; the file keeps its owner."""
+    """A user whose avatar was changed after the newest frequent snapshot has a row naming a
+    file restic never saw: back to the newest avatar of theirs whose file is there, else the
+    full snapshot's (the newer one is listed, the row never points at nothing). Gitea is not
+    running yet; the file keeps its owner."""
     changed = []
     st = os.stat(db)
     try:
@@ -630,7 +649,14 @@ def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[st
         for uid, login, newer, older, older_custom in rows:
             if os.path.isfile(os.path.join(app_data, "avatars", newer or "-")):
                 continue
-            if older and os.path.isfile(os.path.join(app_data, "avatars", older)):
+            latest = newest_avatar_of(uid, os.path.join(app_data, "avatars"))
+            if latest is not None and latest != older:
+                conn.execute("UPDATE user SET avatar = ? WHERE id = ?", (latest, uid))
+                changed.append(
+                    f"{login}: the newest avatar whose file came back (the newer one's came "
+                    "after the newest frequent snapshot)"
+                )
+            elif older and os.path.isfile(os.path.join(app_data, "avatars", older)):
                 conn.execute(
                     "UPDATE user SET avatar = ?, use_custom_avatar = ? WHERE id = ?",
                     (older, older_custom, uid),
