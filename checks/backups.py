@@ -130,13 +130,16 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
 
 
 def test_step4_newest_repository_snapshot_is_recent(host, settings, role, streaming):
-    """The repositories alone every frequent_snapshot_interval seconds; the newest may
-    be three intervals old (a run in flight, a slow store) before this fails."""
+    """Every file but the databases (repositories, Gitea's data folder, the houses' files)
+    every frequent_snapshot_interval seconds; the newest run may be three intervals old (a run
+    in flight, a slow store) before this fails, and it took Gitea's data folder."""
     from phoenix.backup import replication
 
     interval = int(settings.get("frequent_snapshot_interval") or 0)
     if role != "primary" or not settings.get("backup_repository") or interval <= 0:
-        pytest.skip("only the forge snapshots its repositories, when frequent_snapshot_interval > 0")
+        pytest.skip(
+            "only the forge snapshots its repositories, when frequent_snapshot_interval > 0"
+        )
     timer = out(host, "systemctl is-active phoenix-backup-repositories.timer || true").strip()
     assert timer == "active", f"the repository snapshot timer is {timer or 'missing'}"
     text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null || true")
@@ -147,7 +150,12 @@ def test_step4_newest_repository_snapshot_is_recent(host, settings, role, stream
     when = datetime.datetime.fromisoformat(status["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
     assert age <= replication.repo_snapshot_max_age(settings), (
-        f"the newest repository snapshot is {age:.0f} s old (frequent_snapshot_interval {interval})"
+        f"the newest frequent snapshot ({', '.join(replication.FREQUENT_KINDS)}) is {age:.0f} s "
+        f"old (frequent_snapshot_interval {interval})"
+    )
+    assert "in_place" in status, (
+        "the last frequent snapshot took the repositories alone: converge again so that it "
+        "takes Gitea's data folder and the houses' files too"
     )
 
 
@@ -159,7 +167,9 @@ def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, 
 
     period = replication.repo_snapshot_period(settings)
     if role != "primary" or not settings.get("backup_repository") or period is None:
-        pytest.skip("only the forge snapshots its repositories, when frequent_snapshot_interval > 0")
+        pytest.skip(
+            "only the forge snapshots its repositories, when frequent_snapshot_interval > 0"
+        )
     text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null || true")
     if not text:  # a forge that has just become the primary: its first run is on its way
         return

@@ -212,6 +212,58 @@ def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
     return 3 * interval + 60 if interval > 0 else None
 
 
+# The kinds of data and what keeps each: the databases stream (Litestream), every other file
+# is in the frequent snapshots (files/phoenix_backup.py `repositories`), all in the full one.
+FREQUENT_KINDS = (
+    "repositories",
+    "attachments, avatars, LFS objects, packages (Gitea's data folder)",
+    "the houses' files (memories, skills, cron output)",
+)
+
+
+def newest_by_kind(
+    age: float | None, repo_age: float | None, lags: list[dict], settings: Mapping[str, Any]
+) -> list[dict]:
+    """Per kind of data: the newest point that holds it (its age in seconds) and the bound
+    `problems` holds it to. The databases: their replicas' largest lag, or the full snapshot
+    without replicas; every other file: the newer of the full and the frequent snapshot."""
+    full_bound = float(settings.get("backup_max_age") or 7200)
+    out = []
+    read = [float(db["lag_seconds"]) for db in lags if db.get("lag_seconds") is not None]
+    if lags:
+        out.append(
+            {
+                "kind": "databases (Gitea's, the houses')",
+                "from": "replicas",
+                "age_seconds": max(read) if len(read) == len(lags) else None,
+                "bound_seconds": float(settings.get("litestream_max_lag") or 60),
+            }
+        )
+    else:
+        out.append(
+            {
+                "kind": "databases (Gitea's, the houses')",
+                "from": "full snapshot",
+                "age_seconds": age,
+                "bound_seconds": full_bound,
+            }
+        )
+    limit = repo_snapshot_max_age(settings)
+    newest = min((a for a in (age, repo_age) if a is not None), default=None)
+    for kind in FREQUENT_KINDS:
+        out.append(
+            {
+                "kind": kind,
+                "from": "frequent snapshot"
+                if repo_age is not None and newest == repo_age
+                else "full snapshot",
+                "age_seconds": newest if limit is not None else age,
+                "bound_seconds": limit if limit is not None else full_bound,
+            }
+        )
+    return out
+
+
 def problems(
     age: float | None,
     lags: list[dict],
@@ -231,11 +283,15 @@ def problems(
     limit = repo_snapshot_max_age(settings)
     if check_repo and limit is not None and age is not None:
         if repo_age is None:
-            found.append("no repository snapshot of the forge yet (phoenix-backup-repositories)")
+            found.append(
+                "no frequent snapshot of the forge yet (phoenix-backup-repositories): "
+                + ", ".join(FREQUENT_KINDS)
+                + " only as new as the full one"
+            )
         elif repo_age > limit:
             found.append(
-                f"the newest repository snapshot is {repo_age:.0f} s old "
-                f"(3 x frequent_snapshot_interval + 60 s: {limit:.0f})"
+                f"the newest frequent snapshot ({', '.join(FREQUENT_KINDS)}) is "
+                f"{repo_age:.0f} s old (3 x frequent_snapshot_interval + 60 s: {limit:.0f})"
             )
     if check_repo and (slow := repo_run_problem(repo_status, settings)):
         found.append(slow)

@@ -314,10 +314,23 @@ def test_health_says_which_threshold_is_passed():
     settings["frequent_snapshot_interval"] = 300
     assert replication.problems(1799.5, [], settings, 900.0, check_repo=True) == []
     assert replication.problems(1799.5, [], settings) == []   # not asked (validation's lags)
+    kinds = ("repositories, attachments, avatars, LFS objects, packages (Gitea's data folder), "
+             "the houses' files (memories, skills, cron output)")
     assert replication.problems(1799.5, [], settings, 1000.0, check_repo=True) == [
-        "the newest repository snapshot is 1000 s old (3 x frequent_snapshot_interval + 60 s: 960)"]
+        f"the newest frequent snapshot ({kinds}) is 1000 s old (3 x frequent_snapshot_interval "
+        "+ 60 s: 960)"]
     assert replication.problems(1799.5, [], settings, None, check_repo=True) == [
-        "no repository snapshot of the forge yet (phoenix-backup-repositories)"]
+        f"no frequent snapshot of the forge yet (phoenix-backup-repositories): {kinds} only as "
+        "new as the full one"]
+    # per kind, the newest point that holds it and its bound: one promise
+    by_kind = {k["kind"]: k for k in replication.newest_by_kind(1799.5, 100.0, lags[:2],
+                                                                settings)}
+    assert by_kind["databases (Gitea's, the houses')"] == {
+        "kind": "databases (Gitea's, the houses')", "from": "replicas", "age_seconds": 45.0,
+        "bound_seconds": 30.0}
+    for kind in replication.FREQUENT_KINDS:
+        assert by_kind[kind] == {"kind": kind, "from": "frequent snapshot", "age_seconds": 100.0,
+                                 "bound_seconds": 960}
 
 
 def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_path):
