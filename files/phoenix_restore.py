@@ -1384,14 +1384,16 @@ def newer_files(
             dest, root = os.path.join(data_dir, rel), data_dir
         elif path.startswith("/files/") and has_files:
             dest = path[len("/files") :]
-            root = _below(dest, sorted(roots))
-            if root is None:
+            below = _below(dest, sorted(roots))
+            if below is None:
                 continue
+            root = below
         else:
             continue
         (gone if what == "-" else wanted)[path] = (dest, root)
     in_place = _in_place_folders(line, newer) if data_dir else {}
     for name, where in sorted(in_place.items()):
+        assert data_dir is not None  # in_place is empty without it
         out = line.restic("ls", "--json", "--recursive", newer, where, what=f"listing its {name}")
         for raw in out.splitlines():
             try:
@@ -1481,7 +1483,7 @@ def rows_with_files(db: str | None, data_dir: str | None, databases: str | None,
                 out["files_without_row"].append(path)
                 log(f"files: {path} has no row in gitea.db; set aside in {kept}")
     report = _report(databases) or {}
-    gitea = next((d for d in report.get("databases", []) if d.get("name") == "gitea"), {})
+    gitea: dict = next((d for d in report.get("databases", []) if d.get("name") == "gitea"), {})
     if gitea.get("used") == "replica" and gitea.get("snapshot_copy"):
         out["avatars"] = keep_avatars_with_files(db, gitea["snapshot_copy"], data_dir)
         for said in out["avatars"]:
@@ -1575,6 +1577,15 @@ def record(plan_path: str, out: str) -> dict:
         repositories["why"] = "no repository snapshot after it" + (
             f" and at or before {before}" if before else ""
         )
+    # Gitea's data folder and the houses' files come from the same frequent snapshot
+    moved = (taken or {}).get("files") or {}
+    rows = (taken or {}).get("rows") or {}
+    files = {
+        **repositories,
+        **{key: len(moved.get(key) or []) for key in ("replaced", "added", "deleted_since_full")},
+        "rows_without_files": len(rows.get("rows_without_files") or []),
+        "files_without_row": len(rows.get("files_without_row") or []),
+    }
     done = {
         **{key: plan.get(key) for key in ("source", "label", "origin", "lacks")},
         "point": {
@@ -1582,6 +1593,7 @@ def record(plan_path: str, out: str) -> dict:
             "until": plan.get("until"),
             "databases": databases,
             "repositories": repositories,
+            "files": files,
         },
     }
     tmp = out + ".tmp"
@@ -1597,7 +1609,7 @@ def record(plan_path: str, out: str) -> dict:
     log(
         f"restored {plan.get('label')}"
         + (f" up to {plan['until']}" if plan.get("until") else "")
-        + f"; databases: {dbs or said['backup']}; repositories: "
+        + f"; databases: {dbs or said['backup']}; repositories and files: "
         + (
             f"repository snapshot {repositories['id'][:8]} of {repositories.get('time')}"
             if repositories["from"] == "repository snapshot"
@@ -1618,7 +1630,7 @@ def main(argv: list[str]) -> int:
         "apply", help="set aside what is there, put the staged backup in place"
     ).add_argument("unpacked")
     sub.add_parser("replay", help="the databases to their replicas' point").add_argument("spec")
-    newer = sub.add_parser("repositories", help="the newest repository snapshot's repositories")
+    newer = sub.add_parser("repositories", help="the newest frequent snapshot's files")
     newer.add_argument("snapshot")
     newer.add_argument("--report", required=True)
     newer.add_argument("--before")

@@ -237,8 +237,9 @@ def backup_status(role: str, as_json: bool) -> None:
             f"own ({settings['backup_status_file']} is missing; "
             "phoenix backup now)",
         )
+    kinds = replication.newest_by_kind(age, repo_age, lags, settings)
     status = {
-        "kinds": replication.newest_by_kind(age, repo_age, lags, settings),
+        "kinds": kinds,
         "snapshot_age_seconds": age,
         "replicas": lags,
         "repository_snapshot_age_seconds": repo_age,
@@ -251,7 +252,7 @@ def backup_status(role: str, as_json: bool) -> None:
     elif as_json:
         click.echo(json.dumps(status, indent=2))
     else:
-        for kind in status["kinds"]:
+        for kind in kinds:
             seconds = kind["age_seconds"]
             click.echo(
                 f"{kind['kind']}: {kind['from']}, "
