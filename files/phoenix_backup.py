@@ -593,12 +593,15 @@ def stage(config: dict) -> dict:
 
 def data_exclusions(gitea: dict) -> frozenset[str]:
     """What data/ leaves out, relative to the data folder: what Gitea rebuilds (`exclude`), and
-    the database and repositories when they live there (they have their own copies)."""
+    the database (with Litestream's state beside it) and repositories when they live there
+    (they have their own copies)."""
     data_dir = os.path.normpath(gitea.get("data_dir") or "/nonexistent")
     skip = set(gitea.get("exclude", ["sessions", "queues", "indexers", "tmp"]))
+    folder, name = os.path.split(gitea["db_path"])
     for path in (
         gitea["db_path"],
         *[gitea["db_path"] + s for s in ("-wal", "-shm", "-journal")],
+        os.path.join(folder, f".{name}-litestream"),  # Litestream's own state beside it
         gitea["repo_root"],
     ):
         rel = os.path.relpath(os.path.normpath(path), data_dir)

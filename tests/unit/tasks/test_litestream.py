@@ -6,6 +6,7 @@ configuration."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -353,6 +354,22 @@ def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_
     assert said == ["timmy: the avatar of the snapshot (the newer one's file came after it)"]
     conn = sqlite3.connect(paths["replica"])
     assert conn.execute("SELECT avatar FROM user").fetchone()[0] == "old"
+    # One that came back from a frequent snapshot, newer than the full one's, and provably
+    # timmy's (Gitea's HashAvatar(1, image) names it) is taken instead; another user's is not
+    conn.execute("UPDATE user SET avatar = 'new'")
+    conn.commit()
+    conn.close()
+    later = hashlib.sha256(b"1-" + b"png later").hexdigest()
+    (tmp_path / "data" / "avatars" / later).write_bytes(b"png later")
+    other = hashlib.sha256(b"2-" + b"png other").hexdigest()
+    (tmp_path / "data" / "avatars" / other).write_bytes(b"png other")
+    os.utime(tmp_path / "data" / "avatars" / later, (1, time.time() + 60))
+    said = script.keep_avatars_with_files(str(paths["replica"]), str(paths["snap"]),
+                                          str(tmp_path / "data"))
+    assert said == ["timmy: the newest avatar whose file came back (the newer one's came after "
+                    "the newest frequent snapshot)"]
+    conn = sqlite3.connect(paths["replica"])
+    assert conn.execute("SELECT avatar FROM user").fetchone()[0] == later
     conn.close()
 
 
