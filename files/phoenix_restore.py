@@ -1290,6 +1290,7 @@ def newer_repositories(
 
 WRITE_ONCE = ("attachments", "lfs", "packages")  # read in place by the job (IN_PLACE)
 IN_PLACE = "in-place.json"
+LITESTREAM_STATE = re.compile(r"(^|/)\.[^/]+-litestream/")
 CHANGE_LINE = re.compile(r"^([-+MTU?])\s+(/.*[^/])$")  # a file's line, never a folder's
 
 
@@ -1380,6 +1381,8 @@ def newer_files(
         if path.startswith(data_prefix) and data_dir and has_data:
             rel = path[len(data_prefix) :]
             if rel.split("/", 1)[0] in WRITE_ONCE or _below("/" + rel, ["/"]) is None:
+                continue
+            if LITESTREAM_STATE.search(rel):  # another host's: Litestream here makes its own
                 continue
             dest, root = os.path.join(data_dir, rel), data_dir
         elif path.startswith("/files/") and has_files:

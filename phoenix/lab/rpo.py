@@ -4,16 +4,16 @@ and what of them the recovered forge has.
 A Trickle writes on the primary, each write stamped with the time its success came back: an
 issue, a comment, a chat through the backend (a Hermes session, in the backend house's
 state.db), a commit pushed, an attachment, a new avatar, an LFS object and a memory file of a
-house, each kind at its own pace. measure() then asks the recovered forge which came back and
-gives, per kind, the newest write recovered, the oldest write lost, and the RPO: how long
-before the disaster the newest recovered write was (0 when nothing was lost: every write
-acknowledged before the disaster is there).
+house, each kind at its own pace in a thread of its own. measure() then asks the recovered
+forge which came back and gives, per kind, the newest write recovered, the oldest write lost,
+and the RPO: how long before the disaster the newest recovered write was (0 when nothing was
+lost: every write acknowledged before the disaster is there).
 
 Two bounds, then. What a setting promises is "every write acknowledged more than N seconds
 before the disaster came back": `oldest_lost_s_before_disaster <= N` (for the files, N =
 frequent_snapshot_interval; `promise_kept`). `rpo_seconds` (disaster - newest recovered) is an
-upper bound on it: it also holds the spacing between the trickle's writes (a push every
-`push_every` s), since nothing was written between the newest recovered write and the next.
+upper bound on it: it also holds the spacing between the trickle's writes (EVERY), since
+nothing was written between the newest recovered write and the next.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ LFS = "LFS objects (Gitea's data folder)"
 MEMORIES = "memories (the houses' files)"
 DATABASES = (ISSUES, COMMENTS, SESSIONS)  # Litestream's: seconds
 FILES = (COMMITS, ATTACHMENTS, AVATARS, LFS, MEMORIES)  # the frequent snapshots': the interval
-# How often each kind is written (seconds); one thread writes them all in turn.
+# How often each kind is written (seconds).
 EVERY = {
     ISSUES: 1.0,
     COMMENTS: 3.0,
@@ -65,7 +65,7 @@ class Write:
 
 @dataclass
 class Trickle:
-    """Writes on the primary in a thread until stop(); only acknowledged writes count."""
+    """Writes on the primary in threads until stop(); only acknowledged writes count."""
 
     address: str | None  # the primary's: Gitea behind Caddy, over TLS for the forge's name
     token: str
@@ -77,41 +77,40 @@ class Trickle:
     writes: list[Write] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="drill-trickle", daemon=True)
-        self._thread.start()
+        """One thread per kind, each at its own pace: a slow kind (a chat) never holds up
+        another."""
+        for n, kind in enumerate(self.every):
+            thread = threading.Thread(
+                target=self._run, args=(kind, n), name=f"drill-trickle-{n}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=300)
+        for thread in self._threads:
+            thread.join(timeout=300)
 
-    def _run(self) -> None:
+    def _run(self, kind: str, offset: int) -> None:
         forge = Forge.of(self.settings, address=self.address, token=self.token, timeout=5)
-        due = dict.fromkeys(self.every, 0.0)
-        n = 0
+        n = offset * 1000  # distinct names across the threads
         issue = 0
         login = ""
         while not self._stop.is_set():
-            now = time.time()
-            kind = min(due, key=lambda k: due[k])
-            if due[kind] > now:
-                self._stop.wait(due[kind] - now)
-                continue
-            due[kind] = now + self.every[kind]
+            started = time.time()
             n += 1
             try:
                 login = login or forge.me()["login"]
                 if kind in (COMMENTS, ATTACHMENTS) and not issue:
-                    issue = forge.create_issue(self.repo, f"trickle {n}: files and comments")[
-                        "number"
-                    ]
+                    issue = forge.create_issue(self.repo, f"trickle {n}: {kind}")["number"]
                 key, acknowledged = self._write(forge, kind, n, issue, login)
                 self.writes.append(Write(kind, key, acknowledged or time.time()))
             except (PhoenixError, OSError, StopIteration) as exc:  # the disaster, or a hiccup
                 self.errors.append(f"{kind}: {exc}")
+            self._stop.wait(max(0.0, started + self.every[kind] - time.time()))
 
     def _write(
         self, forge: Forge, kind: str, n: int, issue: int, login: str
