@@ -35,13 +35,13 @@ LABELS = {
     "data_compared": "compared after recovery (came back / were there)",
     "logins_after_recovery": "logins on the recovered forge",
     "data_lost_up_to_snapshot": "data lost up to the snapshot",
-    "written_after_snapshot_and_lost": "written after the snapshot, so lost (the RPO)",
+    "written_after_snapshot_and_lost": "written after the full snapshot and lost",
     "setup": "drill setup (not part of the RTO)",
     "certificate": "HTTPS certificate of the recovered forge",
     "rpo_by_kind": "RPO per kind, writes going on until the disaster",
-    "frequent_snapshot_interval": "repository snapshots: at most this many seconds of pushes lost",
-    "frequent_snapshot_run_budget": "repository snapshots: seconds one run may take",
-    "repo_snapshot_last_run": "the primary's last repository snapshot run",
+    "frequent_snapshot_interval": "frequent snapshots: at most this many seconds of files lost",
+    "frequent_snapshot_run_budget": "frequent snapshots: seconds one run may take",
+    "repo_snapshot_last_run": "the primary's last frequent snapshot run",
 }
 
 

@@ -165,7 +165,7 @@ def _job_config(
         "staging_dir": data.backup_staging_dir,
         "status_file": data.backup_status_file,
         "cache_dir": data.backup_cache_dir,
-        # The repositories alone, every frequent_snapshot_interval seconds.
+        # Every file but the databases, every frequent_snapshot_interval seconds.
         "repo_tag": store.repo_tag(data.get("backup_tag") or "phoenix"),
         "repo_staging_dir": data.backup_repo_staging_dir,
         "repo_status_file": data.backup_repo_status_file,
@@ -284,7 +284,7 @@ def install_job(gitea: dict | None = None, extra_paths: list[str] | None = None)
 
 
 def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
-    """The repositories alone, every few minutes: (unit, command, description,
+    """Every file but the databases, every few minutes: (unit, command, description,
     timer line, schedule), None when frequent_snapshot_interval is 0. OnUnitActiveSec= counts
     from the service's last start, also for a oneshot still running (systemd's
     src/core/timer.c, timer_enter_waiting(): base = MAX(trigger->inactive_exit_timestamp,
@@ -303,9 +303,9 @@ def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
     return (
         BACKUP_TIMERS[1],
         "repositories",
-        "Phoenix snapshot of the forge's repositories alone",
+        "Phoenix snapshot of the forge's files between full snapshots",
         f"OnUnitActiveSec={period}s",
-        f"every {period} s (at most {settings['frequent_snapshot_interval']} s of pushes lost)",
+        f"every {period} s (at most {settings['frequent_snapshot_interval']} s of writes lost)",
     )
 
 

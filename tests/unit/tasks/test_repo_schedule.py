@@ -31,7 +31,7 @@ def timer(interval: int, budget: float) -> str:
 def test_repository_runs_start_every_interval_less_the_budget():
     lab = timer(15, 7)
     assert "\nOnUnitActiveSec=8s\n" in lab and "\nAccuracySec=1s\n" in lab, lab
-    assert "every 8 s (at most 15 s of pushes lost)" in lab
+    assert "every 8 s (at most 15 s of writes lost)" in lab
     assert "\nOnUnitActiveSec=240s\n" in timer(300, 60)
     assert "\nOnUnitActiveSec=7s\n" in timer(15, 7.5)   # rounded down: never later
     assert backups.repo_snapshot_job({"frequent_snapshot_interval": 0}) is None
