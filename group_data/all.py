@@ -390,9 +390,9 @@ frequent_snapshot_interval: int = 300
 # start every interval - budget (a run saves what was pushed before it started, once it ends),
 # so a disaster loses at most frequent_snapshot_interval of writes while each run keeps to it;
 # `phoenix backup status` and validation fail on a run that did not (an upload larger than the
-# store takes in the budget: until a run fits again, the promise is that run's length). 60 s: a run after a push
-# on the 1 GiB bench forge takes ~3 s (rpo_bench.py), ~20x that for a slow store or a large
-# push; the runs then start every 240 s. Must be below frequent_snapshot_interval.
+# store takes in the budget: until a run fits again, the promise is that run's length). 60 s:
+# a run after a push on the 1 GiB bench forge takes ~3 s (rpo_bench.py), ~20x that for a slow
+# store or a large push; the runs then start every 240 s. Must be below frequent_snapshot_interval.
 frequent_snapshot_run_budget: int = 60
 backup_repo_staging_dir: str = "/var/lib/phoenix/backup/repositories-staging"
 backup_repo_status_file: str = "/var/lib/phoenix/backup/last-repositories.json"
