@@ -289,6 +289,9 @@ def main() -> None:
             settings = dict(config, repository=str(store_dir), paths=paths)
             settings["gitea"] = dict(config["gitea"], data_dir=data_dir)
             settings["repo_staging_dir"] = str(tmp / f"frequent-staging-{len(variants)}")
+            # a cache of its own: the copy has the same repository id, and a shared cache would
+            # make restic take blobs of the other store for its own
+            settings["cache_dir"] = str(tmp / f"cache-{len(variants)}")
             vcfg = tmp / f"config-{len(variants)}.json"
             vcfg.write_text(json.dumps(settings))
             job(vcfg, "repositories")  # the first run after the full snapshot
@@ -296,7 +299,8 @@ def main() -> None:
         for n in range(args.pushes):
             push(bare, 100 + n)
             upload(forge, house, n)
-            for variant in variants.values():
+            order = list(variants.values())
+            for variant in order if n % 2 == 0 else order[::-1]:  # neither always first
                 before = du(variant["store"])
                 wall, cpu, _ = job(variant["config"], "repositories")
                 variant["runs"].append((wall, cpu, du(variant["store"]) - before))
