@@ -1,10 +1,14 @@
 """Restore and repository-snapshot figures, on a --size-mib synthetic forge (the
 one backup_bench.py makes) with a local restic repository and the pinned Litestream:
 
-1. what repository snapshots every `repo_snapshot_interval` cost the forge and the store:
+1. what frequent snapshots every `frequent_snapshot_interval` cost the forge and the store:
    `phoenix-backup repositories` run after each of --pushes small pushes (a 10 KB object and
    a ref), and once with nothing changed: wall and CPU seconds (the job and restic, from
    getrusage of the children), bytes the store gains; per day at --interval seconds;
+   then, side by side on the same forge with a data folder and a house's files added (the
+   attachments and LFS objects a twentieth of --size-mib), repositories-only and all-files
+   frequent snapshots after the same push, upload and memory rewrite: CPU seconds and store
+   bytes per day, and the restore time of the newest one (`phoenix-restore repositories`);
 2. the forge's restore time with replicas beside snapshot-only, in one run: snapshot-only is
    what a restore does without replicas (`phoenix-restore stage` of the full snapshot, then
    phoenix-backup-verify); with replicas it is that, plus gitea.db from its Litestream file
@@ -108,6 +112,45 @@ def push(repo: Path, n: int) -> None:
         f"bench push {n}",
     )
     git("update-ref", "HEAD", commit)
+
+
+def add_files(forge: Path, *, attachments_mib: int) -> Path:
+    """What a forge holds besides its repositories, at a realistic share: Gitea's data folder
+    (attachments and LFS objects of 256 KiB, 30 avatars, a session folder Gitea rebuilds) and
+    a house's files (memories, skills, a state.db Litestream streams). Returns the house."""
+    data = forge / "gitea" / "data"
+    for n in range(attachments_mib * 4):
+        name = f"{n:08x}-bench"
+        kind = ("attachments", name[0], name[1], name) if n % 2 else ("lfs", "ab", "cd", name)
+        path = data.joinpath(*kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(256 << 10))
+    (data / "avatars").mkdir(parents=True, exist_ok=True)
+    for n in range(30):
+        (data / "avatars" / f"{n:064x}").write_bytes(os.urandom(4096))
+    (data / "sessions").mkdir(exist_ok=True)
+    house = forge / "hermes" / "ezra"
+    for folder in ("memories", "skills", "cron/output"):
+        (house / folder).mkdir(parents=True, exist_ok=True)
+        for n in range(20):
+            (house / folder / f"note-{n}.md").write_text(f"{folder} {n}\n" * 50)
+    conn = sqlite3.connect(house / "state.db")
+    with conn:
+        conn.execute("CREATE TABLE sessions (id TEXT, body TEXT)")
+    conn.close()
+    return house
+
+
+def upload(forge: Path, house: Path, n: int) -> None:
+    """Between two runs, besides a push: an attachment uploaded, a memory rewritten, a chat."""
+    path = forge / "gitea" / "data" / "attachments" / "f" / "f" / f"ff-upload-{n}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(256 << 10))
+    (house / "memories" / "MEMORY.md").write_text(f"remembered {n}\n" * 40)
+    conn = sqlite3.connect(house / "state.db")
+    with conn:
+        conn.execute("INSERT INTO sessions VALUES (?, ?)", (f"s{n}", "x" * 4000))
+    conn.close()
 
 
 def grow_database(db: Path, mib: int) -> None:
@@ -228,6 +271,53 @@ def main() -> None:
         before = du(repo)
         rows.append(("nothing changed", *job(cfg, "repositories")[:2], du(repo) - before))
 
+        # 1b. the same forge, its data folder and a house's files added: repositories-only
+        # frequent snapshots beside all-files ones, each into a copy of the same store, after
+        # the same changes (a push, an upload, a memory rewritten).
+        house = add_files(forge, attachments_mib=max(4, args.size_mib // 20))
+        config["gitea"]["data_dir"] = str(forge / "gitea" / "data")
+        cfg.write_text(json.dumps(config))
+        job(cfg, "run")
+        full_all = json.loads((tmp / "status.json").read_text())["snapshot_id"]
+        variants = {}
+        for name, data_dir, paths in (
+            ("repositories only", None, []),
+            ("every file", str(forge / "gitea" / "data"), [str(forge / "hermes")]),
+        ):
+            store_dir = tmp / f"repo-{len(variants)}"
+            shutil.copytree(repo, store_dir, symlinks=True)
+            settings = dict(config, repository=str(store_dir), paths=paths)
+            settings["gitea"] = dict(config["gitea"], data_dir=data_dir)
+            settings["repo_staging_dir"] = str(tmp / f"frequent-staging-{len(variants)}")
+            # a cache of its own: the copy has the same repository id, and a shared cache would
+            # make restic take blobs of the other store for its own
+            settings["cache_dir"] = str(tmp / f"cache-{len(variants)}")
+            vcfg = tmp / f"config-{len(variants)}.json"
+            vcfg.write_text(json.dumps(settings))
+            job(vcfg, "repositories")  # the first run after the full snapshot
+            variants[name] = {"config": vcfg, "store": store_dir, "runs": []}
+        for n in range(args.pushes):
+            push(bare, 100 + n)
+            upload(forge, house, n)
+            order = list(variants.values())
+            for variant in order if n % 2 == 0 else order[::-1]:  # neither always first
+                before = du(variant["store"])
+                wall, cpu, _ = job(variant["config"], "repositories")
+                variant["runs"].append((wall, cpu, du(variant["store"]) - before))
+        for name, variant in variants.items():  # the restore of the newest one, each
+            dest = tmp / f"restore-{name.split()[0]}" / "gitea"
+            dest.parent.mkdir()
+            tool = restore_config(tmp, variant["config"], dest)
+            job(tool, "stage", full_all, str(dest), program=RESTORE)
+            extra = json.loads(tool.read_text())
+            if name == "every file":
+                extra.update(data_dir=str(dest / "data"), paths=[str(forge / "hermes")])
+            tool.write_text(json.dumps(extra))
+            variant["restore_s"] = job(
+                tool, "repositories", full_all, "--report", str(tmp / "v.json"), program=RESTORE
+            )[0]
+            shutil.rmtree(dest.parent)
+
         # 2. the restore, snapshot-only and with replicas, of the same disaster: writes to
         # gitea.db after the full snapshot streamed to the replica.
         def late_writes() -> None:
@@ -322,6 +412,23 @@ def main() -> None:
         print(
             "  (per day: if every run were like this row; a forge pushes between some "
             "runs, not all)"
+        )
+        runs = {name: v["runs"] for name, v in variants.items()}
+        print(
+            f"frequent snapshots, side by side on the same forge (its data folder and a "
+            f"house's files added), after a push, an upload and a memory rewritten "
+            f"(mean of {args.pushes}), {per_day:.0f} a day"
+        )
+        print(f"{'':20} {'wall s':>7} {'CPU s/day':>10} {'store/day':>10} {'restore s':>10}")
+        for name, rows_ in runs.items():
+            mean = [sum(r[i] for r in rows_) / len(rows_) for i in range(3)]
+            print(
+                f"{name:20} {mean[0]:7.2f} {mean[1] * per_day:10.0f} "
+                f"{mean[2] * per_day / 2**20:6.0f} MiB {variants[name]['restore_s']:10.1f}"
+            )
+        print(
+            "  (restore s: `phoenix-restore repositories` of the newest one after the full "
+            "snapshot's restore; CPU of the job and restic)"
         )
         print("restore of the forge, side by side")
         print(f"  snapshot-only (restic restore + verify)             {snapshot_only:7.1f} s")

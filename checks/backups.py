@@ -130,13 +130,16 @@ def test_step4_newest_snapshot_is_recent(host, settings, role, streaming):
 
 
 def test_step4_newest_repository_snapshot_is_recent(host, settings, role, streaming):
-    """The repositories alone every repo_snapshot_interval seconds; the newest may
-    be three intervals old (a run in flight, a slow store) before this fails."""
+    """Every file but the databases (repositories, Gitea's data folder, the houses' files)
+    every frequent_snapshot_interval seconds; the newest run may be three intervals old (a run
+    in flight, a slow store) before this fails, and it took Gitea's data folder."""
     from phoenix.backup import replication
 
-    interval = int(settings.get("repo_snapshot_interval") or 0)
+    interval = int(settings.get("frequent_snapshot_interval") or 0)
     if role != "primary" or not settings.get("backup_repository") or interval <= 0:
-        pytest.skip("only the forge snapshots its repositories, when repo_snapshot_interval > 0")
+        pytest.skip(
+            "only the forge snapshots its repositories, when frequent_snapshot_interval > 0"
+        )
     timer = out(host, "systemctl is-active phoenix-backup-repositories.timer || true").strip()
     assert timer == "active", f"the repository snapshot timer is {timer or 'missing'}"
     text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null || true")
@@ -147,19 +150,26 @@ def test_step4_newest_repository_snapshot_is_recent(host, settings, role, stream
     when = datetime.datetime.fromisoformat(status["time"])
     age = (datetime.datetime.now(datetime.UTC) - when).total_seconds()
     assert age <= replication.repo_snapshot_max_age(settings), (
-        f"the newest repository snapshot is {age:.0f} s old (repo_snapshot_interval {interval})"
+        f"the newest frequent snapshot ({', '.join(replication.FREQUENT_KINDS)}) is {age:.0f} s "
+        f"old (frequent_snapshot_interval {interval})"
+    )
+    assert "in_place" in status, (
+        "the last frequent snapshot took the repositories alone: converge again so that it "
+        "takes Gitea's data folder and the houses' files too"
     )
 
 
 def test_step4_repository_snapshot_runs_keep_their_budget(host, settings, role, streaming):
-    """A disaster loses at most repo_snapshot_interval of pushes only while each run
-    keeps to repo_snapshot_run_budget (the runs start every interval - budget); the last
+    """A disaster loses at most frequent_snapshot_interval of pushes only while each run
+    keeps to frequent_snapshot_run_budget (the runs start every interval - budget); the last
     run's length is in its status file."""
     from phoenix.backup import replication
 
     period = replication.repo_snapshot_period(settings)
     if role != "primary" or not settings.get("backup_repository") or period is None:
-        pytest.skip("only the forge snapshots its repositories, when repo_snapshot_interval > 0")
+        pytest.skip(
+            "only the forge snapshots its repositories, when frequent_snapshot_interval > 0"
+        )
     text = out(host, f"cat {shlex.quote(settings['backup_repo_status_file'])} 2>/dev/null || true")
     if not text:  # a forge that has just become the primary: its first run is on its way
         return

@@ -28,12 +28,15 @@ keep-* policy (a store without the append-only endpoint): `restic forget --prune
 (3), `restic unlock` clears what a run cut off mid-backup left (locks stay deletable through
 the append-only endpoint). Any failure: one line on stderr (the journal) and a non-zero exit.
 
-`repositories` (from its own timer, every repo_snapshot_interval less
-repo_snapshot_run_budget seconds; the status file records each run's length): the same
-crash-consistent copy of repositories/ alone, in a staging folder of its own, sent through the
-same restic line tagged `repo_tag`; git's objects are hard links and unchanged files are
-skipped, so a run costs a walk of the tree and the new objects; a restore takes them from
-there (files/phoenix_restore.py `repositories`).
+`repositories` (from its own timer, every frequent_snapshot_interval less
+frequent_snapshot_run_budget seconds; the status file records each run's length): every file
+that changes between full snapshots, in a staging folder of its own, sent through the same
+restic line tagged `repo_tag`: repositories/ (crash-consistent as above), Gitea's data folder
+but for the database Litestream streams and what Gitea rebuilds, its write-once folders
+(attachments, LFS, packages) read by restic in place, and the folders of `paths` without their
+SQLite databases (the houses' memories, skills, cron output). Unchanged files are skipped, so
+a run costs a walk of the trees and what is new; a restore takes them from there
+(files/phoenix_restore.py `repositories`).
 
 restic reads the password from a 0600 file. The store is reached with ssh, its host key
 pinned: by default through its append-only endpoint (`rclone_program`: this host's key is
@@ -306,6 +309,13 @@ def _is_sqlite(path: str) -> bool:
         return False
 
 
+def _database_file(path: str) -> bool:
+    """path is a SQLite database or one of its -wal/-shm/-journal files."""
+    if path.endswith(SQLITE_SIDE_FILES):
+        return _is_sqlite(path[: path.rindex("-")])
+    return _is_sqlite(path)
+
+
 def mirror(
     src: str,
     dest: str,
@@ -313,6 +323,7 @@ def mirror(
     *,
     skip: Sequence[str] = (),
     sqlite: bool = False,
+    leave_databases: bool = False,
     refuse_links: bool = False,
 ) -> int:
     """dest becomes an exact copy of the folder src but for the `exclude` paths (relative to
@@ -322,7 +333,8 @@ def mirror(
     they name, so objects written meanwhile are extra, never missing. Paths below src that
     match a regex of `skip` are left out too (folders as "name/"). With `sqlite`, a SQLite
     database goes through SQLite's online backup API (its -wal/-shm are left out): a live
-    program's database is copied consistent, never as torn pages. With `refuse_links` (Gitea's
+    program's database is copied consistent, never as torn pages; with `leave_databases` it
+    is left out with its -wal/-shm (Litestream streams it). With `refuse_links` (Gitea's
     folders, which its user writes and a restore chowns), a symlink below src fails the run
     (JobError naming it: a restore would follow it), and a socket or fifo is left out with a
     log line; otherwise links are copied as links and sockets and fifos left out."""
@@ -356,8 +368,9 @@ def mirror(
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode) or skipped(os.path.join(rel, name)):
                 continue
-            if sqlite and name.endswith(SQLITE_SIDE_FILES) and _is_sqlite(path[: path.rindex("-")]):
-                continue
+            if (sqlite or leave_databases) and _database_file(path):
+                if not (sqlite and _is_sqlite(path)):
+                    continue
             try:
                 current = os.lstat(target)
             except FileNotFoundError:
@@ -408,9 +421,9 @@ def mirror(
                 and os.path.normpath(sub) not in exclude
                 and not skipped(sub + "/" if is_dir else sub)
                 and not (
-                    sqlite
-                    and name.endswith(SQLITE_SIDE_FILES)
-                    and _is_sqlite(os.path.join(src, sub[: sub.rindex("-")]))
+                    (sqlite or leave_databases)
+                    and _database_file(os.path.join(src, sub))
+                    and not (sqlite and _is_sqlite(os.path.join(src, sub)))
                 )
             ):
                 continue
@@ -595,12 +608,15 @@ def stage(config: dict) -> dict:
 
 def data_exclusions(gitea: dict) -> frozenset[str]:
     """What data/ leaves out, relative to the data folder: what Gitea rebuilds (`exclude`), and
-    the database and repositories when they live there (they have their own copies)."""
+    the database (with Litestream's state beside it) and repositories when they live there
+    (they have their own copies)."""
     data_dir = os.path.normpath(gitea.get("data_dir") or "/nonexistent")
     skip = set(gitea.get("exclude", ["sessions", "queues", "indexers", "tmp"]))
+    folder, name = os.path.split(gitea["db_path"])
     for path in (
         gitea["db_path"],
         *[gitea["db_path"] + s for s in ("-wal", "-shm", "-journal")],
+        os.path.join(folder, f".{name}-litestream"),  # Litestream's own state beside it
         gitea["repo_root"],
     ):
         rel = os.path.relpath(os.path.normpath(path), data_dir)
@@ -864,10 +880,10 @@ def seconds_since_start() -> float:
 
 
 def run_repositories(config: dict) -> int:
-    """The repositories alone, crash-consistent as in `run`, through the same restic line.
-    The status file records how long the run took: a run longer than repo_snapshot_run_budget
-    (less the timer's accuracy) breaks the promise that a disaster loses at most
-    repo_snapshot_interval of pushes (phoenix.replication.repo_snapshot_period)."""
+    """Every file written since the full snapshot (the module's docstring), through the same
+    restic line. The status file records how long the run took: a run longer than
+    frequent_snapshot_run_budget (less the timer's accuracy) breaks the promise that a disaster
+    loses at most frequent_snapshot_interval of writes (replication.repo_snapshot_period)."""
     root = config.get("repo_staging_dir") or config["staging_dir"].rstrip("/") + "-repositories"
     os.makedirs(root, mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
@@ -882,6 +898,8 @@ def run_repositories(config: dict) -> int:
         written = mirror(
             config["gitea"]["repo_root"], os.path.join(folder, "repositories"), refuse_links=True
         )
+        written_files, in_place = stage_files(config, root)
+        written += written_files
         staged = time.monotonic()
         out = restic(
             config,
@@ -892,7 +910,8 @@ def run_repositories(config: dict) -> int:
             "--tag",
             config["repo_tag"],
             ".",
-            what="restic backup (repositories)",
+            *in_place.values(),
+            what="restic backup (every file since the full snapshot)",
             cwd=root,
         )
         summary: dict = next(
@@ -911,6 +930,7 @@ def run_repositories(config: dict) -> int:
         "tag": config["repo_tag"],
         "host": config["host"],
         "files_written": written,
+        "in_place": sorted(in_place),
         "data_added": summary.get("data_added"),
         "stage_seconds": round(staged - started, 2),
         "backup_seconds": round(time.monotonic() - staged, 2),
@@ -923,8 +943,8 @@ def run_repositories(config: dict) -> int:
         if took > allowed:
             log(
                 f"repositories: this run took {took:.1f} s, over its budget of {allowed:g} s "
-                "(repo_snapshot_run_budget less the timer's accuracy): pushes older than "
-                "repo_snapshot_interval may be lost in a disaster"
+                "(frequent_snapshot_run_budget less the timer's accuracy): writes older than "
+                "frequent_snapshot_interval may be lost in a disaster"
             )
     if config.get("repo_status_file"):
         write_status(config["repo_status_file"], status)
@@ -935,6 +955,49 @@ def run_repositories(config: dict) -> int:
     )
     print(json.dumps(status, sort_keys=True), flush=True)
     return 0
+
+
+# Below Gitea's data folder, what Gitea writes once under a name of its own and never in place
+# (attachments, LFS objects, package blobs): restic reads them where they are, nothing stages
+# them. Gitea 1.22 writes them to a temporary file renamed into place (modules/storage/local.go
+# Save), so a file restic sees there is whole.
+WRITE_ONCE = ("attachments", "lfs", "packages")
+IN_PLACE = "in-place.json"  # the frequent snapshot's list of the folders restic read in place
+
+
+def stage_files(config: dict, root: str) -> tuple[int, dict[str, str]]:
+    """What a frequent snapshot holds besides the repositories: Gitea's data folder but for
+    what Gitea rebuilds, the database (Litestream streams it) and the write-once folders
+    (returned, name -> absolute path, for restic to read in place; listed in gitea/IN_PLACE),
+    and the folders of `paths` (the houses' memories, skills, cron output) without their
+    SQLite databases, which Litestream streams. Returns (files written, write-once folders)."""
+    gitea = config["gitea"]
+    folder = os.path.join(root, GITEA)
+    data_dir = gitea.get("data_dir")
+    written, in_place = 0, {}
+    if data_dir and os.path.isdir(data_dir):
+        exclude = data_exclusions(gitea) | frozenset(WRITE_ONCE)
+        written += mirror(data_dir, os.path.join(folder, "data"), exclude, refuse_links=True)
+        for name in WRITE_ONCE:
+            path = os.path.join(os.path.normpath(data_dir), name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                in_place[name] = path
+    with open(os.path.join(folder, IN_PLACE) + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(in_place, handle, sort_keys=True)
+    os.replace(os.path.join(folder, IN_PLACE) + ".tmp", os.path.join(folder, IN_PLACE))
+    files_root = os.path.join(root, FILES)
+    wanted = {}
+    for path in config.get("paths", []):
+        path = os.path.normpath(path)
+        target = os.path.join(files_root, path.lstrip("/"))
+        if os.path.isdir(path):
+            wanted[path] = "folder"
+            written += mirror(path, target, skip=config.get("skip", []), leave_databases=True)
+        elif os.path.isfile(path) and not _is_sqlite(path):
+            wanted[path] = "file"
+            copy_file(path, target)
+    _prune_files(files_root, wanted)
+    return written, in_place
 
 
 def _parse_time(text: str) -> datetime.datetime:
@@ -1003,7 +1066,7 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="back the forge up now (what the timer runs)")
     sub.add_parser("prestage", help="restore and verify the latest snapshot ahead of time")
-    sub.add_parser("repositories", help="snapshot the repositories alone (their timer)")
+    sub.add_parser("repositories", help="snapshot every file changed since the full one (timer)")
     raw = sub.add_parser("restic", help="restic with this host's repository and password")
     raw.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

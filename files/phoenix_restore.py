@@ -16,9 +16,12 @@ reading of restic's failures.
     phoenix-restore --config FILE replay SPEC      each database brought from the snapshot's
                                                    copy to its Litestream replica's point
     phoenix-restore --config FILE repositories ID --report FILE [--before TIME]
-                                                   the repositories from the newest repository
-                                                   snapshot after ID (up to TIME), then Gitea's
-                                                   branch table made to match the git data
+                    [--databases FILE] [--full-only]
+                                                   the repositories and other files from the
+                                                   newest frequent snapshot after ID (up to
+                                                   TIME), then Gitea's branch table made to
+                                                   match the git data and the rows that name
+                                                   files checked against them
     phoenix-restore --config FILE regenerate       `gitea admin regenerate hooks` and `keys`,
                                                    as Gitea's run user (Gitea must be running)
     phoenix-restore --config FILE host-keys UNPACKED DEST [--public-only]
@@ -55,6 +58,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import grp
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -791,10 +795,28 @@ def repositories_without_git(db: str, root: str) -> list[str]:
     ]
 
 
+def newest_avatar_of(uid: int, folder: str) -> str | None:
+    """The name of the newest file in `folder` that is user `uid`'s avatar: Gitea 1.22 names
+    one HashAvatar(uid, data), sha256 of "<uid>-" and the image (modules/avatar/hash.go); an
+    image Gitea re-encoded does not prove itself so, and is not taken."""
+    best: tuple[float, str] | None = None
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or len(name) != 64 or st.st_size > 1 << 20:
+            continue
+        with open(path, "rb") as handle:
+            digest = hashlib.sha256(f"{uid}-".encode() + handle.read()).hexdigest()
+        if digest == name and (best is None or st.st_mtime > best[0]):
+            best = (st.st_mtime, name)
+    return best[1] if best else None
+
+
 def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[str]:
-    """A user whose avatar was changed after the snapshot has a row naming a file restic never
-    saw: back to the snapshot's avatar when its file is there (the newer one is listed, the
-    row never points at nothing). Gitea is not running yet; the file keeps its owner."""
+    """A user whose avatar was changed after the newest frequent snapshot has a row naming a
+    file restic never saw: back to the newest avatar of theirs whose file is there, else the
+    full snapshot's (the newer one is listed, the row never points at nothing). Gitea is not
+    running yet; the file keeps its owner."""
     changed = []
     st = os.stat(db)
     try:
@@ -808,7 +830,14 @@ def keep_avatars_with_files(db: str, snapshot_db: str, app_data: str) -> list[st
         for uid, login, newer, older, older_custom in rows:
             if os.path.isfile(os.path.join(app_data, "avatars", newer or "-")):
                 continue
-            if older and os.path.isfile(os.path.join(app_data, "avatars", older)):
+            latest = newest_avatar_of(uid, os.path.join(app_data, "avatars"))
+            if latest is not None and latest != older:
+                conn.execute("UPDATE user SET avatar = ? WHERE id = ?", (latest, uid))
+                changed.append(
+                    f"{login}: the newest avatar whose file came back (the newer one's came "
+                    "after the newest frequent snapshot)"
+                )
+            elif older and os.path.isfile(os.path.join(app_data, "avatars", older)):
                 conn.execute(
                     "UPDATE user SET avatar = ?, use_custom_avatar = ? WHERE id = ?",
                     (older, older_custom, uid),
@@ -920,22 +949,10 @@ def replay(config: dict, spec_path: str) -> dict:
             db["name"],
             os.path.basename(db["path"]),
         )
-        if (
-            result["used"] == "replica"
-            and db["name"] == "gitea"
-            and spec.get("app_data")
-            and os.path.isfile(snapshot_copy)
-        ):
-            result["avatars"] = keep_avatars_with_files(db["path"], snapshot_copy, spec["app_data"])
-            for line in result["avatars"]:
-                print(f"{db['path']}: {line}")
-            result["rows_without_files"] = rows_without_files(db["path"], spec["app_data"])
-            for row in result["rows_without_files"]:
-                print(
-                    f"{db['path']}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
-                    f"({row.get('name') or row.get('size') or row.get('error')}): its file "
-                    "came after the snapshot; the row is in the report, not in the forge"
-                )
+        if result["used"] == "replica" and db["name"] == "gitea" and os.path.isfile(snapshot_copy):
+            # The rows that name files are checked once the newer files are in place
+            # (`repositories`: rows_with_files), against this copy.
+            result["snapshot_copy"] = snapshot_copy
         results.append(result)
         if result["used"] == "replica":
             print(
@@ -1249,18 +1266,21 @@ DIFF_LINE = re.compile(r"^[-+MTU?]\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.
 GONE_LINE = re.compile(r"^-\s+/" + GITEA + r"/repositories/([^/]+/[^/]+\.git)/$")
 
 
-def changed_repositories(
-    line: ResticLine, full: str, newer: str
-) -> tuple[list[str], list[str]] | None:
-    """owner/name.git of each repository whose files differ between the two snapshots, and
-    of each the newer one no longer has (deleted in between) (`restic diff`: their trees
-    only, nothing is downloaded); None when restic cannot say."""
+def snapshot_diff(line: ResticLine, full: str, newer: str) -> list[str] | None:
+    """`restic diff` of the two snapshots (their trees only, nothing is downloaded); None when
+    restic cannot say."""
     try:
-        out = line.restic("diff", full, newer, what="comparing the snapshots")
+        return line.restic("diff", full, newer, what="comparing the snapshots").splitlines()
     except RestoreError as exc:
-        log(f"repositories: {exc}; restoring every repository")
+        log(f"repositories: {exc}; restoring every repository and file")
         return None
-    lines = out.splitlines()
+
+
+def changed_repositories(lines: list[str] | None) -> tuple[list[str], list[str]] | None:
+    """owner/name.git of each repository whose files differ between the two snapshots, and
+    of each the newer one no longer has (deleted in between), from their diff's `lines`."""
+    if lines is None:
+        return None
     gone = sorted({m.group(1) for line in lines if (m := GONE_LINE.match(line))})
     return (
         sorted({m.group(1) for line in lines if (m := DIFF_LINE.match(line))} - set(gone)),
@@ -1298,11 +1318,18 @@ def newer_repositories(
     aside: Aside,
     report: str,
     before: str | None = None,
+    data_dir: str | None = None,
+    paths: list[str] | None = None,
+    databases: str | None = None,
+    newer: bool = True,
 ) -> dict:
-    """REPO_ROOT's repositories from the newest repository snapshot after SNAPSHOT (see the
-    module's docstring); the report says which snapshot, what moved, what was set aside."""
+    """REPO_ROOT's repositories, and the other files (newer_files: Gitea's data folder, the
+    extra `paths`), from the newest frequent snapshot after SNAPSHOT (see the module's
+    docstring); then the rows that name files checked against them (rows_with_files, with the
+    replay's report `databases`). The report says which snapshot, what moved, what was set
+    aside."""
     limit = line.time(before) if before else None
-    found = newer_repository_snapshot(line, snapshot, limit)
+    found = newer_repository_snapshot(line, snapshot, limit) if newer else None
     result: dict = {
         "full_snapshot": snapshot,
         "before": before,
@@ -1321,6 +1348,7 @@ def newer_repositories(
             + ": the full snapshot's stay"
         )
         result["branches"] = reconcile_branches(db, repo_root, aside)
+        result["rows"] = rows_with_files(db, data_dir, databases, aside)
         write_json(report, result)
         return result
     result.update(snapshot=found["id"], time=found["time"], full_time=found["full_time"])
@@ -1328,7 +1356,8 @@ def newer_repositories(
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp, mode=0o700)
     try:
-        diff = changed_repositories(line, snapshot, found["id"])
+        lines = snapshot_diff(line, snapshot, found["id"])
+        diff = changed_repositories(lines)
         changed, gone = diff if diff is not None else (None, None)
         result["changed"] = changed
         if changed == []:
@@ -1412,9 +1441,13 @@ def newer_repositories(
                 f"repositories: {rel} was deleted before repository snapshot "
                 f"{found['id'][:8]} and gitea.db has no row for it; set aside in {kept}"
             )
+        result["files"] = newer_files(
+            line, snapshot, found["id"], lines, data_dir=data_dir, paths=paths or [], aside=aside
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["branches"] = reconcile_branches(db, repo_root, aside)
+    result["rows"] = rows_with_files(db, data_dir, databases, aside)
     write_json(report, result)
     log(
         f"repositories: {len(result['replaced'])} replaced and {len(result['added'])} added "
@@ -1432,6 +1465,221 @@ def newer_repositories(
         )
     )
     return result
+
+
+# --- the other files of the newest frequent snapshot ----------------------------------------
+
+WRITE_ONCE = ("attachments", "lfs", "packages")  # read in place by the job (IN_PLACE)
+IN_PLACE = "in-place.json"
+LITESTREAM_STATE = re.compile(r"(^|/)\.[^/]+-litestream/")
+CHANGE_LINE = re.compile(r"^([-+MTU?])\s+(/.*[^/])$")  # a file's line, never a folder's
+
+
+def _is_database(path: str) -> bool:
+    """path is a SQLite database or one of its side files: Litestream's, never a file's."""
+    base = path[: path.rindex("-")] if path.endswith(SIDE_FILES) else path
+    try:
+        with open(base, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _below(path: str, roots: list[str]) -> str | None:
+    """The root of `roots` path lies below (normalized, no '..'), or None."""
+    norm = os.path.normpath(path)
+    if norm != path.rstrip("/") or "/../" in path + "/":
+        return None
+    return next((r for r in roots if norm.startswith(r.rstrip("/") + "/")), None)
+
+
+def _make_parents(dest: str, root: str) -> None:
+    """dest's missing folders below root made with root's owner and mode (Gitea's user keeps
+    writing there); refused when an existing one is a symlink: nothing is followed."""
+    rel = os.path.relpath(os.path.dirname(dest), root)
+    at, st = root, os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RestoreError(f"{root} is not a folder: refusing to restore into it")
+    for part in [] if rel == "." else rel.split(os.sep):
+        at = os.path.join(at, part)
+        try:
+            mode = os.lstat(at).st_mode
+        except FileNotFoundError:
+            os.mkdir(at, stat.S_IMODE(st.st_mode))
+            os.chown(at, st.st_uid, st.st_gid)
+            continue
+        if not stat.S_ISDIR(mode):
+            raise RestoreError(f"{at} is not a folder (a symlink?): refusing to restore through it")
+
+
+def _in_place_folders(line: ResticLine, newer: str) -> dict[str, str]:
+    """The write-once folders the job read in place for snapshot `newer` (name -> absolute
+    path inside it); {} for a snapshot without the list. Hostile input: only known names and
+    plain absolute paths."""
+    try:
+        text = line.restic("dump", newer, f"/{GITEA}/{IN_PLACE}", what="reading its file list")
+        found = json.loads(text or "{}")
+    except (RestoreError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {
+        name: path
+        for name, path in found.items()
+        if name in WRITE_ONCE
+        and isinstance(path, str)
+        and path.startswith("/")
+        and os.path.normpath(path) == path
+    }
+
+
+def newer_files(
+    line: ResticLine,
+    full: str,
+    newer: str,
+    lines: list[str] | None,
+    *,
+    data_dir: str | None,
+    paths: list[str],
+    aside: Aside,
+) -> dict:
+    """Gitea's data folder and the extra folders (`paths`) from frequent snapshot `newer`:
+    every file that differs from the full snapshot (restic diff `lines`) and every write-once
+    file (attachments, LFS, packages) the host lacks. What they replace, and files the newer
+    snapshot no longer has, are set aside; databases (Litestream's) are never touched."""
+    result: dict = {"replaced": [], "added": [], "deleted_since_full": [], "refused": []}
+    wanted: dict[str, tuple[str, str]] = {}  # path in the snapshot -> (destination, its root)
+    gone: dict[str, tuple[str, str]] = {}
+    roots = {r.rstrip("/") for r in paths if r.startswith("/")}
+    data_prefix = f"/{GITEA}/data/"
+    has_data = lines is not None and f"-    {data_prefix}" not in lines
+    has_files = lines is not None and "-    /files/" not in lines
+    for entry in lines or []:
+        m = CHANGE_LINE.match(entry)
+        if not m:
+            continue
+        what, path = m.groups()
+        if path.startswith(data_prefix) and data_dir and has_data:
+            rel = path[len(data_prefix) :]
+            if rel.split("/", 1)[0] in WRITE_ONCE or _below("/" + rel, ["/"]) is None:
+                continue
+            if LITESTREAM_STATE.search(rel):  # another host's: Litestream here makes its own
+                continue
+            dest, root = os.path.join(data_dir, rel), data_dir
+        elif path.startswith("/files/") and has_files:
+            dest = path[len("/files") :]
+            below = _below(dest, sorted(roots))
+            if below is None:
+                continue
+            root = below
+        else:
+            continue
+        (gone if what == "-" else wanted)[path] = (dest, root)
+    in_place = _in_place_folders(line, newer) if data_dir else {}
+    for name, where in sorted(in_place.items()):
+        assert data_dir is not None  # in_place is empty without it
+        out = line.restic("ls", "--json", "--recursive", newer, where, what=f"listing its {name}")
+        for raw in out.splitlines():
+            try:
+                node = json.loads(raw)
+            except ValueError:
+                continue
+            path = node.get("path") or ""
+            if node.get("type") != "file" or _below(path, [where]) is None:
+                continue
+            dest = os.path.join(data_dir, name, path[len(where) + 1 :])
+            if not os.path.lexists(dest):  # written once: one the host has is the same file
+                wanted[path] = (dest, data_dir)
+    tmp = (data_dir or "/var/lib/phoenix").rstrip("/") + ".newer-files-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o700)
+    try:
+        if wanted:
+            includes = [arg for path in sorted(wanted) for arg in ("--include", path)]
+            line.restic(
+                "restore", newer, "--target", tmp, *includes, what=f"restoring {newer[:8]}'s files"
+            )
+        for path, (dest, root) in sorted(wanted.items()):
+            src = tmp + path
+            if not os.path.lexists(src) or not stat.S_ISREG(os.lstat(src).st_mode):
+                result["refused"].append(f"{path}: not a regular file in {newer[:8]}")
+                continue
+            if os.path.lexists(dest) and _is_database(dest):
+                continue
+            _make_parents(dest, root)
+            old = set_aside(dest, aside, os.path.join("newer-files", dest.lstrip("/")))
+            result["replaced" if old else "added"].append(dest)
+            parent = os.stat(os.path.dirname(dest))
+            shutil.move(src, dest)
+            os.chown(dest, parent.st_uid, parent.st_gid, follow_symlinks=False)
+        for _path, (dest, _root) in sorted(gone.items()):
+            if not os.path.isfile(dest) or os.path.islink(dest) or _is_database(dest):
+                continue
+            set_aside(dest, aside, os.path.join("newer-files", "deleted-since-full", dest[1:]))
+            result["deleted_since_full"].append(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(
+        f"files: {len(result['replaced'])} replaced and {len(result['added'])} added from "
+        f"frequent snapshot {newer[:8]}; {len(result['deleted_since_full'])} deleted since the "
+        "full snapshot, set aside"
+    )
+    return result
+
+
+def rows_with_files(db: str | None, data_dir: str | None, databases: str | None, aside: Aside):
+    """Once every file is back: a write-once file gitea.db has no row for is set aside and
+    listed, and (when gitea.db came from its replica) a row whose file did not come back is
+    taken out into the report, an avatar whose file did not goes back to the snapshot's."""
+    out: dict = {"files_without_row": [], "rows_without_files": [], "avatars": []}
+    if not db or not data_dir or not os.path.isfile(db):
+        return out
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        uuids = (
+            {r[0] for r in conn.execute("SELECT uuid FROM attachment")}
+            if "attachment" in tables
+            else None
+        )
+        oids = (
+            {r[0] for r in conn.execute("SELECT oid FROM lfs_meta_object")}
+            if "lfs_meta_object" in tables
+            else None
+        )
+        conn.close()
+    except sqlite3.Error as exc:
+        out["error"] = f"files not checked against gitea.db: {exc}"
+        return out
+    for name, keys, key_of in (
+        ("attachments", uuids, lambda rel: os.path.basename(rel)),
+        ("lfs", oids, lambda rel: rel.replace("/", "")),
+    ):
+        top = os.path.join(data_dir, name)
+        if keys is None or not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, filenames in os.walk(top):
+            for filename in filenames:
+                path = os.path.join(dirpath, filename)
+                if key_of(os.path.relpath(path, top)) in keys:
+                    continue
+                kept = set_aside(path, aside, os.path.join("without-row", path.lstrip("/")))
+                out["files_without_row"].append(path)
+                log(f"files: {path} has no row in gitea.db; set aside in {kept}")
+    report = _report(databases) or {}
+    gitea: dict = next((d for d in report.get("databases", []) if d.get("name") == "gitea"), {})
+    if gitea.get("used") == "replica" and gitea.get("snapshot_copy"):
+        out["avatars"] = keep_avatars_with_files(db, gitea["snapshot_copy"], data_dir)
+        for said in out["avatars"]:
+            log(f"{db}: {said}")
+        out["rows_without_files"] = rows_without_files(db, data_dir)
+        for row in out["rows_without_files"]:
+            log(
+                f"{db}: {row.get('table')} {row.get('uuid') or row.get('oid')} "
+                f"({row.get('name') or row.get('size') or row.get('error')}): its file came "
+                "after the newest frequent snapshot; the row is in the report, not in the forge"
+            )
+    return out
 
 
 def regenerate(config: dict) -> dict:
@@ -1513,6 +1761,15 @@ def record(plan_path: str, out: str) -> dict:
         repositories["why"] = "no repository snapshot after it" + (
             f" and at or before {before}" if before else ""
         )
+    # Gitea's data folder and the houses' files come from the same frequent snapshot
+    moved = (taken or {}).get("files") or {}
+    rows = (taken or {}).get("rows") or {}
+    files = {
+        **repositories,
+        **{key: len(moved.get(key) or []) for key in ("replaced", "added", "deleted_since_full")},
+        "rows_without_files": len(rows.get("rows_without_files") or []),
+        "files_without_row": len(rows.get("files_without_row") or []),
+    }
     done = {
         **{key: plan.get(key) for key in ("source", "label", "origin", "lacks")},
         "point": {
@@ -1520,6 +1777,7 @@ def record(plan_path: str, out: str) -> dict:
             "until": plan.get("until"),
             "databases": databases,
             "repositories": repositories,
+            "files": files,
         },
     }
     tmp = out + ".tmp"
@@ -1535,7 +1793,7 @@ def record(plan_path: str, out: str) -> dict:
     log(
         f"restored {plan.get('label')}"
         + (f" up to {plan['until']}" if plan.get("until") else "")
-        + f"; databases: {dbs or said['backup']}; repositories: "
+        + f"; databases: {dbs or said['backup']}; repositories and files: "
         + (
             f"repository snapshot {repositories['id'][:8]} of {repositories.get('time')}"
             if repositories["from"] == "repository snapshot"
@@ -1584,10 +1842,12 @@ def main(argv: list[str]) -> int:
         "apply", help="set aside what is there, put the staged backup in place"
     ).add_argument("unpacked")
     sub.add_parser("replay", help="the databases to their replicas' point").add_argument("spec")
-    newer = sub.add_parser("repositories", help="the newest repository snapshot's repositories")
+    newer = sub.add_parser("repositories", help="the newest frequent snapshot's files")
     newer.add_argument("snapshot")
     newer.add_argument("--report", required=True)
     newer.add_argument("--before")
+    newer.add_argument("--databases", help="the replay's report (gitea.db's point)")
+    newer.add_argument("--full-only", action="store_true", help="no frequent snapshot: checks")
     sub.add_parser("regenerate", help="gitea admin regenerate hooks and keys")
     keys = sub.add_parser("host-keys", help="the backup's SSH host keys checked and staged")
     keys.add_argument("unpacked")
@@ -1621,6 +1881,10 @@ def main(argv: list[str]) -> int:
                 aside=Aside(config["aside_dir"]),
                 report=args.report,
                 before=args.before,
+                data_dir=config.get("data_dir"),
+                paths=config.get("paths") or [],
+                databases=args.databases,
+                newer=not args.full_only,
             )
         elif args.command == "record":
             done = record(args.plan, args.out)

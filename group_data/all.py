@@ -400,23 +400,25 @@ backup_config_dir: str = (
 backup_job_path: str = "/usr/local/sbin/phoenix-backup"
 backup_staging_dir: str = "/var/lib/phoenix/backup/staging"  # the sealed copy restic reads
 backup_status_file: str = "/var/lib/phoenix/backup/last-success.json"  # time + snapshot id
-# The repositories alone, every repo_snapshot_interval seconds (0: only with the full
-# backup), through the same restic line tagged "<backup_tag>-repositories"; a restore takes
-# the repositories from the newest such snapshot after the full one. Cost:
-# benchmarks/rpo_bench.py.
-repo_snapshot_interval: int = 300
+# Every file but the databases (the repositories, Gitea's data folder, the houses' files
+# outside their databases: backup_paths) every frequent_snapshot_interval seconds (0: only with
+# the full backup), through the same restic line tagged "<backup_tag>-repositories"; a restore
+# takes them from the newest such snapshot after the full one. The promise: the databases
+# within seconds (Litestream), everything else within this. Cost: benchmarks/rpo_bench.py.
+frequent_snapshot_interval: int = 300
 # How long one such run may take, from its timer's due time to the snapshot saved in the store:
 # the timer fires up to 1 s late (AccuracySec=1s), then the mirror and restic's upload. The runs
 # start every interval - budget (a run saves what was pushed before it started, once it ends),
-# so a disaster loses at most repo_snapshot_interval of pushes while each run keeps to it;
-# `phoenix backup status` and validation fail on a run that did not. 60 s: a run after a push
-# on the 1 GiB bench forge takes ~3 s (rpo_bench.py), ~20x that for a slow store or a large
-# push; the runs then start every 240 s. Must be below repo_snapshot_interval.
-repo_snapshot_run_budget: int = 60
+# so a disaster loses at most frequent_snapshot_interval of writes while each run keeps to it;
+# `phoenix backup status` and validation fail on a run that did not (an upload larger than the
+# store takes in the budget: until a run fits again, the promise is that run's length). 60 s:
+# a run after a push on the 1 GiB bench forge takes ~3 s (rpo_bench.py), ~20x that for a slow
+# store or a large push; the runs then start every 240 s. Must be below frequent_snapshot_interval.
+frequent_snapshot_run_budget: int = 60
 backup_repo_staging_dir: str = "/var/lib/phoenix/backup/repositories-staging"
 backup_repo_status_file: str = "/var/lib/phoenix/backup/last-repositories.json"
-restore_newer_repositories: bool = True  # False: a restore takes the repositories from the full one
-repo_snapshot_keep_within: str = "2d"  # the store's retention of them (restic --keep-within)
+restore_newer_repositories: bool = True  # False: a restore takes every file from the full one
+frequent_snapshot_keep_within: str = "2d"  # the store's retention of them (restic --keep-within)
 backup_cache_dir: str = "/var/cache/phoenix-backup"
 backup_verify_subset: str = "5%"  # `phoenix backup verify`: restic check --read-data-subset
 backup_connect_timeout: int = 10  # seconds for the store's sshd to answer

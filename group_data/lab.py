@@ -73,8 +73,8 @@ if _store and litestream_find_links:
 # The drill's pushes must outlive the full snapshot: at most 15 s of them lost in the lab,
 # a run taking up to 7 s (the timer's 1 s included; lab runs took 1.0-2.3 s in drills on a
 # shared machine): runs every 8 s.
-repo_snapshot_interval = 15
-repo_snapshot_run_budget = 7
+frequent_snapshot_interval = 15
+frequent_snapshot_run_budget = 7
 
 # What pyinfra exports from this file: without __all__ it parses the file again for every name
 # (pyinfra_cli.inventory._get_group_data, 3.10), 0.4 s of every converge.

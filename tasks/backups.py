@@ -67,8 +67,8 @@ READS = (
     # the repository snapshots
     "backup_repo_staging_dir",
     "backup_repo_status_file",
-    "repo_snapshot_interval",
-    "repo_snapshot_run_budget",
+    "frequent_snapshot_interval",
+    "frequent_snapshot_run_budget",
     # a snapshot dated past now + this is never the newest (prestage, newer repositories)
     "backup_future_tolerance",
     "backup_disk_reserve_mib",
@@ -181,11 +181,11 @@ def _job_config(
         "staging_reserve_mib": data.backup_disk_reserve_mib,
         "status_file": data.backup_status_file,
         "cache_dir": data.backup_cache_dir,
-        # The repositories alone, every repo_snapshot_interval seconds.
+        # Every file but the databases, every frequent_snapshot_interval seconds.
         "repo_tag": store.repo_tag(data.get("backup_tag") or "phoenix"),
         "repo_staging_dir": data.backup_repo_staging_dir,
         "repo_status_file": data.backup_repo_status_file,
-        "repo_run_budget": data.repo_snapshot_run_budget,
+        "repo_run_budget": data.frequent_snapshot_run_budget,
         "repo_timer_accuracy": replication.REPO_TIMER_ACCURACY,
         "verifier": data.restore_verifier_path,
         "prestage_dir": data.standby_prestage_dir if data.standby_warm else None,
@@ -314,15 +314,15 @@ def install_job(gitea: dict | None = None, extra_paths: list[str] | None = None)
 
 
 def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
-    """The repositories alone, every few minutes: (unit, command, description,
-    timer line, schedule), None when repo_snapshot_interval is 0. OnUnitActiveSec= counts
+    """Every file but the databases, every few minutes: (unit, command, description,
+    timer line, schedule), None when frequent_snapshot_interval is 0. OnUnitActiveSec= counts
     from the service's last start, also for a oneshot still running (systemd's
     src/core/timer.c, timer_enter_waiting(): base = MAX(trigger->inactive_exit_timestamp,
     last_trigger); inactive_exit is when the service left "inactive", i.e. started; seen on a
     lab droplet too). So the period is what phoenix.backup.replication.
     repo_snapshot_period gives: interval - budget."""
     settings = {
-        key: data.get(key) for key in ("repo_snapshot_interval", "repo_snapshot_run_budget")
+        key: data.get(key) for key in ("frequent_snapshot_interval", "frequent_snapshot_run_budget")
     }
     try:
         period = replication.repo_snapshot_period(settings)
@@ -333,9 +333,9 @@ def repo_snapshot_job(data: Any) -> tuple[str, str, str, str, str] | None:
     return (
         BACKUP_TIMERS[1],
         "repositories",
-        "Phoenix snapshot of the forge's repositories alone",
+        "Phoenix snapshot of the forge's files between full snapshots",
         f"OnUnitActiveSec={period}s",
-        f"every {period} s (at most {settings['repo_snapshot_interval']} s of pushes lost)",
+        f"every {period} s (at most {settings['frequent_snapshot_interval']} s of writes lost)",
     )
 
 

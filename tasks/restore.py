@@ -493,10 +493,10 @@ def restore_gitea() -> None:
         # runs on them yet); each one's Litestream replica, when it is newer and lines up,
         # takes its place.
         _replay_replicas(due, reports["databases"])
-        # The repositories from the newest repository snapshot after the full one (minutes)
-        # up to the point, once gitea.db is final: a repository it has no row for is set
-        # aside, not served.
-        _newer_repositories(due, reports["repositories"])
+        # Every other file from the newest frequent snapshot after the full one (minutes) up
+        # to the point, once gitea.db is final: a repository or a file it has no row for is
+        # set aside, not served; a row whose file came back is kept.
+        _newer_repositories(due, reports["repositories"], reports["databases"])
         for unit in data.restore_restart_units:  # a running one reads its restored folder
             server.shell(
                 name=f"Restart {unit} (if it runs) on its restored state",
@@ -692,14 +692,25 @@ def _replay_replicas(due: _Due, report: str) -> None:
     )
 
 
-def _newer_repositories(due: _Due, report: str) -> None:
-    """The repositories from the newest repository snapshot after the full one (at or before
-    due.until), the full one's copies set aside; then Gitea's branch table made to match."""
-    if not host.data.restore_newer_repositories:
-        host.noop("restore_newer_repositories is off: the full snapshot's repositories stay")
-        return
+def _newer_repositories(due: _Due, report: str, databases: str) -> None:
+    """The repositories and the other files from the newest frequent snapshot after the full
+    one (at or before due.until), the full one's copies set aside; then Gitea's branch table
+    made to match, and the rows that name files checked against them (the replay's report
+    `databases` says whether gitea.db is newer than the full snapshot)."""
     before: list[str | QuoteString] = ["--before", q(due.until)] if due.until else []
+    if not host.data.restore_newer_repositories:  # the full snapshot's files stay
+        before = ["--full-only"]
     server.shell(
-        name="Put the repositories of the newest repository snapshot in place",
-        commands=[_tool("repositories", q(due.resolved.ref), "--report", q(report), *before)],
+        name="Put the files of the newest frequent snapshot in place (repositories, data, houses)",
+        commands=[
+            _tool(
+                "repositories",
+                q(due.resolved.ref),
+                "--report",
+                q(report),
+                "--databases",
+                q(databases),
+                *before,
+            )
+        ],
     )

@@ -153,7 +153,7 @@ def backup_prune() -> None:
     settings = load()
     keep = {k: settings.get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly")}
     kept, removed = bk.prune(
-        _store(), keep=keep, repo_within=settings.get("repo_snapshot_keep_within") or "2d"
+        _store(), keep=keep, repo_within=settings.get("frequent_snapshot_keep_within") or "2d"
     )
     click.echo(
         f"kept {len(kept)} snapshot(s), removed {len(removed)}"
@@ -180,9 +180,10 @@ def backup_now(role: str) -> None:
 
 @backup.command(
     "status",
-    help="The newest snapshot's age, each database replica's lag and "
-    "the last repository snapshot run's length; exits 4 when one passes its "
-    "threshold (backup_max_age, litestream_max_lag, repo_snapshot_run_budget).",
+    help="Per kind of data, the newest point that holds it: each database replica's lag, "
+    "the newest full and frequent snapshot's age, the last frequent run's length; exits 4 "
+    "when one passes its threshold (backup_max_age, litestream_max_lag, "
+    "frequent_snapshot_interval, frequent_snapshot_run_budget).",
 )
 @click.option(
     "--role",
@@ -236,7 +237,9 @@ def backup_status(role: str, as_json: bool) -> None:
             f"own ({settings['backup_status_file']} is missing; "
             "phoenix backup now)",
         )
+    kinds = replication.newest_by_kind(age, repo_age, lags, settings)
     status = {
+        "kinds": kinds,
         "snapshot_age_seconds": age,
         "replicas": lags,
         "repository_snapshot_age_seconds": repo_age,
@@ -249,16 +252,22 @@ def backup_status(role: str, as_json: bool) -> None:
     elif as_json:
         click.echo(json.dumps(status, indent=2))
     else:
-        click.echo("newest snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
+        for kind in kinds:
+            seconds = kind["age_seconds"]
+            click.echo(
+                f"{kind['kind']}: {kind['from']}, "
+                + ("none" if seconds is None else f"{seconds:.0f} s old")
+                + f" (at most {kind['bound_seconds']:.0f} s)"
+            )
+        click.echo("newest full snapshot: " + ("none" if age is None else f"{age:.0f} s old"))
         click.echo(
-            "newest repository snapshot: "
-            + ("none" if repo_age is None else f"{repo_age:.0f} s old")
+            "newest frequent snapshot: " + ("none" if repo_age is None else f"{repo_age:.0f} s old")
         )
         if run_status and run_status.get("duration_seconds") is not None:
             click.echo(
                 f"  its last run took {run_status['duration_seconds']:.1f} s "
-                f"(repo_snapshot_run_budget {settings['repo_snapshot_run_budget']} s, "
-                f"repo_snapshot_interval {settings['repo_snapshot_interval']} s)"
+                f"(frequent_snapshot_run_budget {settings['frequent_snapshot_run_budget']} s, "
+                f"frequent_snapshot_interval {settings['frequent_snapshot_interval']} s)"
             )
         for db in lags:
             click.echo(

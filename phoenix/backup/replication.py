@@ -114,21 +114,21 @@ def replica_lags(
 
 
 # The repository snapshots' timer fires up to this late (its AccuracySec=; systemd's default
-# is a minute): repo_snapshot_run_budget counts it (templates/phoenix-backup.timer.j2).
+# is a minute): frequent_snapshot_run_budget counts it (templates/phoenix-backup.timer.j2).
 REPO_TIMER_ACCURACY = 1
 
 
 def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
     """Seconds between the starts of two repository snapshot runs, None when they
-    are off. repo_snapshot_interval is the promise: a disaster loses at most that much of the
+    are off. frequent_snapshot_interval is the promise: a disaster loses at most that much of the
     repositories' writes. A run saves what was pushed before it started, and only once it
     has ended: the newest saved run may have started one period plus the run in flight (up
-    to repo_snapshot_run_budget, the timer's lateness included) before the disaster. So runs
+    to frequent_snapshot_run_budget, the timer's lateness included) before the disaster. So runs
     start every interval - budget. PhoenixError (one line) when the budget leaves no period."""
-    interval = int(settings.get("repo_snapshot_interval") or 0)
+    interval = int(settings.get("frequent_snapshot_interval") or 0)
     if interval <= 0:
         return None
-    budget = settings.get("repo_snapshot_run_budget")
+    budget = settings.get("frequent_snapshot_run_budget")
     if (
         not isinstance(budget, int | float)
         or isinstance(budget, bool)
@@ -136,9 +136,9 @@ def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
         or budget >= interval
     ):
         raise PhoenixError(
-            f"repo_snapshot_run_budget {budget!r} must be a number of seconds "
+            f"frequent_snapshot_run_budget {budget!r} must be a number of seconds "
             f"above the timer's accuracy ({REPO_TIMER_ACCURACY} s) and below "
-            f"repo_snapshot_interval ({interval} s): the runs start every "
+            f"frequent_snapshot_interval ({interval} s): the runs start every "
             "interval - budget"
         )
     return max(1, int(interval - budget))
@@ -146,8 +146,8 @@ def repo_snapshot_period(settings: Mapping[str, Any]) -> int | None:
 
 def repo_run_problem(status: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> str | None:
     """One line when the last repository snapshot run (its status file on the forge: files/
-    phoenix-backup `repositories`) took longer than repo_snapshot_run_budget allows (less the
-    timer's accuracy): then a disaster may lose more than repo_snapshot_interval of pushes."""
+    phoenix-backup `repositories`) took longer than frequent_snapshot_run_budget allows (less the
+    timer's accuracy): then a disaster may lose more than frequent_snapshot_interval of pushes."""
     if not status or repo_snapshot_period(settings) is None:
         return None
     took = status.get("duration_seconds")
@@ -156,15 +156,15 @@ def repo_run_problem(status: Mapping[str, Any] | None, settings: Mapping[str, An
             "the last repository snapshot run recorded no duration (an older "
             "phoenix-backup: converge the forge)"
         )
-    allowed = float(settings["repo_snapshot_run_budget"]) - REPO_TIMER_ACCURACY
+    allowed = float(settings["frequent_snapshot_run_budget"]) - REPO_TIMER_ACCURACY
     if float(took) <= allowed:
         return None
     return (
         f"the last repository snapshot run ({status.get('time', '?')}) took {took:.1f} s, "
-        f"over the {allowed:g} s repo_snapshot_run_budget allows (its "
-        f"{settings['repo_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
-        f"s): pushes older than repo_snapshot_interval "
-        f"({settings['repo_snapshot_interval']} s) may be lost in a disaster"
+        f"over the {allowed:g} s frequent_snapshot_run_budget allows (its "
+        f"{settings['frequent_snapshot_run_budget']} s less the timer's {REPO_TIMER_ACCURACY} "
+        f"s): pushes older than frequent_snapshot_interval "
+        f"({settings['frequent_snapshot_interval']} s) may be lost in a disaster"
     )
 
 
@@ -208,8 +208,60 @@ def _job_status(target: Target, path: str, whose: str, timeout: float) -> dict |
 def repo_snapshot_max_age(settings: Mapping[str, Any]) -> float | None:
     """How old the newest repository snapshot may be: three intervals and a
     minute (a run in flight, a slow store); None when they are off."""
-    interval = int(settings.get("repo_snapshot_interval") or 0)
+    interval = int(settings.get("frequent_snapshot_interval") or 0)
     return 3 * interval + 60 if interval > 0 else None
+
+
+# The kinds of data and what keeps each: the databases stream (Litestream), every other file
+# is in the frequent snapshots (files/phoenix_backup.py `repositories`), all in the full one.
+FREQUENT_KINDS = (
+    "repositories",
+    "attachments, avatars, LFS objects, packages (Gitea's data folder)",
+    "the houses' files (memories, skills, cron output)",
+)
+
+
+def newest_by_kind(
+    age: float | None, repo_age: float | None, lags: list[dict], settings: Mapping[str, Any]
+) -> list[dict]:
+    """Per kind of data: the newest point that holds it (its age in seconds) and the bound
+    `problems` holds it to. The databases: their replicas' largest lag, or the full snapshot
+    without replicas; every other file: the newer of the full and the frequent snapshot."""
+    full_bound = float(settings.get("backup_max_age") or 7200)
+    out = []
+    read = [float(db["lag_seconds"]) for db in lags if db.get("lag_seconds") is not None]
+    if lags:
+        out.append(
+            {
+                "kind": "databases (Gitea's, the houses')",
+                "from": "replicas",
+                "age_seconds": max(read) if len(read) == len(lags) else None,
+                "bound_seconds": float(settings.get("litestream_max_lag") or 60),
+            }
+        )
+    else:
+        out.append(
+            {
+                "kind": "databases (Gitea's, the houses')",
+                "from": "full snapshot",
+                "age_seconds": age,
+                "bound_seconds": full_bound,
+            }
+        )
+    limit = repo_snapshot_max_age(settings)
+    newest = min((a for a in (age, repo_age) if a is not None), default=None)
+    for kind in FREQUENT_KINDS:
+        out.append(
+            {
+                "kind": kind,
+                "from": "frequent snapshot"
+                if repo_age is not None and newest == repo_age
+                else "full snapshot",
+                "age_seconds": newest if limit is not None else age,
+                "bound_seconds": limit if limit is not None else full_bound,
+            }
+        )
+    return out
 
 
 def problems(
@@ -223,19 +275,23 @@ def problems(
     future: Iterable[str] = (),
 ) -> list[str]:
     """One line per threshold passed (empty: healthy). With `check_repo`, `repo_age` (the
-    newest repository snapshot's, None: none) is checked when repo_snapshot_interval is on,
-    and `repo_status` (the last run's status file) against repo_snapshot_run_budget.
+    newest repository snapshot's, None: none) is checked when frequent_snapshot_interval is on,
+    and `repo_status` (the last run's status file) against frequent_snapshot_run_budget.
     `future`: the lines of pitr.future, snapshots that claim a time past now + tolerance (the
     ages are of the others)."""
     found = list(future)
     limit = repo_snapshot_max_age(settings)
     if check_repo and limit is not None and age is not None:
         if repo_age is None:
-            found.append("no repository snapshot of the forge yet (phoenix-backup-repositories)")
+            found.append(
+                "no frequent snapshot of the forge yet (phoenix-backup-repositories): "
+                + ", ".join(FREQUENT_KINDS)
+                + " only as new as the full one"
+            )
         elif repo_age > limit:
             found.append(
-                f"the newest repository snapshot is {repo_age:.0f} s old "
-                f"(3 x repo_snapshot_interval + 60 s: {limit:.0f})"
+                f"the newest frequent snapshot ({', '.join(FREQUENT_KINDS)}) is "
+                f"{repo_age:.0f} s old (3 x frequent_snapshot_interval + 60 s: {limit:.0f})"
             )
     if check_repo and (slow := repo_run_problem(repo_status, settings)):
         found.append(slow)

@@ -27,7 +27,7 @@ from phoenix.settings import REPO
 JOB = REPO / "files" / "phoenix_backup.py"
 # How long a run waits for a lock another run holds (restic 0.14 has no --retry-lock): the
 # forge snapshots its repositories every few minutes and each run holds the store's
-# lock for seconds, up to its repo_snapshot_run_budget (60 s); a prune or check of the operator
+# lock for seconds, up to its frequent_snapshot_run_budget (60 s); a prune or check of the operator
 # that met one failed at once. A stale lock is still named after the wait.
 LOCK_WAIT = 120.0
 

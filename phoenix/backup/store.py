@@ -183,7 +183,7 @@ def store_spec(
             "lock_tolerance": int(settings.get("backup_prune_lock_tolerance") or 300),
             # the repository snapshots, kept for a while (the full ones stay)
             "repo_tag": repo_tag(settings.get("backup_tag") or "phoenix"),
-            "repo_keep_within": settings.get("repo_snapshot_keep_within") or "2d",
+            "repo_keep_within": settings.get("frequent_snapshot_keep_within") or "2d",
         },
         **({"watch": watch} if (watch := watch_spec(settings, path)) else {}),
     }

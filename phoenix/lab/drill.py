@@ -14,6 +14,7 @@ the lab's operator context (`phoenix.context.use`) and what the drill runs its e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -33,6 +34,7 @@ from phoenix.forge.tls import served_certificate
 from phoenix.lab import config as labconfig
 from phoenix.lab.client import client_environment, wait_https
 from phoenix.lab.forgework import (
+    avatar_png,
     clone_and_push,
     compare_files,
     duties,
@@ -43,7 +45,7 @@ from phoenix.lab.forgework import (
     ssh_users,
     write_data,
 )
-from phoenix.lab.rpo import COMMITS, Trickle, measure, recovered_keys
+from phoenix.lab.rpo import AVATARS, FILES, Trickle, measure, recovered_keys
 from phoenix.recover import PROMOTE, run_deploy
 from phoenix.report import Report, Step
 from phoenix.settings import project
@@ -57,7 +59,7 @@ T = TypeVar("T")
 OFFSITE = "offsite-drill"  # its own store: a drill never touches another test's backups
 TRICKLE_SECONDS = 20.0  # how long writes keep going before the disaster
 AGAIN_TRICKLE_SECONDS = 10.0  # writes on the recovered forge before the second disaster
-AGAIN_SETTLE_SECONDS = 5.0  # beyond repo_snapshot_interval: the replicas' seconds
+AGAIN_SETTLE_SECONDS = 5.0  # beyond frequent_snapshot_interval: the replicas' seconds
 
 
 def operator_environment(config: labconfig.LabConfig, state_dir: Path) -> dict[str, str]:
@@ -158,7 +160,7 @@ def by_name(settings: dict) -> str:
 
 def primary_repo_run(target: Target, settings: dict) -> dict | None:
     """The primary's last repository snapshot run: its length against
-    repo_snapshot_run_budget, as `phoenix backup status` reads it."""
+    frequent_snapshot_run_budget, as `phoenix backup status` reads it."""
     from phoenix.backup import replication
 
     try:
@@ -329,8 +331,12 @@ def _disaster(run: Run) -> None:
         ptarget,
         settings,
         repo=sorted(r["full_name"] for r in forge.repos())[0],
+        lfs=lfs,
     )
-    say(f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, chats, pushes)")
+    say(
+        f"-- writes keep going ({TRICKLE_SECONDS:.0f} s: issues, comments, chats, pushes, "
+        "attachments, avatars, LFS objects, memories)"
+    )
     trickle.start()
     time.sleep(TRICKLE_SECONDS)
 
@@ -377,18 +383,22 @@ def _disaster(run: Run) -> None:
     ]
     notes_recovered = memories(state_target(state), settings)
     rtarget = state_target(state)
-    interval = settings.get("repo_snapshot_interval")
-    report.extra["repo_snapshot_interval"] = interval
-    report.extra["repo_snapshot_run_budget"] = settings.get("repo_snapshot_run_budget")
+    interval = settings.get("frequent_snapshot_interval")
+    report.extra["frequent_snapshot_interval"] = interval
+    report.extra["frequent_snapshot_run_budget"] = settings.get("frequent_snapshot_run_budget")
     report.extra["repo_snapshot_last_run"] = last_repo_run
     report.extra["rpo_by_kind"] = measure(
         [w for w in trickle.writes if w.at <= disaster_at],
         disaster_at=disaster_at,
         snapshot_at=snapshot_at,
         recovered=lambda kind: recovered_keys(kind, recovered, rtarget, settings, trickle.repo),
-        # the promise of repo_snapshot_interval: pushes older than it came back
-        promises={COMMITS: float(interval)} if interval else None,
+        # the promise of frequent_snapshot_interval: every file older than it came back
+        promises=dict.fromkeys(FILES, float(interval)) if interval else None,
     )
+    # An avatar the drill replaced later (the trickle's) is no loss of the earlier one
+    later = {w.key for w in trickle.writes if w.kind == AVATARS}
+    labels = ("between-snapshots", "after-snapshot")
+    replaced_by = later | {hashlib.sha256(avatar_png(label)).hexdigest() for label in labels}
 
     def descends(branch: str, old: str, new: str) -> bool:
         """The recovered branch holds the old head (git on the recovered forge)."""
@@ -404,16 +414,16 @@ def _disaster(run: Run) -> None:
             == "yes"
         )
 
-    compared = tally(before, recovered, descends=descends)
+    compared = tally(before, superseded(recovered, before, replaced_by), descends=descends)
     compared["agents' memories and sessions"] = {
         "compared": len(notes_before),
         "same": len(notes_before) - len(compare_files(notes_before, notes_recovered)),
         "lost": compare_files(notes_before, notes_recovered),
     }
     lost = [item for kind in compared.values() for item in kind["lost"]]
-    missing_late = compare(after, recovered, descends=descends) + compare_files(
-        notes_after, notes_recovered
-    )
+    missing_late = compare(
+        after, superseded(recovered, after, later), descends=descends
+    ) + compare_files(notes_after, notes_recovered)
     report.extra.update(
         {
             "rto_seconds": round(rto, 1),
@@ -442,6 +452,16 @@ def _disaster(run: Run) -> None:
         report.extra["second_disaster"] = _again(run, do, settings, token, trickle.repo)
 
 
+def superseded(recovered: dict, earlier: dict, later: set[str]) -> dict:
+    """`recovered` with each avatar that is one the drill wrote after `earlier` (a sha256 of
+    `later`) read as `earlier`'s: a user has one avatar, and its newer one is no loss."""
+    avatars = {
+        login: earlier["avatars"].get(login, sha) if sha in later else sha
+        for login, sha in recovered.get("avatars", {}).items()
+    }
+    return {**recovered, "avatars": avatars}
+
+
 def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     """A disaster strikes again minutes after the cutover: the recovered forge, written to
     (issues, chats, pushes), is destroyed once every write is older than its promise, and
@@ -455,7 +475,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     first = dict(state.droplet or {})
     cut_at = time.time()
     target = state_target(state)
-    trickle = Trickle(state.address, token, target, settings, repo=repo)
+    trickle = Trickle(state.address, token, target, settings, repo=repo, lfs={})
     say(
         f"-- a second disaster: writes on the recovered forge {first.get('name')} "
         f"({AGAIN_TRICKLE_SECONDS:.0f} s)"
@@ -465,7 +485,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     trickle.stop()
     # Every write older than its promise: the repositories' interval, a few seconds for the
     # databases' replicas; then the disaster.
-    time.sleep(float(settings.get("repo_snapshot_interval") or 0) + AGAIN_SETTLE_SECONDS)
+    time.sleep(float(settings.get("frequent_snapshot_interval") or 0) + AGAIN_SETTLE_SECONDS)
     disaster_at = time.time()
     say(
         f"-- the recovered forge {first.get('name')} is destroyed, "
@@ -476,7 +496,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
     state = State("recovery", run.workdir)
     second = state.droplet or {}
     rtarget = state_target(state)
-    recovered = snapshot(Forge.of(settings, address=state.address, token=token))
+    recovered = snapshot(Forge.of(settings, address=state.address, token=token), lfs=trickle.lfs)
     measured = measure(
         [w for w in trickle.writes if w.at <= disaster_at],
         disaster_at=disaster_at,
@@ -492,7 +512,7 @@ def _again(run: Run, do: DO, settings: dict, token: str, repo: str) -> dict:
         "trickle_errors": trickle.errors,
     }
     lost = [f"{kind}: {m['lost']} of {m['written']}" for kind, m in measured.items() if m["lost"]]
-    if lost or len(measured) < 3:
+    if lost or len(measured) < len(trickle.every):
         raise PhoenixError(
             "the second recovery lost what the first recovered forge had "
             f"written before its promise: {'; '.join(lost) or measured}"

@@ -266,7 +266,7 @@ def test_litestream_streams_the_forges_databases_in_wal_mode(lab, forge):
 
 def test_repository_runs_start_every_interval_less_budget_and_keep_to_it(lab, forge):
     """Issue 21: OnUnitActiveSec= counts from the oneshot's start (its InactiveExitTimestamp),
-    not its end, so the runs start every repo_snapshot_interval - repo_snapshot_run_budget;
+    not its end, so the runs start every frequent_snapshot_interval - frequent_snapshot_run_budget;
     each records its length, which `phoenix backup status` and validation read."""
     from phoenix.backup import replication
 
@@ -626,8 +626,8 @@ def test_the_store_tells_the_operator_when_backups_stop_arriving(lab, do_client,
         assert "repository snapshots" not in said and "database replicas" not in said, said
 
         # ... and the operator's alert URL missed its pings meanwhile (a run under way when
-        # the timers stopped may still end, within repo_snapshot_run_budget)
-        late = stopped + float(settings["repo_snapshot_run_budget"]) + 2
+        # the timers stopped may still end, within frequent_snapshot_run_budget)
+        late = stopped + float(settings["frequent_snapshot_run_budget"]) + 2
         time.sleep(max(0.0, late + 20 - time.time()))  # room for two or three missed runs
         assert [p for p in forge_pings(lab, "alert_url", target.host) if p["at"] > late] == []
         # They run again: the all-clear, once.

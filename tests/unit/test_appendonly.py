@@ -236,7 +236,7 @@ def test_the_stores_retention_forgets_the_forges_line_across_its_droplets(repo, 
     script = scripts.load(backup.REPO / "files" / "phoenix_offsite_store.py")
     (tmp_path / "wait").write_text(LOCK_WAIT_SCRIPT.read_text())
     spec = store_spec({"backup_repository": "sftp:restic@store.example:/srv/restic/forge",
-                              "backup_keep_daily": 2, "repo_snapshot_keep_within": "2d"},
+                              "backup_keep_daily": 2, "frequent_snapshot_keep_within": "2d"},
                              forge_key="ssh-ed25519 AAAAforge", operator_key="ssh-ed25519 AAAAop",
                              password=PASSWORD)
     service, _ = script.prune_units(spec, spec["prune"])

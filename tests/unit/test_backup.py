@@ -743,8 +743,13 @@ def test_backup_status_names_a_snapshot_claiming_the_future(store, forge, tmp_pa
     problems = [line for line in found.stderr.splitlines() if line.startswith("problem:")]
     assert len(problems) == 1 and f"snapshot {later} claims 2099-" in problems[0], found.stderr
     # the age is the real newest's, not a negative one
-    age = re.search(r"newest snapshot: (-?\d+) s old", found.stdout)
+    age = re.search(r"newest full snapshot: (-?\d+) s old", found.stdout)
     assert age and 0 <= int(age[1]) < 600, found.stdout
+    # per kind, the newest point that holds it and its bound (no replicas, no frequent
+    # snapshots here: the full one for all)
+    for kind in ("databases (Gitea's, the houses')", "repositories"):
+        assert re.search(rf"^{re.escape(kind)}: full snapshot, \d+ s old \(at most 3600 s\)$",
+                         found.stdout, re.M), found.stdout
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (make test runs as root)")

@@ -139,7 +139,7 @@ def test_with_the_stores_password_full_and_repository_snapshots_are_told_apart(
 def test_the_watch_is_set_up_on_the_store_only_with_an_alert_command():
     settings = {"backup_repository": "sftp:restic@store:/srv/restic/forge",
                 "backup_tag": "phoenix", "backup_max_age": 7200,
-                "repo_snapshot_interval": 300,
+                "frequent_snapshot_interval": 300,
                 "litestream_replica_url": "sftp://litestream@store/srv/litestream/forge"}
     spec = store_spec(settings, forge_key="k", operator_key="o", password="p")
     assert "watch" not in spec

@@ -447,3 +447,98 @@ def test_latest_still_replays_the_replicas_and_repository_snapshots_to_their_new
     assert point["databases"]["each"]["gitea"]["from"] == "replica"
     assert point["repositories"]["from"] == "repository snapshot"
     assert point["repositories"]["id"].startswith(incident["repository_snapshot"][:8])
+
+
+def test_a_frequent_snapshot_brings_back_every_file_written_since_the_full_one(line, tmp_path):
+    """Attachments and LFS objects (read in place), an avatar, the houses' memories: written
+    after the full snapshot, they come back from the frequent one; a memory deleted since is
+    set aside, a file without a row is set aside and listed, a row whose file came back is
+    kept, one whose file did not is taken out; the houses' databases stay Litestream's."""
+    from phoenix.lab.fixtures import add_attachment, add_lfs_object
+
+    forge, config, _store = line
+    data, db = forge / "gitea" / "data", forge / "gitea" / "gitea.db"
+    house = forge / "hermes" / "ezra"
+    (house / "memories").mkdir(parents=True)
+    (house / "memories" / "MEMORY.md").write_text("before\n")
+    (house / "memories" / "old.md").write_text("forgotten later\n")
+    with sqlite3.connect(house / "state.db") as conn:
+        conn.execute("CREATE TABLE s (x)")
+    settings = json.loads(config.read_text())
+    settings["paths"] = [str(forge / "hermes")]
+    config.write_text(json.dumps(settings))
+    issue = sqlite3.connect(db).execute("SELECT repo_id, id FROM issue LIMIT 1").fetchone()
+    kept_uuid = add_attachment(data, db, repo_id=issue[0], issue_id=issue[1], name="a.log",
+                               content=b"in the full snapshot")
+    assert run_job(config).returncode == 0
+    full = json.loads((tmp_path / "job" / "status.json").read_text())["snapshot_id"]
+    time.sleep(1.1)
+    # written after the full snapshot
+    uuid = add_attachment(data, db, repo_id=issue[0], issue_id=issue[1], name="after.log",
+                          content=b"written after the full snapshot")
+    oid = add_lfs_object(data, db, repo_id=issue[0], content=b"lfs after")
+    (data / "avatars").mkdir(exist_ok=True)
+    (data / "avatars" / "newavatar").write_bytes(b"png")
+    (house / "memories" / "MEMORY.md").write_text("after\n")
+    (house / "memories" / "old.md").unlink()
+    (house / "skills").mkdir()
+    (house / "skills" / "new.md").write_text("a skill\n")
+    with sqlite3.connect(house / "state.db") as conn:
+        conn.execute("INSERT INTO s VALUES (1)")  # Litestream's: never in this snapshot
+    proc = run_job(config, "repositories")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads((tmp_path / "job" / "repositories.json").read_text())
+    assert status["in_place"] == ["attachments", "lfs"]
+    staged = tmp_path / "job" / "staging-repositories"
+    # sent in place: nothing of the write-once folders was copied into the staging folder
+    assert not (staged / "gitea" / "data" / "attachments").exists()
+    assert (staged / "gitea" / "data" / "avatars" / "newavatar").exists()
+    assert not list(staged.rglob("state.db*"))
+    time.sleep(1.1)
+    late = add_attachment(data, db, repo_id=issue[0], issue_id=issue[1], name="late.log",
+                          content=b"within the interval: lost")
+
+    # the restore: the full snapshot in place, gitea.db at its replica's newest point
+    live = restore_full(config, full, tmp_path / "restore")
+    staged_full = tmp_path / "restore" / "staged"
+    shutil.move(staged_full / "data", live / "data")
+    shutil.copytree(staged_full.with_name("staged.files") / str(forge / "hermes").lstrip("/"),
+                    live / "hermes")
+    snapshot_copy = tmp_path / "restore" / "snapshot-gitea.db"
+    shutil.copy(live / "gitea.db", snapshot_copy)
+    shutil.copy(db, live / "gitea.db")  # the replica's: every row, the late one's too
+    with sqlite3.connect(live / "gitea.db") as conn:  # a row lost with its repository
+        conn.execute("DELETE FROM lfs_meta_object")
+    databases = tmp_path / "restore" / "litestream.json"
+    databases.write_text(json.dumps({"databases": [
+        {"name": "gitea", "used": "replica", "snapshot_copy": str(snapshot_copy)}]}))
+    report = tmp_path / "restore" / "repositories.json"
+    settings_restore = dict(db_path=str(live / "gitea.db"), repo_root=str(live / "repositories"),
+                            aside_dir=str(tmp_path / "aside"), data_dir=str(live / "data"),
+                            paths=[str(live / "hermes")])
+    # the snapshot holds the forge's absolute paths below files/: restore them where they were
+    settings_restore["paths"] = [str(forge / "hermes")]
+    shutil.rmtree(forge / "hermes")
+    shutil.move(live / "hermes", forge / "hermes")
+    proc = run_restore(config, "repositories", full, "--report", str(report), "--databases",
+                       str(databases), **settings_restore)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(report.read_text())
+    attachment = live / "data" / "attachments" / uuid[0] / uuid[1] / uuid
+    assert attachment.read_bytes() == b"written after the full snapshot"
+    assert (live / "data" / "avatars" / "newavatar").read_bytes() == b"png"
+    assert (house / "memories" / "MEMORY.md").read_text() == "after\n"
+    assert (house / "skills" / "new.md").read_text() == "a skill\n"
+    assert not (house / "memories" / "old.md").exists()
+    assert str(house / "memories" / "old.md") in done["files"]["deleted_since_full"]
+    with sqlite3.connect(house / "state.db") as conn:  # the full snapshot's copy, untouched
+        assert conn.execute("SELECT count(*) FROM s").fetchone() == (0,)
+    # rows: the one whose file came back kept, the late one taken out and listed; the LFS
+    # object whose row is gone set aside and listed
+    with sqlite3.connect(live / "gitea.db") as conn:
+        uuids = {r[0] for r in conn.execute("SELECT uuid FROM attachment")}
+    assert {uuid, kept_uuid} <= uuids and late not in uuids
+    assert [r["uuid"] for r in done["rows"]["rows_without_files"]] == [late]
+    lfs_file = live / "data" / "lfs" / oid[0:2] / oid[2:4] / oid[4:]
+    assert done["rows"]["files_without_row"] == [str(lfs_file)] and not lfs_file.exists()
+    assert list((tmp_path / "aside").glob(f"*/without-row/**/{oid[4:]}"))

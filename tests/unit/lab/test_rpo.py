@@ -46,3 +46,22 @@ def test_the_promise_is_about_the_oldest_write_lost_not_the_newest_recovered():
     assert everything[rpo.COMMITS]["promise_kept"]
     assert "promise_kept" not in rpo.measure(writes, disaster_at=120.0, snapshot_at=90.0,
                                              recovered=lambda kind: {"d"})[rpo.COMMITS]
+
+
+def test_every_file_kind_is_held_to_the_interval_and_an_avatar_supersedes_the_earlier_ones():
+    # an avatar every 6 s: the one back is the second, so the first is no loss; the third,
+    # 9 s before the disaster, is lost within a 15 s promise. Attachments: each by its key.
+    writes = [rpo.Write(rpo.AVATARS, sha, at) for sha, at in (("x", 100), ("y", 106),
+                                                               ("z", 112))]
+    writes += [rpo.Write(rpo.ATTACHMENTS, key, at) for key, at in (("a1", 101), ("a2", 118))]
+    back = {rpo.AVATARS: {"y"}, rpo.ATTACHMENTS: {"a1"}}
+    got = rpo.measure(writes, disaster_at=121.0, snapshot_at=90.0, recovered=lambda k: back[k],
+                      promises=dict.fromkeys(rpo.FILES, 15))
+    avatars, attachments = got[rpo.AVATARS], got[rpo.ATTACHMENTS]
+    assert (avatars["recovered"], avatars["lost"]) == (2, 1)
+    assert avatars["oldest_lost_s_before_disaster"] == 9.0 and avatars["promise_kept"]
+    assert attachments["oldest_lost_s_before_disaster"] == 3.0 and attachments["promise_kept"]
+    back[rpo.ATTACHMENTS] = set()  # one written 20 s before came back without its file
+    got = rpo.measure(writes, disaster_at=121.0, snapshot_at=90.0, recovered=lambda k: back[k],
+                      promises=dict.fromkeys(rpo.FILES, 15))
+    assert not got[rpo.ATTACHMENTS]["promise_kept"]

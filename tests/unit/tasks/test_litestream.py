@@ -6,6 +6,7 @@ configuration."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -325,13 +326,26 @@ def test_health_says_which_threshold_is_passed():
                      "connection refused"]
     assert replication.problems(None, [], settings) == ["no restic snapshot of the forge yet"]
     # issue 21: the repository snapshots, when they are on
-    settings["repo_snapshot_interval"] = 300
+    settings["frequent_snapshot_interval"] = 300
     assert replication.problems(1799.5, [], settings, 900.0, check_repo=True) == []
     assert replication.problems(1799.5, [], settings) == []   # not asked (validation's lags)
+    kinds = ("repositories, attachments, avatars, LFS objects, packages (Gitea's data folder), "
+             "the houses' files (memories, skills, cron output)")
     assert replication.problems(1799.5, [], settings, 1000.0, check_repo=True) == [
-        "the newest repository snapshot is 1000 s old (3 x repo_snapshot_interval + 60 s: 960)"]
+        f"the newest frequent snapshot ({kinds}) is 1000 s old (3 x frequent_snapshot_interval "
+        "+ 60 s: 960)"]
     assert replication.problems(1799.5, [], settings, None, check_repo=True) == [
-        "no repository snapshot of the forge yet (phoenix-backup-repositories)"]
+        f"no frequent snapshot of the forge yet (phoenix-backup-repositories): {kinds} only as "
+        "new as the full one"]
+    # per kind, the newest point that holds it and its bound: one promise
+    by_kind = {k["kind"]: k for k in replication.newest_by_kind(1799.5, 100.0, lags[:2],
+                                                                settings)}
+    assert by_kind["databases (Gitea's, the houses')"] == {
+        "kind": "databases (Gitea's, the houses')", "from": "replicas", "age_seconds": 45.0,
+        "bound_seconds": 30.0}
+    for kind in replication.FREQUENT_KINDS:
+        assert by_kind[kind] == {"kind": kind, "from": "frequent snapshot", "age_seconds": 100.0,
+                                 "bound_seconds": 960}
 
 
 def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_path):
@@ -354,6 +368,22 @@ def test_an_avatar_newer_than_the_snapshot_files_goes_back_to_the_snapshots(tmp_
     assert said == ["timmy: the avatar of the snapshot (the newer one's file came after it)"]
     conn = sqlite3.connect(paths["replica"])
     assert conn.execute("SELECT avatar FROM user").fetchone()[0] == "old"
+    # One that came back from a frequent snapshot, newer than the full one's, and provably
+    # timmy's (Gitea's HashAvatar(1, image) names it) is taken instead; another user's is not
+    conn.execute("UPDATE user SET avatar = 'new'")
+    conn.commit()
+    conn.close()
+    later = hashlib.sha256(b"1-" + b"png later").hexdigest()
+    (tmp_path / "data" / "avatars" / later).write_bytes(b"png later")
+    other = hashlib.sha256(b"2-" + b"png other").hexdigest()
+    (tmp_path / "data" / "avatars" / other).write_bytes(b"png other")
+    os.utime(tmp_path / "data" / "avatars" / later, (1, time.time() + 60))
+    said = script.keep_avatars_with_files(str(paths["replica"]), str(paths["snap"]),
+                                          str(tmp_path / "data"))
+    assert said == ["timmy: the newest avatar whose file came back (the newer one's came after "
+                    "the newest frequent snapshot)"]
+    conn = sqlite3.connect(paths["replica"])
+    assert conn.execute("SELECT avatar FROM user").fetchone()[0] == later
     conn.close()
 
 
