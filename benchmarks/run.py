@@ -18,6 +18,7 @@ for script in (
     "hardening_bench.py",
     "litestream_bench.py",
     "rpo_bench.py",
+    "certificate_bench.py",
 ):
     print(f"\n## {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=False)
