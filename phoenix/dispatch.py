@@ -51,6 +51,11 @@ def house_secret(secret: str, house: str) -> str:
     return hmac.new(secret.encode(), f"dispatch:{house}".encode(), hashlib.sha256).hexdigest()
 
 
-def allowed_host_list(settings: Any) -> str:
-    """app.ini's [webhook] ALLOWED_HOST_LIST: each house's address alone (a /32 or /128)."""
-    return ",".join(f"{h.address}/{32 if ':' not in h.address else 128}" for h in houses(settings))
+def allowed_host_list(settings: Any, forge_had: str | None = None) -> str:
+    """app.ini's [webhook] ALLOWED_HOST_LIST: what the forge's own app.ini allowed, so its
+    users' webhooks keep being delivered (`forge_had`: its value, "" when it set none, which is
+    Gitea's default `external`; None for a forge without an app.ini of its own), then each
+    house's address alone (a /32 or /128)."""
+    kept = [] if forge_had is None else (forge_had.strip() or "external").split(",")
+    own = [f"{h.address}/{32 if ':' not in h.address else 128}" for h in houses(settings)]
+    return ",".join(dict.fromkeys(e.strip() for e in [*kept, *own] if e.strip()))

@@ -113,7 +113,9 @@ def _app_ini() -> str:
         secret_key=appini.written_secret_key(chosen["gitea_secret_key"]),
         internal_token=chosen["gitea_internal_token"],
         jwt_secret=chosen["gitea_jwt_secret"],
-        webhook_allowed_hosts=dispatch.allowed_host_list(host.data),
+        webhook_allowed_hosts=dispatch.allowed_host_list(
+            host.data, appini.value(old, "webhook", "ALLOWED_HOST_LIST") if old else None
+        ),
     )
     if not old:
         return text

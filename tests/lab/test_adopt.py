@@ -289,7 +289,9 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
                 "JWT_SECRET": got.get("oauth2", "JWT_SECRET"),
                 "LFS_JWT_SECRET": got.get("server", "LFS_JWT_SECRET")} == identity
         assert got.get("mailer", "SMTP_ADDR") == "smtp.forge.lab.test"
-        assert got.get("webhook", "ALLOWED_HOST_LIST") == "ci.forge.lab.test"
+        # the forge's own webhook target stays allowed, beside the wizard houses
+        assert got.get("webhook", "ALLOWED_HOST_LIST") == (
+            "ci.forge.lab.test,127.0.0.11/32,127.0.0.12/32,127.0.0.13/32")
         sums = on(new, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
         assert dict(reversed(line.split()) for line in sums.splitlines()) == files
         # Over HTTPS by the name through DNS, trusting the lab CA's root only

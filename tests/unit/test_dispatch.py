@@ -31,9 +31,15 @@ def test_each_house_listens_on_its_own_loopback_address_and_port():
     assert len({h.address for h in found}) == len({h.port for h in found}) == len(found)
     assert all(h.address.startswith("127.") and h.port != 8644 for h in found)
     assert found[0].url == "http://127.0.0.11:8651/webhooks/gitea-issues"
-    assert dispatch.allowed_host_list(settings) == (
-        "127.0.0.11/32,127.0.0.12/32,127.0.0.13/32"
-    )
+    houses = "127.0.0.11/32,127.0.0.12/32,127.0.0.13/32"
+    assert dispatch.allowed_host_list(settings) == houses
+    # a forge's own list stays, so its users' webhooks are still delivered; one that set none
+    # had Gitea's default, `external`; the houses are not repeated
+    assert dispatch.allowed_host_list(settings, "ci.forge.lab.test") == (
+        "ci.forge.lab.test," + houses)
+    assert dispatch.allowed_host_list(settings, "") == "external," + houses
+    assert dispatch.allowed_host_list(settings, "external,127.0.0.12/32") == (
+        "external,127.0.0.12/32,127.0.0.11/32,127.0.0.13/32")
 
 
 def test_each_house_has_a_secret_of_its_own():
