@@ -25,14 +25,14 @@ def test_the_wheel_in_an_empty_venv_runs_check_on_a_project_folder(tmp_path):
     shutil.copytree(REPO / "phoenix", source / "phoenix",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", source / "pyproject.toml")
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps",
                 "-w", str(tmp_path / "dist"), str(source))
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     assert wheel.name.startswith("phoenix_forge-")
     venv = tmp_path / "venv"
     assert run(sys.executable, "-m", "venv", str(venv)).returncode == 0
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
     # the README's two lines: the runtime lock (PyPI, every hash checked), then the wheel
     locked = run(*pip, "install", "--require-hashes", "--no-deps", "-r",
                  str(REPO / "requirements-runtime.lock"))
