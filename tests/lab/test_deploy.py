@@ -439,7 +439,11 @@ def test_the_runbooks_database_and_custom_restore_and_say_what_they_lack(
                           "'SELECT version FROM version WHERE id = 1'") == "299"
     assert ssh(lab, name, "systemctl show -p TimeoutStartUSec gitea") == \
         "TimeoutStartUSec=4min 40s"
-    assert ssh(lab, name, "ls -A /var/lib/gitea/data/gitea-repositories") == ""
+    # no git data came back; `gitea admin regenerate hooks` (1.22's SyncRepositoryHooks) makes
+    # a hooks/ folder for each repository row all the same, and nothing else
+    repos = "/var/lib/gitea/data/gitea-repositories"
+    assert ssh(lab, name, f"find {repos} -mindepth 3 -maxdepth 3 ! -name hooks") == ""
+    assert ssh(lab, name, f"find {repos} -name HEAD -o -name objects") == ""
     assert ssh(lab, name, "test -f /var/lib/gitea/custom/public/robots.txt && echo yes") == "yes"
 
 
