@@ -323,9 +323,18 @@ def test_a_wrong_password_is_a_clear_error(lab, store, forge):
         assert ssh(lab, FORGE, f"mv -f {password}.good {password}").returncode == 0
 
 
-def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, tmp_path):
+def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, forge,
+                                                        tmp_path):
     made, opened, _ = store
     root = offsite.root_target(lab, made)
+    # The forge writes to the store every few seconds (its frequent snapshots): its runs are
+    # stopped while the store is damaged and put back, as an operator repairing a store would,
+    # or packs written meanwhile are damaged or lost with the put-back.
+    timers = " ".join(f"{t}.timer" for t in BACKUP_TIMERS)
+    services = " ".join(f"{t}.service" for t in BACKUP_TIMERS)
+    stopped = ssh(lab, FORGE, f"systemctl stop {timers}; for _ in $(seq 300); do "
+                  f"systemctl is-active -q {services} || exit 0; sleep 1; done; exit 1")
+    assert stopped.returncode == 0, stopped.stderr
     # The forge's key reaches only its repository: damage it there (one byte in the middle of
     # every pack, so that whatever the snapshot needs is damaged), and put it back after.
     flip = ("import sys; p = sys.argv[1]; d = bytearray(open(p, 'rb').read()); "
@@ -361,6 +370,7 @@ def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, 
         put_back = subprocess.run(ssh_command(root, (
             f"rm -rf {made.path}/data && mv /root/data.orig {made.path}/data")),
             capture_output=True, text=True, timeout=120, check=False)
+        ssh(lab, FORGE, f"systemctl start {timers}")
         assert put_back.returncode == 0, put_back.stderr
 
 
