@@ -114,7 +114,10 @@ def _droplet_maker(lab, do_client):
         droplet = do_client.create(body)
         made.append(droplet["id"])
         if wait:
-            droplet = do_client.wait_active(droplet["id"], timeout=90)
+            # as long as the lab lets a boot take (on a loaded machine), and a margin
+            from phoenix.lab.nspawn import BOOT_TIMEOUT
+
+            droplet = do_client.wait_active(droplet["id"], timeout=BOOT_TIMEOUT + 60)
             assert public_ip(droplet)
         return droplet
 

@@ -42,6 +42,7 @@ def settings():
 def converged(lab, do_client, tmp_path_factory) -> Target:
     """A fresh lab droplet converged once by the deploy (as `phoenix recover` would)."""
     from phoenix.lab.client import certificate, droplet_target, wait_https
+    from phoenix.lab.nspawn import BOOT_TIMEOUT
     from phoenix.provision.do import public_ip
     from phoenix.sshconf import public_half
 
@@ -52,7 +53,7 @@ def converged(lab, do_client, tmp_path_factory) -> Target:
                                 "image": "debian-12-x64", "ssh_keys": [fingerprint],
                                 "tags": ["phoenix-test"]})
     try:
-        ip = public_ip(do_client.wait_active(droplet["id"], timeout=90))
+        ip = public_ip(do_client.wait_active(droplet["id"], timeout=BOOT_TIMEOUT + 60))
         log = tmp_path_factory.mktemp("converge") / "deploy.log"
         with open(log, "w") as out:
             proc = subprocess.run(

@@ -358,11 +358,15 @@ def test_a_lock_dated_in_the_future_no_longer_stops_the_stores_retention(repo, t
                             env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
+        # restic writes a lock as <id>-tmp-<n> and renames it: wait for the name it keeps
+        def locks() -> set[str]:
+            return {p.name for p in (repo / "locks").iterdir() if "-tmp-" not in p.name}
+
         deadline = time.monotonic() + 60
-        while len(list((repo / "locks").iterdir())) < 3:
+        while len(locks()) < 3:
             assert time.monotonic() < deadline, "the backup took no lock"
             time.sleep(0.2)
-        mine = {p.name for p in (repo / "locks").iterdir()} - {planted, garbage.name}
+        mine = locks() - {planted, garbage.name}
         guard = run(sys.executable, str(tmp_path / "lockguard"), pre[1][1])
         assert guard.returncode == 0, guard.stderr
         left = {p.name for p in (repo / "locks").iterdir()}
