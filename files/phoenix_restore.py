@@ -1803,10 +1803,11 @@ def record(plan_path: str, out: str) -> dict:
     return done
 
 
-def prune(config: dict, keep_days: float, current: str | None) -> dict:
+def prune(config: dict, keep_days: float, current: str | None, *, dry: bool = False) -> dict:
     """What restores set aside (aside_dir/<UTC time>/) and staged (staging_dir/<id>/) more than
-    `keep_days` ago, removed; the staging folder of `current` kept whatever its age. Ages come
-    from the folders' names and mtimes, which this tool wrote, never from what a backup holds."""
+    `keep_days` ago, removed (only named when `dry`); the staging folder of `current` kept
+    whatever its age. Ages come from the folders' names and mtimes, which this tool wrote,
+    never from what a backup holds."""
     limit = datetime.datetime.now(UTC) - datetime.timedelta(days=keep_days)
     removed: list[str] = []
     for root, pattern in ((config["aside_dir"], STAMP), (config["staging_dir"], STAGE)):
@@ -1825,10 +1826,11 @@ def prune(config: dict, keep_days: float, current: str | None) -> dict:
             else:
                 when = datetime.datetime.fromtimestamp(entry.stat().st_mtime, UTC)
             if when < limit:
-                shutil.rmtree(entry.path)
-                log(f"removed {entry.path}: older than {keep_days:g} days (restore_keep_days)")
+                if not dry:
+                    shutil.rmtree(entry.path)
+                    log(f"removed {entry.path}: older than {keep_days:g} days (restore_keep_days)")
                 removed.append(entry.path)
-    return {"removed": removed}
+    return {"due" if dry else "removed": removed}
 
 
 def main(argv: list[str]) -> int:
@@ -1862,6 +1864,7 @@ def main(argv: list[str]) -> int:
     pruned = sub.add_parser("prune", help="what restores set aside or staged, past its days")
     pruned.add_argument("--keep-days", type=float, required=True)
     pruned.add_argument("--current")
+    pruned.add_argument("--dry-run", action="store_true", help="name what is due, remove nothing")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.command)
@@ -1889,7 +1892,7 @@ def main(argv: list[str]) -> int:
         elif args.command == "record":
             done = record(args.plan, args.out)
         elif args.command == "prune":
-            done = prune(config, args.keep_days, args.current)
+            done = prune(config, args.keep_days, args.current, dry=args.dry_run)
         elif args.command == "host-keys":
             done = host_keys(config, args.unpacked, args.dest, public_only=args.public_only)
         elif args.command == "install-host-keys":

@@ -32,6 +32,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
 from facts.markers import Marker
@@ -325,6 +326,9 @@ def verify_backup() -> None:
         server.shell(
             name=f"Remove what restores set aside or staged over {data.restore_keep_days} days ago",
             commands=[_tool("prune", *keep)],
+            # asked when the op runs (the tool is installed by then): a converge with nothing
+            # past its days changes nothing
+            _if=lambda: bool(_prune_due(keep)),
         )
     if due is None:
         host.noop("no restore_source: nothing to restore")
@@ -602,6 +606,18 @@ def _snapshot_row(snapshot_id: str) -> dict:
             )
         _ROWS[key] = rows[0]
     return _ROWS[key]
+
+
+def _prune_due(keep: list[str | QuoteString]) -> list[str]:
+    """The folders `phoenix-restore prune` would remove now (none where it is not installed)."""
+    data = host.data
+    out = host.get_fact(
+        Command,
+        StringCommand(
+            "test ! -x", q(data.restore_tool_path), "||", _tool("prune", *keep, "--dry-run")
+        ).get_raw_value(),
+    )
+    return json.loads(out or "{}").get("due", [])
 
 
 def _tool(*args: str | QuoteString) -> StringCommand:

@@ -88,13 +88,26 @@ def test_what_restores_set_aside_goes_only_past_the_days_the_operator_set(tmp_pa
     assert again.returncode == 0 and json.loads(again.stdout)["removed"] == []
 
 
-def test_the_deploy_prunes_only_when_restore_keep_days_is_set(tmp_path):
+def test_the_deploy_prunes_only_what_is_past_restore_keep_days_and_then_changes_nothing(
+        tmp_path):
+    """The converge removes what restores set aside past restore_keep_days (none kept when it
+    is unset), and reports a change only when something was due: a second converge is quiet."""
     from tests.unit.tasks.dry import run_task
 
-    data = {"restore_staging_dir": str(tmp_path / "restore"),
-            "restore_aside_dir": str(tmp_path / "aside"),
+    aside, staging = tmp_path / "aside", tmp_path / "restore"
+    old = aside / "20000101T000000Z"
+    (old / "gitea").mkdir(parents=True)
+    data = {"restore_staging_dir": str(staging), "restore_aside_dir": str(aside),
+            "restore_tool_path": str(tmp_path / "phoenix-restore"),
+            "restore_verifier_path": str(tmp_path / "phoenix-backup-verify"),
             "gitea_start_requires_database": "False"}
-    kept = run_task(tmp_path, "restore", "verify_backup", data=data)
+    kept = run_task(tmp_path, "restore", "verify_backup", dry=False, data=data)
     assert not [name for name in kept if name.startswith("Remove what restores set aside")]
-    pruned = run_task(tmp_path, "restore", "verify_backup", data={**data, "restore_keep_days": 30})
-    assert pruned["Remove what restores set aside or staged over 30 days ago"] is True
+    assert old.is_dir()
+    name = "Remove what restores set aside or staged over 30 days ago"
+    first = run_task(tmp_path, "restore", "verify_backup", dry=False,
+                     data={**data, "restore_keep_days": 30})
+    assert first[name] is True and not old.exists()
+    again = run_task(tmp_path, "restore", "verify_backup", dry=False,
+                     data={**data, "restore_keep_days": 30})
+    assert again[name] is False and not any(again.values()), again

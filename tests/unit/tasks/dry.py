@@ -14,7 +14,8 @@ from phoenix.settings import REPO
 
 def run_task(tmp_path: Path, module: str, function: str, *, dry: bool = True,
              data: dict | None = None) -> dict[str, bool]:
-    """{operation name: would change (dry) / changed} of tasks.<module>.<function>()."""
+    """{operation name: would change (dry) / changed (a real run)} of
+    tasks.<module>.<function>()."""
     deploy = tmp_path / f"deploy_{module}.py"
     deploy.write_text(f"from tasks.{module} import {function}\n{function}()\n")
     cmd = [sys.executable, "-m", "pyinfra", "@local", str(deploy), "--json",
@@ -26,6 +27,10 @@ def run_task(tmp_path: Path, module: str, function: str, *, dry: bool = True,
     if proc.returncode != 0:
         raise RuntimeError(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else
                            proc.stderr.strip())
-    found = next(line for line in proc.stdout.splitlines() if line.startswith("{"))
-    return {op["name"].split(" | ", 1)[1]: bool(op["hosts_with_change"])
-            for op in json.loads(found)["plan"]}
+    found = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("{")))
+    if dry:
+        return {op["name"].split(" | ", 1)[1]: bool(op["hosts_with_change"])
+                for op in found["plan"]}
+    # a real run: what each operation did (the plan names no changes when it is not dry)
+    return {op["name"].split(" | ", 1)[1]: bool(op["success"])
+            for op in found["results"]["operations"]}
