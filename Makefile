@@ -33,21 +33,24 @@ lint:  ## ruff's rules and its format, then mypy (rules and reasons in pyproject
 	$(PYTHON) -m ruff format --check $(LINTED)
 	$(PYTHON) -m mypy
 
-# The lab tests run in two labs side by side: BESIDE (the longest files, each test with
-# droplets of its own) in a lab of its own (tests/lab/beside.py), the rest in the default lab;
-# the unit tests beside both (their own tmp folders, labs and ports: they share nothing).
-# The outputs run beside are printed after; any failing fails the target.
-BESIDE = tests/lab/test_drill.py tests/lab/test_backups.py
-test: deps lint  ## lint, then unit tests beside lab tests in two labs (root; skipped without it)
-	@unitlog=$$(mktemp); besidelog=$$(mktemp); \
+# The lab tests run in three labs side by side: BESIDE and THIRD (the longest files, each test
+# with droplets of its own) each in a lab of its own (tests/lab/beside.py), the rest in the
+# default lab; the unit tests beside them all (their own tmp folders, labs and ports: they share
+# nothing). The outputs run beside are printed after; any failing fails the target.
+BESIDE = tests/lab/test_drill.py
+THIRD = tests/lab/test_backups.py tests/lab/test_adopt.py
+test: deps lint  ## lint, then unit tests beside lab tests in three labs (root; skipped without it)
+	@unitlog=$$(mktemp); besidelog=$$(mktemp); thirdlog=$$(mktemp); \
 	$(PYTHON) -m pytest tests/unit > "$$unitlog" 2>&1 & unit=$$!; \
 	$(PYTHON) -m tests.lab.beside $(BESIDE) > "$$besidelog" 2>&1 & beside=$$!; \
-	$(PYTHON) -m pytest tests/lab $(addprefix --ignore=,$(BESIDE)); lab=$$?; \
-	wait $$beside; besides=$$?; wait $$unit; units=$$?; \
-	echo "== $(BESIDE), in a lab of their own beside the others"; cat "$$besidelog"; \
+	$(PYTHON) -m tests.lab.beside --lab third $(THIRD) > "$$thirdlog" 2>&1 & third=$$!; \
+	$(PYTHON) -m pytest tests/lab $(addprefix --ignore=,$(BESIDE) $(THIRD)); lab=$$?; \
+	wait $$beside; besides=$$?; wait $$third; thirds=$$?; wait $$unit; units=$$?; \
+	echo "== $(BESIDE), in a lab of its own beside the others"; cat "$$besidelog"; \
+	echo "== $(THIRD), in a third lab beside the others"; cat "$$thirdlog"; \
 	echo "== the unit tests, run beside the lab tests"; cat "$$unitlog"; \
-	rm -f "$$unitlog" "$$besidelog"; \
-	[ $$lab -eq 0 ] && [ $$besides -eq 0 ] && [ $$units -eq 0 ]
+	rm -f "$$unitlog" "$$besidelog" "$$thirdlog"; \
+	[ $$lab -eq 0 ] && [ $$besides -eq 0 ] && [ $$thirds -eq 0 ] && [ $$units -eq 0 ]
 
 test-unit:
 	$(PYTHON) -m pytest tests/unit
@@ -61,5 +64,7 @@ drill: deps  ## the whole disaster and recovery in the lab, with its report
 bench: deps
 	$(PYTHON) benchmarks/run.py
 
-lab-down:
+lab-down:  ## every lab make test brings up: the default one and the two beside it
 	$(PYTHON) -m phoenix lab down
+	$(PYTHON) -m tests.lab.beside --down
+	$(PYTHON) -m tests.lab.beside --lab third --down
