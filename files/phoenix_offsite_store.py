@@ -33,7 +33,7 @@ erase (Debian 12: python3's standard library, openssh-server, apt; idempotent):
   `prune.lock_tolerance` seconds (default 300), or unreadable that long after it arrived, is
   removed before the prune and named in its log (never `restic unlock --remove-all`, which
   would remove live locks too).
-- `watch` (when the operator named an alert command): a systemd timer runs
+- `watch` (when the operator named an alert command; removed when it is emptied): a timer runs
   files/phoenix_backup_watch.py (its text comes in the spec, `watch_program`) as the user,
   and tells the operator when the forge's snapshots or replicas stop arriving here. It runs
   on the store because a compromised forge could report "backed up" while it sends nothing.
@@ -414,6 +414,26 @@ def install_watch(spec: dict, watch: dict) -> bool:
     return any(units)
 
 
+def remove_watch() -> bool:
+    """The watch's timer, unit, program and config gone (the operator emptied the alert
+    command): nothing left to run an alert command no setting names. True if any was there."""
+    paths = [
+        f"{UNIT_DIR}/{WATCH}.timer",
+        f"{UNIT_DIR}/{WATCH}.service",
+        WATCH_PATH,
+        f"{CONFIG_DIR}/watch.json",
+    ]
+    if not any(os.path.lexists(p) for p in paths):
+        return False
+    if os.path.lexists(paths[0]):
+        sh("systemctl", "disable", "--now", f"{WATCH}.timer")
+    for path in paths:
+        if os.path.lexists(path):
+            os.unlink(path)
+    sh("systemctl", "daemon-reload")
+    return True
+
+
 def main() -> int:
     spec = json.load(sys.stdin)
     spec.setdefault("user", "restic")
@@ -481,8 +501,11 @@ Match User {user}
         sh("systemctl", "enable", "--now", f"{PRUNE}.timer")
         if units[2]:
             sh("systemctl", "restart", f"{PRUNE}.timer")  # its new schedule
-    if spec.get("watch") and install_watch(spec, spec["watch"]):
-        changed.append("watch timer")
+    if spec.get("watch"):
+        if install_watch(spec, spec["watch"]):
+            changed.append("watch timer")
+    elif prune and remove_watch():  # the store's own account (a replica account has no prune)
+        changed.append("watch timer removed")
     print(json.dumps({"changed": changed}))
     return 0
 

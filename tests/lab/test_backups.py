@@ -661,6 +661,14 @@ def test_the_store_tells_the_operator_when_backups_stop_arriving(lab, do_client,
         # Litestream's own heartbeat reached its URL while the replicas flowed
         assert [p for p in forge_pings(lab, "alert_replicas_url", target.host)
                 if not p["failed"] and p["body"] == ""]
+
+        # The operator empties the alert command: the store's setup takes the watch away.
+        offsite.ensure(lab, do_client, name=STORE, settings=settings)
+        left = on_store("systemctl list-unit-files --no-legend 'phoenix-backup-watch*'; "
+                        "ls -d /usr/local/sbin/phoenix-backup-watch "
+                        "/etc/phoenix-offsite/watch.json 2>/dev/null || true")
+        assert left.strip() == "", left
+        assert on_store("ls /etc/phoenix-offsite").split() == ["password"]
     finally:
         ssh(lab, FORGE, f"nft delete table inet phoenix_test_cut; systemctl start {timers}")
-        on_store("systemctl disable --now phoenix-backup-watch.timer")
+        on_store("systemctl disable --now phoenix-backup-watch.timer 2>/dev/null || true")

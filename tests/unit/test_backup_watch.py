@@ -169,3 +169,26 @@ def test_an_alert_command_given_as_one_string_is_refused():
 
     with pytest.raises(NotConfigured, match="backup_alert_command must be a list of words"):
         watch_spec({"backup_alert_command": "mail -s forge ops@example.org"}, "/srv/r")
+
+
+def test_an_emptied_alert_command_takes_the_watch_off_the_store(tmp_path, monkeypatch):
+    """install_watch's files, then the store's setup without a watch: all of them gone and the
+    timer disabled (main calls it for the store's own account only, never a replica's)."""
+    store = scripts.load(WATCH_SCRIPT.parent / "phoenix_offsite_store.py")
+    ran: list[tuple[str, ...]] = []
+    for name, value in (("UNIT_DIR", tmp_path / "units"), ("CONFIG_DIR", tmp_path / "etc"),
+                        ("WATCH_PATH", tmp_path / "sbin" / "phoenix-backup-watch")):
+        value.parent.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setattr(store, name, str(value))
+    (tmp_path / "units").mkdir()
+    monkeypatch.setattr(store, "sh", lambda *argv: ran.append(argv))
+    watch = watch_spec({"backup_alert_command": ["true"]}, "/srv/restic/forge")
+    assert store.install_watch({"repository": "/srv/restic/forge", "user": "restic",
+                                "watch_program": "#!/bin/sh\n"}, watch)
+    made = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert made == ["phoenix-backup-watch", "phoenix-backup-watch.service",
+                    "phoenix-backup-watch.timer", "watch.json"]
+    assert store.remove_watch() is True
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert ("systemctl", "disable", "--now", "phoenix-backup-watch.timer") in ran
+    assert store.remove_watch() is False  # a second setup changes nothing
