@@ -218,7 +218,8 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
     """The first real disaster: the runbook's forge (no Caddy, so no certificate in its
     snapshot) dies while its name still points at it, and `phoenix recover` brings it back:
     a certificate over DNS-01 before validation, DNS untouched until the cutover. Then the
-    recovered forge dies too, its name proxied, and comes back from its own first snapshot."""
+    recovered forge dies too, its name proxied, and comes back from its own first snapshot;
+    then once more from the adopted snapshot, proxied: DNS-01 again."""
     identity, files = forge
     snapshot = adopted[0]["snapshot"]
     name = load("lab")["gitea_domain"]
@@ -313,8 +314,12 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         first = State("recovery", tmp).droplet
         dropped.append(first)
         destroyed(do_client, first)
-        origin = {"validate": lambda: [(r.content, r.proxied) for r in cf.dns.records.list(
-            zone_id=zone, name={"exact": name}, type="A").result]}
+
+        def a_records() -> list[tuple[str, bool]]:
+            return [(r.content, r.proxied) for r in cf.dns.records.list(
+                zone_id=zone, name={"exact": name}, type="A").result]
+
+        origin = {"validate": a_records}
         code, report, said = recover(lab, tmp, "latest", mine, during=origin)
         assert code == 0, said[-4000:]
         steps = {s["name"]: s for s in report["steps"]}
@@ -332,6 +337,30 @@ def test_a_recovery_from_the_adopted_snapshot_keeps_data_and_identity(
         assert (a.content, a.proxied) == (newer.host, True)
         sums = on(newer, "cd /var/lib/gitea/data && sha256sum " + " ".join(files))
         assert dict(reversed(line.split()) for line in sums.splitlines()) == files
+
+        # The first disaster again, the name proxied this time: from the adopted forge's
+        # snapshot (no certificate in it), the certificate comes by DNS-01 with the record
+        # proxied, and the record stays proxied, on the new origin, after the cutover.
+        second = State("recovery", tmp).droplet
+        dropped.append(second)
+        destroyed(do_client, second)
+        origin = {"certificate": a_records, "validate": a_records}
+        code, report, said = recover(lab, tmp, snapshot, mine, during=origin)
+        assert code == 0, said[-4000:]
+        steps = {s["name"]: s for s in report["steps"]}
+        assert all(s["ok"] for s in steps.values()), steps
+        third = state_target(State("recovery", tmp))
+        assert third.host not in (new.host, newer.host)
+        assert origin == {"certificate": [(newer.host, True)], "validate": [(newer.host, True)]}
+        assert steps["certificate"]["detail"].startswith("issued by DNS-01 in "), steps
+        assert steps["https"]["detail"] == (
+            f"https://{name}/api/v1/version: HTTP/2 200 from {third.host} (proxied: "
+            "Cloudflare's record holds it, public DNS answers Cloudflare's edge)")
+        (a,) = cf.dns.records.list(zone_id=zone, name={"exact": name}, type="A").result
+        assert (a.content, a.proxied) == (third.host, True)
+        assert cf.dns.records.list(zone_id=zone, type="TXT").result == []
+        # the adopted forge's own host keys, which its users trusted first
+        assert fingerprint(on(third, "cat /etc/ssh/ssh_host_ed25519_key.pub")) == old_key
     finally:
         zone = dns.zone_of(cf, name).id
         (now,) = cf.dns.records.list(zone_id=zone, name={"exact": name}, type="A").result
