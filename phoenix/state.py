@@ -49,6 +49,7 @@ PER_DROPLET = (
     "promoted",
     "fenced",
     "host_key",
+    "host_key_next",
     "rolled_back",
 )
 

@@ -215,7 +215,7 @@ def _provision(
     ip = public_ip(droplet)
     assert ip, "wait_active returns only a droplet with a public address"
     rotated = (state.data.get("host_key") or {}).get("public")
-    state.known_hosts.write_text(known_hosts_line(ip, rotated or attempt["host_public"]))
+    _pin(state, ip, rotated or attempt["host_public"])
     state.data["droplet"] = {
         "id": droplet["id"],
         "name": name,
@@ -228,9 +228,49 @@ def _provision(
     state.save()
     if check_ssh:
         wait_ssh(target(state), timeout=settings["provision_timeout"], progress=wait)
-        if not rotated:
+        if state.data.get("host_key_next"):
+            settle_host_key(state, progress=progress)
+        if not (state.data.get("host_key") or {}).get("public"):
             rotate_host_key(state, progress=progress)
+        for path in (state.host_key, public_half(state.host_key)):
+            path.unlink(missing_ok=True)  # the handed-over key, dead once rotated
     return state.data["droplet"]
+
+
+def _pin(state: State, ip: str, key: str) -> None:
+    """The state's known_hosts pins `key`, and the key a cut-off switch was moving to."""
+    pins = [key, *([state.data["host_key_next"]] if state.data.get("host_key_next") else [])]
+    state.known_hosts.write_text("".join(known_hosts_line(ip, k) for k in pins))
+
+
+def settle_host_key(state: State, *, progress: Progress = lambda _: None) -> str:
+    """After a run cut off inside a host key switch (both keys pinned): the one sshd answers
+    with now stays pinned alone, and the state says so. Refused when it answers with neither."""
+    t = target(state)
+    new = state.data["host_key_next"]
+    old = (state.data.get("host_key") or {}).get("public") or state.data["attempt"]["host_public"]
+    for key in (new, old):
+        only = t.known_hosts.with_suffix(".settling")
+        only.write_text(known_hosts_line(t.host, key))
+        try:
+            wait_ssh(replace(t, known_hosts=only), timeout=30, progress=progress)
+        except PhoenixError:
+            continue
+        else:
+            os.replace(only, t.known_hosts)
+        finally:
+            only.unlink(missing_ok=True)
+        if key == new:
+            state.data["host_key"] = {"public": new, "settled": now()}
+        state.data.pop("host_key_next")
+        state.save()
+        said = "the new one" if key == new else "the old one (the switch had not happened)"
+        progress(f"{t.host}: a cut-off host key switch settled: sshd answers with {said}")
+        return key
+    raise PhoenixError(
+        f"{t.host} answers with neither the host key it had nor the one it was switching to "
+        f"({t.known_hosts} pins both); look at the droplet before connecting again"
+    )
 
 
 NEW_KEY = "/etc/ssh/ssh_host_ed25519_key.phoenix-new"
@@ -247,26 +287,32 @@ def rotate_host_key(state: State, *, progress: Progress = lambda _: None) -> str
         f"ssh-keygen -q -t ed25519 -N '' -C '' -f {NEW_KEY}; cat {NEW_KEY}.pub",
     ).strip()
     _switch(
-        t,
+        state,
         old,
         new,
         f"set -e; chmod 0644 {NEW_KEY}.pub; "
         f"mv -f {NEW_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub; "
         f"mv -f {NEW_KEY} /etc/ssh/ssh_host_ed25519_key; "
         "sshd -t; systemctl reload ssh",
+        record={"rotated": now()},
         progress=progress,
     )
     for path in (state.host_key, public_half(state.host_key)):
         path.unlink(missing_ok=True)
-    state.data["host_key"] = {"public": new, "rotated": now()}
-    state.save()
     progress(f"{t.host}: host key rotated; the one in its user_data no longer opens a session")
     return new
 
 
-def _switch(t: Target, old: str, new: str, command: str, *, progress: Progress) -> None:
+def _switch(
+    state: State, old: str, new: str, command: str, *, record: dict, progress: Progress
+) -> None:
     """`command` makes sshd answer with `new` instead of `old`: both are pinned while it
-    runs, so no moment pins neither; then only `new`, once it has opened a session."""
+    runs, so no moment pins neither; then only `new`, once it has opened a session, and the
+    state holds it with `record`. The state names `new` first (host_key_next): a run cut off
+    from there on pins both again and settles on the one sshd answers with."""
+    t = target(state)
+    state.data["host_key_next"] = new
+    state.save()
     t.known_hosts.write_text(known_hosts_line(t.host, old) + known_hosts_line(t.host, new))
     remote(t, command)
     only_new = t.known_hosts.with_suffix(".rotating")
@@ -276,6 +322,9 @@ def _switch(t: Target, old: str, new: str, command: str, *, progress: Progress) 
         os.replace(only_new, t.known_hosts)
     finally:
         only_new.unlink(missing_ok=True)
+    state.data["host_key"] = {"public": new, **record}
+    state.data.pop("host_key_next", None)
+    state.save()
 
 
 def _fingerprints(keys: list[dict]) -> str:
@@ -315,15 +364,14 @@ def take_backup_host_keys(
     tool = shlex.quote(settings["restore_tool_path"])
     config = shlex.quote(f"{settings['restore_staging_dir'].rstrip('/')}/config.json")
     _switch(
-        t,
+        state,
         pinned,
         new,
         f"set -e; {tool} --config {config} install-host-keys {shlex.quote(staged)} >/dev/null; "
         "systemctl reload ssh",
+        record={"from_backup": now()},
         progress=progress,
     )
-    state.data["host_key"] = {"public": new, "from_backup": now()}
-    state.save()
     said = f"the backup's host keys, which users trust: {_fingerprints(backup)}"
     progress(f"{t.host}: {said}")
     return {"kept": "backup", "old": backup, "new": backup, "said": said}
