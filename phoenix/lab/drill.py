@@ -35,6 +35,7 @@ from phoenix.lab import config as labconfig
 from phoenix.lab.client import client_environment, wait_https
 from phoenix.lab.forgework import (
     avatar_png,
+    bare_git,
     clone_and_push,
     compare_files,
     duties,
@@ -407,7 +408,7 @@ def _disaster(run: Run) -> None:
         return (
             ssh(
                 rtarget,
-                f"git -c safe.directory='*' --git-dir {bare} merge-base "
+                f"{bare_git(bare)} merge-base "
                 f"--is-ancestor {shlex.quote(old)} {shlex.quote(new)} "
                 "&& echo yes || echo no",
             ).strip()

@@ -17,6 +17,12 @@ from phoenix.forge.api import Forge, TwoFactorUser
 from phoenix.sshconf import Target
 
 
+def bare_git(bare: str) -> str:
+    """git on a forge's bare repository (`bare` quoted) as the user who owns it: as root, git
+    would need safe.directory, which turns off its check that a repository is the user's own."""
+    return f'runuser -u "$(stat -c %U {bare})" -- git --git-dir={bare}'
+
+
 def ssh(target: Target, command: str, *, timeout: float = 120) -> str:
     from phoenix.sshconf import remote
 
@@ -374,8 +380,7 @@ def clone_and_push(
     bare = shlex.quote(f"{repo_root}/{user.repo.lower()}.git")
     on_forge = ssh(
         target,
-        f"git -c safe.directory='*' --git-dir {bare} rev-parse --verify -q "
-        f"refs/heads/{branch}-{user.login} || true",
+        f"{bare_git(bare)} rev-parse --verify -q refs/heads/{branch}-{user.login} || true",
     ).strip()
     if on_forge != head:
         raise PhoenixError(f"{user.login}: the pushed {head[:12]} is not on the forge ({on_forge})")

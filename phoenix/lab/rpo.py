@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from phoenix.errors import PhoenixError
 from phoenix.forge.api import Forge
-from phoenix.lab.forgework import avatar_png, chat, memories, push_commit, ssh
+from phoenix.lab.forgework import avatar_png, bare_git, chat, memories, push_commit, ssh
 from phoenix.sshconf import Target
 
 ISSUES = "issues (Gitea's database)"
@@ -200,7 +200,7 @@ def recovered_keys(
         field_ = {COMMENTS: "comments", ATTACHMENTS: "attachments", LFS: "lfs objects"}[kind]
         return {key for key, value in recovered.get(field_, {}).items() if value != "missing"}
     bare = q(f"{settings['gitea_repo_root']}/{repo.lower()}.git")
-    return set(ssh(target, f"git -c safe.directory='*' --git-dir={bare} rev-list --all").split())
+    return set(ssh(target, f"{bare_git(bare)} rev-list --all").split())
 
 
 def measure(
