@@ -314,7 +314,11 @@ def apply(config: dict, unpacked: str) -> dict:
                 f"{unpacked}.files{path} is a symlink in the staged backup: "
                 "refusing it; nothing was set aside"
             )
-    data_entries = sorted(os.listdir(staged_data)) if os.path.isdir(staged_data) else []
+    staged_entries = sorted(os.listdir(staged_data)) if os.path.isdir(staged_data) else []
+    # Litestream's own state (.gitea.db-litestream, in snapshots older than the job's
+    # exclusion) belongs to the old host's replication: the new host's Litestream makes its own.
+    data_entries = [n for n in staged_entries if not LITESTREAM_STATE.search(n + "/")]
+    skipped = sorted(set(staged_entries) - set(data_entries))
     in_the_way = [
         db,
         *(db + s for s in SIDE_FILES),
@@ -344,10 +348,15 @@ def apply(config: dict, unpacked: str) -> dict:
     for path in extra:  # the snapshot's backup_paths (Hermes state), owned as they were
         move_in(unpacked + ".files" + path, path)
     cut(config, "in-place")
+    if skipped:
+        log(
+            f"left out of the data folder: {', '.join(skipped)} (Litestream's state on the old host)"
+        )
     return {
         "aside": aside.folder if aside.used else None,
         "set_aside": sorted(moved),
         "data": data_entries,
+        "skipped": skipped,
         "paths": extra,
     }
 

@@ -340,6 +340,19 @@ def test_apply_sets_aside_everything_it_replaces(tmp_path, made):
     assert not (work / "data/gitea.db-wal").exists()
 
 
+def test_apply_leaves_the_old_hosts_litestream_state_out(tmp_path, made):
+    """A snapshot taken before the job left it out holds .gitea.db-litestream: the new host's
+    Litestream must not meet the old host's generations and positions."""
+    config, unpacked = host_layout(tmp_path, made)
+    (unpacked / "data/.gitea.db-litestream/generations").mkdir(parents=True)
+    (unpacked / "data/.gitea.db-litestream/generation").write_text("0123456789abcdef")
+    done = tool(config, "apply", str(unpacked))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["skipped"] == [".gitea.db-litestream"]
+    assert not (tmp_path / "var/lib/gitea/data/.gitea.db-litestream").exists()
+    assert "left out of the data folder: .gitea.db-litestream" in done.stderr
+
+
 @pytest.mark.parametrize("step", ["set-aside", "database", "in-place"])
 def test_a_restore_cut_off_is_finished_by_the_next_run_and_loses_nothing(tmp_path, made, step):
     config, unpacked = host_layout(tmp_path, made)
