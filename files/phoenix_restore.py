@@ -350,7 +350,8 @@ def apply(config: dict, unpacked: str) -> dict:
     cut(config, "in-place")
     if skipped:
         log(
-            f"left out of the data folder: {', '.join(skipped)} (Litestream's state on the old host)"
+            f"left out of the data folder: {', '.join(skipped)} "
+            "(Litestream's state on the old host)"
         )
     return {
         "aside": aside.folder if aside.used else None,
