@@ -33,8 +33,8 @@ from phoenix.lab import offsite, pings, wheelhouse
 from phoenix.lab.client import certificate, droplet_target, wait_https
 from phoenix.provision.do import public_ip
 from phoenix.settings import REPO, load
-from phoenix.state import BACKUP_TIMERS
 from phoenix.sshconf import public_half, ssh_command
+from phoenix.state import BACKUP_TIMERS
 from tests.conftest import network_cut
 
 pytestmark = pytest.mark.lab
@@ -323,18 +323,30 @@ def test_a_wrong_password_is_a_clear_error(lab, store, forge):
         assert ssh(lab, FORGE, f"mv -f {password}.good {password}").returncode == 0
 
 
-def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, forge,
-                                                        tmp_path):
-    made, opened, _ = store
-    root = offsite.root_target(lab, made)
-    # The forge writes to the store every few seconds (its frequent snapshots): its runs are
-    # stopped while the store is damaged and put back, as an operator repairing a store would,
-    # or packs written meanwhile are damaged or lost with the put-back.
+@pytest.fixture
+def backups_stopped(lab, forge):
+    """The forge's backup runs stopped (and any under way finished) for one test, started
+    again after. The lab's frequent snapshots start every few seconds and each holds a lock in
+    the store: a test of something else that needs the store to itself (an exclusive lock, a
+    lock it counts, packs it damages and puts back) would race them."""
     timers = " ".join(f"{t}.timer" for t in BACKUP_TIMERS)
     services = " ".join(f"{t}.service" for t in BACKUP_TIMERS)
     stopped = ssh(lab, FORGE, f"systemctl stop {timers}; for _ in $(seq 300); do "
                   f"systemctl is-active -q {services} || exit 0; sleep 1; done; exit 1")
     assert stopped.returncode == 0, stopped.stderr
+    try:
+        yield
+    finally:
+        started = ssh(lab, FORGE, f"systemctl start {timers}")
+        assert started.returncode == 0, started.stderr
+
+
+def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, forge,
+                                                        backups_stopped, tmp_path):
+    made, opened, _ = store
+    root = offsite.root_target(lab, made)
+    # The forge's runs are stopped while the store is damaged and put back, as an operator
+    # repairing a store would, or packs written meanwhile are damaged or lost with the put-back.
     # The forge's key reaches only its repository: damage it there (one byte in the middle of
     # every pack, so that whatever the snapshot needs is damaged), and put it back after.
     flip = ("import sys; p = sys.argv[1]; d = bytearray(open(p, 'rb').read()); "
@@ -370,7 +382,6 @@ def test_a_damaged_pack_fails_verify_and_stops_a_restore(lab, do_client, store, 
         put_back = subprocess.run(ssh_command(root, (
             f"rm -rf {made.path}/data && mv /root/data.orig {made.path}/data")),
             capture_output=True, text=True, timeout=120, check=False)
-        ssh(lab, FORGE, f"systemctl start {timers}")
         assert put_back.returncode == 0, put_back.stderr
 
 
@@ -384,7 +395,7 @@ def forge_restic(lab, args: str, *, password_file: str | None = None
     return ssh(lab, FORGE, f"{job} restic {args}{flag}", timeout=600)
 
 
-def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
+def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge, backups_stopped):
     made, opened, settings = store
     target, _ = forge
     backup_now(target, settings=settings)
@@ -422,8 +433,7 @@ def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
                 "</dev/null | tr -cd '[:print:]\\n'")  # rclone answers in binary HTTP/2
     assert "SHELL-OPEN" not in erase.stdout
 
-    # Every snapshot is still there, and restores; the data is whole. (The forge's timers
-    # go on adding snapshots meanwhile, the repositories' every few seconds in the lab.)
+    # Every snapshot is still there, and restores; the data is whole.
     after = backup.list_snapshots(opened, all_hosts=True)
     assert {s["id"] for s in before} - {s["id"] for s in after} == set()
     ours = [s for s in after  # restic --host is the droplet's name; the full line's snapshots
@@ -445,7 +455,8 @@ def test_the_forges_credentials_cannot_erase_the_backups(lab, store, forge):
     assert "append-only: the store refused the forge's key to delete a pack" in result.summary()
 
 
-def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store, forge):
+def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store, forge,
+                                                         backups_stopped):
     made, opened, settings = store
     # A line of its own (its own backup_tag), so that the other tests' snapshots, taken in
     # whichever hour, do not change which ones the policy keeps. Each snapshot as another
@@ -499,7 +510,7 @@ def test_retention_runs_on_the_store_and_for_the_operator(lab, do_client, store,
 
 
 def test_a_store_lost_during_a_backup_fails_in_one_line_then_the_next_run_completes(
-        lab, store, forge):
+        lab, store, forge, backups_stopped):
     """Issue 19: the store drops off the network while restic talks to it."""
     target, _ = forge
     made, opened, settings = store
