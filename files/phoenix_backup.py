@@ -296,11 +296,15 @@ def _replace_with(src: str, dest: str, st: os.stat_result, *, link: bool) -> str
             os.replace(tmp, dest)
             return None
         except OSError as exc:  # EXDEV: another filesystem, or another mount in a sandbox
-            refused = errno.errorcode.get(exc.errno, str(exc.errno))
+            refused = _errno_name(exc)
     shutil.copy2(src, tmp, follow_symlinks=False)
     os.chown(tmp, st.st_uid, st.st_gid, follow_symlinks=False)
     os.replace(tmp, dest)
     return refused
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 def _never_rewritten(rel: str, write_once: Sequence[str]) -> bool:
@@ -319,7 +323,7 @@ def _link_over(src: str, dest: str) -> str | None:
     try:
         os.link(src, tmp, follow_symlinks=False)
     except OSError as exc:
-        return errno.errorcode.get(exc.errno, str(exc.errno))
+        return _errno_name(exc)
     os.replace(tmp, dest)
     return None
 
