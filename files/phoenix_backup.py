@@ -18,7 +18,9 @@ backup API (never a copy of the live file); repositories/ (each repository's ref
 before its objects, so every copied ref finds its objects: crash-consistent), custom/, and
 data/ (Gitea's APP_DATA_PATH: attachments, avatars, LFS, packages, jwt/… without what Gitea
 rebuilds, `exclude`: sessions, queues, indexers, tmp) mirrored (unchanged files are kept, so
-restic skips them; git objects, which git never rewrites, are hard-linked); app.ini beside
+restic skips them; what is never rewritten, git objects and the write-once folders
+attachments, LFS, packages, is hard-linked: no disk, and a one-line count of the files copied
+where the kernel refused a link); app.ini beside
 them (it holds the forge's secrets: the restore carries them over); the folders of `paths`
 below files/<their absolute path>; (2) the Gitea folder is
 sealed with the manifest of phoenix-backup-verify (counts, checksums, refs: the format a
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -279,22 +282,64 @@ def _same_dir_stat(src: str, dest: str) -> None:
         os.utime(dest, ns=(want.st_atime_ns, want.st_mtime_ns))
 
 
-def _replace_with(src: str, dest: str, st: os.stat_result, *, link: bool) -> None:
+def _replace_with(src: str, dest: str, st: os.stat_result, *, link: bool) -> str | None:
     """dest becomes src (a hard link, or a copy); never written in place, as dest may be a
-    hard link to a live file."""
+    hard link to a live file. With `link`, returns None when the link was made, else why the
+    kernel refused it (the file was copied instead)."""
     tmp = f"{dest}.phoenix-tmp"
     if os.path.lexists(tmp):
         os.unlink(tmp)
+    refused = None
     if link:
-        try:
-            os.link(src, tmp)
+        try:  # link(2) itself: a symlink put in src's place since its lstat is not followed
+            os.link(src, tmp, follow_symlinks=False)
             os.replace(tmp, dest)
-            return
-        except OSError:
-            pass  # another filesystem, or not allowed: copy instead
+            return None
+        except OSError as exc:  # EXDEV: another filesystem, or another mount in a sandbox
+            refused = _errno_name(exc)
     shutil.copy2(src, tmp, follow_symlinks=False)
     os.chown(tmp, st.st_uid, st.st_gid, follow_symlinks=False)
     os.replace(tmp, dest)
+    return refused
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _never_rewritten(rel: str, write_once: Sequence[str]) -> bool:
+    """rel (below a mirrored folder) is written once and never in place: a git object or pack
+    (git writes them so), or a file below one of the `write_once` folders."""
+    parts = os.path.normpath(rel).split(os.sep)
+    return "objects" in parts[:-1] or (len(parts) > 1 and parts[0] in write_once)
+
+
+def _link_over(src: str, dest: str) -> str | None:
+    """dest (a copy of src) becomes a hard link to it; None when done, else why not (dest is
+    then left as it is)."""
+    tmp = f"{dest}.phoenix-tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    try:
+        os.link(src, tmp, follow_symlinks=False)
+    except OSError as exc:
+        return _errno_name(exc)
+    os.replace(tmp, dest)
+    return None
+
+
+def links_work(src_file: str, dest_dir: str) -> bool:
+    """Whether the kernel links src_file into dest_dir: same filesystem is not enough, as two
+    mounts of one filesystem (a sandbox's ReadWritePaths) refuse link(2) with EXDEV."""
+    probe = os.path.join(dest_dir, ".phoenix-link-probe")
+    if os.path.lexists(probe):
+        os.unlink(probe)
+    try:
+        os.link(src_file, probe, follow_symlinks=False)
+    except OSError:
+        return False
+    os.unlink(probe)
+    return True
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -325,6 +370,8 @@ def mirror(
     sqlite: bool = False,
     leave_databases: bool = False,
     refuse_links: bool = False,
+    write_once: Sequence[str] = (),
+    links: dict | None = None,
 ) -> int:
     """dest becomes an exact copy of the folder src but for the `exclude` paths (relative to
     src); returns the number of files written. Unchanged files stay untouched, so restic's
@@ -337,9 +384,18 @@ def mirror(
     is left out with its -wal/-shm (Litestream streams it). With `refuse_links` (Gitea's
     folders, which its user writes and a restore chowns), a symlink below src fails the run
     (JobError naming it: a restore would follow it), and a socket or fifo is left out with a
-    log line; otherwise links are copied as links and sockets and fifos left out."""
+    log line; otherwise links are copied as links and sockets and fifos left out.
+
+    What is never written in place is hard-linked, not copied (no disk, the same content for
+    restic): git objects, and the files below the `write_once` folders of src. Where the
+    kernel refuses the link (another filesystem or mount) the file is copied, and `links`
+    (when given) counts both: {"linked": n, "copied": n, "refused": {errno name: n}}."""
     written = 0
+    if links is not None:
+        for key, empty in (("linked", 0), ("copied", 0), ("refused", {})):
+            links.setdefault(key, empty)
     skips = [re.compile(pattern) for pattern in skip]
+    relink: str | None = None  # why a link was refused: the mount does not change mid-run
 
     def skipped(rel: str) -> bool:
         return any(pattern.search(rel) for pattern in skips)
@@ -403,12 +459,23 @@ def mirror(
                 copy_database(path, target, owner=st)
                 written += 1
                 continue
+            link = _never_rewritten(os.path.join(rel, name), write_once)
             if current is not None and stat.S_ISREG(current.st_mode) and _same(st, current):
-                continue
-            # git writes objects and packs once and never in place: a hard link is a copy.
-            link = f"{os.sep}objects{os.sep}" in path
-            _replace_with(path, target, st, link=link)
-            written += 1
+                if not link or (current.st_ino, current.st_dev) == (st.st_ino, st.st_dev):
+                    if link and links is not None:
+                        links["linked"] += 1
+                    continue
+                # a copy an earlier run made: now a link, unless this run was refused one
+                refused = _link_over(path, target) if relink is None else relink
+                relink = relink or refused
+                written += refused is None
+            else:
+                refused = _replace_with(path, target, st, link=link)
+                written += 1
+            if link and links is not None:
+                links["linked" if refused is None else "copied"] += 1
+                if refused is not None:
+                    links["refused"][refused] = links["refused"].get(refused, 0) + 1
     for dirpath, dirnames, filenames in os.walk(dest, topdown=False):
         rel = os.path.relpath(dirpath, dest)
         rel = "" if rel == "." else rel
@@ -471,13 +538,21 @@ def copy_file(src: str, dest: str) -> None:
     _replace_with(src, dest, st, link=False)
 
 
-def _to_write(src: str, dest: str, exclude: frozenset[str] = frozenset()) -> int:
-    """Bytes mirror(src, dest) would write: files missing or changed in dest, git objects
-    only when a hard link cannot be made (dest on another filesystem). Over, never under."""
+def _to_write(
+    src: str,
+    dest: str,
+    exclude: frozenset[str] = frozenset(),
+    *,
+    write_once: Sequence[str] = (),
+    link_probe: str | None = None,
+) -> int:
+    """Bytes mirror(src, dest) would write: files missing or changed in dest, what mirror
+    hard-links only when the kernel refuses a link into `link_probe` (a folder on dest's
+    mount; None: counted as copies). Over, never under."""
     if not os.path.isdir(src):
         return 0
     total = 0
-    same_fs = os.path.isdir(dest) and os.stat(src).st_dev == os.stat(dest).st_dev
+    linkable: bool | None = None if link_probe else False
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
         rel = "" if rel == "." else rel
@@ -488,14 +563,19 @@ def _to_write(src: str, dest: str, exclude: frozenset[str] = frozenset()) -> int
             st = os.lstat(os.path.join(dirpath, name))
             if not stat.S_ISREG(st.st_mode):
                 continue
-            if same_fs and f"{os.sep}objects{os.sep}" in os.path.join(dirpath, name):
-                continue
             try:
                 have = os.lstat(os.path.join(dest, rel, name))
                 if have.st_size == st.st_size and int(have.st_mtime) == int(st.st_mtime):
                     continue
             except OSError:
                 pass
+            if _never_rewritten(os.path.join(rel, name), write_once):
+                # probed with a file not staged yet: a link made and dropped changes its
+                # ctime, and restic would read a staged one again
+                if linkable is None:
+                    linkable = links_work(os.path.join(dirpath, name), link_probe or "")
+                if linkable:
+                    continue
             total += st.st_size
     return total
 
@@ -510,13 +590,19 @@ def check_free_space(config: dict) -> None:
         for path in [gitea["db_path"], gitea["db_path"] + "-wal"]
         if os.path.isfile(path)
     )
-    for name, src, exclude in (
-        ("repositories", gitea["repo_root"], frozenset()),
-        ("custom", gitea["custom_dir"], frozenset()),
-        ("data", gitea.get("data_dir"), data_exclusions(gitea)),
+    for name, src, exclude, write_once in (
+        ("repositories", gitea["repo_root"], frozenset(), ()),
+        ("custom", gitea["custom_dir"], frozenset(), ()),
+        ("data", gitea.get("data_dir"), data_exclusions(gitea), WRITE_ONCE),
     ):
         if src:
-            needed += _to_write(src, os.path.join(folder, name), exclude)
+            needed += _to_write(
+                src,
+                os.path.join(folder, name),
+                exclude,
+                write_once=write_once,
+                link_probe=root,
+            )
     for path in config.get("paths", []):
         target = os.path.join(root, FILES, os.path.normpath(path).lstrip("/"))
         if os.path.isfile(path):
@@ -556,13 +642,21 @@ def stage(config: dict) -> dict:
     os.makedirs(folder, mode=0o700, exist_ok=True)
     copy_database(gitea["db_path"], os.path.join(folder, "gitea.db"))
     data_dir = gitea.get("data_dir")
-    for name, src, exclude in (
-        ("repositories", gitea["repo_root"], frozenset()),
-        ("custom", gitea["custom_dir"], frozenset()),
-        ("data", data_dir, data_exclusions(gitea)),
+    links: dict = {}
+    for name, src, exclude, write_once in (
+        ("repositories", gitea["repo_root"], frozenset(), ()),
+        ("custom", gitea["custom_dir"], frozenset(), ()),
+        ("data", data_dir, data_exclusions(gitea), WRITE_ONCE),
     ):
         if src and os.path.isdir(src):
-            mirror(src, os.path.join(folder, name), exclude, refuse_links=True)
+            mirror(
+                src,
+                os.path.join(folder, name),
+                exclude,
+                refuse_links=True,
+                write_once=write_once,
+                links=links,
+            )
         elif os.path.lexists(os.path.join(folder, name)):
             shutil.rmtree(os.path.join(folder, name))
     if gitea.get("app_ini") and os.path.isfile(gitea["app_ini"]):
@@ -603,6 +697,13 @@ def stage(config: dict) -> dict:
         raise JobError(f"sealing the copy failed, nothing was sent: {last_line(proc.stderr)}")
     summary = json.loads(proc.stdout)
     summary["missing"] = missing
+    summary["links"] = {key: links.get(key, 0) for key in ("linked", "copied")}
+    if links.get("copied"):
+        refused = ", ".join(f"{name} {count}" for name, count in sorted(links["refused"].items()))
+        log(
+            f"staging: {links['copied']} write-once files copied where a hard link was refused "
+            f"({refused}), {links['linked']} hard-linked: the copies use the forge's disk"
+        )
     return summary
 
 
@@ -720,6 +821,7 @@ def _run(config: dict) -> int:
         "counts": summary.get("counts"),
         "files": summary.get("files"),
         "missing": summary.get("missing", []),
+        "staged_links": summary.get("links"),
         "data_added": result.get("data_added"),
         "stage_seconds": round(staged - started, 2),
         "backup_seconds": round(time.monotonic() - staged, 2),
@@ -958,9 +1060,10 @@ def run_repositories(config: dict) -> int:
 
 
 # Below Gitea's data folder, what Gitea writes once under a name of its own and never in place
-# (attachments, LFS objects, package blobs): restic reads them where they are, nothing stages
-# them. Gitea 1.22 writes them to a temporary file renamed into place (modules/storage/local.go
-# Save), so a file restic sees there is whole.
+# (attachments, LFS objects, package blobs): the full backup hard-links them into its staging
+# folder, a frequent snapshot has restic read them where they are. Gitea 1.22 writes them to a
+# temporary file renamed into place (modules/storage/local.go Save), so a file seen there is
+# whole, and a link to it stays what restic should store.
 WRITE_ONCE = ("attachments", "lfs", "packages")
 IN_PLACE = "in-place.json"  # the frequent snapshot's list of the folders restic read in place
 

@@ -155,6 +155,16 @@ def test_the_job_creates_a_snapshot_offsite(forge, store):
     assert snapshot in [s["id"] for s in backup.list_snapshots(opened)]
     status = json.loads(ssh_cat(target, settings["backup_status_file"]))
     assert status["snapshot_id"] == snapshot and status["counts"]["repositories"] >= 1
+    # the staging's git objects (and write-once files): each hard-linked, or copied where the
+    # unit's sandbox refused the link, and then counted in one line of that run's journal
+    links = status["staged_links"]
+    assert links["linked"] + links["copied"] >= 1, links
+    said = subprocess.run(ssh_command(target, "journalctl -o cat -u phoenix-backup.service "
+                                      "_SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID "
+                                      "phoenix-backup.service)"),
+                          capture_output=True, text=True, timeout=30, check=False).stdout
+    refused = [line for line in said.splitlines() if "hard link was refused" in line]
+    assert len(refused) == (1 if links["copied"] else 0), said
     timer = subprocess.run(ssh_command(target, "systemctl is-enabled phoenix-backup.timer; "
                                        "systemctl is-active phoenix-backup.timer"),
                            capture_output=True, text=True, timeout=30, check=False).stdout.split()
